@@ -1,0 +1,2 @@
+//! Harmony's repository compiler.
+#![forbid(unsafe_code)]

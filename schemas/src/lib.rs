@@ -1,0 +1,12 @@
+//! Wire contracts shared by `harmony` and `harmony-agent`.
+//!
+//! This crate will own every type that crosses a process boundary: the compiled, signed
+//! device plan an agent receives, the device status and heartbeat it publishes, command
+//! requests and replies (`ping`, `logs`, `exec`), and the saved plan file format. Each type
+//! is versioned, (de)serialised with serde and exported as JSON Schema into `docs/schemas/`.
+//!
+//! Architecture invariant: this crate depends on nothing of Harmony's. The agent depends on
+//! it and on nothing else of ours, so an agent can never be talked into compiling a
+//! repository or rendering a chart.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
