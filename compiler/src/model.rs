@@ -1,0 +1,317 @@
+//! The typed model: declarations as written, after lowering from KDL, with spans.
+//!
+//! Values that failed validation are `None` here (a diagnostic was already reported), so
+//! later phases can keep checking what is valid without cascading errors. The compiled
+//! repository ([`crate::compile`]) holds only validated, resolved values.
+
+use std::collections::BTreeMap;
+
+use crate::diag::Span;
+use crate::source::FileId;
+use crate::validate::{Duration, ImageRef, Name, NamespaceMatcher, PortMapping, ReleaseName, VolumeMount};
+
+/// A value with the span it was written at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spanned<T> {
+    /// The value.
+    pub value: T,
+    /// Where it was written.
+    pub span: Span,
+}
+
+impl<T> Spanned<T> {
+    /// Wraps a value.
+    pub fn new(value: T, span: Span) -> Self {
+        Spanned { value, span }
+    }
+}
+
+/// Labels with the span of each entry.
+pub type Labels = BTreeMap<String, Spanned<String>>;
+
+/// Everything declared in the repository.
+#[derive(Debug, Default)]
+pub struct Declarations {
+    /// `repository` settings from the root `harmony.kdl`.
+    pub settings: Option<Settings>,
+    /// Tenants.
+    pub tenants: Vec<Tenant>,
+    /// Clusters.
+    pub clusters: Vec<Cluster>,
+    /// Helm releases.
+    pub releases: Vec<Release>,
+    /// Edge fleets.
+    pub fleets: Vec<Fleet>,
+    /// Devices.
+    pub devices: Vec<Device>,
+    /// Device deployments.
+    pub deployments: Vec<Deployment>,
+}
+
+impl Declarations {
+    /// Appends another file's declarations.
+    pub fn extend(&mut self, other: Declarations) {
+        if self.settings.is_none() {
+            self.settings = other.settings;
+        }
+        self.tenants.extend(other.tenants);
+        self.clusters.extend(other.clusters);
+        self.releases.extend(other.releases);
+        self.fleets.extend(other.fleets);
+        self.devices.extend(other.devices);
+        self.deployments.extend(other.deployments);
+    }
+}
+
+/// Repository settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The `repository` node's name.
+    pub name: Spanned<String>,
+    /// Default Kubernetes version for rendering.
+    pub kube_version: Option<Spanned<semver::Version>>,
+    /// Globs of KDL files to skip.
+    pub exclude: Vec<Spanned<String>>,
+}
+
+/// The name of a declaration: the raw text (used for resolution) and the validated name.
+#[derive(Debug, Clone)]
+pub struct DeclName<T> {
+    /// As written.
+    pub raw: Spanned<String>,
+    /// `None` when invalid (already reported).
+    pub valid: Option<T>,
+}
+
+/// A tenant.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    /// Name.
+    pub name: DeclName<Name>,
+    /// Owned namespaces and patterns.
+    pub namespaces: Vec<Spanned<NamespaceMatcher>>,
+    /// The ServiceAccount to impersonate, if given.
+    pub service_account: Option<Spanned<Name>>,
+    /// Its namespace, if given.
+    pub service_account_namespace: Option<Spanned<Name>>,
+    /// Whether `namespaces` was given at all.
+    pub has_namespaces: bool,
+}
+
+/// A Kubernetes cluster.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// Name.
+    pub name: DeclName<Name>,
+    /// kubeconfig context.
+    pub context: Option<Spanned<String>>,
+    /// Labels.
+    pub labels: Labels,
+    /// Kubernetes version.
+    pub kube_version: Option<Spanned<semver::Version>>,
+}
+
+/// Where a chart comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChartSource {
+    /// A directory or `.tgz` in the repository (repository-relative path).
+    Local(String),
+    /// An `oci://`, `https://` or `http://` reference.
+    Remote(String),
+}
+
+/// A secret value resolved at apply time.
+#[derive(Debug, Clone)]
+pub struct SecretValue {
+    /// Dotted values path.
+    pub key: Spanned<String>,
+    /// Where the value comes from.
+    pub from: Spanned<SecretSource>,
+}
+
+/// The source of a secret value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "name")]
+pub enum SecretSource {
+    /// An environment variable of the applying process.
+    Env(String),
+    /// A file on the applying machine.
+    File(String),
+}
+
+/// A Helm release.
+#[derive(Debug, Clone)]
+pub struct Release {
+    /// Name (the Helm release name).
+    pub name: DeclName<ReleaseName>,
+    /// Owning tenant.
+    pub tenant: Option<Spanned<String>>,
+    /// Target cluster.
+    pub cluster: Option<Spanned<String>>,
+    /// Target namespace.
+    pub namespace: Option<Spanned<Name>>,
+    /// Chart.
+    pub chart: Option<Spanned<ChartSource>>,
+    /// Chart version.
+    pub version: Option<Spanned<semver::Version>>,
+    /// Values files (repository-relative paths).
+    pub values_files: Vec<Spanned<String>>,
+    /// Inline values.
+    pub values: Option<Spanned<serde_json::Value>>,
+    /// Secret values.
+    pub secrets: Vec<SecretValue>,
+    /// Releases applied first.
+    pub needs: Vec<Spanned<String>>,
+    /// The file declaring it.
+    pub file: FileId,
+}
+
+/// An edge fleet.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    /// Name.
+    pub name: DeclName<Name>,
+    /// NATS URLs.
+    pub nats: Vec<Spanned<String>>,
+    /// Agent version.
+    pub agent_version: Option<Spanned<semver::Version>>,
+    /// Public key path (repository-relative).
+    pub signing_key: Option<Spanned<String>>,
+    /// Admitted tenants.
+    pub tenants: Vec<Spanned<String>>,
+}
+
+/// An edge device.
+#[derive(Debug, Clone)]
+pub struct Device {
+    /// Name (device id).
+    pub name: DeclName<Name>,
+    /// Its fleet.
+    pub fleet: Option<Spanned<String>>,
+    /// Labels.
+    pub labels: Labels,
+}
+
+/// A selector over device labels.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Selector {
+    /// `key=value` terms.
+    pub match_labels: BTreeMap<String, String>,
+    /// Match expressions.
+    pub match_expressions: Vec<MatchExpression>,
+}
+
+/// A Kubernetes-style match expression.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "operator", rename_all = "PascalCase")]
+pub enum MatchExpression {
+    /// Label present with one of the values.
+    In {
+        /// Label key.
+        key: String,
+        /// Accepted values.
+        values: Vec<String>,
+    },
+    /// Label absent or with none of the values.
+    NotIn {
+        /// Label key.
+        key: String,
+        /// Rejected values.
+        values: Vec<String>,
+    },
+    /// Label present.
+    Exists {
+        /// Label key.
+        key: String,
+    },
+    /// Label absent.
+    DoesNotExist {
+        /// Label key.
+        key: String,
+    },
+}
+
+impl Selector {
+    /// Whether a device with these labels is selected.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|e| match e {
+                MatchExpression::In { key, values } => labels.get(key).is_some_and(|v| values.contains(v)),
+                MatchExpression::NotIn { key, values } => labels.get(key).is_none_or(|v| !values.contains(v)),
+                MatchExpression::Exists { key } => labels.contains_key(key),
+                MatchExpression::DoesNotExist { key } => !labels.contains_key(key),
+            })
+    }
+
+    /// Whether the selector has no terms.
+    pub fn is_empty(&self) -> bool {
+        self.match_labels.is_empty() && self.match_expressions.is_empty()
+    }
+}
+
+/// A container of a deployment.
+#[derive(Debug, Clone)]
+pub struct Container {
+    /// Name.
+    pub name: DeclName<Name>,
+    /// Image.
+    pub image: Option<Spanned<ImageRef>>,
+    /// Entrypoint override.
+    pub command: Vec<String>,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// Environment.
+    pub env: BTreeMap<String, String>,
+    /// Published ports.
+    pub ports: Vec<PortMapping>,
+    /// Mounts.
+    pub volumes: Vec<VolumeMount>,
+    /// Restart policy (services).
+    pub restart: Option<RestartPolicy>,
+    /// Run-to-completion timeout (init containers).
+    pub timeout: Option<Duration>,
+    /// Whether this is an init container.
+    pub init: bool,
+}
+
+/// A podman restart policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Always restart.
+    Always,
+    /// Restart on non-zero exit.
+    OnFailure,
+    /// Never restart.
+    No,
+}
+
+/// A rollout strategy.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Rollout {
+    /// Cumulative percentages, strictly increasing, ending at 100.
+    pub steps: Vec<u8>,
+    /// Failures tolerated.
+    pub max_failed: u32,
+    /// Per-step health timeout.
+    pub health_timeout: Duration,
+    /// Restore previous plans on halt.
+    pub auto_revert: bool,
+}
+
+/// A device deployment.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// Name.
+    pub name: DeclName<Name>,
+    /// Owning tenant.
+    pub tenant: Option<Spanned<String>>,
+    /// Fleet.
+    pub fleet: Option<Spanned<String>>,
+    /// Selector (None when absent or invalid).
+    pub selector: Option<Spanned<Selector>>,
+    /// Init containers then services, in declaration order.
+    pub containers: Vec<Container>,
+    /// Rollout strategy.
+    pub rollout: Option<Rollout>,
+}
