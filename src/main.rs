@@ -1,1 +1,20 @@
-fn main() {}
+//! `harmony`: the command-line interface. Thin by design: it parses flags, calls the
+//! library crates and prints. Everything that decides anything lives in the crates.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    cli::init_logging(&args.global);
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

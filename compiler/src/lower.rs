@@ -354,6 +354,14 @@ impl<'a> Cx<'a> {
 
     fn labels(&mut self, node: &KdlNode, into: &mut Labels) {
         self.no_children(node);
+        self.label_entries(node, into);
+        if node.entries().is_empty() {
+            self.missing(self.span(node.name().span()), "`labels`", "key=value", "write `labels key=value …`");
+        }
+    }
+
+    /// `key=value` properties as labels (selectors share this with `labels`).
+    fn label_entries(&mut self, node: &KdlNode, into: &mut Labels) {
         for e in node.entries() {
             let Some(key) = e.name() else {
                 self.push(
@@ -396,9 +404,6 @@ impl<'a> Cx<'a> {
             }
             into.insert(key.value().to_string(), Spanned::new(value, span));
         }
-        if node.entries().is_empty() {
-            self.missing(self.span(node.name().span()), "`labels`", "key=value", "write `labels key=value …`");
-        }
     }
 
     fn tenant(&mut self, node: &KdlNode) -> Option<Tenant> {
@@ -419,6 +424,7 @@ impl<'a> Cx<'a> {
                     for s in self.strings(child, &[]) {
                         match NamespaceMatcher::parse(&s.value) {
                             Ok(m) => t.namespaces.push(Spanned::new(m, s.span)),
+                            Err(e) if s.value.ends_with('*') => self.invalid(Code::InvalidValue, s.span, "namespace pattern", e),
                             Err(e) => self.invalid(Code::InvalidName, s.span, "namespace", e),
                         }
                     }
@@ -834,9 +840,7 @@ impl<'a> Cx<'a> {
             }
         }
         let before = self.diags.len();
-        if node.entries().iter().any(|e| e.name().is_some()) {
-            self.labels(node, &mut labels);
-        }
+        self.label_entries(node, &mut labels);
         ok &= self.diags.len() == before;
         sel.match_labels = labels.into_iter().map(|(k, v)| (k, v.value)).collect();
         for child in self.children(node) {

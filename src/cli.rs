@@ -1,0 +1,392 @@
+//! Flags, sub-commands and output formats.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use harmony_compiler::{compile_repo, diag, fmt::format_kdl, DiskFs, Output, RepoFs, Severity};
+use serde::Serialize;
+
+/// Harmony compiles a repository of KDL declarations (tenants, clusters, Helm releases,
+/// edge fleets, devices, deployments) into a checked dependency graph, plans it against
+/// the live targets and applies it.
+#[derive(Debug, Parser)]
+#[command(name = "harmony", version, about, max_term_width = 100)]
+pub struct Args {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, clap::Args)]
+pub struct Global {
+    /// The repository's root directory.
+    #[arg(long, global = true, default_value = ".", value_name = "DIR", env = "HARMONY_REPO")]
+    pub repo: PathBuf,
+    /// More log output (repeat for more); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors; no summaries.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// When to use colours.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Type-check the repository and report every problem (exit 0 clean, 1 on errors).
+    Check {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
+        format: CheckFormat,
+        /// Fail (exit 1) on warnings too.
+        #[arg(long)]
+        deny_warnings: bool,
+    },
+    /// Format every KDL file canonically, keeping comments.
+    Fmt {
+        /// Change nothing; list the files that would change and exit 1 if any would.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Print the unit dependency graph (edges point from a unit to the units applied after it).
+    Graph {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    /// Rendered diagnostics with source snippets.
+    Human,
+    /// One JSON document (versioned) on stdout.
+    Json,
+    /// GitHub Actions workflow commands (`::error file=…,line=…::…`).
+    Github,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz.
+    Dot,
+    /// Mermaid flowchart.
+    Mermaid,
+}
+
+pub fn init_logging(g: &Global) {
+    let default = match (g.quiet, g.verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        (_, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let g = &args.global;
+    if !g.repo.is_dir() {
+        anyhow::bail!("repository directory {} does not exist", g.repo.display());
+    }
+    match args.command {
+        Command::Check { format, deny_warnings } => check(g, format, deny_warnings),
+        Command::Fmt { check } => fmt(g, check),
+        Command::Graph { format } => graph(g, format),
+    }
+}
+
+fn compile(g: &Global) -> anyhow::Result<Output> {
+    let started = std::time::Instant::now();
+    let fs = DiskFs::new(&g.repo);
+    let out = compile_repo(&fs).with_context(|| format!("reading repository {}", g.repo.display()))?;
+    tracing::info!(files = out.sources.len(), elapsed_ms = started.elapsed().as_millis() as u64, "compiled repository");
+    Ok(out)
+}
+
+fn color(g: &Global) -> bool {
+    match g.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+/// Renders diagnostics for humans.
+fn render_human(out: &Output, color: bool) -> String {
+    let theme = if color { miette::GraphicalTheme::unicode() } else { miette::GraphicalTheme::unicode_nocolor() };
+    let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
+    out.diagnostics.iter().map(|d| diag::render(d, &out.sources, &handler)).collect::<Vec<_>>().join("\n")
+}
+
+fn summary(out: &Output) -> String {
+    let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+    let files = plural(out.sources.len(), "file");
+    match &out.repo {
+        Some(repo) => {
+            let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+            for id in repo.units.keys() {
+                *kinds.entry(id.kind()).or_default() += 1;
+            }
+            let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            let warnings = if out.warnings() > 0 { format!(", {}", plural(out.warnings(), "warning")) } else { String::new() };
+            format!(
+                "checked {files}: ok{warnings}; {} ({})",
+                plural(repo.units.len(), "unit"),
+                if kinds.is_empty() { "none".to_string() } else { kinds.join(", ") }
+            )
+        }
+        None => format!("checked {files}: {}, {}", plural(out.errors(), "error"), plural(out.warnings(), "warning")),
+    }
+}
+
+fn check(g: &Global, format: CheckFormat, deny_warnings: bool) -> anyhow::Result<ExitCode> {
+    let out = compile(g)?;
+    let failed = out.errors() > 0 || (deny_warnings && out.warnings() > 0);
+    match format {
+        CheckFormat::Human => {
+            let mut stderr = std::io::stderr().lock();
+            let text = render_human(&out, color(g));
+            if !text.is_empty() {
+                writeln!(stderr, "{text}")?;
+            }
+            if !g.quiet {
+                writeln!(stderr, "{}", summary(&out))?;
+            }
+        }
+        CheckFormat::Json => {
+            let doc = json_report(&out);
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        CheckFormat::Github => {
+            let prefix = display_prefix(&g.repo);
+            let mut stdout = std::io::stdout().lock();
+            for d in &out.diagnostics {
+                writeln!(stdout, "{}", github_line(d, &out, &prefix))?;
+            }
+            if !g.quiet {
+                eprintln!("{}", summary(&out));
+            }
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    version: u32,
+    files: usize,
+    errors: usize,
+    warnings: usize,
+    diagnostics: Vec<JsonDiagnostic<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    units: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repository_hash: Option<String>,
+}
+
+#[derive(Serialize)]
+struct JsonDiagnostic<'a> {
+    code: diag::Code,
+    severity: Severity,
+    message: &'a str,
+    #[serde(flatten)]
+    location: diag::Location,
+    label: &'a str,
+    help: Option<&'a str>,
+    related: Vec<JsonRelated<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonRelated<'a> {
+    #[serde(flatten)]
+    location: diag::Location,
+    label: &'a str,
+}
+
+fn json_report(out: &Output) -> JsonReport<'_> {
+    let diagnostics = out
+        .diagnostics
+        .iter()
+        .map(|d| JsonDiagnostic {
+            code: d.code,
+            severity: d.severity,
+            message: &d.message,
+            location: d.location(&out.sources),
+            label: &d.primary.text,
+            help: d.help.as_deref(),
+            related: d
+                .secondary
+                .iter()
+                .map(|l| JsonRelated {
+                    location: diag::Diagnostic { primary: l.clone(), ..d.clone() }.location(&out.sources),
+                    label: &l.text,
+                })
+                .collect(),
+        })
+        .collect();
+    JsonReport {
+        version: 1,
+        files: out.sources.len(),
+        errors: out.errors(),
+        warnings: out.warnings(),
+        diagnostics,
+        units: out.repo.as_ref().map(|r| r.units.len()),
+        repository_hash: out.repo.as_ref().map(|r| r.hash()),
+    }
+}
+
+/// The repository path as annotations should name it (relative to where CI runs).
+fn display_prefix(repo: &Path) -> String {
+    let s = repo.to_string_lossy().replace('\\', "/");
+    let s = s.trim_start_matches("./").trim_end_matches('/');
+    if s.is_empty() || s == "." { String::new() } else { format!("{s}/") }
+}
+
+fn github_escape_data(s: &str) -> String {
+    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+}
+
+fn github_escape_prop(s: &str) -> String {
+    github_escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+fn github_line(d: &diag::Diagnostic, out: &Output, prefix: &str) -> String {
+    let loc = d.location(&out.sources);
+    let level = match d.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    let mut msg = d.message.clone();
+    if !d.primary.text.is_empty() {
+        msg.push_str(": ");
+        msg.push_str(&d.primary.text);
+    }
+    if let Some(h) = &d.help {
+        msg.push_str("\nhelp: ");
+        msg.push_str(h);
+    }
+    format!(
+        "::{level} file={},line={},col={},endLine={},endColumn={},title={}::{}",
+        github_escape_prop(&format!("{prefix}{}", loc.path)),
+        loc.line,
+        loc.column,
+        loc.end_line,
+        loc.end_column,
+        github_escape_prop(d.code.as_str()),
+        github_escape_data(&msg)
+    )
+}
+
+fn fmt(g: &Global, check_only: bool) -> anyhow::Result<ExitCode> {
+    let fs = DiskFs::new(&g.repo);
+    let files = fs.kdl_files().with_context(|| format!("listing {}", g.repo.display()))?;
+    // Format everything first; write nothing if any file cannot be formatted.
+    let mut changed = Vec::new();
+    let mut failures = Vec::new();
+    for path in &files {
+        let bytes = fs.read(path).with_context(|| format!("reading {path}"))?;
+        let Ok(text) = String::from_utf8(bytes) else {
+            failures.push(format!("{path}: not valid UTF-8"));
+            continue;
+        };
+        match format_kdl(&text) {
+            Ok(formatted) if formatted != text => changed.push((path.clone(), formatted)),
+            Ok(_) => {}
+            Err(e) => failures.push(format!("{path}: {e}")),
+        }
+    }
+    if !failures.is_empty() {
+        for f in &failures {
+            eprintln!("error: {f}");
+        }
+        eprintln!("fmt: {} of {} files cannot be formatted; nothing was written", failures.len(), files.len());
+        return Ok(ExitCode::from(1));
+    }
+    if check_only {
+        for (path, _) in &changed {
+            println!("{path}");
+        }
+        if !g.quiet {
+            eprintln!("fmt --check: {} of {} files would be reformatted", changed.len(), files.len());
+        }
+        return Ok(if changed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
+    for (path, text) in &changed {
+        write_atomic(&g.repo.join(path), text.as_bytes()).with_context(|| format!("writing {path}"))?;
+        if !g.quiet {
+            println!("formatted {path}");
+        }
+    }
+    if !g.quiet {
+        eprintln!("fmt: {} of {} files reformatted", changed.len(), files.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes via a temporary file in the same directory and a rename, so a crash never leaves
+/// a half-written file.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.harmony-fmt.{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let _ = std::fs::set_permissions(&tmp, meta.permissions());
+    }
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+fn graph(g: &Global, format: GraphFormat) -> anyhow::Result<ExitCode> {
+    let out = compile(g)?;
+    let Some(repo) = &out.repo else {
+        eprintln!("{}", render_human(&out, color(g)));
+        eprintln!("{}", summary(&out));
+        return Ok(ExitCode::from(1));
+    };
+    let mut s = String::new();
+    let edges: Vec<(&str, &str)> = repo.units.values().flat_map(|u| u.deps.iter().map(move |d| (d.as_str(), u.id.as_str()))).collect();
+    match format {
+        GraphFormat::Dot => {
+            s.push_str("digraph harmony {\n    rankdir=LR;\n    node [shape=box, fontname=\"monospace\"];\n");
+            for id in repo.units.keys() {
+                s.push_str(&format!("    \"{id}\";\n"));
+            }
+            for (a, b) in &edges {
+                s.push_str(&format!("    \"{a}\" -> \"{b}\";\n"));
+            }
+            s.push_str("}\n");
+        }
+        GraphFormat::Mermaid => {
+            s.push_str("flowchart LR\n");
+            let ids: BTreeMap<&str, usize> = repo.units.keys().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+            for (id, i) in &ids {
+                s.push_str(&format!("    u{i}[\"{id}\"]\n"));
+            }
+            for (a, b) in &edges {
+                s.push_str(&format!("    u{} --> u{}\n", ids[a], ids[b]));
+            }
+        }
+    }
+    print!("{s}");
+    Ok(ExitCode::SUCCESS)
+}
