@@ -98,7 +98,9 @@ pub fn init_logging(g: &Global) {
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    // At -vv and above, each compiler phase (parse, lower, check, compile) logs its duration.
+    let spans = if g.verbose >= 2 { tracing_subscriber::fmt::format::FmtSpan::CLOSE } else { tracing_subscriber::fmt::format::FmtSpan::NONE };
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).with_span_events(spans).try_init();
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

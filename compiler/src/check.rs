@@ -35,6 +35,10 @@ pub struct Facts {
     pub release_values: HashMap<usize, Json>,
     /// Decoded signing keys per fleet index.
     pub signing_keys: HashMap<usize, [u8; 32]>,
+    /// Device labels without spans, per device index.
+    pub device_labels: Vec<BTreeMap<String, String>>,
+    /// Devices (indices, ascending) each deployment's selector matches, per deployment index.
+    pub selections: HashMap<usize, Vec<usize>>,
 }
 
 /// Index of declarations by name (first declaration wins).
@@ -80,9 +84,26 @@ pub fn check<'a>(decls: &'a Declarations, fs: &dyn RepoFs, diags: &mut Vec<Diagn
             resolve(&index.fleets, f, "fleet", diags);
         }
     }
-    for d in &decls.deployments {
-        deployment(d, decls, &index, diags);
+    facts.device_labels = decls.devices.iter().map(|d| plain_labels(&d.labels)).collect();
+    let mut by_fleet: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, d) in decls.devices.iter().enumerate() {
+        if let Some(f) = &d.fleet {
+            by_fleet.entry(&f.value).or_default().push(i);
+        }
     }
+    let indexes: HashMap<&str, crate::select::DeviceIndex> = by_fleet
+        .iter()
+        .map(|(f, devs)| (*f, crate::select::DeviceIndex::new(devs.iter().map(|&i| (i, &facts.device_labels[i])))))
+        .collect();
+    let mut selections = HashMap::new();
+    for (i, d) in decls.deployments.iter().enumerate() {
+        let selected = deployment(d, decls, &index, &indexes, diags);
+        if let Some(s) = selected {
+            selections.insert(i, s);
+        }
+    }
+    drop(indexes);
+    facts.selections = selections;
     (index, facts)
 }
 
@@ -547,7 +568,8 @@ fn needs_cycles(decls: &Declarations, index: &Index, diags: &mut Vec<Diagnostic>
     }
 }
 
-fn deployment(d: &Deployment, decls: &Declarations, index: &Index, diags: &mut Vec<Diagnostic>) {
+/// Checks a deployment; returns the devices its selector matches (when fleet and selector are valid).
+fn deployment(d: &Deployment, decls: &Declarations, index: &Index, devices: &HashMap<&str, crate::select::DeviceIndex>, diags: &mut Vec<Diagnostic>) -> Option<Vec<usize>> {
     let mut containers: HashMap<&str, Span> = HashMap::new();
     for c in &d.containers {
         if let Some(first) = containers.insert(&c.name.raw.value, c.name.raw.span) {
@@ -571,21 +593,17 @@ fn deployment(d: &Deployment, decls: &Declarations, index: &Index, diags: &mut V
                 .help(format!("add it to the fleet: `tenants {}` inside `fleet {}`", t.name.raw.value, f.name.raw.value)),
         );
     }
-    if let (Some(f), Some(sel)) = (fleet, &d.selector) {
-        let fleet_name = &f.name.raw.value;
-        let matched = decls
-            .devices
-            .iter()
-            .filter(|dev| dev.fleet.as_ref().is_some_and(|x| &x.value == fleet_name))
-            .any(|dev| sel.value.matches(&plain_labels(&dev.labels)));
-        if !matched {
-            diags.push(
-                Diagnostic::warning(Code::SelectorMatchesNothing, sel.span, format!("selector of deployment `{}` matches no device of fleet `{fleet_name}`", d.name.raw.value))
-                    .label("matches nothing")
-                    .help("check the labels of the fleet's devices; the deployment runs nowhere until one matches"),
-            );
-        }
+    let (f, sel) = (fleet?, d.selector.as_ref()?);
+    let fleet_name = &f.name.raw.value;
+    let matched = devices.get(fleet_name.as_str()).map(|ix| ix.select(&sel.value)).unwrap_or_default();
+    if matched.is_empty() {
+        diags.push(
+            Diagnostic::warning(Code::SelectorMatchesNothing, sel.span, format!("selector of deployment `{}` matches no device of fleet `{fleet_name}`", d.name.raw.value))
+                .label("matches nothing")
+                .help("check the labels of the fleet's devices; the deployment runs nowhere until one matches"),
+        );
     }
+    Some(matched)
 }
 
 /// Labels without spans.

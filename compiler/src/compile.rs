@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use crate::check::{plain_labels, Facts, Index};
+use crate::check::{Facts, Index};
 use crate::hash::content_hash;
 use crate::model::*;
 use crate::validate::{Duration, ImageRef, Name, NamespaceMatcher, PortMapping, ReleaseName, VolumeMount};
@@ -436,28 +436,29 @@ pub fn compile(decls: &Declarations, index: &Index, facts: &Facts) -> Option<Com
         };
         fleets.insert(f.name.valid.clone()?, info);
     }
-    // Workloads, once per deployment.
-    let mut workloads: Vec<(Arc<Workload>, &Deployment)> = Vec::new();
-    for d in &decls.deployments {
-        workloads.push((Arc::new(workload(d)?), d));
+    // Workloads, once per deployment, assigned to the devices their selector matched.
+    let mut per_device: Vec<Vec<Arc<Workload>>> = vec![Vec::new(); decls.devices.len()];
+    let mut order: Vec<(Arc<Workload>, usize)> = Vec::new();
+    for (i, d) in decls.deployments.iter().enumerate() {
+        order.push((Arc::new(workload(d)?), i));
     }
-    workloads.sort_by(|a, b| a.0.deployment.cmp(&b.0.deployment));
+    order.sort_by(|a, b| a.0.deployment.cmp(&b.0.deployment));
+    for (w, i) in &order {
+        for &dev in facts.selections.get(i).into_iter().flatten() {
+            per_device[dev].push(w.clone());
+        }
+    }
     // Devices: agent unit and plan.
     let device_units: Vec<Option<[Unit; 2]>> = decls
         .devices
         .par_iter()
-        .map(|dev| {
-            let fleet_name = dev.fleet.as_ref()?.value.as_str();
+        .zip(per_device.into_par_iter())
+        .enumerate()
+        .map(|(i, (dev, matched))| {
             let device = dev.name.valid.clone()?;
-            let fleet = Name::parse(fleet_name).ok()?;
+            let fleet = Name::parse(&dev.fleet.as_ref()?.value).ok()?;
             let info = fleets.get(&fleet)?;
-            let labels = plain_labels(&dev.labels);
-            let matched: Vec<Arc<Workload>> = workloads
-                .iter()
-                .filter(|(_, d)| d.fleet.as_ref().is_some_and(|f| f.value == fleet_name))
-                .filter(|(w, _)| w.selector.matches(&labels))
-                .map(|(w, _)| w.clone())
-                .collect();
+            let labels = facts.device_labels.get(i)?.clone();
             let agent_id = UnitId::new(&["agent", fleet.as_str(), device.as_str()]);
             let agent = AgentUnit { fleet: fleet.clone(), device: device.clone(), version: info.agent_version.clone() };
             let plan_id = UnitId::new(&["device-plan", fleet.as_str(), device.as_str()]);

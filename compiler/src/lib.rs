@@ -38,6 +38,7 @@ pub mod fmt;
 pub mod hash;
 pub mod lower;
 pub mod model;
+pub mod select;
 pub mod source;
 pub mod validate;
 
@@ -102,6 +103,7 @@ pub fn compile_repo(fs: &dyn RepoFs) -> std::io::Result<Output> {
         paths.retain(|p| p == SETTINGS_FILE || !set.is_match(p));
     }
     // Read and parse in parallel.
+    let span = tracing::info_span!("parse", files = paths.len()).entered();
     let parsed: Vec<(String, String, Result<kdl::KdlDocument, Vec<Diagnostic>>)> = paths
         .into_par_iter()
         .enumerate()
@@ -124,6 +126,8 @@ pub fn compile_repo(fs: &dyn RepoFs) -> std::io::Result<Output> {
             }
         })
         .collect();
+    drop(span);
+    let span = tracing::info_span!("lower").entered();
     let mut sources = Sources::default();
     let lowered: Vec<(model::Declarations, Vec<Diagnostic>)> = {
         let mut docs = Vec::with_capacity(parsed.len());
@@ -154,9 +158,14 @@ pub fn compile_repo(fs: &dyn RepoFs) -> std::io::Result<Output> {
         decls.extend(d);
         diagnostics.extend(diags);
     }
+    drop(span);
+    let span = tracing::info_span!("check").entered();
     let (index, facts) = check::check(&decls, fs, &mut diagnostics);
+    drop(span);
     let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
+    let span = tracing::info_span!("compile").entered();
     let repo = if has_errors { None } else { compile::compile(&decls, &index, &facts) };
+    drop(span);
     diag::sort(&mut diagnostics, &sources);
     Ok(Output { sources, diagnostics, repo })
 }

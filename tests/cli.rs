@@ -1,0 +1,529 @@
+//! End-to-end tests of the real `harmony` binary, in the style of uv's `tests/it`: every test
+//! copies the example repository (`tenants/`) into a temp dir, maybe breaks it, runs the binary
+//! from the temp dir with `--repo tenants` and snapshots exit code, stdout and stderr (temp
+//! paths filtered out). `cargo insta review` to update the snapshots in `tests/snapshots/`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What a run of the binary printed.
+#[derive(Debug)]
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    /// The text snapshotted for a run.
+    fn snapshot(&self) -> String {
+        format!("exit: {}\n----- stdout -----\n{}----- stderr -----\n{}", self.code, self.stdout, self.stderr)
+    }
+
+    /// Asserts the exit code, showing the output when it differs.
+    #[track_caller]
+    fn expect(self, code: i32) -> Self {
+        assert_eq!(self.code, code, "unexpected exit code:\n{}", self.snapshot());
+        self
+    }
+}
+
+/// Runs `harmony ARGS` in `dir` with a clean environment and hides `dir` in the output.
+fn harmony(dir: &Path, args: &[&str]) -> Out {
+    let out = Command::new(env!("CARGO_BIN_EXE_harmony"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("HARMONY_REPO")
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .env("COLUMNS", "100")
+        .output()
+        .expect("run harmony");
+    let filter = |bytes: &[u8]| {
+        let mut s = String::from_utf8(bytes.to_vec()).expect("output is UTF-8");
+        for p in [dir.to_path_buf(), dir.canonicalize().unwrap_or_default()] {
+            let p = p.to_string_lossy().into_owned();
+            if !p.is_empty() {
+                s = s.replace(&p, "[TEMP]");
+            }
+        }
+        s
+    };
+    Out { code: out.status.code().expect("exited normally"), stdout: filter(&out.stdout), stderr: filter(&out.stderr) }
+}
+
+/// A private copy of the example repository at `<temp>/tenants`.
+struct Repo {
+    dir: tempfile::TempDir,
+}
+
+impl Repo {
+    fn new() -> Self {
+        fn copy(from: &Path, to: &Path) {
+            std::fs::create_dir_all(to).unwrap();
+            for e in std::fs::read_dir(from).unwrap() {
+                let e = e.unwrap();
+                let target = to.join(e.file_name());
+                if e.file_type().unwrap().is_dir() {
+                    copy(&e.path(), &target);
+                } else {
+                    std::fs::copy(e.path(), target).unwrap();
+                }
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        copy(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tenants"), &dir.path().join("tenants"));
+        Repo { dir }
+    }
+
+    /// A file of the copy, relative to `tenants/`.
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join("tenants").join(rel)
+    }
+
+    fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap()
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        std::fs::write(self.path(rel), text).unwrap();
+    }
+
+    /// Replaces the first occurrence of `from` in a file (which must contain it).
+    #[track_caller]
+    fn edit(&self, rel: &str, from: &str, to: &str) {
+        let text = self.read(rel);
+        assert!(text.contains(from), "{rel} does not contain {from:?}");
+        self.write(rel, &text.replacen(from, to, 1));
+    }
+
+    /// Runs `harmony --repo tenants ARGS` from the copy's parent directory.
+    fn run(&self, args: &[&str]) -> Out {
+        let mut all = vec!["--repo", "tenants"];
+        all.extend_from_slice(args);
+        harmony(self.dir.path(), &all)
+    }
+
+    /// Every file of the copy and its contents.
+    fn files(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else {
+                    out.insert(p.clone(), std::fs::read(&p).unwrap());
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(&self.path(""), &mut out);
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// check on the clean repository
+
+#[test]
+fn check_clean_repository() {
+    let out = Repo::new().run(&["check"]).expect(0);
+    assert_eq!(out.stdout, "");
+    insta::assert_snapshot!(out.snapshot());
+}
+
+#[test]
+fn check_clean_repository_json() {
+    let out = Repo::new().run(&["check", "--format", "json"]).expect(0);
+    let mut doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["errors"], 0);
+    assert_eq!(doc["warnings"], 0);
+    assert_eq!(doc["files"], 11);
+    assert_eq!(doc["units"], 25);
+    assert_eq!(doc["diagnostics"], serde_json::json!([]));
+    let hash = doc["repository_hash"].as_str().expect("repository_hash is a string");
+    let hex = hash.strip_prefix("sha256:").unwrap_or_else(|| panic!("{hash} does not start with sha256:"));
+    assert!(hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()), "{hash}");
+    doc["repository_hash"] = "sha256:[HASH]".into();
+    insta::assert_snapshot!(serde_json::to_string_pretty(&doc).unwrap());
+}
+
+#[test]
+fn check_hash_is_stable_and_follows_content() {
+    let repo = Repo::new();
+    let hash = |repo: &Repo| {
+        let out = repo.run(&["check", "--format", "json"]).expect(0);
+        serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()["repository_hash"].as_str().unwrap().to_string()
+    };
+    let a = hash(&repo);
+    assert_eq!(a, hash(&Repo::new()), "the same repository in another directory hashes differently");
+    repo.edit("releases/acme.kdl", "replicaCount 3", "replicaCount 4");
+    assert_ne!(a, hash(&repo), "changing a value did not change the hash");
+}
+
+#[test]
+fn check_clean_repository_github() {
+    let out = Repo::new().run(&["check", "--format", "github"]).expect(0);
+    assert_eq!(out.stdout, "", "a clean repository has no annotations");
+    insta::assert_snapshot!(out.snapshot());
+}
+
+#[test]
+fn check_quiet_prints_nothing_when_clean() {
+    let out = Repo::new().run(&["check", "--quiet"]).expect(0);
+    assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("", ""));
+}
+
+// ---------------------------------------------------------------------------------------------
+// check on broken copies: one table row per way to break the repository
+
+struct Broken {
+    /// Snapshot name suffix.
+    name: &'static str,
+    /// Breaks the copy.
+    breaks: fn(&Repo),
+    /// The code the breakage must raise.
+    code: &'static str,
+    /// The exact `--format github` line of that code's first diagnostic.
+    github: &'static str,
+}
+
+const BROKEN: &[Broken] = &[
+    Broken {
+        name: "unresolved_cluster",
+        breaks: |r| r.edit("releases/acme.kdl", "cluster okd-prod", "cluster okd-prd"),
+        code: "harmony::unresolved-reference",
+        github: "::error file=tenants/releases/acme.kdl,line=6,col=13,endLine=6,endColumn=20,title=harmony%3A%3Aunresolved-reference::unknown cluster `okd-prd`: no cluster has this name%0Ahelp: did you mean `okd-prod`?",
+    },
+    Broken {
+        name: "namespace_overlap",
+        breaks: |r| r.edit("tenants/globex.kdl", "namespaces globex \"globex-*\"", "namespaces globex \"globex-*\" acme-staging"),
+        code: "harmony::namespace-overlap",
+        github: "::error file=tenants/tenants/globex.kdl,line=5,col=34,endLine=5,endColumn=46,title=harmony%3A%3Anamespace-overlap::tenants `acme` and `globex` both own `acme-staging`: `acme-staging` overlaps `acme-staging`%0Ahelp: tenants are isolated by namespace: give each tenant names or prefixes the other cannot match",
+    },
+    Broken {
+        name: "values_file_not_found",
+        breaks: |r| std::fs::remove_file(r.path("values/shop-db.yaml")).unwrap(),
+        code: "harmony::file-not-found",
+        github: "::error file=tenants/releases/acme.kdl,line=9,col=17,endLine=9,endColumn=41,title=harmony%3A%3Afile-not-found::values file `values/shop-db.yaml` does not exist: no such file%0Ahelp: paths are relative to the file declaring the release",
+    },
+    Broken {
+        name: "needs_cycle",
+        breaks: |r| r.edit("releases/acme.kdl", "    values-file \"../values/shop-db.yaml\"\n", "    values-file \"../values/shop-db.yaml\"\n    needs shop-web\n"),
+        code: "harmony::needs-cycle",
+        github: "::error file=tenants/releases/acme.kdl,line=30,col=11,endLine=30,endColumn=18,title=harmony%3A%3Aneeds-cycle::`needs` cycle: `shop-api` → `shop-db` → `shop-web` → `shop-api`: `shop-api` needs `shop-db`%0Ahelp: releases in a cycle can never be applied; remove one of these `needs`",
+    },
+    Broken {
+        name: "syntax_error",
+        breaks: |r| r.edit("clusters.kdl", "    context okd-prod\n", "    context okd-prod {\n"),
+        code: "harmony::syntax",
+        github: "::error file=tenants/clusters.kdl,line=3,col=18,endLine=3,endColumn=19,title=harmony%3A%3Asyntax::No closing '}' for child block: not closed%0Ahelp: see https://kdl.dev for KDL v2 syntax",
+    },
+    Broken {
+        name: "unknown_node",
+        breaks: |r| r.edit("fleets/pico.kdl", "agent-version", "agent-verison"),
+        code: "harmony::unknown-node",
+        github: "::error file=tenants/fleets/pico.kdl,line=5,col=5,endLine=5,endColumn=18,title=harmony%3A%3Aunknown-node::unknown node `agent-verison` in a fleet: not recognised here%0Ahelp: did you mean `agent-version`? valid here: nats, agent-version, signing-key, tenants, description",
+    },
+];
+
+#[test]
+fn check_broken_repositories() {
+    for case in BROKEN {
+        let repo = Repo::new();
+        (case.breaks)(&repo);
+
+        let human = repo.run(&["check"]).expect(1);
+        assert_eq!(human.stdout, "", "{}: human output goes to stderr", case.name);
+        assert!(human.stderr.contains(case.code), "{}: no {} in\n{}", case.name, case.code, human.stderr);
+        insta::assert_snapshot!(format!("check_broken_{}", case.name), human.snapshot());
+
+        let json = repo.run(&["check", "--format", "json"]).expect(1);
+        let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+        assert!(doc["errors"].as_u64().unwrap() >= 1, "{}", case.name);
+        let diags = doc["diagnostics"].as_array().unwrap();
+        assert!(diags.iter().any(|d| d["code"] == case.code), "{}: {diags:?}", case.name);
+        assert!(doc.get("repository_hash").is_none() && doc.get("units").is_none(), "{}: a failed check has no units", case.name);
+
+        let github = repo.run(&["check", "--format", "github"]).expect(1);
+        assert!(github.stdout.lines().all(|l| l.starts_with("::error file=tenants/")), "{}: {}", case.name, github.stdout);
+        let title = format!("title={}::", case.code.replace(':', "%3A"));
+        let first = github.stdout.lines().find(|l| l.contains(&title)).unwrap_or_else(|| panic!("{}: no {title} in\n{}", case.name, github.stdout));
+        assert_eq!(first, case.github, "{}", case.name);
+        assert_eq!(github.stdout.lines().count(), diags.len(), "{}: one annotation per diagnostic", case.name);
+    }
+}
+
+#[test]
+fn check_github_paths_follow_the_repo_argument() {
+    let repo = Repo::new();
+    repo.edit("releases/acme.kdl", "cluster okd-prod", "cluster okd-prd");
+    let annotation = |dir: &Path, repo_arg: &str| {
+        let out = harmony(dir, &["check", "--repo", repo_arg, "--format", "github"]).expect(1);
+        let line = out.stdout.lines().next().unwrap().to_string();
+        line.split(',').next().unwrap().to_string()
+    };
+    let root = repo.dir.path();
+    assert_eq!(annotation(root, "tenants"), "::error file=tenants/releases/acme.kdl");
+    assert_eq!(annotation(root, "./tenants/"), "::error file=tenants/releases/acme.kdl");
+    assert_eq!(annotation(&root.join("tenants"), "."), "::error file=releases/acme.kdl");
+    assert_eq!(annotation(&root.join("tenants/releases"), ".."), "::error file=../releases/acme.kdl");
+}
+
+#[test]
+fn check_selector_matching_nothing_is_a_warning() {
+    let repo = Repo::new();
+    repo.edit("deployments/sensor-hub.kdl", "selector site=montreal", "selector site=ottawa");
+    let out = repo.run(&["check"]).expect(0);
+    assert!(out.stderr.contains("harmony::selector-matches-nothing"), "{}", out.stderr);
+    insta::assert_snapshot!(out.snapshot());
+
+    let denied = repo.run(&["check", "--deny-warnings"]).expect(1);
+    assert_eq!(denied.stderr, out.stderr, "--deny-warnings changes the exit code only");
+
+    let github = repo.run(&["check", "--format", "github"]).expect(0);
+    assert_eq!(github.stdout.lines().count(), 1);
+    assert_eq!(
+        github.stdout,
+        "::warning file=tenants/deployments/sensor-hub.kdl,line=5,col=5,endLine=5,endColumn=13,title=harmony%3A%3Aselector-matches-nothing::selector of deployment `sensor-hub` matches no device of fleet `pico`: matches nothing%0Ahelp: check the labels of the fleet's devices; the deployment runs nowhere until one matches\n"
+    );
+    repo.run(&["check", "--format", "github", "--deny-warnings"]).expect(1);
+
+    let json = repo.run(&["check", "--format", "json"]).expect(0);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!((doc["errors"].as_u64(), doc["warnings"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(doc["diagnostics"][0]["severity"], "warning");
+    assert!(doc["units"].as_u64().is_some(), "a repository with only warnings compiles");
+    repo.run(&["check", "--format", "json", "--deny-warnings"]).expect(1);
+}
+
+#[test]
+fn check_reports_every_error_in_one_run() {
+    let repo = Repo::new();
+    for case in BROKEN.iter().filter(|c| c.code != "harmony::syntax") {
+        (case.breaks)(&repo);
+    }
+    let out = repo.run(&["check", "--format", "json"]).expect(1);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let codes: BTreeSet<&str> = doc["diagnostics"].as_array().unwrap().iter().map(|d| d["code"].as_str().unwrap()).collect();
+    for case in BROKEN.iter().filter(|c| c.code != "harmony::syntax") {
+        assert!(codes.contains(case.code), "{} missing from {codes:?}", case.code);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// fmt
+
+/// `clusters.kdl` collapsed onto one line with `;`, oddly indented, with extra comments.
+const UGLY_CLUSTERS: &str = "// The two OKD clusters releases are installed on.
+cluster okd-prod { description \"Production, Montreal data centre\"; context okd-prod; labels env=prod   region=ca-east }
+      // A comment that was badly indented.
+cluster okd-staging {
+  description \"Staging; one minor version ahead of production\"   // trailing comment
+            context okd-staging-admin
+ /* block */ labels env=staging region=ca-east
+
+
+    kube-version \"1.31.2\" }
+";
+
+const UGLY_TENANT: &str = "tenant globex { namespaces globex \"globex-*\"; service-account globex-deployer namespace=globex }\n";
+
+#[test]
+fn fmt_check_clean_repository() {
+    let out = Repo::new().run(&["fmt", "--check"]).expect(0);
+    assert_eq!(out.stdout, "", "nothing to reformat");
+    insta::assert_snapshot!(out.snapshot());
+}
+
+#[test]
+fn fmt_reformats_and_keeps_comments() {
+    let repo = Repo::new();
+    repo.write("clusters.kdl", UGLY_CLUSTERS);
+    let units_before = repo.run(&["check", "--format", "json"]).expect(0).stdout;
+
+    let check = repo.run(&["fmt", "--check"]).expect(1);
+    assert_eq!(check.stdout, "clusters.kdl\n", "lists exactly the de-formatted file");
+    assert_eq!(repo.read("clusters.kdl"), UGLY_CLUSTERS, "--check writes nothing");
+    insta::assert_snapshot!("fmt_check_lists_file", check.snapshot());
+
+    let before = repo.files();
+    let fmt = repo.run(&["fmt"]).expect(0);
+    assert_eq!(fmt.stdout, "formatted clusters.kdl\n");
+    insta::assert_snapshot!("fmt_rewrites_file", fmt.snapshot());
+    let after = repo.files();
+    let changed: Vec<&PathBuf> = after.keys().filter(|p| before.get(*p) != after.get(*p)).collect();
+    assert_eq!(changed, [&repo.path("clusters.kdl")], "only the de-formatted file changes (and no temp files are left)");
+    assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>());
+
+    let formatted = repo.read("clusters.kdl");
+    for comment in ["// The two OKD", "// A comment that was badly indented.", "// trailing comment", "/* block */"] {
+        assert!(formatted.contains(comment), "lost {comment:?}:\n{formatted}");
+    }
+    insta::assert_snapshot!("fmt_formatted_clusters", formatted);
+
+    repo.run(&["fmt", "--check"]).expect(0);
+    let again = repo.run(&["fmt"]).expect(0);
+    assert_eq!(again.stdout, "", "the second fmt formats nothing");
+    assert_eq!(repo.files(), after, "the second fmt changes nothing");
+    assert_eq!(repo.run(&["check", "--format", "json"]).expect(0).stdout, units_before, "fmt changed the compiled repository");
+}
+
+#[test]
+fn fmt_writes_nothing_when_a_file_does_not_parse() {
+    let repo = Repo::new();
+    repo.write("clusters.kdl", UGLY_CLUSTERS);
+    repo.write("tenants/globex.kdl", UGLY_TENANT);
+    repo.edit("fleets/pico.kdl", "tenants acme globex\n", "tenants acme globex\n  \"unterminated\n");
+    let before = repo.files();
+
+    let out = repo.run(&["fmt"]).expect(1);
+    assert_eq!(out.stdout, "");
+    assert!(out.stderr.contains("fleets/pico.kdl"), "{}", out.stderr);
+    insta::assert_snapshot!(out.snapshot());
+    assert_eq!(repo.files(), before, "fmt wrote something although a file could not be formatted");
+
+    let check = repo.run(&["fmt", "--check"]).expect(1);
+    assert_eq!(check.stderr, out.stderr);
+    assert_eq!(repo.files(), before);
+}
+
+#[test]
+fn fmt_lists_every_file_it_would_change_in_order() {
+    let repo = Repo::new();
+    repo.write("tenants/globex.kdl", UGLY_TENANT);
+    repo.write("clusters.kdl", UGLY_CLUSTERS);
+    let out = repo.run(&["fmt", "--check"]).expect(1);
+    assert_eq!(out.stdout, "clusters.kdl\ntenants/globex.kdl\n");
+    repo.run(&["fmt", "--quiet"]).expect(0);
+    repo.run(&["fmt", "--check"]).expect(0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// graph
+
+/// Edges of a `dot` graph: `"a" -> "b";` lines.
+fn dot_edges(dot: &str) -> BTreeSet<(String, String)> {
+    dot.lines()
+        .filter_map(|l| l.trim().strip_suffix(';')?.split_once(" -> "))
+        .map(|(a, b)| (a.trim_matches('"').to_string(), b.trim_matches('"').to_string()))
+        .collect()
+}
+
+/// Nodes and edges of a Mermaid flowchart: `uN["id"]` and `uA --> uB` lines.
+fn mermaid_graph(mermaid: &str) -> (BTreeSet<String>, BTreeSet<(String, String)>) {
+    let mut names = BTreeMap::new();
+    let mut edges = BTreeSet::new();
+    for line in mermaid.lines().skip(1).map(str::trim) {
+        if let Some((a, b)) = line.split_once(" --> ") {
+            edges.insert((a.to_string(), b.to_string()));
+        } else {
+            let (key, label) = line.split_once('[').unwrap_or_else(|| panic!("unexpected line {line:?}"));
+            names.insert(key.to_string(), label.trim_end_matches(']').trim_matches('"').to_string());
+        }
+    }
+    let edges = edges.into_iter().map(|(a, b)| (names[&a].clone(), names[&b].clone())).collect();
+    (names.into_values().collect(), edges)
+}
+
+#[test]
+fn graph_dot_and_mermaid() {
+    let repo = Repo::new();
+    let dot = repo.run(&["graph", "--format", "dot"]).expect(0);
+    assert_eq!(dot.stderr, "");
+    insta::assert_snapshot!("graph_dot", dot.stdout);
+    let mermaid = repo.run(&["graph", "--format", "mermaid"]).expect(0);
+    assert_eq!(mermaid.stderr, "");
+    insta::assert_snapshot!("graph_mermaid", mermaid.stdout);
+    assert_eq!(repo.run(&["graph"]).expect(0).stdout, dot.stdout, "dot is the default");
+
+    let edges = dot_edges(&dot.stdout);
+    let (units, mermaid_edges) = mermaid_graph(&mermaid.stdout);
+    assert_eq!(edges, mermaid_edges, "dot and mermaid draw different graphs");
+    assert_eq!(units.len(), 25);
+    for unit in &units {
+        let parts: Vec<&str> = unit.split('/').collect();
+        match parts[..] {
+            ["release", cluster, _namespace, _name] => assert!(
+                edges.iter().any(|(a, b)| b == unit && a.starts_with("tenant-access/") && a.ends_with(&format!("/{cluster}"))),
+                "{unit} has no edge from its tenant-access unit"
+            ),
+            ["device-plan", fleet, device] => {
+                assert!(edges.contains(&(format!("agent/{fleet}/{device}"), unit.clone())), "{unit} has no edge from its agent unit")
+            }
+            ["tenant-access", _, _] | ["agent", _, _] => {}
+            _ => panic!("unexpected unit id {unit}"),
+        }
+    }
+    // `needs` edges.
+    for (a, b) in [("shop-db", "shop-api"), ("shop-api", "shop-web"), ("portal-api", "portal")] {
+        assert!(edges.iter().any(|(x, y)| x.ends_with(&format!("/{a}")) && y.ends_with(&format!("/{b}"))), "no edge {a} -> {b}");
+    }
+}
+
+#[test]
+fn graph_of_a_broken_repository_fails() {
+    let repo = Repo::new();
+    repo.edit("releases/acme.kdl", "cluster okd-prod", "cluster okd-prd");
+    let out = repo.run(&["graph"]).expect(1);
+    assert_eq!(out.stdout, "");
+    assert!(out.stderr.contains("harmony::unresolved-reference"), "{}", out.stderr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// errors users can act on, colours
+
+#[test]
+fn missing_repository_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["check", "fmt", "graph"] {
+        let out = harmony(dir.path(), &[command, "--repo", "/nonexistent"]).expect(1);
+        assert_eq!(out.stdout, "");
+        assert!(out.stderr.contains("/nonexistent"), "{command}: {}", out.stderr);
+        insta::assert_snapshot!(format!("missing_repository_{command}"), out.snapshot());
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let repo = Repo::new();
+    for args in [&["check", "--bogus"][..], &["check", "--format", "xml"], &["frobnicate"], &["check", "--quiet", "--verbose"]] {
+        let out = repo.run(args);
+        assert_eq!(out.code, 2, "{args:?}:\n{}", out.snapshot());
+        assert_eq!(out.stdout, "");
+        assert!(out.stderr.starts_with("error: "), "{args:?}: {}", out.stderr);
+    }
+    insta::assert_snapshot!("unknown_flag", repo.run(&["check", "--bogus"]).snapshot());
+}
+
+#[test]
+fn repo_from_environment_variable() {
+    let repo = Repo::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_harmony")).arg("check").current_dir(repo.dir.path()).env("HARMONY_REPO", "tenants").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn has_ansi(s: &str) -> bool {
+    s.contains('\u{1b}')
+}
+
+#[test]
+fn color_flag() {
+    let repo = Repo::new();
+    repo.edit("releases/acme.kdl", "cluster okd-prod", "cluster okd-prd");
+    let never = repo.run(&["check", "--color", "never"]).expect(1);
+    assert!(!has_ansi(&never.stderr) && !has_ansi(&never.stdout), "{}", never.stderr);
+    let always = repo.run(&["check", "--color", "always"]).expect(1);
+    assert!(has_ansi(&always.stderr), "{}", always.stderr);
+    // Auto: the test's pipes are not terminals.
+    let auto = repo.run(&["check"]).expect(1);
+    assert_eq!(auto.stderr, never.stderr);
+    // Machine formats never use colour.
+    for format in ["json", "github"] {
+        let out = repo.run(&["check", "--color", "always", "--format", format]).expect(1);
+        assert!(!has_ansi(&out.stdout), "{format}: {}", out.stdout);
+    }
+}
