@@ -1,0 +1,646 @@
+//! Sprig's string functions.
+
+use super::convert::{strval, to_int64};
+use super::{FResult, FuncMap, Ty, b, i, ok_str, reg, s};
+use crate::template::fmt::{go_quote, sprintf};
+use crate::value::{SliceTy, Value};
+
+use Ty::*;
+
+fn bytes_str(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub fn register(m: &mut FuncMap) {
+    reg(m, "hello", &[], None, |_, _| ok_str("Hello!"));
+    reg(m, "abbrev", &[Int, Str], None, |_, a| {
+        let (w, st) = (i(&a[0]), s(&a[1]));
+        if w < 4 {
+            return ok_str(st);
+        }
+        ok_str(abbreviate_full(st, 0, w).unwrap_or_default())
+    });
+    reg(m, "abbrevboth", &[Int, Int, Str], None, |_, a| {
+        let (l, r, st) = (i(&a[0]), i(&a[1]), s(&a[2]));
+        if r < 4 || l > 0 && r < 7 {
+            return ok_str(st);
+        }
+        ok_str(abbreviate_full(st, l, r).unwrap_or_default())
+    });
+    reg(m, "trunc", &[Int, Str], None, |_, a| {
+        let (c, st) = (i(&a[0]), s(&a[1]).as_bytes());
+        let n = st.len() as i64;
+        if c < 0 && n + c > 0 {
+            return ok_str(bytes_str(&st[(n + c) as usize..]));
+        }
+        if c >= 0 && n > c {
+            return ok_str(bytes_str(&st[..c as usize]));
+        }
+        ok_str(bytes_str(st))
+    });
+    reg(m, "trim", &[Str], None, |_, a| ok_str(go_trim_space(s(&a[0]))));
+    reg(m, "upper", &[Str], None, |_, a| ok_str(s(&a[0]).to_uppercase()));
+    reg(m, "lower", &[Str], None, |_, a| ok_str(s(&a[0]).to_lowercase()));
+    reg(m, "title", &[Str], None, |_, a| ok_str(title(s(&a[0]))));
+    reg(m, "untitle", &[Str], None, |_, a| ok_str(untitle(s(&a[0]))));
+    reg(m, "substr", &[Int, Int, Str], None, |_, a| substr(i(&a[0]), i(&a[1]), s(&a[2])));
+    reg(m, "repeat", &[Int, Str], None, |_, a| {
+        let c = i(&a[0]);
+        if c < 0 {
+            return Err("strings: negative Repeat count".into());
+        }
+        let st = s(&a[1]);
+        if (st.len() as u128) * (c as u128) > 64 << 20 {
+            return Err("strings: Repeat output length overflow".into());
+        }
+        ok_str(st.repeat(c as usize))
+    });
+    reg(m, "trimAll", &[Str, Str], None, |_, a| ok_str(s(&a[1]).trim_matches(|c| s(&a[0]).contains(c))));
+    reg(m, "trimall", &[Str, Str], None, |_, a| ok_str(s(&a[1]).trim_matches(|c| s(&a[0]).contains(c))));
+    reg(m, "trimSuffix", &[Str, Str], None, |_, a| ok_str(s(&a[1]).strip_suffix(s(&a[0])).unwrap_or(s(&a[1]))));
+    reg(m, "trimPrefix", &[Str, Str], None, |_, a| ok_str(s(&a[1]).strip_prefix(s(&a[0])).unwrap_or(s(&a[1]))));
+    reg(m, "nospace", &[Str], None, |_, a| ok_str(s(&a[0]).chars().filter(|c| !c.is_whitespace()).collect::<String>()));
+    reg(m, "initials", &[Str], None, |_, a| ok_str(s(&a[0]).split_whitespace().filter_map(|w| w.chars().next()).collect::<String>()));
+    reg(m, "swapcase", &[Str], None, |_, a| ok_str(swapcase(s(&a[0]))));
+    reg(m, "snakecase", &[Str], None, |_, a| ok_str(snake_case(s(&a[0]), '_')));
+    reg(m, "kebabcase", &[Str], None, |_, a| ok_str(snake_case(s(&a[0]), '-')));
+    reg(m, "camelcase", &[Str], None, |_, a| ok_str(camel_case(s(&a[0]))));
+    reg(m, "wrap", &[Int, Str], None, |_, a| ok_str(wrap_custom(s(&a[1]), i(&a[0]), "\n", false)));
+    reg(m, "wrapWith", &[Int, Str, Str], None, |_, a| ok_str(wrap_custom(s(&a[2]), i(&a[0]), s(&a[1]), true)));
+    reg(m, "contains", &[Str, Str], None, |_, a| Ok(Value::Bool(s(&a[1]).contains(s(&a[0])))));
+    reg(m, "hasPrefix", &[Str, Str], None, |_, a| Ok(Value::Bool(s(&a[1]).starts_with(s(&a[0])))));
+    reg(m, "hasSuffix", &[Str, Str], None, |_, a| Ok(Value::Bool(s(&a[1]).ends_with(s(&a[0])))));
+    reg(m, "quote", &[], Some(Any), |_, a| {
+        let v: Vec<String> = a.iter().filter(|v| !v.is_nil()).map(|v| go_quote(&strval(v))).collect();
+        ok_str(v.join(" "))
+    });
+    reg(m, "squote", &[], Some(Any), |_, a| {
+        let v: Vec<String> = a.iter().filter(|v| !v.is_nil()).map(|v| format!("'{}'", strval(v))).collect();
+        ok_str(v.join(" "))
+    });
+    reg(m, "cat", &[], Some(Any), |_, a| {
+        let v: Vec<Value> = a.iter().filter(|v| !v.is_nil()).cloned().collect();
+        let f = vec!["%v"; v.len()].join(" ");
+        ok_str(sprintf(&f, &v))
+    });
+    reg(m, "indent", &[Int, Str], None, |_, a| indent(i(&a[0]), s(&a[1])).map(Value::from));
+    reg(m, "nindent", &[Int, Str], None, |_, a| indent(i(&a[0]), s(&a[1])).map(|x| Value::from(format!("\n{x}"))));
+    reg(m, "replace", &[Str, Str, Str], None, |_, a| ok_str(go_replace(s(&a[2]), s(&a[0]), s(&a[1]))));
+    reg(m, "plural", &[Str, Str, Int], None, |_, a| ok_str(if i(&a[2]) == 1 { s(&a[0]) } else { s(&a[1]) }));
+    reg(m, "toString", &[Any], None, |_, a| ok_str(strval(&a[0])));
+    reg(m, "atoi", &[Str], None, |_, a| Ok(Value::Int(go_atoi(s(&a[0])).unwrap_or(0))));
+    reg(m, "seq", &[], Some(Int), |_, a| ok_str(seq(&a.iter().map(i).collect::<Vec<_>>())));
+    reg(m, "split", &[Str, Str], None, |_, a| {
+        let parts = go_split(s(&a[1]), s(&a[0]), -1);
+        Ok(Value::map(parts.into_iter().enumerate().map(|(k, v)| (format!("_{k}"), Value::from(v))).collect()))
+    });
+    reg(m, "splitn", &[Str, Int, Str], None, |_, a| {
+        let parts = go_split(s(&a[2]), s(&a[0]), i(&a[1]));
+        Ok(Value::map(parts.into_iter().enumerate().map(|(k, v)| (format!("_{k}"), Value::from(v))).collect()))
+    });
+    reg(m, "splitList", &[Str, Str], None, |_, a| Ok(Value::str_list(go_split(s(&a[1]), s(&a[0]), -1))));
+    reg(m, "join", &[Str, Any], None, |_, a| ok_str(strslice(&a[1]).join(s(&a[0]))));
+    reg(m, "toStrings", &[Any], None, |_, a| Ok(Value::str_list(strslice(&a[0]))));
+    reg(m, "sortAlpha", &[Any], None, |_, a| match &a[0] {
+        Value::List(..) => {
+            let mut v = strslice(&a[0]);
+            v.sort();
+            Ok(Value::str_list(v))
+        }
+        v => Ok(Value::str_list(vec![strval(v)])),
+    });
+    reg(m, "until", &[Int], None, |_, a| {
+        let c = i(&a[0]);
+        Ok(int_list(until_step(0, c, if c < 0 { -1 } else { 1 })))
+    });
+    reg(m, "untilStep", &[Int, Int, Int], None, |_, a| Ok(int_list(until_step(i(&a[0]), i(&a[1]), i(&a[2])))));
+    reg(m, "toDecimal", &[Any], None, |_, a| {
+        let st = strval(&a[0]);
+        Ok(Value::Int64(i64::from_str_radix(&st, 8).unwrap_or(0)))
+    });
+    reg(m, "shuffle", &[Str], None, |c, a| {
+        let mut chars: Vec<char> = s(&a[0]).chars().collect();
+        let n = chars.len();
+        let r = c.random_bytes(n * 4);
+        for k in (1..n).rev() {
+            let x = u32::from_le_bytes([r[k * 4], r[k * 4 + 1], r[k * 4 + 2], r[k * 4 + 3]]) as usize % (k + 1);
+            chars.swap(k, x);
+        }
+        ok_str(chars.into_iter().collect::<String>())
+    });
+    reg(m, "randAlphaNum", &[Int], None, |c, a| rand_from(c, i(&a[0]), "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"));
+    reg(m, "randAlpha", &[Int], None, |c, a| rand_from(c, i(&a[0]), "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"));
+    reg(m, "randNumeric", &[Int], None, |c, a| rand_from(c, i(&a[0]), "0123456789"));
+    reg(m, "randAscii", &[Int], None, |c, a| {
+        let all: String = (32u8..127).map(|b| b as char).collect();
+        rand_from(c, i(&a[0]), &all)
+    });
+    reg(m, "regexMatch", &[Str, Str], None, |_, a| Ok(Value::Bool(compile(s(&a[0])).map(|r| r.is_match(s(&a[1]))).unwrap_or(false))));
+    reg(m, "mustRegexMatch", &[Str, Str], None, |_, a| Ok(Value::Bool(compile(s(&a[0]))?.is_match(s(&a[1])))));
+    reg(m, "regexFindAll", &[Str, Str, Int], None, |_, a| regex_find_all(&a));
+    reg(m, "mustRegexFindAll", &[Str, Str, Int], None, |_, a| regex_find_all(&a));
+    reg(m, "regexFind", &[Str, Str], None, |_, a| ok_str(compile(s(&a[0]))?.find(s(&a[1])).map(|m| m.as_str()).unwrap_or("")));
+    reg(m, "mustRegexFind", &[Str, Str], None, |_, a| ok_str(compile(s(&a[0]))?.find(s(&a[1])).map(|m| m.as_str()).unwrap_or("")));
+    reg(m, "regexReplaceAll", &[Str, Str, Str], None, |_, a| ok_str(compile(s(&a[0]))?.replace_all(s(&a[1]), go_expand(s(&a[2]))).into_owned()));
+    reg(m, "mustRegexReplaceAll", &[Str, Str, Str], None, |_, a| ok_str(compile(s(&a[0]))?.replace_all(s(&a[1]), go_expand(s(&a[2]))).into_owned()));
+    reg(m, "regexReplaceAllLiteral", &[Str, Str, Str], None, |_, a| ok_str(compile(s(&a[0]))?.replace_all(s(&a[1]), regex::NoExpand(s(&a[2]))).into_owned()));
+    reg(m, "mustRegexReplaceAllLiteral", &[Str, Str, Str], None, |_, a| ok_str(compile(s(&a[0]))?.replace_all(s(&a[1]), regex::NoExpand(s(&a[2]))).into_owned()));
+    reg(m, "regexSplit", &[Str, Str, Int], None, |_, a| regex_split(&a));
+    reg(m, "mustRegexSplit", &[Str, Str, Int], None, |_, a| regex_split(&a));
+    reg(m, "regexQuoteMeta", &[Str], None, |_, a| ok_str(go_quote_meta(s(&a[0]))));
+    let _ = b;
+}
+
+fn go_quote_meta(s: &str) -> String {
+    let mut o = String::new();
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            o.push('\\');
+        }
+        o.push(c);
+    }
+    o
+}
+
+/// Converts Go's `$1`/`${name}` template syntax into Rust regex's (mostly identical).
+fn go_expand(s: &str) -> String {
+    s.to_string()
+}
+
+fn compile(re: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(re).map_err(|e| {
+        let detail = match &e {
+            regex::Error::Syntax(m) => m.lines().last().unwrap_or("").trim().to_string(),
+            _ => e.to_string(),
+        };
+        format!("error parsing regexp: {}: `{}`", detail.trim_start_matches("error: "), re)
+    })
+}
+
+fn regex_find_all(a: &[Value]) -> FResult {
+    let r = compile(s(&a[0]))?;
+    let n = i(&a[2]);
+    let mut v: Vec<String> = Vec::new();
+    for m in r.find_iter(s(&a[1])) {
+        if n >= 0 && v.len() as i64 >= n {
+            break;
+        }
+        v.push(m.as_str().to_string());
+    }
+    Ok(Value::str_list(v))
+}
+
+fn regex_split(a: &[Value]) -> FResult {
+    let r = compile(s(&a[0]))?;
+    let n = i(&a[2]);
+    let st = s(&a[1]);
+    if n == 0 {
+        return Ok(Value::List(std::rc::Rc::new(vec![]), SliceTy::Str));
+    }
+    if r.as_str().is_empty() && st.is_empty() {
+        return Ok(Value::str_list(vec![String::new()]));
+    }
+    // Go's Regexp.Split
+    let matches: Vec<(usize, usize)> = r.find_iter(st).map(|m| (m.start(), m.end())).collect();
+    let mut strings = Vec::new();
+    let mut beg = 0;
+    let mut end;
+    for (ms, me) in matches {
+        if n > 0 && strings.len() as i64 == n - 1 {
+            break;
+        }
+        end = ms;
+        if me == 0 {
+            continue;
+        }
+        strings.push(st[beg..end].to_string());
+        beg = me;
+    }
+    strings.push(st[beg..].to_string());
+    Ok(Value::str_list(strings))
+}
+
+fn rand_from(c: &mut super::Ctx<'_>, n: i64, alphabet: &str) -> FResult {
+    if n < 0 {
+        return Err(format!("invalid count {n}").into());
+    }
+    let chars: Vec<char> = alphabet.chars().collect();
+    let r = c.random_bytes(n as usize);
+    ok_str(r.iter().map(|b| chars[*b as usize % chars.len()]).collect::<String>())
+}
+
+pub fn int_list(v: Vec<i64>) -> Value {
+    Value::List(std::rc::Rc::new(v.into_iter().map(Value::Int).collect()), SliceTy::Int)
+}
+
+pub fn until_step(start: i64, stop: i64, step: i64) -> Vec<i64> {
+    let mut v = Vec::new();
+    if stop < start {
+        if step >= 0 {
+            return v;
+        }
+        let mut k = start;
+        while k > stop && v.len() < 10_000_000 {
+            v.push(k);
+            k += step;
+        }
+        return v;
+    }
+    if step <= 0 {
+        return v;
+    }
+    let mut k = start;
+    while k < stop && v.len() < 10_000_000 {
+        v.push(k);
+        k += step;
+    }
+    v
+}
+
+fn seq(p: &[i64]) -> String {
+    let r = match p.len() {
+        1 => {
+            let (start, end) = (1, p[0]);
+            let inc = if end < start { -1 } else { 1 };
+            until_step(start, end + inc, inc)
+        }
+        3 => {
+            let (start, step, end) = (p[0], p[1], p[2]);
+            let mut inc = 1;
+            if end < start {
+                inc = -1;
+                if step > 0 {
+                    return String::new();
+                }
+            }
+            until_step(start, end + inc, step)
+        }
+        2 => {
+            let (start, end) = (p[0], p[1]);
+            let step = if end < start { -1 } else { 1 };
+            until_step(start, end + step, step)
+        }
+        _ => return String::new(),
+    };
+    r.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" ")
+}
+
+/// Sprig's `strslice`.
+pub fn strslice(v: &Value) -> Vec<String> {
+    match v {
+        Value::List(l, _) => l.iter().filter(|x| !x.is_nil()).map(strval).collect(),
+        Value::Nil | Value::Invalid => vec![],
+        v => vec![strval(v)],
+    }
+}
+
+/// Go's strings.Split / SplitN.
+pub fn go_split(st: &str, sep: &str, n: i64) -> Vec<String> {
+    if n == 0 {
+        return vec![];
+    }
+    if sep.is_empty() {
+        let chars: Vec<String> = st.chars().map(String::from).collect();
+        if n > 0 && (n as usize) < chars.len() {
+            let mut v: Vec<String> = chars[..n as usize - 1].to_vec();
+            let rest: usize = v.iter().map(|x| x.len()).sum();
+            v.push(st[rest..].to_string());
+            return v;
+        }
+        return chars;
+    }
+    if n < 0 {
+        st.split(sep).map(String::from).collect()
+    } else {
+        st.splitn(n as usize, sep).map(String::from).collect()
+    }
+}
+
+fn go_replace(st: &str, old: &str, new: &str) -> String {
+    if old.is_empty() {
+        // Go inserts `new` before every rune and at the end
+        let mut o = String::new();
+        for c in st.chars() {
+            o.push_str(new);
+            o.push(c);
+        }
+        o.push_str(new);
+        return o;
+    }
+    st.replace(old, new)
+}
+
+pub fn go_trim_space(s: &str) -> &str {
+    s.trim_matches(|c: char| c.is_whitespace() || c == '\u{85}' || c == '\u{A0}')
+}
+
+fn go_atoi(s: &str) -> Option<i64> {
+    let b = s.strip_prefix('+').unwrap_or(s);
+    if b.is_empty() || b.starts_with('+') {
+        return None;
+    }
+    s.parse::<i64>().ok()
+}
+
+fn indent(n: i64, v: &str) -> Result<String, super::FnError> {
+    if n < 0 {
+        return Err("strings: negative Repeat count".into());
+    }
+    let pad = " ".repeat(n as usize);
+    Ok(format!("{pad}{}", v.replace('\n', &format!("\n{pad}"))))
+}
+
+fn substr(start: i64, end: i64, st: &str) -> FResult {
+    let b = st.as_bytes();
+    let n = b.len() as i64;
+    if start < 0 {
+        if end < 0 || end > n {
+            return Err(format!("runtime error: slice bounds out of range [:{end}] with length {n}").into());
+        }
+        return ok_str(bytes_str(&b[..end as usize]));
+    }
+    if end < 0 || end > n {
+        if start > n {
+            return Err(format!("runtime error: slice bounds out of range [{start}:{n}]").into());
+        }
+        return ok_str(bytes_str(&b[start as usize..]));
+    }
+    if start > end {
+        return Err(format!("runtime error: slice bounds out of range [{start}:{end}]").into());
+    }
+    ok_str(bytes_str(&b[start as usize..end as usize]))
+}
+
+fn abbreviate_full(s: &str, offset: i64, max_width: i64) -> Option<String> {
+    if s.is_empty() {
+        return Some(String::new());
+    }
+    if max_width < 4 {
+        return None;
+    }
+    let b = s.as_bytes();
+    let n = b.len() as i64;
+    if n <= max_width {
+        return Some(s.to_string());
+    }
+    let mut offset = offset.min(n);
+    if n - offset < max_width - 3 {
+        offset = n - (max_width - 3);
+    }
+    if offset <= 4 {
+        return Some(format!("{}...", bytes_str(&b[..(max_width - 3) as usize])));
+    }
+    if max_width < 7 {
+        return None;
+    }
+    if offset + max_width - 3 < n {
+        let rest = bytes_str(&b[offset as usize..]);
+        return Some(format!("...{}", abbreviate_full(&rest, 0, max_width - 3)?));
+    }
+    Some(format!("...{}", bytes_str(&b[(n - (max_width - 3)) as usize..])))
+}
+
+fn is_separator(c: char) -> bool {
+    if (c as u32) <= 0x7f {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            return false;
+        }
+        return true;
+    }
+    if c.is_alphabetic() || c.is_numeric() {
+        return false;
+    }
+    c.is_whitespace()
+}
+
+/// Go's deprecated `strings.Title`.
+pub fn title(s: &str) -> String {
+    let mut prev = ' ';
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        if is_separator(prev) {
+            o.extend(to_title(c));
+        } else {
+            o.push(c);
+        }
+        prev = c;
+    }
+    o
+}
+
+fn to_title(c: char) -> Vec<char> {
+    match c {
+        'ǆ' | 'ǅ' | 'Ǆ' => vec!['ǅ'],
+        'ǉ' | 'ǈ' | 'Ǉ' => vec!['ǈ'],
+        'ǌ' | 'ǋ' | 'Ǌ' => vec!['ǋ'],
+        'ǳ' | 'ǲ' | 'Ǳ' => vec!['ǲ'],
+        c => {
+            let u: Vec<char> = c.to_uppercase().collect();
+            if u.len() == 1 { u } else { vec![c] }
+        }
+    }
+}
+
+fn untitle(s: &str) -> String {
+    let mut o = String::new();
+    let mut cap_next = true;
+    for c in s.chars() {
+        if c.is_whitespace() {
+            cap_next = true;
+            o.push(c);
+        } else if cap_next {
+            o.extend(c.to_lowercase());
+            cap_next = false;
+        } else {
+            o.push(c);
+        }
+    }
+    o
+}
+
+fn swapcase(s: &str) -> String {
+    // goutils.SwapCase
+    let mut o = String::new();
+    let mut whitespace = true;
+    for c in s.chars() {
+        if c.is_uppercase() {
+            o.extend(c.to_lowercase());
+            whitespace = false;
+        } else if to_title(c) == vec![c] && c.is_uppercase() {
+            o.extend(c.to_lowercase());
+            whitespace = false;
+        } else if c.is_lowercase() {
+            if whitespace {
+                o.extend(to_title(c));
+                whitespace = false;
+            } else {
+                o.extend(c.to_uppercase());
+            }
+        } else {
+            whitespace = c.is_whitespace();
+            o.push(c);
+        }
+    }
+    o
+}
+
+/// huandu/xstrings ToSnakeCase / ToKebabCase.
+pub fn snake_case(s: &str, delim: char) -> String {
+    // Port of xstrings.camelCaseToLowerCase (v1.3+/1.4 behaviour).
+    let mut buf = String::new();
+    let chars: Vec<char> = s.chars().collect();
+    if chars.is_empty() {
+        return String::new();
+    }
+    #[derive(PartialEq, Clone, Copy)]
+    enum Ct {
+        Upper,
+        Lower,
+        Digit,
+        Other,
+    }
+    fn ct(c: char) -> Ct {
+        if c.is_uppercase() {
+            Ct::Upper
+        } else if c.is_lowercase() {
+            Ct::Lower
+        } else if c.is_numeric() {
+            Ct::Digit
+        } else {
+            Ct::Other
+        }
+    }
+    let is_conn = |c: char| c == '_' || c == '-' || c.is_whitespace() || c == delim;
+    // Split into words on connectors and case transitions.
+    let mut words: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    let mut idx = 0;
+    while idx < chars.len() {
+        let c = chars[idx];
+        if is_conn(c) {
+            if !cur.is_empty() {
+                words.push(std::mem::take(&mut cur));
+            }
+            idx += 1;
+            continue;
+        }
+        if !cur.is_empty() {
+            let prev = cur.chars().last().unwrap_or(' ');
+            let (pt, t) = (ct(prev), ct(c));
+            let split = match (pt, t) {
+                (Ct::Lower, Ct::Upper) => true,
+                (Ct::Upper, Ct::Upper) => {
+                    // "HTTPServer": split before the last upper followed by lower
+                    matches!(chars.get(idx + 1).map(|n| ct(*n)), Some(Ct::Lower))
+                }
+                (Ct::Digit, Ct::Upper) | (Ct::Digit, Ct::Lower) => false,
+                (Ct::Lower, Ct::Digit) | (Ct::Upper, Ct::Digit) => false,
+                (Ct::Other, Ct::Other) => false,
+                (Ct::Other, _) | (_, Ct::Other) => false,
+                _ => false,
+            };
+            if split {
+                words.push(std::mem::take(&mut cur));
+            }
+        }
+        cur.push(c);
+        idx += 1;
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    for (k, w) in words.iter().enumerate() {
+        if k > 0 {
+            buf.push(delim);
+        }
+        buf.push_str(&w.to_lowercase());
+    }
+    buf
+}
+
+/// huandu/xstrings ToCamelCase.
+pub fn camel_case(s: &str) -> String {
+    if s.is_empty() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    // leading connectors are kept? xstrings: leading '_' are kept.
+    while i < chars.len() && chars[i] == '_' {
+        out.push('_');
+        i += 1;
+    }
+    let mut upper_next = true;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '_' || c == ' ' || c == '-' {
+            upper_next = true;
+            // keep trailing/double connectors? collapse
+            i += 1;
+            continue;
+        }
+        if upper_next {
+            out.extend(c.to_uppercase());
+            upper_next = false;
+        } else {
+            out.push(c);
+        }
+        i += 1;
+    }
+    out
+}
+
+/// goutils.WrapCustom.
+pub fn wrap_custom(s: &str, wrap_length: i64, new_line: &str, wrap_long_words: bool) -> String {
+    if s.is_empty() {
+        return String::new();
+    }
+    let new_line = if new_line.is_empty() { "\n" } else { new_line };
+    let wrap_length = if wrap_length < 1 { 1 } else { wrap_length as usize };
+    let b = s.as_bytes();
+    let input_len = b.len();
+    let mut offset = 0usize;
+    let mut out = String::new();
+    while input_len - offset > wrap_length {
+        if b[offset] == b' ' {
+            offset += 1;
+            continue;
+        }
+        let end = wrap_length + offset + 1;
+        let spaceto_wrap_at = s[offset..end.min(input_len)].rfind(' ').map(|x| x + offset);
+        match spaceto_wrap_at {
+            Some(sp) if sp >= offset => {
+                out.push_str(&bytes_str(&b[offset..sp]));
+                out.push_str(new_line);
+                offset = sp + 1;
+            }
+            _ => {
+                if wrap_long_words {
+                    out.push_str(&bytes_str(&b[offset..wrap_length + offset]));
+                    out.push_str(new_line);
+                    offset += wrap_length;
+                } else {
+                    let sp = s[wrap_length + offset..].find(' ').map(|x| x + wrap_length + offset);
+                    match sp {
+                        Some(sp) => {
+                            out.push_str(&bytes_str(&b[offset..sp]));
+                            out.push_str(new_line);
+                            offset = sp + 1;
+                        }
+                        None => {
+                            out.push_str(&bytes_str(&b[offset..]));
+                            offset = input_len;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out.push_str(&bytes_str(&b[offset.min(input_len)..]));
+    out
+}
+
+pub fn to_int64_any(v: &Value) -> i64 {
+    to_int64(v)
+}

@@ -1,0 +1,779 @@
+//! YAML as Helm sees it: decoding goes YAML → JSON → Go (`sigs.k8s.io/yaml`), so every
+//! number is a float64; encoding goes Go → JSON → go-yaml v2, whose emitter (key order,
+//! quoting, literal blocks, 80-column folding) [`encode`] reproduces.
+
+use std::collections::BTreeMap;
+
+use crate::value::Value;
+
+/// Decodes YAML into a value (numbers become float64, keys strings).
+pub fn decode(s: &str) -> Result<Value, String> {
+    if s.trim().is_empty() {
+        return Ok(Value::Nil);
+    }
+    let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(s).map_err(|e| yaml_error(&e))?;
+    from_yaml(&v, 0)
+}
+
+/// Decodes a multi-document stream, returning the first document only (Helm's behaviour).
+fn yaml_error(e: &serde_yaml_ng::Error) -> String {
+    let msg = e.to_string();
+    match e.location() {
+        Some(loc) => {
+            let m = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            format!("error converting YAML to JSON: yaml: line {}: {}", loc.line(), m)
+        }
+        None => format!("error converting YAML to JSON: yaml: {msg}"),
+    }
+}
+
+fn key_string(k: &serde_yaml_ng::Value) -> Result<String, String> {
+    Ok(match k {
+        serde_yaml_ng::Value::String(s) => s.clone(),
+        serde_yaml_ng::Value::Bool(b) => b.to_string(),
+        serde_yaml_ng::Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i.to_string()
+            } else if let Some(u) = n.as_u64() {
+                u.to_string()
+            } else {
+                crate::value::format_float_g(n.as_f64().unwrap_or(0.0), -1, 'e')
+            }
+        }
+        serde_yaml_ng::Value::Null => "null".into(),
+        serde_yaml_ng::Value::Tagged(t) => key_string(&t.value)?,
+        _ => return Err("error converting YAML to JSON: yaml: invalid map key".into()),
+    })
+}
+
+fn from_yaml(v: &serde_yaml_ng::Value, depth: usize) -> Result<Value, String> {
+    if depth > 512 {
+        return Err("error converting YAML to JSON: yaml: exceeded max depth".into());
+    }
+    Ok(match v {
+        serde_yaml_ng::Value::Null => Value::Nil,
+        serde_yaml_ng::Value::Bool(b) => Value::Bool(*b),
+        serde_yaml_ng::Value::Number(n) => Value::Float(n.as_f64().unwrap_or(0.0)),
+        serde_yaml_ng::Value::String(s) => Value::from(s.as_str()),
+        serde_yaml_ng::Value::Sequence(a) => Value::list(a.iter().map(|x| from_yaml(x, depth + 1)).collect::<Result<_, _>>()?),
+        serde_yaml_ng::Value::Mapping(m) => {
+            let mut out = BTreeMap::new();
+            for (k, v) in m {
+                out.insert(key_string(k)?, from_yaml(v, depth + 1)?);
+            }
+            Value::map(out)
+        }
+        serde_yaml_ng::Value::Tagged(t) => from_yaml(&t.value, depth + 1)?,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Encoding
+
+/// A node after the JSON round trip.
+enum Node {
+    Null,
+    Bool(bool),
+    /// An integer or float, already formatted as go-yaml prints it.
+    Num(String),
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<(String, Node)>),
+}
+
+fn to_node(v: &Value, depth: usize) -> Result<Node, String> {
+    if depth > 1000 {
+        return Err("json: unsupported value: encountered a cycle".into());
+    }
+    Ok(match v {
+        Value::Invalid | Value::Nil => Node::Null,
+        Value::Bool(b) => Node::Bool(*b),
+        Value::Int(i) | Value::Int64(i) => Node::Num(i.to_string()),
+        Value::Uint(u) => Node::Num(u.to_string()),
+        Value::Float(f) => {
+            let j = crate::json::float_str(*f)?;
+            Node::Num(json_number_to_yaml(&j))
+        }
+        Value::Str(s) => Node::Str(s.to_string()),
+        Value::List(l, crate::value::SliceTy::Byte) => {
+            use base64::Engine;
+            let b: Vec<u8> = l.iter().map(|x| crate::funcs::i(x) as u8).collect();
+            Node::Str(base64::engine::general_purpose::STANDARD.encode(b))
+        }
+        Value::List(l, _) => Node::Seq(l.iter().map(|x| to_node(x, depth + 1)).collect::<Result<_, _>>()?),
+        Value::Map(m) => {
+            let Ok(b) = m.try_borrow() else { return Err("json: unsupported value: encountered a cycle".into()) };
+            let mut entries: Vec<(String, Node)> = Vec::with_capacity(b.len());
+            for (k, v) in b.iter() {
+                entries.push((k.clone(), to_node(v, depth + 1)?));
+            }
+            entries.sort_by(|a, b| key_cmp(&a.0, &b.0));
+            Node::Map(entries)
+        }
+        Value::Object(o) => to_node(&o.to_json(), depth + 1)?,
+    })
+}
+
+/// A JSON number re-read by go-yaml (int if it parses as one, else float) and printed.
+fn json_number_to_yaml(j: &str) -> String {
+    if !j.contains(['.', 'e', 'E']) {
+        if j.parse::<i64>().is_ok() || j.parse::<u64>().is_ok() {
+            return j.to_string();
+        }
+    }
+    let f: f64 = j.parse().unwrap_or(0.0);
+    crate::value::format_float_g(f, -1, 'e')
+}
+
+/// go-yaml v2's map key order.
+pub fn key_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let ar: Vec<char> = a.chars().collect();
+    let br: Vec<char> = b.chars().collect();
+    let mut i = 0;
+    while i < ar.len() && i < br.len() {
+        if ar[i] == br[i] {
+            i += 1;
+            continue;
+        }
+        let al = ar[i].is_alphabetic();
+        let bl = br[i].is_alphabetic();
+        if al && bl {
+            return ar[i].cmp(&br[i]);
+        }
+        if al || bl {
+            return if bl { Ordering::Less } else { Ordering::Greater };
+        }
+        let (mut an, mut bn): (i64, i64) = (0, 0);
+        if ar[i] == '0' || br[i] == '0' {
+            let mut j = i as i64 - 1;
+            while j >= 0 && ar[j as usize].is_ascii_digit() {
+                if ar[j as usize] != '0' {
+                    an = 1;
+                    bn = 1;
+                    break;
+                }
+                j -= 1;
+            }
+        }
+        let mut ai = i;
+        while ai < ar.len() && ar[ai].is_ascii_digit() {
+            an = an.wrapping_mul(10).wrapping_add(ar[ai] as i64 - '0' as i64);
+            ai += 1;
+        }
+        let mut bi = i;
+        while bi < br.len() && br[bi].is_ascii_digit() {
+            bn = bn.wrapping_mul(10).wrapping_add(br[bi] as i64 - '0' as i64);
+            bi += 1;
+        }
+        if an != bn {
+            return an.cmp(&bn);
+        }
+        if ai != bi {
+            return ai.cmp(&bi);
+        }
+        return ar[i].cmp(&br[i]);
+    }
+    ar.len().cmp(&br.len())
+}
+
+/// `sigs.k8s.io/yaml.Marshal(v)` (with the trailing newline).
+pub fn encode(v: &Value) -> Result<String, String> {
+    let n = to_node(v, 0)?;
+    let mut e = Emitter { out: String::new(), column: 0 };
+    e.top(&n);
+    Ok(e.out)
+}
+
+const BEST_WIDTH: usize = 80;
+
+struct Emitter {
+    out: String,
+    column: usize,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Style {
+    Plain,
+    Single,
+    Double,
+    Literal,
+}
+
+struct Analysis {
+    multiline: bool,
+    block_plain: bool,
+    single: bool,
+    block: bool,
+}
+
+fn is_printable(c: char) -> bool {
+    let u = c as u32;
+    u == 0x0A || (0x20..=0x7E).contains(&u) || u == 0x85 || (0xA0..=0xD7FF).contains(&u) || ((0xE000..=0xFFFD).contains(&u) && u != 0xFEFF) || (0x10000..=0x10FFFF).contains(&u)
+}
+fn is_break(c: char) -> bool {
+    matches!(c, '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}')
+}
+fn is_blank(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+fn analyze(value: &str) -> Analysis {
+    if value.is_empty() {
+        return Analysis { multiline: false, block_plain: true, single: true, block: false };
+    }
+    let mut block_ind = false;
+    let mut flow_ind = false;
+    if value.starts_with("---") || value.starts_with("...") {
+        block_ind = true;
+        flow_ind = true;
+    }
+    let _ = flow_ind;
+    let mut preceded_by_ws = true;
+    let (mut line_breaks, mut special) = (false, false);
+    let (mut leading_space, mut leading_break, mut trailing_space, mut trailing_break) = (false, false, false, false);
+    let (mut break_space, mut space_break) = (false, false);
+    let (mut prev_space, mut prev_break) = (false, false);
+    let chars: Vec<char> = value.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        let next = chars.get(i + 1).copied();
+        let followed_by_ws = next.is_none_or(|n| is_blank(n) || is_break(n));
+        if i == 0 {
+            match c {
+                '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%' | '@' | '`' => {
+                    block_ind = true;
+                }
+                '?' | ':' => {
+                    if followed_by_ws {
+                        block_ind = true;
+                    }
+                }
+                '-' => {
+                    if followed_by_ws {
+                        block_ind = true;
+                    }
+                }
+                _ => {}
+            }
+        } else {
+            match c {
+                ':' => {
+                    if followed_by_ws {
+                        block_ind = true;
+                    }
+                }
+                '#' => {
+                    if preceded_by_ws {
+                        block_ind = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !is_printable(c) {
+            special = true;
+        }
+        if c == ' ' {
+            if i == 0 {
+                leading_space = true;
+            }
+            if i == chars.len() - 1 {
+                trailing_space = true;
+            }
+            if prev_break {
+                break_space = true;
+            }
+            prev_space = true;
+            prev_break = false;
+        } else if is_break(c) {
+            line_breaks = true;
+            if i == 0 {
+                leading_break = true;
+            }
+            if i == chars.len() - 1 {
+                trailing_break = true;
+            }
+            if prev_space {
+                space_break = true;
+            }
+            prev_break = true;
+            prev_space = false;
+        } else {
+            prev_space = false;
+            prev_break = false;
+        }
+        preceded_by_ws = is_blank(c) || is_break(c);
+    }
+    let mut a = Analysis { multiline: line_breaks, block_plain: true, single: true, block: true };
+    if leading_space || leading_break || trailing_space || trailing_break {
+        a.block_plain = false;
+    }
+    if trailing_space {
+        a.block = false;
+    }
+    if break_space {
+        a.block_plain = false;
+        a.single = false;
+    }
+    if space_break || special {
+        a.block_plain = false;
+        a.single = false;
+        a.block = false;
+    }
+    if line_breaks {
+        a.block_plain = false;
+    }
+    if block_ind {
+        a.block_plain = false;
+    }
+    a
+}
+
+/// go-yaml v2's `resolve`: would this plain scalar be read back as something other than a
+/// string?
+fn resolves_non_str(s: &str) -> bool {
+    match s {
+        "" | "~" | "null" | "Null" | "NULL" => return true,
+        "y" | "Y" | "yes" | "Yes" | "YES" | "n" | "N" | "no" | "No" | "NO" | "true" | "True" | "TRUE" | "false" | "False" | "FALSE" | "on" | "On" | "ON" | "off" | "Off" | "OFF" => return true,
+        ".nan" | ".NaN" | ".NAN" | ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF" | "<<" => return true,
+        _ => {}
+    }
+    let c = s.chars().next().unwrap_or(' ');
+    if c.is_ascii_digit() || c == '+' || c == '-' || c == '.' {
+        let plain = s.replace('_', "");
+        if crate::funcs::convert::parse_int_base0(&plain).is_some() {
+            return true;
+        }
+        let p = plain.strip_prefix('+').unwrap_or(&plain);
+        let p2 = p.strip_prefix('-').unwrap_or(p);
+        let lower = p2.to_ascii_lowercase();
+        if lower.starts_with("0x") || lower.starts_with("0o") || lower.starts_with("0b") {
+            if let Some(rest) = lower.get(2..) {
+                let radix = match &lower[..2] {
+                    "0x" => 16,
+                    "0o" => 8,
+                    _ => 2,
+                };
+                if !rest.is_empty() && u64::from_str_radix(rest, radix).is_ok() {
+                    return true;
+                }
+            }
+        }
+        if !plain.starts_with('+') && plain.len() > 0 && u64::from_str_radix(&plain, 10).is_ok() {
+            return true;
+        }
+        if is_yaml_float(&plain) {
+            return true;
+        }
+        if c.is_ascii_digit() && is_timestamp(s) {
+            return true;
+        }
+    }
+    false
+}
+
+fn is_yaml_float(s: &str) -> bool {
+    // ^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$
+    let b = s.as_bytes();
+    let mut i = 0;
+    if i < b.len() && (b[i] == b'-' || b[i] == b'+') {
+        i += 1;
+    }
+    let start = i;
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        let d = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == d {
+            return false;
+        }
+    } else {
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+        if i < b.len() && b[i] == b'.' {
+            i += 1;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+        }
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        i += 1;
+        if i < b.len() && (b[i] == b'-' || b[i] == b'+') {
+            i += 1;
+        }
+        let d = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == d {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+fn is_timestamp(s: &str) -> bool {
+    // YYYY-M?M-D?D with optional time part
+    let b = s.as_bytes();
+    if b.len() < 8 || !b[..4].iter().all(u8::is_ascii_digit) || b[4] != b'-' {
+        return false;
+    }
+    let rest = &s[5..];
+    let mut parts = rest.splitn(2, '-');
+    let m = parts.next().unwrap_or("");
+    let d_and_more = parts.next().unwrap_or("");
+    if m.is_empty() || m.len() > 2 || !m.bytes().all(|c| c.is_ascii_digit()) {
+        return false;
+    }
+    let d: String = d_and_more.chars().take_while(|c| c.is_ascii_digit()).collect();
+    if d.is_empty() || d.len() > 2 {
+        return false;
+    }
+    let tail = &d_and_more[d.len()..];
+    if tail.is_empty() {
+        return b.len() == 10;
+    }
+    // time part: [Tt ]h:m:s...
+    tail.starts_with(['T', 't', ' ']) && tail.len() > 5
+}
+
+fn is_base60_float(s: &str) -> bool {
+    // ^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$
+    let t = s.strip_prefix(['-', '+']).unwrap_or(s);
+    let mut it = t.split(':');
+    let first = it.next().unwrap_or("");
+    if first.is_empty() || !first.as_bytes()[0].is_ascii_digit() || !first.bytes().all(|c| c.is_ascii_digit() || c == b'_') {
+        return false;
+    }
+    let rest: Vec<&str> = it.collect();
+    if rest.is_empty() {
+        return false;
+    }
+    for (k, p) in rest.iter().enumerate() {
+        let (num, frac) = if k == rest.len() - 1 { p.split_once('.').map(|(a, b)| (a, Some(b))).unwrap_or((p, None)) } else { (*p, None) };
+        if num.is_empty() || num.len() > 2 || !num.bytes().all(|c| c.is_ascii_digit()) {
+            return false;
+        }
+        if num.len() == 2 && num.as_bytes()[0] > b'5' {
+            return false;
+        }
+        if let Some(f) = frac {
+            if !f.bytes().all(|c| c.is_ascii_digit() || c == b'_') {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+impl Emitter {
+    fn put(&mut self, s: &str) {
+        for c in s.chars() {
+            if c == '\n' {
+                self.column = 0;
+            } else {
+                self.column += 1;
+            }
+        }
+        self.out.push_str(s);
+    }
+    fn put_char(&mut self, c: char) {
+        if c == '\n' {
+            self.column = 0;
+        } else {
+            self.column += 1;
+        }
+        self.out.push(c);
+    }
+    fn write_indent(&mut self, indent: usize) {
+        if self.column > 0 || !self.out.is_empty() && !self.out.ends_with('\n') {
+            self.put_char('\n');
+        }
+        for _ in 0..indent {
+            self.put_char(' ');
+        }
+    }
+
+    fn top(&mut self, n: &Node) {
+        match n {
+            Node::Map(m) if !m.is_empty() => self.block_map(m, 0),
+            Node::Seq(s) if !s.is_empty() => self.block_seq(s, 0),
+            _ => {
+                self.scalar_or_flow(n, 0, false);
+            }
+        }
+        if !self.out.ends_with('\n') {
+            self.put_char('\n');
+        }
+    }
+
+    fn block_map(&mut self, m: &[(String, Node)], indent: usize) {
+        for (i, (k, v)) in m.iter().enumerate() {
+            if i > 0 || self.column > indent {
+                self.write_indent(indent);
+            } else {
+                while self.column < indent {
+                    self.put_char(' ');
+                }
+            }
+            self.string_scalar(k, indent, true);
+            self.put_char(':');
+            match v {
+                Node::Map(mm) if !mm.is_empty() => {
+                    self.put_char('\n');
+                    self.block_map(mm, indent + 2);
+                }
+                Node::Seq(ss) if !ss.is_empty() => {
+                    self.put_char('\n');
+                    self.block_seq(ss, indent);
+                }
+                _ => {
+                    self.put_char(' ');
+                    self.scalar_or_flow(v, indent + 2, false);
+                }
+            }
+        }
+    }
+
+    fn block_seq(&mut self, s: &[Node], indent: usize) {
+        for (i, v) in s.iter().enumerate() {
+            if i > 0 || self.column > indent {
+                self.write_indent(indent);
+            } else {
+                while self.column < indent {
+                    self.put_char(' ');
+                }
+            }
+            self.put_char('-');
+            match v {
+                Node::Map(mm) if !mm.is_empty() => {
+                    self.put_char(' ');
+                    self.block_map(mm, indent + 2);
+                }
+                Node::Seq(ss) if !ss.is_empty() => {
+                    self.put_char(' ');
+                    self.block_seq(ss, indent + 2);
+                }
+                _ => {
+                    self.put_char(' ');
+                    self.scalar_or_flow(v, indent + 2, false);
+                }
+            }
+        }
+    }
+
+    fn scalar_or_flow(&mut self, n: &Node, indent: usize, key: bool) {
+        match n {
+            Node::Null => self.put("null"),
+            Node::Bool(b) => self.put(if *b { "true" } else { "false" }),
+            Node::Num(s) => {
+                let s = s.clone();
+                self.put(&s)
+            }
+            Node::Str(s) => self.string_scalar(s, indent, key),
+            Node::Map(_) => self.put("{}"),
+            Node::Seq(_) => self.put("[]"),
+        }
+    }
+
+    fn string_scalar(&mut self, s: &str, indent: usize, simple_key: bool) {
+        let can_plain = !resolves_non_str(s) && !is_base60_float(s);
+        let mut style = if s.contains('\n') {
+            Style::Literal
+        } else if can_plain {
+            Style::Plain
+        } else {
+            Style::Double
+        };
+        let a = analyze(s);
+        if style == Style::Plain {
+            if !a.block_plain || (s.is_empty() && simple_key) {
+                style = Style::Single;
+            }
+            if a.multiline && simple_key {
+                style = Style::Double;
+            }
+        }
+        if style == Style::Single && !a.single {
+            style = Style::Double;
+        }
+        if style == Style::Literal && (!a.block || simple_key) {
+            style = Style::Double;
+        }
+        let allow_breaks = !simple_key;
+        match style {
+            Style::Plain => self.write_plain(s, indent, allow_breaks),
+            Style::Single => self.write_single(s, indent, allow_breaks),
+            Style::Double => self.write_double(s, indent, allow_breaks),
+            Style::Literal => self.write_literal(s, indent),
+        }
+    }
+
+    fn write_plain(&mut self, s: &str, indent: usize, allow_breaks: bool) {
+        let chars: Vec<char> = s.chars().collect();
+        let mut spaces = false;
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            if c == ' ' {
+                if allow_breaks && !spaces && self.column > BEST_WIDTH && chars.get(i + 1).is_some_and(|n| *n != ' ') {
+                    self.write_indent(indent);
+                } else {
+                    self.put_char(c);
+                }
+                spaces = true;
+            } else {
+                self.put_char(c);
+                spaces = false;
+            }
+            i += 1;
+        }
+    }
+
+    fn write_single(&mut self, s: &str, indent: usize, allow_breaks: bool) {
+        self.put_char('\'');
+        let chars: Vec<char> = s.chars().collect();
+        let mut spaces = false;
+        let mut breaks = false;
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            if c == ' ' {
+                if allow_breaks && !spaces && self.column > BEST_WIDTH && i != 0 && i != chars.len() - 1 && chars.get(i + 1).is_some_and(|n| *n != ' ') {
+                    self.write_indent(indent);
+                } else {
+                    self.put_char(c);
+                }
+                spaces = true;
+            } else if is_break(c) {
+                if !breaks && c == '\n' {
+                    self.put_char('\n');
+                }
+                self.put_char('\n');
+                breaks = true;
+            } else {
+                if breaks {
+                    // indent after breaks
+                    for _ in 0..indent {
+                        self.put_char(' ');
+                    }
+                }
+                self.put_char(c);
+                if c == '\'' {
+                    self.put_char('\'');
+                }
+                spaces = false;
+                breaks = false;
+            }
+            i += 1;
+        }
+        self.put_char('\'');
+    }
+
+    fn write_double(&mut self, s: &str, indent: usize, allow_breaks: bool) {
+        self.put_char('"');
+        let chars: Vec<char> = s.chars().collect();
+        let mut spaces = false;
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            let u = c as u32;
+            if !is_printable(c) || c == '\u{FEFF}' || is_break(c) || c == '"' || c == '\\' {
+                self.put_char('\\');
+                match c {
+                    '\0' => self.put_char('0'),
+                    '\x07' => self.put_char('a'),
+                    '\x08' => self.put_char('b'),
+                    '\t' => self.put_char('t'),
+                    '\n' => self.put_char('n'),
+                    '\x0b' => self.put_char('v'),
+                    '\x0c' => self.put_char('f'),
+                    '\r' => self.put_char('r'),
+                    '\x1b' => self.put_char('e'),
+                    '"' => self.put_char('"'),
+                    '\\' => self.put_char('\\'),
+                    '\u{85}' => self.put_char('N'),
+                    '\u{A0}' => self.put_char('_'),
+                    '\u{2028}' => self.put_char('L'),
+                    '\u{2029}' => self.put_char('P'),
+                    _ => {
+                        let h = if u <= 0xFF {
+                            format!("x{:02X}", u)
+                        } else if u <= 0xFFFF {
+                            format!("u{:04X}", u)
+                        } else {
+                            format!("U{:08X}", u)
+                        };
+                        self.put(&h);
+                    }
+                }
+                spaces = false;
+            } else if c == ' ' {
+                if allow_breaks && !spaces && self.column > BEST_WIDTH && i != 0 && i != chars.len() - 1 {
+                    self.write_indent(indent);
+                    if chars.get(i + 1) == Some(&' ') {
+                        self.put_char('\\');
+                    }
+                } else {
+                    self.put_char(c);
+                }
+                spaces = true;
+            } else {
+                self.put_char(c);
+                spaces = false;
+            }
+            i += 1;
+        }
+        self.put_char('"');
+    }
+
+    fn write_literal(&mut self, s: &str, indent: usize) {
+        self.put_char('|');
+        let first = s.chars().next().unwrap_or('x');
+        if first == ' ' || is_break(first) {
+            self.put("2");
+        }
+        let chars: Vec<char> = s.chars().collect();
+        let n = chars.len();
+        if !is_break(chars[n - 1]) {
+            self.put_char('-');
+        } else if n == 1 || is_break(chars[n - 2]) {
+            self.put_char('+');
+        }
+        // body
+        let mut breaks = true;
+        self.put_char('\n');
+        self.column = 0;
+        let mut first_line = true;
+        for &c in &chars {
+            if is_break(c) {
+                self.put_char('\n');
+                breaks = true;
+            } else {
+                if breaks {
+                    if !first_line || true {
+                        for _ in 0..indent.max(if indent == 0 { 2 } else { indent }) {
+                            self.put_char(' ');
+                        }
+                    }
+                    breaks = false;
+                    first_line = false;
+                }
+                self.put_char(c);
+            }
+        }
+        if !self.out.ends_with('\n') {
+            // nothing: following output starts with write_indent's newline
+        } else {
+            // trailing break already written; mark column 0
+            self.column = 0;
+        }
+    }
+}
