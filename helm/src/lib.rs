@@ -42,8 +42,8 @@ pub mod value;
 pub mod values;
 pub mod yaml;
 
-// pub use chart::{Chart, ChartError, Metadata};
-// pub use release::{ReleaseOptions, TemplateOutput, template};
+pub use chart::{Chart, ChartError, Metadata};
+pub use release::{ReleaseOptions, TemplateOutput, template};
 pub use render::{RenderError, RenderTemplate, render};
 
 /// Renders a single template text with `.Values` decoded from JSON (numbers as float64).

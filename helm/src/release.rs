@@ -62,3 +62,468 @@ const DEFAULT_API_VERSIONS: &[&str] = &[
     "apiextensions.k8s.io/v1beta1",
     "apiextensions.k8s.io/v1",
 ];
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use crate::chart::Chart;
+use crate::funcs::Environment;
+use crate::objects::{Capabilities, Files, KubeVersion};
+use crate::render::{RenderTemplate, render};
+use crate::value::Value;
+
+/// Options of a `helm template` run.
+#[derive(Clone, Debug)]
+pub struct ReleaseOptions {
+    /// Release name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// `--kube-version` (default `v1.20.0`, Helm's test default).
+    pub kube_version: Option<String>,
+    /// `--api-versions`, added to the default set.
+    pub api_versions: Vec<String>,
+    /// `--include-crds`
+    pub include_crds: bool,
+    /// `--show-only` globs.
+    pub show_only: Vec<String>,
+    /// `--skip-tests`
+    pub skip_tests: bool,
+    /// Revision (1 for install).
+    pub revision: i64,
+    /// Upgrade instead of install.
+    pub is_upgrade: bool,
+}
+
+impl Default for ReleaseOptions {
+    fn default() -> Self {
+        ReleaseOptions {
+            name: "release-name".into(),
+            namespace: "default".into(),
+            kube_version: None,
+            api_versions: vec![],
+            include_crds: false,
+            show_only: vec![],
+            skip_tests: false,
+            revision: 1,
+            is_upgrade: false,
+        }
+    }
+}
+
+/// What `helm template` prints: stdout and, on failure, the error (without `Error: `).
+#[derive(Clone, Debug, Default)]
+pub struct TemplateOutput {
+    /// Standard output.
+    pub stdout: String,
+    /// The error, if the command fails.
+    pub error: Option<String>,
+    /// Whether the error is a manifest (YAML) error, for which Helm suggests `--debug`.
+    pub yaml_error: bool,
+}
+
+/// A manifest after splitting and sorting.
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    /// Template path (`chart/templates/x.yaml`).
+    pub name: String,
+    /// Document text.
+    pub content: String,
+    /// `kind`
+    pub kind: String,
+}
+
+/// A hook.
+#[derive(Clone, Debug)]
+pub struct Hook {
+    /// Manifest.
+    pub manifest: Manifest,
+    /// Events (`pre-install`, `test`, ...).
+    pub events: Vec<String>,
+    /// Weight.
+    pub weight: i64,
+}
+
+/// Helm's `InstallOrder`.
+pub const INSTALL_ORDER: &[&str] = &[
+    "PriorityClass", "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange", "PodSecurityPolicy", "PodDisruptionBudget", "ServiceAccount", "Secret", "SecretList", "ConfigMap",
+    "StorageClass", "PersistentVolume", "PersistentVolumeClaim", "CustomResourceDefinition", "ClusterRole", "ClusterRoleList", "ClusterRoleBinding", "ClusterRoleBindingList", "Role",
+    "RoleList", "RoleBinding", "RoleBindingList", "Service", "DaemonSet", "Pod", "ReplicationController", "ReplicaSet", "Deployment", "HorizontalPodAutoscaler", "StatefulSet", "Job",
+    "CronJob", "IngressClass", "Ingress", "APIService", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",
+];
+
+const HOOK_EVENTS: &[&str] = &["pre-install", "post-install", "pre-delete", "post-delete", "pre-upgrade", "post-upgrade", "pre-rollback", "post-rollback", "test", "test-success"];
+
+/// Helm's `SplitManifests`: documents in order.
+pub fn split_manifests(big: &str) -> Vec<String> {
+    use std::sync::OnceLock;
+    static SEP: OnceLock<regex::Regex> = OnceLock::new();
+    let sep = SEP.get_or_init(|| regex::Regex::new(r"(?:^|\s*\n)---\s*").unwrap());
+    sep.split(big.trim()).filter(|d| !d.is_empty()).map(|d| d.trim().to_string()).collect()
+}
+
+fn kind_rank(k: &str) -> Option<usize> {
+    INSTALL_ORDER.iter().position(|x| *x == k)
+}
+
+fn less_by_kind(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (kind_rank(a), kind_rank(b)) {
+        (None, None) => a.cmp(b),
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (Some(x), Some(y)) => x.cmp(&y),
+    }
+}
+
+struct Head {
+    kind: String,
+    annotations: BTreeMap<String, String>,
+}
+
+fn parse_head(doc: &str, path: &str) -> Result<Head, String> {
+    let v = crate::yaml::decode(doc).map_err(|e| format!("YAML parse error on {path}: {e}"))?;
+    let mut head = Head { kind: String::new(), annotations: BTreeMap::new() };
+    if let Value::Map(m) = &v {
+        let m = m.borrow();
+        if let Some(Value::Str(k)) = m.get("kind") {
+            head.kind = k.to_string();
+        }
+        if let Some(Value::Map(md)) = m.get("metadata") {
+            if let Some(Value::Map(an)) = md.borrow().get("annotations") {
+                for (k, v) in an.borrow().iter() {
+                    match v {
+                        Value::Str(s) => {
+                            head.annotations.insert(k.clone(), s.to_string());
+                        }
+                        Value::Nil => {}
+                        other => {
+                            let t = match other {
+                                Value::Float(_) => "number",
+                                Value::Bool(_) => "bool",
+                                Value::List(..) => "array",
+                                _ => "object",
+                            };
+                            return Err(format!("YAML parse error on {path}: error unmarshaling JSON: while decoding JSON: json: cannot unmarshal {t} into Go struct field .metadata.annotations of type string"));
+                        }
+                    }
+                }
+            }
+        }
+    } else if !v.is_nil() {
+        let t = match v {
+            Value::Str(_) => "string",
+            Value::List(..) => "array",
+            Value::Float(_) => "number",
+            Value::Bool(_) => "bool",
+            _ => "value",
+        };
+        return Err(format!("YAML parse error on {path}: error unmarshaling JSON: while decoding JSON: json: cannot unmarshal {t} into Go value of type releaseutil.SimpleHead"));
+    }
+    Ok(head)
+}
+
+/// Helm's `SortManifests`: (hooks, manifests) in install order.
+pub fn sort_manifests(files: &BTreeMap<String, String>) -> Result<(Vec<Hook>, Vec<Manifest>), String> {
+    let mut hooks = Vec::new();
+    let mut generic = Vec::new();
+    for (path, content) in files {
+        let base = path.rsplit('/').next().unwrap_or(path);
+        if base.starts_with('_') || content.trim().is_empty() {
+            continue;
+        }
+        for doc in split_manifests(content) {
+            let head = parse_head(&doc, path)?;
+            let m = Manifest { name: path.clone(), content: doc, kind: head.kind.clone() };
+            let Some(ht) = head.annotations.get("helm.sh/hook") else {
+                generic.push(m);
+                continue;
+            };
+            let mut events = Vec::new();
+            let mut unknown = false;
+            for h in ht.split(',') {
+                let h = h.trim().to_lowercase();
+                if HOOK_EVENTS.contains(&h.as_str()) {
+                    events.push(h);
+                } else {
+                    unknown = true;
+                    break;
+                }
+            }
+            if unknown {
+                continue;
+            }
+            let weight = head.annotations.get("helm.sh/hook-weight").and_then(|w| w.trim().parse().ok()).unwrap_or(0);
+            hooks.push(Hook { manifest: m, events, weight });
+        }
+    }
+    generic.sort_by(|a, b| less_by_kind(&a.kind, &b.kind));
+    hooks.sort_by(|a, b| less_by_kind(&a.manifest.kind, &b.manifest.kind));
+    Ok((hooks, generic))
+}
+
+fn go_name(k: &str) -> String {
+    match k {
+        "apiVersion" => "APIVersion".into(),
+        "appVersion" => "AppVersion".into(),
+        "kubeVersion" => "KubeVersion".into(),
+        "import-values" => "ImportValues".into(),
+        "url" => "URL".into(),
+        k => {
+            let mut c = k.chars();
+            match c.next() {
+                Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+                None => String::new(),
+            }
+        }
+    }
+}
+
+fn go_keys(v: &Value, depth: usize) -> Value {
+    match v {
+        Value::Map(m) if depth < 2 => Value::map(m.borrow().iter().map(|(k, v)| (go_name(k), go_keys(v, depth + 1))).collect()),
+        Value::List(l, _) if depth < 2 => Value::list(l.iter().map(|e| go_keys(e, depth + 1)).collect()),
+        v => v.clone(),
+    }
+}
+
+/// `.Chart` for a chart: its metadata with Go field names, plus `IsRoot`.
+pub fn chart_object(c: &Chart) -> Value {
+    let mut m = BTreeMap::new();
+    for k in ["Name", "Home", "Version", "Description", "Icon", "APIVersion", "Condition", "Tags", "AppVersion", "KubeVersion", "Type"] {
+        m.insert(k.to_string(), Value::from(""));
+    }
+    for k in ["Sources", "Keywords", "Maintainers", "Dependencies"] {
+        m.insert(k.to_string(), Value::list(vec![]));
+    }
+    m.insert("Deprecated".into(), Value::Bool(false));
+    m.insert("Annotations".into(), Value::empty_map());
+    if let Value::Map(raw) = &c.metadata.raw {
+        for (k, v) in raw.borrow().iter() {
+            let gk = go_name(k);
+            let v = match gk.as_str() {
+                "Maintainers" | "Dependencies" => go_keys(v, 0),
+                _ => v.clone(),
+            };
+            m.insert(gk, v);
+        }
+    }
+    m.insert("Name".into(), Value::from(c.metadata.name.as_str()));
+    m.insert("IsRoot".into(), Value::Bool(c.is_root));
+    Value::map(m)
+}
+
+fn collect_templates(c: &Chart, parent_scope: Option<&Value>, release: &Value, caps: &Value, top_values: &Value, out: &mut Vec<RenderTemplate>) -> Value {
+    let values = if c.is_root {
+        top_values.clone()
+    } else {
+        let pv = match parent_scope {
+            Some(Value::Map(p)) => p.borrow().get("Values").cloned().unwrap_or(Value::Nil),
+            _ => Value::Nil,
+        };
+        match &pv {
+            Value::Map(pm) => match pm.borrow().get(c.name()) {
+                Some(v @ Value::Map(_)) => v.clone(),
+                _ => Value::empty_map(),
+            },
+            _ => Value::empty_map(),
+        }
+    };
+    let files = Files { files: c.files.iter().map(|f| (f.name.clone(), f.data.clone())).collect() };
+    let subcharts = Value::empty_map();
+    let mut next = BTreeMap::new();
+    next.insert("Chart".to_string(), chart_object(c));
+    next.insert("Files".to_string(), Value::Object(Rc::new(files)));
+    next.insert("Release".to_string(), release.clone());
+    next.insert("Capabilities".to_string(), caps.clone());
+    next.insert("Values".to_string(), values);
+    next.insert("Subcharts".to_string(), subcharts.clone());
+    let next = Value::map(next);
+    for child in &c.dependencies {
+        let sv = collect_templates(child, Some(&next), release, caps, top_values, out);
+        if let Value::Map(s) = &subcharts {
+            s.borrow_mut().insert(child.name().to_string(), sv);
+        }
+    }
+    let library = c.metadata.chart_type == "library";
+    for t in &c.templates {
+        let base = t.name.rsplit('/').next().unwrap_or(&t.name);
+        if library && !base.starts_with('_') {
+            continue;
+        }
+        // each template gets its own scope map (Helm shares one and overwrites .Template)
+        let scope = match &next {
+            Value::Map(m) => Value::map(m.borrow().clone()),
+            v => v.clone(),
+        };
+        out.push(RenderTemplate {
+            name: format!("{}/{}", c.full_path, t.name),
+            text: String::from_utf8_lossy(&t.data).into_owned(),
+            vals: scope,
+            base_path: format!("{}/templates", c.full_path),
+        });
+    }
+    next
+}
+
+fn valid_release_name(n: &str) -> bool {
+    if n.is_empty() || n.len() > 53 {
+        return false;
+    }
+    let re = regex::Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$").unwrap();
+    re.is_match(n)
+}
+
+/// Validates values against the chart's (and subcharts') `values.schema.json`.
+fn validate_schema(c: &Chart, vals: &Value) -> Result<(), String> {
+    let mut errs = String::new();
+    validate_schema_rec(c, vals, &mut errs);
+    if errs.is_empty() { Ok(()) } else { Err(format!("values don't meet the specifications of the schema(s) in the following chart(s):\n{errs}")) }
+}
+
+fn validate_schema_rec(c: &Chart, vals: &Value, errs: &mut String) {
+    if let Some(schema) = &c.schema {
+        if let Ok(schema_json) = serde_json::from_slice::<serde_json::Value>(schema) {
+            let inst: serde_json::Value = crate::json::encode(vals, crate::json::JsonOpts::default()).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(serde_json::Value::Null);
+            if let Ok(v) = jsonschema::validator_for(&schema_json) {
+                let mut msgs: Vec<String> = v.iter_errors(&inst).map(|e| {
+                    let p = e.instance_path().to_string();
+                    format!("- at '{}': {}", if p.is_empty() { "".into() } else { p }, e)
+                }).collect();
+                if !msgs.is_empty() {
+                    msgs.sort();
+                    errs.push_str(&format!("{}:\n{}\n", c.name(), msgs.join("\n")));
+                }
+            }
+        }
+    }
+    for d in &c.dependencies {
+        let sub = match vals {
+            Value::Map(m) => m.borrow().get(d.name()).cloned().unwrap_or_else(Value::empty_map),
+            _ => Value::empty_map(),
+        };
+        validate_schema_rec(d, &sub, errs);
+    }
+}
+
+/// Runs `helm template` on a loaded chart with merged user values.
+pub fn template(mut chart: Chart, user_values: Value, opts: &ReleaseOptions, env: &dyn Environment) -> TemplateOutput {
+    let mut out = TemplateOutput::default();
+    macro_rules! fail {
+        ($e:expr) => {{
+            out.error = Some($e);
+            return out;
+        }};
+    }
+    match chart.metadata.chart_type.as_str() {
+        "" | "application" => {}
+        t => fail!(format!("{t} charts are not installable")),
+    }
+    let missing: Vec<String> = chart.metadata.dependencies.iter().filter(|d| !chart.dependencies.iter().any(|c| c.name() == d.name)).map(|d| d.name.clone()).collect();
+    if !missing.is_empty() {
+        fail!(format!("An error occurred while checking for chart dependencies. You may need to run `helm dependency build` to fetch missing dependencies: found in Chart.yaml, but missing in charts/ directory: {}", missing.join(", ")));
+    }
+    if !valid_release_name(&opts.name) {
+        fail!(format!("release name {}: invalid release name, must match regex ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$ and the length must not be longer than 53", crate::template::fmt::go_quote(&opts.name)));
+    }
+    let kv_str = opts.kube_version.clone().unwrap_or_else(|| "v1.20.0".into());
+    let Some(kube_version) = KubeVersion::parse(&kv_str) else {
+        fail!(format!("invalid kube version {}: Invalid Semantic Version", crate::template::fmt::go_quote(&kv_str)));
+    };
+    if !chart.metadata.kube_version.is_empty() {
+        let ok = crate::semver::Constraints::parse(&chart.metadata.kube_version).ok().zip(crate::semver::Version::parse(&kube_version.version).ok()).is_some_and(|(c, v)| c.check(&v));
+        if !ok {
+            fail!(format!("chart requires kubeVersion: {} which is incompatible with Kubernetes {}", chart.metadata.kube_version, kube_version.version));
+        }
+    }
+    let mut api_versions = default_api_versions();
+    for a in &opts.api_versions {
+        for p in a.split(',') {
+            let p = p.trim();
+            if !p.is_empty() {
+                api_versions.push(p.to_string());
+            }
+        }
+    }
+    if let Err(e) = crate::values::process_dependencies(&mut chart, &user_values) {
+        fail!(e);
+    }
+    chart.set_parents(None);
+    let vals = match crate::values::coalesce_values_of(&chart, &user_values) {
+        Ok(v) => Value::Map(v),
+        Err(e) => fail!(e),
+    };
+    if let Err(e) = validate_schema(&chart, &vals) {
+        fail!(e);
+    }
+    let caps = Value::Object(Rc::new(Capabilities { kube_version, api_versions, helm_version: "v4.2.3".into() }));
+    let mut release = BTreeMap::new();
+    release.insert("Name".to_string(), Value::from(opts.name.as_str()));
+    release.insert("Namespace".to_string(), Value::from(opts.namespace.as_str()));
+    release.insert("IsUpgrade".to_string(), Value::Bool(opts.is_upgrade));
+    release.insert("IsInstall".to_string(), Value::Bool(!opts.is_upgrade));
+    release.insert("Revision".to_string(), Value::Int(opts.revision));
+    release.insert("Service".to_string(), Value::from("Helm"));
+    let release = Value::map(release);
+    let mut tpls = Vec::new();
+    collect_templates(&chart, None, &release, &caps, &vals, &mut tpls);
+    let mut files = match render(&tpls, env) {
+        Ok(f) => f,
+        Err(e) => fail!(e.message),
+    };
+    files.retain(|k, _| !k.ends_with("NOTES.txt"));
+    let mut manifest = String::new();
+    if opts.include_crds {
+        for (name, f) in chart.crd_objects() {
+            manifest.push_str(&format!("---\n# Source: {}\n{}\n", name, String::from_utf8_lossy(&f.data)));
+        }
+    }
+    let (hooks, manifests) = match sort_manifests(&files) {
+        Ok(x) => x,
+        Err(e) => {
+            for (name, content) in &files {
+                if content.trim().is_empty() {
+                    continue;
+                }
+                manifest.push_str(&format!("---\n# Source: {name}\n{content}\n"));
+            }
+            out.stdout = format!("{}\n", manifest.trim());
+            out.yaml_error = true;
+            fail!(e);
+        }
+    };
+    for m in &manifests {
+        manifest.push_str(&format!("---\n# Source: {}\n{}\n", m.name, m.content));
+    }
+    let mut all = format!("{}\n", manifest.trim());
+    for h in &hooks {
+        if opts.skip_tests && h.events.iter().any(|e| e == "test" || e == "test-success") {
+            continue;
+        }
+        all.push_str(&format!("---\n# Source: {}\n{}\n", h.manifest.name, h.manifest.content));
+    }
+    if !opts.show_only.is_empty() {
+        let docs = split_manifests(&all);
+        let mut rendered = Vec::new();
+        for f in &opts.show_only {
+            let mut missing = true;
+            for d in &docs {
+                let Some(first) = d.lines().next() else { continue };
+                let Some(src) = first.strip_prefix("# Source: ") else { continue };
+                let Some((_, rest)) = src.split_once('/') else { continue };
+                if !crate::objects::glob_match(f, rest) {
+                    continue;
+                }
+                rendered.push(d.clone());
+                missing = false;
+            }
+            if missing {
+                fail!(format!("could not find template {f} in chart"));
+            }
+        }
+        out.stdout = rendered.iter().map(|m| format!("---\n{m}\n")).collect();
+        return out;
+    }
+    out.stdout = all;
+    out
+}
