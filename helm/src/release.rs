@@ -158,8 +158,8 @@ const HOOK_EVENTS: &[&str] = &["pre-install", "post-install", "pre-delete", "pos
 pub fn split_manifests(big: &str) -> Vec<String> {
     use std::sync::OnceLock;
     static SEP: OnceLock<regex::Regex> = OnceLock::new();
-    let sep = SEP.get_or_init(|| regex::Regex::new(r"(?:^|\s*\n)---\s*").unwrap());
-    sep.split(big.trim()).filter(|d| !d.is_empty()).map(|d| d.trim().to_string()).collect()
+    let sep = SEP.get_or_init(|| regex::Regex::new(r"(?m)^---\s*").unwrap());
+    sep.split(big).map(|d| d.trim_start().to_string()).filter(|d| !d.trim().is_empty()).collect()
 }
 
 fn kind_rank(k: &str) -> Option<usize> {

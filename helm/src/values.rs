@@ -108,7 +108,10 @@ fn coalesce_globals(dest: &Map, src: &Map) {
 }
 
 fn coalesce_values(c: &Chart, v: &Map, merge: bool) {
+    // Nulls in a chart's own values.yaml never delete anything (Helm issue 9027): only
+    // user-supplied nulls do. Merging (import-values) keeps them.
     let vc = as_map(&c.values.deep_copy()).unwrap_or_else(new_map);
+    let vc = if merge { vc } else { trim_nil(&vc) };
     let entries: Vec<(String, Value)> = vc.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     for (key, val) in entries {
         let existing = v.borrow().get(&key).cloned();
