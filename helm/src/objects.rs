@@ -108,6 +108,9 @@ impl Object for Files {
             }),
         }
     }
+ fn entries(&self) -> Option<Vec<(String, Value)>> {
+        Some(self.files.iter().map(|(k, v)| (k.clone(), bytes_value(v))).collect())
+    }
     fn has_method(&self, name: &str) -> bool {
         matches!(name, "Get" | "GetBytes" | "Glob" | "Lines" | "AsConfig" | "AsSecrets")
     }

@@ -154,12 +154,33 @@ pub const INSTALL_ORDER: &[&str] = &[
 
 const HOOK_EVENTS: &[&str] = &["pre-install", "post-install", "pre-delete", "post-delete", "pre-upgrade", "post-upgrade", "pre-rollback", "post-rollback", "test", "test-success"];
 
-/// Helm's `SplitManifests`: documents in order.
+/// Helm's `SplitManifests`: documents in order. A `---` line separates documents (and the
+/// whitespace after it is dropped); a `---` line directly after a separator stays in the
+/// next document, as with Helm's `(?:^|\s*\n)---\s*` regular expression. Trailing
+/// whitespace of a document is kept, as Helm 4 prints it.
 pub fn split_manifests(big: &str) -> Vec<String> {
-    use std::sync::OnceLock;
-    static SEP: OnceLock<regex::Regex> = OnceLock::new();
-    let sep = SEP.get_or_init(|| regex::Regex::new(r"(?m)^---\s*").unwrap());
-    sep.split(big).map(|d| d.trim_start().to_string()).filter(|d| !d.trim().is_empty()).collect()
+    let b = big.as_bytes();
+    let mut docs = Vec::new();
+    let mut seg_start = 0;
+    let mut last_sep_end = usize::MAX;
+    let mut i = 0;
+    while i < b.len() {
+        let line_start = i == 0 || b[i - 1] == b'\n';
+        if line_start && i != last_sep_end && b[i..].starts_with(b"---") {
+            docs.push(&big[seg_start..i]);
+            let mut j = i + 3;
+            while j < b.len() && (b[j] as char).is_ascii_whitespace() {
+                j += 1;
+            }
+            seg_start = j;
+            last_sep_end = j;
+            i = j;
+            continue;
+        }
+        i += 1;
+    }
+    docs.push(&big[seg_start..]);
+    docs.into_iter().map(|d| d.trim_start().to_string()).filter(|d| !d.trim().is_empty()).collect()
 }
 
 fn kind_rank(k: &str) -> Option<usize> {
@@ -419,10 +440,6 @@ pub fn template(mut chart: Chart, user_values: Value, opts: &ReleaseOptions, env
         "" | "application" => {}
         t => fail!(format!("{t} charts are not installable")),
     }
-    let missing: Vec<String> = chart.metadata.dependencies.iter().filter(|d| !chart.dependencies.iter().any(|c| c.name() == d.name)).map(|d| d.name.clone()).collect();
-    if !missing.is_empty() {
-        fail!(format!("An error occurred while checking for chart dependencies. You may need to run `helm dependency build` to fetch missing dependencies: found in Chart.yaml, but missing in charts/ directory: {}", missing.join(", ")));
-    }
     if !valid_release_name(&opts.name) {
         fail!(format!("release name {}: invalid release name, must match regex ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$ and the length must not be longer than 53", crate::template::fmt::go_quote(&opts.name)));
     }
@@ -447,6 +464,10 @@ pub fn template(mut chart: Chart, user_values: Value, opts: &ReleaseOptions, env
     }
     if let Err(e) = crate::values::process_dependencies(&mut chart, &user_values) {
         fail!(e);
+    }
+    let missing: Vec<String> = chart.metadata.dependencies.iter().filter(|d| !chart.dependencies.iter().any(|c| c.name() == d.name)).map(|d| d.name.clone()).collect();
+    if !missing.is_empty() {
+        fail!(format!("An error occurred while checking for chart dependencies. You may need to run `helm dependency build` to fetch missing dependencies: found in Chart.yaml, but missing in charts/ directory: {}", missing.join(", ")));
     }
     chart.set_parents(None);
     let vals = match crate::values::coalesce_values_of(&chart, &user_values) {

@@ -56,6 +56,10 @@ pub trait Object: std::fmt::Debug {
     fn as_time(&self) -> Option<crate::funcs::time::Time> {
         None
     }
+    /// Key/value pairs when the object ranges like a map (`.Files`).
+    fn entries(&self) -> Option<Vec<(String, Value)>> {
+        None
+    }
     /// Kind as reflect prints it.
     fn kind(&self) -> &'static str {
         "ptr"

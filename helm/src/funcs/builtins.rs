@@ -61,6 +61,7 @@ fn len(v: &Value) -> FResult {
         Value::Str(s) => Ok(Value::Int(s.len() as i64)),
         Value::List(l, _) => Ok(Value::Int(l.len() as i64)),
         Value::Map(m) => Ok(Value::Int(m.borrow().len() as i64)),
+        Value::Object(o) if o.entries().is_some() => Ok(Value::Int(o.entries().map(|e| e.len()).unwrap_or(0) as i64)),
         v => Err(format!("len of type {}", v.type_name()).into()),
     }
 }

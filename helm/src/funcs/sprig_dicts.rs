@@ -36,6 +36,10 @@ pub fn mergo(dst: &Map, src: &Map, overwrite: bool, depth: usize) {
         if let (Value::Map(sm), Some(Value::Map(dm))) = (&sv, &dv) {
             mergo(dm, sm, overwrite, depth + 1);
         }
+        if matches!(sv, Value::List(..)) && overwrite {
+            dst.borrow_mut().insert(k, sv);
+            continue;
+        }
         if let Some(d) = &dv {
             if !is_empty_value(d) && matches!(sv, Value::Map(_) | Value::List(..)) {
                 continue;

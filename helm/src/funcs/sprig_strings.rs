@@ -135,6 +135,14 @@ pub fn register(m: &mut FuncMap) {
         let all: String = (32u8..127).map(|b| b as char).collect();
         rand_from(c, i(&a[0]), &all)
     });
+    reg(m, "randBytes", &[Int], None, |c, a| {
+        use base64::Engine;
+        let n = i(&a[0]);
+        if n < 0 {
+            return Err("runtime error: makeslice: len out of range".into());
+        }
+        ok_str(base64::engine::general_purpose::STANDARD.encode(c.random_bytes(n as usize)))
+    });
     reg(m, "regexMatch", &[Str, Str], None, |_, a| Ok(Value::Bool(compile(s(&a[0])).map(|r| r.is_match(s(&a[1]))).unwrap_or(false))));
     reg(m, "mustRegexMatch", &[Str, Str], None, |_, a| Ok(Value::Bool(compile(s(&a[0]))?.is_match(s(&a[1])))));
     reg(m, "regexFindAll", &[Str, Str, Int], None, |_, a| regex_find_all(&a));

@@ -262,6 +262,15 @@ impl State<'_, '_> {
                     return Ok(());
                 }
             }
+            Value::Object(o) if o.entries().is_some() => {
+                let entries = o.entries().unwrap_or_default();
+                if !entries.is_empty() {
+                    for (k, v) in entries {
+                        self.one_iteration(b, mark, Value::from(k), v, out)?;
+                    }
+                    return Ok(());
+                }
+            }
             Value::Invalid | Value::Nil => {}
             v => {
                 self.at_pipe(&b.pipe);
