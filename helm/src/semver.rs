@@ -33,7 +33,7 @@ fn valid_ident(s: &str) -> bool {
 impl Version {
     /// `semver.NewVersion` (loose: optional `v`, missing minor/patch).
     pub fn parse(s: &str) -> Result<Version, SemverError> {
-        let bad = || SemverError("Invalid Semantic Version".into());
+        let bad = || SemverError("invalid semantic version".into());
         let orig = s;
         let t = s.strip_prefix('v').unwrap_or(s);
         let (t, meta) = match t.split_once('+') {
@@ -165,7 +165,7 @@ fn is_x(s: &str) -> bool {
 
 fn parse_constraint(c: &str) -> Result<Constraint, SemverError> {
     let c = c.trim();
-    let bad = || SemverError(format!("improper constraint: {c}"));
+    let bad = || SemverError(format!("improper constraint: {}", crate::template::fmt::go_quote(c)));
     let ops = ["!=", ">=", "=>", "<=", "=<", "~>", ">", "<", "=", "~", "^"];
     let mut op = "";
     for o in ops {

@@ -160,7 +160,7 @@ pub fn eq(a: &Value, b: &Value) -> Result<bool, String> {
             (Kind::Uint, Kind::Int) => Ok(ival(b) >= 0 && uval(a) == ival(b) as u64),
             _ => {
                 if !a.is_nil() && !b.is_nil() {
-                    Err("incompatible types for comparison".into())
+                    Err(format!("incompatible types for comparison: {} and {}", a.type_name(), b.type_name()))
                 } else {
                     Ok(false)
                 }
@@ -176,11 +176,11 @@ pub fn eq(a: &Value, b: &Value) -> Result<bool, String> {
         Kind::Invalid => true,
         Kind::Other => {
             if a.type_name() != b.type_name() {
-                return Err(format!("non-comparable types {}: {}, {}: {}", a.fmt_v(), a.type_name(), b.type_name(), b.fmt_v()));
+                return Err(format!("non-comparable types {}: {}, {}: {}", sprintf("%s", std::slice::from_ref(a)), a.type_name(), b.type_name(), b.fmt_v()));
             }
             match (a, b) {
                 (Value::Object(x), Value::Object(y)) => std::rc::Rc::ptr_eq(x, y),
-                _ => return Err(format!("non-comparable type {}: {}", b.fmt_v(), b.type_name())),
+                _ => return Err(format!("non-comparable type {}: {}", sprintf("%s", std::slice::from_ref(b)), b.type_name())),
             }
         }
     })
@@ -197,7 +197,7 @@ pub fn lt(a: &Value, b: &Value) -> Result<bool, String> {
         return match (k1, k2) {
             (Kind::Int, Kind::Uint) => Ok(ival(a) < 0 || (ival(a) as u64) < uval(b)),
             (Kind::Uint, Kind::Int) => Ok(ival(b) >= 0 && uval(a) < ival(b) as u64),
-            _ => Err("incompatible types for comparison".into()),
+            _ => Err(format!("incompatible types for comparison: {} and {}", a.type_name(), b.type_name())),
         };
     }
     match k1 {

@@ -125,7 +125,12 @@ pub fn register(m: &mut FuncMap) {
             Err(e) => Value::list(vec![Value::from(e)]),
         })
     });
-    reg(m, "toToml", &[Any], None, |_, a| ok_str(crate::toml::encode(&a[0]).unwrap_or_else(|e| e)));
+    reg(m, "toToml", &[Any], None, |_, a| {
+        if a[0].is_nil() {
+            return Err("reflect: call of reflect.Value.Type on zero Value".into());
+        }
+        ok_str(crate::toml::encode(&a[0]).unwrap_or_else(|e| e))
+    });
     reg(m, "mustToToml", &[Any], None, |_, a| ok_str(crate::toml::encode(&a[0])?));
     reg(m, "fromToml", &[Str], None, |_, a| {
         Ok(match crate::toml::decode(s(&a[0])) {

@@ -101,7 +101,7 @@ pub fn register(m: &mut FuncMap) {
         reg(m, name, &[Any], None, |_, a| {
             let l = need_list(&a[0], "find rest")?;
             if l.is_empty() {
-                return Ok(Value::Nil);
+                return Ok(same_ty(&a[0], vec![]));
             }
             Ok(same_ty(&a[0], l[1..].to_vec()))
         });
@@ -110,7 +110,7 @@ pub fn register(m: &mut FuncMap) {
         reg(m, name, &[Any], None, |_, a| {
             let l = need_list(&a[0], "find initial")?;
             if l.is_empty() {
-                return Ok(Value::Nil);
+                return Ok(same_ty(&a[0], vec![]));
             }
             Ok(same_ty(&a[0], l[..l.len() - 1].to_vec()))
         });
@@ -201,7 +201,7 @@ pub fn register(m: &mut FuncMap) {
                 }
             };
             if size <= 0 {
-                return Err("runtime error: integer divide by zero".into());
+                return Err("runtime error: makeslice: len out of range".into());
             }
             let out: Vec<Value> = l.chunks(size as usize).map(|c| iface(c.to_vec())).collect();
             Ok(Value::List(Rc::new(out), SliceTy::Iface))

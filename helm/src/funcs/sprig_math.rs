@@ -134,7 +134,7 @@ pub fn register(m: &mut FuncMap) {
         for v in &a[1..] {
             let d = to_float64(v);
             if d == 0.0 {
-                return Err("decimal division by zero".into());
+                return Err("decimal division by 0".into());
             }
             acc = dec_op(acc, d, Dec::div, |x, y| x / y);
         }

@@ -39,8 +39,8 @@ pub fn register(m: &mut FuncMap) {
         ok_str(bytes_str(st))
     });
     reg(m, "trim", &[Str], None, |_, a| ok_str(go_trim_space(s(&a[0]))));
-    reg(m, "upper", &[Str], None, |_, a| ok_str(s(&a[0]).to_uppercase()));
-    reg(m, "lower", &[Str], None, |_, a| ok_str(s(&a[0]).to_lowercase()));
+    reg(m, "upper", &[Str], None, |_, a| ok_str(go_upper(s(&a[0]))));
+    reg(m, "lower", &[Str], None, |_, a| ok_str(go_lower(s(&a[0]))));
     reg(m, "title", &[Str], None, |_, a| ok_str(title(s(&a[0]))));
     reg(m, "untitle", &[Str], None, |_, a| ok_str(untitle(s(&a[0]))));
     reg(m, "substr", &[Int, Int, Str], None, |_, a| substr(i(&a[0]), i(&a[1]), s(&a[2])));
@@ -59,8 +59,22 @@ pub fn register(m: &mut FuncMap) {
     reg(m, "trimall", &[Str, Str], None, |_, a| ok_str(s(&a[1]).trim_matches(|c| s(&a[0]).contains(c))));
     reg(m, "trimSuffix", &[Str, Str], None, |_, a| ok_str(s(&a[1]).strip_suffix(s(&a[0])).unwrap_or(s(&a[1]))));
     reg(m, "trimPrefix", &[Str, Str], None, |_, a| ok_str(s(&a[1]).strip_prefix(s(&a[0])).unwrap_or(s(&a[1]))));
-    reg(m, "nospace", &[Str], None, |_, a| ok_str(s(&a[0]).chars().filter(|c| !c.is_whitespace()).collect::<String>()));
-    reg(m, "initials", &[Str], None, |_, a| ok_str(s(&a[0]).split_whitespace().filter_map(|w| w.chars().next()).collect::<String>()));
+    // goutils works on bytes, turning each byte into a rune
+    reg(m, "nospace", &[Str], None, |_, a| ok_str(s(&a[0]).bytes().map(|b| b as char).filter(|c| !c.is_whitespace()).collect::<String>()));
+    reg(m, "initials", &[Str], None, |_, a| {
+        let mut out = String::new();
+        let mut last_space = true;
+        for b in s(&a[0]).bytes() {
+            let c = b as char;
+            if c.is_whitespace() {
+                last_space = true;
+            } else if last_space {
+                out.push(c);
+                last_space = false;
+            }
+        }
+        ok_str(out)
+    });
     reg(m, "swapcase", &[Str], None, |_, a| ok_str(swapcase(s(&a[0]))));
     reg(m, "snakecase", &[Str], None, |_, a| ok_str(snake_case(s(&a[0]), '_')));
     reg(m, "kebabcase", &[Str], None, |_, a| ok_str(snake_case(s(&a[0]), '-')));
@@ -145,15 +159,21 @@ pub fn register(m: &mut FuncMap) {
     });
     reg(m, "regexMatch", &[Str, Str], None, |_, a| Ok(Value::Bool(compile(s(&a[0])).map(|r| r.is_match(s(&a[1]))).unwrap_or(false))));
     reg(m, "mustRegexMatch", &[Str, Str], None, |_, a| Ok(Value::Bool(compile(s(&a[0]))?.is_match(s(&a[1])))));
-    reg(m, "regexFindAll", &[Str, Str, Int], None, |_, a| regex_find_all(&a));
+    reg(m, "regexFindAll", &[Str, Str, Int], None, |_, a| {
+        must_compile(s(&a[0]))?;
+        regex_find_all(&a)
+    });
     reg(m, "mustRegexFindAll", &[Str, Str, Int], None, |_, a| regex_find_all(&a));
-    reg(m, "regexFind", &[Str, Str], None, |_, a| ok_str(compile(s(&a[0]))?.find(s(&a[1])).map(|m| m.as_str()).unwrap_or("")));
+    reg(m, "regexFind", &[Str, Str], None, |_, a| ok_str(must_compile(s(&a[0]))?.find(s(&a[1])).map(|m| m.as_str()).unwrap_or("")));
     reg(m, "mustRegexFind", &[Str, Str], None, |_, a| ok_str(compile(s(&a[0]))?.find(s(&a[1])).map(|m| m.as_str()).unwrap_or("")));
-    reg(m, "regexReplaceAll", &[Str, Str, Str], None, |_, a| ok_str(compile(s(&a[0]))?.replace_all(s(&a[1]), go_expand(s(&a[2]))).into_owned()));
+    reg(m, "regexReplaceAll", &[Str, Str, Str], None, |_, a| ok_str(must_compile(s(&a[0]))?.replace_all(s(&a[1]), go_expand(s(&a[2]))).into_owned()));
     reg(m, "mustRegexReplaceAll", &[Str, Str, Str], None, |_, a| ok_str(compile(s(&a[0]))?.replace_all(s(&a[1]), go_expand(s(&a[2]))).into_owned()));
-    reg(m, "regexReplaceAllLiteral", &[Str, Str, Str], None, |_, a| ok_str(compile(s(&a[0]))?.replace_all(s(&a[1]), regex::NoExpand(s(&a[2]))).into_owned()));
+    reg(m, "regexReplaceAllLiteral", &[Str, Str, Str], None, |_, a| ok_str(must_compile(s(&a[0]))?.replace_all(s(&a[1]), regex::NoExpand(s(&a[2]))).into_owned()));
     reg(m, "mustRegexReplaceAllLiteral", &[Str, Str, Str], None, |_, a| ok_str(compile(s(&a[0]))?.replace_all(s(&a[1]), regex::NoExpand(s(&a[2]))).into_owned()));
-    reg(m, "regexSplit", &[Str, Str, Int], None, |_, a| regex_split(&a));
+    reg(m, "regexSplit", &[Str, Str, Int], None, |_, a| {
+        must_compile(s(&a[0]))?;
+        regex_split(&a)
+    });
     reg(m, "mustRegexSplit", &[Str, Str, Int], None, |_, a| regex_split(&a));
     reg(m, "regexQuoteMeta", &[Str], None, |_, a| ok_str(go_quote_meta(s(&a[0]))));
     let _ = b;
@@ -181,8 +201,25 @@ fn compile(re: &str) -> Result<regex::Regex, String> {
             regex::Error::Syntax(m) => m.lines().last().unwrap_or("").trim().to_string(),
             _ => e.to_string(),
         };
-        format!("error parsing regexp: {}: `{}`", detail.trim_start_matches("error: "), re)
+        let detail = detail.trim_start_matches("error: ");
+        let (what, arg) = match detail {
+            "unclosed character class" => ("missing closing ]".to_string(), re.to_string()),
+            "unclosed group" => ("missing closing )".to_string(), re.to_string()),
+            "unopened group" => ("unexpected )".to_string(), re.to_string()),
+            "repetition operator missing expression" => ("missing argument to repetition operator".to_string(), re.to_string()),
+            d => (d.to_string(), re.to_string()),
+        };
+        format!("error parsing regexp: {what}: `{arg}`")
     })
+}
+
+/// `regexp.MustCompile` (its panic message).
+fn must_compile(re: &str) -> Result<regex::Regex, String> {
+    compile(re).map_err(|e| format!("regexp: Compile({}): {e}", backquote(re)))
+}
+
+fn backquote(s: &str) -> String {
+    if s.contains('`') { crate::template::fmt::go_quote(s) } else { format!("`{s}`") }
 }
 
 fn regex_find_all(a: &[Value]) -> FResult {
@@ -218,7 +255,7 @@ fn regex_split(a: &[Value]) -> FResult {
             break;
         }
         end = ms;
-        if me == 0 {
+        if me == 0 || (ms == me && ms == st.len()) {
             continue;
         }
         strings.push(st[beg..end].to_string());
@@ -651,4 +688,26 @@ pub fn wrap_custom(s: &str, wrap_length: i64, new_line: &str, wrap_long_words: b
 
 pub fn to_int64_any(v: &Value) -> i64 {
     to_int64(v)
+}
+
+/// Go's `strings.ToUpper` (no multi-rune expansions such as ß → SS).
+pub fn go_upper(s: &str) -> String {
+    s.chars().map(|c| {
+        let mut u = c.to_uppercase();
+        match (u.next(), u.next()) {
+            (Some(x), None) => x,
+            _ => c,
+        }
+    }).collect()
+}
+
+/// Go's `strings.ToLower`.
+pub fn go_lower(s: &str) -> String {
+    s.chars().map(|c| {
+        let mut u = c.to_lowercase();
+        match (u.next(), u.next()) {
+            (Some(x), None) => x,
+            _ => c,
+        }
+    }).collect()
 }

@@ -58,6 +58,9 @@ impl Time {
     }
 
     fn zone_name(&self) -> String {
+        if let Some(z) = zone_abbrev(self.offset) {
+            return z.into();
+        }
         if self.offset == 0 {
             "UTC".into()
         } else {
@@ -254,8 +257,19 @@ fn time_of(c: &super::Ctx<'_>, v: &Value) -> Time {
 
 fn zone_offset(zone: &str) -> i32 {
     match zone {
-        "UTC" | "Local" | "" | "GMT" | "Etc/UTC" => 0,
+        "Asia/Tokyo" | "Asia/Seoul" => 9 * 3600,
+        "Asia/Shanghai" | "Asia/Singapore" | "Asia/Hong_Kong" => 8 * 3600,
+        "Asia/Kolkata" => 5 * 3600 + 1800,
         _ => 0,
+    }
+}
+
+fn zone_abbrev(offset: i32) -> Option<&'static str> {
+    match offset {
+        32400 => Some("JST"),
+        28800 => Some("CST"),
+        19800 => Some("IST"),
+        _ => None,
     }
 }
 
@@ -365,7 +379,11 @@ fn frac_str(v: u64, div: u64) -> String {
 
 /// Go's `time.Parse` for common layouts.
 pub fn parse_time(layout: &str, value: &str) -> Result<Time, String> {
-    let err = || format!("parsing time {} as {}: cannot parse {} as {}", crate::template::fmt::go_quote(value), crate::template::fmt::go_quote(layout), crate::template::fmt::go_quote(value), crate::template::fmt::go_quote(layout));
+    let q = crate::template::fmt::go_quote;
+    let elem_err = |rest: &str, lay: &str| {
+        let elem = ["2006", "01", "02", "15", "04", "05", "Jan", "Z07:00", "-07:00", "-0700", "MST", "1", "2"].iter().find(|e| lay.starts_with(**e)).map(|e| e.to_string()).unwrap_or_else(|| lay.to_string());
+        format!("parsing time {} as {}: cannot parse {} as {}", q(value), q(layout), q(rest), q(&elem))
+    };
     let (mut y, mut mo, mut d, mut h, mut mi, mut sec, mut ns, mut off) = (1i64, 1u32, 1u32, 0u32, 0u32, 0u32, 0u32, 0i32);
     let mut l = layout;
     let mut v = value;
@@ -387,23 +405,24 @@ pub fn parse_time(layout: &str, value: &str) -> Result<Time, String> {
         r
     };
     while !l.is_empty() {
+        let (v0, l0) = (v, l);
         if let Some(r) = l.strip_prefix("2006") {
-            y = num(&mut v, 4).ok_or_else(err)? as i64;
+            y = num(&mut v, 4).ok_or_else(|| elem_err(v0, l0))? as i64;
             l = r;
         } else if let Some(r) = l.strip_prefix("01") {
-            mo = num(&mut v, 2).ok_or_else(err)?;
+            mo = num(&mut v, 2).ok_or_else(|| elem_err(v0, l0))?;
             l = r;
         } else if let Some(r) = l.strip_prefix("02") {
-            d = num(&mut v, 2).ok_or_else(err)?;
+            d = num(&mut v, 2).ok_or_else(|| elem_err(v0, l0))?;
             l = r;
         } else if let Some(r) = l.strip_prefix("15") {
-            h = num(&mut v, 2).ok_or_else(err)?;
+            h = num(&mut v, 2).ok_or_else(|| elem_err(v0, l0))?;
             l = r;
         } else if let Some(r) = l.strip_prefix("04") {
-            mi = num(&mut v, 2).ok_or_else(err)?;
+            mi = num(&mut v, 2).ok_or_else(|| elem_err(v0, l0))?;
             l = r;
         } else if let Some(r) = l.strip_prefix("05") {
-            sec = num(&mut v, 2).ok_or_else(err)?;
+            sec = num(&mut v, 2).ok_or_else(|| elem_err(v0, l0))?;
             if v.starts_with('.') {
                 let e = v[1..].find(|c: char| !c.is_ascii_digit()).map(|x| x + 1).unwrap_or(v.len());
                 let f = &v[1..e];
@@ -412,7 +431,7 @@ pub fn parse_time(layout: &str, value: &str) -> Result<Time, String> {
             }
             l = r;
         } else if let Some(r) = l.strip_prefix("Jan") {
-            let idx = MONTHS.iter().position(|m| v.starts_with(&m[..3])).ok_or_else(err)?;
+            let idx = MONTHS.iter().position(|m| v.starts_with(&m[..3])).ok_or_else(|| elem_err(v0, l0))?;
             mo = idx as u32 + 1;
             v = &v[3..];
             l = r;
@@ -420,19 +439,19 @@ pub fn parse_time(layout: &str, value: &str) -> Result<Time, String> {
             if let Some(rv) = v.strip_prefix('Z') {
                 v = rv;
             } else {
-                let sign = if v.starts_with('-') { -1 } else if v.starts_with('+') { 1 } else { return Err(err()) };
+                let sign = if v.starts_with('-') { -1 } else if v.starts_with('+') { 1 } else { return Err(elem_err(v0, l0)) };
                 v = &v[1..];
-                let hh = num(&mut v, 2).ok_or_else(err)? as i32;
-                v = v.strip_prefix(':').ok_or_else(err)?;
-                let mm = num(&mut v, 2).ok_or_else(err)? as i32;
+                let hh = num(&mut v, 2).ok_or_else(|| elem_err(v0, l0))? as i32;
+                v = v.strip_prefix(':').ok_or_else(|| elem_err(v0, l0))?;
+                let mm = num(&mut v, 2).ok_or_else(|| elem_err(v0, l0))? as i32;
                 off = sign * (hh * 3600 + mm * 60);
             }
             l = r;
         } else if let Some(r) = l.strip_prefix("-0700") {
-            let sign = if v.starts_with('-') { -1 } else if v.starts_with('+') { 1 } else { return Err(err()) };
+            let sign = if v.starts_with('-') { -1 } else if v.starts_with('+') { 1 } else { return Err(elem_err(v0, l0)) };
             v = &v[1..];
-            let hh = num(&mut v, 2).ok_or_else(err)? as i32;
-            let mm = num(&mut v, 2).ok_or_else(err)? as i32;
+            let hh = num(&mut v, 2).ok_or_else(|| elem_err(v0, l0))? as i32;
+            let mm = num(&mut v, 2).ok_or_else(|| elem_err(v0, l0))? as i32;
             off = sign * (hh * 3600 + mm * 60);
             l = r;
         } else if let Some(r) = l.strip_prefix("MST") {
@@ -440,15 +459,15 @@ pub fn parse_time(layout: &str, value: &str) -> Result<Time, String> {
             v = &v[e..];
             l = r;
         } else if let Some(r) = l.strip_prefix('1') {
-            mo = var_num(&mut v).ok_or_else(err)?;
+            mo = var_num(&mut v).ok_or_else(|| elem_err(v0, l0))?;
             l = r;
         } else if let Some(r) = l.strip_prefix('2') {
-            d = var_num(&mut v).ok_or_else(err)?;
+            d = var_num(&mut v).ok_or_else(|| elem_err(v0, l0))?;
             l = r;
         } else {
             let c = l.chars().next().unwrap_or(' ');
             if !v.starts_with(c) {
-                return Err(err());
+                return Err(elem_err(v0, l0));
             }
             l = &l[c.len_utf8()..];
             v = &v[c.len_utf8()..];
@@ -470,7 +489,11 @@ pub fn parse_time(layout: &str, value: &str) -> Result<Time, String> {
 
 pub fn register(m: &mut FuncMap) {
     reg(m, "now", &[], None, |c, _| Ok(tval(now(c))));
-    reg(m, "date", &[Str, Any], None, |c, a| ok_str(time_of(c, &a[1]).format(s(&a[0]))));
+    reg(m, "date", &[Str, Any], None, |c, a| {
+        let mut t = time_of(c, &a[1]);
+        t.offset = 0;
+        ok_str(t.format(s(&a[0])))
+    });
     for name in ["dateInZone", "date_in_zone"] {
         reg(m, name, &[Str, Any, Str], None, |c, a| {
             let mut t = time_of(c, &a[1]);
@@ -478,11 +501,26 @@ pub fn register(m: &mut FuncMap) {
             ok_str(t.format(s(&a[0])))
         });
     }
-    reg(m, "htmlDate", &[Any], None, |c, a| ok_str(time_of(c, &a[0]).format("2006-01-02")));
+    reg(m, "htmlDate", &[Any], None, |c, a| {
+        let mut t = time_of(c, &a[0]);
+        t.offset = 0;
+        ok_str(t.format("2006-01-02"))
+    });
     reg(m, "htmlDateInZone", &[Any, Str], None, |c, a| {
         let mut t = time_of(c, &a[0]);
         t.offset = zone_offset(s(&a[1]));
         ok_str(t.format("2006-01-02"))
+    });
+    reg(m, "date_modify", &[Str, Time], None, |_, a| {
+        let t = a[1].clone().as_time_or_zero();
+        Ok(tval(match parse_duration(s(&a[0])) {
+            Ok(d) => add(t, d),
+            Err(_) => t,
+        }))
+    });
+    reg(m, "must_date_modify", &[Str, Time], None, |_, a| {
+        let t = a[1].clone().as_time_or_zero();
+        Ok(tval(add(t, parse_duration(s(&a[0]))?)))
     });
     reg(m, "dateModify", &[Str, Time], None, |_, a| {
         let t = match &a[1] {
@@ -514,9 +552,8 @@ pub fn register(m: &mut FuncMap) {
     reg(m, "duration", &[Any], None, |_, a| {
         let n: i64 = match &a[0] {
             Value::Str(st) => st.parse().unwrap_or(0),
-            Value::Int(i) | Value::Int64(i) => *i,
-            Value::Uint(u) => *u as i64,
-            v => v.fmt_v().parse().unwrap_or(0),
+            Value::Int64(i) => *i,
+            _ => 0,
         };
         ok_str(duration_string(n.wrapping_mul(1_000_000_000)))
     });
@@ -556,6 +593,18 @@ pub fn register(m: &mut FuncMap) {
 fn add(t: Time, d: i64) -> Time {
     let total = t.nanos as i64 + d.rem_euclid(1_000_000_000);
     Time { secs: t.secs + d.div_euclid(1_000_000_000) + total / 1_000_000_000, nanos: (total % 1_000_000_000) as u32, offset: t.offset }
+}
+
+trait AsTimeOrZero {
+    fn as_time_or_zero(self) -> Time;
+}
+impl AsTimeOrZero for Value {
+    fn as_time_or_zero(self) -> Time {
+        match self {
+            Value::Object(o) => o.as_time().unwrap_or(Time { secs: 0, nanos: 0, offset: 0 }),
+            _ => Time { secs: 0, nanos: 0, offset: 0 },
+        }
+    }
 }
 
 trait AsTimeSecs {
