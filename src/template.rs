@@ -1,12 +1,12 @@
 //! `harmony template NAME CHART [flags]`: renders a chart exactly like `helm template`.
+//! All logic lives in `harmony_helm::release::run_template`; this only maps flags.
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use harmony_helm::funcs::FixedEnvironment;
-use harmony_helm::value::Value;
-use harmony_helm::{Chart, ReleaseOptions};
+use harmony_helm::release::{TemplateRequest, run_template};
 
 /// Flags of `harmony template` (those of `helm template`).
 #[derive(clap::Args, Debug, Clone)]
@@ -16,8 +16,8 @@ pub struct TemplateArgs {
     /// Chart directory or `.tgz`.
     pub chart: Option<String>,
     /// Namespace.
-    #[arg(short = 'n', long, default_value = "default")]
-    pub namespace: String,
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
     /// Set values (`a.b=c,d=e`).
     #[arg(long = "set")]
     pub set: Vec<String>,
@@ -50,91 +50,37 @@ pub struct TemplateArgs {
     pub debug: bool,
 }
 
-fn fail(msg: &str) -> ExitCode {
-    let _ = writeln!(std::io::stderr(), "Error: {msg}");
-    ExitCode::from(1)
-}
-
-/// Runs the command.
+/// Runs the command (on a thread with a large stack: templates may recurse deeply).
 pub fn run(args: TemplateArgs) -> anyhow::Result<ExitCode> {
-    let env = FixedEnvironment::default();
-    let (mut name, chart) = match (&args.name, &args.chart) {
-        (Some(n), Some(c)) => (n.clone(), c.clone()),
-        (Some(c), None) => ("release-name".to_string(), c.clone()),
+    let (name, chart) = match (args.name.clone(), args.chart.clone()) {
+        (Some(n), Some(c)) => (Some(n), c),
+        (Some(c), None) => (None, c),
         _ => {
-            let _ = writeln!(std::io::stderr(), "Error: \"helm template\" requires at least 1 argument\n\nUsage:  helm template [NAME] [CHART] [flags]");
+            eprintln!("Error: \"helm template\" requires at least 1 argument\n\nUsage:  helm template [NAME] [CHART] [flags]");
             return Ok(ExitCode::from(1));
         }
     };
-    if let Some(t) = &args.name_template {
-        match harmony_helm::render_string(t, "{}", &env) {
-            Ok(n) => name = n,
-            Err(e) => return Ok(fail(&e.message)),
-        }
-    }
-    // user values: -f files, then --set, then --set-string
-    let base = match Value::empty_map() {
-        Value::Map(m) => m,
-        _ => unreachable!(),
-    };
-    let mut base = base;
-    for f in &args.values {
-        let text = match std::fs::read_to_string(f) {
-            Ok(t) => t,
-            Err(e) => return Ok(fail(&format!("open {}: {}", f.display(), e))),
-        };
-        let v = match harmony_helm::yaml::decode(&text) {
-            Ok(Value::Map(m)) => m,
-            Ok(Value::Nil) => match Value::empty_map() {
-                Value::Map(m) => m,
-                _ => unreachable!(),
-            },
-            Ok(_) => return Ok(fail(&format!("failed to parse {}: error unmarshaling JSON: json: cannot unmarshal into Go value of type map[string]interface {{}}", f.display()))),
-            Err(e) => return Ok(fail(&format!("failed to parse {}: {}", f.display(), e))),
-        };
-        base = harmony_helm::values::merge_maps(&base, &v);
-    }
-    for s in &args.set {
-        if let Err(e) = harmony_helm::values::parse_set(s, &base, false) {
-            return Ok(fail(&format!("failed parsing --set data: {e}")));
-        }
-    }
-    for s in &args.set_string {
-        if let Err(e) = harmony_helm::values::parse_set(s, &base, true) {
-            return Ok(fail(&format!("failed parsing --set-string data: {e}")));
-        }
-    }
-    let chart = match Chart::load(std::path::Path::new(&chart)) {
-        Ok(c) => c,
-        Err(e) => return Ok(fail(&e.to_string())),
-    };
-    let opts = ReleaseOptions {
+    let req = TemplateRequest {
         name,
-        namespace: args.namespace.clone(),
-        kube_version: args.kube_version.clone(),
-        api_versions: args.api_versions.clone(),
+        chart: chart.into(),
+        namespace: args.namespace,
+        set: args.set,
+        set_string: args.set_string,
+        values_files: args.values,
+        kube_version: args.kube_version,
+        api_versions: args.api_versions,
         include_crds: args.include_crds,
-        show_only: args.show_only.clone(),
+        show_only: args.show_only,
         skip_tests: args.skip_tests,
-        ..ReleaseOptions::default()
+        name_template: args.name_template,
+        debug: args.debug,
     };
-    let out = harmony_helm::template(chart, Value::Map(base), &opts, &env);
-    let mut stdout = std::io::stdout().lock();
-    match out.error {
-        None => {
-            stdout.write_all(out.stdout.as_bytes())?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Some(e) => {
-            if out.yaml_error {
-                if args.debug {
-                    stdout.write_all(out.stdout.as_bytes())?;
-                    stdout.flush()?;
-                    return Ok(fail(&e));
-                }
-                return Ok(fail(&format!("{e}\n\nUse --debug flag to render out invalid YAML")));
-            }
-            Ok(fail(&e))
-        }
-    }
+    let out = std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(move || run_template(&req, &FixedEnvironment::default()))?
+        .join()
+        .map_err(|_| anyhow::anyhow!("internal error while rendering"))?;
+    std::io::stdout().lock().write_all(out.stdout.as_bytes())?;
+    std::io::stderr().lock().write_all(out.stderr.as_bytes())?;
+    Ok(ExitCode::from(out.code))
 }

@@ -548,3 +548,107 @@ pub fn template(mut chart: Chart, user_values: Value, opts: &ReleaseOptions, env
     out.stdout = all;
     out
 }
+
+/// All inputs of `helm template NAME CHART [flags]`.
+#[derive(Clone, Debug, Default)]
+pub struct TemplateRequest {
+    /// Release name (`None`: `release-name`).
+    pub name: Option<String>,
+    /// Chart directory or archive.
+    pub chart: std::path::PathBuf,
+    /// Namespace (`None`: `default`).
+    pub namespace: Option<String>,
+    /// `--set`
+    pub set: Vec<String>,
+    /// `--set-string`
+    pub set_string: Vec<String>,
+    /// `-f` files.
+    pub values_files: Vec<std::path::PathBuf>,
+    /// `--kube-version`
+    pub kube_version: Option<String>,
+    /// `--api-versions`
+    pub api_versions: Vec<String>,
+    /// `--include-crds`
+    pub include_crds: bool,
+    /// `--show-only`
+    pub show_only: Vec<String>,
+    /// `--skip-tests`
+    pub skip_tests: bool,
+    /// `--name-template`
+    pub name_template: Option<String>,
+    /// `--debug`
+    pub debug: bool,
+}
+
+/// What the command prints and its exit code.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// Exit code.
+    pub code: u8,
+}
+
+/// Merges user values like Helm: `-f` files in order, then `--set`, then `--set-string`.
+pub fn user_values(req: &TemplateRequest) -> Result<Value, String> {
+    let mut base = match Value::empty_map() {
+        Value::Map(m) => m,
+        _ => unreachable!("empty_map is a map"),
+    };
+    for f in &req.values_files {
+        let text = std::fs::read_to_string(f).map_err(|e| format!("open {}: {}", f.display(), e))?;
+        let v = match crate::yaml::decode(&text) {
+            Ok(Value::Map(m)) => m,
+            Ok(Value::Nil) => continue,
+            Ok(_) => return Err(format!("failed to parse {}: error unmarshaling JSON: json: cannot unmarshal into Go value of type map[string]interface {{}}", f.display())),
+            Err(e) => return Err(format!("failed to parse {}: {}", f.display(), e)),
+        };
+        base = crate::values::merge_maps(&base, &v);
+    }
+    for s in &req.set {
+        crate::values::parse_set(s, &base, false).map_err(|e| format!("failed parsing --set data: {e}"))?;
+    }
+    for s in &req.set_string {
+        crate::values::parse_set(s, &base, true).map_err(|e| format!("failed parsing --set-string data: {e}"))?;
+    }
+    Ok(Value::Map(base))
+}
+
+/// Runs `helm template` end to end: what it prints and its exit code.
+pub fn run_template(req: &TemplateRequest, env: &dyn Environment) -> CommandOutput {
+    let err = |m: String| CommandOutput { stdout: String::new(), stderr: format!("Error: {m}\n"), code: 1 };
+    let mut name = req.name.clone().unwrap_or_else(|| "release-name".into());
+    if let Some(t) = &req.name_template {
+        match crate::render_string(t, "{}", env) {
+            Ok(n) => name = n,
+            Err(e) => return err(e.message),
+        }
+    }
+    let vals = match user_values(req) {
+        Ok(v) => v,
+        Err(e) => return err(e),
+    };
+    let chart = match Chart::load(&req.chart) {
+        Ok(c) => c,
+        Err(e) => return err(e.to_string()),
+    };
+    let opts = ReleaseOptions {
+        name,
+        namespace: req.namespace.clone().unwrap_or_else(|| "default".into()),
+        kube_version: req.kube_version.clone(),
+        api_versions: req.api_versions.clone(),
+        include_crds: req.include_crds,
+        show_only: req.show_only.clone(),
+        skip_tests: req.skip_tests,
+        ..ReleaseOptions::default()
+    };
+    let out = template(chart, vals, &opts, env);
+    match out.error {
+        None => CommandOutput { stdout: out.stdout, stderr: String::new(), code: 0 },
+        Some(e) if out.yaml_error && req.debug => CommandOutput { stdout: out.stdout, stderr: format!("Error: {e}\n"), code: 1 },
+        Some(e) if out.yaml_error => err(format!("{e}\n\nUse --debug flag to render out invalid YAML")),
+        Some(e) => err(e),
+    }
+}
