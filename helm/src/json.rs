@@ -50,7 +50,7 @@ pub fn float_str(f: f64) -> Result<String, String> {
 
 fn enc(out: &mut String, v: &Value, o: JsonOpts, depth: usize) -> Result<(), String> {
     if depth > 1000 {
-        return Err("json: unsupported value: encountered a cycle".into());
+        return Err("json: unsupported value: encountered a cycle via map[string]interface {}".into());
     }
     match v {
         Value::Invalid | Value::Nil => out.push_str("null"),
@@ -85,7 +85,7 @@ fn enc(out: &mut String, v: &Value, o: JsonOpts, depth: usize) -> Result<(), Str
             out.push(']');
         }
         Value::Map(m) => {
-            let Ok(b) = m.try_borrow() else { return Err("json: unsupported value: encountered a cycle".into()) };
+            let Ok(b) = m.try_borrow() else { return Err("json: unsupported value: encountered a cycle via map[string]interface {}".into()) };
             if b.is_empty() {
                 out.push_str("{}");
                 return Ok(());

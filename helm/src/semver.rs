@@ -135,6 +135,35 @@ impl Object for Version {
             _ => return None,
         })
     }
+    fn has_method(&self, name: &str) -> bool {
+        matches!(name, "Compare" | "LessThan" | "GreaterThan" | "Equal" | "IncMajor" | "IncMinor" | "IncPatch")
+    }
+    fn call(&self, name: &str, args: &[Value]) -> Result<Value, String> {
+        let other = || -> Result<Version, String> {
+            match args.first() {
+                Some(Value::Object(o)) => Version::parse(&o.format()).map_err(|e| e.to_string()),
+                _ => Err("invalid memory address or nil pointer dereference".into()),
+            }
+        };
+        let inc = |v: Version| Value::Object(std::rc::Rc::new(Version { original: v.string(), ..v }));
+        Ok(match name {
+            "Compare" => Value::Int(match self.compare(&other()?) {
+                Ordering::Less => -1,
+                Ordering::Equal => 0,
+                Ordering::Greater => 1,
+            }),
+            "LessThan" => Value::Bool(self.compare(&other()?) == Ordering::Less),
+            "GreaterThan" => Value::Bool(self.compare(&other()?) == Ordering::Greater),
+            "Equal" => Value::Bool(self.compare(&other()?) == Ordering::Equal),
+            "IncMajor" => inc(Version { major: self.major + 1, minor: 0, patch: 0, pre: String::new(), metadata: String::new(), original: String::new() }),
+            "IncMinor" => inc(Version { major: self.major, minor: self.minor + 1, patch: 0, pre: String::new(), metadata: String::new(), original: String::new() }),
+            "IncPatch" => {
+                let patch = if self.pre.is_empty() { self.patch + 1 } else { self.patch };
+                inc(Version { major: self.major, minor: self.minor, patch, pre: String::new(), metadata: String::new(), original: String::new() })
+            }
+            _ => return Err(format!("can't call method {name}")),
+        })
+    }
     fn format(&self) -> String {
         self.string()
     }
@@ -215,12 +244,13 @@ impl Constraints {
             let mut cs = Vec::new();
             // hyphen ranges "a - b"
             let items: Vec<String> = split_and(g);
+            let bad = || SemverError(format!("improper constraint: {}", crate::template::fmt::go_quote(g)));
             for it in items {
                 if let Some((a, b)) = it.split_once(" - ") {
-                    cs.push(parse_constraint(&format!(">={}", a.trim()))?);
-                    cs.push(parse_constraint(&format!("<={}", b.trim()))?);
+                    cs.push(parse_constraint(&format!(">={}", a.trim())).map_err(|_| bad())?);
+                    cs.push(parse_constraint(&format!("<={}", b.trim())).map_err(|_| bad())?);
                 } else {
-                    cs.push(parse_constraint(&it)?);
+                    cs.push(parse_constraint(&it).map_err(|_| bad())?);
                 }
             }
             if cs.is_empty() {

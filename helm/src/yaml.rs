@@ -82,14 +82,23 @@ enum Node {
 }
 
 fn to_node(v: &Value, depth: usize) -> Result<Node, String> {
+    to_node_opts(v, depth, false)
+}
+
+fn to_node_opts(v: &Value, depth: usize, direct: bool) -> Result<Node, String> {
     if depth > 1000 {
-        return Err("json: unsupported value: encountered a cycle".into());
+        return Err("error marshaling into JSON: json: unsupported value: encountered a cycle via map[string]interface {}".into());
     }
     Ok(match v {
         Value::Invalid | Value::Nil => Node::Null,
         Value::Bool(b) => Node::Bool(*b),
         Value::Int(i) | Value::Int64(i) => Node::Num(i.to_string()),
         Value::Uint(u) => Node::Num(u.to_string()),
+        Value::Float(f) if direct => Node::Num(match *f {
+            x if x.is_nan() => ".nan".into(),
+            x if x.is_infinite() => if x > 0.0 { "+.inf".into() } else { "-.inf".into() },
+            x => crate::value::format_float_g(x, -1, 'e'),
+        }),
         Value::Float(f) => {
             let j = crate::json::float_str(*f)?;
             Node::Num(json_number_to_yaml(&j))
@@ -100,12 +109,12 @@ fn to_node(v: &Value, depth: usize) -> Result<Node, String> {
             let b: Vec<u8> = l.iter().map(|x| crate::funcs::i(x) as u8).collect();
             Node::Str(base64::engine::general_purpose::STANDARD.encode(b))
         }
-        Value::List(l, _) => Node::Seq(l.iter().map(|x| to_node(x, depth + 1)).collect::<Result<_, _>>()?),
+        Value::List(l, _) => Node::Seq(l.iter().map(|x| to_node_opts(x, depth + 1, direct)).collect::<Result<_, _>>()?),
         Value::Map(m) => {
-            let Ok(b) = m.try_borrow() else { return Err("json: unsupported value: encountered a cycle".into()) };
+            let Ok(b) = m.try_borrow() else { return Err("error marshaling into JSON: json: unsupported value: encountered a cycle via map[string]interface {}".into()) };
             let mut entries: Vec<(String, Node)> = Vec::with_capacity(b.len());
             for (k, v) in b.iter() {
-                entries.push((k.clone(), to_node(v, depth + 1)?));
+                entries.push((k.clone(), to_node_opts(v, depth + 1, direct)?));
             }
             entries.sort_by(|a, b| key_cmp(&a.0, &b.0));
             Node::Map(entries)
@@ -180,7 +189,16 @@ pub fn key_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 /// `sigs.k8s.io/yaml.Marshal(v)` (with the trailing newline).
 pub fn encode(v: &Value) -> Result<String, String> {
     let n = to_node(v, 0)?;
-    let mut e = Emitter { out: String::new(), column: 0 };
+    let mut e = Emitter { out: String::new(), column: 0, seq_indent: 0 };
+    e.top(&n);
+    Ok(e.out)
+}
+
+/// yaml.v3 with `SetIndent(2)` (Helm's `toYamlPretty`): sequences indented under keys and
+/// numbers printed without the JSON round trip.
+pub fn encode_pretty(v: &Value) -> Result<String, String> {
+    let n = to_node_opts(v, 0, true)?;
+    let mut e = Emitter { out: String::new(), column: 0, seq_indent: 2 };
     e.top(&n);
     Ok(e.out)
 }
@@ -190,6 +208,7 @@ const BEST_WIDTH: usize = 80;
 struct Emitter {
     out: String,
     column: usize,
+    seq_indent: usize,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -532,7 +551,7 @@ impl Emitter {
                 }
                 Node::Seq(ss) if !ss.is_empty() => {
                     self.put_char('\n');
-                    self.block_seq(ss, indent);
+                    self.block_seq(ss, indent + self.seq_indent);
                 }
                 _ => {
                     self.put_char(' ');

@@ -92,7 +92,7 @@ pub fn register(m: &mut FuncMap) {
     reg(m, "fail", &[Str], None, |_, a| Err(warn_wrap(s(&a[0])).into()));
     reg(m, "toYaml", &[Any], None, |_, a| ok_str(crate::yaml::encode(&a[0]).map(|s| s.strip_suffix('\n').unwrap_or(&s).to_string()).unwrap_or_default()));
     reg(m, "mustToYaml", &[Any], None, |_, a| ok_str(crate::yaml::encode(&a[0]).map(|s| s.strip_suffix('\n').unwrap_or(&s).to_string())?));
-    reg(m, "toYamlPretty", &[Any], None, |_, a| ok_str(crate::yaml::encode(&a[0]).map(|s| s.strip_suffix('\n').unwrap_or(&s).to_string()).unwrap_or_default()));
+    reg(m, "toYamlPretty", &[Any], None, |_, a| ok_str(crate::yaml::encode_pretty(&a[0]).map(|s| s.strip_suffix('\n').unwrap_or(&s).to_string()).unwrap_or_default()));
     reg(m, "fromYaml", &[Str], None, |_, a| Ok(from_yaml_map(s(&a[0]))));
     reg(m, "fromYamlArray", &[Str], None, |_, a| {
         Ok(match crate::yaml::decode(s(&a[0])) {

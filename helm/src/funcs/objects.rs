@@ -10,6 +10,8 @@ pub fn method_sig(o: &dyn Object, name: &str) -> (&'static [Ty], Option<Ty>) {
         ("chart.Files" | "common.Files", "Glob" | "Get" | "GetBytes" | "Lines") => (&[Ty::Str], None),
         ("chartutil.VersionSet" | "common.VersionSet", "Has") => (&[Ty::Str], None),
         ("time.Time", "Format") => (&[Ty::Str], None),
+        ("*semver.Version", "Compare" | "LessThan" | "GreaterThan" | "Equal") => (&[Ty::Any], None),
+        ("*semver.Version", _) => (&[], None),
         _ => (&[], Some(Ty::Str)),
     }
 }

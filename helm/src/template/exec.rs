@@ -242,7 +242,6 @@ impl State<'_, '_> {
             }
             Value::Int(_) | Value::Int64(_) | Value::Uint(_) => {
                 if b.pipe.decl.len() > 1 {
-                    self.at_pipe(&b.pipe);
                     return Err(self.errorf(format!("can't use {} to iterate over more than one variable", val.fmt_v())).into());
                 }
                 let n: i64 = match val {
@@ -273,7 +272,6 @@ impl State<'_, '_> {
             }
             Value::Invalid | Value::Nil => {}
             v => {
-                self.at_pipe(&b.pipe);
                 return Err(self.errorf(format!("range can't iterate over {}", v.fmt_v())).into());
             }
         }
@@ -407,13 +405,17 @@ impl State<'_, '_> {
 
     fn eval_field_chain(&mut self, dot: &Value, mut receiver: Value, idents: &[String], args: &[Arg], final_: Option<Value>) -> R<Value> {
         let n = idents.len();
+        let mut iface = false;
         for id in &idents[..n - 1] {
-            receiver = self.eval_field(dot, id, &[], None, receiver)?;
+            let from_map = matches!(receiver, Value::Map(_));
+            receiver = self.eval_field(dot, id, &[], None, receiver, iface)?;
+            iface = from_map;
         }
-        self.eval_field(dot, &idents[n - 1], args, final_, receiver)
+        self.eval_field(dot, &idents[n - 1], args, final_, receiver, iface)
     }
 
-    fn eval_field(&mut self, dot: &Value, name: &str, args: &[Arg], final_: Option<Value>, receiver: Value) -> R<Value> {
+    /// `iface`: the receiver came out of a map, so Go sees its static type as `interface {}`.
+    fn eval_field(&mut self, dot: &Value, name: &str, args: &[Arg], final_: Option<Value>, receiver: Value, iface: bool) -> R<Value> {
         let has_args = args.len() > 1 || !is_missing(&final_);
         match &receiver {
             Value::Invalid => Ok(Value::Invalid),
@@ -439,7 +441,7 @@ impl State<'_, '_> {
                     None => Err(self.errorf(format!("can't evaluate field {name} in type {}", o.type_name()))),
                 }
             }
-            v => Err(self.errorf(format!("can't evaluate field {name} in type {}", v.type_name()))),
+            v => Err(self.errorf(format!("can't evaluate field {name} in type {}", if iface { "interface {}".to_string() } else { v.type_name() }))),
         }
     }
 
@@ -486,6 +488,13 @@ impl State<'_, '_> {
         }
         let argv = self.eval_args(dot, name, func.params, func.variadic, rest, final_)?;
         let cmd_str = cmd.to_string();
+        if name == "call" && !argv.is_empty() && !argv[0].is_nil() {
+            let what = rest.first().map(|a| a.to_string()).unwrap_or_default();
+            self.at(cmd.pos, || cmd_str);
+            let mut err = self.errorf("");
+            err.call = Some((name.to_string(), FnError::Msg(format!("non-function {what} of type {}", argv[0].type_name()))));
+            return Err(err);
+        }
         match (func.f)(self.ctx, &argv) {
             Ok(v) => Ok(v),
             Err(e) => {
