@@ -6,65 +6,222 @@ use std::collections::BTreeMap;
 
 use crate::value::Value;
 
-/// Decodes YAML into a value (numbers become float64, keys strings).
+/// Decodes YAML into a value (numbers become float64, keys strings), with go-yaml v2's
+/// YAML 1.1 resolution (`yes`/`on` are booleans, `0x10` is a number), duplicate keys
+/// (last wins), anchors, aliases and `<<` merge keys. Only the first document is read.
 pub fn decode(s: &str) -> Result<Value, String> {
     if s.trim().is_empty() {
         return Ok(Value::Nil);
     }
-    let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(s).map_err(|e| yaml_error(&e))?;
-    from_yaml(&v, 0)
-}
-
-/// Decodes a multi-document stream, returning the first document only (Helm's behaviour).
-fn yaml_error(e: &serde_yaml_ng::Error) -> String {
-    let msg = e.to_string();
-    match e.location() {
-        Some(loc) => {
-            let m = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            format!("error converting YAML to JSON: yaml: line {}: {}", loc.line(), m)
+    let mut rx = Composer::default();
+    let mut parser = yaml_rust2::parser::Parser::new_from_str(s);
+    if let Err(e) = parser.load(&mut rx, false) {
+        // libyaml (serde_yaml_ng) gives go-yaml's wording; fall back to yaml-rust2's.
+        if let Err(e2) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(s) {
+            return Err(yaml_error(&e2));
         }
-        None => format!("error converting YAML to JSON: yaml: {msg}"),
+        return Err(format!("error converting YAML to JSON: yaml: line {}: {}", e.marker().line(), e.info()));
+    }
+    match rx.doc {
+        Some(n) => to_value(&n, 0),
+        None => Ok(Value::Nil),
     }
 }
 
-fn key_string(k: &serde_yaml_ng::Value) -> Result<String, String> {
-    Ok(match k {
-        serde_yaml_ng::Value::String(s) => s.clone(),
-        serde_yaml_ng::Value::Bool(b) => b.to_string(),
-        serde_yaml_ng::Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                i.to_string()
-            } else if let Some(u) = n.as_u64() {
-                u.to_string()
-            } else {
-                crate::value::format_float_g(n.as_f64().unwrap_or(0.0), -1, 'e')
+#[derive(Clone, Debug)]
+enum YNode {
+    Scalar(String, bool, Option<String>),
+    Seq(Vec<YNode>),
+    Map(Vec<(YNode, YNode)>),
+}
+
+#[derive(Default)]
+struct Composer {
+    stack: Vec<(YNode, usize, Option<YNode>)>,
+    anchors: std::collections::HashMap<usize, YNode>,
+    doc: Option<YNode>,
+    done: bool,
+}
+
+impl Composer {
+    fn push_value(&mut self, n: YNode, anchor: usize) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, n.clone());
+        }
+        match self.stack.last_mut() {
+            None => {
+                if self.doc.is_none() {
+                    self.doc = Some(n);
+                }
+            }
+            Some((YNode::Seq(v), _, _)) => v.push(n),
+            Some((YNode::Map(v), _, pending)) => match pending.take() {
+                None => *pending = Some(n),
+                Some(k) => v.push((k, n)),
+            },
+            Some(_) => {}
+        }
+    }
+}
+
+impl yaml_rust2::parser::MarkedEventReceiver for Composer {
+    fn on_event(&mut self, ev: yaml_rust2::parser::Event, _mark: yaml_rust2::scanner::Marker) {
+        use yaml_rust2::parser::Event;
+        if self.done {
+            return;
+        }
+        match ev {
+            Event::DocumentEnd => {
+                if self.doc.is_some() {
+                    self.done = true;
+                }
+            }
+            Event::Scalar(v, style, anchor, tag) => {
+                let plain = matches!(style, yaml_rust2::scanner::TScalarStyle::Plain);
+                let tag = tag.map(|t| if t.handle == "!!" || t.handle == "tag:yaml.org,2002:" { format!("!!{}", t.suffix) } else { format!("{}{}", t.handle, t.suffix) });
+                self.push_value(YNode::Scalar(v, plain, tag), anchor);
+            }
+            Event::SequenceStart(anchor, _) => self.stack.push((YNode::Seq(vec![]), anchor, None)),
+            Event::MappingStart(anchor, _) => self.stack.push((YNode::Map(vec![]), anchor, None)),
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some((n, anchor, _)) = self.stack.pop() {
+                    self.push_value(n, anchor);
+                }
+            }
+            Event::Alias(id) => {
+                let n = self.anchors.get(&id).cloned().unwrap_or(YNode::Scalar(String::new(), true, None));
+                self.push_value(n, 0);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A resolved scalar.
+enum Resolved {
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(String),
+}
+
+fn resolve_plain(s: &str) -> Resolved {
+    match s {
+        "" | "~" | "null" | "Null" | "NULL" => return Resolved::Null,
+        "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => return Resolved::Bool(true),
+        "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => return Resolved::Bool(false),
+        ".nan" | ".NaN" | ".NAN" => return Resolved::Num(f64::NAN),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Resolved::Num(f64::INFINITY),
+        "-.inf" | "-.Inf" | "-.INF" => return Resolved::Num(f64::NEG_INFINITY),
+        _ => {}
+    }
+    let c = s.chars().next().unwrap_or(' ');
+    if c.is_ascii_digit() || c == '+' || c == '-' || c == '.' {
+        let plain = s.replace('_', "");
+        if let Some(i) = crate::funcs::convert::parse_int_base0(&plain) {
+            return Resolved::Num(i as f64);
+        }
+        let unsigned = plain.strip_prefix('+').unwrap_or(&plain);
+        if let Ok(u) = unsigned.parse::<u64>() {
+            return Resolved::Num(u as f64);
+        }
+        if is_yaml_float(&plain) {
+            if let Ok(f) = plain.parse::<f64>() {
+                return Resolved::Num(f);
             }
         }
-        serde_yaml_ng::Value::Null => "null".into(),
-        serde_yaml_ng::Value::Tagged(t) => key_string(&t.value)?,
-        _ => return Err("error converting YAML to JSON: yaml: invalid map key".into()),
+        if let Some(b) = plain.strip_prefix("0b").or_else(|| plain.strip_prefix("-0b")) {
+            if let Ok(u) = i64::from_str_radix(b, 2) {
+                return Resolved::Num(if plain.starts_with('-') { -(u as f64) } else { u as f64 });
+            }
+        }
+    }
+    Resolved::Str(s.to_string())
+}
+
+fn resolve(s: &str, plain: bool, tag: Option<&str>) -> Result<Resolved, String> {
+    match tag {
+        Some("!!str") => return Ok(Resolved::Str(s.to_string())),
+        Some("!!binary") => {
+            use base64::Engine;
+            let clean: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+            let b = base64::engine::general_purpose::STANDARD.decode(clean).map_err(|_| "error converting YAML to JSON: yaml: !!binary value contains invalid base64 data".to_string())?;
+            return Ok(Resolved::Str(String::from_utf8_lossy(&b).into_owned()));
+        }
+        Some("!!int" | "!!float" | "!!bool" | "!!null") => return Ok(resolve_plain(s)),
+        _ => {}
+    }
+    if !plain {
+        return Ok(Resolved::Str(s.to_string()));
+    }
+    Ok(resolve_plain(s))
+}
+
+fn resolved_value(r: Resolved) -> Result<Value, String> {
+    Ok(match r {
+        Resolved::Null => Value::Nil,
+        Resolved::Bool(b) => Value::Bool(b),
+        Resolved::Num(f) if !f.is_finite() => return Err(format!("error converting YAML to JSON: json: unsupported value: {}", crate::value::format_float_g(f, -1, 'e'))),
+        Resolved::Num(f) => Value::Float(f),
+        Resolved::Str(s) => Value::from(s),
     })
 }
 
-fn from_yaml(v: &serde_yaml_ng::Value, depth: usize) -> Result<Value, String> {
+fn key_of(n: &YNode) -> Result<String, String> {
+    match n {
+        YNode::Scalar(s, plain, tag) => Ok(match resolve(s, *plain, tag.as_deref())? {
+            Resolved::Null => "null".into(),
+            Resolved::Bool(b) => b.to_string(),
+            Resolved::Num(f) => {
+                if f == f.trunc() && f.abs() < 9.2e18 { (f as i64).to_string() } else { crate::value::format_float_g(f, -1, 'e') }
+            }
+            Resolved::Str(s) => s,
+        }),
+        _ => Err("error converting YAML to JSON: yaml: invalid map key: map[interface {}]interface {}{}".into()),
+    }
+}
+
+fn to_value(n: &YNode, depth: usize) -> Result<Value, String> {
     if depth > 512 {
         return Err("error converting YAML to JSON: yaml: exceeded max depth".into());
     }
-    Ok(match v {
-        serde_yaml_ng::Value::Null => Value::Nil,
-        serde_yaml_ng::Value::Bool(b) => Value::Bool(*b),
-        serde_yaml_ng::Value::Number(n) => Value::Float(n.as_f64().unwrap_or(0.0)),
-        serde_yaml_ng::Value::String(s) => Value::from(s.as_str()),
-        serde_yaml_ng::Value::Sequence(a) => Value::list(a.iter().map(|x| from_yaml(x, depth + 1)).collect::<Result<_, _>>()?),
-        serde_yaml_ng::Value::Mapping(m) => {
+    Ok(match n {
+        YNode::Scalar(s, plain, tag) => resolved_value(resolve(s, *plain, tag.as_deref())?)?,
+        YNode::Seq(v) => Value::list(v.iter().map(|x| to_value(x, depth + 1)).collect::<Result<_, _>>()?),
+        YNode::Map(entries) => {
             let mut out = BTreeMap::new();
-            for (k, v) in m {
-                out.insert(key_string(k)?, from_yaml(v, depth + 1)?);
+            for (k, v) in entries {
+                if let YNode::Scalar(ks, true, None) = k {
+                    if ks == "<<" {
+                        let sources: Vec<&YNode> = match v {
+                            YNode::Seq(items) => items.iter().collect(),
+                            other => vec![other],
+                        };
+                        for src in sources {
+                            if let Value::Map(m) = to_value(src, depth + 1)? {
+                                for (mk, mv) in m.borrow().iter() {
+                                    out.insert(mk.clone(), mv.clone());
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                }
+                out.insert(key_of(k)?, to_value(v, depth + 1)?);
             }
             Value::map(out)
         }
-        serde_yaml_ng::Value::Tagged(t) => from_yaml(&t.value, depth + 1)?,
     })
+}
+
+fn yaml_error(e: &serde_yaml_ng::Error) -> String {
+    let msg = e.to_string();
+    let m = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+    let m = m.split(", while parsing").next().unwrap_or(&m).to_string();
+    match e.location() {
+        Some(loc) => format!("error converting YAML to JSON: yaml: line {}: {}", loc.line(), m),
+        None => format!("error converting YAML to JSON: yaml: {m}"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
