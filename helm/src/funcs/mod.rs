@@ -173,8 +173,9 @@ impl FixedEnvironment {
 }
 
 impl Default for FixedEnvironment {
+    /// 2026-01-01T00:00:00Z and seed 1.
     fn default() -> Self {
-        FixedEnvironment::new(0, 1)
+        FixedEnvironment::new(1_767_225_600, 1)
     }
 }
 

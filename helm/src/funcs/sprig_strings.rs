@@ -267,7 +267,7 @@ fn regex_split(a: &[Value]) -> FResult {
 
 fn rand_from(c: &mut super::Ctx<'_>, n: i64, alphabet: &str) -> FResult {
     if n < 0 {
-        return Err(format!("invalid count {n}").into());
+        return ok_str("");
     }
     let chars: Vec<char> = alphabet.chars().collect();
     let r = c.random_bytes(n as usize);
