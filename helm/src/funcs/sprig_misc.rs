@@ -148,6 +148,9 @@ pub fn path_clean(p: &str) -> String {
 }
 
 fn url_parse(u: &str) -> FResult {
+    if u.starts_with(':') {
+        return Err(format!("unable to parse url: parse {}: missing protocol scheme", crate::template::fmt::go_quote(u)).into());
+    }
     let mut m = BTreeMap::new();
     let (rest, fragment) = match u.split_once('#') {
         Some((a, b)) => (a, b.to_string()),
@@ -244,7 +247,7 @@ fn url_join(d: &Value) -> FResult {
         if !path.is_empty() && !path.starts_with('/') && !host.is_empty() {
             out.push('/');
         }
-        out.push_str(&path);
+        out.push_str(&escape_path(&path));
     }
     let q = get("query");
     if !q.is_empty() {
@@ -257,4 +260,16 @@ fn url_join(d: &Value) -> FResult {
         out.push_str(&f);
     }
     ok_str(out)
+}
+
+/// Go's `url.PathEscape`-style escaping used by `URL.EscapedPath` (keeps `/`).
+fn escape_path(p: &str) -> String {
+    let mut o = String::new();
+    for b in p.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'@' => o.push(b as char),
+            b => o.push_str(&format!("%{b:02X}")),
+        }
+    }
+    o
 }

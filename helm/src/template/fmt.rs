@@ -288,6 +288,7 @@ fn fmt_arg(out: &mut String, v: &Value, verb: char, f: Flags) {
         return;
     }
     match v {
+        Value::Nil | Value::Invalid if f.sharp_v => pad(out, "interface {}(nil)", f),
         Value::Nil | Value::Invalid => match verb {
             'v' => pad(out, "<nil>", f),
             _ => bad_verb(out, v, verb),
