@@ -40,7 +40,7 @@ pub fn tpl(c: &mut super::Ctx<'_>, text: &str, data: Value) -> FResult {
     let trees = parse(&c.set_name, text, &|n| funcs.contains_key(n)).map_err(|e| {
         FnError::Msg(format!("cannot parse template {}: {}", crate::template::fmt::go_quote(text), e))
     })?;
-    let mut set: TemplateSet = (*c.set).clone();
+    let mut set = TemplateSet { trees: Default::default(), parent: Some(c.set.clone()) };
     set.add_trees(trees);
     let saved = std::mem::replace(&mut c.set, Rc::new(set));
     let name = c.set_name.clone();

@@ -10,18 +10,28 @@ use crate::value::Value;
 
 const MAX_EXEC_DEPTH: usize = 1000;
 
-/// A set of named templates (Go's `*template.Template` namespace).
+/// A set of named templates (Go's `*template.Template` namespace). `tpl` layers its own
+/// definitions over the chart's set instead of copying it.
 #[derive(Clone, Default)]
 pub struct TemplateSet {
     pub trees: HashMap<String, Rc<Tree>>,
+    pub parent: Option<Rc<TemplateSet>>,
 }
 
 impl TemplateSet {
+    /// Looks a template up, innermost layer first.
+    pub fn get(&self, name: &str) -> Option<Rc<Tree>> {
+        match self.trees.get(name) {
+            Some(t) => Some(t.clone()),
+            None => self.parent.as_ref().and_then(|p| p.get(name)),
+        }
+    }
+
     /// Adds parsed trees; later definitions replace earlier ones unless empty (Go's
     /// `AddParseTree` rules).
     pub fn add_trees(&mut self, trees: Vec<Tree>) {
         for t in trees {
-            if let Some(old) = self.trees.get(&t.name) {
+            if let Some(old) = self.get(&t.name) {
                 if super::parse::is_empty_tree(&t.root) && !super::parse::is_empty_tree(&old.root) {
                     continue;
                 }
@@ -51,12 +61,71 @@ struct State<'c, 'd> {
     vars: Vec<(String, Value)>,
     depth: usize,
     node_pos: usize,
-    node_str: String,
+    node: NodeRef,
+}
+
+/// The node errors are reported at, resolved to its text only when an error happens
+/// (formatting every node eagerly dominated render time).
+#[derive(Clone, Debug)]
+enum NodeRef {
+    None,
+    /// An argument at this position (`true`: a parenthesized pipeline).
+    Arg(bool),
+    Cmd,
+    Pipe,
+    Text(Rc<str>),
+}
+
+fn find_in_nodes(list: &[Node], pos: usize, r: &NodeRef) -> Option<String> {
+    for n in list {
+        let found = match n {
+            Node::Action { pipe, .. } => find_in_pipe(pipe, pos, r),
+            Node::If(b) | Node::Range(b) | Node::With(b) => find_in_pipe(&b.pipe, pos, r)
+                .or_else(|| find_in_nodes(&b.list, pos, r))
+                .or_else(|| b.else_list.as_ref().and_then(|e| find_in_nodes(e, pos, r))),
+            Node::Template { pipe: Some(p), .. } => find_in_pipe(p, pos, r),
+            _ => None,
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
+fn find_in_pipe(p: &Pipe, pos: usize, r: &NodeRef) -> Option<String> {
+    if matches!(r, NodeRef::Pipe) && p.pos == pos {
+        return Some(p.to_string());
+    }
+    for c in &p.cmds {
+        if matches!(r, NodeRef::Cmd) && c.pos == pos {
+            return Some(c.to_string());
+        }
+        for a in &c.args {
+            if let Some(s) = find_in_arg(a, pos, r) {
+                return Some(s);
+            }
+        }
+    }
+    None
+}
+
+fn find_in_arg(a: &Arg, pos: usize, r: &NodeRef) -> Option<String> {
+    if let NodeRef::Arg(is_pipe) = r {
+        if a.pos() == pos && matches!(a, Arg::Pipe(_)) == *is_pipe {
+            return Some(a.to_string());
+        }
+    }
+    match a {
+        Arg::Pipe(p) => find_in_pipe(p, pos, r),
+        Arg::Chain { node, .. } => find_in_arg(node, pos, r),
+        _ => None,
+    }
 }
 
 /// Executes template `name` of the context's set with `dot`, returning the output.
 pub fn execute(ctx: &mut Ctx<'_>, name: &str, dot: Value) -> Result<String, TemplateError> {
-    let Some(tree) = ctx.set.trees.get(name).cloned() else {
+    let Some(tree) = ctx.set.get(name) else {
         return Err(TemplateError::Plain(format!(
             "template: no template {} associated with template {}",
             super::fmt::go_quote(name),
@@ -69,7 +138,7 @@ pub fn execute(ctx: &mut Ctx<'_>, name: &str, dot: Value) -> Result<String, Temp
         return Err(TemplateError::Plain(format!("exceeded maximum template depth ({MAX_EXEC_DEPTH})")));
     }
     let mut out = String::new();
-    let mut st = State { ctx, tree: tree.clone(), vars: vec![("$".into(), dot.clone())], depth: 0, node_pos: 0, node_str: String::new() };
+    let mut st = State { ctx, tree: tree.clone(), vars: vec![("$".into(), dot.clone())], depth: 0, node_pos: 0, node: NodeRef::None };
     let r = st.walk_list(&dot, &tree.root, &mut out);
     st.ctx.exec_depth -= 1;
     match r {
@@ -84,9 +153,25 @@ fn is_missing(f: &Option<Value>) -> bool {
 }
 
 impl State<'_, '_> {
-    fn at(&mut self, pos: usize, s: impl FnOnce() -> String) {
+    fn at_ref(&mut self, pos: usize, r: NodeRef) {
         self.node_pos = pos;
-        self.node_str = s();
+        self.node = r;
+    }
+    fn at_arg(&mut self, a: &Arg) {
+        self.at_ref(a.pos(), NodeRef::Arg(matches!(a, Arg::Pipe(_))));
+    }
+    fn at_text(&mut self, pos: usize, s: String) {
+        self.at_ref(pos, NodeRef::Text(s.into()));
+    }
+    fn node_text(&self) -> String {
+        match &self.node {
+            NodeRef::None => String::new(),
+            NodeRef::Text(t) => t.to_string(),
+            NodeRef::Cmd => find_in_nodes(&self.tree.root, self.node_pos, &NodeRef::Cmd)
+                .or_else(|| find_in_nodes(&self.tree.root, self.node_pos, &NodeRef::Arg(false)))
+                .unwrap_or_default(),
+            r => find_in_nodes(&self.tree.root, self.node_pos, r).unwrap_or_default(),
+        }
     }
 
     fn errorf(&self, msg: impl Into<String>) -> Box<ExecError> {
@@ -94,7 +179,7 @@ impl State<'_, '_> {
         Box::new(ExecError {
             name: self.tree.name.clone(),
             loc: format!("{}:{}:{}", self.tree.parse_name, line, col),
-            node: self.node_str.clone(),
+            node: self.node_text(),
             msg: msg.into(),
             call: None,
         })
@@ -126,8 +211,8 @@ impl State<'_, '_> {
                     Some(p) => format!("{{{{template {} {}}}}}", super::fmt::go_quote(name), p),
                     None => format!("{{{{template {}}}}}", super::fmt::go_quote(name)),
                 };
-                self.at(*pos, || s);
-                let Some(tree) = self.ctx.set.trees.get(name).cloned() else {
+                self.at_text(*pos, s);
+                let Some(tree) = self.ctx.set.get(name) else {
                     return Err(self.errorf(format!("template {} not defined", super::fmt::go_quote(name))).into());
                 };
                 if self.depth >= MAX_EXEC_DEPTH {
@@ -219,7 +304,7 @@ impl State<'_, '_> {
     }
 
     fn walk_range_inner(&mut self, dot: &Value, b: &Branch, out: &mut String) -> Result<(), Flow> {
-        self.at(b.pos, || String::new());
+        self.at_ref(b.pos, NodeRef::Pipe);
         let val = self.eval_pipeline(dot, &b.pipe)?;
         let mark = self.vars.len();
         match &val {
@@ -282,8 +367,7 @@ impl State<'_, '_> {
     }
 
     fn at_pipe(&mut self, p: &Pipe) {
-        let s = p.to_string();
-        self.at(p.pos, || s);
+        self.at_ref(p.pos, NodeRef::Pipe);
     }
 
     fn set_var(&mut self, name: &str, v: Value) -> R<()> {
@@ -337,8 +421,8 @@ impl State<'_, '_> {
         let first = &cmd.args[0];
         match first {
             Arg::Field { pos, idents } => {
-                let s = first.to_string();
-                self.at(*pos, || s);
+                let _ = pos;
+                self.at_arg(first);
                 return self.eval_field_chain(dot, dot.clone(), idents, &cmd.args, final_);
             }
             Arg::Chain { .. } => return self.eval_chain(dot, first, &cmd.args, final_),
@@ -348,8 +432,8 @@ impl State<'_, '_> {
                 return self.eval_pipeline(dot, p);
             }
             Arg::Variable { pos, idents } => {
-                let s = first.to_string();
-                self.at(*pos, || s);
+                let _ = pos;
+                self.at_arg(first);
                 let v = self.var_value(&idents[0])?;
                 if idents.len() == 1 {
                     self.not_a_function(&cmd.args, &final_)?;
@@ -359,8 +443,7 @@ impl State<'_, '_> {
             }
             _ => {}
         }
-        let s = first.to_string();
-        self.at(first.pos(), || s);
+        self.at_arg(first);
         self.not_a_function(&cmd.args, &final_)?;
         match first {
             Arg::Bool(_, b) => Ok(Value::Bool(*b)),
@@ -393,13 +476,13 @@ impl State<'_, '_> {
 
     fn eval_chain(&mut self, dot: &Value, chain: &Arg, args: &[Arg], final_: Option<Value>) -> R<Value> {
         let Arg::Chain { pos, node, fields } = chain else { unreachable!() };
-        let s = chain.to_string();
-        self.at(*pos, || s.clone());
+        let _ = pos;
+        self.at_arg(chain);
         if let Arg::Nil(_) = **node {
-            return Err(self.errorf(format!("indirection through explicit nil in {s}")));
+            return Err(self.errorf(format!("indirection through explicit nil in {chain}")));
         }
         let pipe = self.eval_arg(dot, None, node)?;
-        self.at(*pos, || s);
+        self.at_arg(chain);
         self.eval_field_chain(dot, pipe, fields, args, final_)
     }
 
@@ -448,13 +531,13 @@ impl State<'_, '_> {
     fn eval_method(&mut self, dot: &Value, o: &Rc<dyn crate::value::Object>, name: &str, args: &[Arg], final_: Option<Value>) -> R<Value> {
         let (params, variadic) = crate::funcs::objects::method_sig(o.as_ref(), name);
         let node_pos = self.node_pos;
-        let node_str = self.node_str.clone();
+        let node_ref = self.node.clone();
         let argv = self.eval_args(dot, name, params, variadic, if args.is_empty() { args } else { &args[1..] }, final_)?;
         match o.call(name, &argv) {
             Ok(v) => Ok(v),
             Err(e) => {
                 self.node_pos = node_pos;
-                self.node_str = node_str;
+                self.node = node_ref;
                 let mut err = self.errorf("");
                 err.call = Some((name.to_string(), FnError::Msg(e)));
                 Err(err)
@@ -463,7 +546,7 @@ impl State<'_, '_> {
     }
 
     fn eval_function(&mut self, dot: &Value, pos: usize, name: &str, cmd: &Cmd, args: &[Arg], final_: Option<Value>) -> R<Value> {
-        self.at(pos, || name.to_string());
+        self.at_ref(pos, NodeRef::Arg(false));
         let Some(func) = self.ctx.funcs.get(name) else {
             return Err(self.errorf(format!("{} is not a defined function", super::fmt::go_quote(name))));
         };
@@ -487,10 +570,9 @@ impl State<'_, '_> {
             return Ok(v);
         }
         let argv = self.eval_args(dot, name, func.params, func.variadic, rest, final_)?;
-        let cmd_str = cmd.to_string();
         if name == "call" && !argv.is_empty() && !argv[0].is_nil() {
             let what = rest.first().map(|a| a.to_string()).unwrap_or_default();
-            self.at(cmd.pos, || cmd_str);
+            self.at_ref(cmd.pos, NodeRef::Cmd);
             let mut err = self.errorf("");
             err.call = Some((name.to_string(), FnError::Msg(format!("non-function {what} of type {}", argv[0].type_name()))));
             return Err(err);
@@ -498,7 +580,7 @@ impl State<'_, '_> {
         match (func.f)(self.ctx, &argv) {
             Ok(v) => Ok(v),
             Err(e) => {
-                self.at(cmd.pos, || cmd_str);
+                self.at_ref(cmd.pos, NodeRef::Cmd);
                 let mut err = self.errorf("");
                 err.call = Some((name.to_string(), e));
                 Err(err)
@@ -533,8 +615,7 @@ impl State<'_, '_> {
     }
 
     fn eval_arg(&mut self, dot: &Value, ty: Option<Ty>, n: &Arg) -> R<Value> {
-        let s = n.to_string();
-        self.at(n.pos(), || s);
+        self.at_arg(n);
         let Some(ty) = ty else {
             // untyped: evaluate like an empty interface, but keep invalid values.
             return match n {
@@ -619,8 +700,7 @@ impl State<'_, '_> {
     }
 
     fn eval_empty_interface(&mut self, dot: &Value, n: &Arg) -> R<Value> {
-        let s = n.to_string();
-        self.at(n.pos(), || s);
+        self.at_arg(n);
         match n {
             Arg::Bool(_, b) => Ok(Value::Bool(*b)),
             Arg::Dot(_) => Ok(dot.clone()),
