@@ -76,7 +76,7 @@ pub fn run(args: TemplateArgs) -> anyhow::Result<ExitCode> {
         debug: args.debug,
     };
     let out = std::thread::Builder::new()
-        .stack_size(256 << 20)
+        .stack_size(64 << 20)
         .spawn(move || run_template(&req, &FixedEnvironment::default()))?
         .join()
         .map_err(|_| anyhow::anyhow!("internal error while rendering"))?;

@@ -49,6 +49,10 @@ pub fn float_str(f: f64) -> Result<String, String> {
 }
 
 fn enc(out: &mut String, v: &Value, o: JsonOpts, depth: usize) -> Result<(), String> {
+    stacker::maybe_grow(64 * 1024, 2 * 1024 * 1024, || enc_inner(out, v, o, depth))
+}
+
+fn enc_inner(out: &mut String, v: &Value, o: JsonOpts, depth: usize) -> Result<(), String> {
     if depth > 1000 {
         return Err("json: unsupported value: encountered a cycle via map[string]interface {}".into());
     }

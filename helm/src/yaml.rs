@@ -182,6 +182,10 @@ fn key_of(n: &YNode) -> Result<String, String> {
 }
 
 fn to_value(n: &YNode, depth: usize) -> Result<Value, String> {
+    stacker::maybe_grow(64 * 1024, 2 * 1024 * 1024, || to_value_inner(n, depth))
+}
+
+fn to_value_inner(n: &YNode, depth: usize) -> Result<Value, String> {
     if depth > 512 {
         return Err("error converting YAML to JSON: yaml: exceeded max depth".into());
     }
@@ -243,6 +247,10 @@ fn to_node(v: &Value, depth: usize) -> Result<Node, String> {
 }
 
 fn to_node_opts(v: &Value, depth: usize, direct: bool) -> Result<Node, String> {
+    stacker::maybe_grow(64 * 1024, 2 * 1024 * 1024, || to_node_inner(v, depth, direct))
+}
+
+fn to_node_inner(v: &Value, depth: usize, direct: bool) -> Result<Node, String> {
     if depth > 1000 {
         return Err("error marshaling into JSON: json: unsupported value: encountered a cycle via map[string]interface {}".into());
     }

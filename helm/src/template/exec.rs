@@ -193,6 +193,11 @@ impl State<'_, '_> {
     }
 
     fn walk(&mut self, dot: &Value, node: &Node, out: &mut String) -> Result<(), Flow> {
+        // Templates recurse (template/include/tpl): grow the stack instead of overflowing it.
+        stacker::maybe_grow(128 * 1024, 4 * 1024 * 1024, || self.walk_inner(dot, node, out))
+    }
+
+    fn walk_inner(&mut self, dot: &Value, node: &Node, out: &mut String) -> Result<(), Flow> {
         match node {
             Node::Text(t) => out.push_str(t),
             Node::Action { pipe, .. } => {
@@ -390,6 +395,10 @@ impl State<'_, '_> {
     }
 
     pub(crate) fn eval_pipeline(&mut self, dot: &Value, pipe: &Pipe) -> R<Value> {
+        stacker::maybe_grow(128 * 1024, 4 * 1024 * 1024, || self.eval_pipeline_inner(dot, pipe))
+    }
+
+    fn eval_pipeline_inner(&mut self, dot: &Value, pipe: &Pipe) -> R<Value> {
         self.at_pipe(pipe);
         let mut value: Option<Value> = None;
         for cmd in &pipe.cmds {

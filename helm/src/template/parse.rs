@@ -183,6 +183,7 @@ struct Parser<'a> {
     has_func: &'a dyn Fn(&str) -> bool,
     trees: &'a mut Vec<Tree>,
     line: usize,
+    depth: usize,
 }
 
 type PResult<T> = Result<T, ParseError>;
@@ -195,7 +196,7 @@ pub fn parse(name: &str, text: &str, has_func: &dyn Fn(&str) -> bool) -> Result<
     let mut trees = Vec::new();
     let mut root = Vec::new();
     {
-        let mut p = Parser { items, i: 0, parse_name: name, text: text.clone(), vars: vec!["$".into()], range_depth: 0, has_func, trees: &mut trees, line: 1 };
+        let mut p = Parser { items, i: 0, parse_name: name, text: text.clone(), vars: vec!["$".into()], range_depth: 0, has_func, trees: &mut trees, line: 1, depth: 0 };
         while p.peek().typ != Tok::Eof {
             if p.peek().typ == Tok::LeftDelim {
                 let save = p.i;
@@ -301,6 +302,10 @@ impl<'a> Parser<'a> {
     }
 
     fn item_list(&mut self) -> PResult<(Vec<Node>, Ctl)> {
+        stacker::maybe_grow(64 * 1024, 2 * 1024 * 1024, || self.item_list_inner())
+    }
+
+    fn item_list_inner(&mut self) -> PResult<(Vec<Node>, Ctl)> {
         let mut list = Vec::new();
         while self.peek_non_space().typ != Tok::Eof {
             match self.text_or_action()? {
@@ -435,6 +440,18 @@ impl<'a> Parser<'a> {
     }
 
     fn pipeline(&mut self, context: &str, end: Tok) -> PResult<Pipe> {
+        // Go limits nesting too (maxStackDepth); ours is lower so that dropping and printing
+        // the tree stays within an ordinary thread stack.
+        if self.depth >= 1000 {
+            return Err(self.err("max expression depth exceeded".into()));
+        }
+        self.depth += 1;
+        let r = stacker::maybe_grow(64 * 1024, 2 * 1024 * 1024, || self.pipeline_inner(context, end));
+        self.depth -= 1;
+        r
+    }
+
+    fn pipeline_inner(&mut self, context: &str, end: Tok) -> PResult<Pipe> {
         let tok = self.peek_non_space();
         let mut pipe = Pipe { pos: tok.pos, is_assign: false, decl: Vec::new(), cmds: Vec::new() };
         'decls: loop {
