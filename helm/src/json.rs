@@ -162,6 +162,25 @@ fn go_json_error(s: &str, e: &serde_json::Error) -> String {
     if t.is_empty() {
         return "unexpected end of JSON input".into();
     }
+    let first = t.chars().next().unwrap_or(' ');
+    let lit = match first {
+        't' => Some("true"),
+        'f' => Some("false"),
+        'n' => Some("null"),
+        _ => None,
+    };
+    if let Some(lit) = lit {
+        let mut chars = t.chars();
+        for expect in lit.chars() {
+            match chars.next() {
+                None => return "unexpected end of JSON input".into(),
+                Some(c) if c == expect => {}
+                Some(c) => return format!("invalid character {} in literal {lit} (expecting {})", crate::template::fmt::quote_rune(c), crate::template::fmt::quote_rune(expect)),
+            }
+        }
+    } else if !(first == '{' || first == '[' || first == '"' || first == '-' || first.is_ascii_digit()) {
+        return format!("invalid character {} looking for beginning of value", crate::template::fmt::quote_rune(first));
+    }
     match e.classify() {
         serde_json::error::Category::Eof => "unexpected end of JSON input".into(),
         _ => {

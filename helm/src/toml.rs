@@ -147,7 +147,10 @@ fn emit_table(out: &mut String, v: &Value, path: &mut Vec<String>, depth: usize)
 
 /// `toml.Unmarshal` into a map.
 pub fn decode(s: &str) -> Result<Value, String> {
-    let v: toml::Table = s.parse::<toml::Table>().map_err(|e| format!("toml: {}", e.message()))?;
+    let v: toml::Table = match s.parse::<toml::Table>() {
+        Ok(v) => v,
+        Err(e) => return Err(burntsushi_error(s).unwrap_or_else(|| format!("toml: {}", e.message()))),
+    };
     Ok(conv(&toml::Value::Table(v)))
 }
 
@@ -161,4 +164,50 @@ fn conv(v: &toml::Value) -> Value {
         toml::Value::Array(a) => Value::list(a.iter().map(conv).collect()),
         toml::Value::Table(t) => Value::map(t.iter().map(|(k, v)| (k.clone(), conv(v))).collect::<BTreeMap<_, _>>()),
     }
+}
+
+/// BurntSushi/toml's wording for the commonest key/value syntax errors.
+fn burntsushi_error(s: &str) -> Option<String> {
+    let lines: Vec<&str> = s.split('\n').collect();
+    for (n, line) in lines.iter().enumerate() {
+        let l = line.trim_start_matches([' ', '\t']);
+        if l.is_empty() || l.starts_with('#') || l.starts_with('[') {
+            continue;
+        }
+        let last = n + 1 == lines.len();
+        let mut chars = l.char_indices().peekable();
+        let mut key_end = 0;
+        while let Some(&(i, c)) = chars.peek() {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
+                key_end = i + c.len_utf8();
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        if key_end == 0 {
+            return None;
+        }
+        let key = &l[..key_end];
+        let rest = l[key_end..].trim_start_matches([' ', '\t']);
+        let line_no = n + 1;
+        match rest.chars().next() {
+            None => {
+                return Some(if last {
+                    format!("toml: line {line_no}: unexpected EOF; expected key separator '='")
+                } else {
+                    format!("toml: line {line_no}: expected key separator '=', but got '\\n' instead")
+                });
+            }
+            Some('=') => {
+                let v = rest[1..].trim();
+                if v.is_empty() && last {
+                    return Some(format!("toml: line {line_no} (last key {}): unexpected EOF; expected value", crate::template::fmt::go_quote(key)));
+                }
+                continue;
+            }
+            Some(c) => return Some(format!("toml: line {line_no}: expected '.' or '=', but got {} instead", crate::template::fmt::quote_rune(c))),
+        }
+    }
+    None
 }

@@ -35,6 +35,9 @@ pub fn register(m: &mut FuncMap) {
     reg(m, "deepEqual", &[Any, Any], None, |_, a| Ok(Value::Bool(deep_equal(&a[0], &a[1]))));
     reg(m, "b64enc", &[Str], None, |_, a| ok_str(base64::engine::general_purpose::STANDARD.encode(s(&a[0]))));
     reg(m, "b64dec", &[Str], None, |_, a| {
+        if let Some(p) = bad_input_offset(s(&a[0]), "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", 4) {
+            return ok_str(format!("illegal base64 data at input byte {p}"));
+        }
         ok_str(match base64::engine::general_purpose::STANDARD.decode(s(&a[0])) {
             Ok(b) => String::from_utf8_lossy(&b).into_owned(),
             Err(e) => b64_err(&e),
@@ -42,6 +45,9 @@ pub fn register(m: &mut FuncMap) {
     });
     reg(m, "b32enc", &[Str], None, |_, a| ok_str(data_encoding::BASE32.encode(s(&a[0]).as_bytes())));
     reg(m, "b32dec", &[Str], None, |_, a| {
+        if let Some(p) = bad_input_offset(s(&a[0]), "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 8) {
+            return ok_str(format!("illegal base32 data at input byte {p}"));
+        }
         ok_str(match data_encoding::BASE32.decode(s(&a[0]).as_bytes()) {
             Ok(b) => String::from_utf8_lossy(&b).into_owned(),
             Err(e) => format!("illegal base32 data at input byte {}", e.position),
@@ -272,4 +278,27 @@ fn escape_path(p: &str) -> String {
         }
     }
     o
+}
+
+/// Offset Go's decoder reports for input with a character outside the alphabet, or a
+/// truncated final quantum.
+fn bad_input_offset(s: &str, alphabet: &str, quantum: usize) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut seen_pad = false;
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'=' {
+            seen_pad = true;
+            continue;
+        }
+        if c == b'\n' || c == b'\r' {
+            continue;
+        }
+        if seen_pad || !alphabet.as_bytes().contains(&c) {
+            return Some(i);
+        }
+    }
+    if !seen_pad && b.len() % quantum != 0 {
+        return Some(b.len() - b.len() % quantum);
+    }
+    None
 }
