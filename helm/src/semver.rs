@@ -176,7 +176,6 @@ impl Object for Version {
 struct Constraint {
     op: String,
     con: Version,
-    orig: String,
     dirty: bool,
     minor_dirty: bool,
     patch_dirty: bool,
@@ -232,7 +231,7 @@ fn parse_constraint(c: &str) -> Result<Constraint, SemverError> {
         v.to_string()
     };
     let con = Version::parse(&vstr).map_err(|_| bad())?;
-    Ok(Constraint { op: op.to_string(), con, orig: ver.to_string(), dirty, minor_dirty, patch_dirty })
+    Ok(Constraint { op: op.to_string(), con, dirty, minor_dirty, patch_dirty })
 }
 
 impl Constraints {

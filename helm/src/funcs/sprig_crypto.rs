@@ -49,8 +49,6 @@ impl rand_core::CryptoRng for EnvRng<'_> {}
 pub struct Certificate {
     cert: String,
     key: String,
-    subject_der: Vec<u8>,
-    private: Option<rsa::RsaPrivateKey>,
 }
 
 impl Object for Certificate {
@@ -118,7 +116,7 @@ fn int_bytes(b: &[u8]) -> Vec<u8> {
     der(0x02, &v)
 }
 fn time_der(secs: i64) -> Vec<u8> {
-    let t = super::time::Time { secs, nanos: 0, offset: 0 };
+    let t = super::time::Time { secs, nanos: 0, offset: 0, zone: None };
     let y = t.format("2006").parse::<i64>().unwrap_or(1970);
     if (1950..2050).contains(&y) {
         der(0x17, t.format("060102150405Z").as_bytes())
@@ -253,7 +251,8 @@ fn build_cert(c: &Ctx<'_>, spec: &CertSpec<'_>, key: &rsa::RsaPrivateKey, issuer
     let sig = signer.sign(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &hash).map_err(|e| e.to_string())?;
     let cert = seq(&[tbs, sha256_rsa, der(0x03, &[&[0u8][..], &sig].concat())]);
     let key_pem = key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).map_err(|e| e.to_string())?;
-    Ok(Certificate { cert: pem("CERTIFICATE", &cert), key: key_pem.to_string(), subject_der: subject, private: Some(key.clone()) })
+    let _ = subject;
+    Ok(Certificate { cert: pem("CERTIFICATE", &cert), key: key_pem.to_string() })
 }
 
 fn str_items(v: &Value) -> Vec<String> {
@@ -387,7 +386,8 @@ pub fn register(m: &mut FuncMap) {
             _ => "illegal base64 data at input byte 0".to_string(),
         })?;
         if crypt.len() < 16 {
-            return Err(format!("runtime error: slice bounds out of range [:16] with capacity {}", crypt.len()).into());
+            // Go's DecodeString allocates DecodedLen(n) = n/4*3 bytes
+            return Err(format!("runtime error: slice bounds out of range [:16] with capacity {}", enc.len() / 4 * 3).into());
         }
         let (iv, body) = crypt.split_at(16);
         if body.len() % 16 != 0 {
@@ -456,9 +456,9 @@ pub fn register(m: &mut FuncMap) {
         let cert_s = String::from_utf8_lossy(&cert).into_owned();
         let key_s = String::from_utf8_lossy(&key).into_owned();
         let (_, cder) = pem_decode(&cert_s).ok_or("unable to decode certificate")?;
-        let subject = cert_subject(&cder).ok_or("error parsing certificate: x509: malformed certificate")?;
+        cert_subject(&cder).ok_or("error parsing certificate: x509: malformed certificate")?;
         pem_decode(&key_s).ok_or("unable to decode private key")?;
-        Ok(cert_value(Certificate { cert: cert_s, key: key_s, subject_der: subject, private: None }))
+        Ok(cert_value(Certificate { cert: cert_s, key: key_s }))
     });
     for (name, params, variadic) in UNSUPPORTED {
         reg(m, name, params, *variadic, |_, _| Err("not supported by Harmony's Helm engine (needs ECDSA/Ed25519 keys or a password hash)".into()));

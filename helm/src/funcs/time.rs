@@ -17,6 +17,8 @@ pub struct Time {
     pub nanos: u32,
     /// Zone offset in seconds east of UTC.
     pub offset: i32,
+    /// Zone abbreviation, when known.
+    pub zone: Option<&'static str>,
 }
 
 const MONTHS: [&str; 12] = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
@@ -58,7 +60,7 @@ impl Time {
     }
 
     fn zone_name(&self) -> String {
-        if let Some(z) = zone_abbrev(self.offset) {
+        if let Some(z) = self.zone {
             return z.into();
         }
         if self.offset == 0 {
@@ -217,7 +219,7 @@ impl Object for Time {
             "Second" => Value::Int(sec as i64),
             "Nanosecond" => Value::Int(self.nanos as i64),
             "Month" => Value::from(MONTHS[mo as usize - 1]),
-            "UTC" => Value::Object(Rc::new(Time { offset: 0, ..*self })),
+            "UTC" => Value::Object(Rc::new(Time { offset: 0, zone: None, ..*self })),
             "String" => Value::from(self.string()),
             _ => return None,
         })
@@ -244,32 +246,79 @@ impl Object for Time {
 
 fn now(c: &super::Ctx<'_>) -> Time {
     let (secs, nanos) = c.env.now();
-    Time { secs, nanos, offset: 0 }
+    Time { secs, nanos, offset: 0, zone: None }
+}
+
+/// Offset (seconds east of UTC) and abbreviation of an IANA zone at a Unix time, for the
+/// zones charts commonly use; `None` for unknown zones (rendered in UTC).
+pub fn zone_at(zone: &str, secs: i64) -> Option<(i32, &'static str)> {
+    // (standard offset, std name, dst name, rule) rule: 0 none, 1 EU, 2 US
+    let (std, sn, dn, rule) = match zone {
+        "UTC" | "Etc/UTC" | "GMT" | "Local" | "" => (0, "UTC", "UTC", 0),
+        "Europe/London" | "Europe/Dublin" | "Europe/Lisbon" => (0, "GMT", "BST", 1),
+        "Europe/Berlin" | "Europe/Paris" | "Europe/Amsterdam" | "Europe/Madrid" | "Europe/Rome" | "Europe/Vienna" | "Europe/Zurich" | "Europe/Stockholm" | "Europe/Oslo" | "Europe/Copenhagen" | "Europe/Brussels" | "Europe/Warsaw" | "Europe/Prague" => (3600, "CET", "CEST", 1),
+        "Europe/Helsinki" | "Europe/Athens" | "Europe/Kiev" | "Europe/Kyiv" | "Europe/Bucharest" => (7200, "EET", "EEST", 1),
+        "America/New_York" | "America/Toronto" | "America/Detroit" => (-5 * 3600, "EST", "EDT", 2),
+        "America/Chicago" | "America/Winnipeg" => (-6 * 3600, "CST", "CDT", 2),
+        "America/Denver" | "America/Edmonton" => (-7 * 3600, "MST", "MDT", 2),
+        "America/Los_Angeles" | "America/Vancouver" => (-8 * 3600, "PST", "PDT", 2),
+        "America/Phoenix" => (-7 * 3600, "MST", "MST", 0),
+        "Asia/Tokyo" => (9 * 3600, "JST", "JST", 0),
+        "Asia/Seoul" => (9 * 3600, "KST", "KST", 0),
+        "Asia/Shanghai" | "Asia/Hong_Kong" => (8 * 3600, "CST", "CST", 0),
+        "Asia/Singapore" => (8 * 3600, "+08", "+08", 0),
+        "Asia/Kolkata" | "Asia/Calcutta" => (5 * 3600 + 1800, "IST", "IST", 0),
+        _ => return None,
+    };
+    let year = civil_from_days((secs + std as i64).div_euclid(86400)).0;
+    let nth_sunday = |m: u32, n: i64| -> i64 {
+        // n-th Sunday (n = -1: last) of month m, in days since epoch
+        if n > 0 {
+            let first = days_from_civil(year, m, 1);
+            let wd = (first + 4).rem_euclid(7);
+            first + (7 - wd) % 7 + 7 * (n - 1)
+        } else {
+            let next = if m == 12 { days_from_civil(year + 1, 1, 1) } else { days_from_civil(year, m + 1, 1) };
+            let last = next - 1;
+            let wd = (last + 4).rem_euclid(7);
+            last - wd
+        }
+    };
+    let dst = match rule {
+        1 => {
+            let start = nth_sunday(3, -1) * 86400 + 3600;
+            let end = nth_sunday(10, -1) * 86400 + 3600;
+            secs >= start && secs < end
+        }
+        2 => {
+            let start = nth_sunday(3, 2) * 86400 + 2 * 3600 - std as i64;
+            let end = nth_sunday(11, 1) * 86400 + 2 * 3600 - (std as i64 + 3600);
+            secs >= start && secs < end
+        }
+        _ => false,
+    };
+    Some(if dst { (std + 3600, dn) } else { (std, sn) })
+}
+
+fn in_zone(mut t: Time, zone: &str) -> Time {
+    match zone_at(zone, t.secs) {
+        Some((off, _)) => {
+            t.offset = off;
+            t.zone = zone_at(zone, t.secs).map(|z| z.1);
+        }
+        None => {
+            t.offset = 0;
+            t.zone = None;
+        }
+    }
+    t
 }
 
 fn time_of(c: &super::Ctx<'_>, v: &Value) -> Time {
     match v {
         Value::Object(o) => o.as_time().unwrap_or_else(|| now(c)),
-        Value::Int(i) | Value::Int64(i) => Time { secs: *i, nanos: 0, offset: 0 },
+        Value::Int(i) | Value::Int64(i) => Time { secs: *i, nanos: 0, offset: 0, zone: None },
         _ => now(c),
-    }
-}
-
-fn zone_offset(zone: &str) -> i32 {
-    match zone {
-        "Asia/Tokyo" | "Asia/Seoul" => 9 * 3600,
-        "Asia/Shanghai" | "Asia/Singapore" | "Asia/Hong_Kong" => 8 * 3600,
-        "Asia/Kolkata" => 5 * 3600 + 1800,
-        _ => 0,
-    }
-}
-
-fn zone_abbrev(offset: i32) -> Option<&'static str> {
-    match offset {
-        32400 => Some("JST"),
-        28800 => Some("CST"),
-        19800 => Some("IST"),
-        _ => None,
     }
 }
 
@@ -479,36 +528,39 @@ pub fn parse_time(layout: &str, value: &str) -> Result<Time, String> {
     if !(1..=12).contains(&mo) {
         return Err(format!("parsing time {}: month out of range", crate::template::fmt::go_quote(value)));
     }
-    if d < 1 || d > 31 || h > 23 || mi > 59 || sec > 59 {
+    let dim = match mo {
+        2 => {
+            if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 { 29 } else { 28 }
+        }
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if d < 1 || d > dim || h > 23 || mi > 59 || sec > 59 {
         return Err(format!("parsing time {}: day out of range", crate::template::fmt::go_quote(value)));
     }
     let days = days_from_civil(y, mo, d);
     let secs = days * 86400 + (h * 3600 + mi * 60 + sec) as i64 - off as i64;
-    Ok(Time { secs, nanos: ns, offset: off })
+    Ok(Time { secs, nanos: ns, offset: off, zone: None })
 }
 
 pub fn register(m: &mut FuncMap) {
     reg(m, "now", &[], None, |c, _| Ok(tval(now(c))));
     reg(m, "date", &[Str, Any], None, |c, a| {
-        let mut t = time_of(c, &a[1]);
-        t.offset = 0;
+        let t = in_zone(time_of(c, &a[1]), "UTC");
         ok_str(t.format(s(&a[0])))
     });
     for name in ["dateInZone", "date_in_zone"] {
         reg(m, name, &[Str, Any, Str], None, |c, a| {
-            let mut t = time_of(c, &a[1]);
-            t.offset = zone_offset(s(&a[2]));
+            let t = in_zone(time_of(c, &a[1]), s(&a[2]));
             ok_str(t.format(s(&a[0])))
         });
     }
     reg(m, "htmlDate", &[Any], None, |c, a| {
-        let mut t = time_of(c, &a[0]);
-        t.offset = 0;
+        let t = in_zone(time_of(c, &a[0]), "UTC");
         ok_str(t.format("2006-01-02"))
     });
     reg(m, "htmlDateInZone", &[Any, Str], None, |c, a| {
-        let mut t = time_of(c, &a[0]);
-        t.offset = zone_offset(s(&a[1]));
+        let t = in_zone(time_of(c, &a[0]), s(&a[1]));
         ok_str(t.format("2006-01-02"))
     });
     reg(m, "date_modify", &[Str, Time], None, |_, a| {
@@ -524,8 +576,8 @@ pub fn register(m: &mut FuncMap) {
     });
     reg(m, "dateModify", &[Str, Time], None, |_, a| {
         let t = match &a[1] {
-            Value::Object(o) => o.as_time().unwrap_or(Time { secs: 0, nanos: 0, offset: 0 }),
-            _ => Time { secs: 0, nanos: 0, offset: 0 },
+            Value::Object(o) => o.as_time().unwrap_or(Time { secs: 0, nanos: 0, offset: 0, zone: None }),
+            _ => Time { secs: 0, nanos: 0, offset: 0, zone: None },
         };
         Ok(tval(match parse_duration(s(&a[0])) {
             Ok(d) => add(t, d),
@@ -534,8 +586,8 @@ pub fn register(m: &mut FuncMap) {
     });
     reg(m, "mustDateModify", &[Str, Time], None, |_, a| {
         let t = match &a[1] {
-            Value::Object(o) => o.as_time().unwrap_or(Time { secs: 0, nanos: 0, offset: 0 }),
-            _ => Time { secs: 0, nanos: 0, offset: 0 },
+            Value::Object(o) => o.as_time().unwrap_or(Time { secs: 0, nanos: 0, offset: 0, zone: None }),
+            _ => Time { secs: 0, nanos: 0, offset: 0, zone: None },
         };
         Ok(tval(add(t, parse_duration(s(&a[0]))?)))
     });
@@ -546,7 +598,7 @@ pub fn register(m: &mut FuncMap) {
         let rounded = ((d as f64) / 1e9).round() as i64 * 1_000_000_000;
         ok_str(duration_string(rounded))
     });
-    reg(m, "toDate", &[Str, Str], None, |_, a| Ok(tval(parse_time(s(&a[0]), s(&a[1])).unwrap_or(Time { secs: -62135596800, nanos: 0, offset: 0 }))));
+    reg(m, "toDate", &[Str, Str], None, |_, a| Ok(tval(parse_time(s(&a[0]), s(&a[1])).unwrap_or(Time { secs: -62135596800, nanos: 0, offset: 0, zone: None }))));
     reg(m, "mustToDate", &[Str, Str], None, |_, a| Ok(tval(parse_time(s(&a[0]), s(&a[1]))?)));
     reg(m, "unixEpoch", &[Time], None, |_, a| ok_str(a[0].clone().as_time_secs().to_string()));
     reg(m, "duration", &[Any], None, |_, a| {
@@ -592,7 +644,7 @@ pub fn register(m: &mut FuncMap) {
 
 fn add(t: Time, d: i64) -> Time {
     let total = t.nanos as i64 + d.rem_euclid(1_000_000_000);
-    Time { secs: t.secs + d.div_euclid(1_000_000_000) + total / 1_000_000_000, nanos: (total % 1_000_000_000) as u32, offset: t.offset }
+    Time { secs: t.secs + d.div_euclid(1_000_000_000) + total / 1_000_000_000, nanos: (total % 1_000_000_000) as u32, offset: t.offset, zone: None }
 }
 
 trait AsTimeOrZero {
@@ -601,8 +653,8 @@ trait AsTimeOrZero {
 impl AsTimeOrZero for Value {
     fn as_time_or_zero(self) -> Time {
         match self {
-            Value::Object(o) => o.as_time().unwrap_or(Time { secs: 0, nanos: 0, offset: 0 }),
-            _ => Time { secs: 0, nanos: 0, offset: 0 },
+            Value::Object(o) => o.as_time().unwrap_or(Time { secs: 0, nanos: 0, offset: 0, zone: None }),
+            _ => Time { secs: 0, nanos: 0, offset: 0, zone: None },
         }
     }
 }

@@ -126,7 +126,7 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
             i += 1;
         }
         // argument index
-        let mut parse_argnum = |i: &mut usize, argn: &mut usize, reordered: &mut bool, good: &mut bool| {
+        let parse_argnum = |i: &mut usize, argn: &mut usize, reordered: &mut bool, good: &mut bool| {
             if *i < b.len() && b[*i] == b'[' {
                 *reordered = true;
                 let close = format[*i..].find(']');
@@ -326,6 +326,10 @@ fn fmt_arg(out: &mut String, v: &Value, verb: char, f: Flags) {
                 if k > 0 {
                     out.push(' ');
                 }
+                if e.is_nil() {
+                    out.push_str("<nil>");
+                    continue;
+                }
                 fmt_arg(out, e, verb, Flags { width: f.width, prec: f.prec, plus_v: f.plus_v, ..f });
             }
             out.push(']');
@@ -352,6 +356,10 @@ fn fmt_arg(out: &mut String, v: &Value, verb: char, f: Flags) {
                 }
                 fmt_str(out, key, &Value::Nil, verb, f);
                 out.push(':');
+                if e.is_nil() {
+                    out.push_str("<nil>");
+                    continue;
+                }
                 fmt_arg(out, e, verb, f);
             }
             out.push(']');

@@ -166,11 +166,6 @@ impl<'a> Lexer<'a> {
         self.start = self.pos;
         self.start_line = self.line;
     }
-    fn emit_val(&mut self, t: Tok, val: String) {
-        self.items.push(Item { typ: t, pos: self.start, val, line: self.start_line });
-        self.start = self.pos;
-        self.start_line = self.line;
-    }
     fn ignore(&mut self) {
         self.line += self.input[self.start..self.pos].matches('\n').count();
         self.start = self.pos;

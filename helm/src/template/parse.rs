@@ -169,8 +169,8 @@ impl std::fmt::Display for Cmd {
 }
 
 enum Ctl {
-    End(usize),
-    Else(usize),
+    End,
+    Else,
 }
 
 struct Parser<'a> {
@@ -209,8 +209,8 @@ pub fn parse(name: &str, text: &str, has_func: &dyn Fn(&str) -> bool) -> Result<
             }
             match p.text_or_action()? {
                 Ok(n) => root.push(n),
-                Err(Ctl::End(_)) => return Err(p.err("unexpected {{end}}".into())),
-                Err(Ctl::Else(_)) => return Err(p.err("unexpected {{else}}".into())),
+                Err(Ctl::End) => return Err(p.err("unexpected {{end}}".into())),
+                Err(Ctl::Else) => return Err(p.err("unexpected {{else}}".into())),
             }
         }
     }
@@ -280,7 +280,7 @@ impl<'a> Parser<'a> {
         let saved_vars = std::mem::replace(&mut self.vars, vec!["$".into()]);
         let (list, end) = self.item_list()?;
         self.vars = saved_vars;
-        if let Ctl::Else(_) = end {
+        if let Ctl::Else = end {
             return Err(self.err(format!("unexpected {{{{else}}}} in {context}")));
         }
         self.add(name, list)
@@ -343,14 +343,14 @@ impl<'a> Parser<'a> {
             Tok::Else => {
                 let p = self.peek_non_space();
                 if p.typ == Tok::If || p.typ == Tok::With {
-                    return Ok(Err(Ctl::Else(p.pos)));
+                    return Ok(Err(Ctl::Else));
                 }
-                let t = self.expect(Tok::RightDelim, "else")?;
-                return Ok(Err(Ctl::Else(t.pos)));
+                self.expect(Tok::RightDelim, "else")?;
+                return Ok(Err(Ctl::Else));
             }
             Tok::End => {
-                let t = self.expect(Tok::RightDelim, "end")?;
-                return Ok(Err(Ctl::End(t.pos)));
+                self.expect(Tok::RightDelim, "end")?;
+                return Ok(Err(Ctl::End));
             }
             Tok::If => return self.control("if").map(|b| Ok(Node::If(b))),
             Tok::Range => return self.control("range").map(|b| Ok(Node::Range(b))),
@@ -382,7 +382,7 @@ impl<'a> Parser<'a> {
         }
         let (list, next) = r?;
         let mut else_list = None;
-        if let Ctl::Else(_) = next {
+        if let Ctl::Else = next {
             if context == "if" && self.peek().typ == Tok::If {
                 self.next();
                 let b = self.control("if")?;
@@ -393,7 +393,7 @@ impl<'a> Parser<'a> {
                 else_list = Some(vec![Node::With(b)]);
             } else {
                 let (l, n2) = self.item_list()?;
-                if let Ctl::Else(_) = n2 {
+                if let Ctl::Else = n2 {
                     return Err(self.err("expected end; found {{else}}".into()));
                 }
                 else_list = Some(l);
@@ -432,7 +432,7 @@ impl<'a> Parser<'a> {
         self.vars = saved_vars;
         self.range_depth = saved_depth;
         let (list, end) = r?;
-        if let Ctl::Else(_) = end {
+        if let Ctl::Else = end {
             return Err(self.err(format!("unexpected {{{{else}}}} in {context}")));
         }
         self.add(name.clone(), list)?;
