@@ -72,7 +72,15 @@ pub fn render(tpls: &[RenderTemplate], env: &dyn Environment) -> Result<BTreeMap
                 let mut tm = BTreeMap::new();
                 tm.insert("Name".to_string(), Value::from(k.as_str()));
                 tm.insert("BasePath".to_string(), Value::from(t.base_path.as_str()));
-                m.borrow_mut().insert("Template".into(), Value::map(tm));
+                let tmap = Value::map(tm);
+                if let Value::Map(t) = &tmap {
+                    crate::value::mark_named_values(t);
+                }
+                m.borrow_mut().insert("Template".into(), tmap);
+                crate::value::mark_named_values(m);
+                if let Some(Value::Map(v)) = m.borrow().get("Values") {
+                    crate::value::mark_named_values(v);
+                }
                 Value::Map(m.clone())
             }
             v => v.clone(),

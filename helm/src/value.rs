@@ -155,6 +155,7 @@ impl Value {
             Value::Float(_) => "float64".into(),
             Value::Str(_) => "string".into(),
             Value::List(_, t) => slice_ty_name(*t).into(),
+            Value::Map(m) if is_named_values(m) => "common.Values".into(),
             Value::Map(_) => "map[string]interface {}".into(),
             Value::Object(o) => o.type_name(),
         }
@@ -237,6 +238,24 @@ impl Value {
             v => v.fmt_v(),
         }
     }
+}
+
+thread_local! {
+    static NAMED_VALUES: RefCell<Vec<std::rc::Weak<RefCell<BTreeMap<String, Value>>>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks a map as Helm's named `common.Values` type (the top-level scope, `.Values`,
+/// `.Template`), which `typeOf` and type errors report by that name.
+pub fn mark_named_values(m: &Map) {
+    NAMED_VALUES.with(|n| {
+        let mut n = n.borrow_mut();
+        n.retain(|w| w.strong_count() > 0);
+        n.push(Rc::downgrade(m));
+    });
+}
+
+fn is_named_values(m: &Map) -> bool {
+    NAMED_VALUES.with(|n| n.borrow().iter().any(|w| std::ptr::eq(w.as_ptr(), Rc::as_ptr(m))))
 }
 
 /// Go's name for a slice type.

@@ -490,8 +490,8 @@ impl State<'_, '_> {
         if let Arg::Nil(_) = **node {
             return Err(self.errorf(format!("indirection through explicit nil in {chain}")));
         }
+        // Go reports field errors of a chain at the last node evaluated inside it.
         let pipe = self.eval_arg(dot, None, node)?;
-        self.at_arg(chain);
         self.eval_field_chain(dot, pipe, fields, args, final_)
     }
 
