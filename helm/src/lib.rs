@@ -43,7 +43,7 @@ pub mod values;
 pub mod yaml;
 
 pub use chart::{Chart, ChartError, Metadata};
-pub use release::{ReleaseOptions, TemplateOutput, template};
+pub use release::{ReleaseError, ReleaseOptions, RenderedRelease, TemplateOutput, render_release, template};
 pub use render::{RenderError, RenderTemplate, render};
 
 /// Renders a single template text with `.Values` decoded from JSON (numbers as float64).

@@ -427,30 +427,55 @@ fn validate_schema_rec(c: &Chart, vals: &Value, errs: &mut String) {
     }
 }
 
-/// Runs `helm template` on a loaded chart with merged user values.
-pub fn template(mut chart: Chart, user_values: Value, opts: &ReleaseOptions, env: &dyn Environment) -> TemplateOutput {
-    let mut out = TemplateOutput::default();
-    macro_rules! fail {
-        ($e:expr) => {{
-            out.error = Some($e);
-            return out;
-        }};
-    }
+/// A rendered release, before it is printed: what `harmony plan`/`apply` work with.
+#[derive(Clone, Debug, Default)]
+pub struct RenderedRelease {
+    /// Manifests in Helm's install order (`kind` order, then file order).
+    pub manifests: Vec<Manifest>,
+    /// Hooks, sorted by kind (Helm applies them by weight at run time).
+    pub hooks: Vec<Hook>,
+    /// CRDs from `crds/` (of the chart and its dependencies): (source path, text).
+    pub crds: Vec<(String, String)>,
+    /// The root chart's rendered `NOTES.txt`.
+    pub notes: String,
+    /// Every rendered template, by path (partials excluded).
+    pub files: BTreeMap<String, String>,
+}
+
+/// Why a release could not be rendered.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ReleaseError {
+    /// Helm's message (what `helm template` prints after `Error: `).
+    pub message: String,
+    /// A rendered manifest is not valid YAML (`helm template --debug` prints `files`).
+    pub yaml_error: bool,
+    /// The rendered templates, when rendering itself succeeded.
+    pub files: BTreeMap<String, String>,
+}
+
+fn rel_err(message: String) -> ReleaseError {
+    ReleaseError { message, yaml_error: false, files: BTreeMap::new() }
+}
+
+/// Renders a release of a loaded chart with merged user values (Helm's install action,
+/// client-only).
+pub fn render_release(mut chart: Chart, user_values: Value, opts: &ReleaseOptions, env: &dyn Environment) -> Result<RenderedRelease, ReleaseError> {
     match chart.metadata.chart_type.as_str() {
         "" | "application" => {}
-        t => fail!(format!("{t} charts are not installable")),
+        t => return Err(rel_err(format!("{t} charts are not installable"))),
     }
     if !valid_release_name(&opts.name) {
-        fail!(format!("release name {}: invalid release name, must match regex ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$ and the length must not be longer than 53", crate::template::fmt::go_quote(&opts.name)));
+        return Err(rel_err(format!("release name {}: invalid release name, must match regex ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$ and the length must not be longer than 53", crate::template::fmt::go_quote(&opts.name))));
     }
     let kv_str = opts.kube_version.clone().unwrap_or_else(|| "v1.20.0".into());
     let Some(kube_version) = KubeVersion::parse(&kv_str) else {
-        fail!(format!("invalid kube version {}: Invalid Semantic Version", crate::template::fmt::go_quote(&kv_str)));
+        return Err(rel_err(format!("invalid kube version {}: Invalid Semantic Version", crate::template::fmt::go_quote(&kv_str))));
     };
     if !chart.metadata.kube_version.is_empty() {
         let ok = crate::semver::Constraints::parse(&chart.metadata.kube_version).ok().zip(crate::semver::Version::parse(&kube_version.version).ok()).is_some_and(|(c, v)| c.check(&v));
         if !ok {
-            fail!(format!("chart requires kubeVersion: {} which is incompatible with Kubernetes {}", chart.metadata.kube_version, kube_version.version));
+            return Err(rel_err(format!("chart requires kubeVersion: {} which is incompatible with Kubernetes {}", chart.metadata.kube_version, kube_version.version)));
         }
     }
     let mut api_versions = default_api_versions();
@@ -462,21 +487,14 @@ pub fn template(mut chart: Chart, user_values: Value, opts: &ReleaseOptions, env
             }
         }
     }
-    if let Err(e) = crate::values::process_dependencies(&mut chart, &user_values) {
-        fail!(e);
-    }
+    crate::values::process_dependencies(&mut chart, &user_values).map_err(rel_err)?;
     let missing: Vec<String> = chart.metadata.dependencies.iter().filter(|d| !chart.dependencies.iter().any(|c| c.name() == d.name)).map(|d| d.name.clone()).collect();
     if !missing.is_empty() {
-        fail!(format!("An error occurred while checking for chart dependencies. You may need to run `helm dependency build` to fetch missing dependencies: found in Chart.yaml, but missing in charts/ directory: {}", missing.join(", ")));
+        return Err(rel_err(format!("An error occurred while checking for chart dependencies. You may need to run `helm dependency build` to fetch missing dependencies: found in Chart.yaml, but missing in charts/ directory: {}", missing.join(", "))));
     }
     chart.set_parents(None);
-    let vals = match crate::values::coalesce_values_of(&chart, &user_values) {
-        Ok(v) => Value::Map(v),
-        Err(e) => fail!(e),
-    };
-    if let Err(e) = validate_schema(&chart, &vals) {
-        fail!(e);
-    }
+    let vals = Value::Map(crate::values::coalesce_values_of(&chart, &user_values).map_err(rel_err)?);
+    validate_schema(&chart, &vals).map_err(rel_err)?;
     let caps = Value::Object(Rc::new(Capabilities { kube_version, api_versions, helm_version: "v4.2.3".into() }));
     let mut release = BTreeMap::new();
     release.insert("Name".to_string(), Value::from(opts.name.as_str()));
@@ -488,36 +506,48 @@ pub fn template(mut chart: Chart, user_values: Value, opts: &ReleaseOptions, env
     let release = Value::map(release);
     let mut tpls = Vec::new();
     collect_templates(&chart, None, &release, &caps, &vals, &mut tpls);
-    let mut files = match render(&tpls, env) {
-        Ok(f) => f,
-        Err(e) => fail!(e.message),
-    };
+    let mut files = render(&tpls, env).map_err(|e| rel_err(e.message))?;
+    let notes_key = format!("{}/templates/NOTES.txt", chart.name());
+    let notes = files.get(&notes_key).cloned().unwrap_or_default();
     files.retain(|k, _| !k.ends_with("NOTES.txt"));
+    let crds = chart.crd_objects().into_iter().map(|(n, f)| (n, String::from_utf8_lossy(&f.data).into_owned())).collect();
+    match sort_manifests(&files) {
+        Ok((hooks, manifests)) => Ok(RenderedRelease { manifests, hooks, crds, notes, files }),
+        Err(e) => Err(ReleaseError { message: e, yaml_error: true, files }),
+    }
+}
+
+/// Runs `helm template` on a loaded chart with merged user values.
+pub fn template(chart: Chart, user_values: Value, opts: &ReleaseOptions, env: &dyn Environment) -> TemplateOutput {
+    let mut out = TemplateOutput::default();
     let mut manifest = String::new();
     if opts.include_crds {
         for (name, f) in chart.crd_objects() {
             manifest.push_str(&format!("---\n# Source: {}\n{}\n", name, String::from_utf8_lossy(&f.data)));
         }
     }
-    let (hooks, manifests) = match sort_manifests(&files) {
-        Ok(x) => x,
+    let r = match render_release(chart, user_values, opts, env) {
+        Ok(r) => r,
         Err(e) => {
-            for (name, content) in &files {
-                if content.trim().is_empty() {
-                    continue;
+            if e.yaml_error {
+                for (name, content) in &e.files {
+                    if content.trim().is_empty() {
+                        continue;
+                    }
+                    manifest.push_str(&format!("---\n# Source: {name}\n{content}\n"));
                 }
-                manifest.push_str(&format!("---\n# Source: {name}\n{content}\n"));
+                out.stdout = format!("{}\n", manifest.trim());
+                out.yaml_error = true;
             }
-            out.stdout = format!("{}\n", manifest.trim());
-            out.yaml_error = true;
-            fail!(e);
+            out.error = Some(e.message);
+            return out;
         }
     };
-    for m in &manifests {
+    for m in &r.manifests {
         manifest.push_str(&format!("---\n# Source: {}\n{}\n", m.name, m.content));
     }
     let mut all = format!("{}\n", manifest.trim());
-    for h in &hooks {
+    for h in &r.hooks {
         if opts.skip_tests && h.events.iter().any(|e| e == "test" || e == "test-success") {
             continue;
         }
@@ -539,7 +569,8 @@ pub fn template(mut chart: Chart, user_values: Value, opts: &ReleaseOptions, env
                 missing = false;
             }
             if missing {
-                fail!(format!("could not find template {f} in chart"));
+                out.error = Some(format!("could not find template {f} in chart"));
+                return out;
             }
         }
         out.stdout = rendered.iter().map(|m| format!("---\n{m}\n")).collect();
