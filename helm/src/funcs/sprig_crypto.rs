@@ -15,8 +15,6 @@ use Ty::*;
 
 /// Functions Harmony does not implement, with their Go signatures.
 pub const UNSUPPORTED: &[(&str, &[Ty], Option<Ty>)] = &[
-    ("bcrypt", &[Str], None),
-    ("htpasswd", &[Str, Str], None),
     ("genCAWithKey", &[Str, Int, Str], None),
     ("genSelfSignedCertWithKey", &[Str, List, List, Int, Str], None),
     ("genSignedCertWithKey", &[Str, List, List, Int, Cert, Str], None),
@@ -323,6 +321,16 @@ fn derive_password(counter: u32, ptype: &str, password: &str, user: &str, site: 
     }).collect()
 }
 
+/// Go's `bcrypt.GenerateFromPassword(p, bcrypt.DefaultCost)` (`$2a$10$...`), salt from the
+/// injected entropy.
+fn bcrypt_hash(c: &Ctx<'_>, password: &str) -> Result<String, String> {
+    let mut salt = [0u8; 16];
+    c.env.fill_random(&mut salt);
+    // Go's bcrypt truncates (rather than rejects) passwords longer than 72 bytes.
+    let p = &password.as_bytes()[..password.len().min(72)];
+    bcrypt::hash_with_salt(p, 10, salt).map(|h| h.format_for_version(bcrypt::Version::TwoA)).map_err(|e| e.to_string())
+}
+
 fn aes_key(password: &str) -> [u8; 32] {
     let mut key = [0u8; 32];
     let p = password.as_bytes();
@@ -342,6 +350,14 @@ pub fn register(m: &mut FuncMap) {
         b[8] = (b[8] & 0x3f) | 0x80;
         let h = hex::encode(&b);
         ok_str(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+    });
+    reg(m, "bcrypt", &[Str], None, |c, a| ok_str(bcrypt_hash(c, s(&a[0]))?));
+    reg(m, "htpasswd", &[Str, Str], None, |c, a| {
+        let user = s(&a[0]);
+        if user.contains(':') {
+            return ok_str(format!("invalid username: {user}"));
+        }
+        ok_str(format!("{user}:{}", bcrypt_hash(c, s(&a[1]))?))
     });
     reg(m, "derivePassword", &[Uint, Str, Str, Str, Str], None, |_, a| {
         let counter = match &a[0] {
@@ -461,7 +477,7 @@ pub fn register(m: &mut FuncMap) {
         Ok(cert_value(Certificate { cert: cert_s, key: key_s }))
     });
     for (name, params, variadic) in UNSUPPORTED {
-        reg(m, name, params, *variadic, |_, _| Err("not supported by Harmony's Helm engine (needs ECDSA/Ed25519 keys or a password hash)".into()));
+        reg(m, name, params, *variadic, |_, _| Err("not supported by Harmony's Helm engine (needs ECDSA/Ed25519 keys)".into()));
     }
     let _: Option<FResult> = None;
 }
