@@ -75,3 +75,34 @@ fn recursive_templates_error_instead_of_overflowing() {
     let tpl = RenderTemplate { name: "t".into(), text: format!("{{{{ {deep} }}}}"), vals: Value::map(top), base_path: "x".into() };
     let _ = render(&[tpl], &env);
 }
+
+#[test]
+fn every_function_with_odd_arguments_never_panics() {
+    let skip = ["genPrivateKey", "genCA", "genSelfSignedCert", "genSignedCert", "derivePassword", "bcrypt", "htpasswd", "until", "untilStep", "seq"];
+    let args = ["\"\"", "\"héllo ☃ 日本 wörld and more words to wrap\"", "-1", "0", "3", "9223372036854775807", "1.5", "-2.5e300", "nil", "true", ".Values.list", ".Values.map", ".Values.missing", "(list 1 \"a\" nil)", "(dict \"a\" (dict))", "(now)"];
+    let env = FixedEnvironment::default();
+    let mut names: Vec<&str> = harmony_helm::funcs::func_map().keys().copied().collect();
+    names.sort();
+    let mut values = BTreeMap::new();
+    values.insert("list".to_string(), Value::list(vec![Value::Float(1.0), Value::from("x"), Value::Nil]));
+    values.insert("map".to_string(), Value::map(BTreeMap::from([("k".to_string(), Value::Float(2.0))])));
+    for name in names {
+        if skip.contains(&name) {
+            continue;
+        }
+        for arity in 0..4usize {
+            for k in 0..args.len() {
+                let argv: Vec<&str> = (0..arity).map(|j| args[(k + j * 5) % args.len()]).collect();
+                let text = format!("{{{{ {} {} }}}}", name, argv.join(" "));
+                let mut top = BTreeMap::new();
+                top.insert("Values".to_string(), Value::map(values.clone()).deep_copy());
+                let tpl = RenderTemplate { name: "t".into(), text: text.clone(), vals: Value::map(top), base_path: "x".into() };
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| render(&[tpl], &env)));
+                assert!(r.is_ok(), "panic on {text}");
+                if arity == 0 {
+                    break;
+                }
+            }
+        }
+    }
+}

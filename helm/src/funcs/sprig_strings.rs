@@ -50,7 +50,7 @@ pub fn register(m: &mut FuncMap) {
             return Err("strings: negative Repeat count".into());
         }
         let st = s(&a[1]);
-        if (st.len() as u128) * (c as u128) > 64 << 20 {
+        if (st.len() as u128) * (c as u128) > 1 << 26 {
             return Err("strings: Repeat output length overflow".into());
         }
         ok_str(st.repeat(c as usize))
@@ -152,7 +152,7 @@ pub fn register(m: &mut FuncMap) {
     reg(m, "randBytes", &[Int], None, |c, a| {
         use base64::Engine;
         let n = i(&a[0]);
-        if n < 0 {
+        if !(0..=1 << 24).contains(&n) {
             return Err("runtime error: makeslice: len out of range".into());
         }
         ok_str(base64::engine::general_purpose::STANDARD.encode(c.random_bytes(n as usize)))
@@ -269,6 +269,9 @@ fn rand_from(c: &mut super::Ctx<'_>, n: i64, alphabet: &str) -> FResult {
     if n < 0 {
         return ok_str("");
     }
+    if n > 1 << 24 {
+        return Err("runtime error: makeslice: len out of range".into());
+    }
     let chars: Vec<char> = alphabet.chars().collect();
     let r = c.random_bytes(n as usize);
     ok_str(r.iter().map(|b| chars[*b as usize % chars.len()]).collect::<String>())
@@ -287,7 +290,8 @@ pub fn until_step(start: i64, stop: i64, step: i64) -> Vec<i64> {
         let mut k = start;
         while k > stop && v.len() < 10_000_000 {
             v.push(k);
-            k += step;
+            let Some(n) = k.checked_add(step) else { break };
+            k = n;
         }
         return v;
     }
@@ -297,7 +301,8 @@ pub fn until_step(start: i64, stop: i64, step: i64) -> Vec<i64> {
     let mut k = start;
     while k < stop && v.len() < 10_000_000 {
         v.push(k);
-        k += step;
+        let Some(n) = k.checked_add(step) else { break };
+        k = n;
     }
     v
 }
@@ -307,7 +312,7 @@ fn seq(p: &[i64]) -> String {
         1 => {
             let (start, end) = (1, p[0]);
             let inc = if end < start { -1 } else { 1 };
-            until_step(start, end + inc, inc)
+            until_step(start, end.saturating_add(inc), inc)
         }
         3 => {
             let (start, step, end) = (p[0], p[1], p[2]);
@@ -318,12 +323,12 @@ fn seq(p: &[i64]) -> String {
                     return String::new();
                 }
             }
-            until_step(start, end + inc, step)
+            until_step(start, end.saturating_add(inc), step)
         }
         2 => {
             let (start, end) = (p[0], p[1]);
             let step = if end < start { -1 } else { 1 };
-            until_step(start, end + step, step)
+            until_step(start, end.saturating_add(step), step)
         }
         _ => return String::new(),
     };
@@ -391,6 +396,9 @@ fn indent(n: i64, v: &str) -> Result<String, super::FnError> {
     if n < 0 {
         return Err("strings: negative Repeat count".into());
     }
+    if n > 1 << 24 {
+        return Err("strings: Repeat output length overflow".into());
+    }
     let pad = " ".repeat(n as usize);
     Ok(format!("{pad}{}", v.replace('\n', &format!("\n{pad}"))))
 }
@@ -432,13 +440,14 @@ fn abbreviate_full(s: &str, offset: i64, max_width: i64) -> Option<String> {
     if n - offset < max_width - 3 {
         offset = n - (max_width - 3);
     }
+    let offset = offset.max(0);
     if offset <= 4 {
         return Some(format!("{}...", bytes_str(&b[..(max_width - 3) as usize])));
     }
     if max_width < 7 {
         return None;
     }
-    if offset + max_width - 3 < n {
+    if offset.saturating_add(max_width - 3) < n {
         let rest = bytes_str(&b[offset as usize..]);
         return Some(format!("...{}", abbreviate_full(&rest, 0, max_width - 3)?));
     }
@@ -653,7 +662,7 @@ pub fn wrap_custom(s: &str, wrap_length: i64, new_line: &str, wrap_long_words: b
             continue;
         }
         let end = wrap_length + offset + 1;
-        let spaceto_wrap_at = s[offset..end.min(input_len)].rfind(' ').map(|x| x + offset);
+        let spaceto_wrap_at = b[offset..end.min(input_len)].iter().rposition(|c| *c == b' ').map(|x| x + offset);
         match spaceto_wrap_at {
             Some(sp) if sp >= offset => {
                 out.push_str(&bytes_str(&b[offset..sp]));
@@ -666,7 +675,7 @@ pub fn wrap_custom(s: &str, wrap_length: i64, new_line: &str, wrap_long_words: b
                     out.push_str(new_line);
                     offset += wrap_length;
                 } else {
-                    let sp = s[wrap_length + offset..].find(' ').map(|x| x + wrap_length + offset);
+                    let sp = b[(wrap_length + offset).min(input_len)..].iter().position(|c| *c == b' ').map(|x| x + wrap_length + offset);
                     match sp {
                         Some(sp) => {
                             out.push_str(&bytes_str(&b[offset..sp]));

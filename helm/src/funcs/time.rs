@@ -51,7 +51,7 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 
 impl Time {
     fn local(&self) -> (i64, u32, u32, u32, u32, u32, u32) {
-        let t = self.secs + self.offset as i64;
+        let t = self.secs.saturating_add(self.offset as i64).clamp(-(1 << 53), 1 << 53);
         let days = t.div_euclid(86400);
         let rem = t.rem_euclid(86400);
         let (y, m, d) = civil_from_days(days);
@@ -437,7 +437,7 @@ pub fn parse_time(layout: &str, value: &str) -> Result<Time, String> {
     let mut l = layout;
     let mut v = value;
     let num = |v: &mut &str, n: usize| -> Option<u32> {
-        if v.len() < n || !v[..n].bytes().all(|b| b.is_ascii_digit()) {
+        if v.len() < n || !v.as_bytes()[..n].iter().all(|b| b.is_ascii_digit()) {
             return None;
         }
         let r = v[..n].parse().ok();
@@ -594,8 +594,8 @@ pub fn register(m: &mut FuncMap) {
     reg(m, "ago", &[Any], None, |c, a| {
         let t = time_of(c, &a[0]);
         let n = now(c);
-        let d = (n.secs - t.secs) * 1_000_000_000 + (n.nanos as i64 - t.nanos as i64);
-        let rounded = ((d as f64) / 1e9).round() as i64 * 1_000_000_000;
+        let d = n.secs.saturating_sub(t.secs).saturating_mul(1_000_000_000).saturating_add(n.nanos as i64 - t.nanos as i64);
+        let rounded = (((d as f64) / 1e9).round() as i64).saturating_mul(1_000_000_000);
         ok_str(duration_string(rounded))
     });
     reg(m, "toDate", &[Str, Str], None, |_, a| Ok(tval(parse_time(s(&a[0]), s(&a[1])).unwrap_or(Time { secs: -62135596800, nanos: 0, offset: 0, zone: None }))));
@@ -614,7 +614,7 @@ pub fn register(m: &mut FuncMap) {
             Value::Str(st) => parse_duration(st).unwrap_or(0),
             Value::Int64(i) => *i,
             Value::Object(o) => match o.as_time() {
-                Some(t) => (now(c).secs - t.secs) * 1_000_000_000,
+                Some(t) => now(c).secs.saturating_sub(t.secs).saturating_mul(1_000_000_000),
                 None => 0,
             },
             _ => 0,
@@ -644,7 +644,7 @@ pub fn register(m: &mut FuncMap) {
 
 fn add(t: Time, d: i64) -> Time {
     let total = t.nanos as i64 + d.rem_euclid(1_000_000_000);
-    Time { secs: t.secs + d.div_euclid(1_000_000_000) + total / 1_000_000_000, nanos: (total % 1_000_000_000) as u32, offset: t.offset, zone: None }
+    Time { secs: t.secs.saturating_add(d.div_euclid(1_000_000_000)).saturating_add(total / 1_000_000_000), nanos: (total % 1_000_000_000) as u32, offset: t.offset, zone: None }
 }
 
 trait AsTimeOrZero {
