@@ -396,7 +396,7 @@ pub fn decimal_digits(f: f64, prec: Option<usize>) -> (bool, String, i64) {
     let neg = f.is_sign_negative() && f != 0.0 || (f == 0.0 && f.is_sign_negative());
     let a = f.abs();
     if a == 0.0 {
-        return (neg, if prec.is_some() { "0".into() } else { "0".into() }, 1);
+        return (neg, "0".into(), 1);
     }
     let s = match prec {
         None => format!("{:e}", a),
@@ -405,14 +405,8 @@ pub fn decimal_digits(f: f64, prec: Option<usize>) -> (bool, String, i64) {
     let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
     let exp: i64 = exp.parse().unwrap_or(0);
     let mut digits: String = mant.chars().filter(|c| c.is_ascii_digit()).collect();
-    if prec.is_none() {
-        while digits.len() > 1 && digits.ends_with('0') {
-            digits.pop();
-        }
-    } else {
-        while digits.len() > 1 && digits.ends_with('0') {
-            digits.pop();
-        }
+    while digits.len() > 1 && digits.ends_with('0') {
+        digits.pop();
     }
     (neg, digits, exp + 1)
 }

@@ -935,29 +935,20 @@ impl Emitter {
         let mut breaks = true;
         self.put_char('\n');
         self.column = 0;
-        let mut first_line = true;
+        let body_indent = if indent == 0 { 2 } else { indent };
         for &c in &chars {
             if is_break(c) {
                 self.put_char('\n');
                 breaks = true;
             } else {
                 if breaks {
-                    if !first_line || true {
-                        for _ in 0..indent.max(if indent == 0 { 2 } else { indent }) {
-                            self.put_char(' ');
-                        }
+                    for _ in 0..body_indent {
+                        self.put_char(' ');
                     }
                     breaks = false;
-                    first_line = false;
                 }
                 self.put_char(c);
             }
-        }
-        if !self.out.ends_with('\n') {
-            // nothing: following output starts with write_indent's newline
-        } else {
-            // trailing break already written; mark column 0
-            self.column = 0;
         }
     }
 }

@@ -520,9 +520,6 @@ fn swapcase(s: &str) -> String {
         if c.is_uppercase() {
             o.extend(c.to_lowercase());
             whitespace = false;
-        } else if to_title(c) == vec![c] && c.is_uppercase() {
-            o.extend(c.to_lowercase());
-            whitespace = false;
         } else if c.is_lowercase() {
             if whitespace {
                 o.extend(to_title(c));

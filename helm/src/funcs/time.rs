@@ -93,9 +93,6 @@ impl Time {
             let mut best: Option<(&str, u8)> = None;
             for (t, code) in tokens {
                 if rest.starts_with(t) && best.is_none_or(|(b, _)| t.len() > b.len()) {
-                    if (code == 3 || code == 4 || code == 1 || code == 2) && false {
-                        continue;
-                    }
                     best = Some((t, code));
                 }
             }

@@ -375,13 +375,7 @@ fn fmt_int(out: &mut String, i: i128, v: &Value, verb: char, f: Flags) {
     let neg = i < 0;
     let a = i.unsigned_abs();
     let mut digits = match verb {
-        'v' | 'd' => {
-            if f.sharp_v {
-                a.to_string()
-            } else {
-                a.to_string()
-            }
-        }
+        'v' | 'd' => a.to_string(),
         'x' => format!("{a:x}"),
         'X' => format!("{a:X}"),
         'o' | 'O' => format!("{a:o}"),
@@ -500,13 +494,12 @@ pub fn format_f(x: f64, prec: Option<usize>) -> String {
 fn fmt_float(out: &mut String, x: f64, v: &Value, verb: char, f: Flags) {
     if x.is_nan() || x.is_infinite() {
         let s = if x.is_nan() {
-            "NaN".to_string()
+            "NaN"
         } else if x > 0.0 {
-            if f.plus { "+Inf".into() } else { "+Inf".into() }
+            "+Inf"
         } else {
-            "-Inf".into()
+            "-Inf"
         };
-        let s = if x.is_infinite() && x > 0.0 && !f.plus { if verb == 'v' && !f.plus { "+Inf".to_string() } else { s } } else { s };
         pad(out, &s, Flags { zero: false, ..f });
         return;
     }
