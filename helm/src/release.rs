@@ -203,7 +203,7 @@ struct Head {
 }
 
 fn parse_head(doc: &str, path: &str) -> Result<Head, String> {
-    let v = crate::yaml::decode(doc).map_err(|e| format!("YAML parse error on {path}: {e}"))?;
+    let v = crate::yaml::decode_head(doc).map_err(|e| format!("YAML parse error on {path}: {e}"))?;
     let mut head = Head { kind: String::new(), annotations: BTreeMap::new() };
     if let Value::Map(m) = &v {
         let m = m.borrow();

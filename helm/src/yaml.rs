@@ -28,6 +28,23 @@ pub fn decode(s: &str) -> Result<Value, String> {
     }
 }
 
+/// Decodes only what Helm's manifest sorter reads (`kind`, `metadata.annotations`); other
+/// subtrees are parsed (so syntax errors are still found) but not built.
+pub fn decode_head(s: &str) -> Result<Value, String> {
+    if s.trim().is_empty() {
+        return Ok(Value::Nil);
+    }
+    let mut rx = Composer { head_only: true, ..Composer::default() };
+    let mut parser = yaml_rust2::parser::Parser::new_from_str(s);
+    if parser.load(&mut rx, false).is_err() {
+        return decode(s);
+    }
+    match rx.doc {
+        Some(n) => to_value(&n, 0),
+        None => Ok(Value::Nil),
+    }
+}
+
 #[derive(Clone, Debug)]
 enum YNode {
     Scalar(String, bool, Option<String>),
@@ -41,9 +58,25 @@ struct Composer {
     anchors: std::collections::HashMap<usize, YNode>,
     doc: Option<YNode>,
     done: bool,
+    head_only: bool,
+    skipping: usize,
 }
 
 impl Composer {
+    /// In head-only mode: whether a container starting here is needed.
+    fn wanted(&self) -> bool {
+        let key = |i: usize| match self.stack.get(i) {
+            Some((YNode::Map(_), _, Some(YNode::Scalar(k, _, _)))) => Some(k.as_str()),
+            _ => None,
+        };
+        match self.stack.len() {
+            0 => true,
+            1 => key(0) == Some("metadata"),
+            2 => key(0) == Some("metadata") && key(1) == Some("annotations"),
+            _ => false,
+        }
+    }
+
     fn push_value(&mut self, n: YNode, anchor: usize) {
         if anchor > 0 {
             self.anchors.insert(anchor, n.clone());
@@ -68,6 +101,23 @@ impl yaml_rust2::parser::MarkedEventReceiver for Composer {
     fn on_event(&mut self, ev: yaml_rust2::parser::Event, _mark: yaml_rust2::scanner::Marker) {
         use yaml_rust2::parser::Event;
         if self.done {
+            return;
+        }
+        if self.skipping > 0 {
+            match ev {
+                Event::SequenceStart(..) | Event::MappingStart(..) => self.skipping += 1,
+                Event::SequenceEnd | Event::MappingEnd => {
+                    self.skipping -= 1;
+                    if self.skipping == 0 {
+                        self.push_value(YNode::Scalar(String::new(), true, None), 0);
+                    }
+                }
+                _ => {}
+            }
+            return;
+        }
+        if self.head_only && matches!(ev, Event::SequenceStart(..) | Event::MappingStart(..)) && !self.wanted() {
+            self.skipping = 1;
             return;
         }
         match ev {
