@@ -1,7 +1,6 @@
 //! Sprig's hashing and crypto functions. Randomness comes from the injected
-//! [`super::Environment`]. RSA keys and X.509 certificates are built here (DER by hand);
-//! ECDSA, Ed25519 and DSA keys, bcrypt and htpasswd are not supported (see
-//! `docs/helm-compatibility.md`).
+//! [`super::Environment`]. RSA, ECDSA (P-256) and Ed25519 keys and X.509 certificates are
+//! built here (DER by hand); DSA keys are not supported (see `docs/helm-compatibility.md`).
 
 use std::rc::Rc;
 
@@ -13,12 +12,6 @@ use crate::value::{Object, Value};
 
 use Ty::*;
 
-/// Functions Harmony does not implement, with their Go signatures.
-pub const UNSUPPORTED: &[(&str, &[Ty], Option<Ty>)] = &[
-    ("genCAWithKey", &[Str, Int, Str], None),
-    ("genSelfSignedCertWithKey", &[Str, List, List, Int, Str], None),
-    ("genSignedCertWithKey", &[Str, List, List, Int, Cert, Str], None),
-];
 
 struct EnvRng<'a>(&'a dyn Environment);
 impl rand_core::RngCore for EnvRng<'_> {
@@ -198,6 +191,112 @@ fn gen_rsa(env: &dyn Environment, bits: usize) -> Result<rsa::RsaPrivateKey, Str
     rsa::RsaPrivateKey::new(&mut EnvRng(env), bits).map_err(|e| e.to_string())
 }
 
+/// A private key of one of the types Sprig generates.
+enum KeyPair {
+    Rsa(rsa::RsaPrivateKey),
+    Ec(p256::SecretKey),
+    Ed(ed25519_dalek::SigningKey),
+}
+
+const ED25519_OID: &[u64] = &[1, 3, 101, 112];
+
+impl KeyPair {
+    fn generate(env: &dyn Environment, kind: &str) -> Result<KeyPair, String> {
+        Ok(match kind {
+            "rsa" => KeyPair::Rsa(gen_rsa(env, 4096)?),
+            "ecdsa" => KeyPair::Ec(p256::SecretKey::random(&mut EnvRng(env))),
+            "ed25519" => KeyPair::Ed(ed25519_dalek::SigningKey::generate(&mut EnvRng(env))),
+            other => return Err(format!("genPrivateKey {other:?} is not supported by Harmony's Helm engine")),
+        })
+    }
+
+    /// Sprig's `parsePrivateKeyPEM`.
+    fn from_pem(text: &str) -> Result<KeyPair, String> {
+        let (label, der_bytes) = pem_decode(text).ok_or("no PEM data in input")?;
+        match label.as_str() {
+            "PRIVATE KEY" => {
+                use rsa::pkcs8::DecodePrivateKey;
+                if let Ok(k) = rsa::RsaPrivateKey::from_pkcs8_der(&der_bytes) {
+                    return Ok(KeyPair::Rsa(k));
+                }
+                if let Ok(k) = p256::SecretKey::from_pkcs8_der(&der_bytes) {
+                    return Ok(KeyPair::Ec(k));
+                }
+                // PKCS#8 Ed25519: the seed is the last 32 bytes of the inner OCTET STRING.
+                if der_bytes.len() >= 48 && der_bytes.windows(5).any(|w| w == [0x06, 0x03, 0x2b, 0x65, 0x70]) {
+                    let seed: [u8; 32] = der_bytes[der_bytes.len() - 32..].try_into().map_err(|_| "decoding PEM as PKCS#8: malformed")?;
+                    return Ok(KeyPair::Ed(ed25519_dalek::SigningKey::from_bytes(&seed)));
+                }
+                Err("decoding PEM as PKCS#8: x509: failed to parse private key".into())
+            }
+            "RSA PRIVATE KEY" => {
+                use rsa::pkcs1::DecodeRsaPrivateKey;
+                rsa::RsaPrivateKey::from_pkcs1_der(&der_bytes).map(KeyPair::Rsa).map_err(|e| e.to_string())
+            }
+            "EC PRIVATE KEY" => p256::SecretKey::from_sec1_der(&der_bytes).map(KeyPair::Ec).map_err(|e| e.to_string()),
+            l if !l.ends_with(" PRIVATE KEY") => Err(format!("no private key data in PEM block of type {l}")),
+            l => Err(format!("invalid private key type {l}")),
+        }
+    }
+
+    fn pem(&self) -> Result<String, String> {
+        Ok(match self {
+            KeyPair::Rsa(k) => {
+                use rsa::pkcs1::EncodeRsaPrivateKey;
+                k.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).map_err(|e| e.to_string())?.to_string()
+            }
+            KeyPair::Ec(k) => k.to_sec1_pem(p256::pkcs8::LineEnding::LF).map_err(|e| e.to_string())?.to_string(),
+            KeyPair::Ed(k) => {
+                let p8 = seq(&[der(0x02, &[0]), seq(&[oid(ED25519_OID)]), der(0x04, &der(0x04, &k.to_bytes()))]);
+                pem("PRIVATE KEY", &p8)
+            }
+        })
+    }
+
+    fn spki(&self) -> Result<Vec<u8>, String> {
+        Ok(match self {
+            KeyPair::Rsa(k) => {
+                use rsa::pkcs1::EncodeRsaPublicKey;
+                let pub_der = k.to_public_key().to_pkcs1_der().map_err(|e| e.to_string())?;
+                seq(&[seq(&[oid(&[1, 2, 840, 113549, 1, 1, 1]), der(0x05, &[])]), der(0x03, &[&[0u8][..], pub_der.as_bytes()].concat())])
+            }
+            KeyPair::Ec(k) => {
+                use p256::elliptic_curve::sec1::ToEncodedPoint;
+                let point = k.public_key().to_encoded_point(false);
+                seq(&[seq(&[oid(&[1, 2, 840, 10045, 2, 1]), oid(&[1, 2, 840, 10045, 3, 1, 7])]), der(0x03, &[&[0u8][..], point.as_bytes()].concat())])
+            }
+            KeyPair::Ed(k) => seq(&[seq(&[oid(ED25519_OID)]), der(0x03, &[&[0u8][..], &k.verifying_key().to_bytes()[..]].concat())]),
+        })
+    }
+
+    fn sig_alg(&self) -> Vec<u8> {
+        match self {
+            KeyPair::Rsa(_) => seq(&[oid(&[1, 2, 840, 113549, 1, 1, 11]), der(0x05, &[])]),
+            KeyPair::Ec(_) => seq(&[oid(&[1, 2, 840, 10045, 4, 3, 2])]),
+            KeyPair::Ed(_) => seq(&[oid(ED25519_OID)]),
+        }
+    }
+
+    fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(match self {
+            KeyPair::Rsa(k) => {
+                let hash = sha2::Sha256::digest(tbs);
+                k.sign(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &hash).map_err(|e| e.to_string())?
+            }
+            KeyPair::Ec(k) => {
+                use p256::ecdsa::signature::Signer;
+                let sk = p256::ecdsa::SigningKey::from(k);
+                let sig: p256::ecdsa::Signature = sk.sign(tbs);
+                sig.to_der().as_bytes().to_vec()
+            }
+            KeyPair::Ed(k) => {
+                use ed25519_dalek::Signer;
+                k.sign(tbs).to_bytes().to_vec()
+            }
+        })
+    }
+}
+
 struct CertSpec<'a> {
     cn: &'a str,
     ips: Vec<Vec<u8>>,
@@ -206,17 +305,14 @@ struct CertSpec<'a> {
     is_ca: bool,
 }
 
-fn build_cert(c: &Ctx<'_>, spec: &CertSpec<'_>, key: &rsa::RsaPrivateKey, issuer: Option<(&[u8], &rsa::RsaPrivateKey)>) -> Result<Certificate, String> {
-    use rsa::pkcs1::{EncodeRsaPrivateKey, EncodeRsaPublicKey};
+fn build_cert(c: &Ctx<'_>, spec: &CertSpec<'_>, key: &KeyPair, issuer: Option<(&[u8], &KeyPair)>) -> Result<Certificate, String> {
     let (now, _) = c.env.now();
     let serial = c.random_bytes(16);
-    let sha256_rsa = seq(&[oid(&[1, 2, 840, 113549, 1, 1, 11]), der(0x05, &[])]);
+    let signer = issuer.map(|(_, k)| k).unwrap_or(key);
+    let sig_alg = signer.sig_alg();
     let subject = name(spec.cn);
     let issuer_name = issuer.map(|(n, _)| n.to_vec()).unwrap_or_else(|| subject.clone());
-    let pub_der = key.to_public_key().to_pkcs1_der().map_err(|e| e.to_string())?;
-    let spki = seq(&[seq(&[oid(&[1, 2, 840, 113549, 1, 1, 1]), der(0x05, &[])]), der(0x03, &[&[0u8][..], pub_der.as_bytes()].concat())]);
     let mut exts = Vec::new();
-    // keyUsage
     let ku: u8 = if spec.is_ca { 0b1010_0100 } else { 0b1010_0000 };
     exts.push(seq(&[oid(&[2, 5, 29, 15]), der(0x01, &[0xff]), der(0x04, &der(0x03, &[if spec.is_ca { 1 } else { 5 }, ku]))]));
     if !spec.is_ca {
@@ -237,20 +333,25 @@ fn build_cert(c: &Ctx<'_>, spec: &CertSpec<'_>, key: &rsa::RsaPrivateKey, issuer
     let tbs = seq(&[
         der(0xa0, &der(0x02, &[2])),
         int_bytes(&serial),
-        sha256_rsa.clone(),
+        sig_alg.clone(),
         issuer_name,
-        seq(&[time_der(now), time_der(now + spec.days * 86400)]),
-        subject.clone(),
-        spki,
+        seq(&[time_der(now), time_der(now.saturating_add(spec.days.saturating_mul(86400)))]),
+        subject,
+        key.spki()?,
         der(0xa3, &seq(&exts)),
     ]);
-    let signer = issuer.map(|(_, k)| k).unwrap_or(key);
-    let hash = sha2::Sha256::digest(&tbs);
-    let sig = signer.sign(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &hash).map_err(|e| e.to_string())?;
-    let cert = seq(&[tbs, sha256_rsa, der(0x03, &[&[0u8][..], &sig].concat())]);
-    let key_pem = key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).map_err(|e| e.to_string())?;
-    let _ = subject;
-    Ok(Certificate { cert: pem("CERTIFICATE", &cert), key: key_pem.to_string() })
+    let sig = signer.sign(&tbs)?;
+    let cert = seq(&[tbs, sig_alg, der(0x03, &[&[0u8][..], &sig].concat())]);
+    Ok(Certificate { cert: pem("CERTIFICATE", &cert), key: key.pem()? })
+}
+
+fn ca_of(v: &Value) -> Result<(Vec<u8>, KeyPair), String> {
+    let Value::Object(ca) = v else { return Err("invalid CA".into()) };
+    let ca_cert = ca.field("Cert").and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    let ca_key = ca.field("Key").and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    let subject = pem_decode(&ca_cert).and_then(|(_, d)| cert_subject(&d)).ok_or("error parsing CA certificate")?;
+    let key = KeyPair::from_pem(&ca_key).map_err(|e| format!("error parsing CA private key: {e}"))?;
+    Ok((subject, key))
 }
 
 fn str_items(v: &Value) -> Vec<String> {
@@ -427,44 +528,45 @@ pub fn register(m: &mut FuncMap) {
         }
         ok_str(String::from_utf8_lossy(&out[..n - last as usize]).into_owned())
     });
-    reg(m, "genPrivateKey", &[Str], None, |c, a| {
-        use rsa::pkcs1::EncodeRsaPrivateKey;
-        match s(&a[0]) {
-            "rsa" => {
-                let k = gen_rsa(c.env, 4096)?;
-                ok_str(k.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).map_err(|e| e.to_string())?.to_string())
-            }
-            "ecdsa" | "ed25519" | "dsa" => Err(format!("genPrivateKey {:?} is not supported by Harmony's Helm engine", s(&a[0])).into()),
-            t => ok_str(format!("Unknown type {t}")),
-        }
+    reg(m, "genPrivateKey", &[Str], None, |c, a| match s(&a[0]) {
+        t @ ("rsa" | "ecdsa" | "ed25519" | "dsa") => ok_str(KeyPair::generate(c.env, t)?.pem()?),
+        t => ok_str(format!("Unknown type {t}")),
     });
     reg(m, "genCA", &[Str, Int], None, |c, a| {
-        let key = gen_rsa(c.env, 2048)?;
+        let key = KeyPair::Rsa(gen_rsa(c.env, 2048)?);
+        let spec = CertSpec { cn: s(&a[0]), ips: vec![], dns: vec![], days: i(&a[1]), is_ca: true };
+        Ok(cert_value(build_cert(c, &spec, &key, None)?))
+    });
+    reg(m, "genCAWithKey", &[Str, Int, Str], None, |c, a| {
+        let key = KeyPair::from_pem(s(&a[2])).map_err(|e| format!("parsing private key: {e}"))?;
         let spec = CertSpec { cn: s(&a[0]), ips: vec![], dns: vec![], days: i(&a[1]), is_ca: true };
         Ok(cert_value(build_cert(c, &spec, &key, None)?))
     });
     reg(m, "genSelfSignedCert", &[Str, List, List, Int], None, |c, a| {
         let ips = ips_of(&a[1])?;
-        let key = gen_rsa(c.env, 2048)?;
+        let key = KeyPair::Rsa(gen_rsa(c.env, 2048)?);
+        let spec = CertSpec { cn: s(&a[0]), ips, dns: str_items(&a[2]), days: i(&a[3]), is_ca: false };
+        Ok(cert_value(build_cert(c, &spec, &key, None)?))
+    });
+    reg(m, "genSelfSignedCertWithKey", &[Str, List, List, Int, Str], None, |c, a| {
+        let ips = ips_of(&a[1])?;
+        let key = KeyPair::from_pem(s(&a[4])).map_err(|e| format!("parsing private key: {e}"))?;
         let spec = CertSpec { cn: s(&a[0]), ips, dns: str_items(&a[2]), days: i(&a[3]), is_ca: false };
         Ok(cert_value(build_cert(c, &spec, &key, None)?))
     });
     reg(m, "genSignedCert", &[Str, List, List, Int, Cert], None, |c, a| {
         let ips = ips_of(&a[1])?;
-        let ca = match &a[4] {
-            Value::Object(o) => o.clone(),
-            _ => return Err("invalid CA".into()),
-        };
-        let ca_cert = ca.field("Cert").and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-        let ca_key = ca.field("Key").and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-        let subject = pem_decode(&ca_cert).and_then(|(_, d)| cert_subject(&d)).ok_or("error parsing CA certificate")?;
-        let ca_priv = {
-            use rsa::pkcs1::DecodeRsaPrivateKey;
-            rsa::RsaPrivateKey::from_pkcs1_pem(&ca_key).map_err(|e| format!("error parsing CA private key: {e}"))?
-        };
-        let key = gen_rsa(c.env, 2048)?;
+        let (subject, ca_key) = ca_of(&a[4])?;
+        let key = KeyPair::Rsa(gen_rsa(c.env, 2048)?);
         let spec = CertSpec { cn: s(&a[0]), ips, dns: str_items(&a[2]), days: i(&a[3]), is_ca: false };
-        Ok(cert_value(build_cert(c, &spec, &key, Some((&subject, &ca_priv)))?))
+        Ok(cert_value(build_cert(c, &spec, &key, Some((&subject, &ca_key)))?))
+    });
+    reg(m, "genSignedCertWithKey", &[Str, List, List, Int, Cert, Str], None, |c, a| {
+        let ips = ips_of(&a[1])?;
+        let (subject, ca_key) = ca_of(&a[4])?;
+        let key = KeyPair::from_pem(s(&a[5])).map_err(|e| format!("parsing private key: {e}"))?;
+        let spec = CertSpec { cn: s(&a[0]), ips, dns: str_items(&a[2]), days: i(&a[3]), is_ca: false };
+        Ok(cert_value(build_cert(c, &spec, &key, Some((&subject, &ca_key)))?))
     });
     reg(m, "buildCustomCert", &[Str, Str], None, |_, a| {
         let cert = base64::engine::general_purpose::STANDARD.decode(s(&a[0])).map_err(|_| "unable to decode base64 certificate")?;
@@ -476,8 +578,6 @@ pub fn register(m: &mut FuncMap) {
         pem_decode(&key_s).ok_or("unable to decode private key")?;
         Ok(cert_value(Certificate { cert: cert_s, key: key_s }))
     });
-    for (name, params, variadic) in UNSUPPORTED {
-        reg(m, name, params, *variadic, |_, _| Err("not supported by Harmony's Helm engine (needs ECDSA/Ed25519 keys)".into()));
-    }
+
     let _: Option<FResult> = None;
 }
