@@ -66,6 +66,7 @@ fn enc_inner(out: &mut String, v: &Value, o: JsonOpts, depth: usize) -> Result<(
             let _ = write!(out, "{u}");
         }
         Value::Float(f) => out.push_str(&float_str(*f)?),
+        Value::Complex(..) => return Err("json: unsupported type: complex128".into()),
         Value::Str(s) => quote_into(out, s, o.escape_html),
         Value::List(l, SliceTy::Byte) => {
             use base64::Engine;

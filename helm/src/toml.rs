@@ -70,6 +70,7 @@ fn inline(v: &Value, depth: usize) -> Result<String, String> {
         Value::Int(i) | Value::Int64(i) => i.to_string(),
         Value::Uint(u) => u.to_string(),
         Value::Float(f) => float(*f),
+        Value::Complex(..) => return Err("toml: unsupported type: complex128".into()),
         Value::Str(s) => quote(s),
         Value::List(l, _) => {
             let mut parts = Vec::new();

@@ -83,6 +83,8 @@ pub enum Value {
     Uint(u64),
     /// `float64`
     Float(f64),
+    /// `complex128` (only from template literals such as `1+2i`)
+    Complex(f64, f64),
     /// `string`
     Str(Rc<str>),
     /// A slice.
@@ -102,6 +104,7 @@ impl PartialEq for Value {
             (Int(a), Int(b)) | (Int64(a), Int64(b)) => a == b,
             (Uint(a), Uint(b)) => a == b,
             (Float(a), Float(b)) => a == b,
+            (Complex(a, b), Complex(c, d)) => a == c && b == d,
             (Str(a), Str(b)) => a == b,
             (List(a, t), List(b, u)) => t == u && a == b,
             (Map(a), Map(b)) => Rc::ptr_eq(a, b) || *a.borrow() == *b.borrow(),
@@ -153,6 +156,7 @@ impl Value {
             Value::Int64(_) => "int64".into(),
             Value::Uint(_) => "uint64".into(),
             Value::Float(_) => "float64".into(),
+            Value::Complex(..) => "complex128".into(),
             Value::Str(_) => "string".into(),
             Value::List(_, t) => slice_ty_name(*t).into(),
             Value::Map(m) if is_named_values(m) => "common.Values".into(),
@@ -170,6 +174,7 @@ impl Value {
             Value::Int64(_) => "int64",
             Value::Uint(_) => "uint64",
             Value::Float(_) => "float64",
+            Value::Complex(..) => "complex128",
             Value::Str(_) => "string",
             Value::List(..) => "slice",
             Value::Map(_) => "map",
@@ -185,6 +190,7 @@ impl Value {
             Value::Int(i) | Value::Int64(i) => *i != 0,
             Value::Uint(u) => *u != 0,
             Value::Float(f) => *f != 0.0,
+            Value::Complex(r, i) => *r != 0.0 || *i != 0.0,
             Value::Str(s) => !s.is_empty(),
             Value::List(l, _) => !l.is_empty(),
             Value::Map(m) => !m.borrow().is_empty(),
@@ -285,6 +291,7 @@ pub fn write_v(out: &mut String, v: &Value, depth: usize, plus: bool) {
             let _ = write!(out, "{u}");
         }
         Value::Float(f) => out.push_str(&format_float_g(*f, -1, 'e')),
+        Value::Complex(r, i) => out.push_str(&format_complex(*r, *i, -1, 'e')),
         Value::Str(s) => out.push_str(s),
         Value::List(l, _) => {
             out.push('[');
@@ -314,6 +321,13 @@ pub fn write_v(out: &mut String, v: &Value, depth: usize, plus: bool) {
         }
         Value::Object(o) => out.push_str(&o.format()),
     }
+}
+
+/// Go's `%v` of a complex128: `(re+imi)`.
+pub fn format_complex(r: f64, i: f64, prec: i32, e: char) -> String {
+    let im = format_float_g(i, prec, e);
+    let sign = if im.starts_with(['-', '+']) { "" } else { "+" };
+    format!("({}{sign}{im}i)", format_float_g(r, prec, e))
 }
 
 /// Go's `strconv.FormatFloat(f, 'g', prec, 64)` with `%v` semantics (shortest when prec < 0).

@@ -319,6 +319,7 @@ fn to_node_inner(v: &Value, depth: usize, direct: bool) -> Result<Node, String> 
             Node::Num(json_number_to_yaml(&j))
         }
         Value::Str(s) => Node::Str(s.to_string()),
+        Value::Complex(..) => return Err("error marshaling into JSON: json: unsupported type: complex128".into()),
         Value::List(l, crate::value::SliceTy::Byte) => {
             use base64::Engine;
             let b: Vec<u8> = l.iter().map(|x| crate::funcs::i(x) as u8).collect();

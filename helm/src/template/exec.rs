@@ -469,7 +469,7 @@ impl State<'_, '_> {
         let is_hex_int = t.trim_start_matches(['+', '-']).starts_with("0x") && !t.contains('p');
         let is_rune = n.text.starts_with('\'');
         if n.is_complex {
-            return Err(self.errorf("complex constants not supported"));
+            return Ok(Value::Complex(n.complex.0, n.complex.1));
         }
         if n.is_float && !is_hex_int && !is_rune && t.contains(['.', 'e', 'p']) {
             return Ok(Value::Float(n.float));

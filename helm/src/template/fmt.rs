@@ -300,6 +300,17 @@ fn fmt_arg(out: &mut String, v: &Value, verb: char, f: Flags) {
         Value::Int(i) | Value::Int64(i) => fmt_int(out, *i as i128, v, verb, f),
         Value::Uint(u) => fmt_int(out, *u as i128, v, verb, f),
         Value::Float(x) => fmt_float(out, *x, v, verb, f),
+        Value::Complex(r, i) => match verb {
+            'v' | 'g' | 'G' | 'e' | 'E' | 'f' | 'F' => {
+                let mut re = String::new();
+                let mut im = String::new();
+                let fv = if verb == 'v' { 'g' } else { verb };
+                fmt_float(&mut re, *r, v, fv, Flags { width: None, ..f });
+                fmt_float(&mut im, *i, v, fv, Flags { width: None, plus: true, ..f });
+                pad(out, &format!("({re}{im}i)"), f);
+            }
+            _ => bad_verb(out, v, verb),
+        },
         Value::Str(s) => fmt_str(out, s, v, verb, f),
         Value::List(l, t) => {
             if f.sharp_v {

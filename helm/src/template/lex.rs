@@ -7,6 +7,7 @@ pub enum Tok {
     Bool,
     Char,
     CharConstant,
+    Complex,
     Comment,
     Assign,
     Declare,
@@ -502,6 +503,15 @@ impl<'a> Lexer<'a> {
         if !self.scan_number() {
             let v = self.input[self.start..self.pos].to_string();
             return self.errorf(format!("bad number syntax: {}", GoQuote(&v)));
+        }
+        if let Some('+' | '-') = self.peek() {
+            // Complex: 1+2i. No spaces, must end in 'i'.
+            if !self.scan_number() || !self.input[..self.pos].ends_with('i') {
+                let v = self.input[self.start..self.pos].to_string();
+                return self.errorf(format!("bad number syntax: {}", GoQuote(&v)));
+            }
+            self.emit(Tok::Complex);
+            return State::InsideAction;
         }
         self.emit(Tok::Number);
         State::InsideAction

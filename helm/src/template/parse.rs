@@ -73,6 +73,7 @@ pub struct Number {
     pub uint: u64,
     pub float: f64,
     pub is_complex: bool,
+    pub complex: (f64, f64),
 }
 
 #[derive(Debug)]
@@ -499,7 +500,7 @@ impl<'a> Parser<'a> {
                 return Ok(pipe);
             }
             match tok.typ {
-                Tok::Bool | Tok::CharConstant | Tok::Dot | Tok::Field | Tok::Identifier | Tok::Number | Tok::Nil | Tok::RawString | Tok::String | Tok::Variable | Tok::LeftParen => {
+                Tok::Bool | Tok::CharConstant | Tok::Complex | Tok::Dot | Tok::Field | Tok::Identifier | Tok::Number | Tok::Nil | Tok::RawString | Tok::String | Tok::Variable | Tok::LeftParen => {
                     self.backup();
                     let c = self.command()?;
                     pipe.cmds.push(c);
@@ -596,7 +597,7 @@ impl<'a> Parser<'a> {
             }
             Tok::Field => Arg::Field { pos: tok.pos, idents: tok.val[1..].split('.').map(String::from).collect() },
             Tok::Bool => Arg::Bool(tok.pos, tok.val == "true"),
-            Tok::CharConstant | Tok::Number => {
+            Tok::CharConstant | Tok::Number | Tok::Complex => {
                 let n = parse_number(&tok.val, tok.typ == Tok::CharConstant).map_err(|e| self.err(e))?;
                 Arg::Number(tok.pos, n)
             }
@@ -705,7 +706,7 @@ fn unescape(inner: &str, quote: char) -> Result<String, String> {
 
 /// Go's `parse.newNumber`.
 pub fn parse_number(text: &str, is_char: bool) -> Result<Number, String> {
-    let mut n = Number { text: text.into(), is_int: false, is_uint: false, is_float: false, int: 0, uint: 0, float: 0.0, is_complex: false };
+    let mut n = Number { text: text.into(), is_int: false, is_uint: false, is_float: false, int: 0, uint: 0, float: 0.0, is_complex: false, complex: (0.0, 0.0) };
     if is_char {
         let inner = &text[1..text.len().saturating_sub(1)];
         let s = unescape(inner, '\'').map_err(|_| format!("malformed character constant: {text}"))?;
@@ -722,8 +723,27 @@ pub fn parse_number(text: &str, is_char: bool) -> Result<Number, String> {
         n.float = v as f64;
         return Ok(n);
     }
-    if text.ends_with('i') {
-        return Err(format!("illegal number syntax: {}", super::fmt::go_quote(text)));
+    if let Some(body) = text.strip_suffix('i') {
+        // `1+2i` or an imaginary constant `2i`
+        let split = body.char_indices().skip(1).filter(|(_, c)| *c == '+' || *c == '-').filter(|(k, _)| !matches!(body.as_bytes()[k - 1], b'e' | b'E' | b'p' | b'P')).map(|(k, _)| k).last();
+        let (re, im) = match split {
+            Some(k) => (body[..k].replace('_', "").parse::<f64>().ok(), body[k..].replace('_', "").parse::<f64>().ok()),
+            None => (Some(0.0), body.replace('_', "").parse::<f64>().ok()),
+        };
+        let (Some(re), Some(im)) = (re, im) else {
+            return Err(format!("illegal number syntax: {}", super::fmt::go_quote(text)));
+        };
+        n.is_complex = true;
+        n.complex = (re, im);
+        if im == 0.0 {
+            n.is_float = true;
+            n.float = re;
+            if re == re.trunc() && re.abs() < 9.2e18 {
+                n.is_int = true;
+                n.int = re as i64;
+            }
+        }
+        return Ok(n);
     }
     let clean: String = text.replace('_', "");
     let (neg, body) = if let Some(r) = clean.strip_prefix('-') {
