@@ -535,111 +535,218 @@ fn swapcase(s: &str) -> String {
     o
 }
 
-/// huandu/xstrings ToSnakeCase / ToKebabCase.
-pub fn snake_case(s: &str, delim: char) -> String {
-    // Port of xstrings.camelCaseToLowerCase (v1.3+/1.4 behaviour).
-    let mut buf = String::new();
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum WordType {
+    Invalid,
+    Number,
+    UpperCase,
+    Alphabet,
+    Connector,
+    Punct,
+}
+
+fn is_connector(c: char) -> bool {
+    c == '-' || c == '_' || c.is_whitespace()
+}
+fn is_alphabet(c: char) -> bool {
+    c.is_alphabetic()
+}
+fn is_punct(c: char) -> bool {
+    c.is_ascii_punctuation() && !is_connector(c) && !matches!(c, '$' | '+' | '<' | '=' | '>' | '^' | '`' | '|' | '~') || (!c.is_ascii() && !c.is_alphanumeric() && !c.is_whitespace() && !is_symbol(c))
+}
+fn is_symbol(c: char) -> bool {
+    matches!(c, '$' | '+' | '<' | '=' | '>' | '^' | '`' | '|' | '~') || (!c.is_ascii() && matches!(c as u32, 0x2190..=0x2BFF | 0xA2..=0xA9 | 0xAC | 0xAE..=0xB1 | 0xB4 | 0xB8 | 0xD7 | 0xF7))
+}
+
+/// xstrings' `nextWord`.
+fn next_word(s: &[char]) -> (WordType, usize) {
+    if s.is_empty() {
+        return (WordType::Invalid, 0);
+    }
+    let r = s[0];
+    let mut n = 1;
+    let wt;
+    if is_connector(r) {
+        wt = WordType::Connector;
+        while n < s.len() && is_connector(s[n]) {
+            n += 1;
+        }
+    } else if is_punct(r) {
+        wt = WordType::Punct;
+        while n < s.len() && is_punct(s[n]) {
+            n += 1;
+        }
+    } else if r.is_uppercase() {
+        wt = WordType::UpperCase;
+        if n < s.len() {
+            let r2 = s[n];
+            if r2.is_uppercase() {
+                let mut prev = 1;
+                n += 1;
+                let _ = prev;
+                while n < s.len() && s[n].is_uppercase() {
+                    prev = 1;
+                    n += 1;
+                }
+                let _ = prev;
+                if n < s.len() && is_alphabet(s[n]) {
+                    n -= 1;
+                }
+            } else if is_alphabet(r2) {
+                n += 1;
+                while n < s.len() && is_alphabet(s[n]) && !s[n].is_uppercase() {
+                    n += 1;
+                }
+            }
+        }
+    } else if is_alphabet(r) {
+        wt = WordType::Alphabet;
+        while n < s.len() && is_alphabet(s[n]) && !s[n].is_uppercase() {
+            n += 1;
+        }
+    } else if r.is_numeric() {
+        wt = WordType::Number;
+        while n < s.len() && s[n].is_numeric() {
+            n += 1;
+        }
+    } else {
+        wt = WordType::Invalid;
+        while n < s.len() && !(is_connector(s[n]) || is_alphabet(s[n]) || s[n].is_numeric() || is_punct(s[n])) {
+            n += 1;
+        }
+    }
+    (wt, n)
+}
+
+fn to_lower_word(buf: &mut String, wt: WordType, w: &[char], connector: char) {
+    if wt != WordType::UpperCase && wt != WordType::Connector {
+        for c in w {
+            buf.extend(c.to_lowercase());
+        }
+        return;
+    }
+    for &c in w {
+        if is_connector(c) {
+            buf.push(connector);
+        } else if c.is_uppercase() {
+            buf.extend(c.to_lowercase());
+        } else {
+            buf.push(c);
+        }
+    }
+}
+
+/// huandu/xstrings `ToSnakeCase` / `ToKebabCase` (`camelCaseToLowerCase`).
+pub fn snake_case(s: &str, connector: char) -> String {
+    use WordType::*;
     let chars: Vec<char> = s.chars().collect();
     if chars.is_empty() {
         return String::new();
     }
-    #[derive(PartialEq, Clone, Copy)]
-    enum Ct {
-        Upper,
-        Lower,
-        Digit,
-        Other,
-    }
-    fn ct(c: char) -> Ct {
-        if c.is_uppercase() {
-            Ct::Upper
-        } else if c.is_lowercase() {
-            Ct::Lower
-        } else if c.is_numeric() {
-            Ct::Digit
-        } else {
-            Ct::Other
+    let mut buf = String::new();
+    let mut pos = 0;
+    let next = |pos: &mut usize| -> (WordType, std::ops::Range<usize>) {
+        let (wt, n) = next_word(&chars[*pos..]);
+        let r = *pos..*pos + n;
+        *pos += n;
+        (wt, r)
+    };
+    let (mut wt, mut word) = next(&mut pos);
+    while pos < chars.len() {
+        if wt != Connector {
+            to_lower_word(&mut buf, wt, &chars[word.clone()], connector);
         }
-    }
-    let is_conn = |c: char| c == '_' || c == '-' || c.is_whitespace() || c == delim;
-    // Split into words on connectors and case transitions.
-    let mut words: Vec<String> = Vec::new();
-    let mut cur = String::new();
-    let mut idx = 0;
-    while idx < chars.len() {
-        let c = chars[idx];
-        if is_conn(c) {
-            if !cur.is_empty() {
-                words.push(std::mem::take(&mut cur));
-            }
-            idx += 1;
-            continue;
-        }
-        if !cur.is_empty() {
-            let prev = cur.chars().last().unwrap_or(' ');
-            let (pt, t) = (ct(prev), ct(c));
-            let split = match (pt, t) {
-                (Ct::Lower, Ct::Upper) => true,
-                (Ct::Upper, Ct::Upper) => {
-                    // "HTTPServer": split before the last upper followed by lower
-                    matches!(chars.get(idx + 1).map(|n| ct(*n)), Some(Ct::Lower))
+        let prev = wt;
+        let last = word.clone();
+        (wt, word) = next(&mut pos);
+        match prev {
+            Number => {
+                while wt == Alphabet || wt == Number {
+                    to_lower_word(&mut buf, wt, &chars[word.clone()], connector);
+                    (wt, word) = next(&mut pos);
                 }
-                (Ct::Digit, Ct::Upper) | (Ct::Digit, Ct::Lower) => false,
-                (Ct::Lower, Ct::Digit) | (Ct::Upper, Ct::Digit) => false,
-                (Ct::Other, Ct::Other) => false,
-                (Ct::Other, _) | (_, Ct::Other) => false,
-                _ => false,
-            };
-            if split {
-                words.push(std::mem::take(&mut cur));
+                if wt != Invalid && wt != Punct && wt != Connector {
+                    buf.push(connector);
+                }
+            }
+            Connector => to_lower_word(&mut buf, prev, &chars[last], connector),
+            Punct => {}
+            _ => {
+                if wt != Number {
+                    if wt != Connector && wt != Punct {
+                        buf.push(connector);
+                    }
+                    continue;
+                }
+                if pos >= chars.len() {
+                    continue;
+                }
+                let last = word.clone();
+                (wt, word) = next(&mut pos);
+                if wt != Alphabet {
+                    to_lower_word(&mut buf, Number, &chars[last], connector);
+                    if wt != Connector && wt != Punct {
+                        buf.push(connector);
+                    }
+                    continue;
+                }
+                buf.push(connector);
+                to_lower_word(&mut buf, Number, &chars[last], connector);
+                while wt == Alphabet || wt == Number {
+                    to_lower_word(&mut buf, wt, &chars[word.clone()], connector);
+                    (wt, word) = next(&mut pos);
+                }
+                if wt != Invalid && wt != Connector && wt != Punct {
+                    buf.push(connector);
+                }
             }
         }
-        cur.push(c);
-        idx += 1;
     }
-    if !cur.is_empty() {
-        words.push(cur);
-    }
-    for (k, w) in words.iter().enumerate() {
-        if k > 0 {
-            buf.push(delim);
-        }
-        buf.push_str(&w.to_lowercase());
-    }
+    to_lower_word(&mut buf, wt, &chars[word], connector);
     buf
 }
 
-/// huandu/xstrings ToCamelCase.
+/// huandu/xstrings `ToCamelCase`.
 pub fn camel_case(s: &str) -> String {
-    if s.is_empty() {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.is_empty() {
         return String::new();
     }
-    let mut out = String::new();
-    let chars: Vec<char> = s.chars().collect();
+    let mut buf = String::new();
     let mut i = 0;
-    // leading connectors are kept? xstrings: leading '_' are kept.
-    while i < chars.len() && chars[i] == '_' {
-        out.push('_');
-        i += 1;
-    }
-    let mut upper_next = true;
+    let mut r0 = ' ';
+    // leading connectors appear in the output
     while i < chars.len() {
-        let c = chars[i];
-        if c == '_' || c == ' ' || c == '-' {
-            upper_next = true;
-            // keep trailing/double connectors? collapse
-            i += 1;
+        r0 = chars[i];
+        i += 1;
+        if !is_connector(r0) {
+            r0 = super::sprig_strings::go_upper(&r0.to_string()).chars().next().unwrap_or(r0);
+            break;
+        }
+        buf.push(r0);
+    }
+    if i >= chars.len() {
+        if !is_connector(r0) || buf.is_empty() {
+            buf.push(r0);
+        }
+        return buf;
+    }
+    while i < chars.len() {
+        let r1 = r0;
+        r0 = chars[i];
+        i += 1;
+        if is_connector(r0) && is_connector(r1) {
+            buf.push(r1);
             continue;
         }
-        if upper_next {
-            out.extend(c.to_uppercase());
-            upper_next = false;
+        if is_connector(r1) {
+            r0 = super::sprig_strings::go_upper(&r0.to_string()).chars().next().unwrap_or(r0);
         } else {
-            out.push(c);
+            buf.push(r1);
         }
-        i += 1;
     }
-    out
+    buf.push(r0);
+    buf
 }
 
 /// goutils.WrapCustom.
