@@ -26,6 +26,8 @@ pub enum SliceTy {
     Int,
     /// `[]uint8` (`[]byte`)
     Byte,
+    /// `[][]interface {}`
+    Lists,
 }
 
 /// Objects with Go struct semantics (`.Chart`, `.Capabilities`, `.Files`, times, ...).
@@ -159,8 +161,7 @@ impl Value {
             Value::Complex(..) => "complex128".into(),
             Value::Str(_) => "string".into(),
             Value::List(_, t) => slice_ty_name(*t).into(),
-            Value::Map(m) if is_named_values(m) => "common.Values".into(),
-            Value::Map(_) => "map[string]interface {}".into(),
+            Value::Map(m) => map_type_name(m).into(),
             Value::Object(o) => o.type_name(),
         }
     }
@@ -246,22 +247,33 @@ impl Value {
     }
 }
 
+type WeakMap = std::rc::Weak<RefCell<BTreeMap<String, Value>>>;
+
 thread_local! {
-    static NAMED_VALUES: RefCell<Vec<std::rc::Weak<RefCell<BTreeMap<String, Value>>>>> = const { RefCell::new(Vec::new()) };
+    static MAP_TYPES: RefCell<Vec<(WeakMap, &'static str)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Marks a map as Helm's named `common.Values` type (the top-level scope, `.Values`,
-/// `.Template`), which `typeOf` and type errors report by that name.
-pub fn mark_named_values(m: &Map) {
-    NAMED_VALUES.with(|n| {
+/// Records the Go type of a map that is not a plain `map[string]interface {}`: Helm's named
+/// `common.Values` (the top-level scope, `.Values`, `.Template`) or `map[string]string`
+/// (`split`), which `typeOf` and type errors report.
+pub fn mark_map_type(m: &Map, name: &'static str) {
+    MAP_TYPES.with(|n| {
         let mut n = n.borrow_mut();
-        n.retain(|w| w.strong_count() > 0);
-        n.push(Rc::downgrade(m));
+        n.retain(|(w, _)| w.strong_count() > 0);
+        n.push((Rc::downgrade(m), name));
     });
 }
 
-fn is_named_values(m: &Map) -> bool {
-    NAMED_VALUES.with(|n| n.borrow().iter().any(|w| std::ptr::eq(w.as_ptr(), Rc::as_ptr(m))))
+/// Marks a map as `common.Values`.
+pub fn mark_named_values(m: &Map) {
+    mark_map_type(m, "common.Values");
+}
+
+/// The Go type name of a map value.
+pub fn map_type_name(m: &Map) -> &'static str {
+    MAP_TYPES
+        .with(|n| n.borrow().iter().rev().find(|(w, _)| std::ptr::eq(w.as_ptr(), Rc::as_ptr(m))).map(|(_, t)| *t))
+        .unwrap_or("map[string]interface {}")
 }
 
 /// Go's name for a slice type.
@@ -271,6 +283,7 @@ pub fn slice_ty_name(t: SliceTy) -> &'static str {
         SliceTy::Str => "[]string",
         SliceTy::Int => "[]int",
         SliceTy::Byte => "[]uint8",
+        SliceTy::Lists => "[][]interface {}",
     }
 }
 

@@ -85,6 +85,9 @@ pub fn validate_type(v: Value, ty: Ty) -> Result<Value, String> {
         (Value::Invalid, Ty::List | Ty::Map | Ty::Strs) => Ok(Value::Nil),
         (Value::Invalid, t) => Err(format!("invalid value; expected {}", t.go_name())),
         (_, Ty::Any | Ty::RValue) => Ok(v),
+        (Value::Map(m), Ty::Map) if crate::value::map_type_name(m) == "map[string]string" => {
+            Err("wrong type for value; expected map[string]interface {}; got map[string]string".to_string())
+        }
         (Value::Str(_), Ty::Str)
         | (Value::Int(_), Ty::Int)
         | (Value::Int64(_), Ty::Int64)

@@ -204,7 +204,7 @@ pub fn register(m: &mut FuncMap) {
                 return Err("runtime error: makeslice: len out of range".into());
             }
             let out: Vec<Value> = l.chunks(size as usize).map(|c| iface(c.to_vec())).collect();
-            Ok(Value::List(Rc::new(out), SliceTy::Iface))
+            Ok(Value::List(Rc::new(out), SliceTy::Lists))
         });
     }
     reg(m, "dig", &[], Some(Any), |_, a| {

@@ -106,11 +106,11 @@ pub fn register(m: &mut FuncMap) {
     reg(m, "seq", &[], Some(Int), |_, a| ok_str(seq(&a.iter().map(i).collect::<Vec<_>>())));
     reg(m, "split", &[Str, Str], None, |_, a| {
         let parts = go_split(s(&a[1]), s(&a[0]), -1);
-        Ok(Value::map(parts.into_iter().enumerate().map(|(k, v)| (format!("_{k}"), Value::from(v))).collect()))
+        Ok(string_map(parts))
     });
     reg(m, "splitn", &[Str, Int, Str], None, |_, a| {
         let parts = go_split(s(&a[2]), s(&a[0]), i(&a[1]));
-        Ok(Value::map(parts.into_iter().enumerate().map(|(k, v)| (format!("_{k}"), Value::from(v))).collect()))
+        Ok(string_map(parts))
     });
     reg(m, "splitList", &[Str, Str], None, |_, a| Ok(Value::str_list(go_split(s(&a[1]), s(&a[0]), -1))));
     reg(m, "join", &[Str, Any], None, |_, a| ok_str(strslice(&a[1]).join(s(&a[0]))));
@@ -823,4 +823,13 @@ pub fn go_lower(s: &str) -> String {
             _ => c,
         }
     }).collect()
+}
+
+/// A `map[string]string` of `_0`, `_1`, … (Sprig's `split`).
+fn string_map(parts: Vec<String>) -> Value {
+    let v = Value::map(parts.into_iter().enumerate().map(|(k, v)| (format!("_{k}"), Value::from(v))).collect());
+    if let Value::Map(m) = &v {
+        crate::value::mark_map_type(m, "map[string]string");
+    }
+    v
 }
