@@ -150,7 +150,33 @@ pub struct Func {
 }
 
 /// Name → function.
-pub type FuncMap = HashMap<&'static str, Func>;
+pub type FuncMap = HashMap<&'static str, Func, BuildFnv>;
+
+/// FNV-1a: function names are short and trusted, so a cheap hash beats SipHash here.
+#[derive(Clone, Copy, Default)]
+pub struct BuildFnv;
+
+/// FNV-1a state.
+pub struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+}
+
+impl std::hash::BuildHasher for BuildFnv {
+    type Hasher = Fnv;
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
 
 /// Injected clock and entropy, so rendering stays deterministic.
 pub trait Environment {
@@ -227,7 +253,7 @@ impl Ctx<'_> {
 pub fn func_map() -> &'static FuncMap {
     static M: OnceLock<FuncMap> = OnceLock::new();
     M.get_or_init(|| {
-        let mut m = FuncMap::new();
+        let mut m = FuncMap::default();
         builtins::register(&mut m);
         sprig_strings::register(&mut m);
         sprig_lists::register(&mut m);

@@ -1,5 +1,5 @@
 //! Sprig's math functions. The `*f` functions use shopspring/decimal arithmetic in Sprig, so
-//! `addf 0.1 0.2` is `0.3`; [`Dec`] reproduces that.
+//! `addf 0.1 0.2` is `0.3`; a small decimal type reproduces that.
 
 use super::convert::{to_float64, to_int64};
 use super::{FuncMap, Ty, i, reg};
