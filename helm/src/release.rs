@@ -407,10 +407,20 @@ fn validate_schema_rec(c: &Chart, vals: &Value, errs: &mut String) {
         if let Ok(schema_json) = serde_json::from_slice::<serde_json::Value>(schema) {
             let inst: serde_json::Value = crate::json::encode(vals, crate::json::JsonOpts::default()).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(serde_json::Value::Null);
             if let Ok(v) = jsonschema::validator_for(&schema_json) {
-                let mut msgs: Vec<String> = v.iter_errors(&inst).map(|e| {
+                let mut required: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                let mut msgs: Vec<String> = Vec::new();
+                for e in v.iter_errors(&inst) {
                     let p = e.instance_path().to_string();
-                    format!("- at '{}': {}", if p.is_empty() { "".into() } else { p }, e)
-                }).collect();
+                    if let jsonschema::error::ValidationErrorKind::Required { property } = e.kind() {
+                        required.entry(p).or_default().push(schema_quote(property));
+                        continue;
+                    }
+                    msgs.push(format!("- at '{p}': {}", schema_message(&e)));
+                }
+                for (p, props) in required {
+                    let what = if props.len() == 1 { format!("missing property {}", props[0]) } else { format!("missing properties {}", props.join(", ")) };
+                    msgs.push(format!("- at '{p}': {what}"));
+                }
                 if !msgs.is_empty() {
                     msgs.sort();
                     errs.push_str(&format!("{}:\n{}\n", c.name(), msgs.join("\n")));
@@ -424,6 +434,63 @@ fn validate_schema_rec(c: &Chart, vals: &Value, errs: &mut String) {
             _ => Value::empty_map(),
         };
         validate_schema_rec(d, &sub, errs);
+    }
+}
+
+fn schema_quote(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => format!("'{s}'"),
+        other => other.to_string(),
+    }
+}
+
+fn json_type_of(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
+/// The wording of santhosh-tekuri/jsonschema (Helm v4's validator) for common errors.
+fn schema_message(e: &jsonschema::ValidationError<'_>) -> String {
+    use jsonschema::error::{TypeKind, ValidationErrorKind as K};
+    let inst = e.instance();
+    match e.kind() {
+        K::Type { kind } => {
+            let want = match kind {
+                TypeKind::Single(t) => t.to_string(),
+                TypeKind::Multiple(ts) => ts.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" or "),
+            };
+            format!("got {}, want {}", json_type_of(inst), want)
+        }
+        K::Enum { options } => {
+            let opts = match options.as_ref() {
+                serde_json::Value::Array(a) => a.iter().map(schema_quote).collect::<Vec<_>>().join(", "),
+                o => schema_quote(o),
+            };
+            format!("value must be one of {opts}")
+        }
+        K::Constant { expected_value } => format!("value must be {}", schema_quote(expected_value)),
+        K::Minimum { limit } => format!("must be >= {limit} but found {inst}"),
+        K::Maximum { limit } => format!("must be <= {limit} but found {inst}"),
+        K::ExclusiveMinimum { limit } => format!("must be > {limit} but found {inst}"),
+        K::ExclusiveMaximum { limit } => format!("must be < {limit} but found {inst}"),
+        K::MinLength { limit } => format!("minLength: got {}, want {limit}", inst.as_str().map(|s| s.chars().count()).unwrap_or(0)),
+        K::MaxLength { limit } => format!("maxLength: got {}, want {limit}", inst.as_str().map(|s| s.chars().count()).unwrap_or(0)),
+        K::MinItems { limit } => format!("minItems: got {}, want {limit}", inst.as_array().map(Vec::len).unwrap_or(0)),
+        K::MaxItems { limit } => format!("maxItems: got {}, want {limit}", inst.as_array().map(Vec::len).unwrap_or(0)),
+        K::Pattern { pattern } => format!("{} does not match pattern {}", schema_quote(inst), schema_quote(&serde_json::Value::String(pattern.clone()))),
+        K::AdditionalProperties { unexpected } => {
+            format!("additional properties {} not allowed", unexpected.iter().map(|u| format!("'{u}'")).collect::<Vec<_>>().join(", "))
+        }
+        K::FalseSchema => "false schema".into(),
+        K::Format { format } => format!("{} is not valid {format}", schema_quote(inst)),
+        _ => e.to_string(),
     }
 }
 

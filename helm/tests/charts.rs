@@ -133,3 +133,23 @@ fn real_charts() {
     println!("real charts: {ok}/{total}");
     assert!(ok >= REAL_CHARTS_FLOOR, "real-charts conformance regressed: {ok} < {REAL_CHARTS_FLOOR}");
 }
+
+/// Expected texts recorded from Helm v4.2.3's engine (helm-python-sdk) for the same inputs.
+#[test]
+fn schema_errors_match_helm() {
+    let chart = conformance_dir().join("real-charts/charts/external-dns");
+    if !chart.exists() {
+        return;
+    }
+    let cases: [(&[&str], &str); 3] = [
+        (&[], "- at '': missing property 'policy'"),
+        (&["policy=bogus"], "- at '/policy': value must be one of 'create-only', 'sync', 'upsert-only'"),
+        (&["policy=sync", "replicaCount=x"], "- at '/replicaCount': got string, want integer"),
+    ];
+    for (set, want) in cases {
+        let req = TemplateRequest { name: Some("rel".into()), chart: chart.clone(), set: set.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+        let out = big_stack(move || run_template(&req, &FixedEnvironment::default()));
+        let expected = format!("Error: values don't meet the specifications of the schema(s) in the following chart(s):\nexternal-dns:\n{want}\n\n");
+        assert_eq!(out.stderr, expected);
+    }
+}
