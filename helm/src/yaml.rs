@@ -405,7 +405,7 @@ pub fn key_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 /// `sigs.k8s.io/yaml.Marshal(v)` (with the trailing newline).
 pub fn encode(v: &Value) -> Result<String, String> {
     let n = to_node(v, 0)?;
-    let mut e = Emitter { out: String::new(), column: 0, seq_indent: 0 };
+    let mut e = Emitter { out: String::new(), column: 0, seq_indent: 0, v3: false };
     e.top(&n);
     Ok(e.out)
 }
@@ -414,7 +414,7 @@ pub fn encode(v: &Value) -> Result<String, String> {
 /// numbers printed without the JSON round trip.
 pub fn encode_pretty(v: &Value) -> Result<String, String> {
     let n = to_node_opts(v, 0, true)?;
-    let mut e = Emitter { out: String::new(), column: 0, seq_indent: 2 };
+    let mut e = Emitter { out: String::new(), column: 0, seq_indent: 2, v3: true };
     e.top(&n);
     Ok(e.out)
 }
@@ -425,6 +425,8 @@ struct Emitter {
     out: String,
     column: usize,
     seq_indent: usize,
+    /// yaml.v3 rules: no line folding, tabs allowed in literal blocks.
+    v3: bool,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -453,7 +455,7 @@ fn is_blank(c: char) -> bool {
     c == ' ' || c == '\t'
 }
 
-fn analyze(value: &str) -> Analysis {
+fn analyze(value: &str, v3: bool) -> Analysis {
     if value.is_empty() {
         return Analysis { multiline: false, block_plain: true, single: true, block: false };
     }
@@ -465,7 +467,7 @@ fn analyze(value: &str) -> Analysis {
     }
     let _ = flow_ind;
     let mut preceded_by_ws = true;
-    let (mut line_breaks, mut special) = (false, false);
+    let (mut line_breaks, mut special, mut tabs) = (false, false, false);
     let (mut leading_space, mut leading_break, mut trailing_space, mut trailing_break) = (false, false, false, false);
     let (mut break_space, mut space_break) = (false, false);
     let (mut prev_space, mut prev_break) = (false, false);
@@ -505,7 +507,9 @@ fn analyze(value: &str) -> Analysis {
                 _ => {}
             }
         }
-        if !is_printable(c) {
+        if c == '\t' && v3 {
+            tabs = true;
+        } else if !is_printable(c) {
             special = true;
         }
         if c == ' ' {
@@ -550,9 +554,11 @@ fn analyze(value: &str) -> Analysis {
         a.block_plain = false;
         a.single = false;
     }
-    if space_break || special {
+    if space_break || special || tabs {
         a.block_plain = false;
         a.single = false;
+    }
+    if space_break || special {
         a.block = false;
     }
     if line_breaks {
@@ -673,10 +679,12 @@ fn is_timestamp(s: &str) -> bool {
     }
     let tail = &d_and_more[d.len()..];
     if tail.is_empty() {
-        return b.len() == 10;
+        return true;
     }
-    // time part: [Tt ]h:m:s...
-    tail.starts_with(['T', 't', ' ']) && tail.len() > 5
+    // go-yaml's layouts: "2006-1-2T15:4:5.999999999Z07:00" (also 't') and "2006-1-2 15:4:5.999999999"
+    static TIME: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let re = TIME.get_or_init(|| regex::Regex::new(r"^(?:[Tt]\d{1,2}:\d{1,2}:\d{1,2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})| \d{1,2}:\d{1,2}:\d{1,2}(?:\.\d+)?)$").ok());
+    re.as_ref().is_some_and(|re| re.is_match(tail))
 }
 
 fn is_base60_float(s: &str) -> bool {
@@ -827,7 +835,7 @@ impl Emitter {
         } else {
             Style::Double
         };
-        let a = analyze(s);
+        let a = analyze(s, self.v3);
         if style == Style::Plain {
             if !a.block_plain || (s.is_empty() && simple_key) {
                 style = Style::Single;
@@ -842,7 +850,7 @@ impl Emitter {
         if style == Style::Literal && (!a.block || simple_key) {
             style = Style::Double;
         }
-        let allow_breaks = !simple_key;
+        let allow_breaks = !simple_key && !self.v3;
         match style {
             Style::Plain => self.write_plain(s, indent, allow_breaks),
             Style::Single => self.write_single(s, indent, allow_breaks),
