@@ -272,9 +272,19 @@ fn yaml_error(e: &serde_yaml_ng::Error) -> String {
     let msg = e.to_string();
     let m = msg.split(" at line ").next().unwrap_or(&msg).to_string();
     let m = m.split(", while parsing").next().unwrap_or(&m).to_string();
+    // go-yaml prints "line N" only past the first line; scanner errors use the 1-based line,
+    // parser errors the 0-based one.
+    let parser_error = m.starts_with("did not find expected key")
+        || m.starts_with("did not find expected node content")
+        || m.starts_with("did not find expected ',' or")
+        || m.starts_with("did not find expected '-' indicator")
+        || m.starts_with("did not find expected <document start>");
     match e.location() {
-        Some(loc) => format!("error converting YAML to JSON: yaml: line {}: {}", loc.line(), m),
-        None => format!("error converting YAML to JSON: yaml: {m}"),
+        Some(loc) if loc.line() > 1 => {
+            let line = if parser_error { loc.line() - 1 } else { loc.line() };
+            format!("error converting YAML to JSON: yaml: line {line}: {m}")
+        }
+        _ => format!("error converting YAML to JSON: yaml: {m}"),
     }
 }
 
@@ -749,7 +759,7 @@ impl Emitter {
             Node::Map(m) if !m.is_empty() => self.block_map(m, 0),
             Node::Seq(s) if !s.is_empty() => self.block_seq(s, 0),
             _ => {
-                self.scalar_or_flow(n, 0, false);
+                self.scalar_or_flow(n, 2, false);
             }
         }
         if !self.out.ends_with('\n') {

@@ -111,7 +111,8 @@ pub fn parse_go_float(s: &str) -> Option<f64> {
         _ => {}
     }
     if body.starts_with("0x") {
-        return parse_int_base0(s).map(|i| i as f64);
+        // Go's ParseFloat needs a 'p' exponent for hex mantissas
+        return None;
     }
     if s.is_empty() || s.contains('_') || !s.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-')) {
         return None;

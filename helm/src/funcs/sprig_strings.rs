@@ -518,14 +518,14 @@ fn swapcase(s: &str) -> String {
     let mut whitespace = true;
     for c in s.chars() {
         if c.is_uppercase() {
-            o.extend(c.to_lowercase());
+            o.push_str(&go_lower(&c.to_string()));
             whitespace = false;
         } else if c.is_lowercase() {
             if whitespace {
                 o.extend(to_title(c));
                 whitespace = false;
             } else {
-                o.extend(c.to_uppercase());
+                o.push_str(&go_upper(&c.to_string()));
             }
         } else {
             whitespace = c.is_whitespace();
@@ -726,9 +726,8 @@ pub fn camel_case(s: &str) -> String {
         buf.push(r0);
     }
     if i >= chars.len() {
-        if !is_connector(r0) || buf.is_empty() {
-            buf.push(r0);
-        }
+        // xstrings writes the last rune again when the string is all connectors
+        buf.push(r0);
         return buf;
     }
     while i < chars.len() {
@@ -742,6 +741,7 @@ pub fn camel_case(s: &str) -> String {
         if is_connector(r1) {
             r0 = super::sprig_strings::go_upper(&r0.to_string()).chars().next().unwrap_or(r0);
         } else {
+            r0 = go_lower(&r0.to_string()).chars().next().unwrap_or(r0);
             buf.push(r1);
         }
     }
@@ -817,6 +817,9 @@ pub fn go_upper(s: &str) -> String {
 /// Go's `strings.ToLower`.
 pub fn go_lower(s: &str) -> String {
     s.chars().map(|c| {
+        if c == '\u{130}' {
+            return 'i';
+        }
         let mut u = c.to_lowercase();
         match (u.next(), u.next()) {
             (Some(x), None) => x,
