@@ -163,6 +163,9 @@ fn go_json_error(s: &str, e: &serde_json::Error) -> String {
     if t.is_empty() {
         return "unexpected end of JSON input".into();
     }
+    if let Some(msg) = go_scan_error(t) {
+        return msg;
+    }
     let first = t.chars().next().unwrap_or(' ');
     let lit = match first {
         't' => Some("true"),
@@ -219,5 +222,74 @@ pub fn from_serde(v: &serde_json::Value) -> Value {
         serde_json::Value::String(s) => Value::from(s.as_str()),
         serde_json::Value::Array(a) => Value::list(a.iter().map(from_serde).collect()),
         serde_json::Value::Object(o) => Value::map(o.iter().map(|(k, v)| (k.clone(), from_serde(v))).collect::<BTreeMap<_, _>>()),
+    }
+}
+
+fn byte_char(b: u8) -> String {
+    crate::template::fmt::quote_rune(b as char)
+}
+
+/// The errors of Go's JSON scanner for malformed numbers, object keys and stray bytes
+/// (reported byte-wise, as Go does).
+fn go_scan_error(t: &str) -> Option<String> {
+    let b = t.as_bytes();
+    let first = *b.first()?;
+    match first {
+        b'-' | b'0'..=b'9' => {
+            let mut i = 0;
+            if b[i] == b'-' {
+                i += 1;
+                match b.get(i) {
+                    Some(c) if c.is_ascii_digit() => {}
+                    Some(&c) => return Some(format!("invalid character {} in numeric literal", byte_char(c))),
+                    None => return Some("unexpected end of JSON input".into()),
+                }
+            }
+            if b[i] == b'0' {
+                i += 1;
+            } else {
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+            }
+            if i < b.len() && b[i] == b'.' {
+                i += 1;
+                match b.get(i) {
+                    Some(c) if c.is_ascii_digit() => {}
+                    Some(&c) => return Some(format!("invalid character {} after decimal point in numeric literal", byte_char(c))),
+                    None => return Some("unexpected end of JSON input".into()),
+                }
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+            }
+            if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+                i += 1;
+                if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+                    i += 1;
+                }
+                match b.get(i) {
+                    Some(c) if c.is_ascii_digit() => {}
+                    Some(&c) => return Some(format!("invalid character {} in exponent of numeric literal", byte_char(c))),
+                    None => return Some("unexpected end of JSON input".into()),
+                }
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+            }
+            let rest = &b[i..];
+            let j = rest.iter().position(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'))?;
+            Some(format!("invalid character {} after top-level value", byte_char(rest[j])))
+        }
+        b'{' => {
+            let rest = &b[1..];
+            let j = rest.iter().position(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'))?;
+            if rest[j] != b'"' && rest[j] != b'}' {
+                return Some(format!("invalid character {} looking for beginning of object key string", byte_char(rest[j])));
+            }
+            None
+        }
+        b'[' | b'"' | b't' | b'f' | b'n' => None,
+        c => Some(format!("invalid character {} looking for beginning of value", byte_char(c))),
     }
 }

@@ -18,7 +18,12 @@ pub fn decode(s: &str) -> Result<Value, String> {
     if let Err(e) = parser.load(&mut rx, false) {
         // libyaml (serde_yaml_ng) gives go-yaml's wording; fall back to yaml-rust2's.
         if let Err(e2) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(s) {
-            return Err(yaml_error(&e2));
+            let msg = yaml_error(&e2);
+            if msg.ends_with("unknown anchor referenced") {
+                let name: String = s.split('*').nth(1).map(|r| r.chars().take_while(|c| !c.is_whitespace() && !",[]{}".contains(*c)).collect()).unwrap_or_default();
+                return Err(format!("error converting YAML to JSON: yaml: unknown anchor '{name}' referenced"));
+            }
+            return Err(msg);
         }
         return Err(format!("error converting YAML to JSON: yaml: line {}: {}", e.marker().line(), e.info()));
     }
@@ -272,8 +277,12 @@ fn yaml_error(e: &serde_yaml_ng::Error) -> String {
     let msg = e.to_string();
     let m = msg.split(" at line ").next().unwrap_or(&msg).to_string();
     let m = m.split(", while parsing").next().unwrap_or(&m).to_string();
+    let m = m.split(", while scanning").next().unwrap_or(&m).to_string();
     // go-yaml prints "line N" only past the first line; scanner errors use the 1-based line,
     // parser errors the 0-based one.
+    if m.starts_with("unknown anchor") {
+        return "error converting YAML to JSON: yaml: unknown anchor referenced".into();
+    }
     let parser_error = m.starts_with("did not find expected key")
         || m.starts_with("did not find expected node content")
         || m.starts_with("did not find expected ',' or")

@@ -60,7 +60,13 @@ pub fn register(m: &mut FuncMap) {
     reg(m, "trimSuffix", &[Str, Str], None, |_, a| ok_str(s(&a[1]).strip_suffix(s(&a[0])).unwrap_or(s(&a[1]))));
     reg(m, "trimPrefix", &[Str, Str], None, |_, a| ok_str(s(&a[1]).strip_prefix(s(&a[0])).unwrap_or(s(&a[1]))));
     // goutils works on bytes, turning each byte into a rune
-    reg(m, "nospace", &[Str], None, |_, a| ok_str(s(&a[0]).bytes().map(|b| b as char).filter(|c| !c.is_whitespace()).collect::<String>()));
+    reg(m, "nospace", &[Str], None, |_, a| {
+        let st = s(&a[0]);
+        if !st.bytes().any(|b| (b as char).is_whitespace()) {
+            return ok_str(st);
+        }
+        ok_str(st.bytes().map(|b| b as char).filter(|c| !c.is_whitespace()).collect::<String>())
+    });
     reg(m, "initials", &[Str], None, |_, a| {
         let mut out = String::new();
         let mut last_space = true;
@@ -503,7 +509,7 @@ fn untitle(s: &str) -> String {
             cap_next = true;
             o.push(c);
         } else if cap_next {
-            o.extend(c.to_lowercase());
+            o.push_str(&go_lower(&c.to_string()));
             cap_next = false;
         } else {
             o.push(c);
@@ -732,6 +738,7 @@ pub fn camel_case(s: &str) -> String {
     }
     while i < chars.len() {
         let r1 = r0;
+        let prev_upper = i >= 1 && chars[i - 1].is_uppercase();
         r0 = chars[i];
         i += 1;
         if is_connector(r0) && is_connector(r1) {
@@ -741,7 +748,9 @@ pub fn camel_case(s: &str) -> String {
         if is_connector(r1) {
             r0 = super::sprig_strings::go_upper(&r0.to_string()).chars().next().unwrap_or(r0);
         } else {
-            r0 = go_lower(&r0.to_string()).chars().next().unwrap_or(r0);
+            if prev_upper {
+                r0 = go_lower(&r0.to_string()).chars().next().unwrap_or(r0);
+            }
             buf.push(r1);
         }
     }
