@@ -20,7 +20,7 @@ fn warn_wrap(s: &str) -> String {
 /// `include NAME DATA`.
 pub fn include(c: &mut super::Ctx<'_>, name: &str, data: Value) -> FResult {
     let n = c.include_counts.entry(name.to_string()).or_insert(0);
-    if *n > RECURSION_MAX || c.exec_depth > 180 {
+    if *n > RECURSION_MAX {
         return Err(format!("rendering template has a nested reference name: {name}: unable to execute template").into());
     }
     *n += 1;

@@ -8,7 +8,10 @@ use super::{ExecError, TemplateError};
 use crate::funcs::{Ctx, FnError, Func, Ty};
 use crate::value::Value;
 
+/// Nesting limit of `{{template}}` calls (Go allows 100,000; stacks are cheaper to bound).
 const MAX_EXEC_DEPTH: usize = 1000;
+/// Nesting limit of executions started by `include`/`tpl` (Helm stops a name at 1,000).
+const MAX_NESTED_EXECUTIONS: usize = 5000;
 
 /// A set of named templates (Go's `*template.Template` namespace). `tpl` layers its own
 /// definitions over the chart's set instead of copying it.
@@ -21,10 +24,17 @@ pub struct TemplateSet {
 impl TemplateSet {
     /// Looks a template up, innermost layer first.
     pub fn get(&self, name: &str) -> Option<Rc<Tree>> {
-        match self.trees.get(name) {
-            Some(t) => Some(t.clone()),
-            None => self.parent.as_ref().and_then(|p| p.get(name)),
+        if let Some(t) = self.trees.get(name) {
+            return Some(t.clone());
         }
+        let mut layer = self.parent.clone();
+        while let Some(l) = layer {
+            if let Some(t) = l.trees.get(name) {
+                return Some(t.clone());
+            }
+            layer = l.parent.clone();
+        }
+        None
     }
 
     /// Adds parsed trees; later definitions replace earlier ones unless empty (Go's
@@ -133,9 +143,9 @@ pub fn execute(ctx: &mut Ctx<'_>, name: &str, dot: Value) -> Result<String, Temp
         )));
     };
     ctx.exec_depth += 1;
-    if ctx.exec_depth > MAX_EXEC_DEPTH {
+    if ctx.exec_depth > MAX_NESTED_EXECUTIONS {
         ctx.exec_depth -= 1;
-        return Err(TemplateError::Plain(format!("exceeded maximum template depth ({MAX_EXEC_DEPTH})")));
+        return Err(TemplateError::Plain(format!("exceeded maximum template depth ({MAX_NESTED_EXECUTIONS})")));
     }
     let mut out = String::new();
     let mut st = State { ctx, tree: tree.clone(), vars: vec![("$".into(), dot.clone())], depth: 0, node_pos: 0, node: NodeRef::None };

@@ -46,11 +46,17 @@ impl ExecError {
     }
     /// Go's `err.Error()`.
     pub fn go_string(&self) -> String {
-        format!("template: {}: executing {} at <{}>: {}", self.loc, fmt::go_quote(&self.name), self.node, self.message_go())
+        stacker::maybe_grow(64 * 1024, 2 * 1024 * 1024, || {
+            format!("template: {}: executing {} at <{}>: {}", self.loc, fmt::go_quote(&self.name), self.node, self.message_go())
+        })
     }
 
     /// Helm v4's reformatted multi-line form.
     fn helm_string(&self) -> String {
+        stacker::maybe_grow(64 * 1024, 2 * 1024 * 1024, || self.helm_string_inner())
+    }
+
+    fn helm_string_inner(&self) -> String {
         match &self.call {
             Some((f, FnError::Nested(inner))) if f == "include" => {
                 format!("{}\n  executing {} at <{}>:\n    error calling include:\n{}", self.loc, fmt::go_quote(&self.name), self.node, inner.helm_inner())
@@ -96,6 +102,10 @@ impl TemplateError {
                         let msg = &full[a + crate::funcs::WARN_START.len()..b];
                         return format!("execution error at ({}): {}", e.loc, msg);
                     }
+                }
+                // Helm leaves the include recursion-limit error in Go's one-line form.
+                if full.contains("rendering template has a nested reference name") {
+                    return full;
                 }
                 e.helm_string()
             }
