@@ -277,8 +277,8 @@ fn parse_metadata(data: &[u8]) -> Result<Metadata, ChartError> {
     let raw = crate::yaml::decode(&text).map_err(|e| ChartError::Invalid(format!("cannot load Chart.yaml: {e}")))?;
     let raw = if raw.is_nil() { Value::empty_map() } else { raw };
     let mut deps = Vec::new();
-    if let Value::Map(m) = &raw {
-        if let Some(Value::List(l, _)) = m.borrow().get("dependencies") {
+    if let Value::Map(m) = &raw
+        && let Some(Value::List(l, _)) = m.borrow().get("dependencies") {
             for d in l.iter() {
                 let tags = match d {
                     Value::Map(dm) => match dm.borrow().get("tags") {
@@ -306,7 +306,6 @@ fn parse_metadata(data: &[u8]) -> Result<Metadata, ChartError> {
                 });
             }
         }
-    }
     Ok(Metadata {
         name: str_field(&raw, "name"),
         version: str_field(&raw, "version"),
@@ -360,12 +359,11 @@ fn load_files(files: Vec<File>) -> Result<Chart, ChartError> {
     let Some(mut metadata) = metadata else {
         return Err(ChartError::Invalid("Chart.yaml file is missing".into()));
     };
-    if let Some(req) = requirements {
-        if metadata.api_version == "v1" {
+    if let Some(req) = requirements
+        && metadata.api_version == "v1" {
             let r = parse_metadata(&req)?;
             metadata.dependencies = r.dependencies;
         }
-    }
     validate_metadata(&metadata)?;
     let mut deps = Vec::new();
     for (cname, files) in subcharts {

@@ -27,7 +27,7 @@ pub fn float_str(f: f64) -> Result<String, String> {
         return Err(format!("json: unsupported value: {}", crate::value::format_float_g(f, -1, 'e')));
     }
     let abs = f.abs();
-    if abs != 0.0 && (abs < 1e-6 || abs >= 1e21) {
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
         let s = crate::template::fmt::format_e(f, 0, 'e');
         // shortest 'e'
         let (neg, digits, dp) = crate::value::decimal_digits(f, None);

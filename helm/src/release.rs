@@ -210,8 +210,8 @@ fn parse_head(doc: &str, path: &str) -> Result<Head, String> {
         if let Some(Value::Str(k)) = m.get("kind") {
             head.kind = k.to_string();
         }
-        if let Some(Value::Map(md)) = m.get("metadata") {
-            if let Some(Value::Map(an)) = md.borrow().get("annotations") {
+        if let Some(Value::Map(md)) = m.get("metadata")
+            && let Some(Value::Map(an)) = md.borrow().get("annotations") {
                 for (k, v) in an.borrow().iter() {
                     match v {
                         Value::Str(s) => {
@@ -230,7 +230,6 @@ fn parse_head(doc: &str, path: &str) -> Result<Head, String> {
                     }
                 }
             }
-        }
     } else if !v.is_nil() {
         let t = match v {
             Value::Str(_) => "string",
@@ -403,8 +402,8 @@ fn validate_schema(c: &Chart, vals: &Value) -> Result<(), String> {
 }
 
 fn validate_schema_rec(c: &Chart, vals: &Value, errs: &mut String) {
-    if let Some(schema) = &c.schema {
-        if let Ok(schema_json) = serde_json::from_slice::<serde_json::Value>(schema) {
+    if let Some(schema) = &c.schema
+        && let Ok(schema_json) = serde_json::from_slice::<serde_json::Value>(schema) {
             let inst: serde_json::Value = crate::json::encode(vals, crate::json::JsonOpts::default()).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(serde_json::Value::Null);
             if let Ok(v) = jsonschema::validator_for(&schema_json) {
                 let mut required: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -427,7 +426,6 @@ fn validate_schema_rec(c: &Chart, vals: &Value, errs: &mut String) {
                 }
             }
         }
-    }
     for d in &c.dependencies {
         let sub = match vals {
             Value::Map(m) => m.borrow().get(d.name()).cloned().unwrap_or_else(Value::empty_map),

@@ -119,12 +119,11 @@ fn coalesce_values(c: &Chart, v: &Map, merge: bool) {
             Some(value) => {
                 if value.is_nil() && !merge {
                     v.borrow_mut().remove(&key);
-                } else if let Value::Map(dest) = &value {
-                    if let Value::Map(src) = &val {
+                } else if let Value::Map(dest) = &value
+                    && let Value::Map(src) = &val {
                         let merge = merge || c.dependencies.iter().any(|d| d.name() == key);
                         coalesce_tables(dest, src, merge);
                     }
-                }
             }
             None => {
                 v.borrow_mut().insert(key, val);
@@ -382,11 +381,10 @@ fn typed(v: &str, st: bool) -> Value {
     if v == "0" {
         return Value::Int64(0);
     }
-    if !v.is_empty() && !v.starts_with('0') {
-        if let Ok(i) = v.parse::<i64>() {
+    if !v.is_empty() && !v.starts_with('0')
+        && let Ok(i) = v.parse::<i64>() {
             return Value::Int64(i);
         }
-    }
     Value::from(v)
 }
 
@@ -422,13 +420,13 @@ impl SetParser {
                 if k.is_empty() {
                     return Ok(());
                 }
-                return Err(format!("key {} has no value", crate::template::fmt::go_quote(&k)));
+                Err(format!("key {} has no value", crate::template::fmt::go_quote(&k)))
             }
             Some(',') => {
                 if k.is_empty() {
                     return Ok(());
                 }
-                return Err(format!("key {} has no value (cannot end with ,)", crate::template::fmt::go_quote(&k)));
+                Err(format!("key {} has no value (cannot end with ,)", crate::template::fmt::go_quote(&k)))
             }
             Some('=') => {
                 if self.i < self.s.len() && self.s[self.i] == '{' {

@@ -126,11 +126,10 @@ impl yaml_rust2::parser::MarkedEventReceiver for Composer {
             return;
         }
         match ev {
-            Event::DocumentEnd => {
-                if self.doc.is_some() {
+            Event::DocumentEnd
+                if self.doc.is_some() => {
                     self.done = true;
                 }
-            }
             Event::Scalar(v, style, anchor, tag) => {
                 let plain = matches!(style, yaml_rust2::scanner::TScalarStyle::Plain);
                 let tag = tag.map(|t| if t.handle == "!!" || t.handle == "tag:yaml.org,2002:" { format!("!!{}", t.suffix) } else { format!("{}{}", t.handle, t.suffix) });
@@ -180,16 +179,14 @@ fn resolve_plain(s: &str) -> Resolved {
         if let Ok(u) = unsigned.parse::<u64>() {
             return Resolved::Num(u as f64);
         }
-        if is_yaml_float(&plain) {
-            if let Ok(f) = plain.parse::<f64>() {
+        if is_yaml_float(&plain)
+            && let Ok(f) = plain.parse::<f64>() {
                 return Resolved::Num(f);
             }
-        }
-        if let Some(b) = plain.strip_prefix("0b").or_else(|| plain.strip_prefix("-0b")) {
-            if let Ok(u) = i64::from_str_radix(b, 2) {
+        if let Some(b) = plain.strip_prefix("0b").or_else(|| plain.strip_prefix("-0b"))
+            && let Ok(u) = i64::from_str_radix(b, 2) {
                 return Resolved::Num(if plain.starts_with('-') { -(u as f64) } else { u as f64 });
             }
-        }
     }
     Resolved::Str(s.to_string())
 }
@@ -250,8 +247,8 @@ fn to_value_inner(n: &YNode, depth: usize) -> Result<Value, String> {
         YNode::Map(entries) => {
             let mut out = BTreeMap::new();
             for (k, v) in entries {
-                if let YNode::Scalar(ks, true, None) = k {
-                    if ks == "<<" {
+                if let YNode::Scalar(ks, true, None) = k
+                    && ks == "<<" {
                         let sources: Vec<&YNode> = match v {
                             YNode::Seq(items) => items.iter().collect(),
                             other => vec![other],
@@ -265,7 +262,6 @@ fn to_value_inner(n: &YNode, depth: usize) -> Result<Value, String> {
                         }
                         continue;
                     }
-                }
                 out.insert(key_of(k)?, to_value(v, depth + 1)?);
             }
             Value::map(out)
@@ -360,11 +356,10 @@ fn to_node_inner(v: &Value, depth: usize, direct: bool) -> Result<Node, String> 
 
 /// A JSON number re-read by go-yaml (int if it parses as one, else float) and printed.
 fn json_number_to_yaml(j: &str) -> String {
-    if !j.contains(['.', 'e', 'E']) {
-        if j.parse::<i64>().is_ok() || j.parse::<u64>().is_ok() {
+    if !j.contains(['.', 'e', 'E'])
+        && (j.parse::<i64>().is_ok() || j.parse::<u64>().is_ok()) {
             return j.to_string();
         }
-    }
     let f: f64 = j.parse().unwrap_or(0.0);
     crate::value::format_float_g(f, -1, 'e')
 }
@@ -499,30 +494,26 @@ fn analyze(value: &str, v3: bool) -> Analysis {
                 '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%' | '@' | '`' => {
                     block_ind = true;
                 }
-                '?' | ':' => {
-                    if followed_by_ws {
+                '?' | ':'
+                    if followed_by_ws => {
                         block_ind = true;
                     }
-                }
-                '-' => {
-                    if followed_by_ws {
+                '-'
+                    if followed_by_ws => {
                         block_ind = true;
                     }
-                }
                 _ => {}
             }
         } else {
             match c {
-                ':' => {
-                    if followed_by_ws {
+                ':'
+                    if followed_by_ws => {
                         block_ind = true;
                     }
-                }
-                '#' => {
-                    if preceded_by_ws {
+                '#'
+                    if preceded_by_ws => {
                         block_ind = true;
                     }
-                }
                 _ => {}
             }
         }
@@ -607,8 +598,8 @@ fn resolves_non_str(s: &str) -> bool {
         let p = plain.strip_prefix('+').unwrap_or(&plain);
         let p2 = p.strip_prefix('-').unwrap_or(p);
         let lower = p2.to_ascii_lowercase();
-        if lower.starts_with("0x") || lower.starts_with("0o") || lower.starts_with("0b") {
-            if let Some(rest) = lower.get(2..) {
+        if (lower.starts_with("0x") || lower.starts_with("0o") || lower.starts_with("0b"))
+            && let Some(rest) = lower.get(2..) {
                 let radix = match &lower[..2] {
                     "0x" => 16,
                     "0o" => 8,
@@ -618,8 +609,7 @@ fn resolves_non_str(s: &str) -> bool {
                     return true;
                 }
             }
-        }
-        if !plain.starts_with('+') && plain.len() > 0 && u64::from_str_radix(&plain, 10).is_ok() {
+        if !plain.starts_with('+') && !plain.is_empty() && u64::from_str_radix(&plain, 10).is_ok() {
             return true;
         }
         if is_yaml_float(&plain) {
@@ -726,11 +716,10 @@ fn is_base60_float(s: &str) -> bool {
         if num.len() == 2 && num.as_bytes()[0] > b'5' {
             return false;
         }
-        if let Some(f) = frac {
-            if !f.bytes().all(|c| c.is_ascii_digit() || c == b'_') {
+        if let Some(f) = frac
+            && !f.bytes().all(|c| c.is_ascii_digit() || c == b'_') {
                 return false;
             }
-        }
     }
     true
 }

@@ -59,7 +59,7 @@ pub fn parse_int_base0(s: &str) -> Option<i64> {
         if u > i64::MAX as u64 + 1 {
             return None;
         }
-        Some((u as i128 * -1) as i64)
+        Some(-(u as i128) as i64)
     } else {
         if u > i64::MAX as u64 {
             return None;
@@ -82,7 +82,7 @@ pub fn to_int64(v: &Value) -> i64 {
 
 /// Go's `int64(f)` conversion (saturating like amd64's CVTTSD2SI: out of range gives MinInt64).
 pub fn float_to_i64(f: f64) -> i64 {
-    if f.is_nan() || f >= 9.223372036854775807e18 || f < -9.223372036854775808e18 {
+    if f.is_nan() || !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
         i64::MIN
     } else {
         f as i64

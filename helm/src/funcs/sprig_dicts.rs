@@ -40,11 +40,10 @@ pub fn mergo(dst: &Map, src: &Map, overwrite: bool, depth: usize) {
             dst.borrow_mut().insert(k, sv);
             continue;
         }
-        if let Some(d) = &dv {
-            if !is_empty_value(d) && matches!(sv, Value::Map(_) | Value::List(..)) {
+        if let Some(d) = &dv
+            && !is_empty_value(d) && matches!(sv, Value::Map(_) | Value::List(..)) {
                 continue;
             }
-        }
         if overwrite || dv.is_none() || dv.as_ref().is_some_and(is_empty_value) {
             dst.borrow_mut().insert(k, sv);
         }
@@ -88,11 +87,10 @@ pub fn register(m: &mut FuncMap) {
         let key = s(&a[0]);
         let mut out = Vec::new();
         for d in &a[1..] {
-            if let Some(d) = map_of(d) {
-                if let Some(v) = d.borrow().get(key) {
+            if let Some(d) = map_of(d)
+                && let Some(v) = d.borrow().get(key) {
                     out.push(v.clone());
                 }
-            }
         }
         Ok(Value::list(out))
     });

@@ -209,7 +209,7 @@ pub fn register(m: &mut FuncMap) {
     }
     reg(m, "dig", &[], Some(Any), |_, a| {
         if a.len() < 3 {
-            return Err(format!("dig needs at least three arguments").into());
+            return Err("dig needs at least three arguments".to_string().into());
         }
         let dict = match &a[a.len() - 1] {
             Value::Map(m) => m.clone(),

@@ -210,13 +210,12 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() + 0 && i + 2 <= b.len() - 1 {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+        if b[i] == b'%' && i + 2 < b.len() && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
                 out.push(v);
                 i += 3;
                 continue;
             }
-        }
         out.push(b[i]);
         i += 1;
     }
@@ -297,7 +296,7 @@ fn bad_input_offset(s: &str, alphabet: &str, quantum: usize) -> Option<usize> {
             return Some(i);
         }
     }
-    if !seen_pad && b.len() % quantum != 0 {
+    if !seen_pad && !b.len().is_multiple_of(quantum) {
         return Some(b.len() - b.len() % quantum);
     }
     None

@@ -167,9 +167,9 @@ pub fn register(m: &mut FuncMap) {
     reg(m, "mustRegexMatch", &[Str, Str], None, |_, a| Ok(Value::Bool(compile(s(&a[0]))?.is_match(s(&a[1])))));
     reg(m, "regexFindAll", &[Str, Str, Int], None, |_, a| {
         must_compile(s(&a[0]))?;
-        regex_find_all(&a)
+        regex_find_all(a)
     });
-    reg(m, "mustRegexFindAll", &[Str, Str, Int], None, |_, a| regex_find_all(&a));
+    reg(m, "mustRegexFindAll", &[Str, Str, Int], None, |_, a| regex_find_all(a));
     reg(m, "regexFind", &[Str, Str], None, |_, a| ok_str(must_compile(s(&a[0]))?.find(s(&a[1])).map(|m| m.as_str()).unwrap_or("")));
     reg(m, "mustRegexFind", &[Str, Str], None, |_, a| ok_str(compile(s(&a[0]))?.find(s(&a[1])).map(|m| m.as_str()).unwrap_or("")));
     reg(m, "regexReplaceAll", &[Str, Str, Str], None, |_, a| ok_str(must_compile(s(&a[0]))?.replace_all(s(&a[1]), go_expand(s(&a[2]))).into_owned()));
@@ -178,9 +178,9 @@ pub fn register(m: &mut FuncMap) {
     reg(m, "mustRegexReplaceAllLiteral", &[Str, Str, Str], None, |_, a| ok_str(compile(s(&a[0]))?.replace_all(s(&a[1]), regex::NoExpand(s(&a[2]))).into_owned()));
     reg(m, "regexSplit", &[Str, Str, Int], None, |_, a| {
         must_compile(s(&a[0]))?;
-        regex_split(&a)
+        regex_split(a)
     });
-    reg(m, "mustRegexSplit", &[Str, Str, Int], None, |_, a| regex_split(&a));
+    reg(m, "mustRegexSplit", &[Str, Str, Int], None, |_, a| regex_split(a));
     reg(m, "regexQuoteMeta", &[Str], None, |_, a| ok_str(go_quote_meta(s(&a[0]))));
     let _ = b;
 }

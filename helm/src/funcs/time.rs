@@ -97,11 +97,10 @@ impl Time {
                 }
             }
             // "Jan" must not be followed by a lowercase letter to count (Go: "Janet" is literal).
-            if let Some((t, code)) = best {
-                if matches!(code, 2 | 4) && rest[t.len()..].starts_with(|c: char| c.is_ascii_lowercase()) {
+            if let Some((t, code)) = best
+                && matches!(code, 2 | 4) && rest[t.len()..].starts_with(|c: char| c.is_ascii_lowercase()) {
                     best = None;
                 }
-            }
             let Some((t, code)) = best else {
                 let c = rest.chars().next().unwrap_or(' ');
                 out.push(c);

@@ -41,11 +41,10 @@ impl TemplateSet {
     /// `AddParseTree` rules).
     pub fn add_trees(&mut self, trees: Vec<Tree>) {
         for t in trees {
-            if let Some(old) = self.get(&t.name) {
-                if super::parse::is_empty_tree(&t.root) && !super::parse::is_empty_tree(&old.root) {
+            if let Some(old) = self.get(&t.name)
+                && super::parse::is_empty_tree(&t.root) && !super::parse::is_empty_tree(&old.root) {
                     continue;
                 }
-            }
             self.trees.insert(t.name.clone(), Rc::new(t));
         }
     }
@@ -121,11 +120,10 @@ fn find_in_pipe(p: &Pipe, pos: usize, r: &NodeRef) -> Option<String> {
 }
 
 fn find_in_arg(a: &Arg, pos: usize, r: &NodeRef) -> Option<String> {
-    if let NodeRef::Arg(is_pipe) = r {
-        if a.pos() == pos && matches!(a, Arg::Pipe(_)) == *is_pipe {
+    if let NodeRef::Arg(is_pipe) = r
+        && a.pos() == pos && matches!(a, Arg::Pipe(_)) == *is_pipe {
             return Some(a.to_string());
         }
-    }
     match a {
         Arg::Pipe(p) => find_in_pipe(p, pos, r),
         Arg::Chain { node, .. } => find_in_arg(node, pos, r),
@@ -244,10 +242,7 @@ impl State<'_, '_> {
                 self.depth -= 1;
                 self.tree = saved_tree;
                 self.vars = saved_vars;
-                match r {
-                    Err(Flow::Err(e)) => return Err(Flow::Err(e)),
-                    _ => {}
-                }
+                if let Err(Flow::Err(e)) = r { return Err(Flow::Err(e)) }
             }
         }
         Ok(())

@@ -403,11 +403,10 @@ fn fmt_int(out: &mut String, i: i128, v: &Value, verb: char, f: Flags) {
         }
         'U' => {
             let mut s = format!("U+{:04X}", a);
-            if f.sharp {
-                if let Some(c) = char::from_u32(i as u32) {
+            if f.sharp
+                && let Some(c) = char::from_u32(i as u32) {
                     s.push_str(&format!(" '{c}'"));
                 }
-            }
             pad(out, &s, f);
             return;
         }
@@ -511,14 +510,14 @@ fn fmt_float(out: &mut String, x: f64, v: &Value, verb: char, f: Flags) {
         } else {
             "-Inf"
         };
-        pad(out, &s, Flags { zero: false, ..f });
+        pad(out, s, Flags { zero: false, ..f });
         return;
     }
     let mut s = match verb {
         'v' => {
             if f.sharp_v {
                 let s = format_float_g(x, -1, 'e');
-                if !s.contains(['.', 'e', 'I', 'N']) { format!("{s}") } else { s }
+                if !s.contains(['.', 'e', 'I', 'N']) { s.to_string() } else { s }
             } else {
                 format_float_g(x, f.prec.map(|p| p as i32).unwrap_or(-1), 'e')
             }

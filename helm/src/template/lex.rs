@@ -179,12 +179,11 @@ impl<'a> Lexer<'a> {
         State::Done
     }
     fn accept(&mut self, valid: &str) -> bool {
-        if let Some(c) = self.peek() {
-            if valid.contains(c) {
+        if let Some(c) = self.peek()
+            && valid.contains(c) {
                 self.next();
                 return true;
             }
-        }
         false
     }
     fn accept_run(&mut self, valid: &str) {
@@ -344,12 +343,11 @@ impl<'a> Lexer<'a> {
             '$' => return self.lex_variable(),
             '\'' => return self.lex_char(),
             '.' => {
-                if let Some(d) = self.peek() {
-                    if d.is_ascii_digit() {
+                if let Some(d) = self.peek()
+                    && d.is_ascii_digit() {
                         self.backup(Some('.'));
                         return self.lex_number();
                     }
-                }
                 return self.lex_field();
             }
             '+' | '-' | '0'..='9' => {
@@ -416,12 +414,11 @@ impl<'a> Lexer<'a> {
                         let c = self.peek().unwrap_or(' ');
                         return self.errorf(format!("bad character {}", sharp_u(c)));
                     }
-                    if let Some(k) = keyword(word) {
-                        if k != Tok::Dot {
+                    if let Some(k) = keyword(word)
+                        && k != Tok::Dot {
                             self.emit(k);
                             return State::InsideAction;
                         }
-                    }
                     if word == "true" || word == "false" {
                         self.emit(Tok::Bool);
                     } else if word.starts_with('.') {
@@ -483,11 +480,10 @@ impl<'a> Lexer<'a> {
         loop {
             match self.next() {
                 Some('\\') => {
-                    if let Some(c) = self.next() {
-                        if c != '\n' {
+                    if let Some(c) = self.next()
+                        && c != '\n' {
                             continue;
                         }
-                    }
                     return self.errorf("unterminated character constant".into());
                 }
                 None | Some('\n') => return self.errorf("unterminated character constant".into()),
@@ -542,12 +538,11 @@ impl<'a> Lexer<'a> {
             self.accept_run("0123456789_");
         }
         self.accept("i");
-        if let Some(c) = self.peek() {
-            if is_alnum(c) {
+        if let Some(c) = self.peek()
+            && is_alnum(c) {
                 self.next();
                 return false;
             }
-        }
         true
     }
 
@@ -555,11 +550,10 @@ impl<'a> Lexer<'a> {
         loop {
             match self.next() {
                 Some('\\') => {
-                    if let Some(c) = self.next() {
-                        if c != '\n' {
+                    if let Some(c) = self.next()
+                        && c != '\n' {
                             continue;
                         }
-                    }
                     return self.errorf("unterminated quoted string".into());
                 }
                 None | Some('\n') => return self.errorf("unterminated quoted string".into()),

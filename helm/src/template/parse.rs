@@ -515,11 +515,8 @@ impl<'a> Parser<'a> {
             return Err(self.err(format!("missing value for {context}")));
         }
         for (i, c) in pipe.cmds.iter().enumerate().skip(1) {
-            match c.args.first() {
-                Some(Arg::Bool(..) | Arg::Dot(_) | Arg::Nil(_) | Arg::Number(..) | Arg::Str { .. }) => {
-                    return Err(self.err(format!("non executable command in pipeline stage {}", i + 1)));
-                }
-                _ => {}
+            if let Some(Arg::Bool(..) | Arg::Dot(_) | Arg::Nil(_) | Arg::Number(..) | Arg::Str { .. }) = c.args.first() {
+                return Err(self.err(format!("non executable command in pipeline stage {}", i + 1)));
             }
         }
         Ok(())
@@ -777,7 +774,7 @@ pub fn parse_number(text: &str, is_char: bool) -> Result<Number, String> {
         if neg {
             if u <= (i64::MAX as u64) + 1 {
                 n.is_int = true;
-                n.int = (u as i128 * -1) as i64;
+                n.int = -(u as i128) as i64;
             }
         } else if u <= i64::MAX as u64 {
             n.is_int = true;
@@ -807,7 +804,7 @@ pub fn parse_number(text: &str, is_char: bool) -> Result<Number, String> {
                     n.is_int = true;
                     n.int = f as i64;
                 }
-                if f == f.trunc() && f >= 0.0 && f < 1.8e19 {
+                if f == f.trunc() && (0.0..1.8e19).contains(&f) {
                     n.is_uint = true;
                     n.uint = f as u64;
                 }
