@@ -27,6 +27,14 @@ pub fn decode(s: &str) -> Result<Value, String> {
         }
         return Err(format!("error converting YAML to JSON: yaml: line {}: {}", e.marker().line(), e.info()));
     }
+    if rx.empty_key {
+        if let Err(e2) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(s) {
+            let msg = yaml_error(&e2);
+            if !msg.contains("duplicate entry") && !msg.contains("more than one document") {
+                return Err(msg);
+            }
+        }
+    }
     match rx.doc {
         Some(n) => to_value(&n, 0),
         None => Ok(Value::Nil),
@@ -65,6 +73,8 @@ struct Composer {
     done: bool,
     head_only: bool,
     skipping: usize,
+    /// A mapping key was an empty plain scalar (`: x`), which libyaml (go-yaml) rejects.
+    empty_key: bool,
 }
 
 impl Composer {
@@ -94,7 +104,12 @@ impl Composer {
             }
             Some((YNode::Seq(v), _, _)) => v.push(n),
             Some((YNode::Map(v), _, pending)) => match pending.take() {
-                None => *pending = Some(n),
+                None => {
+                    if matches!(&n, YNode::Scalar(s, true, None) if s.is_empty()) {
+                        self.empty_key = true;
+                    }
+                    *pending = Some(n)
+                }
                 Some(k) => v.push((k, n)),
             },
             Some(_) => {}
