@@ -48,9 +48,11 @@ pub fn coalesce_tables(dst: &Map, src: &Map, merge: bool) {
     if Rc::ptr_eq(dst, src) {
         return;
     }
-    let nil_keys: Vec<String> = dst.borrow().iter().filter(|(_, v)| v.is_nil()).map(|(k, _)| k.clone()).collect();
-    for k in nil_keys {
-        src.borrow_mut().insert(k, Value::Nil);
+    if merge {
+        let nil_keys: Vec<String> = dst.borrow().iter().filter(|(_, v)| v.is_nil()).map(|(k, _)| k.clone()).collect();
+        for k in nil_keys {
+            src.borrow_mut().insert(k, Value::Nil);
+        }
     }
     let src_entries: Vec<(String, Value)> = src.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     for (key, val) in src_entries {
@@ -108,10 +110,10 @@ fn coalesce_globals(dest: &Map, src: &Map) {
 }
 
 fn coalesce_values(c: &Chart, v: &Map, merge: bool) {
-    // Nulls in a chart's own values.yaml never delete anything (Helm issue 9027): only
-    // user-supplied nulls do. Merging (import-values) keeps them.
+    // Helm 4: a user-supplied null deletes the chart's key, but nulls in a chart's own
+    // values.yaml are dropped when copied and never delete anything (Helm issue 9027).
+    // Merging (import-values) keeps every null.
     let vc = as_map(&c.values.deep_copy()).unwrap_or_else(new_map);
-    let vc = if merge { vc } else { trim_nil(&vc) };
     let entries: Vec<(String, Value)> = vc.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     for (key, val) in entries {
         let existing = v.borrow().get(&key).cloned();
@@ -120,13 +122,23 @@ fn coalesce_values(c: &Chart, v: &Map, merge: bool) {
                 if value.is_nil() && !merge {
                     v.borrow_mut().remove(&key);
                 } else if let Value::Map(dest) = &value
-                    && let Value::Map(src) = &val {
-                        let merge = merge || c.dependencies.iter().any(|d| d.name() == key);
-                        coalesce_tables(dest, src, merge);
-                    }
+                    && let Value::Map(src) = &val
+                {
+                    let merge = merge || c.dependencies.iter().any(|d| d.name() == key);
+                    let src = if merge { src.clone() } else { trim_nil(src) };
+                    coalesce_tables(dest, &src, merge);
+                }
             }
             None => {
-                v.borrow_mut().insert(key, val);
+                if merge {
+                    v.borrow_mut().insert(key, val);
+                } else if !val.is_nil() {
+                    let val = match &val {
+                        Value::Map(m) => Value::Map(trim_nil(m)),
+                        other => other.clone(),
+                    };
+                    v.borrow_mut().insert(key, val);
+                }
             }
         }
     }

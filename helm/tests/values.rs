@@ -45,3 +45,27 @@ fn user_nulls_delete_chart_defaults() {
     let Value::Map(service) = service else { panic!("service is a map") };
     assert!(!service.borrow().contains_key("name"));
 }
+
+/// Null handling, with the outputs recorded from Helm v4.2.3's engine for the chart in
+/// `tests/data/nulls` (`a: {b: null, c: 1, d: 2}`, `x: null`, `y: 5` — `y` is YAML 1.1 `true`).
+#[test]
+fn nulls_like_helm() {
+    use harmony_helm::funcs::FixedEnvironment;
+    use harmony_helm::release::{TemplateRequest, run_template};
+    let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/nulls");
+    let cases: [(&str, &str); 7] = [
+        ("", "a:\n  c: 1\n  d: 2\n\"true\": 5\n"),
+        ("a.b=null", "a:\n  b: null\n  c: 1\n  d: 2\n\"true\": 5\n"),
+        ("a.c=null", "a:\n  d: 2\n\"true\": 5\n"),
+        ("x=null", "a:\n  c: 1\n  d: 2\n\"true\": 5\n"),
+        ("y=null", "a:\n  c: 1\n  d: 2\n\"true\": 5\n\"y\": null\n"),
+        ("a.b=null,a.c=null", "a:\n  b: null\n  d: 2\n\"true\": 5\n"),
+        ("a=null", "\"true\": 5\n"),
+    ];
+    for (set, want) in cases {
+        let req = TemplateRequest { chart: chart.clone(), set: if set.is_empty() { vec![] } else { vec![set.to_string()] }, ..Default::default() };
+        let out = run_template(&req, &FixedEnvironment::default());
+        let body = out.stdout.splitn(3, '\n').nth(2).unwrap_or_default();
+        assert_eq!(body, want, "--set {set}");
+    }
+}
