@@ -69,6 +69,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
     },
+    /// Render a Helm chart exactly like `helm template` (no cluster, no repository needed).
+    Template(crate::template::TemplateArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -105,10 +107,11 @@ pub fn init_logging(g: &Global) {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let g = &args.global;
-    if !g.repo.is_dir() {
+    if !matches!(args.command, Command::Template(_)) && !g.repo.is_dir() {
         anyhow::bail!("repository directory {} does not exist", g.repo.display());
     }
     match args.command {
+        Command::Template(t) => crate::template::run(t),
         Command::Check { format, deny_warnings } => check(g, format, deny_warnings),
         Command::Fmt { check } => fmt(g, check),
         Command::Graph { format } => graph(g, format),

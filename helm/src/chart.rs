@@ -1,0 +1,408 @@
+//! Chart loading: directories and `.tgz` archives, `.helmignore`, `Chart.yaml` validation,
+//! and dependencies under `charts/` (directories and archives).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use crate::value::Value;
+
+/// A file in a chart, by its path relative to the chart root.
+#[derive(Clone, Debug)]
+pub struct File {
+    /// Relative path with `/` separators.
+    pub name: String,
+    /// Content.
+    pub data: Vec<u8>,
+}
+
+/// A dependency declared in `Chart.yaml`.
+#[derive(Clone, Debug, Default)]
+pub struct Dependency {
+    /// Chart name.
+    pub name: String,
+    /// Version range.
+    pub version: String,
+    /// Repository.
+    pub repository: String,
+    /// `condition`
+    pub condition: String,
+    /// `tags`
+    pub tags: Vec<String>,
+    /// `alias`
+    pub alias: String,
+    /// `import-values` (strings or `{child, parent}` maps).
+    pub import_values: Vec<Value>,
+    /// Computed by condition/tag processing.
+    pub enabled: bool,
+}
+
+/// `Chart.yaml`.
+#[derive(Clone, Debug)]
+pub struct Metadata {
+    /// The raw decoded document.
+    pub raw: Value,
+    /// `name`
+    pub name: String,
+    /// `version`
+    pub version: String,
+    /// `apiVersion`
+    pub api_version: String,
+    /// `type`
+    pub chart_type: String,
+    /// `kubeVersion`
+    pub kube_version: String,
+    /// `dependencies`
+    pub dependencies: Vec<Dependency>,
+}
+
+/// A loaded chart.
+#[derive(Clone, Debug)]
+pub struct Chart {
+    /// `Chart.yaml`.
+    pub metadata: Metadata,
+    /// `templates/*`.
+    pub templates: Vec<File>,
+    /// Other files (`.Files`), including `crds/`.
+    pub files: Vec<File>,
+    /// `values.yaml`, decoded.
+    pub values: Value,
+    /// Raw `values.yaml` text.
+    pub raw_values: String,
+    /// `values.schema.json`.
+    pub schema: Option<Vec<u8>>,
+    /// Subcharts.
+    pub dependencies: Vec<Chart>,
+    /// Path from the root chart (`root/charts/sub`), set by [`Chart::set_parents`].
+    pub full_path: String,
+    /// Whether this is the root chart.
+    pub is_root: bool,
+}
+
+/// Errors loading a chart.
+#[derive(Debug, thiserror::Error)]
+pub enum ChartError {
+    /// I/O.
+    #[error("{0}")]
+    Io(String),
+    /// Invalid chart.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Chart {
+    /// The chart's name.
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    /// CRD files (`crds/`), of this chart and its dependencies.
+    pub fn crd_objects(&self) -> Vec<(String, &File)> {
+        let mut out = Vec::new();
+        for f in &self.files {
+            if f.name.starts_with("crds/") && (f.name.ends_with(".yaml") || f.name.ends_with(".yml") || f.name.ends_with(".json")) {
+                out.push((format!("{}/{}", self.full_path, f.name), f));
+            }
+        }
+        for d in &self.dependencies {
+            out.extend(d.crd_objects());
+        }
+        out
+    }
+
+    /// Recomputes `full_path`/`is_root` from the root down.
+    pub fn set_parents(&mut self, parent: Option<&str>) {
+        match parent {
+            None => {
+                self.full_path = self.metadata.name.clone();
+                self.is_root = true;
+            }
+            Some(p) => {
+                self.full_path = format!("{p}/charts/{}", self.metadata.name);
+                self.is_root = false;
+            }
+        }
+        let fp = self.full_path.clone();
+        for d in &mut self.dependencies {
+            d.set_parents(Some(&fp));
+        }
+    }
+
+    /// Loads a chart from a directory or a `.tgz` archive.
+    pub fn load(path: &Path) -> Result<Chart, ChartError> {
+        let meta = std::fs::metadata(path).map_err(|e| ChartError::Io(format!("path {:?} not found: {}", path.display().to_string(), e)))?;
+        let mut c = if meta.is_dir() {
+            load_dir(path)?
+        } else {
+            let data = std::fs::read(path).map_err(|e| ChartError::Io(e.to_string()))?;
+            load_archive(&data)?
+        };
+        c.set_parents(None);
+        Ok(c)
+    }
+}
+
+/// `.helmignore` rules.
+struct Ignore {
+    rules: Vec<(String, bool, bool)>, // pattern, negate, dir only
+}
+
+impl Ignore {
+    fn parse(text: &str) -> Ignore {
+        let mut rules = vec![("templates/.?*".to_string(), false, false)];
+        for line in text.lines() {
+            let l = line.trim();
+            if l.is_empty() || l.starts_with('#') {
+                continue;
+            }
+            let (neg, l) = match l.strip_prefix('!') {
+                Some(r) => (true, r),
+                None => (false, l),
+            };
+            let (dir, l) = match l.strip_suffix('/') {
+                Some(r) => (true, r),
+                None => (false, l),
+            };
+            rules.push((l.trim_start_matches('/').to_string(), neg, dir));
+        }
+        Ignore { rules }
+    }
+
+    fn ignored(&self, rel: &str, is_dir: bool) -> bool {
+        if rel.is_empty() || rel == "." {
+            return false;
+        }
+        let base = rel.rsplit('/').next().unwrap_or(rel);
+        let mut ignored = false;
+        for (p, neg, dir) in &self.rules {
+            if *dir && !is_dir {
+                continue;
+            }
+            let m = if p.contains('/') { fmatch(p, rel) } else { fmatch(p, base) };
+            if m {
+                ignored = !neg;
+            }
+        }
+        ignored
+    }
+}
+
+/// Go's `filepath.Match` (no `**`).
+fn fmatch(pattern: &str, name: &str) -> bool {
+    crate::objects::glob_match(&pattern.replace("**", "*"), name)
+}
+
+fn load_dir(root: &Path) -> Result<Chart, ChartError> {
+    let ignore = match std::fs::read_to_string(root.join(".helmignore")) {
+        Ok(t) => Ignore::parse(&t),
+        Err(_) => Ignore::parse(""),
+    };
+    let mut files = Vec::new();
+    walk(root, root, &ignore, &mut files)?;
+    load_files(files)
+}
+
+fn walk(root: &Path, dir: &Path, ignore: &Ignore, out: &mut Vec<File>) -> Result<(), ChartError> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir).map_err(|e| ChartError::Io(e.to_string()))?.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let p = e.path();
+        let rel = p.strip_prefix(root).unwrap_or(&p).to_string_lossy().replace('\\', "/");
+        let md = std::fs::metadata(&p).map_err(|e| ChartError::Io(e.to_string()))?;
+        if md.is_dir() {
+            if ignore.ignored(&rel, true) {
+                continue;
+            }
+            walk(root, &p, ignore, out)?;
+        } else {
+            if ignore.ignored(&rel, false) {
+                continue;
+            }
+            let data = std::fs::read(&p).map_err(|e| ChartError::Io(e.to_string()))?;
+            out.push(File { name: rel, data });
+        }
+    }
+    Ok(())
+}
+
+/// Loads a chart from a gzipped tar archive.
+pub fn load_archive(data: &[u8]) -> Result<Chart, ChartError> {
+    let gz = flate2::read::GzDecoder::new(data);
+    let mut ar = tar::Archive::new(gz);
+    let mut files = Vec::new();
+    let entries = ar.entries().map_err(|e| ChartError::Invalid(format!("error reading archive: {e}")))?;
+    for e in entries {
+        let mut e = e.map_err(|e| ChartError::Invalid(format!("error reading archive: {e}")))?;
+        if !e.header().entry_type().is_file() {
+            continue;
+        }
+        let path = e.path().map_err(|e| ChartError::Invalid(e.to_string()))?.to_string_lossy().replace('\\', "/");
+        let parts: Vec<&str> = path.splitn(2, '/').collect();
+        if parts.len() < 2 {
+            continue;
+        }
+        let mut buf = Vec::new();
+        e.read_to_end(&mut buf).map_err(|e| ChartError::Invalid(e.to_string()))?;
+        files.push(File { name: parts[1].to_string(), data: buf });
+    }
+    if files.is_empty() {
+        return Err(ChartError::Invalid("no files in chart archive".into()));
+    }
+    // apply the archive's .helmignore
+    let ignore = files.iter().find(|f| f.name == ".helmignore").map(|f| Ignore::parse(&String::from_utf8_lossy(&f.data))).unwrap_or_else(|| Ignore::parse(""));
+    files.retain(|f| !ignore.ignored(&f.name, false) && !f.name.split('/').scan(String::new(), |acc, seg| {
+        if !acc.is_empty() {
+            acc.push('/');
+        }
+        acc.push_str(seg);
+        Some(acc.clone())
+    }).collect::<Vec<_>>().split_last().map(|(_, dirs)| dirs.iter().any(|d| ignore.ignored(d, true))).unwrap_or(false));
+    load_files(files)
+}
+
+fn str_field(m: &Value, k: &str) -> String {
+    match m {
+        Value::Map(m) => match m.borrow().get(k) {
+            Some(Value::Str(s)) => s.to_string(),
+            Some(Value::Float(f)) => crate::value::format_float_g(*f, -1, 'e'),
+            Some(Value::Bool(b)) => b.to_string(),
+            _ => String::new(),
+        },
+        _ => String::new(),
+    }
+}
+
+fn parse_metadata(data: &[u8]) -> Result<Metadata, ChartError> {
+    let text = String::from_utf8_lossy(data);
+    let raw = crate::yaml::decode(&text).map_err(|e| ChartError::Invalid(format!("cannot load Chart.yaml: {e}")))?;
+    let raw = if raw.is_nil() { Value::empty_map() } else { raw };
+    let mut deps = Vec::new();
+    if let Value::Map(m) = &raw
+        && let Some(Value::List(l, _)) = m.borrow().get("dependencies") {
+            for d in l.iter() {
+                let tags = match d {
+                    Value::Map(dm) => match dm.borrow().get("tags") {
+                        Some(Value::List(t, _)) => t.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+                        _ => vec![],
+                    },
+                    _ => vec![],
+                };
+                let import_values = match d {
+                    Value::Map(dm) => match dm.borrow().get("import-values") {
+                        Some(Value::List(t, _)) => t.as_ref().clone(),
+                        _ => vec![],
+                    },
+                    _ => vec![],
+                };
+                deps.push(Dependency {
+                    name: str_field(d, "name"),
+                    version: str_field(d, "version"),
+                    repository: str_field(d, "repository"),
+                    condition: str_field(d, "condition"),
+                    tags,
+                    alias: str_field(d, "alias"),
+                    import_values,
+                    enabled: true,
+                });
+            }
+        }
+    Ok(Metadata {
+        name: str_field(&raw, "name"),
+        version: str_field(&raw, "version"),
+        api_version: str_field(&raw, "apiVersion"),
+        chart_type: str_field(&raw, "type"),
+        kube_version: str_field(&raw, "kubeVersion"),
+        dependencies: deps,
+        raw,
+    })
+}
+
+fn load_files(files: Vec<File>) -> Result<Chart, ChartError> {
+    let mut metadata = None;
+    let mut templates = Vec::new();
+    let mut other = Vec::new();
+    let mut values = Value::empty_map();
+    let mut raw_values = String::new();
+    let mut schema = None;
+    let mut subcharts: BTreeMap<String, Vec<File>> = BTreeMap::new();
+    let mut requirements: Option<Vec<u8>> = None;
+    for f in files {
+        match f.name.as_str() {
+            "Chart.yaml" => metadata = Some(parse_metadata(&f.data)?),
+            "Chart.lock" | "requirements.lock" => {}
+            "values.yaml" => {
+                raw_values = String::from_utf8_lossy(&f.data).into_owned();
+                values = crate::yaml::decode(&raw_values).map_err(|e| ChartError::Invalid(format!("cannot load values.yaml: {e}")))?;
+                if values.is_nil() {
+                    values = Value::empty_map();
+                }
+                if !matches!(values, Value::Map(_)) {
+                    return Err(ChartError::Invalid("cannot load values.yaml: error unmarshaling JSON: json: cannot unmarshal into Go value of type map[string]interface {}".into()));
+                }
+            }
+            "values.schema.json" => schema = Some(f.data),
+            "requirements.yaml" => requirements = Some(f.data),
+            n if n.starts_with("templates/") => templates.push(f),
+            n if n.starts_with("charts/") => {
+                if n.ends_with(".prov") {
+                    other.push(f);
+                    continue;
+                }
+                let rest = &n["charts/".len()..];
+                let cname = rest.split('/').next().unwrap_or("").to_string();
+                let fname = rest.to_string();
+                subcharts.entry(cname).or_default().push(File { name: fname, data: f.data });
+            }
+            _ => other.push(f),
+        }
+    }
+    let Some(mut metadata) = metadata else {
+        return Err(ChartError::Invalid("Chart.yaml file is missing".into()));
+    };
+    if let Some(req) = requirements
+        && metadata.api_version == "v1" {
+            let r = parse_metadata(&req)?;
+            metadata.dependencies = r.dependencies;
+        }
+    validate_metadata(&metadata)?;
+    let mut deps = Vec::new();
+    for (cname, files) in subcharts {
+        if cname.ends_with(".tgz") || cname.ends_with(".tar.gz") {
+            let Some(f) = files.iter().find(|f| f.name == cname) else { continue };
+            let c = load_archive(&f.data).map_err(|e| ChartError::Invalid(format!("error unpacking subchart {} in {}: {}", cname, metadata.name, e)))?;
+            deps.push(c);
+        } else {
+            let prefix = format!("{cname}/");
+            let sub: Vec<File> = files.into_iter().filter_map(|f| f.name.strip_prefix(&prefix).map(|n| File { name: n.to_string(), data: f.data })).collect();
+            if sub.is_empty() {
+                continue;
+            }
+            let c = load_files(sub).map_err(|e| ChartError::Invalid(format!("error unpacking subchart {} in {}: {}", cname, metadata.name, e)))?;
+            deps.push(c);
+        }
+    }
+    Ok(Chart { metadata, templates, files: other, values, raw_values, schema, dependencies: deps, full_path: String::new(), is_root: false })
+}
+
+fn validate_metadata(m: &Metadata) -> Result<(), ChartError> {
+    let v = |s: &str| ChartError::Invalid(format!("validation: {s}"));
+    if m.api_version.is_empty() {
+        return Err(v("chart.metadata.apiVersion is required"));
+    }
+    if m.name.is_empty() {
+        return Err(v("chart.metadata.name is required"));
+    }
+    if m.name.contains('/') || m.name.contains('\\') || m.name == "." || m.name == ".." {
+        return Err(v(&format!("chart.metadata.name {} is invalid", crate::template::fmt::go_quote(&m.name))));
+    }
+    if m.version.is_empty() {
+        return Err(v("chart.metadata.version is required"));
+    }
+    if crate::semver::Version::parse(&m.version).is_err() {
+        return Err(v(&format!("chart.metadata.version {} is invalid", crate::template::fmt::go_quote(&m.version))));
+    }
+    if !m.chart_type.is_empty() && m.chart_type != "application" && m.chart_type != "library" {
+        return Err(v("chart.metadata.type must be application or library"));
+    }
+    Ok(())
+}

@@ -1,0 +1,277 @@
+//! The Go objects Helm puts in a template's scope: `.Files` and `.Capabilities`.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use base64::Engine;
+
+use crate::value::{Object, SliceTy, Value};
+
+/// `.Files`: the chart's non-template files.
+#[derive(Debug, Clone, Default)]
+pub struct Files {
+    /// Path → content.
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+fn bytes_value(b: &[u8]) -> Value {
+    Value::List(Rc::new(b.iter().map(|x| Value::Int(*x as i64)).collect()), SliceTy::Byte)
+}
+
+impl Files {
+    fn glob(&self, pattern: &str) -> Files {
+        let files = self.files.iter().filter(|(k, _)| glob_match(pattern, k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        Files { files }
+    }
+}
+
+/// gobwas/glob matching with `/` as separator (`*` stays within a segment, `**` crosses).
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    fn rec(p: &[char], n: &[char]) -> bool {
+        if p.is_empty() {
+            return n.is_empty();
+        }
+        match p[0] {
+            '*' => {
+                if p.len() > 1 && p[1] == '*' {
+                    let rest = &p[2..];
+                    (0..=n.len()).any(|i| rec(rest, &n[i..]))
+                } else {
+                    let rest = &p[1..];
+                    for i in 0..=n.len() {
+                        if rec(rest, &n[i..]) {
+                            return true;
+                        }
+                        if i < n.len() && n[i] == '/' {
+                            break;
+                        }
+                    }
+                    false
+                }
+            }
+            '?' => !n.is_empty() && n[0] != '/' && rec(&p[1..], &n[1..]),
+            '[' => {
+                let Some(close) = p.iter().position(|c| *c == ']') else { return !n.is_empty() && n[0] == '[' && rec(&p[1..], &n[1..]) };
+                if n.is_empty() {
+                    return false;
+                }
+                let set = &p[1..close];
+                let (neg, set) = if set.first() == Some(&'!') || set.first() == Some(&'^') { (true, &set[1..]) } else { (false, set) };
+                let mut ok = false;
+                let mut i = 0;
+                while i < set.len() {
+                    if i + 2 < set.len() && set[i + 1] == '-' {
+                        if set[i] <= n[0] && n[0] <= set[i + 2] {
+                            ok = true;
+                        }
+                        i += 3;
+                    } else {
+                        if set[i] == n[0] {
+                            ok = true;
+                        }
+                        i += 1;
+                    }
+                }
+                ok != neg && rec(&p[close + 1..], &n[1..])
+            }
+            '{' => {
+                let Some(close) = p.iter().position(|c| *c == '}') else { return false };
+                let inner: String = p[1..close].iter().collect();
+                let rest: String = p[close + 1..].iter().collect();
+                inner.split(',').any(|alt| {
+                    let pat: Vec<char> = format!("{alt}{rest}").chars().collect();
+                    rec(&pat, n)
+                })
+            }
+            '\\' if p.len() > 1 => !n.is_empty() && n[0] == p[1] && rec(&p[2..], &n[1..]),
+            c => !n.is_empty() && n[0] == c && rec(&p[1..], &n[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    rec(&p, &n)
+}
+
+impl Object for Files {
+    fn type_name(&self) -> String {
+        "engine.files".into()
+    }
+    fn kind(&self) -> &'static str {
+        "map"
+    }
+    fn field(&self, name: &str) -> Option<Value> {
+        match name {
+            "AsConfig" | "AsSecrets" => self.call(name, &[]).ok(),
+            _ => Some(match self.files.get(name) {
+                Some(b) => bytes_value(b),
+                None => Value::Nil,
+            }),
+        }
+    }
+ fn entries(&self) -> Option<Vec<(String, Value)>> {
+        Some(self.files.iter().map(|(k, v)| (k.clone(), bytes_value(v))).collect())
+    }
+    fn has_method(&self, name: &str) -> bool {
+        matches!(name, "Get" | "GetBytes" | "Glob" | "Lines" | "AsConfig" | "AsSecrets")
+    }
+    fn call(&self, name: &str, args: &[Value]) -> Result<Value, String> {
+        let arg = args.first().and_then(|v| v.as_str()).unwrap_or("");
+        Ok(match name {
+            "Get" => Value::from(self.files.get(arg).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()),
+            "GetBytes" => bytes_value(self.files.get(arg).map(Vec::as_slice).unwrap_or(&[])),
+            "Glob" => Value::Object(Rc::new(self.glob(arg))),
+            "Lines" => match self.files.get(arg) {
+                None => Value::str_list(vec![]),
+                Some(b) => {
+                    let mut s = String::from_utf8_lossy(b).into_owned();
+                    if s.ends_with('\n') {
+                        s.pop();
+                    }
+                    Value::str_list(s.split('\n').map(String::from).collect())
+                }
+            },
+            "AsConfig" | "AsSecrets" => {
+                let mut m = BTreeMap::new();
+                for (k, v) in &self.files {
+                    let base = k.rsplit('/').next().unwrap_or(k).to_string();
+                    let s = if name == "AsConfig" { String::from_utf8_lossy(v).into_owned() } else { base64::engine::general_purpose::STANDARD.encode(v) };
+                    m.insert(base, Value::from(s));
+                }
+                let y = crate::yaml::encode(&Value::map(m)).unwrap_or_default();
+                Value::from(y.strip_suffix('\n').unwrap_or(&y).to_string())
+            }
+            _ => return Err(format!("can't call method {name}")),
+        })
+    }
+    fn format(&self) -> String {
+        let mut s = String::from("map[");
+        for (i, (k, v)) in self.files.iter().enumerate() {
+            if i > 0 {
+                s.push(' ');
+            }
+            s.push_str(k);
+            s.push(':');
+            s.push_str(&bytes_value(v).fmt_v());
+        }
+        s.push(']');
+        s
+    }
+    fn to_json(&self) -> Value {
+        Value::map(self.files.iter().map(|(k, v)| (k.clone(), Value::from(base64::engine::general_purpose::STANDARD.encode(v)))).collect())
+    }
+}
+
+/// Kubernetes version in `.Capabilities.KubeVersion`.
+#[derive(Debug, Clone)]
+pub struct KubeVersion {
+    /// e.g. `v1.36.0`
+    pub version: String,
+    /// e.g. `1`
+    pub major: String,
+    /// e.g. `36`
+    pub minor: String,
+}
+
+impl KubeVersion {
+    /// Parses `v1.20.3` or `1.20`.
+    pub fn parse(s: &str) -> Option<KubeVersion> {
+        let v = crate::semver::Version::parse(s).ok()?;
+        Some(KubeVersion { version: format!("v{}", v.string()), major: v.major.to_string(), minor: v.minor.to_string() })
+    }
+}
+
+impl Object for KubeVersion {
+    fn type_name(&self) -> String {
+        "common.KubeVersion".into()
+    }
+    fn kind(&self) -> &'static str {
+        "struct"
+    }
+    fn field(&self, name: &str) -> Option<Value> {
+        Some(match name {
+            "Version" | "GitVersion" | "String" => Value::from(self.version.as_str()),
+            "Major" => Value::from(self.major.as_str()),
+            "Minor" => Value::from(self.minor.as_str()),
+            _ => return None,
+        })
+    }
+    fn format(&self) -> String {
+        self.version.clone()
+    }
+    fn to_json(&self) -> Value {
+        let mut m = BTreeMap::new();
+        m.insert("Version".into(), Value::from(self.version.as_str()));
+        m.insert("Major".into(), Value::from(self.major.as_str()));
+        m.insert("Minor".into(), Value::from(self.minor.as_str()));
+        Value::map(m)
+    }
+}
+
+/// `.Capabilities.APIVersions`.
+#[derive(Debug, Clone)]
+pub struct VersionSet(pub Vec<String>);
+
+impl Object for VersionSet {
+    fn type_name(&self) -> String {
+        "common.VersionSet".into()
+    }
+    fn kind(&self) -> &'static str {
+        "slice"
+    }
+    fn field(&self, _name: &str) -> Option<Value> {
+        None
+    }
+    fn has_method(&self, name: &str) -> bool {
+        name == "Has"
+    }
+    fn call(&self, name: &str, args: &[Value]) -> Result<Value, String> {
+        match name {
+            "Has" => {
+                let a = args.first().and_then(|v| v.as_str()).unwrap_or("");
+                Ok(Value::Bool(self.0.iter().any(|x| x == a)))
+            }
+            _ => Err(format!("can't call method {name}")),
+        }
+    }
+    fn format(&self) -> String {
+        format!("[{}]", self.0.join(" "))
+    }
+    fn to_json(&self) -> Value {
+        Value::str_list(self.0.clone())
+    }
+}
+
+/// `.Capabilities`.
+#[derive(Debug, Clone)]
+pub struct Capabilities {
+    /// Kubernetes version.
+    pub kube_version: KubeVersion,
+    /// API versions.
+    pub api_versions: Vec<String>,
+    /// Helm version string (e.g. `v4.2.3`).
+    pub helm_version: String,
+}
+
+impl Object for Capabilities {
+    fn type_name(&self) -> String {
+        "*common.Capabilities".into()
+    }
+    fn field(&self, name: &str) -> Option<Value> {
+        Some(match name {
+            "KubeVersion" => Value::Object(Rc::new(self.kube_version.clone())),
+            "APIVersions" => Value::Object(Rc::new(VersionSet(self.api_versions.clone()))),
+            "HelmVersion" => {
+                let mut m = BTreeMap::new();
+                m.insert("Version".into(), Value::from(self.helm_version.as_str()));
+                m.insert("GitCommit".into(), Value::from(""));
+                m.insert("GitTreeState".into(), Value::from(""));
+                m.insert("GoVersion".into(), Value::from("go1.25"));
+                Value::map(m)
+            }
+            _ => return None,
+        })
+    }
+    fn format(&self) -> String {
+        format!("&{{{} {} {{{} }}}}", self.kube_version.version, VersionSet(self.api_versions.clone()).format(), self.helm_version)
+    }
+}

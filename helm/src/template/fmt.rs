@@ -1,0 +1,628 @@
+//! Go's `fmt.Sprintf` and `strconv.Quote`, as far as templates can reach them.
+
+use std::fmt::Write as _;
+
+use crate::value::{Value, decimal_digits, format_float_g};
+
+/// Go's `strconv.Quote`.
+pub fn go_quote(s: &str) -> String {
+    quote_with(s, '"', false)
+}
+
+/// Go's `strconv.QuoteToASCII`.
+pub fn go_quote_ascii(s: &str) -> String {
+    quote_with(s, '"', true)
+}
+
+fn is_print(c: char) -> bool {
+    if c == ' ' {
+        return true;
+    }
+    if c.is_control() || c.is_whitespace() {
+        return false;
+    }
+    !matches!(c as u32, 0xAD | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB | 0xE000..=0xF8FF | 0xF0000..=0x10FFFF)
+}
+
+fn quote_with(s: &str, q: char, ascii: bool) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(q);
+    for c in s.chars() {
+        quote_char(&mut out, c, q, ascii);
+    }
+    out.push(q);
+    out
+}
+
+fn quote_char(out: &mut String, c: char, q: char, ascii: bool) {
+    if c == q || c == '\\' {
+        out.push('\\');
+        out.push(c);
+        return;
+    }
+    if c == '\u{FFFD}' {
+        out.push_str("\\ufffd");
+        return;
+    }
+    if ascii {
+        if (c as u32) < 0x80 && is_print(c) {
+            out.push(c);
+            return;
+        }
+    } else if is_print(c) {
+        out.push(c);
+        return;
+    }
+    match c {
+        '\x07' => out.push_str("\\a"),
+        '\x08' => out.push_str("\\b"),
+        '\x0c' => out.push_str("\\f"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\x0b' => out.push_str("\\v"),
+        c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        }
+        c if (c as u32) < 0x10000 => {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        }
+        c => {
+            let _ = write!(out, "\\U{:08x}", c as u32);
+        }
+    }
+}
+
+/// Go's `strconv.QuoteRune`.
+pub fn quote_rune(c: char) -> String {
+    let mut out = String::from("'");
+    quote_char(&mut out, c, '\'', false);
+    out.push('\'');
+    out
+}
+
+#[derive(Default, Clone, Copy)]
+struct Flags {
+    plus: bool,
+    minus: bool,
+    sharp: bool,
+    space: bool,
+    zero: bool,
+    width: Option<usize>,
+    prec: Option<usize>,
+    plus_v: bool,
+    sharp_v: bool,
+}
+
+/// Go's `fmt.Sprintf`.
+pub fn sprintf(format: &str, args: &[Value]) -> String {
+    let mut out = String::new();
+    let b = format.as_bytes();
+    let mut i = 0;
+    let mut argn = 0usize;
+    let mut reordered = false;
+    let mut good_argnum = true;
+    while i < b.len() {
+        let start = i;
+        while i < b.len() && b[i] != b'%' {
+            i += 1;
+        }
+        out.push_str(&format[start..i]);
+        if i >= b.len() {
+            break;
+        }
+        i += 1; // skip %
+        let mut f = Flags::default();
+        // flags
+        while i < b.len() {
+            match b[i] {
+                b'#' => f.sharp = true,
+                b'0' => f.zero = true,
+                b'+' => f.plus = true,
+                b'-' => f.minus = true,
+                b' ' => f.space = true,
+                _ => break,
+            }
+            i += 1;
+        }
+        // argument index
+        let parse_argnum = |i: &mut usize, argn: &mut usize, reordered: &mut bool, good: &mut bool| {
+            if *i < b.len() && b[*i] == b'[' {
+                *reordered = true;
+                let close = format[*i..].find(']');
+                match close {
+                    Some(c) => {
+                        let inner = &format[*i + 1..*i + c];
+                        match inner.parse::<usize>() {
+                            Ok(n) if n >= 1 && n <= args.len() => {
+                                *argn = n - 1;
+                                *good = true;
+                            }
+                            _ => *good = false,
+                        }
+                        *i += c + 1;
+                    }
+                    None => *good = false,
+                }
+            }
+        };
+        parse_argnum(&mut i, &mut argn, &mut reordered, &mut good_argnum);
+        // width
+        if i < b.len() && b[i] == b'*' {
+            i += 1;
+            match args.get(argn) {
+                Some(Value::Int(n)) | Some(Value::Int64(n)) => {
+                    let mut n = *n;
+                    if n < 0 {
+                        f.minus = true;
+                        n = -n;
+                    }
+                    f.width = Some(n as usize);
+                }
+                _ => out.push_str("%!(BADWIDTH)"),
+            }
+            argn += 1;
+        } else {
+            let s = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i > s {
+                f.width = format[s..i].parse().ok();
+            }
+        }
+        if i < b.len() && b[i] == b'.' {
+            i += 1;
+            parse_argnum(&mut i, &mut argn, &mut reordered, &mut good_argnum);
+            if i < b.len() && b[i] == b'*' {
+                i += 1;
+                match args.get(argn) {
+                    Some(Value::Int(n)) | Some(Value::Int64(n)) if *n >= 0 => f.prec = Some(*n as usize),
+                    _ => out.push_str("%!(BADPREC)"),
+                }
+                argn += 1;
+            } else {
+                let s = i;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                f.prec = Some(format[s..i].parse().unwrap_or(0));
+            }
+        }
+        parse_argnum(&mut i, &mut argn, &mut reordered, &mut good_argnum);
+        if i >= b.len() {
+            out.push_str("%!(NOVERB)");
+            break;
+        }
+        let verb = format[i..].chars().next().unwrap_or('v');
+        i += verb.len_utf8();
+        if verb == '%' {
+            out.push('%');
+            continue;
+        }
+        if !good_argnum {
+            let _ = write!(out, "%!{verb}(BADINDEX)");
+            continue;
+        }
+        let Some(arg) = args.get(argn) else {
+            let _ = write!(out, "%!{verb}(MISSING)");
+            continue;
+        };
+        argn += 1;
+        if verb == 'v' {
+            if f.sharp {
+                f.sharp = false;
+                f.sharp_v = true;
+            }
+            if f.plus {
+                f.plus = false;
+                f.plus_v = true;
+            }
+        }
+        fmt_arg(&mut out, arg, verb, f);
+    }
+    if !reordered && argn < args.len() {
+        out.push_str("%!(EXTRA ");
+        for (k, a) in args[argn..].iter().enumerate() {
+            if k > 0 {
+                out.push_str(", ");
+            }
+            match a {
+                Value::Nil | Value::Invalid => out.push_str("<nil>"),
+                _ => {
+                    out.push_str(&a.type_name());
+                    out.push('=');
+                    fmt_arg(&mut out, a, 'v', Flags::default());
+                }
+            }
+        }
+        out.push(')');
+    }
+    out
+}
+
+fn pad(out: &mut String, s: &str, f: Flags) {
+    let n = s.chars().count();
+    let w = f.width.unwrap_or(0);
+    if n >= w {
+        out.push_str(s);
+        return;
+    }
+    let padn = w - n;
+    if f.minus {
+        out.push_str(s);
+        out.extend(std::iter::repeat_n(' ', padn));
+    } else if f.zero {
+        // zero padding goes after the sign
+        let (sign, rest) = if s.starts_with(['-', '+', ' ']) { s.split_at(1) } else { ("", s) };
+        out.push_str(sign);
+        out.extend(std::iter::repeat_n('0', padn));
+        out.push_str(rest);
+    } else {
+        out.extend(std::iter::repeat_n(' ', padn));
+        out.push_str(s);
+    }
+}
+
+fn bad_verb(out: &mut String, v: &Value, verb: char) {
+    match v {
+        Value::Nil | Value::Invalid => {
+            let _ = write!(out, "%!{verb}(<nil>)");
+        }
+        _ => {
+            let _ = write!(out, "%!{verb}({}=", v.type_name());
+            fmt_arg(out, v, 'v', Flags::default());
+            out.push(')');
+        }
+    }
+}
+
+fn fmt_arg(out: &mut String, v: &Value, verb: char, f: Flags) {
+    if verb == 'T' {
+        let t = v.type_name();
+        pad(out, &t, f);
+        return;
+    }
+    if verb == 'p' {
+        bad_verb(out, v, verb);
+        return;
+    }
+    match v {
+        Value::Nil | Value::Invalid if f.sharp_v => pad(out, "interface {}(nil)", f),
+        Value::Nil | Value::Invalid => match verb {
+            'v' => pad(out, "<nil>", f),
+            _ => bad_verb(out, v, verb),
+        },
+        Value::Bool(b) => match verb {
+            't' | 'v' => pad(out, if *b { "true" } else { "false" }, f),
+            _ => bad_verb(out, v, verb),
+        },
+        Value::Int(i) | Value::Int64(i) => fmt_int(out, *i as i128, v, verb, f),
+        Value::Uint(u) => fmt_int(out, *u as i128, v, verb, f),
+        Value::Float(x) => fmt_float(out, *x, v, verb, f),
+        Value::Complex(r, i) => match verb {
+            'v' | 'g' | 'G' | 'e' | 'E' | 'f' | 'F' => {
+                let mut re = String::new();
+                let mut im = String::new();
+                let fv = if verb == 'v' { 'g' } else { verb };
+                fmt_float(&mut re, *r, v, fv, Flags { width: None, ..f });
+                fmt_float(&mut im, *i, v, fv, Flags { width: None, plus: true, ..f });
+                pad(out, &format!("({re}{im}i)"), f);
+            }
+            _ => bad_verb(out, v, verb),
+        },
+        Value::Str(s) => fmt_str(out, s, v, verb, f),
+        Value::List(l, t) => {
+            if f.sharp_v {
+                let mut s = String::new();
+                s.push_str(crate::value::slice_ty_name(*t));
+                s.push('{');
+                for (k, e) in l.iter().enumerate() {
+                    if k > 0 {
+                        s.push_str(", ");
+                    }
+                    fmt_arg(&mut s, e, 'v', Flags { sharp_v: true, ..Flags::default() });
+                }
+                s.push('}');
+                out.push_str(&s);
+                return;
+            }
+            if *t == crate::value::SliceTy::Byte && matches!(verb, 's' | 'q' | 'x' | 'X') {
+                let bytes: Vec<u8> = l.iter().map(|e| if let Value::Int(i) = e { *i as u8 } else { 0 }).collect();
+                fmt_str(out, &String::from_utf8_lossy(&bytes), v, verb, f);
+                return;
+            }
+            out.push('[');
+            for (k, e) in l.iter().enumerate() {
+                if k > 0 {
+                    out.push(' ');
+                }
+                if e.is_nil() {
+                    out.push_str("<nil>");
+                    continue;
+                }
+                fmt_arg(out, e, verb, Flags { width: f.width, prec: f.prec, plus_v: f.plus_v, ..f });
+            }
+            out.push(']');
+        }
+        Value::Map(m) => {
+            if f.sharp_v {
+                out.push_str("map[string]interface {}{");
+                for (k, (key, e)) in m.borrow().iter().enumerate() {
+                    if k > 0 {
+                        out.push_str(", ");
+                    }
+                    out.push_str(&go_quote(key));
+                    out.push(':');
+                    fmt_arg(out, e, 'v', Flags { sharp_v: true, ..Flags::default() });
+                }
+                out.push('}');
+                return;
+            }
+            out.push_str("map[");
+            let Ok(b) = m.try_borrow() else { return };
+            for (k, (key, e)) in b.iter().enumerate() {
+                if k > 0 {
+                    out.push(' ');
+                }
+                fmt_str(out, key, &Value::Nil, verb, f);
+                out.push(':');
+                if e.is_nil() {
+                    out.push_str("<nil>");
+                    continue;
+                }
+                fmt_arg(out, e, verb, f);
+            }
+            out.push(']');
+        }
+        Value::Object(o) => match verb {
+            'v' | 's' => pad(out, &o.display(), f),
+            _ => bad_verb(out, v, verb),
+        },
+    }
+}
+
+fn fmt_int(out: &mut String, i: i128, v: &Value, verb: char, f: Flags) {
+    let neg = i < 0;
+    let a = i.unsigned_abs();
+    let mut digits = match verb {
+        'v' | 'd' => a.to_string(),
+        'x' => format!("{a:x}"),
+        'X' => format!("{a:X}"),
+        'o' | 'O' => format!("{a:o}"),
+        'b' => format!("{a:b}"),
+        'c' => {
+            let c = char::from_u32(i as u32).unwrap_or('\u{FFFD}');
+            pad(out, &c.to_string(), f);
+            return;
+        }
+        'q' => {
+            let c = char::from_u32(i as u32).unwrap_or('\u{FFFD}');
+            pad(out, &quote_rune(c), f);
+            return;
+        }
+        'U' => {
+            let mut s = format!("U+{:04X}", a);
+            if f.sharp
+                && let Some(c) = char::from_u32(i as u32) {
+                    s.push_str(&format!(" '{c}'"));
+                }
+            pad(out, &s, f);
+            return;
+        }
+        'e' | 'E' | 'f' | 'F' | 'g' | 'G' | 's' | 't' | _ => {
+            bad_verb(out, v, verb);
+            return;
+        }
+    };
+    if let Some(p) = f.prec {
+        while digits.len() < p {
+            digits.insert(0, '0');
+        }
+        if p == 0 && a == 0 {
+            digits.clear();
+        }
+    }
+    let mut prefix = String::new();
+    if f.sharp {
+        match verb {
+            'x' => prefix.push_str("0x"),
+            'X' => prefix.push_str("0X"),
+            'o' => prefix.push('0'),
+            'b' => prefix.push_str("0b"),
+            _ => {}
+        }
+    }
+    if verb == 'O' {
+        prefix.push_str("0o");
+    }
+    let sign = if neg {
+        "-"
+    } else if f.plus {
+        "+"
+    } else if f.space {
+        " "
+    } else {
+        ""
+    };
+    let body = format!("{prefix}{digits}");
+    let w = f.width.unwrap_or(0);
+    let total = sign.len() + body.len();
+    if f.zero && !f.minus && f.prec.is_none() && total < w {
+        out.push_str(sign);
+        out.extend(std::iter::repeat_n('0', w - total));
+        out.push_str(&body);
+    } else {
+        pad(out, &format!("{sign}{body}"), Flags { zero: false, ..f });
+    }
+}
+
+/// strconv.FormatFloat(x, 'e', prec, 64)
+pub fn format_e(x: f64, prec: usize, e: char) -> String {
+    let s = format!("{:.*e}", prec, x.abs());
+    let (m, ex) = s.split_once('e').unwrap_or((&s, "0"));
+    let ex: i32 = ex.parse().unwrap_or(0);
+    let sign = if x.is_sign_negative() { "-" } else { "" };
+    format!("{sign}{m}{e}{}{:02}", if ex < 0 { '-' } else { '+' }, ex.abs())
+}
+
+/// strconv.FormatFloat(x, 'f', prec, 64); `None` = shortest.
+pub fn format_f(x: f64, prec: Option<usize>) -> String {
+    match prec {
+        Some(p) => format!("{:.*}", p, x),
+        None => {
+            let (neg, digits, dp) = decimal_digits(x, None);
+            let mut s = String::new();
+            if neg {
+                s.push('-');
+            }
+            let nd = digits.len() as i64;
+            if dp <= 0 {
+                s.push_str("0.");
+                for _ in 0..-dp {
+                    s.push('0');
+                }
+                s.push_str(&digits);
+            } else if dp >= nd {
+                s.push_str(&digits);
+                for _ in 0..dp - nd {
+                    s.push('0');
+                }
+            } else {
+                s.push_str(&digits[..dp as usize]);
+                s.push('.');
+                s.push_str(&digits[dp as usize..]);
+            }
+            if s == "0" || s == "-0" {
+                return s;
+            }
+            s
+        }
+    }
+}
+
+fn fmt_float(out: &mut String, x: f64, v: &Value, verb: char, f: Flags) {
+    if x.is_nan() || x.is_infinite() {
+        let s = if x.is_nan() {
+            "NaN"
+        } else if x > 0.0 {
+            "+Inf"
+        } else {
+            "-Inf"
+        };
+        pad(out, s, Flags { zero: false, ..f });
+        return;
+    }
+    let mut s = match verb {
+        'v' => {
+            if f.sharp_v {
+                let s = format_float_g(x, -1, 'e');
+                if !s.contains(['.', 'e', 'I', 'N']) { s.to_string() } else { s }
+            } else {
+                format_float_g(x, f.prec.map(|p| p as i32).unwrap_or(-1), 'e')
+            }
+        }
+        'g' => format_float_g(x, f.prec.map(|p| p as i32).unwrap_or(-1), 'e'),
+        'G' => format_float_g(x, f.prec.map(|p| p as i32).unwrap_or(-1), 'E'),
+        'e' => format_e(x, f.prec.unwrap_or(6), 'e'),
+        'E' => format_e(x, f.prec.unwrap_or(6), 'E'),
+        'f' | 'F' => format_f(x, Some(f.prec.unwrap_or(6))),
+        'x' | 'X' | 'b' => {
+            bad_verb(out, v, verb);
+            return;
+        }
+        _ => {
+            bad_verb(out, v, verb);
+            return;
+        }
+    };
+    if f.plus && !s.starts_with('-') {
+        s.insert(0, '+');
+    } else if f.space && !s.starts_with('-') {
+        s.insert(0, ' ');
+    }
+    let w = f.width.unwrap_or(0);
+    if f.zero && !f.minus && s.len() < w {
+        let (sign, rest) = if s.starts_with(['-', '+', ' ']) { s.split_at(1) } else { ("", s.as_str()) };
+        out.push_str(sign);
+        out.extend(std::iter::repeat_n('0', w - s.len()));
+        out.push_str(rest);
+    } else {
+        pad(out, &s, Flags { zero: false, ..f });
+    }
+}
+
+fn fmt_str(out: &mut String, s: &str, v: &Value, verb: char, f: Flags) {
+    let s: String = match f.prec {
+        Some(p) if matches!(verb, 's' | 'v' | 'q') => s.chars().take(p).collect(),
+        _ => s.to_string(),
+    };
+    match verb {
+        'v' => {
+            if f.sharp_v {
+                pad(out, &go_quote(&s), f)
+            } else {
+                pad(out, &s, f)
+            }
+        }
+        's' => pad(out, &s, f),
+        'q' => {
+            if f.sharp && !s.contains('`') {
+                pad(out, &format!("`{s}`"), f)
+            } else if f.plus {
+                pad(out, &go_quote_ascii(&s), f)
+            } else {
+                pad(out, &go_quote(&s), f)
+            }
+        }
+        'x' | 'X' => {
+            let mut h = String::new();
+            let bytes = s.as_bytes();
+            let bytes = match f.prec {
+                Some(p) => &bytes[..p.min(bytes.len())],
+                None => bytes,
+            };
+            for (k, byte) in bytes.iter().enumerate() {
+                if f.space && k > 0 {
+                    h.push(' ');
+                }
+                if f.sharp && (f.space || k == 0) {
+                    h.push_str(if verb == 'x' { "0x" } else { "0X" });
+                }
+                if verb == 'x' {
+                    let _ = write!(h, "{byte:02x}");
+                } else {
+                    let _ = write!(h, "{byte:02X}");
+                }
+            }
+            pad(out, &h, f)
+        }
+        _ => bad_verb(out, v, verb),
+    }
+}
+
+/// Go's `fmt.Sprint(args...)`: spaces between operands when neither is a string.
+pub fn sprint(args: &[Value]) -> String {
+    let mut out = String::new();
+    for (i, a) in args.iter().enumerate() {
+        let is_str = matches!(a, Value::Str(_));
+        if i > 0 && !is_str && !matches!(args[i - 1], Value::Str(_)) {
+            out.push(' ');
+        }
+        fmt_arg(&mut out, a, 'v', Flags::default());
+    }
+    out
+}
+
+/// Go's `fmt.Sprintln(args...)`.
+pub fn sprintln(args: &[Value]) -> String {
+    let mut out = String::new();
+    for (i, a) in args.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        fmt_arg(&mut out, a, 'v', Flags::default());
+    }
+    out.push('\n');
+    out
+}
