@@ -202,7 +202,7 @@ const BROKEN: &[Broken] = &[
         name: "namespace_overlap",
         breaks: |r| r.edit("tenants/globex.kdl", "namespaces globex \"globex-*\"", "namespaces globex \"globex-*\" acme-staging"),
         code: "harmony::namespace-overlap",
-        github: "::error file=tenants/tenants/globex.kdl,line=5,col=34,endLine=5,endColumn=46,title=harmony%3A%3Anamespace-overlap::tenants `acme` and `globex` both own `acme-staging`: `acme-staging` overlaps `acme-staging`%0Ahelp: tenants are isolated by namespace: give each tenant names or prefixes the other cannot match",
+        github: "::error file=tenants/tenants/globex.kdl,line=5,col=34,endLine=5,endColumn=46,title=harmony%3A%3Anamespace-overlap::tenants `acme` and `globex` both own `acme-staging`: also owned by `acme`%0Ahelp: tenants are isolated by namespace: give each tenant names or prefixes the other cannot match",
     },
     Broken {
         name: "values_file_not_found",

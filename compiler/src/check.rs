@@ -159,27 +159,27 @@ fn tenants(decls: &Declarations, diags: &mut Vec<Diagnostic>) {
             );
         }
     }
-    // Overlaps between different tenants; each pair of matchers reported once.
+    // Overlaps between different tenants: each matcher of the later tenant reported once, with
+    // every matcher of the earlier tenant it overlaps.
     for (i, a) in decls.tenants.iter().enumerate() {
         for b in &decls.tenants[i + 1..] {
             if a.name.raw.value == b.name.raw.value {
                 continue;
             }
-            for ma in &a.namespaces {
-                for mb in &b.namespaces {
-                    if ma.value.overlaps(&mb.value) {
-                        diags.push(
-                            Diagnostic::error(
-                                Code::NamespaceOverlap,
-                                mb.span,
-                                format!("tenants `{}` and `{}` both own `{}`", a.name.raw.value, b.name.raw.value, overlap_example(&ma.value, &mb.value)),
-                            )
-                            .label(format!("`{}` overlaps `{}`", mb.value, ma.value))
-                            .with(ma.span, format!("owned by `{}` here", a.name.raw.value))
-                            .help("tenants are isolated by namespace: give each tenant names or prefixes the other cannot match"),
-                        );
-                    }
+            for mb in &b.namespaces {
+                let mut hits = a.namespaces.iter().filter(|ma| ma.value.overlaps(&mb.value));
+                let Some(first) = hits.next() else { continue };
+                let mut d = Diagnostic::error(
+                    Code::NamespaceOverlap,
+                    mb.span,
+                    format!("tenants `{}` and `{}` both own `{}`", a.name.raw.value, b.name.raw.value, overlap_example(&first.value, &mb.value)),
+                )
+                .label(if first.value == mb.value { format!("also owned by `{}`", a.name.raw.value) } else { format!("`{}` overlaps `{}`", mb.value, first.value) })
+                .with(first.span, format!("owned by `{}` here", a.name.raw.value));
+                for more in hits {
+                    d = d.with(more.span, format!("and here (`{}`)", more.value));
                 }
+                diags.push(d.help("tenants are isolated by namespace: give each tenant names or prefixes the other cannot match"));
             }
         }
     }

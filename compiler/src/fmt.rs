@@ -91,7 +91,7 @@ impl Formatter<'_> {
         let gap = gap.trim_start_matches([' ', '\t']);
         let gap = gap.strip_prefix(';').unwrap_or(gap);
         let (same_line, rest) = if same_line_allowed {
-            match gap.split_once('\n') {
+            match split_newline(gap) {
                 Some((a, b)) => (a.trim(), b),
                 None => (gap.trim(), ""),
             }
@@ -109,7 +109,7 @@ impl Formatter<'_> {
         }
         // Every segment but the last is a whole line; the last one precedes the next node on
         // its own line (`/* c */ node`) and becomes that node's prefix.
-        let mut segments: Vec<&str> = rest.split('\n').collect();
+        let mut segments: Vec<&str> = lines(rest);
         let last = segments.pop().unwrap_or("").trim();
         let mut pending_blank = false;
         let mut emitted_any = !first;
@@ -201,9 +201,34 @@ impl Formatter<'_> {
     }
 }
 
+/// KDL v2 newlines (spec §3.18): CRLF, CR, LF, NEL, VT, FF, LS and PS. A `//` comment ends at
+/// any of them, so the formatter must break lines at all of them, not only at `\n`.
+fn is_newline(c: char) -> bool {
+    matches!(c, '\n' | '\r' | '\u{85}' | '\u{0B}' | '\u{0C}' | '\u{2028}' | '\u{2029}')
+}
+
+/// Splits at the first newline (CRLF counts as one).
+fn split_newline(s: &str) -> Option<(&str, &str)> {
+    let i = s.find(is_newline)?;
+    let rest = &s[i..];
+    let len = if rest.starts_with("\r\n") { 2 } else { rest.chars().next().map_or(1, char::len_utf8) };
+    Some((&s[..i], &s[i + len..]))
+}
+
+/// Splits into lines at every KDL newline; the last element is the text after the last newline.
+fn lines(mut s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    while let Some((line, rest)) = split_newline(s) {
+        out.push(line);
+        s = rest;
+    }
+    out.push(s);
+    out
+}
+
 /// Joins entries: whitespace becomes one space; comments and slashdashed entries are kept.
 fn push_gap(line: &mut String, gap: &str) {
-    if gap.contains('\n') {
+    if gap.contains(is_newline) {
         // A line continuation (`\`) with comments: keep it as written.
         line.push_str(gap);
     } else if gap.trim().is_empty() {
@@ -248,6 +273,13 @@ mod tests {
         check("x {\n\n\n  a\n}\n", "x {\n    a\n}\n");
         check("x {}\ny { }\n", "x {}\ny {}\n");
         check("", "");
+    }
+
+    #[test]
+    fn every_kdl_newline_ends_a_comment() {
+        for nl in ["\r\n", "\r", "\u{85}", "\u{0B}", "\u{0C}", "\u{2028}", "\u{2029}"] {
+            check(&format!("a // one{nl}b{nl}// two{nl}c {{ // three{nl}  d{nl}}}{nl}"), "a // one\nb\n// two\nc { // three\n    d\n}\n");
+        }
     }
 
     #[test]

@@ -162,6 +162,11 @@ pub fn compile_repo(fs: &dyn RepoFs) -> std::io::Result<Output> {
     let span = tracing::info_span!("check").entered();
     let (index, facts) = check::check(&decls, fs, &mut diagnostics);
     drop(span);
+    // A file that failed to parse declares nothing, so references to what it declared would
+    // all be reported as unknown: noise that hides the one error that matters.
+    if diagnostics.iter().any(|d| d.code == Code::Syntax) {
+        diagnostics.retain(|d| d.code != Code::UnresolvedReference);
+    }
     let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
     let span = tracing::info_span!("compile").entered();
     let repo = if has_errors { None } else { compile::compile(&decls, &index, &facts) };

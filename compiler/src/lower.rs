@@ -30,7 +30,7 @@ const REPOSITORY: &[&str] = &["kube-version", "exclude", "description"];
 
 /// Lowers one file. `is_root_settings` is true for the root `harmony.kdl`.
 pub fn lower_file(file: FileId, path: &str, doc: &KdlDocument, is_root_settings: bool) -> (Declarations, Vec<Diagnostic>) {
-    let mut cx = Cx { file, path, diags: Vec::new() };
+    let mut cx = Cx { file, path, diags: Vec::new(), typos: Vec::new() };
     let mut decls = Declarations::default();
     for node in doc.nodes() {
         let name = node.name().value();
@@ -78,6 +78,9 @@ struct Cx<'a> {
     file: FileId,
     path: &'a str,
     diags: Vec<Diagnostic>,
+    /// Unknown nodes that look like a typo of a valid one: (offset, suggested name). A field
+    /// reported as missing when a typo of it was already reported is not reported again.
+    typos: Vec<(usize, String)>,
 }
 
 /// Tracks fields that may be given once.
@@ -119,7 +122,10 @@ impl<'a> Cx<'a> {
         let mut d = Diagnostic::error(Code::UnknownNode, self.span(node.name().span()), format!("unknown node `{name}` {context}"))
             .label("not recognised here");
         d = match did_you_mean(name, allowed.iter().copied()) {
-            Some(s) => d.help(format!("did you mean `{s}`? valid here: {}", allowed.join(", "))),
+            Some(s) => {
+                self.typos.push((node.name().span().offset(), s.to_string()));
+                d.help(format!("did you mean `{s}`? valid here: {}", allowed.join(", ")))
+            }
             None => d.help(format!("valid here: {}", allowed.join(", "))),
         };
         self.push(d);
@@ -141,6 +147,10 @@ impl<'a> Cx<'a> {
     }
 
     fn missing(&mut self, at: Span, owner: &str, field: &str, help: &str) {
+        // Lowering is sequential, so typos at or after `at` belong to this declaration.
+        if self.typos.iter().any(|(offset, s)| s == field && *offset >= at.start) {
+            return;
+        }
         self.push(
             Diagnostic::error(Code::MissingField, at, format!("{owner} is missing `{field}`"))
                 .label(format!("needs `{field}`"))
