@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the tests need, then runs every test.
+# Safe to run twice. `.ci/run` calls exactly this.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+need_rust
+apt_need git git
+
+say "running the test suite (cargo test --workspace)"
+# CI=true makes insta fail on a changed snapshot instead of writing a .snap.new.
+cargo test --workspace --locked
+say "all tests passed"
