@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use harmony_compiler::{compile_repo, diag, fmt::format_kdl, DiskFs, Output, RepoFs, Severity};
+use harmony_compiler::{DiskFs, Output, RepoFs, Severity, compile_repo, diag, fmt::format_kdl};
 use serde::Serialize;
 
 /// Harmony compiles a repository of KDL declarations (tenants, clusters, Helm releases,
@@ -240,10 +240,7 @@ fn json_report(out: &Output) -> JsonReport<'_> {
             related: d
                 .secondary
                 .iter()
-                .map(|l| JsonRelated {
-                    location: diag::Diagnostic { primary: l.clone(), ..d.clone() }.location(&out.sources),
-                    label: &l.text,
-                })
+                .map(|l| JsonRelated { location: diag::Diagnostic { primary: l.clone(), ..d.clone() }.location(&out.sources), label: &l.text })
                 .collect(),
         })
         .collect();

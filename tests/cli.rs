@@ -212,7 +212,9 @@ const BROKEN: &[Broken] = &[
     },
     Broken {
         name: "needs_cycle",
-        breaks: |r| r.edit("releases/acme.kdl", "    values-file \"../values/shop-db.yaml\"\n", "    values-file \"../values/shop-db.yaml\"\n    needs shop-web\n"),
+        breaks: |r| {
+            r.edit("releases/acme.kdl", "    values-file \"../values/shop-db.yaml\"\n", "    values-file \"../values/shop-db.yaml\"\n    needs shop-web\n")
+        },
         code: "harmony::needs-cycle",
         github: "::error file=tenants/releases/acme.kdl,line=30,col=11,endLine=30,endColumn=18,title=harmony%3A%3Aneeds-cycle::`needs` cycle: `shop-api` → `shop-db` → `shop-web` → `shop-api`: `shop-api` needs `shop-db`%0Ahelp: releases in a cycle can never be applied; remove one of these `needs`",
     },

@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use harmony_compiler::{compile_repo, DiskFs, RepoFs};
+use harmony_compiler::{DiskFs, RepoFs, compile_repo};
 use rayon::prelude::*;
 
 struct Shape {
@@ -70,7 +70,10 @@ fn generate(root: &Path, s: &Shape) -> std::io::Result<()> {
     }
     w(
         "fleets.kdl",
-        format!("fleet edge {{\n    nats \"nats://127.0.0.1:4222\"\n    agent-version \"0.1.0\"\n    signing-key \"keys/edge.pub\"\n    tenants {}\n}}\n", (0..TENANTS).map(|i| format!("t{i}")).collect::<Vec<_>>().join(" ")),
+        format!(
+            "fleet edge {{\n    nats \"nats://127.0.0.1:4222\"\n    agent-version \"0.1.0\"\n    signing-key \"keys/edge.pub\"\n    tenants {}\n}}\n",
+            (0..TENANTS).map(|i| format!("t{i}")).collect::<Vec<_>>().join(" ")
+        ),
     )?;
     let per_file = 400;
     for f in 0..s.devices.div_ceil(per_file) {
@@ -91,7 +94,10 @@ fn generate(root: &Path, s: &Shape) -> std::io::Result<()> {
         let mut d = String::new();
         for i in f * per_file..((f + 1) * per_file).min(s.deployments) {
             let init = if i % 5 == 0 {
-                format!("    init-container migrate {{\n        image \"registry.example/t{}/migrate:{i}.0\"\n        args \"--up\"\n        timeout \"2m\"\n    }}\n", i % TENANTS)
+                format!(
+                    "    init-container migrate {{\n        image \"registry.example/t{}/migrate:{i}.0\"\n        args \"--up\"\n        timeout \"2m\"\n    }}\n",
+                    i % TENANTS
+                )
             } else {
                 String::new()
             };
@@ -113,11 +119,15 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn time<T>(iterations: usize, mut f: impl FnMut() -> T) -> Duration {
-    median((0..iterations).map(|_| {
-        let t = Instant::now();
-        std::hint::black_box(f());
-        t.elapsed()
-    }).collect())
+    median(
+        (0..iterations)
+            .map(|_| {
+                let t = Instant::now();
+                std::hint::black_box(f());
+                t.elapsed()
+            })
+            .collect(),
+    )
 }
 
 fn main() {
@@ -153,7 +163,14 @@ fn main() {
     let check = time(shape.iterations, || compile_repo(&fs).unwrap().repo.map(|r| r.units.len()));
 
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!("repository: {} files, {:.2} MB; {} devices, {} deployments, {} releases", files.len(), bytes as f64 / 1e6, shape.devices, shape.deployments, shape.releases);
+    println!(
+        "repository: {} files, {:.2} MB; {} devices, {} deployments, {} releases",
+        files.len(),
+        bytes as f64 / 1e6,
+        shape.devices,
+        shape.deployments,
+        shape.releases
+    );
     println!("compiled:   {} units, {} device/deployment matches, {} threads", repo.units.len(), pairs, rayon::current_num_threads());
     println!("kdl-rs parse, sequential: {:8.1} ms  ({:.2} MB/s)", ms(kdl_seq), bytes as f64 / 1e6 / kdl_seq.as_secs_f64());
     println!("kdl-rs parse, parallel:   {:8.1} ms", ms(kdl_par));

@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 use crate::diag::{Code, Diagnostic, Span};
 use crate::model::*;
 use crate::source::RepoFs;
-use crate::validate::{did_you_mean, Name, NamespaceMatcher};
+use crate::validate::{Name, NamespaceMatcher, did_you_mean};
 
 /// A loaded local chart.
 #[derive(Debug, Clone)]
@@ -91,10 +91,8 @@ pub fn check<'a>(decls: &'a Declarations, fs: &dyn RepoFs, diags: &mut Vec<Diagn
             by_fleet.entry(&f.value).or_default().push(i);
         }
     }
-    let indexes: HashMap<&str, crate::select::DeviceIndex> = by_fleet
-        .iter()
-        .map(|(f, devs)| (*f, crate::select::DeviceIndex::new(devs.iter().map(|&i| (i, &facts.device_labels[i])))))
-        .collect();
+    let indexes: HashMap<&str, crate::select::DeviceIndex> =
+        by_fleet.iter().map(|(f, devs)| (*f, crate::select::DeviceIndex::new(devs.iter().map(|&i| (i, &facts.device_labels[i]))))).collect();
     let mut selections = HashMap::new();
     for (i, d) in decls.deployments.iter().enumerate() {
         let selected = deployment(d, decls, &index, &indexes, diags);
@@ -174,7 +172,11 @@ fn tenants(decls: &Declarations, diags: &mut Vec<Diagnostic>) {
                     mb.span,
                     format!("tenants `{}` and `{}` both own `{}`", a.name.raw.value, b.name.raw.value, overlap_example(&first.value, &mb.value)),
                 )
-                .label(if first.value == mb.value { format!("also owned by `{}`", a.name.raw.value) } else { format!("`{}` overlaps `{}`", mb.value, first.value) })
+                .label(if first.value == mb.value {
+                    format!("also owned by `{}`", a.name.raw.value)
+                } else {
+                    format!("`{}` overlaps `{}`", mb.value, first.value)
+                })
                 .with(first.span, format!("owned by `{}` here", a.name.raw.value));
                 for more in hits {
                     d = d.with(more.span, format!("and here (`{}`)", more.value));
@@ -328,9 +330,7 @@ fn load_chart(path: &str, span: Span, fs: &dyn RepoFs, diags: &mut Vec<Diagnosti
         Ok(m) => m,
         Err(e) => {
             diags.push(
-                Diagnostic::error(Code::InvalidFile, span, format!("{chart_yaml} does not parse"))
-                    .label(e.to_string())
-                    .help("fix the chart's Chart.yaml"),
+                Diagnostic::error(Code::InvalidFile, span, format!("{chart_yaml} does not parse")).label(e.to_string()).help("fix the chart's Chart.yaml"),
             );
             return None;
         }
@@ -362,11 +362,15 @@ fn load_chart(path: &str, span: Span, fs: &dyn RepoFs, diags: &mut Vec<Diagnosti
             Ok(s) if jsonschema::validator_for(&s).is_ok() => Some(s),
             Ok(s) => {
                 let e = jsonschema::validator_for(&s).err().map(|e| e.to_string()).unwrap_or_default();
-                diags.push(Diagnostic::error(Code::InvalidFile, span, format!("{schema_path} is not a valid JSON Schema")).label(e).help("fix the chart's schema"));
+                diags.push(
+                    Diagnostic::error(Code::InvalidFile, span, format!("{schema_path} is not a valid JSON Schema")).label(e).help("fix the chart's schema"),
+                );
                 return None;
             }
             Err(e) => {
-                diags.push(Diagnostic::error(Code::InvalidFile, span, format!("{schema_path} does not parse")).label(e.to_string()).help("fix the chart's schema"));
+                diags.push(
+                    Diagnostic::error(Code::InvalidFile, span, format!("{schema_path} does not parse")).label(e.to_string()).help("fix the chart's schema"),
+                );
                 return None;
             }
         },
@@ -397,7 +401,11 @@ fn load_yaml(path: &str, span: Span, fs: &dyn RepoFs, diags: &mut Vec<Diagnostic
             Json::Null => Some(Json::Object(Default::default())),
             v @ Json::Object(_) => Some(v),
             _ => {
-                diags.push(Diagnostic::error(Code::InvalidFile, span, format!("`{path}` is not a map of values")).label("top level is not a map").help("a values file is a YAML map"));
+                diags.push(
+                    Diagnostic::error(Code::InvalidFile, span, format!("`{path}` is not a map of values"))
+                        .label("top level is not a map")
+                        .help("a values file is a YAML map"),
+                );
                 None
             }
         },
@@ -539,13 +547,10 @@ fn needs_cycles(decls: &Declarations, index: &Index, diags: &mut Vec<Diagnostic>
         let mut spans = Vec::new();
         let mut cur = start;
         loop {
-            let next = g
-                .edges(cur)
-                .filter(|e| scc.contains(&petgraph::visit::EdgeRef::target(e)))
-                .min_by_key(|e| {
-                    let t = petgraph::visit::EdgeRef::target(e);
-                    (t != start && path.contains(&t), &decls.releases[g[t]].name.raw.value)
-                });
+            let next = g.edges(cur).filter(|e| scc.contains(&petgraph::visit::EdgeRef::target(e))).min_by_key(|e| {
+                let t = petgraph::visit::EdgeRef::target(e);
+                (t != start && path.contains(&t), &decls.releases[g[t]].name.raw.value)
+            });
             let Some(e) = next else { break };
             let t = petgraph::visit::EdgeRef::target(&e);
             spans.push(*e.weight());
@@ -569,15 +574,25 @@ fn needs_cycles(decls: &Declarations, index: &Index, diags: &mut Vec<Diagnostic>
 }
 
 /// Checks a deployment; returns the devices its selector matches (when fleet and selector are valid).
-fn deployment(d: &Deployment, decls: &Declarations, index: &Index, devices: &HashMap<&str, crate::select::DeviceIndex>, diags: &mut Vec<Diagnostic>) -> Option<Vec<usize>> {
+fn deployment(
+    d: &Deployment,
+    decls: &Declarations,
+    index: &Index,
+    devices: &HashMap<&str, crate::select::DeviceIndex>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Vec<usize>> {
     let mut containers: HashMap<&str, Span> = HashMap::new();
     for c in &d.containers {
         if let Some(first) = containers.insert(&c.name.raw.value, c.name.raw.span) {
             diags.push(
-                Diagnostic::error(Code::DuplicateName, c.name.raw.span, format!("container `{}` is declared twice in deployment `{}`", c.name.raw.value, d.name.raw.value))
-                    .label("declared again here")
-                    .with(first, "first declared here")
-                    .help("container names (init containers included) are unique within a deployment"),
+                Diagnostic::error(
+                    Code::DuplicateName,
+                    c.name.raw.span,
+                    format!("container `{}` is declared twice in deployment `{}`", c.name.raw.value, d.name.raw.value),
+                )
+                .label("declared again here")
+                .with(first, "first declared here")
+                .help("container names (init containers included) are unique within a deployment"),
             );
         }
     }
@@ -598,9 +613,13 @@ fn deployment(d: &Deployment, decls: &Declarations, index: &Index, devices: &Has
     let matched = devices.get(fleet_name.as_str()).map(|ix| ix.select(&sel.value)).unwrap_or_default();
     if matched.is_empty() {
         diags.push(
-            Diagnostic::warning(Code::SelectorMatchesNothing, sel.span, format!("selector of deployment `{}` matches no device of fleet `{fleet_name}`", d.name.raw.value))
-                .label("matches nothing")
-                .help("check the labels of the fleet's devices; the deployment runs nowhere until one matches"),
+            Diagnostic::warning(
+                Code::SelectorMatchesNothing,
+                sel.span,
+                format!("selector of deployment `{}` matches no device of fleet `{fleet_name}`", d.name.raw.value),
+            )
+            .label("matches nothing")
+            .help("check the labels of the fleet's devices; the deployment runs nowhere until one matches"),
         );
     }
     Some(matched)

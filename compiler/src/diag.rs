@@ -126,14 +126,7 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// An error at `span`.
     pub fn error(code: Code, span: Span, message: impl Into<String>) -> Self {
-        Diagnostic {
-            code,
-            severity: Severity::Error,
-            message: message.into(),
-            primary: Label { span, text: String::new() },
-            secondary: Vec::new(),
-            help: None,
-        }
+        Diagnostic { code, severity: Severity::Error, message: message.into(), primary: Label { span, text: String::new() }, secondary: Vec::new(), help: None }
     }
 
     /// A warning at `span`.
@@ -188,8 +181,7 @@ pub fn sort(diags: &mut Vec<Diagnostic>, sources: &Sources) {
     diags.sort_by(|a, b| {
         let pa = &sources.file(a.primary.span.file).path;
         let pb = &sources.file(b.primary.span.file).path;
-        (pa, a.primary.span.start, a.primary.span.len, a.code, &a.message)
-            .cmp(&(pb, b.primary.span.start, b.primary.span.len, b.code, &b.message))
+        (pa, a.primary.span.start, a.primary.span.len, a.code, &a.message).cmp(&(pb, b.primary.span.start, b.primary.span.len, b.code, &b.message))
     });
     diags.dedup();
 }
@@ -242,11 +234,7 @@ impl miette::Diagnostic for Report<'_> {
         Some(Box::new(primary.chain(same_file).enumerate().map(|(i, l)| {
             let text = (!l.text.is_empty()).then(|| l.text.clone());
             let span = (l.span.start, l.span.len);
-            if i == 0 {
-                miette::LabeledSpan::new_primary_with_span(text, span)
-            } else {
-                miette::LabeledSpan::new_with_span(text, span)
-            }
+            if i == 0 { miette::LabeledSpan::new_primary_with_span(text, span) } else { miette::LabeledSpan::new_with_span(text, span) }
         })))
     }
     fn related<'b>(&'b self) -> Option<Box<dyn Iterator<Item = &'b dyn miette::Diagnostic> + 'b>> {
@@ -276,22 +264,14 @@ impl miette::Diagnostic for Related<'_> {
         Some(self.sources.file(self.label.span.file).named())
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
-        Some(Box::new(std::iter::once(miette::LabeledSpan::new_primary_with_span(
-            None,
-            (self.label.span.start, self.label.span.len),
-        ))))
+        Some(Box::new(std::iter::once(miette::LabeledSpan::new_primary_with_span(None, (self.label.span.start, self.label.span.len)))))
     }
 }
 
 /// Renders one diagnostic with miette's graphical handler.
 pub fn render(diag: &Diagnostic, sources: &Sources, handler: &miette::GraphicalReportHandler) -> String {
     let file = diag.primary.span.file;
-    let related = diag
-        .secondary
-        .iter()
-        .filter(|l| l.span.file != file)
-        .map(|label| Related { label, sources })
-        .collect();
+    let related = diag.secondary.iter().filter(|l| l.span.file != file).map(|label| Related { label, sources }).collect();
     let report = Report { diag, sources, related };
     let mut out = String::new();
     // Writing into a String cannot fail.

@@ -9,16 +9,14 @@ use serde_json::Value as Json;
 
 use crate::diag::{Code, Diagnostic, Span};
 use crate::model::*;
-use crate::source::{resolve_relative, FileId};
-use crate::validate::{self, did_you_mean, Duration, ImageRef, Invalid, Name, NamespaceMatcher, ReleaseName};
+use crate::source::{FileId, resolve_relative};
+use crate::validate::{self, Duration, ImageRef, Invalid, Name, NamespaceMatcher, ReleaseName, did_you_mean};
 
 /// Top-level node names.
 pub const TOP_LEVEL: &[&str] = &["tenant", "cluster", "release", "fleet", "device", "deployment", "repository"];
 const TENANT: &[&str] = &["namespaces", "service-account", "description"];
 const CLUSTER: &[&str] = &["context", "labels", "kube-version", "description"];
-const RELEASE: &[&str] = &[
-    "tenant", "cluster", "namespace", "chart", "version", "values-file", "values", "secret-value", "needs", "description",
-];
+const RELEASE: &[&str] = &["tenant", "cluster", "namespace", "chart", "version", "values-file", "values", "secret-value", "needs", "description"];
 const FLEET: &[&str] = &["nats", "agent-version", "signing-key", "tenants", "description"];
 const DEVICE: &[&str] = &["fleet", "labels", "description"];
 const DEPLOYMENT: &[&str] = &["tenant", "fleet", "selector", "init-container", "container", "rollout", "description"];
@@ -119,8 +117,8 @@ impl<'a> Cx<'a> {
 
     fn unknown_node(&mut self, node: &KdlNode, context: &str, allowed: &[&str]) {
         let name = node.name().value();
-        let mut d = Diagnostic::error(Code::UnknownNode, self.span(node.name().span()), format!("unknown node `{name}` {context}"))
-            .label("not recognised here");
+        let mut d =
+            Diagnostic::error(Code::UnknownNode, self.span(node.name().span()), format!("unknown node `{name}` {context}")).label("not recognised here");
         d = match did_you_mean(name, allowed.iter().copied()) {
             Some(s) => {
                 self.typos.push((node.name().span().offset(), s.to_string()));
@@ -151,11 +149,7 @@ impl<'a> Cx<'a> {
         if self.typos.iter().any(|(offset, s)| s == field && *offset >= at.start) {
             return;
         }
-        self.push(
-            Diagnostic::error(Code::MissingField, at, format!("{owner} is missing `{field}`"))
-                .label(format!("needs `{field}`"))
-                .help(help.to_string()),
-        );
+        self.push(Diagnostic::error(Code::MissingField, at, format!("{owner} is missing `{field}`")).label(format!("needs `{field}`")).help(help.to_string()));
     }
 
     /// Reports properties (other than `allowed`) and positional arguments beyond `max_args`.
@@ -173,9 +167,11 @@ impl<'a> Cx<'a> {
                         } else {
                             format!("`{what}` takes {max_args} argument{}", if max_args == 1 { "" } else { "s" })
                         };
-                        self.push(Diagnostic::error(Code::UnexpectedArgument, self.span(e.span()), msg).label("unexpected argument").help(
-                            "remove it, or quote the whole value as one string if it contains spaces",
-                        ));
+                        self.push(
+                            Diagnostic::error(Code::UnexpectedArgument, self.span(e.span()), msg)
+                                .label("unexpected argument")
+                                .help("remove it, or quote the whole value as one string if it contains spaces"),
+                        );
                     }
                 }
                 Some(key) => {
@@ -791,14 +787,8 @@ impl<'a> Cx<'a> {
     fn deployment(&mut self, node: &KdlNode) -> Option<Deployment> {
         let raw = self.decl_name(node)?;
         let decl_span = raw.span;
-        let mut d = Deployment {
-            name: self.dns_name(raw, "deployment name"),
-            tenant: None,
-            fleet: None,
-            selector: None,
-            containers: Vec::new(),
-            rollout: None,
-        };
+        let mut d =
+            Deployment { name: self.dns_name(raw, "deployment name"), tenant: None, fleet: None, selector: None, containers: Vec::new(), rollout: None };
         let mut once = Once::default();
         let mut services = 0;
         for child in self.children(node) {
@@ -1003,9 +993,14 @@ impl<'a> Cx<'a> {
                         Some(e) => {
                             let span = self.span(e.span());
                             let parsed = match e.value() {
-                                KdlValue::Integer(i) => validate::port_number(*i).map(|p| validate::PortMapping { host: p, container: p, protocol: validate::Protocol::Tcp }),
+                                KdlValue::Integer(i) => {
+                                    validate::port_number(*i).map(|p| validate::PortMapping { host: p, container: p, protocol: validate::Protocol::Tcp })
+                                }
                                 KdlValue::String(s) => validate::port_mapping(s),
-                                v => Err(Invalid { reason: format!("found {} {}", kind_of(v), show(v)), help: "write `port 8080` or `port \"8080:80/udp\"`".into() }),
+                                v => Err(Invalid {
+                                    reason: format!("found {} {}", kind_of(v), show(v)),
+                                    help: "write `port 8080` or `port \"8080:80/udp\"`".into(),
+                                }),
                             };
                             match parsed {
                                 Ok(p) => c.ports.push(p),
@@ -1070,7 +1065,11 @@ impl<'a> Cx<'a> {
                 "max-failed" if self.once(&mut once, "max-failed", child) => match self.one_int(child) {
                     Some(n) if (0..=u32::MAX as i128).contains(&n.value) => r.max_failed = n.value as u32,
                     Some(n) => {
-                        self.push(Diagnostic::error(Code::InvalidValue, n.span, "`max-failed` must be zero or more").label("negative").help("write a count of devices, e.g. `max-failed 1`"));
+                        self.push(
+                            Diagnostic::error(Code::InvalidValue, n.span, "`max-failed` must be zero or more")
+                                .label("negative")
+                                .help("write a count of devices, e.g. `max-failed 1`"),
+                        );
                         ok = false;
                     }
                     None => ok = false,
@@ -1097,7 +1096,11 @@ impl<'a> Cx<'a> {
         let mut prev = 0;
         for s in &steps {
             if !(1..=100).contains(&s.value) {
-                self.push(Diagnostic::error(Code::InvalidValue, s.span, format!("step {} is not a percentage 1-100", s.value)).label("out of range").help("steps are cumulative percentages of matching devices, 1-100"));
+                self.push(
+                    Diagnostic::error(Code::InvalidValue, s.span, format!("step {} is not a percentage 1-100", s.value))
+                        .label("out of range")
+                        .help("steps are cumulative percentages of matching devices, 1-100"),
+                );
                 return None;
             }
             if s.value <= prev {
@@ -1112,7 +1115,11 @@ impl<'a> Cx<'a> {
         }
         if prev != 100 {
             let last = steps[steps.len() - 1].span;
-            self.push(Diagnostic::error(Code::InvalidValue, last, format!("the last step is {prev}, not 100")).label("rollout would never finish").help("end with `step 100`"));
+            self.push(
+                Diagnostic::error(Code::InvalidValue, last, format!("the last step is {prev}, not 100"))
+                    .label("rollout would never finish")
+                    .help("end with `step 100`"),
+            );
             return None;
         }
         r.steps = steps.iter().map(|s| s.value as u8).collect();

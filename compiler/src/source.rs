@@ -174,12 +174,7 @@ impl MemFs {
 
 impl RepoFs for MemFs {
     fn kdl_files(&self) -> io::Result<Vec<String>> {
-        Ok(self
-            .files
-            .keys()
-            .filter(|p| p.ends_with(".kdl") && !p.split('/').any(|c| c.starts_with('.')))
-            .cloned()
-            .collect())
+        Ok(self.files.keys().filter(|p| p.ends_with(".kdl") && !p.split('/').any(|c| c.starts_with('.'))).cloned().collect())
     }
     fn read(&self, path: &str) -> io::Result<Vec<u8>> {
         self.files.get(path).cloned().ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))

@@ -18,17 +18,12 @@ fn invalid(reason: impl Into<String>, help: impl Into<String>) -> Invalid {
     Invalid { reason: reason.into(), help: help.into() }
 }
 
-const DNS_LABEL_HELP: &str =
-    "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit (RFC 1123)";
+const DNS_LABEL_HELP: &str = "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit (RFC 1123)";
 
 /// Whether `s` is an RFC 1123 DNS label.
 pub fn is_dns_label(s: &str) -> bool {
     let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
+    !b.is_empty() && b.len() <= 63 && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-') && b[0] != b'-' && b[b.len() - 1] != b'-'
 }
 
 /// Whether `s` is an RFC 1123 DNS subdomain (dot-separated labels, at most 253 characters).
@@ -214,8 +209,7 @@ pub struct ImageRef(String);
 impl ImageRef {
     /// Validates an image reference.
     pub fn parse(s: &str) -> Result<ImageRef, Invalid> {
-        const HELP: &str =
-            "write [registry[:port]/]path[:tag][@sha256:<64 hex>], lowercase path, e.g. registry.example/acme/hub:2.0";
+        const HELP: &str = "write [registry[:port]/]path[:tag][@sha256:<64 hex>], lowercase path, e.g. registry.example/acme/hub:2.0";
         let bad = |why: &str| invalid(format!("`{s}` is not an image reference: {why}"), HELP);
         if s.is_empty() {
             return Err(bad("it is empty"));
@@ -226,8 +220,8 @@ impl ImageRef {
         };
         if let Some(d) = digest {
             let Some((algo, hex)) = d.split_once(':') else { return Err(bad("the digest needs an algorithm, e.g. sha256:…")) };
-            let algo_ok = !algo.is_empty()
-                && algo.split(['+', '.', '_', '-']).all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+            let algo_ok =
+                !algo.is_empty() && algo.split(['+', '.', '_', '-']).all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
             if !algo_ok || hex.len() < 32 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
                 return Err(bad("the digest is malformed"));
             }
@@ -299,10 +293,7 @@ fn valid_domain(d: &str) -> bool {
     !host.is_empty()
         && host.split('.').all(|l| {
             let b = l.as_bytes();
-            !b.is_empty()
-                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
-                && b[0] != b'-'
-                && b[b.len() - 1] != b'-'
+            !b.is_empty() && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-') && b[0] != b'-' && b[b.len() - 1] != b'-'
         })
 }
 
@@ -337,7 +328,8 @@ fn is_lower_alnum(c: u8) -> bool {
 /// Validates a Kubernetes label key: `[prefix/]name`, prefix a DNS subdomain, name at most
 /// 63 characters of alphanumerics, `-`, `_`, `.`, starting and ending alphanumeric.
 pub fn label_key(s: &str) -> Result<(), Invalid> {
-    const HELP: &str = "a label key is [prefix/]name: name of at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric; prefix a DNS subdomain";
+    const HELP: &str =
+        "a label key is [prefix/]name: name of at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric; prefix a DNS subdomain";
     let (prefix, name) = match s.split_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, s),
@@ -411,11 +403,7 @@ const PORT_HELP: &str = "write a port 1-65535 (8080), a mapping \"HOST:CONTAINER
 
 /// A port number 1-65535.
 pub fn port_number(n: i128) -> Result<u16, Invalid> {
-    if (1..=65535).contains(&n) {
-        Ok(n as u16)
-    } else {
-        Err(invalid(format!("port {n} is outside 1-65535"), PORT_HELP))
-    }
+    if (1..=65535).contains(&n) { Ok(n as u16) } else { Err(invalid(format!("port {n} is outside 1-65535"), PORT_HELP)) }
 }
 
 /// Parses `8080`, `8080:80` or `8080:80/udp`.
@@ -561,12 +549,7 @@ impl Serialize for NamespaceMatcher {
 /// The closest candidate to `word`, if any is close enough to suggest.
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(2);
-    candidates
-        .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= limit && *d < c.chars().count())
-        .min()
-        .map(|(_, c)| c)
+    candidates.into_iter().map(|c| (strsim::damerau_levenshtein(word, c), c)).filter(|(d, c)| *d <= limit && *d < c.chars().count()).min().map(|(_, c)| c)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use harmony_compiler::{compile_repo, diag, fmt::format_kdl, Code, MemFs, Output, Severity};
+use harmony_compiler::{Code, MemFs, Output, Severity, compile_repo, diag, fmt::format_kdl};
 
 fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")

@@ -250,13 +250,23 @@ pub fn load_archive(data: &[u8]) -> Result<Chart, ChartError> {
     }
     // apply the archive's .helmignore
     let ignore = files.iter().find(|f| f.name == ".helmignore").map(|f| Ignore::parse(&String::from_utf8_lossy(&f.data))).unwrap_or_else(|| Ignore::parse(""));
-    files.retain(|f| !ignore.ignored(&f.name, false) && !f.name.split('/').scan(String::new(), |acc, seg| {
-        if !acc.is_empty() {
-            acc.push('/');
-        }
-        acc.push_str(seg);
-        Some(acc.clone())
-    }).collect::<Vec<_>>().split_last().map(|(_, dirs)| dirs.iter().any(|d| ignore.ignored(d, true))).unwrap_or(false));
+    files.retain(|f| {
+        !ignore.ignored(&f.name, false)
+            && !f
+                .name
+                .split('/')
+                .scan(String::new(), |acc, seg| {
+                    if !acc.is_empty() {
+                        acc.push('/');
+                    }
+                    acc.push_str(seg);
+                    Some(acc.clone())
+                })
+                .collect::<Vec<_>>()
+                .split_last()
+                .map(|(_, dirs)| dirs.iter().any(|d| ignore.ignored(d, true)))
+                .unwrap_or(false)
+    });
     load_files(files)
 }
 
@@ -278,34 +288,35 @@ fn parse_metadata(data: &[u8]) -> Result<Metadata, ChartError> {
     let raw = if raw.is_nil() { Value::empty_map() } else { raw };
     let mut deps = Vec::new();
     if let Value::Map(m) = &raw
-        && let Some(Value::List(l, _)) = m.borrow().get("dependencies") {
-            for d in l.iter() {
-                let tags = match d {
-                    Value::Map(dm) => match dm.borrow().get("tags") {
-                        Some(Value::List(t, _)) => t.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
-                        _ => vec![],
-                    },
+        && let Some(Value::List(l, _)) = m.borrow().get("dependencies")
+    {
+        for d in l.iter() {
+            let tags = match d {
+                Value::Map(dm) => match dm.borrow().get("tags") {
+                    Some(Value::List(t, _)) => t.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
                     _ => vec![],
-                };
-                let import_values = match d {
-                    Value::Map(dm) => match dm.borrow().get("import-values") {
-                        Some(Value::List(t, _)) => t.as_ref().clone(),
-                        _ => vec![],
-                    },
+                },
+                _ => vec![],
+            };
+            let import_values = match d {
+                Value::Map(dm) => match dm.borrow().get("import-values") {
+                    Some(Value::List(t, _)) => t.as_ref().clone(),
                     _ => vec![],
-                };
-                deps.push(Dependency {
-                    name: str_field(d, "name"),
-                    version: str_field(d, "version"),
-                    repository: str_field(d, "repository"),
-                    condition: str_field(d, "condition"),
-                    tags,
-                    alias: str_field(d, "alias"),
-                    import_values,
-                    enabled: true,
-                });
-            }
+                },
+                _ => vec![],
+            };
+            deps.push(Dependency {
+                name: str_field(d, "name"),
+                version: str_field(d, "version"),
+                repository: str_field(d, "repository"),
+                condition: str_field(d, "condition"),
+                tags,
+                alias: str_field(d, "alias"),
+                import_values,
+                enabled: true,
+            });
         }
+    }
     Ok(Metadata {
         name: str_field(&raw, "name"),
         version: str_field(&raw, "version"),
@@ -337,7 +348,9 @@ fn load_files(files: Vec<File>) -> Result<Chart, ChartError> {
                     values = Value::empty_map();
                 }
                 if !matches!(values, Value::Map(_)) {
-                    return Err(ChartError::Invalid("cannot load values.yaml: error unmarshaling JSON: json: cannot unmarshal into Go value of type map[string]interface {}".into()));
+                    return Err(ChartError::Invalid(
+                        "cannot load values.yaml: error unmarshaling JSON: json: cannot unmarshal into Go value of type map[string]interface {}".into(),
+                    ));
                 }
             }
             "values.schema.json" => schema = Some(f.data),
@@ -360,10 +373,11 @@ fn load_files(files: Vec<File>) -> Result<Chart, ChartError> {
         return Err(ChartError::Invalid("Chart.yaml file is missing".into()));
     };
     if let Some(req) = requirements
-        && metadata.api_version == "v1" {
-            let r = parse_metadata(&req)?;
-            metadata.dependencies = r.dependencies;
-        }
+        && metadata.api_version == "v1"
+    {
+        let r = parse_metadata(&req)?;
+        metadata.dependencies = r.dependencies;
+    }
     validate_metadata(&metadata)?;
     let mut deps = Vec::new();
     for (cname, files) in subcharts {

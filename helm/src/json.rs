@@ -179,7 +179,13 @@ fn go_json_error(s: &str, e: &serde_json::Error) -> String {
             match chars.next() {
                 None => return "unexpected end of JSON input".into(),
                 Some(c) if c == expect => {}
-                Some(c) => return format!("invalid character {} in literal {lit} (expecting {})", crate::template::fmt::quote_rune(c), crate::template::fmt::quote_rune(expect)),
+                Some(c) => {
+                    return format!(
+                        "invalid character {} in literal {lit} (expecting {})",
+                        crate::template::fmt::quote_rune(c),
+                        crate::template::fmt::quote_rune(expect)
+                    );
+                }
             }
         }
     } else if !(first == '{' || first == '[' || first == '"' || first == '-' || first.is_ascii_digit()) {

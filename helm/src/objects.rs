@@ -108,7 +108,7 @@ impl Object for Files {
             }),
         }
     }
- fn entries(&self) -> Option<Vec<(String, Value)>> {
+    fn entries(&self) -> Option<Vec<(String, Value)>> {
         Some(self.files.iter().map(|(k, v)| (k.clone(), bytes_value(v))).collect())
     }
     fn has_method(&self, name: &str) -> bool {

@@ -146,13 +146,48 @@ pub struct Hook {
 
 /// Helm's `InstallOrder`.
 pub const INSTALL_ORDER: &[&str] = &[
-    "PriorityClass", "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange", "PodSecurityPolicy", "PodDisruptionBudget", "ServiceAccount", "Secret", "SecretList", "ConfigMap",
-    "StorageClass", "PersistentVolume", "PersistentVolumeClaim", "CustomResourceDefinition", "ClusterRole", "ClusterRoleList", "ClusterRoleBinding", "ClusterRoleBindingList", "Role",
-    "RoleList", "RoleBinding", "RoleBindingList", "Service", "DaemonSet", "Pod", "ReplicationController", "ReplicaSet", "Deployment", "HorizontalPodAutoscaler", "StatefulSet", "Job",
-    "CronJob", "IngressClass", "Ingress", "APIService", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",
+    "PriorityClass",
+    "Namespace",
+    "NetworkPolicy",
+    "ResourceQuota",
+    "LimitRange",
+    "PodSecurityPolicy",
+    "PodDisruptionBudget",
+    "ServiceAccount",
+    "Secret",
+    "SecretList",
+    "ConfigMap",
+    "StorageClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleList",
+    "ClusterRoleBinding",
+    "ClusterRoleBindingList",
+    "Role",
+    "RoleList",
+    "RoleBinding",
+    "RoleBindingList",
+    "Service",
+    "DaemonSet",
+    "Pod",
+    "ReplicationController",
+    "ReplicaSet",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+    "IngressClass",
+    "Ingress",
+    "APIService",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
 ];
 
-const HOOK_EVENTS: &[&str] = &["pre-install", "post-install", "pre-delete", "post-delete", "pre-upgrade", "post-upgrade", "pre-rollback", "post-rollback", "test", "test-success"];
+const HOOK_EVENTS: &[&str] =
+    &["pre-install", "post-install", "pre-delete", "post-delete", "pre-upgrade", "post-upgrade", "pre-rollback", "post-rollback", "test", "test-success"];
 
 /// Helm's `SplitManifests`: documents in order. A `---` line separates documents (and the
 /// whitespace after it is dropped); a `---` line directly after a separator stays in the
@@ -211,25 +246,28 @@ fn parse_head(doc: &str, path: &str) -> Result<Head, String> {
             head.kind = k.to_string();
         }
         if let Some(Value::Map(md)) = m.get("metadata")
-            && let Some(Value::Map(an)) = md.borrow().get("annotations") {
-                for (k, v) in an.borrow().iter() {
-                    match v {
-                        Value::Str(s) => {
-                            head.annotations.insert(k.clone(), s.to_string());
-                        }
-                        Value::Nil => {}
-                        other => {
-                            let t = match other {
-                                Value::Float(_) => "number",
-                                Value::Bool(_) => "bool",
-                                Value::List(..) => "array",
-                                _ => "object",
-                            };
-                            return Err(format!("YAML parse error on {path}: error unmarshaling JSON: while decoding JSON: json: cannot unmarshal {t} into Go struct field .metadata.annotations of type string"));
-                        }
+            && let Some(Value::Map(an)) = md.borrow().get("annotations")
+        {
+            for (k, v) in an.borrow().iter() {
+                match v {
+                    Value::Str(s) => {
+                        head.annotations.insert(k.clone(), s.to_string());
+                    }
+                    Value::Nil => {}
+                    other => {
+                        let t = match other {
+                            Value::Float(_) => "number",
+                            Value::Bool(_) => "bool",
+                            Value::List(..) => "array",
+                            _ => "object",
+                        };
+                        return Err(format!(
+                            "YAML parse error on {path}: error unmarshaling JSON: while decoding JSON: json: cannot unmarshal {t} into Go struct field .metadata.annotations of type string"
+                        ));
                     }
                 }
             }
+        }
     } else if !v.is_nil() {
         let t = match v {
             Value::Str(_) => "string",
@@ -238,7 +276,9 @@ fn parse_head(doc: &str, path: &str) -> Result<Head, String> {
             Value::Bool(_) => "bool",
             _ => "value",
         };
-        return Err(format!("YAML parse error on {path}: error unmarshaling JSON: while decoding JSON: json: cannot unmarshal {t} into Go value of type releaseutil.SimpleHead"));
+        return Err(format!(
+            "YAML parse error on {path}: error unmarshaling JSON: while decoding JSON: json: cannot unmarshal {t} into Go value of type releaseutil.SimpleHead"
+        ));
     }
     Ok(head)
 }
@@ -403,29 +443,31 @@ fn validate_schema(c: &Chart, vals: &Value) -> Result<(), String> {
 
 fn validate_schema_rec(c: &Chart, vals: &Value, errs: &mut String) {
     if let Some(schema) = &c.schema
-        && let Ok(schema_json) = serde_json::from_slice::<serde_json::Value>(schema) {
-            let inst: serde_json::Value = crate::json::encode(vals, crate::json::JsonOpts::default()).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(serde_json::Value::Null);
-            if let Ok(v) = jsonschema::validator_for(&schema_json) {
-                let mut required: BTreeMap<String, Vec<String>> = BTreeMap::new();
-                let mut msgs: Vec<String> = Vec::new();
-                for e in v.iter_errors(&inst) {
-                    let p = e.instance_path().to_string();
-                    if let jsonschema::error::ValidationErrorKind::Required { property } = e.kind() {
-                        required.entry(p).or_default().push(schema_quote(property));
-                        continue;
-                    }
-                    msgs.push(format!("- at '{p}': {}", schema_message(&e)));
+        && let Ok(schema_json) = serde_json::from_slice::<serde_json::Value>(schema)
+    {
+        let inst: serde_json::Value =
+            crate::json::encode(vals, crate::json::JsonOpts::default()).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(serde_json::Value::Null);
+        if let Ok(v) = jsonschema::validator_for(&schema_json) {
+            let mut required: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let mut msgs: Vec<String> = Vec::new();
+            for e in v.iter_errors(&inst) {
+                let p = e.instance_path().to_string();
+                if let jsonschema::error::ValidationErrorKind::Required { property } = e.kind() {
+                    required.entry(p).or_default().push(schema_quote(property));
+                    continue;
                 }
-                for (p, props) in required {
-                    let what = if props.len() == 1 { format!("missing property {}", props[0]) } else { format!("missing properties {}", props.join(", ")) };
-                    msgs.push(format!("- at '{p}': {what}"));
-                }
-                if !msgs.is_empty() {
-                    msgs.sort();
-                    errs.push_str(&format!("{}:\n{}\n", c.name(), msgs.join("\n")));
-                }
+                msgs.push(format!("- at '{p}': {}", schema_message(&e)));
+            }
+            for (p, props) in required {
+                let what = if props.len() == 1 { format!("missing property {}", props[0]) } else { format!("missing properties {}", props.join(", ")) };
+                msgs.push(format!("- at '{p}': {what}"));
+            }
+            if !msgs.is_empty() {
+                msgs.sort();
+                errs.push_str(&format!("{}:\n{}\n", c.name(), msgs.join("\n")));
             }
         }
+    }
     for d in &c.dependencies {
         let sub = match vals {
             Value::Map(m) => m.borrow().get(d.name()).cloned().unwrap_or_else(Value::empty_map),
@@ -531,16 +573,25 @@ pub fn render_release(mut chart: Chart, user_values: Value, opts: &ReleaseOption
         t => return Err(rel_err(format!("{t} charts are not installable"))),
     }
     if !valid_release_name(&opts.name) {
-        return Err(rel_err(format!("release name {}: invalid release name, must match regex ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$ and the length must not be longer than 53", crate::template::fmt::go_quote(&opts.name))));
+        return Err(rel_err(format!(
+            "release name {}: invalid release name, must match regex ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$ and the length must not be longer than 53",
+            crate::template::fmt::go_quote(&opts.name)
+        )));
     }
     let kv_str = opts.kube_version.clone().unwrap_or_else(|| "v1.20.0".into());
     let Some(kube_version) = KubeVersion::parse(&kv_str) else {
         return Err(rel_err(format!("invalid kube version {}: Invalid Semantic Version", crate::template::fmt::go_quote(&kv_str))));
     };
     if !chart.metadata.kube_version.is_empty() {
-        let ok = crate::semver::Constraints::parse(&chart.metadata.kube_version).ok().zip(crate::semver::Version::parse(&kube_version.version).ok()).is_some_and(|(c, v)| c.check(&v));
+        let ok = crate::semver::Constraints::parse(&chart.metadata.kube_version)
+            .ok()
+            .zip(crate::semver::Version::parse(&kube_version.version).ok())
+            .is_some_and(|(c, v)| c.check(&v));
         if !ok {
-            return Err(rel_err(format!("chart requires kubeVersion: {} which is incompatible with Kubernetes {}", chart.metadata.kube_version, kube_version.version)));
+            return Err(rel_err(format!(
+                "chart requires kubeVersion: {} which is incompatible with Kubernetes {}",
+                chart.metadata.kube_version, kube_version.version
+            )));
         }
     }
     let mut api_versions = default_api_versions();
@@ -553,9 +604,13 @@ pub fn render_release(mut chart: Chart, user_values: Value, opts: &ReleaseOption
         }
     }
     crate::values::process_dependencies(&mut chart, &user_values).map_err(rel_err)?;
-    let missing: Vec<String> = chart.metadata.dependencies.iter().filter(|d| !chart.dependencies.iter().any(|c| c.name() == d.name)).map(|d| d.name.clone()).collect();
+    let missing: Vec<String> =
+        chart.metadata.dependencies.iter().filter(|d| !chart.dependencies.iter().any(|c| c.name() == d.name)).map(|d| d.name.clone()).collect();
     if !missing.is_empty() {
-        return Err(rel_err(format!("An error occurred while checking for chart dependencies. You may need to run `helm dependency build` to fetch missing dependencies: found in Chart.yaml, but missing in charts/ directory: {}", missing.join(", "))));
+        return Err(rel_err(format!(
+            "An error occurred while checking for chart dependencies. You may need to run `helm dependency build` to fetch missing dependencies: found in Chart.yaml, but missing in charts/ directory: {}",
+            missing.join(", ")
+        )));
     }
     chart.set_parents(None);
     let vals = Value::Map(crate::values::coalesce_values_of(&chart, &user_values).map_err(rel_err)?);
@@ -698,7 +753,12 @@ pub fn user_values(req: &TemplateRequest) -> Result<Value, String> {
         let v = match crate::yaml::decode(&text) {
             Ok(Value::Map(m)) => m,
             Ok(Value::Nil) => continue,
-            Ok(_) => return Err(format!("failed to parse {}: error unmarshaling JSON: json: cannot unmarshal into Go value of type map[string]interface {{}}", f.display())),
+            Ok(_) => {
+                return Err(format!(
+                    "failed to parse {}: error unmarshaling JSON: json: cannot unmarshal into Go value of type map[string]interface {{}}",
+                    f.display()
+                ));
+            }
             Err(e) => return Err(format!("failed to parse {}: {}", f.display(), e)),
         };
         base = crate::values::merge_maps(&base, &v);

@@ -55,7 +55,9 @@ impl Version {
             return Err(bad());
         }
         let num = |p: &str| -> Result<u64, SemverError> {
-            p.parse::<u64>().map_err(|_| SemverError(format!("Error parsing version segment: strconv.ParseUint: parsing {}: value out of range", crate::template::fmt::go_quote(p))))
+            p.parse::<u64>().map_err(|_| {
+                SemverError(format!("Error parsing version segment: strconv.ParseUint: parsing {}: value out of range", crate::template::fmt::go_quote(p)))
+            })
         };
         let major = num(parts[0])?;
         let minor = if parts.len() > 1 { num(parts[1])? } else { 0 };
@@ -86,11 +88,7 @@ impl Version {
 
     /// Semver precedence.
     pub fn compare(&self, o: &Version) -> Ordering {
-        self.major
-            .cmp(&o.major)
-            .then(self.minor.cmp(&o.minor))
-            .then(self.patch.cmp(&o.patch))
-            .then_with(|| compare_pre(&self.pre, &o.pre))
+        self.major.cmp(&o.major).then(self.minor.cmp(&o.minor)).then(self.patch.cmp(&o.patch)).then_with(|| compare_pre(&self.pre, &o.pre))
     }
 }
 
@@ -156,7 +154,9 @@ impl Object for Version {
             "GreaterThan" => Value::Bool(self.compare(&other()?) == Ordering::Greater),
             "Equal" => Value::Bool(self.compare(&other()?) == Ordering::Equal),
             "IncMajor" => inc(Version { major: self.major + 1, minor: 0, patch: 0, pre: String::new(), metadata: String::new(), original: String::new() }),
-            "IncMinor" => inc(Version { major: self.major, minor: self.minor + 1, patch: 0, pre: String::new(), metadata: String::new(), original: String::new() }),
+            "IncMinor" => {
+                inc(Version { major: self.major, minor: self.minor + 1, patch: 0, pre: String::new(), metadata: String::new(), original: String::new() })
+            }
             "IncPatch" => {
                 let patch = if self.pre.is_empty() { self.patch + 1 } else { self.patch };
                 inc(Version { major: self.major, minor: self.minor, patch, pre: String::new(), metadata: String::new(), original: String::new() })

@@ -24,11 +24,7 @@ fn is_table(v: &Value) -> bool {
 }
 
 fn key_str(k: &str) -> String {
-    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        k.to_string()
-    } else {
-        quote(k)
-    }
+    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') { k.to_string() } else { quote(k) }
 }
 
 fn quote(s: &str) -> String {

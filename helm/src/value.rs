@@ -271,9 +271,7 @@ pub fn mark_named_values(m: &Map) {
 
 /// The Go type name of a map value.
 pub fn map_type_name(m: &Map) -> &'static str {
-    MAP_TYPES
-        .with(|n| n.borrow().iter().rev().find(|(w, _)| std::ptr::eq(w.as_ptr(), Rc::as_ptr(m))).map(|(_, t)| *t))
-        .unwrap_or("map[string]interface {}")
+    MAP_TYPES.with(|n| n.borrow().iter().rev().find(|(w, _)| std::ptr::eq(w.as_ptr(), Rc::as_ptr(m))).map(|(_, t)| *t)).unwrap_or("map[string]interface {}")
 }
 
 /// Go's name for a slice type.

@@ -393,10 +393,12 @@ fn typed(v: &str, st: bool) -> Value {
     if v == "0" {
         return Value::Int64(0);
     }
-    if !v.is_empty() && !v.starts_with('0')
-        && let Ok(i) = v.parse::<i64>() {
-            return Value::Int64(i);
-        }
+    if !v.is_empty()
+        && !v.starts_with('0')
+        && let Ok(i) = v.parse::<i64>()
+    {
+        return Value::Int64(i);
+    }
     Value::from(v)
 }
 

@@ -20,7 +20,8 @@ pub fn decode(s: &str) -> Result<Value, String> {
         if let Err(e2) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(s) {
             let msg = yaml_error(&e2);
             if msg.ends_with("unknown anchor referenced") {
-                let name: String = s.split('*').nth(1).map(|r| r.chars().take_while(|c| !c.is_whitespace() && !",[]{}".contains(*c)).collect()).unwrap_or_default();
+                let name: String =
+                    s.split('*').nth(1).map(|r| r.chars().take_while(|c| !c.is_whitespace() && !",[]{}".contains(*c)).collect()).unwrap_or_default();
                 return Err(format!("error converting YAML to JSON: yaml: unknown anchor '{name}' referenced"));
             }
             return Err(msg);
@@ -141,13 +142,15 @@ impl yaml_rust2::parser::MarkedEventReceiver for Composer {
             return;
         }
         match ev {
-            Event::DocumentEnd
-                if self.doc.is_some() => {
-                    self.done = true;
-                }
+            Event::DocumentEnd if self.doc.is_some() => {
+                self.done = true;
+            }
             Event::Scalar(v, style, anchor, tag) => {
                 let plain = matches!(style, yaml_rust2::scanner::TScalarStyle::Plain);
-                let tag = tag.map(|t| if t.handle == "!!" || t.handle == "tag:yaml.org,2002:" { format!("!!{}", t.suffix) } else { format!("{}{}", t.handle, t.suffix) });
+                let tag =
+                    tag.map(
+                        |t| if t.handle == "!!" || t.handle == "tag:yaml.org,2002:" { format!("!!{}", t.suffix) } else { format!("{}{}", t.handle, t.suffix) },
+                    );
                 self.push_value(YNode::Scalar(v, plain, tag), anchor);
             }
             Event::SequenceStart(anchor, _) => self.stack.push((YNode::Seq(vec![]), anchor, None)),
@@ -195,13 +198,15 @@ fn resolve_plain(s: &str) -> Resolved {
             return Resolved::Num(u as f64);
         }
         if is_yaml_float(&plain)
-            && let Ok(f) = plain.parse::<f64>() {
-                return Resolved::Num(f);
-            }
+            && let Ok(f) = plain.parse::<f64>()
+        {
+            return Resolved::Num(f);
+        }
         if let Some(b) = plain.strip_prefix("0b").or_else(|| plain.strip_prefix("-0b"))
-            && let Ok(u) = i64::from_str_radix(b, 2) {
-                return Resolved::Num(if plain.starts_with('-') { -(u as f64) } else { u as f64 });
-            }
+            && let Ok(u) = i64::from_str_radix(b, 2)
+        {
+            return Resolved::Num(if plain.starts_with('-') { -(u as f64) } else { u as f64 });
+        }
     }
     Resolved::Str(s.to_string())
 }
@@ -212,7 +217,9 @@ fn resolve(s: &str, plain: bool, tag: Option<&str>) -> Result<Resolved, String> 
         Some("!!binary") => {
             use base64::Engine;
             let clean: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-            let b = base64::engine::general_purpose::STANDARD.decode(clean).map_err(|_| "error converting YAML to JSON: yaml: !!binary value contains invalid base64 data".to_string())?;
+            let b = base64::engine::general_purpose::STANDARD
+                .decode(clean)
+                .map_err(|_| "error converting YAML to JSON: yaml: !!binary value contains invalid base64 data".to_string())?;
             return Ok(Resolved::Str(String::from_utf8_lossy(&b).into_owned()));
         }
         Some("!!int" | "!!float" | "!!bool" | "!!null") => return Ok(resolve_plain(s)),
@@ -228,7 +235,9 @@ fn resolved_value(r: Resolved) -> Result<Value, String> {
     Ok(match r {
         Resolved::Null => Value::Nil,
         Resolved::Bool(b) => Value::Bool(b),
-        Resolved::Num(f) if !f.is_finite() => return Err(format!("error converting YAML to JSON: json: unsupported value: {}", crate::value::format_float_g(f, -1, 'e'))),
+        Resolved::Num(f) if !f.is_finite() => {
+            return Err(format!("error converting YAML to JSON: json: unsupported value: {}", crate::value::format_float_g(f, -1, 'e')));
+        }
         Resolved::Num(f) => Value::Float(f),
         Resolved::Str(s) => Value::from(s),
     })
@@ -240,7 +249,11 @@ fn key_of(n: &YNode) -> Result<String, String> {
             Resolved::Null => "null".into(),
             Resolved::Bool(b) => b.to_string(),
             Resolved::Num(f) => {
-                if f == f.trunc() && f.abs() < 9.2e18 { (f as i64).to_string() } else { crate::value::format_float_g(f, -1, 'e') }
+                if f == f.trunc() && f.abs() < 9.2e18 {
+                    (f as i64).to_string()
+                } else {
+                    crate::value::format_float_g(f, -1, 'e')
+                }
             }
             Resolved::Str(s) => s,
         }),
@@ -263,20 +276,21 @@ fn to_value_inner(n: &YNode, depth: usize) -> Result<Value, String> {
             let mut out = BTreeMap::new();
             for (k, v) in entries {
                 if let YNode::Scalar(ks, true, None) = k
-                    && ks == "<<" {
-                        let sources: Vec<&YNode> = match v {
-                            YNode::Seq(items) => items.iter().collect(),
-                            other => vec![other],
-                        };
-                        for src in sources {
-                            if let Value::Map(m) = to_value(src, depth + 1)? {
-                                for (mk, mv) in m.borrow().iter() {
-                                    out.insert(mk.clone(), mv.clone());
-                                }
+                    && ks == "<<"
+                {
+                    let sources: Vec<&YNode> = match v {
+                        YNode::Seq(items) => items.iter().collect(),
+                        other => vec![other],
+                    };
+                    for src in sources {
+                        if let Value::Map(m) = to_value(src, depth + 1)? {
+                            for (mk, mv) in m.borrow().iter() {
+                                out.insert(mk.clone(), mv.clone());
                             }
                         }
-                        continue;
                     }
+                    continue;
+                }
                 out.insert(key_of(k)?, to_value(v, depth + 1)?);
             }
             Value::map(out)
@@ -341,7 +355,13 @@ fn to_node_inner(v: &Value, depth: usize, direct: bool) -> Result<Node, String> 
         Value::Uint(u) => Node::Num(u.to_string()),
         Value::Float(f) if direct => Node::Num(match *f {
             x if x.is_nan() => ".nan".into(),
-            x if x.is_infinite() => if x > 0.0 { "+.inf".into() } else { "-.inf".into() },
+            x if x.is_infinite() => {
+                if x > 0.0 {
+                    "+.inf".into()
+                } else {
+                    "-.inf".into()
+                }
+            }
             x => crate::value::format_float_g(x, -1, 'e'),
         }),
         Value::Float(f) => {
@@ -357,7 +377,9 @@ fn to_node_inner(v: &Value, depth: usize, direct: bool) -> Result<Node, String> 
         }
         Value::List(l, _) => Node::Seq(l.iter().map(|x| to_node_opts(x, depth + 1, direct)).collect::<Result<_, _>>()?),
         Value::Map(m) => {
-            let Ok(b) = m.try_borrow() else { return Err("error marshaling into JSON: json: unsupported value: encountered a cycle via map[string]interface {}".into()) };
+            let Ok(b) = m.try_borrow() else {
+                return Err("error marshaling into JSON: json: unsupported value: encountered a cycle via map[string]interface {}".into());
+            };
             let mut entries: Vec<(String, Node)> = Vec::with_capacity(b.len());
             for (k, v) in b.iter() {
                 entries.push((k.clone(), to_node_opts(v, depth + 1, direct)?));
@@ -371,10 +393,9 @@ fn to_node_inner(v: &Value, depth: usize, direct: bool) -> Result<Node, String> 
 
 /// A JSON number re-read by go-yaml (int if it parses as one, else float) and printed.
 fn json_number_to_yaml(j: &str) -> String {
-    if !j.contains(['.', 'e', 'E'])
-        && (j.parse::<i64>().is_ok() || j.parse::<u64>().is_ok()) {
-            return j.to_string();
-        }
+    if !j.contains(['.', 'e', 'E']) && (j.parse::<i64>().is_ok() || j.parse::<u64>().is_ok()) {
+        return j.to_string();
+    }
     let f: f64 = j.parse().unwrap_or(0.0);
     crate::value::format_float_g(f, -1, 'e')
 }
@@ -475,7 +496,12 @@ struct Analysis {
 
 fn is_printable(c: char) -> bool {
     let u = c as u32;
-    u == 0x0A || (0x20..=0x7E).contains(&u) || u == 0x85 || (0xA0..=0xD7FF).contains(&u) || ((0xE000..=0xFFFD).contains(&u) && u != 0xFEFF) || (0x10000..=0x10FFFF).contains(&u)
+    u == 0x0A
+        || (0x20..=0x7E).contains(&u)
+        || u == 0x85
+        || (0xA0..=0xD7FF).contains(&u)
+        || ((0xE000..=0xFFFD).contains(&u) && u != 0xFEFF)
+        || (0x10000..=0x10FFFF).contains(&u)
 }
 fn is_break(c: char) -> bool {
     matches!(c, '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}')
@@ -509,26 +535,22 @@ fn analyze(value: &str, v3: bool) -> Analysis {
                 '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%' | '@' | '`' => {
                     block_ind = true;
                 }
-                '?' | ':'
-                    if followed_by_ws => {
-                        block_ind = true;
-                    }
-                '-'
-                    if followed_by_ws => {
-                        block_ind = true;
-                    }
+                '?' | ':' if followed_by_ws => {
+                    block_ind = true;
+                }
+                '-' if followed_by_ws => {
+                    block_ind = true;
+                }
                 _ => {}
             }
         } else {
             match c {
-                ':'
-                    if followed_by_ws => {
-                        block_ind = true;
-                    }
-                '#'
-                    if preceded_by_ws => {
-                        block_ind = true;
-                    }
+                ':' if followed_by_ws => {
+                    block_ind = true;
+                }
+                '#' if preceded_by_ws => {
+                    block_ind = true;
+                }
                 _ => {}
             }
         }
@@ -600,7 +622,8 @@ fn analyze(value: &str, v3: bool) -> Analysis {
 fn resolves_non_str(s: &str) -> bool {
     match s {
         "" | "~" | "null" | "Null" | "NULL" => return true,
-        "y" | "Y" | "yes" | "Yes" | "YES" | "n" | "N" | "no" | "No" | "NO" | "true" | "True" | "TRUE" | "false" | "False" | "FALSE" | "on" | "On" | "ON" | "off" | "Off" | "OFF" => return true,
+        "y" | "Y" | "yes" | "Yes" | "YES" | "n" | "N" | "no" | "No" | "NO" | "true" | "True" | "TRUE" | "false" | "False" | "FALSE" | "on" | "On" | "ON"
+        | "off" | "Off" | "OFF" => return true,
         ".nan" | ".NaN" | ".NAN" | ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF" | "<<" => return true,
         _ => {}
     }
@@ -614,16 +637,17 @@ fn resolves_non_str(s: &str) -> bool {
         let p2 = p.strip_prefix('-').unwrap_or(p);
         let lower = p2.to_ascii_lowercase();
         if (lower.starts_with("0x") || lower.starts_with("0o") || lower.starts_with("0b"))
-            && let Some(rest) = lower.get(2..) {
-                let radix = match &lower[..2] {
-                    "0x" => 16,
-                    "0o" => 8,
-                    _ => 2,
-                };
-                if !rest.is_empty() && u64::from_str_radix(rest, radix).is_ok() {
-                    return true;
-                }
+            && let Some(rest) = lower.get(2..)
+        {
+            let radix = match &lower[..2] {
+                "0x" => 16,
+                "0o" => 8,
+                _ => 2,
+            };
+            if !rest.is_empty() && u64::from_str_radix(rest, radix).is_ok() {
+                return true;
             }
+        }
         if !plain.starts_with('+') && !plain.is_empty() && u64::from_str_radix(&plain, 10).is_ok() {
             return true;
         }
@@ -707,7 +731,8 @@ fn is_timestamp(s: &str) -> bool {
     }
     // go-yaml's layouts: "2006-1-2T15:4:5.999999999Z07:00" (also 't') and "2006-1-2 15:4:5.999999999"
     static TIME: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
-    let re = TIME.get_or_init(|| regex::Regex::new(r"^(?:[Tt]\d{1,2}:\d{1,2}:\d{1,2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})| \d{1,2}:\d{1,2}:\d{1,2}(?:\.\d+)?)$").ok());
+    let re =
+        TIME.get_or_init(|| regex::Regex::new(r"^(?:[Tt]\d{1,2}:\d{1,2}:\d{1,2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})| \d{1,2}:\d{1,2}:\d{1,2}(?:\.\d+)?)$").ok());
     re.as_ref().is_some_and(|re| re.is_match(tail))
 }
 
@@ -732,9 +757,10 @@ fn is_base60_float(s: &str) -> bool {
             return false;
         }
         if let Some(f) = frac
-            && !f.bytes().all(|c| c.is_ascii_digit() || c == b'_') {
-                return false;
-            }
+            && !f.bytes().all(|c| c.is_ascii_digit() || c == b'_')
+        {
+            return false;
+        }
     }
     true
 }

@@ -8,7 +8,9 @@ use harmony_helm::value::Value;
 use harmony_helm::{RenderTemplate, render};
 
 fn conformance_dir() -> std::path::PathBuf {
-    std::env::var_os("HARMONY_CONFORMANCE_DIR").map(Into::into).unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance"))
+    std::env::var_os("HARMONY_CONFORMANCE_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance"))
 }
 
 #[test]
@@ -22,7 +24,10 @@ fn mutated_templates_never_panic() {
         seed ^= seed << 17;
         seed
     };
-    let pieces = ["{{", "}}", "(", ")", "|", "$x", ":=", "=", ".", "-", " ", "\"", "`", "end", "else", "range", "if", "with", "define", "template", "nil", "0", "-1", "1e400", "'", "/*", "*/", "index", "slice", "printf", "%", "tpl", "include", "toYaml", "fromYaml"];
+    let pieces = [
+        "{{", "}}", "(", ")", "|", "$x", ":=", "=", ".", "-", " ", "\"", "`", "end", "else", "range", "if", "with", "define", "template", "nil", "0", "-1",
+        "1e400", "'", "/*", "*/", "index", "slice", "printf", "%", "tpl", "include", "toYaml", "fromYaml",
+    ];
     let env = FixedEnvironment::default();
     for c in cases.iter().take(3191) {
         let t = c["template"].as_str().unwrap_or("");
@@ -79,7 +84,24 @@ fn recursive_templates_error_instead_of_overflowing() {
 #[test]
 fn every_function_with_odd_arguments_never_panics() {
     let skip = ["genPrivateKey", "genCA", "genSelfSignedCert", "genSignedCert", "derivePassword", "bcrypt", "htpasswd", "until", "untilStep", "seq"];
-    let args = ["\"\"", "\"héllo ☃ 日本 wörld and more words to wrap\"", "-1", "0", "3", "9223372036854775807", "1.5", "-2.5e300", "nil", "true", ".Values.list", ".Values.map", ".Values.missing", "(list 1 \"a\" nil)", "(dict \"a\" (dict))", "(now)"];
+    let args = [
+        "\"\"",
+        "\"héllo ☃ 日本 wörld and more words to wrap\"",
+        "-1",
+        "0",
+        "3",
+        "9223372036854775807",
+        "1.5",
+        "-2.5e300",
+        "nil",
+        "true",
+        ".Values.list",
+        ".Values.map",
+        ".Values.missing",
+        "(list 1 \"a\" nil)",
+        "(dict \"a\" (dict))",
+        "(now)",
+    ];
     let env = FixedEnvironment::default();
     let mut names: Vec<&str> = harmony_helm::funcs::func_map().keys().copied().collect();
     names.sort();

@@ -79,10 +79,20 @@ fn template_functions_conformance() {
             }
         }
         let vals = scope(values, files);
-        let mut tpls = vec![RenderTemplate { name: tname.clone(), text: c["template"].as_str().unwrap().into(), vals: vals.clone(), base_path: "conformance/templates".into() }];
+        let mut tpls = vec![RenderTemplate {
+            name: tname.clone(),
+            text: c["template"].as_str().unwrap().into(),
+            vals: vals.clone(),
+            base_path: "conformance/templates".into(),
+        }];
         if let Some(ps) = c.get("partials").and_then(|p| p.as_object()) {
             for (k, v) in ps {
-                tpls.push(RenderTemplate { name: format!("conformance/templates/{k}"), text: v.as_str().unwrap().into(), vals: vals.clone(), base_path: "conformance/templates".into() });
+                tpls.push(RenderTemplate {
+                    name: format!("conformance/templates/{k}"),
+                    text: v.as_str().unwrap().into(),
+                    vals: vals.clone(),
+                    base_path: "conformance/templates".into(),
+                });
             }
         }
         let env = FixedEnvironment::default();

@@ -32,7 +32,10 @@ fn ignored(path: &[String]) -> bool {
     match path {
         [a] => a == "apiVersion" || a == "kind" || a == "status",
         [m, f, ..] if m == "metadata" => {
-            matches!(f.as_str(), "name" | "namespace" | "resourceVersion" | "uid" | "creationTimestamp" | "generation" | "managedFields" | "deletionTimestamp" | "selfLink")
+            matches!(
+                f.as_str(),
+                "name" | "namespace" | "resourceVersion" | "uid" | "creationTimestamp" | "generation" | "managedFields" | "deletionTimestamp" | "selfLink"
+            )
         }
         [s, ..] => s == "status",
         [] => true,

@@ -184,10 +184,18 @@ impl Server {
             api_version: "v1",
             kind: "Config",
             current_context: contexts.first().map(|(n, _)| n.to_string()).unwrap_or_default(),
-            clusters: contexts.iter().map(|(n, s)| Named { name: n.to_string(), cluster: Some(ClusterEntry { server: s.url() }), context: None, user: None }).collect(),
+            clusters: contexts
+                .iter()
+                .map(|(n, s)| Named { name: n.to_string(), cluster: Some(ClusterEntry { server: s.url() }), context: None, user: None })
+                .collect(),
             contexts: contexts
                 .iter()
-                .map(|(n, _)| Named { name: n.to_string(), cluster: None, context: Some(ContextEntry { cluster: n.to_string(), user: "admin".into() }), user: None })
+                .map(|(n, _)| Named {
+                    name: n.to_string(),
+                    cluster: None,
+                    context: Some(ContextEntry { cluster: n.to_string(), user: "admin".into() }),
+                    user: None,
+                })
                 .collect(),
             users: vec![Named { name: "admin".into(), cluster: None, context: None, user: Some(BTreeMap::new()) }],
         };
@@ -314,16 +322,14 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(c) => {
-                        out.push(c);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' if i + 2 < b.len() => match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                Ok(c) => {
+                    out.push(c);
+                    i += 3;
+                    continue;
                 }
-            }
+                Err(_) => out.push(b'%'),
+            },
             b'+' => out.push(b' '),
             c => out.push(c),
         }
@@ -413,7 +419,8 @@ fn handle(shared: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: B
             return ApiError::new(403, "Forbidden", m).details(json!({"name": name.unwrap_or_default(), "group": group, "kind": t.plural})).into_response();
         }
     }
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json").split(';').next().unwrap_or_default().trim().to_string();
+    let content_type =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json").split(';').next().unwrap_or_default().trim().to_string();
     let body = if body.is_empty() {
         Value::Null
     } else if content_type == "application/apply-patch+yaml" {
@@ -509,7 +516,8 @@ fn get(shared: &Shared, req: &Request) -> Result<Value, ApiError> {
 }
 
 fn list(shared: &Shared, req: &Request) -> Result<Value, ApiError> {
-    let sel = LabelSelector::parse(req.query.get("labelSelector").map(String::as_str).unwrap_or_default()).map_err(|e| ApiError::new(400, "BadRequest", format!("unable to parse requirement: {e}")))?;
+    let sel = LabelSelector::parse(req.query.get("labelSelector").map(String::as_str).unwrap_or_default())
+        .map_err(|e| ApiError::new(400, "BadRequest", format!("unable to parse requirement: {e}")))?;
     let field_name = match req.query.get("fieldSelector").map(String::as_str).unwrap_or_default() {
         "" => None,
         f => Some(f.strip_prefix("metadata.name=").ok_or_else(|| ApiError::new(400, "BadRequest", format!("field label not supported: {f}")))?.to_string()),
@@ -529,7 +537,9 @@ fn list(shared: &Shared, req: &Request) -> Result<Value, ApiError> {
             v
         })
         .collect();
-    Ok(json!({"kind": format!("{}List", req.t.kind), "apiVersion": req.t.api_version(), "metadata": {"resourceVersion": store.resource_version.to_string()}, "items": items}))
+    Ok(
+        json!({"kind": format!("{}List", req.t.kind), "apiVersion": req.t.api_version(), "metadata": {"resourceVersion": store.resource_version.to_string()}, "items": items}),
+    )
 }
 
 fn dry_run(req: &Request) -> bool {
@@ -547,7 +557,15 @@ fn validate_body(req: &Request, body: &Value, url_name: Option<&str>) -> Result<
     }
     let (api_version, kind) = (body["apiVersion"].as_str().unwrap_or_default(), body["kind"].as_str().unwrap_or_default());
     if api_version != req.t.api_version() || kind != req.t.kind {
-        return Err(ApiError::new(400, "BadRequest", format!("the API version in the data ({api_version}) does not match the expected API version ({}) or kind {kind} is not {}", req.t.api_version(), req.t.kind)));
+        return Err(ApiError::new(
+            400,
+            "BadRequest",
+            format!(
+                "the API version in the data ({api_version}) does not match the expected API version ({}) or kind {kind} is not {}",
+                req.t.api_version(),
+                req.t.kind
+            ),
+        ));
     }
     let name = body["metadata"]["name"].as_str().unwrap_or_default();
     if name.is_empty() {
@@ -557,7 +575,10 @@ fn validate_body(req: &Request, body: &Value, url_name: Option<&str>) -> Result<
         return Err(ApiError::new(
             422,
             "Invalid",
-            format!("{} \"{name}\" is invalid: metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character", req.t.kind),
+            format!(
+                "{} \"{name}\" is invalid: metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+                req.t.kind
+            ),
         ));
     }
     if let Some(u) = url_name
@@ -639,7 +660,9 @@ fn normalise(shared: &Shared, t: &ResourceType, v: &mut Value) {
         ("apps", "StatefulSet") => {
             json!({"observedGeneration": generation, "replicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas, "updatedReplicas": replicas, "currentReplicas": replicas, "currentRevision": "r1", "updateRevision": "r1"})
         }
-        ("apps", "DaemonSet") => json!({"observedGeneration": generation, "desiredNumberScheduled": 1, "currentNumberScheduled": 1, "numberReady": 1, "numberAvailable": 1, "updatedNumberScheduled": 1}),
+        ("apps", "DaemonSet") => {
+            json!({"observedGeneration": generation, "desiredNumberScheduled": 1, "currentNumberScheduled": 1, "numberReady": 1, "numberAvailable": 1, "updatedNumberScheduled": 1})
+        }
         ("batch", "Job") => json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}),
         ("", "PersistentVolumeClaim") => json!({"phase": "Bound"}),
         ("", "Namespace") => json!({"phase": "Active"}),
@@ -649,7 +672,15 @@ fn normalise(shared: &Shared, t: &ResourceType, v: &mut Value) {
 }
 
 /// Stores `value` under `name`, maintaining metadata. `existing` is the stored version.
-fn store_object(shared: &Shared, store: &mut Store, req: &Request, name: &str, mut value: Value, existing: Option<&Stored>, managers: Managers) -> Result<Value, ApiError> {
+fn store_object(
+    shared: &Shared,
+    store: &mut Store,
+    req: &Request,
+    name: &str,
+    mut value: Value,
+    existing: Option<&Stored>,
+    managers: Managers,
+) -> Result<Value, ApiError> {
     check_fault(store)?;
     let t = req.t;
     value["apiVersion"] = json!(t.api_version());
@@ -714,7 +745,8 @@ fn create(shared: &Shared, req: &Request) -> Result<Value, ApiError> {
     check_namespace(&store, req)?;
     if store.objects.contains_key(&key(req, &name)) {
         let what = if req.t.group.is_empty() { req.t.plural.clone() } else { format!("{}.{}", req.t.plural, req.t.group) };
-        return Err(ApiError::new(409, "AlreadyExists", format!("{what} \"{name}\" already exists")).details(json!({"name": name, "group": req.t.group, "kind": req.t.plural})));
+        return Err(ApiError::new(409, "AlreadyExists", format!("{what} \"{name}\" already exists"))
+            .details(json!({"name": name, "group": req.t.group, "kind": req.t.plural})));
     }
     if req.body["metadata"]["resourceVersion"].as_str().is_some_and(|r| !r.is_empty()) {
         return Err(ApiError::new(400, "BadRequest", "resourceVersion should not be set on objects to be created"));
@@ -726,8 +758,14 @@ fn create(shared: &Shared, req: &Request) -> Result<Value, ApiError> {
 
 fn conflict(req: &Request, name: &str) -> ApiError {
     let what = if req.t.group.is_empty() { req.t.plural.clone() } else { format!("{}.{}", req.t.plural, req.t.group) };
-    ApiError::new(409, "Conflict", format!("Operation cannot be fulfilled on {what} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"))
-        .details(json!({"name": name, "group": req.t.group, "kind": req.t.plural}))
+    ApiError::new(
+        409,
+        "Conflict",
+        format!(
+            "Operation cannot be fulfilled on {what} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+        ),
+    )
+    .details(json!({"name": name, "group": req.t.group, "kind": req.t.plural}))
 }
 
 fn replace(shared: &Shared, req: &Request) -> Result<Value, ApiError> {
@@ -762,7 +800,11 @@ fn patch(shared: &Shared, req: &Request) -> Result<Value, ApiError> {
     match req.content_type.as_str() {
         "application/apply-patch+yaml" => {
             let Some(fm) = req.query.get("fieldManager") else {
-                return Err(ApiError::new(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"));
+                return Err(ApiError::new(
+                    422,
+                    "Invalid",
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                ));
             };
             validate_body(req, &req.body, Some(&name))?;
             if existing.is_none() {
@@ -773,8 +815,12 @@ fn patch(shared: &Shared, req: &Request) -> Result<Value, ApiError> {
             let merged = apply::apply(existing.as_ref().map(|e| &e.value), &mut managers, &req.body, fm, force).map_err(|conflicts| {
                 let n = conflicts.len();
                 let list: Vec<String> = conflicts.iter().map(|c| format!("conflict with \"{}\": {}", c.manager, c.field)).collect();
-                let message = if n == 1 { format!("Apply failed with 1 conflict: {}", list[0]) } else { format!("Apply failed with {n} conflicts: {}", list.join("\n")) };
-                let causes: Vec<Value> = conflicts.iter().map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\"", c.manager), "field": c.field})).collect();
+                let message =
+                    if n == 1 { format!("Apply failed with 1 conflict: {}", list[0]) } else { format!("Apply failed with {n} conflicts: {}", list.join("\n")) };
+                let causes: Vec<Value> = conflicts
+                    .iter()
+                    .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\"", c.manager), "field": c.field}))
+                    .collect();
                 ApiError::new(409, "Conflict", message).details(json!({"causes": causes}))
             })?;
             store_object(shared, &mut store, req, &name, merged, existing.as_ref(), managers)
@@ -785,10 +831,20 @@ fn patch(shared: &Shared, req: &Request) -> Result<Value, ApiError> {
             match ct {
                 "application/merge-patch+json" | "application/strategic-merge-patch+json" => json_patch::merge(&mut v, &req.body),
                 "application/json-patch+json" => {
-                    let p: json_patch::Patch = serde_json::from_value(req.body.clone()).map_err(|e| ApiError::new(400, "BadRequest", format!("invalid JSON patch: {e}")))?;
-                    json_patch::patch(&mut v, &p).map_err(|e| ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}")))?;
+                    let p: json_patch::Patch =
+                        serde_json::from_value(req.body.clone()).map_err(|e| ApiError::new(400, "BadRequest", format!("invalid JSON patch: {e}")))?;
+                    json_patch::patch(&mut v, &p)
+                        .map_err(|e| ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}")))?;
                 }
-                other => return Err(ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {other})"))),
+                other => {
+                    return Err(ApiError::new(
+                        415,
+                        "UnsupportedMediaType",
+                        format!(
+                            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {other})"
+                        ),
+                    ));
+                }
             }
             if let Some(rv) = req.body["metadata"]["resourceVersion"].as_str()
                 && Some(rv) != existing.value["metadata"]["resourceVersion"].as_str()

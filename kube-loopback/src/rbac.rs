@@ -65,10 +65,7 @@ pub fn allowed(src: &dyn RbacSource, user: &UserInfo, attrs: &Attributes) -> boo
     if !attrs.namespace.is_empty() {
         bindings.extend(src.objects(RBAC, "rolebindings", Some(attrs.namespace)).into_iter().map(|b| (b, Some(attrs.namespace))));
     }
-    bindings.into_iter().any(|(binding, ns)| {
-        binds(binding, ns, user)
-            && role_rules(src, binding, ns).iter().any(|rule| covers(rule, attrs))
-    })
+    bindings.into_iter().any(|(binding, ns)| binds(binding, ns, user) && role_rules(src, binding, ns).iter().any(|rule| covers(rule, attrs)))
 }
 
 fn binds(binding: &Value, binding_ns: Option<&str>, user: &UserInfo) -> bool {

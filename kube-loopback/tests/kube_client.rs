@@ -34,7 +34,9 @@ async fn crud_conflicts_and_selectors() {
     nss.create(&PostParams::default(), &obj(json!({"metadata": {"name": "acme-prod"}}))).await.unwrap();
 
     let secrets: Api<Secret> = Api::namespaced(c.clone(), "acme-prod");
-    let s: Secret = obj(json!({"metadata": {"name": "sh.helm.release.v1.web.v1", "labels": {"owner": "helm", "name": "web", "version": "1"}}, "type": "helm.sh/release.v1", "stringData": {"release": "abc"}}));
+    let s: Secret = obj(
+        json!({"metadata": {"name": "sh.helm.release.v1.web.v1", "labels": {"owner": "helm", "name": "web", "version": "1"}}, "type": "helm.sh/release.v1", "stringData": {"release": "abc"}}),
+    );
     let created = secrets.create(&PostParams::default(), &s).await.unwrap();
     // stringData is folded into base64 data.
     assert_eq!(created.data.unwrap()["release"].0, b"abc");
@@ -97,7 +99,14 @@ async fn server_side_apply_owns_fields() {
     let writes = server.writes();
     // Another applier takes the field (`kubectl apply --server-side --force-conflicts`);
     // harmony's next apply of a different replica count then conflicts.
-    deployments.patch("web", &PatchParams::apply("kubectl").force(), &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 5}}))).await.unwrap();
+    deployments
+        .patch(
+            "web",
+            &PatchParams::apply("kubectl").force(),
+            &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 5}})),
+        )
+        .await
+        .unwrap();
     let (code, reason, message) = api_error(deployments.patch("web", &pp, &Patch::Apply(manifest(3, "nginx:2"))).await.unwrap_err());
     assert_eq!((code, reason.as_str()), (409, "Conflict"));
     assert_eq!(message, "Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas");
@@ -122,7 +131,13 @@ async fn impersonation_is_authorized_by_rbac() {
         Api::<Namespace>::all(admin.clone()).create(&PostParams::default(), &obj(json!({"metadata": {"name": ns}}))).await.unwrap();
     }
     let roles: Api<Role> = Api::namespaced(admin.clone(), "acme-prod");
-    roles.create(&PostParams::default(), &obj(json!({"metadata": {"name": "deployer"}, "rules": [{"apiGroups": ["", "apps"], "resources": ["secrets", "deployments"], "verbs": ["*"]}]}))).await.unwrap();
+    roles
+        .create(
+            &PostParams::default(),
+            &obj(json!({"metadata": {"name": "deployer"}, "rules": [{"apiGroups": ["", "apps"], "resources": ["secrets", "deployments"], "verbs": ["*"]}]})),
+        )
+        .await
+        .unwrap();
     let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), "acme-prod");
     bindings
         .create(&PostParams::default(), &obj(json!({"metadata": {"name": "deployer"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"}, "subjects": [{"kind": "ServiceAccount", "name": "harmony-deployer", "namespace": "acme-prod"}]})))
@@ -136,7 +151,10 @@ async fn impersonation_is_authorized_by_rbac() {
     let other: Api<Secret> = Api::namespaced(tenant.clone(), "globex");
     let (code, reason, message) = api_error(other.create(&PostParams::default(), &obj(json!({"metadata": {"name": "nope"}}))).await.unwrap_err());
     assert_eq!((code, reason.as_str()), (403, "Forbidden"));
-    assert_eq!(message, "secrets is forbidden: User \"system:serviceaccount:acme-prod:harmony-deployer\" cannot create resource \"secrets\" in API group \"\" in the namespace \"globex\"");
+    assert_eq!(
+        message,
+        "secrets is forbidden: User \"system:serviceaccount:acme-prod:harmony-deployer\" cannot create resource \"secrets\" in API group \"\" in the namespace \"globex\""
+    );
     // A verb the role does not grant on a resource it does not name: refused too.
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(tenant.clone(), "acme-prod");
     assert_eq!(api_error(cms.list(&ListParams::default()).await.unwrap_err()).0, 403);

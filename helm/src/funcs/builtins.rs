@@ -46,9 +46,10 @@ pub fn register(m: &mut FuncMap) {
 
 fn eval_args(a: &[Value]) -> String {
     if a.len() == 1
-        && let Value::Str(s) = &a[0] {
-            return s.to_string();
-        }
+        && let Value::Str(s) = &a[0]
+    {
+        return s.to_string();
+    }
     let conv: Vec<Value> = a.iter().map(|v| if v.is_nil() { Value::from("<no value>") } else { v.clone() }).collect();
     sprint(&conv)
 }

@@ -82,11 +82,7 @@ pub fn to_int64(v: &Value) -> i64 {
 
 /// Go's `int64(f)` conversion (saturating like amd64's CVTTSD2SI: out of range gives MinInt64).
 pub fn float_to_i64(f: f64) -> i64 {
-    if f.is_nan() || !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
-        i64::MIN
-    } else {
-        f as i64
-    }
+    if f.is_nan() || !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) { i64::MIN } else { f as i64 }
 }
 
 /// `cast.ToFloat64` (errors become 0).

@@ -37,9 +37,8 @@ pub fn include(c: &mut super::Ctx<'_>, name: &str, data: Value) -> FResult {
 /// `tpl TEXT DATA`.
 pub fn tpl(c: &mut super::Ctx<'_>, text: &str, data: Value) -> FResult {
     let funcs = c.funcs;
-    let trees = parse(&c.set_name, text, &|n| funcs.contains_key(n)).map_err(|e| {
-        FnError::Msg(format!("cannot parse template {}: {}", crate::template::fmt::go_quote(text), e))
-    })?;
+    let trees = parse(&c.set_name, text, &|n| funcs.contains_key(n))
+        .map_err(|e| FnError::Msg(format!("cannot parse template {}: {}", crate::template::fmt::go_quote(text), e)))?;
     let mut set = TemplateSet { trees: Default::default(), parent: Some(c.set.clone()) };
     set.add_trees(trees);
     let saved = std::mem::replace(&mut c.set, Rc::new(set));
@@ -58,7 +57,13 @@ fn from_yaml_map(st: &str) -> Value {
         Ok(Value::Map(x)) => return Value::Map(x),
         Ok(Value::Nil) => {}
         Ok(v) => {
-            m.insert("Error".into(), Value::from(format!("error unmarshaling JSON: while decoding JSON: json: cannot unmarshal {} into Go value of type map[string]interface {{}}", json_kind(&v))));
+            m.insert(
+                "Error".into(),
+                Value::from(format!(
+                    "error unmarshaling JSON: while decoding JSON: json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
+                    json_kind(&v)
+                )),
+            );
         }
         Err(e) => {
             m.insert("Error".into(), Value::from(e));
@@ -92,13 +97,18 @@ pub fn register(m: &mut FuncMap) {
     reg(m, "fail", &[Str], None, |_, a| Err(warn_wrap(s(&a[0])).into()));
     reg(m, "toYaml", &[Any], None, |_, a| ok_str(crate::yaml::encode(&a[0]).map(|s| s.strip_suffix('\n').unwrap_or(&s).to_string()).unwrap_or_default()));
     reg(m, "mustToYaml", &[Any], None, |_, a| ok_str(crate::yaml::encode(&a[0]).map(|s| s.strip_suffix('\n').unwrap_or(&s).to_string())?));
-    reg(m, "toYamlPretty", &[Any], None, |_, a| ok_str(crate::yaml::encode_pretty(&a[0]).map(|s| s.strip_suffix('\n').unwrap_or(&s).to_string()).unwrap_or_default()));
+    reg(m, "toYamlPretty", &[Any], None, |_, a| {
+        ok_str(crate::yaml::encode_pretty(&a[0]).map(|s| s.strip_suffix('\n').unwrap_or(&s).to_string()).unwrap_or_default())
+    });
     reg(m, "fromYaml", &[Str], None, |_, a| Ok(from_yaml_map(s(&a[0]))));
     reg(m, "fromYamlArray", &[Str], None, |_, a| {
         Ok(match crate::yaml::decode(s(&a[0])) {
             Ok(Value::List(l, _)) => Value::List(l, crate::value::SliceTy::Iface),
             Ok(Value::Nil) => Value::list(vec![]),
-            Ok(v) => Value::list(vec![Value::from(format!("error unmarshaling JSON: while decoding JSON: json: cannot unmarshal {} into Go value of type []interface {{}}", json_kind(&v)))]),
+            Ok(v) => Value::list(vec![Value::from(format!(
+                "error unmarshaling JSON: while decoding JSON: json: cannot unmarshal {} into Go value of type []interface {{}}",
+                json_kind(&v)
+            ))]),
             Err(e) => Value::list(vec![Value::from(e)]),
         })
     });

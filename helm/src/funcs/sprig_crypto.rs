@@ -12,7 +12,6 @@ use crate::value::{Object, Value};
 
 use Ty::*;
 
-
 struct EnvRng<'a>(&'a dyn Environment);
 impl rand_core::RngCore for EnvRng<'_> {
     fn next_u32(&mut self) -> u32 {
@@ -109,11 +108,7 @@ fn int_bytes(b: &[u8]) -> Vec<u8> {
 fn time_der(secs: i64) -> Vec<u8> {
     let t = super::time::Time { secs, nanos: 0, offset: 0, zone: None };
     let y = t.format("2006").parse::<i64>().unwrap_or(1970);
-    if (1950..2050).contains(&y) {
-        der(0x17, t.format("060102150405Z").as_bytes())
-    } else {
-        der(0x18, t.format("20060102150405Z").as_bytes())
-    }
+    if (1950..2050).contains(&y) { der(0x17, t.format("060102150405Z").as_bytes()) } else { der(0x18, t.format("20060102150405Z").as_bytes()) }
 }
 fn name(cn: &str) -> Vec<u8> {
     if cn.is_empty() {
@@ -375,8 +370,26 @@ fn derive_password(counter: u32, ptype: &str, password: &str, user: &str, site: 
     let templates: &[&str] = match ptype {
         "maximum" => &["anoxxxxxxxxxxxxxxxxx", "axxxxxxxxxxxxxxxxxno"],
         "long" => &[
-            "CvcvnoCvcvCvcv", "CvcvCvcvnoCvcv", "CvcvCvcvCvcvno", "CvccnoCvcvCvcv", "CvccCvcvnoCvcv", "CvccCvcvCvcvno", "CvcvnoCvccCvcv", "CvcvCvccnoCvcv", "CvcvCvccCvcvno", "CvcvnoCvcvCvcc",
-            "CvcvCvcvnoCvcc", "CvcvCvcvCvccno", "CvccnoCvccCvcv", "CvccCvccnoCvcv", "CvccCvccCvcvno", "CvcvnoCvccCvcc", "CvcvCvccnoCvcc", "CvcvCvccCvccno", "CvccnoCvcvCvcc", "CvccCvcvnoCvcc",
+            "CvcvnoCvcvCvcv",
+            "CvcvCvcvnoCvcv",
+            "CvcvCvcvCvcvno",
+            "CvccnoCvcvCvcv",
+            "CvccCvcvnoCvcv",
+            "CvccCvcvCvcvno",
+            "CvcvnoCvccCvcv",
+            "CvcvCvccnoCvcv",
+            "CvcvCvccCvcvno",
+            "CvcvnoCvcvCvcc",
+            "CvcvCvcvnoCvcc",
+            "CvcvCvcvCvccno",
+            "CvccnoCvccCvcv",
+            "CvccCvccnoCvcv",
+            "CvccCvccCvcvno",
+            "CvcvnoCvccCvcc",
+            "CvcvCvccnoCvcc",
+            "CvcvCvccCvccno",
+            "CvccnoCvcvCvcc",
+            "CvccCvcvnoCvcc",
             "CvccCvcvCvccno",
         ],
         "medium" => &["CvcnoCvc", "CvcCvcno"],
@@ -416,10 +429,13 @@ fn derive_password(counter: u32, ptype: &str, password: &str, user: &str, site: 
     mac.update(&buf);
     let seed = mac.finalize().into_bytes();
     let temp = templates[seed[0] as usize % templates.len()];
-    temp.chars().enumerate().map(|(k, c)| {
-        let pc = chars(c).as_bytes();
-        pc[seed[k + 1] as usize % pc.len()] as char
-    }).collect()
+    temp.chars()
+        .enumerate()
+        .map(|(k, c)| {
+            let pc = chars(c).as_bytes();
+            pc[seed[k + 1] as usize % pc.len()] as char
+        })
+        .collect()
 }
 
 /// Go's `bcrypt.GenerateFromPassword(p, bcrypt.DefaultCost)` (`$2a$10$...`), salt from the
@@ -499,7 +515,9 @@ pub fn register(m: &mut FuncMap) {
             return ok_str("");
         }
         let crypt = base64::engine::general_purpose::STANDARD.decode(enc).map_err(|e| match e {
-            base64::DecodeError::InvalidByte(p, _) | base64::DecodeError::InvalidLength(p) | base64::DecodeError::InvalidLastSymbol(p, _) => format!("illegal base64 data at input byte {p}"),
+            base64::DecodeError::InvalidByte(p, _) | base64::DecodeError::InvalidLength(p) | base64::DecodeError::InvalidLastSymbol(p, _) => {
+                format!("illegal base64 data at input byte {p}")
+            }
             _ => "illegal base64 data at input byte 0".to_string(),
         })?;
         if crypt.len() < 16 {

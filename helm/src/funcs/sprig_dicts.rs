@@ -41,9 +41,11 @@ pub fn mergo(dst: &Map, src: &Map, overwrite: bool, depth: usize) {
             continue;
         }
         if let Some(d) = &dv
-            && !is_empty_value(d) && matches!(sv, Value::Map(_) | Value::List(..)) {
-                continue;
-            }
+            && !is_empty_value(d)
+            && matches!(sv, Value::Map(_) | Value::List(..))
+        {
+            continue;
+        }
         if overwrite || dv.is_none() || dv.as_ref().is_some_and(is_empty_value) {
             dst.borrow_mut().insert(k, sv);
         }
@@ -80,17 +82,16 @@ pub fn register(m: &mut FuncMap) {
         d.borrow_mut().remove(s(&a[1]));
         Ok(Value::Map(d))
     });
-    reg(m, "hasKey", &[Map, Str], None, |_, a| {
-        Ok(Value::Bool(map_of(&a[0]).is_some_and(|d| d.borrow().contains_key(s(&a[1])))))
-    });
+    reg(m, "hasKey", &[Map, Str], None, |_, a| Ok(Value::Bool(map_of(&a[0]).is_some_and(|d| d.borrow().contains_key(s(&a[1]))))));
     reg(m, "pluck", &[Str], Some(Map), |_, a| {
         let key = s(&a[0]);
         let mut out = Vec::new();
         for d in &a[1..] {
             if let Some(d) = map_of(d)
-                && let Some(v) = d.borrow().get(key) {
-                    out.push(v.clone());
-                }
+                && let Some(v) = d.borrow().get(key)
+            {
+                out.push(v.clone());
+            }
         }
         Ok(Value::list(out))
     });

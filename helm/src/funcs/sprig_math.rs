@@ -127,8 +127,12 @@ pub fn register(m: &mut FuncMap) {
     reg(m, "minf", &[Any], Some(Any), |_, a| Ok(Value::Float(a[1..].iter().map(to_float64).fold(to_float64(&a[0]), go_min))));
     reg(m, "add1f", &[Any], None, |_, a| Ok(Value::Float(dec_op(to_float64(&a[0]), 1.0, Dec::add, |x, y| x + y))));
     reg(m, "addf", &[], Some(Any), |_, a| Ok(Value::Float(a.iter().map(to_float64).fold(0.0, |acc, v| dec_op(acc, v, Dec::add, |x, y| x + y)))));
-    reg(m, "subf", &[Any], Some(Any), |_, a| Ok(Value::Float(a[1..].iter().map(to_float64).fold(to_float64(&a[0]), |acc, v| dec_op(acc, v, Dec::sub, |x, y| x - y)))));
-    reg(m, "mulf", &[Any], Some(Any), |_, a| Ok(Value::Float(a[1..].iter().map(to_float64).fold(to_float64(&a[0]), |acc, v| dec_op(acc, v, Dec::mul, |x, y| x * y)))));
+    reg(m, "subf", &[Any], Some(Any), |_, a| {
+        Ok(Value::Float(a[1..].iter().map(to_float64).fold(to_float64(&a[0]), |acc, v| dec_op(acc, v, Dec::sub, |x, y| x - y))))
+    });
+    reg(m, "mulf", &[Any], Some(Any), |_, a| {
+        Ok(Value::Float(a[1..].iter().map(to_float64).fold(to_float64(&a[0]), |acc, v| dec_op(acc, v, Dec::mul, |x, y| x * y))))
+    });
     reg(m, "divf", &[Any], Some(Any), |_, a| {
         let mut acc = to_float64(&a[0]);
         for v in &a[1..] {

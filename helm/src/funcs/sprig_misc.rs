@@ -163,7 +163,9 @@ fn url_parse(u: &str) -> FResult {
         None => (u, String::new()),
     };
     let (scheme, rest) = match rest.find(':') {
-        Some(i) if i > 0 && rest[..i].chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) && rest.as_bytes()[0].is_ascii_alphabetic() => (rest[..i].to_lowercase(), &rest[i + 1..]),
+        Some(i) if i > 0 && rest[..i].chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) && rest.as_bytes()[0].is_ascii_alphabetic() => {
+            (rest[..i].to_lowercase(), &rest[i + 1..])
+        }
         _ => (String::new(), rest),
     };
     let (rest, query) = match rest.split_once('?') {
@@ -210,12 +212,15 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
         out.push(b[i]);
         i += 1;
     }
@@ -272,7 +277,27 @@ fn escape_path(p: &str) -> String {
     let mut o = String::new();
     for b in p.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'@' => o.push(b as char),
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'_'
+            | b'.'
+            | b'~'
+            | b'/'
+            | b'!'
+            | b'$'
+            | b'&'
+            | b'\''
+            | b'('
+            | b')'
+            | b'*'
+            | b'+'
+            | b','
+            | b';'
+            | b'='
+            | b':'
+            | b'@' => o.push(b as char),
             b => o.push_str(&format!("%{b:02X}")),
         }
     }

@@ -174,8 +174,12 @@ pub fn register(m: &mut FuncMap) {
     reg(m, "mustRegexFind", &[Str, Str], None, |_, a| ok_str(compile(s(&a[0]))?.find(s(&a[1])).map(|m| m.as_str()).unwrap_or("")));
     reg(m, "regexReplaceAll", &[Str, Str, Str], None, |_, a| ok_str(must_compile(s(&a[0]))?.replace_all(s(&a[1]), go_expand(s(&a[2]))).into_owned()));
     reg(m, "mustRegexReplaceAll", &[Str, Str, Str], None, |_, a| ok_str(compile(s(&a[0]))?.replace_all(s(&a[1]), go_expand(s(&a[2]))).into_owned()));
-    reg(m, "regexReplaceAllLiteral", &[Str, Str, Str], None, |_, a| ok_str(must_compile(s(&a[0]))?.replace_all(s(&a[1]), regex::NoExpand(s(&a[2]))).into_owned()));
-    reg(m, "mustRegexReplaceAllLiteral", &[Str, Str, Str], None, |_, a| ok_str(compile(s(&a[0]))?.replace_all(s(&a[1]), regex::NoExpand(s(&a[2]))).into_owned()));
+    reg(m, "regexReplaceAllLiteral", &[Str, Str, Str], None, |_, a| {
+        ok_str(must_compile(s(&a[0]))?.replace_all(s(&a[1]), regex::NoExpand(s(&a[2]))).into_owned())
+    });
+    reg(m, "mustRegexReplaceAllLiteral", &[Str, Str, Str], None, |_, a| {
+        ok_str(compile(s(&a[0]))?.replace_all(s(&a[1]), regex::NoExpand(s(&a[2]))).into_owned())
+    });
     reg(m, "regexSplit", &[Str, Str, Int], None, |_, a| {
         must_compile(s(&a[0]))?;
         regex_split(a)
@@ -365,11 +369,7 @@ pub fn go_split(st: &str, sep: &str, n: i64) -> Vec<String> {
         }
         return chars;
     }
-    if n < 0 {
-        st.split(sep).map(String::from).collect()
-    } else {
-        st.splitn(n as usize, sep).map(String::from).collect()
-    }
+    if n < 0 { st.split(sep).map(String::from).collect() } else { st.splitn(n as usize, sep).map(String::from).collect() }
 }
 
 fn go_replace(st: &str, old: &str, new: &str) -> String {
@@ -558,10 +558,12 @@ fn is_alphabet(c: char) -> bool {
     c.is_alphabetic()
 }
 fn is_punct(c: char) -> bool {
-    c.is_ascii_punctuation() && !is_connector(c) && !matches!(c, '$' | '+' | '<' | '=' | '>' | '^' | '`' | '|' | '~') || (!c.is_ascii() && !c.is_alphanumeric() && !c.is_whitespace() && !is_symbol(c))
+    c.is_ascii_punctuation() && !is_connector(c) && !matches!(c, '$' | '+' | '<' | '=' | '>' | '^' | '`' | '|' | '~')
+        || (!c.is_ascii() && !c.is_alphanumeric() && !c.is_whitespace() && !is_symbol(c))
 }
 fn is_symbol(c: char) -> bool {
-    matches!(c, '$' | '+' | '<' | '=' | '>' | '^' | '`' | '|' | '~') || (!c.is_ascii() && matches!(c as u32, 0x2190..=0x2BFF | 0xA2..=0xA9 | 0xAC | 0xAE..=0xB1 | 0xB4 | 0xB8 | 0xD7 | 0xF7))
+    matches!(c, '$' | '+' | '<' | '=' | '>' | '^' | '`' | '|' | '~')
+        || (!c.is_ascii() && matches!(c as u32, 0x2190..=0x2BFF | 0xA2..=0xA9 | 0xAC | 0xAE..=0xB1 | 0xB4 | 0xB8 | 0xD7 | 0xF7))
 }
 
 /// xstrings' `nextWord`.
@@ -814,27 +816,31 @@ pub fn to_int64_any(v: &Value) -> i64 {
 
 /// Go's `strings.ToUpper` (no multi-rune expansions such as ß → SS).
 pub fn go_upper(s: &str) -> String {
-    s.chars().map(|c| {
-        let mut u = c.to_uppercase();
-        match (u.next(), u.next()) {
-            (Some(x), None) => x,
-            _ => c,
-        }
-    }).collect()
+    s.chars()
+        .map(|c| {
+            let mut u = c.to_uppercase();
+            match (u.next(), u.next()) {
+                (Some(x), None) => x,
+                _ => c,
+            }
+        })
+        .collect()
 }
 
 /// Go's `strings.ToLower`.
 pub fn go_lower(s: &str) -> String {
-    s.chars().map(|c| {
-        if c == '\u{130}' {
-            return 'i';
-        }
-        let mut u = c.to_lowercase();
-        match (u.next(), u.next()) {
-            (Some(x), None) => x,
-            _ => c,
-        }
-    }).collect()
+    s.chars()
+        .map(|c| {
+            if c == '\u{130}' {
+                return 'i';
+            }
+            let mut u = c.to_lowercase();
+            match (u.next(), u.next()) {
+                (Some(x), None) => x,
+                _ => c,
+            }
+        })
+        .collect()
 }
 
 /// A `map[string]string` of `_0`, `_1`, … (Sprig's `split`).

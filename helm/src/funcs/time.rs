@@ -80,14 +80,46 @@ impl Time {
         let mut rest = layout;
         while !rest.is_empty() {
             let tokens: [(&str, u8); 40] = [
-                ("January", 1), ("Jan", 2), ("Monday", 3), ("Mon", 4), ("MST", 5),
-                ("2006", 6), ("2", 7), ("_2", 8), ("02", 9), ("002", 10),
-                ("15", 11), ("1", 12), ("01", 13), ("3", 14), ("03", 15),
-                ("4", 16), ("04", 17), ("5", 18), ("05", 19), ("06", 20),
-                ("PM", 21), ("pm", 22), ("Z070000", 23), ("Z0700", 24), ("Z07:00:00", 25),
-                ("Z07:00", 26), ("Z07", 27), ("-070000", 28), ("-0700", 29), ("-07:00:00", 30),
-                ("-07:00", 31), ("-07", 32), (".000000000", 33), (".000000", 34), (".000", 35),
-                (".999999999", 36), (".999999", 37), (".999", 38), (".0", 39), (".9", 40),
+                ("January", 1),
+                ("Jan", 2),
+                ("Monday", 3),
+                ("Mon", 4),
+                ("MST", 5),
+                ("2006", 6),
+                ("2", 7),
+                ("_2", 8),
+                ("02", 9),
+                ("002", 10),
+                ("15", 11),
+                ("1", 12),
+                ("01", 13),
+                ("3", 14),
+                ("03", 15),
+                ("4", 16),
+                ("04", 17),
+                ("5", 18),
+                ("05", 19),
+                ("06", 20),
+                ("PM", 21),
+                ("pm", 22),
+                ("Z070000", 23),
+                ("Z0700", 24),
+                ("Z07:00:00", 25),
+                ("Z07:00", 26),
+                ("Z07", 27),
+                ("-070000", 28),
+                ("-0700", 29),
+                ("-07:00:00", 30),
+                ("-07:00", 31),
+                ("-07", 32),
+                (".000000000", 33),
+                (".000000", 34),
+                (".000", 35),
+                (".999999999", 36),
+                (".999999", 37),
+                (".999", 38),
+                (".0", 39),
+                (".9", 40),
             ];
             // Longest match at this position, honouring Go's special cases.
             let mut best: Option<(&str, u8)> = None;
@@ -98,9 +130,11 @@ impl Time {
             }
             // "Jan" must not be followed by a lowercase letter to count (Go: "Janet" is literal).
             if let Some((t, code)) = best
-                && matches!(code, 2 | 4) && rest[t.len()..].starts_with(|c: char| c.is_ascii_lowercase()) {
-                    best = None;
-                }
+                && matches!(code, 2 | 4)
+                && rest[t.len()..].starts_with(|c: char| c.is_ascii_lowercase())
+            {
+                best = None;
+            }
             let Some((t, code)) = best else {
                 let c = rest.chars().next().unwrap_or(' ');
                 out.push(c);
@@ -252,7 +286,8 @@ pub fn zone_at(zone: &str, secs: i64) -> Option<(i32, &'static str)> {
     let (std, sn, dn, rule) = match zone {
         "UTC" | "Etc/UTC" | "GMT" | "Local" | "" => (0, "UTC", "UTC", 0),
         "Europe/London" | "Europe/Dublin" | "Europe/Lisbon" => (0, "GMT", "BST", 1),
-        "Europe/Berlin" | "Europe/Paris" | "Europe/Amsterdam" | "Europe/Madrid" | "Europe/Rome" | "Europe/Vienna" | "Europe/Zurich" | "Europe/Stockholm" | "Europe/Oslo" | "Europe/Copenhagen" | "Europe/Brussels" | "Europe/Warsaw" | "Europe/Prague" => (3600, "CET", "CEST", 1),
+        "Europe/Berlin" | "Europe/Paris" | "Europe/Amsterdam" | "Europe/Madrid" | "Europe/Rome" | "Europe/Vienna" | "Europe/Zurich" | "Europe/Stockholm"
+        | "Europe/Oslo" | "Europe/Copenhagen" | "Europe/Brussels" | "Europe/Warsaw" | "Europe/Prague" => (3600, "CET", "CEST", 1),
         "Europe/Helsinki" | "Europe/Athens" | "Europe/Kiev" | "Europe/Kyiv" | "Europe/Bucharest" => (7200, "EET", "EEST", 1),
         "America/New_York" | "America/Toronto" | "America/Detroit" => (-5 * 3600, "EST", "EDT", 2),
         "America/Chicago" | "America/Winnipeg" => (-6 * 3600, "CST", "CDT", 2),
@@ -426,7 +461,11 @@ fn frac_str(v: u64, div: u64) -> String {
 pub fn parse_time(layout: &str, value: &str) -> Result<Time, String> {
     let q = crate::template::fmt::go_quote;
     let elem_err = |rest: &str, lay: &str| {
-        let elem = ["2006", "01", "02", "15", "04", "05", "Jan", "Z07:00", "-07:00", "-0700", "MST", "1", "2"].iter().find(|e| lay.starts_with(**e)).map(|e| e.to_string()).unwrap_or_else(|| lay.to_string());
+        let elem = ["2006", "01", "02", "15", "04", "05", "Jan", "Z07:00", "-07:00", "-0700", "MST", "1", "2"]
+            .iter()
+            .find(|e| lay.starts_with(**e))
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| lay.to_string());
         format!("parsing time {} as {}: cannot parse {} as {}", q(value), q(layout), q(rest), q(&elem))
     };
     let (mut y, mut mo, mut d, mut h, mut mi, mut sec, mut ns, mut off) = (1i64, 1u32, 1u32, 0u32, 0u32, 0u32, 0u32, 0i32);
@@ -484,7 +523,13 @@ pub fn parse_time(layout: &str, value: &str) -> Result<Time, String> {
             if let Some(rv) = v.strip_prefix('Z') {
                 v = rv;
             } else {
-                let sign = if v.starts_with('-') { -1 } else if v.starts_with('+') { 1 } else { return Err(elem_err(v0, l0)) };
+                let sign = if v.starts_with('-') {
+                    -1
+                } else if v.starts_with('+') {
+                    1
+                } else {
+                    return Err(elem_err(v0, l0));
+                };
                 v = &v[1..];
                 let hh = num(&mut v, 2).ok_or_else(|| elem_err(v0, l0))? as i32;
                 v = v.strip_prefix(':').ok_or_else(|| elem_err(v0, l0))?;
@@ -493,7 +538,13 @@ pub fn parse_time(layout: &str, value: &str) -> Result<Time, String> {
             }
             l = r;
         } else if let Some(r) = l.strip_prefix("-0700") {
-            let sign = if v.starts_with('-') { -1 } else if v.starts_with('+') { 1 } else { return Err(elem_err(v0, l0)) };
+            let sign = if v.starts_with('-') {
+                -1
+            } else if v.starts_with('+') {
+                1
+            } else {
+                return Err(elem_err(v0, l0));
+            };
             v = &v[1..];
             let hh = num(&mut v, 2).ok_or_else(|| elem_err(v0, l0))? as i32;
             let mm = num(&mut v, 2).ok_or_else(|| elem_err(v0, l0))? as i32;
@@ -526,7 +577,11 @@ pub fn parse_time(layout: &str, value: &str) -> Result<Time, String> {
     }
     let dim = match mo {
         2 => {
-            if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 { 29 } else { 28 }
+            if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 {
+                29
+            } else {
+                28
+            }
         }
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -594,7 +649,9 @@ pub fn register(m: &mut FuncMap) {
         let rounded = (((d as f64) / 1e9).round() as i64).saturating_mul(1_000_000_000);
         ok_str(duration_string(rounded))
     });
-    reg(m, "toDate", &[Str, Str], None, |_, a| Ok(tval(parse_time(s(&a[0]), s(&a[1])).unwrap_or(Time { secs: -62135596800, nanos: 0, offset: 0, zone: None }))));
+    reg(m, "toDate", &[Str, Str], None, |_, a| {
+        Ok(tval(parse_time(s(&a[0]), s(&a[1])).unwrap_or(Time { secs: -62135596800, nanos: 0, offset: 0, zone: None })))
+    });
     reg(m, "mustToDate", &[Str, Str], None, |_, a| Ok(tval(parse_time(s(&a[0]), s(&a[1]))?)));
     reg(m, "unixEpoch", &[Time], None, |_, a| ok_str(a[0].clone().as_time_secs().to_string()));
     reg(m, "duration", &[Any], None, |_, a| {
@@ -640,7 +697,12 @@ pub fn register(m: &mut FuncMap) {
 
 fn add(t: Time, d: i64) -> Time {
     let total = t.nanos as i64 + d.rem_euclid(1_000_000_000);
-    Time { secs: t.secs.saturating_add(d.div_euclid(1_000_000_000)).saturating_add(total / 1_000_000_000), nanos: (total % 1_000_000_000) as u32, offset: t.offset, zone: None }
+    Time {
+        secs: t.secs.saturating_add(d.div_euclid(1_000_000_000)).saturating_add(total / 1_000_000_000),
+        nanos: (total % 1_000_000_000) as u32,
+        offset: t.offset,
+        zone: None,
+    }
 }
 
 trait AsTimeOrZero {

@@ -42,9 +42,11 @@ impl TemplateSet {
     pub fn add_trees(&mut self, trees: Vec<Tree>) {
         for t in trees {
             if let Some(old) = self.get(&t.name)
-                && super::parse::is_empty_tree(&t.root) && !super::parse::is_empty_tree(&old.root) {
-                    continue;
-                }
+                && super::parse::is_empty_tree(&t.root)
+                && !super::parse::is_empty_tree(&old.root)
+            {
+                continue;
+            }
             self.trees.insert(t.name.clone(), Rc::new(t));
         }
     }
@@ -89,9 +91,9 @@ fn find_in_nodes(list: &[Node], pos: usize, r: &NodeRef) -> Option<String> {
     for n in list {
         let found = match n {
             Node::Action { pipe, .. } => find_in_pipe(pipe, pos, r),
-            Node::If(b) | Node::Range(b) | Node::With(b) => find_in_pipe(&b.pipe, pos, r)
-                .or_else(|| find_in_nodes(&b.list, pos, r))
-                .or_else(|| b.else_list.as_ref().and_then(|e| find_in_nodes(e, pos, r))),
+            Node::If(b) | Node::Range(b) | Node::With(b) => {
+                find_in_pipe(&b.pipe, pos, r).or_else(|| find_in_nodes(&b.list, pos, r)).or_else(|| b.else_list.as_ref().and_then(|e| find_in_nodes(e, pos, r)))
+            }
             Node::Template { pipe: Some(p), .. } => find_in_pipe(p, pos, r),
             _ => None,
         };
@@ -121,9 +123,11 @@ fn find_in_pipe(p: &Pipe, pos: usize, r: &NodeRef) -> Option<String> {
 
 fn find_in_arg(a: &Arg, pos: usize, r: &NodeRef) -> Option<String> {
     if let NodeRef::Arg(is_pipe) = r
-        && a.pos() == pos && matches!(a, Arg::Pipe(_)) == *is_pipe {
-            return Some(a.to_string());
-        }
+        && a.pos() == pos
+        && matches!(a, Arg::Pipe(_)) == *is_pipe
+    {
+        return Some(a.to_string());
+    }
     match a {
         Arg::Pipe(p) => find_in_pipe(p, pos, r),
         Arg::Chain { node, .. } => find_in_arg(node, pos, r),
@@ -242,7 +246,9 @@ impl State<'_, '_> {
                 self.depth -= 1;
                 self.tree = saved_tree;
                 self.vars = saved_vars;
-                if let Err(Flow::Err(e)) = r { return Err(Flow::Err(e)) }
+                if let Err(Flow::Err(e)) = r {
+                    return Err(Flow::Err(e));
+                }
             }
         }
         Ok(())
@@ -258,11 +264,7 @@ impl State<'_, '_> {
         let r = (|| {
             let val = self.eval_pipeline(dot, &b.pipe)?;
             if val.truthy() {
-                if with {
-                    self.walk_list(&val, &b.list, out)
-                } else {
-                    self.walk_list(dot, &b.list, out)
-                }
+                if with { self.walk_list(&val, &b.list, out) } else { self.walk_list(dot, &b.list, out) }
             } else if let Some(e) = &b.else_list {
                 self.walk_list(dot, e, out)
             } else {
@@ -638,11 +640,7 @@ impl State<'_, '_> {
                 Arg::Field { idents, .. } => self.eval_field_chain(dot, dot.clone(), idents, &[], None),
                 Arg::Variable { idents, .. } => {
                     let v = self.var_value(&idents[0])?;
-                    if idents.len() == 1 {
-                        Ok(v)
-                    } else {
-                        self.eval_field_chain(dot, v, &idents[1..], &[], None)
-                    }
+                    if idents.len() == 1 { Ok(v) } else { self.eval_field_chain(dot, v, &idents[1..], &[], None) }
                 }
                 Arg::Pipe(p) => self.eval_pipeline(dot, p),
                 Arg::Ident(pos, name) => {

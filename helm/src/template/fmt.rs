@@ -404,9 +404,10 @@ fn fmt_int(out: &mut String, i: i128, v: &Value, verb: char, f: Flags) {
         'U' => {
             let mut s = format!("U+{:04X}", a);
             if f.sharp
-                && let Some(c) = char::from_u32(i as u32) {
-                    s.push_str(&format!(" '{c}'"));
-                }
+                && let Some(c) = char::from_u32(i as u32)
+            {
+                s.push_str(&format!(" '{c}'"));
+            }
             pad(out, &s, f);
             return;
         }

@@ -180,10 +180,11 @@ impl<'a> Lexer<'a> {
     }
     fn accept(&mut self, valid: &str) -> bool {
         if let Some(c) = self.peek()
-            && valid.contains(c) {
-                self.next();
-                return true;
-            }
+            && valid.contains(c)
+        {
+            self.next();
+            return true;
+        }
         false
     }
     fn accept_run(&mut self, valid: &str) {
@@ -240,7 +241,6 @@ impl<'a> Lexer<'a> {
         self.items.push(Item { typ: Tok::Eof, pos: self.pos, val: String::new(), line: self.line });
         State::Done
     }
-
 
     fn lex_left_delim(&mut self) -> State {
         // Lines in the trimmed whitespace were not counted; count them now.
@@ -344,10 +344,11 @@ impl<'a> Lexer<'a> {
             '\'' => return self.lex_char(),
             '.' => {
                 if let Some(d) = self.peek()
-                    && d.is_ascii_digit() {
-                        self.backup(Some('.'));
-                        return self.lex_number();
-                    }
+                    && d.is_ascii_digit()
+                {
+                    self.backup(Some('.'));
+                    return self.lex_number();
+                }
                 return self.lex_field();
             }
             '+' | '-' | '0'..='9' => {
@@ -415,10 +416,11 @@ impl<'a> Lexer<'a> {
                         return self.errorf(format!("bad character {}", sharp_u(c)));
                     }
                     if let Some(k) = keyword(word)
-                        && k != Tok::Dot {
-                            self.emit(k);
-                            return State::InsideAction;
-                        }
+                        && k != Tok::Dot
+                    {
+                        self.emit(k);
+                        return State::InsideAction;
+                    }
                     if word == "true" || word == "false" {
                         self.emit(Tok::Bool);
                     } else if word.starts_with('.') {
@@ -481,9 +483,10 @@ impl<'a> Lexer<'a> {
             match self.next() {
                 Some('\\') => {
                     if let Some(c) = self.next()
-                        && c != '\n' {
-                            continue;
-                        }
+                        && c != '\n'
+                    {
+                        continue;
+                    }
                     return self.errorf("unterminated character constant".into());
                 }
                 None | Some('\n') => return self.errorf("unterminated character constant".into()),
@@ -539,10 +542,11 @@ impl<'a> Lexer<'a> {
         }
         self.accept("i");
         if let Some(c) = self.peek()
-            && is_alnum(c) {
-                self.next();
-                return false;
-            }
+            && is_alnum(c)
+        {
+            self.next();
+            return false;
+        }
         true
     }
 
@@ -551,9 +555,10 @@ impl<'a> Lexer<'a> {
             match self.next() {
                 Some('\\') => {
                     if let Some(c) = self.next()
-                        && c != '\n' {
-                            continue;
-                        }
+                        && c != '\n'
+                    {
+                        continue;
+                    }
                     return self.errorf("unterminated quoted string".into());
                 }
                 None | Some('\n') => return self.errorf("unterminated quoted string".into()),
@@ -615,9 +620,5 @@ pub fn go_quote_rune(c: char) -> String {
 
 /// Go's `%#U`.
 pub fn sharp_u(c: char) -> String {
-    if c.is_control() {
-        format!("U+{:04X}", c as u32)
-    } else {
-        format!("U+{:04X} '{}'", c as u32, c)
-    }
+    if c.is_control() { format!("U+{:04X}", c as u32) } else { format!("U+{:04X} '{}'", c as u32, c) }
 }

@@ -98,10 +98,11 @@ impl TemplateError {
             TemplateError::Exec(e) => {
                 let full = e.go_string();
                 if let (Some(a), Some(b)) = (full.find(crate::funcs::WARN_START), full.rfind(crate::funcs::WARN_END))
-                    && a < b {
-                        let msg = &full[a + crate::funcs::WARN_START.len()..b];
-                        return format!("execution error at ({}): {}", e.loc, msg);
-                    }
+                    && a < b
+                {
+                    let msg = &full[a + crate::funcs::WARN_START.len()..b];
+                    return format!("execution error at ({}): {}", e.loc, msg);
+                }
                 // Helm leaves the include recursion-limit error in Go's one-line form.
                 if full.contains("rendering template has a nested reference name") {
                     return full;

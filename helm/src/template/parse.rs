@@ -197,7 +197,18 @@ pub fn parse(name: &str, text: &str, has_func: &dyn Fn(&str) -> bool) -> Result<
     let mut trees = Vec::new();
     let mut root = Vec::new();
     {
-        let mut p = Parser { items, i: 0, parse_name: name, text: text.clone(), vars: vec!["$".into()], range_depth: 0, has_func, trees: &mut trees, line: 1, depth: 0 };
+        let mut p = Parser {
+            items,
+            i: 0,
+            parse_name: name,
+            text: text.clone(),
+            vars: vec!["$".into()],
+            range_depth: 0,
+            has_func,
+            trees: &mut trees,
+            line: 1,
+            depth: 0,
+        };
         while p.peek().typ != Tok::Eof {
             if p.peek().typ == Tok::LeftDelim {
                 let save = p.i;
@@ -500,7 +511,18 @@ impl<'a> Parser<'a> {
                 return Ok(pipe);
             }
             match tok.typ {
-                Tok::Bool | Tok::CharConstant | Tok::Complex | Tok::Dot | Tok::Field | Tok::Identifier | Tok::Number | Tok::Nil | Tok::RawString | Tok::String | Tok::Variable | Tok::LeftParen => {
+                Tok::Bool
+                | Tok::CharConstant
+                | Tok::Complex
+                | Tok::Dot
+                | Tok::Field
+                | Tok::Identifier
+                | Tok::Number
+                | Tok::Nil
+                | Tok::RawString
+                | Tok::String
+                | Tok::Variable
+                | Tok::LeftParen => {
                     self.backup();
                     let c = self.command()?;
                     pipe.cmds.push(c);
@@ -703,7 +725,8 @@ fn unescape(inner: &str, quote: char) -> Result<String, String> {
 
 /// Go's `parse.newNumber`.
 pub fn parse_number(text: &str, is_char: bool) -> Result<Number, String> {
-    let mut n = Number { text: text.into(), is_int: false, is_uint: false, is_float: false, int: 0, uint: 0, float: 0.0, is_complex: false, complex: (0.0, 0.0) };
+    let mut n =
+        Number { text: text.into(), is_int: false, is_uint: false, is_float: false, int: 0, uint: 0, float: 0.0, is_complex: false, complex: (0.0, 0.0) };
     if is_char {
         let inner = &text[1..text.len().saturating_sub(1)];
         let s = unescape(inner, '\'').map_err(|_| format!("malformed character constant: {text}"))?;
@@ -722,7 +745,13 @@ pub fn parse_number(text: &str, is_char: bool) -> Result<Number, String> {
     }
     if let Some(body) = text.strip_suffix('i') {
         // `1+2i` or an imaginary constant `2i`
-        let split = body.char_indices().skip(1).filter(|(_, c)| *c == '+' || *c == '-').filter(|(k, _)| !matches!(body.as_bytes()[k - 1], b'e' | b'E' | b'p' | b'P')).map(|(k, _)| k).last();
+        let split = body
+            .char_indices()
+            .skip(1)
+            .filter(|(_, c)| *c == '+' || *c == '-')
+            .filter(|(k, _)| !matches!(body.as_bytes()[k - 1], b'e' | b'E' | b'p' | b'P'))
+            .map(|(k, _)| k)
+            .last();
         let (re, im) = match split {
             Some(k) => (body[..k].replace('_', "").parse::<f64>().ok(), body[k..].replace('_', "").parse::<f64>().ok()),
             None => (Some(0.0), body.replace('_', "").parse::<f64>().ok()),
@@ -789,7 +818,11 @@ pub fn parse_number(text: &str, is_char: bool) -> Result<Number, String> {
         n.float = n.uint as f64;
     } else {
         let is_hex = lower.starts_with("0x");
-        let f = if is_hex { parse_hex_float(&lower) } else { lower.parse::<f64>().ok().filter(|_| !lower.is_empty() && !lower.contains("inf") && !lower.contains("nan")) };
+        let f = if is_hex {
+            parse_hex_float(&lower)
+        } else {
+            lower.parse::<f64>().ok().filter(|_| !lower.is_empty() && !lower.contains("inf") && !lower.contains("nan"))
+        };
         if let Some(mut f) = f {
             if neg {
                 f = -f;
