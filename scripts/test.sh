@@ -7,6 +7,8 @@ cd "$ROOT"
 
 need_rust
 apt_need git git
+# Helm's own engine (Go SDK), an oracle for tests that compare with Helm: never a runtime dependency.
+venv_need helm-python-sdk
 
 say "running the test suite (cargo test --workspace)"
 # CI=true makes insta fail on a changed snapshot instead of writing a .snap.new.

@@ -5,7 +5,11 @@
 //! client-go (Helm) clients, with the semantics that matter to Harmony:
 //!
 //! - discovery (`/version`, `/api`, `/apis`, `/api/v1`, `/apis/<group>/<version>`) for the
-//!   built-in types in [`resources::builtin`] plus any registered with [`Server::register`];
+//!   built-in types in [`resources::builtin`] plus any registered with [`Server::register`],
+//!   and OpenAPI v3 documents that declare server-side field validation, so kubectl and Helm
+//!   skip client-side schema validation;
+//! - request bodies in JSON, YAML and, for the core types client-go's typed clients write
+//!   (Secrets, ConfigMaps, Namespaces), Kubernetes protobuf ([`protobuf`]);
 //! - get, list (with `labelSelector` and `fieldSelector=metadata.name=…`), create, replace,
 //!   patch (JSON merge patch, JSON patch, strategic merge patch treated as a merge patch) and
 //!   delete, for namespaced and cluster-scoped objects, with `dryRun=All`;
@@ -21,10 +25,14 @@
 //! - optional "controllers" ([`Options::auto_ready`]): workloads, Jobs, PVCs and Namespaces get
 //!   a ready status when written, so readiness waits complete.
 //!
+//! Helm v4 itself installs, upgrades, rolls back and uninstalls releases on it
+//! (`tests/helm_interop.rs`, through helm-python-sdk).
+//!
 //! Not implemented: watch (405), TLS, authentication, admission, garbage collection by owner
 //! references, finalizers. Time only shows in `creationTimestamp` and `managedFields`.
 
 pub mod apply;
+pub mod protobuf;
 pub mod rbac;
 pub mod resources;
 pub mod selector;
@@ -354,6 +362,9 @@ fn handle(shared: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: B
                 &json!({"major": parts.first().unwrap_or(&"1"), "minor": parts.get(1).unwrap_or(&"32"), "gitVersion": v, "platform": "linux/amd64", "goVersion": "go1.23", "compiler": "gc", "gitCommit": "loopback", "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z"}),
             );
         }
+        ["openapi", "v3"] => return json_response(StatusCode::OK, &openapi_root(&shared.types.lock().expect("types lock"))),
+        ["openapi", "v3", "api", "v1"] => return json_response(StatusCode::OK, &openapi_group(&shared.types.lock().expect("types lock"), "", "v1")),
+        ["openapi", "v3", "apis", g, v] => return json_response(StatusCode::OK, &openapi_group(&shared.types.lock().expect("types lock"), g, v)),
         ["api"] => return json_response(StatusCode::OK, &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})),
         ["apis"] => return json_response(StatusCode::OK, &group_list(&shared.types.lock().expect("types lock"))),
         ["api", "v1"] => return json_response(StatusCode::OK, &resource_list(&shared.types.lock().expect("types lock"), "", "v1")),
@@ -421,8 +432,16 @@ fn handle(shared: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: B
     }
     let content_type =
         headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json").split(';').next().unwrap_or_default().trim().to_string();
-    let body = if body.is_empty() {
+    let body = if body.is_empty() || (method == Method::DELETE && !content_type.contains("json")) {
+        // DeleteOptions in protobuf carry nothing this server acts on.
         Value::Null
+    } else if content_type == "application/vnd.kubernetes.protobuf" {
+        match protobuf::decode(&body) {
+            Ok(v) => v,
+            Err(e) => return ApiError::new(415, "UnsupportedMediaType", e).into_response(),
+        }
+    } else if !content_type.contains("json") && !content_type.contains("yaml") {
+        return ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/apply-patch+yaml, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json, application/vnd.kubernetes.protobuf; got {content_type}")).into_response();
     } else if content_type == "application/apply-patch+yaml" {
         match serde_yaml_ng::from_slice::<Value>(&body) {
             Ok(v) => v,
@@ -452,6 +471,40 @@ fn handle(shared: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: B
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// `/openapi/v3`: one path per group version, as the real server lists them.
+fn openapi_root(types: &[ResourceType]) -> Value {
+    let mut paths = serde_json::Map::new();
+    for t in types {
+        let key = if t.group.is_empty() { "api/v1".to_string() } else { format!("apis/{}/{}", t.group, t.version) };
+        let url = format!("/openapi/v3/{key}?hash=loopback");
+        paths.insert(key, json!({"serverRelativeURL": url}));
+    }
+    json!({"paths": paths})
+}
+
+/// `/openapi/v3/apis/<group>/<version>`: a document without schemas whose PATCH operations
+/// declare the `fieldValidation` query parameter. That is what client-go's
+/// `QueryParamVerifierV3` looks for (k8s.io/cli-runtime `resource/query_param_verifier_v3.go`,
+/// `supportsQueryParamV3`): when the server supports it, kubectl and Helm leave validation to
+/// the server instead of downloading schemas to validate on the client.
+fn openapi_group(types: &[ResourceType], group: &str, version: &str) -> Value {
+    let mut paths = serde_json::Map::new();
+    for t in types.iter().filter(|t| t.group == group && t.version == version) {
+        let prefix = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+        let path = if t.namespaced { format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", t.plural) } else { format!("{prefix}/{}/{{name}}", t.plural) };
+        let gvk = json!([{"group": t.group, "version": t.version, "kind": t.kind}]);
+        let patch = json!({
+            "operationId": format!("patch{}", t.kind),
+            "x-kubernetes-action": "patch",
+            "x-kubernetes-group-version-kind": gvk[0],
+            "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}}],
+            "responses": {"200": {"description": "OK"}},
+        });
+        paths.insert(path, json!({"patch": patch}));
+    }
+    json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "loopback"}, "paths": paths, "components": {"schemas": {}}})
 }
 
 fn group_list(types: &[ResourceType]) -> Value {
