@@ -6,3 +6,5 @@
 //! apply journal that makes an interrupted apply safe to re-run.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod kube;

@@ -1,0 +1,163 @@
+//! Kubernetes: clusters from kubeconfig contexts, objects applied by server-side apply, and
+//! Helm-compatible releases ([`release`]) stored as Helm stores them ([`record`]).
+
+pub mod readiness;
+pub mod record;
+pub mod release;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::discovery::{ApiCapabilities, ApiResource, Scope};
+use serde_json::Value;
+
+/// The field manager of every object Harmony applies.
+pub const FIELD_MANAGER: &str = "harmony";
+
+/// A failure talking to a cluster, with what Harmony was doing.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    /// The kubeconfig or context cannot be used.
+    #[error("kubeconfig: {0}")]
+    Config(String),
+    /// The API server refused or failed a request.
+    #[error("{action}: {source}")]
+    Api {
+        /// What Harmony was doing (`apply Deployment apps/web`).
+        action: String,
+        /// The client's error (status code and message from the server).
+        #[source]
+        source: kube::Error,
+    },
+    /// A manifest is not a Kubernetes object.
+    #[error("{0}")]
+    Manifest(String),
+    /// The release history is in a state Harmony will not touch.
+    #[error("{0}")]
+    Release(String),
+    /// Waiting for readiness or a hook timed out.
+    #[error("{0}")]
+    Timeout(String),
+}
+
+impl KubeError {
+    /// The HTTP status the API server answered, if it did.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            KubeError::Api { source: kube::Error::Api(s), .. } => Some(s.code),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn api_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeError {
+    let action = action.into();
+    move |source| KubeError::Api { action, source }
+}
+
+/// One cluster, reached through one kubeconfig context, optionally impersonating a user.
+pub struct Cluster {
+    config: kube::Config,
+    client: kube::Client,
+    resources: Mutex<HashMap<(String, String), (ApiResource, ApiCapabilities)>>,
+}
+
+impl Cluster {
+    /// Connects (lazily: no request is made) to `context` of the kubeconfig at `path`, or of
+    /// `KUBECONFIG`/`~/.kube/config` when `path` is `None`.
+    pub async fn from_kubeconfig(path: Option<&Path>, context: &str) -> Result<Cluster, KubeError> {
+        let kubeconfig = match path {
+            Some(p) => Kubeconfig::read_from(p).map_err(|e| KubeError::Config(format!("{}: {e}", p.display())))?,
+            None => Kubeconfig::read().map_err(|e| KubeError::Config(e.to_string()))?,
+        };
+        let options = KubeConfigOptions { context: Some(context.to_string()), ..Default::default() };
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|e| KubeError::Config(format!("context `{context}`: {e}")))?;
+        Cluster::from_config(config)
+    }
+
+    /// A cluster from a ready client configuration.
+    pub fn from_config(mut config: kube::Config) -> Result<Cluster, KubeError> {
+        config.read_timeout = Some(Duration::from_secs(60));
+        let client = kube::Client::try_from(config.clone()).map_err(|e| KubeError::Config(e.to_string()))?;
+        Ok(Cluster { config, client, resources: Mutex::new(HashMap::new()) })
+    }
+
+    /// The same cluster, every request impersonating `user` (`Impersonate-User`), so the API
+    /// server authorizes it with that user's RBAC.
+    pub fn impersonating(&self, user: &str) -> Result<Cluster, KubeError> {
+        let mut config = self.config.clone();
+        config.auth_info.impersonate = Some(user.to_string());
+        Cluster::from_config(config)
+    }
+
+    /// The underlying client.
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    /// The resource (plural, scope) of `apiVersion`/`kind`, by discovery, cached.
+    pub async fn resource(&self, api_version: &str, kind: &str) -> Result<(ApiResource, ApiCapabilities), KubeError> {
+        let key = (api_version.to_string(), kind.to_string());
+        if let Some(r) = self.resources.lock().expect("resource cache").get(&key) {
+            return Ok(r.clone());
+        }
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+        let found = kube::discovery::pinned_kind(&self.client, &gvk).await.map_err(api_err(format!("discover {api_version} {kind}")))?;
+        self.resources.lock().expect("resource cache").insert(key, found.clone());
+        Ok(found)
+    }
+
+    async fn api_for(&self, obj: &Value, default_ns: &str) -> Result<(Api<DynamicObject>, String, String), KubeError> {
+        let (api_version, kind, name) = identity(obj)?;
+        let (ar, caps) = self.resource(&api_version, &kind).await?;
+        let label = format!("{kind} {name}");
+        let api = match caps.scope {
+            Scope::Namespaced => {
+                let ns = obj["metadata"]["namespace"].as_str().filter(|s| !s.is_empty()).unwrap_or(default_ns);
+                Api::namespaced_with(self.client.clone(), ns, &ar)
+            }
+            Scope::Cluster => Api::all_with(self.client.clone(), &ar),
+        };
+        Ok((api, name, label))
+    }
+
+    /// Server-side apply of one object as [`FIELD_MANAGER`], taking over fields another
+    /// manager changed (the repository is the source of truth). Namespaced objects without a
+    /// namespace go to `default_ns`.
+    pub async fn apply(&self, obj: &Value, default_ns: &str) -> Result<Value, KubeError> {
+        let (api, name, label) = self.api_for(obj, default_ns).await?;
+        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        let applied = api.patch(&name, &pp, &Patch::Apply(obj)).await.map_err(api_err(format!("apply {label}")))?;
+        Ok(serde_json::to_value(applied).expect("objects serialise"))
+    }
+
+    /// Reads one object; `None` when it does not exist.
+    pub async fn get(&self, obj: &Value, default_ns: &str) -> Result<Option<Value>, KubeError> {
+        let (api, name, label) = self.api_for(obj, default_ns).await?;
+        let got = api.get_opt(&name).await.map_err(api_err(format!("get {label}")))?;
+        Ok(got.map(|o| serde_json::to_value(o).expect("objects serialise")))
+    }
+
+    /// Deletes one object (background propagation); a missing object is not an error.
+    pub async fn delete(&self, obj: &Value, default_ns: &str) -> Result<(), KubeError> {
+        let (api, name, label) = self.api_for(obj, default_ns).await?;
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(api_err(format!("delete {label}"))(e)),
+        }
+    }
+}
+
+/// `apiVersion`, `kind` and `metadata.name` of a manifest.
+pub fn identity(obj: &Value) -> Result<(String, String, String), KubeError> {
+    let field = |v: &Value, what: &str| {
+        v.as_str().filter(|s| !s.is_empty()).map(String::from).ok_or_else(|| KubeError::Manifest(format!("manifest without `{what}`: {obj}")))
+    };
+    Ok((field(&obj["apiVersion"], "apiVersion")?, field(&obj["kind"], "kind")?, field(&obj["metadata"]["name"], "metadata.name")?))
+}

@@ -1,0 +1,512 @@
+//! Helm releases with Helm's semantics: install, upgrade, rollback and uninstall, with the
+//! release history kept in Helm's own records ([`super::record`]).
+//!
+//! What Helm does (`pkg/action/install.go`, `upgrade.go`, `rollback.go`, `uninstall.go`) and
+//! this follows: a new revision is written `pending-*` before anything is applied; hooks run
+//! by weight around the manifests; objects of the previous revision that the new one dropped
+//! are deleted (unless annotated `helm.sh/resource-policy: keep`); on success the new
+//! revision becomes `deployed` and the previous one `superseded`; on failure the new one is
+//! `failed` with the reason and the previous one stays `deployed`; the history is trimmed to
+//! `history_max` records. Harmony differs in one way, on purpose: re-applying what the
+//! deployed revision already holds writes nothing (no new revision), so `apply` is idempotent.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use serde_json::{Map, Value};
+
+use super::readiness::{JobState, job_state, not_ready};
+use super::record::{Hook, HookExecution, Info, Release, Status, go_time, history_selector};
+use super::{Cluster, KubeError, api_err};
+
+/// Marks records Harmony wrote, so an interrupted Harmony apply can be told apart from a Helm
+/// operation in progress. Helm ignores unknown fields when it reads a record.
+const WRITER_FIELD: &str = "harmony_writer";
+
+/// What a release should be: the output of the Helm engine plus the record's chart.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    /// Release name.
+    pub name: String,
+    /// Namespace of the release (and of its records).
+    pub namespace: String,
+    /// The chart as Helm records it (`chart` of the record).
+    pub chart: Value,
+    /// User-supplied values.
+    pub config: Map<String, Value>,
+    /// Rendered manifests in install order: (template path, YAML document).
+    pub manifests: Vec<(String, String)>,
+    /// Hooks.
+    pub hooks: Vec<Hook>,
+    /// Rendered `NOTES.txt`.
+    pub notes: String,
+}
+
+impl Desired {
+    /// From the Helm engine's output.
+    pub fn from_rendered(
+        name: &str,
+        namespace: &str,
+        chart: &harmony_helm::Chart,
+        config: Map<String, Value>,
+        rendered: &harmony_helm::RenderedRelease,
+    ) -> Desired {
+        let hooks = rendered
+            .hooks
+            .iter()
+            .map(|h| {
+                let doc = parse_doc(&h.manifest.content).ok().flatten().unwrap_or(Value::Null);
+                let policies = doc["metadata"]["annotations"]["helm.sh/hook-delete-policy"].as_str().unwrap_or_default();
+                Hook {
+                    name: doc["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+                    kind: h.manifest.kind.clone(),
+                    path: h.manifest.name.clone(),
+                    manifest: h.manifest.content.clone(),
+                    events: h.events.clone(),
+                    last_run: HookExecution::default(),
+                    weight: h.weight,
+                    delete_policies: policies.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect(),
+                    extra: Map::new(),
+                }
+            })
+            .collect();
+        Desired {
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+            chart: chart_record(chart),
+            config,
+            manifests: rendered.manifests.iter().map(|m| (m.name.clone(), m.content.clone())).collect(),
+            hooks,
+            notes: rendered.notes.clone(),
+        }
+    }
+
+    /// Helm's `manifest` string: `---\n# Source: PATH\nDOC\n` per manifest.
+    pub fn manifest(&self) -> String {
+        self.manifests.iter().map(|(src, doc)| format!("---\n# Source: {src}\n{doc}\n")).collect()
+    }
+}
+
+/// The chart as Helm's `chart.Chart` marshals it into a record: metadata, templates and files
+/// (base64), default values, schema.
+pub fn chart_record(chart: &harmony_helm::Chart) -> Value {
+    use base64::Engine as _;
+    let b64 = |d: &[u8]| Value::from(base64::engine::general_purpose::STANDARD.encode(d));
+    let files = |fs: &[harmony_helm::chart::File]| Value::Array(fs.iter().map(|f| serde_json::json!({"name": f.name, "data": b64(&f.data)})).collect());
+    let to_json = |v: &harmony_helm::value::Value| {
+        harmony_helm::json::encode(v, Default::default()).ok().and_then(|s| serde_json::from_str::<Value>(&s).ok()).unwrap_or(Value::Null)
+    };
+    serde_json::json!({
+        "metadata": to_json(&chart.metadata.raw),
+        "lock": null,
+        "templates": files(&chart.templates),
+        "values": to_json(&chart.values),
+        "schema": chart.schema.as_deref().map(b64).unwrap_or(Value::Null),
+        "files": files(&chart.files),
+    })
+}
+
+/// How to apply.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Wait for readiness (and hooks) at most this long; `None`: do not wait for readiness.
+    pub wait: Option<Duration>,
+    /// How long a hook Job may run.
+    pub hook_timeout: Duration,
+    /// Records kept per release (Helm's `--history-max`, default 10; 0 = unlimited).
+    pub history_max: usize,
+    /// Poll interval while waiting.
+    pub poll: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { wait: None, hook_timeout: Duration::from_secs(300), history_max: 10, poll: Duration::from_millis(500) }
+    }
+}
+
+/// What an apply did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// First revision.
+    Installed(u32),
+    /// New revision.
+    Upgraded(u32),
+    /// The deployed revision already is what was asked for: nothing written.
+    Unchanged(u32),
+}
+
+/// One stored revision with the Secret's resourceVersion (for compare-and-set updates).
+#[derive(Clone, Debug)]
+pub struct Stored {
+    /// The record.
+    pub release: Release,
+    /// `metadata.resourceVersion` of its Secret.
+    pub resource_version: String,
+}
+
+fn secrets(cluster: &Cluster, ns: &str) -> Api<Secret> {
+    Api::namespaced(cluster.client().clone(), ns)
+}
+
+/// Every revision of `name` in `ns`, oldest first. Records that cannot be decoded are an error
+/// naming the Secret: Harmony will not guess at a history it cannot read.
+pub async fn history(cluster: &Cluster, ns: &str, name: &str) -> Result<Vec<Stored>, KubeError> {
+    let list = secrets(cluster, ns)
+        .list(&ListParams::default().labels(&history_selector(name)))
+        .await
+        .map_err(api_err(format!("list release records of {ns}/{name}")))?;
+    let mut out = Vec::new();
+    for s in &list.items {
+        if s.type_.as_deref() != Some(super::record::SECRET_TYPE) {
+            continue;
+        }
+        let release = Release::from_secret(s).map_err(|e| KubeError::Release(e.to_string()))?;
+        out.push(Stored { release, resource_version: s.metadata.resource_version.clone().unwrap_or_default() });
+    }
+    out.sort_by_key(|s| s.release.version);
+    Ok(out)
+}
+
+async fn create_record(cluster: &Cluster, r: &Release, now: jiff::Timestamp) -> Result<String, KubeError> {
+    let created = secrets(cluster, &r.namespace).create(&PostParams::default(), &r.to_secret(now.as_second())).await.map_err(api_err(format!(
+        "create release record {}/{}",
+        r.namespace,
+        r.secret_name()
+    )))?;
+    Ok(created.metadata.resource_version.unwrap_or_default())
+}
+
+async fn update_record(cluster: &Cluster, r: &Release, resource_version: &str, now: jiff::Timestamp) -> Result<String, KubeError> {
+    let mut s = r.to_secret(now.as_second());
+    s.metadata.resource_version = Some(resource_version.to_string());
+    let updated = secrets(cluster, &r.namespace).replace(&r.secret_name(), &PostParams::default(), &s).await.map_err(api_err(format!(
+        "update release record {}/{}",
+        r.namespace,
+        r.secret_name()
+    )))?;
+    Ok(updated.metadata.resource_version.unwrap_or_default())
+}
+
+/// Documents of a Helm manifest string, parsed, without empty ones.
+pub fn parse_manifest(manifest: &str) -> Result<Vec<Value>, KubeError> {
+    harmony_helm::release::split_manifests(manifest).iter().filter_map(|d| parse_doc(d).transpose()).collect()
+}
+
+fn parse_doc(doc: &str) -> Result<Option<Value>, KubeError> {
+    let v: Value = serde_yaml_ng::from_str(doc).map_err(|e| KubeError::Manifest(format!("invalid manifest: {e}")))?;
+    Ok(if v.is_null() { None } else { Some(v) })
+}
+
+/// Identity of an object across revisions (Helm compares group, kind, namespace and name).
+fn key(obj: &Value, default_ns: &str) -> (String, String, String, String) {
+    let group = obj["apiVersion"].as_str().and_then(|a| a.rsplit_once('/')).map(|(g, _)| g.to_string()).unwrap_or_default();
+    let ns = obj["metadata"]["namespace"].as_str().unwrap_or(default_ns).to_string();
+    (group, obj["kind"].as_str().unwrap_or_default().to_string(), ns, obj["metadata"]["name"].as_str().unwrap_or_default().to_string())
+}
+
+fn kept(obj: &Value) -> bool {
+    obj["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+}
+
+/// A pending record blocks everything, as in Helm, unless Harmony wrote it: then it is what an
+/// interrupted Harmony apply left (the cluster lock rules out a concurrent one), and it is
+/// marked failed so the apply can run again.
+async fn clear_pending(cluster: &Cluster, hist: &mut [Stored], now: jiff::Timestamp) -> Result<(), KubeError> {
+    for s in hist.iter_mut().filter(|s| s.release.info.status.is_pending()) {
+        let r = &mut s.release;
+        if r.extra.get(WRITER_FIELD).is_none() {
+            return Err(KubeError::Release(format!(
+                "release {}/{} has an operation in progress: revision {} is {} since {}. If no helm command is running on it, clear it with `helm rollback {} -n {}` (or `harmony rollback {}`) and apply again",
+                r.namespace,
+                r.name,
+                r.version,
+                r.info.status.as_str(),
+                r.info.last_deployed,
+                r.name,
+                r.namespace,
+                r.name
+            )));
+        }
+        r.info.status = Status::Failed;
+        r.info.description = "Interrupted: a Harmony apply stopped before it finished; superseded by the next apply".into();
+        s.resource_version = update_record(cluster, r, &s.resource_version, now).await?;
+    }
+    Ok(())
+}
+
+/// Installs or upgrades a release as `cluster` (impersonating the tenant, as the caller set it).
+pub async fn install_or_upgrade(cluster: &Cluster, desired: &Desired, opts: &Options, now: impl Fn() -> jiff::Timestamp) -> Result<Outcome, KubeError> {
+    let (ns, name) = (desired.namespace.as_str(), desired.name.as_str());
+    let mut hist = history(cluster, ns, name).await?;
+    clear_pending(cluster, &mut hist, now()).await?;
+    let manifest = desired.manifest();
+    let deployed = hist.iter().rev().find(|s| s.release.info.status == Status::Deployed).cloned();
+    if let Some(d) = &deployed {
+        let r = &d.release;
+        let same_hooks =
+            r.hooks.len() == desired.hooks.len() && r.hooks.iter().zip(&desired.hooks).all(|(a, b)| a.manifest == b.manifest && a.events == b.events);
+        if r.manifest == manifest && r.config == desired.config && r.chart["metadata"] == desired.chart["metadata"] && same_hooks {
+            return Ok(Outcome::Unchanged(r.version));
+        }
+    }
+    let upgrade = deployed.is_some();
+    let version = hist.last().map_or(1, |s| s.release.version + 1);
+    let started = go_time(now());
+    let first_deployed = hist.first().map(|s| s.release.info.first_deployed.clone()).filter(|_| upgrade).unwrap_or_else(|| started.clone());
+    let mut extra = Map::new();
+    extra.insert(WRITER_FIELD.into(), Value::from(concat!("harmony/", env!("CARGO_PKG_VERSION"))));
+    let mut rel = Release {
+        name: name.to_string(),
+        info: Info {
+            first_deployed,
+            last_deployed: started,
+            description: if upgrade { "Preparing upgrade".into() } else { "Initial install underway".into() },
+            status: if upgrade { Status::PendingUpgrade } else { Status::PendingInstall },
+            notes: desired.notes.clone(),
+            extra: Map::new(),
+        },
+        chart: desired.chart.clone(),
+        config: desired.config.clone(),
+        manifest,
+        hooks: desired.hooks.clone(),
+        version,
+        namespace: ns.to_string(),
+        apply_method: "ssa".into(),
+        extra,
+    };
+    let mut rv = create_record(cluster, &rel, now()).await?;
+    let previous: Vec<Value> = match &deployed {
+        Some(d) => parse_manifest(&d.release.manifest)?,
+        None => Vec::new(),
+    };
+    let (pre, post) = if upgrade { ("pre-upgrade", "post-upgrade") } else { ("pre-install", "post-install") };
+    let result = async {
+        run_hooks(cluster, &mut rel, pre, opts, &now).await?;
+        let objects = parse_manifest(&rel.manifest)?;
+        apply_objects(cluster, &objects, ns).await?;
+        delete_dropped(cluster, &previous, &objects, ns).await?;
+        if let Some(timeout) = opts.wait {
+            wait_ready(cluster, &objects, ns, timeout, opts.poll).await?;
+        }
+        run_hooks(cluster, &mut rel, post, opts, &now).await
+    }
+    .await;
+    finish(cluster, &mut rel, &mut rv, deployed, result, if upgrade { "Upgrade" } else { "Install" }, opts, &now).await?;
+    Ok(if upgrade { Outcome::Upgraded(version) } else { Outcome::Installed(version) })
+}
+
+/// Marks the new revision deployed (the previous one superseded) or failed, then trims history.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    cluster: &Cluster,
+    rel: &mut Release,
+    rv: &mut String,
+    previous: Option<Stored>,
+    result: Result<(), KubeError>,
+    verb: &str,
+    opts: &Options,
+    now: &impl Fn() -> jiff::Timestamp,
+) -> Result<(), KubeError> {
+    if let Err(e) = result {
+        rel.info.status = Status::Failed;
+        rel.info.description = format!("{verb} \"{}\" failed: {e}", rel.name);
+        update_record(cluster, rel, rv, now()).await?;
+        return Err(e);
+    }
+    if let Some(mut p) = previous {
+        p.release.info.status = Status::Superseded;
+        p.release.info.description = "Superseded".into();
+        update_record(cluster, &p.release, &p.resource_version, now()).await?;
+    }
+    rel.info.status = Status::Deployed;
+    rel.info.description = match verb {
+        "Rollback" => rel.info.description.trim_start_matches("Preparing ").to_string(),
+        v => format!("{v} complete"),
+    };
+    *rv = update_record(cluster, rel, rv, now()).await?;
+    trim_history(cluster, &rel.namespace, &rel.name, opts.history_max).await
+}
+
+/// Helm's `--history-max`: delete the oldest records beyond the limit, never the deployed one.
+async fn trim_history(cluster: &Cluster, ns: &str, name: &str, max: usize) -> Result<(), KubeError> {
+    if max == 0 {
+        return Ok(());
+    }
+    let hist = history(cluster, ns, name).await?;
+    let excess = hist.len().saturating_sub(max);
+    for s in hist.iter().filter(|s| s.release.info.status != Status::Deployed).take(excess) {
+        match secrets(cluster, ns).delete(&s.release.secret_name(), &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(st)) if st.code == 404 => {}
+            Err(e) => return Err(api_err(format!("delete old release record {ns}/{}", s.release.secret_name()))(e)),
+        }
+    }
+    Ok(())
+}
+
+async fn apply_objects(cluster: &Cluster, objects: &[Value], ns: &str) -> Result<(), KubeError> {
+    for obj in objects {
+        cluster.apply(obj, ns).await?;
+    }
+    Ok(())
+}
+
+/// Deletes, in reverse install order, what `before` had and `after` does not.
+async fn delete_dropped(cluster: &Cluster, before: &[Value], after: &[Value], ns: &str) -> Result<(), KubeError> {
+    let keep: BTreeSet<_> = after.iter().map(|o| key(o, ns)).collect();
+    for obj in before.iter().rev().filter(|o| !keep.contains(&key(o, ns)) && !kept(o)) {
+        cluster.delete(obj, ns).await?;
+    }
+    Ok(())
+}
+
+async fn wait_ready(cluster: &Cluster, objects: &[Value], ns: &str, timeout: Duration, poll: Duration) -> Result<(), KubeError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let mut waiting = Vec::new();
+        for obj in objects {
+            match cluster.get(obj, ns).await? {
+                Some(live) => waiting.extend(not_ready(&live)),
+                None => {
+                    waiting.push(format!("{} {}: not found", obj["kind"].as_str().unwrap_or_default(), obj["metadata"]["name"].as_str().unwrap_or_default()))
+                }
+            }
+        }
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(KubeError::Timeout(format!("timed out after {}s waiting for readiness: {}", timeout.as_secs(), waiting.join("; "))));
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// Runs the hooks of `event` in Helm's order (weight, then name), recording each run.
+async fn run_hooks(cluster: &Cluster, rel: &mut Release, event: &str, opts: &Options, now: &impl Fn() -> jiff::Timestamp) -> Result<(), KubeError> {
+    let mut order: Vec<usize> = (0..rel.hooks.len()).filter(|i| rel.hooks[*i].events.iter().any(|e| e == event)).collect();
+    order.sort_by(|a, b| (rel.hooks[*a].weight, &rel.hooks[*a].name).cmp(&(rel.hooks[*b].weight, &rel.hooks[*b].name)));
+    let ns = rel.namespace.clone();
+    for i in order {
+        let hook = &rel.hooks[i];
+        let obj = parse_doc(&hook.manifest)?.ok_or_else(|| KubeError::Manifest(format!("hook {} is empty", hook.path)))?;
+        // Helm's default policy is before-hook-creation.
+        let policies: BTreeSet<&str> =
+            if hook.delete_policies.is_empty() { BTreeSet::from(["before-hook-creation"]) } else { hook.delete_policies.iter().map(String::as_str).collect() };
+        if policies.contains("before-hook-creation") {
+            cluster.delete(&obj, &ns).await?;
+        }
+        let started = go_time(now());
+        cluster.apply(&obj, &ns).await?;
+        let outcome = if hook.kind == "Job" { wait_job(cluster, &obj, &ns, opts).await } else { Ok(()) };
+        let policies: Vec<String> = policies.into_iter().map(String::from).collect();
+        let hook = &mut rel.hooks[i];
+        hook.last_run =
+            HookExecution { started_at: started, completed_at: go_time(now()), phase: if outcome.is_ok() { "Succeeded".into() } else { "Failed".into() } };
+        let delete_after = if outcome.is_ok() { "hook-succeeded" } else { "hook-failed" };
+        if policies.iter().any(|p| p == delete_after) {
+            cluster.delete(&obj, &ns).await?;
+        }
+        outcome.map_err(|e| KubeError::Release(format!("{event} hook {} failed: {e}", hook.path)))?;
+    }
+    Ok(())
+}
+
+async fn wait_job(cluster: &Cluster, obj: &Value, ns: &str, opts: &Options) -> Result<(), KubeError> {
+    let deadline = tokio::time::Instant::now() + opts.hook_timeout;
+    loop {
+        let live = cluster.get(obj, ns).await?.unwrap_or(Value::Null);
+        match job_state(&live) {
+            JobState::Succeeded => return Ok(()),
+            JobState::Failed(m) => return Err(KubeError::Release(format!("Job failed: {m}"))),
+            JobState::Running if tokio::time::Instant::now() >= deadline => {
+                return Err(KubeError::Timeout(format!("Job did not complete within {}s", opts.hook_timeout.as_secs())));
+            }
+            JobState::Running => tokio::time::sleep(opts.poll).await,
+        }
+    }
+}
+
+/// Helm's rollback: a new revision holding revision `to`'s chart, values and manifest
+/// (default: the one before the deployed revision). Returns the new revision.
+pub async fn rollback(cluster: &Cluster, ns: &str, name: &str, to: Option<u32>, opts: &Options, now: impl Fn() -> jiff::Timestamp) -> Result<u32, KubeError> {
+    let mut hist = history(cluster, ns, name).await?;
+    clear_pending(cluster, &mut hist, now()).await?;
+    let deployed = hist.iter().rev().find(|s| s.release.info.status == Status::Deployed).cloned();
+    let current = deployed.clone().or_else(|| hist.last().cloned()).ok_or_else(|| KubeError::Release(format!("release {ns}/{name} not found")))?;
+    let target_version = to.unwrap_or(current.release.version.saturating_sub(1));
+    let target = hist
+        .iter()
+        .find(|s| s.release.version == target_version)
+        .ok_or_else(|| {
+            let have: Vec<String> = hist.iter().map(|s| s.release.version.to_string()).collect();
+            KubeError::Release(format!("release {ns}/{name} has no revision {target_version} (revisions: {})", have.join(", ")))
+        })?
+        .release
+        .clone();
+    let version = hist.last().map_or(1, |s| s.release.version + 1);
+    let mut extra = target.extra.clone();
+    extra.insert(WRITER_FIELD.into(), Value::from(concat!("harmony/", env!("CARGO_PKG_VERSION"))));
+    let mut rel = Release {
+        info: Info {
+            first_deployed: current.release.info.first_deployed.clone(),
+            last_deployed: go_time(now()),
+            description: format!("Preparing Rollback to {target_version}"),
+            status: Status::PendingRollback,
+            notes: target.info.notes.clone(),
+            extra: Map::new(),
+        },
+        version,
+        extra,
+        ..target
+    };
+    let mut rv = create_record(cluster, &rel, now()).await?;
+    let before = parse_manifest(&current.release.manifest)?;
+    let result = async {
+        run_hooks(cluster, &mut rel, "pre-rollback", opts, &now).await?;
+        let objects = parse_manifest(&rel.manifest)?;
+        apply_objects(cluster, &objects, ns).await?;
+        delete_dropped(cluster, &before, &objects, ns).await?;
+        if let Some(timeout) = opts.wait {
+            wait_ready(cluster, &objects, ns, timeout, opts.poll).await?;
+        }
+        run_hooks(cluster, &mut rel, "post-rollback", opts, &now).await
+    }
+    .await;
+    finish(cluster, &mut rel, &mut rv, deployed, result, "Rollback", opts, &now).await?;
+    Ok(version)
+}
+
+/// Helm's uninstall (without `--keep-history`): pre-delete hooks, the deployed revision's
+/// objects in reverse install order (except `helm.sh/resource-policy: keep`), post-delete
+/// hooks, then every record. Returns false when there was no such release.
+pub async fn uninstall(cluster: &Cluster, ns: &str, name: &str, opts: &Options, now: impl Fn() -> jiff::Timestamp) -> Result<bool, KubeError> {
+    let hist = history(cluster, ns, name).await?;
+    let Some(last) = hist.iter().rev().find(|s| s.release.info.status == Status::Deployed).or(hist.last()).cloned() else {
+        return Ok(false);
+    };
+    let mut rel = last.release.clone();
+    rel.info.status = Status::Uninstalling;
+    rel.info.description = "Deletion in progress (or silently failed)".into();
+    rel.extra.insert(WRITER_FIELD.into(), Value::from(concat!("harmony/", env!("CARGO_PKG_VERSION"))));
+    update_record(cluster, &rel, &last.resource_version, now()).await?;
+    run_hooks(cluster, &mut rel, "pre-delete", opts, &now).await?;
+    delete_dropped(cluster, &parse_manifest(&rel.manifest)?, &[], ns).await?;
+    run_hooks(cluster, &mut rel, "post-delete", opts, &now).await?;
+    for s in &hist {
+        match secrets(cluster, ns).delete(&s.release.secret_name(), &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(st)) if st.code == 404 => {}
+            Err(e) => return Err(api_err(format!("delete release record {ns}/{}", s.release.secret_name()))(e)),
+        }
+    }
+    Ok(true)
+}
+
+/// Objects of the deployed revision, by identity: what the planner diffs against.
+pub fn objects_by_key(manifest: &str, ns: &str) -> Result<BTreeMap<(String, String, String, String), Value>, KubeError> {
+    Ok(parse_manifest(manifest)?.into_iter().map(|o| (key(&o, ns), o)).collect())
+}
