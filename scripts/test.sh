@@ -7,6 +7,8 @@ cd "$ROOT"
 
 need_rust
 apt_need git git
+# podman, runc, busybox-static, containers.conf and nats-server for the agent and fleet tests.
+"$ROOT/scripts/install-test-deps.sh" >/dev/null
 
 say "running the test suite (cargo test --workspace)"
 # CI=true makes insta fail on a changed snapshot instead of writing a .snap.new.

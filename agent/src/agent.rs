@@ -221,7 +221,13 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         } else {
             let _ = status_tx.send(Some(make_status(&device, None, DeviceState::Pending, vec![], None, &state)));
         }
+        // The entry just rejected, so a re-read (or the notification racing the first read) does
+        // not report it again.
+        let mut last_rejected: Option<Vec<u8>> = None;
         while let Some(bytes) = plan_rx.recv().await {
+            if last_rejected.as_deref() == Some(bytes.as_slice()) {
+                continue;
+            }
             let applied = current.as_ref().map(|p| p.generation).zip(state.applied.as_ref().map(|s| &s.payload));
             match accept(&bytes, &config, applied) {
                 Accepted::Same => {
@@ -248,6 +254,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                     current = Some(plan);
                 }
                 Accepted::Rejected(generation, reason) => {
+                    last_rejected = Some(bytes);
                     tracing::warn!(?generation, "rejected plan: {reason}");
                     state.rejections.push(Rejection { generation, reason: reason.clone(), at_ms: now_ms() });
                     let excess = state.rejections.len().saturating_sub(MAX_REJECTIONS);

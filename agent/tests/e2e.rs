@@ -164,10 +164,10 @@ async fn survives_nats_outage_and_agent_restart() {
     let img = busybox_image("1");
     let foreign = foreign("outage");
     let mut d = Device::start("outage").await;
-    let plan = |g: u64, v: &str| {
+    let plan = |d: &Device, g: u64, v: &str| {
         d.plan(g, vec![deployment("web", vec![(spec("migrate", &img, &["true"], &[]), 30)], vec![spec("app", &img, &["sleep", "3600"], &[("V", v)])])])
     };
-    d.put_plan(&plan(1, "1")).await;
+    d.put_plan(&plan(&d, 1, "1")).await;
     d.wait_generation(1).await;
     let (id1, _) = d.containers()["web/app/service"].clone();
 
@@ -182,7 +182,7 @@ async fn survives_nats_outage_and_agent_restart() {
     for _ in 0..100 {
         if tokio::time::timeout(Duration::from_secs(2), async {
             let kv = d.js.get_key_value(harmony_schemas::fleet::PLANS_BUCKET).await.ok()?;
-            kv.put(&d.id, d.sign(&plan(2, "2")).to_vec().into()).await.ok()
+            kv.put(&d.id, d.sign(&plan(&d, 2, "2")).to_vec().into()).await.ok()
         })
         .await
         .ok()
@@ -201,7 +201,7 @@ async fn survives_nats_outage_and_agent_restart() {
 
     // Agent killed; a plan written while it is down is applied when it comes back.
     d.kill_agent();
-    d.put_plan(&plan(3, "3")).await;
+    d.put_plan(&plan(&d, 3, "3")).await;
     d.start_agent();
     d.wait_status("generation 3 after restart", Duration::from_secs(60), |s| s.applied_generation == Some(3) && s.state == DeviceState::Applied).await;
     let (id3, _) = d.containers()["web/app/service"].clone();

@@ -15,12 +15,13 @@ use harmony_schemas::fleet::{
 };
 use harmony_testkit::NatsServer;
 
+#[allow(unused_imports)]
 pub use harmony_testkit::{ForeignContainer, busybox_image};
 
 /// Creates the buckets `harmony apply` would.
 pub async fn create_buckets(js: &jetstream::Context) {
     for bucket in [PLANS_BUCKET, STATUS_BUCKET, HEARTBEATS_BUCKET] {
-        js.create_key_value(kv::Config { bucket: bucket.into(), history: 1, allow_direct: true, ..Default::default() }).await.expect("create bucket");
+        js.create_key_value(kv::Config { bucket: bucket.into(), history: 1, ..Default::default() }).await.expect("create bucket");
     }
 }
 
