@@ -129,9 +129,9 @@ async fn many(n: usize) {
         .collect();
     let kv = js.get_key_value(PLANS_BUCKET).await.unwrap();
     let t = Instant::now();
-    let writes = futures::stream::iter(ids.iter().zip(plans)).map(|(id, p)| {
+    let writes = futures::stream::iter(ids.clone().into_iter().zip(plans)).map(move |(id, p)| {
         let kv = kv.clone();
-        async move { kv.put(id, p.into()).await.unwrap() }
+        async move { kv.put(&id, p.into()).await.unwrap() }
     });
     let writer = tokio::spawn(async move { writes.buffer_unordered(64).collect::<Vec<_>>().await.len() });
     let mut done = HashSet::new();

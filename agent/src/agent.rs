@@ -237,7 +237,8 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                         let _ = status_tx.send(Some(status));
                     }
                 }
-                Accepted::New(signed, plan) => {
+                Accepted::New(accepted) => {
+                    let (signed, plan) = *accepted;
                     tracing::info!(generation = plan.generation, source_revision = %plan.source_revision, "accepted plan");
                     state.applied = Some(signed);
                     state.failed.clear();
@@ -282,7 +283,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
 
 enum Accepted {
     Same,
-    New(SignedDevicePlan, DevicePlan),
+    New(Box<(SignedDevicePlan, DevicePlan)>),
     Rejected(Option<u64>, RejectionReason),
 }
 
@@ -313,7 +314,7 @@ fn accept(bytes: &[u8], config: &Config, applied: Option<(u64, &serde_json::Valu
         Some((a, _)) if plan.generation <= a => {
             Accepted::Rejected(Some(plan.generation), RejectionReason::StaleGeneration { generation: plan.generation, applied: a })
         }
-        _ => Accepted::New(signed, plan),
+        _ => Accepted::New(Box::new((signed, plan))),
     }
 }
 

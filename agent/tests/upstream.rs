@@ -61,8 +61,7 @@ fn podman_cli_behaviour() {
     let img = busybox_image("1");
     let name = format!("harmony-upstream-{}", support::suffix());
     let id = podman(&["create", "--name", &name, "--label", "io.harmony.test=upstream", "--", &img, "sh", "-c", "exit 5"]);
-    let listed: serde_json::Value =
-        serde_json::from_str(&podman(&["ps", "-a", "--filter", &format!("label=io.harmony.test=upstream"), "--format", "json"])).unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&podman(&["ps", "-a", "--filter", "label=io.harmony.test=upstream", "--format", "json"])).unwrap();
     let me = listed.as_array().unwrap().iter().find(|c| c["Id"] == id.as_str()).expect("listed by label");
     assert_eq!((me["State"].as_str(), me["Labels"]["io.harmony.test"].as_str()), (Some("created"), Some("upstream")));
     podman(&["start", &id]);

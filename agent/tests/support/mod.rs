@@ -224,7 +224,7 @@ impl Device {
 
     /// The number of `writes=N` log lines of reconciles, and the last N.
     pub fn last_writes(&self) -> Option<u64> {
-        self.log().lines().filter_map(|l| l.split("podman writes=").nth(1)).filter_map(|r| r.split_whitespace().next()?.parse().ok()).last()
+        self.log().lines().filter_map(|l| l.split("podman writes=").nth(1)).filter_map(|r| r.split_whitespace().next()?.parse().ok()).next_back()
     }
 }
 
