@@ -178,23 +178,7 @@ async fn survives_nats_outage_and_agent_restart() {
     // Back (same port and store): the agent reconnects and converges to a new plan.
     d.nats.restart();
     // The harness's own client reconnects too; retry until the write lands.
-    let mut written = false;
-    for _ in 0..100 {
-        if tokio::time::timeout(Duration::from_secs(2), async {
-            let kv = d.js.get_key_value(harmony_schemas::fleet::PLANS_BUCKET).await.ok()?;
-            kv.put(&d.id, d.sign(&plan(&d, 2, "2")).to_vec().into()).await.ok()
-        })
-        .await
-        .ok()
-        .flatten()
-        .is_some()
-        {
-            written = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(written, "could not write the plan after the restart");
+    put_until_accepted(&d, &plan(&d, 2, "2")).await;
     d.wait_generation(2).await;
     let (id2, _) = d.containers()["web/app/service"].clone();
     assert_ne!(id2, id1);
@@ -207,8 +191,10 @@ async fn survives_nats_outage_and_agent_restart() {
     let (id3, _) = d.containers()["web/app/service"].clone();
     assert_ne!(id3, id2);
 
-    // Killed and restarted with nothing new: resumes from its state dir without redoing work.
+    // Killed and restarted with nothing new, while NATS is down: resumes from its state dir
+    // without redoing work (no NATS needed), then converges once NATS is back.
     d.kill_agent();
+    d.nats.stop();
     d.start_agent();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while d.last_writes().is_none() && std::time::Instant::now() < deadline {
@@ -218,7 +204,26 @@ async fn survives_nats_outage_and_agent_restart() {
     assert_eq!(d.last_writes(), Some(0), "resume redoes nothing\n{}", d.log());
     assert!(!d.log().contains("running init container"), "init containers are not re-run on resume");
     assert_eq!(d.containers()["web/app/service"].0, id3);
+    d.nats.restart();
+    put_until_accepted(&d, &plan(&d, 4, "4")).await;
+    d.wait_generation(4).await;
+    assert_ne!(d.containers()["web/app/service"].0, id3);
     assert!(foreign.running());
+}
+
+/// Writes a plan, retrying while the harness's own client reconnects after a server restart.
+async fn put_until_accepted(d: &Device, plan: &harmony_schemas::fleet::DevicePlan) {
+    for _ in 0..100 {
+        let put = tokio::time::timeout(Duration::from_secs(2), async {
+            let kv = d.js.get_key_value(harmony_schemas::fleet::PLANS_BUCKET).await.ok()?;
+            kv.put(&d.id, d.sign(plan).to_vec().into()).await.ok()
+        });
+        if put.await.ok().flatten().is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("could not write the plan after the restart");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
