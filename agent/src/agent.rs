@@ -37,6 +37,9 @@ pub struct Shared {
     pub runtime: Runtime,
     /// When the agent started.
     pub started: Instant,
+    /// The same, Unix milliseconds (signed commands issued earlier are refused: the nonce cache
+    /// is in memory, so this closes replays across restarts).
+    pub started_ms: u64,
     /// The applied plan.
     pub applied: watch::Receiver<Option<Arc<DevicePlan>>>,
 }
@@ -105,7 +108,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let device = config.device_id.clone();
 
     let (applied_tx, applied_rx) = watch::channel(None);
-    let shared = Arc::new(Shared { config: config.clone(), runtime: runtime.clone(), started: Instant::now(), applied: applied_rx });
+    let shared = Arc::new(Shared { config: config.clone(), runtime: runtime.clone(), started: Instant::now(), started_ms: now_ms(), applied: applied_rx });
     let (status_tx, status_rx) = watch::channel::<Option<DeviceStatus>>(None);
     let (plan_tx, mut plan_rx) = mpsc::channel::<Vec<u8>>(16);
     let (read_tx, mut read_rx) = mpsc::unbounded_channel::<()>();

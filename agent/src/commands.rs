@@ -86,7 +86,8 @@ pub async fn handle(shared: &Shared, nonces: &NonceCache, verb: Verb, payload: &
     }
     let max_age_ms = shared.config.command_max_age.as_millis() as u64;
     let age_ms = now_ms() as i64 - req.issued_at_ms as i64;
-    if age_ms.unsigned_abs() > max_age_ms {
+    if age_ms.unsigned_abs() > max_age_ms || req.issued_at_ms < shared.started_ms {
+        // Too old, from the future, or issued before this agent started (its nonce cache is new).
         return refused(RefusalReason::Stale { age_ms, max_age_ms });
     }
     if req.command.verb() != verb {

@@ -111,10 +111,15 @@ async fn self_test(config: harmony_agent::Config) -> ExitCode {
         return fail(&format!("state_dir {} is not writable: {e}", config.state_dir.display()));
     }
     let _ = std::fs::remove_file(config.state_dir.join(".self-test"));
-    if let Err(e) = harmony_agent::state::PersistedState::load(&config.state_dir, &config.device_id) {
-        return fail(&e);
+    match harmony_agent::state::PersistedState::load(&config.state_dir, &config.device_id) {
+        Err(e) => return fail(&e),
+        // The applied plan must still verify with the configured keys (e.g. after an upgrade or a key change).
+        Ok(state) => match state.applied.map(|p| p.verify(&config.fleet_keys)) {
+            Some(Err(e)) => return fail(&format!("the persisted plan does not verify with fleet_keys: {e}")),
+            Some(Ok(p)) => println!("state_dir: ok ({}, applied generation {})", config.state_dir.display(), p.generation),
+            None => println!("state_dir: ok ({}, no plan yet)", config.state_dir.display()),
+        },
     }
-    println!("state_dir: ok ({})", config.state_dir.display());
     match harmony_agent::agent::runtime_for(&config) {
         Runtime::Disabled => println!("runtime: disabled"),
         Runtime::Podman(p) => match p.version().await {

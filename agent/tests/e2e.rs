@@ -312,3 +312,17 @@ fn self_test_passes_and_bad_config_names_the_field() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("`fleet_keys[0]`"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_disabled_reports_applied_and_runs_nothing() {
+    let img = busybox_image("1");
+    let d = Device::start_with("none", "none").await;
+    d.put_plan(&d.plan(1, vec![deployment("web", vec![(spec("migrate", &img, &["true"], &[]), 30)], vec![spec("app", &img, &["sleep", "3600"], &[])])])).await;
+    let s = d.wait_generation(1).await;
+    assert_eq!(s.state, DeviceState::Applied);
+    assert_eq!(s.deployments[0].containers.iter().map(|c| c.state).collect::<Vec<_>>(), vec![ContainerState::Completed, ContainerState::Running]);
+    assert!(d.containers().is_empty(), "nothing runs with the runtime disabled");
+    let reply = d.client.request(command_subject(&d.id, Verb::Ping), "".into()).await.unwrap();
+    let ping: PingReply = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(ping.device_id, d.id);
+}
