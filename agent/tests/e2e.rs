@@ -252,6 +252,11 @@ async fn ping_logs_exec_round_trip_and_unsigned_commands_are_refused() {
     let reply: CommandReply = serde_json::from_slice(&request(Verb::Exec, exec.to_vec()).await).unwrap();
     assert_eq!(reply, CommandReply::Exec { exit_code: Some(7), timed_out: false, stdout: "out\n".into(), stderr: "err\n".into() });
 
+    // A command that outlives its timeout is killed and says so.
+    let slow = signed(Command::Exec { deployment: "web".into(), container: "app".into(), argv: vec!["sleep".into(), "30".into()], timeout_s: 1 });
+    let reply: CommandReply = serde_json::from_slice(&request(Verb::Exec, slow.to_vec()).await).unwrap();
+    assert!(matches!(reply, CommandReply::Exec { timed_out: true, exit_code: None, .. }), "{reply:?}");
+
     // Replaying the same signed request: refused.
     let reply: CommandReply = serde_json::from_slice(&request(Verb::Exec, exec.to_vec()).await).unwrap();
     assert_eq!(reply, CommandReply::Refused { reason: RefusalReason::Replayed });

@@ -1033,6 +1033,23 @@ mod tests {
     }
 
     #[test]
+    fn every_single_byte_mutation_is_rejected_or_harmless() {
+        let key = generate_signing_key().unwrap();
+        let p = plan(9);
+        let bytes = SignedDevicePlan::sign(&p, &key).unwrap().to_vec();
+        for i in 0..bytes.len() {
+            for flip in [0x01u8, 0x20, 0x80] {
+                let mut m = bytes.clone();
+                m[i] ^= flip;
+                // Never panics; verifies only if the payload is still exactly the signed one.
+                if let Ok(got) = SignedDevicePlan::from_slice(&m).and_then(|s| s.verify(&[key.verifying_key()])) {
+                    assert_eq!(got, p, "mutation at byte {i} changed the plan yet verified");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn canonical_json_sorts_keys_and_is_compact() {
         let v = serde_json::json!({"b": 1, "a": {"d": [1, {"z": true, "y": null}], "c": "é\n"}});
         assert_eq!(String::from_utf8(canonical_json(&v).unwrap()).unwrap(), r#"{"a":{"c":"é\n","d":[1,{"y":null,"z":true}]},"b":1}"#);
