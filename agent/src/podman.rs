@@ -1,6 +1,6 @@
 //! The container runtime: the `podman` CLI with JSON output (see `docs/adr/0006-agent-runtime.md`).
 //!
-//! Every call that changes something (`create`, `start`, `rm`, `kill`) is counted in
+//! Every call that changes which containers exist or run (`create`, `start`, `rm`) is counted in
 //! [`Podman::writes`], so a no-op reconcile can be shown to make none.
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -218,8 +218,8 @@ impl Podman {
     /// parsing its own options at the container id, so `argv` cannot inject any.
     pub async fn exec(&self, id: &str, argv: &[String], timeout: Duration) -> Result<Output, PodmanError> {
         let mut cmd = Command::new(&self.bin);
+        // Not counted in `writes`: exec is a command, not a change to which containers run.
         cmd.arg("exec").arg(id).args(argv).stdin(Stdio::null()).kill_on_drop(true);
-        self.writes.fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout(timeout, cmd.output()).await {
             Err(_) => Ok(Output { exit_code: None, stdout: String::new(), stderr: String::new() }),
             Ok(Err(e)) => Err(PodmanError(format!("cannot run podman: {e}"))),
