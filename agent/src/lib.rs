@@ -9,3 +9,13 @@
 //! Helm engine or the planner.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod agent;
+pub mod commands;
+pub mod config;
+pub mod podman;
+pub mod reconcile;
+pub mod state;
+
+pub use agent::{AGENT_VERSION, run};
+pub use config::{Config, ConfigFile, Overrides, RuntimeKind};

@@ -10,3 +10,5 @@
 //! repository or rendering a chart.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod fleet;

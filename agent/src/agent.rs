@@ -1,0 +1,398 @@
+//! The agent's event loop: learn of plans, verify, reconcile, report, answer commands.
+//!
+//! Tasks, all on one tokio runtime:
+//! - the **plan reader** subscribes (core NATS) to `$KV.<plans>.<device>` and, on start, on
+//!   every reconnect and after a failed read, fetches the key's current entry (direct get);
+//! - the **reconciler** owns the persisted state: it verifies each candidate plan, reconciles,
+//!   persists and hands the resulting status to the publisher;
+//! - the **status publisher** writes the newest status to the status bucket, retrying with
+//!   backoff while NATS is unreachable (older unsent statuses are superseded);
+//! - **heartbeats** on an interval;
+//! - the **command server** answers `device-commands.<device>.{ping,logs,exec}`.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use futures::StreamExt as _;
+use harmony_schemas::fleet::{
+    DevicePlan, DeviceState, DeviceStatus, HEARTBEATS_BUCKET, Heartbeat, MAX_REJECTIONS, PLANS_BUCKET, PROTOCOL_VERSION, Rejection, RejectionReason,
+    STATUS_BUCKET, SignedDevicePlan, kv_subject, now_ms,
+};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{Config, NatsAuth, RuntimeKind};
+use crate::podman::Podman;
+use crate::reconcile::{Runtime, reconcile};
+use crate::state::PersistedState;
+
+/// This agent's version.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Shared, read-mostly facts for the command server.
+#[derive(Debug)]
+pub struct Shared {
+    /// Config.
+    pub config: Config,
+    /// Runtime.
+    pub runtime: Runtime,
+    /// When the agent started.
+    pub started: Instant,
+    /// The same, Unix milliseconds (signed commands issued earlier are refused: the nonce cache
+    /// is in memory, so this closes replays across restarts).
+    pub started_ms: u64,
+    /// The applied plan.
+    pub applied: watch::Receiver<Option<Arc<DevicePlan>>>,
+}
+
+impl Shared {
+    /// Seconds since start.
+    pub fn uptime_s(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+}
+
+/// Builds the runtime named by the config.
+pub fn runtime_for(config: &Config) -> Runtime {
+    match config.runtime {
+        RuntimeKind::Podman => Runtime::Podman(Podman::new(config.podman.clone())),
+        RuntimeKind::None => Runtime::Disabled,
+    }
+}
+
+/// Connects to NATS (in the background: never fails for an unreachable server) and reports
+/// every (re)connection on the returned channel.
+pub async fn connect(config: &Config, name: &str) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<()>), String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut opts = async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(5))
+        // Exponential backoff 100 ms .. 5 s between reconnect attempts.
+        .reconnect_delay_callback(|attempts| Duration::from_millis((100u64 << attempts.min(6) as u64).min(5_000)))
+        .event_callback(move |event| {
+            let tx = tx.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        tracing::info!("connected to NATS");
+                        let _ = tx.send(());
+                    }
+                    async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS; containers keep running, reconnecting"),
+                    other => tracing::debug!("NATS event: {other}"),
+                }
+            }
+        });
+    opts = match &config.nats_auth {
+        NatsAuth::None => opts,
+        NatsAuth::UserPassword(u, p) => opts.user_and_password(u.clone(), p.clone()),
+        NatsAuth::Token(t) => opts.token(t.clone()),
+        NatsAuth::Nkey(seed) => opts.nkey(seed.clone()),
+        NatsAuth::CredsFile(path) => opts.credentials_file(path).await.map_err(|e| format!("config: `nats.creds_file`: {e}"))?,
+    };
+    let urls: Vec<async_nats::ServerAddr> = config
+        .nats_urls
+        .iter()
+        .map(|u| u.parse::<async_nats::ServerAddr>().map_err(|e| format!("config: `nats.urls`: `{u}`: {e}")))
+        .collect::<Result<_, _>>()?;
+    let client = opts.connect(urls).await.map_err(|e| format!("NATS: {e}"))?;
+    Ok((client, rx))
+}
+
+/// Runs the agent until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
+    let mut state = PersistedState::load(&config.state_dir, &config.device_id)?;
+    let runtime = runtime_for(&config);
+    let (client, mut connected) = connect(&config, &format!("harmony-agent {}", config.device_id)).await?;
+    let js = jetstream::new(client.clone());
+    let device = config.device_id.clone();
+
+    let (applied_tx, applied_rx) = watch::channel(None);
+    let shared = Arc::new(Shared { config: config.clone(), runtime: runtime.clone(), started: Instant::now(), started_ms: now_ms(), applied: applied_rx });
+    let (status_tx, status_rx) = watch::channel::<Option<DeviceStatus>>(None);
+    let (plan_tx, mut plan_rx) = mpsc::channel::<Vec<u8>>(16);
+    let (read_tx, mut read_rx) = mpsc::unbounded_channel::<()>();
+
+    // Subscribe before the first read so no update is missed in between.
+    let mut updates = client.subscribe(kv_subject(PLANS_BUCKET, &device)).await.map_err(|e| format!("subscribe: {e}"))?;
+    let commands = client.subscribe(format!("{}.{device}.*", harmony_schemas::fleet::COMMAND_SUBJECT_PREFIX)).await.map_err(|e| format!("subscribe: {e}"))?;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    // Reconnect → re-read.
+    {
+        let read_tx = read_tx.clone();
+        tasks.spawn(async move {
+            while connected.recv().await.is_some() {
+                let _ = read_tx.send(());
+            }
+        });
+    }
+    // Update notifications: the message carries the new value; deletes are reported, not applied.
+    {
+        let plan_tx = plan_tx.clone();
+        tasks.spawn(async move {
+            while let Some(msg) = updates.next().await {
+                let op = msg.headers.as_ref().and_then(|h| h.get("KV-Operation")).map(|v| v.as_str().to_string());
+                match op.as_deref() {
+                    Some("DEL") | Some("PURGE") => tracing::warn!("plan entry deleted; keeping the last applied plan (sign an empty plan to stop workloads)"),
+                    _ => {
+                        let _ = plan_tx.send(msg.payload.to_vec()).await;
+                    }
+                }
+            }
+        });
+    }
+    // Reader: current entry on start, on reconnect, retried with backoff on failure.
+    {
+        let js = js.clone();
+        let device = device.clone();
+        let plan_tx = plan_tx.clone();
+        let _ = read_tx.send(());
+        tasks.spawn(async move {
+            let mut backoff = Duration::from_millis(200);
+            while read_rx.recv().await.is_some() {
+                while read_rx.try_recv().is_ok() {}
+                loop {
+                    match read_entry(&js, &device).await {
+                        Ok(Some(bytes)) => {
+                            let _ = plan_tx.send(bytes).await;
+                            break;
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::warn!("reading plan entry: {e}; retrying in {backoff:?}");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(10));
+                        }
+                    }
+                }
+                backoff = Duration::from_millis(200);
+            }
+        });
+    }
+    // Status publisher.
+    tasks.spawn(publish_status(js.clone(), device.clone(), status_rx));
+    // Heartbeats.
+    {
+        let js = js.clone();
+        let shared = shared.clone();
+        let status = status_tx.subscribe();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(shared.config.heartbeat_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut store = None;
+            loop {
+                tick.tick().await;
+                let applied_generation = status.borrow().as_ref().and_then(|s| s.applied_generation);
+                let hb = Heartbeat {
+                    version: PROTOCOL_VERSION,
+                    device_id: shared.config.device_id.clone(),
+                    agent_version: AGENT_VERSION.into(),
+                    uptime_s: shared.uptime_s(),
+                    labels: shared.config.labels.clone(),
+                    applied_generation,
+                    timestamp_ms: now_ms(),
+                };
+                if let Err(e) = put(&js, &mut store, HEARTBEATS_BUCKET, &shared.config.device_id, serde_json::to_vec(&hb).unwrap_or_default()).await {
+                    tracing::debug!("heartbeat not sent: {e}");
+                }
+            }
+        });
+    }
+    // Commands.
+    tasks.spawn(crate::commands::serve(client.clone(), shared.clone(), commands));
+
+    // Reconciler (this task): resume from the persisted plan first, without NATS.
+    let reconciler = async {
+        let mut current: Option<DevicePlan> = None;
+        if let Some(signed) = state.applied.clone() {
+            match signed.verify(&config.fleet_keys).map_err(RejectionReason::from).and_then(|p| check(&p, &device).map(|()| p)) {
+                Ok(plan) => {
+                    tracing::info!(generation = plan.generation, "resuming persisted plan");
+                    current = Some(plan);
+                }
+                Err(reason) => {
+                    tracing::error!("persisted plan no longer verifies ({reason}); ignoring it");
+                    state.applied = None;
+                }
+            }
+        }
+        if let Some(plan) = &current {
+            let _ = applied_tx.send(Some(Arc::new(plan.clone())));
+            let status = apply(&runtime, &device, plan, &mut state, &config).await;
+            let _ = status_tx.send(Some(status));
+        } else {
+            let _ = status_tx.send(Some(make_status(&device, None, DeviceState::Pending, vec![], None, &state)));
+        }
+        // The entry just rejected, so a re-read (or the notification racing the first read) does
+        // not report it again.
+        let mut last_rejected: Option<Vec<u8>> = None;
+        while let Some(bytes) = plan_rx.recv().await {
+            if last_rejected.as_deref() == Some(bytes.as_slice()) {
+                continue;
+            }
+            let applied = current.as_ref().map(|p| p.generation).zip(state.applied.as_ref().map(|s| &s.payload));
+            match accept(&bytes, &config, applied) {
+                Accepted::Same => {
+                    // Re-read of the applied plan (reconnect): heal drift, normally a no-op.
+                    if let Some(plan) = &current {
+                        let status = apply(&runtime, &device, plan, &mut state, &config).await;
+                        let _ = status_tx.send(Some(status));
+                    }
+                }
+                Accepted::New(accepted) => {
+                    let (signed, plan) = *accepted;
+                    tracing::info!(generation = plan.generation, source_revision = %plan.source_revision, "accepted plan");
+                    state.applied = Some(signed);
+                    state.failed.clear();
+                    if let Err(e) = state.save(&config.state_dir) {
+                        tracing::error!("{e}");
+                    }
+                    let _ = applied_tx.send(Some(Arc::new(plan.clone())));
+                    let mut applying = status_tx.borrow().clone().unwrap_or_else(|| make_status(&device, None, DeviceState::Applying, vec![], None, &state));
+                    applying.state = DeviceState::Applying;
+                    applying.updated_at_ms = now_ms();
+                    let _ = status_tx.send(Some(applying));
+                    let status = apply(&runtime, &device, &plan, &mut state, &config).await;
+                    let _ = status_tx.send(Some(status));
+                    current = Some(plan);
+                }
+                Accepted::Rejected(generation, reason) => {
+                    last_rejected = Some(bytes);
+                    tracing::warn!(?generation, "rejected plan: {reason}");
+                    state.rejections.push(Rejection { generation, reason: reason.clone(), at_ms: now_ms() });
+                    let excess = state.rejections.len().saturating_sub(MAX_REJECTIONS);
+                    state.rejections.drain(..excess);
+                    if let Err(e) = state.save(&config.state_dir) {
+                        tracing::error!("{e}");
+                    }
+                    let mut status = status_tx.borrow().clone().unwrap_or_else(|| make_status(&device, None, DeviceState::Pending, vec![], None, &state));
+                    status.rejections = state.rejections.clone();
+                    status.last_error = Some(reason.to_string());
+                    status.updated_at_ms = now_ms();
+                    let _ = status_tx.send(Some(status));
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = reconciler => {},
+        () = shutdown => tracing::info!("shutting down; containers keep running"),
+    }
+    tasks.abort_all();
+    let _ = client.flush().await;
+    Ok(())
+}
+
+enum Accepted {
+    Same,
+    New(Box<(SignedDevicePlan, DevicePlan)>),
+    Rejected(Option<u64>, RejectionReason),
+}
+
+fn check(plan: &DevicePlan, device: &str) -> Result<(), RejectionReason> {
+    if plan.device_id != device {
+        return Err(RejectionReason::WrongDevice { plan_device: plan.device_id.clone() });
+    }
+    plan.validate().map_err(|e| RejectionReason::Invalid { detail: e.to_string() })
+}
+
+fn accept(bytes: &[u8], config: &Config, applied: Option<(u64, &serde_json::Value)>) -> Accepted {
+    let signed = match SignedDevicePlan::from_slice(bytes) {
+        Ok(s) => s,
+        Err(e) => return Accepted::Rejected(None, e.into()),
+    };
+    let claimed = signed.payload.get("generation").and_then(serde_json::Value::as_u64);
+    let plan = match signed.verify(&config.fleet_keys) {
+        Ok(p) => p,
+        Err(e) => return Accepted::Rejected(claimed, e.into()),
+    };
+    if let Err(reason) = check(&plan, &config.device_id) {
+        return Accepted::Rejected(Some(plan.generation), reason);
+    }
+    match applied {
+        // The applied plan itself (a re-read after reconnect).
+        Some((a, payload)) if plan.generation == a && signed.payload == *payload => Accepted::Same,
+        // Older, or the same generation with other content: replay or rollback.
+        Some((a, _)) if plan.generation <= a => {
+            Accepted::Rejected(Some(plan.generation), RejectionReason::StaleGeneration { generation: plan.generation, applied: a })
+        }
+        _ => Accepted::New(Box::new((signed, plan))),
+    }
+}
+
+async fn apply(runtime: &Runtime, device: &str, plan: &DevicePlan, state: &mut PersistedState, config: &Config) -> DeviceStatus {
+    let outcome = reconcile(runtime, device, plan, state).await;
+    tracing::info!(generation = plan.generation, writes = outcome.writes, "reconciled: podman writes={}", outcome.writes);
+    if let Err(e) = state.save(&config.state_dir) {
+        tracing::error!("{e}");
+    }
+    let failed = outcome.deployments.iter().find_map(|d| d.failure.as_ref().map(|f| format!("deployment `{}`: {f}", d.name)));
+    let last_error = outcome.error.clone().map(|e| format!("runtime: {e}")).or(failed);
+    let all_ok = outcome.error.is_none() && outcome.deployments.iter().all(|d| d.failure.is_none());
+    let st = if all_ok { DeviceState::Applied } else { DeviceState::Degraded };
+    make_status(device, Some(plan), st, outcome.deployments, last_error, state)
+}
+
+fn make_status(
+    device: &str,
+    plan: Option<&DevicePlan>,
+    state: DeviceState,
+    deployments: Vec<harmony_schemas::fleet::DeploymentStatus>,
+    last_error: Option<String>,
+    s: &PersistedState,
+) -> DeviceStatus {
+    DeviceStatus {
+        version: PROTOCOL_VERSION,
+        device_id: device.into(),
+        agent_version: AGENT_VERSION.into(),
+        applied_generation: plan.map(|p| p.generation),
+        applied_source_revision: plan.map(|p| p.source_revision.clone()),
+        state,
+        deployments,
+        last_error,
+        rejections: s.rejections.clone(),
+        updated_at_ms: now_ms(),
+    }
+}
+
+async fn read_entry(js: &jetstream::Context, device: &str) -> Result<Option<Vec<u8>>, String> {
+    let kv = js.get_key_value(PLANS_BUCKET).await.map_err(|e| format!("plans bucket: {e}"))?;
+    match kv.entry(device).await.map_err(|e| e.to_string())? {
+        Some(e) if e.operation == jetstream::kv::Operation::Put => Ok(Some(e.value.to_vec())),
+        _ => Ok(None),
+    }
+}
+
+async fn put(js: &jetstream::Context, store: &mut Option<jetstream::kv::Store>, bucket: &str, key: &str, value: Vec<u8>) -> Result<(), String> {
+    if store.is_none() {
+        *store = Some(js.get_key_value(bucket).await.map_err(|e| format!("{bucket}: {e}"))?);
+    }
+    let kv = store.as_ref().ok_or("no store")?;
+    match kv.put(key, value.into()).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            *store = None;
+            Err(format!("{bucket}: {e}"))
+        }
+    }
+}
+
+async fn publish_status(js: jetstream::Context, device: String, mut rx: watch::Receiver<Option<DeviceStatus>>) {
+    let mut store = None;
+    while rx.changed().await.is_ok() {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let Some(status) = rx.borrow_and_update().clone() else { break };
+            match put(&js, &mut store, STATUS_BUCKET, &device, serde_json::to_vec(&status).unwrap_or_default()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!("status not published: {e}; retrying in {backoff:?}");
+                    // Wait for the backoff or a newer status, whichever comes first.
+                    let _ = tokio::time::timeout(backoff, rx.changed()).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+}

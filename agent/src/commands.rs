@@ -1,0 +1,140 @@
+//! Request/reply commands on `device-commands.<device>.<verb>`.
+//!
+//! `ping` is unsigned. `logs` and `exec` must be a [`SignedCommand`] signed by a trusted command
+//! key, addressed to this device, issued within the freshness window, with a nonce not seen in
+//! that window, for a service of the applied plan; otherwise the reply is `refused` and nothing runs.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use harmony_schemas::fleet::{Command, CommandReply, PingReply, RefusalReason, SignedCommand, Verb, now_ms};
+
+use crate::agent::{AGENT_VERSION, Shared};
+use crate::podman::{LABEL_CONTAINER, LABEL_DEPLOYMENT, LABEL_KIND};
+use crate::reconcile::Runtime;
+
+/// Seen nonces with their expiry (Unix ms).
+#[derive(Debug, Default)]
+pub struct NonceCache(Mutex<HashMap<String, u64>>);
+
+impl NonceCache {
+    /// Records `nonce`; false when it was already seen and has not expired.
+    pub fn insert(&self, nonce: &str, expires_ms: u64) -> bool {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = now_ms();
+        if m.len() > 10_000 {
+            m.retain(|_, exp| *exp > now);
+        }
+        match m.get(nonce) {
+            Some(exp) if *exp > now => false,
+            _ => {
+                m.insert(nonce.to_string(), expires_ms);
+                true
+            }
+        }
+    }
+}
+
+/// Serves commands until the subscription ends.
+pub async fn serve(client: async_nats::Client, shared: Arc<Shared>, mut sub: async_nats::Subscriber) {
+    let nonces = Arc::new(NonceCache::default());
+    while let Some(msg) = sub.next().await {
+        let Some(reply) = msg.reply.clone() else { continue };
+        let verb = match msg.subject.rsplit('.').next() {
+            Some("ping") => Verb::Ping,
+            Some("logs") => Verb::Logs,
+            Some("exec") => Verb::Exec,
+            _ => continue,
+        };
+        let client = client.clone();
+        let shared = shared.clone();
+        let nonces = nonces.clone();
+        tokio::spawn(async move {
+            let body = match verb {
+                Verb::Ping => serde_json::to_vec(&PingReply {
+                    device_id: shared.config.device_id.clone(),
+                    agent_version: AGENT_VERSION.into(),
+                    uptime_s: shared.uptime_s(),
+                }),
+                _ => serde_json::to_vec(&handle(&shared, &nonces, verb, &msg.payload).await),
+            };
+            if let Err(e) = client.publish(reply, body.unwrap_or_default().into()).await {
+                tracing::debug!("command reply not sent: {e}");
+            }
+        });
+    }
+}
+
+/// Checks and runs a signed `logs` or `exec` request.
+pub async fn handle(shared: &Shared, nonces: &NonceCache, verb: Verb, payload: &[u8]) -> CommandReply {
+    let refused = |reason| CommandReply::Refused { reason };
+    let signed = match SignedCommand::from_slice(payload) {
+        Ok(s) => s,
+        Err(e) => return refused(RefusalReason::Unsigned { detail: e.to_string() }),
+    };
+    let req = match signed.verify(&shared.config.command_keys) {
+        Ok(r) => r,
+        Err(harmony_schemas::fleet::VerifyError::UnknownKey(key_id)) => return refused(RefusalReason::UnknownKey { key_id }),
+        Err(harmony_schemas::fleet::VerifyError::Malformed(detail)) | Err(harmony_schemas::fleet::VerifyError::Payload(detail)) => {
+            return refused(RefusalReason::Unsigned { detail });
+        }
+        Err(harmony_schemas::fleet::VerifyError::BadSignature) => return refused(RefusalReason::BadSignature),
+    };
+    if req.device_id != shared.config.device_id {
+        return refused(RefusalReason::WrongDevice { device_id: req.device_id });
+    }
+    let max_age_ms = shared.config.command_max_age.as_millis() as u64;
+    let age_ms = now_ms() as i64 - req.issued_at_ms as i64;
+    if age_ms.unsigned_abs() > max_age_ms || req.issued_at_ms < shared.started_ms {
+        // Too old, from the future, or issued before this agent started (its nonce cache is new).
+        return refused(RefusalReason::Stale { age_ms, max_age_ms });
+    }
+    if req.command.verb() != verb {
+        return refused(RefusalReason::WrongVerb);
+    }
+    // Remember the nonce until the request could no longer be fresh.
+    if !nonces.insert(&req.nonce, req.issued_at_ms.saturating_add(max_age_ms).saturating_add(1_000)) {
+        return refused(RefusalReason::Replayed);
+    }
+    let (deployment, container) = match &req.command {
+        Command::Logs { deployment, container, .. } | Command::Exec { deployment, container, .. } => (deployment.clone(), container.clone()),
+    };
+    let planned = shared
+        .applied
+        .borrow()
+        .as_ref()
+        .is_some_and(|p| p.deployments.iter().any(|d| d.name == deployment && d.services.iter().any(|s| s.container.name == container)));
+    if !planned {
+        return refused(RefusalReason::UnknownContainer { deployment, container });
+    }
+    let Runtime::Podman(podman) = &shared.runtime else {
+        return CommandReply::Error { message: "the container runtime is disabled on this agent".into() };
+    };
+    let listed = match podman.list(&shared.config.device_id).await {
+        Ok(l) => l,
+        Err(e) => return CommandReply::Error { message: e.0 },
+    };
+    let Some(target) = listed
+        .iter()
+        .find(|c| c.label(LABEL_KIND) == Some("service") && c.label(LABEL_DEPLOYMENT) == Some(&deployment) && c.label(LABEL_CONTAINER) == Some(&container))
+    else {
+        return CommandReply::Error { message: format!("container `{deployment}/{container}` does not exist (yet)") };
+    };
+    tracing::info!(key_id = %signed.signature.key_id, verb = verb.as_str(), deployment = %deployment, container = %container, "signed command");
+    match req.command {
+        Command::Logs { tail, .. } => match podman.logs(&target.id, tail.min(10_000)).await {
+            Ok(lines) => CommandReply::Logs { lines },
+            Err(e) => CommandReply::Error { message: e.0 },
+        },
+        Command::Exec { argv, timeout_s, .. } => {
+            if argv.is_empty() {
+                return CommandReply::Error { message: "exec needs a command".into() };
+            }
+            match podman.exec(&target.id, &argv, Duration::from_secs(timeout_s.clamp(1, 3600))).await {
+                Ok(o) => CommandReply::Exec { exit_code: o.exit_code, timed_out: o.exit_code.is_none(), stdout: o.stdout, stderr: o.stderr },
+                Err(e) => CommandReply::Error { message: e.0 },
+            }
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! The agent's configuration: a TOML file, overridden by command-line flags.
+//!
+//! Every error names the field (`nats.urls`, `fleet_keys[1]`, …). Secrets (NATS password, token,
+//! credentials) are read from files named in the config, never logged.
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use harmony_schemas::fleet::{VerifyingKey, parse_public_key, valid_device_id};
+use serde::Deserialize;
+
+/// The config file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Device id (RFC 1123 label); its key in the plans bucket.
+    pub device_id: Option<String>,
+    /// Where the agent persists its last applied plan.
+    pub state_dir: Option<PathBuf>,
+    /// The fleet's Ed25519 public keys (hex or base64); a plan must be signed by one of them.
+    #[serde(default)]
+    pub fleet_keys: Vec<String>,
+    /// Keys trusted to sign `logs`/`exec` commands.
+    #[serde(default)]
+    pub command_keys: Vec<String>,
+    /// Labels reported in heartbeats.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Seconds between heartbeats (default 30).
+    pub heartbeat_interval_s: Option<u64>,
+    /// `podman` (default) or `none` (runtime disabled: reports plans as applied, runs nothing).
+    pub runtime: Option<RuntimeKind>,
+    /// The podman executable (default `podman` on PATH).
+    pub podman: Option<PathBuf>,
+    /// How old a signed command may be, seconds (default 60).
+    pub command_max_age_s: Option<u64>,
+    /// NATS connection.
+    #[serde(default)]
+    pub nats: NatsFile,
+}
+
+/// `[nats]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsFile {
+    /// Server URLs.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// User name (with `password_file`).
+    pub user: Option<String>,
+    /// File holding the password.
+    pub password_file: Option<PathBuf>,
+    /// File holding a token.
+    pub token_file: Option<PathBuf>,
+    /// A `.creds` file (JWT + nkey seed).
+    pub creds_file: Option<PathBuf>,
+    /// File holding an nkey seed.
+    pub nkey_file: Option<PathBuf>,
+}
+
+/// Container runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// podman CLI.
+    Podman,
+    /// No runtime: plans are reported as applied, nothing runs (load tests).
+    None,
+}
+
+/// Flags that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--device-id`.
+    pub device_id: Option<String>,
+    /// `--nats-url` (repeatable; replaces the file's list).
+    pub nats_urls: Vec<String>,
+    /// `--state-dir`.
+    pub state_dir: Option<PathBuf>,
+    /// `--fleet-key` (repeatable; replaces the file's list).
+    pub fleet_keys: Vec<String>,
+    /// `--command-key` (repeatable; replaces the file's list).
+    pub command_keys: Vec<String>,
+    /// `--runtime`.
+    pub runtime: Option<RuntimeKind>,
+    /// `--heartbeat-interval`.
+    pub heartbeat_interval_s: Option<u64>,
+    /// `--label k=v` (repeatable; added to the file's).
+    pub labels: Vec<(String, String)>,
+}
+
+/// NATS authentication, resolved.
+#[derive(Clone, Default)]
+pub enum NatsAuth {
+    /// None.
+    #[default]
+    None,
+    /// User and password.
+    UserPassword(String, String),
+    /// Token.
+    Token(String),
+    /// Credentials file.
+    CredsFile(PathBuf),
+    /// Nkey seed.
+    Nkey(String),
+}
+
+impl fmt::Debug for NatsAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print secrets.
+        match self {
+            NatsAuth::None => write!(f, "none"),
+            NatsAuth::UserPassword(u, _) => write!(f, "user {u} with password"),
+            NatsAuth::Token(_) => write!(f, "token"),
+            NatsAuth::CredsFile(p) => write!(f, "creds file {}", p.display()),
+            NatsAuth::Nkey(_) => write!(f, "nkey"),
+        }
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Device id.
+    pub device_id: String,
+    /// NATS URLs.
+    pub nats_urls: Vec<String>,
+    /// NATS authentication.
+    pub nats_auth: NatsAuth,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Trusted plan keys.
+    pub fleet_keys: Vec<VerifyingKey>,
+    /// Trusted command keys.
+    pub command_keys: Vec<VerifyingKey>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Heartbeat interval.
+    pub heartbeat_interval: Duration,
+    /// Runtime.
+    pub runtime: RuntimeKind,
+    /// podman executable.
+    pub podman: PathBuf,
+    /// Freshness window of signed commands.
+    pub command_max_age: Duration,
+}
+
+/// A configuration error naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The field (`nats.urls`, `fleet_keys[0]`, …), or the file for I/O and syntax errors.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config: `{}`: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError { field: field.into(), message: message.into() }
+}
+
+fn read_secret(field: &str, path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map(|s| s.trim().to_string()).map_err(|e| err(field, format!("cannot read {}: {e}", path.display())))
+}
+
+/// The dotted key (`[table]` prefix included) of the `key = value` line holding byte `pos`.
+fn key_at(text: &str, pos: usize) -> Option<String> {
+    let pos = pos.min(text.len());
+    let start = text[..pos].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let key = line.split_once('=')?.0.trim();
+    if key.is_empty() {
+        return None;
+    }
+    let table = text[..start].lines().rev().find_map(|l| l.trim().strip_prefix('[').and_then(|l| l.strip_suffix(']')).map(str::trim));
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_string(),
+    })
+}
+
+impl ConfigFile {
+    /// Parses TOML text; syntax errors and unknown fields name the field.
+    pub fn parse(text: &str, origin: &Path) -> Result<ConfigFile, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let msg = e.message().to_string();
+            let named = (msg.starts_with("unknown field") || msg.starts_with("missing field")).then(|| msg.split('`').nth(1)).flatten();
+            let field = match (named, e.span()) {
+                (Some(f), _) => Some(f.to_string()),
+                (None, Some(span)) => key_at(text, span.start),
+                _ => None,
+            };
+            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let at = line.map(|l| format!("{}:{l}", origin.display())).unwrap_or_else(|| origin.display().to_string());
+            err(field.unwrap_or_else(|| at.clone()), format!("{msg} ({at})"))
+        })
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| err(path.display().to_string(), format!("cannot read config file: {e}")))?;
+        ConfigFile::parse(&text, path)
+    }
+
+    /// Applies overrides and validates.
+    pub fn resolve(mut self, o: Overrides) -> Result<Config, ConfigError> {
+        if o.device_id.is_some() {
+            self.device_id = o.device_id;
+        }
+        if !o.nats_urls.is_empty() {
+            self.nats.urls = o.nats_urls;
+        }
+        if o.state_dir.is_some() {
+            self.state_dir = o.state_dir;
+        }
+        if !o.fleet_keys.is_empty() {
+            self.fleet_keys = o.fleet_keys;
+        }
+        if !o.command_keys.is_empty() {
+            self.command_keys = o.command_keys;
+        }
+        if o.runtime.is_some() {
+            self.runtime = o.runtime;
+        }
+        if o.heartbeat_interval_s.is_some() {
+            self.heartbeat_interval_s = o.heartbeat_interval_s;
+        }
+        self.labels.extend(o.labels);
+
+        let device_id = self.device_id.ok_or_else(|| err("device_id", "missing (set it in the config file or with --device-id)"))?;
+        if !valid_device_id(&device_id) {
+            return Err(err("device_id", format!("`{device_id}` is not an RFC 1123 label (1-63 of a-z, 0-9, '-', alphanumeric at both ends)")));
+        }
+        if self.nats.urls.is_empty() {
+            return Err(err("nats.urls", "missing: give at least one NATS URL (or --nats-url)"));
+        }
+        for (i, u) in self.nats.urls.iter().enumerate() {
+            let ok = ["nats://", "tls://", "ws://", "wss://"].iter().any(|p| u.starts_with(p) && u.len() > p.len());
+            if !ok {
+                return Err(err(format!("nats.urls[{i}]"), format!("`{u}` is not a nats://, tls://, ws:// or wss:// URL")));
+            }
+        }
+        let state_dir = self.state_dir.ok_or_else(|| err("state_dir", "missing (or --state-dir)"))?;
+        let keys = |field: &str, list: &[String]| -> Result<Vec<VerifyingKey>, ConfigError> {
+            list.iter().enumerate().map(|(i, k)| parse_public_key(k).map_err(|e| err(format!("{field}[{i}]"), e.to_string()))).collect()
+        };
+        let fleet_keys = keys("fleet_keys", &self.fleet_keys)?;
+        if fleet_keys.is_empty() {
+            return Err(err("fleet_keys", "missing: the fleet's Ed25519 public key (hex or base64) is required to verify plans"));
+        }
+        let command_keys = keys("command_keys", &self.command_keys)?;
+        for k in self.labels.keys() {
+            if k.is_empty() || k.len() > 63 {
+                return Err(err(format!("labels.{k}"), "label keys are 1-63 characters"));
+            }
+        }
+        let heartbeat = self.heartbeat_interval_s.unwrap_or(30);
+        if heartbeat == 0 {
+            return Err(err("heartbeat_interval_s", "must be at least 1"));
+        }
+        let max_age = self.command_max_age_s.unwrap_or(60);
+        if max_age == 0 {
+            return Err(err("command_max_age_s", "must be at least 1"));
+        }
+        let n = &self.nats;
+        let methods = [n.password_file.is_some(), n.token_file.is_some(), n.creds_file.is_some(), n.nkey_file.is_some()].iter().filter(|b| **b).count();
+        if methods > 1 {
+            return Err(err("nats", "give at most one of password_file, token_file, creds_file, nkey_file"));
+        }
+        let nats_auth = if let Some(p) = &n.password_file {
+            let user = n.user.clone().ok_or_else(|| err("nats.user", "required with nats.password_file"))?;
+            NatsAuth::UserPassword(user, read_secret("nats.password_file", p)?)
+        } else if let Some(p) = &n.token_file {
+            NatsAuth::Token(read_secret("nats.token_file", p)?)
+        } else if let Some(p) = &n.creds_file {
+            if !p.is_file() {
+                return Err(err("nats.creds_file", format!("{} does not exist", p.display())));
+            }
+            NatsAuth::CredsFile(p.clone())
+        } else if let Some(p) = &n.nkey_file {
+            NatsAuth::Nkey(read_secret("nats.nkey_file", p)?)
+        } else if n.user.is_some() {
+            return Err(err("nats.password_file", "required with nats.user"));
+        } else {
+            NatsAuth::None
+        };
+        Ok(Config {
+            device_id,
+            nats_urls: self.nats.urls,
+            nats_auth,
+            state_dir,
+            fleet_keys,
+            command_keys,
+            labels: self.labels,
+            heartbeat_interval: Duration::from_secs(heartbeat),
+            runtime: self.runtime.unwrap_or(RuntimeKind::Podman),
+            podman: self.podman.unwrap_or_else(|| PathBuf::from("podman")),
+            command_max_age: Duration::from_secs(max_age),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29";
+
+    fn resolve(text: &str) -> Result<Config, ConfigError> {
+        ConfigFile::parse(text, Path::new("agent.toml"))?.resolve(Overrides::default())
+    }
+
+    #[test]
+    fn good_config_and_overrides() {
+        let text = format!(
+            "device_id = \"pi-001\"\nstate_dir = \"/tmp/x\"\nfleet_keys = [\"{KEY}\"]\n[nats]\nurls = [\"nats://127.0.0.1:4222\"]\n[labels]\nsite = \"mtl\"\n"
+        );
+        let c = resolve(&text).unwrap();
+        assert_eq!(c.device_id, "pi-001");
+        assert_eq!(c.runtime, RuntimeKind::Podman);
+        let o = Overrides { device_id: Some("pi-002".into()), runtime: Some(RuntimeKind::None), ..Default::default() };
+        let c = ConfigFile::parse(&text, Path::new("a")).unwrap().resolve(o).unwrap();
+        assert_eq!((c.device_id.as_str(), c.runtime), ("pi-002", RuntimeKind::None));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let field = |t: &str| resolve(t).unwrap_err().field;
+        assert_eq!(field("state_dir = \"/x\""), "device_id");
+        assert_eq!(field("device_id = \"Pi_1\""), "device_id");
+        assert_eq!(field("device_id = \"pi\"\nstate_dir=\"/x\""), "nats.urls");
+        assert_eq!(field("device_id = \"pi\"\nstate_dir=\"/x\"\n[nats]\nurls=[\"http://x\"]"), "nats.urls[0]");
+        assert_eq!(field("device_id = \"pi\"\nstate_dir=\"/x\"\nfleet_keys=[\"zz\"]\n[nats]\nurls=[\"nats://x\"]"), "fleet_keys[0]");
+        assert_eq!(field("device_id = \"pi\"\nstate_dir=\"/x\"\n[nats]\nurls=[\"nats://x\"]"), "fleet_keys");
+        assert_eq!(field("devise_id = \"pi\""), "devise_id");
+        assert_eq!(field("device_id = 3"), "device_id");
+        assert_eq!(field("device_id = \"pi\"\n[nats]\nurls = 3"), "nats.urls");
+        let e = resolve("heartbeat_interval_s = \"x\"").unwrap_err();
+        assert!(e.to_string().contains("agent.toml"), "{e}");
+    }
+}

@@ -1,0 +1,132 @@
+//! `harmony-agent`: see `docs/agent.md`.
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use harmony_agent::config::{ConfigFile, Overrides, RuntimeKind};
+use harmony_agent::reconcile::Runtime;
+
+/// The Harmony edge agent: runs this device's signed plan with podman.
+#[derive(Debug, Parser)]
+#[command(name = "harmony-agent", version, about)]
+struct Cli {
+    /// Optional `run` (the default action).
+    #[arg(value_parser = ["run"], hide = true)]
+    action: Option<String>,
+    /// Config file (TOML); see docs/agent.md.
+    #[arg(long, short, env = "HARMONY_AGENT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Device id (overrides `device_id`).
+    #[arg(long)]
+    device_id: Option<String>,
+    /// NATS server URL (repeatable; overrides `nats.urls`).
+    #[arg(long = "nats-url")]
+    nats_urls: Vec<String>,
+    /// State directory (overrides `state_dir`).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Fleet public key, hex or base64 (repeatable; overrides `fleet_keys`).
+    #[arg(long = "fleet-key")]
+    fleet_keys: Vec<String>,
+    /// Trusted command key (repeatable; overrides `command_keys`).
+    #[arg(long = "command-key")]
+    command_keys: Vec<String>,
+    /// Container runtime (overrides `runtime`); `none` runs nothing and reports plans as applied.
+    #[arg(long, value_enum)]
+    runtime: Option<RuntimeKind>,
+    /// Seconds between heartbeats (overrides `heartbeat_interval_s`).
+    #[arg(long)]
+    heartbeat_interval: Option<u64>,
+    /// A label `key=value` reported in heartbeats (repeatable; added to `labels`).
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// Check the config, the keys, the state directory and podman, then exit (0 = healthy).
+    #[arg(long)]
+    self_test: bool,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("`{s}` is not key=value"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HARMONY_AGENT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let file = match &cli.config {
+        Some(p) => match ConfigFile::load(p) {
+            Ok(f) => f,
+            Err(e) => return fail(&e.to_string()),
+        },
+        None => ConfigFile::default(),
+    };
+    let overrides = Overrides {
+        device_id: cli.device_id,
+        nats_urls: cli.nats_urls,
+        state_dir: cli.state_dir,
+        fleet_keys: cli.fleet_keys,
+        command_keys: cli.command_keys,
+        runtime: cli.runtime,
+        heartbeat_interval_s: cli.heartbeat_interval,
+        labels: cli.labels,
+    };
+    let config = match file.resolve(overrides) {
+        Ok(c) => c,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    if cli.self_test {
+        return rt.block_on(self_test(config));
+    }
+    let shutdown = async {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    };
+    match rt.block_on(harmony_agent::run(config, shutdown)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("harmony-agent: error: {msg}");
+    ExitCode::FAILURE
+}
+
+async fn self_test(config: harmony_agent::Config) -> ExitCode {
+    // Config and keys were validated by resolve(); check the state dir and the runtime.
+    println!("config: ok (device {}, {} fleet key(s), {} command key(s))", config.device_id, config.fleet_keys.len(), config.command_keys.len());
+    if let Err(e) = std::fs::create_dir_all(&config.state_dir).and_then(|()| std::fs::write(config.state_dir.join(".self-test"), b"ok")) {
+        return fail(&format!("state_dir {} is not writable: {e}", config.state_dir.display()));
+    }
+    let _ = std::fs::remove_file(config.state_dir.join(".self-test"));
+    match harmony_agent::state::PersistedState::load(&config.state_dir, &config.device_id) {
+        Err(e) => return fail(&e),
+        // The applied plan must still verify with the configured keys (e.g. after an upgrade or a key change).
+        Ok(state) => match state.applied.map(|p| p.verify(&config.fleet_keys)) {
+            Some(Err(e)) => return fail(&format!("the persisted plan does not verify with fleet_keys: {e}")),
+            Some(Ok(p)) => println!("state_dir: ok ({}, applied generation {})", config.state_dir.display(), p.generation),
+            None => println!("state_dir: ok ({}, no plan yet)", config.state_dir.display()),
+        },
+    }
+    match harmony_agent::agent::runtime_for(&config) {
+        Runtime::Disabled => println!("runtime: disabled"),
+        Runtime::Podman(p) => match p.version().await {
+            Ok(v) => println!("podman: ok ({v})"),
+            Err(e) => return fail(&format!("podman: {e}")),
+        },
+    }
+    println!("self-test passed");
+    ExitCode::SUCCESS
+}

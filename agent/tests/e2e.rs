@@ -1,0 +1,333 @@
+//! End-to-end: the real `harmony-agent` binary, a real nats-server with JetStream and real podman.
+//!
+//! Needs `scripts/install-test-deps.sh` (podman, runc, busybox-static, nats-server in .venv).
+//! Every test keeps a foreign container (no harmony labels) running and checks it survives.
+mod support;
+
+use std::time::Duration;
+
+use harmony_schemas::fleet::{
+    Command, CommandReply, CommandRequest, ContainerKind, ContainerState, DeploymentFailure, DeploymentState, DeviceState, HEARTBEATS_BUCKET, Heartbeat,
+    PingReply, RefusalReason, RejectionReason, SignedCommand, Verb, command_subject, generate_signing_key,
+};
+use support::{Device, ForeignContainer, busybox_image, deployment, spec};
+
+fn foreign(tag: &str) -> ForeignContainer {
+    ForeignContainer::start(&busybox_image("1"), &format!("foreign-{tag}-{}", support::suffix()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_init_then_service_replace_keep_remove() {
+    let img1 = busybox_image("1");
+    let img2 = busybox_image("2");
+    let foreign = foreign("life");
+    let d = Device::start("life").await;
+
+    // 1. An init container, then a service.
+    let app = |env: &str, image: &str| spec("app", image, &["sh", "-c", "echo started; exec sleep 3600"], &[("MODE", env)]);
+    let migrate = (spec("migrate", &img1, &["sh", "-c", "echo migrating; exit 0"], &[]), 30);
+    let plan1 = d.plan(1, vec![deployment("web", vec![migrate.clone()], vec![app("a", &img1)])]);
+    d.put_plan(&plan1).await;
+    let s = d.wait_generation(1).await;
+    assert_eq!(s.state, DeviceState::Applied, "{s:#?}");
+    let web = &s.deployments[0];
+    assert_eq!(web.state, DeploymentState::Running);
+    assert_eq!(web.containers[0].kind, ContainerKind::Init);
+    assert_eq!((web.containers[0].state, web.containers[0].exit_code), (ContainerState::Completed, Some(0)));
+    assert_eq!(web.containers[1].state, ContainerState::Running);
+    let c = d.containers();
+    assert_eq!(c.len(), 1, "only the service remains (init containers are removed): {c:?}");
+    let (id1, state) = c["web/app/service"].clone();
+    assert_eq!(state, "running");
+    assert_eq!(web.containers[1].container_id.as_deref(), Some(id1.as_str()));
+
+    // 2. A new generation with nothing changed: untouched, zero podman writes, init not re-run.
+    d.put_plan(&d.plan(2, plan1.deployments.clone())).await;
+    d.wait_generation(2).await;
+    assert_eq!(d.containers()["web/app/service"].0, id1, "unchanged service keeps its container");
+    assert_eq!(d.last_writes(), Some(0), "a no-op reconcile makes no podman writes\n{}", d.log());
+    assert_eq!(d.log().matches("running init container").count(), 1, "the init container ran once");
+
+    // 3. Env change: replaced (and init re-runs, as the deployment changed).
+    d.put_plan(&d.plan(3, vec![deployment("web", vec![migrate.clone()], vec![app("b", &img1)])])).await;
+    d.wait_generation(3).await;
+    let (id3, state) = d.containers()["web/app/service"].clone();
+    assert_ne!(id3, id1, "env change replaces the container");
+    assert_eq!(state, "running");
+    let env = harmony_testkit::podman(&["inspect", "--format", "{{range .Config.Env}}{{.}} {{end}}", &id3]);
+    assert!(env.contains("MODE=b"), "{env}");
+    assert_eq!(d.containers().len(), 1);
+
+    // 4. Image change: replaced.
+    d.put_plan(&d.plan(4, vec![deployment("web", vec![migrate.clone()], vec![app("b", &img2)])])).await;
+    d.wait_generation(4).await;
+    let (id4, _) = d.containers()["web/app/service"].clone();
+    assert_ne!(id4, id3, "image change replaces the container");
+    assert_eq!(harmony_testkit::podman(&["inspect", "--format", "{{.ImageName}}", &id4]), img2);
+
+    // 5. Heartbeats carry version, uptime and labels.
+    let kv = d.js.get_key_value(HEARTBEATS_BUCKET).await.unwrap();
+    let hb: Heartbeat = serde_json::from_slice(&kv.get(&d.id).await.unwrap().expect("heartbeat")).unwrap();
+    assert_eq!((hb.agent_version.as_str(), hb.labels.get("site").map(String::as_str)), (harmony_agent::AGENT_VERSION, Some("test")));
+
+    // 6. Removed from the plan: removed from podman.
+    d.put_plan(&d.plan(5, vec![])).await;
+    let s = d.wait_generation(5).await;
+    assert!(s.deployments.is_empty());
+    assert!(d.containers().is_empty(), "{:?}", d.containers());
+    assert!(foreign.running(), "the foreign container survives");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_and_timing_out_init_containers_are_typed_failures() {
+    let img = busybox_image("1");
+    let foreign = foreign("init");
+    let d = Device::start("init").await;
+    let plan = d.plan(
+        1,
+        vec![
+            deployment("fails", vec![(spec("migrate", &img, &["sh", "-c", "exit 3"], &[]), 30)], vec![spec("app", &img, &["sleep", "3600"], &[])]),
+            deployment("hangs", vec![(spec("wait", &img, &["sleep", "30"], &[]), 1)], vec![spec("app", &img, &["sleep", "3600"], &[])]),
+            deployment("ok", vec![], vec![spec("app", &img, &["sleep", "3600"], &[])]),
+        ],
+    );
+    d.put_plan(&plan).await;
+    let s = d.wait_generation(1).await;
+    assert_eq!(s.state, DeviceState::Degraded);
+    let by = |n: &str| s.deployments.iter().find(|x| x.name == n).unwrap().clone();
+    assert_eq!(by("fails").failure, Some(DeploymentFailure::InitExited { container: "migrate".into(), exit_code: 3 }));
+    assert_eq!(by("fails").state, DeploymentState::Failed);
+    match by("hangs").failure {
+        Some(DeploymentFailure::InitTimedOut { container, waited_s }) => assert!(container == "wait" && (1..10).contains(&waited_s), "{container} {waited_s}"),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert_eq!(by("ok").state, DeploymentState::Running);
+    assert!(s.last_error.as_deref().unwrap_or("").contains("init container"), "{:?}", s.last_error);
+    let c = d.containers();
+    assert_eq!(c.keys().cloned().collect::<Vec<_>>(), vec!["ok/app/service".to_string()], "no service of a failed deployment, no init container left: {c:?}");
+    assert!(foreign.running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_replayed_wrong_device_and_untrusted_plans_are_rejected() {
+    let img = busybox_image("1");
+    let foreign = foreign("rej");
+    let d = Device::start("rej").await;
+    let svc = || vec![deployment("web", vec![], vec![spec("app", &img, &["sleep", "3600"], &[])])];
+
+    // Tampered: signed generation 1, then its content edited.
+    let mut tampered = d.sign(&d.plan(1, svc()));
+    tampered.payload["deployments"][0]["services"][0]["image"] = serde_json::json!("localhost/evil:1");
+    d.put_raw(tampered.to_vec()).await;
+    let s = d.wait_rejections(1).await;
+    assert_eq!(s.rejections[0].reason, RejectionReason::BadSignature);
+    assert_eq!(s.applied_generation, None);
+
+    // Wrong device.
+    let mut other = d.plan(1, svc());
+    other.device_id = "someone-else".into();
+    d.put_plan(&other).await;
+    let s = d.wait_rejections(2).await;
+    assert_eq!(s.rejections[1].reason, RejectionReason::WrongDevice { plan_device: "someone-else".into() });
+
+    // Signed by a key the device does not trust.
+    let rogue = generate_signing_key().unwrap();
+    d.put_raw(harmony_schemas::fleet::SignedDevicePlan::sign(&d.plan(1, svc()), &rogue).unwrap().to_vec()).await;
+    let s = d.wait_rejections(3).await;
+    assert!(matches!(s.rejections[2].reason, RejectionReason::UnknownKey { .. }));
+
+    // Malformed bytes: reported, never fatal.
+    d.put_raw(b"{not json".to_vec()).await;
+    let s = d.wait_rejections(4).await;
+    assert!(matches!(s.rejections[3].reason, RejectionReason::Malformed { .. }));
+    assert!(d.containers().is_empty(), "nothing ran for rejected plans");
+
+    // A good plan at generation 2, then a replay of an older (validly signed) generation 1.
+    let old = d.sign(&d.plan(1, vec![]));
+    d.put_plan(&d.plan(2, svc())).await;
+    d.wait_generation(2).await;
+    let before = d.containers();
+    d.put_raw(old.to_vec()).await;
+    let s = d.wait_rejections(5).await;
+    assert_eq!(s.rejections[4].reason, RejectionReason::StaleGeneration { generation: 1, applied: 2 });
+    assert_eq!(s.applied_generation, Some(2));
+    // Same generation with other content: also a replay.
+    d.put_plan(&d.plan(2, vec![])).await;
+    let s = d.wait_rejections(6).await;
+    assert_eq!(s.rejections[5].reason, RejectionReason::StaleGeneration { generation: 2, applied: 2 });
+    assert_eq!(d.containers(), before, "rejected plans change nothing");
+    assert!(foreign.running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_nats_outage_and_agent_restart() {
+    let img = busybox_image("1");
+    let foreign = foreign("outage");
+    let mut d = Device::start("outage").await;
+    let plan = |d: &Device, g: u64, v: &str| {
+        d.plan(g, vec![deployment("web", vec![(spec("migrate", &img, &["true"], &[]), 30)], vec![spec("app", &img, &["sleep", "3600"], &[("V", v)])])])
+    };
+    d.put_plan(&plan(&d, 1, "1")).await;
+    d.wait_generation(1).await;
+    let (id1, _) = d.containers()["web/app/service"].clone();
+
+    // NATS down: containers keep running.
+    d.nats.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(d.containers()["web/app/service"], (id1.clone(), "running".to_string()));
+    // Back (same port and store): the agent reconnects and converges to a new plan.
+    d.nats.restart();
+    // The harness's own client reconnects too; retry until the write lands.
+    put_until_accepted(&d, &plan(&d, 2, "2")).await;
+    d.wait_generation(2).await;
+    let (id2, _) = d.containers()["web/app/service"].clone();
+    assert_ne!(id2, id1);
+
+    // Agent killed; a plan written while it is down is applied when it comes back.
+    d.kill_agent();
+    d.put_plan(&plan(&d, 3, "3")).await;
+    d.start_agent();
+    d.wait_status("generation 3 after restart", Duration::from_secs(60), |s| s.applied_generation == Some(3) && s.state == DeviceState::Applied).await;
+    let (id3, _) = d.containers()["web/app/service"].clone();
+    assert_ne!(id3, id2);
+
+    // Killed and restarted with nothing new, while NATS is down: resumes from its state dir
+    // without redoing work (no NATS needed), then converges once NATS is back.
+    d.kill_agent();
+    d.nats.stop();
+    d.start_agent();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while d.last_writes().is_none() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(d.log().contains("resuming persisted plan"), "{}", d.log());
+    assert_eq!(d.last_writes(), Some(0), "resume redoes nothing\n{}", d.log());
+    assert!(!d.log().contains("running init container"), "init containers are not re-run on resume");
+    assert_eq!(d.containers()["web/app/service"].0, id3);
+    d.nats.restart();
+    put_until_accepted(&d, &plan(&d, 4, "4")).await;
+    d.wait_generation(4).await;
+    assert_ne!(d.containers()["web/app/service"].0, id3);
+    assert!(foreign.running());
+}
+
+/// Writes a plan, retrying while the harness's own client reconnects after a server restart.
+async fn put_until_accepted(d: &Device, plan: &harmony_schemas::fleet::DevicePlan) {
+    for _ in 0..100 {
+        let put = tokio::time::timeout(Duration::from_secs(2), async {
+            let kv = d.js.get_key_value(harmony_schemas::fleet::PLANS_BUCKET).await.ok()?;
+            kv.put(&d.id, d.sign(plan).to_vec().into()).await.ok()
+        });
+        if put.await.ok().flatten().is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("could not write the plan after the restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_logs_exec_round_trip_and_unsigned_commands_are_refused() {
+    let img = busybox_image("1");
+    let foreign = foreign("cmd");
+    let d = Device::start("cmd").await;
+    d.put_plan(&d.plan(1, vec![deployment("web", vec![], vec![spec("app", &img, &["sh", "-c", "echo line-one; echo line-two; exec sleep 3600"], &[])])])).await;
+    d.wait_generation(1).await;
+    let request = |verb: Verb, body: Vec<u8>| {
+        let client = d.client.clone();
+        let subject = command_subject(&d.id, verb);
+        async move { client.request(subject, body.into()).await.expect("reply").payload }
+    };
+    let signed = |cmd: Command| SignedCommand::sign(&CommandRequest::new(d.id.clone(), cmd).unwrap(), &d.command_key).unwrap();
+
+    let ping: PingReply = serde_json::from_slice(&request(Verb::Ping, vec![]).await).unwrap();
+    assert_eq!((ping.device_id.as_str(), ping.agent_version.as_str()), (d.id.as_str(), harmony_agent::AGENT_VERSION));
+
+    let logs = signed(Command::Logs { deployment: "web".into(), container: "app".into(), tail: 1 });
+    let reply: CommandReply = serde_json::from_slice(&request(Verb::Logs, logs.to_vec()).await).unwrap();
+    assert_eq!(reply, CommandReply::Logs { lines: vec!["line-two".into()] });
+
+    let argv = ["sh", "-c", "echo out; echo err >&2; exit 7"].map(String::from).to_vec();
+    let exec = signed(Command::Exec { deployment: "web".into(), container: "app".into(), argv: argv.clone(), timeout_s: 10 });
+    let reply: CommandReply = serde_json::from_slice(&request(Verb::Exec, exec.to_vec()).await).unwrap();
+    assert_eq!(reply, CommandReply::Exec { exit_code: Some(7), timed_out: false, stdout: "out\n".into(), stderr: "err\n".into() });
+
+    // A command that outlives its timeout is killed and says so.
+    let slow = signed(Command::Exec { deployment: "web".into(), container: "app".into(), argv: vec!["sleep".into(), "30".into()], timeout_s: 1 });
+    let reply: CommandReply = serde_json::from_slice(&request(Verb::Exec, slow.to_vec()).await).unwrap();
+    assert!(matches!(reply, CommandReply::Exec { timed_out: true, exit_code: None, .. }), "{reply:?}");
+
+    // Replaying the same signed request: refused.
+    let reply: CommandReply = serde_json::from_slice(&request(Verb::Exec, exec.to_vec()).await).unwrap();
+    assert_eq!(reply, CommandReply::Refused { reason: RefusalReason::Replayed });
+
+    // Unsigned: refused.
+    let unsigned = serde_json::to_vec(
+        &CommandRequest::new(d.id.clone(), Command::Exec { deployment: "web".into(), container: "app".into(), argv: argv.clone(), timeout_s: 10 }).unwrap(),
+    )
+    .unwrap();
+    let reply: CommandReply = serde_json::from_slice(&request(Verb::Exec, unsigned).await).unwrap();
+    assert!(matches!(reply, CommandReply::Refused { reason: RefusalReason::Unsigned { .. } }), "{reply:?}");
+
+    // Stale: refused.
+    let mut old =
+        CommandRequest::new(d.id.clone(), Command::Exec { deployment: "web".into(), container: "app".into(), argv: argv.clone(), timeout_s: 10 }).unwrap();
+    old.issued_at_ms -= 10 * 60 * 1000;
+    let reply: CommandReply = serde_json::from_slice(&request(Verb::Exec, SignedCommand::sign(&old, &d.command_key).unwrap().to_vec()).await).unwrap();
+    assert!(matches!(reply, CommandReply::Refused { reason: RefusalReason::Stale { .. } }), "{reply:?}");
+
+    // Signed by the fleet key (not a command key): refused.
+    let wrong_key = SignedCommand::sign(
+        &CommandRequest::new(d.id.clone(), Command::Exec { deployment: "web".into(), container: "app".into(), argv: argv.clone(), timeout_s: 10 }).unwrap(),
+        &d.fleet_key,
+    )
+    .unwrap();
+    let reply: CommandReply = serde_json::from_slice(&request(Verb::Exec, wrong_key.to_vec()).await).unwrap();
+    assert!(matches!(reply, CommandReply::Refused { reason: RefusalReason::UnknownKey { .. } }), "{reply:?}");
+
+    // A container that is not planned (e.g. the foreign one): refused.
+    let foreign_exec = signed(Command::Exec { deployment: "x".into(), container: "y".into(), argv, timeout_s: 10 });
+    let reply: CommandReply = serde_json::from_slice(&request(Verb::Exec, foreign_exec.to_vec()).await).unwrap();
+    assert!(matches!(reply, CommandReply::Refused { reason: RefusalReason::UnknownContainer { .. } }), "{reply:?}");
+    assert!(foreign.running());
+}
+
+#[test]
+fn self_test_passes_and_bad_config_names_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = harmony_schemas::fleet::encode_key(generate_signing_key().unwrap().verifying_key().as_bytes());
+    let cfg = harmony_testkit::write_file(
+        dir.path(),
+        "agent.toml",
+        &format!(
+            "device_id = \"pi-1\"\nstate_dir = \"{}\"\nfleet_keys = [\"{key}\"]\n[nats]\nurls = [\"nats://127.0.0.1:1\"]\n",
+            dir.path().join("state").display()
+        ),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_harmony-agent")).arg("--config").arg(&cfg).arg("--self-test").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("podman: ok"));
+
+    let bad = harmony_testkit::write_file(
+        dir.path(),
+        "bad.toml",
+        "device_id = \"pi-1\"\nstate_dir = \"/tmp/x\"\nfleet_keys = [\"nope\"]\n[nats]\nurls = [\"nats://x\"]\n",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_harmony-agent")).arg("--config").arg(&bad).arg("--self-test").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`fleet_keys[0]`"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_disabled_reports_applied_and_runs_nothing() {
+    let img = busybox_image("1");
+    let d = Device::start_with("none", "none").await;
+    d.put_plan(&d.plan(1, vec![deployment("web", vec![(spec("migrate", &img, &["true"], &[]), 30)], vec![spec("app", &img, &["sleep", "3600"], &[])])])).await;
+    let s = d.wait_generation(1).await;
+    assert_eq!(s.state, DeviceState::Applied);
+    assert_eq!(s.deployments[0].containers.iter().map(|c| c.state).collect::<Vec<_>>(), vec![ContainerState::Completed, ContainerState::Running]);
+    assert!(d.containers().is_empty(), "nothing runs with the runtime disabled");
+    let reply = d.client.request(command_subject(&d.id, Verb::Ping), "".into()).await.unwrap();
+    let ping: PingReply = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(ping.device_id, d.id);
+}
