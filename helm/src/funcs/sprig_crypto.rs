@@ -182,8 +182,62 @@ fn parse_ip(s: &str) -> Option<Vec<u8>> {
     s.parse::<std::net::Ipv6Addr>().ok().map(|v6| v6.octets().to_vec())
 }
 
+/// `crypto-primes` takes its randomness through rand_core 0.10's traits.
+impl rand_core10::TryRng for EnvRng<'_> {
+    type Error = core::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok(rand_core::RngCore::next_u32(self))
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok(rand_core::RngCore::next_u64(self))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        self.0.fill_random(dst);
+        Ok(())
+    }
+}
+impl rand_core10::TryCryptoRng for EnvRng<'_> {}
+
+/// One random prime of `T`'s size with its two top bits set, as Go's `rsa.GenerateKey` picks
+/// them (so that the modulus has exactly twice the bits).
+fn rsa_prime<T>(rng: &mut EnvRng<'_>, bits: u32) -> rsa::BigUint
+where
+    T: crypto_bigint::UnsignedWithMontyForm + crypto_bigint::RandomBits + crypto_bigint::RandomMod + crypto_bigint::Encoding,
+{
+    use crypto_primes::hazmat::{SetBits, SmallFactorsSieveFactory};
+    let sieve = SmallFactorsSieveFactory::new(crypto_primes::Flavor::Any, bits, SetBits::TwoMsb).expect("valid sieve parameters");
+    let p: T = crypto_primes::sieve_and_find(rng, sieve, |_, c| crypto_primes::is_prime(crypto_primes::Flavor::Any, c))
+        .ok()
+        .flatten()
+        .expect("an infallible generator always finds a prime");
+    rsa::BigUint::from_bytes_be(p.to_be_bytes().as_ref())
+}
+
+/// An RSA key of `bits` bits with e = 65537. The primes come from `crypto-primes` (sieve, then
+/// Miller-Rabin base 2 and a strong Lucas test: Baillie-PSW), about 4x faster than the `rsa`
+/// crate's own generator (20 Miller-Rabin rounds on `num-bigint-dig`); 2048-bit keys are what
+/// `genCA`/`genSignedCert` make, several per chart in some (harbor). See docs/performance.md.
 fn gen_rsa(env: &dyn Environment, bits: usize) -> Result<rsa::RsaPrivateKey, String> {
-    rsa::RsaPrivateKey::new(&mut EnvRng(env), bits).map_err(|e| e.to_string())
+    let mut rng = EnvRng(env);
+    let prime = |rng: &mut EnvRng<'_>| match bits {
+        2048 => Some(rsa_prime::<crypto_bigint::U1024>(rng, 1024)),
+        4096 => Some(rsa_prime::<crypto_bigint::U2048>(rng, 2048)),
+        _ => None,
+    };
+    let Some(mut p) = prime(&mut rng) else {
+        return rsa::RsaPrivateKey::new(&mut rng, bits).map_err(|e| e.to_string());
+    };
+    loop {
+        let q = prime(&mut rng).expect("same size as p");
+        // p = q, or e not invertible mod λ(n): draw again, as Go does.
+        match rsa::RsaPrivateKey::from_p_q(p.clone(), q, rsa::BigUint::from(65_537u32)) {
+            Ok(mut key) => {
+                key.precompute().map_err(|e| e.to_string())?;
+                return Ok(key);
+            }
+            Err(_) => p = prime(&mut rng).expect("same size as p"),
+        }
+    }
 }
 
 /// A private key of one of the types Sprig generates.
@@ -598,4 +652,27 @@ pub fn register(m: &mut FuncMap) {
     });
 
     let _: Option<FResult> = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rsa::traits::{PrivateKeyParts, PublicKeyParts};
+
+    #[test]
+    fn rsa_keys_are_valid_full_size_and_deterministic() {
+        for bits in [2048] {
+            let env = crate::funcs::FixedEnvironment::default();
+            let key = gen_rsa(&env, bits).unwrap();
+            assert_eq!(key.n().bits(), bits, "the modulus has exactly the requested size");
+            assert_eq!(key.e(), &rsa::BigUint::from(65_537u32));
+            assert_eq!(key.primes().len(), 2);
+            key.validate().unwrap();
+            let msg = b"harmony";
+            let ct = key.to_public_key().encrypt(&mut EnvRng(&env), rsa::Pkcs1v15Encrypt, msg).unwrap();
+            assert_eq!(key.decrypt(rsa::Pkcs1v15Encrypt, &ct).unwrap(), msg);
+            let again = gen_rsa(&crate::funcs::FixedEnvironment::default(), bits).unwrap();
+            assert_eq!(again.n(), key.n(), "same entropy, same key");
+        }
+    }
 }
