@@ -47,6 +47,7 @@ pub enum ColorChoice {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Command {
     /// Type-check the repository and report every problem (exit 0 clean, 1 on errors).
     Check {

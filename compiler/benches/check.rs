@@ -5,7 +5,7 @@
 //! - kdl-rs alone parsing every file, one after another (the reference the target is set against);
 //! - kdl-rs alone parsing the files in parallel;
 //! - `harmony_compiler::compile_repo` (read, parse, lower, check, compile) — what `harmony check` does.
-//! Results are reported in `docs/performance.md`.
+//!   Results are reported in `docs/performance.md`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};

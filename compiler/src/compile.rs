@@ -64,6 +64,7 @@ pub struct Unit {
 /// The kinds of unit.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
+#[allow(clippy::large_enum_variant)] // a few hundred bytes per unit; boxing would only add indirection
 pub enum UnitContent {
     /// Namespaces, ServiceAccount, Role and RoleBinding of a tenant on a cluster.
     TenantAccess(TenantAccess),

@@ -95,7 +95,7 @@ impl ReleaseName {
 pub fn semver(s: &str) -> Result<semver::Version, Invalid> {
     semver::Version::parse(s).map_err(|e| {
         let help = if s.starts_with('v') {
-            format!("drop the leading 'v': `{}`", &s[1..])
+            format!("drop the leading 'v': `{}`", s.strip_prefix('v').unwrap_or(s))
         } else {
             "write MAJOR.MINOR.PATCH with optional -prerelease and +build, e.g. 1.4.2".to_string()
         };
@@ -171,7 +171,7 @@ impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.nanos;
         if n < 1_000_000_000 {
-            if n % 1_000_000 == 0 {
+            if n.is_multiple_of(1_000_000) {
                 return write!(f, "{}ms", n / 1_000_000);
             }
             return write!(f, "{n}ns");

@@ -622,7 +622,7 @@ impl Gen<'_> {
                     let key = self.from(&["db.password", "auth.password", "image.tag", "a..b", ""], 3);
                     let key = kdl_string(self.rng, key);
                     let from = self.from(SECRET_SOURCES, 1);
-                    let from = kdl_string(self.rng, &from);
+                    let from = kdl_string(self.rng, from);
                     kids.push(Node::new("secret-value", vec![key, format!("from={from}")]));
                 }
                 for _ in 0..self.times(false) {

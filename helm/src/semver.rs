@@ -358,12 +358,7 @@ fn check_one(c: &Constraint, v: &Version) -> bool {
             if !c.dirty {
                 return cmp != Ordering::Greater;
             }
-            if v.major > c.con.major {
-                return false;
-            } else if v.major == c.con.major && v.minor > c.con.minor && !c.minor_dirty {
-                return false;
-            }
-            true
+            !(v.major > c.con.major || (v.major == c.con.major && v.minor > c.con.minor && !c.minor_dirty))
         }
         "~" | "~>" => tilde(c, v),
         "^" => {

@@ -100,7 +100,7 @@ fn emit_table(out: &mut String, v: &Value, path: &mut Vec<String>, depth: usize)
     }
     let Value::Map(m) = v else { return Ok(()) };
     let entries: Vec<(String, Value)> = m.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let indent = "  ".repeat(path.len().saturating_sub(if path.is_empty() { 0 } else { 0 }));
+    let indent = "  ".repeat(path.len());
     for (k, e) in &entries {
         if e.is_nil() || is_table(e) {
             continue;

@@ -285,7 +285,9 @@ pub fn slice_ty_name(t: SliceTy) -> &'static str {
     }
 }
 
-/// Writes `%v` (or `%+v` when `plus`) of `v`.
+/// Writes `%v` (or `%+v` when `plus`) of `v`. Go prints maps and slices the same for both
+/// verbs (only structs differ, and templates hold none), so `plus` is only passed down.
+#[allow(clippy::only_used_in_recursion)]
 pub fn write_v(out: &mut String, v: &Value, depth: usize, plus: bool) {
     if depth > 64 {
         out.push_str("...");

@@ -28,12 +28,12 @@ pub fn decode(s: &str) -> Result<Value, String> {
         }
         return Err(format!("error converting YAML to JSON: yaml: line {}: {}", e.marker().line(), e.info()));
     }
-    if rx.empty_key {
-        if let Err(e2) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(s) {
-            let msg = yaml_error(&e2);
-            if !msg.contains("duplicate entry") && !msg.contains("more than one document") {
-                return Err(msg);
-            }
+    if rx.empty_key
+        && let Err(e2) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(s)
+    {
+        let msg = yaml_error(&e2);
+        if !msg.contains("duplicate entry") && !msg.contains("more than one document") {
+            return Err(msg);
         }
     }
     match rx.doc {
@@ -648,7 +648,7 @@ fn resolves_non_str(s: &str) -> bool {
                 return true;
             }
         }
-        if !plain.starts_with('+') && !plain.is_empty() && u64::from_str_radix(&plain, 10).is_ok() {
+        if !plain.starts_with('+') && !plain.is_empty() && plain.parse::<u64>().is_ok() {
             return true;
         }
         if is_yaml_float(&plain) {

@@ -79,6 +79,7 @@ fn real_charts() {
     let cases: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
     let verbose = std::env::var("HELM_VERBOSE").is_ok();
     let (mut ok, mut total) = (0, 0);
+    let re = regex::Regex::new(r"(?m)^---\n# Source: ").unwrap();
     for c in cases {
         total += 1;
         let req = TemplateRequest {
@@ -103,7 +104,6 @@ fn real_charts() {
             }
         }
         let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let re = regex::Regex::new(r"(?m)^---\n# Source: ").unwrap();
         for block in re.split(&out.stdout) {
             let Some((head, body)) = block.split_once('\n') else { continue };
             if head.is_empty() {

@@ -64,10 +64,11 @@ fn template_functions_conformance() {
     for c in &cases {
         let id = c["id"].as_str().unwrap();
         let cat = c["category"].as_str().unwrap();
-        if let Some(f) = &filter {
-            if !id.contains(f.as_str()) && cat != f {
-                continue;
-            }
+        if let Some(f) = &filter
+            && !id.contains(f.as_str())
+            && cat != f
+        {
+            continue;
         }
         total += 1;
         let tname = c["template_name"].as_str().unwrap().to_string();

@@ -201,7 +201,7 @@ fn parse_doc(doc: &str) -> Result<Option<Value>, KubeError> {
 }
 
 /// Identity of an object across revisions (Helm compares group, kind, namespace and name).
-fn key(obj: &Value, default_ns: &str) -> (String, String, String, String) {
+fn key(obj: &Value, default_ns: &str) -> ObjectKey {
     let group = obj["apiVersion"].as_str().and_then(|a| a.rsplit_once('/')).map(|(g, _)| g.to_string()).unwrap_or_default();
     let ns = obj["metadata"]["namespace"].as_str().unwrap_or(default_ns).to_string();
     (group, obj["kind"].as_str().unwrap_or_default().to_string(), ns, obj["metadata"]["name"].as_str().unwrap_or_default().to_string())
@@ -506,7 +506,10 @@ pub async fn uninstall(cluster: &Cluster, ns: &str, name: &str, opts: &Options, 
     Ok(true)
 }
 
+/// An object's identity across revisions: (group, kind, namespace, name).
+pub type ObjectKey = (String, String, String, String);
+
 /// Objects of the deployed revision, by identity: what the planner diffs against.
-pub fn objects_by_key(manifest: &str, ns: &str) -> Result<BTreeMap<(String, String, String, String), Value>, KubeError> {
+pub fn objects_by_key(manifest: &str, ns: &str) -> Result<BTreeMap<ObjectKey, Value>, KubeError> {
     Ok(parse_manifest(manifest)?.into_iter().map(|o| (key(&o, ns), o)).collect())
 }

@@ -615,14 +615,14 @@ pub fn register(m: &mut FuncMap) {
         ok_str(t.format("2006-01-02"))
     });
     reg(m, "date_modify", &[Str, Time], None, |_, a| {
-        let t = a[1].clone().as_time_or_zero();
+        let t = a[1].clone().into_time_or_zero();
         Ok(tval(match parse_duration(s(&a[0])) {
             Ok(d) => add(t, d),
             Err(_) => t,
         }))
     });
     reg(m, "must_date_modify", &[Str, Time], None, |_, a| {
-        let t = a[1].clone().as_time_or_zero();
+        let t = a[1].clone().into_time_or_zero();
         Ok(tval(add(t, parse_duration(s(&a[0]))?)))
     });
     reg(m, "dateModify", &[Str, Time], None, |_, a| {
@@ -653,7 +653,7 @@ pub fn register(m: &mut FuncMap) {
         Ok(tval(parse_time(s(&a[0]), s(&a[1])).unwrap_or(Time { secs: -62135596800, nanos: 0, offset: 0, zone: None })))
     });
     reg(m, "mustToDate", &[Str, Str], None, |_, a| Ok(tval(parse_time(s(&a[0]), s(&a[1]))?)));
-    reg(m, "unixEpoch", &[Time], None, |_, a| ok_str(a[0].clone().as_time_secs().to_string()));
+    reg(m, "unixEpoch", &[Time], None, |_, a| ok_str(a[0].clone().into_time_secs().to_string()));
     reg(m, "duration", &[Any], None, |_, a| {
         let n: i64 = match &a[0] {
             Value::Str(st) => st.parse().unwrap_or(0),
@@ -705,11 +705,11 @@ fn add(t: Time, d: i64) -> Time {
     }
 }
 
-trait AsTimeOrZero {
-    fn as_time_or_zero(self) -> Time;
+trait IntoTimeOrZero {
+    fn into_time_or_zero(self) -> Time;
 }
-impl AsTimeOrZero for Value {
-    fn as_time_or_zero(self) -> Time {
+impl IntoTimeOrZero for Value {
+    fn into_time_or_zero(self) -> Time {
         match self {
             Value::Object(o) => o.as_time().unwrap_or(Time { secs: 0, nanos: 0, offset: 0, zone: None }),
             _ => Time { secs: 0, nanos: 0, offset: 0, zone: None },
@@ -717,11 +717,11 @@ impl AsTimeOrZero for Value {
     }
 }
 
-trait AsTimeSecs {
-    fn as_time_secs(self) -> i64;
+trait IntoTimeSecs {
+    fn into_time_secs(self) -> i64;
 }
-impl AsTimeSecs for Value {
-    fn as_time_secs(self) -> i64 {
+impl IntoTimeSecs for Value {
+    fn into_time_secs(self) -> i64 {
         match self {
             Value::Object(o) => o.as_time().map(|t| t.secs).unwrap_or(0),
             _ => 0,

@@ -411,7 +411,8 @@ fn fmt_int(out: &mut String, i: i128, v: &Value, verb: char, f: Flags) {
             pad(out, &s, f);
             return;
         }
-        'e' | 'E' | 'f' | 'F' | 'g' | 'G' | 's' | 't' | _ => {
+        // Every other verb ('e', 'f', 'g', 's', 't', …) is wrong for this operand.
+        _ => {
             bad_verb(out, v, verb);
             return;
         }
