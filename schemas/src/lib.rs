@@ -10,3 +10,7 @@
 //! repository or rendering a chart.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod plan;
+
+pub use plan::{PLAN_FORMAT_VERSION, PlanFile, PlanFileError};
