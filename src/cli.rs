@@ -119,7 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("repository directory {} does not exist", g.repo.display());
     }
     match args.command {
-        Command::Template(t) => crate::template::run(t),
+        Command::Template(t) => crate::template::run(t, &g.repo),
         Command::Check { format, deny_warnings } => check(g, format, deny_warnings),
         Command::Fmt { check } => fmt(g, check),
         Command::Graph { format } => graph(g, format),

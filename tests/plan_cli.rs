@@ -236,3 +236,13 @@ fn diff_against_the_working_tree() {
     let full = w.run(&["diff", "--base", "main", "--format", "human"]).expect(0);
     assert!(full.stdout.contains("-next"), "{}", full.stdout);
 }
+
+#[test]
+fn template_a_declared_release() {
+    let w = Work::new();
+    let out = w.run(&["template", "--release", "shop-db"]).expect(0);
+    assert!(out.stdout.starts_with("---\n# Source: postgres/templates/secret.yaml\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("namespace: acme-prod") || out.stdout.contains("name: shop-db-postgres"), "{}", out.stdout);
+    let bad = w.run(&["template", "--release", "nope"]).expect(1);
+    assert!(bad.stderr.contains("--release nope: no such release; declared releases: "), "{}", bad.stderr);
+}
