@@ -6,6 +6,7 @@
 //! - `harmony diff --base main --head feature --format markdown` (two `git archive`s);
 //! - `harmony diff --base main --format markdown` with `feature` checked out (head = working tree);
 //! - `harmony check` for reference.
+//!
 //! Results are reported in `docs/performance.md`.
 
 use std::path::Path;
