@@ -340,3 +340,30 @@ fn targets_pull_dependencies_and_excludes_drop_dependents() {
     let err = harmony_planner::select_units(&compiled, &nothing, &["release/okd-prod/acme-prod/shop-wbe".into()], &[]).unwrap_err().to_string();
     assert!(err.starts_with("--target release/okd-prod/acme-prod/shop-wbe: no unit matches; did you mean release/okd-prod/acme-prod/shop-web?"), "{err}");
 }
+
+#[test]
+fn an_immutable_field_change_is_a_replace_and_a_hash_only_change_an_update() {
+    let dir = root().join("../tenants");
+    let compiled = compile(&dir);
+    let secrets = tenant_secrets(DB_PASS_NEW);
+    let rendered = render_all(&dir, &compiled, &secrets);
+    let mut observed = applied(&compiled, &rendered, &secrets);
+    let db = "release/okd-prod/acme-prod/shop-db";
+    let r = observed.releases.get_mut(db).unwrap();
+    r.hash = Some("sha256:older".into());
+    let sts = r.objects.iter_mut().find(|o| o["kind"] == "StatefulSet").unwrap();
+    sts["spec"]["serviceName"] = "old-headless".into();
+    let web = "release/okd-prod/acme-prod/shop-web";
+    observed.releases.get_mut(web).unwrap().hash = Some("sha256:older".into());
+    let p = plan(&compiled, &rendered, &observed, &options(&secrets, &observed)).unwrap();
+    let a = p.actions.iter().find(|a| a.unit == db).unwrap();
+    assert_eq!(a.apply.action, Action::Replace);
+    assert_eq!(a.explain.reason, "StatefulSet/acme-prod/shop-db-postgres: spec.serviceName cannot be changed in place");
+    assert_eq!(a.explain.objects[0].action, Action::Replace);
+    assert_eq!(p.summary.line(), "Plan: 1 to add, 1 to change, 1 to destroy.");
+    let w = p.actions.iter().find(|a| a.unit == web).unwrap();
+    assert_eq!(w.apply.action, Action::Update);
+    assert_eq!(w.explain.reason, "content hash changed; rendered objects are identical");
+    assert!(w.explain.objects.is_empty());
+    assert!(human(&p, &HumanOptions::default()).contains("-/+ release/okd-prod/acme-prod/shop-db replace"));
+}
