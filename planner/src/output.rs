@@ -43,14 +43,14 @@ impl Default for MarkdownOptions {
 /// One line describing what the plan was computed from and against.
 pub fn header(p: &PlanFile) -> String {
     let source = match &p.source.commit {
-        Some(c) => format!("{}{}", &c[..c.len().min(12)], if p.source.dirty { " (with uncommitted changes)" } else { "" }),
+        Some(c) => format!("{}{}", short(c), if p.source.dirty { " (with uncommitted changes)" } else { "" }),
         None => "a directory outside git".to_string(),
     };
     let against = match &p.observed {
         ObservedSource::None => "no observed state (every unit is planned as a create; pass --observed FILE)".to_string(),
         ObservedSource::File { hash } => format!("observed state {}", short_hash(hash)),
         ObservedSource::Revision { base, commit } => match commit {
-            Some(c) => format!("base revision {base} ({})", &c[..c.len().min(12)]),
+            Some(c) => format!("base revision {base} ({})", short(c)),
             None => format!("base revision {base}"),
         },
     };
@@ -66,7 +66,12 @@ pub fn header(p: &PlanFile) -> String {
 
 fn short_hash(h: &str) -> String {
     let hex = h.trim_start_matches("sha256:");
-    format!("sha256:{}", &hex[..hex.len().min(12)])
+    format!("sha256:{}", short(hex))
+}
+
+/// The first 12 characters (plan files are input: never slice inside a character).
+fn short(s: &str) -> String {
+    s.chars().take(12).collect()
 }
 
 fn plural(n: usize, w: &str) -> String {
@@ -318,4 +323,56 @@ pub fn markdown(p: &PlanFile, o: &MarkdownOptions) -> String {
 /// The JSON format: the plan file itself.
 pub fn json(p: &PlanFile) -> String {
     p.to_json()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Plan files are input: odd but schema-valid content renders without panicking.
+    #[test]
+    fn odd_plan_files_render() {
+        let action = PlannedAction {
+            unit: "release/é/<b>|x</b>".into(),
+            apply: ApplyFields {
+                action: Action::Replace,
+                observed: Some(ObservedRevision::Compiled { hash: "é".into() }),
+                desired_hash: None,
+                depends_on: vec![],
+                secrets: vec![SecretFingerprint { name: "n".into(), source: None, before: None, after: None, status: SecretStatus::Removed }],
+            },
+            explain: Explanation {
+                reason: String::new(),
+                objects: vec![ObjectChange {
+                    key: "k".into(),
+                    action: Action::Update,
+                    diff: "```\n+ é\n````\n".repeat(50),
+                    added: 0,
+                    removed: 0,
+                    replace_reason: None,
+                }],
+            },
+        };
+        let p = PlanFile {
+            kind: PLAN_FILE_KIND.into(),
+            format_version: PLAN_FORMAT_VERSION,
+            source: SourceRevision { commit: Some("ééééééééééééééé".into()), dirty: true, repository_hash: "€".into() },
+            observed: ObservedSource::Revision { base: "main".into(), commit: Some("ü".into()) },
+            identity: String::new(),
+            fingerprint_key_id: String::new(),
+            filters: Filters { targets: vec!["t".into()], excludes: vec!["x".into()] },
+            summary: Summary { replace: 1, ..Summary::default() },
+            actions: vec![action; 20],
+        };
+        for compact in [false, true] {
+            let h = human(&p, &HumanOptions { color: true, compact, max_lines_per_unit: 3 });
+            assert!(h.contains("Plan: 1 to add, 0 to change, 1 to destroy."));
+        }
+        let md = markdown(&p, &MarkdownOptions { max_bytes: 1500, max_lines_per_unit: 5 });
+        assert!(md.contains("`````diff"), "{md}");
+        assert!(md.contains("&lt;b&gt;\\|x&lt;/b&gt;"), "{md}");
+        assert!(md.contains("**Truncated:**"), "{md}");
+        assert!(md.len() <= 1500, "{}", md.len());
+        assert!(json(&p).ends_with("}\n"));
+    }
 }
