@@ -1,4 +1,4 @@
-//! `cargo bench -p harmony --bench diff [-- --devices N --deployments N --releases N --iterations N]`
+//! `cargo bench -p harmony --bench diff [-- --devices N --deployments N --releases N --iterations N --keep DIR]`
 //!
 //! Generates the benchmark repository of `compiler/benches/check.rs` (default: 10,000 devices,
 //! 1,000 deployments, 200 releases), commits it in a fresh git repository on `main`, changes one
@@ -164,8 +164,11 @@ fn main() {
         iterations: arg(&args, "--iterations", 5),
     };
     let tmp = tempfile::tempdir().expect("temp dir");
-    std::fs::write(tmp.path().join("key.hex"), "42".repeat(32)).unwrap();
-    let dir = tmp.path().join("repo");
+    // `--keep DIR`: generate there and leave it, for profiling.
+    let base = args.iter().position(|a| a == "--keep").and_then(|i| args.get(i + 1)).map(std::path::PathBuf::from).unwrap_or_else(|| tmp.path().to_path_buf());
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::write(base.join("key.hex"), "42".repeat(32)).unwrap();
+    let dir = base.join("repo");
     generate(&dir, &shape).expect("generate repository");
     git(&dir, &["init", "-q", "-b", "main"]);
     git(&dir, &["add", "-A"]);

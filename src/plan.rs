@@ -10,7 +10,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, bail};
 use harmony_compiler::compile::ChartRef;
 use harmony_compiler::model::SecretSource;
-use harmony_compiler::{CompiledRepo, DiskFs, UnitContent, compile_repo};
+use harmony_compiler::{CompiledRepo, DiskFs, ParseCache, UnitContent, compile_repo_cached};
 use harmony_planner::output::{self, HumanOptions, MarkdownOptions};
 use harmony_planner::render::SecretValues;
 use harmony_planner::{FingerprintKey, ObservedState, PlanOptions, Rendered};
@@ -119,8 +119,8 @@ fn exit(p: &PlanFile, detailed: bool) -> ExitCode {
 }
 
 /// Compiles a directory; on errors prints the diagnostics and fails.
-fn compile_dir(dir: &Path, what: &str, g: &Global) -> anyhow::Result<CompiledRepo> {
-    let out = compile_repo(&DiskFs::new(dir)).with_context(|| format!("reading repository {}", dir.display()))?;
+fn compile_dir(dir: &Path, what: &str, g: &Global, cache: &ParseCache) -> anyhow::Result<CompiledRepo> {
+    let out = compile_repo_cached(&DiskFs::new(dir), cache).with_context(|| format!("reading repository {}", dir.display()))?;
     match out.repo {
         Some(r) => Ok(r),
         None => {
@@ -241,7 +241,7 @@ fn source_revision(dir: &Path, compiled: &CompiledRepo) -> SourceRevision {
 
 /// `harmony plan`.
 pub fn plan(g: &Global, a: PlanArgs) -> anyhow::Result<ExitCode> {
-    let compiled = compile_dir(&g.repo, "the repository", g)?;
+    let compiled = compile_dir(&g.repo, "the repository", g, &ParseCache::default())?;
     let (observed, observed_source) = match &a.observed {
         None => (ObservedState::default(), ObservedSource::None),
         Some(f) => {
@@ -312,12 +312,10 @@ pub fn diff(g: &Global, a: DiffArgs) -> anyhow::Result<ExitCode> {
         }
         None => (g.repo.clone(), None),
     };
-    let (base, head) = std::thread::scope(|s| {
-        let b = s.spawn(|| compile_dir(&base_dir, &format!("base revision {}", a.base), g));
-        let h = compile_dir(&head_dir, "the head", g);
-        (b.join().unwrap_or_else(|_| Err(anyhow::anyhow!("internal error while compiling"))), h)
-    });
-    let (base, head) = (base?, head?);
+    // Files the two revisions share are parsed once (parsing is most of a compile).
+    let cache = ParseCache::default();
+    let base = compile_dir(&base_dir, &format!("base revision {}", a.base), g, &cache)?;
+    let head = compile_dir(&head_dir, "the head", g, &cache)?;
     let source = match head_source {
         Some(mut s) => {
             s.repository_hash = head.hash();
