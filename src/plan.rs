@@ -304,6 +304,7 @@ fn checkout(repo: &Path, rev: &str, into: &Path) -> anyhow::Result<(PathBuf, Str
 /// `harmony diff`.
 pub fn diff(g: &Global, a: DiffArgs) -> anyhow::Result<ExitCode> {
     let tmp = tempfile::tempdir().context("creating a temporary directory")?;
+    let span = tracing::info_span!("checkout").entered();
     let (base_dir, base_commit) = checkout(&g.repo, &a.base, &tmp.path().join("base"))?;
     let (head_dir, head_source) = match &a.head {
         Some(h) => {
@@ -312,6 +313,7 @@ pub fn diff(g: &Global, a: DiffArgs) -> anyhow::Result<ExitCode> {
         }
         None => (g.repo.clone(), None),
     };
+    drop(span);
     // Files the two revisions share are parsed once (parsing is most of a compile).
     let cache = ParseCache::default();
     let base = compile_dir(&base_dir, &format!("base revision {}", a.base), g, &cache)?;
@@ -332,12 +334,15 @@ pub fn diff(g: &Global, a: DiffArgs) -> anyhow::Result<ExitCode> {
             .map(|u| u.id.as_str().to_string())
             .collect()
     };
+    let span = tracing::info_span!("render").entered();
     let (no_secrets, first_revision) = (BTreeMap::new(), BTreeMap::new());
     let base_rendered = render(&base_dir, &base, changed(&base, &head), &no_secrets, &first_revision)?;
     let observed = ObservedState::from_compiled(&base, &head, &base_rendered);
     let selected = harmony_planner::select_units(&head, &observed, &a.flags.targets, &a.flags.excludes)?;
     let to_render: Vec<String> = changed(&head, &base).into_iter().filter(|id| selected.contains(id)).collect();
     let head_rendered = render(&head_dir, &head, to_render, &no_secrets, &first_revision)?;
+    drop(span);
+    let span = tracing::info_span!("plan").entered();
     let opts = PlanOptions {
         targets: a.flags.targets.clone(),
         excludes: a.flags.excludes.clone(),
@@ -347,6 +352,7 @@ pub fn diff(g: &Global, a: DiffArgs) -> anyhow::Result<ExitCode> {
         observed_source: ObservedSource::Revision { base: a.base.clone(), commit: Some(base_commit) },
     };
     let p = harmony_planner::plan(&head, &head_rendered, &observed, &opts)?;
+    drop(span);
     print(&p, a.format, a.flags.compact, g)?;
     Ok(exit(&p, a.flags.detailed_exitcode))
 }
