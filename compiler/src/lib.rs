@@ -128,7 +128,8 @@ pub fn compile_repo_cached(fs: &dyn RepoFs, cache: &ParseCache) -> std::io::Resu
     }
     // Read and parse in parallel.
     let span = tracing::info_span!("parse", files = paths.len()).entered();
-    let parsed: Vec<(String, String, Result<std::sync::Arc<kdl::KdlDocument>, Vec<Diagnostic>>)> = paths
+    type Parsed = Result<std::sync::Arc<kdl::KdlDocument>, Vec<Diagnostic>>;
+    let parsed: Vec<(String, String, Parsed)> = paths
         .into_par_iter()
         .enumerate()
         .map(|(i, path)| {
