@@ -64,7 +64,12 @@ pub struct RenderError {
 /// CRDs, each split into objects keyed by kind/namespace/name. `revision` is the Helm revision
 /// being planned (`.Release.Revision`, `.Release.IsUpgrade` when above 1).
 pub fn render_release(id: &str, unit: &ReleaseUnit, chart: Chart, secrets: &SecretValues, revision: u64) -> Result<Vec<Object>, RenderError> {
-    let err = |message: String| RenderError { release: id.to_string(), message };
+    // Helm's messages may quote values (`fail`, schema errors): never let a secret through.
+    let mut needles = crate::redact::Needles::default();
+    for v in secrets.values().flatten() {
+        needles.add(v);
+    }
+    let err = |message: String| RenderError { release: id.to_string(), message: needles.scrub(&message) };
     let values = harmony_helm::json::from_serde(&release_values(unit, secrets));
     let opts = ReleaseOptions {
         name: unit.name.as_str().to_string(),

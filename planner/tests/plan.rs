@@ -367,3 +367,30 @@ fn an_immutable_field_change_is_a_replace_and_a_hash_only_change_an_update() {
     assert!(w.explain.objects.is_empty());
     assert!(human(&p, &HumanOptions::default()).contains("-/+ release/okd-prod/acme-prod/shop-db replace"));
 }
+
+#[test]
+fn render_errors_do_not_quote_secrets() {
+    let dir = root().join("tests/fixtures/big");
+    let compiled = compile(&dir);
+    let u = compiled.units.values().find(|u| u.id.as_str() == "release/prod/acme/many").unwrap();
+    let UnitContent::Release(r) = &u.content else { unreachable!() };
+    let r = r.clone();
+    let secrets = BTreeMap::from([("token".to_string(), Some(BIG_TOKEN.to_string()))]);
+    let chart_dir = dir.join("charts/many");
+    let e = std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(move || {
+            let mut tpl = harmony_helm::Chart::load(&chart_dir).unwrap();
+            for f in &mut tpl.templates {
+                if f.name.ends_with("secret.yaml") {
+                    f.data = b"{{ fail (printf \"bad token %s\" .Values.token) }}".to_vec();
+                }
+            }
+            harmony_planner::render::render_release("release/prod/acme/many", &r, tpl, &secrets, 1).unwrap_err().to_string()
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(e.starts_with("release release/prod/acme/many: "), "{e}");
+    assert!(!e.contains(BIG_TOKEN) && e.contains("bad token (redacted)"), "{e}");
+}
