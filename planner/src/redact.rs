@@ -77,9 +77,10 @@ impl FingerprintKey {
     }
 }
 
-/// Plaintexts to scrub from every string.
+/// Plaintexts to scrub from every string, longest first (so a value containing another is
+/// caught whole).
 #[derive(Debug, Default, Clone)]
-pub struct Needles(BTreeSet<String>);
+pub struct Needles(BTreeSet<(std::cmp::Reverse<usize>, String)>);
 
 /// Secret-field values shorter than this are not scrubbed elsewhere (a Secret holding `1`
 /// must not turn every `1` of a diff into `(redacted)`); `secret-value`s are scrubbed whatever
@@ -92,9 +93,9 @@ impl Needles {
         if plaintext.is_empty() {
             return;
         }
-        self.0.insert(plaintext.to_string());
+        self.0.insert((std::cmp::Reverse(plaintext.len()), plaintext.to_string()));
         let b64 = base64::engine::general_purpose::STANDARD.encode(plaintext.as_bytes());
-        self.0.insert(b64);
+        self.0.insert((std::cmp::Reverse(b64.len()), b64));
     }
 
     /// Adds the values of every secret field of an object.
@@ -108,12 +109,10 @@ impl Needles {
         }
     }
 
-    /// Replaces each needle in `s` (longest first, so a value containing another is caught whole).
+    /// Replaces each needle in `s`.
     pub fn scrub(&self, s: &str) -> String {
         let mut out = s.to_string();
-        let mut needles: Vec<&String> = self.0.iter().collect();
-        needles.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
-        for n in needles {
+        for (_, n) in &self.0 {
             if out.contains(n.as_str()) {
                 out = out.replace(n.as_str(), REDACTED);
             }
