@@ -309,7 +309,7 @@ pub fn diff(g: &Global, a: DiffArgs) -> anyhow::Result<ExitCode> {
     let (head_dir, head_source) = match &a.head {
         Some(h) => {
             let (d, c) = checkout(&g.repo, h, &tmp.path().join("head"))?;
-            (d, None::<SourceRevision>.or(Some(SourceRevision { commit: Some(c), dirty: false, repository_hash: String::new() })))
+            (d, Some(SourceRevision { commit: Some(c), dirty: false, repository_hash: String::new() }))
         }
         None => (g.repo.clone(), None),
     };
