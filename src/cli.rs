@@ -72,6 +72,14 @@ pub enum Command {
     },
     /// Render a Helm chart exactly like `helm template` (no cluster, no repository needed).
     Template(crate::template::TemplateArgs),
+    /// Plan the repository against the observed state: one action per unit, object diffs,
+    /// secrets as fingerprints (exit 0, or with --detailed-exitcode 0 no changes / 2 changes; 1 on errors).
+    Plan(crate::plan::PlanArgs),
+    /// Print a saved plan.
+    Show(crate::plan::ShowArgs),
+    /// Compile the repository at two git revisions and diff rendered manifests and device
+    /// plans, offline (the PR reviewer's command; Markdown by default).
+    Diff(crate::plan::DiffArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -108,14 +116,17 @@ pub fn init_logging(g: &Global) {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let g = &args.global;
-    if !matches!(args.command, Command::Template(_)) && !g.repo.is_dir() {
+    if !matches!(args.command, Command::Template(_) | Command::Show(_)) && !g.repo.is_dir() {
         anyhow::bail!("repository directory {} does not exist", g.repo.display());
     }
     match args.command {
-        Command::Template(t) => crate::template::run(t),
+        Command::Template(t) => crate::template::run(t, &g.repo),
         Command::Check { format, deny_warnings } => check(g, format, deny_warnings),
         Command::Fmt { check } => fmt(g, check),
         Command::Graph { format } => graph(g, format),
+        Command::Plan(a) => crate::plan::plan(g, a),
+        Command::Show(a) => crate::plan::show(g, a),
+        Command::Diff(a) => crate::plan::diff(g, a),
     }
 }
 
@@ -127,7 +138,7 @@ fn compile(g: &Global) -> anyhow::Result<Output> {
     Ok(out)
 }
 
-fn color(g: &Global) -> bool {
+pub(crate) fn color(g: &Global) -> bool {
     match g.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
@@ -136,7 +147,7 @@ fn color(g: &Global) -> bool {
 }
 
 /// Renders diagnostics for humans.
-fn render_human(out: &Output, color: bool) -> String {
+pub(crate) fn render_diagnostics(out: &Output, color: bool) -> String {
     let theme = if color { miette::GraphicalTheme::unicode() } else { miette::GraphicalTheme::unicode_nocolor() };
     let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
     out.diagnostics.iter().map(|d| diag::render(d, &out.sources, &handler)).collect::<Vec<_>>().join("\n")
@@ -169,7 +180,7 @@ fn check(g: &Global, format: CheckFormat, deny_warnings: bool) -> anyhow::Result
     match format {
         CheckFormat::Human => {
             let mut stderr = std::io::stderr().lock();
-            let text = render_human(&out, color(g));
+            let text = render_diagnostics(&out, color(g));
             if !text.is_empty() {
                 writeln!(stderr, "{text}")?;
             }
@@ -346,7 +357,7 @@ fn fmt(g: &Global, check_only: bool) -> anyhow::Result<ExitCode> {
 
 /// Writes via a temporary file in the same directory and a rename, so a crash never leaves
 /// a half-written file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.harmony-fmt.{}", std::process::id()));
@@ -362,7 +373,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 fn graph(g: &Global, format: GraphFormat) -> anyhow::Result<ExitCode> {
     let out = compile(g)?;
     let Some(repo) = &out.repo else {
-        eprintln!("{}", render_human(&out, color(g)));
+        eprintln!("{}", render_diagnostics(&out, color(g)));
         eprintln!("{}", summary(&out));
         return Ok(ExitCode::from(1));
     };

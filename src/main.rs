@@ -2,6 +2,7 @@
 //! library crates and prints. Everything that decides anything lives in the crates.
 
 mod cli;
+mod plan;
 mod template;
 
 use std::process::ExitCode;

@@ -1,8 +1,10 @@
 //! `harmony template NAME CHART [flags]`: renders a chart exactly like `helm template`.
 //! All logic lives in `harmony_helm::release::run_template`; this only maps flags.
+//! `harmony template --release NAME` renders a release declared in the repository, with the
+//! values, namespace and Kubernetes version the planner uses (`secret-value`s as placeholders).
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use harmony_helm::funcs::FixedEnvironment;
@@ -11,6 +13,10 @@ use harmony_helm::release::{TemplateRequest, run_template};
 /// Flags of `harmony template` (those of `helm template`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct TemplateArgs {
+    /// Render this release of the repository (its name, or its unit id when the name is not
+    /// unique) instead of a chart given on the command line.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["name", "chart", "namespace", "set", "set_string", "values", "kube_version", "name_template"])]
+    pub release: Option<String>,
     /// Release name (or the chart when only one argument is given).
     pub name: Option<String>,
     /// Chart directory or `.tgz`.
@@ -51,7 +57,10 @@ pub struct TemplateArgs {
 }
 
 /// Runs the command (on a thread with a large stack: templates may recurse deeply).
-pub fn run(args: TemplateArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: TemplateArgs, repo: &Path) -> anyhow::Result<ExitCode> {
+    if let Some(which) = args.release.clone() {
+        return run_release(&which, repo, args);
+    }
     let (name, chart) = match (args.name.clone(), args.chart.clone()) {
         (Some(n), Some(c)) => (Some(n), c),
         (Some(c), None) => (None, c),
@@ -83,4 +92,67 @@ pub fn run(args: TemplateArgs) -> anyhow::Result<ExitCode> {
     std::io::stdout().lock().write_all(out.stdout.as_bytes())?;
     std::io::stderr().lock().write_all(out.stderr.as_bytes())?;
     Ok(ExitCode::from(out.code))
+}
+
+/// `harmony template --release NAME`.
+fn run_release(which: &str, repo: &Path, args: TemplateArgs) -> anyhow::Result<ExitCode> {
+    use harmony_compiler::UnitContent;
+    use harmony_compiler::compile::ChartRef;
+    let out =
+        harmony_compiler::compile_repo(&harmony_compiler::DiskFs::new(repo)).map_err(|e| anyhow::anyhow!("reading repository {}: {e}", repo.display()))?;
+    let Some(compiled) = out.repo else {
+        anyhow::bail!("the repository does not compile ({} error(s)); `harmony check` lists them", out.errors());
+    };
+    let releases: Vec<(&str, &harmony_compiler::compile::ReleaseUnit)> = compiled
+        .units
+        .values()
+        .filter_map(|u| match &u.content {
+            UnitContent::Release(r) => Some((u.id.as_str(), r)),
+            _ => None,
+        })
+        .collect();
+    let found: Vec<&(&str, &harmony_compiler::compile::ReleaseUnit)> = releases.iter().filter(|(id, r)| r.name.as_str() == which || *id == which).collect();
+    let (id, r) = match found.as_slice() {
+        [one] => **one,
+        [] => anyhow::bail!(
+            "--release {which}: no such release; declared releases: {}",
+            releases.iter().map(|(_, r)| r.name.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+        many => anyhow::bail!("--release {which}: the name is ambiguous, pass the unit id: {}", many.iter().map(|(id, _)| *id).collect::<Vec<_>>().join(", ")),
+    };
+    let ChartRef::Local { path, .. } = &r.chart else {
+        anyhow::bail!("--release {which}: release {id} uses a remote chart, fetched only at apply; only charts in the repository render offline");
+    };
+    let chart_path = repo.join(path);
+    let values = harmony_planner::render::release_values(r, &Default::default());
+    let opts = harmony_helm::ReleaseOptions {
+        name: r.name.as_str().to_string(),
+        namespace: r.namespace.to_string(),
+        kube_version: Some(format!("v{}", r.kube_version.trim_start_matches('v'))),
+        api_versions: args.api_versions,
+        include_crds: args.include_crds,
+        show_only: args.show_only,
+        skip_tests: args.skip_tests,
+        ..harmony_helm::ReleaseOptions::default()
+    };
+    let out = std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(move || -> Result<harmony_helm::TemplateOutput, String> {
+            let chart = harmony_helm::Chart::load(&chart_path).map_err(|e| format!("loading chart {}: {e}", chart_path.display()))?;
+            Ok(harmony_helm::template(chart, harmony_helm::json::from_serde(&values), &opts, &FixedEnvironment::default()))
+        })?
+        .join()
+        .map_err(|_| anyhow::anyhow!("internal error while rendering"))?;
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => anyhow::bail!("--release {which}: {e}"),
+    };
+    std::io::stdout().lock().write_all(out.stdout.as_bytes())?;
+    match out.error {
+        None => Ok(ExitCode::SUCCESS),
+        Some(e) => {
+            eprintln!("Error: release {id}: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }

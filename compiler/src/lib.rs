@@ -73,8 +73,32 @@ impl Output {
 /// The name of the repository settings file at the root.
 pub const SETTINGS_FILE: &str = "harmony.kdl";
 
+/// Parsed KDL documents by file content, shared between compilations of similar trees
+/// (`harmony diff` compiles two revisions that mostly hold the same files).
+#[derive(Default)]
+pub struct ParseCache(std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<kdl::KdlDocument>>>);
+
+impl ParseCache {
+    fn parse(&self, text: &str) -> Result<std::sync::Arc<kdl::KdlDocument>, kdl::KdlError> {
+        let key = hash::sha256_hex(text.as_bytes());
+        if let Some(doc) = self.0.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(doc);
+        }
+        let doc = std::sync::Arc::new(text.parse::<kdl::KdlDocument>()?);
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(key, doc.clone());
+        }
+        Ok(doc)
+    }
+}
+
 /// Reads, checks and compiles a repository. Fails only when the repository cannot be listed.
 pub fn compile_repo(fs: &dyn RepoFs) -> std::io::Result<Output> {
+    compile_repo_cached(fs, &ParseCache::default())
+}
+
+/// [`compile_repo`], reusing (and filling) a cache of parsed files.
+pub fn compile_repo_cached(fs: &dyn RepoFs, cache: &ParseCache) -> std::io::Result<Output> {
     let mut paths = fs.kdl_files()?;
     // The root settings may exclude files: read them first.
     let mut excluded: Option<globset::GlobSet> = None;
@@ -104,7 +128,8 @@ pub fn compile_repo(fs: &dyn RepoFs) -> std::io::Result<Output> {
     }
     // Read and parse in parallel.
     let span = tracing::info_span!("parse", files = paths.len()).entered();
-    let parsed: Vec<(String, String, Result<kdl::KdlDocument, Vec<Diagnostic>>)> = paths
+    type Parsed = Result<std::sync::Arc<kdl::KdlDocument>, Vec<Diagnostic>>;
+    let parsed: Vec<(String, String, Parsed)> = paths
         .into_par_iter()
         .enumerate()
         .map(|(i, path)| {
@@ -112,7 +137,7 @@ pub fn compile_repo(fs: &dyn RepoFs) -> std::io::Result<Output> {
             let bytes = fs.read(&path).unwrap_or_default();
             match String::from_utf8(bytes) {
                 Ok(text) => {
-                    let doc = text.parse::<kdl::KdlDocument>().map_err(|e| syntax_diags(file, &e));
+                    let doc = cache.parse(&text).map_err(|e| syntax_diags(file, &e));
                     (path, text, doc)
                 }
                 Err(e) => {

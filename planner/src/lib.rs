@@ -1,11 +1,36 @@
-//! Harmony's planner.
+//! Harmony's planner: a compiled repository plus observed state → an execution plan.
 //!
-//! This crate will own the step from a compiled repository plus observed state to an
-//! execution plan: one action per unit (create, update, delete, no-op, replace), object-level
-//! diffs, prune of units that left the repository, the plan's identity hash, saved plan files
-//! with staleness fingerprints, secret redaction, and the human, Markdown and JSON renderers.
+//! ```text
+//! CompiledRepo ──render (local charts, harmony-helm)──▶ objects by kind/namespace/name
+//!      │                                                         │
+//!      └──────────── plan(compiled, rendered, observed, options) ◀┘
+//!                        │  one action per unit: create | update | replace | delete | no-op,
+//!                        │  object-by-object unified diffs (`similar`), prune of units gone
+//!                        ▼  from the repository, --target/--exclude with dependency closure
+//!                    PlanFile (harmony-schemas) ──▶ human | markdown | json
+//! ```
 //!
-//! Architecture invariant: pure. Observed state comes in as plain data; nothing here talks
-//! to a cluster or a NATS server.
+//! - [`plan()`] makes the plan; [`render::render_release`] renders a release from a chart the
+//!   caller loaded; [`output`] renders a plan; [`redact`] replaces secret material with keyed
+//!   fingerprints before any diff is computed.
+//! - Destroys come first (dependents before what they depend on), then the rest in apply order.
+//! - What drives apply ([`harmony_schemas::plan::ApplyFields`]) is kept apart from what explains
+//!   it ([`harmony_schemas::plan::Explanation`]); the plan identity hashes the former only.
+//!
+//! Architecture invariant: pure. Observed state comes in as plain data, the chart is loaded by
+//! the caller, the fingerprint key is an input; no clock, no randomness, no I/O. Same inputs,
+//! byte-identical plan.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod object;
+pub mod observed;
+pub mod output;
+pub mod plan;
+pub mod redact;
+pub mod render;
+
+pub use object::Object;
+pub use observed::ObservedState;
+pub use plan::{PlanError, PlanOptions, Rendered, plan, releases_to_render, select_units};
+pub use redact::FingerprintKey;

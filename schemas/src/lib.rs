@@ -12,3 +12,6 @@
 #![deny(missing_docs)]
 
 pub mod fleet;
+pub mod plan;
+
+pub use plan::{PLAN_FORMAT_VERSION, PlanFile, PlanFileError};

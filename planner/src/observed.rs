@@ -1,0 +1,142 @@
+//! Observed state: what the targets hold, as plain data.
+//!
+//! The executors will produce it by observing Kubernetes (Helm release records) and NATS
+//! (KV entries); until then it comes from `harmony plan --observed FILE` (this type as JSON)
+//! and, for `harmony diff --base`, from compiling the base revision ([`ObservedState::from_compiled`]).
+
+use std::collections::BTreeMap;
+
+use harmony_compiler::{CompiledRepo, UnitContent};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::object::Object;
+
+/// Everything observed, by unit id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservedState {
+    /// Set when the "observed" state is the repository compiled at another revision
+    /// (`harmony diff`): revisions are then the base's content hashes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compiled: bool,
+    /// Helm releases by unit id (`release/<cluster>/<namespace>/<name>`).
+    #[serde(default)]
+    pub releases: BTreeMap<String, ObservedRelease>,
+    /// Device plans by unit id (`device-plan/<fleet>/<device>`): KV entries.
+    #[serde(default)]
+    pub device_plans: BTreeMap<String, ObservedEntry>,
+    /// Agent versions by unit id (`agent/<fleet>/<device>`): KV entries.
+    #[serde(default)]
+    pub agents: BTreeMap<String, ObservedEntry>,
+    /// Tenant access by unit id (`tenant-access/<tenant>/<cluster>`).
+    #[serde(default)]
+    pub tenant_access: BTreeMap<String, ObservedTenantAccess>,
+}
+
+/// A Helm release as its latest release record holds it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservedRelease {
+    /// Helm release revision.
+    pub revision: u64,
+    /// resourceVersion of the release record Secret.
+    #[serde(default)]
+    pub resource_version: String,
+    /// The unit content hash harmony recorded when it applied the release, if it did.
+    #[serde(default)]
+    pub hash: Option<String>,
+    /// The manifest the release record holds, one object per element.
+    #[serde(default)]
+    pub objects: Vec<Json>,
+    /// The `secret-value`s the release was applied with, by values path (plaintext: observed
+    /// state is input, like the cluster it describes; it never reaches an output).
+    #[serde(default)]
+    pub secret_values: BTreeMap<String, String>,
+    /// The unit content, when known (releases whose chart cannot be rendered offline are
+    /// diffed by content).
+    #[serde(default)]
+    pub content: Option<Json>,
+}
+
+/// A KV entry (device plan or agent version).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservedEntry {
+    /// KV revision.
+    pub revision: u64,
+    /// The unit content hash the entry was written from.
+    pub hash: String,
+    /// The entry's content (the unit content as JSON), for diffs; optional.
+    #[serde(default)]
+    pub content: Option<Json>,
+}
+
+/// A tenant's access objects on a cluster.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservedTenantAccess {
+    /// resourceVersion by `Kind/namespace/name`.
+    #[serde(default)]
+    pub resource_versions: BTreeMap<String, String>,
+    /// The unit content hash recorded at apply.
+    pub hash: String,
+    /// The unit content as JSON, for diffs; optional.
+    #[serde(default)]
+    pub content: Option<Json>,
+}
+
+impl ObservedState {
+    /// Every observed unit id.
+    pub fn unit_ids(&self) -> impl Iterator<Item = &String> {
+        self.releases.keys().chain(self.device_plans.keys()).chain(self.agents.keys()).chain(self.tenant_access.keys())
+    }
+
+    /// Whether nothing was observed.
+    pub fn is_empty(&self) -> bool {
+        self.unit_ids().next().is_none()
+    }
+
+    /// `sha256:` over the canonical JSON.
+    pub fn hash(&self) -> String {
+        harmony_compiler::hash::content_hash(self)
+    }
+
+    /// The repository compiled at another revision, as observed state: every unit with its
+    /// content hash; content only where `head` differs (that is all a diff needs), release
+    /// objects only for the releases given in `rendered`.
+    pub fn from_compiled(base: &CompiledRepo, head: &CompiledRepo, rendered: &BTreeMap<String, Vec<Object>>) -> ObservedState {
+        let mut o = ObservedState { compiled: true, ..ObservedState::default() };
+        for (id, u) in &base.units {
+            let differs = head.units.get(id).is_none_or(|h| h.hash != u.hash);
+            let id = id.as_str().to_string();
+            let content = if differs { serde_json::to_value(&u.content).ok() } else { None };
+            match &u.content {
+                UnitContent::Release(_) => {
+                    let objects = rendered.get(&id).map(|objs| objs.iter().map(|x| x.value.clone()).collect()).unwrap_or_default();
+                    o.releases.insert(
+                        id,
+                        ObservedRelease {
+                            revision: 0,
+                            resource_version: String::new(),
+                            hash: Some(u.hash.clone()),
+                            objects,
+                            secret_values: BTreeMap::new(),
+                            content,
+                        },
+                    );
+                }
+                UnitContent::DevicePlan(_) => {
+                    o.device_plans.insert(id, ObservedEntry { revision: 0, hash: u.hash.clone(), content });
+                }
+                UnitContent::Agent(_) => {
+                    o.agents.insert(id, ObservedEntry { revision: 0, hash: u.hash.clone(), content });
+                }
+                UnitContent::TenantAccess(_) => {
+                    o.tenant_access.insert(id, ObservedTenantAccess { resource_versions: BTreeMap::new(), hash: u.hash.clone(), content });
+                }
+            }
+        }
+        o
+    }
+}

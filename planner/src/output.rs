@@ -1,0 +1,378 @@
+//! Renderers of a plan: human (terminal), Markdown (PR comments) and JSON (the plan file).
+//!
+//! All three work from a [`PlanFile`] alone, so `harmony show FILE` prints what `harmony plan`
+//! printed. Secret material in a plan is already fingerprints; nothing here sees plaintext.
+
+use std::fmt::Write as _;
+
+use harmony_schemas::plan::*;
+use owo_colors::OwoColorize;
+
+/// Options of the human format.
+#[derive(Debug, Clone)]
+pub struct HumanOptions {
+    /// ANSI colours (only on a terminal).
+    pub color: bool,
+    /// One line per unit.
+    pub compact: bool,
+    /// Diff lines shown per unit before the rest is collapsed.
+    pub max_lines_per_unit: usize,
+}
+
+impl Default for HumanOptions {
+    fn default() -> Self {
+        HumanOptions { color: false, compact: false, max_lines_per_unit: 80 }
+    }
+}
+
+/// Options of the Markdown format.
+#[derive(Debug, Clone)]
+pub struct MarkdownOptions {
+    /// Size cap in bytes (GitHub refuses comments above 65,536 characters).
+    pub max_bytes: usize,
+    /// Diff lines shown per unit before the rest is collapsed.
+    pub max_lines_per_unit: usize,
+}
+
+impl Default for MarkdownOptions {
+    fn default() -> Self {
+        MarkdownOptions { max_bytes: 60_000, max_lines_per_unit: 200 }
+    }
+}
+
+/// One line describing what the plan was computed from and against.
+pub fn header(p: &PlanFile) -> String {
+    let source = match &p.source.commit {
+        Some(c) => format!("{}{}", short(c), if p.source.dirty { " (with uncommitted changes)" } else { "" }),
+        None => "a directory outside git".to_string(),
+    };
+    let against = match &p.observed {
+        ObservedSource::None => "no observed state (every unit is planned as a create; pass --observed FILE)".to_string(),
+        ObservedSource::File { hash } => format!("observed state {}", short_hash(hash)),
+        ObservedSource::Revision { base, commit } => match commit {
+            Some(c) => format!("base revision {base} ({})", short(c)),
+            None => format!("base revision {base}"),
+        },
+    };
+    let mut s = format!("Source {source}, against {against}.");
+    if !p.filters.targets.is_empty() {
+        let _ = write!(s, " Targets: {}.", p.filters.targets.join(", "));
+    }
+    if !p.filters.excludes.is_empty() {
+        let _ = write!(s, " Excluded: {}.", p.filters.excludes.join(", "));
+    }
+    s
+}
+
+fn short_hash(h: &str) -> String {
+    let hex = h.trim_start_matches("sha256:");
+    format!("sha256:{}", short(hex))
+}
+
+/// The first 12 characters (plan files are input: never slice inside a character).
+fn short(s: &str) -> String {
+    s.chars().take(12).collect()
+}
+
+fn plural(n: usize, w: &str) -> String {
+    format!("{n} {w}{}", if n == 1 { "" } else { "s" })
+}
+
+fn observed_text(o: &Option<ObservedRevision>) -> Option<String> {
+    Some(match o.as_ref()? {
+        ObservedRevision::HelmRelease { revision, resource_version } => {
+            format!("planned against Helm revision {revision}, release record resourceVersion {resource_version}")
+        }
+        ObservedRevision::KvEntry { revision } => format!("planned against KV revision {revision}"),
+        ObservedRevision::Objects { resource_versions } => format!("planned against {}", plural(resource_versions.len(), "object resourceVersion")),
+        ObservedRevision::Compiled { hash } => format!("base content {}", short_hash(hash)),
+    })
+}
+
+fn changes(p: &PlanFile) -> impl Iterator<Item = &PlannedAction> {
+    p.actions.iter().filter(|a| a.apply.action != Action::Noop)
+}
+
+fn object_counts(a: &PlannedAction) -> String {
+    let (add, rem) = a.explain.objects.iter().fold((0, 0), |(x, y), o| (x + o.added, y + o.removed));
+    let secrets = a.apply.secrets.iter().filter(|s| !matches!(s.status, SecretStatus::Unchanged)).count();
+    let mut s = format!("{}, +{add} -{rem}", plural(a.explain.objects.len(), "object"));
+    if secrets > 0 {
+        let _ = write!(s, ", {}", plural(secrets, "secret change"));
+    }
+    s
+}
+
+fn secret_line(s: &SecretFingerprint) -> String {
+    let fp = |f: &Option<String>| f.clone().unwrap_or_else(|| "none".into());
+    let status = match s.status {
+        SecretStatus::Added => "added",
+        SecretStatus::Changed => "changed",
+        SecretStatus::Unchanged => "unchanged",
+        SecretStatus::Removed => "removed",
+        SecretStatus::Unresolved => "unresolved until apply",
+    };
+    let src = s.source.as_ref().map(|x| format!(" from {x}")).unwrap_or_default();
+    match s.status {
+        SecretStatus::Unchanged => format!("{}{src}: unchanged ({})", s.name, fp(&s.after)),
+        SecretStatus::Unresolved => format!("{}{src}: {status}", s.name),
+        _ => format!("{}{src}: {status} ({} → {})", s.name, fp(&s.before), fp(&s.after)),
+    }
+}
+
+/// Diff lines of a unit, cut after `max` lines; returns the lines and how many were hidden.
+fn unit_diff_lines(a: &PlannedAction, max: usize) -> (Vec<String>, usize, usize) {
+    let mut lines = Vec::new();
+    let mut hidden = 0;
+    let mut hidden_objects = 0;
+    for o in &a.explain.objects {
+        let n = o.diff.lines().count();
+        if lines.len() >= max {
+            hidden += n;
+            hidden_objects += 1;
+            continue;
+        }
+        for l in o.diff.lines() {
+            if lines.len() < max {
+                lines.push(l.to_string());
+            } else {
+                hidden += 1;
+            }
+        }
+    }
+    (lines, hidden, hidden_objects)
+}
+
+/// The human format.
+pub fn human(p: &PlanFile, o: &HumanOptions) -> String {
+    let paint = |s: &str, a: Action| -> String {
+        if !o.color {
+            return s.to_string();
+        }
+        match a {
+            Action::Create => s.green().to_string(),
+            Action::Update => s.yellow().to_string(),
+            Action::Delete => s.red().to_string(),
+            Action::Replace => s.magenta().to_string(),
+            Action::Noop => s.dimmed().to_string(),
+        }
+    };
+    let bold = |s: &str| if o.color { s.bold().to_string() } else { s.to_string() };
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", header(p));
+    let _ = writeln!(out, "{}", bold(&p.summary.line()));
+    if !p.summary.has_changes() {
+        let _ = writeln!(out, "No changes: {} as desired.", plural(p.summary.noop, "unit"));
+        return out;
+    }
+    if p.summary.noop > 0 {
+        let _ = writeln!(out, "{} unchanged, not shown.", plural(p.summary.noop, "unit"));
+    }
+    out.push('\n');
+    for a in changes(p) {
+        let act = a.apply.action;
+        if o.compact {
+            let _ = writeln!(out, "{} {} ({}; {})", paint(&format!("{:>3}", act.sign()), act), a.unit, act.as_str(), object_counts(a));
+            continue;
+        }
+        let _ = writeln!(out, "{} {} {}", paint(&format!("{:>3}", act.sign()), act), bold(&a.unit), paint(act.as_str(), act));
+        let mut why = a.explain.reason.clone();
+        if let Some(t) = observed_text(&a.apply.observed) {
+            let _ = write!(why, "; {t}");
+        }
+        let _ = writeln!(out, "    {why}");
+        let (lines, hidden, hidden_objects) = unit_diff_lines(a, o.max_lines_per_unit);
+        for l in &lines {
+            let colored = if !o.color {
+                l.clone()
+            } else if l.starts_with("+++") || l.starts_with("---") {
+                l.bold().to_string()
+            } else if l.starts_with('+') {
+                l.green().to_string()
+            } else if l.starts_with('-') {
+                l.red().to_string()
+            } else if l.starts_with("@@") {
+                l.cyan().to_string()
+            } else {
+                l.clone()
+            };
+            let _ = writeln!(out, "    {colored}");
+        }
+        if hidden > 0 {
+            let more = if hidden_objects > 0 { format!(" ({} not shown)", plural(hidden_objects, "more object")) } else { String::new() };
+            let _ = writeln!(out, "    … {} hidden{more}; `harmony show PLANFILE --format json` has every line", plural(hidden, "line"));
+        }
+        for s in &a.apply.secrets {
+            let _ = writeln!(out, "    secret {}", secret_line(s));
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "{}", bold(&p.summary.line()));
+    out
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('|', "\\|")
+}
+
+fn fence_for(text: &str) -> String {
+    let mut longest = 0;
+    let mut run = 0;
+    for c in text.chars() {
+        if c == '`' {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    "`".repeat((longest + 1).max(3))
+}
+
+/// The Markdown format: a summary table, then one `<details>` block per changed unit,
+/// capped at [`MarkdownOptions::max_bytes`].
+pub fn markdown(p: &PlanFile, o: &MarkdownOptions) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "### Harmony plan\n");
+    let _ = writeln!(out, "**{}**\n", p.summary.line());
+    let _ = writeln!(out, "{}\n", md_escape(&header(p)));
+    if !p.summary.has_changes() {
+        let _ = writeln!(out, "No changes: {} as desired.", plural(p.summary.noop, "unit"));
+        return out;
+    }
+    let _ = writeln!(out, "| action | count |\n|---|---|");
+    let s = &p.summary;
+    for (name, n) in [("create", s.create), ("update", s.update), ("replace", s.replace), ("delete", s.delete), ("no-op", s.noop)] {
+        if n > 0 {
+            let _ = writeln!(out, "| {name} | {n} |");
+        }
+    }
+    out.push('\n');
+    let total = changes(p).count();
+    let tail_reserve = 400;
+    let mut shown = 0;
+    let mut table = String::from("| | unit | action | changes |\n|---|---|---|---|\n");
+    let mut rows_cut = 0;
+    for a in changes(p) {
+        let row = format!("| `{}` | `{}` | {} | {} |\n", a.apply.action.sign(), md_escape(&a.unit), a.apply.action.as_str(), md_escape(&object_counts(a)));
+        if out.len() + table.len() + row.len() + tail_reserve > o.max_bytes / 2 {
+            rows_cut += 1;
+            continue;
+        }
+        table.push_str(&row);
+    }
+    out.push_str(&table);
+    if rows_cut > 0 {
+        let _ = writeln!(out, "| | … {} more | | |", rows_cut);
+    }
+    out.push('\n');
+    for a in changes(p) {
+        let mut block = String::new();
+        let act = a.apply.action;
+        let _ = writeln!(
+            block,
+            "<details><summary><code>{} {}</code> {} ({})</summary>\n",
+            act.sign(),
+            md_escape(&a.unit),
+            act.as_str(),
+            md_escape(&object_counts(a))
+        );
+        let mut why = a.explain.reason.clone();
+        if let Some(t) = observed_text(&a.apply.observed) {
+            let _ = write!(why, "; {t}");
+        }
+        let _ = writeln!(block, "{}\n", md_escape(&why));
+        let (lines, hidden, hidden_objects) = unit_diff_lines(a, o.max_lines_per_unit);
+        if !lines.is_empty() {
+            let body = lines.join("\n");
+            let fence = fence_for(&body);
+            let _ = writeln!(block, "{fence}diff\n{body}\n{fence}\n");
+        }
+        if hidden > 0 {
+            let more = if hidden_objects > 0 { format!(" ({} not shown)", plural(hidden_objects, "more object")) } else { String::new() };
+            let _ = writeln!(block, "… {} hidden{more}.\n", plural(hidden, "line"));
+        }
+        if !a.apply.secrets.is_empty() {
+            let _ = writeln!(block, "| secret | status |\n|---|---|");
+            for s in &a.apply.secrets {
+                let line = secret_line(s);
+                let (name, status) = line.split_once(": ").unwrap_or((&line, ""));
+                let _ = writeln!(block, "| `{}` | {} |", md_escape(name), md_escape(status));
+            }
+            block.push('\n');
+        }
+        block.push_str("</details>\n\n");
+        if out.len() + block.len() + tail_reserve > o.max_bytes {
+            break;
+        }
+        out.push_str(&block);
+        shown += 1;
+    }
+    if shown < total {
+        let _ = writeln!(
+            out,
+            "> **Truncated:** {} of {} changed units are not shown (this comment is capped at {} bytes). Run `harmony plan --format human` or `harmony show PLANFILE` for the whole plan.",
+            total - shown,
+            total,
+            o.max_bytes
+        );
+    }
+    out
+}
+
+/// The JSON format: the plan file itself.
+pub fn json(p: &PlanFile) -> String {
+    p.to_json()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Plan files are input: odd but schema-valid content renders without panicking.
+    #[test]
+    fn odd_plan_files_render() {
+        let action = PlannedAction {
+            unit: "release/é/<b>|x</b>".into(),
+            apply: ApplyFields {
+                action: Action::Replace,
+                observed: Some(ObservedRevision::Compiled { hash: "é".into() }),
+                desired_hash: None,
+                depends_on: vec![],
+                secrets: vec![SecretFingerprint { name: "n".into(), source: None, before: None, after: None, status: SecretStatus::Removed }],
+            },
+            explain: Explanation {
+                reason: String::new(),
+                objects: vec![ObjectChange {
+                    key: "k".into(),
+                    action: Action::Update,
+                    diff: "```\n+ é\n````\n".repeat(50),
+                    added: 0,
+                    removed: 0,
+                    replace_reason: None,
+                }],
+            },
+        };
+        let p = PlanFile {
+            kind: PLAN_FILE_KIND.into(),
+            format_version: PLAN_FORMAT_VERSION,
+            source: SourceRevision { commit: Some("ééééééééééééééé".into()), dirty: true, repository_hash: "€".into() },
+            observed: ObservedSource::Revision { base: "main".into(), commit: Some("ü".into()) },
+            identity: String::new(),
+            fingerprint_key_id: String::new(),
+            filters: Filters { targets: vec!["t".into()], excludes: vec!["x".into()] },
+            summary: Summary { replace: 1, ..Summary::default() },
+            actions: vec![action; 20],
+        };
+        for compact in [false, true] {
+            let h = human(&p, &HumanOptions { color: true, compact, max_lines_per_unit: 3 });
+            assert!(h.contains("Plan: 1 to add, 0 to change, 1 to destroy."));
+        }
+        let md = markdown(&p, &MarkdownOptions { max_bytes: 1500, max_lines_per_unit: 5 });
+        assert!(md.contains("`````diff"), "{md}");
+        assert!(md.contains("&lt;b&gt;\\|x&lt;/b&gt;"), "{md}");
+        assert!(md.contains("**Truncated:**"), "{md}");
+        assert!(md.len() <= 1500, "{}", md.len());
+        assert!(json(&p).ends_with("}\n"));
+    }
+}

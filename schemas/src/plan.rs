@@ -1,0 +1,354 @@
+//! The saved plan file (`harmony plan --out FILE`, `harmony show FILE`, `harmony apply FILE`).
+//!
+//! A plan file is self-contained JSON: the format version, the source revision it was made
+//! from, the plan's identity and one [`PlannedAction`] per unit. Each action keeps what drives
+//! apply ([`ApplyFields`]: the action, the observed revision it was planned against, the desired
+//! content hash, secret fingerprints) apart from what only explains it ([`Explanation`]:
+//! reason and per-object diffs), so that `apply` can ignore the explanation entirely.
+//!
+//! No field ever holds a secret's plaintext: secret material appears only as keyed
+//! fingerprints (`fp:<hex>`, HMAC-SHA256, see `docs/adr/0005-secret-fingerprints.md`).
+//!
+//! Compatibility: [`PLAN_FORMAT_VERSION`] is bumped on any change an older `harmony` could
+//! misread; [`PlanFile::from_json`] refuses every other version with an error that says
+//! which version the file has and which one this build reads.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The plan-file format version this build writes and reads.
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+/// The value of [`PlanFile::kind`].
+pub const PLAN_FILE_KIND: &str = "harmony-plan";
+
+/// A saved plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanFile {
+    /// Always `harmony-plan`.
+    pub kind: String,
+    /// Format version ([`PLAN_FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// The repository revision the plan was made from.
+    pub source: SourceRevision,
+    /// What the plan was computed against.
+    pub observed: ObservedSource,
+    /// `sha256:<hex>` over every action's unit, action, desired content hash, observed revision
+    /// and secret fingerprints (not over explanations, not over the source revision).
+    pub identity: String,
+    /// Identifies the fingerprint key (`kid:<hex>`), never the key itself: `apply` can tell
+    /// "made with another key" from "the secret changed".
+    pub fingerprint_key_id: String,
+    /// Unit filters the plan was made with.
+    pub filters: Filters,
+    /// Action counts.
+    pub summary: Summary,
+    /// One action per unit: destroys first (reverse dependency order), then the rest in apply order.
+    pub actions: Vec<PlannedAction>,
+}
+
+/// Where the plan came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceRevision {
+    /// The git commit checked out, when the repository is in git.
+    pub commit: Option<String>,
+    /// Whether the working tree had uncommitted changes under the repository directory.
+    pub dirty: bool,
+    /// `sha256:` over every compiled unit's id and content hash.
+    pub repository_hash: String,
+}
+
+/// What the plan was computed against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ObservedSource {
+    /// No observed state: every unit is planned as a create.
+    None,
+    /// Observed state read from a file (until the executors observe targets live).
+    File {
+        /// `sha256:` of the observed state's canonical JSON.
+        hash: String,
+    },
+    /// The repository compiled at another git revision (`harmony diff --base`).
+    Revision {
+        /// The base revision as given.
+        base: String,
+        /// Its commit.
+        commit: Option<String>,
+    },
+}
+
+/// Unit filters (`--target`, `--exclude`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Filters {
+    /// `--target` values; empty: every unit. Targets pull in what they depend on.
+    pub targets: Vec<String>,
+    /// `--exclude` values; excluded units take what depends on them along.
+    pub excludes: Vec<String>,
+}
+
+/// Action counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Summary {
+    /// Creates.
+    pub create: usize,
+    /// Updates.
+    pub update: usize,
+    /// Deletes.
+    pub delete: usize,
+    /// Replaces (delete then create).
+    pub replace: usize,
+    /// Units already as desired.
+    pub noop: usize,
+}
+
+impl Summary {
+    /// Counts of a list of actions.
+    pub fn of(actions: &[PlannedAction]) -> Summary {
+        let mut s = Summary::default();
+        for a in actions {
+            match a.apply.action {
+                Action::Create => s.create += 1,
+                Action::Update => s.update += 1,
+                Action::Delete => s.delete += 1,
+                Action::Replace => s.replace += 1,
+                Action::Noop => s.noop += 1,
+            }
+        }
+        s
+    }
+    /// Whether anything would change.
+    pub fn has_changes(&self) -> bool {
+        self.create + self.update + self.delete + self.replace > 0
+    }
+    /// `Plan: N to add, M to change, K to destroy.` (a replace adds one and destroys one).
+    pub fn line(&self) -> String {
+        format!("Plan: {} to add, {} to change, {} to destroy.", self.create + self.replace, self.update, self.delete + self.replace)
+    }
+}
+
+/// What happens to a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Not observed: create it.
+    Create,
+    /// Observed and different: change it in place.
+    Update,
+    /// Observed but no longer in the repository (prune): delete it.
+    Delete,
+    /// Observed and different in a way that cannot be updated in place: delete, then create.
+    Replace,
+    /// Observed and as desired.
+    Noop,
+}
+
+impl Action {
+    /// The word used in outputs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+            Action::Replace => "replace",
+            Action::Noop => "no-op",
+        }
+    }
+    /// The one-character sign used in outputs (`+`, `~`, `-`, `±`, ` `).
+    pub fn sign(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Delete => "-",
+            Action::Replace => "-/+",
+            Action::Noop => " ",
+        }
+    }
+}
+
+/// One unit's planned action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlannedAction {
+    /// Unit id, e.g. `release/okd-prod/acme-prod/web`.
+    pub unit: String,
+    /// What drives apply.
+    pub apply: ApplyFields,
+    /// What only explains the action to a reader.
+    pub explain: Explanation,
+}
+
+/// The fields `apply` acts on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyFields {
+    /// The action.
+    pub action: Action,
+    /// The revision the target had when planned; `apply` refuses the action if it moved
+    /// (compare-and-set). `None` when the unit was not observed.
+    pub observed: Option<ObservedRevision>,
+    /// `sha256:` content hash of the desired unit (`None` for deletes).
+    pub desired_hash: Option<String>,
+    /// Units this one is applied after.
+    pub depends_on: Vec<String>,
+    /// Fingerprints of the secret material the action writes; `apply` re-resolves each
+    /// `secret-value` and refuses if its fingerprint differs.
+    pub secrets: Vec<SecretFingerprint>,
+}
+
+/// A target's revision at planning time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ObservedRevision {
+    /// A Helm release: the release revision and the resourceVersion of its release record
+    /// (the `sh.helm.release.v1.<name>.v<N>` Secret).
+    HelmRelease {
+        /// Helm release revision.
+        revision: u64,
+        /// resourceVersion of the release record.
+        resource_version: String,
+    },
+    /// A JetStream KV entry (device plans, agent versions).
+    KvEntry {
+        /// KV revision of the entry.
+        revision: u64,
+    },
+    /// Kubernetes objects (tenant access): resourceVersion by `Kind/namespace/name`.
+    Objects {
+        /// resourceVersions.
+        resource_versions: BTreeMap<String, String>,
+    },
+    /// A unit compiled from another git revision (`harmony diff`): its content hash.
+    Compiled {
+        /// `sha256:` content hash at the base revision.
+        hash: String,
+    },
+}
+
+/// A secret's fingerprint before and after.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretFingerprint {
+    /// What the secret is: `secret-value <values path>` or `<Kind>/<namespace>/<name> <field>.<key>`.
+    pub name: String,
+    /// Where a `secret-value` is resolved from at apply (`env:VAR`, `file:PATH`); `None` for
+    /// values inside rendered objects.
+    pub source: Option<String>,
+    /// Fingerprint of the observed value (`None`: not observed).
+    pub before: Option<String>,
+    /// Fingerprint of the desired value (`None`: removed, or a `secret-value` that could not
+    /// be resolved when planning).
+    pub after: Option<String>,
+    /// Derived from before/after.
+    pub status: SecretStatus,
+}
+
+/// How a secret changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretStatus {
+    /// New.
+    Added,
+    /// Fingerprints differ.
+    Changed,
+    /// Fingerprints equal.
+    Unchanged,
+    /// Gone.
+    Removed,
+    /// A `secret-value` source that could not be read when planning; it is resolved at apply.
+    Unresolved,
+}
+
+/// Why the action, and what changes object by object. Never read by `apply`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Explanation {
+    /// One sentence.
+    pub reason: String,
+    /// Changed objects (and, for no-ops, nothing), keyed by kind/namespace/name, in key order.
+    pub objects: Vec<ObjectChange>,
+}
+
+/// One object's change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectChange {
+    /// `Kind/namespace/name` (`Kind/name` for cluster-scoped objects; the unit id for
+    /// device plans, agents and tenant access).
+    pub key: String,
+    /// The object's action.
+    pub action: Action,
+    /// Unified diff of the redacted YAML (3 lines of context).
+    pub diff: String,
+    /// Lines added by the diff.
+    pub added: usize,
+    /// Lines removed by the diff.
+    pub removed: usize,
+    /// Why the object must be replaced, when it must.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace_reason: Option<String>,
+}
+
+/// Why a plan file cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanFileError {
+    /// Not JSON, or not a plan.
+    #[error("not a harmony plan file: {0}")]
+    NotAPlan(String),
+    /// Another format version.
+    #[error(
+        "plan file format version {found} is not supported: this harmony reads version {supported} only; re-create the plan with `harmony plan --out FILE` using this harmony"
+    )]
+    Version {
+        /// The file's version.
+        found: u64,
+        /// This build's.
+        supported: u32,
+    },
+    /// The right version but malformed.
+    #[error("invalid plan file (format version {PLAN_FORMAT_VERSION}): {0}")]
+    Invalid(String),
+}
+
+impl PlanFile {
+    /// Serialises the plan: pretty JSON with a final newline. Deterministic.
+    pub fn to_json(&self) -> String {
+        // A plan holds only strings, numbers and string-keyed maps: serialising cannot fail.
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    /// Loads a plan, refusing any format version but [`PLAN_FORMAT_VERSION`].
+    pub fn from_json(text: &str) -> Result<PlanFile, PlanFileError> {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| PlanFileError::NotAPlan(e.to_string()))?;
+        let obj = v.as_object().ok_or_else(|| PlanFileError::NotAPlan("the file is JSON but not an object".into()))?;
+        match obj.get("kind").and_then(|k| k.as_str()) {
+            Some(PLAN_FILE_KIND) => {}
+            Some(other) => return Err(PlanFileError::NotAPlan(format!("field `kind` is {other:?}, expected {PLAN_FILE_KIND:?}"))),
+            None => return Err(PlanFileError::NotAPlan(format!("field `kind` is missing, expected {PLAN_FILE_KIND:?}"))),
+        }
+        let version = obj
+            .get("format_version")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| PlanFileError::NotAPlan("field `format_version` is missing or not a non-negative integer".into()))?;
+        if version != u64::from(PLAN_FORMAT_VERSION) {
+            return Err(PlanFileError::Version { found: version, supported: PLAN_FORMAT_VERSION });
+        }
+        serde_json::from_value(v).map_err(|e| PlanFileError::Invalid(e.to_string()))
+    }
+}
+
+/// The JSON Schema of the plan file, as written to `docs/schemas/plan.schema.json`.
+pub fn plan_schema_json() -> String {
+    let schema = schemars::schema_for!(PlanFile);
+    let mut s = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    s.push('\n');
+    s
+}

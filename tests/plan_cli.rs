@@ -1,0 +1,254 @@
+//! End-to-end tests of `harmony plan`, `harmony show` and `harmony diff --base` on copies of
+//! the example repository, `diff` in real git repositories made by the test (fixed dates, so
+//! commit ids and snapshots are stable).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    #[track_caller]
+    fn expect(self, code: i32) -> Self {
+        assert_eq!(self.code, code, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr);
+        self
+    }
+}
+
+const KEY: &str = "4242424242424242424242424242424242424242424242424242424242424242\n";
+const DB_PASSWORD: &str = "Xy9-shop-db-secret!";
+
+struct Work {
+    dir: tempfile::TempDir,
+}
+
+fn copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+impl Work {
+    fn new() -> Work {
+        let dir = tempfile::tempdir().unwrap();
+        copy(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tenants"), &dir.path().join("tenants"));
+        std::fs::write(dir.path().join("key.hex"), KEY).unwrap();
+        Work { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn edit(&self, rel: &str, from: &str, to: &str) {
+        let text = std::fs::read_to_string(self.path(rel)).unwrap();
+        assert!(text.contains(from), "{rel} does not contain {from:?}");
+        std::fs::write(self.path(rel), text.replacen(from, to, 1)).unwrap();
+    }
+
+    fn run(&self, args: &[&str]) -> Out {
+        self.run_env(args, &[])
+    }
+
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        let out = Command::new(env!("CARGO_BIN_EXE_harmony"))
+            .args(["--repo", "tenants"])
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("HARMONY_REPO")
+            .env_remove("RUST_LOG")
+            .env_remove("NO_COLOR")
+            .env_remove("ACME_SHOP_DB_PASSWORD")
+            .env("HARMONY_FINGERPRINT_KEY_FILE", self.path("key.hex"))
+            .envs(env.iter().copied())
+            .output()
+            .expect("run harmony");
+        let p = self.dir.path().to_string_lossy().into_owned();
+        let f = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap().replace(&p, "[TEMP]");
+        Out { code: out.status.code().unwrap(), stdout: f(&out.stdout), stderr: f(&out.stderr) }
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .expect("run git");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+#[test]
+fn plan_without_observed_state_creates_everything_and_saves_a_plan() {
+    let w = Work::new();
+    let out = w.run(&["plan", "--detailed-exitcode", "--compact", "--out", "plan.json"]).expect(2);
+    assert!(out.stdout.contains("against no observed state (every unit is planned as a create"), "{}", out.stdout);
+    assert!(out.stdout.contains("Plan: 25 to add, 0 to change, 0 to destroy."), "{}", out.stdout);
+    assert!(out.stderr.contains("Saved the plan to plan.json"), "{}", out.stderr);
+    w.run(&["plan"]).expect(0);
+    // show prints the same plan again, in every format.
+    let shown = w.run(&["show", "plan.json", "--compact"]).expect(0);
+    assert_eq!(shown.stdout, out.stdout);
+    let json = w.run(&["show", "plan.json", "--format", "json"]).expect(0);
+    assert_eq!(json.stdout, std::fs::read_to_string(w.path("plan.json")).unwrap());
+    // Same inputs, byte-identical plan file.
+    w.run(&["plan", "--out", "again.json", "--format", "json"]).expect(0);
+    assert_eq!(std::fs::read(w.path("plan.json")).unwrap(), std::fs::read(w.path("again.json")).unwrap());
+    // Targets pull in dependencies.
+    let t = w.run(&["plan", "--compact", "--target", "release/okd-prod/acme-prod/shop-api"]).expect(0);
+    assert!(t.stdout.contains("Plan: 3 to add"), "{}", t.stdout);
+    let bad = w.run(&["plan", "--target", "release/nope"]).expect(1);
+    assert!(bad.stderr.contains("--target release/nope: no unit matches"), "{}", bad.stderr);
+}
+
+#[test]
+fn show_refuses_other_plan_format_versions() {
+    let w = Work::new();
+    w.run(&["plan", "--out", "plan.json", "--format", "json"]).expect(0);
+    let text = std::fs::read_to_string(w.path("plan.json")).unwrap();
+    std::fs::write(w.path("future.json"), text.replacen("\"format_version\": 1", "\"format_version\": 99", 1)).unwrap();
+    let out = w.run(&["show", "future.json"]).expect(1);
+    assert!(out.stderr.contains("plan file format version 99 is not supported: this harmony reads version 1 only"), "{}", out.stderr);
+}
+
+#[test]
+fn plan_against_observed_state_prunes_and_exits_2() {
+    let w = Work::new();
+    let observed = r#"{
+        "releases": {
+            "release/okd-prod/acme-prod/legacy": {"revision": 4, "resource_version": "991", "hash": "sha256:x",
+                "objects": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "legacy"}, "data": {"a": "b"}}]}
+        }
+    }"#;
+    std::fs::write(w.path("observed.json"), observed).unwrap();
+    let out = w.run(&["plan", "--observed", "observed.json", "--detailed-exitcode"]).expect(2);
+    assert!(out.stdout.contains("Plan: 25 to add, 0 to change, 1 to destroy."), "{}", out.stdout);
+    let first_unit = out.stdout.lines().find(|l| l.starts_with("  ")).unwrap();
+    assert!(first_unit.contains("- release/okd-prod/acme-prod/legacy delete"), "{first_unit}");
+    assert!(out.stdout.contains("planned against Helm revision 4, release record resourceVersion 991"));
+    std::fs::write(w.path("bad.json"), r#"{"releases": 3}"#).unwrap();
+    let out = w.run(&["plan", "--observed", "bad.json"]).expect(1);
+    assert!(out.stderr.contains("observed state bad.json: not valid"), "{}", out.stderr);
+}
+
+#[test]
+fn no_output_contains_a_secret_plaintext() {
+    use base64::Engine as _;
+    let w = Work::new();
+    let env = [("ACME_SHOP_DB_PASSWORD", DB_PASSWORD)];
+    let mut texts = Vec::new();
+    for format in ["human", "markdown", "json"] {
+        let out = w.run_env(&["plan", "--format", format, "--out", &format!("{format}.plan")], &env).expect(0);
+        texts.push(out.stdout);
+        texts.push(out.stderr);
+        texts.push(std::fs::read_to_string(w.path(&format!("{format}.plan"))).unwrap());
+        texts.push(w.run(&["show", &format!("{format}.plan"), "--format", format]).expect(0).stdout);
+    }
+    let b64 = base64::engine::general_purpose::STANDARD.encode(DB_PASSWORD);
+    for t in &texts {
+        assert!(!t.contains(DB_PASSWORD) && !t.contains(&b64), "plaintext leaked:\n{t}");
+    }
+    // The secret is there as a fingerprint, and resolving it changes the fingerprint.
+    assert!(texts[0].contains("secret-value auth.password from env:ACME_SHOP_DB_PASSWORD: added (none → fp:"), "{}", texts[0]);
+    let unresolved = w.run(&["plan"]).expect(0).stdout;
+    assert!(unresolved.contains("secret-value auth.password from env:ACME_SHOP_DB_PASSWORD: unresolved until apply"), "{unresolved}");
+}
+
+/// A git repository holding the example repository under `tenants/`: `main` as it is, and
+/// `feature` with a renamed file, a deleted release, a changed release and a changed deployment.
+fn git_repo() -> Work {
+    let w = Work::new();
+    w.git(&["init", "-q", "-b", "main"]);
+    std::fs::write(w.path(".gitignore"), "key.hex\n").unwrap();
+    w.git(&["add", "-A"]);
+    w.git(&["commit", "-q", "-m", "example repository"]);
+    w.git(&["checkout", "-q", "-b", "feature"]);
+    w.git(&["mv", "tenants/releases/globex.kdl", "tenants/releases/globex-portal.kdl"]);
+    let text = std::fs::read_to_string(w.path("tenants/releases/globex-portal.kdl")).unwrap();
+    let cut = text.find("release portal {").unwrap();
+    std::fs::write(w.path("tenants/releases/globex-portal.kdl"), &text[..cut]).unwrap();
+    w.edit("tenants/releases/acme.kdl", "replicaCount 3", "replicaCount 4");
+    w.git(&["commit", "-q", "-am", "rename globex.kdl, drop portal, scale shop-web"]);
+    w.git(&["checkout", "-q", "main"]);
+    w
+}
+
+#[test]
+fn diff_between_two_revisions() {
+    let w = git_repo();
+    let out = w.run(&["diff", "--base", "main", "--head", "feature", "--detailed-exitcode"]).expect(2);
+    let md = &out.stdout;
+    assert!(md.starts_with("### Harmony plan\n\n**Plan: 0 to add, 1 to change, 1 to destroy.**"), "{md}");
+    assert!(md.contains("<code>- release/okd-prod/globex/portal</code> delete"), "{md}");
+    assert!(md.contains("<code>~ release/okd-prod/acme-prod/shop-web</code> update"), "{md}");
+    assert!(md.contains("-  replicas: 3\n+  replicas: 4"), "{md}");
+    // The renamed file changes nothing: portal-api is the same unit.
+    assert!(!md.contains("portal-api"), "{md}");
+    // Commit ids change with any byte of the example repository: keep them out of snapshots.
+    let ids = |t: &str| {
+        let (m, f) = (w.git(&["rev-parse", "main"]), w.git(&["rev-parse", "feature"]));
+        t.replace(&m[..12], "[MAIN]").replace(&f[..12], "[FEATURE]")
+    };
+    assert!(ids(md).contains("Source [FEATURE], against base revision main ([MAIN])."), "{md}");
+    insta::assert_snapshot!("diff_main_feature_markdown", ids(md));
+    let human = w.run(&["diff", "--base", "main", "--head", "feature", "--format", "human", "--compact"]).expect(0);
+    insta::assert_snapshot!("diff_main_feature_human_compact", ids(&human.stdout));
+    let json = w.run(&["diff", "--base", "main", "--head", "feature", "--format", "json"]).expect(0);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["observed"]["kind"], "revision");
+    assert_eq!(v["actions"][0]["unit"], "release/okd-prod/globex/portal");
+    // No changes between a revision and itself.
+    let same = w.run(&["diff", "--base", "main", "--head", "main", "--detailed-exitcode", "--format", "human"]).expect(0);
+    assert!(same.stdout.contains("No changes"), "{}", same.stdout);
+    let bad = w.run(&["diff", "--base", "no-such-branch"]).expect(1);
+    assert!(bad.stderr.contains("no-such-branch: not a git revision"), "{}", bad.stderr);
+}
+
+#[test]
+fn diff_against_the_working_tree() {
+    let w = git_repo();
+    w.git(&["checkout", "-q", "feature"]);
+    // Uncommitted: a device workload's image changes.
+    let dep = std::fs::read_dir(w.path("tenants/deployments")).unwrap().next().unwrap().unwrap().path();
+    let text = std::fs::read_to_string(&dep).unwrap();
+    let at = text.find("image \"").unwrap() + "image \"".len();
+    let end = at + text[at..].find('"').unwrap();
+    let new = format!("{}{}-next{}", &text[..at], &text[at..end], &text[end..]);
+    std::fs::write(&dep, new).unwrap();
+    let out = w.run(&["diff", "--base", "main", "--format", "human", "--compact"]).expect(0);
+    assert!(out.stdout.contains("(with uncommitted changes)"), "{}", out.stdout);
+    assert!(out.stdout.contains("~ device-plan/"), "{}", out.stdout);
+    assert!(out.stdout.contains("- release/okd-prod/globex/portal"), "{}", out.stdout);
+    let full = w.run(&["diff", "--base", "main", "--format", "human"]).expect(0);
+    assert!(full.stdout.contains("-next"), "{}", full.stdout);
+}
+
+#[test]
+fn template_a_declared_release() {
+    let w = Work::new();
+    let out = w.run(&["template", "--release", "shop-db"]).expect(0);
+    assert!(out.stdout.starts_with("---\n# Source: postgres/templates/secret.yaml\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("namespace: acme-prod") || out.stdout.contains("name: shop-db-postgres"), "{}", out.stdout);
+    let bad = w.run(&["template", "--release", "nope"]).expect(1);
+    assert!(bad.stderr.contains("--release nope: no such release; declared releases: "), "{}", bad.stderr);
+}
