@@ -291,3 +291,13 @@ fn env_and_expandenv_are_not_defined() {
         assert!(err.contains(&format!("function \"{name}\" not defined")), "{name}: {err}");
     }
 }
+
+#[test]
+fn get_host_by_name_is_empty_offline_like_helm() {
+    // Helm's engine returns "" unless `--enable-dns` (pkg/engine/engine.go); checked against
+    // Helm v4's engine through helm-python-sdk.
+    let text = "a: \"{{ getHostByName \"example.com\" }}\"".to_string();
+    let tpl = RenderTemplate { name: "c/templates/t.yaml".into(), text, vals: Value::Nil, base_path: "c/templates".into() };
+    let out = render(&[tpl], &FixedEnvironment::default()).unwrap();
+    assert_eq!(out["c/templates/t.yaml"], "a: \"\"");
+}

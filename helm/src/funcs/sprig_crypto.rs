@@ -240,6 +240,21 @@ fn gen_rsa(env: &dyn Environment, bits: usize) -> Result<rsa::RsaPrivateKey, Str
     }
 }
 
+/// Sprig's `genPrivateKey "dsa"`: `dsa.GenerateParameters(…, dsa.L2048N256)`, then
+/// `dsa.GenerateKey`, PEM-encoded as OpenSSL's `DSA PRIVATE KEY`: the DER SEQUENCE
+/// {version 0, P, Q, G, Y, X} (Sprig's `DSAKeyFormat`, marshalled with `asn1.Marshal`).
+fn gen_dsa_pem(env: &dyn Environment) -> String {
+    let mut rng = EnvRng(env);
+    let components = dsa::Components::generate(&mut rng, dsa::KeySize::DSA_2048_256);
+    let key = dsa::SigningKey::generate(&mut rng, components);
+    let vk = key.verifying_key();
+    let c = vk.components();
+    let ints: Vec<Vec<u8>> = [c.p(), c.q(), c.g(), vk.y(), key.x()].iter().map(|n| int_bytes(&n.to_bytes_be())).collect();
+    let mut fields = vec![int_bytes(&[0])];
+    fields.extend(ints);
+    pem("DSA PRIVATE KEY", &seq(&fields))
+}
+
 /// A private key of one of the types Sprig generates.
 enum KeyPair {
     Rsa(rsa::RsaPrivateKey),
@@ -601,7 +616,8 @@ pub fn register(m: &mut FuncMap) {
         ok_str(String::from_utf8_lossy(&out[..n - last as usize]).into_owned())
     });
     reg(m, "genPrivateKey", &[Str], None, |c, a| match s(&a[0]) {
-        t @ ("rsa" | "ecdsa" | "ed25519" | "dsa") => ok_str(KeyPair::generate(c.env, t)?.pem()?),
+        "dsa" => ok_str(gen_dsa_pem(c.env)),
+        t @ ("rsa" | "ecdsa" | "ed25519") => ok_str(KeyPair::generate(c.env, t)?.pem()?),
         t => ok_str(format!("Unknown type {t}")),
     });
     reg(m, "genCA", &[Str, Int], None, |c, a| {

@@ -80,7 +80,10 @@ pub fn register(m: &mut FuncMap) {
         let v = crate::semver::Version::parse(s(&a[0])).map_err(|e| e.to_string())?;
         Ok(Value::Object(std::rc::Rc::new(v)))
     });
-    reg(m, "getHostByName", &[Str], None, |_, _| Err("getHostByName is not supported: Harmony renders charts offline".into()));
+    // Helm's engine replaces Sprig's getHostByName with one returning "" unless DNS lookups
+    // are enabled (`helm template --enable-dns`; pkg/engine/engine.go, `if !e.EnableDNS`).
+    // Harmony renders offline, so always "" (checked against Helm's engine: `a: ""`).
+    reg(m, "getHostByName", &[Str], None, |_, _| ok_str(""));
 }
 
 fn b64_err(e: &base64::DecodeError) -> String {
