@@ -77,8 +77,13 @@ async fn install_upgrade_noop_rollback_uninstall() {
     let chart = write_chart(dir.path());
     let opts = Options { wait: Some(std::time::Duration::from_secs(5)), poll: std::time::Duration::from_millis(20), ..Default::default() };
 
-    let v1 = desired(&chart, "apps", json!({"x": "1"}));
+    assert_eq!(release::observe(&c, "apps", "demo").await.unwrap(), None);
+    let v1 = Desired { unit_hash: Some("sha256:1111".into()), ..desired(&chart, "apps", json!({"x": "1"})) };
     assert_eq!(release::install_or_upgrade(&c, &v1, &opts, now).await.unwrap(), Outcome::Installed(1));
+    let seen = release::observe(&c, "apps", "demo").await.unwrap().unwrap();
+    assert_eq!((seen.revision, seen.hash.as_deref()), (1, Some("sha256:1111")));
+    let kinds: Vec<&str> = seen.objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+    assert_eq!(kinds, ["ConfigMap", "Deployment"], "the manifest's objects in install order, hooks apart");
     assert_eq!(records(&server, "apps"), [(1, Status::Deployed)]);
     assert_eq!(server.get("v1", "ConfigMap", "apps", "demo-cm").unwrap()["data"]["x"], "1");
     assert!(server.get("apps/v1", "Deployment", "apps", "demo-web").is_some());

@@ -1,9 +1,11 @@
 //! Kubernetes: clusters from kubeconfig contexts, objects applied by server-side apply, and
 //! Helm-compatible releases ([`release`]) stored as Helm stores them ([`record`]).
 
+pub mod lock;
 pub mod readiness;
 pub mod record;
 pub mod release;
+pub mod tenant;
 
 use std::collections::HashMap;
 use std::path::Path;

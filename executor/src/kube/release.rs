@@ -24,6 +24,9 @@ use super::{Cluster, KubeError, api_err};
 /// Marks records Harmony wrote, so an interrupted Harmony apply can be told apart from a Helm
 /// operation in progress. Helm ignores unknown fields when it reads a record.
 const WRITER_FIELD: &str = "harmony_writer";
+/// The content hash of the compiled unit a record was applied from, so the planner can tell
+/// an unchanged release without rendering it. Also ignored by Helm.
+pub const UNIT_HASH_FIELD: &str = "harmony_unit_hash";
 
 /// What a release should be: the output of the Helm engine plus the record's chart.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +45,8 @@ pub struct Desired {
     pub hooks: Vec<Hook>,
     /// Rendered `NOTES.txt`.
     pub notes: String,
+    /// Content hash of the compiled unit (recorded in the release record).
+    pub unit_hash: Option<String>,
 }
 
 impl Desired {
@@ -80,6 +85,7 @@ impl Desired {
             manifests: rendered.manifests.iter().map(|m| (m.name.clone(), m.content.clone())).collect(),
             hooks,
             notes: rendered.notes.clone(),
+            unit_hash: None,
         }
     }
 
@@ -258,6 +264,9 @@ pub async fn install_or_upgrade(cluster: &Cluster, desired: &Desired, opts: &Opt
     let first_deployed = hist.first().map(|s| s.release.info.first_deployed.clone()).filter(|_| upgrade).unwrap_or_else(|| started.clone());
     let mut extra = Map::new();
     extra.insert(WRITER_FIELD.into(), Value::from(concat!("harmony/", env!("CARGO_PKG_VERSION"))));
+    if let Some(h) = &desired.unit_hash {
+        extra.insert(UNIT_HASH_FIELD.into(), Value::from(h.as_str()));
+    }
     let mut rel = Release {
         name: name.to_string(),
         info: Info {
@@ -512,4 +521,19 @@ pub type ObjectKey = (String, String, String, String);
 /// Objects of the deployed revision, by identity: what the planner diffs against.
 pub fn objects_by_key(manifest: &str, ns: &str) -> Result<BTreeMap<ObjectKey, Value>, KubeError> {
     Ok(parse_manifest(manifest)?.into_iter().map(|o| (key(&o, ns), o)).collect())
+}
+
+/// The deployed revision of a release as the planner sees it (`None`: not installed).
+/// Secret values are not read back: the planner treats them as unknown.
+pub async fn observe(cluster: &Cluster, ns: &str, name: &str) -> Result<Option<harmony_planner::observed::ObservedRelease>, KubeError> {
+    let hist = history(cluster, ns, name).await?;
+    let Some(s) = hist.iter().rev().find(|s| s.release.info.status == Status::Deployed) else { return Ok(None) };
+    Ok(Some(harmony_planner::observed::ObservedRelease {
+        revision: u64::from(s.release.version),
+        resource_version: s.resource_version.clone(),
+        hash: s.release.extra.get(UNIT_HASH_FIELD).and_then(Value::as_str).map(String::from),
+        objects: parse_manifest(&s.release.manifest)?,
+        secret_values: BTreeMap::new(),
+        content: None,
+    }))
 }

@@ -1,0 +1,117 @@
+//! A tenant's access on a cluster: its namespaces, the ServiceAccount Harmony impersonates for
+//! its releases, and a Role + RoleBinding in each of its namespaces. Applied with Harmony's own
+//! credentials; everything else of the tenant is applied impersonating the ServiceAccount, so
+//! the API server's RBAC, not only the compiler, keeps a tenant inside its namespaces.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::Value;
+
+use super::{Cluster, KubeError};
+
+/// What a tenant gets on one cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// Tenant name.
+    pub tenant: String,
+    /// Namespaces to create and grant (exact ones, and those a pattern's releases use).
+    pub namespaces: Vec<String>,
+    /// ServiceAccount name.
+    pub service_account: String,
+    /// ServiceAccount namespace (one of `namespaces`).
+    pub service_account_namespace: String,
+}
+
+impl Access {
+    /// From the compiler's unit.
+    pub fn from_unit(u: &harmony_compiler::compile::TenantAccess) -> Access {
+        Access {
+            tenant: u.tenant.to_string(),
+            namespaces: u.namespaces.iter().map(ToString::to_string).collect(),
+            service_account: u.service_account.name.to_string(),
+            service_account_namespace: u.service_account.namespace.to_string(),
+        }
+    }
+
+    /// The user Harmony impersonates for this tenant.
+    pub fn username(&self) -> String {
+        format!("system:serviceaccount:{}:{}", self.service_account_namespace, self.service_account)
+    }
+
+    fn meta(&self, name: &str, namespace: Option<&str>) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: namespace.map(String::from),
+            labels: Some(BTreeMap::from([
+                ("app.kubernetes.io/managed-by".to_string(), "harmony".to_string()),
+                ("harmony.dev/tenant".to_string(), self.tenant.clone()),
+            ])),
+            ..Default::default()
+        }
+    }
+
+    /// The objects, in the order they must be applied: namespaces, the ServiceAccount, then a
+    /// Role (every verb on every resource, inside the namespace only) and its RoleBinding per
+    /// namespace.
+    pub fn objects(&self) -> Vec<Value> {
+        let role_name = format!("harmony-tenant-{}", self.tenant);
+        let mut out: Vec<Value> = Vec::new();
+        let typed = |v: Value, api_version: &str, kind: &str| {
+            let mut v = v;
+            v["apiVersion"] = api_version.into();
+            v["kind"] = kind.into();
+            v
+        };
+        for ns in &self.namespaces {
+            let n = Namespace { metadata: self.meta(ns, None), ..Default::default() };
+            out.push(typed(serde_json::to_value(n).expect("serialises"), "v1", "Namespace"));
+        }
+        let sa = ServiceAccount { metadata: self.meta(&self.service_account, Some(&self.service_account_namespace)), ..Default::default() };
+        out.push(typed(serde_json::to_value(sa).expect("serialises"), "v1", "ServiceAccount"));
+        for ns in &self.namespaces {
+            let role = Role {
+                metadata: self.meta(&role_name, Some(ns)),
+                rules: Some(vec![PolicyRule {
+                    api_groups: Some(vec!["*".into()]),
+                    resources: Some(vec!["*".into()]),
+                    verbs: vec!["*".into()],
+                    ..Default::default()
+                }]),
+            };
+            out.push(typed(serde_json::to_value(role).expect("serialises"), "rbac.authorization.k8s.io/v1", "Role"));
+            let binding = RoleBinding {
+                metadata: self.meta(&role_name, Some(ns)),
+                role_ref: RoleRef { api_group: "rbac.authorization.k8s.io".into(), kind: "Role".into(), name: role_name.clone() },
+                subjects: Some(vec![Subject {
+                    kind: "ServiceAccount".into(),
+                    name: self.service_account.clone(),
+                    namespace: Some(self.service_account_namespace.clone()),
+                    ..Default::default()
+                }]),
+            };
+            out.push(typed(serde_json::to_value(binding).expect("serialises"), "rbac.authorization.k8s.io/v1", "RoleBinding"));
+        }
+        out
+    }
+}
+
+/// Applies a tenant's access (server-side apply; unchanged objects are not rewritten).
+pub async fn apply(cluster: &Cluster, access: &Access) -> Result<(), KubeError> {
+    for obj in access.objects() {
+        cluster.apply(&obj, &access.service_account_namespace).await?;
+    }
+    Ok(())
+}
+
+/// Removes a tenant's RoleBindings, Roles and ServiceAccount (in reverse order). Namespaces
+/// are left in place: deleting one deletes everything in it, which Harmony never does on its
+/// own; `harmony plan` says so, and an operator deletes them deliberately.
+pub async fn remove(cluster: &Cluster, access: &Access) -> Result<(), KubeError> {
+    for obj in access.objects().iter().rev().filter(|o| o["kind"] != "Namespace") {
+        cluster.delete(obj, &access.service_account_namespace).await?;
+    }
+    Ok(())
+}
