@@ -80,6 +80,9 @@ pub enum Command {
     /// Compile the repository at two git revisions and diff rendered manifests and device
     /// plans, offline (the PR reviewer's command; Markdown by default).
     Diff(crate::plan::DiffArgs),
+    /// Roll a release back to an earlier revision, as `helm rollback` does (a new revision
+    /// with the old manifest), impersonating its tenant.
+    Rollback(crate::rollback::RollbackArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -127,6 +130,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Plan(a) => crate::plan::plan(g, a),
         Command::Show(a) => crate::plan::show(g, a),
         Command::Diff(a) => crate::plan::diff(g, a),
+        Command::Rollback(a) => crate::rollback::run(a, &g.repo),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod cli;
 mod plan;
+mod rollback;
 mod template;
 
 use std::process::ExitCode;

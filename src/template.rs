@@ -96,30 +96,13 @@ pub fn run(args: TemplateArgs, repo: &Path) -> anyhow::Result<ExitCode> {
 
 /// `harmony template --release NAME`.
 fn run_release(which: &str, repo: &Path, args: TemplateArgs) -> anyhow::Result<ExitCode> {
-    use harmony_compiler::UnitContent;
     use harmony_compiler::compile::ChartRef;
     let out =
         harmony_compiler::compile_repo(&harmony_compiler::DiskFs::new(repo)).map_err(|e| anyhow::anyhow!("reading repository {}: {e}", repo.display()))?;
     let Some(compiled) = out.repo else {
         anyhow::bail!("the repository does not compile ({} error(s)); `harmony check` lists them", out.errors());
     };
-    let releases: Vec<(&str, &harmony_compiler::compile::ReleaseUnit)> = compiled
-        .units
-        .values()
-        .filter_map(|u| match &u.content {
-            UnitContent::Release(r) => Some((u.id.as_str(), r)),
-            _ => None,
-        })
-        .collect();
-    let found: Vec<&(&str, &harmony_compiler::compile::ReleaseUnit)> = releases.iter().filter(|(id, r)| r.name.as_str() == which || *id == which).collect();
-    let (id, r) = match found.as_slice() {
-        [one] => **one,
-        [] => anyhow::bail!(
-            "--release {which}: no such release; declared releases: {}",
-            releases.iter().map(|(_, r)| r.name.as_str()).collect::<Vec<_>>().join(", ")
-        ),
-        many => anyhow::bail!("--release {which}: the name is ambiguous, pass the unit id: {}", many.iter().map(|(id, _)| *id).collect::<Vec<_>>().join(", ")),
-    };
+    let (id, r) = find_release(&compiled, which)?;
     let ChartRef::Local { path, .. } = &r.chart else {
         anyhow::bail!("--release {which}: release {id} uses a remote chart, fetched only at apply; only charts in the repository render offline");
     };
@@ -154,5 +137,26 @@ fn run_release(which: &str, repo: &Path, args: TemplateArgs) -> anyhow::Result<E
             eprintln!("Error: release {id}: {e}");
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+/// A release of the compiled repository by name, or by unit id when the name is not unique.
+pub fn find_release<'a>(compiled: &'a harmony_compiler::CompiledRepo, which: &str) -> anyhow::Result<(&'a str, &'a harmony_compiler::compile::ReleaseUnit)> {
+    let releases: Vec<(&str, &harmony_compiler::compile::ReleaseUnit)> = compiled
+        .units
+        .values()
+        .filter_map(|u| match &u.content {
+            harmony_compiler::UnitContent::Release(r) => Some((u.id.as_str(), r)),
+            _ => None,
+        })
+        .collect();
+    let found: Vec<&(&str, &harmony_compiler::compile::ReleaseUnit)> = releases.iter().filter(|(id, r)| r.name.as_str() == which || *id == which).collect();
+    match found.as_slice() {
+        [one] => Ok(**one),
+        [] => anyhow::bail!(
+            "release {which}: no such release; declared releases: {}",
+            releases.iter().map(|(_, r)| r.name.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+        many => anyhow::bail!("release {which}: the name is ambiguous, pass the unit id: {}", many.iter().map(|(id, _)| *id).collect::<Vec<_>>().join(", ")),
     }
 }

@@ -1,0 +1,56 @@
+//! `harmony rollback RELEASE [REVISION]`: Helm's rollback, on the cluster the repository
+//! declares for the release, impersonating its tenant, under the cluster's apply lock. A new
+//! revision holding the old revision's chart, values and manifest, exactly as `helm rollback`
+//! makes it (see docs/kubernetes.md).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use harmony_executor::kube::Cluster;
+use harmony_executor::kube::lock::ClusterLock;
+use harmony_executor::kube::release::{self, Options};
+
+/// Flags of `harmony rollback`.
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// The release (its name, or its unit id when the name is not unique).
+    pub release: String,
+    /// The revision to roll back to (default: the one before the deployed revision).
+    pub revision: Option<u32>,
+    /// kubeconfig file (default: `KUBECONFIG`, then `~/.kube/config`).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Wait up to this many seconds for the rolled-back objects to be ready.
+    #[arg(long, value_name = "SECONDS")]
+    pub wait: Option<u64>,
+}
+
+fn holder() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into());
+    format!("{user}@{host} pid {}", std::process::id())
+}
+
+pub fn run(args: RollbackArgs, repo: &Path) -> anyhow::Result<ExitCode> {
+    let out = harmony_compiler::compile_repo(&harmony_compiler::DiskFs::new(repo)).with_context(|| format!("reading repository {}", repo.display()))?;
+    let Some(compiled) = out.repo else {
+        anyhow::bail!("the repository does not compile ({} error(s)); `harmony check` lists them", out.errors());
+    };
+    let (_, r) = crate::template::find_release(&compiled, &args.release)?;
+    let (ns, name) = (r.namespace.to_string(), r.name.as_str().to_string());
+    let opts = Options { wait: args.wait.map(Duration::from_secs), ..Options::default() };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let revision = runtime.block_on(async {
+        let admin = Cluster::from_kubeconfig(args.kubeconfig.as_deref(), &r.context).await?;
+        let tenant = admin.impersonating(&r.impersonate.username())?;
+        let lock = ClusterLock::acquire(&admin, &holder(), 600, jiff::Timestamp::now()).await?;
+        let result = release::rollback(&tenant, &ns, &name, args.revision, &opts, jiff::Timestamp::now).await;
+        lock.release(&admin).await?;
+        result
+    });
+    let revision = revision.with_context(|| format!("rolling back release {ns}/{name} on cluster {} (context {})", r.cluster, r.context))?;
+    println!("Rolled back {ns}/{name}: revision {revision} is deployed.");
+    Ok(ExitCode::SUCCESS)
+}
