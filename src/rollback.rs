@@ -38,7 +38,7 @@ pub fn run(args: RollbackArgs, repo: &Path) -> anyhow::Result<ExitCode> {
     let Some(compiled) = out.repo else {
         anyhow::bail!("the repository does not compile ({} error(s)); `harmony check` lists them", out.errors());
     };
-    let (_, r) = crate::template::find_release(&compiled, &args.release)?;
+    let (_, r) = crate::template::find_release(&compiled, &args.release, "release")?;
     let (ns, name) = (r.namespace.to_string(), r.name.as_str().to_string());
     let opts = Options { wait: args.wait.map(Duration::from_secs), ..Options::default() };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

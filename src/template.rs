@@ -102,7 +102,7 @@ fn run_release(which: &str, repo: &Path, args: TemplateArgs) -> anyhow::Result<E
     let Some(compiled) = out.repo else {
         anyhow::bail!("the repository does not compile ({} error(s)); `harmony check` lists them", out.errors());
     };
-    let (id, r) = find_release(&compiled, which)?;
+    let (id, r) = find_release(&compiled, which, "--release")?;
     let ChartRef::Local { path, .. } = &r.chart else {
         anyhow::bail!("--release {which}: release {id} uses a remote chart, fetched only at apply; only charts in the repository render offline");
     };
@@ -141,7 +141,12 @@ fn run_release(which: &str, repo: &Path, args: TemplateArgs) -> anyhow::Result<E
 }
 
 /// A release of the compiled repository by name, or by unit id when the name is not unique.
-pub fn find_release<'a>(compiled: &'a harmony_compiler::CompiledRepo, which: &str) -> anyhow::Result<(&'a str, &'a harmony_compiler::compile::ReleaseUnit)> {
+/// Errors start with `{what} {which}:` (`--release web`, `release web`).
+pub fn find_release<'a>(
+    compiled: &'a harmony_compiler::CompiledRepo,
+    which: &str,
+    what: &str,
+) -> anyhow::Result<(&'a str, &'a harmony_compiler::compile::ReleaseUnit)> {
     let releases: Vec<(&str, &harmony_compiler::compile::ReleaseUnit)> = compiled
         .units
         .values()
@@ -154,9 +159,9 @@ pub fn find_release<'a>(compiled: &'a harmony_compiler::CompiledRepo, which: &st
     match found.as_slice() {
         [one] => Ok(**one),
         [] => anyhow::bail!(
-            "release {which}: no such release; declared releases: {}",
+            "{what} {which}: no such release; declared releases: {}",
             releases.iter().map(|(_, r)| r.name.as_str()).collect::<Vec<_>>().join(", ")
         ),
-        many => anyhow::bail!("release {which}: the name is ambiguous, pass the unit id: {}", many.iter().map(|(id, _)| *id).collect::<Vec<_>>().join(", ")),
+        many => anyhow::bail!("{what} {which}: the name is ambiguous, pass the unit id: {}", many.iter().map(|(id, _)| *id).collect::<Vec<_>>().join(", ")),
     }
 }

@@ -1,0 +1,17 @@
+//! Helpers shared by the end-to-end tests (each test file includes this with `mod common;`).
+
+use std::path::Path;
+
+/// Copies a directory tree (the example repository, into a temporary directory).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
