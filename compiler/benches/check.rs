@@ -7,7 +7,6 @@
 //! - `harmony_compiler::compile_repo` (read, parse, lower, check, compile) — what `harmony check` does.
 //!   Results are reported in `docs/performance.md`.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use harmony_compiler::{DiskFs, RepoFs, compile_repo};
