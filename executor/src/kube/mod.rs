@@ -1,6 +1,7 @@
 //! Kubernetes: clusters from kubeconfig contexts, objects applied by server-side apply, and
 //! Helm-compatible releases ([`release`]) stored as Helm stores them ([`record`]).
 
+pub mod apply;
 pub mod lock;
 pub mod readiness;
 pub mod record;
@@ -35,6 +36,9 @@ pub enum KubeError {
         #[source]
         source: kube::Error,
     },
+    /// The API server cannot be reached.
+    #[error("{0}")]
+    Unreachable(String),
     /// A manifest is not a Kubernetes object.
     #[error("{0}")]
     Manifest(String),
@@ -94,6 +98,11 @@ impl Cluster {
         let mut config = self.config.clone();
         config.auth_info.impersonate = Some(user.to_string());
         Cluster::from_config(config)
+    }
+
+    /// The API server's URL.
+    pub fn url(&self) -> String {
+        self.config.cluster_url.to_string()
     }
 
     /// The underlying client.
@@ -162,4 +171,20 @@ pub fn identity(obj: &Value) -> Result<(String, String, String), KubeError> {
         v.as_str().filter(|s| !s.is_empty()).map(String::from).ok_or_else(|| KubeError::Manifest(format!("manifest without `{what}`: {obj}")))
     };
     Ok((field(&obj["apiVersion"], "apiVersion")?, field(&obj["kind"], "kind")?, field(&obj["metadata"]["name"], "metadata.name")?))
+}
+
+/// An error and its sources, `: `-separated (the client's own message is often only
+/// "client error (Connect)"; the cause, e.g. "Connection refused", is further down).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let m = s.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        cur = s.source();
+    }
+    out
 }

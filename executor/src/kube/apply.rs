@@ -1,0 +1,209 @@
+//! Applying a compiled repository's Kubernetes units: per cluster, under the cluster's lock,
+//! tenant access first (Harmony's own credentials), then releases in dependency order, each
+//! impersonating its tenant. Clusters are applied concurrently; an unreachable cluster fails its
+//! own units with a clear error while the others proceed (`fail_fast` stops at the first error).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use harmony_compiler::compile::{ChartRef, ReleaseUnit};
+use harmony_compiler::model::SecretSource;
+use harmony_compiler::{CompiledRepo, UnitContent};
+use serde_json::{Map, Value};
+
+use super::lock::ClusterLock;
+use super::release::{self, Desired, Options, Outcome};
+use super::tenant::{self, Access};
+use super::{Cluster, KubeError};
+
+/// How to apply.
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    /// kubeconfig file (`None`: `KUBECONFIG`, then `~/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
+    /// Release options (wait, history limit…).
+    pub release: Options,
+    /// Stop at the first failed unit (other clusters stop before their next unit).
+    pub fail_fast: bool,
+    /// Lock holder identity (`user@host pid N`).
+    pub holder: String,
+    /// Lock TTL in seconds.
+    pub lock_ttl: i32,
+    /// Only these unit ids (empty: all).
+    pub only: BTreeSet<String>,
+}
+
+/// What happened to one unit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UnitResult {
+    /// Applied; the summary says how (`installed revision 1`, `unchanged (revision 3)`).
+    Done(String),
+    /// Failed, with the reason.
+    Failed(String),
+    /// Not attempted, and why (a dependency failed, fail-fast).
+    Skipped(String),
+}
+
+/// One unit's outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnitOutcome {
+    /// Unit id.
+    pub unit: String,
+    /// Cluster name.
+    pub cluster: String,
+    /// Result.
+    pub result: UnitResult,
+}
+
+/// Resolves a release's `secret-value`s (environment variables or files of the applying
+/// machine; relative files from the repository root). Values never reach an output.
+pub fn resolve_secrets(unit: &ReleaseUnit, repo_root: &Path) -> Result<BTreeMap<String, Option<String>>, String> {
+    let mut out = BTreeMap::new();
+    for s in &unit.secrets {
+        let value = match &s.from {
+            SecretSource::Env(var) => std::env::var(var).map_err(|_| format!("secret-value {}: environment variable {var} is not set", s.key))?,
+            SecretSource::File(path) => {
+                let p = if Path::new(path).is_absolute() { PathBuf::from(path) } else { repo_root.join(path) };
+                let text = std::fs::read_to_string(&p).map_err(|e| format!("secret-value {}: cannot read {}: {e}", s.key, p.display()))?;
+                text.trim_end_matches(['\n', '\r']).to_string()
+            }
+        };
+        out.insert(s.key.clone(), Some(value));
+    }
+    Ok(out)
+}
+
+/// Renders a release for apply: the chart from the repository with the unit's values and its
+/// resolved secrets, as the Helm engine renders it for revision `revision`.
+pub fn desired_release(unit: &ReleaseUnit, unit_hash: &str, repo_root: &Path) -> Result<Desired, String> {
+    let ChartRef::Local { path, .. } = &unit.chart else {
+        return Err("remote charts are not fetched yet: vendor the chart into the repository".into());
+    };
+    let chart = harmony_helm::Chart::load(&repo_root.join(path)).map_err(|e| format!("loading chart {path}: {e}"))?;
+    let secrets = resolve_secrets(unit, repo_root)?;
+    let values = harmony_planner::render::release_values(unit, &secrets);
+    let opts = harmony_helm::ReleaseOptions {
+        name: unit.name.as_str().to_string(),
+        namespace: unit.namespace.to_string(),
+        kube_version: Some(format!("v{}", unit.kube_version.trim_start_matches('v'))),
+        ..harmony_helm::ReleaseOptions::default()
+    };
+    let rendered =
+        harmony_helm::render_release(chart.clone(), harmony_helm::json::from_serde(&values), &opts, &harmony_helm::funcs::FixedEnvironment::default())
+            .map_err(|e| {
+                // Helm's messages may quote values: never let a secret through.
+                secrets.values().flatten().fold(e.message, |m, s| if s.is_empty() { m } else { m.replace(s.as_str(), "(redacted)") })
+            })?;
+    let config: Map<String, Value> = values.as_object().cloned().unwrap_or_default();
+    let mut d = Desired::from_rendered(unit.name.as_str(), unit.namespace.as_str(), &chart, config, &rendered);
+    d.unit_hash = Some(unit_hash.to_string());
+    Ok(d)
+}
+
+enum Work<'a> {
+    Access(&'a str, Access),
+    Release(&'a str, &'a ReleaseUnit, &'a str),
+}
+
+/// Applies every Kubernetes unit of `compiled`; one outcome per unit, in apply order per cluster.
+pub async fn apply_repo(compiled: &CompiledRepo, repo_root: &Path, opts: &ApplyOptions) -> Vec<UnitOutcome> {
+    // Per cluster: (context, work in apply order).
+    let mut clusters: BTreeMap<String, (String, Vec<Work<'_>>)> = BTreeMap::new();
+    for id in compiled.apply_order() {
+        let unit = &compiled.units[id];
+        if !opts.only.is_empty() && !opts.only.contains(id.as_str()) {
+            continue;
+        }
+        match &unit.content {
+            UnitContent::TenantAccess(t) => {
+                clusters.entry(t.cluster.to_string()).or_insert_with(|| (t.context.clone(), Vec::new())).1.push(Work::Access(id.as_str(), Access::from_unit(t)))
+            }
+            UnitContent::Release(r) => clusters.entry(r.cluster.to_string()).or_insert_with(|| (r.context.clone(), Vec::new())).1.push(Work::Release(
+                id.as_str(),
+                r,
+                unit.hash.as_str(),
+            )),
+            _ => {}
+        }
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let runs = clusters.iter().map(|(name, (context, work))| apply_cluster(name, context, work, repo_root, opts, &stop));
+    futures_util::future::join_all(runs).await.into_iter().flatten().collect()
+}
+
+async fn apply_cluster(
+    name: &str,
+    context: &str,
+    work: &[Work<'_>],
+    repo_root: &Path,
+    opts: &ApplyOptions,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Vec<UnitOutcome> {
+    use std::sync::atomic::Ordering;
+    let unit_of = |w: &Work<'_>| match w {
+        Work::Access(id, _) | Work::Release(id, _, _) => id.to_string(),
+    };
+    let all = |result: UnitResult| work.iter().map(|w| UnitOutcome { unit: unit_of(w), cluster: name.to_string(), result: result.clone() }).collect::<Vec<_>>();
+    let connect = async {
+        let admin = Cluster::from_kubeconfig(opts.kubeconfig.as_deref(), context).await?;
+        if let Err(e) = admin.client().apiserver_version().await {
+            return Err(KubeError::Unreachable(format!("cannot reach the API server at {}: {}", admin.url(), super::error_chain(&e))));
+        }
+        let lock = ClusterLock::acquire(&admin, &opts.holder, opts.lock_ttl, jiff::Timestamp::now()).await?;
+        Ok::<_, KubeError>((admin, lock))
+    };
+    let (admin, lock) = match connect.await {
+        Ok(x) => x,
+        Err(e) => {
+            if opts.fail_fast {
+                stop.store(true, Ordering::SeqCst);
+            }
+            return all(UnitResult::Failed(format!("cluster {name} (context {context}): {e}")));
+        }
+    };
+    let mut out = Vec::new();
+    let mut failed_releases: BTreeSet<String> = BTreeSet::new();
+    for w in work {
+        let unit = unit_of(w);
+        if stop.load(Ordering::SeqCst) {
+            out.push(UnitOutcome { unit, cluster: name.to_string(), result: UnitResult::Skipped("stopped: an earlier unit failed (--fail-fast)".into()) });
+            continue;
+        }
+        let result = match w {
+            Work::Access(_, access) => match tenant::apply(&admin, access).await {
+                Ok(()) => UnitResult::Done(format!("tenant {} can use {}", access.tenant, access.namespaces.join(", "))),
+                Err(e) => UnitResult::Failed(e.to_string()),
+            },
+            Work::Release(_, r, hash) => {
+                if let Some(dep) = r.needs.iter().find(|n| failed_releases.contains(n.as_str())) {
+                    UnitResult::Skipped(format!("needs release {}, which failed", dep.as_str()))
+                } else {
+                    let outcome = async {
+                        let desired = desired_release(r, hash, repo_root).map_err(KubeError::Manifest)?;
+                        let as_tenant = admin.impersonating(&r.impersonate.username())?;
+                        release::install_or_upgrade(&as_tenant, &desired, &opts.release, jiff::Timestamp::now).await
+                    };
+                    match outcome.await {
+                        Ok(Outcome::Installed(v)) => UnitResult::Done(format!("installed, revision {v}")),
+                        Ok(Outcome::Upgraded(v)) => UnitResult::Done(format!("upgraded, revision {v}")),
+                        Ok(Outcome::Unchanged(v)) => UnitResult::Done(format!("unchanged (revision {v})")),
+                        Err(e) => UnitResult::Failed(e.to_string()),
+                    }
+                }
+            }
+        };
+        if !matches!(result, UnitResult::Done(_)) {
+            if let Work::Release(_, r, _) = w {
+                failed_releases.insert(r.name.as_str().to_string());
+            }
+            if opts.fail_fast && matches!(result, UnitResult::Failed(_)) {
+                stop.store(true, Ordering::SeqCst);
+            }
+        }
+        out.push(UnitOutcome { unit, cluster: name.to_string(), result });
+    }
+    if let Err(e) = lock.release(&admin).await {
+        tracing::warn!("cluster {name}: releasing the apply lock: {e}");
+    }
+    out
+}

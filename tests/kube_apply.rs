@@ -1,0 +1,85 @@
+//! Applying the example repository's Kubernetes units (`tenants/`): cluster `okd-prod` is the
+//! loopback API server, cluster `okd-staging` is unreachable. The reachable cluster converges,
+//! the unreachable one fails its own units with a clear error, a second apply changes nothing,
+//! and a missing secret fails only the releases that need it.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use harmony_executor::kube::apply::{ApplyOptions, UnitResult, apply_repo};
+use harmony_executor::kube::release::Options;
+use harmony_kube_loopback::Server;
+
+fn compiled() -> harmony_compiler::CompiledRepo {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tenants");
+    harmony_compiler::compile_repo(&harmony_compiler::DiskFs::new(&root)).unwrap().repo.expect("tenants/ compiles")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clusters_one_unreachable() {
+    let server = Server::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let text = Server::kubeconfig(&[("okd-prod", &server)]);
+    // okd-staging-admin points at a port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut kc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let clusters = kc["clusters"].as_sequence_mut().unwrap();
+    let mut staging = clusters[0].clone();
+    staging["name"] = "staging".into();
+    staging["cluster"]["server"] = format!("http://127.0.0.1:{closed}").into();
+    clusters.push(staging);
+    let mut ctx = kc["contexts"][0].clone();
+    ctx["name"] = "okd-staging-admin".into();
+    ctx["context"]["cluster"] = "staging".into();
+    kc["contexts"].as_sequence_mut().unwrap().push(ctx);
+    std::fs::write(&kubeconfig, serde_yaml_ng::to_string(&kc).unwrap()).unwrap();
+
+    let repo = compiled();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tenants");
+    let opts = ApplyOptions {
+        kubeconfig: Some(kubeconfig.clone()),
+        release: Options { poll: std::time::Duration::from_millis(20), ..Options::default() },
+        fail_fast: false,
+        holder: "test@host pid 1".into(),
+        lock_ttl: 60,
+        only: BTreeSet::new(),
+    };
+    // Without the database password the two releases that need it fail; shop-web needs shop-api.
+    // SAFETY: no other thread of this test process reads the environment concurrently.
+    unsafe { std::env::remove_var("ACME_SHOP_DB_PASSWORD") };
+    let out = apply_repo(&repo, &root, &opts).await;
+    let by_unit = |unit: &str| out.iter().find(|o| o.unit == unit).unwrap_or_else(|| panic!("{unit} in {out:#?}")).result.clone();
+    assert!(
+        matches!(by_unit("release/okd-prod/acme-prod/shop-db"), UnitResult::Failed(m) if m.contains("secret-value auth.password: environment variable ACME_SHOP_DB_PASSWORD is not set"))
+    );
+    assert_eq!(by_unit("release/okd-prod/acme-prod/shop-web"), UnitResult::Skipped("needs release shop-api, which failed".into()));
+    assert!(matches!(by_unit("release/okd-prod/globex-portal/portal-api"), UnitResult::Done(m) if m == "installed, revision 1"), "{out:#?}");
+
+    // With it, everything on okd-prod converges; okd-staging fails, naming the cluster.
+    unsafe { std::env::set_var("ACME_SHOP_DB_PASSWORD", "s3cret-pw") };
+    let out = apply_repo(&repo, &root, &opts).await;
+    for o in &out {
+        match (o.cluster.as_str(), &o.result) {
+            ("okd-prod", UnitResult::Done(_)) => {}
+            ("okd-staging", UnitResult::Failed(m)) => {
+                let want = format!("cluster okd-staging (context okd-staging-admin): cannot reach the API server at http://127.0.0.1:{closed}/: ");
+                assert!(m.starts_with(&want) && m.contains("Connection refused"), "{m}");
+            }
+            other => panic!("{}: {other:?}", o.unit),
+        }
+    }
+    assert!(out.iter().any(|o| o.cluster == "okd-staging"));
+    assert!(server.get("v1", "Secret", "acme-prod", "sh.helm.release.v1.shop-db.v1").is_some());
+    assert!(server.get("apps/v1", "Deployment", "acme-prod", "shop-web").is_some());
+    assert!(server.get("rbac.authorization.k8s.io/v1", "RoleBinding", "globex", "harmony-tenant-globex").is_some());
+    assert!(server.get("coordination.k8s.io/v1", "Lease", "kube-system", "harmony-apply").is_none(), "lock released");
+
+    // Again: nothing is written on okd-prod.
+    let writes = server.writes();
+    let out = apply_repo(&repo, &root, &opts).await;
+    assert_eq!(server.writes(), writes + 2, "only the lock is taken and released");
+    for o in out.iter().filter(|o| o.unit.starts_with("release/okd-prod/")) {
+        assert!(matches!(&o.result, UnitResult::Done(m) if m.starts_with("unchanged")), "{}: {:?}", o.unit, o.result);
+    }
+}
