@@ -92,11 +92,22 @@ impl Default for ApplyOptions {
 pub async fn apply_actions(store: &kv::Store, actions: Vec<FleetAction>, key: &SigningKey, journal: Option<&Journal>, opts: &ApplyOptions) -> ApplyReport {
     let total = actions.iter().filter(|a| a.op != FleetOp::Noop).count();
     let done = std::sync::atomic::AtomicUsize::new(0);
+    // After a connection-level failure (timeout, no responders), the rest is not attempted: it
+    // would only wait for the same timeout; a re-run picks it up.
+    let broken = std::sync::atomic::AtomicBool::new(false);
     let mut results: Vec<ActionResult> = futures::stream::iter(actions)
         .map(|a| {
             let done = &done;
+            let broken = &broken;
             async move {
-                let outcome = apply_one(store, &a, key).await;
+                let outcome = if a.op != FleetOp::Noop && broken.load(std::sync::atomic::Ordering::Relaxed) {
+                    ActionOutcome::Failed { error: "not attempted after an earlier connection failure".into() }
+                } else {
+                    apply_one(store, &a, key).await
+                };
+                if let ActionOutcome::Failed { .. } = outcome {
+                    broken.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 if a.op != FleetOp::Noop {
                     let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     if let Some(p) = &opts.progress {

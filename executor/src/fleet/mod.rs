@@ -8,6 +8,7 @@
 //! - [`apply`]: compare-and-set writes with bounded parallelism, journalled.
 //! - [`lock`]: one apply per fleet (create-only entry with a TTL in `harmony-locks`).
 //! - [`journal`]: what an apply did, so an interrupted apply can be re-run safely.
+//! - [`run`]: one whole apply (lock, observe, plan, confirm, write, journal, release).
 //! - [`status`]: desired vs applied per device, with Ready / Stale / Unknown conditions.
 
 pub mod apply;
@@ -17,6 +18,7 @@ pub mod journal;
 pub mod lock;
 pub mod observe;
 pub mod plan;
+pub mod run;
 pub mod status;
 
 pub use apply::{ActionOutcome, ApplyOptions, ApplyReport, apply_actions};
@@ -25,6 +27,7 @@ pub use convert::{DesiredFleet, check_key_matches, desired_fleet, device_plan, l
 pub use lock::{FleetLock, LockHolder, LockOptions};
 pub use observe::{ObservedEntry, ObservedFleet, Warning, observe_fleet};
 pub use plan::{FleetAction, FleetOp, plan_fleet, plan_fleet_compiled};
+pub use run::{ApplyRequest, ApplyRun, run_apply};
 pub use status::{Condition, DeviceReport, FleetStatus, StatusThresholds, fleet_status};
 
 /// What can go wrong talking to a fleet.
