@@ -60,6 +60,7 @@ fn request(d: &DesiredFleet, key: &SigningKey) -> ApplyRequest {
         state_dir: None,
         confirm: None,
         progress: None,
+        request_timeout: Some(Duration::from_secs(1)),
     }
 }
 

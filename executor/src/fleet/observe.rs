@@ -95,7 +95,22 @@ pub async fn read_bucket(client: &async_nats::Client, store: &kv::Store) -> Resu
     }
     let mut messages = consumer.messages().await.map_err(|e| nats_err(what(), e))?;
     loop {
-        let next = tokio::time::timeout(Duration::from_secs(10), messages.next()).await.map_err(|_| nats_err(what(), "timed out"))?;
+        // Wait in slices so a lost connection fails fast instead of after the whole idle timeout.
+        let mut idle = Duration::ZERO;
+        let next = loop {
+            match tokio::time::timeout(Duration::from_millis(250), messages.next()).await {
+                Ok(n) => break n,
+                Err(_) => {
+                    idle += Duration::from_millis(250);
+                    if client.connection_state() != async_nats::connection::State::Connected {
+                        return Err(nats_err(what(), "connection lost"));
+                    }
+                    if idle >= Duration::from_secs(10) {
+                        return Err(nats_err(what(), "timed out"));
+                    }
+                }
+            }
+        };
         let Some(message) = next else { break };
         let message = message.map_err(|e| nats_err(what(), e))?;
         let info = message.info().map_err(|e| nats_err(what(), e))?;

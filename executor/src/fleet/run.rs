@@ -30,6 +30,8 @@ pub struct ApplyRequest {
     pub state_dir: Option<PathBuf>,
     /// Confirmation (`None`: apply without asking).
     pub confirm: Option<Confirm>,
+    /// Timeout of one JetStream request (default 5 s).
+    pub request_timeout: Option<std::time::Duration>,
     /// Progress callback (done, total).
     pub progress: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
 }
@@ -53,7 +55,8 @@ pub struct ApplyRun {
 
 /// Runs one apply of a fleet.
 pub async fn run_apply(client: &async_nats::Client, req: ApplyRequest) -> Result<ApplyRun, FleetError> {
-    let js = jetstream::new(client.clone());
+    let mut js = jetstream::new(client.clone());
+    js.set_timeout(req.request_timeout.unwrap_or(std::time::Duration::from_secs(5)));
     let stores = ensure_buckets(&js).await?;
     let apply_id = format!("{}-{}", harmony_schemas::fleet::now_ms(), std::process::id());
     let holder = LockHolder::this_process(&apply_id);
