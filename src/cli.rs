@@ -71,6 +71,10 @@ pub enum Command {
     },
     /// Render a Helm chart exactly like `helm template` (no cluster, no repository needed).
     Template(crate::template::TemplateArgs),
+    /// Apply the repository: writes every fleet's signed device plans (compare-and-set, locked, journalled).
+    Apply(crate::apply::ApplyArgs),
+    /// Show each fleet's devices: desired vs applied generation, heartbeat, deployments, condition.
+    Status(crate::status::StatusArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -115,10 +119,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Check { format, deny_warnings } => check(g, format, deny_warnings),
         Command::Fmt { check } => fmt(g, check),
         Command::Graph { format } => graph(g, format),
+        Command::Apply(a) => crate::apply::run(g, a),
+        Command::Status(a) => crate::status::run(g, a),
     }
 }
 
-fn compile(g: &Global) -> anyhow::Result<Output> {
+pub(crate) fn compile(g: &Global) -> anyhow::Result<Output> {
     let started = std::time::Instant::now();
     let fs = DiskFs::new(&g.repo);
     let out = compile_repo(&fs).with_context(|| format!("reading repository {}", g.repo.display()))?;

@@ -190,6 +190,12 @@ pub fn decode_json<T: serde::de::DeserializeOwned>(bucket: &str, raw: Vec<RawEnt
     out
 }
 
+/// Opens (creating if needed) the buckets and observes `fleet`.
+pub async fn observe_all(client: &async_nats::Client, fleet: &str, trusted: &[VerifyingKey]) -> Result<ObservedFleet, FleetError> {
+    let stores = super::connect::ensure_buckets(&jetstream::new(client.clone())).await?;
+    observe_fleet(client, &stores, fleet, trusted).await
+}
+
 /// Observes the plans (of `fleet`, verified with `trusted`), statuses and heartbeats.
 pub async fn observe_fleet(client: &async_nats::Client, stores: &[kv::Store; 3], fleet: &str, trusted: &[VerifyingKey]) -> Result<ObservedFleet, FleetError> {
     let [plans, status, heartbeats] = stores;
