@@ -95,15 +95,25 @@ pub async fn apply_actions(store: &kv::Store, actions: Vec<FleetAction>, key: &S
     // After a connection-level failure (timeout, no responders), the rest is not attempted: it
     // would only wait for the same timeout; a re-run picks it up.
     let broken = std::sync::atomic::AtomicBool::new(false);
-    let mut results: Vec<ActionResult> = futures::stream::iter(actions)
-        .map(|a| {
+    // Sign every plan up front on all cores (signing is CPU-bound; the writes below are not).
+    let signed: Vec<Option<Result<bytes::Bytes, String>>> = {
+        use rayon::prelude::*;
+        actions
+            .par_iter()
+            .map(|a| {
+                a.plan.as_ref().filter(|_| a.op != FleetOp::Noop).map(|p| SignedDevicePlan::sign(p, key).map(|s| s.to_vec().into()).map_err(|e| format!("signing: {e}")))
+            })
+            .collect()
+    };
+    let mut results: Vec<ActionResult> = futures::stream::iter(actions.into_iter().zip(signed))
+        .map(|(a, value)| {
             let done = &done;
             let broken = &broken;
             async move {
                 let outcome = if a.op != FleetOp::Noop && broken.load(std::sync::atomic::Ordering::Relaxed) {
                     ActionOutcome::Failed { error: "not attempted after an earlier connection failure".into() }
                 } else {
-                    apply_one(store, &a, key).await
+                    apply_one(store, &a, value).await
                 };
                 if let ActionOutcome::Failed { .. } = outcome {
                     broken.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -160,12 +170,8 @@ async fn refused(store: &kv::Store, a: &FleetAction, error: String) -> ActionOut
     }
 }
 
-async fn apply_one(store: &kv::Store, a: &FleetAction, key: &SigningKey) -> ActionOutcome {
-    let value = || -> Result<bytes::Bytes, String> {
-        let plan = a.plan.as_ref().ok_or("no plan to write")?;
-        let signed = SignedDevicePlan::sign(plan, key).map_err(|e| format!("signing: {e}"))?;
-        Ok(signed.to_vec().into())
-    };
+async fn apply_one(store: &kv::Store, a: &FleetAction, signed: Option<Result<bytes::Bytes, String>>) -> ActionOutcome {
+    let value = || -> Result<bytes::Bytes, String> { signed.clone().unwrap_or_else(|| Err("no plan to write".into())) };
     match (a.op, a.expected_revision) {
         (FleetOp::Noop, _) => ActionOutcome::Noop,
         (FleetOp::Create, _) => {
