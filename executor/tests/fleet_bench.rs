@@ -63,6 +63,7 @@ async fn apply_10k_signed_plans_vs_raw_puts() {
     let js = jetstream::new(c.clone());
     let d = desired();
     // The same bytes apply writes (generation 1), signed up front for the raw run.
+    let t = Instant::now();
     let values: Vec<(String, bytes::Bytes)> = d
         .plans
         .iter()
@@ -72,6 +73,7 @@ async fn apply_10k_signed_plans_vs_raw_puts() {
             (k.clone(), SignedDevicePlan::sign(&p, &key).expect("sign").to_vec().into())
         })
         .collect();
+    let sign_t = t.elapsed();
     let avg = values.iter().map(|(_, v)| v.len()).sum::<usize>() / values.len();
 
     let raw = js.create_key_value(kv::Config { bucket: "bench-raw".into(), history: 5, ..Default::default() }).await.expect("bucket");
@@ -107,6 +109,7 @@ async fn apply_10k_signed_plans_vs_raw_puts() {
 
     let rate = |d: Duration| DEVICES as f64 / d.as_secs_f64();
     println!("plans: {DEVICES}, average signed value {avg} bytes, parallelism {PARALLELISM}");
+    println!("signing {DEVICES} plans on one core: {sign_t:?}");
     println!("raw async-nats KV puts: {raw_t:?} ({:.0}/s)", rate(raw_t));
     println!(
         "harmony apply (lock, observe, plan, sign, CAS create, journal): {apply_t:?} ({:.0}/s) = {:.0} % of raw",

@@ -101,7 +101,10 @@ pub async fn apply_actions(store: &kv::Store, actions: Vec<FleetAction>, key: &S
         actions
             .par_iter()
             .map(|a| {
-                a.plan.as_ref().filter(|_| a.op != FleetOp::Noop).map(|p| SignedDevicePlan::sign(p, key).map(|s| s.to_vec().into()).map_err(|e| format!("signing: {e}")))
+                a.plan
+                    .as_ref()
+                    .filter(|_| a.op != FleetOp::Noop)
+                    .map(|p| SignedDevicePlan::sign(p, key).map(|s| s.to_vec().into()).map_err(|e| format!("signing: {e}")))
             })
             .collect()
     };

@@ -218,7 +218,9 @@ mod tests {
         o.heartbeats.insert("d".into(), (hb(now - 601_000), now - 601_000));
         assert_eq!(cond(&o), Condition::Unknown);
         o.heartbeats.insert("d".into(), (hb(now), now));
-        o.plans.get_mut("d").map(|e| e.generation = Some(2));
+        if let Some(e) = o.plans.get_mut("d") {
+            e.generation = Some(2);
+        }
         assert_eq!(cond(&o), Condition::Converging);
         o.statuses.insert("d".into(), status(Some(1), DeviceState::Degraded));
         assert_eq!(cond(&o), Condition::Degraded);

@@ -506,7 +506,10 @@ pub async fn uninstall(cluster: &Cluster, ns: &str, name: &str, opts: &Options, 
     Ok(true)
 }
 
+/// Objects keyed by (apiVersion, kind, namespace, name).
+pub type ObjectsByKey = BTreeMap<(String, String, String, String), Value>;
+
 /// Objects of the deployed revision, by identity: what the planner diffs against.
-pub fn objects_by_key(manifest: &str, ns: &str) -> Result<BTreeMap<(String, String, String, String), Value>, KubeError> {
+pub fn objects_by_key(manifest: &str, ns: &str) -> Result<ObjectsByKey, KubeError> {
     Ok(parse_manifest(manifest)?.into_iter().map(|o| (key(&o, ns), o)).collect())
 }
