@@ -95,20 +95,38 @@ pub async fn apply_actions(store: &kv::Store, actions: Vec<FleetAction>, key: &S
     // After a connection-level failure (timeout, no responders), the rest is not attempted: it
     // would only wait for the same timeout; a re-run picks it up.
     let broken = std::sync::atomic::AtomicBool::new(false);
-    // Sign every plan up front on all cores (signing is CPU-bound; the writes below are not).
-    let signed: Vec<Option<Result<bytes::Bytes, String>>> = {
+    // Signing is CPU-bound, the writes are not: a separate thread signs chunks of plans on all
+    // cores (rayon) and hands them over as they are ready, so writes start after the first chunk.
+    let (tx, rx) = tokio::sync::mpsc::channel::<(FleetAction, Option<Result<bytes::Bytes, String>>)>(1024);
+    let signing_key = key.clone();
+    let signer = std::thread::spawn(move || {
         use rayon::prelude::*;
-        actions
-            .par_iter()
-            .map(|a| {
-                a.plan
-                    .as_ref()
-                    .filter(|_| a.op != FleetOp::Noop)
-                    .map(|p| SignedDevicePlan::sign(p, key).map(|s| s.to_vec().into()).map_err(|e| format!("signing: {e}")))
-            })
-            .collect()
-    };
-    let mut results: Vec<ActionResult> = futures::stream::iter(actions.into_iter().zip(signed))
+        let mut rest = actions.into_iter();
+        loop {
+            let chunk: Vec<FleetAction> = rest.by_ref().take(256).collect();
+            if chunk.is_empty() {
+                return;
+            }
+            let signed: Vec<_> = chunk
+                .into_par_iter()
+                .map(|a| {
+                    let value = a
+                        .plan
+                        .as_ref()
+                        .filter(|_| a.op != FleetOp::Noop)
+                        .map(|p| SignedDevicePlan::sign(p, &signing_key).map(|s| s.to_vec().into()).map_err(|e| format!("signing: {e}")));
+                    (a, value)
+                })
+                .collect();
+            for item in signed {
+                if tx.blocking_send(item).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let signed = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+    let mut results: Vec<ActionResult> = signed
         .map(|(a, value)| {
             let done = &done;
             let broken = &broken;
@@ -152,6 +170,7 @@ pub async fn apply_actions(store: &kv::Store, actions: Vec<FleetAction>, key: &S
         .buffer_unordered(opts.parallelism.max(1))
         .collect()
         .await;
+    let _ = signer.join();
     results.sort_by(|a, b| a.device.cmp(&b.device));
     ApplyReport { results }
 }
