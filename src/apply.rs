@@ -234,7 +234,7 @@ pub fn run(g: &Global, a: ApplyArgs) -> anyhow::Result<ExitCode> {
         })?;
         if let Some(i) = &run.interrupted {
             eprintln!(
-                "note: the previous apply of fleet {fleet} ({}, by {}) was interrupted after {} of {} writes; re-planned from the bucket (journal kept at {})",
+                "note: the previous apply of fleet {fleet} ({}, by {}) did not complete ({} of {} writes done); re-planned from the bucket (journal kept at {})",
                 harmony_executor::fleet::lock::format_ms(i.started_ms),
                 i.holder,
                 i.done,

@@ -148,6 +148,7 @@ async fn server_killed_mid_apply_converges_on_rerun() {
         let again = run_apply(&c, req(round, Duration::from_secs(5))).await.expect("apply");
         assert_eq!(again.report.written(), 0, "round {round}");
     }
+    assert!(reported >= 1, "an apply killed while writing is reported from its journal by the next one");
     assert!(interrupted_runs >= rounds() / 4, "kills should interrupt most applies: {interrupted_runs}");
     eprintln!("{} rounds, {interrupted_runs} applies interrupted, {reported} reported from the journal, {:?}", rounds(), started.elapsed());
     assert!(started.elapsed() < Duration::from_secs(150));

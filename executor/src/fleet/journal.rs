@@ -4,7 +4,7 @@
 //! It is a record, not a source of truth: every write is a compare-and-set against the bucket,
 //! so re-running an interrupted apply re-plans from what the bucket holds and converges (a plan
 //! that was written before the interruption is now a no-op; one that was not is written). The
-//! journal says what the interrupted apply had done, and the next apply reports it and keeps
+//! journal says what the interrupted (or failed) apply had done, and the next apply reports it and keeps
 //! the interrupted journal as `fleet-<fleet>.interrupted.jsonl`.
 
 use std::fs::{File, OpenOptions};
@@ -114,7 +114,8 @@ pub fn read_records(path: &Path) -> Vec<Record> {
 }
 
 impl Journal {
-    /// Starts a new apply's journal. If the previous apply of this fleet did not finish, its
+    /// Starts a new apply's journal. If the previous apply of this fleet did not finish (no `end`,
+    /// e.g. the process was killed) or ended with failed writes (e.g. the connection was lost), its
     /// journal is kept aside and described in the returned [`Interrupted`].
     pub fn begin(dir: &Path, fleet: &str, apply_id: &str, holder: &str, writes: usize) -> Result<(Journal, Option<Interrupted>), FleetError> {
         std::fs::create_dir_all(dir).map_err(|e| journal_err(dir, e))?;
@@ -122,7 +123,7 @@ impl Journal {
         let previous = read_records(&path);
         let mut interrupted = None;
         if let Some(Record::Begin { apply_id, holder, started_ms, writes, .. }) = previous.first()
-            && !previous.iter().any(|r| matches!(r, Record::End { .. }))
+            && !previous.iter().any(|r| matches!(r, Record::End { failed: 0, .. }))
         {
             let kept_at = dir.join(format!("fleet-{fleet}.interrupted.jsonl"));
             std::fs::rename(&path, &kept_at).map_err(|e| journal_err(&path, e))?;
@@ -171,7 +172,10 @@ mod tests {
         assert_eq!((prev.apply_id.as_str(), prev.writes, prev.done), ("a1", 2, 1));
         assert_eq!(read_records(&prev.kept_at).len(), 2);
         j.record(&Record::End { finished_ms: 0, written: 1, stale: 0, failed: 0 }).expect("end");
-        let (_j, prev) = Journal::begin(dir.path(), "pico", "a3", "me@host", 0).expect("begin");
+        let (j, prev) = Journal::begin(dir.path(), "pico", "a3", "me@host", 0).expect("begin");
         assert!(prev.is_none(), "a finished apply is not reported");
+        j.record(&Record::End { finished_ms: 0, written: 0, stale: 0, failed: 2 }).expect("end");
+        let (_j, prev) = Journal::begin(dir.path(), "pico", "a4", "me@host", 0).expect("begin");
+        assert_eq!(prev.map(|p| p.apply_id), Some("a3".to_string()), "an apply with failed writes is reported");
     }
 }
