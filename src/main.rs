@@ -1,9 +1,11 @@
 //! `harmony`: the command-line interface. Thin by design: it parses flags, calls the
 //! library crates and prints. Everything that decides anything lives in the crates.
 
+mod apply;
 mod cli;
 mod plan;
 mod rollback;
+mod status;
 mod template;
 
 use std::process::ExitCode;

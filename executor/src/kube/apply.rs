@@ -128,7 +128,7 @@ pub async fn apply_repo(compiled: &CompiledRepo, repo_root: &Path, opts: &ApplyO
     }
     let stop = std::sync::atomic::AtomicBool::new(false);
     let runs = clusters.iter().map(|(name, (context, work))| apply_cluster(name, context, work, repo_root, opts, &stop));
-    futures_util::future::join_all(runs).await.into_iter().flatten().collect()
+    futures::future::join_all(runs).await.into_iter().flatten().collect()
 }
 
 async fn apply_cluster(

@@ -1,0 +1,115 @@
+//! NATS connection options and bucket creation.
+//!
+//! Server URLs come from the repository's `fleet` node (`nats "nats://…"`, several allowed) or
+//! `--nats-url`; secrets only from flags or the environment (see `docs/fleet.md`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use harmony_schemas::fleet::{HEARTBEATS_BUCKET, LOCKS_BUCKET, PLANS_BUCKET, STATUS_BUCKET};
+
+use super::{FleetError, nats_err};
+
+/// How to reach a fleet's NATS servers. `Debug` never shows secrets.
+#[derive(Clone, Default)]
+pub struct NatsOptions {
+    /// Server URLs (`nats://`, `tls://`), tried in turn.
+    pub urls: Vec<String>,
+    /// User (with `password`).
+    pub user: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+    /// Token.
+    pub token: Option<String>,
+    /// A `.creds` file (JWT + nkey seed).
+    pub creds_file: Option<PathBuf>,
+    /// An nkey seed (`SU…`).
+    pub nkey_seed: Option<String>,
+    /// A CA certificate (PEM) to trust for TLS; implies TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// Require TLS.
+    pub tls_required: bool,
+    /// Timeout of one request (KV write, read); default 5 s.
+    pub request_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for NatsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsOptions")
+            .field("urls", &self.urls)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("creds_file", &self.creds_file)
+            .field("nkey_seed", &self.nkey_seed.as_ref().map(|_| "<redacted>"))
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_required", &self.tls_required)
+            .finish()
+    }
+}
+
+/// Connects. Fails (rather than retrying forever) when no server answers within the connection timeout.
+pub async fn connect(opts: &NatsOptions) -> Result<async_nats::Client, FleetError> {
+    if opts.urls.is_empty() {
+        return Err(FleetError::Connect("no NATS server URL (the fleet declares none and --nats-url is not set)".into()));
+    }
+    let addrs: Vec<async_nats::ServerAddr> = opts
+        .urls
+        .iter()
+        .map(|u| u.parse::<async_nats::ServerAddr>().map_err(|e| FleetError::Connect(format!("invalid NATS URL `{u}`: {e}"))))
+        .collect::<Result<_, _>>()?;
+    let mut o = async_nats::ConnectOptions::new()
+        .name("harmony")
+        .connection_timeout(Duration::from_secs(5))
+        .request_timeout(Some(opts.request_timeout.unwrap_or(Duration::from_secs(5))));
+    match (&opts.user, &opts.password) {
+        (Some(u), Some(p)) => o = o.user_and_password(u.clone(), p.clone()),
+        (Some(_), None) | (None, Some(_)) => return Err(FleetError::Connect("a NATS user needs a password and a password needs a user".into())),
+        (None, None) => {}
+    }
+    if let Some(t) = &opts.token {
+        o = o.token(t.clone());
+    }
+    if let Some(seed) = &opts.nkey_seed {
+        o = o.nkey(seed.trim().to_string());
+    }
+    if let Some(c) = &opts.creds_file {
+        o = o.credentials_file(c).await.map_err(|e| FleetError::Connect(format!("cannot use credentials file {}: {e}", c.display())))?;
+    }
+    if let Some(ca) = &opts.tls_ca {
+        o = o.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if opts.tls_required {
+        o = o.require_tls(true);
+    }
+    o.connect(addrs).await.map_err(|e| FleetError::Connect(format!("cannot connect to {}: {e}", opts.urls.join(", "))))
+}
+
+/// History kept for device plans (audit).
+pub const PLANS_HISTORY: i64 = 5;
+
+/// Creates (or opens) the plans, status and heartbeat buckets. Only the executor creates buckets.
+pub async fn ensure_buckets(js: &jetstream::Context) -> Result<[kv::Store; 3], FleetError> {
+    let plans = ensure(js, PLANS_BUCKET, PLANS_HISTORY, Duration::ZERO).await?;
+    let status = ensure(js, STATUS_BUCKET, 1, Duration::ZERO).await?;
+    let heartbeats = ensure(js, HEARTBEATS_BUCKET, 1, Duration::ZERO).await?;
+    Ok([plans, status, heartbeats])
+}
+
+/// Creates (or opens) the locks bucket; `ttl` is its `max_age` (a lock not renewed expires).
+pub async fn ensure_locks_bucket(js: &jetstream::Context, ttl: Duration) -> Result<kv::Store, FleetError> {
+    ensure(js, LOCKS_BUCKET, 1, ttl).await
+}
+
+async fn ensure(js: &jetstream::Context, bucket: &str, history: i64, max_age: Duration) -> Result<kv::Store, FleetError> {
+    if let Ok(store) = js.get_key_value(bucket).await {
+        return Ok(store);
+    }
+    let config = kv::Config { bucket: bucket.to_string(), history, max_age, ..Default::default() };
+    match js.create_key_value(config).await {
+        Ok(s) => Ok(s),
+        // Created concurrently by another applier.
+        Err(e) => js.get_key_value(bucket).await.map_err(|_| nats_err(format!("creating bucket {bucket}"), e)),
+    }
+}

@@ -1,0 +1,83 @@
+//! Edge fleets: signed device plans in NATS JetStream KV (see `docs/fleet.md` and
+//! `docs/fleet-protocol.md`).
+//!
+//! - [`convert`]: compiled `DevicePlanUnit` → wire `DevicePlan`; the signing key.
+//! - [`connect`]: NATS connection options (repository URLs plus secrets from flags/env), buckets.
+//! - [`observe`]: every entry of the plans, status and heartbeat buckets (bad entries are warnings).
+//! - [`plan`]: [`plan_fleet`], pure: desired + observed → [`FleetAction`]s.
+//! - [`apply`]: compare-and-set writes with bounded parallelism, journalled.
+//! - [`lock`]: one apply per fleet (create-only entry with a TTL in `harmony-locks`).
+//! - [`journal`]: what an apply did, so an interrupted apply can be re-run safely.
+//! - [`run`]: one whole apply (lock, observe, plan, confirm, write, journal, release).
+//! - [`status`]: desired vs applied per device, with Ready / Stale / Unknown conditions.
+
+pub mod apply;
+pub mod connect;
+pub mod convert;
+pub mod journal;
+pub mod lock;
+pub mod observe;
+pub mod plan;
+pub mod run;
+pub mod status;
+
+pub use apply::{ActionOutcome, ApplyOptions, ApplyReport, apply_actions};
+pub use connect::{NatsOptions, connect, ensure_buckets};
+pub use convert::{DesiredFleet, check_key_matches, desired_fleet, device_plan, load_signing_key};
+pub use lock::{FleetLock, LockHolder, LockOptions};
+pub use observe::{ObservedEntry, ObservedFleet, Warning, observe_fleet};
+pub use plan::{FleetAction, FleetOp, plan_fleet, plan_fleet_compiled};
+pub use run::{ApplyRequest, ApplyRun, run_apply};
+pub use status::{Condition, DeviceReport, FleetStatus, StatusThresholds, fleet_status};
+
+/// What can go wrong talking to a fleet.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// The repository declares no such fleet.
+    #[error("the repository declares no fleet `{fleet}` (fleets: {known})")]
+    UnknownFleet {
+        /// Asked for.
+        fleet: String,
+        /// Declared.
+        known: String,
+    },
+    /// Signing key missing, unusable or not the fleet's.
+    #[error("{0}")]
+    SigningKey(String),
+    /// Connection options or the connection itself.
+    #[error("NATS connection: {0}")]
+    Connect(String),
+    /// A NATS or JetStream request failed.
+    #[error("NATS {what}: {detail}")]
+    Nats {
+        /// What was being done.
+        what: String,
+        /// The error.
+        detail: String,
+    },
+    /// The fleet's apply lock is held by someone else.
+    #[error(
+        "fleet `{fleet}` is locked by {} (pid {}) since {}; the lock expires in {}s unless renewed (use --lock-timeout to wait)",
+        holder.holder, holder.pid, lock::format_ms(holder.since_ms), expires_in_s
+    )]
+    Locked {
+        /// Fleet.
+        fleet: String,
+        /// Who holds it.
+        holder: LockHolder,
+        /// Seconds until it expires if not renewed.
+        expires_in_s: u64,
+    },
+    /// The journal could not be written.
+    #[error("journal {path}: {detail}")]
+    Journal {
+        /// File.
+        path: String,
+        /// The error.
+        detail: String,
+    },
+}
+
+pub(crate) fn nats_err(what: impl Into<String>, e: impl std::fmt::Display) -> FleetError {
+    FleetError::Nats { what: what.into(), detail: e.to_string() }
+}

@@ -1,0 +1,222 @@
+//! Observe: the latest entry of every key in the plans, status and heartbeat buckets.
+//!
+//! One ordered consumer per bucket delivering the last message per subject (no per-key gets).
+//! Entries with invalid keys or undecodable values become [`Warning`]s, never errors.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::push::OrderedConfig, kv};
+use ed25519_dalek::VerifyingKey;
+use futures::StreamExt;
+use harmony_schemas::fleet::{DevicePlan, DeviceStatus, Heartbeat, SignedDevicePlan, valid_device_id};
+use serde::Serialize;
+
+use super::{FleetError, nats_err};
+
+/// A raw KV entry (a put; deleted and purged keys are left out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEntry {
+    /// Key.
+    pub key: String,
+    /// Revision (stream sequence).
+    pub revision: u64,
+    /// When it was written, Unix milliseconds.
+    pub created_ms: u64,
+    /// Value.
+    pub value: Vec<u8>,
+}
+
+/// One device's entry in the plans bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedEntry {
+    /// Its revision (the compare-and-set token).
+    pub revision: u64,
+    /// The decoded envelope, when it decodes.
+    pub signed: Option<SignedDevicePlan>,
+    /// The payload, when it verifies with the fleet's key and decodes.
+    pub plan: Option<DevicePlan>,
+    /// The plan's generation even when it does not verify (for generation bookkeeping).
+    pub generation: Option<u64>,
+    /// The fleet the payload names, even when it does not verify.
+    pub fleet: Option<String>,
+}
+
+/// A problem with one entry: reported, skipped, never fatal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// Revision.
+    pub revision: u64,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} key `{}` (revision {}): {}", self.bucket, self.key, self.revision, self.message)
+    }
+}
+
+/// What the buckets hold.
+#[derive(Debug, Clone, Default)]
+pub struct ObservedFleet {
+    /// Plans entries by device id (valid device ids only).
+    pub plans: BTreeMap<String, ObservedEntry>,
+    /// Statuses by device id.
+    pub statuses: BTreeMap<String, DeviceStatus>,
+    /// Heartbeats by device id, with the entry's write time (Unix ms).
+    pub heartbeats: BTreeMap<String, (Heartbeat, u64)>,
+    /// Entries skipped.
+    pub warnings: Vec<Warning>,
+}
+
+/// Reads the latest entry of every key in `store`.
+pub async fn read_bucket(client: &async_nats::Client, store: &kv::Store) -> Result<Vec<RawEntry>, FleetError> {
+    let what = || format!("reading bucket {}", store.name);
+    let consumer = store
+        .stream
+        .create_consumer(OrderedConfig {
+            deliver_subject: client.new_inbox(),
+            description: Some("harmony observe".into()),
+            filter_subject: format!("{}>", store.prefix),
+            replay_policy: jetstream::consumer::ReplayPolicy::Instant,
+            deliver_policy: DeliverPolicy::LastPerSubject,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| nats_err(what(), e))?;
+    let mut out = Vec::new();
+    if consumer.cached_info().num_pending == 0 {
+        return Ok(out);
+    }
+    let mut messages = consumer.messages().await.map_err(|e| nats_err(what(), e))?;
+    loop {
+        // Wait in slices so a lost connection fails fast instead of after the whole idle timeout.
+        let mut idle = Duration::ZERO;
+        let next = loop {
+            match tokio::time::timeout(Duration::from_millis(250), messages.next()).await {
+                Ok(n) => break n,
+                Err(_) => {
+                    idle += Duration::from_millis(250);
+                    if client.connection_state() != async_nats::connection::State::Connected {
+                        return Err(nats_err(what(), "connection lost"));
+                    }
+                    if idle >= Duration::from_secs(10) {
+                        return Err(nats_err(what(), "timed out"));
+                    }
+                }
+            }
+        };
+        let Some(message) = next else { break };
+        let message = message.map_err(|e| nats_err(what(), e))?;
+        let info = message.info().map_err(|e| nats_err(what(), e))?;
+        let (revision, pending) = (info.stream_sequence, info.pending);
+        let created_ms = u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        let deleted = message.headers.as_ref().and_then(|h| h.get("KV-Operation")).is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
+        if !deleted && let Some(key) = message.subject.strip_prefix(store.prefix.as_str()) {
+            out.push(RawEntry { key: key.to_string(), revision, created_ms, value: message.payload.to_vec() });
+        }
+        if pending == 0 {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+#[derive(serde::Deserialize)]
+struct Loose {
+    generation: Option<u64>,
+    fleet: Option<String>,
+}
+
+/// Decodes the plans bucket's entries for `fleet`; entries of other fleets are left out.
+pub fn decode_plans(bucket: &str, raw: Vec<RawEntry>, fleet: &str, trusted: &[VerifyingKey], warnings: &mut Vec<Warning>) -> BTreeMap<String, ObservedEntry> {
+    use rayon::prelude::*;
+    // Decode and verify on all cores (10,000 signatures take a while on one).
+    type Decoded = (Result<SignedDevicePlan, harmony_schemas::fleet::VerifyError>, Option<Result<DevicePlan, harmony_schemas::fleet::VerifyError>>);
+    let decoded: Vec<Option<Decoded>> = raw
+        .par_iter()
+        .map(|e| {
+            if !valid_device_id(&e.key) {
+                return None;
+            }
+            let signed = SignedDevicePlan::from_slice(&e.value);
+            let verified = signed.as_ref().ok().map(|s| s.verify(trusted));
+            Some((signed, verified))
+        })
+        .collect();
+    let mut out = BTreeMap::new();
+    for (e, decoded) in raw.into_iter().zip(decoded) {
+        let warn = |m: String| Warning { bucket: bucket.to_string(), key: e.key.clone(), revision: e.revision, message: m };
+        let Some((signed, verified)) = decoded else {
+            warnings.push(warn("not a device id; skipped".into()));
+            continue;
+        };
+        let signed = match signed {
+            Ok(s) => s,
+            Err(err) => {
+                warnings.push(warn(format!("undecodable value ({err}); it will be replaced if the device is in the fleet")));
+                out.insert(e.key.clone(), ObservedEntry { revision: e.revision, signed: None, plan: None, generation: None, fleet: None });
+                continue;
+            }
+        };
+        let loose: Option<Loose> = serde_json::from_value(signed.payload.clone()).ok();
+        let (generation, plan_fleet) = loose.map(|l| (l.generation, l.fleet)).unwrap_or((None, None));
+        if plan_fleet.as_deref().is_some_and(|f| f != fleet) {
+            continue;
+        }
+        let plan = match verified.unwrap_or(Err(harmony_schemas::fleet::VerifyError::BadSignature)) {
+            Ok(p) if p.device_id == e.key => Some(p),
+            Ok(p) => {
+                warnings.push(warn(format!("plan is for device `{}`; it will be replaced", p.device_id)));
+                None
+            }
+            Err(err) => {
+                warnings.push(warn(format!("{err}; it will be replaced if the device is in the fleet")));
+                None
+            }
+        };
+        out.insert(e.key.clone(), ObservedEntry { revision: e.revision, signed: Some(signed), plan, generation, fleet: plan_fleet });
+    }
+    out
+}
+
+/// Decodes JSON entries of a status-like bucket keyed by device id.
+pub fn decode_json<T: serde::de::DeserializeOwned>(bucket: &str, raw: Vec<RawEntry>, warnings: &mut Vec<Warning>) -> BTreeMap<String, (T, u64)> {
+    let mut out = BTreeMap::new();
+    for e in raw {
+        let warn = |m: String| Warning { bucket: bucket.to_string(), key: e.key.clone(), revision: e.revision, message: m };
+        if !valid_device_id(&e.key) {
+            warnings.push(warn("not a device id; skipped".into()));
+            continue;
+        }
+        match serde_json::from_slice::<T>(&e.value) {
+            Ok(v) => {
+                out.insert(e.key.clone(), (v, e.created_ms));
+            }
+            Err(err) => warnings.push(warn(format!("undecodable value ({err}); skipped"))),
+        }
+    }
+    out
+}
+
+/// Opens (creating if needed) the buckets and observes `fleet`.
+pub async fn observe_all(client: &async_nats::Client, fleet: &str, trusted: &[VerifyingKey]) -> Result<ObservedFleet, FleetError> {
+    let stores = super::connect::ensure_buckets(&jetstream::new(client.clone())).await?;
+    observe_fleet(client, &stores, fleet, trusted).await
+}
+
+/// Observes the plans (of `fleet`, verified with `trusted`), statuses and heartbeats.
+pub async fn observe_fleet(client: &async_nats::Client, stores: &[kv::Store; 3], fleet: &str, trusted: &[VerifyingKey]) -> Result<ObservedFleet, FleetError> {
+    let [plans, status, heartbeats] = stores;
+    let (p, s, h) = tokio::try_join!(read_bucket(client, plans), read_bucket(client, status), read_bucket(client, heartbeats))?;
+    let mut warnings = Vec::new();
+    let plans = decode_plans(&plans.name, p, fleet, trusted, &mut warnings);
+    let statuses = decode_json::<DeviceStatus>(&status.name, s, &mut warnings).into_iter().map(|(k, (v, _))| (k, v)).collect();
+    let heartbeats = decode_json::<Heartbeat>(&heartbeats.name, h, &mut warnings);
+    Ok(ObservedFleet { plans, statuses, heartbeats, warnings })
+}

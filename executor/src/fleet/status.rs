@@ -1,0 +1,228 @@
+//! `harmony status` for a fleet: per device, desired vs applied generation, heartbeat age,
+//! agent version, deployments, last error and a condition.
+//!
+//! Conditions (thresholds in [`StatusThresholds`], documented in `docs/fleet.md`):
+//! - `unknown`: no heartbeat, or the last one is older than `unknown_after` (default 10 min);
+//! - `stale`: the last heartbeat is older than `stale_after` (default 90 s, three heartbeat intervals);
+//! - `ready`: fresh heartbeat, the applied generation is the desired one and every deployment runs;
+//! - `degraded`: fresh heartbeat, the agent reports a failure (or rejected the desired plan);
+//! - `converging`: fresh heartbeat, the desired generation is not applied yet.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use harmony_schemas::fleet::{DeploymentState, DeviceState};
+use serde::Serialize;
+
+use super::observe::{ObservedFleet, Warning};
+
+/// Heartbeat age thresholds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct StatusThresholds {
+    /// Older than this: stale.
+    pub stale_after: Duration,
+    /// Older than this (or none): unknown.
+    pub unknown_after: Duration,
+}
+
+impl Default for StatusThresholds {
+    fn default() -> Self {
+        StatusThresholds { stale_after: Duration::from_secs(90), unknown_after: Duration::from_secs(600) }
+    }
+}
+
+/// A device's condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Condition {
+    /// Converged and heard from recently.
+    Ready,
+    /// Heard from recently, still applying the desired generation.
+    Converging,
+    /// Heard from recently, reports a failure.
+    Degraded,
+    /// Not heard from for longer than `stale_after`.
+    Stale,
+    /// Never heard from, or not for longer than `unknown_after`.
+    Unknown,
+}
+
+impl Condition {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Ready => "ready",
+            Condition::Converging => "converging",
+            Condition::Degraded => "degraded",
+            Condition::Stale => "stale",
+            Condition::Unknown => "unknown",
+        }
+    }
+}
+
+/// One deployment's state on a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeploymentReport {
+    /// Name.
+    pub name: String,
+    /// State as the agent reports it.
+    pub state: String,
+    /// Failure, if any.
+    pub failure: Option<String>,
+}
+
+/// One device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceReport {
+    /// Device id.
+    pub device: String,
+    /// Generation in the plans bucket.
+    pub desired_generation: Option<u64>,
+    /// Generation the agent applied.
+    pub applied_generation: Option<u64>,
+    /// Seconds since the last heartbeat.
+    pub heartbeat_age_s: Option<u64>,
+    /// Agent version reported.
+    pub agent_version: Option<String>,
+    /// Overall state the agent reports.
+    pub state: Option<String>,
+    /// Per deployment.
+    pub deployments: Vec<DeploymentReport>,
+    /// The agent's last error.
+    pub last_error: Option<String>,
+    /// Condition.
+    pub condition: Condition,
+}
+
+/// A fleet's status.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetStatus {
+    /// Fleet.
+    pub fleet: String,
+    /// Devices, by id.
+    pub devices: Vec<DeviceReport>,
+    /// Entries that could not be read.
+    pub warnings: Vec<Warning>,
+}
+
+impl FleetStatus {
+    /// Whether every device is ready.
+    pub fn all_ready(&self) -> bool {
+        self.devices.iter().all(|d| d.condition == Condition::Ready)
+    }
+}
+
+fn kebab<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// Builds the status of `devices` (the repository's devices of the fleet; devices with an entry
+/// in the plans bucket are added) at `now_ms`.
+pub fn fleet_status(fleet: &str, devices: &[String], observed: &ObservedFleet, now_ms: u64, t: StatusThresholds) -> FleetStatus {
+    let mut ids: BTreeSet<&str> = devices.iter().map(String::as_str).collect();
+    ids.extend(observed.plans.keys().map(String::as_str));
+    let devices = ids
+        .into_iter()
+        .map(|id| {
+            let desired_generation = observed.plans.get(id).and_then(|e| e.plan.as_ref().map(|p| p.generation).or(e.generation));
+            let status = observed.statuses.get(id);
+            let hb = observed.heartbeats.get(id);
+            let heartbeat_age_s = hb.map(|(h, created)| now_ms.saturating_sub(h.timestamp_ms.max(*created)) / 1000);
+            let applied_generation = status.and_then(|s| s.applied_generation).or(hb.and_then(|(h, _)| h.applied_generation));
+            let rejected = status.is_some_and(|s| desired_generation.is_some_and(|g| s.rejections.iter().any(|r| r.generation == Some(g))));
+            let condition = match heartbeat_age_s {
+                None => Condition::Unknown,
+                Some(age) if age > t.unknown_after.as_secs() => Condition::Unknown,
+                Some(age) if age > t.stale_after.as_secs() => Condition::Stale,
+                Some(_) => match status {
+                    _ if rejected => Condition::Degraded,
+                    Some(s) if s.state == DeviceState::Degraded => Condition::Degraded,
+                    Some(s) if s.state == DeviceState::Applied && applied_generation.is_some() && applied_generation == desired_generation => Condition::Ready,
+                    Some(s) if s.state == DeviceState::Applied && desired_generation.is_none() => Condition::Ready,
+                    _ => Condition::Converging,
+                },
+            };
+            DeviceReport {
+                device: id.to_string(),
+                desired_generation,
+                applied_generation,
+                heartbeat_age_s,
+                agent_version: status.map(|s| s.agent_version.clone()).or(hb.map(|(h, _)| h.agent_version.clone())),
+                state: status.map(|s| kebab(&s.state)),
+                deployments: status
+                    .map(|s| {
+                        s.deployments
+                            .iter()
+                            .map(|d| DeploymentReport {
+                                name: d.name.clone(),
+                                state: kebab(&d.state),
+                                failure: d.failure.as_ref().map(|f| f.to_string()).or_else(|| (d.state == DeploymentState::Failed).then(|| "failed".into())),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                last_error: status.and_then(|s| s.last_error.clone()),
+                condition,
+            }
+        })
+        .collect();
+    FleetStatus { fleet: fleet.to_string(), devices, warnings: observed.warnings.clone() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use harmony_schemas::fleet::{DeviceStatus, Heartbeat};
+
+    fn status(applied: Option<u64>, state: DeviceState) -> DeviceStatus {
+        DeviceStatus {
+            version: 1,
+            device_id: "d".into(),
+            agent_version: "0.1.0".into(),
+            applied_generation: applied,
+            applied_source_revision: None,
+            state,
+            deployments: vec![],
+            last_error: None,
+            rejections: vec![],
+            updated_at_ms: 0,
+        }
+    }
+
+    fn hb(ts: u64) -> Heartbeat {
+        Heartbeat {
+            version: 1,
+            device_id: "d".into(),
+            agent_version: "0.1.0".into(),
+            uptime_s: 1,
+            labels: Default::default(),
+            applied_generation: Some(1),
+            timestamp_ms: ts,
+        }
+    }
+
+    #[test]
+    fn conditions_follow_thresholds() {
+        let now = 1_000_000_000;
+        let t = StatusThresholds::default();
+        let mut o = ObservedFleet::default();
+        o.plans
+            .insert("d".into(), super::super::observe::ObservedEntry { revision: 1, signed: None, plan: None, generation: Some(1), fleet: Some("f".into()) });
+        let cond = |o: &ObservedFleet| fleet_status("f", &["d".into()], o, now, t).devices[0].condition;
+        assert_eq!(cond(&o), Condition::Unknown);
+        o.statuses.insert("d".into(), status(Some(1), DeviceState::Applied));
+        o.heartbeats.insert("d".into(), (hb(now - 5_000), now - 5_000));
+        assert_eq!(cond(&o), Condition::Ready);
+        o.heartbeats.insert("d".into(), (hb(now - 91_000), now - 91_000));
+        assert_eq!(cond(&o), Condition::Stale);
+        o.heartbeats.insert("d".into(), (hb(now - 601_000), now - 601_000));
+        assert_eq!(cond(&o), Condition::Unknown);
+        o.heartbeats.insert("d".into(), (hb(now), now));
+        if let Some(e) = o.plans.get_mut("d") {
+            e.generation = Some(2);
+        }
+        assert_eq!(cond(&o), Condition::Converging);
+        o.statuses.insert("d".into(), status(Some(1), DeviceState::Degraded));
+        assert_eq!(cond(&o), Condition::Degraded);
+    }
+}

@@ -1,0 +1,131 @@
+//! Benchmark (ignored by default): apply 10,000 signed device plans to a local nats-server, vs raw
+//! async-nats KV puts of the same bytes at the same concurrency, in the same run.
+//!
+//! `cargo test -p harmony-executor --test fleet_bench -- --ignored --nocapture`
+//! (figures in docs/performance.md).
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, kv};
+use futures::StreamExt;
+use harmony_executor::fleet::{ApplyRequest, DesiredFleet, LockOptions, NatsOptions, connect, run_apply};
+use harmony_schemas::fleet::{ContainerSpec, DeploymentPlan, DevicePlan, PROTOCOL_VERSION, RestartPolicy, Service, SignedDevicePlan, generate_signing_key};
+use harmony_testkit::NatsServer;
+
+const DEVICES: usize = 10_000;
+const PARALLELISM: usize = 64;
+
+fn desired() -> DesiredFleet {
+    let svc = |name: &str, image: &str| {
+        Service::new(
+            ContainerSpec {
+                name: name.into(),
+                image: image.into(),
+                command: vec![],
+                args: vec!["--listen=:8080".into(), "--log=info".into()],
+                env: [("LOG_LEVEL".to_string(), "info".to_string()), ("SITE".to_string(), "montreal".to_string())].into_iter().collect(),
+                ports: vec![],
+                volumes: vec![],
+            },
+            RestartPolicy::Always,
+        )
+    };
+    let dep = DeploymentPlan::new(
+        "sensor-hub",
+        "acme",
+        vec![],
+        vec![svc("hub", "registry.example/acme/hub:2.0"), svc("exporter", "registry.example/acme/exporter:1.4")],
+    );
+    let plans = (0..DEVICES)
+        .map(|i| {
+            let id = format!("pi-{i:05}");
+            let p = DevicePlan {
+                version: PROTOCOL_VERSION,
+                device_id: id.clone(),
+                fleet: "pico".into(),
+                generation: 0,
+                source_revision: "4f1c2e9a0b1c".into(),
+                agent_version: "0.1.0".into(),
+                deployments: vec![dep.clone()],
+            };
+            (id, p)
+        })
+        .collect();
+    DesiredFleet { fleet: "pico".into(), plans }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn apply_10k_signed_plans_vs_raw_puts() {
+    let server = NatsServer::start();
+    let key = generate_signing_key().expect("key");
+    let c = connect(&NatsOptions { urls: vec![server.url()], ..Default::default() }).await.expect("connect");
+    let js = jetstream::new(c.clone());
+    let d = desired();
+    // The same bytes apply writes (generation 1), signed up front for the raw run.
+    let t = Instant::now();
+    let values: Vec<(String, bytes::Bytes)> = d
+        .plans
+        .iter()
+        .map(|(k, p)| {
+            let mut p = p.clone();
+            p.generation = 1;
+            (k.clone(), SignedDevicePlan::sign(&p, &key).expect("sign").to_vec().into())
+        })
+        .collect();
+    let sign_t = t.elapsed();
+    // Where signing time goes: canonical JSON alone, Ed25519 alone.
+    let t = Instant::now();
+    let canon: Vec<Vec<u8>> = d.plans.values().map(|p| harmony_schemas::fleet::canonical_json(p).expect("canonical")).collect();
+    let canon_t = t.elapsed();
+    let t = Instant::now();
+    for c in &canon {
+        use ed25519_dalek::Signer;
+        std::hint::black_box(key.sign(c));
+    }
+    let ed_t = t.elapsed();
+    let avg = values.iter().map(|(_, v)| v.len()).sum::<usize>() / values.len();
+
+    let raw = js.create_key_value(kv::Config { bucket: "bench-raw".into(), history: 5, ..Default::default() }).await.expect("bucket");
+    let t = Instant::now();
+    futures::stream::iter(values.iter().cloned())
+        .map(|(k, v)| {
+            let raw = raw.clone();
+            async move { raw.put(k, v).await.expect("put") }
+        })
+        .buffer_unordered(PARALLELISM)
+        .collect::<Vec<_>>()
+        .await;
+    let raw_t = t.elapsed();
+
+    let req = |d: &DesiredFleet| ApplyRequest {
+        desired: d.clone(),
+        signing_key: key.clone(),
+        parallelism: PARALLELISM,
+        lock: LockOptions::default(),
+        state_dir: Some(std::env::temp_dir().join(format!("harmony-bench-{}", std::process::id()))),
+        confirm: None,
+        progress: None,
+        request_timeout: None,
+    };
+    let t = Instant::now();
+    let run = run_apply(&c, req(&d)).await.expect("apply");
+    let apply_t = t.elapsed();
+    assert_eq!(run.report.written(), DEVICES);
+    let t = Instant::now();
+    let again = run_apply(&c, req(&d)).await.expect("apply");
+    let noop_t = t.elapsed();
+    assert_eq!(again.report.written(), 0);
+
+    let rate = |d: Duration| DEVICES as f64 / d.as_secs_f64();
+    println!("plans: {DEVICES}, average signed value {avg} bytes, parallelism {PARALLELISM}");
+    println!("signing {DEVICES} plans on one core: {sign_t:?} (canonical JSON alone {canon_t:?}, Ed25519 alone {ed_t:?})");
+    println!("raw async-nats KV puts: {raw_t:?} ({:.0}/s)", rate(raw_t));
+    println!(
+        "harmony apply (lock, observe, plan, sign, CAS create, journal): {apply_t:?} ({:.0}/s) = {:.0} % of raw",
+        rate(apply_t),
+        100.0 * raw_t.as_secs_f64() / apply_t.as_secs_f64()
+    );
+    println!("second apply (no-op, observe 10k entries): {noop_t:?}");
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("harmony-bench-{}", std::process::id())));
+}

@@ -1,0 +1,277 @@
+//! `harmony apply`: writes the fleets' signed device plans (Kubernetes comes later).
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use harmony_compiler::CompiledRepo;
+use harmony_executor::fleet::apply::ActionOutcome;
+use harmony_executor::fleet::convert::{SIGNING_KEY_ENV, fleet_info};
+use harmony_executor::fleet::plan::summary;
+use harmony_executor::fleet::{
+    ApplyRequest, FleetAction, FleetOp, LockOptions, NatsOptions, check_key_matches, connect, desired_fleet, load_signing_key, run_apply,
+};
+
+use crate::cli::Global;
+
+/// NATS connection flags. Secrets come from files or the environment, never from the repository.
+#[derive(Debug, clap::Args)]
+pub struct NatsArgs {
+    /// NATS server URL(s), replacing the fleet's `nats` URLs (repeat or comma-separate).
+    #[arg(long = "nats-url", value_name = "URL", env = "HARMONY_NATS_URL", value_delimiter = ',')]
+    pub urls: Vec<String>,
+    /// NATS user (the password comes from $HARMONY_NATS_PASSWORD or --nats-password-file).
+    #[arg(long = "nats-user", value_name = "USER", env = "HARMONY_NATS_USER")]
+    pub user: Option<String>,
+    /// File holding the NATS password.
+    #[arg(long = "nats-password-file", value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// File holding a NATS token (or set $HARMONY_NATS_TOKEN).
+    #[arg(long = "nats-token-file", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// NATS credentials file (JWT + nkey seed).
+    #[arg(long = "nats-creds", value_name = "FILE", env = "HARMONY_NATS_CREDS")]
+    pub creds: Option<PathBuf>,
+    /// File holding an nkey seed (or set $HARMONY_NATS_NKEY).
+    #[arg(long = "nats-nkey-file", value_name = "FILE")]
+    pub nkey_file: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for TLS; implies TLS.
+    #[arg(long = "nats-tls-ca", value_name = "FILE", env = "HARMONY_NATS_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Require TLS.
+    #[arg(long = "nats-tls")]
+    pub tls: bool,
+}
+
+fn secret(file: &Option<PathBuf>, env: &str) -> anyhow::Result<Option<String>> {
+    if let Some(f) = file {
+        let s = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        return Ok(Some(s.trim().to_string()));
+    }
+    Ok(std::env::var(env).ok().filter(|s| !s.is_empty()))
+}
+
+impl NatsArgs {
+    /// Connection options for a fleet whose repository declares `fleet_urls`.
+    pub fn options(&self, fleet_urls: &[String]) -> anyhow::Result<NatsOptions> {
+        Ok(NatsOptions {
+            urls: if self.urls.is_empty() { fleet_urls.to_vec() } else { self.urls.clone() },
+            user: self.user.clone(),
+            password: secret(&self.password_file, "HARMONY_NATS_PASSWORD")?,
+            token: secret(&self.token_file, "HARMONY_NATS_TOKEN")?,
+            creds_file: self.creds.clone(),
+            nkey_seed: secret(&self.nkey_file, "HARMONY_NATS_NKEY")?,
+            tls_ca: self.tls_ca.clone(),
+            tls_required: self.tls,
+            request_timeout: None,
+        })
+    }
+}
+
+/// A Go-style duration (`30s`, `2m`, `1h30m`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    harmony_compiler::validate::Duration::parse(s).map(|d| d.to_std()).map_err(|_| format!("`{s}` is not a duration (e.g. 30s, 2m, 1h30m)"))
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// Only this fleet (default: every fleet of the repository).
+    #[arg(long, value_name = "NAME")]
+    pub fleet: Option<String>,
+    /// File holding the fleet's Ed25519 private key (hex or base64); or set $HARMONY_SIGNING_KEY.
+    #[arg(long, value_name = "FILE", env = "HARMONY_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
+    /// Writes in flight at once.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallelism: u16,
+    /// How long to wait for another apply of the same fleet to finish (0: fail at once).
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+    /// Apply without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Where the apply journal is kept (default $XDG_STATE_HOME/harmony or ~/.local/state/harmony).
+    #[arg(long, value_name = "DIR", env = "HARMONY_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Source revision recorded in the plans (default: `git rev-parse HEAD` of the repository).
+    #[arg(long, value_name = "REV")]
+    pub source_revision: Option<String>,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+pub(crate) fn compiled(g: &Global) -> anyhow::Result<CompiledRepo> {
+    let out = crate::cli::compile(g)?;
+    let errors = out.errors();
+    out.repo.ok_or_else(|| anyhow::anyhow!("the repository has {errors} error(s); run `harmony check`"))
+}
+
+pub(crate) fn fleets(repo: &CompiledRepo, only: &Option<String>) -> anyhow::Result<Vec<String>> {
+    match only {
+        Some(f) => {
+            fleet_info(repo, f)?;
+            Ok(vec![f.clone()])
+        }
+        None => Ok(repo.fleets.keys().map(|n| n.as_str().to_string()).collect()),
+    }
+}
+
+fn state_dir(a: &ApplyArgs) -> PathBuf {
+    if let Some(d) = &a.state_dir {
+        return d.clone();
+    }
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("harmony");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/state/harmony"),
+        None => PathBuf::from(".harmony-state"),
+    }
+}
+
+fn source_revision(g: &Global) -> String {
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(&g.repo)
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn describe(fleet: &str, actions: &[FleetAction]) -> String {
+    let (c, u, d, n) = summary(actions);
+    let mut s = format!("fleet {fleet}: {c} to create, {u} to update, {d} to delete, {n} unchanged\n");
+    for a in actions.iter().filter(|a| a.op != FleetOp::Noop) {
+        let sign = match a.op {
+            FleetOp::Create => '+',
+            FleetOp::Update => '~',
+            FleetOp::Delete => '-',
+            FleetOp::Noop => ' ',
+        };
+        let generation = a.plan.as_ref().map(|p| format!("generation {}", p.generation)).unwrap_or_default();
+        s.push_str(&format!("  {sign} {:<24} {:<14} {}\n", a.device, generation, a.reason));
+    }
+    s
+}
+
+pub fn run(g: &Global, a: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let repo = compiled(g)?;
+    let fleets = fleets(&repo, &a.fleet)?;
+    if fleets.is_empty() {
+        println!("the repository declares no fleet: nothing to apply");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let key = load_signing_key(a.signing_key_file.as_deref(), std::env::var(SIGNING_KEY_ENV).ok())?;
+    let revision = a.source_revision.clone().unwrap_or_else(|| source_revision(g));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut exit = ExitCode::SUCCESS;
+    for fleet in fleets {
+        let info = fleet_info(&repo, &fleet)?;
+        check_key_matches(&key, &fleet, &info.signing_key)?;
+        let desired = desired_fleet(&repo, &fleet, &revision)?;
+        let opts = a.nats.options(&info.nats)?;
+        let yes = a.yes;
+        let quiet = g.quiet;
+        let fleet_name = fleet.clone();
+        let confirm: harmony_executor::fleet::run::Confirm = Box::new(move |actions, observed| {
+            for w in &observed.warnings {
+                eprintln!("warning: {w}");
+            }
+            if !quiet || !yes {
+                print!("{}", describe(&fleet_name, actions));
+            }
+            if yes {
+                return true;
+            }
+            if !std::io::stdin().is_terminal() {
+                eprintln!("error: not applying without --yes (stdin is not a terminal)");
+                return false;
+            }
+            print!("Apply these changes to fleet {fleet_name}? [y/N] ");
+            let _ = std::io::stdout().flush();
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+            matches!(line.trim(), "y" | "Y" | "yes")
+        });
+        let progress: Option<Arc<dyn Fn(usize, usize) + Send + Sync>> = if std::io::stderr().is_terminal() && !g.quiet {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} writes {per_sec}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            Some(Arc::new(move |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+                if done == total {
+                    bar.finish_and_clear();
+                }
+            }))
+        } else {
+            None
+        };
+        let req = ApplyRequest {
+            desired,
+            signing_key: key.clone(),
+            parallelism: usize::from(a.parallelism),
+            lock: LockOptions { timeout: a.lock_timeout, ..LockOptions::default() },
+            state_dir: Some(state_dir(&a)),
+            confirm: Some(confirm),
+            progress,
+            request_timeout: None,
+        };
+        let run = rt.block_on(async {
+            let client = connect(&opts).await?;
+            run_apply(&client, req).await
+        })?;
+        if let Some(i) = &run.interrupted {
+            eprintln!(
+                "note: the previous apply of fleet {fleet} ({}, by {}) did not complete ({} of {} writes done); re-planned from the bucket (journal kept at {})",
+                harmony_executor::fleet::lock::format_ms(i.started_ms),
+                i.holder,
+                i.done,
+                i.writes,
+                i.kept_at.display()
+            );
+        }
+        if run.aborted {
+            println!("fleet {fleet}: not applied");
+            exit = ExitCode::from(1);
+            continue;
+        }
+        if run.actions.iter().all(|x| x.op == FleetOp::Noop) {
+            if !g.quiet {
+                println!("fleet {fleet}: {} devices up to date, nothing to write", run.actions.len());
+            }
+            continue;
+        }
+        for r in &run.report.results {
+            match &r.outcome {
+                ActionOutcome::Stale { expected, found } => eprintln!(
+                    "stale: {} expected revision {}, found {}: refused (re-run harmony apply to re-plan)",
+                    r.device,
+                    expected.map_or("none (new key)".into(), |x| x.to_string()),
+                    found.map_or("none (deleted)".into(), |x| x.to_string())
+                ),
+                ActionOutcome::Failed { error } => eprintln!("failed: {}: {error}", r.device),
+                _ => {}
+            }
+        }
+        let (stale, failed) = (run.report.stale().len(), run.report.failed().len());
+        println!("fleet {fleet}: {} written, {stale} refused as stale, {failed} failed", run.report.written());
+        if failed > 0 {
+            exit = ExitCode::from(1);
+        } else if stale > 0 && exit == ExitCode::SUCCESS {
+            exit = ExitCode::from(2);
+        }
+    }
+    Ok(exit)
+}

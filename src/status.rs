@@ -1,0 +1,126 @@
+//! `harmony status`: per fleet and device, desired vs applied generation, heartbeat age, agent
+//! version, deployments, last error and condition (thresholds in docs/fleet.md).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use harmony_executor::fleet::convert::fleet_info;
+use harmony_executor::fleet::observe::observe_all;
+use harmony_executor::fleet::{FleetStatus, StatusThresholds, connect, fleet_status};
+use harmony_schemas::fleet::parse_public_key;
+use serde::Serialize;
+
+use crate::apply::{NatsArgs, compiled, fleets, parse_duration};
+use crate::cli::Global;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFormat {
+    /// A table per fleet.
+    Human,
+    /// One JSON document (versioned).
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Only this fleet (default: every fleet of the repository).
+    #[arg(long, value_name = "NAME")]
+    pub fleet: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = StatusFormat::Human)]
+    pub format: StatusFormat,
+    /// Exit 0 when every device is ready, 2 when one is not, 1 on errors.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// A device whose last heartbeat is older than this is stale.
+    #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = parse_duration)]
+    pub stale_after: Duration,
+    /// A device whose last heartbeat is older than this (or that never sent one) is unknown.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub unknown_after: Duration,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+#[derive(Serialize)]
+struct Report {
+    version: u32,
+    fleets: Vec<FleetStatus>,
+}
+
+fn age(s: Option<u64>) -> String {
+    match s {
+        None => "never".into(),
+        Some(s) if s < 120 => format!("{s}s"),
+        Some(s) if s < 7200 => format!("{}m", s / 60),
+        Some(s) => format!("{}h", s / 3600),
+    }
+}
+
+fn human(f: &FleetStatus) -> String {
+    let mut counts = std::collections::BTreeMap::new();
+    for d in &f.devices {
+        *counts.entry(d.condition.as_str()).or_insert(0) += 1;
+    }
+    let counts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let mut s = format!("fleet {}: {} devices ({})\n", f.fleet, f.devices.len(), counts.join(", "));
+    s.push_str(&format!(
+        "  {:<20} {:<11} {:>7} {:>7} {:>9} {:<8} {:<9} {:<30} {}\n",
+        "DEVICE", "CONDITION", "DESIRED", "APPLIED", "HEARTBEAT", "AGENT", "STATE", "DEPLOYMENTS", "LAST ERROR"
+    ));
+    for d in &f.devices {
+        let opt = |g: Option<u64>| g.map_or("-".into(), |g| g.to_string());
+        let deps: Vec<String> = d
+            .deployments
+            .iter()
+            .map(|x| match &x.failure {
+                Some(fl) => format!("{}={} ({fl})", x.name, x.state),
+                None => format!("{}={}", x.name, x.state),
+            })
+            .collect();
+        s.push_str(&format!(
+            "  {:<20} {:<11} {:>7} {:>7} {:>9} {:<8} {:<9} {:<30} {}\n",
+            d.device,
+            d.condition.as_str(),
+            opt(d.desired_generation),
+            opt(d.applied_generation),
+            age(d.heartbeat_age_s),
+            d.agent_version.as_deref().unwrap_or("-"),
+            d.state.as_deref().unwrap_or("-"),
+            if deps.is_empty() { "-".into() } else { deps.join(", ") },
+            d.last_error.as_deref().unwrap_or("-")
+        ));
+    }
+    for w in &f.warnings {
+        s.push_str(&format!("  warning: {w}\n"));
+    }
+    s
+}
+
+pub fn run(g: &Global, a: StatusArgs) -> anyhow::Result<ExitCode> {
+    let repo = compiled(g)?;
+    let thresholds = StatusThresholds { stale_after: a.stale_after, unknown_after: a.unknown_after };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut out = Vec::new();
+    for fleet in fleets(&repo, &a.fleet)? {
+        let info = fleet_info(&repo, &fleet)?;
+        let public = parse_public_key(&info.signing_key).map_err(|e| anyhow::anyhow!("fleet `{fleet}` declares an invalid public key: {e}"))?;
+        let devices: Vec<String> = harmony_executor::fleet::desired_fleet(&repo, &fleet, "")?.plans.into_keys().collect();
+        let opts = a.nats.options(&info.nats)?;
+        let observed = rt.block_on(async {
+            let client = connect(&opts).await?;
+            observe_all(&client, &fleet, &[public]).await
+        })?;
+        out.push(fleet_status(&fleet, &devices, &observed, harmony_schemas::fleet::now_ms(), thresholds));
+    }
+    let all_ready = out.iter().all(FleetStatus::all_ready);
+    match a.format {
+        StatusFormat::Human => {
+            for f in &out {
+                print!("{}", human(f));
+            }
+        }
+        StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&Report { version: 1, fleets: out })?),
+    }
+    Ok(if a.detailed_exitcode && !all_ready { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
