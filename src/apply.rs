@@ -104,6 +104,84 @@ pub struct ApplyArgs {
     pub source_revision: Option<String>,
     #[command(flatten)]
     pub nats: NatsArgs,
+    /// kubeconfig for the repository's clusters (default: `KUBECONFIG`, then `~/.kube/config`).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Apply to fleets only, not to Kubernetes clusters.
+    #[arg(long, conflicts_with = "skip_fleets")]
+    pub skip_clusters: bool,
+    /// Apply to Kubernetes clusters only, not to fleets.
+    #[arg(long)]
+    pub skip_fleets: bool,
+    /// Stop at the first Kubernetes unit that fails (default: an unreachable cluster or a failed
+    /// release fails only itself and what needs it).
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Wait up to this many seconds for each release's objects to become ready.
+    #[arg(long, value_name = "SECONDS")]
+    pub wait: Option<u64>,
+}
+
+/// Applies the repository's Kubernetes units (tenant access, releases); false when any failed.
+fn apply_clusters(g: &Global, a: &ApplyArgs, repo: &CompiledRepo, rt: &tokio::runtime::Runtime) -> anyhow::Result<bool> {
+    use harmony_compiler::UnitContent;
+    use harmony_executor::kube::apply::{ApplyOptions, UnitResult, apply_repo};
+    let kube_units: Vec<&str> =
+        repo.units.values().filter(|u| matches!(u.content, UnitContent::TenantAccess(_) | UnitContent::Release(_))).map(|u| u.id.as_str()).collect();
+    if kube_units.is_empty() {
+        return Ok(true);
+    }
+    let clusters: std::collections::BTreeSet<String> = repo
+        .units
+        .values()
+        .filter_map(|u| match &u.content {
+            UnitContent::TenantAccess(t) => Some(t.cluster.to_string()),
+            UnitContent::Release(r) => Some(r.cluster.to_string()),
+            _ => None,
+        })
+        .collect();
+    let clusters: Vec<String> = clusters.into_iter().collect();
+    if !a.yes {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!("not applying without --yes (stdin is not a terminal)");
+        }
+        print!("Apply {} tenant-access and release units to clusters {}? [y/N] ", kube_units.len(), clusters.join(", "));
+        let _ = std::io::stdout().flush();
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        if !matches!(line.trim(), "y" | "Y" | "yes") {
+            println!("clusters: not applied");
+            return Ok(false);
+        }
+    }
+    let opts = ApplyOptions {
+        kubeconfig: a.kubeconfig.clone(),
+        release: harmony_executor::kube::release::Options { wait: a.wait.map(Duration::from_secs), ..Default::default() },
+        fail_fast: a.fail_fast,
+        holder: format!("{} pid {}", harmony_executor::fleet::lock::user_at_host(), std::process::id()),
+        lock_ttl: 600,
+        only: Default::default(),
+    };
+    let outcomes = rt.block_on(apply_repo(repo, &g.repo, &opts));
+    let mut ok = true;
+    for o in &outcomes {
+        match &o.result {
+            UnitResult::Done(m) => {
+                if !g.quiet {
+                    println!("{}: {m}", o.unit);
+                }
+            }
+            UnitResult::Failed(m) => {
+                ok = false;
+                eprintln!("error: {}: {m}", o.unit);
+            }
+            UnitResult::Skipped(m) => {
+                ok = false;
+                eprintln!("skipped: {}: {m}", o.unit);
+            }
+        }
+    }
+    Ok(ok)
 }
 
 pub(crate) fn compiled(g: &Global) -> anyhow::Result<CompiledRepo> {
@@ -166,7 +244,22 @@ fn describe(fleet: &str, actions: &[FleetAction]) -> String {
 
 pub fn run(g: &Global, a: ApplyArgs) -> anyhow::Result<ExitCode> {
     let repo = compiled(g)?;
-    let fleets = fleets(&repo, &a.fleet)?;
+    let clusters_ok = if a.skip_clusters || a.fleet.is_some() {
+        true
+    } else {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        apply_clusters(g, &a, &repo, &rt)?
+    };
+    if a.skip_fleets {
+        return Ok(if clusters_ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
+    let code = apply_fleets(g, a, &repo)?;
+    Ok(if clusters_ok { code } else { ExitCode::from(1) })
+}
+
+fn apply_fleets(g: &Global, a: ApplyArgs, repo: &CompiledRepo) -> anyhow::Result<ExitCode> {
+    let repo = repo;
+    let fleets = fleets(repo, &a.fleet)?;
     if fleets.is_empty() {
         println!("the repository declares no fleet: nothing to apply");
         return Ok(ExitCode::SUCCESS);

@@ -83,3 +83,39 @@ async fn two_clusters_one_unreachable() {
         assert!(matches!(&o.result, UnitResult::Done(m) if m.starts_with("unchanged")), "{}: {:?}", o.unit, o.result);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn harmony_apply_skip_fleets_end_to_end() {
+    let server = Server::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, Server::kubeconfig(&[("okd-prod", &server), ("okd-staging-admin", &server)])).unwrap();
+    let run = |extra: &'static [&'static str]| {
+        let kubeconfig = kubeconfig.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_harmony"))
+                .args(["--repo", concat!(env!("CARGO_MANIFEST_DIR"), "/tenants"), "apply", "--skip-fleets", "--kubeconfig"])
+                .arg(&kubeconfig)
+                .args(extra)
+                .env("ACME_SHOP_DB_PASSWORD", "e2e-password")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap()
+        })
+    };
+    // Off a terminal, nothing is applied without --yes.
+    let out = run(&[]).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not applying without --yes"));
+    assert!(server.get("v1", "Namespace", "", "acme-prod").is_none());
+
+    let out = run(&["--yes"]).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("release/okd-prod/acme-prod/shop-web: installed, revision 1\n"), "{stdout}");
+    assert!(!stdout.contains("e2e-password") && !String::from_utf8_lossy(&out.stderr).contains("e2e-password"), "the secret never shows");
+    let out = run(&["--yes"]).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("release/okd-prod/acme-prod/shop-web: unchanged (revision 1)\n"), "{stdout}");
+    assert!(!stdout.contains("installed") && !stdout.contains("upgraded"), "{stdout}");
+}
