@@ -258,7 +258,6 @@ pub fn run(g: &Global, a: ApplyArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn apply_fleets(g: &Global, a: ApplyArgs, repo: &CompiledRepo) -> anyhow::Result<ExitCode> {
-    let repo = repo;
     let fleets = fleets(repo, &a.fleet)?;
     if fleets.is_empty() {
         println!("the repository declares no fleet: nothing to apply");
@@ -269,9 +268,9 @@ fn apply_fleets(g: &Global, a: ApplyArgs, repo: &CompiledRepo) -> anyhow::Result
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut exit = ExitCode::SUCCESS;
     for fleet in fleets {
-        let info = fleet_info(&repo, &fleet)?;
+        let info = fleet_info(repo, &fleet)?;
         check_key_matches(&key, &fleet, &info.signing_key)?;
-        let desired = desired_fleet(&repo, &fleet, &revision)?;
+        let desired = desired_fleet(repo, &fleet, &revision)?;
         let opts = a.nats.options(&info.nats)?;
         let yes = a.yes;
         let quiet = g.quiet;
