@@ -10,6 +10,9 @@ use harmony_executor::kube::apply::{ApplyOptions, UnitResult, apply_repo};
 use harmony_executor::kube::release::Options;
 use harmony_kube_loopback::Server;
 
+/// Tests that set `ACME_SHOP_DB_PASSWORD` in this process hold this for their whole run.
+static ENV: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn compiled() -> harmony_compiler::CompiledRepo {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tenants");
     harmony_compiler::compile_repo(&harmony_compiler::DiskFs::new(&root)).unwrap().repo.expect("tenants/ compiles")
@@ -17,6 +20,7 @@ fn compiled() -> harmony_compiler::CompiledRepo {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clusters_one_unreachable() {
+    let _env = ENV.lock().await;
     let server = Server::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
@@ -46,7 +50,7 @@ async fn two_clusters_one_unreachable() {
         only: BTreeSet::new(),
     };
     // Without the database password the two releases that need it fail; shop-web needs shop-api.
-    // SAFETY: no other thread of this test process reads the environment concurrently.
+    // SAFETY: ENV serialises the tests that touch the environment; the apply runs after.
     unsafe { std::env::remove_var("ACME_SHOP_DB_PASSWORD") };
     let out = apply_repo(&repo, &root, &opts).await;
     let by_unit = |unit: &str| out.iter().find(|o| o.unit == unit).unwrap_or_else(|| panic!("{unit} in {out:#?}")).result.clone();
@@ -118,4 +122,63 @@ async fn harmony_apply_skip_fleets_end_to_end() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("release/okd-prod/acme-prod/shop-web: unchanged (revision 1)\n"), "{stdout}");
     assert!(!stdout.contains("installed") && !stdout.contains("upgraded"), "{stdout}");
+}
+
+/// Applies interrupted at 20 points (every write after the n-th fails, as when the network or
+/// the applier goes away), each followed by a clean re-run: the re-run converges every time,
+/// no revision is left pending, and exactly one revision of each release is deployed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_applies_converge_when_re_run() {
+    let _env = ENV.lock().await;
+    use harmony_executor::kube::Cluster;
+    use harmony_executor::kube::record::Status;
+    let server = Server::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, Server::kubeconfig(&[("okd-prod", &server)])).unwrap();
+    let repo = compiled();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tenants");
+    let opts = ApplyOptions {
+        kubeconfig: Some(kubeconfig.clone()),
+        release: Options { poll: std::time::Duration::from_millis(10), ..Options::default() },
+        fail_fast: false,
+        // The re-run is by the same operator; a different one would wait for the lease's TTL.
+        holder: "ops@host".into(),
+        lock_ttl: 60,
+        only: repo
+            .units
+            .keys()
+            .filter(|id| id.as_str().contains("/okd-prod/") || id.as_str().ends_with("/okd-prod"))
+            .map(|id| id.as_str().to_string())
+            .collect(),
+    };
+    let admin = Cluster::from_kubeconfig(Some(&kubeconfig), "okd-prod").await.unwrap();
+    let mut seed: u64 = 0x5eed;
+    let mut interrupted = 0;
+    for round in 0..20 {
+        // Each round changes the database password, so shop-db and shop-api are upgraded.
+        // SAFETY: ENV serialises the tests that touch the environment; no apply is running.
+        unsafe { std::env::set_var("ACME_SHOP_DB_PASSWORD", format!("pw-{round}")) };
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        server.fail_writes_after(Some((seed >> 33) % 12));
+        let first = apply_repo(&repo, &root, &opts).await;
+        if first.iter().any(|o| !matches!(o.result, UnitResult::Done(_))) {
+            interrupted += 1;
+        }
+        server.fail_writes_after(None);
+        let again = apply_repo(&repo, &root, &opts).await;
+        for o in &again {
+            assert!(matches!(o.result, UnitResult::Done(_)), "round {round}: {}: {:?}", o.unit, o.result);
+        }
+        for (ns, name) in [("acme-prod", "shop-db"), ("acme-prod", "shop-api"), ("acme-prod", "shop-web"), ("globex", "portal")] {
+            let hist = harmony_executor::kube::release::history(&admin, ns, name).await.unwrap();
+            assert!(hist.iter().all(|s| !s.release.info.status.is_pending()), "round {round}: {name} left pending");
+            let deployed: Vec<_> = hist.iter().filter(|s| s.release.info.status == Status::Deployed).collect();
+            assert_eq!(deployed.len(), 1, "round {round}: {name}: {:?}", hist.iter().map(|s| (s.release.version, s.release.info.status)).collect::<Vec<_>>());
+            if name == "shop-db" {
+                assert_eq!(deployed[0].release.config["auth"]["password"], format!("pw-{round}"), "round {round}: the latest values are deployed");
+            }
+        }
+    }
+    assert!(interrupted >= 15, "the faults interrupted {interrupted} of 20 applies");
 }

@@ -180,7 +180,7 @@ impl Server {
         self.shared.store.lock().expect("store lock").writes
     }
 
-    /// After `n` more successful writes, every write fails with 503 (None: never).
+    /// After `n` more successful writes, every write fails with 500 (None: never).
     pub fn fail_writes_after(&self, n: Option<u64>) {
         let mut store = self.shared.store.lock().expect("store lock");
         store.fail_writes_after = n.map(|n| store.writes + n);
@@ -664,7 +664,9 @@ fn check_namespace(store: &Store, req: &Request) -> Result<(), ApiError> {
 
 fn check_fault(store: &Store) -> Result<(), ApiError> {
     match store.fail_writes_after {
-        Some(limit) if store.writes >= limit => Err(ApiError::new(503, "ServiceUnavailable", "the loopback server is failing writes (fault injection)")),
+        // 500, not 503: kube-rs retries 429/503/504 up to 15 times with backoff
+        // (kube-client `RetryPolicy::server_retry`), which would turn the fault into a long stall.
+        Some(limit) if store.writes >= limit => Err(ApiError::new(500, "InternalError", "the loopback server is failing writes (fault injection)")),
         _ => Ok(()),
     }
 }

@@ -163,6 +163,7 @@ async fn apply_cluster(
     };
     let mut out = Vec::new();
     let mut failed_releases: BTreeSet<String> = BTreeSet::new();
+    let mut failed_tenants: BTreeSet<String> = BTreeSet::new();
     for w in work {
         let unit = unit_of(w);
         if stop.load(Ordering::SeqCst) {
@@ -175,7 +176,9 @@ async fn apply_cluster(
                 Err(e) => UnitResult::Failed(e.to_string()),
             },
             Work::Release(_, r, hash) => {
-                if let Some(dep) = r.needs.iter().find(|n| failed_releases.contains(n.as_str())) {
+                if failed_tenants.contains(r.tenant.as_str()) {
+                    UnitResult::Skipped(format!("the access of tenant {} on this cluster failed", r.tenant))
+                } else if let Some(dep) = r.needs.iter().find(|n| failed_releases.contains(n.as_str())) {
                     UnitResult::Skipped(format!("needs release {}, which failed", dep.as_str()))
                 } else {
                     let outcome = async {
@@ -193,8 +196,9 @@ async fn apply_cluster(
             }
         };
         if !matches!(result, UnitResult::Done(_)) {
-            if let Work::Release(_, r, _) = w {
-                failed_releases.insert(r.name.as_str().to_string());
+            match w {
+                Work::Release(_, r, _) => _ = failed_releases.insert(r.name.as_str().to_string()),
+                Work::Access(_, a) => _ = failed_tenants.insert(a.tenant.clone()),
             }
             if opts.fail_fast && matches!(result, UnitResult::Failed(_)) {
                 stop.store(true, Ordering::SeqCst);
