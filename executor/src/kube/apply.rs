@@ -55,16 +55,16 @@ pub struct UnitOutcome {
     pub result: UnitResult,
 }
 
-/// Resolves a release's `secret-value`s (environment variables or files of the applying
-/// machine; relative files from the repository root). Values never reach an output.
-pub fn resolve_secrets(unit: &ReleaseUnit, repo_root: &Path) -> Result<BTreeMap<String, Option<String>>, String> {
+/// Resolves a release's `secret-value`s: environment variables or files of the applying
+/// machine (a relative path is relative to the working directory, as `harmony plan` reads it
+/// for fingerprints; secret files never live in the repository). Values never reach an output.
+pub fn resolve_secrets(unit: &ReleaseUnit) -> Result<BTreeMap<String, Option<String>>, String> {
     let mut out = BTreeMap::new();
     for s in &unit.secrets {
         let value = match &s.from {
             SecretSource::Env(var) => std::env::var(var).map_err(|_| format!("secret-value {}: environment variable {var} is not set", s.key))?,
             SecretSource::File(path) => {
-                let p = if Path::new(path).is_absolute() { PathBuf::from(path) } else { repo_root.join(path) };
-                let text = std::fs::read_to_string(&p).map_err(|e| format!("secret-value {}: cannot read {}: {e}", s.key, p.display()))?;
+                let text = std::fs::read_to_string(path).map_err(|e| format!("secret-value {}: cannot read {path}: {e}", s.key))?;
                 text.trim_end_matches(['\n', '\r']).to_string()
             }
         };
@@ -80,7 +80,7 @@ pub fn desired_release(unit: &ReleaseUnit, unit_hash: &str, repo_root: &Path) ->
         return Err("remote charts are not fetched yet: vendor the chart into the repository".into());
     };
     let chart = harmony_helm::Chart::load(&repo_root.join(path)).map_err(|e| format!("loading chart {path}: {e}"))?;
-    let secrets = resolve_secrets(unit, repo_root)?;
+    let secrets = resolve_secrets(unit)?;
     let values = harmony_planner::render::release_values(unit, &secrets);
     let opts = harmony_helm::ReleaseOptions {
         name: unit.name.as_str().to_string(),
