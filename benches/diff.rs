@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 #[path = "../compiler/benches/support/repo_gen.rs"]
 mod repo_gen;
-use repo_gen::{Shape, arg, generate};
+use repo_gen::{Shape, generate, median};
 
 fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
@@ -41,11 +41,6 @@ fn run(dir: &Path, args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn time(iterations: usize, mut f: impl FnMut()) -> Duration {
     median(
         (0..iterations)
@@ -60,12 +55,7 @@ fn time(iterations: usize, mut f: impl FnMut()) -> Duration {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let shape = Shape {
-        devices: arg(&args, "--devices", 10_000),
-        deployments: arg(&args, "--deployments", 1_000),
-        releases: arg(&args, "--releases", 200),
-        iterations: arg(&args, "--iterations", 5),
-    };
+    let shape = Shape::from_args(&args, 5);
     let tmp = tempfile::tempdir().expect("temp dir");
     // `--keep DIR`: generate there and leave it, for profiling.
     let base = args.iter().position(|a| a == "--keep").and_then(|i| args.get(i + 1)).map(std::path::PathBuf::from).unwrap_or_else(|| tmp.path().to_path_buf());

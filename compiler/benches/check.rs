@@ -14,12 +14,7 @@ use rayon::prelude::*;
 
 #[path = "support/repo_gen.rs"]
 mod repo_gen;
-use repo_gen::{Shape, arg, generate};
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
+use repo_gen::{Shape, generate, median};
 
 fn time<T>(iterations: usize, mut f: impl FnMut() -> T) -> Duration {
     median(
@@ -35,12 +30,7 @@ fn time<T>(iterations: usize, mut f: impl FnMut() -> T) -> Duration {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let shape = Shape {
-        devices: arg(&args, "--devices", 10_000),
-        deployments: arg(&args, "--deployments", 1_000),
-        releases: arg(&args, "--releases", 200),
-        iterations: arg(&args, "--iterations", 7),
-    };
+    let shape = Shape::from_args(&args, 7);
     let dir = tempfile::tempdir().expect("temp dir");
     generate(dir.path(), &shape).expect("generate repository");
     let fs = DiskFs::new(dir.path());

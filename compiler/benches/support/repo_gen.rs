@@ -103,3 +103,22 @@ pub fn generate(root: &Path, s: &Shape) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+impl Shape {
+    /// From `--devices N --deployments N --releases N --iterations N` (defaults: the 10,000-device
+    /// repository, `iterations` runs).
+    pub fn from_args(args: &[String], iterations: usize) -> Shape {
+        Shape {
+            devices: arg(args, "--devices", 10_000),
+            deployments: arg(args, "--deployments", 1_000),
+            releases: arg(args, "--releases", 200),
+            iterations: arg(args, "--iterations", iterations),
+        }
+    }
+}
+
+/// The median of some timings.
+pub fn median(mut v: Vec<std::time::Duration>) -> std::time::Duration {
+    v.sort();
+    v[v.len() / 2]
+}
