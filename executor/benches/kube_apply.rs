@@ -1,0 +1,59 @@
+//! `cargo bench -p harmony-executor --bench kube_apply [-- --releases N]`
+//!
+//! The generated benchmark repository (`compiler/benches/support/repo_gen.rs`) with 1,000
+//! releases over 4 clusters, served by 2 loopback API servers (contexts ctx-0/ctx-2 and
+//! ctx-1/ctx-3). Times, in one process: the first apply (tenant access, then every release
+//! installed: render, record pending, server-side apply, record deployed), and a second apply
+//! with nothing to change (read each release's history, render, compare: what planning against
+//! live state costs, plus the lock).
+
+use std::time::Instant;
+
+use harmony_executor::kube::apply::{ApplyOptions, UnitResult, apply_repo};
+use harmony_kube_loopback::Server;
+
+#[path = "../../compiler/benches/support/repo_gen.rs"]
+#[allow(dead_code)]
+mod repo_gen;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let releases = args.iter().position(|a| a == "--releases").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    repo_gen::generate(&root, &repo_gen::Shape { devices: 100, deployments: 10, releases, iterations: 1 }).unwrap();
+    // The generator's chart only carries what `check` needs; give it a complete object.
+    std::fs::write(
+        root.join("charts/app/templates/deployment.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  replicas: {{ .Values.replicaCount | quote }}\n  tag: {{ .Values.image.tag | quote }}\n",
+    )
+    .unwrap();
+    let compiled = harmony_compiler::compile_repo(&harmony_compiler::DiskFs::new(&root)).unwrap().repo.expect("the generated repository compiles");
+    let (a, b) = (Server::start().await.unwrap(), Server::start().await.unwrap());
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, Server::kubeconfig(&[("ctx-0", &a), ("ctx-1", &b), ("ctx-2", &a), ("ctx-3", &b)])).unwrap();
+    let opts = ApplyOptions {
+        kubeconfig: Some(kubeconfig),
+        release: Default::default(),
+        fail_fast: false,
+        holder: "bench".into(),
+        lock_ttl: 600,
+        only: Default::default(),
+    };
+    let run = |label: &'static str| {
+        let (compiled, root, opts) = (&compiled, &root, &opts);
+        async move {
+            let t = Instant::now();
+            let out = apply_repo(compiled, root, opts).await;
+            let elapsed = t.elapsed();
+            let failed: Vec<_> = out.iter().filter(|o| !matches!(o.result, UnitResult::Done(_))).collect();
+            assert!(failed.is_empty(), "{label}: {failed:?}");
+            let releases = out.iter().filter(|o| o.unit.starts_with("release/")).count();
+            println!("{label:<28} {releases} releases, {} units: {:8.1} ms", out.len(), elapsed.as_secs_f64() * 1000.0);
+        }
+    };
+    run("first apply (install all)").await;
+    run("second apply (no changes)").await;
+    println!("servers: {} + {} writes", a.writes(), b.writes());
+}
