@@ -122,6 +122,11 @@ pub struct ApplyArgs {
     pub wait: Option<u64>,
 }
 
+/// Who holds a cluster's apply lock: `user@host pid N`.
+pub(crate) fn lock_holder() -> String {
+    format!("{} pid {}", harmony_executor::fleet::lock::user_at_host(), std::process::id())
+}
+
 /// Applies the repository's Kubernetes units (tenant access, releases); false when any failed.
 fn apply_clusters(g: &Global, a: &ApplyArgs, repo: &CompiledRepo, rt: &tokio::runtime::Runtime) -> anyhow::Result<bool> {
     use harmony_compiler::UnitContent;
@@ -158,7 +163,7 @@ fn apply_clusters(g: &Global, a: &ApplyArgs, repo: &CompiledRepo, rt: &tokio::ru
         kubeconfig: a.kubeconfig.clone(),
         release: harmony_executor::kube::release::Options { wait: a.wait.map(Duration::from_secs), ..Default::default() },
         fail_fast: a.fail_fast,
-        holder: format!("{} pid {}", harmony_executor::fleet::lock::user_at_host(), std::process::id()),
+        holder: lock_holder(),
         lock_ttl: 600,
         only: Default::default(),
     };

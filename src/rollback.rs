@@ -27,12 +27,6 @@ pub struct RollbackArgs {
     pub wait: Option<u64>,
 }
 
-fn holder() -> String {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into());
-    format!("{user}@{host} pid {}", std::process::id())
-}
-
 pub fn run(args: RollbackArgs, repo: &Path) -> anyhow::Result<ExitCode> {
     let out = harmony_compiler::compile_repo(&harmony_compiler::DiskFs::new(repo)).with_context(|| format!("reading repository {}", repo.display()))?;
     let Some(compiled) = out.repo else {
@@ -45,7 +39,7 @@ pub fn run(args: RollbackArgs, repo: &Path) -> anyhow::Result<ExitCode> {
     let revision = runtime.block_on(async {
         let admin = Cluster::from_kubeconfig(args.kubeconfig.as_deref(), &r.context).await?;
         let tenant = admin.impersonating(&r.impersonate.username())?;
-        let lock = ClusterLock::acquire(&admin, &holder(), 600, jiff::Timestamp::now()).await?;
+        let lock = ClusterLock::acquire(&admin, &crate::apply::lock_holder(), 600, jiff::Timestamp::now()).await?;
         let result = release::rollback(&tenant, &ns, &name, args.revision, &opts, jiff::Timestamp::now).await;
         lock.release(&admin).await?;
         result

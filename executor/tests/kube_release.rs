@@ -179,17 +179,6 @@ async fn a_tenant_outside_its_namespaces_is_refused_by_rbac() {
     assert!(records(&server, "globex").is_empty());
 }
 
-fn helm_python() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
-    let python = std::env::var_os("HARMONY_HELM_PYTHON").map(PathBuf::from).unwrap_or_else(|| root.join(".venv/bin/python"));
-    if Command::new(&python).args(["-c", "import helm_python"]).output().is_ok_and(|o| o.status.success()) {
-        return Some(python);
-    }
-    assert!(std::env::var("CI").is_err(), "{} cannot import helm_python: run scripts/test.sh", python.display());
-    eprintln!("skipping: {} cannot import helm_python (scripts/test.sh installs it)", python.display());
-    None
-}
-
 const HELM: &str = r#"
 import json, sys
 from helm_python import Config, _native
@@ -221,7 +210,7 @@ async fn helm(python: &Path, kubeconfig: &Path, chart: &Path, step: &str, value:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_reads_and_continues_what_harmony_wrote_and_vice_versa() {
-    let Some(python) = helm_python() else { return };
+    let Some(python) = harmony_testkit::helm_python() else { return };
     let server = Server::start().await.unwrap();
     create_namespace(&server, "apps");
     let dir = tempfile::tempdir().unwrap();

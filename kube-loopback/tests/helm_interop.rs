@@ -6,23 +6,11 @@
 //! Needs `.venv` with `helm-python-sdk` (`scripts/test.sh` installs it). Without it the test
 //! says so and passes, except under `CI=true`, where it fails.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use harmony_kube_loopback::Server;
 use serde_json::Value;
-
-fn helm_python() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
-    let python = std::env::var_os("HARMONY_HELM_PYTHON").map(PathBuf::from).unwrap_or_else(|| root.join(".venv/bin/python"));
-    let ok = Command::new(&python).args(["-c", "import helm_python"]).output().is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(python);
-    }
-    assert!(std::env::var("CI").is_err(), "{} cannot import helm_python: run scripts/test.sh (it installs helm-python-sdk into .venv)", python.display());
-    eprintln!("skipping: {} cannot import helm_python (scripts/test.sh installs it)", python.display());
-    None
-}
 
 const SCRIPT: &str = r#"
 import json, sys
@@ -61,7 +49,7 @@ fn release_secrets(server: &Server) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_manages_a_release_on_the_loopback_server() {
-    let Some(python) = helm_python() else { return };
+    let Some(python) = harmony_testkit::helm_python() else { return };
     let server = Server::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");

@@ -231,3 +231,16 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     f.write_all(text.as_bytes()).expect("write file");
     p
 }
+
+/// The Python of `.venv` (or `$HARMONY_HELM_PYTHON`) when it can import helm-python-sdk, Helm's
+/// own engine used as a test oracle. Without it: `None` and a note (the caller skips), except
+/// under `CI=true`, where it panics — `scripts/test.sh` installs it.
+pub fn helm_python() -> Option<PathBuf> {
+    let python = std::env::var_os("HARMONY_HELM_PYTHON").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv/bin/python"));
+    if std::process::Command::new(&python).args(["-c", "import helm_python"]).output().is_ok_and(|o| o.status.success()) {
+        return Some(python);
+    }
+    assert!(std::env::var("CI").is_err(), "{} cannot import helm_python: run scripts/test.sh (it installs helm-python-sdk into .venv)", python.display());
+    eprintln!("skipping: {} cannot import helm_python (scripts/test.sh installs it)", python.display());
+    None
+}

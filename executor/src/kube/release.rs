@@ -28,6 +28,11 @@ const WRITER_FIELD: &str = "harmony_writer";
 /// an unchanged release without rendering it. Also ignored by Helm.
 pub const UNIT_HASH_FIELD: &str = "harmony_unit_hash";
 
+/// Marks a record as written by this Harmony (see [`WRITER_FIELD`]).
+fn mark_written(extra: &mut Map<String, Value>) {
+    extra.insert(WRITER_FIELD.into(), Value::from(concat!("harmony/", env!("CARGO_PKG_VERSION"))));
+}
+
 /// What a release should be: the output of the Helm engine plus the record's chart.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Desired {
@@ -196,6 +201,15 @@ async fn update_record(cluster: &Cluster, r: &Release, resource_version: &str, n
     Ok(updated.metadata.resource_version.unwrap_or_default())
 }
 
+/// Deletes one revision's record; one already gone is not an error.
+async fn delete_record(cluster: &Cluster, r: &Release) -> Result<(), KubeError> {
+    match secrets(cluster, &r.namespace).delete(&r.secret_name(), &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(st)) if st.code == 404 => Ok(()),
+        Err(e) => Err(api_err(format!("delete release record {}/{}", r.namespace, r.secret_name()))(e)),
+    }
+}
+
 /// Documents of a Helm manifest string, parsed, without empty ones.
 pub fn parse_manifest(manifest: &str) -> Result<Vec<Value>, KubeError> {
     harmony_helm::release::split_manifests(manifest).iter().filter_map(|d| parse_doc(d).transpose()).collect()
@@ -263,7 +277,7 @@ pub async fn install_or_upgrade(cluster: &Cluster, desired: &Desired, opts: &Opt
     let started = go_time(now());
     let first_deployed = hist.first().map(|s| s.release.info.first_deployed.clone()).filter(|_| upgrade).unwrap_or_else(|| started.clone());
     let mut extra = Map::new();
-    extra.insert(WRITER_FIELD.into(), Value::from(concat!("harmony/", env!("CARGO_PKG_VERSION"))));
+    mark_written(&mut extra);
     if let Some(h) = &desired.unit_hash {
         extra.insert(UNIT_HASH_FIELD.into(), Value::from(h.as_str()));
     }
@@ -292,19 +306,31 @@ pub async fn install_or_upgrade(cluster: &Cluster, desired: &Desired, opts: &Opt
         None => Vec::new(),
     };
     let (pre, post) = if upgrade { ("pre-upgrade", "post-upgrade") } else { ("pre-install", "post-install") };
-    let result = async {
-        run_hooks(cluster, &mut rel, pre, opts, &now).await?;
-        let objects = parse_manifest(&rel.manifest)?;
-        apply_objects(cluster, &objects, ns).await?;
-        delete_dropped(cluster, &previous, &objects, ns).await?;
-        if let Some(timeout) = opts.wait {
-            wait_ready(cluster, &objects, ns, timeout, opts.poll).await?;
-        }
-        run_hooks(cluster, &mut rel, post, opts, &now).await
-    }
-    .await;
+    let result = deploy(cluster, &mut rel, &previous, (pre, post), opts, &now).await;
     finish(cluster, &mut rel, &mut rv, deployed, result, if upgrade { "Upgrade" } else { "Install" }, opts, &now).await?;
     Ok(if upgrade { Outcome::Upgraded(version) } else { Outcome::Installed(version) })
+}
+
+/// Puts revision `rel` in place over the objects of the one `before` it: the `pre` hooks, the
+/// manifest's objects, deletion of what `before` had and `rel` does not, the readiness wait,
+/// the `post` hooks. Hook runs are recorded in `rel`.
+async fn deploy(
+    cluster: &Cluster,
+    rel: &mut Release,
+    before: &[Value],
+    (pre, post): (&str, &str),
+    opts: &Options,
+    now: &impl Fn() -> jiff::Timestamp,
+) -> Result<(), KubeError> {
+    let ns = rel.namespace.clone();
+    run_hooks(cluster, rel, pre, opts, now).await?;
+    let objects = parse_manifest(&rel.manifest)?;
+    apply_objects(cluster, &objects, &ns).await?;
+    delete_dropped(cluster, before, &objects, &ns).await?;
+    if let Some(timeout) = opts.wait {
+        wait_ready(cluster, &objects, &ns, timeout, opts.poll).await?;
+    }
+    run_hooks(cluster, rel, post, opts, now).await
 }
 
 /// Marks the new revision deployed (the previous one superseded) or failed, then trims history.
@@ -347,11 +373,7 @@ async fn trim_history(cluster: &Cluster, ns: &str, name: &str, max: usize) -> Re
     let hist = history(cluster, ns, name).await?;
     let excess = hist.len().saturating_sub(max);
     for s in hist.iter().filter(|s| s.release.info.status != Status::Deployed).take(excess) {
-        match secrets(cluster, ns).delete(&s.release.secret_name(), &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(st)) if st.code == 404 => {}
-            Err(e) => return Err(api_err(format!("delete old release record {ns}/{}", s.release.secret_name()))(e)),
-        }
+        delete_record(cluster, &s.release).await?;
     }
     Ok(())
 }
@@ -458,7 +480,7 @@ pub async fn rollback(cluster: &Cluster, ns: &str, name: &str, to: Option<u32>, 
         .clone();
     let version = hist.last().map_or(1, |s| s.release.version + 1);
     let mut extra = target.extra.clone();
-    extra.insert(WRITER_FIELD.into(), Value::from(concat!("harmony/", env!("CARGO_PKG_VERSION"))));
+    mark_written(&mut extra);
     let mut rel = Release {
         info: Info {
             first_deployed: current.release.info.first_deployed.clone(),
@@ -474,17 +496,7 @@ pub async fn rollback(cluster: &Cluster, ns: &str, name: &str, to: Option<u32>, 
     };
     let mut rv = create_record(cluster, &rel, now()).await?;
     let before = parse_manifest(&current.release.manifest)?;
-    let result = async {
-        run_hooks(cluster, &mut rel, "pre-rollback", opts, &now).await?;
-        let objects = parse_manifest(&rel.manifest)?;
-        apply_objects(cluster, &objects, ns).await?;
-        delete_dropped(cluster, &before, &objects, ns).await?;
-        if let Some(timeout) = opts.wait {
-            wait_ready(cluster, &objects, ns, timeout, opts.poll).await?;
-        }
-        run_hooks(cluster, &mut rel, "post-rollback", opts, &now).await
-    }
-    .await;
+    let result = deploy(cluster, &mut rel, &before, ("pre-rollback", "post-rollback"), opts, &now).await;
     finish(cluster, &mut rel, &mut rv, deployed, result, "Rollback", opts, &now).await?;
     Ok(version)
 }
@@ -500,17 +512,13 @@ pub async fn uninstall(cluster: &Cluster, ns: &str, name: &str, opts: &Options, 
     let mut rel = last.release.clone();
     rel.info.status = Status::Uninstalling;
     rel.info.description = "Deletion in progress (or silently failed)".into();
-    rel.extra.insert(WRITER_FIELD.into(), Value::from(concat!("harmony/", env!("CARGO_PKG_VERSION"))));
+    mark_written(&mut rel.extra);
     update_record(cluster, &rel, &last.resource_version, now()).await?;
     run_hooks(cluster, &mut rel, "pre-delete", opts, &now).await?;
     delete_dropped(cluster, &parse_manifest(&rel.manifest)?, &[], ns).await?;
     run_hooks(cluster, &mut rel, "post-delete", opts, &now).await?;
     for s in &hist {
-        match secrets(cluster, ns).delete(&s.release.secret_name(), &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(st)) if st.code == 404 => {}
-            Err(e) => return Err(api_err(format!("delete release record {ns}/{}", s.release.secret_name()))(e)),
-        }
+        delete_record(cluster, &s.release).await?;
     }
     Ok(true)
 }
