@@ -56,7 +56,7 @@ openssl pkey -in "$WORK/pico.pem" -pubout -outform DER 2>/dev/null | tail -c 32 
 chmod 600 "$WORK/pico.key"
 
 # No Kubernetes cluster can run here: the test suite's in-process API server (kube-loopback, with
-# RBAC, impersonation and server-side apply) stands in for both example clusters.
+# RBAC, impersonation and server-side apply) stands in for both example clusters, one server each.
 say "Kubernetes: kube-loopback stands in for the example's clusters okd-prod and okd-staging"
 "$KUBE_LOOPBACK_BIN" --context okd-prod --context okd-staging-admin --kubeconfig "$WORK/kubeconfig" 2>"$WORK/kube.log" &
 KUBE_PID=$!

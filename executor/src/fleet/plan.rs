@@ -39,7 +39,7 @@ pub struct FleetAction {
 
 /// Content equality: everything but the generation and the source revision (a new commit that
 /// changes nothing for a device writes nothing).
-fn same_content(a: &DevicePlan, b: &DevicePlan) -> bool {
+pub fn same_content(a: &DevicePlan, b: &DevicePlan) -> bool {
     a.version == b.version && a.device_id == b.device_id && a.fleet == b.fleet && a.agent_version == b.agent_version && a.deployments == b.deployments
 }
 
