@@ -3,6 +3,7 @@
 
 mod apply;
 mod cli;
+mod device;
 mod plan;
 mod rollback;
 mod status;

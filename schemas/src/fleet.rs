@@ -947,6 +947,21 @@ pub enum RefusalReason {
     },
 }
 
+impl fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RefusalReason::Unsigned { detail } => write!(f, "not a signed command: {detail}"),
+            RefusalReason::UnknownKey { key_id } => write!(f, "signed by key {key_id}, which the device does not trust (not in its `command_keys`)"),
+            RefusalReason::BadSignature => write!(f, "signature does not verify"),
+            RefusalReason::WrongDevice { device_id } => write!(f, "addressed to device `{device_id}`"),
+            RefusalReason::Stale { age_ms, max_age_ms } => write!(f, "issued {age_ms} ms ago, outside the device's {max_age_ms} ms window (clock skew?)"),
+            RefusalReason::Replayed => write!(f, "nonce already used (replayed request)"),
+            RefusalReason::WrongVerb => write!(f, "the command does not match the subject's verb"),
+            RefusalReason::UnknownContainer { deployment, container } => write!(f, "`{deployment}/{container}` is not a service of the device's applied plan"),
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)

@@ -10,8 +10,10 @@
 //! - [`journal`]: what an apply did, so an interrupted apply can be re-run safely.
 //! - [`run`]: one whole apply (lock, observe, plan, confirm, write, journal, release).
 //! - [`status`]: desired vs applied per device, with Ready / Stale / Unknown conditions.
+//! - [`command`]: ping, signed logs/exec requests to one device's agent.
 
 pub mod apply;
+pub mod command;
 pub mod connect;
 pub mod convert;
 pub mod journal;
