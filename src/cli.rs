@@ -87,6 +87,8 @@ pub enum Command {
     Apply(crate::apply::ApplyArgs),
     /// Show each fleet's devices: desired vs applied generation, heartbeat, deployments, condition.
     Status(crate::status::StatusArgs),
+    /// Talk to one device's agent: `ping`, and signed `logs` / `exec` (kubectl-like).
+    Device(crate::device::DeviceArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -137,6 +139,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Rollback(a) => crate::rollback::run(a, &g.repo),
         Command::Apply(a) => crate::apply::run(g, a),
         Command::Status(a) => crate::status::run(g, a),
+        Command::Device(a) => crate::device::run(g, a),
     }
 }
 

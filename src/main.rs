@@ -3,6 +3,7 @@
 
 mod apply;
 mod cli;
+mod device;
 mod observe;
 mod plan;
 mod rollback;
