@@ -101,9 +101,18 @@ impl ObservedState {
         self.unit_ids().next().is_none()
     }
 
-    /// `sha256:` over the canonical JSON.
+    /// `sha256:` over the canonical JSON, without the plaintext `secret-value`s (the hash is
+    /// printed in plans: a plain hash over a low-entropy secret could be brute-forced; the
+    /// secrets are covered by their keyed fingerprints instead).
     pub fn hash(&self) -> String {
-        harmony_compiler::hash::content_hash(self)
+        if self.releases.values().all(|r| r.secret_values.is_empty()) {
+            return harmony_compiler::hash::content_hash(self);
+        }
+        let mut scrubbed = self.clone();
+        for r in scrubbed.releases.values_mut() {
+            r.secret_values.clear();
+        }
+        harmony_compiler::hash::content_hash(&scrubbed)
     }
 
     /// The repository compiled at another revision, as observed state: every unit with its
@@ -142,5 +151,20 @@ impl ObservedState {
             }
         }
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_does_not_depend_on_plaintext_secrets() {
+        let state = |pw: &str, revision: u64| {
+            let r = ObservedRelease { revision, secret_values: BTreeMap::from([("auth.password".into(), pw.into())]), ..ObservedRelease::default() };
+            ObservedState { releases: BTreeMap::from([("release/c/ns/db".into(), r)]), ..ObservedState::default() }
+        };
+        assert_eq!(state("hunter2", 3).hash(), state("correct horse", 3).hash());
+        assert_ne!(state("hunter2", 3).hash(), state("hunter2", 4).hash());
     }
 }

@@ -277,7 +277,7 @@ async fn prune(name: &str, admin: &Cluster, work: &[Work<'_>], opts: &ApplyOptio
         }
         let result = match tenant::remove(admin, &access).await {
             Ok(()) => UnitResult::Done(format!(
-                "removed (tenant left the repository; namespaces {} are kept: delete them yourself if nothing else is in them)",
+                "removed (the tenant has no release on this cluster any more; namespaces {} are kept: delete them yourself if nothing else is in them)",
                 access.namespaces.join(", ")
             )),
             Err(e) => UnitResult::Failed(format!("removing tenant access: {e}")),

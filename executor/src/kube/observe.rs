@@ -72,6 +72,20 @@ pub fn object_key(obj: &Value) -> String {
     }
 }
 
+/// A release record as the planner sees it: revision, the record's resourceVersion, the unit
+/// hash Harmony recorded, the manifest's objects. Secret values are filled in by the caller,
+/// which knows the unit's `secret-value` paths.
+pub fn observed_release(r: &Release, resource_version: &str) -> Result<ObservedRelease, KubeError> {
+    Ok(ObservedRelease {
+        revision: u64::from(r.version),
+        resource_version: resource_version.to_string(),
+        hash: r.extra.get(UNIT_HASH_FIELD).and_then(Value::as_str).map(String::from),
+        objects: parse_manifest(&r.manifest)?,
+        secret_values: BTreeMap::new(),
+        content: None,
+    })
+}
+
 /// Reads a cluster's deployed releases and Harmony's tenant access objects.
 pub async fn observe_cluster(cluster: &Cluster) -> Result<ClusterObservation, KubeError> {
     let mut out = ClusterObservation::default();
@@ -84,14 +98,7 @@ pub async fn observe_cluster(cluster: &Cluster) -> Result<ClusterObservation, Ku
         if out.releases.get(&key).is_some_and(|l| l.observed.revision > u64::from(r.version)) {
             continue;
         }
-        let observed = ObservedRelease {
-            revision: u64::from(r.version),
-            resource_version: s.metadata.resource_version.clone().unwrap_or_default(),
-            hash: r.extra.get(UNIT_HASH_FIELD).and_then(Value::as_str).map(String::from),
-            objects: parse_manifest(&r.manifest)?,
-            secret_values: BTreeMap::new(),
-            content: None,
-        };
+        let observed = observed_release(&r, s.metadata.resource_version.as_deref().unwrap_or_default())?;
         let unit = r.extra.get(UNIT_ID_FIELD).and_then(Value::as_str).map(String::from);
         out.releases.insert(key, LiveRelease { observed, harmony: written_by_harmony(&r), unit, config: r.config });
     }

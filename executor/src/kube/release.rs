@@ -567,12 +567,5 @@ pub fn objects_by_key(manifest: &str, ns: &str) -> Result<BTreeMap<ObjectKey, Va
 pub async fn observe(cluster: &Cluster, ns: &str, name: &str) -> Result<Option<harmony_planner::observed::ObservedRelease>, KubeError> {
     let hist = history(cluster, ns, name).await?;
     let Some(s) = hist.iter().rev().find(|s| s.release.info.status == Status::Deployed) else { return Ok(None) };
-    Ok(Some(harmony_planner::observed::ObservedRelease {
-        revision: u64::from(s.release.version),
-        resource_version: s.resource_version.clone(),
-        hash: s.release.extra.get(UNIT_HASH_FIELD).and_then(Value::as_str).map(String::from),
-        objects: parse_manifest(&s.release.manifest)?,
-        secret_values: BTreeMap::new(),
-        content: None,
-    }))
+    Ok(Some(super::observe::observed_release(&s.release, &s.resource_version)?))
 }
