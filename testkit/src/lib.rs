@@ -187,6 +187,20 @@ fn is_static(p: &Path) -> bool {
     bytes.len() > 64 && &bytes[..4] == b"\x7fELF" && !bytes.windows(14).any(|w| w == b"/lib64/ld-linu" || w == b"/lib/ld-linux-")
 }
 
+/// A device's containers, by Harmony's labels: `deployment/container/kind` → (id, state).
+pub fn harmony_containers(device: &str) -> std::collections::BTreeMap<String, (String, String)> {
+    let out = podman(&["ps", "-a", "--filter", &format!("label=io.harmony.device={device}"), "--format", "json"]);
+    let list: Vec<serde_json::Value> = if out.is_empty() { vec![] } else { serde_json::from_str(&out).expect("podman ps JSON") };
+    list.iter()
+        .map(|c| {
+            let l = &c["Labels"];
+            let label = |k: &str| l[k].as_str().unwrap_or("").to_string();
+            let key = format!("{}/{}/{}", label("io.harmony.deployment"), label("io.harmony.container"), label("io.harmony.kind"));
+            (key, (c["Id"].as_str().unwrap_or("").to_string(), c["State"].as_str().unwrap_or("").to_string()))
+        })
+        .collect()
+}
+
 /// Runs `podman` with `args` and returns trimmed stdout; panics on failure.
 pub fn podman(args: &[&str]) -> String {
     let out = Command::new("podman").args(args).output().unwrap_or_else(|e| panic!("podman: {e}; {INSTALL_HINT}"));

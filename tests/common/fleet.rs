@@ -196,20 +196,7 @@ impl Fleet {
 
     /// `device`'s containers (by harmony label): `deployment/container/kind` → (id, state).
     pub fn containers(&self, device: &str) -> BTreeMap<String, (String, String)> {
-        let out = podman(&["ps", "-a", "--filter", &format!("label=io.harmony.device={device}"), "--format", "json"]);
-        let list: Vec<serde_json::Value> = if out.is_empty() { vec![] } else { serde_json::from_str(&out).expect("podman ps JSON") };
-        list.iter()
-            .map(|c| {
-                let l = &c["Labels"];
-                let key = format!(
-                    "{}/{}/{}",
-                    l["io.harmony.deployment"].as_str().unwrap_or(""),
-                    l["io.harmony.container"].as_str().unwrap_or(""),
-                    l["io.harmony.kind"].as_str().unwrap_or("")
-                );
-                (key, (c["Id"].as_str().unwrap_or("").to_string(), c["State"].as_str().unwrap_or("").to_string()))
-            })
-            .collect()
+        harmony_testkit::harmony_containers(device)
     }
 }
 

@@ -206,20 +206,7 @@ impl Device {
 
     /// This device's containers: (deployment/container/kind) → (id, state).
     pub fn containers(&self) -> BTreeMap<String, (String, String)> {
-        let out = harmony_testkit::podman(&["ps", "-a", "--filter", &format!("label=io.harmony.device={}", self.id), "--format", "json"]);
-        let list: Vec<serde_json::Value> = if out.is_empty() { vec![] } else { serde_json::from_str(&out).unwrap() };
-        list.iter()
-            .map(|c| {
-                let l = &c["Labels"];
-                let key = format!(
-                    "{}/{}/{}",
-                    l["io.harmony.deployment"].as_str().unwrap_or(""),
-                    l["io.harmony.container"].as_str().unwrap_or(""),
-                    l["io.harmony.kind"].as_str().unwrap_or("")
-                );
-                (key, (c["Id"].as_str().unwrap_or("").to_string(), c["State"].as_str().unwrap_or("").to_string()))
-            })
-            .collect()
+        harmony_testkit::harmony_containers(&self.id)
     }
 
     /// The number of `writes=N` log lines of reconciles, and the last N.
