@@ -18,8 +18,8 @@ pub struct UiArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// File holding the token clients must present (bearer, or basic auth password); or set $HARMONY_UI_TOKEN.
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
+    #[arg(long = "token-file", value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
     /// Serve the example repository (tenants/, unless --repo is given) against a local
     /// nats-server (or --nats-url) with simulated devices.
     #[arg(long)]
@@ -51,7 +51,7 @@ fn kubeconfig_present(explicit: &Option<PathBuf>) -> bool {
 }
 
 pub fn run(g: &Global, a: UiArgs) -> anyhow::Result<ExitCode> {
-    let token = match &a.token_file {
+    let token = match &a.auth_token_file {
         Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?.trim().to_string()),
         None => std::env::var("HARMONY_UI_TOKEN").ok().filter(|t| !t.trim().is_empty()),
     };

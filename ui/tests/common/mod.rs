@@ -117,15 +117,37 @@ impl Resp {
 }
 
 pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect to the dashboard");
+    request_body(addr, method, path, headers, "").await
+}
+
+pub async fn request_body(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
-    req.push_str("Content-Length: 0\r\n\r\n");
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw)).await.expect("response in 10 s").unwrap();
+    // Read to the end of the body (Content-Length) or of the connection: some servers keep it open.
+    let read = async {
+        let mut raw = Vec::new();
+        let mut chunk = [0u8; 16384];
+        loop {
+            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+                let len = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok());
+                if len.is_some_and(|n| raw.len() >= end + 4 + n) {
+                    return raw;
+                }
+            }
+            let n = s.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                return raw;
+            }
+            raw.extend_from_slice(&chunk[..n]);
+        }
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(60), read).await.expect("response in 60 s");
     parse(&raw)
 }
 
