@@ -174,8 +174,9 @@ fn sign(plan: &DevicePlan, key: &SigningKey) -> Result<Vec<u8>, UiError> {
 }
 
 /// Writes signed plans (generation 1) for every device of the repository, then runs the
-/// simulated agents until aborted: heartbeats every 5 s; one device degraded, one stale,
-/// devices labelled `decommissioned=yes` silent; every 20 s a device gets a new generation,
+/// simulated agents until aborted: heartbeats every 5 s; one device degraded, one silent after
+/// its first heartbeat (stale after `--stale-after`), devices labelled `decommissioned=yes`
+/// never heard from; every 20 s a device gets a new generation,
 /// reports `applying`, then `applied`.
 pub async fn simulate(compiled: &CompiledRepo, client: async_nats::Client, key: SigningKey) -> Result<JoinHandle<()>, UiError> {
     let nats = |e: harmony_executor::fleet::FleetError| UiError::Demo(e.to_string());
@@ -214,14 +215,14 @@ pub async fn simulate(compiled: &CompiledRepo, client: async_nats::Client, key: 
             }
         }
     };
-    for (i, s) in sims.iter().enumerate() {
+    for s in &sims {
         if s.labels.get("decommissioned").is_some_and(|v| v == "yes") {
             continue;
         }
         put(&status, s.plan.device_id.clone(), serde_json::to_vec(&status_of(s, now)).unwrap_or_default()).await;
-        // The device at index 1 went quiet three minutes ago: stale.
-        let at = if i == 1 { now - 180_000 } else { now };
-        put(&heartbeats, s.plan.device_id.clone(), serde_json::to_vec(&heartbeat_of(s, now, at)).unwrap_or_default()).await;
+        // The device at index 1 sends this one heartbeat and goes quiet: stale after
+        // --stale-after (90 s by default), unknown after --unknown-after.
+        put(&heartbeats, s.plan.device_id.clone(), serde_json::to_vec(&heartbeat_of(s, now, now)).unwrap_or_default()).await;
     }
     Ok(tokio::spawn(async move {
         let mut tick: u64 = 0;

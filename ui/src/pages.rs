@@ -122,7 +122,7 @@ pub fn overview(repo: &RepoView, live: &Live, now_ms: u64, t: StatusThresholds) 
             }
             h2 { "Fleets" }
             table {
-                thead { tr { th { "fleet" } th { "devices" } @for c in CONDITIONS { th { (c.as_str()) } } th { "NATS" } } }
+                thead { tr { th { "fleet" } th { "devices" } @for c in CONDITIONS { th { (c.as_str()) } } th { "NATS (repository)" } } }
                 tbody {
                     @for (fleet, rows) in &by_fleet {
                         @let c = counts(rows.iter().copied());
