@@ -42,9 +42,11 @@ fn model(n: usize) -> (RepoView, harmony_ui::model::Live) {
         ]
         .into_iter()
         .collect();
-        repo.devices.insert(id.clone(), RepoDevice { fleet: "pico".into(), labels: labels.clone(), deployments: vec!["sensor-hub".into(), "telemetry".into()] });
+        repo.devices
+            .insert(id.clone(), RepoDevice { fleet: "pico".into(), labels: labels.clone(), deployments: vec!["sensor-hub".into(), "telemetry".into()] });
         let generation = 3 + (i % 4) as u64;
-        live.plans.insert(id.clone(), ObservedEntry { revision: i as u64 + 1, signed: None, plan: None, generation: Some(generation), fleet: Some("pico".into()) });
+        live.plans
+            .insert(id.clone(), ObservedEntry { revision: i as u64 + 1, signed: None, plan: None, generation: Some(generation), fleet: Some("pico".into()) });
         let applied = if i % 10 == 0 { generation - 1 } else { generation };
         let state = match i % 25 {
             0 => DeviceState::Degraded,
@@ -161,6 +163,10 @@ fn main() {
             }
             println!("{q:<58} {rows:>6} {:>9.2} ms {:>9.2} ms", s.as_secs_f64() * 1000.0, w.as_secs_f64() * 1000.0);
         }
-        println!("slowest device list: {:.2} ms (target < 300 ms): {}", worst.as_secs_f64() * 1000.0, if worst < Duration::from_millis(300) { "ok" } else { "OVER" });
+        println!(
+            "slowest device list: {:.2} ms (target < 300 ms): {}",
+            worst.as_secs_f64() * 1000.0,
+            if worst < Duration::from_millis(300) { "ok" } else { "OVER" }
+        );
     });
 }

@@ -232,10 +232,10 @@ pub async fn simulate(compiled: &CompiledRepo, client: async_nats::Client, key: 
             tokio::time::sleep(Duration::from_secs(1)).await;
             tick += 1;
             let now = now_ms();
-            let live: Vec<usize> = (0..sims.len()).filter(|&i| i != 1 && !sims[i].labels.get("decommissioned").is_some_and(|v| v == "yes")).collect();
+            let live: Vec<usize> = (0..sims.len()).filter(|&i| i != 1 && sims[i].labels.get("decommissioned").is_none_or(|v| v != "yes")).collect();
             // Heartbeats, staggered over five seconds.
             for &i in &live {
-                if (tick + i as u64) % 5 == 0 {
+                if (tick + i as u64).is_multiple_of(5) {
                     put(&heartbeats, sims[i].plan.device_id.clone(), serde_json::to_vec(&heartbeat_of(&sims[i], now, now)).unwrap_or_default()).await;
                 }
             }
@@ -248,7 +248,7 @@ pub async fn simulate(compiled: &CompiledRepo, client: async_nats::Client, key: 
                 put(&status, s.plan.device_id.clone(), serde_json::to_vec(&status_of(s, now)).unwrap_or_default()).await;
                 applying = None;
             }
-            if tick % 20 == 0 && applying.is_none() {
+            if tick.is_multiple_of(20) && applying.is_none() {
                 let healthy: Vec<usize> = live.iter().copied().filter(|&i| !sims[i].failing).collect();
                 if healthy.is_empty() {
                     continue;

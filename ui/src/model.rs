@@ -234,14 +234,17 @@ impl Live {
         self.warnings.remove(&wkey);
         let change = |kind: &str, summary: String| Change { at_ms: created_ms, kind: kind.into(), subject: key.to_string(), summary };
         let Some(value) = value else {
-            let c = change("deleted", format!("{bucket} entry deleted"));
-            match bucket {
-                PLANS_BUCKET => self.plans.remove(key).map(|_| c),
-                harmony_schemas::fleet::STATUS_BUCKET => self.statuses.remove(key).map(|_| c),
-                _ => self.heartbeats.remove(key).map(|_| c),
+            let removed = match bucket {
+                PLANS_BUCKET => self.plans.remove(key).is_some(),
+                harmony_schemas::fleet::STATUS_BUCKET => self.statuses.remove(key).is_some(),
+                _ => self.heartbeats.remove(key).is_some(),
+            };
+            if !removed {
+                return None;
             }
-            .inspect(|c| self.record(c.clone(), true))?;
-            return None;
+            let c = change("deleted", format!("{bucket} entry deleted"));
+            self.record(c.clone(), true);
+            return Some(c);
         };
         let mut warnings = Vec::new();
         let c = match bucket {
