@@ -102,8 +102,11 @@ pub fn run(g: &Global, a: UiArgs) -> anyhow::Result<ExitCode> {
         if !g.quiet {
             eprintln!("harmony ui: serving {} on {} (read-only; Ctrl-C to stop)", g.repo.display(), running.url());
         }
+        // SIGINT or SIGTERM: stop cleanly (the demo's nats-server is killed on the way out).
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
             _ = running.wait() => {}
         }
         if let Some(s) = _simulation {
