@@ -43,6 +43,16 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // End the session first (also when the test failed): chromedriver then quits Chromium,
+        // which killing chromedriver alone would leave running.
+        if !self.session.is_empty()
+            && let Ok(mut s) = std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))
+        {
+            use std::io::{Read, Write};
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = write!(s, "DELETE /session/{} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", self.session, self.addr);
+            let _ = s.read(&mut [0u8; 1024]);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -175,6 +185,4 @@ async fn dashboard_in_headless_chromium() {
     let text = d.eval("return document.querySelector('#tail tr.new[data-subject=\"pi-003\"]').textContent").await;
     assert!(text.as_str().unwrap_or_default().contains("generation 5"), "{text}");
     d.screenshot("live.png").await;
-
-    let _ = d.call("DELETE", &format!("/session/{}", d.session), None).await;
 }
