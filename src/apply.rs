@@ -18,7 +18,7 @@ use harmony_executor::fleet::{
 use crate::cli::Global;
 
 /// NATS connection flags. Secrets come from files or the environment, never from the repository.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct NatsArgs {
     /// NATS server URL(s), replacing the fleet's `nats` URLs (repeat or comma-separate).
     #[arg(long = "nats-url", value_name = "URL", env = "HARMONY_NATS_URL", value_delimiter = ',')]
@@ -131,26 +131,20 @@ pub(crate) fn lock_holder() -> String {
 fn apply_clusters(g: &Global, a: &ApplyArgs, repo: &CompiledRepo, rt: &tokio::runtime::Runtime) -> anyhow::Result<bool> {
     use harmony_compiler::UnitContent;
     use harmony_executor::kube::apply::{ApplyOptions, UnitResult, apply_repo};
-    let kube_units: Vec<&str> =
-        repo.units.values().filter(|u| matches!(u.content, UnitContent::TenantAccess(_) | UnitContent::Release(_))).map(|u| u.id.as_str()).collect();
-    if kube_units.is_empty() {
+    let kube_units = repo.units.values().filter(|u| matches!(u.content, UnitContent::TenantAccess(_) | UnitContent::Release(_))).count();
+    // Every declared cluster, with units or not: what left the repository is pruned from it.
+    let clusters: Vec<String> = repo.clusters.keys().map(|c| c.as_str().to_string()).collect();
+    if clusters.is_empty() {
         return Ok(true);
     }
-    let clusters: std::collections::BTreeSet<String> = repo
-        .units
-        .values()
-        .filter_map(|u| match &u.content {
-            UnitContent::TenantAccess(t) => Some(t.cluster.to_string()),
-            UnitContent::Release(r) => Some(r.cluster.to_string()),
-            _ => None,
-        })
-        .collect();
-    let clusters: Vec<String> = clusters.into_iter().collect();
     if !a.yes {
         if !std::io::stdin().is_terminal() {
             anyhow::bail!("not applying without --yes (stdin is not a terminal)");
         }
-        print!("Apply {} tenant-access and release units to clusters {}? [y/N] ", kube_units.len(), clusters.join(", "));
+        print!(
+            "Apply {kube_units} tenant-access and release units to clusters {} (and uninstall what Harmony installed there that left the repository; `harmony plan` lists it)? [y/N] ",
+            clusters.join(", ")
+        );
         let _ = std::io::stdout().flush();
         let mut line = String::new();
         let _ = std::io::stdin().read_line(&mut line);

@@ -90,6 +90,8 @@ pub enum Command {
     /// Serve a read-only live dashboard of fleets, devices, deployments and releases
     /// (127.0.0.1:8080 by default; --demo for simulated devices).
     Ui(crate::ui::UiArgs),
+    /// Talk to one device's agent: `ping`, and signed `logs` / `exec` (kubectl-like).
+    Device(crate::device::DeviceArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -142,6 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Apply(a) => crate::apply::run(g, a),
         Command::Status(a) => crate::status::run(g, a),
         Command::Ui(a) => crate::ui::run(g, a),
+        Command::Device(a) => crate::device::run(g, a),
     }
 }
 

@@ -3,6 +3,8 @@
 
 mod apply;
 mod cli;
+mod device;
+mod observe;
 mod plan;
 mod rollback;
 mod status;

@@ -54,9 +54,14 @@ pub struct PlanFlags {
 /// `harmony plan`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlanArgs {
-    /// Observed state (JSON). Without it nothing is observed and every unit is a create.
-    #[arg(long, value_name = "FILE")]
+    /// Plan against this observed state (JSON, docs/plan.md) instead of reading the targets.
+    #[arg(long, value_name = "FILE", conflicts_with = "offline")]
     pub observed: Option<PathBuf>,
+    /// Read nothing: every unit is planned as a create (no kubeconfig or NATS needed).
+    #[arg(long)]
+    pub offline: bool,
+    #[command(flatten)]
+    pub live: crate::observe::LiveArgs,
     /// Save the plan (JSON) for `harmony show` and `harmony apply`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -242,8 +247,16 @@ fn source_revision(dir: &Path, compiled: &CompiledRepo) -> SourceRevision {
 /// `harmony plan`.
 pub fn plan(g: &Global, a: PlanArgs) -> anyhow::Result<ExitCode> {
     let compiled = compile_dir(&g.repo, "the repository", g, &ParseCache::default())?;
+    let mut live_desired = Rendered::new();
     let (observed, observed_source) = match &a.observed {
-        None => (ObservedState::default(), ObservedSource::None),
+        None if a.offline => (ObservedState::default(), ObservedSource::None),
+        None => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let live = crate::observe::observe(&compiled, &a.live, &rt)?;
+            live_desired = live.desired;
+            let hash = live.observed.hash();
+            (live.observed, ObservedSource::Live { targets: live.targets, hash })
+        }
         Some(f) => {
             let text = std::fs::read_to_string(f).with_context(|| format!("reading observed state {}", f.display()))?;
             let o: ObservedState = serde_json::from_str(&text).with_context(|| {
@@ -257,7 +270,8 @@ pub fn plan(g: &Global, a: PlanArgs) -> anyhow::Result<ExitCode> {
     let selected = harmony_planner::select_units(&compiled, &observed, &a.flags.targets, &a.flags.excludes)?;
     let secrets = resolve_secrets(&compiled);
     let revisions: BTreeMap<String, u64> = observed.releases.iter().map(|(k, r)| (k.clone(), r.revision + 1)).collect();
-    let rendered = render(&g.repo, &compiled, harmony_planner::releases_to_render(&compiled, &observed, &selected), &secrets, &revisions)?;
+    let mut rendered = render(&g.repo, &compiled, harmony_planner::releases_to_render(&compiled, &observed, &selected), &secrets, &revisions)?;
+    rendered.extend(live_desired);
     let opts = PlanOptions {
         targets: a.flags.targets.clone(),
         excludes: a.flags.excludes.clone(),

@@ -90,6 +90,10 @@ fn human(f: &FleetStatus) -> String {
             if deps.is_empty() { "-".into() } else { deps.join(", ") },
             d.last_error.as_deref().unwrap_or("-")
         ));
+        if let Some(r) = d.last_rejection.as_ref().filter(|_| d.desired_rejected) {
+            let generation = r.generation.map_or("?".into(), |g| g.to_string());
+            s.push_str(&format!("    rejected plan generation {generation}: {} (nothing of it runs)\n", r.message));
+        }
     }
     for w in &f.warnings {
         s.push_str(&format!("  warning: {w}\n"));

@@ -90,10 +90,10 @@ async fn two_clusters_one_unreachable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn harmony_apply_skip_fleets_end_to_end() {
-    let server = Server::start().await.unwrap();
+    let (server, staging) = (Server::start().await.unwrap(), Server::start().await.unwrap());
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, Server::kubeconfig(&[("okd-prod", &server), ("okd-staging-admin", &server)])).unwrap();
+    std::fs::write(&kubeconfig, Server::kubeconfig(&[("okd-prod", &server), ("okd-staging-admin", &staging)])).unwrap();
     let run = |extra: &'static [&'static str]| {
         let kubeconfig = kubeconfig.clone();
         tokio::task::spawn_blocking(move || {

@@ -91,30 +91,30 @@ impl Work {
 #[test]
 fn plan_without_observed_state_creates_everything_and_saves_a_plan() {
     let w = Work::new();
-    let out = w.run(&["plan", "--detailed-exitcode", "--compact", "--out", "plan.json"]).expect(2);
-    assert!(out.stdout.contains("against no observed state (every unit is planned as a create"), "{}", out.stdout);
+    let out = w.run(&["plan", "--offline", "--detailed-exitcode", "--compact", "--out", "plan.json"]).expect(2);
+    assert!(out.stdout.contains("against no observed state (--offline: every unit is planned as a create"), "{}", out.stdout);
     assert!(out.stdout.contains("Plan: 25 to add, 0 to change, 0 to destroy."), "{}", out.stdout);
     assert!(out.stderr.contains("Saved the plan to plan.json"), "{}", out.stderr);
-    w.run(&["plan"]).expect(0);
+    w.run(&["plan", "--offline"]).expect(0);
     // show prints the same plan again, in every format.
     let shown = w.run(&["show", "plan.json", "--compact"]).expect(0);
     assert_eq!(shown.stdout, out.stdout);
     let json = w.run(&["show", "plan.json", "--format", "json"]).expect(0);
     assert_eq!(json.stdout, std::fs::read_to_string(w.path("plan.json")).unwrap());
     // Same inputs, byte-identical plan file.
-    w.run(&["plan", "--out", "again.json", "--format", "json"]).expect(0);
+    w.run(&["plan", "--offline", "--out", "again.json", "--format", "json"]).expect(0);
     assert_eq!(std::fs::read(w.path("plan.json")).unwrap(), std::fs::read(w.path("again.json")).unwrap());
     // Targets pull in dependencies.
-    let t = w.run(&["plan", "--compact", "--target", "release/okd-prod/acme-prod/shop-api"]).expect(0);
+    let t = w.run(&["plan", "--offline", "--compact", "--target", "release/okd-prod/acme-prod/shop-api"]).expect(0);
     assert!(t.stdout.contains("Plan: 3 to add"), "{}", t.stdout);
-    let bad = w.run(&["plan", "--target", "release/nope"]).expect(1);
+    let bad = w.run(&["plan", "--offline", "--target", "release/nope"]).expect(1);
     assert!(bad.stderr.contains("--target release/nope: no unit matches"), "{}", bad.stderr);
 }
 
 #[test]
 fn show_refuses_other_plan_format_versions() {
     let w = Work::new();
-    w.run(&["plan", "--out", "plan.json", "--format", "json"]).expect(0);
+    w.run(&["plan", "--offline", "--out", "plan.json", "--format", "json"]).expect(0);
     let text = std::fs::read_to_string(w.path("plan.json")).unwrap();
     std::fs::write(w.path("future.json"), text.replacen("\"format_version\": 1", "\"format_version\": 99", 1)).unwrap();
     let out = w.run(&["show", "future.json"]).expect(1);
@@ -148,7 +148,7 @@ fn no_output_contains_a_secret_plaintext() {
     let env = [("ACME_SHOP_DB_PASSWORD", DB_PASSWORD)];
     let mut texts = Vec::new();
     for format in ["human", "markdown", "json"] {
-        let out = w.run_env(&["plan", "--format", format, "--out", &format!("{format}.plan")], &env).expect(0);
+        let out = w.run_env(&["plan", "--offline", "--format", format, "--out", &format!("{format}.plan")], &env).expect(0);
         texts.push(out.stdout);
         texts.push(out.stderr);
         texts.push(std::fs::read_to_string(w.path(&format!("{format}.plan"))).unwrap());
@@ -160,7 +160,7 @@ fn no_output_contains_a_secret_plaintext() {
     }
     // The secret is there as a fingerprint, and resolving it changes the fingerprint.
     assert!(texts[0].contains("secret-value auth.password from env:ACME_SHOP_DB_PASSWORD: added (none → fp:"), "{}", texts[0]);
-    let unresolved = w.run(&["plan"]).expect(0).stdout;
+    let unresolved = w.run(&["plan", "--offline"]).expect(0).stdout;
     assert!(unresolved.contains("secret-value auth.password from env:ACME_SHOP_DB_PASSWORD: unresolved until apply"), "{unresolved}");
 }
 

@@ -281,11 +281,21 @@ pub struct FleetInfo {
     pub tenants: Vec<Name>,
 }
 
+/// Per-cluster facts that are not units: every declared cluster, with or without units, so
+/// that what was applied to a cluster whose units all left the repository can be pruned.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterInfo {
+    /// kubeconfig context (the cluster's name unless `context` is given).
+    pub context: String,
+}
+
 /// The compiled repository.
 #[derive(Debug, Clone, Serialize)]
 pub struct CompiledRepo {
     /// Settings.
     pub settings: RepoSettings,
+    /// Clusters by name.
+    pub clusters: BTreeMap<Name, ClusterInfo>,
     /// Fleets by name.
     pub fleets: BTreeMap<Name, FleetInfo>,
     /// Units by id.
@@ -426,6 +436,11 @@ pub fn compile(decls: &Declarations, index: &Index, facts: &Facts) -> Option<Com
         let id = UnitId::new(&["tenant-access", &tenant, &cluster]);
         units.insert(id.clone(), unit(id, BTreeSet::new(), UnitContent::TenantAccess(content)));
     }
+    let mut clusters = BTreeMap::new();
+    for (name, c) in &index.clusters {
+        let context = c.context.as_ref().map_or_else(|| name.to_string(), |x| x.value.clone());
+        clusters.insert(c.name.valid.clone()?, ClusterInfo { context });
+    }
     // Fleets.
     let mut fleets = BTreeMap::new();
     for (i, f) in decls.fleets.iter().enumerate() {
@@ -489,7 +504,7 @@ pub fn compile(decls: &Declarations, index: &Index, facts: &Facts) -> Option<Com
             units.insert(u.id.clone(), u);
         }
     }
-    Some(CompiledRepo { settings, fleets, units })
+    Some(CompiledRepo { settings, clusters, fleets, units })
 }
 
 fn release_id(r: &Release) -> Option<UnitId> {

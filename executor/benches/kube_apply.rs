@@ -1,8 +1,7 @@
 //! `cargo bench -p harmony-executor --bench kube_apply [-- --releases N]`
 //!
 //! The generated benchmark repository (`compiler/benches/support/repo_gen.rs`) with 1,000
-//! releases over 4 clusters, served by 2 loopback API servers (contexts ctx-0/ctx-2 and
-//! ctx-1/ctx-3). Times, in one process: the first apply (tenant access, then every release
+//! releases over 4 clusters, each its own loopback API server. Times, in one process: the first apply (tenant access, then every release
 //! installed: render, record pending, server-side apply, record deployed), and a second apply
 //! with nothing to change (read each release's history, render, compare: what planning against
 //! live state costs, plus the lock).
@@ -22,7 +21,7 @@ async fn main() {
     let releases = args.iter().position(|a| a == "--releases").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(1000);
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("repo");
-    repo_gen::generate(&root, &repo_gen::Shape { devices: 100, deployments: 10, releases, iterations: 1 }).unwrap();
+    repo_gen::generate(&root, &repo_gen::Shape { devices: 100, clusters: 4, deployments: 10, releases, iterations: 1 }).unwrap();
     // The generator's chart only carries what `check` needs; give it a complete object.
     std::fs::write(
         root.join("charts/app/templates/deployment.yaml"),
@@ -30,9 +29,9 @@ async fn main() {
     )
     .unwrap();
     let compiled = harmony_compiler::compile_repo(&harmony_compiler::DiskFs::new(&root)).unwrap().repo.expect("the generated repository compiles");
-    let (a, b) = (Server::start().await.unwrap(), Server::start().await.unwrap());
+    let servers = [Server::start().await.unwrap(), Server::start().await.unwrap(), Server::start().await.unwrap(), Server::start().await.unwrap()];
     let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, Server::kubeconfig(&[("ctx-0", &a), ("ctx-1", &b), ("ctx-2", &a), ("ctx-3", &b)])).unwrap();
+    std::fs::write(&kubeconfig, Server::kubeconfig(&[("ctx-0", &servers[0]), ("ctx-1", &servers[1]), ("ctx-2", &servers[2]), ("ctx-3", &servers[3])])).unwrap();
     let opts = ApplyOptions {
         kubeconfig: Some(kubeconfig),
         release: Default::default(),
@@ -55,5 +54,5 @@ async fn main() {
     };
     run("first apply (install all)").await;
     run("second apply (no changes)").await;
-    println!("servers: {} + {} writes", a.writes(), b.writes());
+    println!("servers: {} writes", servers.iter().map(Server::writes).sum::<u64>());
 }

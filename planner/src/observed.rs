@@ -79,11 +79,15 @@ pub struct ObservedTenantAccess {
     /// resourceVersion by `Kind/namespace/name`.
     #[serde(default)]
     pub resource_versions: BTreeMap<String, String>,
-    /// The unit content hash recorded at apply.
+    /// The unit content hash recorded at apply (live observation: the unit's hash when every
+    /// object is as desired, anything else when not).
     pub hash: String,
     /// The unit content as JSON, for diffs; optional.
     #[serde(default)]
     pub content: Option<Json>,
+    /// The live objects (cut down to the fields Harmony sets), for diffs; optional.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<Json>,
 }
 
 impl ObservedState {
@@ -133,7 +137,7 @@ impl ObservedState {
                     o.agents.insert(id, ObservedEntry { revision: 0, hash: u.hash.clone(), content });
                 }
                 UnitContent::TenantAccess(_) => {
-                    o.tenant_access.insert(id, ObservedTenantAccess { resource_versions: BTreeMap::new(), hash: u.hash.clone(), content });
+                    o.tenant_access.insert(id, ObservedTenantAccess { resource_versions: BTreeMap::new(), hash: u.hash.clone(), content, objects: Vec::new() });
                 }
             }
         }

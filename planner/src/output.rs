@@ -47,7 +47,9 @@ pub fn header(p: &PlanFile) -> String {
         None => "a directory outside git".to_string(),
     };
     let against = match &p.observed {
-        ObservedSource::None => "no observed state (every unit is planned as a create; pass --observed FILE)".to_string(),
+        ObservedSource::None => "no observed state (--offline: every unit is planned as a create)".to_string(),
+        ObservedSource::Live { targets, hash } if targets.is_empty() => format!("live state (nothing to observe) {}", short_hash(hash)),
+        ObservedSource::Live { targets, hash } => format!("live state of {} {}", targets.join(", "), short_hash(hash)),
         ObservedSource::File { hash } => format!("observed state {}", short_hash(hash)),
         ObservedSource::Revision { base, commit } => match commit {
             Some(c) => format!("base revision {base} ({})", short(c)),

@@ -248,6 +248,12 @@ fn observed_objects(id: &str, observed: &ObservedState) -> Pairs {
             pairs.insert(o.key, (Some(o.value), None));
         }
     }
+    if let Some(t) = observed.tenant_access.get(id).filter(|t| !t.objects.is_empty()) {
+        for o in crate::object::key_all(t.objects.iter().enumerate().map(|(i, o)| (o.clone(), format!("object #{i}"))), "default") {
+            pairs.insert(o.key, (Some(o.value), None));
+        }
+        return pairs;
+    }
     let content = observed
         .device_plans
         .get(id)
@@ -333,14 +339,17 @@ fn plan_unit(u: &Unit, rendered: Option<&Vec<Object>>, observed: &ObservedState,
     if same_hash && !secrets_changed {
         return UnitPlan { action: Action::Noop, observed: observed_rev, reason: "as desired".into(), pairs: Pairs::new(), secret_values };
     }
-    let observed_has_objects = observed.releases.get(id).is_some_and(|r| !r.objects.is_empty());
+    let observed_has_objects =
+        observed.releases.get(id).is_some_and(|r| !r.objects.is_empty()) || observed.tenant_access.get(id).is_some_and(|t| !t.objects.is_empty());
     let mut pairs = Pairs::new();
     if rendered.is_some() && observed_has_objects {
         pairs = observed_objects(id, observed);
         desired_pairs(u, rendered, &mut pairs);
     } else {
-        // One side has no objects: compare the unit contents.
-        pairs.insert(id.to_string(), (observed_content(id, observed), Some(content_json(u))));
+        // One side has no objects: compare the unit contents (or what the unit was rendered to,
+        // e.g. a device's wire plan, when it was rendered as one object keyed by the unit id).
+        let desired = rendered.and_then(|objs| objs.iter().find(|o| o.key == id)).map_or_else(|| content_json(u), |o| o.value.clone());
+        pairs.insert(id.to_string(), (observed_content(id, observed), Some(desired)));
     }
     pairs.retain(|_, (a, b)| a != b);
     let mut replace = Vec::new();

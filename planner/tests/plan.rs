@@ -78,7 +78,12 @@ fn applied(compiled: &CompiledRepo, rendered: &Rendered, secrets: &BTreeMap<Stri
             UnitContent::TenantAccess(_) => {
                 o.tenant_access.insert(
                     id,
-                    ObservedTenantAccess { resource_versions: BTreeMap::from([("ServiceAccount/x/y".into(), "55".into())]), hash: u.hash.clone(), content },
+                    ObservedTenantAccess {
+                        resource_versions: BTreeMap::from([("ServiceAccount/x/y".into(), "55".into())]),
+                        hash: u.hash.clone(),
+                        content,
+                        objects: vec![],
+                    },
                 );
             }
         }
@@ -259,7 +264,7 @@ fn scenarios_in_every_format() {
 
     let create = get("create_only");
     assert!(create.actions.iter().all(|a| a.apply.action == Action::Create));
-    assert!(human(create, &HumanOptions::default()).contains("no observed state (every unit is planned as a create"));
+    assert!(human(create, &HumanOptions::default()).contains("no observed state (--offline: every unit is planned as a create"));
 
     let mixed = get("mixed_with_deletions");
     let actions: BTreeMap<&str, Action> = mixed.actions.iter().map(|a| (a.unit.as_str(), a.apply.action)).collect();

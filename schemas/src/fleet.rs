@@ -360,10 +360,21 @@ impl DevicePlan {
 /// Canonical JSON: object keys sorted by their UTF-8 bytes at every level, no insignificant
 /// whitespace, serde_json's escaping and integer formatting. Floats are not used on the wire.
 pub fn canonical_json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
-    let v = serde_json::to_value(value)?;
-    let mut out = Vec::new();
-    write_canonical(&v, &mut out)?;
+    let mut out = Vec::with_capacity(1024);
+    write_canonical_typed(value, &mut out)?;
     Ok(out)
+}
+
+/// Appends the canonical JSON of `value` to `out`: straight from the type (no intermediate
+/// `Value`), or through a `Value` for what the direct writer leaves out (non-string map keys,
+/// floats, duplicated keys). Both give the same bytes (tested).
+fn write_canonical_typed<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    let start = out.len();
+    if crate::canon::write(value, out).is_ok() {
+        return Ok(());
+    }
+    out.truncate(start);
+    write_canonical(&serde_json::to_value(value)?, out)
 }
 
 fn write_canonical(v: &serde_json::Value, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
@@ -537,9 +548,14 @@ impl<T: SignedPayload> Signed<T> {
         serde_json::from_slice(bytes).map_err(|e| VerifyError::Malformed(e.to_string()))
     }
 
-    /// The envelope as JSON bytes.
+    /// The envelope as JSON bytes, its payload in canonical form (the bytes
+    /// [`PayloadSigner::sign_to_vec`] writes).
     pub fn to_vec(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut canonical = Vec::with_capacity(1024);
+        if write_canonical(&self.payload, &mut canonical).is_err() {
+            return Vec::new();
+        }
+        envelope(&canonical, &self.signature.key_id, &self.signature.sig)
     }
 
     /// Verifies the signature with the trusted key whose id it names, then decodes the payload.
@@ -552,6 +568,47 @@ impl<T: SignedPayload> Signed<T> {
         let input = signing_input(T::CONTEXT, &self.payload).map_err(|e| VerifyError::Malformed(e.to_string()))?;
         key.verify(&input, &ed25519_dalek::Signature::from_bytes(&sig_bytes)).map_err(|_| VerifyError::BadSignature)?;
         serde_json::from_value(self.payload.clone()).map_err(|e| VerifyError::Payload(e.to_string()))
+    }
+}
+
+/// `{"payload":<canonical>,"signature":{"alg":"ed25519","key_id":…,"sig":…}}`, as serde_json
+/// would write a [`Signed`] whose payload is in canonical order.
+fn envelope(canonical: &[u8], key_id: &str, sig_b64: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(canonical.len() + 64 + key_id.len() + sig_b64.len());
+    out.extend_from_slice(b"{\"payload\":");
+    out.extend_from_slice(canonical);
+    out.extend_from_slice(b",\"signature\":{\"alg\":\"ed25519\",\"key_id\":");
+    // Key ids are hex and signatures base64: nothing to escape, but stay exact.
+    let _ = serde_json::to_writer(&mut out, key_id);
+    out.extend_from_slice(b",\"sig\":");
+    let _ = serde_json::to_writer(&mut out, sig_b64);
+    out.extend_from_slice(b"}}");
+    out
+}
+
+/// Signs many payloads with one key, straight to envelope bytes: the key id is computed once, the
+/// canonical encoding is made once and is both what the signature covers and what is written.
+/// `signer.sign_to_vec(&p)` returns exactly the bytes of `Signed::sign(&p, &key)?.to_vec()`.
+#[derive(Debug, Clone)]
+pub struct PayloadSigner {
+    key: SigningKey,
+    key_id: String,
+}
+
+impl PayloadSigner {
+    /// A signer for `key`.
+    pub fn new(key: &SigningKey) -> PayloadSigner {
+        PayloadSigner { key: key.clone(), key_id: key_id(&key.verifying_key()) }
+    }
+
+    /// The signed envelope of `payload`, as bytes.
+    pub fn sign_to_vec<T: SignedPayload>(&self, payload: &T) -> Result<Vec<u8>, serde_json::Error> {
+        let mut input = format!("harmony/{}/v{PROTOCOL_VERSION}\n", T::CONTEXT).into_bytes();
+        let start = input.len();
+        input.reserve(1024);
+        write_canonical_typed(payload, &mut input)?;
+        let sig = B64.encode(self.key.sign(&input).to_bytes());
+        Ok(envelope(&input[start..], &self.key_id, &sig))
     }
 }
 
@@ -947,6 +1004,21 @@ pub enum RefusalReason {
     },
 }
 
+impl fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RefusalReason::Unsigned { detail } => write!(f, "not a signed command: {detail}"),
+            RefusalReason::UnknownKey { key_id } => write!(f, "signed by key {key_id}, which the device does not trust (not in its `command_keys`)"),
+            RefusalReason::BadSignature => write!(f, "signature does not verify"),
+            RefusalReason::WrongDevice { device_id } => write!(f, "addressed to device `{device_id}`"),
+            RefusalReason::Stale { age_ms, max_age_ms } => write!(f, "issued {age_ms} ms ago, outside the device's {max_age_ms} ms window (clock skew?)"),
+            RefusalReason::Replayed => write!(f, "nonce already used (replayed request)"),
+            RefusalReason::WrongVerb => write!(f, "the command does not match the subject's verb"),
+            RefusalReason::UnknownContainer { deployment, container } => write!(f, "`{deployment}/{container}` is not a service of the device's applied plan"),
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -1030,6 +1102,67 @@ mod tests {
         for garbage in [&b""[..], b"{}", b"null", b"{\"payload\":1,\"signature\":{\"alg\":\"ed25519\",\"key_id\":\"x\",\"sig\":\"!!\"}}"] {
             let _ = SignedDevicePlan::from_slice(garbage).map(|s| s.verify(&[key.verifying_key()]));
         }
+    }
+
+    #[test]
+    fn direct_canonical_encoding_matches_the_value_path() {
+        fn via_value<T: Serialize>(v: &T) -> Vec<u8> {
+            let mut out = Vec::new();
+            write_canonical(&serde_json::to_value(v).unwrap(), &mut out).unwrap();
+            out
+        }
+        let mut p = plan(7);
+        let c = &mut p.deployments[0].services[0].container;
+        c.env.insert("Z\"\\\u{7f}\u{1f}é😀".into(), "</script>\t".into());
+        c.env.insert("A".into(), String::new());
+        c.command = vec!["/bin/sh".into(), "-c".into()];
+        c.ports.push(PortMapping { host: 8080, container: 80, protocol: Protocol::Udp });
+        c.volumes.push(VolumeMount { source: "/var/lib/x".into(), target: "/data".into(), read_only: true });
+        assert_eq!(canonical_json(&p).unwrap(), via_value(&p));
+        let status = DeviceStatus {
+            version: 1,
+            device_id: "pi-001".into(),
+            agent_version: "0.1.0".into(),
+            applied_generation: None,
+            applied_source_revision: Some("x".into()),
+            state: DeviceState::Degraded,
+            deployments: vec![DeploymentStatus {
+                name: "hub".into(),
+                spec_hash: "sha256:1".into(),
+                state: DeploymentState::Failed,
+                failure: Some(DeploymentFailure::InitExited { container: "m".into(), exit_code: -1 }),
+                containers: vec![],
+            }],
+            last_error: None,
+            rejections: vec![Rejection { generation: Some(3), reason: RejectionReason::BadSignature, at_ms: 1 }],
+            updated_at_ms: 2,
+        };
+        assert_eq!(canonical_json(&status).unwrap(), via_value(&status));
+        let cmd =
+            CommandRequest::new("pi-001", Command::Exec { deployment: "a".into(), container: "b".into(), argv: vec!["ls".into()], timeout_s: 3 }).unwrap();
+        assert_eq!(canonical_json(&cmd).unwrap(), via_value(&cmd));
+        // What the direct writer leaves to the `Value` path gives the same bytes as before.
+        let odd: BTreeMap<u32, f64> = [(2, 1.5), (10, -0.25)].into_iter().collect();
+        assert_eq!(canonical_json(&odd).unwrap(), via_value(&odd));
+        assert_eq!(canonical_json(&odd).unwrap(), br#"{"10":-0.25,"2":1.5}"#);
+    }
+
+    #[test]
+    fn payload_signer_writes_the_bytes_of_sign_to_vec() {
+        let key = generate_signing_key().unwrap();
+        let mut p = plan(3);
+        p.deployments[0].services[0].container.env.insert("QUOTE\"\\".into(), "é\n\u{1}".into());
+        let bytes = PayloadSigner::new(&key).sign_to_vec(&p).unwrap();
+        assert_eq!(bytes, SignedDevicePlan::sign(&p, &key).unwrap().to_vec());
+        let back = SignedDevicePlan::from_slice(&bytes).unwrap();
+        assert_eq!(back.verify(&[key.verifying_key()]).unwrap(), p);
+        // The envelope is plain JSON of the envelope type, and re-encoding it is stable.
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["signature"]["alg"], "ed25519");
+        assert_eq!(back.to_vec(), bytes);
+        assert_eq!(&bytes[..11], b"{\"payload\":");
+        assert_eq!(serde_json::to_vec(&v["payload"]).map(|_| ()).ok(), Some(()));
+        assert_eq!(canonical_json(&v["payload"]).unwrap(), canonical_json(&p).unwrap());
     }
 
     #[test]

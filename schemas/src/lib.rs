@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod canon;
 pub mod fleet;
 pub mod plan;
 

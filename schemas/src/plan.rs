@@ -68,7 +68,14 @@ pub struct SourceRevision {
 pub enum ObservedSource {
     /// No observed state: every unit is planned as a create.
     None,
-    /// Observed state read from a file (until the executors observe targets live).
+    /// The targets, read live (`harmony plan`).
+    Live {
+        /// What was read: `cluster <name>`, `fleet <name>`.
+        targets: Vec<String>,
+        /// `sha256:` of the observed state's canonical JSON.
+        hash: String,
+    },
+    /// Observed state read from a file (`harmony plan --observed FILE`).
     File {
         /// `sha256:` of the observed state's canonical JSON.
         hash: String,

@@ -1,4 +1,7 @@
 //! Helpers shared by the end-to-end tests (each test file includes this with `mod common;`).
+#![allow(dead_code)]
+
+pub mod fleet;
 
 use std::path::Path;
 

@@ -6,6 +6,8 @@ use std::path::Path;
 
 pub struct Shape {
     pub devices: usize,
+    /// Clusters the releases are spread over (round robin), contexts `ctx-<i>`.
+    pub clusters: usize,
     pub deployments: usize,
     pub releases: usize,
     pub iterations: usize,
@@ -32,7 +34,7 @@ pub fn generate(root: &Path, s: &Shape) -> std::io::Result<()> {
     }
     w("tenants.kdl", t)?;
     let mut c = String::new();
-    for i in 0..4 {
+    for i in 0..s.clusters {
         c += &format!("cluster c{i} {{\n    context \"ctx-{i}\"\n    labels env=prod region=r{i}\n}}\n\n");
     }
     w("clusters.kdl", c)?;
@@ -51,7 +53,7 @@ pub fn generate(root: &Path, s: &Shape) -> std::io::Result<()> {
             let tenant = i % TENANTS;
             r += &format!(
                 "release rel-{i} {{\n    tenant t{tenant}\n    cluster c{}\n    namespace t{tenant}-app{}\n    chart \"../charts/app\"\n    version \"1.2.3\"\n    values {{\n        replicaCount {}\n        image {{\n            tag \"1.{i}\"\n        }}\n        env {{\n            LOG_LEVEL info\n        }}\n    }}\n{}}}\n\n",
-                i % 4,
+                i % s.clusters,
                 i % 7,
                 1 + i % 3,
                 if i % per_file > 0 { format!("    needs rel-{}\n", i - 1) } else { String::new() }
@@ -110,6 +112,7 @@ impl Shape {
     pub fn from_args(args: &[String], iterations: usize) -> Shape {
         Shape {
             devices: arg(args, "--devices", 10_000),
+            clusters: arg(args, "--clusters", 4),
             deployments: arg(args, "--deployments", 1_000),
             releases: arg(args, "--releases", 200),
             iterations: arg(args, "--iterations", iterations),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_nats::jetstream::kv;
 use ed25519_dalek::SigningKey;
 use futures::StreamExt;
-use harmony_schemas::fleet::SignedDevicePlan;
+use harmony_schemas::fleet::PayloadSigner;
 use serde::Serialize;
 
 use super::journal::{Journal, Record};
@@ -90,20 +90,37 @@ impl Default for ApplyOptions {
 /// revision, `delete` with the expected revision; a moved entry refuses that action only.
 /// No-ops write nothing. Each outcome is journalled as it happens.
 pub async fn apply_actions(store: &kv::Store, actions: Vec<FleetAction>, key: &SigningKey, journal: Option<&Journal>, opts: &ApplyOptions) -> ApplyReport {
+    apply_actions_returning(store, actions, key, journal, opts).await.0
+}
+
+/// [`apply_actions`], handing the actions back (in device order) with the report, so a caller
+/// that keeps them needs no copy.
+pub async fn apply_actions_returning(
+    store: &kv::Store,
+    actions: Vec<FleetAction>,
+    key: &SigningKey,
+    journal: Option<&Journal>,
+    opts: &ApplyOptions,
+) -> (ApplyReport, Vec<FleetAction>) {
     let total = actions.iter().filter(|a| a.op != FleetOp::Noop).count();
     let done = std::sync::atomic::AtomicUsize::new(0);
     // After a connection-level failure (timeout, no responders), the rest is not attempted: it
     // would only wait for the same timeout; a re-run picks it up.
     let broken = std::sync::atomic::AtomicBool::new(false);
     // Signing is CPU-bound, the writes are not: a separate thread signs chunks of plans on all
-    // cores (rayon) and hands them over as they are ready, so writes start after the first chunk.
+    // cores (rayon) and hands them over as they are ready, so writes start after the first
+    // chunk. Each plan is encoded once: the canonical bytes the signature covers are the bytes
+    // written.
     let (tx, rx) = tokio::sync::mpsc::channel::<(FleetAction, Option<Result<bytes::Bytes, String>>)>(1024);
-    let signing_key = key.clone();
+    let signer = PayloadSigner::new(key);
     let signer = std::thread::spawn(move || {
         use rayon::prelude::*;
         let mut rest = actions.into_iter();
+        // A small first chunk so the first writes start early, then larger ones.
+        let mut size = 64;
         loop {
-            let chunk: Vec<FleetAction> = rest.by_ref().take(256).collect();
+            let chunk: Vec<FleetAction> = rest.by_ref().take(size).collect();
+            size = 256;
             if chunk.is_empty() {
                 return;
             }
@@ -114,7 +131,7 @@ pub async fn apply_actions(store: &kv::Store, actions: Vec<FleetAction>, key: &S
                         .plan
                         .as_ref()
                         .filter(|_| a.op != FleetOp::Noop)
-                        .map(|p| SignedDevicePlan::sign(p, &signing_key).map(|s| s.to_vec().into()).map_err(|e| format!("signing: {e}")));
+                        .map(|p| signer.sign_to_vec(p).map(bytes::Bytes::from).map_err(|e| format!("signing: {e}")));
                     (a, value)
                 })
                 .collect();
@@ -126,7 +143,7 @@ pub async fn apply_actions(store: &kv::Store, actions: Vec<FleetAction>, key: &S
         }
     });
     let signed = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
-    let mut results: Vec<ActionResult> = signed
+    let mut results: Vec<(ActionResult, FleetAction)> = signed
         .map(|(a, value)| {
             let done = &done;
             let broken = &broken;
@@ -159,20 +176,21 @@ pub async fn apply_actions(store: &kv::Store, actions: Vec<FleetAction>, key: &S
                         ActionOutcome::Failed { error } => Some(Record::Failed { device: a.device.clone(), error: error.clone() }),
                     };
                     if let Some(r) = record
-                        && let Err(e) = j.record(&r)
+                        && let Err(e) = j.record(r)
                     {
                         tracing::warn!("{e}");
                     }
                 }
-                ActionResult { device: a.device, op: a.op, outcome }
+                (ActionResult { device: a.device.clone(), op: a.op, outcome }, a)
             }
         })
         .buffer_unordered(opts.parallelism.max(1))
         .collect()
         .await;
     let _ = signer.join();
-    results.sort_by(|a, b| a.device.cmp(&b.device));
-    ApplyReport { results }
+    results.sort_by(|a, b| a.0.device.cmp(&b.0.device));
+    let (results, actions) = results.into_iter().unzip();
+    (ApplyReport { results }, actions)
 }
 
 async fn found_revision(store: &kv::Store, device: &str) -> Result<Option<u64>, String> {

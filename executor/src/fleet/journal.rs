@@ -1,5 +1,5 @@
 //! The apply journal: a local JSON-lines file per fleet, `<state-dir>/fleet-<fleet>.journal.jsonl`,
-//! one record per write, flushed as it happens.
+//! one record per write, appended by a writer thread as soon as it runs (group commit).
 //!
 //! It is a record, not a source of truth: every write is a compare-and-set against the bucket,
 //! so re-running an interrupted apply re-plans from what the bucket holds and converges (a plan
@@ -91,11 +91,17 @@ pub struct Interrupted {
     pub kept_at: PathBuf,
 }
 
-/// An open journal.
+/// An open journal. Records are appended by a writer thread: [`Journal::record`] only queues
+/// the record, and the writer appends everything queued with one `write` (group commit), so
+/// records reach the file as soon as it runs and many writes in flight cost a few system calls,
+/// not one each. [`Journal::close`] (or dropping the journal) waits for the writer to append
+/// the rest and `fsync`s the file.
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
-    file: Mutex<File>,
+    tx: Mutex<Option<std::sync::mpsc::Sender<Record>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<Result<(), String>>>>,
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn journal_err(path: &Path, e: impl std::fmt::Display) -> FleetError {
@@ -111,6 +117,12 @@ pub fn journal_path(dir: &Path, fleet: &str) -> PathBuf {
 pub fn read_records(path: &Path) -> Vec<Record> {
     let Ok(f) = File::open(path) else { return Vec::new() };
     BufReader::new(f).lines().map_while(Result::ok).filter_map(|l| serde_json::from_str(&l).ok()).collect()
+}
+
+fn append_line(buf: &mut Vec<u8>, r: &Record) -> Result<(), String> {
+    serde_json::to_writer(&mut *buf, r).map_err(|e| e.to_string())?;
+    buf.push(b'\n');
+    Ok(())
 }
 
 impl Journal {
@@ -130,29 +142,84 @@ impl Journal {
             let done = previous.iter().filter(|r| matches!(r, Record::Done { .. })).count();
             interrupted = Some(Interrupted { apply_id: apply_id.clone(), holder: holder.clone(), started_ms: *started_ms, writes: *writes, done, kept_at });
         }
-        let file = OpenOptions::new().create(true).write(true).truncate(true).open(&path).map_err(|e| journal_err(&path, e))?;
-        let journal = Journal { path, file: Mutex::new(file) };
-        journal.record(&Record::Begin {
-            apply_id: apply_id.to_string(),
-            fleet: fleet.to_string(),
-            holder: holder.to_string(),
-            started_ms: harmony_schemas::fleet::now_ms(),
-            writes,
-        })?;
-        Ok((journal, interrupted))
+        let mut file = OpenOptions::new().create(true).write(true).truncate(true).open(&path).map_err(|e| journal_err(&path, e))?;
+        // `begin` is on disk before any write is attempted.
+        let mut line = Vec::new();
+        append_line(
+            &mut line,
+            &Record::Begin {
+                apply_id: apply_id.to_string(),
+                fleet: fleet.to_string(),
+                holder: holder.to_string(),
+                started_ms: harmony_schemas::fleet::now_ms(),
+                writes,
+            },
+        )
+        .map_err(|e| journal_err(&path, e))?;
+        file.write_all(&line).map_err(|e| journal_err(&path, e))?;
+        let (tx, rx) = std::sync::mpsc::channel::<Record>();
+        let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let failed = failed.clone();
+            std::thread::Builder::new()
+                .name("harmony-journal".into())
+                .spawn(move || {
+                    let result = (|| {
+                        let mut buf = Vec::with_capacity(64 * 1024);
+                        // Block for one record, then take everything else already queued.
+                        while let Ok(first) = rx.recv() {
+                            buf.clear();
+                            append_line(&mut buf, &first)?;
+                            while let Ok(more) = rx.try_recv() {
+                                append_line(&mut buf, &more)?;
+                            }
+                            file.write_all(&buf).map_err(|e| e.to_string())?;
+                        }
+                        file.sync_data().map_err(|e| e.to_string())
+                    })();
+                    if result.is_err() {
+                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    result
+                })
+                .map_err(|e| journal_err(&path, e))?
+        };
+        Ok((Journal { path, tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)), failed }, interrupted))
     }
 
-    /// Appends a record (one `write` of a whole line).
-    pub fn record(&self, r: &Record) -> Result<(), FleetError> {
-        let mut line = serde_json::to_vec(r).map_err(|e| journal_err(&self.path, e))?;
-        line.push(b'\n');
-        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        f.write_all(&line).map_err(|e| journal_err(&self.path, e))
+    /// Appends a record (queued for the writer thread; see [`Journal`]). Fails once the writer
+    /// has failed or the journal is closed.
+    pub fn record(&self, r: Record) -> Result<(), FleetError> {
+        if self.failed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(journal_err(&self.path, "an earlier write failed"));
+        }
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        match tx.as_ref() {
+            Some(tx) => tx.send(r).map_err(|_| journal_err(&self.path, "the journal writer stopped")),
+            None => Err(journal_err(&self.path, "the journal is closed")),
+        }
+    }
+
+    /// Waits until every record is in the file, `fsync`s it, and reports a write error if any.
+    pub fn close(&self) -> Result<(), FleetError> {
+        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match writer.map(std::thread::JoinHandle::join) {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(e))) => Err(journal_err(&self.path, e)),
+            Some(Err(_)) => Err(journal_err(&self.path, "the journal writer panicked")),
+        }
     }
 
     /// The file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let _ = self.close();
     }
 }
 
@@ -165,16 +232,19 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let (j, prev) = Journal::begin(dir.path(), "pico", "a1", "me@host", 2).expect("begin");
         assert!(prev.is_none());
-        j.record(&Record::Done { device: "d1".into(), op: FleetOp::Create, revision: Some(1), generation: Some(1) }).expect("rec");
+        j.record(Record::Done { device: "d1".into(), op: FleetOp::Create, revision: Some(1), generation: Some(1) }).expect("rec");
         drop(j); // interrupted: no End
         let (j, prev) = Journal::begin(dir.path(), "pico", "a2", "me@host", 1).expect("begin");
         let prev = prev.expect("interrupted");
         assert_eq!((prev.apply_id.as_str(), prev.writes, prev.done), ("a1", 2, 1));
         assert_eq!(read_records(&prev.kept_at).len(), 2);
-        j.record(&Record::End { finished_ms: 0, written: 1, stale: 0, failed: 0 }).expect("end");
+        j.record(Record::End { finished_ms: 0, written: 1, stale: 0, failed: 0 }).expect("end");
+        j.close().expect("close"); // every queued record is in the file
         let (j, prev) = Journal::begin(dir.path(), "pico", "a3", "me@host", 0).expect("begin");
         assert!(prev.is_none(), "a finished apply is not reported");
-        j.record(&Record::End { finished_ms: 0, written: 0, stale: 0, failed: 2 }).expect("end");
+        j.record(Record::End { finished_ms: 0, written: 0, stale: 0, failed: 2 }).expect("end");
+        j.close().expect("close");
+        assert!(j.record(Record::End { finished_ms: 0, written: 0, stale: 0, failed: 0 }).is_err(), "a closed journal takes no records");
         let (_j, prev) = Journal::begin(dir.path(), "pico", "a4", "me@host", 0).expect("begin");
         assert_eq!(prev.map(|p| p.apply_id), Some("a3".to_string()), "an apply with failed writes is reported");
     }

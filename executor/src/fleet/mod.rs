@@ -10,8 +10,10 @@
 //! - [`journal`]: what an apply did, so an interrupted apply can be re-run safely.
 //! - [`run`]: one whole apply (lock, observe, plan, confirm, write, journal, release).
 //! - [`status`]: desired vs applied per device, with Ready / Stale / Unknown conditions.
+//! - [`command`]: ping, signed logs/exec requests to one device's agent.
 
 pub mod apply;
+pub mod command;
 pub mod connect;
 pub mod convert;
 pub mod journal;
@@ -21,12 +23,12 @@ pub mod plan;
 pub mod run;
 pub mod status;
 
-pub use apply::{ActionOutcome, ApplyOptions, ApplyReport, apply_actions};
+pub use apply::{ActionOutcome, ApplyOptions, ApplyReport, apply_actions, apply_actions_returning};
 pub use connect::{NatsOptions, connect, ensure_buckets};
 pub use convert::{DesiredFleet, check_key_matches, desired_fleet, device_plan, load_signing_key};
 pub use lock::{FleetLock, LockHolder, LockOptions};
 pub use observe::{ObservedEntry, ObservedFleet, Warning, observe_fleet};
-pub use plan::{FleetAction, FleetOp, plan_fleet, plan_fleet_compiled};
+pub use plan::{FleetAction, FleetOp, plan_fleet, plan_fleet_compiled, plan_fleet_owned};
 pub use run::{ApplyRequest, ApplyRun, run_apply};
 pub use status::{Condition, DeviceReport, FleetStatus, StatusThresholds, device_report, fleet_status};
 

@@ -39,7 +39,7 @@ pub struct FleetAction {
 
 /// Content equality: everything but the generation and the source revision (a new commit that
 /// changes nothing for a device writes nothing).
-fn same_content(a: &DevicePlan, b: &DevicePlan) -> bool {
+pub fn same_content(a: &DevicePlan, b: &DevicePlan) -> bool {
     a.version == b.version && a.device_id == b.device_id && a.fleet == b.fleet && a.agent_version == b.agent_version && a.deployments == b.deployments
 }
 
@@ -47,48 +47,16 @@ fn same_content(a: &DevicePlan, b: &DevicePlan) -> bool {
 /// fleet that left the repository. Generation = max(observed plan's, device's applied) + 1 when
 /// the content changed; unchanged content (signed by the fleet's key) is a no-op.
 pub fn plan_fleet(desired: &DesiredFleet, observed: &ObservedFleet) -> Vec<FleetAction> {
-    let mut actions = Vec::with_capacity(desired.plans.len());
-    for (device, want) in &desired.plans {
-        let applied = observed.statuses.get(device).and_then(|s| s.applied_generation).unwrap_or(0);
-        match observed.plans.get(device) {
-            None => {
-                let mut plan = want.clone();
-                plan.generation = applied + 1;
-                actions.push(FleetAction {
-                    device: device.clone(),
-                    op: FleetOp::Create,
-                    expected_revision: None,
-                    plan: Some(plan),
-                    reason: "new device".into(),
-                });
-            }
-            Some(entry) => {
-                if let Some(have) = &entry.plan
-                    && same_content(have, want)
-                {
-                    actions.push(FleetAction {
-                        device: device.clone(),
-                        op: FleetOp::Noop,
-                        expected_revision: Some(entry.revision),
-                        plan: None,
-                        reason: "up to date".into(),
-                    });
-                    continue;
-                }
-                let reason = match &entry.plan {
-                    Some(have) if have.agent_version != want.agent_version => format!("agent version {} → {}", have.agent_version, want.agent_version),
-                    Some(have) => changed_deployments(have, want),
-                    None => "entry does not verify or decode".into(),
-                };
-                let mut plan = want.clone();
-                plan.generation = entry.generation.unwrap_or(0).max(applied) + 1;
-                actions.push(FleetAction { device: device.clone(), op: FleetOp::Update, expected_revision: Some(entry.revision), plan: Some(plan), reason });
-            }
-        }
-    }
+    plan_fleet_owned(desired.clone(), observed)
+}
+
+/// [`plan_fleet`], consuming `desired`: the plans to write are moved into the actions, not copied.
+pub fn plan_fleet_owned(desired: DesiredFleet, observed: &ObservedFleet) -> Vec<FleetAction> {
+    let DesiredFleet { fleet, plans } = desired;
+    let mut actions = Vec::with_capacity(plans.len());
     for (device, entry) in &observed.plans {
-        let ours = entry.fleet.as_deref() == Some(desired.fleet.as_str());
-        if ours && !desired.plans.contains_key(device) {
+        let ours = entry.fleet.as_deref() == Some(fleet.as_str());
+        if ours && !plans.contains_key(device) {
             actions.push(FleetAction {
                 device: device.clone(),
                 op: FleetOp::Delete,
@@ -96,6 +64,32 @@ pub fn plan_fleet(desired: &DesiredFleet, observed: &ObservedFleet) -> Vec<Fleet
                 plan: None,
                 reason: "device left the repository".into(),
             });
+        }
+    }
+    for (device, want) in plans {
+        let applied = observed.statuses.get(&device).and_then(|s| s.applied_generation).unwrap_or(0);
+        match observed.plans.get(&device) {
+            None => {
+                let mut plan = want;
+                plan.generation = applied + 1;
+                actions.push(FleetAction { device, op: FleetOp::Create, expected_revision: None, plan: Some(plan), reason: "new device".into() });
+            }
+            Some(entry) => {
+                if let Some(have) = &entry.plan
+                    && same_content(have, &want)
+                {
+                    actions.push(FleetAction { device, op: FleetOp::Noop, expected_revision: Some(entry.revision), plan: None, reason: "up to date".into() });
+                    continue;
+                }
+                let reason = match &entry.plan {
+                    Some(have) if have.agent_version != want.agent_version => format!("agent version {} → {}", have.agent_version, want.agent_version),
+                    Some(have) => changed_deployments(have, &want),
+                    None => "entry does not verify or decode".into(),
+                };
+                let mut plan = want;
+                plan.generation = entry.generation.unwrap_or(0).max(applied) + 1;
+                actions.push(FleetAction { device, op: FleetOp::Update, expected_revision: Some(entry.revision), plan: Some(plan), reason });
+            }
         }
     }
     actions.sort_by(|a, b| a.device.cmp(&b.device));

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use async_nats::jetstream;
 use ed25519_dalek::SigningKey;
 
-use super::apply::{ApplyOptions, ApplyReport, apply_actions};
+use super::apply::{ApplyOptions, ApplyReport, apply_actions_returning};
 use super::journal::{Interrupted, Journal, Record};
 use super::lock::{FleetLock, LockHolder, LockOptions};
 use super::observe::{ObservedFleet, observe_fleet};
-use super::plan::{FleetAction, FleetOp, plan_fleet};
+use super::plan::{FleetAction, FleetOp, plan_fleet_owned};
 use super::{DesiredFleet, FleetError, connect::ensure_buckets};
 
 /// Asked with the planned actions before anything is written; `false` aborts.
@@ -77,8 +77,9 @@ async fn locked(
     apply_id: &str,
 ) -> Result<ApplyRun, FleetError> {
     let trusted = [req.signing_key.verifying_key()];
-    let observed = observe_fleet(client, stores, &req.desired.fleet, &trusted).await?;
-    let actions = plan_fleet(&req.desired, &observed);
+    let fleet = req.desired.fleet.clone();
+    let observed = observe_fleet(client, stores, &fleet, &trusted).await?;
+    let actions = plan_fleet_owned(req.desired, &observed);
     if let Some(confirm) = req.confirm
         && actions.iter().any(|a| a.op != FleetOp::Noop)
         && !confirm(&actions, &observed)
@@ -88,20 +89,21 @@ async fn locked(
     let writes = actions.iter().filter(|a| a.op != FleetOp::Noop).count();
     let (journal, interrupted) = match &req.state_dir {
         Some(dir) => {
-            let (j, i) = Journal::begin(dir, &req.desired.fleet, apply_id, &holder.holder, writes)?;
+            let (j, i) = Journal::begin(dir, &fleet, apply_id, &holder.holder, writes)?;
             (Some(j), i)
         }
         None => (None, None),
     };
     let opts = ApplyOptions { parallelism: req.parallelism, progress: req.progress };
-    let report = apply_actions(&stores[0], actions.clone(), &req.signing_key, journal.as_ref(), &opts).await;
+    let (report, actions) = apply_actions_returning(&stores[0], actions, &req.signing_key, journal.as_ref(), &opts).await;
     if let Some(j) = &journal {
-        j.record(&Record::End {
+        j.record(Record::End {
             finished_ms: harmony_schemas::fleet::now_ms(),
             written: report.written(),
             stale: report.stale().len(),
             failed: report.failed().len(),
         })?;
+        j.close()?;
     }
     Ok(ApplyRun { actions, report, observed, interrupted, aborted: false, journal: journal.map(|j| j.path().to_path_buf()) })
 }

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use harmony_schemas::fleet::{DeploymentState, DeviceState, DeviceStatus, Heartbeat};
+use harmony_schemas::fleet::{DeploymentFailure, DeploymentState, DeviceState, DeviceStatus, Heartbeat, RejectionReason};
 use serde::Serialize;
 
 use super::observe::{ObservedEntry, ObservedFleet, Warning};
@@ -67,8 +67,10 @@ pub struct DeploymentReport {
     pub name: String,
     /// State as the agent reports it.
     pub state: String,
-    /// Failure, if any.
+    /// Failure, if any, in words.
     pub failure: Option<String>,
+    /// The same, typed as the agent reports it (`kind`: `init-exited`, `init-timed-out`, `runtime`).
+    pub failure_detail: Option<DeploymentFailure>,
 }
 
 /// One device.
@@ -90,8 +92,25 @@ pub struct DeviceReport {
     pub deployments: Vec<DeploymentReport>,
     /// The agent's last error.
     pub last_error: Option<String>,
+    /// The most recent plan the agent rejected (tampered, replayed, wrong device, …), if any.
+    pub last_rejection: Option<RejectionReport>,
+    /// Whether the plan now in the bucket (the desired generation) is one the agent rejected.
+    pub desired_rejected: bool,
     /// Condition.
     pub condition: Condition,
+}
+
+/// A plan the agent refused to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RejectionReport {
+    /// The generation the plan claimed (none when it did not decode).
+    pub generation: Option<u64>,
+    /// Why, as the agent reports it (`kind`: `bad-signature`, `stale-generation`, `wrong-device`, …).
+    pub reason: RejectionReason,
+    /// The same, in words.
+    pub message: String,
+    /// When, Unix ms.
+    pub at_ms: u64,
 }
 
 /// A fleet's status.
@@ -168,11 +187,19 @@ pub fn device_report(
                         name: d.name.clone(),
                         state: kebab(&d.state),
                         failure: d.failure.as_ref().map(|f| f.to_string()).or_else(|| (d.state == DeploymentState::Failed).then(|| "failed".into())),
+                        failure_detail: d.failure.clone(),
                     })
                     .collect()
             })
             .unwrap_or_default(),
         last_error: status.and_then(|s| s.last_error.clone()),
+        last_rejection: status.and_then(|s| s.rejections.last()).map(|r| RejectionReport {
+            generation: r.generation,
+            reason: r.reason.clone(),
+            message: r.reason.to_string(),
+            at_ms: r.at_ms,
+        }),
+        desired_rejected: rejected,
         condition,
     }
 }

@@ -97,6 +97,7 @@ pub fn desired_release(unit: &ReleaseUnit, unit_hash: &str, repo_root: &Path) ->
     let config: Map<String, Value> = values.as_object().cloned().unwrap_or_default();
     let mut d = Desired::from_rendered(unit.name.as_str(), unit.namespace.as_str(), &chart, config, &rendered);
     d.unit_hash = Some(unit_hash.to_string());
+    d.unit_id = Some(format!("release/{}/{}/{}", unit.cluster, unit.namespace, unit.name.as_str()));
     Ok(d)
 }
 
@@ -124,6 +125,12 @@ pub async fn apply_repo(compiled: &CompiledRepo, repo_root: &Path, opts: &ApplyO
                 unit.hash.as_str(),
             )),
             _ => {}
+        }
+    }
+    // Clusters without units still get pruned (their last tenant or release left the repository).
+    if opts.only.is_empty() {
+        for (name, info) in &compiled.clusters {
+            clusters.entry(name.to_string()).or_insert_with(|| (info.context.clone(), Vec::new()));
         }
     }
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -161,7 +168,7 @@ async fn apply_cluster(
             return all(UnitResult::Failed(format!("cluster {name} (context {context}): {e}")));
         }
     };
-    let mut out = Vec::new();
+    let mut out = prune(name, &admin, work, opts, stop).await;
     let mut failed_releases: BTreeSet<String> = BTreeSet::new();
     let mut failed_tenants: BTreeSet<String> = BTreeSet::new();
     for w in work {
@@ -208,6 +215,77 @@ async fn apply_cluster(
     }
     if let Err(e) = lock.release(&admin).await {
         tracing::warn!("cluster {name}: releasing the apply lock: {e}");
+    }
+    out
+}
+
+/// Uninstalls the releases Harmony wrote that are no longer in the repository, then removes the
+/// access of tenants no longer on the cluster (as `harmony plan` shows them: destroys first).
+/// With `only` set, only the listed unit ids are pruned.
+async fn prune(name: &str, admin: &Cluster, work: &[Work<'_>], opts: &ApplyOptions, stop: &std::sync::atomic::AtomicBool) -> Vec<UnitOutcome> {
+    use std::sync::atomic::Ordering;
+    let mut out = Vec::new();
+    let outcome = |unit: String, result: UnitResult| UnitOutcome { unit, cluster: name.to_string(), result };
+    let wanted = |id: &str| opts.only.is_empty() || opts.only.contains(id);
+    let obs = match super::observe::observe_cluster(admin).await {
+        Ok(o) => o,
+        Err(e) => return vec![outcome(format!("cluster/{name}"), UnitResult::Failed(format!("observing what to prune: {e}")))],
+    };
+    let releases: BTreeSet<(String, String)> = work
+        .iter()
+        .filter_map(|w| match w {
+            Work::Release(_, r, _) => Some((r.namespace.to_string(), r.name.as_str().to_string())),
+            Work::Access(..) => None,
+        })
+        .collect();
+    let tenants: BTreeSet<&str> = work
+        .iter()
+        .filter_map(|w| match w {
+            Work::Access(_, a) => Some(a.tenant.as_str()),
+            Work::Release(..) => None,
+        })
+        .collect();
+    // Releases in reverse name order per namespace (no dependency information survives the
+    // repository; Helm uninstalls are independent of each other).
+    for ((ns, rel), live) in obs.releases.iter().rev() {
+        let id = format!("release/{name}/{ns}/{rel}");
+        if !live.prunable_by(name) || releases.contains(&(ns.clone(), rel.clone())) || !wanted(&id) {
+            continue;
+        }
+        if stop.load(Ordering::SeqCst) {
+            out.push(outcome(id, UnitResult::Skipped("stopped: an earlier unit failed (--fail-fast)".into())));
+            continue;
+        }
+        let result = match release::uninstall(admin, ns, rel, &opts.release, jiff::Timestamp::now).await {
+            Ok(_) => UnitResult::Done(format!("uninstalled (left the repository; was revision {})", live.observed.revision)),
+            Err(e) => UnitResult::Failed(format!("uninstalling: {e}")),
+        };
+        if opts.fail_fast && matches!(result, UnitResult::Failed(_)) {
+            stop.store(true, Ordering::SeqCst);
+        }
+        out.push(outcome(id, result));
+    }
+    for tenant in obs.tenant_objects.keys() {
+        let id = format!("tenant-access/{tenant}/{name}");
+        if tenants.contains(tenant.as_str()) || !wanted(&id) {
+            continue;
+        }
+        let Some(access) = obs.tenant_access(tenant) else { continue };
+        if stop.load(Ordering::SeqCst) {
+            out.push(outcome(id, UnitResult::Skipped("stopped: an earlier unit failed (--fail-fast)".into())));
+            continue;
+        }
+        let result = match tenant::remove(admin, &access).await {
+            Ok(()) => UnitResult::Done(format!(
+                "removed (tenant left the repository; namespaces {} are kept: delete them yourself if nothing else is in them)",
+                access.namespaces.join(", ")
+            )),
+            Err(e) => UnitResult::Failed(format!("removing tenant access: {e}")),
+        };
+        if opts.fail_fast && matches!(result, UnitResult::Failed(_)) {
+            stop.store(true, Ordering::SeqCst);
+        }
+        out.push(outcome(id, result));
     }
     out
 }

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod lock;
+pub mod observe;
 pub mod readiness;
 pub mod record;
 pub mod release;

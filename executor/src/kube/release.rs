@@ -27,10 +27,29 @@ const WRITER_FIELD: &str = "harmony_writer";
 /// The content hash of the compiled unit a record was applied from, so the planner can tell
 /// an unchanged release without rendering it. Also ignored by Helm.
 pub const UNIT_HASH_FIELD: &str = "harmony_unit_hash";
+/// The id of the unit a record was applied from (`release/<cluster>/<namespace>/<name>`), so a
+/// release is pruned only by the cluster it was applied to, even when two cluster names lead
+/// to one API server. Also ignored by Helm.
+pub const UNIT_ID_FIELD: &str = "harmony_unit";
 
 /// Marks a record as written by this Harmony (see [`WRITER_FIELD`]).
 fn mark_written(extra: &mut Map<String, Value>) {
     extra.insert(WRITER_FIELD.into(), Value::from(concat!("harmony/", env!("CARGO_PKG_VERSION"))));
+}
+
+/// Records the unit a release is applied from (see [`UNIT_HASH_FIELD`], [`UNIT_ID_FIELD`]).
+fn record_unit(extra: &mut Map<String, Value>, desired: &Desired) {
+    if let Some(h) = &desired.unit_hash {
+        extra.insert(UNIT_HASH_FIELD.into(), Value::from(h.as_str()));
+    }
+    if let Some(id) = &desired.unit_id {
+        extra.insert(UNIT_ID_FIELD.into(), Value::from(id.as_str()));
+    }
+}
+
+/// Whether Harmony wrote this record (see [`WRITER_FIELD`]).
+pub fn written_by_harmony(r: &Release) -> bool {
+    r.extra.contains_key(WRITER_FIELD)
 }
 
 /// What a release should be: the output of the Helm engine plus the record's chart.
@@ -52,6 +71,8 @@ pub struct Desired {
     pub notes: String,
     /// Content hash of the compiled unit (recorded in the release record).
     pub unit_hash: Option<String>,
+    /// Id of the compiled unit (recorded in the release record).
+    pub unit_id: Option<String>,
 }
 
 impl Desired {
@@ -91,6 +112,7 @@ impl Desired {
             hooks,
             notes: rendered.notes.clone(),
             unit_hash: None,
+            unit_id: None,
         }
     }
 
@@ -269,6 +291,17 @@ pub async fn install_or_upgrade(cluster: &Cluster, desired: &Desired, opts: &Opt
         let same_hooks =
             r.hooks.len() == desired.hooks.len() && r.hooks.iter().zip(&desired.hooks).all(|(a, b)| a.manifest == b.manifest && a.events == b.events);
         if r.manifest == manifest && r.config == desired.config && r.chart["metadata"] == desired.chart["metadata"] && same_hooks {
+            // The unit changed in a way that renders the same: record the new identity (no new
+            // revision) so the planner sees the release as up to date.
+            let recorded = |f: &str| r.extra.get(f).and_then(Value::as_str);
+            if (desired.unit_hash.is_some() && recorded(UNIT_HASH_FIELD) != desired.unit_hash.as_deref())
+                || (desired.unit_id.is_some() && recorded(UNIT_ID_FIELD) != desired.unit_id.as_deref())
+            {
+                let mut rel = r.clone();
+                mark_written(&mut rel.extra);
+                record_unit(&mut rel.extra, desired);
+                update_record(cluster, &rel, &d.resource_version, now()).await?;
+            }
             return Ok(Outcome::Unchanged(r.version));
         }
     }
@@ -278,9 +311,7 @@ pub async fn install_or_upgrade(cluster: &Cluster, desired: &Desired, opts: &Opt
     let first_deployed = hist.first().map(|s| s.release.info.first_deployed.clone()).filter(|_| upgrade).unwrap_or_else(|| started.clone());
     let mut extra = Map::new();
     mark_written(&mut extra);
-    if let Some(h) = &desired.unit_hash {
-        extra.insert(UNIT_HASH_FIELD.into(), Value::from(h.as_str()));
-    }
+    record_unit(&mut extra, desired);
     let mut rel = Release {
         name: name.to_string(),
         info: Info {

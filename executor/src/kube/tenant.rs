@@ -12,6 +12,16 @@ use serde_json::Value;
 
 use super::{Cluster, KubeError};
 
+/// `app.kubernetes.io/managed-by` of every tenant access object.
+pub const MANAGED_BY: &str = "harmony";
+/// The label naming the tenant an access object belongs to.
+pub const TENANT_LABEL: &str = "harmony.dev/tenant";
+
+/// The name of a tenant's Role and RoleBinding in each of its namespaces.
+pub fn role_name(tenant: &str) -> String {
+    format!("harmony-tenant-{tenant}")
+}
+
 /// What a tenant gets on one cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Access {
@@ -46,8 +56,8 @@ impl Access {
             name: Some(name.to_string()),
             namespace: namespace.map(String::from),
             labels: Some(BTreeMap::from([
-                ("app.kubernetes.io/managed-by".to_string(), "harmony".to_string()),
-                ("harmony.dev/tenant".to_string(), self.tenant.clone()),
+                ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
+                (TENANT_LABEL.to_string(), self.tenant.clone()),
             ])),
             ..Default::default()
         }
@@ -57,7 +67,7 @@ impl Access {
     /// Role (every verb on every resource, inside the namespace only) and its RoleBinding per
     /// namespace.
     pub fn objects(&self) -> Vec<Value> {
-        let role_name = format!("harmony-tenant-{}", self.tenant);
+        let role_name = role_name(&self.tenant);
         let mut out: Vec<Value> = Vec::new();
         let typed = |v: Value, api_version: &str, kind: &str| {
             let mut v = v;
@@ -108,10 +118,20 @@ pub async fn apply(cluster: &Cluster, access: &Access) -> Result<(), KubeError> 
 
 /// Removes a tenant's RoleBindings, Roles and ServiceAccount (in reverse order). Namespaces
 /// are left in place: deleting one deletes everything in it, which Harmony never does on its
-/// own; `harmony plan` says so, and an operator deletes them deliberately.
+/// own; `harmony plan` says so, and an operator deletes them deliberately. They lose Harmony's
+/// labels, so they are no longer the tenant's.
 pub async fn remove(cluster: &Cluster, access: &Access) -> Result<(), KubeError> {
-    for obj in access.objects().iter().rev().filter(|o| o["kind"] != "Namespace") {
+    for obj in access.objects().iter().rev().filter(|o| o["kind"] != "Namespace" && o["metadata"]["name"] != "") {
         cluster.delete(obj, &access.service_account_namespace).await?;
+    }
+    let namespaces: kube::Api<Namespace> = kube::Api::all(cluster.client().clone());
+    let unlabel = serde_json::json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": null, TENANT_LABEL: null}}});
+    for ns in &access.namespaces {
+        match namespaces.patch(ns, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&unlabel)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(super::api_err(format!("remove the labels of tenant {} from namespace {ns}", access.tenant))(e)),
+        }
     }
     Ok(())
 }

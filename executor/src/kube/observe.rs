@@ -1,0 +1,240 @@
+//! What a cluster holds, as the planner sees it, and what Harmony may prune from it.
+//!
+//! Two cluster-wide list calls per kind, whatever the number of releases: the deployed release
+//! records (`owner=helm,status=deployed`, as Helm labels them) and the objects of tenant access
+//! (`app.kubernetes.io/managed-by=harmony`). Releases are pruned only when their deployed record
+//! was written by Harmony: a release someone installed with `helm` is never touched.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use harmony_planner::observed::{ObservedRelease, ObservedTenantAccess};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, ListParams};
+use serde_json::Value;
+
+use super::record::{Release, SECRET_TYPE};
+use super::release::{UNIT_HASH_FIELD, UNIT_ID_FIELD, parse_manifest, written_by_harmony};
+use super::tenant::{Access, MANAGED_BY, TENANT_LABEL, role_name};
+use super::{Cluster, KubeError, api_err};
+
+/// A deployed release found on a cluster.
+#[derive(Clone, Debug)]
+pub struct LiveRelease {
+    /// What the planner compares with.
+    pub observed: ObservedRelease,
+    /// Whether Harmony wrote the deployed record.
+    pub harmony: bool,
+    /// The unit Harmony applied it from (`release/<cluster>/<namespace>/<name>`).
+    pub unit: Option<String>,
+    /// The values the release was applied with (the record's `config`, as Helm keeps them).
+    pub config: serde_json::Map<String, Value>,
+}
+
+impl LiveRelease {
+    /// The value at a dotted values path (`auth.password`), when it is a string: a
+    /// `secret-value` as it was applied, for the planner's fingerprints (never shown).
+    pub fn value_at(&self, dotted: &str) -> Option<&str> {
+        let mut parts = dotted.split('.');
+        let mut cur = self.config.get(parts.next()?)?;
+        for p in parts {
+            cur = cur.get(p)?;
+        }
+        cur.as_str()
+    }
+
+    /// Whether Harmony may uninstall it when `cluster` no longer declares it: Harmony wrote the
+    /// deployed record, from a unit of this cluster. Releases installed or last upgraded with
+    /// `helm`, or applied through another cluster name, are never pruned.
+    pub fn prunable_by(&self, cluster: &str) -> bool {
+        self.harmony
+            && self.unit.as_deref().is_some_and(|u| u.strip_prefix("release/").and_then(|r| r.strip_prefix(cluster)).is_some_and(|r| r.starts_with('/')))
+    }
+}
+
+/// What one cluster holds.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterObservation {
+    /// Deployed releases by (namespace, name).
+    pub releases: BTreeMap<(String, String), LiveRelease>,
+    /// Tenant access objects Harmony applied, live, by `Kind/namespace/name` (`Kind/name` for
+    /// namespaces), per tenant.
+    pub tenant_objects: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
+/// The key tenant access objects are compared by.
+pub fn object_key(obj: &Value) -> String {
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    match obj["metadata"]["namespace"].as_str() {
+        Some(ns) if !ns.is_empty() => format!("{kind}/{ns}/{name}"),
+        _ => format!("{kind}/{name}"),
+    }
+}
+
+/// Reads a cluster's deployed releases and Harmony's tenant access objects.
+pub async fn observe_cluster(cluster: &Cluster) -> Result<ClusterObservation, KubeError> {
+    let mut out = ClusterObservation::default();
+    let records: Api<Secret> = Api::all(cluster.client().clone());
+    let list = records.list(&ListParams::default().labels("owner=helm,status=deployed")).await.map_err(api_err("list release records".to_string()))?;
+    for s in list.items.iter().filter(|s| s.type_.as_deref() == Some(SECRET_TYPE)) {
+        let r = Release::from_secret(s).map_err(|e| KubeError::Release(e.to_string()))?;
+        let key = (r.namespace.clone(), r.name.clone());
+        // Two records labelled deployed (an interrupted Helm operation): the newest counts.
+        if out.releases.get(&key).is_some_and(|l| l.observed.revision > u64::from(r.version)) {
+            continue;
+        }
+        let observed = ObservedRelease {
+            revision: u64::from(r.version),
+            resource_version: s.metadata.resource_version.clone().unwrap_or_default(),
+            hash: r.extra.get(UNIT_HASH_FIELD).and_then(Value::as_str).map(String::from),
+            objects: parse_manifest(&r.manifest)?,
+            secret_values: BTreeMap::new(),
+            content: None,
+        };
+        let unit = r.extra.get(UNIT_ID_FIELD).and_then(Value::as_str).map(String::from);
+        out.releases.insert(key, LiveRelease { observed, harmony: written_by_harmony(&r), unit, config: r.config });
+    }
+    let selector = format!("app.kubernetes.io/managed-by={MANAGED_BY},{TENANT_LABEL}");
+    let lp = ListParams::default().labels(&selector);
+    let c = cluster.client().clone();
+    let mut live: Vec<Value> = Vec::new();
+    let typed = |v: Value, api_version: &str, kind: &str| {
+        let mut v = v;
+        v["apiVersion"] = api_version.into();
+        v["kind"] = kind.into();
+        v
+    };
+    let what = "list tenant access objects".to_string();
+    for o in Api::<Namespace>::all(c.clone()).list(&lp).await.map_err(api_err(what.clone()))?.items {
+        live.push(typed(serde_json::to_value(o).expect("serialises"), "v1", "Namespace"));
+    }
+    for o in Api::<ServiceAccount>::all(c.clone()).list(&lp).await.map_err(api_err(what.clone()))?.items {
+        live.push(typed(serde_json::to_value(o).expect("serialises"), "v1", "ServiceAccount"));
+    }
+    for o in Api::<Role>::all(c.clone()).list(&lp).await.map_err(api_err(what.clone()))?.items {
+        live.push(typed(serde_json::to_value(o).expect("serialises"), "rbac.authorization.k8s.io/v1", "Role"));
+    }
+    for o in Api::<RoleBinding>::all(c).list(&lp).await.map_err(api_err(what))?.items {
+        live.push(typed(serde_json::to_value(o).expect("serialises"), "rbac.authorization.k8s.io/v1", "RoleBinding"));
+    }
+    for o in live {
+        let Some(tenant) = o["metadata"]["labels"][TENANT_LABEL].as_str().map(String::from) else { continue };
+        out.tenant_objects.entry(tenant).or_default().insert(object_key(&o), o);
+    }
+    Ok(out)
+}
+
+impl ClusterObservation {
+    /// A tenant's access as it is on the cluster (for removing a tenant that left the
+    /// repository): its ServiceAccount, and the namespaces it was granted (its Roles' and its
+    /// labelled namespaces). `None` when the cluster holds nothing of the tenant's.
+    pub fn tenant_access(&self, tenant: &str) -> Option<Access> {
+        let objs = self.tenant_objects.get(tenant)?;
+        let sa = objs.values().find(|o| o["kind"] == "ServiceAccount");
+        let mut namespaces: BTreeSet<String> = BTreeSet::new();
+        for o in objs.values() {
+            match o["kind"].as_str() {
+                Some("Namespace") => _ = namespaces.insert(o["metadata"]["name"].as_str().unwrap_or_default().to_string()),
+                Some("Role" | "RoleBinding") if o["metadata"]["name"].as_str() == Some(role_name(tenant).as_str()) => {
+                    _ = namespaces.insert(o["metadata"]["namespace"].as_str().unwrap_or_default().to_string())
+                }
+                _ => {}
+            }
+        }
+        let (sa_name, sa_ns) = match sa {
+            Some(sa) => (sa["metadata"]["name"].as_str().unwrap_or_default().to_string(), sa["metadata"]["namespace"].as_str().unwrap_or_default().to_string()),
+            None => (String::new(), namespaces.iter().next().cloned().unwrap_or_default()),
+        };
+        Some(Access { tenant: tenant.to_string(), namespaces: namespaces.into_iter().collect(), service_account: sa_name, service_account_namespace: sa_ns })
+    }
+
+    /// A tenant's access as the planner sees it: the live objects, cut down to the fields
+    /// `desired` sets (what the server adds — uid, resourceVersion, managedFields — is not a
+    /// difference), their resourceVersions, and `unit_hash` as the hash when every desired object
+    /// is there as desired (otherwise a hash no unit has, so the planner plans an update).
+    pub fn observed_access(&self, desired: &Access, unit_hash: &str) -> Option<ObservedTenantAccess> {
+        let live = self.tenant_objects.get(&desired.tenant)?;
+        let mut objects = Vec::new();
+        let mut resource_versions = BTreeMap::new();
+        let mut as_desired = true;
+        let wanted = desired.objects();
+        let wanted_keys: BTreeSet<String> = wanted.iter().map(object_key).collect();
+        for want in &wanted {
+            let key = object_key(want);
+            match live.get(&key) {
+                Some(have) => {
+                    let p = project(want, have);
+                    as_desired &= p == *want;
+                    resource_versions.insert(key, have["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string());
+                    objects.push(p);
+                }
+                None => as_desired = false,
+            }
+        }
+        // Objects of the tenant the repository no longer grants (a namespace it left).
+        for (key, have) in live.iter().filter(|(k, _)| !wanted_keys.contains(*k)) {
+            as_desired = false;
+            resource_versions.insert(key.clone(), have["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string());
+            objects.push(strip_server_fields(have));
+        }
+        let hash = if as_desired { unit_hash.to_string() } else { "live:differs".to_string() };
+        Some(ObservedTenantAccess { resource_versions, hash, content: None, objects })
+    }
+
+    /// A tenant that left the repository, as the planner sees it (to be removed).
+    pub fn observed_leftover(&self, tenant: &str) -> Option<ObservedTenantAccess> {
+        let live = self.tenant_objects.get(tenant)?;
+        let resource_versions = live.iter().map(|(k, o)| (k.clone(), o["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string())).collect();
+        let objects = live.values().map(strip_server_fields).collect();
+        Some(ObservedTenantAccess { resource_versions, hash: "live:leftover".into(), content: None, objects })
+    }
+}
+
+/// `have` cut down to the fields `want` sets, recursively (arrays element by element when both
+/// have the same length; otherwise `have`'s array as it is).
+pub fn project(want: &Value, have: &Value) -> Value {
+    match (want, have) {
+        (Value::Object(w), Value::Object(h)) => Value::Object(w.keys().filter_map(|k| h.get(k).map(|hv| (k.clone(), project(&w[k], hv)))).collect()),
+        (Value::Array(w), Value::Array(h)) if w.len() == h.len() => Value::Array(w.iter().zip(h).map(|(a, b)| project(a, b)).collect()),
+        _ => have.clone(),
+    }
+}
+
+/// An object without what the server maintains (for showing one Harmony did not ask for).
+fn strip_server_fields(o: &Value) -> Value {
+    let mut o = o.clone();
+    if let Some(m) = o["metadata"].as_object_mut() {
+        for f in ["uid", "resourceVersion", "managedFields", "creationTimestamp", "generation"] {
+            m.remove(f);
+        }
+    }
+    if let Some(m) = o.as_object_mut() {
+        m.remove("status");
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn projection_keeps_only_desired_fields() {
+        let want = json!({"kind": "Role", "metadata": {"name": "r", "labels": {"a": "1"}}, "rules": [{"verbs": ["*"]}]});
+        let have = json!({"kind": "Role", "metadata": {"name": "r", "uid": "u", "labels": {"a": "1", "b": "2"}}, "rules": [{"verbs": ["*"], "x": 1}]});
+        assert_eq!(project(&want, &have), want);
+        let drifted = json!({"kind": "Role", "metadata": {"name": "r", "labels": {"a": "2"}}, "rules": [{"verbs": ["get"]}, {"verbs": ["list"]}]});
+        let p = project(&want, &drifted);
+        assert_ne!(p, want);
+        assert_eq!(p["rules"], json!([{"verbs": ["get"]}, {"verbs": ["list"]}]));
+        assert_eq!(p["metadata"]["labels"], json!({"a": "2"}));
+    }
+
+    #[test]
+    fn keys_name_kind_namespace_and_name() {
+        assert_eq!(object_key(&json!({"kind": "Namespace", "metadata": {"name": "a"}})), "Namespace/a");
+        assert_eq!(object_key(&json!({"kind": "Role", "metadata": {"name": "r", "namespace": "a"}})), "Role/a/r");
+    }
+}

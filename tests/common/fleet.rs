@@ -1,0 +1,225 @@
+//! A fleet under test for the end-to-end tests: a real nats-server, a fixture repository in a
+//! temporary directory (edited by the tests), the real `harmony` binary and real
+//! `harmony-agent` processes with podman.
+//!
+//! Needs scripts/install-test-deps.sh (podman, busybox-static, nats-server) and the agent binary
+//! (built on demand into the same target directory).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use harmony_schemas::fleet::{SigningKey, encode_key, generate_signing_key};
+use harmony_testkit::{NatsServer, podman};
+
+/// Runs `harmony --repo REPO ARGS…` with `env`; `$HARMONY_SIGNING_KEY`, `$HARMONY_COMMAND_KEY` unset.
+pub fn harmony(repo: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_harmony"));
+    c.arg("--repo").arg(repo).args(args).env_remove("HARMONY_SIGNING_KEY").env_remove("HARMONY_COMMAND_KEY").env("NO_COLOR", "1");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run harmony")
+}
+
+/// The `harmony-agent` binary next to `harmony` (built if missing).
+pub fn agent_binary() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_harmony")).with_file_name("harmony-agent");
+    if !p.is_file() {
+        let status = Command::new(env!("CARGO")).args(["build", "-p", "harmony-agent", "--bin", "harmony-agent"]).status().expect("cargo build harmony-agent");
+        assert!(status.success(), "building harmony-agent failed");
+    }
+    p
+}
+
+/// Stdout and stderr of a run, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A running `harmony-agent`; killed (SIGKILL) on drop. Its containers are left to [`Fleet`]'s drop.
+pub struct Agent {
+    child: Child,
+    /// Its stderr log.
+    pub log: PathBuf,
+}
+
+impl Agent {
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Podman writes of its last reconcile (`reconciled: podman writes=N`).
+    pub fn last_writes(&self) -> Option<u64> {
+        self.log().lines().filter_map(|l| l.split("podman writes=").nth(1)).filter_map(|r| r.split_whitespace().next()?.parse().ok()).next_back()
+    }
+
+    /// Kills it (SIGKILL) and waits.
+    pub fn kill(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One fleet `pico` with its devices, repository, keys and nats-server.
+pub struct Fleet {
+    /// The server (stop/restart for outage tests).
+    pub server: NatsServer,
+    /// Temporary directory: `repo/`, keys, journal state, agent state dirs and logs.
+    pub dir: tempfile::TempDir,
+    /// The fixture repository.
+    pub repo: PathBuf,
+    /// The fleet's signing key (its file is `dir/pico.key`).
+    pub fleet_key: SigningKey,
+    /// The operator's command key the agents trust (its file is `dir/command.key`).
+    pub command_key: SigningKey,
+    /// Device ids (unique per test run), all labelled `site=e2e`.
+    pub devices: Vec<String>,
+    starts: u32,
+}
+
+impl Fleet {
+    /// Starts a nats-server and writes a repository declaring fleet `pico`, tenant `acme` and
+    /// one device per `names` entry (ids made unique with the process id), without deployments.
+    pub fn new(names: &[&str]) -> Fleet {
+        let server = NatsServer::start();
+        let dir = tempfile::tempdir().expect("tmp");
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(&repo).expect("mkdir");
+        let fleet_key = generate_signing_key().expect("key");
+        let command_key = generate_signing_key().expect("key");
+        std::fs::write(dir.path().join("pico.key"), encode_key(fleet_key.as_bytes())).expect("write key");
+        std::fs::write(dir.path().join("command.key"), encode_key(command_key.as_bytes())).expect("write key");
+        std::fs::write(repo.join("pico.pub"), format!("{}\n", encode_key(fleet_key.verifying_key().as_bytes()))).expect("write");
+        let devices: Vec<String> = names.iter().map(|n| format!("{n}-{}", std::process::id())).collect();
+        let mut kdl = format!(
+            "fleet pico {{\n    nats \"{}\"\n    agent-version \"0.1.0\"\n    signing-key \"pico.pub\"\n    tenants acme\n}}\ntenant acme {{\n    namespaces acme\n}}\n",
+            server.url()
+        );
+        for d in &devices {
+            kdl.push_str(&format!("device {d} {{\n    fleet pico\n    labels site=e2e\n}}\n"));
+        }
+        std::fs::write(repo.join("fleet.kdl"), kdl).expect("write");
+        let f = Fleet { server, dir, repo, fleet_key, command_key, devices, starts: 0 };
+        f.set_deployments("");
+        f
+    }
+
+    /// The signing key file.
+    pub fn key_file(&self) -> String {
+        self.dir.path().join("pico.key").to_string_lossy().into_owned()
+    }
+
+    /// The command key file.
+    pub fn command_key_file(&self) -> String {
+        self.dir.path().join("command.key").to_string_lossy().into_owned()
+    }
+
+    /// Replaces the repository's deployments (KDL text of `deployment` nodes).
+    pub fn set_deployments(&self, kdl: &str) {
+        std::fs::write(self.repo.join("deploy.kdl"), kdl).expect("write deploy.kdl");
+    }
+
+    /// `harmony ARGS…` on the fixture repository.
+    pub fn harmony(&self, args: &[&str]) -> Output {
+        harmony(&self.repo, args, &[])
+    }
+
+    /// `harmony apply --yes` with the fleet's key; asserts success and returns stdout.
+    pub fn apply(&self) -> String {
+        let state = self.dir.path().join("harmony-state");
+        let out = self.harmony(&["apply", "--yes", "--signing-key-file", &self.key_file(), "--state-dir", &state.to_string_lossy()]);
+        assert!(out.status.success(), "harmony apply failed: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `harmony status --format json`: the report of `device`, and the whole document.
+    pub fn status(&self, device: &str) -> (serde_json::Value, serde_json::Value) {
+        let out = self.harmony(&["status", "--format", "json"]);
+        assert!(out.status.success(), "harmony status failed: {}", text(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+        let d = doc["fleets"][0]["devices"].as_array().and_then(|a| a.iter().find(|d| d["device"] == device).cloned()).unwrap_or_default();
+        (d, doc)
+    }
+
+    /// Polls `harmony status --format json` until `device`'s report satisfies `pred`.
+    pub fn wait_status(&self, device: &str, what: &str, timeout: Duration, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (d, _) = self.status(device);
+            if pred(&d) {
+                return d;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; last status of {device}: {d:#}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// Waits until `device` is `ready` at its desired generation, which must be `generation`.
+    pub fn wait_ready(&self, device: &str, generation: u64) -> serde_json::Value {
+        self.wait_status(device, &format!("ready at generation {generation}"), Duration::from_secs(60), |d| {
+            d["condition"] == "ready" && d["applied_generation"] == generation && d["desired_generation"] == generation
+        })
+    }
+
+    /// Starts `harmony-agent` for `device` (podman runtime, heartbeat every second, trusting the
+    /// fleet key and the command key; state in `dir/agent-<device>`, log in `dir/agent-<device>-N.log`).
+    pub fn start_agent(&mut self, device: &str) -> Agent {
+        self.starts += 1;
+        let log = self.dir.path().join(format!("agent-{device}-{}.log", self.starts));
+        let child = Command::new(agent_binary())
+            .args(["--device-id", device, "--nats-url", &self.server.url(), "--runtime", "podman", "--heartbeat-interval", "1", "--label", "site=e2e"])
+            .arg("--state-dir")
+            .arg(self.dir.path().join(format!("agent-{device}")))
+            .args(["--fleet-key", &encode_key(self.fleet_key.verifying_key().as_bytes())])
+            .args(["--command-key", &encode_key(self.command_key.verifying_key().as_bytes())])
+            .env("HARMONY_AGENT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("agent log"))
+            .spawn()
+            .expect("start harmony-agent");
+        Agent { child, log }
+    }
+
+    /// `device`'s containers (by harmony label): `deployment/container/kind` → (id, state).
+    pub fn containers(&self, device: &str) -> BTreeMap<String, (String, String)> {
+        let out = podman(&["ps", "-a", "--filter", &format!("label=io.harmony.device={device}"), "--format", "json"]);
+        let list: Vec<serde_json::Value> = if out.is_empty() { vec![] } else { serde_json::from_str(&out).expect("podman ps JSON") };
+        list.iter()
+            .map(|c| {
+                let l = &c["Labels"];
+                let key = format!(
+                    "{}/{}/{}",
+                    l["io.harmony.deployment"].as_str().unwrap_or(""),
+                    l["io.harmony.container"].as_str().unwrap_or(""),
+                    l["io.harmony.kind"].as_str().unwrap_or("")
+                );
+                (key, (c["Id"].as_str().unwrap_or("").to_string(), c["State"].as_str().unwrap_or("").to_string()))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for d in &self.devices {
+            let ids = podman(&["ps", "-aq", "--filter", &format!("label=io.harmony.device={d}")]);
+            for id in ids.split_whitespace() {
+                let _ = Command::new("podman").args(["rm", "-f", "-t", "0", id]).output();
+            }
+        }
+    }
+}
