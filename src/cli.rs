@@ -87,6 +87,9 @@ pub enum Command {
     Apply(crate::apply::ApplyArgs),
     /// Show each fleet's devices: desired vs applied generation, heartbeat, deployments, condition.
     Status(crate::status::StatusArgs),
+    /// Serve a read-only live dashboard of fleets, devices, deployments and releases
+    /// (127.0.0.1:8080 by default; --demo for simulated devices).
+    Ui(crate::ui::UiArgs),
     /// Talk to one device's agent: `ping`, and signed `logs` / `exec` (kubectl-like).
     Device(crate::device::DeviceArgs),
 }
@@ -125,7 +128,8 @@ pub fn init_logging(g: &Global) {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let g = &args.global;
-    if !matches!(args.command, Command::Template(_) | Command::Show(_)) && !g.repo.is_dir() {
+    let demo_default = matches!(&args.command, Command::Ui(u) if u.demo);
+    if !matches!(args.command, Command::Template(_) | Command::Show(_)) && !demo_default && !g.repo.is_dir() {
         anyhow::bail!("repository directory {} does not exist", g.repo.display());
     }
     match args.command {
@@ -139,6 +143,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Rollback(a) => crate::rollback::run(a, &g.repo),
         Command::Apply(a) => crate::apply::run(g, a),
         Command::Status(a) => crate::status::run(g, a),
+        Command::Ui(a) => crate::ui::run(g, a),
         Command::Device(a) => crate::device::run(g, a),
     }
 }

@@ -9,6 +9,7 @@ mod plan;
 mod rollback;
 mod status;
 mod template;
+mod ui;
 
 use std::process::ExitCode;
 

@@ -518,3 +518,63 @@ fn color_flag() {
         assert!(!has_ansi(&out.stdout), "{format}: {}", out.stdout);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// harmony ui
+
+#[test]
+fn ui_refuses_a_public_address_without_a_token() {
+    let repo = Repo::new();
+    for listen in ["0.0.0.0:0", "[::]:0"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_harmony"))
+            .args(["ui", "--repo", "tenants", "--listen", listen])
+            .current_dir(repo.dir.path())
+            .env_remove("HARMONY_UI_TOKEN")
+            .output()
+            .expect("run harmony");
+        assert_eq!(out.status.code(), Some(1), "{listen}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with("error: refusing to listen on") && stderr.contains("without authentication"), "{stderr}");
+        assert!(stderr.contains("HARMONY_UI_TOKEN") && stderr.contains("--token-file"), "{stderr}");
+    }
+}
+
+/// `harmony ui --demo` against a given nats-server: the simulated devices show up.
+#[test]
+fn ui_demo_shows_simulated_devices() {
+    use std::io::{Read, Write};
+    let nats = harmony_testkit::NatsServer::start();
+    let port = harmony_testkit::free_port();
+    let repo = Repo::new();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Kill(
+        Command::new(env!("CARGO_BIN_EXE_harmony"))
+            .args(["ui", "--demo", "--repo", "tenants", "--nats-url", &nats.url(), "--listen", &format!("127.0.0.1:{port}")])
+            .current_dir(repo.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run harmony ui --demo"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut last = String::new();
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.write_all(b"GET /api/overview HTTP/1.1\r\nHost: ui\r\nConnection: close\r\n\r\n");
+            last.clear();
+            let _ = s.read_to_string(&mut last);
+            // Eight devices: the silent spare unknown, one degraded, the others ready.
+            if last.contains("\"degraded\":1") && last.contains("\"ready\":6") && last.contains("\"unknown\":1") {
+                break;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "the demo did not show its devices in 30 s: {last}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

@@ -11,10 +11,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use harmony_schemas::fleet::{DeploymentFailure, DeploymentState, DeviceState, RejectionReason};
+use harmony_schemas::fleet::{DeploymentFailure, DeploymentState, DeviceState, DeviceStatus, Heartbeat, RejectionReason};
 use serde::Serialize;
 
-use super::observe::{ObservedFleet, Warning};
+use super::observe::{ObservedEntry, ObservedFleet, Warning};
 
 /// Heartbeat age thresholds.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -140,66 +140,73 @@ fn kebab<T: Serialize>(v: &T) -> String {
 pub fn fleet_status(fleet: &str, devices: &[String], observed: &ObservedFleet, now_ms: u64, t: StatusThresholds) -> FleetStatus {
     let mut ids: BTreeSet<&str> = devices.iter().map(String::as_str).collect();
     ids.extend(observed.plans.keys().map(String::as_str));
-    let devices = ids
-        .into_iter()
-        .map(|id| {
-            let desired_generation = observed.plans.get(id).and_then(|e| e.plan.as_ref().map(|p| p.generation).or(e.generation));
-            let status = observed.statuses.get(id);
-            let hb = observed.heartbeats.get(id);
-            let heartbeat_age_s = hb.map(|(h, created)| now_ms.saturating_sub(h.timestamp_ms.max(*created)) / 1000);
-            let applied_generation = status.and_then(|s| s.applied_generation).or(hb.and_then(|(h, _)| h.applied_generation));
-            let rejected = status.is_some_and(|s| desired_generation.is_some_and(|g| s.rejections.iter().any(|r| r.generation == Some(g))));
-            let condition = match heartbeat_age_s {
-                None => Condition::Unknown,
-                Some(age) if age > t.unknown_after.as_secs() => Condition::Unknown,
-                Some(age) if age > t.stale_after.as_secs() => Condition::Stale,
-                Some(_) => match status {
-                    _ if rejected => Condition::Degraded,
-                    Some(s) if s.state == DeviceState::Degraded => Condition::Degraded,
-                    Some(s) if s.state == DeviceState::Applied && applied_generation.is_some() && applied_generation == desired_generation => Condition::Ready,
-                    Some(s) if s.state == DeviceState::Applied && desired_generation.is_none() => Condition::Ready,
-                    _ => Condition::Converging,
-                },
-            };
-            DeviceReport {
-                device: id.to_string(),
-                desired_generation,
-                applied_generation,
-                heartbeat_age_s,
-                agent_version: status.map(|s| s.agent_version.clone()).or(hb.map(|(h, _)| h.agent_version.clone())),
-                state: status.map(|s| kebab(&s.state)),
-                deployments: status
-                    .map(|s| {
-                        s.deployments
-                            .iter()
-                            .map(|d| DeploymentReport {
-                                name: d.name.clone(),
-                                state: kebab(&d.state),
-                                failure: d.failure.as_ref().map(|f| f.to_string()).or_else(|| (d.state == DeploymentState::Failed).then(|| "failed".into())),
-                                failure_detail: d.failure.clone(),
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                last_error: status.and_then(|s| s.last_error.clone()),
-                last_rejection: status.and_then(|s| s.rejections.last()).map(|r| RejectionReport {
-                    generation: r.generation,
-                    reason: r.reason.clone(),
-                    message: r.reason.to_string(),
-                    at_ms: r.at_ms,
-                }),
-                desired_rejected: rejected,
-                condition,
-            }
-        })
-        .collect();
+    let devices =
+        ids.into_iter().map(|id| device_report(id, observed.plans.get(id), observed.statuses.get(id), observed.heartbeats.get(id), now_ms, t)).collect();
     FleetStatus { fleet: fleet.to_string(), devices, warnings: observed.warnings.clone() }
+}
+
+/// One device's report from its plans entry, status and heartbeat (with the heartbeat entry's
+/// write time, Unix ms) at `now_ms`: the one place conditions are decided (`harmony status`
+/// and `harmony ui` both use it).
+pub fn device_report(
+    id: &str,
+    plan: Option<&ObservedEntry>,
+    status: Option<&DeviceStatus>,
+    hb: Option<&(Heartbeat, u64)>,
+    now_ms: u64,
+    t: StatusThresholds,
+) -> DeviceReport {
+    let desired_generation = plan.and_then(|e| e.plan.as_ref().map(|p| p.generation).or(e.generation));
+    let heartbeat_age_s = hb.map(|(h, created)| now_ms.saturating_sub(h.timestamp_ms.max(*created)) / 1000);
+    let applied_generation = status.and_then(|s| s.applied_generation).or(hb.and_then(|(h, _)| h.applied_generation));
+    let rejected = status.is_some_and(|s| desired_generation.is_some_and(|g| s.rejections.iter().any(|r| r.generation == Some(g))));
+    let condition = match heartbeat_age_s {
+        None => Condition::Unknown,
+        Some(age) if age > t.unknown_after.as_secs() => Condition::Unknown,
+        Some(age) if age > t.stale_after.as_secs() => Condition::Stale,
+        Some(_) => match status {
+            _ if rejected => Condition::Degraded,
+            Some(s) if s.state == DeviceState::Degraded => Condition::Degraded,
+            Some(s) if s.state == DeviceState::Applied && applied_generation.is_some() && applied_generation == desired_generation => Condition::Ready,
+            Some(s) if s.state == DeviceState::Applied && desired_generation.is_none() => Condition::Ready,
+            _ => Condition::Converging,
+        },
+    };
+    DeviceReport {
+        device: id.to_string(),
+        desired_generation,
+        applied_generation,
+        heartbeat_age_s,
+        agent_version: status.map(|s| s.agent_version.clone()).or(hb.map(|(h, _)| h.agent_version.clone())),
+        state: status.map(|s| kebab(&s.state)),
+        deployments: status
+            .map(|s| {
+                s.deployments
+                    .iter()
+                    .map(|d| DeploymentReport {
+                        name: d.name.clone(),
+                        state: kebab(&d.state),
+                        failure: d.failure.as_ref().map(|f| f.to_string()).or_else(|| (d.state == DeploymentState::Failed).then(|| "failed".into())),
+                        failure_detail: d.failure.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        last_error: status.and_then(|s| s.last_error.clone()),
+        last_rejection: status.and_then(|s| s.rejections.last()).map(|r| RejectionReport {
+            generation: r.generation,
+            reason: r.reason.clone(),
+            message: r.reason.to_string(),
+            at_ms: r.at_ms,
+        }),
+        desired_rejected: rejected,
+        condition,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use harmony_schemas::fleet::{DeviceStatus, Heartbeat};
 
     fn status(applied: Option<u64>, state: DeviceState) -> DeviceStatus {
         DeviceStatus {
