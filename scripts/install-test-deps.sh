@@ -11,7 +11,8 @@ cd "$ROOT"
 
 apt_need podman podman
 apt_need runc runc
-[ -x /bin/busybox-static ] || [ -x /usr/bin/busybox-static ] || apt_install busybox-static
+# busybox-static provides a statically linked /bin/busybox (no busybox-static command).
+dpkg -s busybox-static >/dev/null 2>&1 || apt_install busybox-static
 # Rootless podman needs newuidmap; root does not. Install it only when running rootless.
 if [ "$(id -u)" != 0 ]; then apt_need newuidmap uidmap; fi
 

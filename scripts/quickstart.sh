@@ -98,7 +98,7 @@ build_image() { # build_image REFERENCE SCRIPT
     podman image exists "$1" && return
     local rootfs="$WORK/rootfs"
     rm -rf "$rootfs" && mkdir -p "$rootfs/bin" "$rootfs/tmp" "$rootfs/data"
-    cp "$(command -v busybox-static || echo /bin/busybox)" "$rootfs/bin/busybox"
+    cp /bin/busybox "$rootfs/bin/busybox"  # static: from busybox-static
     for a in sh sleep echo date; do ln -sf busybox "$rootfs/bin/$a"; done
     tar -C "$rootfs" -cf "$WORK/rootfs.tar" bin tmp data
     podman import -q --change "ENTRYPOINT [\"/bin/sh\", \"-c\", \"$2\", \"$1\"]" "$WORK/rootfs.tar" "$1" >/dev/null
