@@ -32,14 +32,28 @@ pub struct StatusArgs {
     /// Exit 0 when every device is ready, 2 when one is not, 1 on errors.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+/// When a device's heartbeat counts as stale or unknown (`harmony status`, `harmony ui`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ThresholdArgs {
     /// A device whose last heartbeat is older than this is stale.
     #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = parse_duration)]
     pub stale_after: Duration,
     /// A device whose last heartbeat is older than this (or that never sent one) is unknown.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub unknown_after: Duration,
-    #[command(flatten)]
-    pub nats: NatsArgs,
+}
+
+impl ThresholdArgs {
+    /// As the executor's thresholds.
+    pub fn thresholds(&self) -> StatusThresholds {
+        StatusThresholds { stale_after: self.stale_after, unknown_after: self.unknown_after }
+    }
 }
 
 #[derive(Serialize)]
@@ -103,7 +117,7 @@ fn human(f: &FleetStatus) -> String {
 
 pub fn run(g: &Global, a: StatusArgs) -> anyhow::Result<ExitCode> {
     let repo = compiled(g)?;
-    let thresholds = StatusThresholds { stale_after: a.stale_after, unknown_after: a.unknown_after };
+    let thresholds = a.thresholds.thresholds();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut out = Vec::new();
     for fleet in fleets(&repo, &a.fleet)? {

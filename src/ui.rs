@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use harmony_executor::fleet::{StatusThresholds, connect};
+use harmony_executor::fleet::connect;
 use harmony_ui::{RepoView, UiOptions, demo};
 
 use crate::apply::{NatsArgs, compiled, parse_duration};
@@ -33,12 +33,8 @@ pub struct UiArgs {
     /// How often release records are read.
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
     pub release_interval: Duration,
-    /// A device whose last heartbeat is older than this is stale.
-    #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = parse_duration)]
-    pub stale_after: Duration,
-    /// A device whose last heartbeat is older than this (or that never sent one) is unknown.
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
-    pub unknown_after: Duration,
+    #[command(flatten)]
+    pub thresholds: crate::status::ThresholdArgs,
     #[command(flatten)]
     pub nats: NatsArgs,
 }
@@ -74,7 +70,7 @@ pub fn run(g: &Global, a: UiArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let thresholds = StatusThresholds { stale_after: a.stale_after, unknown_after: a.unknown_after };
+    let thresholds = a.thresholds.thresholds();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let mut nats = a.nats.options(&urls)?;

@@ -93,14 +93,7 @@ fn disabled(plan: &DevicePlan) -> Outcome {
             containers: d
                 .init_containers
                 .iter()
-                .map(|c| ContainerStatus {
-                    name: c.container.name.clone(),
-                    kind: ContainerKind::Init,
-                    state: ContainerState::Completed,
-                    container_id: None,
-                    spec_hash: c.spec_hash.clone(),
-                    exit_code: Some(0),
-                })
+                .map(ContainerStatus::init_completed)
                 .chain(d.services.iter().map(|s| ContainerStatus {
                     name: s.container.name.clone(),
                     kind: ContainerKind::Service,

@@ -739,6 +739,20 @@ pub struct ContainerStatus {
     pub exit_code: Option<i64>,
 }
 
+impl ContainerStatus {
+    /// An init container that ran to completion (exit code 0; it is removed after it exits).
+    pub fn init_completed(c: &InitContainer) -> ContainerStatus {
+        ContainerStatus {
+            name: c.container.name.clone(),
+            kind: ContainerKind::Init,
+            state: ContainerState::Completed,
+            container_id: None,
+            spec_hash: c.spec_hash.clone(),
+            exit_code: Some(0),
+        }
+    }
+}
+
 /// Init or service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]

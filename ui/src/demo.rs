@@ -112,18 +112,7 @@ fn status_of(s: &Sim, now: u64) -> DeviceStatus {
         .enumerate()
         .map(|(i, d)| {
             let failed = s.failing && i == 0;
-            let mut containers: Vec<ContainerStatus> = d
-                .init_containers
-                .iter()
-                .map(|c| ContainerStatus {
-                    name: c.container.name.clone(),
-                    kind: ContainerKind::Init,
-                    state: ContainerState::Completed,
-                    container_id: None,
-                    spec_hash: c.spec_hash.clone(),
-                    exit_code: Some(0),
-                })
-                .collect();
+            let mut containers: Vec<ContainerStatus> = d.init_containers.iter().map(ContainerStatus::init_completed).collect();
             containers.extend(d.services.iter().enumerate().map(|(j, c)| ContainerStatus {
                 name: c.container.name.clone(),
                 kind: ContainerKind::Service,
