@@ -100,6 +100,7 @@ pub fn observe(compiled: &CompiledRepo, a: &LiveArgs, rt: &tokio::runtime::Runti
 
 fn add_cluster(compiled: &CompiledRepo, cluster: &str, obs: &ClusterObservation, live: &mut Live) {
     let mut ours = std::collections::BTreeSet::new();
+    let mut tenants = std::collections::BTreeSet::new();
     for u in compiled.units.values() {
         let id = u.id.as_str().to_string();
         match &u.content {
@@ -113,6 +114,7 @@ fn add_cluster(compiled: &CompiledRepo, cluster: &str, obs: &ClusterObservation,
                 ours.insert(key);
             }
             UnitContent::TenantAccess(t) if t.cluster.as_str() == cluster => {
+                tenants.insert(t.tenant.as_str());
                 let access = Access::from_unit(t);
                 if let Some(o) = obs.observed_access(&access, &u.hash) {
                     live.observed.tenant_access.insert(id.clone(), o);
@@ -124,18 +126,13 @@ fn add_cluster(compiled: &CompiledRepo, cluster: &str, obs: &ClusterObservation,
         }
     }
     // What Harmony applied that left the repository: releases it wrote, tenants it granted.
-    for ((ns, name), l) in &obs.releases {
-        if l.prunable_by(cluster) && !ours.contains(&(ns.clone(), name.clone())) {
-            live.observed.releases.insert(format!("release/{cluster}/{ns}/{name}"), l.observed.clone());
-        }
+    let gone = obs.leftovers(cluster, &ours, &tenants);
+    for ((ns, name), l) in gone.releases {
+        live.observed.releases.insert(format!("release/{cluster}/{ns}/{name}"), l.observed.clone());
     }
-    for tenant in obs.tenant_objects.keys() {
-        let id = format!("tenant-access/{tenant}/{cluster}");
-        if !live.observed.tenant_access.contains_key(&id)
-            && !live.desired.contains_key(&id)
-            && let Some(o) = obs.observed_leftover(tenant)
-        {
-            live.observed.tenant_access.insert(id, o);
+    for tenant in gone.tenants {
+        if let Some(o) = obs.observed_leftover(tenant) {
+            live.observed.tenant_access.insert(format!("tenant-access/{tenant}/{cluster}"), o);
         }
     }
 }

@@ -225,11 +225,19 @@ async fn apply_cluster(
 async fn prune(name: &str, admin: &Cluster, work: &[Work<'_>], opts: &ApplyOptions, stop: &std::sync::atomic::AtomicBool) -> Vec<UnitOutcome> {
     use std::sync::atomic::Ordering;
     let mut out = Vec::new();
-    let outcome = |unit: String, result: UnitResult| UnitOutcome { unit, cluster: name.to_string(), result };
+    let outcome = |unit: String, result: UnitResult| {
+        if opts.fail_fast && matches!(result, UnitResult::Failed(_)) {
+            stop.store(true, Ordering::SeqCst);
+        }
+        UnitOutcome { unit, cluster: name.to_string(), result }
+    };
     let wanted = |id: &str| opts.only.is_empty() || opts.only.contains(id);
     let obs = match super::observe::observe_cluster(admin).await {
         Ok(o) => o,
-        Err(e) => return vec![outcome(format!("cluster/{name}"), UnitResult::Failed(format!("observing what to prune: {e}")))],
+        Err(e) => {
+            let result = UnitResult::Failed(format!("observing what to prune: {e}"));
+            return vec![UnitOutcome { unit: format!("cluster/{name}"), cluster: name.to_string(), result }];
+        }
     };
     let releases: BTreeSet<(String, String)> = work
         .iter()
@@ -245,46 +253,38 @@ async fn prune(name: &str, admin: &Cluster, work: &[Work<'_>], opts: &ApplyOptio
             Work::Release(..) => None,
         })
         .collect();
+    let gone = obs.leftovers(name, &releases, &tenants);
     // Releases in reverse name order per namespace (no dependency information survives the
     // repository; Helm uninstalls are independent of each other).
-    for ((ns, rel), live) in obs.releases.iter().rev() {
+    for ((ns, rel), live) in gone.releases.into_iter().rev() {
         let id = format!("release/{name}/{ns}/{rel}");
-        if !live.prunable_by(name) || releases.contains(&(ns.clone(), rel.clone())) || !wanted(&id) {
+        if !wanted(&id) {
             continue;
         }
-        if stop.load(Ordering::SeqCst) {
-            out.push(outcome(id, UnitResult::Skipped("stopped: an earlier unit failed (--fail-fast)".into())));
-            continue;
-        }
-        let result = match release::uninstall(admin, ns, rel, &opts.release, jiff::Timestamp::now).await {
-            Ok(_) => UnitResult::Done(format!("uninstalled (left the repository; was revision {})", live.observed.revision)),
-            Err(e) => UnitResult::Failed(format!("uninstalling: {e}")),
+        let result = if stop.load(Ordering::SeqCst) {
+            UnitResult::Skipped("stopped: an earlier unit failed (--fail-fast)".into())
+        } else {
+            match release::uninstall(admin, ns, rel, &opts.release, jiff::Timestamp::now).await {
+                Ok(_) => UnitResult::Done(format!("uninstalled (left the repository; was revision {})", live.observed.revision)),
+                Err(e) => UnitResult::Failed(format!("uninstalling: {e}")),
+            }
         };
-        if opts.fail_fast && matches!(result, UnitResult::Failed(_)) {
-            stop.store(true, Ordering::SeqCst);
-        }
         out.push(outcome(id, result));
     }
-    for tenant in obs.tenant_objects.keys() {
+    for tenant in gone.tenants {
         let id = format!("tenant-access/{tenant}/{name}");
-        if tenants.contains(tenant.as_str()) || !wanted(&id) {
-            continue;
-        }
-        let Some(access) = obs.tenant_access(tenant) else { continue };
-        if stop.load(Ordering::SeqCst) {
-            out.push(outcome(id, UnitResult::Skipped("stopped: an earlier unit failed (--fail-fast)".into())));
-            continue;
-        }
-        let result = match tenant::remove(admin, &access).await {
-            Ok(()) => UnitResult::Done(format!(
-                "removed (the tenant has no release on this cluster any more; namespaces {} are kept: delete them yourself if nothing else is in them)",
-                access.namespaces.join(", ")
-            )),
-            Err(e) => UnitResult::Failed(format!("removing tenant access: {e}")),
+        let Some(access) = obs.tenant_access(tenant).filter(|_| wanted(&id)) else { continue };
+        let result = if stop.load(Ordering::SeqCst) {
+            UnitResult::Skipped("stopped: an earlier unit failed (--fail-fast)".into())
+        } else {
+            match tenant::remove(admin, &access).await {
+                Ok(()) => UnitResult::Done(format!(
+                    "removed (the tenant has no release on this cluster any more; namespaces {} are kept: delete them yourself if nothing else is in them)",
+                    access.namespaces.join(", ")
+                )),
+                Err(e) => UnitResult::Failed(format!("removing tenant access: {e}")),
+            }
         };
-        if opts.fail_fast && matches!(result, UnitResult::Failed(_)) {
-            stop.store(true, Ordering::SeqCst);
-        }
         out.push(outcome(id, result));
     }
     out

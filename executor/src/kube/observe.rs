@@ -132,7 +132,26 @@ pub async fn observe_cluster(cluster: &Cluster) -> Result<ClusterObservation, Ku
     Ok(out)
 }
 
+/// What Harmony applied to a cluster that the repository no longer declares there.
+#[derive(Debug, Default)]
+pub struct Leftovers<'a> {
+    /// Releases it may uninstall, by (namespace, name), in name order.
+    pub releases: Vec<(&'a (String, String), &'a LiveRelease)>,
+    /// Tenants whose access it may remove.
+    pub tenants: Vec<&'a str>,
+}
+
 impl ClusterObservation {
+    /// What is left on `cluster` of what Harmony applied there, given what the repository
+    /// declares on it: releases (namespace, name) and tenants with access. `harmony plan` shows
+    /// these as destroys and `harmony apply` destroys them: one rule for both.
+    pub fn leftovers<'a>(&'a self, cluster: &str, releases: &BTreeSet<(String, String)>, tenants: &BTreeSet<&str>) -> Leftovers<'a> {
+        Leftovers {
+            releases: self.releases.iter().filter(|(key, l)| l.prunable_by(cluster) && !releases.contains(*key)).collect(),
+            tenants: self.tenant_objects.keys().map(String::as_str).filter(|t| !tenants.contains(t)).collect(),
+        }
+    }
+
     /// A tenant's access as it is on the cluster (for removing a tenant that left the
     /// repository): its ServiceAccount, and the namespaces it was granted (its Roles' and its
     /// labelled namespaces). `None` when the cluster holds nothing of the tenant's.
