@@ -274,12 +274,15 @@ fn apply_fleets(g: &Global, a: ApplyArgs, repo: &CompiledRepo) -> anyhow::Result
         let yes = a.yes;
         let quiet = g.quiet;
         let fleet_name = fleet.clone();
-        let confirm: harmony_executor::fleet::run::Confirm = Box::new(move |actions, observed| {
+        let confirm: harmony_executor::fleet::run::Confirm = Box::new(move |actions, observed, rollout| {
             for w in &observed.warnings {
                 eprintln!("warning: {w}");
             }
             if !quiet || !yes {
                 print!("{}", describe(&fleet_name, actions));
+                if let Some(r) = rollout {
+                    print!("{}", harmony_executor::fleet::rollout::describe(r));
+                }
             }
             if yes {
                 return true;
@@ -310,6 +313,11 @@ fn apply_fleets(g: &Global, a: ApplyArgs, repo: &CompiledRepo) -> anyhow::Result
             None
         };
         let req = ApplyRequest {
+            rollouts: harmony_executor::fleet::rollout::rollout_specs(repo, &fleet),
+            rollout_progress: (!g.quiet).then(|| -> harmony_executor::fleet::run::RolloutProgress {
+                Arc::new(|r| eprintln!("{}", harmony_executor::fleet::rollout::progress_line(r)))
+            }),
+            rollout_poll: None,
             desired,
             signing_key: key.clone(),
             parallelism: usize::from(a.parallelism),
@@ -337,6 +345,39 @@ fn apply_fleets(g: &Global, a: ApplyArgs, repo: &CompiledRepo) -> anyhow::Result
             println!("fleet {fleet}: not applied");
             exit = ExitCode::from(1);
             continue;
+        }
+        let mut rollout_failed = false;
+        if let Some((_, record, reverted)) = &run.rollout {
+            use harmony_schemas::fleet::RolloutState;
+            for f in &record.failed {
+                eprintln!("rollout: {} failed in step {}: {}", f.device, f.wave + 1, f.reason);
+            }
+            for (device, r) in reverted {
+                match r {
+                    Ok(rev) => eprintln!("rollout: {device}: previous plan written back (revision {rev})"),
+                    Err(e) => eprintln!("rollout: {device}: could not write the previous plan back: {e}"),
+                }
+            }
+            match record.state {
+                RolloutState::Complete => println!("fleet {fleet}: rollout of {} complete ({} steps)", record.what.join(", "), record.waves.len()),
+                RolloutState::Halted => println!(
+                    "fleet {fleet}: rollout of {} halted: {} devices failed (max-failed {}); later steps not written",
+                    record.what.join(", "),
+                    record.failed.len(),
+                    record.max_failed
+                ),
+                RolloutState::Reverted => println!(
+                    "fleet {fleet}: rollout of {} halted and reverted: {} devices failed (max-failed {}); previous plans written back",
+                    record.what.join(", "),
+                    record.failed.len(),
+                    record.max_failed
+                ),
+                RolloutState::InProgress => {}
+            }
+            rollout_failed = matches!(record.state, RolloutState::Halted | RolloutState::Reverted);
+        }
+        if rollout_failed {
+            exit = ExitCode::from(1);
         }
         if run.actions.iter().all(|x| x.op == FleetOp::Noop) {
             if !g.quiet {

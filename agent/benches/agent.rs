@@ -116,6 +116,7 @@ async fn many(n: usize) {
         .iter()
         .map(|id| {
             let p = DevicePlan {
+                agent: None,
                 version: PROTOCOL_VERSION,
                 device_id: id.clone(),
                 fleet: "load".into(),

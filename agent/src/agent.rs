@@ -352,6 +352,7 @@ fn make_status(
         deployments,
         last_error,
         rejections: s.rejections.clone(),
+        upgrade: s.upgrade.clone(),
         updated_at_ms: now_ms(),
     }
 }

@@ -99,6 +99,7 @@ pub async fn handle(shared: &Shared, nonces: &NonceCache, verb: Verb, payload: &
     }
     let (deployment, container) = match &req.command {
         Command::Logs { deployment, container, .. } | Command::Exec { deployment, container, .. } => (deployment.clone(), container.clone()),
+        Command::Retire { .. } => return refused(RefusalReason::WrongVerb),
     };
     let planned = shared
         .applied
@@ -136,5 +137,6 @@ pub async fn handle(shared: &Shared, nonces: &NonceCache, verb: Verb, payload: &
                 Err(e) => CommandReply::Error { message: e.0 },
             }
         }
+        Command::Retire { .. } => refused(RefusalReason::WrongVerb),
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use harmony_schemas::fleet::{DeploymentFailure, Rejection, SignedDevicePlan};
+use harmony_schemas::fleet::{DeploymentFailure, Rejection, SignedDevicePlan, UpgradeReport};
 use serde::{Deserialize, Serialize};
 
 /// The persisted state.
@@ -25,6 +25,9 @@ pub struct PersistedState {
     /// Recent rejections (newest last).
     #[serde(default)]
     pub rejections: Vec<Rejection>,
+    /// The last agent upgrade attempted (a failed one is not retried for the same generation).
+    #[serde(default)]
+    pub upgrade: Option<UpgradeReport>,
 }
 
 /// A failed deployment.

@@ -279,6 +279,9 @@ pub struct FleetInfo {
     pub signing_key: String,
     /// Admitted tenants.
     pub tenants: Vec<Name>,
+    /// How agent-version changes are rolled out (`None`: every device at once, still health-gated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_rollout: Option<Rollout>,
 }
 
 /// Per-cluster facts that are not units: every declared cluster, with or without units, so
@@ -449,6 +452,7 @@ pub fn compile(decls: &Declarations, index: &Index, facts: &Facts) -> Option<Com
             agent_version: f.agent_version.as_ref()?.value.to_string(),
             signing_key: hex::encode(facts.signing_keys.get(&i)?),
             tenants: f.tenants.iter().filter_map(|t| Name::parse(&t.value).ok()).collect(),
+            agent_rollout: f.rollout.clone(),
         };
         fleets.insert(f.name.valid.clone()?, info);
     }

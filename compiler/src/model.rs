@@ -179,6 +179,8 @@ pub struct Fleet {
     pub signing_key: Option<Spanned<String>>,
     /// Admitted tenants.
     pub tenants: Vec<Spanned<String>>,
+    /// How agent upgrades are rolled out.
+    pub rollout: Option<Rollout>,
 }
 
 /// An edge device.

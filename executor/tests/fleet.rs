@@ -37,6 +37,7 @@ fn desired(n: usize, env_even: &str, env_odd: &str) -> DesiredFleet {
             let id = format!("d-{i:03}");
             let env = if i % 2 == 0 { env_even } else { env_odd };
             let plan = DevicePlan {
+                agent: None,
                 version: PROTOCOL_VERSION,
                 device_id: id.clone(),
                 fleet: "pico".into(),
@@ -53,6 +54,9 @@ fn desired(n: usize, env_even: &str, env_odd: &str) -> DesiredFleet {
 
 fn request(d: &DesiredFleet, key: &SigningKey) -> ApplyRequest {
     ApplyRequest {
+        rollouts: Default::default(),
+        rollout_progress: None,
+        rollout_poll: None,
         desired: d.clone(),
         signing_key: key.clone(),
         parallelism: 16,

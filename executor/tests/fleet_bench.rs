@@ -40,6 +40,7 @@ fn desired() -> DesiredFleet {
         .map(|i| {
             let id = format!("pi-{i:05}");
             let p = DevicePlan {
+                agent: None,
                 version: PROTOCOL_VERSION,
                 device_id: id.clone(),
                 fleet: "pico".into(),
@@ -105,6 +106,9 @@ async fn apply_10k_signed_plans_vs_raw_puts() {
     let raw_t = t.elapsed();
 
     let req = |d: &DesiredFleet| ApplyRequest {
+        rollouts: Default::default(),
+        rollout_progress: None,
+        rollout_poll: None,
         desired: d.clone(),
         signing_key: key.clone(),
         parallelism: PARALLELISM,

@@ -34,6 +34,7 @@ fn desired(version: u64) -> DesiredFleet {
         .map(|i| {
             let id = format!("d-{i:04}");
             let p = DevicePlan {
+                agent: None,
                 version: PROTOCOL_VERSION,
                 device_id: id.clone(),
                 fleet: "pico".into(),
@@ -71,6 +72,9 @@ async fn server_killed_mid_apply_converges_on_rerun() {
     let state = tempfile::tempdir().expect("tmp");
     let opts = NatsOptions { urls: vec![server.url()], request_timeout: Some(Duration::from_secs(1)), ..Default::default() };
     let req = |version: u64, wait: Duration| ApplyRequest {
+        rollouts: Default::default(),
+        rollout_progress: None,
+        rollout_poll: None,
         desired: desired(version),
         signing_key: key.clone(),
         parallelism: 16,

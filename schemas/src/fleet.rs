@@ -39,6 +39,8 @@ pub const HEARTBEATS_BUCKET: &str = "harmony-heartbeats";
 pub const LOCKS_BUCKET: &str = "harmony-locks";
 /// Object store of agent binaries (`harmony-agent-<version>-<target>`).
 pub const AGENTS_OBJECT_STORE: &str = "harmony-agents";
+/// KV bucket of rollouts: key = fleet name, value = [`RolloutRecord`]; written by `harmony apply` only.
+pub const ROLLOUTS_BUCKET: &str = "harmony-rollouts";
 /// First token of command subjects.
 pub const COMMAND_SUBJECT_PREFIX: &str = "device-commands";
 /// Default timeout of an init container, in seconds (5 minutes).
@@ -70,6 +72,8 @@ pub enum Verb {
     Logs,
     /// Run a command in a planned container: signed.
     Exec,
+    /// Tell the agent of one version to exit after an upgrade: signed (fleet key).
+    Retire,
 }
 
 impl Verb {
@@ -79,6 +83,7 @@ impl Verb {
             Verb::Ping => "ping",
             Verb::Logs => "logs",
             Verb::Exec => "exec",
+            Verb::Retire => "retire",
         }
     }
 }
@@ -111,9 +116,36 @@ pub struct DevicePlan {
     pub source_revision: String,
     /// `harmony-agent` version the device should run.
     pub agent_version: String,
+    /// Where that version's binary is, when it was published (`harmony fleet publish-agent`):
+    /// an agent of another version downloads, verifies and switches to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentArtifact>,
     /// The deployments, in name order.
     #[serde(default)]
     pub deployments: Vec<DeploymentPlan>,
+}
+
+/// A published `harmony-agent` binary in [`AGENTS_OBJECT_STORE`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentArtifact {
+    /// Version the binary reports.
+    pub version: String,
+    /// Object name ([`agent_object_name`]).
+    pub object: String,
+    /// `sha256:<hex>` of the binary.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// The object-store name of an agent version's binary: `harmony-agent-<version>`.
+pub fn agent_object_name(version: &str) -> String {
+    format!("harmony-agent-{version}")
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(bytes)))
 }
 
 /// One deployment on the device.
@@ -422,6 +454,14 @@ impl SignedPayload for CommandRequest {
     const CONTEXT: &'static str = "command";
 }
 
+impl SignedPayload for AgentArtifact {
+    const CONTEXT: &'static str = "agent-binary";
+}
+
+/// An [`AgentArtifact`] signed by the fleet key: kept in the object's metadata
+/// (`harmony-signature`), so a binary in the store proves who published it.
+pub type SignedAgentArtifact = Signed<AgentArtifact>;
+
 /// The bytes an Ed25519 signature covers: `harmony/<context>/v1\n` + canonical JSON of the payload.
 pub fn signing_input(context: &str, payload: &serde_json::Value) -> Result<Vec<u8>, serde_json::Error> {
     let mut bytes = format!("harmony/{context}/v{PROTOCOL_VERSION}\n").into_bytes();
@@ -638,8 +678,129 @@ pub struct DeviceStatus {
     /// The most recent rejected plans (newest last, at most [`MAX_REJECTIONS`]).
     #[serde(default)]
     pub rejections: Vec<Rejection>,
+    /// The last agent upgrade this device attempted, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeReport>,
     /// When this status was written, Unix milliseconds.
     pub updated_at_ms: u64,
+}
+
+/// An agent upgrade as the agent reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UpgradeReport {
+    /// Version running before.
+    pub from: String,
+    /// Version asked for.
+    pub to: String,
+    /// The plan generation that asked for it.
+    pub generation: u64,
+    /// Where it stands.
+    pub state: UpgradeState,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When, Unix milliseconds.
+    pub at_ms: u64,
+}
+
+/// Where an agent upgrade stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpgradeState {
+    /// The new binary runs beside the old one; the old one waits to be retired.
+    Started,
+    /// The upgrade failed; the old version still runs and `current` points at it again.
+    Failed,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rollouts
+
+/// A fleet's current or last rollout, in [`ROLLOUTS_BUCKET`] under the fleet name. Written by
+/// `harmony apply` as it goes, so an interrupted rollout resumes and `harmony status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RolloutRecord {
+    /// Always [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// Fleet.
+    pub fleet: String,
+    /// `sha256:` over what is rolled out (deployment names with their desired spec hashes, the
+    /// agent version): the same repository state resumes the same rollout.
+    pub id: String,
+    /// Repository revision being rolled out.
+    pub source_revision: String,
+    /// What is rolled out: `deployment <name>`, `agent <version>`.
+    pub what: Vec<String>,
+    /// State.
+    pub state: RolloutState,
+    /// Failures tolerated before halting.
+    pub max_failed: u32,
+    /// Seconds a wave may take to become healthy.
+    pub health_timeout_s: u64,
+    /// Whether a halt writes the previous plans back.
+    pub auto_revert: bool,
+    /// The waves, in order.
+    pub waves: Vec<RolloutWave>,
+    /// Device → revision of its plan entry before this rollout first wrote it (what a revert restores).
+    #[serde(default)]
+    pub previous: BTreeMap<String, u64>,
+    /// Devices that failed, in the order found.
+    #[serde(default)]
+    pub failed: Vec<RolloutFailure>,
+    /// Unix milliseconds.
+    pub started_ms: u64,
+    /// Unix milliseconds.
+    pub updated_ms: u64,
+}
+
+/// Where a rollout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutState {
+    /// Waves are being written or waited for (or the apply was interrupted: the next resumes it).
+    InProgress,
+    /// Every wave is healthy.
+    Complete,
+    /// More than `max_failed` devices failed; later waves were not written.
+    Halted,
+    /// Halted, and the previous plans were written back.
+    Reverted,
+}
+
+/// One step of a rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RolloutWave {
+    /// Cumulative percentage of the rollout's devices this step reaches.
+    pub percent: u8,
+    /// The devices first reached in this step.
+    pub devices: Vec<String>,
+    /// State.
+    pub state: WaveState,
+}
+
+/// Where a wave stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum WaveState {
+    /// Not written yet.
+    Pending,
+    /// Written; waiting for its devices to report healthy.
+    Waiting,
+    /// Every device healthy (or failures within `max_failed`).
+    Healthy,
+    /// The rollout halted in this wave.
+    Failed,
+}
+
+/// A device that did not become healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RolloutFailure {
+    /// Device.
+    pub device: String,
+    /// Wave index (0-based).
+    pub wave: usize,
+    /// Why, in words.
+    pub reason: String,
 }
 
 /// Rejections kept in a status.
@@ -924,6 +1085,12 @@ pub enum Command {
         /// Seconds before it is killed.
         timeout_s: u64,
     },
+    /// After an upgrade: the agent running `version` exits (the new one took over). Signed by
+    /// the fleet key; an agent of another version ignores it (sends no reply).
+    Retire {
+        /// The version that should exit.
+        version: String,
+    },
 }
 
 impl Command {
@@ -932,6 +1099,7 @@ impl Command {
         match self {
             Command::Logs { .. } => Verb::Logs,
             Command::Exec { .. } => Verb::Exec,
+            Command::Retire { .. } => Verb::Retire,
         }
     }
 }
@@ -953,6 +1121,11 @@ pub enum CommandReply {
     Logs {
         /// The lines (stdout and stderr interleaved as podman returns them).
         lines: Vec<String>,
+    },
+    /// The agent is exiting (`retire`).
+    Retiring {
+        /// Its version.
+        version: String,
     },
     /// Exec result.
     Exec {
@@ -1062,6 +1235,8 @@ pub fn json_schemas() -> Vec<(&'static str, String)> {
         ("signed-command.schema.json", one::<SignedCommand>()),
         ("command-reply.schema.json", one::<CommandReply>()),
         ("ping-reply.schema.json", one::<PingReply>()),
+        ("rollout-record.schema.json", one::<RolloutRecord>()),
+        ("signed-agent-artifact.schema.json", one::<SignedAgentArtifact>()),
     ]
 }
 
@@ -1081,6 +1256,7 @@ mod tests {
         };
         let init = InitContainer::new(ContainerSpec { name: "migrate".into(), ..c.clone() }, DEFAULT_INIT_TIMEOUT_S);
         DevicePlan {
+            agent: None,
             version: PROTOCOL_VERSION,
             device_id: "pi-001".into(),
             fleet: "pico".into(),
@@ -1134,6 +1310,7 @@ mod tests {
         c.volumes.push(VolumeMount { source: "/var/lib/x".into(), target: "/data".into(), read_only: true });
         assert_eq!(canonical_json(&p).unwrap(), via_value(&p));
         let status = DeviceStatus {
+            upgrade: None,
             version: 1,
             device_id: "pi-001".into(),
             agent_version: "0.1.0".into(),

@@ -73,6 +73,7 @@ fn model(n: usize) -> (RepoView, harmony_ui::model::Live) {
         live.statuses.insert(
             id.clone(),
             DeviceStatus {
+                upgrade: None,
                 version: 1,
                 device_id: id.clone(),
                 agent_version: "0.1.0".into(),

@@ -132,6 +132,7 @@ fn status_of(s: &Sim, now: u64) -> DeviceStatus {
         })
         .collect();
     DeviceStatus {
+        upgrade: None,
         version: PROTOCOL_VERSION,
         device_id: s.plan.device_id.clone(),
         agent_version: s.plan.agent_version.clone(),

@@ -142,6 +142,7 @@ impl Device {
     /// A plan for this device.
     pub fn plan(&self, generation: u64, deployments: Vec<DeploymentPlan>) -> DevicePlan {
         DevicePlan {
+            agent: None,
             version: PROTOCOL_VERSION,
             device_id: self.id.clone(),
             fleet: "pico".into(),

@@ -97,6 +97,11 @@ pub async fn ensure_buckets(js: &jetstream::Context) -> Result<[kv::Store; 3], F
     Ok([plans, status, heartbeats])
 }
 
+/// Creates (or opens) the rollouts bucket (one record per fleet).
+pub async fn ensure_rollouts_bucket(js: &jetstream::Context) -> Result<kv::Store, FleetError> {
+    ensure(js, harmony_schemas::fleet::ROLLOUTS_BUCKET, 1, Duration::ZERO).await
+}
+
 /// Creates (or opens) the locks bucket; `ttl` is its `max_age` (a lock not renewed expires).
 pub async fn ensure_locks_bucket(js: &jetstream::Context, ttl: Duration) -> Result<kv::Store, FleetError> {
     ensure(js, LOCKS_BUCKET, 1, ttl).await

@@ -80,6 +80,7 @@ pub fn device_plan(unit: &DevicePlanUnit, generation: u64, source_revision: &str
         generation,
         source_revision: source_revision.to_string(),
         agent_version: unit.agent_version.clone(),
+        agent: None,
         deployments,
     }
 }

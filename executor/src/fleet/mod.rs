@@ -1,6 +1,7 @@
 //! Edge fleets: signed device plans in NATS JetStream KV (see `docs/fleet.md` and
 //! `docs/fleet-protocol.md`).
 //!
+//! - [`agents`]: agent binaries in the object store (publish, look up, signed).
 //! - [`convert`]: compiled `DevicePlanUnit` → wire `DevicePlan`; the signing key.
 //! - [`connect`]: NATS connection options (repository URLs plus secrets from flags/env), buckets.
 //! - [`observe`]: every entry of the plans, status and heartbeat buckets (bad entries are warnings).
@@ -8,10 +9,12 @@
 //! - [`apply`]: compare-and-set writes with bounded parallelism, journalled.
 //! - [`lock`]: one apply per fleet (create-only entry with a TTL in `harmony-locks`).
 //! - [`journal`]: what an apply did, so an interrupted apply can be re-run safely.
+//! - [`rollout`]: phased, health-gated rollouts (waves, halt, auto-revert, resume) and agent retirement.
 //! - [`run`]: one whole apply (lock, observe, plan, confirm, write, journal, release).
 //! - [`status`]: desired vs applied per device, with Ready / Stale / Unknown conditions.
 //! - [`command`]: ping, signed logs/exec requests to one device's agent.
 
+pub mod agents;
 pub mod apply;
 pub mod command;
 pub mod connect;
@@ -20,6 +23,7 @@ pub mod journal;
 pub mod lock;
 pub mod observe;
 pub mod plan;
+pub mod rollout;
 pub mod run;
 pub mod status;
 
@@ -69,6 +73,16 @@ pub enum FleetError {
         holder: LockHolder,
         /// Seconds until it expires if not renewed.
         expires_in_s: u64,
+    },
+    /// A device plan asks for an agent version nobody published.
+    #[error(
+        "fleet `{fleet}` upgrades agents to {version}, which is not published: run `harmony fleet publish-agent --fleet {fleet} --agent-version {version} PATH` first"
+    )]
+    AgentNotPublished {
+        /// Fleet.
+        fleet: String,
+        /// Version.
+        version: String,
     },
     /// The journal could not be written.
     #[error("journal {path}: {detail}")]

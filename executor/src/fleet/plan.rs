@@ -132,6 +132,7 @@ mod tests {
 
     fn plan(device: &str, gen_: u64, deployments: Vec<DeploymentPlan>) -> DevicePlan {
         DevicePlan {
+            agent: None,
             version: PROTOCOL_VERSION,
             device_id: device.into(),
             fleet: "pico".into(),

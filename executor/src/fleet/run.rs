@@ -11,10 +11,15 @@ use super::journal::{Interrupted, Journal, Record};
 use super::lock::{FleetLock, LockHolder, LockOptions};
 use super::observe::{ObservedFleet, observe_fleet};
 use super::plan::{FleetAction, FleetOp, plan_fleet_owned};
+use super::rollout::{RolloutPlan, RolloutSpecs, WaveContext, plan_rollout, read_record, run_waves};
 use super::{DesiredFleet, FleetError, connect::ensure_buckets};
+use harmony_schemas::fleet::RolloutRecord;
 
-/// Asked with the planned actions before anything is written; `false` aborts.
-pub type Confirm = Box<dyn FnOnce(&[FleetAction], &ObservedFleet) -> bool + Send>;
+/// Asked with the planned actions (and the rollout, if any) before anything is written; `false` aborts.
+pub type Confirm = Box<dyn FnOnce(&[FleetAction], &ObservedFleet, Option<&RolloutPlan>) -> bool + Send>;
+
+/// Called with the rollout record after every step.
+pub type RolloutProgress = Arc<dyn Fn(&RolloutRecord) + Send + Sync>;
 
 /// What to apply and how.
 pub struct ApplyRequest {
@@ -34,6 +39,12 @@ pub struct ApplyRequest {
     pub request_timeout: Option<std::time::Duration>,
     /// Progress callback (done, total).
     pub progress: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
+    /// The fleet's rollout strategies.
+    pub rollouts: RolloutSpecs,
+    /// Rollout progress callback.
+    pub rollout_progress: Option<RolloutProgress>,
+    /// How often statuses are read while a wave is waited for (default 500 ms).
+    pub rollout_poll: Option<std::time::Duration>,
 }
 
 /// What an apply did.
@@ -51,6 +62,8 @@ pub struct ApplyRun {
     pub aborted: bool,
     /// The journal file.
     pub journal: Option<PathBuf>,
+    /// The rollout, when this apply rolled something out (final record, reverts).
+    pub rollout: Option<(RolloutPlan, RolloutRecord, Vec<(String, Result<u64, String>)>)>,
 }
 
 /// Runs one apply of a fleet.
@@ -61,7 +74,7 @@ pub async fn run_apply(client: &async_nats::Client, req: ApplyRequest) -> Result
     let apply_id = format!("{}-{}", harmony_schemas::fleet::now_ms(), std::process::id());
     let holder = LockHolder::this_process(&apply_id);
     let lock = FleetLock::acquire(&js, &req.desired.fleet, &holder, req.lock).await?;
-    let result = locked(client, &stores, req, &holder, &apply_id).await;
+    let result = locked(client, &js, &stores, req, &holder, &apply_id).await;
     if let Err(e) = lock.release().await {
         // It expires by itself within one TTL.
         tracing::warn!("{e}");
@@ -71,6 +84,7 @@ pub async fn run_apply(client: &async_nats::Client, req: ApplyRequest) -> Result
 
 async fn locked(
     client: &async_nats::Client,
+    js: &jetstream::Context,
     stores: &[async_nats::jetstream::kv::Store; 3],
     req: ApplyRequest,
     holder: &LockHolder,
@@ -79,12 +93,18 @@ async fn locked(
     let trusted = [req.signing_key.verifying_key()];
     let fleet = req.desired.fleet.clone();
     let observed = observe_fleet(client, stores, &fleet, &trusted).await?;
-    let actions = plan_fleet_owned(req.desired, &observed);
+    let mut desired = req.desired;
+    attach_agents(js, &mut desired, &observed, &trusted).await?;
+    let rollouts = super::connect::ensure_rollouts_bucket(js).await?;
+    let record = read_record(&rollouts, &fleet).await?;
+    let rollout = plan_rollout(&desired, &req.rollouts, &observed, record.as_ref().map(|(r, _)| r));
+    let source_revision = desired.plans.values().next().map(|p| p.source_revision.clone()).unwrap_or_default();
+    let actions = plan_fleet_owned(desired, &observed);
     if let Some(confirm) = req.confirm
         && actions.iter().any(|a| a.op != FleetOp::Noop)
-        && !confirm(&actions, &observed)
+        && !confirm(&actions, &observed, rollout.as_ref())
     {
-        return Ok(ApplyRun { actions, report: ApplyReport::default(), observed, interrupted: None, aborted: true, journal: None });
+        return Ok(ApplyRun { actions, report: ApplyReport::default(), observed, interrupted: None, aborted: true, journal: None, rollout: None });
     }
     let writes = actions.iter().filter(|a| a.op != FleetOp::Noop).count();
     let (journal, interrupted) = match &req.state_dir {
@@ -95,7 +115,32 @@ async fn locked(
         None => (None, None),
     };
     let opts = ApplyOptions { parallelism: req.parallelism, progress: req.progress };
-    let (report, actions) = apply_actions_returning(&stores[0], actions, &req.signing_key, journal.as_ref(), &opts).await;
+    let (report, actions, rollout) = match rollout {
+        None => {
+            let (report, actions) = apply_actions_returning(&stores[0], actions, &req.signing_key, journal.as_ref(), &opts).await;
+            (report, actions, None)
+        }
+        Some(plan) => {
+            let progress = req.rollout_progress.clone();
+            let ctx = WaveContext {
+                fleet: &fleet,
+                client,
+                stores,
+                rollouts: &rollouts,
+                key: &req.signing_key,
+                journal: journal.as_ref(),
+                opts: &opts,
+                observed: &observed,
+                record,
+                source_revision: &source_revision,
+                fresh: super::StatusThresholds::default().stale_after,
+                poll: req.rollout_poll.unwrap_or(std::time::Duration::from_millis(500)),
+                on_progress: progress.as_deref().map(|f| f as &(dyn Fn(&RolloutRecord) + Send + Sync)),
+            };
+            let out = run_waves(ctx, &plan, actions).await?;
+            (out.report, out.actions, Some((plan, out.record, out.reverted)))
+        }
+    };
     if let Some(j) = &journal {
         j.record(Record::End {
             finished_ms: harmony_schemas::fleet::now_ms(),
@@ -105,5 +150,20 @@ async fn locked(
         })?;
         j.close()?;
     }
-    Ok(ApplyRun { actions, report, observed, interrupted, aborted: false, journal: journal.map(|j| j.path().to_path_buf()) })
+    Ok(ApplyRun { actions, report, observed, interrupted, aborted: false, journal: journal.map(|j| j.path().to_path_buf()), rollout })
+}
+
+/// Names each plan's agent binary when its version is published; an upgrade (a device whose
+/// entry names another version) of an unpublished version is refused before anything is written.
+async fn attach_agents(js: &jetstream::Context, desired: &mut DesiredFleet, observed: &ObservedFleet, trusted: &[ed25519_dalek::VerifyingKey]) -> Result<(), FleetError> {
+    let versions: std::collections::BTreeSet<String> = desired.plans.values().map(|p| p.agent_version.clone()).collect();
+    let published = super::agents::lookup_agents(js, versions.iter().map(String::as_str), trusted).await?;
+    for (device, plan) in desired.plans.iter_mut() {
+        plan.agent = published.get(&plan.agent_version).cloned();
+        let upgrade = observed.plans.get(device).and_then(|e| e.plan.as_ref()).is_some_and(|have| have.agent_version != plan.agent_version);
+        if upgrade && plan.agent.is_none() {
+            return Err(FleetError::AgentNotPublished { fleet: desired.fleet.clone(), version: plan.agent_version.clone() });
+        }
+    }
+    Ok(())
 }

@@ -210,6 +210,7 @@ mod tests {
 
     fn status(applied: Option<u64>, state: DeviceState) -> DeviceStatus {
         DeviceStatus {
+            upgrade: None,
             version: 1,
             device_id: "d".into(),
             agent_version: "0.1.0".into(),

@@ -63,6 +63,7 @@ impl Env {
 
     pub async fn status(&self, device: &str, applied: u64, state: DeviceState, error: Option<&str>) {
         let s = DeviceStatus {
+            upgrade: None,
             version: 1,
             device_id: device.into(),
             agent_version: "0.1.0".into(),

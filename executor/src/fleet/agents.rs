@@ -1,0 +1,89 @@
+//! Agent binaries in the [`AGENTS_OBJECT_STORE`]: published once per version with their SHA-256
+//! and a signature by the fleet key; device plans name the version and digest.
+
+use std::collections::BTreeMap;
+
+use async_nats::jetstream::{self, object_store};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use harmony_schemas::fleet::{AGENTS_OBJECT_STORE, AgentArtifact, SignedAgentArtifact, agent_object_name, sha256_digest};
+
+use super::{FleetError, nats_err};
+
+/// Object metadata key holding the [`SignedAgentArtifact`] (JSON).
+pub const SIGNATURE_METADATA: &str = "harmony-signature";
+
+async fn store(js: &jetstream::Context, create: bool) -> Result<Option<object_store::ObjectStore>, FleetError> {
+    if let Ok(s) = js.get_object_store(AGENTS_OBJECT_STORE).await {
+        return Ok(Some(s));
+    }
+    if !create {
+        return Ok(None);
+    }
+    let config = object_store::Config { bucket: AGENTS_OBJECT_STORE.to_string(), description: Some("harmony-agent binaries".into()), ..Default::default() };
+    match js.create_object_store(config).await {
+        Ok(s) => Ok(Some(s)),
+        Err(e) => js.get_object_store(AGENTS_OBJECT_STORE).await.map(Some).map_err(|_| nats_err("creating the agent object store", e)),
+    }
+}
+
+/// Publishes `binary` as agent `version`. Versions are immutable: publishing the same bytes
+/// again is a no-op, other bytes under a published version are refused.
+pub async fn publish_agent(js: &jetstream::Context, key: &SigningKey, version: &str, binary: &[u8]) -> Result<(AgentArtifact, bool), FleetError> {
+    let artifact = AgentArtifact { version: version.to_string(), object: agent_object_name(version), sha256: sha256_digest(binary), size: binary.len() as u64 };
+    let store = store(js, true).await?.ok_or_else(|| nats_err("opening the agent object store", "missing"))?;
+    if let Some(existing) = lookup(&store, version, &[key.verifying_key()]).await? {
+        if existing.sha256 == artifact.sha256 {
+            return Ok((existing, false));
+        }
+        return Err(FleetError::Nats {
+            what: format!("publishing agent {version}"),
+            detail: format!("version {version} is already published with {} (this binary is {}); versions are immutable: publish under a new version", existing.sha256, artifact.sha256),
+        });
+    }
+    let signed = SignedAgentArtifact::sign(&artifact, key).map_err(|e| nats_err("signing the agent artifact", e))?;
+    let meta = object_store::ObjectMetadata {
+        name: artifact.object.clone(),
+        description: Some(format!("harmony-agent {version}")),
+        metadata: [(SIGNATURE_METADATA.to_string(), String::from_utf8_lossy(&signed.to_vec()).into_owned())].into_iter().collect(),
+        ..Default::default()
+    };
+    let mut reader = binary;
+    store.put(meta, &mut reader).await.map_err(|e| nats_err(format!("uploading agent {version}"), e))?;
+    Ok((artifact, true))
+}
+
+async fn lookup(store: &object_store::ObjectStore, version: &str, trusted: &[VerifyingKey]) -> Result<Option<AgentArtifact>, FleetError> {
+    let name = agent_object_name(version);
+    let info = match store.info(&name).await {
+        Ok(i) if !i.deleted => i,
+        Ok(_) => return Ok(None),
+        Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(nats_err(format!("reading agent object {name}"), e)),
+    };
+    let what = || format!("agent object {name}");
+    let signed = info.metadata.get(SIGNATURE_METADATA).ok_or_else(|| nats_err(what(), "has no signature; re-publish it with harmony fleet publish-agent"))?;
+    let artifact = SignedAgentArtifact::from_slice(signed.as_bytes()).and_then(|s| s.verify(trusted)).map_err(|e| nats_err(what(), format!("signature: {e}")))?;
+    if artifact.object != name || artifact.version != version || artifact.size != info.size as u64 {
+        return Err(nats_err(what(), "its signed description does not match the object"));
+    }
+    Ok(Some(artifact))
+}
+
+/// The published artifacts of `versions` (absent ones are left out), verified with `trusted`.
+pub async fn lookup_agents<'a>(
+    js: &jetstream::Context,
+    versions: impl IntoIterator<Item = &'a str>,
+    trusted: &[VerifyingKey],
+) -> Result<BTreeMap<String, AgentArtifact>, FleetError> {
+    let Some(store) = store(js, false).await? else { return Ok(BTreeMap::new()) };
+    let mut out = BTreeMap::new();
+    for v in versions {
+        if out.contains_key(v) {
+            continue;
+        }
+        if let Some(a) = lookup(&store, v, trusted).await? {
+            out.insert(v.to_string(), a);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,802 @@
+//! Phased rollouts: a deployment's (or the fleet's agent version's) change reaches its devices
+//! in waves, each health-gated before the next is written (`docs/fleet.md#rollouts`).
+//!
+//! - [`plan_rollout`] (pure): which deployments and agent version this apply rolls out, the
+//!   rollout's devices in a deterministic order (SHA-256 of the device id, so re-planning gives
+//!   the same waves) and the waves (`step` percentages are cumulative, rounded up).
+//! - [`device_health`] (pure): healthy, failed (with why) or still pending, from a device's
+//!   status and heartbeat.
+//! - [`run_waves`]: writes each wave, waits for it, halts after more than `max-failed` failures
+//!   and, with `auto-revert`, writes the previous plans back as new signed generations. Progress
+//!   is kept in [`ROLLOUTS_BUCKET`] so an interrupted rollout resumes where it stopped.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use ed25519_dalek::SigningKey;
+use harmony_compiler::CompiledRepo;
+use harmony_schemas::fleet::{
+    Command, CommandReply, CommandRequest, DevicePlan, DeviceState, DeviceStatus, Heartbeat, PROTOCOL_VERSION, PayloadSigner, RolloutFailure,
+    RolloutRecord, RolloutState, RolloutWave, SignedCommand, SignedDevicePlan, UpgradeState, Verb, WaveState, command_subject, now_ms,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::apply::{ActionOutcome, ApplyOptions, ApplyReport, apply_actions_returning};
+use super::journal::Journal;
+use super::observe::{ObservedFleet, decode_json, read_bucket};
+use super::plan::{FleetAction, FleetOp};
+use super::{DesiredFleet, FleetError, nats_err};
+
+/// A rollout strategy (the language's `rollout` block).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RolloutSpec {
+    /// Cumulative percentages, increasing, ending at 100.
+    pub steps: Vec<u8>,
+    /// Failures tolerated before halting.
+    pub max_failed: u32,
+    /// How long one wave may take to become healthy.
+    pub health_timeout: Duration,
+    /// Write the previous plans back when halting.
+    pub auto_revert: bool,
+}
+
+impl RolloutSpec {
+    /// Agent upgrades of a fleet without a `rollout` block: every device at once, still
+    /// health-gated (the old agent is retired only once the new one reports).
+    pub fn agent_default() -> RolloutSpec {
+        RolloutSpec { steps: vec![100], max_failed: 0, health_timeout: Duration::from_secs(120), auto_revert: false }
+    }
+}
+
+impl From<&harmony_compiler::model::Rollout> for RolloutSpec {
+    fn from(r: &harmony_compiler::model::Rollout) -> RolloutSpec {
+        RolloutSpec { steps: r.steps.clone(), max_failed: r.max_failed, health_timeout: r.health_timeout.to_std(), auto_revert: r.auto_revert }
+    }
+}
+
+/// A fleet's strategies, from the repository.
+#[derive(Debug, Clone, Default)]
+pub struct RolloutSpecs {
+    /// By deployment name.
+    pub deployments: BTreeMap<String, RolloutSpec>,
+    /// Agent-version changes (`None`: [`RolloutSpec::agent_default`]).
+    pub agent: Option<RolloutSpec>,
+}
+
+/// The strategies of `fleet`'s deployments and agent upgrades.
+pub fn rollout_specs(compiled: &CompiledRepo, fleet: &str) -> RolloutSpecs {
+    let mut specs = RolloutSpecs::default();
+    for u in compiled.units.values() {
+        if let harmony_compiler::UnitContent::DevicePlan(p) = &u.content
+            && p.fleet.as_str() == fleet
+        {
+            for w in &p.workloads {
+                if let Some(r) = &w.rollout {
+                    specs.deployments.entry(w.deployment.as_str().to_string()).or_insert_with(|| r.into());
+                }
+            }
+        }
+    }
+    specs.agent = compiled.fleets.iter().find(|(n, _)| n.as_str() == fleet).and_then(|(_, f)| f.agent_rollout.as_ref()).map(Into::into);
+    specs
+}
+
+/// What one apply rolls out, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RolloutPlan {
+    /// `sha256:` over `what` with the desired content ([`RolloutRecord::id`]).
+    pub id: String,
+    /// `deployment <name>`, `agent <version>`.
+    pub what: Vec<String>,
+    /// The strategy (several rolled-out items at once: the most cautious of theirs).
+    pub spec: RolloutSpec,
+    /// Waves: (cumulative percent, devices first reached).
+    pub waves: Vec<(u8, Vec<String>)>,
+}
+
+impl RolloutPlan {
+    /// The wave of each device.
+    pub fn wave_of(&self) -> HashMap<&str, usize> {
+        self.waves.iter().enumerate().flat_map(|(i, (_, ds))| ds.iter().map(move |d| (d.as_str(), i))).collect()
+    }
+}
+
+/// Devices in rollout order: by SHA-256 of the device id (then the id), so the order is stable,
+/// independent of names' alphabetical order, and the same for every rollout of the fleet.
+pub fn rollout_order<'a>(devices: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut v: Vec<([u8; 32], &str)> = devices.into_iter().map(|d| (Sha256::digest(d.as_bytes()).into(), d)).collect();
+    v.sort();
+    v.dedup();
+    v.into_iter().map(|(_, d)| d.to_string()).collect()
+}
+
+/// Splits `ordered` devices into waves by cumulative percentages: step `p` reaches the first
+/// ⌈p·N/100⌉ devices. Empty waves (small fleets) are kept, so wave numbers match the steps.
+pub fn waves(ordered: &[String], steps: &[u8]) -> Vec<(u8, Vec<String>)> {
+    let n = ordered.len();
+    let mut start = 0;
+    steps
+        .iter()
+        .map(|&p| {
+            let end = (usize::from(p) * n).div_ceil(100).clamp(start, n);
+            let wave = ordered[start..end].to_vec();
+            start = end;
+            (p, wave)
+        })
+        .collect()
+}
+
+/// What is rolled out.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Item {
+    Deployment(String),
+    Agent(String),
+}
+
+impl Item {
+    fn label(&self) -> String {
+        match self {
+            Item::Deployment(d) => format!("deployment {d}"),
+            Item::Agent(v) => format!("agent {v}"),
+        }
+    }
+    fn parse(label: &str) -> Option<Item> {
+        if let Some(d) = label.strip_prefix("deployment ") {
+            return Some(Item::Deployment(d.to_string()));
+        }
+        label.strip_prefix("agent ").map(|v| Item::Agent(v.to_string()))
+    }
+}
+
+/// Plans the rollout of this apply: the deployments with a `rollout` block whose content changes
+/// on some device, and an agent-version change. `None` when nothing is rolled out, unless
+/// `resume` is an unfinished rollout of the same desired state (its writes were done before an
+/// interruption; the rest is only waiting): then that rollout again.
+pub fn plan_rollout(desired: &DesiredFleet, specs: &RolloutSpecs, observed: &ObservedFleet, resume: Option<&RolloutRecord>) -> Option<RolloutPlan> {
+    let mut items = BTreeSet::new();
+    for (device, want) in &desired.plans {
+        let Some(have) = observed.plans.get(device).and_then(|e| e.plan.as_ref()) else { continue };
+        for d in &want.deployments {
+            if specs.deployments.contains_key(&d.name) && have.deployments.iter().find(|h| h.name == d.name) != Some(d) {
+                items.insert(Item::Deployment(d.name.clone()));
+            }
+        }
+        if have.agent_version != want.agent_version {
+            items.insert(Item::Agent(want.agent_version.clone()));
+        }
+    }
+    let from_record = items.is_empty();
+    if from_record {
+        let r = resume.filter(|r| r.state == RolloutState::InProgress)?;
+        items = r.what.iter().filter_map(|w| Item::parse(w)).collect();
+        if items.is_empty() {
+            return None;
+        }
+    }
+    let plan = rollout_for(desired, specs, &items);
+    match resume {
+        Some(r) if r.state == RolloutState::InProgress && r.id == plan.id => Some(plan),
+        // New changes: a new rollout (an unfinished one of another desired state is superseded).
+        _ if !from_record => Some(plan),
+        _ => None,
+    }
+}
+
+fn rollout_for(desired: &DesiredFleet, specs: &RolloutSpecs, items: &BTreeSet<Item>) -> RolloutPlan {
+    let mut members: BTreeSet<&str> = BTreeSet::new();
+    let mut chosen: Vec<RolloutSpec> = Vec::new();
+    let mut id_parts: Vec<(String, String)> = Vec::new();
+    for item in items {
+        match item {
+            Item::Deployment(name) => {
+                let mut hash = String::new();
+                for (device, p) in &desired.plans {
+                    if let Some(d) = p.deployments.iter().find(|d| &d.name == name) {
+                        members.insert(device);
+                        hash = d.spec_hash.clone();
+                    }
+                }
+                id_parts.push((item.label(), hash));
+                chosen.push(specs.deployments.get(name).cloned().unwrap_or_else(RolloutSpec::agent_default));
+            }
+            Item::Agent(v) => {
+                members.extend(desired.plans.keys().map(String::as_str));
+                id_parts.push((item.label(), v.clone()));
+                chosen.push(specs.agent.clone().unwrap_or_else(RolloutSpec::agent_default));
+            }
+        }
+    }
+    // The most cautious: the most steps (then the smallest first step), the fewest failures
+    // tolerated, the longest wait, and a revert if any asks for one.
+    let steps = chosen.iter().map(|s| &s.steps).max_by(|a, b| a.len().cmp(&b.len()).then(b.first().cmp(&a.first()))).cloned().unwrap_or_else(|| vec![100]);
+    let spec = RolloutSpec {
+        steps,
+        max_failed: chosen.iter().map(|s| s.max_failed).min().unwrap_or(0),
+        health_timeout: chosen.iter().map(|s| s.health_timeout).max().unwrap_or(Duration::from_secs(120)),
+        auto_revert: chosen.iter().any(|s| s.auto_revert),
+    };
+    let ordered = rollout_order(members);
+    let id_json = serde_json::to_vec(&(&desired.fleet, &id_parts)).unwrap_or_default();
+    RolloutPlan {
+        id: format!("sha256:{}", hex(&Sha256::digest(&id_json))),
+        what: id_parts.into_iter().map(|(l, _)| l).collect(),
+        waves: waves(&ordered, &spec.steps),
+        spec,
+    }
+}
+
+/// The rollout in words, one line per wave (`harmony plan` and `harmony apply` print it).
+pub fn describe(plan: &RolloutPlan) -> String {
+    let s = &plan.spec;
+    let total: usize = plan.waves.iter().map(|(_, d)| d.len()).sum();
+    let mut out = format!(
+        "rollout of {} over {total} devices: {} steps, max-failed {}, health-timeout {}s{}\n",
+        plan.what.join(", "),
+        plan.waves.len(),
+        s.max_failed,
+        s.health_timeout.as_secs(),
+        if s.auto_revert { ", auto-revert" } else { "" }
+    );
+    for (i, (p, devices)) in plan.waves.iter().enumerate() {
+        out.push_str(&format!("  step {} ({p:>3} %): {}\n", i + 1, if devices.is_empty() { "(no devices)".to_string() } else { devices.join(" ") }));
+    }
+    out
+}
+
+/// A record's progress in one line.
+pub fn progress_line(r: &RolloutRecord) -> String {
+    let healthy = r.waves.iter().filter(|w| w.state == WaveState::Healthy).count();
+    let state = serde_json::to_value(r.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    let current = r.waves.iter().position(|w| matches!(w.state, WaveState::Waiting | WaveState::Failed));
+    let mut line = format!("rollout {} ({}): {state}, {healthy}/{} steps healthy", r.what.join(", "), r.source_revision, r.waves.len());
+    if let Some(i) = current {
+        let w = &r.waves[i];
+        let verb = if w.state == WaveState::Waiting { "waiting for" } else { "failed in" };
+        line.push_str(&format!(", {verb} step {} ({} %, {} devices)", i + 1, w.percent, w.devices.len()));
+    }
+    if !r.failed.is_empty() {
+        line.push_str(&format!(", {} failed (max {})", r.failed.len(), r.max_failed));
+    }
+    line
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A device's health for the rollout gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Applied the generation, every deployment running, heartbeat fresh, right agent version.
+    Healthy,
+    /// Not yet; why (shown when the wait times out).
+    Pending(String),
+    /// Failed; why.
+    Failed(String),
+}
+
+/// What the gate waits for on one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expect {
+    /// Device.
+    pub device: String,
+    /// The plan generation now in its entry.
+    pub generation: u64,
+    /// The agent version its plan names.
+    pub agent_version: String,
+}
+
+/// `device`'s health against `expect`, from its status and heartbeat (with the heartbeat entry's
+/// write time) at `now_ms`; a heartbeat older than `fresh` does not count.
+pub fn device_health(expect: &Expect, status: Option<&DeviceStatus>, hb: Option<&(Heartbeat, u64)>, now_ms: u64, fresh: Duration) -> Health {
+    let g = expect.generation;
+    let Some(s) = status else { return Health::Pending("no status reported yet".into()) };
+    if let Some(r) = s.rejections.iter().rev().find(|r| r.generation == Some(g)) {
+        return Health::Failed(format!("rejected generation {g}: {}", r.reason));
+    }
+    if let Some(u) = &s.upgrade
+        && u.to == expect.agent_version
+        && u.generation >= g
+        && u.state == UpgradeState::Failed
+    {
+        return Health::Failed(format!("agent upgrade {} → {} failed: {}", u.from, u.to, u.error.as_deref().unwrap_or("no reason given")));
+    }
+    let applied = s.applied_generation.unwrap_or(0);
+    if applied < g {
+        return Health::Pending(format!("applied generation {}, waiting for {g}", s.applied_generation.map_or("none".into(), |a| a.to_string())));
+    }
+    if s.state == DeviceState::Degraded {
+        let why: Vec<String> = s.deployments.iter().filter_map(|d| d.failure.as_ref().map(|f| format!("{}: {f}", d.name))).collect();
+        let why = if why.is_empty() { s.last_error.clone().unwrap_or_else(|| "degraded".into()) } else { why.join("; ") };
+        return Health::Failed(format!("generation {applied} degraded: {why}"));
+    }
+    if s.state != DeviceState::Applied {
+        return Health::Pending(format!("generation {applied} is {}", serde_json::to_value(s.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()));
+    }
+    if s.agent_version != expect.agent_version {
+        return Health::Pending(format!("agent {} reports, waiting for {}", s.agent_version, expect.agent_version));
+    }
+    match hb {
+        None => Health::Pending("no heartbeat yet".into()),
+        Some((h, created)) => {
+            let age = now_ms.saturating_sub(h.timestamp_ms.max(*created));
+            if age > fresh.as_millis() as u64 {
+                Health::Pending(format!("last heartbeat {} s ago", age / 1000))
+            } else if h.agent_version != expect.agent_version {
+                Health::Pending(format!("heartbeat from agent {}, waiting for {}", h.agent_version, expect.agent_version))
+            } else {
+                Health::Healthy
+            }
+        }
+    }
+}
+
+/// Everything [`run_waves`] needs besides the actions.
+pub struct WaveContext<'a> {
+    /// The fleet.
+    pub fleet: &'a str,
+    /// The connection.
+    pub client: &'a async_nats::Client,
+    /// Plans, status, heartbeats.
+    pub stores: &'a [kv::Store; 3],
+    /// The rollouts bucket.
+    pub rollouts: &'a kv::Store,
+    /// The fleet's key (plans, reverts, retire commands).
+    pub key: &'a SigningKey,
+    /// Journal.
+    pub journal: Option<&'a Journal>,
+    /// Write options.
+    pub opts: &'a ApplyOptions,
+    /// What the plan was made against.
+    pub observed: &'a ObservedFleet,
+    /// The fleet's previous rollout record and its revision, if any.
+    pub record: Option<(RolloutRecord, u64)>,
+    /// Source revision.
+    pub source_revision: &'a str,
+    /// Heartbeats older than this do not count as healthy.
+    pub fresh: Duration,
+    /// How often statuses are read while waiting.
+    pub poll: Duration,
+    /// Called with the record after every change (progress display).
+    pub on_progress: Option<&'a (dyn Fn(&RolloutRecord) + Send + Sync)>,
+}
+
+/// What [`run_waves`] did.
+#[derive(Debug)]
+pub struct RolloutOutcome {
+    /// The final record.
+    pub record: RolloutRecord,
+    /// Every write's result.
+    pub report: ApplyReport,
+    /// The actions, handed back.
+    pub actions: Vec<FleetAction>,
+    /// Revert writes (device, outcome).
+    pub reverted: Vec<(String, Result<u64, String>)>,
+}
+
+/// Writes `actions` as `plan` says: first what is not rolled out (new devices, deletions,
+/// changes of deployments without a strategy), then each wave, waiting until its devices are
+/// healthy. Halts after more than `max_failed` failures (reverting with `auto_revert`). The
+/// record in [`ROLLOUTS_BUCKET`] is updated after every step.
+pub async fn run_waves(ctx: WaveContext<'_>, plan: &RolloutPlan, actions: Vec<FleetAction>) -> Result<RolloutOutcome, FleetError> {
+    let now = now_ms();
+    let (mut record, mut record_rev) = match ctx.record.clone() {
+        Some((r, rev)) if r.id == plan.id && r.state == RolloutState::InProgress => (r, Some(rev)),
+        other => {
+            let rev = other.map(|(_, rev)| rev);
+            let record = RolloutRecord {
+                version: PROTOCOL_VERSION,
+                fleet: ctx.fleet.to_string(),
+                id: plan.id.clone(),
+                source_revision: ctx.source_revision.to_string(),
+                what: plan.what.clone(),
+                state: RolloutState::InProgress,
+                max_failed: plan.spec.max_failed,
+                health_timeout_s: plan.spec.health_timeout.as_secs(),
+                auto_revert: plan.spec.auto_revert,
+                waves: plan.waves.iter().map(|(p, ds)| RolloutWave { percent: *p, devices: ds.clone(), state: WaveState::Pending }).collect(),
+                previous: BTreeMap::new(),
+                failed: Vec::new(),
+                started_ms: now,
+                updated_ms: now,
+            };
+            (record, rev)
+        }
+    };
+    let wave_of = plan.wave_of();
+    let mut groups: Vec<Vec<FleetAction>> = vec![Vec::new(); plan.waves.len() + 1];
+    for a in actions {
+        let slot = match (a.op, wave_of.get(a.device.as_str())) {
+            (FleetOp::Update | FleetOp::Noop, Some(w)) => w + 1,
+            _ => 0,
+        };
+        groups[slot].push(a);
+    }
+    let mut report = ApplyReport::default();
+    let mut handed_back = Vec::new();
+    let mut reverted = Vec::new();
+    // Not rolled out: at once, no gate.
+    let first = std::mem::take(&mut groups[0]);
+    let (r, a) = apply_actions_returning(&ctx.stores[0], first, ctx.key, ctx.journal, ctx.opts).await;
+    report.results.extend(r.results);
+    handed_back.extend(a);
+    let mut halted = false;
+    for (i, group) in groups.into_iter().skip(1).enumerate() {
+        if halted {
+            handed_back.extend(group);
+            continue;
+        }
+        for a in group.iter().filter(|a| a.op == FleetOp::Update) {
+            if let Some(rev) = a.expected_revision {
+                record.previous.entry(a.device.clone()).or_insert(rev);
+            }
+        }
+        record.waves[i].state = WaveState::Waiting;
+        save(&ctx, &mut record, &mut record_rev).await?;
+        let (r, group) = apply_actions_returning(&ctx.stores[0], group, ctx.key, ctx.journal, ctx.opts).await;
+        // What the gate expects: the written generation, or the one already in the entry.
+        let mut expect = Vec::new();
+        for (res, a) in r.results.iter().zip(&group) {
+            let generation = match (&res.outcome, &a.plan) {
+                (ActionOutcome::Written { .. }, Some(p)) => Some(p.generation),
+                (ActionOutcome::Noop, _) => ctx.observed.plans.get(&a.device).and_then(|e| e.plan.as_ref().map(|p| p.generation)),
+                _ => None,
+            };
+            let agent_version = a.plan.as_ref().or_else(|| ctx.observed.plans.get(&a.device).and_then(|e| e.plan.as_ref())).map(|p| p.agent_version.clone());
+            match (generation, agent_version) {
+                (Some(generation), Some(agent_version)) => expect.push(Expect { device: a.device.clone(), generation, agent_version }),
+                _ => {
+                    let why = match &res.outcome {
+                        ActionOutcome::Stale { expected, found } => format!("entry moved (expected revision {expected:?}, found {found:?})"),
+                        ActionOutcome::Failed { error } => format!("write failed: {error}"),
+                        _ => "no plan in its entry".into(),
+                    };
+                    record.failed.push(RolloutFailure { device: a.device.clone(), wave: i, reason: why });
+                }
+            }
+        }
+        // Devices of the wave without an action (not in the repository's plans any more) are not waited for.
+        report.results.extend(r.results);
+        handed_back.extend(group);
+        let previous_versions: HashMap<String, String> =
+            ctx.observed.plans.iter().filter_map(|(d, e)| e.plan.as_ref().map(|p| (d.clone(), p.agent_version.clone()))).collect();
+        let failures = wait_healthy(&ctx, &expect, &previous_versions, plan.spec.health_timeout).await?;
+        record.failed.extend(failures.into_iter().map(|(device, reason)| RolloutFailure { device, wave: i, reason }));
+        if record.failed.len() > plan.spec.max_failed as usize {
+            record.waves[i].state = WaveState::Failed;
+            record.state = RolloutState::Halted;
+            save(&ctx, &mut record, &mut record_rev).await?;
+            if plan.spec.auto_revert {
+                reverted = revert(&ctx, &record).await;
+                record.state = RolloutState::Reverted;
+            }
+            halted = true;
+        } else {
+            record.waves[i].state = WaveState::Healthy;
+        }
+        save(&ctx, &mut record, &mut record_rev).await?;
+    }
+    if !halted {
+        record.state = RolloutState::Complete;
+        save(&ctx, &mut record, &mut record_rev).await?;
+    }
+    report.results.sort_by(|a, b| a.device.cmp(&b.device));
+    handed_back.sort_by(|a, b| a.device.cmp(&b.device));
+    Ok(RolloutOutcome { record, report, actions: handed_back, reverted })
+}
+
+/// Writes the record with compare-and-set on its revision (a concurrent apply holds no lock
+/// only if the lock expired: then this fails rather than overwrite).
+async fn save(ctx: &WaveContext<'_>, record: &mut RolloutRecord, rev: &mut Option<u64>) -> Result<(), FleetError> {
+    record.updated_ms = now_ms();
+    let bytes: bytes::Bytes = serde_json::to_vec(record).map_err(|e| nats_err("encoding the rollout record", e))?.into();
+    let key = record.fleet.clone();
+    let written = match *rev {
+        Some(r) => ctx.rollouts.update(&key, bytes, r).await.map_err(|e| nats_err(format!("updating rollout record {key}"), e))?,
+        None => ctx.rollouts.create(&key, bytes).await.map_err(|e| nats_err(format!("creating rollout record {key}"), e))?,
+    };
+    *rev = Some(written);
+    if let Some(f) = ctx.on_progress {
+        f(record);
+    }
+    Ok(())
+}
+
+/// Reads the fleet's rollout record and its revision.
+pub async fn read_record(rollouts: &kv::Store, fleet: &str) -> Result<Option<(RolloutRecord, u64)>, FleetError> {
+    match rollouts.entry(fleet).await {
+        Ok(Some(e)) if e.operation == kv::Operation::Put => match serde_json::from_slice::<RolloutRecord>(&e.value) {
+            Ok(r) => Ok(Some((r, e.revision))),
+            Err(err) => {
+                tracing::warn!("rollout record of fleet {fleet} (revision {}) does not decode ({err}); starting afresh", e.revision);
+                Ok(None)
+            }
+        },
+        Ok(_) => Ok(None),
+        Err(e) => Err(nats_err(format!("reading rollout record {fleet}"), e)),
+    }
+}
+
+/// Waits until every expected device is healthy or failed, or `timeout` passes (the rest fail).
+/// A device whose agent version changes has its old agent retired (signed `retire`) once the
+/// new one's heartbeat arrives; it counts as healthy only after that.
+async fn wait_healthy(
+    ctx: &WaveContext<'_>,
+    expect: &[Expect],
+    previous_versions: &HashMap<String, String>,
+    timeout: Duration,
+) -> Result<Vec<(String, String)>, FleetError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pending: BTreeMap<&str, (&Expect, String)> = expect.iter().map(|e| (e.device.as_str(), (e, "not checked yet".to_string()))).collect();
+    let mut retired: BTreeSet<String> = BTreeSet::new();
+    let mut failures = Vec::new();
+    let signer = PayloadSigner::new(ctx.key);
+    loop {
+        let (s, h) = tokio::try_join!(read_bucket(ctx.client, &ctx.stores[1]), read_bucket(ctx.client, &ctx.stores[2]))?;
+        let mut warnings = Vec::new();
+        let statuses = decode_json::<DeviceStatus>(&ctx.stores[1].name, s, &mut warnings);
+        let heartbeats = decode_json::<Heartbeat>(&ctx.stores[2].name, h, &mut warnings);
+        let now = now_ms();
+        let mut done = Vec::new();
+        for (device, (e, why)) in pending.iter_mut() {
+            let status = statuses.get(*device).map(|(s, _)| s);
+            let old = previous_versions.get(*device).filter(|v| **v != e.agent_version);
+            let health = device_health(e, status, heartbeats.get(*device), now, ctx.fresh);
+            match health {
+                Health::Healthy if old.is_some() && !retired.contains(*device) => {
+                    // The new agent runs: tell the old one to exit.
+                    match retire(ctx.client, &signer, device, old.map(String::as_str).unwrap_or_default()).await {
+                        Ok(()) => {
+                            retired.insert(device.to_string());
+                        }
+                        Err(e) => *why = format!("retiring the old agent: {e}"),
+                    }
+                }
+                Health::Healthy => done.push((device.to_string(), None)),
+                Health::Failed(r) => done.push((device.to_string(), Some(r))),
+                Health::Pending(r) => *why = r,
+            }
+        }
+        for (device, failed) in done {
+            pending.remove(device.as_str());
+            if let Some(r) = failed {
+                failures.push((device, r));
+            }
+        }
+        if pending.is_empty() {
+            return Ok(failures);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            for (device, (_, why)) in pending {
+                failures.push((device.to_string(), format!("not healthy within {} s: {why}", timeout.as_secs())));
+            }
+            return Ok(failures);
+        }
+        tokio::time::sleep(ctx.poll).await;
+    }
+}
+
+/// Sends a signed `retire` to the agent of `version` on `device`. No responder means no old
+/// agent is left (it exited or was restarted): nothing to retire.
+async fn retire(client: &async_nats::Client, signer: &PayloadSigner, device: &str, version: &str) -> Result<(), String> {
+    let req = CommandRequest::new(device, Command::Retire { version: version.to_string() }).map_err(|e| e.to_string())?;
+    let body = signer.sign_to_vec(&req).map_err(|e| e.to_string())?;
+    let _: &SignedCommand = &SignedCommand::from_slice(&body).map_err(|e| e.to_string())?;
+    match tokio::time::timeout(Duration::from_secs(5), client.request(command_subject(device, Verb::Retire), body.into())).await {
+        Err(_) => Err("no reply within 5 s".into()),
+        Ok(Err(e)) if e.kind() == async_nats::client::RequestErrorKind::NoResponders => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(msg)) => match serde_json::from_slice::<CommandReply>(&msg.payload) {
+            Ok(CommandReply::Retiring { .. }) => Ok(()),
+            Ok(CommandReply::Refused { reason }) => Err(format!("refused: {reason}")),
+            Ok(other) => Err(format!("unexpected reply {other:?}")),
+            Err(e) => Err(format!("undecodable reply: {e}")),
+        },
+    }
+}
+
+/// Writes each device's plan from before the rollout back, as a new generation signed now, with
+/// compare-and-set on the entry's current revision.
+async fn revert(ctx: &WaveContext<'_>, record: &RolloutRecord) -> Vec<(String, Result<u64, String>)> {
+    let store = &ctx.stores[0];
+    let trusted = [ctx.key.verifying_key()];
+    let signer = PayloadSigner::new(ctx.key);
+    let mut out = Vec::new();
+    for (device, prev_rev) in &record.previous {
+        let r = async {
+            let old = store.entry_for_revision(device, *prev_rev).await.map_err(|e| format!("reading revision {prev_rev}: {e}"))?;
+            let old = old.ok_or_else(|| format!("revision {prev_rev} is no longer in the bucket's history"))?;
+            let mut plan: DevicePlan = SignedDevicePlan::from_slice(&old.value).and_then(|s| s.verify(&trusted)).map_err(|e| format!("revision {prev_rev}: {e}"))?;
+            let current = store.entry(device).await.map_err(|e| e.to_string())?.filter(|e| e.operation == kv::Operation::Put).ok_or("the entry was deleted")?;
+            let current_gen = SignedDevicePlan::from_slice(&current.value)
+                .ok()
+                .and_then(|s| s.payload.get("generation").and_then(|g| g.as_u64()))
+                .unwrap_or(plan.generation);
+            plan.generation = current_gen.max(plan.generation) + 1;
+            let bytes = signer.sign_to_vec(&plan).map_err(|e| e.to_string())?;
+            store.update(device, bytes.into(), current.revision).await.map_err(|e| e.to_string())
+        }
+        .await;
+        out.push((device.clone(), r));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::observe::ObservedEntry;
+    use super::*;
+    use harmony_schemas::fleet::{DeploymentPlan, Rejection, RejectionReason, Service, generate_signing_key};
+
+    fn plan(device: &str, deployments: Vec<DeploymentPlan>, agent: &str) -> DevicePlan {
+        DevicePlan {
+            version: PROTOCOL_VERSION,
+            device_id: device.into(),
+            fleet: "pico".into(),
+            generation: 1,
+            source_revision: "r".into(),
+            agent_version: agent.into(),
+            agent: None,
+            deployments,
+        }
+    }
+
+    fn dep(name: &str, image: &str) -> DeploymentPlan {
+        let c = harmony_schemas::fleet::ContainerSpec {
+            name: "c".into(),
+            image: image.into(),
+            command: vec![],
+            args: vec![],
+            env: Default::default(),
+            ports: vec![],
+            volumes: vec![],
+        };
+        DeploymentPlan::new(name, "acme", vec![], vec![Service::new(c, harmony_schemas::fleet::RestartPolicy::Always)])
+    }
+
+    fn spec(steps: &[u8]) -> RolloutSpec {
+        RolloutSpec { steps: steps.to_vec(), max_failed: 1, health_timeout: Duration::from_secs(60), auto_revert: true }
+    }
+
+    fn fleet(n: usize, image: &str, agent: &str) -> DesiredFleet {
+        DesiredFleet {
+            fleet: "pico".into(),
+            plans: (0..n).map(|i| format!("d-{i:02}")).map(|d| (d.clone(), plan(&d, vec![dep("hub", image), dep("other", "x:1")], agent))).collect(),
+        }
+    }
+
+    fn observed_of(f: &DesiredFleet) -> ObservedFleet {
+        let key = generate_signing_key().expect("key");
+        let mut o = ObservedFleet::default();
+        for (i, (d, p)) in f.plans.iter().enumerate() {
+            let signed = SignedDevicePlan::sign(p, &key).expect("sign");
+            o.plans.insert(d.clone(), ObservedEntry { revision: i as u64 + 1, signed: Some(signed), plan: Some(p.clone()), generation: Some(1), fleet: Some("pico".into()) });
+        }
+        o
+    }
+
+    #[test]
+    fn waves_are_cumulative_rounded_up_and_cover_everyone() {
+        let devices: Vec<String> = (0..20).map(|i| format!("d{i}")).collect();
+        let w = waves(&devices, &[10, 50, 100]);
+        assert_eq!(w.iter().map(|(p, d)| (*p, d.len())).collect::<Vec<_>>(), vec![(10, 2), (50, 8), (100, 10)]);
+        let small = waves(&devices[..3], &[10, 50, 100]);
+        assert_eq!(small.iter().map(|(_, d)| d.len()).collect::<Vec<_>>(), vec![1, 1, 1]);
+        let one = waves(&devices[..1], &[10, 50, 100]);
+        assert_eq!(one.iter().map(|(_, d)| d.len()).collect::<Vec<_>>(), vec![1, 0, 0]);
+        let all: Vec<String> = w.into_iter().flat_map(|(_, d)| d).collect();
+        assert_eq!(all, devices);
+    }
+
+    #[test]
+    fn order_is_by_hash_not_by_name_and_stable() {
+        let a = rollout_order(["pi-001", "pi-002", "pi-003", "nuc-001"]);
+        let b = rollout_order(["nuc-001", "pi-003", "pi-002", "pi-001"]);
+        assert_eq!(a, b);
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_ne!(a, sorted, "hash order differs from name order for these ids");
+    }
+
+    #[test]
+    fn only_changed_rolled_out_deployments_make_a_rollout() {
+        let before = fleet(20, "hub:1", "0.1.0");
+        let observed = observed_of(&before);
+        let specs = RolloutSpecs { deployments: [("hub".to_string(), spec(&[10, 50, 100]))].into_iter().collect(), agent: None };
+        assert_eq!(plan_rollout(&before, &specs, &observed, None), None, "nothing changed");
+        // A deployment without a strategy changes: no rollout.
+        let mut other = before.clone();
+        for p in other.plans.values_mut() {
+            p.deployments[1] = dep("other", "x:2");
+        }
+        assert_eq!(plan_rollout(&other, &specs, &observed, None), None);
+        let after = fleet(20, "hub:2", "0.1.0");
+        let r = plan_rollout(&after, &specs, &observed, None).expect("a rollout");
+        assert_eq!(r.what, vec!["deployment hub"]);
+        assert_eq!(r.waves.iter().map(|(p, d)| (*p, d.len())).collect::<Vec<_>>(), vec![(10, 2), (50, 8), (100, 10)]);
+        // Deterministic, and the id names the desired content.
+        assert_eq!(plan_rollout(&after, &specs, &observed, None), Some(r.clone()));
+        let r3 = plan_rollout(&fleet(20, "hub:3", "0.1.0"), &specs, &observed, None).expect("a rollout");
+        assert_ne!(r3.id, r.id);
+        assert_eq!(r3.waves, r.waves);
+        // An agent-version change: every device, the agent default strategy.
+        let upgrade = plan_rollout(&fleet(20, "hub:1", "0.2.0"), &specs, &observed, None).expect("a rollout");
+        assert_eq!(upgrade.what, vec!["agent 0.2.0"]);
+        assert_eq!(upgrade.waves.len(), 1);
+        assert_eq!(upgrade.spec.max_failed, 0);
+    }
+
+    #[test]
+    fn an_interrupted_rollout_resumes_with_the_same_waves() {
+        let before = fleet(20, "hub:1", "0.1.0");
+        let after = fleet(20, "hub:2", "0.1.0");
+        let specs = RolloutSpecs { deployments: [("hub".to_string(), spec(&[10, 50, 100]))].into_iter().collect(), agent: None };
+        let r = plan_rollout(&after, &specs, &observed_of(&before), None).expect("rollout");
+        // Wave 1 was written before the interruption.
+        let mut mid = before.clone();
+        for d in &r.waves[0].1 {
+            mid.plans.insert(d.clone(), after.plans[d].clone());
+        }
+        let again = plan_rollout(&after, &specs, &observed_of(&mid), None).expect("rollout");
+        assert_eq!((again.id.as_str(), &again.waves), (r.id.as_str(), &r.waves));
+        // Everything written, nothing left but waiting: resumed from the record.
+        let record = RolloutRecord {
+            version: 1,
+            fleet: "pico".into(),
+            id: r.id.clone(),
+            source_revision: "r".into(),
+            what: r.what.clone(),
+            state: RolloutState::InProgress,
+            max_failed: 1,
+            health_timeout_s: 60,
+            auto_revert: true,
+            waves: vec![],
+            previous: BTreeMap::new(),
+            failed: vec![],
+            started_ms: 0,
+            updated_ms: 0,
+        };
+        let done = observed_of(&after);
+        assert_eq!(plan_rollout(&after, &specs, &done, Some(&record)).map(|p| p.id), Some(r.id.clone()));
+        let finished = RolloutRecord { state: RolloutState::Complete, ..record };
+        assert_eq!(plan_rollout(&after, &specs, &done, Some(&finished)), None);
+    }
+
+    #[test]
+    fn health_from_status_and_heartbeat() {
+        let e = Expect { device: "d".into(), generation: 4, agent_version: "0.2.0".into() };
+        let now = 1_000_000;
+        let fresh = Duration::from_secs(10);
+        let status = |applied: u64, state: DeviceState, agent: &str| DeviceStatus {
+            version: 1,
+            device_id: "d".into(),
+            agent_version: agent.into(),
+            applied_generation: Some(applied),
+            applied_source_revision: None,
+            state,
+            deployments: vec![],
+            last_error: None,
+            rejections: vec![],
+            upgrade: None,
+            updated_at_ms: now,
+        };
+        let hb = |agent: &str, at: u64| {
+            (
+                Heartbeat { version: 1, device_id: "d".into(), agent_version: agent.into(), uptime_s: 1, labels: Default::default(), applied_generation: Some(4), timestamp_ms: at },
+                at,
+            )
+        };
+        assert!(matches!(device_health(&e, None, None, now, fresh), Health::Pending(_)));
+        assert!(matches!(device_health(&e, Some(&status(3, DeviceState::Applied, "0.2.0")), Some(&hb("0.2.0", now)), now, fresh), Health::Pending(_)));
+        assert_eq!(device_health(&e, Some(&status(4, DeviceState::Applied, "0.2.0")), Some(&hb("0.2.0", now)), now, fresh), Health::Healthy);
+        assert!(matches!(device_health(&e, Some(&status(4, DeviceState::Applied, "0.2.0")), Some(&hb("0.2.0", now - 20_000)), now, fresh), Health::Pending(_)));
+        assert!(matches!(device_health(&e, Some(&status(4, DeviceState::Applied, "0.1.0")), Some(&hb("0.1.0", now)), now, fresh), Health::Pending(_)));
+        assert!(matches!(device_health(&e, Some(&status(4, DeviceState::Degraded, "0.2.0")), Some(&hb("0.2.0", now)), now, fresh), Health::Failed(_)));
+        let mut rejected = status(3, DeviceState::Applied, "0.1.0");
+        rejected.rejections.push(Rejection { generation: Some(4), reason: RejectionReason::BadSignature, at_ms: now });
+        let Health::Failed(why) = device_health(&e, Some(&rejected), Some(&hb("0.1.0", now)), now, fresh) else { panic!("rejection is a failure") };
+        assert!(why.contains("rejected generation 4"), "{why}");
+    }
+}
