@@ -281,7 +281,7 @@ fn apply_fleets(g: &Global, a: ApplyArgs, repo: &CompiledRepo) -> anyhow::Result
             if !quiet || !yes {
                 print!("{}", describe(&fleet_name, actions));
                 if let Some(r) = rollout {
-                    print!("{}", harmony_executor::fleet::rollout::describe(r));
+                    print!("{}", r.planned(&fleet_name).describe());
                 }
             }
             if yes {

@@ -38,6 +38,8 @@ pub struct Live {
     pub desired: Rendered,
     /// `cluster okd-prod`, `fleet pico`: what was read.
     pub targets: Vec<String>,
+    /// The phased rollouts `harmony apply` would run, per fleet.
+    pub rollouts: Vec<harmony_schemas::plan::PlannedRollout>,
 }
 
 /// A device plan without what changes on every write (generation, source revision): the part
@@ -54,7 +56,7 @@ fn comparable(p: &DevicePlan) -> Value {
 /// Observes every cluster and fleet the repository declares. Any target that cannot be read is
 /// an error naming it: a plan against half the state would be wrong, not partial.
 pub fn observe(compiled: &CompiledRepo, a: &LiveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<Live> {
-    let mut live = Live { observed: ObservedState::default(), desired: Rendered::new(), targets: Vec::new() };
+    let mut live = Live { observed: ObservedState::default(), desired: Rendered::new(), targets: Vec::new(), rollouts: Vec::new() };
     let clusters = rt.block_on(futures::future::join_all(compiled.clusters.iter().map(|(name, info)| async move {
         let r = async {
             let c = Cluster::from_kubeconfig(a.kubeconfig.as_deref(), &info.context).await?;
@@ -92,6 +94,9 @@ pub fn observe(compiled: &CompiledRepo, a: &LiveArgs, rt: &tokio::runtime::Runti
                 eprintln!("warning: {w}");
             }
             add_fleet(compiled, fleet, &plans, &mut live);
+            if let Some(r) = rollout(compiled, fleet, plans) {
+                live.rollouts.push(r);
+            }
         }
         live.targets.push(format!("fleet {fleet}"));
     }
@@ -135,6 +140,14 @@ fn add_cluster(compiled: &CompiledRepo, cluster: &str, obs: &ClusterObservation,
             live.observed.tenant_access.insert(format!("tenant-access/{tenant}/{cluster}"), o);
         }
     }
+}
+
+/// The rollout `harmony apply` would start for `fleet` against its observed plans.
+fn rollout(compiled: &CompiledRepo, fleet: &str, plans: BTreeMap<String, harmony_executor::fleet::ObservedEntry>) -> Option<harmony_schemas::plan::PlannedRollout> {
+    let desired = harmony_executor::fleet::desired_fleet(compiled, fleet, "").ok()?;
+    let specs = harmony_executor::fleet::rollout::rollout_specs(compiled, fleet);
+    let observed = harmony_executor::fleet::ObservedFleet { plans, ..Default::default() };
+    harmony_executor::fleet::rollout::plan_rollout(&desired, &specs, &observed, None).map(|r| r.planned(fleet))
 }
 
 fn add_fleet(compiled: &CompiledRepo, fleet: &str, plans: &BTreeMap<String, harmony_executor::fleet::ObservedEntry>, live: &mut Live) {

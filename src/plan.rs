@@ -248,12 +248,14 @@ fn source_revision(dir: &Path, compiled: &CompiledRepo) -> SourceRevision {
 pub fn plan(g: &Global, a: PlanArgs) -> anyhow::Result<ExitCode> {
     let compiled = compile_dir(&g.repo, "the repository", g, &ParseCache::default())?;
     let mut live_desired = Rendered::new();
+    let mut rollouts = Vec::new();
     let (observed, observed_source) = match &a.observed {
         None if a.offline => (ObservedState::default(), ObservedSource::None),
         None => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let live = crate::observe::observe(&compiled, &a.live, &rt)?;
             live_desired = live.desired;
+            rollouts = live.rollouts;
             let hash = live.observed.hash();
             (live.observed, ObservedSource::Live { targets: live.targets, hash })
         }
@@ -280,7 +282,8 @@ pub fn plan(g: &Global, a: PlanArgs) -> anyhow::Result<ExitCode> {
         source: source_revision(&g.repo, &compiled),
         observed_source,
     };
-    let p = harmony_planner::plan(&compiled, &rendered, &observed, &opts)?;
+    let mut p = harmony_planner::plan(&compiled, &rendered, &observed, &opts)?;
+    p.rollouts = rollouts;
     if let Some(out) = &a.out {
         crate::cli::write_atomic(out, p.to_json().as_bytes()).with_context(|| format!("writing plan {}", out.display()))?;
         if !g.quiet {

@@ -104,9 +104,24 @@ fn human(f: &FleetStatus) -> String {
             if deps.is_empty() { "-".into() } else { deps.join(", ") },
             d.last_error.as_deref().unwrap_or("-")
         ));
+        if let Some(u) = &d.upgrade {
+            let state = match u.state {
+                harmony_schemas::fleet::UpgradeState::Started => "in progress".to_string(),
+                harmony_schemas::fleet::UpgradeState::Failed => format!("failed: {}", u.error.as_deref().unwrap_or("no reason given")),
+            };
+            if u.state == harmony_schemas::fleet::UpgradeState::Failed || d.agent_version.as_deref() != Some(u.to.as_str()) {
+                s.push_str(&format!("    agent upgrade {} → {} (generation {}): {state}\n", u.from, u.to, u.generation));
+            }
+        }
         if let Some(r) = d.last_rejection.as_ref().filter(|_| d.desired_rejected) {
             let generation = r.generation.map_or("?".into(), |g| g.to_string());
             s.push_str(&format!("    rejected plan generation {generation}: {} (nothing of it runs)\n", r.message));
+        }
+    }
+    if let Some(r) = &f.rollout {
+        s.push_str(&format!("  {}\n", harmony_executor::fleet::rollout::progress_line(r)));
+        for x in &r.failed {
+            s.push_str(&format!("    {} failed in step {}: {}\n", x.device, x.wave + 1, x.reason));
         }
     }
     for w in &f.warnings {
@@ -125,11 +140,19 @@ pub fn run(g: &Global, a: StatusArgs) -> anyhow::Result<ExitCode> {
         let public = parse_public_key(&info.signing_key).map_err(|e| anyhow::anyhow!("fleet `{fleet}` declares an invalid public key: {e}"))?;
         let devices: Vec<String> = harmony_executor::fleet::desired_fleet(&repo, &fleet, "")?.plans.into_keys().collect();
         let opts = a.nats.options(&info.nats)?;
-        let observed = rt.block_on(async {
+        let (observed, rollout) = rt.block_on(async {
             let client = connect(&opts).await?;
-            observe_all(&client, &fleet, &[public]).await
+            let observed = observe_all(&client, &fleet, &[public]).await?;
+            let js = async_nats::jetstream::new(client);
+            let rollout = match js.get_key_value(harmony_schemas::fleet::ROLLOUTS_BUCKET).await {
+                Ok(store) => harmony_executor::fleet::rollout::read_record(&store, &fleet).await?.map(|(r, _)| r),
+                Err(_) => None,
+            };
+            Ok::<_, harmony_executor::fleet::FleetError>((observed, rollout))
         })?;
-        out.push(fleet_status(&fleet, &devices, &observed, harmony_schemas::fleet::now_ms(), thresholds));
+        let mut status = fleet_status(&fleet, &devices, &observed, harmony_schemas::fleet::now_ms(), thresholds);
+        status.rollout = rollout;
+        out.push(status);
     }
     let all_ready = out.iter().all(FleetStatus::all_ready);
     match a.format {

@@ -209,6 +209,9 @@ pub fn human(p: &PlanFile, o: &HumanOptions) -> String {
         }
         out.push('\n');
     }
+    for r in &p.rollouts {
+        let _ = writeln!(out, "{}", r.describe());
+    }
     let _ = writeln!(out, "{}", bold(&p.summary.line()));
     out
 }
@@ -310,6 +313,14 @@ pub fn markdown(p: &PlanFile, o: &MarkdownOptions) -> String {
         out.push_str(&block);
         shown += 1;
     }
+    for r in &p.rollouts {
+        let text = r.describe();
+        let fence = fence_for(&text);
+        let block = format!("**Rollout** in fleet `{}`:\n\n{fence}\n{text}{fence}\n\n", md_escape(&r.fleet));
+        if out.len() + block.len() + tail_reserve <= o.max_bytes {
+            out.push_str(&block);
+        }
+    }
     if shown < total {
         let _ = writeln!(
             out,
@@ -356,6 +367,7 @@ mod tests {
             },
         };
         let p = PlanFile {
+            rollouts: Vec::new(),
             kind: PLAN_FILE_KIND.into(),
             format_version: PLAN_FORMAT_VERSION,
             source: SourceRevision { commit: Some("ééééééééééééééé".into()), dirty: true, repository_hash: "€".into() },

@@ -203,6 +203,7 @@ pub fn plan(compiled: &CompiledRepo, rendered: &Rendered, observed: &ObservedSta
         filters: Filters { targets: opts.targets.clone(), excludes: opts.excludes.clone() },
         summary,
         actions,
+        rollouts: Vec::new(),
     })
 }
 

@@ -48,6 +48,58 @@ pub struct PlanFile {
     pub summary: Summary,
     /// One action per unit: destroys first (reverse dependency order), then the rest in apply order.
     pub actions: Vec<PlannedAction>,
+    /// Fleets' phased rollouts this plan starts (explanation only: not part of the identity).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollouts: Vec<PlannedRollout>,
+}
+
+/// A phased rollout `harmony apply` will run: which device-plan writes go in which step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlannedRollout {
+    /// Fleet.
+    pub fleet: String,
+    /// What is rolled out: `deployment <name>`, `agent <version>`.
+    pub what: Vec<String>,
+    /// Steps in order.
+    pub steps: Vec<PlannedStep>,
+    /// Failures tolerated before halting.
+    pub max_failed: u32,
+    /// Seconds each step may take to become healthy.
+    pub health_timeout_s: u64,
+    /// Whether a halt writes the previous plans back.
+    pub auto_revert: bool,
+}
+
+/// One step of a [`PlannedRollout`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlannedStep {
+    /// Cumulative percentage of the rollout's devices.
+    pub percent: u8,
+    /// Devices first reached in this step (in rollout order).
+    pub devices: Vec<String>,
+}
+
+impl PlannedRollout {
+    /// The rollout in words: a headline and one line per step (`harmony plan`, `harmony apply`).
+    pub fn describe(&self) -> String {
+        let total: usize = self.steps.iter().map(|s| s.devices.len()).sum();
+        let mut out = format!(
+            "fleet {}: rollout of {} over {total} devices: {} steps, max-failed {}, health-timeout {}s{}\n",
+            self.fleet,
+            self.what.join(", "),
+            self.steps.len(),
+            self.max_failed,
+            self.health_timeout_s,
+            if self.auto_revert { ", auto-revert" } else { "" }
+        );
+        for (i, s) in self.steps.iter().enumerate() {
+            let devices = if s.devices.is_empty() { "(no devices)".to_string() } else { s.devices.join(" ") };
+            out.push_str(&format!("  step {} ({:>3} %): {devices}\n", i + 1, s.percent));
+        }
+        out
+    }
 }
 
 /// Where the plan came from.

@@ -22,6 +22,7 @@ fn plan_schema_is_committed_and_current() {
 
 fn sample() -> PlanFile {
     PlanFile {
+        rollouts: Vec::new(),
         kind: PLAN_FILE_KIND.into(),
         format_version: PLAN_FORMAT_VERSION,
         source: SourceRevision { commit: Some("abc".into()), dirty: false, repository_hash: "sha256:00".into() },

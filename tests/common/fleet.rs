@@ -139,10 +139,23 @@ impl Fleet {
 
     /// `harmony apply --yes` with the fleet's key; asserts success and returns stdout.
     pub fn apply(&self) -> String {
-        let state = self.dir.path().join("harmony-state");
-        let out = self.harmony(&["apply", "--yes", "--signing-key-file", &self.key_file(), "--state-dir", &state.to_string_lossy()]);
+        let out = self.try_apply(&[]);
         assert!(out.status.success(), "harmony apply failed: {}", text(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The arguments of `harmony apply --yes` with the fleet's key and the test's state dir.
+    pub fn apply_args(&self) -> Vec<String> {
+        let state = self.dir.path().join("harmony-state");
+        ["apply", "--yes", "--signing-key-file", &self.key_file(), "--state-dir", &state.to_string_lossy()].iter().map(|s| s.to_string()).collect()
+    }
+
+    /// `harmony apply --yes ARGS…`, whatever its outcome.
+    pub fn try_apply(&self, extra: &[&str]) -> Output {
+        let mut args = self.apply_args();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.harmony(&args)
     }
 
     /// `harmony status --format json`: the report of `device`, and the whole document.
@@ -177,10 +190,22 @@ impl Fleet {
     /// Starts `harmony-agent` for `device` (podman runtime, heartbeat every second, trusting the
     /// fleet key and the command key; state in `dir/agent-<device>`, log in `dir/agent-<device>-N.log`).
     pub fn start_agent(&mut self, device: &str) -> Agent {
+        self.start_agent_with(device, "podman", &[])
+    }
+
+    /// [`Fleet::start_agent`] with another runtime (`none`: runs nothing, reports plans applied)
+    /// and extra arguments.
+    pub fn start_agent_with(&mut self, device: &str, runtime: &str, extra: &[&str]) -> Agent {
+        self.start_agent_exe(&agent_binary(), device, runtime, extra)
+    }
+
+    /// [`Fleet::start_agent_with`] running `exe`.
+    pub fn start_agent_exe(&mut self, exe: &Path, device: &str, runtime: &str, extra: &[&str]) -> Agent {
         self.starts += 1;
         let log = self.dir.path().join(format!("agent-{device}-{}.log", self.starts));
-        let child = Command::new(agent_binary())
-            .args(["--device-id", device, "--nats-url", &self.server.url(), "--runtime", "podman", "--heartbeat-interval", "1", "--label", "site=e2e"])
+        let child = Command::new(exe)
+            .args(["--device-id", device, "--nats-url", &self.server.url(), "--runtime", runtime, "--heartbeat-interval", "1", "--label", "site=e2e"])
+            .args(extra)
             .arg("--state-dir")
             .arg(self.dir.path().join(format!("agent-{device}")))
             .args(["--fleet-key", &encode_key(self.fleet_key.verifying_key().as_bytes())])

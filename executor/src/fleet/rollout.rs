@@ -227,22 +227,18 @@ fn rollout_for(desired: &DesiredFleet, specs: &RolloutSpecs, items: &BTreeSet<It
     }
 }
 
-/// The rollout in words, one line per wave (`harmony plan` and `harmony apply` print it).
-pub fn describe(plan: &RolloutPlan) -> String {
-    let s = &plan.spec;
-    let total: usize = plan.waves.iter().map(|(_, d)| d.len()).sum();
-    let mut out = format!(
-        "rollout of {} over {total} devices: {} steps, max-failed {}, health-timeout {}s{}\n",
-        plan.what.join(", "),
-        plan.waves.len(),
-        s.max_failed,
-        s.health_timeout.as_secs(),
-        if s.auto_revert { ", auto-revert" } else { "" }
-    );
-    for (i, (p, devices)) in plan.waves.iter().enumerate() {
-        out.push_str(&format!("  step {} ({p:>3} %): {}\n", i + 1, if devices.is_empty() { "(no devices)".to_string() } else { devices.join(" ") }));
+impl RolloutPlan {
+    /// As a plan file shows it.
+    pub fn planned(&self, fleet: &str) -> harmony_schemas::plan::PlannedRollout {
+        harmony_schemas::plan::PlannedRollout {
+            fleet: fleet.to_string(),
+            what: self.what.clone(),
+            steps: self.waves.iter().map(|(p, d)| harmony_schemas::plan::PlannedStep { percent: *p, devices: d.clone() }).collect(),
+            max_failed: self.spec.max_failed,
+            health_timeout_s: self.spec.health_timeout.as_secs(),
+            auto_revert: self.spec.auto_revert,
+        }
     }
-    out
 }
 
 /// A record's progress in one line.

@@ -96,6 +96,9 @@ pub struct DeviceReport {
     pub last_rejection: Option<RejectionReport>,
     /// Whether the plan now in the bucket (the desired generation) is one the agent rejected.
     pub desired_rejected: bool,
+    /// The last agent upgrade the device attempted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<harmony_schemas::fleet::UpgradeReport>,
     /// Condition.
     pub condition: Condition,
 }
@@ -122,6 +125,9 @@ pub struct FleetStatus {
     pub devices: Vec<DeviceReport>,
     /// Entries that could not be read.
     pub warnings: Vec<Warning>,
+    /// The fleet's current or last rollout (`harmony-rollouts`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<harmony_schemas::fleet::RolloutRecord>,
 }
 
 impl FleetStatus {
@@ -142,7 +148,7 @@ pub fn fleet_status(fleet: &str, devices: &[String], observed: &ObservedFleet, n
     ids.extend(observed.plans.keys().map(String::as_str));
     let devices =
         ids.into_iter().map(|id| device_report(id, observed.plans.get(id), observed.statuses.get(id), observed.heartbeats.get(id), now_ms, t)).collect();
-    FleetStatus { fleet: fleet.to_string(), devices, warnings: observed.warnings.clone() }
+    FleetStatus { fleet: fleet.to_string(), devices, warnings: observed.warnings.clone(), rollout: None }
 }
 
 /// One device's report from its plans entry, status and heartbeat (with the heartbeat entry's
@@ -200,6 +206,7 @@ pub fn device_report(
             at_ms: r.at_ms,
         }),
         desired_rejected: rejected,
+        upgrade: status.and_then(|s| s.upgrade.clone()),
         condition,
     }
 }

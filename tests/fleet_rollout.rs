@@ -1,0 +1,238 @@
+//! Issue 9's rollout acceptance through the real binaries: 20 `harmony-agent` processes with
+//! the runtime disabled (podman adds nothing to a rollout's gate), a real nats-server, and
+//! `harmony apply` rolling a deployment change out in three health-gated steps. What happened is
+//! read back from the plans bucket (revisions and generations per device), the rollout record
+//! and `harmony status`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::fleet::{Agent, Fleet, text};
+use futures::StreamExt;
+use harmony_executor::fleet::rollout::{rollout_order, waves};
+use harmony_schemas::fleet::{DevicePlan, PLANS_BUCKET, ROLLOUTS_BUCKET, RolloutRecord, RolloutState, SignedDevicePlan, WaveState};
+
+const DEVICES: usize = 20;
+
+/// Deployment `hub` on every device, rolled out 10 % → 50 % → 100 %.
+fn hub(version: &str, max_failed: u32, health_timeout: &str, auto_revert: bool) -> String {
+    format!(
+        r#"deployment hub {{
+    tenant acme
+    fleet pico
+    selector site=e2e
+    container app {{
+        image "localhost/hub:{version}"
+        args "sleep" "3600"
+    }}
+    rollout {{
+        step 10
+        step 50
+        step 100
+        max-failed {max_failed}
+        health-timeout "{health_timeout}"
+        auto-revert {auto_revert}
+    }}
+}}
+"#,
+        auto_revert = if auto_revert { "#true" } else { "#false" }
+    )
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+/// Every device's plan entry: (revision, plan).
+fn plans(f: &Fleet) -> BTreeMap<String, (u64, DevicePlan)> {
+    let key = f.fleet_key.verifying_key();
+    rt().block_on(async {
+        let client = async_nats::connect(f.server.url()).await.expect("connect");
+        let kv = async_nats::jetstream::new(client).get_key_value(PLANS_BUCKET).await.expect("plans bucket");
+        let mut keys = kv.keys().await.expect("keys");
+        let mut out = BTreeMap::new();
+        while let Some(k) = keys.next().await {
+            let k = k.expect("key");
+            let e = kv.entry(&k).await.expect("entry").expect("present");
+            let plan = SignedDevicePlan::from_slice(&e.value).and_then(|s| s.verify(&[key])).expect("verifies");
+            out.insert(k, (e.revision, plan));
+        }
+        out
+    })
+}
+
+fn record(f: &Fleet) -> Option<RolloutRecord> {
+    rt().block_on(async {
+        let client = async_nats::connect(f.server.url()).await.expect("connect");
+        let kv = async_nats::jetstream::new(client).get_key_value(ROLLOUTS_BUCKET).await.ok()?;
+        let e = kv.entry("pico").await.expect("entry")?;
+        Some(serde_json::from_slice(&e.value).expect("record decodes"))
+    })
+}
+
+fn image(p: &DevicePlan) -> &str {
+    &p.deployments[0].services[0].container.image
+}
+
+/// A fleet of 20 devices running `hub` version 1, every agent ready.
+fn converged(max_failed: u32, timeout: &str, revert: bool) -> (Fleet, BTreeMap<String, Agent>) {
+    let names: Vec<String> = (0..DEVICES).map(|i| format!("ro{i:02}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut f = Fleet::new(&names);
+    f.set_deployments(&hub("1", max_failed, timeout, revert));
+    let devices = f.devices.clone();
+    let agents: BTreeMap<String, Agent> = devices.iter().map(|d| (d.clone(), f.start_agent_with(d, "none", &[]))).collect();
+    let out = f.apply();
+    assert!(!out.contains("rollout"), "first plans are creates, not a rollout: {out}");
+    for d in &devices {
+        f.wait_ready(d, 1);
+    }
+    (f, agents)
+}
+
+/// The waves the rollout must use: devices by SHA-256 of their id, 10 / 50 / 100 %.
+fn expected_waves(f: &Fleet) -> Vec<Vec<String>> {
+    waves(&rollout_order(f.devices.iter().map(String::as_str)), &[10, 50, 100]).into_iter().map(|(_, d)| d).collect()
+}
+
+#[test]
+fn three_step_rollout_over_20_agents_succeeds_in_order() {
+    let (f, _agents) = converged(1, "30s", true);
+    let before = plans(&f);
+    f.set_deployments(&hub("2", 1, "30s", true));
+    // The plan shows the steps and which devices are in each, before anything happens.
+    let planned = f.harmony(&["plan"]);
+    let planned_text = text(&planned);
+    let expected = expected_waves(&f);
+    assert_eq!(expected.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 8, 10]);
+    assert!(planned_text.contains("rollout of deployment hub over 20 devices: 3 steps"), "{planned_text}");
+    assert!(planned_text.contains(&format!("step 1 ( 10 %): {}", expected[0].join(" "))), "{planned_text}");
+    let out = f.apply();
+    assert!(out.contains("rollout of deployment hub complete (3 steps)"), "{out}");
+    let after = plans(&f);
+    // Every device has version 2 at generation 2, and wave k's writes all precede wave k+1's.
+    for (d, (_, p)) in &after {
+        assert_eq!((image(p), p.generation), ("localhost/hub:2", 2), "{d}");
+        assert_eq!(before[d].1.generation, 1);
+    }
+    let rev = |d: &String| after[d].0;
+    for k in 0..2 {
+        let last = expected[k].iter().map(rev).max().expect("non-empty wave");
+        let next = expected[k + 1].iter().map(rev).min().expect("non-empty wave");
+        assert!(last < next, "wave {} written (up to revision {last}) before wave {} (from {next})", k + 1, k + 2);
+    }
+    let r = record(&f).expect("rollout record");
+    assert_eq!(r.state, RolloutState::Complete);
+    assert_eq!(r.waves.iter().map(|w| (w.percent, w.devices.clone(), w.state)).collect::<Vec<_>>(), vec![
+        (10, expected[0].clone(), WaveState::Healthy),
+        (50, expected[1].clone(), WaveState::Healthy),
+        (100, expected[2].clone(), WaveState::Healthy)
+    ]);
+    assert!(r.failed.is_empty());
+    for d in &f.devices {
+        f.wait_ready(d, 2);
+    }
+    // Status shows the rollout.
+    let st = f.harmony(&["status"]);
+    assert!(text(&st).contains("rollout deployment hub"), "{}", text(&st));
+    // A second apply is a no-op and starts no new rollout.
+    let again = f.apply();
+    assert!(again.contains("nothing to write"), "{again}");
+    assert_eq!(record(&f).map(|r| r.started_ms), Some(r.started_ms));
+}
+
+#[test]
+fn failures_beyond_max_failed_halt_the_rollout_and_auto_revert_restores_every_device() {
+    let (f, mut agents) = converged(1, "6s", true);
+    let waves = expected_waves(&f);
+    // Two devices of step 2 go offline: two failures > max-failed 1.
+    let down: Vec<String> = waves[1][..2].to_vec();
+    for d in &down {
+        agents.remove(d).expect("agent").kill();
+    }
+    f.set_deployments(&hub("2", 1, "6s", true));
+    let out = f.try_apply(&[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "a halted rollout fails the apply: {t}");
+    assert!(t.contains("halted and reverted: 2 devices failed (max-failed 1)"), "{t}");
+    for d in &down {
+        assert!(t.contains(&format!("rollout: {d} failed in step 2: not healthy within 6 s")), "{t}");
+    }
+    let r = record(&f).expect("record");
+    assert_eq!(r.state, RolloutState::Reverted);
+    assert_eq!(r.waves.iter().map(|w| w.state).collect::<Vec<_>>(), vec![WaveState::Healthy, WaveState::Failed, WaveState::Pending]);
+    let mut failed: Vec<String> = r.failed.iter().map(|x| x.device.clone()).collect();
+    failed.sort();
+    let mut want = down.clone();
+    want.sort();
+    assert_eq!(failed, want);
+    // Steps 1 and 2 got version 2 (generation 2) and then version 1 back as generation 3, signed;
+    // step 3 was never written.
+    let now = plans(&f);
+    for d in waves[0].iter().chain(&waves[1]) {
+        assert_eq!((image(&now[d].1), now[d].1.generation), ("localhost/hub:1", 3), "{d} reverted");
+    }
+    for d in &waves[2] {
+        assert_eq!((image(&now[d].1), now[d].1.generation), ("localhost/hub:1", 1), "{d} untouched");
+    }
+    // Every running agent applies what is now its plan: the previous version everywhere.
+    for d in waves[0].iter().chain(&waves[1]).filter(|d| !down.contains(d)) {
+        f.wait_ready(d, 3);
+    }
+    for d in &waves[2] {
+        f.wait_ready(d, 1);
+    }
+}
+
+#[test]
+fn an_interrupted_rollout_resumes_where_it_stopped() {
+    let (f, _agents) = converged(0, "30s", false);
+    let waves = expected_waves(&f);
+    f.set_deployments(&hub("2", 0, "30s", false));
+    let args = f.apply_args();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_harmony"))
+        .arg("--repo")
+        .arg(&f.repo)
+        .args(&args)
+        .env_remove("HARMONY_SIGNING_KEY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start harmony apply");
+    // Interrupt (SIGKILL) once step 1 is healthy.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        if let Some(r) = record(&f)
+            && r.waves[0].state == WaveState::Healthy
+        {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "step 1 never became healthy");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    child.kill().expect("kill apply");
+    let _ = child.wait();
+    let mid = plans(&f);
+    let written: Vec<&String> = mid.iter().filter(|(_, (_, p))| image(p) == "localhost/hub:2").map(|(d, _)| d).collect();
+    assert!(written.len() < DEVICES, "interrupted before the end: {} written", written.len());
+    for d in &waves[0] {
+        assert_eq!(mid[d].1.generation, 2, "{d}: step 1 written");
+    }
+    // Re-run: waits for the dead apply's lock to expire, then resumes the same rollout.
+    let out = f.try_apply(&["--lock-timeout", "60s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("rollout of deployment hub complete (3 steps)"), "{t}");
+    let r = record(&f).expect("record");
+    assert_eq!((r.state, r.started_ms, r.id.as_str()), (RolloutState::Complete, first.started_ms, first.id.as_str()), "the same rollout, resumed");
+    let end = plans(&f);
+    for d in &waves[0] {
+        assert_eq!(end[d], mid[d], "{d}: step 1 is not written again");
+    }
+    for d in &f.devices {
+        assert_eq!((image(&end[d].1), end[d].1.generation), ("localhost/hub:2", 2), "{d}");
+        f.wait_ready(d, 2);
+    }
+}
