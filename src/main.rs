@@ -6,6 +6,7 @@ mod cli;
 mod device;
 mod observe;
 mod plan;
+mod publish;
 mod rollback;
 mod status;
 mod template;

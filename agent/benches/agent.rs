@@ -90,6 +90,8 @@ async fn many(n: usize) {
             runtime: RuntimeKind::None,
             podman: "podman".into(),
             command_max_age: Duration::from_secs(60),
+            install_dir: None,
+            upgrade_timeout: Duration::from_secs(120),
         };
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {

@@ -16,7 +16,7 @@ use async_nats::jetstream;
 use futures::StreamExt as _;
 use harmony_schemas::fleet::{
     DevicePlan, DeviceState, DeviceStatus, HEARTBEATS_BUCKET, Heartbeat, MAX_REJECTIONS, PLANS_BUCKET, PROTOCOL_VERSION, Rejection, RejectionReason,
-    STATUS_BUCKET, SignedDevicePlan, kv_subject, now_ms,
+    STATUS_BUCKET, SignedDevicePlan, UpgradeReport, UpgradeState, kv_subject, now_ms,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -25,8 +25,9 @@ use crate::podman::Podman;
 use crate::reconcile::{Runtime, reconcile};
 use crate::state::PersistedState;
 
-/// This agent's version.
-pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// This agent's version: the crate's, or `<crate>-next` when built with the `next-version`
+/// feature (a second, different build for the upgrade tests).
+pub const AGENT_VERSION: &str = if cfg!(feature = "next-version") { concat!(env!("CARGO_PKG_VERSION"), "-next") } else { env!("CARGO_PKG_VERSION") };
 
 /// Shared, read-mostly facts for the command server.
 #[derive(Debug)]
@@ -42,6 +43,10 @@ pub struct Shared {
     pub started_ms: u64,
     /// The applied plan.
     pub applied: watch::Receiver<Option<Arc<DevicePlan>>>,
+    /// Set while an upgrade's new agent runs beside this one: no heartbeats, `retire` accepted.
+    pub upgrading: std::sync::atomic::AtomicBool,
+    /// A verified `retire` for this version, while upgrading.
+    pub retire: mpsc::UnboundedSender<()>,
 }
 
 impl Shared {
@@ -108,8 +113,27 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let device = config.device_id.clone();
 
     let (applied_tx, applied_rx) = watch::channel(None);
-    let shared = Arc::new(Shared { config: config.clone(), runtime: runtime.clone(), started: Instant::now(), started_ms: now_ms(), applied: applied_rx });
+    let (retire_tx, mut retire_rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        runtime: runtime.clone(),
+        started: Instant::now(),
+        started_ms: now_ms(),
+        applied: applied_rx,
+        upgrading: std::sync::atomic::AtomicBool::new(false),
+        retire: retire_tx,
+    });
     let (status_tx, status_rx) = watch::channel::<Option<DeviceStatus>>(None);
+    let (published_tx, published_rx) = watch::channel(0u64);
+    // This agent is the new version of an upgrade: the upgrade took.
+    if let Some(u) = state.upgrade.as_mut()
+        && u.to == AGENT_VERSION
+        && u.state == UpgradeState::Started
+    {
+        u.state = UpgradeState::Completed;
+        u.at_ms = now_ms();
+        tracing::info!(from = %u.from, "upgraded");
+    }
     let (plan_tx, mut plan_rx) = mpsc::channel::<Vec<u8>>(16);
     let (read_tx, mut read_rx) = mpsc::unbounded_channel::<()>();
 
@@ -171,7 +195,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         });
     }
     // Status publisher.
-    tasks.spawn(publish_status(js.clone(), device.clone(), status_rx));
+    tasks.spawn(publish_status(js.clone(), device.clone(), status_rx, published_tx));
     // Heartbeats.
     {
         let js = js.clone();
@@ -183,6 +207,9 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
             let mut store = None;
             loop {
                 tick.tick().await;
+                if shared.upgrading.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
                 let applied_generation = status.borrow().as_ref().and_then(|s| s.applied_generation);
                 let hb = Heartbeat {
                     version: PROTOCOL_VERSION,
@@ -217,10 +244,14 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                 }
             }
         }
+        let mut up = Upgrades { js: &js, config: &config, shared: &shared, status_tx: &status_tx, published: published_rx, retire: &mut retire_rx };
         if let Some(plan) = &current {
             let _ = applied_tx.send(Some(Arc::new(plan.clone())));
             let status = apply(&runtime, &device, plan, &mut state, &config).await;
             let _ = status_tx.send(Some(status));
+            if up.run(plan, &mut state).await {
+                return;
+            }
         } else {
             let _ = status_tx.send(Some(make_status(&device, None, DeviceState::Pending, vec![], None, &state)));
         }
@@ -238,6 +269,9 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                     if let Some(plan) = &current {
                         let status = apply(&runtime, &device, plan, &mut state, &config).await;
                         let _ = status_tx.send(Some(status));
+                        if up.run(plan, &mut state).await {
+                            return;
+                        }
                     }
                 }
                 Accepted::New(accepted) => {
@@ -255,6 +289,9 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                     let _ = status_tx.send(Some(applying));
                     let status = apply(&runtime, &device, &plan, &mut state, &config).await;
                     let _ = status_tx.send(Some(status));
+                    if up.run(&plan, &mut state).await {
+                        return;
+                    }
                     current = Some(plan);
                 }
                 Accepted::Rejected(generation, reason) => {
@@ -379,14 +416,98 @@ async fn put(js: &jetstream::Context, store: &mut Option<jetstream::kv::Store>, 
     }
 }
 
-async fn publish_status(js: jetstream::Context, device: String, mut rx: watch::Receiver<Option<DeviceStatus>>) {
+/// What an upgrade needs from the agent's loop.
+struct Upgrades<'a> {
+    js: &'a jetstream::Context,
+    config: &'a Config,
+    shared: &'a Shared,
+    status_tx: &'a watch::Sender<Option<DeviceStatus>>,
+    published: watch::Receiver<u64>,
+    retire: &'a mut mpsc::UnboundedReceiver<()>,
+}
+
+impl Upgrades<'_> {
+    /// After a reconcile: when `plan` names another agent version, upgrades (see [`crate::upgrade`]).
+    /// True when this agent was retired and must exit. A failed upgrade is reported and not
+    /// retried for the same plan generation.
+    async fn run(&mut self, plan: &DevicePlan, state: &mut PersistedState) -> bool {
+        if plan.agent_version == AGENT_VERSION {
+            return false;
+        }
+        if state.upgrade.as_ref().is_some_and(|u| u.to == plan.agent_version && u.generation == plan.generation && u.state == UpgradeState::Failed) {
+            return false;
+        }
+        let mut report = UpgradeReport {
+            from: AGENT_VERSION.into(),
+            to: plan.agent_version.clone(),
+            generation: plan.generation,
+            state: UpgradeState::Started,
+            error: None,
+            at_ms: now_ms(),
+        };
+        tracing::info!(to = %plan.agent_version, generation = plan.generation, "upgrading the agent");
+        // Drain retires meant for an earlier attempt.
+        while self.retire.try_recv().is_ok() {}
+        let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        let outcome = async {
+            // The status naming the upgrade is published before the new agent starts, so it
+            // cannot overwrite the new agent's first status.
+            state.upgrade = Some(report.clone());
+            let status = self.status_with(state);
+            let at = status.updated_at_ms;
+            let _ = self.status_tx.send(Some(status));
+            if tokio::time::timeout(Duration::from_secs(10), self.published.wait_for(|t| *t >= at)).await.is_err() {
+                return crate::upgrade::Outcome::Failed("the status could not be published (is NATS reachable?)".into());
+            }
+            self.shared.upgrading.store(true, std::sync::atomic::Ordering::SeqCst);
+            match crate::upgrade::start(self.js, self.config, plan, &args).await {
+                Ok(started) => started.wait(self.retire, self.config.upgrade_timeout).await,
+                Err(e) => crate::upgrade::Outcome::Failed(e),
+            }
+        }
+        .await;
+        self.shared.upgrading.store(false, std::sync::atomic::Ordering::SeqCst);
+        match outcome {
+            crate::upgrade::Outcome::Retired => {
+                tracing::info!(to = %plan.agent_version, "retired: the new agent runs; exiting");
+                true
+            }
+            crate::upgrade::Outcome::Failed(e) => {
+                tracing::error!(to = %plan.agent_version, "agent upgrade failed: {e}");
+                report.state = UpgradeState::Failed;
+                report.error = Some(e.clone());
+                report.at_ms = now_ms();
+                state.upgrade = Some(report);
+                if let Err(e) = state.save(&self.config.state_dir) {
+                    tracing::error!("{e}");
+                }
+                let mut status = self.status_with(state);
+                status.last_error = Some(format!("agent upgrade to {} failed: {e}", plan.agent_version));
+                let _ = self.status_tx.send(Some(status));
+                false
+            }
+        }
+    }
+
+    fn status_with(&self, state: &PersistedState) -> DeviceStatus {
+        let mut status = self.status_tx.borrow().clone().unwrap_or_else(|| make_status(&self.config.device_id, None, DeviceState::Pending, vec![], None, state));
+        status.upgrade = state.upgrade.clone();
+        status.updated_at_ms = now_ms();
+        status
+    }
+}
+
+async fn publish_status(js: jetstream::Context, device: String, mut rx: watch::Receiver<Option<DeviceStatus>>, published: watch::Sender<u64>) {
     let mut store = None;
     while rx.changed().await.is_ok() {
         let mut backoff = Duration::from_millis(200);
         loop {
             let Some(status) = rx.borrow_and_update().clone() else { break };
             match put(&js, &mut store, STATUS_BUCKET, &device, serde_json::to_vec(&status).unwrap_or_default()).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    published.send_replace(status.updated_at_ms);
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!("status not published: {e}; retrying in {backoff:?}");
                     // Wait for the backoff or a newer status, whichever comes first.

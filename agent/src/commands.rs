@@ -45,6 +45,7 @@ pub async fn serve(client: async_nats::Client, shared: Arc<Shared>, mut sub: asy
             Some("ping") => Verb::Ping,
             Some("logs") => Verb::Logs,
             Some("exec") => Verb::Exec,
+            Some("retire") => Verb::Retire,
             _ => continue,
         };
         let client = client.clone();
@@ -57,6 +58,11 @@ pub async fn serve(client: async_nats::Client, shared: Arc<Shared>, mut sub: asy
                     agent_version: AGENT_VERSION.into(),
                     uptime_s: shared.uptime_s(),
                 }),
+                Verb::Retire => match retire(&shared, &nonces, &msg.payload) {
+                    Some(reply) => serde_json::to_vec(&reply),
+                    // Addressed to another version (the new agent of an upgrade): not ours to answer.
+                    None => return,
+                },
                 _ => serde_json::to_vec(&handle(&shared, &nonces, verb, &msg.payload).await),
             };
             if let Err(e) = client.publish(reply, body.unwrap_or_default().into()).await {
@@ -66,37 +72,64 @@ pub async fn serve(client: async_nats::Client, shared: Arc<Shared>, mut sub: asy
     }
 }
 
-/// Checks and runs a signed `logs` or `exec` request.
-pub async fn handle(shared: &Shared, nonces: &NonceCache, verb: Verb, payload: &[u8]) -> CommandReply {
-    let refused = |reason| CommandReply::Refused { reason };
-    let signed = match SignedCommand::from_slice(payload) {
-        Ok(s) => s,
-        Err(e) => return refused(RefusalReason::Unsigned { detail: e.to_string() }),
-    };
-    let req = match signed.verify(&shared.config.command_keys) {
+/// Verifies a signed request with `keys`: decodes, checks the signature, the device, the
+/// freshness window, the verb and the nonce.
+fn verified(shared: &Shared, nonces: &NonceCache, verb: Verb, payload: &[u8], keys: &[harmony_schemas::fleet::VerifyingKey]) -> Result<(SignedCommand, harmony_schemas::fleet::CommandRequest), RefusalReason> {
+    let signed = SignedCommand::from_slice(payload).map_err(|e| RefusalReason::Unsigned { detail: e.to_string() })?;
+    let req = match signed.verify(keys) {
         Ok(r) => r,
-        Err(harmony_schemas::fleet::VerifyError::UnknownKey(key_id)) => return refused(RefusalReason::UnknownKey { key_id }),
+        Err(harmony_schemas::fleet::VerifyError::UnknownKey(key_id)) => return Err(RefusalReason::UnknownKey { key_id }),
         Err(harmony_schemas::fleet::VerifyError::Malformed(detail)) | Err(harmony_schemas::fleet::VerifyError::Payload(detail)) => {
-            return refused(RefusalReason::Unsigned { detail });
+            return Err(RefusalReason::Unsigned { detail });
         }
-        Err(harmony_schemas::fleet::VerifyError::BadSignature) => return refused(RefusalReason::BadSignature),
+        Err(harmony_schemas::fleet::VerifyError::BadSignature) => return Err(RefusalReason::BadSignature),
     };
     if req.device_id != shared.config.device_id {
-        return refused(RefusalReason::WrongDevice { device_id: req.device_id });
+        return Err(RefusalReason::WrongDevice { device_id: req.device_id });
     }
     let max_age_ms = shared.config.command_max_age.as_millis() as u64;
     let age_ms = now_ms() as i64 - req.issued_at_ms as i64;
     if age_ms.unsigned_abs() > max_age_ms || req.issued_at_ms < shared.started_ms {
         // Too old, from the future, or issued before this agent started (its nonce cache is new).
-        return refused(RefusalReason::Stale { age_ms, max_age_ms });
+        return Err(RefusalReason::Stale { age_ms, max_age_ms });
     }
     if req.command.verb() != verb {
-        return refused(RefusalReason::WrongVerb);
+        return Err(RefusalReason::WrongVerb);
     }
     // Remember the nonce until the request could no longer be fresh.
     if !nonces.insert(&req.nonce, req.issued_at_ms.saturating_add(max_age_ms).saturating_add(1_000)) {
-        return refused(RefusalReason::Replayed);
+        return Err(RefusalReason::Replayed);
     }
+    Ok((signed, req))
+}
+
+/// A signed `retire` (fleet key): `None` when it names another version (no reply), else the
+/// reply; accepted only while this agent's upgrade has a new agent running beside it.
+pub fn retire(shared: &Shared, nonces: &NonceCache, payload: &[u8]) -> Option<CommandReply> {
+    // Another version's retire is ignored before anything is checked or remembered.
+    let named = SignedCommand::from_slice(payload).ok().and_then(|s| s.payload.get("command").and_then(|c| c.get("version")).and_then(|v| v.as_str()).map(String::from));
+    if named.as_deref().is_some_and(|v| v != AGENT_VERSION) {
+        return None;
+    }
+    let (_, req) = match verified(shared, nonces, Verb::Retire, payload, &shared.config.fleet_keys) {
+        Ok(v) => v,
+        Err(reason) => return Some(CommandReply::Refused { reason }),
+    };
+    let Command::Retire { version } = req.command else { return Some(CommandReply::Refused { reason: RefusalReason::WrongVerb }) };
+    if !shared.upgrading.load(std::sync::atomic::Ordering::SeqCst) {
+        return Some(CommandReply::Refused { reason: RefusalReason::NotUpgrading });
+    }
+    let _ = shared.retire.send(());
+    Some(CommandReply::Retiring { version })
+}
+
+/// Checks and runs a signed `logs` or `exec` request.
+pub async fn handle(shared: &Shared, nonces: &NonceCache, verb: Verb, payload: &[u8]) -> CommandReply {
+    let refused = |reason| CommandReply::Refused { reason };
+    let (signed, req) = match verified(shared, nonces, verb, payload, &shared.config.command_keys) {
+        Ok(v) => v,
+        Err(reason) => return refused(reason),
+    };
     let (deployment, container) = match &req.command {
         Command::Logs { deployment, container, .. } | Command::Exec { deployment, container, .. } => (deployment.clone(), container.clone()),
         Command::Retire { .. } => return refused(RefusalReason::WrongVerb),

@@ -35,6 +35,12 @@ pub struct ConfigFile {
     pub podman: Option<PathBuf>,
     /// How old a signed command may be, seconds (default 60).
     pub command_max_age_s: Option<u64>,
+    /// Where agent versions are kept for upgrades: `harmony-agent-<version>` files and the
+    /// `current` symlink the service runs (unset: upgrades are refused and reported).
+    pub install_dir: Option<PathBuf>,
+    /// Seconds an upgrade waits for the executor to retire this agent once the new one runs
+    /// (default 120); then the new one is stopped and `current` is switched back.
+    pub upgrade_timeout_s: Option<u64>,
     /// NATS connection.
     #[serde(default)]
     pub nats: NatsFile,
@@ -88,6 +94,10 @@ pub struct Overrides {
     pub heartbeat_interval_s: Option<u64>,
     /// `--label k=v` (repeatable; added to the file's).
     pub labels: Vec<(String, String)>,
+    /// `--install-dir`.
+    pub install_dir: Option<PathBuf>,
+    /// `--upgrade-timeout`.
+    pub upgrade_timeout_s: Option<u64>,
 }
 
 /// NATS authentication, resolved.
@@ -144,6 +154,10 @@ pub struct Config {
     pub podman: PathBuf,
     /// Freshness window of signed commands.
     pub command_max_age: Duration,
+    /// Agent versions and the `current` symlink (upgrades).
+    pub install_dir: Option<PathBuf>,
+    /// How long an upgrade waits to be retired.
+    pub upgrade_timeout: Duration,
 }
 
 /// A configuration error naming the field.
@@ -234,6 +248,12 @@ impl ConfigFile {
             self.heartbeat_interval_s = o.heartbeat_interval_s;
         }
         self.labels.extend(o.labels);
+        if o.install_dir.is_some() {
+            self.install_dir = o.install_dir;
+        }
+        if o.upgrade_timeout_s.is_some() {
+            self.upgrade_timeout_s = o.upgrade_timeout_s;
+        }
 
         let device_id = self.device_id.ok_or_else(|| err("device_id", "missing (set it in the config file or with --device-id)"))?;
         if !valid_device_id(&device_id) {
@@ -304,6 +324,8 @@ impl ConfigFile {
             runtime: self.runtime.unwrap_or(RuntimeKind::Podman),
             podman: self.podman.unwrap_or_else(|| PathBuf::from("podman")),
             command_max_age: Duration::from_secs(max_age),
+            install_dir: self.install_dir,
+            upgrade_timeout: Duration::from_secs(self.upgrade_timeout_s.unwrap_or(120).max(1)),
         })
     }
 }

@@ -16,6 +16,7 @@ pub mod config;
 pub mod podman;
 pub mod reconcile;
 pub mod state;
+pub mod upgrade;
 
 pub use agent::{AGENT_VERSION, run};
 pub use config::{Config, ConfigFile, Overrides, RuntimeKind};

@@ -8,7 +8,7 @@ use harmony_agent::reconcile::Runtime;
 
 /// The Harmony edge agent: runs this device's signed plan with podman.
 #[derive(Debug, Parser)]
-#[command(name = "harmony-agent", version, about)]
+#[command(name = "harmony-agent", version = harmony_agent::AGENT_VERSION, about)]
 struct Cli {
     /// Optional `run` (the default action).
     #[arg(value_parser = ["run"], hide = true)]
@@ -40,6 +40,13 @@ struct Cli {
     /// A label `key=value` reported in heartbeats (repeatable; added to `labels`).
     #[arg(long = "label", value_parser = parse_label)]
     labels: Vec<(String, String)>,
+    /// Directory of agent versions (`harmony-agent-<version>`) and the `current` symlink the
+    /// service runs; needed for upgrades (overrides `install_dir`).
+    #[arg(long)]
+    install_dir: Option<PathBuf>,
+    /// Seconds an upgrade waits to be retired before switching back (overrides `upgrade_timeout_s`).
+    #[arg(long)]
+    upgrade_timeout: Option<u64>,
     /// Check the config, the keys, the state directory and podman, then exit (0 = healthy).
     #[arg(long)]
     self_test: bool,
@@ -71,6 +78,8 @@ fn main() -> ExitCode {
         runtime: cli.runtime,
         heartbeat_interval_s: cli.heartbeat_interval,
         labels: cli.labels,
+        install_dir: cli.install_dir,
+        upgrade_timeout_s: cli.upgrade_timeout,
     };
     let config = match file.resolve(overrides) {
         Ok(c) => c,
@@ -106,6 +115,7 @@ fn fail(msg: &str) -> ExitCode {
 
 async fn self_test(config: harmony_agent::Config) -> ExitCode {
     // Config and keys were validated by resolve(); check the state dir and the runtime.
+    println!("harmony-agent {}", harmony_agent::AGENT_VERSION);
     println!("config: ok (device {}, {} fleet key(s), {} command key(s))", config.device_id, config.fleet_keys.len(), config.command_keys.len());
     if let Err(e) = std::fs::create_dir_all(&config.state_dir).and_then(|()| std::fs::write(config.state_dir.join(".self-test"), b"ok")) {
         return fail(&format!("state_dir {} is not writable: {e}", config.state_dir.display()));

@@ -711,6 +711,8 @@ pub enum UpgradeState {
     Started,
     /// The upgrade failed; the old version still runs and `current` points at it again.
     Failed,
+    /// The new version runs (set by it when it starts).
+    Completed,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1182,6 +1184,8 @@ pub enum RefusalReason {
     Replayed,
     /// The command does not match the subject's verb.
     WrongVerb,
+    /// `retire` while no upgrade of this agent is in progress.
+    NotUpgrading,
     /// Not a planned service of the applied plan.
     UnknownContainer {
         /// Deployment.
@@ -1201,6 +1205,7 @@ impl fmt::Display for RefusalReason {
             RefusalReason::Stale { age_ms, max_age_ms } => write!(f, "issued {age_ms} ms ago, outside the device's {max_age_ms} ms window (clock skew?)"),
             RefusalReason::Replayed => write!(f, "nonce already used (replayed request)"),
             RefusalReason::WrongVerb => write!(f, "the command does not match the subject's verb"),
+            RefusalReason::NotUpgrading => write!(f, "no upgrade of this agent is in progress"),
             RefusalReason::UnknownContainer { deployment, container } => write!(f, "`{deployment}/{container}` is not a service of the device's applied plan"),
         }
     }

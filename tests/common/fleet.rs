@@ -56,6 +56,11 @@ impl Agent {
         self.log().lines().filter_map(|l| l.split("podman writes=").nth(1)).filter_map(|r| r.split_whitespace().next()?.parse().ok()).next_back()
     }
 
+    /// Its exit status, if it exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Kills it (SIGKILL) and waits.
     pub fn kill(mut self) {
         self.stop();
@@ -125,6 +130,27 @@ impl Fleet {
     /// The command key file.
     pub fn command_key_file(&self) -> String {
         self.dir.path().join("command.key").to_string_lossy().into_owned()
+    }
+
+    /// Sets the fleet's `agent-version` and adds `extra` (KDL children, e.g. a `rollout` block)
+    /// to the `fleet` node.
+    pub fn set_agent_version(&self, version: &str, extra: &str) {
+        let path = self.repo.join("fleet.kdl");
+        let text = std::fs::read_to_string(&path).expect("read fleet.kdl");
+        let mut out = String::new();
+        for line in text.lines() {
+            if line.trim_start().starts_with("agent-version ") {
+                out.push_str(&format!("    agent-version \"{version}\"\n"));
+            } else if line.trim_start().starts_with("tenants acme") && !extra.is_empty() && !text.contains(extra) {
+                out.push_str(extra);
+                out.push_str(line);
+                out.push('\n');
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        std::fs::write(path, out).expect("write fleet.kdl");
     }
 
     /// Replaces the repository's deployments (KDL text of `deployment` nodes).

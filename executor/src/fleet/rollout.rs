@@ -465,8 +465,19 @@ pub async fn run_waves(ctx: WaveContext<'_>, plan: &RolloutPlan, actions: Vec<Fl
             record.state = RolloutState::Halted;
             save(&ctx, &mut record, &mut record_rev).await?;
             if plan.spec.auto_revert {
-                reverted = revert(&ctx, &record).await;
+                let (outcomes, expect) = revert(&ctx, &record).await;
+                reverted = outcomes;
                 record.state = RolloutState::Reverted;
+                save(&ctx, &mut record, &mut record_rev).await?;
+                // Agents upgraded by the rollout go back the same way: wait for the previous
+                // version to report, retire the new one. Failures here are reported, not counted.
+                let rolled: HashMap<String, String> = group_versions(&handed_back);
+                for (device, why) in wait_healthy(&ctx, &expect, &rolled, plan.spec.health_timeout).await? {
+                    tracing::warn!("after the revert, {device} is not healthy: {why}");
+                    if let Some((_, r)) = reverted.iter_mut().find(|(d, _)| *d == device) {
+                        *r = Err(format!("written back, but {why}"));
+                    }
+                }
             }
             halted = true;
         } else {
@@ -593,13 +604,19 @@ async fn retire(client: &async_nats::Client, signer: &PayloadSigner, device: &st
     }
 }
 
+/// The agent version of each written plan.
+fn group_versions(actions: &[FleetAction]) -> HashMap<String, String> {
+    actions.iter().filter_map(|a| a.plan.as_ref().map(|p| (a.device.clone(), p.agent_version.clone()))).collect()
+}
+
 /// Writes each device's plan from before the rollout back, as a new generation signed now, with
-/// compare-and-set on the entry's current revision.
-async fn revert(ctx: &WaveContext<'_>, record: &RolloutRecord) -> Vec<(String, Result<u64, String>)> {
+/// compare-and-set on the entry's current revision. Returns each outcome and what to wait for.
+async fn revert(ctx: &WaveContext<'_>, record: &RolloutRecord) -> (Vec<(String, Result<u64, String>)>, Vec<Expect>) {
     let store = &ctx.stores[0];
     let trusted = [ctx.key.verifying_key()];
     let signer = PayloadSigner::new(ctx.key);
     let mut out = Vec::new();
+    let mut expect = Vec::new();
     for (device, prev_rev) in &record.previous {
         let r = async {
             let old = store.entry_for_revision(device, *prev_rev).await.map_err(|e| format!("reading revision {prev_rev}: {e}"))?;
@@ -612,12 +629,22 @@ async fn revert(ctx: &WaveContext<'_>, record: &RolloutRecord) -> Vec<(String, R
                 .unwrap_or(plan.generation);
             plan.generation = current_gen.max(plan.generation) + 1;
             let bytes = signer.sign_to_vec(&plan).map_err(|e| e.to_string())?;
-            store.update(device, bytes.into(), current.revision).await.map_err(|e| e.to_string())
+            let rev = store.update(device, bytes.into(), current.revision).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((rev, Expect { device: device.clone(), generation: plan.generation, agent_version: plan.agent_version }))
         }
         .await;
-        out.push((device.clone(), r));
+        match r {
+            Ok((rev, e)) => {
+                out.push((device.clone(), Ok(rev)));
+                // Failed devices are not waited for again.
+                if !record.failed.iter().any(|f| &f.device == device) {
+                    expect.push(e);
+                }
+            }
+            Err(e) => out.push((device.clone(), Err(e))),
+        }
     }
-    out
+    (out, expect)
 }
 
 #[cfg(test)]

@@ -1,0 +1,52 @@
+//! `harmony fleet publish-agent`: puts a `harmony-agent` binary into the fleet's object store,
+//! once per version, with its SHA-256 and a signature by the fleet key. Device plans that name
+//! that version then carry its digest, and agents upgrade to it (docs/operations.md).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use harmony_executor::fleet::convert::{SIGNING_KEY_ENV, fleet_info};
+use harmony_executor::fleet::{check_key_matches, connect, load_signing_key};
+
+use crate::apply::{NatsArgs, compiled};
+use crate::cli::Global;
+
+#[derive(Debug, clap::Args)]
+pub struct PublishAgentArgs {
+    /// The fleet whose object store and key are used.
+    #[arg(long, value_name = "NAME")]
+    pub fleet: String,
+    /// The version the binary reports (`harmony-agent --version`); versions are immutable.
+    #[arg(long, value_name = "VERSION")]
+    pub agent_version: String,
+    /// The binary.
+    pub binary: PathBuf,
+    /// File holding the fleet's Ed25519 private key (hex or base64); or set $HARMONY_SIGNING_KEY.
+    #[arg(long, value_name = "FILE", env = "HARMONY_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+pub fn publish_agent(g: &Global, a: PublishAgentArgs) -> anyhow::Result<ExitCode> {
+    semver::Version::parse(&a.agent_version).with_context(|| format!("--agent-version {}: not a semantic version (e.g. 0.2.0)", a.agent_version))?;
+    let repo = compiled(g)?;
+    let info = fleet_info(&repo, &a.fleet)?;
+    let key = load_signing_key(a.signing_key_file.as_deref(), std::env::var(SIGNING_KEY_ENV).ok())?;
+    check_key_matches(&key, &a.fleet, &info.signing_key)?;
+    let binary = std::fs::read(&a.binary).with_context(|| format!("reading {}", a.binary.display()))?;
+    let opts = a.nats.options(&info.nats)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (artifact, new) = rt.block_on(async {
+        let client = connect(&opts).await?;
+        let js = async_nats::jetstream::new(client);
+        harmony_executor::fleet::agents::publish_agent(&js, &key, &a.agent_version, &binary).await
+    })?;
+    if new {
+        println!("published harmony-agent {} to fleet {}: {} ({} bytes, {})", artifact.version, a.fleet, artifact.object, artifact.size, artifact.sha256);
+    } else {
+        println!("harmony-agent {} is already published to fleet {} with the same digest ({})", artifact.version, a.fleet, artifact.sha256);
+    }
+    Ok(ExitCode::SUCCESS)
+}

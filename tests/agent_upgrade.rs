@@ -1,0 +1,201 @@
+//! Issue 9's agent-upgrade acceptance between two real builds of `harmony-agent`: the normal
+//! one (version `0.1.0`) and one built with `--features next-version` (`0.1.0-next`). The
+//! binary is published with `harmony fleet publish-agent`, the fleet's `agent-version` is
+//! changed, and `harmony apply` rolls the upgrade out; the agent (runtime disabled: podman adds
+//! nothing to an upgrade) downloads, verifies, self-tests, swaps `current`, starts the new
+//! version and is retired by the executor. Two broken "new versions" (a binary failing
+//! `--self-test`, one that never heartbeats) must leave exactly the old agent running.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::fleet::{Agent, Fleet, agent_binary, text};
+
+const OLD: &str = env!("CARGO_PKG_VERSION");
+
+/// The `next-version` build of the agent, next to the normal one (built once, then the normal
+/// binary is rebuilt so other tests keep running the normal version).
+fn next_binary() -> PathBuf {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _g = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let normal = agent_binary();
+    let next = normal.with_file_name("harmony-agent-next");
+    if !next.is_file() {
+        let build = |features: &[&str]| {
+            let status = Command::new(env!("CARGO")).args(["build", "-p", "harmony-agent", "--bin", "harmony-agent"]).args(features).status().expect("cargo build");
+            assert!(status.success(), "building harmony-agent {features:?} failed");
+        };
+        build(&["--features", "next-version"]);
+        std::fs::copy(&normal, &next).expect("copy the next build");
+        build(&[]);
+    }
+    let v = Command::new(&next).arg("--version").output().expect("run next");
+    assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), format!("harmony-agent {OLD}-next"), "the second build reports another version");
+    next
+}
+
+/// Processes running an agent for `device` (not self-tests): by their command line.
+fn agent_processes(device: &str) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let args: Vec<String> = cmd.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        if args.windows(2).any(|w| w[0] == "--device-id" && w[1] == device) && !args.iter().any(|a| a == "--self-test") {
+            out.push((pid, args.join(" ")));
+        }
+    }
+    out
+}
+
+fn kill_all(device: &str) {
+    for (pid, _) in agent_processes(device) {
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    }
+}
+
+/// A fleet of one device whose agent runs `install/current` → `harmony-agent-<OLD>`.
+struct Setup {
+    f: Fleet,
+    device: String,
+    install: PathBuf,
+    agent: Option<Agent>,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        self.agent.take();
+        kill_all(&self.device);
+    }
+}
+
+fn setup(name: &str, upgrade_timeout: &str) -> Setup {
+    let mut f = Fleet::new(&[name]);
+    let device = f.devices[0].clone();
+    let install = f.dir.path().join("install");
+    std::fs::create_dir_all(&install).expect("mkdir");
+    std::fs::copy(agent_binary(), install.join(format!("harmony-agent-{OLD}"))).expect("install");
+    std::os::unix::fs::symlink(format!("harmony-agent-{OLD}"), install.join("current")).expect("symlink");
+    let exe = install.join("current");
+    let install_arg = install.to_string_lossy().into_owned();
+    let agent = f.start_agent_exe(&exe, &device, "none", &["--install-dir", &install_arg, "--upgrade-timeout", upgrade_timeout]);
+    // A fleet rollout for agent upgrades with a short wait.
+    f.set_agent_version(OLD, "    rollout {\n        step 100\n        health-timeout \"20s\"\n    }\n");
+    f.apply();
+    f.wait_ready(&device, 1);
+    Setup { f, device, install, agent: Some(agent) }
+}
+
+fn publish(s: &Setup, version: &str, binary: &Path) {
+    let out = s.f.harmony(&["fleet", "publish-agent", "--fleet", "pico", "--agent-version", version, &binary.to_string_lossy(), "--signing-key-file", &s.f.key_file()]);
+    assert!(out.status.success(), "publish: {}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("published harmony-agent {version}")), "{}", text(&out));
+}
+
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    p
+}
+
+/// Waits until exactly one agent process runs for the device; returns its command line.
+fn exactly_one(device: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let p = agent_processes(device);
+        if p.len() == 1 {
+            return p[0].1.clone();
+        }
+        assert!(Instant::now() < deadline, "expected exactly one agent for {device}, found {p:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn upgrade_to_a_second_build_swaps_current_and_retires_the_old_agent() {
+    let next = next_binary();
+    let mut s = setup("upg-ok", "60");
+    let new_version = format!("{OLD}-next");
+    publish(&s, &new_version, &next);
+    // Publishing again is a no-op; other bytes under the same version are refused.
+    let again = s.f.harmony(&["fleet", "publish-agent", "--fleet", "pico", "--agent-version", &new_version, &next.to_string_lossy(), "--signing-key-file", &s.f.key_file()]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already published"), "{}", text(&again));
+    let other = s.f.harmony(&["fleet", "publish-agent", "--fleet", "pico", "--agent-version", &new_version, &agent_binary().to_string_lossy(), "--signing-key-file", &s.f.key_file()]);
+    assert!(!other.status.success() && text(&other).contains("versions are immutable"), "{}", text(&other));
+
+    s.f.set_agent_version(&new_version, "");
+    let plan = s.f.harmony(&["plan"]);
+    assert!(text(&plan).contains(&format!("rollout of agent {new_version} over 1 devices")), "{}", text(&plan));
+    let out = s.f.apply();
+    assert!(out.contains(&format!("rollout of agent {new_version} complete")), "{out}");
+    // The old agent exited (retired) by itself; exactly one agent runs: the new version.
+    let mut old = s.agent.take().expect("agent");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while old.try_wait().is_none() {
+        assert!(Instant::now() < deadline, "the old agent did not exit: {}", old.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(old.log().contains("retired: the new agent runs"), "{}", old.log());
+    exactly_one(&s.device);
+    let d = s.f.wait_ready(&s.device, 2);
+    assert_eq!(d["agent_version"], new_version.as_str());
+    assert_eq!(std::fs::read_link(s.install.join("current")).expect("current"), Path::new(&format!("harmony-agent-{new_version}")));
+    assert!(s.install.join(format!("harmony-agent-{OLD}")).is_file(), "the old binary stays on disk");
+    let staged = std::fs::read(s.install.join(format!("harmony-agent-{new_version}"))).expect("staged");
+    assert_eq!(staged, std::fs::read(&next).expect("next"), "the staged binary is the published one");
+    // Rolling back is the same procedure towards the previous version (published like any
+    // other; the device still has it on disk and checks its digest).
+    publish(&s, OLD, &agent_binary());
+    s.f.set_agent_version(OLD, "");
+    let back = s.f.apply();
+    assert!(back.contains(&format!("rollout of agent {OLD} complete")), "{back}");
+    exactly_one(&s.device);
+    let d = s.f.wait_ready(&s.device, 3);
+    assert_eq!(d["agent_version"], OLD);
+    assert_eq!(std::fs::read_link(s.install.join("current")).expect("current"), Path::new(&format!("harmony-agent-{OLD}")));
+    drop(old);
+}
+
+fn failed_upgrade(name: &str, bad_version: &str, body: &str, want: &str) {
+    let mut s = setup(name, "4");
+    let bad = script(s.f.dir.path(), "bad-agent", body);
+    publish(&s, bad_version, &bad);
+    s.f.set_agent_version(bad_version, "");
+    let out = s.f.try_apply(&[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "a failed upgrade fails the apply: {t}");
+    assert!(t.contains(&format!("failed in step 1: agent upgrade {OLD} → {bad_version} failed")) && t.contains(want), "{t}");
+    // Exactly one agent runs, the old one (our child), reporting the old version.
+    let agent = s.agent.as_mut().expect("agent");
+    assert!(agent.try_wait().is_none(), "the old agent keeps running: {}", agent.log());
+    let only = exactly_one(&s.device);
+    assert!(only.contains(&format!("{}", s.install.join("current").display())), "{only}");
+    let (d, _) = s.f.status(&s.device);
+    assert_eq!(d["agent_version"], OLD, "{d:#}");
+    assert_eq!(d["upgrade"]["state"], "failed", "{d:#}");
+    assert_eq!(std::fs::read_link(s.install.join("current")).expect("current"), Path::new(&format!("harmony-agent-{OLD}")), "current switched back");
+    assert!(s.install.join(format!("harmony-agent-{OLD}")).is_file(), "the old binary stays on disk");
+    // Status says why, in words.
+    let human = text(&s.f.harmony(&["status"]));
+    assert!(human.contains(&format!("agent upgrade {OLD} → {bad_version} (generation 2): failed")), "{human}");
+}
+
+#[test]
+fn a_new_binary_failing_its_self_test_is_never_started() {
+    failed_upgrade("upg-selftest", "0.1.1-broken", "echo 'state_dir: cannot open' >&2; exit 3", "--self-test failed (exit status: 3): state_dir: cannot open");
+}
+
+#[test]
+fn a_new_agent_that_never_heartbeats_is_stopped_and_current_switched_back() {
+    failed_upgrade(
+        "upg-silent",
+        "0.1.1-silent",
+        "case \" $* \" in *\" --self-test \"*) echo ok; exit 0;; esac\nwhile :; do sleep 1; done",
+        "was not retired within 4 s",
+    );
+}
