@@ -74,6 +74,10 @@ impl Drop for Setup {
 }
 
 fn setup(name: &str, upgrade_timeout: &str) -> Setup {
+    // Builds the second version first: while it builds, the normal binary's path briefly holds it.
+    next_binary();
+    let v = Command::new(agent_binary()).arg("--version").output().expect("run agent");
+    assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), format!("harmony-agent {OLD}"));
     let mut f = Fleet::new(&[name]);
     let device = f.devices[0].clone();
     let install = f.dir.path().join("install");
