@@ -389,4 +389,48 @@ mod tests {
         assert!(md.len() <= 1500, "{}", md.len());
         assert!(json(&p).ends_with("}\n"));
     }
+
+    /// A fleet rollout is shown after the actions, in every format.
+    #[test]
+    fn rollouts_are_shown() {
+        let action = PlannedAction {
+            unit: "device-plan/pico/pi-003".into(),
+            apply: ApplyFields {
+                action: Action::Update,
+                observed: Some(ObservedRevision::KvEntry { revision: 7 }),
+                desired_hash: Some("sha256:00".into()),
+                depends_on: vec![],
+                secrets: vec![],
+            },
+            explain: Explanation { reason: "content changed".into(), objects: vec![] },
+        };
+        let rollout = harmony_schemas::plan::PlannedRollout {
+            fleet: "pico".into(),
+            what: vec!["deployment sensor-hub".into()],
+            steps: vec![
+                harmony_schemas::plan::PlannedStep { percent: 10, devices: vec!["pi-003".into()] },
+                harmony_schemas::plan::PlannedStep { percent: 50, devices: vec!["nuc-001".into()] },
+                harmony_schemas::plan::PlannedStep { percent: 100, devices: vec!["pi-002".into(), "pi-001".into()] },
+            ],
+            max_failed: 1,
+            health_timeout_s: 120,
+            auto_revert: true,
+        };
+        let p = PlanFile {
+            rollouts: vec![rollout],
+            kind: PLAN_FILE_KIND.into(),
+            format_version: PLAN_FORMAT_VERSION,
+            source: SourceRevision { commit: Some("abc".into()), dirty: false, repository_hash: "sha256:11".into() },
+            observed: ObservedSource::Live { targets: vec!["fleet pico".into()], hash: "sha256:22".into() },
+            identity: "sha256:33".into(),
+            fingerprint_key_id: "kid:44".into(),
+            filters: Filters::default(),
+            summary: Summary { update: 1, ..Summary::default() },
+            actions: vec![action],
+        };
+        insta::assert_snapshot!("rollout_human", human(&p, &HumanOptions { color: false, compact: false, max_lines_per_unit: 10 }));
+        insta::assert_snapshot!("rollout_markdown", markdown(&p, &MarkdownOptions { max_bytes: 60_000, max_lines_per_unit: 10 }));
+        let back = PlanFile::from_json(&json(&p)).expect("round trip");
+        assert_eq!(back.rollouts, p.rollouts);
+    }
 }

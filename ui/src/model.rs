@@ -206,6 +206,8 @@ pub struct Live {
     pub releases: BTreeMap<(String, String, String), LiveRelease>,
     /// The last watch error, if the watches are not running.
     pub nats_error: Option<String>,
+    /// Each fleet's current or last staged rollout (`harmony-rollouts`).
+    pub rollouts: BTreeMap<String, harmony_schemas::fleet::RolloutRecord>,
 }
 
 fn state_name<T: Serialize>(v: &T) -> String {
@@ -237,6 +239,10 @@ impl Live {
             let removed = match bucket {
                 PLANS_BUCKET => self.plans.remove(key).is_some(),
                 harmony_schemas::fleet::STATUS_BUCKET => self.statuses.remove(key).is_some(),
+                harmony_schemas::fleet::ROLLOUTS_BUCKET => {
+                    self.rollouts.remove(key);
+                    return None;
+                }
                 _ => self.heartbeats.remove(key).is_some(),
             };
             if !removed {
@@ -290,6 +296,20 @@ impl Live {
                         Some(change("status", summary)).filter(|_| moved)
                     }
                     None => None,
+                }
+            }
+            harmony_schemas::fleet::ROLLOUTS_BUCKET => {
+                match serde_json::from_slice::<harmony_schemas::fleet::RolloutRecord>(value) {
+                    Ok(r) => {
+                        let c = Change { at_ms: created_ms, kind: "rollout".into(), subject: key.to_string(), summary: harmony_executor::fleet::rollout::progress_line(&r) };
+                        self.rollouts.insert(key.to_string(), r);
+                        self.record(c.clone(), false);
+                        return Some(c);
+                    }
+                    Err(e) => {
+                        warnings.push(harmony_executor::fleet::Warning { bucket: bucket.into(), key: key.into(), revision, message: format!("undecodable rollout record ({e}); skipped") });
+                        None
+                    }
                 }
             }
             _ => {

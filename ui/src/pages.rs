@@ -135,6 +135,21 @@ pub fn overview(repo: &RepoView, live: &Live, now_ms: u64, t: StatusThresholds) 
                     }
                 }
             }
+            @if !live.rollouts.is_empty() {
+                h2 { "Staged rollouts" }
+                table.staged {
+                    thead { tr { th { "fleet" } th { "progress" } th { "failed devices" } } }
+                    tbody {
+                        @for (fleet, r) in &live.rollouts {
+                            tr data-rollout=(fleet) {
+                                td { (fleet) }
+                                td { (harmony_executor::fleet::rollout::progress_line(r)) }
+                                td { @for f in &r.failed { div { (f.device) " (step " (f.wave + 1) "): " (f.reason) } } }
+                            }
+                        }
+                    }
+                }
+            }
             h2 { "Rollouts in progress" }
             @if in_progress.is_empty() {
                 p.muted #rollouts-none { "None: every deployment runs its desired spec on every matching device that reports." }

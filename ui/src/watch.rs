@@ -32,11 +32,12 @@ pub fn spawn_watches(shared: Arc<Shared>, opts: NatsOptions) -> JoinHandle<()> {
         };
         shared.set_nats_error(None);
         let js = jetstream::new(client);
-        // One task: aborting it stops the three watches.
+        // One task: aborting it stops the four watches.
         futures::join!(
             watch_bucket(shared.clone(), js.clone(), PLANS_BUCKET),
             watch_bucket(shared.clone(), js.clone(), STATUS_BUCKET),
-            watch_bucket(shared.clone(), js, HEARTBEATS_BUCKET)
+            watch_bucket(shared.clone(), js.clone(), HEARTBEATS_BUCKET),
+            watch_bucket(shared.clone(), js, harmony_schemas::fleet::ROLLOUTS_BUCKET)
         );
     })
 }

@@ -183,3 +183,39 @@ async fn a_token_is_required_when_set() {
     assert!(harmony_ui::check_listen("0.0.0.0:8080".parse().unwrap(), Some("t")).is_ok());
     assert!(harmony_ui::check_listen("[::1]:8080".parse().unwrap(), None).is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_shows_a_staged_rollout_from_its_record() {
+    use harmony_schemas::fleet::{RolloutFailure, RolloutRecord, RolloutState, RolloutWave, WaveState};
+    let env = start(None).await;
+    let before = get(env.addr(), "/", &[]).await.body;
+    assert!(!before.contains("Staged rollouts"), "no record, no section");
+    let record = RolloutRecord {
+        version: 1,
+        fleet: "pico".into(),
+        id: "sha256:00".into(),
+        source_revision: "4f1c2e9".into(),
+        what: vec!["deployment sensor-hub".into()],
+        state: RolloutState::InProgress,
+        max_failed: 1,
+        health_timeout_s: 120,
+        auto_revert: true,
+        waves: vec![
+            RolloutWave { percent: 10, devices: vec!["pi-003".into()], state: WaveState::Healthy },
+            RolloutWave { percent: 50, devices: vec!["nuc-001".into()], state: WaveState::Waiting },
+            RolloutWave { percent: 100, devices: vec!["pi-002".into(), "pi-001".into()], state: WaveState::Pending },
+        ],
+        previous: Default::default(),
+        failed: vec![RolloutFailure { device: "nuc-001".into(), wave: 1, reason: "not healthy within 120 s: no heartbeat yet".into() }],
+        started_ms: 1,
+        updated_ms: 2,
+    };
+    let client = async_nats::connect(env.nats.url()).await.expect("connect");
+    let store = harmony_executor::fleet::connect::ensure_rollouts_bucket(&async_nats::jetstream::new(client)).await.expect("bucket");
+    store.put("pico", serde_json::to_vec(&record).expect("json").into()).await.expect("put");
+    let page = env
+        .get_until("/", |b| b.contains("Staged rollouts"))
+        .await;
+    assert!(page.contains("rollout deployment sensor-hub (4f1c2e9): in-progress, 1/3 steps healthy, waiting for step 2 (50 %, 1 devices), 1 failed (max 1)"), "{page}");
+    assert!(page.contains("nuc-001 (step 2): not healthy within 120 s: no heartbeat yet"), "{page}");
+}
