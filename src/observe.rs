@@ -143,7 +143,11 @@ fn add_cluster(compiled: &CompiledRepo, cluster: &str, obs: &ClusterObservation,
 }
 
 /// The rollout `harmony apply` would start for `fleet` against its observed plans.
-fn rollout(compiled: &CompiledRepo, fleet: &str, plans: BTreeMap<String, harmony_executor::fleet::ObservedEntry>) -> Option<harmony_schemas::plan::PlannedRollout> {
+fn rollout(
+    compiled: &CompiledRepo,
+    fleet: &str,
+    plans: BTreeMap<String, harmony_executor::fleet::ObservedEntry>,
+) -> Option<harmony_schemas::plan::PlannedRollout> {
     let desired = harmony_executor::fleet::desired_fleet(compiled, fleet, "").ok()?;
     let specs = harmony_executor::fleet::rollout::rollout_specs(compiled, fleet);
     let observed = harmony_executor::fleet::ObservedFleet { plans, ..Default::default() };

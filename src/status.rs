@@ -110,7 +110,9 @@ fn human(f: &FleetStatus) -> String {
                 harmony_schemas::fleet::UpgradeState::Completed => "completed".to_string(),
                 harmony_schemas::fleet::UpgradeState::Failed => format!("failed: {}", u.error.as_deref().unwrap_or("no reason given")),
             };
-            if u.state != harmony_schemas::fleet::UpgradeState::Completed && (u.state == harmony_schemas::fleet::UpgradeState::Failed || d.agent_version.as_deref() != Some(u.to.as_str())) {
+            if u.state != harmony_schemas::fleet::UpgradeState::Completed
+                && (u.state == harmony_schemas::fleet::UpgradeState::Failed || d.agent_version.as_deref() != Some(u.to.as_str()))
+            {
                 s.push_str(&format!("    agent upgrade {} → {} (generation {}): {state}\n", u.from, u.to, u.generation));
             }
         }

@@ -26,7 +26,8 @@ fn next_binary() -> PathBuf {
     let next = normal.with_file_name("harmony-agent-next");
     if !next.is_file() {
         let build = |features: &[&str]| {
-            let status = Command::new(env!("CARGO")).args(["build", "-p", "harmony-agent", "--bin", "harmony-agent"]).args(features).status().expect("cargo build");
+            let status =
+                Command::new(env!("CARGO")).args(["build", "-p", "harmony-agent", "--bin", "harmony-agent"]).args(features).status().expect("cargo build");
             assert!(status.success(), "building harmony-agent {features:?} failed");
         };
         build(&["--features", "next-version"]);
@@ -95,7 +96,17 @@ fn setup(name: &str, upgrade_timeout: &str) -> Setup {
 }
 
 fn publish(s: &Setup, version: &str, binary: &Path) {
-    let out = s.f.harmony(&["fleet", "publish-agent", "--fleet", "pico", "--agent-version", version, &binary.to_string_lossy(), "--signing-key-file", &s.f.key_file()]);
+    let out = s.f.harmony(&[
+        "fleet",
+        "publish-agent",
+        "--fleet",
+        "pico",
+        "--agent-version",
+        version,
+        &binary.to_string_lossy(),
+        "--signing-key-file",
+        &s.f.key_file(),
+    ]);
     assert!(out.status.success(), "publish: {}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("published harmony-agent {version}")), "{}", text(&out));
 }
@@ -127,9 +138,29 @@ fn upgrade_to_a_second_build_swaps_current_and_retires_the_old_agent() {
     let new_version = format!("{OLD}-next");
     publish(&s, &new_version, &next);
     // Publishing again is a no-op; other bytes under the same version are refused.
-    let again = s.f.harmony(&["fleet", "publish-agent", "--fleet", "pico", "--agent-version", &new_version, &next.to_string_lossy(), "--signing-key-file", &s.f.key_file()]);
+    let again = s.f.harmony(&[
+        "fleet",
+        "publish-agent",
+        "--fleet",
+        "pico",
+        "--agent-version",
+        &new_version,
+        &next.to_string_lossy(),
+        "--signing-key-file",
+        &s.f.key_file(),
+    ]);
     assert!(String::from_utf8_lossy(&again.stdout).contains("already published"), "{}", text(&again));
-    let other = s.f.harmony(&["fleet", "publish-agent", "--fleet", "pico", "--agent-version", &new_version, &agent_binary().to_string_lossy(), "--signing-key-file", &s.f.key_file()]);
+    let other = s.f.harmony(&[
+        "fleet",
+        "publish-agent",
+        "--fleet",
+        "pico",
+        "--agent-version",
+        &new_version,
+        &agent_binary().to_string_lossy(),
+        "--signing-key-file",
+        &s.f.key_file(),
+    ]);
     assert!(!other.status.success() && text(&other).contains("versions are immutable"), "{}", text(&other));
 
     s.f.set_agent_version(&new_version, "");

@@ -125,11 +125,10 @@ fn three_step_rollout_over_20_agents_succeeds_in_order() {
     }
     let r = record(&f).expect("rollout record");
     assert_eq!(r.state, RolloutState::Complete);
-    assert_eq!(r.waves.iter().map(|w| (w.percent, w.devices.clone(), w.state)).collect::<Vec<_>>(), vec![
-        (10, expected[0].clone(), WaveState::Healthy),
-        (50, expected[1].clone(), WaveState::Healthy),
-        (100, expected[2].clone(), WaveState::Healthy)
-    ]);
+    assert_eq!(
+        r.waves.iter().map(|w| (w.percent, w.devices.clone(), w.state)).collect::<Vec<_>>(),
+        vec![(10, expected[0].clone(), WaveState::Healthy), (50, expected[1].clone(), WaveState::Healthy), (100, expected[2].clone(), WaveState::Healthy)]
+    );
     assert!(r.failed.is_empty());
     for d in &f.devices {
         f.wait_ready(d, 2);

@@ -490,7 +490,8 @@ impl Upgrades<'_> {
     }
 
     fn status_with(&self, state: &PersistedState) -> DeviceStatus {
-        let mut status = self.status_tx.borrow().clone().unwrap_or_else(|| make_status(&self.config.device_id, None, DeviceState::Pending, vec![], None, state));
+        let mut status =
+            self.status_tx.borrow().clone().unwrap_or_else(|| make_status(&self.config.device_id, None, DeviceState::Pending, vec![], None, state));
         status.upgrade = state.upgrade.clone();
         status.updated_at_ms = now_ms();
         status

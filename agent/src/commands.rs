@@ -74,7 +74,13 @@ pub async fn serve(client: async_nats::Client, shared: Arc<Shared>, mut sub: asy
 
 /// Verifies a signed request with `keys`: decodes, checks the signature, the device, the
 /// freshness window, the verb and the nonce.
-fn verified(shared: &Shared, nonces: &NonceCache, verb: Verb, payload: &[u8], keys: &[harmony_schemas::fleet::VerifyingKey]) -> Result<(SignedCommand, harmony_schemas::fleet::CommandRequest), RefusalReason> {
+fn verified(
+    shared: &Shared,
+    nonces: &NonceCache,
+    verb: Verb,
+    payload: &[u8],
+    keys: &[harmony_schemas::fleet::VerifyingKey],
+) -> Result<(SignedCommand, harmony_schemas::fleet::CommandRequest), RefusalReason> {
     let signed = SignedCommand::from_slice(payload).map_err(|e| RefusalReason::Unsigned { detail: e.to_string() })?;
     let req = match signed.verify(keys) {
         Ok(r) => r,
@@ -107,7 +113,9 @@ fn verified(shared: &Shared, nonces: &NonceCache, verb: Verb, payload: &[u8], ke
 /// reply; accepted only while this agent's upgrade has a new agent running beside it.
 pub fn retire(shared: &Shared, nonces: &NonceCache, payload: &[u8]) -> Option<CommandReply> {
     // Another version's retire is ignored before anything is checked or remembered.
-    let named = SignedCommand::from_slice(payload).ok().and_then(|s| s.payload.get("command").and_then(|c| c.get("version")).and_then(|v| v.as_str()).map(String::from));
+    let named = SignedCommand::from_slice(payload)
+        .ok()
+        .and_then(|s| s.payload.get("command").and_then(|c| c.get("version")).and_then(|v| v.as_str()).map(String::from));
     if named.as_deref().is_some_and(|v| v != AGENT_VERSION) {
         return None;
     }

@@ -63,12 +63,7 @@ pub async fn start(js: &jetstream::Context, config: &Config, plan: &DevicePlan, 
     let link = current_link(dir);
     let previous = std::fs::read_link(&link).ok();
     swap(&link, Path::new(target.file_name().unwrap_or_default())).map_err(|e| format!("switching {} to {version}: {e}", link.display()))?;
-    let child = Command::new(&link)
-        .args(args)
-        .env("HARMONY_AGENT_UPGRADED_FROM", crate::AGENT_VERSION)
-        .stdin(Stdio::null())
-        .process_group(0)
-        .spawn();
+    let child = Command::new(&link).args(args).env("HARMONY_AGENT_UPGRADED_FROM", crate::AGENT_VERSION).stdin(Stdio::null()).process_group(0).spawn();
     match child {
         Ok(child) => {
             tracing::info!(version = %version, pid = child.id(), "started the new agent; waiting to be retired");

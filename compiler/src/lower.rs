@@ -726,7 +726,8 @@ impl<'a> Cx<'a> {
     fn fleet(&mut self, node: &KdlNode) -> Option<Fleet> {
         let raw = self.decl_name(node)?;
         let decl_span = raw.span;
-        let mut f = Fleet { name: self.dns_name(raw, "fleet name"), nats: Vec::new(), agent_version: None, signing_key: None, tenants: Vec::new(), rollout: None };
+        let mut f =
+            Fleet { name: self.dns_name(raw, "fleet name"), nats: Vec::new(), agent_version: None, signing_key: None, tenants: Vec::new(), rollout: None };
         let mut once = Once::default();
         for child in self.children(node) {
             match child.name().value() {

@@ -298,20 +298,28 @@ impl Live {
                     None => None,
                 }
             }
-            harmony_schemas::fleet::ROLLOUTS_BUCKET => {
-                match serde_json::from_slice::<harmony_schemas::fleet::RolloutRecord>(value) {
-                    Ok(r) => {
-                        let c = Change { at_ms: created_ms, kind: "rollout".into(), subject: key.to_string(), summary: harmony_executor::fleet::rollout::progress_line(&r) };
-                        self.rollouts.insert(key.to_string(), r);
-                        self.record(c.clone(), false);
-                        return Some(c);
-                    }
-                    Err(e) => {
-                        warnings.push(harmony_executor::fleet::Warning { bucket: bucket.into(), key: key.into(), revision, message: format!("undecodable rollout record ({e}); skipped") });
-                        None
-                    }
+            harmony_schemas::fleet::ROLLOUTS_BUCKET => match serde_json::from_slice::<harmony_schemas::fleet::RolloutRecord>(value) {
+                Ok(r) => {
+                    let c = Change {
+                        at_ms: created_ms,
+                        kind: "rollout".into(),
+                        subject: key.to_string(),
+                        summary: harmony_executor::fleet::rollout::progress_line(&r),
+                    };
+                    self.rollouts.insert(key.to_string(), r);
+                    self.record(c.clone(), false);
+                    return Some(c);
                 }
-            }
+                Err(e) => {
+                    warnings.push(harmony_executor::fleet::Warning {
+                        bucket: bucket.into(),
+                        key: key.into(),
+                        revision,
+                        message: format!("undecodable rollout record ({e}); skipped"),
+                    });
+                    None
+                }
+            },
             _ => {
                 let decoded = harmony_executor::fleet::observe::decode_json::<Heartbeat>(
                     bucket,

@@ -213,9 +213,10 @@ async fn the_overview_shows_a_staged_rollout_from_its_record() {
     let client = async_nats::connect(env.nats.url()).await.expect("connect");
     let store = harmony_executor::fleet::connect::ensure_rollouts_bucket(&async_nats::jetstream::new(client)).await.expect("bucket");
     store.put("pico", serde_json::to_vec(&record).expect("json").into()).await.expect("put");
-    let page = env
-        .get_until("/", |b| b.contains("Staged rollouts"))
-        .await;
-    assert!(page.contains("rollout deployment sensor-hub (4f1c2e9): in-progress, 1/3 steps healthy, waiting for step 2 (50 %, 1 devices), 1 failed (max 1)"), "{page}");
+    let page = env.get_until("/", |b| b.contains("Staged rollouts")).await;
+    assert!(
+        page.contains("rollout deployment sensor-hub (4f1c2e9): in-progress, 1/3 steps healthy, waiting for step 2 (50 %, 1 devices), 1 failed (max 1)"),
+        "{page}"
+    );
     assert!(page.contains("nuc-001 (step 2): not healthy within 120 s: no heartbeat yet"), "{page}");
 }

@@ -37,7 +37,10 @@ pub async fn publish_agent(js: &jetstream::Context, key: &SigningKey, version: &
         }
         return Err(FleetError::Nats {
             what: format!("publishing agent {version}"),
-            detail: format!("version {version} is already published with {} (this binary is {}); versions are immutable: publish under a new version", existing.sha256, artifact.sha256),
+            detail: format!(
+                "version {version} is already published with {} (this binary is {}); versions are immutable: publish under a new version",
+                existing.sha256, artifact.sha256
+            ),
         });
     }
     let signed = SignedAgentArtifact::sign(&artifact, key).map_err(|e| nats_err("signing the agent artifact", e))?;
@@ -62,7 +65,8 @@ async fn lookup(store: &object_store::ObjectStore, version: &str, trusted: &[Ver
     };
     let what = || format!("agent object {name}");
     let signed = info.metadata.get(SIGNATURE_METADATA).ok_or_else(|| nats_err(what(), "has no signature; re-publish it with harmony fleet publish-agent"))?;
-    let artifact = SignedAgentArtifact::from_slice(signed.as_bytes()).and_then(|s| s.verify(trusted)).map_err(|e| nats_err(what(), format!("signature: {e}")))?;
+    let artifact =
+        SignedAgentArtifact::from_slice(signed.as_bytes()).and_then(|s| s.verify(trusted)).map_err(|e| nats_err(what(), format!("signature: {e}")))?;
     if artifact.object != name || artifact.version != version || artifact.size != info.size as u64 {
         return Err(nats_err(what(), "its signed description does not match the object"));
     }

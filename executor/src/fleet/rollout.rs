@@ -17,8 +17,8 @@ use async_nats::jetstream::kv;
 use ed25519_dalek::SigningKey;
 use harmony_compiler::CompiledRepo;
 use harmony_schemas::fleet::{
-    Command, CommandReply, CommandRequest, DevicePlan, DeviceState, DeviceStatus, Heartbeat, PROTOCOL_VERSION, PayloadSigner, RolloutFailure,
-    RolloutRecord, RolloutState, RolloutWave, SignedCommand, SignedDevicePlan, UpgradeState, Verb, WaveState, command_subject, now_ms,
+    Command, CommandReply, CommandRequest, DevicePlan, DeviceState, DeviceStatus, Heartbeat, PROTOCOL_VERSION, PayloadSigner, RolloutFailure, RolloutRecord,
+    RolloutState, RolloutWave, SignedCommand, SignedDevicePlan, UpgradeState, Verb, WaveState, command_subject, now_ms,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -309,7 +309,10 @@ pub fn device_health(expect: &Expect, status: Option<&DeviceStatus>, hb: Option<
         return Health::Failed(format!("generation {applied} degraded: {why}"));
     }
     if s.state != DeviceState::Applied {
-        return Health::Pending(format!("generation {applied} is {}", serde_json::to_value(s.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()));
+        return Health::Pending(format!(
+            "generation {applied} is {}",
+            serde_json::to_value(s.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+        ));
     }
     if s.agent_version != expect.agent_version {
         return Health::Pending(format!("agent {} reports, waiting for {}", s.agent_version, expect.agent_version));
@@ -621,12 +624,11 @@ async fn revert(ctx: &WaveContext<'_>, record: &RolloutRecord) -> (Vec<(String, 
         let r = async {
             let old = store.entry_for_revision(device, *prev_rev).await.map_err(|e| format!("reading revision {prev_rev}: {e}"))?;
             let old = old.ok_or_else(|| format!("revision {prev_rev} is no longer in the bucket's history"))?;
-            let mut plan: DevicePlan = SignedDevicePlan::from_slice(&old.value).and_then(|s| s.verify(&trusted)).map_err(|e| format!("revision {prev_rev}: {e}"))?;
+            let mut plan: DevicePlan =
+                SignedDevicePlan::from_slice(&old.value).and_then(|s| s.verify(&trusted)).map_err(|e| format!("revision {prev_rev}: {e}"))?;
             let current = store.entry(device).await.map_err(|e| e.to_string())?.filter(|e| e.operation == kv::Operation::Put).ok_or("the entry was deleted")?;
-            let current_gen = SignedDevicePlan::from_slice(&current.value)
-                .ok()
-                .and_then(|s| s.payload.get("generation").and_then(|g| g.as_u64()))
-                .unwrap_or(plan.generation);
+            let current_gen =
+                SignedDevicePlan::from_slice(&current.value).ok().and_then(|s| s.payload.get("generation").and_then(|g| g.as_u64())).unwrap_or(plan.generation);
             plan.generation = current_gen.max(plan.generation) + 1;
             let bytes = signer.sign_to_vec(&plan).map_err(|e| e.to_string())?;
             let rev = store.update(device, bytes.into(), current.revision).await.map_err(|e| e.to_string())?;
@@ -695,7 +697,10 @@ mod tests {
         let mut o = ObservedFleet::default();
         for (i, (d, p)) in f.plans.iter().enumerate() {
             let signed = SignedDevicePlan::sign(p, &key).expect("sign");
-            o.plans.insert(d.clone(), ObservedEntry { revision: i as u64 + 1, signed: Some(signed), plan: Some(p.clone()), generation: Some(1), fleet: Some("pico".into()) });
+            o.plans.insert(
+                d.clone(),
+                ObservedEntry { revision: i as u64 + 1, signed: Some(signed), plan: Some(p.clone()), generation: Some(1), fleet: Some("pico".into()) },
+            );
         }
         o
     }
@@ -807,7 +812,15 @@ mod tests {
         };
         let hb = |agent: &str, at: u64| {
             (
-                Heartbeat { version: 1, device_id: "d".into(), agent_version: agent.into(), uptime_s: 1, labels: Default::default(), applied_generation: Some(4), timestamp_ms: at },
+                Heartbeat {
+                    version: 1,
+                    device_id: "d".into(),
+                    agent_version: agent.into(),
+                    uptime_s: 1,
+                    labels: Default::default(),
+                    applied_generation: Some(4),
+                    timestamp_ms: at,
+                },
                 at,
             )
         };

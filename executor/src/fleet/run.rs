@@ -47,6 +47,9 @@ pub struct ApplyRequest {
     pub rollout_poll: Option<std::time::Duration>,
 }
 
+/// A rollout's plan, final record, and each revert write (device, new revision or why not).
+pub type RolloutResult = (RolloutPlan, RolloutRecord, Vec<(String, Result<u64, String>)>);
+
 /// What an apply did.
 #[derive(Debug)]
 pub struct ApplyRun {
@@ -63,7 +66,7 @@ pub struct ApplyRun {
     /// The journal file.
     pub journal: Option<PathBuf>,
     /// The rollout, when this apply rolled something out (final record, reverts).
-    pub rollout: Option<(RolloutPlan, RolloutRecord, Vec<(String, Result<u64, String>)>)>,
+    pub rollout: Option<RolloutResult>,
 }
 
 /// Runs one apply of a fleet.
@@ -155,7 +158,12 @@ async fn locked(
 
 /// Names each plan's agent binary when its version is published; an upgrade (a device whose
 /// entry names another version) of an unpublished version is refused before anything is written.
-async fn attach_agents(js: &jetstream::Context, desired: &mut DesiredFleet, observed: &ObservedFleet, trusted: &[ed25519_dalek::VerifyingKey]) -> Result<(), FleetError> {
+async fn attach_agents(
+    js: &jetstream::Context,
+    desired: &mut DesiredFleet,
+    observed: &ObservedFleet,
+    trusted: &[ed25519_dalek::VerifyingKey],
+) -> Result<(), FleetError> {
     let versions: std::collections::BTreeSet<String> = desired.plans.values().map(|p| p.agent_version.clone()).collect();
     let published = super::agents::lookup_agents(js, versions.iter().map(String::as_str), trusted).await?;
     for (device, plan) in desired.plans.iter_mut() {
