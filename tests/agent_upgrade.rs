@@ -95,18 +95,14 @@ fn setup(name: &str, upgrade_timeout: &str) -> Setup {
     Setup { f, device, install, agent: Some(agent) }
 }
 
+fn publish_output(s: &Setup, version: &str, binary: &Path) -> std::process::Output {
+    let binary = binary.to_string_lossy();
+    let key = s.f.key_file();
+    s.f.harmony(&["fleet", "publish-agent", "--fleet", "pico", "--agent-version", version, &binary, "--signing-key-file", &key])
+}
+
 fn publish(s: &Setup, version: &str, binary: &Path) {
-    let out = s.f.harmony(&[
-        "fleet",
-        "publish-agent",
-        "--fleet",
-        "pico",
-        "--agent-version",
-        version,
-        &binary.to_string_lossy(),
-        "--signing-key-file",
-        &s.f.key_file(),
-    ]);
+    let out = publish_output(s, version, binary);
     assert!(out.status.success(), "publish: {}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("published harmony-agent {version}")), "{}", text(&out));
 }
@@ -138,29 +134,9 @@ fn upgrade_to_a_second_build_swaps_current_and_retires_the_old_agent() {
     let new_version = format!("{OLD}-next");
     publish(&s, &new_version, &next);
     // Publishing again is a no-op; other bytes under the same version are refused.
-    let again = s.f.harmony(&[
-        "fleet",
-        "publish-agent",
-        "--fleet",
-        "pico",
-        "--agent-version",
-        &new_version,
-        &next.to_string_lossy(),
-        "--signing-key-file",
-        &s.f.key_file(),
-    ]);
+    let again = publish_output(&s, &new_version, &next);
     assert!(String::from_utf8_lossy(&again.stdout).contains("already published"), "{}", text(&again));
-    let other = s.f.harmony(&[
-        "fleet",
-        "publish-agent",
-        "--fleet",
-        "pico",
-        "--agent-version",
-        &new_version,
-        &agent_binary().to_string_lossy(),
-        "--signing-key-file",
-        &s.f.key_file(),
-    ]);
+    let other = publish_output(&s, &new_version, &agent_binary());
     assert!(!other.status.success() && text(&other).contains("versions are immutable"), "{}", text(&other));
 
     s.f.set_agent_version(&new_version, "");
