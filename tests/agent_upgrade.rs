@@ -17,14 +17,15 @@ use common::fleet::{Agent, Fleet, agent_binary, text};
 
 const OLD: &str = env!("CARGO_PKG_VERSION");
 
-/// The `next-version` build of the agent, next to the normal one (built once, then the normal
-/// binary is rebuilt so other tests keep running the normal version).
+/// The `next-version` build of the agent, next to the normal one. Built (cargo: a no-op when
+/// up to date; both builds stay cached) once per test run, then the normal binary is put back so
+/// every test runs the current code of both versions.
 fn next_binary() -> PathBuf {
-    static BUILD: Mutex<()> = Mutex::new(());
-    let _g = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    static BUILT: Mutex<bool> = Mutex::new(false);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let normal = agent_binary();
     let next = normal.with_file_name("harmony-agent-next");
-    if !next.is_file() {
+    if !*built {
         let build = |features: &[&str]| {
             let status =
                 Command::new(env!("CARGO")).args(["build", "-p", "harmony-agent", "--bin", "harmony-agent"]).args(features).status().expect("cargo build");
@@ -33,6 +34,7 @@ fn next_binary() -> PathBuf {
         build(&["--features", "next-version"]);
         std::fs::copy(&normal, &next).expect("copy the next build");
         build(&[]);
+        *built = true;
     }
     let v = Command::new(&next).arg("--version").output().expect("run next");
     assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), format!("harmony-agent {OLD}-next"), "the second build reports another version");
@@ -75,6 +77,10 @@ impl Drop for Setup {
 }
 
 fn setup(name: &str, upgrade_timeout: &str) -> Setup {
+    setup_env(name, upgrade_timeout, &[])
+}
+
+fn setup_env(name: &str, upgrade_timeout: &str, env: &[(&str, &str)]) -> Setup {
     // Builds the second version first: while it builds, the normal binary's path briefly holds it.
     next_binary();
     let v = Command::new(agent_binary()).arg("--version").output().expect("run agent");
@@ -87,7 +93,7 @@ fn setup(name: &str, upgrade_timeout: &str) -> Setup {
     std::os::unix::fs::symlink(format!("harmony-agent-{OLD}"), install.join("current")).expect("symlink");
     let exe = install.join("current");
     let install_arg = install.to_string_lossy().into_owned();
-    let agent = f.start_agent_exe(&exe, &device, "none", &["--install-dir", &install_arg, "--upgrade-timeout", upgrade_timeout]);
+    let agent = f.start_agent_exe(&exe, &device, "none", &["--install-dir", &install_arg, "--upgrade-timeout", upgrade_timeout], env);
     // A fleet rollout for agent upgrades with a short wait.
     f.set_agent_version(OLD, "    rollout {\n        step 100\n        health-timeout \"20s\"\n    }\n");
     f.apply();
@@ -114,13 +120,13 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     p
 }
 
-/// Waits until exactly one agent process runs for the device; returns its command line.
-fn exactly_one(device: &str) -> String {
+/// Waits until exactly one agent process runs for the device; returns its pid and command line.
+fn exactly_one(device: &str) -> (u32, String) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let p = agent_processes(device);
         if p.len() == 1 {
-            return p[0].1.clone();
+            return p[0].clone();
         }
         assert!(Instant::now() < deadline, "expected exactly one agent for {device}, found {p:?}");
         std::thread::sleep(Duration::from_millis(100));
@@ -130,7 +136,12 @@ fn exactly_one(device: &str) -> String {
 #[test]
 fn upgrade_to_a_second_build_swaps_current_and_retires_the_old_agent() {
     let next = next_binary();
-    let mut s = setup("upg-ok", "60");
+    // systemd's notification socket: READY=1 from each agent, MAINPID=<new> from the retired one.
+    let notify_dir = tempfile::tempdir().expect("tmp");
+    let notify_path = notify_dir.path().join("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("bind notify socket");
+    notify.set_read_timeout(Some(Duration::from_secs(1))).expect("timeout");
+    let mut s = setup_env("upg-ok", "60", &[("NOTIFY_SOCKET", &notify_path.to_string_lossy())]);
     let new_version = format!("{OLD}-next");
     publish(&s, &new_version, &next);
     // Publishing again is a no-op; other bytes under the same version are refused.
@@ -152,7 +163,14 @@ fn upgrade_to_a_second_build_swaps_current_and_retires_the_old_agent() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(old.log().contains("retired: the new agent runs"), "{}", old.log());
-    exactly_one(&s.device);
+    let (new_pid, _) = exactly_one(&s.device);
+    let mut messages = Vec::new();
+    let mut buf = [0u8; 256];
+    while let Ok(n) = notify.recv(&mut buf) {
+        messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert_eq!(messages.iter().filter(|m| *m == "READY=1").count(), 2, "both agents report ready: {messages:?}");
+    assert!(messages.contains(&format!("MAINPID={new_pid}")), "the unit follows the new agent: {messages:?}");
     let d = s.f.wait_ready(&s.device, 2);
     assert_eq!(d["agent_version"], new_version.as_str());
     assert_eq!(std::fs::read_link(s.install.join("current")).expect("current"), Path::new(&format!("harmony-agent-{new_version}")));
@@ -184,7 +202,7 @@ fn failed_upgrade(name: &str, bad_version: &str, body: &str, want: &str) {
     // Exactly one agent runs, the old one (our child), reporting the old version.
     let agent = s.agent.as_mut().expect("agent");
     assert!(agent.try_wait().is_none(), "the old agent keeps running: {}", agent.log());
-    let only = exactly_one(&s.device);
+    let (_, only) = exactly_one(&s.device);
     assert!(only.contains(&format!("{}", s.install.join("current").display())), "{only}");
     let (d, _) = s.f.status(&s.device);
     assert_eq!(d["agent_version"], OLD, "{d:#}");

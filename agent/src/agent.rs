@@ -228,6 +228,8 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     }
     // Commands.
     tasks.spawn(crate::commands::serve(client.clone(), shared.clone(), commands));
+    // Under systemd with Type=notify: running (NATS may still be connecting in the background).
+    crate::sdnotify::notify("READY=1");
 
     // Reconciler (this task): resume from the persisted plan first, without NATS.
     let reconciler = async {
@@ -468,8 +470,10 @@ impl Upgrades<'_> {
         .await;
         self.shared.upgrading.store(false, std::sync::atomic::Ordering::SeqCst);
         match outcome {
-            crate::upgrade::Outcome::Retired => {
-                tracing::info!(to = %plan.agent_version, "retired: the new agent runs; exiting");
+            crate::upgrade::Outcome::Retired { new_pid } => {
+                tracing::info!(to = %plan.agent_version, new_pid, "retired: the new agent runs; exiting");
+                // Under systemd (Type=notify, NotifyAccess=all) the unit follows the new agent.
+                crate::sdnotify::notify(&format!("MAINPID={new_pid}"));
                 true
             }
             crate::upgrade::Outcome::Failed(e) => {

@@ -15,6 +15,7 @@ pub mod commands;
 pub mod config;
 pub mod podman;
 pub mod reconcile;
+pub mod sdnotify;
 pub mod state;
 pub mod upgrade;
 

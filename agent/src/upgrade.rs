@@ -40,8 +40,11 @@ pub fn current_link(dir: &Path) -> PathBuf {
 /// How an upgrade ended.
 #[derive(Debug)]
 pub enum Outcome {
-    /// The executor retired this agent: exit now (the new one runs).
-    Retired,
+    /// The executor retired this agent: exit now (the new one runs, with this pid).
+    Retired {
+        /// The new agent's process id.
+        new_pid: u32,
+    },
     /// It failed before or after the switch; this agent keeps running the old version.
     Failed(String),
 }
@@ -83,7 +86,7 @@ impl Started {
         let deadline = tokio::time::Instant::now() + timeout;
         let why = loop {
             tokio::select! {
-                r = retire.recv() => if r.is_some() { return Outcome::Retired },
+                r = retire.recv() => if r.is_some() { return Outcome::Retired { new_pid: self.child.id() } },
                 () = tokio::time::sleep_until(deadline) => break format!("the new agent was not retired within {} s (no heartbeat from it reached the executor)", timeout.as_secs()),
                 () = tokio::time::sleep(Duration::from_millis(200)) => {
                     if let Ok(Some(status)) = self.child.try_wait() {

@@ -222,11 +222,11 @@ impl Fleet {
     /// [`Fleet::start_agent`] with another runtime (`none`: runs nothing, reports plans applied)
     /// and extra arguments.
     pub fn start_agent_with(&mut self, device: &str, runtime: &str, extra: &[&str]) -> Agent {
-        self.start_agent_exe(&agent_binary(), device, runtime, extra)
+        self.start_agent_exe(&agent_binary(), device, runtime, extra, &[])
     }
 
-    /// [`Fleet::start_agent_with`] running `exe`.
-    pub fn start_agent_exe(&mut self, exe: &Path, device: &str, runtime: &str, extra: &[&str]) -> Agent {
+    /// [`Fleet::start_agent_with`] running `exe`, with `env` added to its environment.
+    pub fn start_agent_exe(&mut self, exe: &Path, device: &str, runtime: &str, extra: &[&str], env: &[(&str, &str)]) -> Agent {
         self.starts += 1;
         let log = self.dir.path().join(format!("agent-{device}-{}.log", self.starts));
         let child = Command::new(exe)
@@ -237,6 +237,7 @@ impl Fleet {
             .args(["--fleet-key", &encode_key(self.fleet_key.verifying_key().as_bytes())])
             .args(["--command-key", &encode_key(self.command_key.verifying_key().as_bytes())])
             .env("HARMONY_AGENT_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("agent log"))
