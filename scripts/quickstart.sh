@@ -124,4 +124,10 @@ harmony status --repo "$WORK/tenants" | grep -E "DEVICE|$DEVICE"
 say "podman ps: the hub Harmony's agent started on $DEVICE (the init container ran and was removed)"
 podman ps --filter "label=io.harmony.device=$DEVICE" --format '{{.Names}}  {{.Image}}  {{.Status}}'
 
+# A new hub image would not reach every device at once: sensor-hub declares a rollout.
+say "harmony plan after bumping the hub image to 2.1: the rollout's steps and their devices (not applied; see docs/operations.md)"
+sed -i 's|registry.example/acme/hub:2.0|registry.example/acme/hub:2.1|' "$WORK/tenants/deployments/sensor-hub.kdl"
+harmony plan --repo "$WORK/tenants" --kubeconfig "$WORK/kubeconfig" --compact | sed -n '/rollout of/,/^$/p'
+sed -i 's|registry.example/acme/hub:2.1|registry.example/acme/hub:2.0|' "$WORK/tenants/deployments/sensor-hub.kdl"
+
 say "done: see README.md for the tour"
