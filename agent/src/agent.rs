@@ -454,7 +454,12 @@ impl Upgrades<'_> {
         let outcome = async {
             // The status naming the upgrade is published before the new agent starts, so it
             // cannot overwrite the new agent's first status.
+            // Persisted too: the new agent reads it, reports where it came from, and the
+            // executor retires exactly that version.
             state.upgrade = Some(report.clone());
+            if let Err(e) = state.save(&self.config.state_dir) {
+                return crate::upgrade::Outcome::Failed(e);
+            }
             let status = self.status_with(state);
             let at = status.updated_at_ms;
             let _ = self.status_tx.send(Some(status));

@@ -382,7 +382,20 @@ pub struct RolloutOutcome {
 pub async fn run_waves(ctx: WaveContext<'_>, plan: &RolloutPlan, actions: Vec<FleetAction>) -> Result<RolloutOutcome, FleetError> {
     let now = now_ms();
     let (mut record, mut record_rev) = match ctx.record.clone() {
-        Some((r, rev)) if r.id == plan.id && r.state == RolloutState::InProgress => (r, Some(rev)),
+        Some((mut r, rev)) if r.id == plan.id && r.state == RolloutState::InProgress => {
+            // Resumed. The devices of each step follow the repository (a device added since
+            // joins its step); a step whose devices changed is waited for again.
+            if r.waves.len() != plan.waves.len() {
+                r.waves = plan.waves.iter().map(|(p, ds)| RolloutWave { percent: *p, devices: ds.clone(), state: WaveState::Pending }).collect();
+            }
+            for (w, (_, devices)) in r.waves.iter_mut().zip(&plan.waves) {
+                if &w.devices != devices {
+                    w.devices = devices.clone();
+                    w.state = WaveState::Pending;
+                }
+            }
+            (r, Some(rev))
+        }
         other => {
             let rev = other.map(|(_, rev)| rev);
             let record = RolloutRecord {
@@ -459,9 +472,7 @@ pub async fn run_waves(ctx: WaveContext<'_>, plan: &RolloutPlan, actions: Vec<Fl
         // Devices of the wave without an action (not in the repository's plans any more) are not waited for.
         report.results.extend(r.results);
         handed_back.extend(group);
-        let previous_versions: HashMap<String, String> =
-            ctx.observed.plans.iter().filter_map(|(d, e)| e.plan.as_ref().map(|p| (d.clone(), p.agent_version.clone()))).collect();
-        let failures = wait_healthy(&ctx, &expect, &previous_versions, plan.spec.health_timeout).await?;
+        let failures = wait_healthy(&ctx, &expect, plan.spec.health_timeout).await?;
         record.failed.extend(failures.into_iter().map(|(device, reason)| RolloutFailure { device, wave: i, reason }));
         if record.failed.len() > plan.spec.max_failed as usize {
             record.waves[i].state = WaveState::Failed;
@@ -474,8 +485,7 @@ pub async fn run_waves(ctx: WaveContext<'_>, plan: &RolloutPlan, actions: Vec<Fl
                 save(&ctx, &mut record, &mut record_rev).await?;
                 // Agents upgraded by the rollout go back the same way: wait for the previous
                 // version to report, retire the new one. Failures here are reported, not counted.
-                let rolled: HashMap<String, String> = group_versions(&handed_back);
-                for (device, why) in wait_healthy(&ctx, &expect, &rolled, plan.spec.health_timeout).await? {
+                for (device, why) in wait_healthy(&ctx, &expect, plan.spec.health_timeout).await? {
                     tracing::warn!("after the revert, {device} is not healthy: {why}");
                     if let Some((_, r)) = reverted.iter_mut().find(|(d, _)| *d == device) {
                         *r = Err(format!("written back, but {why}"));
@@ -532,12 +542,7 @@ pub async fn read_record(rollouts: &kv::Store, fleet: &str) -> Result<Option<(Ro
 /// Waits until every expected device is healthy or failed, or `timeout` passes (the rest fail).
 /// A device whose agent version changes has its old agent retired (signed `retire`) once the
 /// new one's heartbeat arrives; it counts as healthy only after that.
-async fn wait_healthy(
-    ctx: &WaveContext<'_>,
-    expect: &[Expect],
-    previous_versions: &HashMap<String, String>,
-    timeout: Duration,
-) -> Result<Vec<(String, String)>, FleetError> {
+async fn wait_healthy(ctx: &WaveContext<'_>, expect: &[Expect], timeout: Duration) -> Result<Vec<(String, String)>, FleetError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut pending: BTreeMap<&str, (&Expect, String)> = expect.iter().map(|e| (e.device.as_str(), (e, "not checked yet".to_string()))).collect();
     let mut retired: BTreeSet<String> = BTreeSet::new();
@@ -552,7 +557,9 @@ async fn wait_healthy(
         let mut done = Vec::new();
         for (device, (e, why)) in pending.iter_mut() {
             let status = statuses.get(*device).map(|(s, _)| s);
-            let old = previous_versions.get(*device).filter(|v| **v != e.agent_version);
+            // The version an upgrade of this device came from, as its agents report it: that
+            // agent is told to exit once the new one is healthy.
+            let old = status.and_then(|s| s.upgrade.as_ref()).filter(|u| u.to == e.agent_version && u.from != e.agent_version).map(|u| &u.from);
             let health = device_health(e, status, heartbeats.get(*device), now, ctx.fresh);
             match health {
                 Health::Healthy if old.is_some() && !retired.contains(*device) => {
@@ -605,11 +612,6 @@ async fn retire(client: &async_nats::Client, signer: &PayloadSigner, device: &st
             Err(e) => Err(format!("undecodable reply: {e}")),
         },
     }
-}
-
-/// The agent version of each written plan.
-fn group_versions(actions: &[FleetAction]) -> HashMap<String, String> {
-    actions.iter().filter_map(|a| a.plan.as_ref().map(|p| (a.device.clone(), p.agent_version.clone()))).collect()
 }
 
 /// Writes each device's plan from before the rollout back, as a new generation signed now, with
