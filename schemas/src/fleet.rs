@@ -88,6 +88,13 @@ pub fn command_subject(device_id: &str, verb: Verb) -> String {
     format!("{COMMAND_SUBJECT_PREFIX}.{device_id}.{}", verb.as_str())
 }
 
+/// The inbox prefix of a device's agent: `_INBOX_<device_id>` (instead of the shared `_INBOX`),
+/// so a device's NATS permissions can allow it to subscribe to its own replies only
+/// (`_INBOX_<device_id>.>`) and never to another client's.
+pub fn device_inbox_prefix(device_id: &str) -> String {
+    format!("_INBOX_{device_id}")
+}
+
 /// The core-NATS subject a KV entry's updates are published on: `$KV.<bucket>.<key>`.
 pub fn kv_subject(bucket: &str, key: &str) -> String {
     format!("$KV.{bucket}.{key}")
@@ -114,6 +121,12 @@ pub struct DevicePlan {
     /// The deployments, in name order.
     #[serde(default)]
     pub deployments: Vec<DeploymentPlan>,
+    /// Signing-key announcements (the fleet's key chain, oldest first) that the agent follows
+    /// before it verifies this plan's signature; empty unless the fleet's signing key was rotated
+    /// ([`crate::trust`], `docs/security.md`). Left out of the JSON when empty, so plans without a
+    /// chain encode (and verify) exactly as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_chain: Vec<crate::trust::SignedKeyAnnouncement>,
 }
 
 /// One deployment on the device.
@@ -418,6 +431,10 @@ impl SignedPayload for DevicePlan {
     const CONTEXT: &'static str = "device-plan";
 }
 
+impl SignedPayload for crate::trust::KeyAnnouncement {
+    const CONTEXT: &'static str = "key-chain";
+}
+
 impl SignedPayload for CommandRequest {
     const CONTEXT: &'static str = "command";
 }
@@ -496,7 +513,7 @@ pub struct Signature {
 
 /// A payload with its Ed25519 signature. The payload is kept as received (a JSON value) so
 /// verification covers exactly what was signed, fields unknown to this side included.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[schemars(bound = "T: JsonSchema")]
 pub struct Signed<T> {
     /// The signed payload.
@@ -638,6 +655,11 @@ pub struct DeviceStatus {
     /// The most recent rejected plans (newest last, at most [`MAX_REJECTIONS`]).
     #[serde(default)]
     pub rejections: Vec<Rejection>,
+    /// [`key_id`]s of the fleet signing keys the agent trusts now (its configured keys as
+    /// extended and retired by the key chain of its applied plan); `harmony fleet
+    /// rotate-signing-key --retire` waits until every device reports the new key here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_keys: Vec<String>,
     /// When this status was written, Unix milliseconds.
     pub updated_at_ms: u64,
 }
@@ -823,6 +845,13 @@ pub enum RejectionReason {
         /// What is wrong.
         detail: String,
     },
+    /// The plan's key chain does not follow from the keys the device trusts (an announcement
+    /// signed by an untrusted key, a bad signature, another fleet's, or one that would retire
+    /// every key).
+    KeyChain {
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 impl fmt::Display for RejectionReason {
@@ -836,6 +865,7 @@ impl fmt::Display for RejectionReason {
                 write!(f, "plan generation {generation} is not newer than applied generation {applied} (replay or rollback)")
             }
             RejectionReason::Invalid { detail } => write!(f, "invalid plan: {detail}"),
+            RejectionReason::KeyChain { detail } => write!(f, "plan's key chain refused: {detail}"),
         }
     }
 }
@@ -1062,6 +1092,7 @@ pub fn json_schemas() -> Vec<(&'static str, String)> {
         ("signed-command.schema.json", one::<SignedCommand>()),
         ("command-reply.schema.json", one::<CommandReply>()),
         ("ping-reply.schema.json", one::<PingReply>()),
+        ("signed-key-announcement.schema.json", one::<crate::trust::SignedKeyAnnouncement>()),
     ]
 }
 
@@ -1088,6 +1119,7 @@ mod tests {
             source_revision: "abc".into(),
             agent_version: "0.1.0".into(),
             deployments: vec![DeploymentPlan::new("hub", "acme", vec![init], vec![Service::new(c, RestartPolicy::Always)])],
+            key_chain: vec![],
         }
     }
 
@@ -1149,6 +1181,7 @@ mod tests {
             }],
             last_error: None,
             rejections: vec![Rejection { generation: Some(3), reason: RejectionReason::BadSignature, at_ms: 1 }],
+            trusted_keys: vec![],
             updated_at_ms: 2,
         };
         assert_eq!(canonical_json(&status).unwrap(), via_value(&status));
