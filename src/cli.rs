@@ -92,6 +92,9 @@ pub enum Command {
     Ui(crate::ui::UiArgs),
     /// Talk to one device's agent: `ping`, and signed `logs` / `exec` (kubectl-like).
     Device(crate::device::DeviceArgs),
+    /// Fleet security: `enroll` / `revoke` devices (per-device NATS credentials) and
+    /// `rotate-signing-key` (docs/security.md).
+    Fleet(crate::fleet::FleetArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -145,6 +148,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Status(a) => crate::status::run(g, a),
         Command::Ui(a) => crate::ui::run(g, a),
         Command::Device(a) => crate::device::run(g, a),
+        Command::Fleet(a) => crate::fleet::run(g, a),
     }
 }
 

@@ -123,6 +123,7 @@ async fn many(n: usize) {
                 source_revision: "r1".into(),
                 agent_version: harmony_agent::AGENT_VERSION.into(),
                 deployments: vec![deployment("web", vec![], vec![spec("app", img, &["sleep", "3600"], &[])])],
+                key_chain: vec![],
             };
             SignedDevicePlan::sign(&p, &key).unwrap().to_vec()
         })

@@ -16,8 +16,9 @@ use async_nats::jetstream;
 use futures::StreamExt as _;
 use harmony_schemas::fleet::{
     DevicePlan, DeviceState, DeviceStatus, HEARTBEATS_BUCKET, Heartbeat, MAX_REJECTIONS, PLANS_BUCKET, PROTOCOL_VERSION, Rejection, RejectionReason,
-    STATUS_BUCKET, SignedDevicePlan, kv_subject, now_ms,
+    STATUS_BUCKET, SignedDevicePlan, device_inbox_prefix, kv_subject, now_ms,
 };
+use harmony_schemas::trust::{SignedKeyAnnouncement, TrustState};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, NatsAuth, RuntimeKind};
@@ -65,6 +66,9 @@ pub async fn connect(config: &Config, name: &str) -> Result<(async_nats::Client,
     let (tx, rx) = mpsc::unbounded_channel();
     let mut opts = async_nats::ConnectOptions::new()
         .name(name)
+        // Replies (JetStream API, acks) come to `_INBOX_<device>.…`, the only inbox the device's
+        // generated NATS permissions let it subscribe to (docs/security.md).
+        .custom_inbox_prefix(device_inbox_prefix(&config.device_id))
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5))
@@ -110,6 +114,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let (applied_tx, applied_rx) = watch::channel(None);
     let shared = Arc::new(Shared { config: config.clone(), runtime: runtime.clone(), started: Instant::now(), started_ms: now_ms(), applied: applied_rx });
     let (status_tx, status_rx) = watch::channel::<Option<DeviceStatus>>(None);
+    let (trust_tx, trust_rx) = watch::channel::<Vec<String>>(Vec::new());
     let (plan_tx, mut plan_rx) = mpsc::channel::<Vec<u8>>(16);
     let (read_tx, mut read_rx) = mpsc::unbounded_channel::<()>();
 
@@ -144,7 +149,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     }
     // Reader: current entry on start, on reconnect, retried with backoff on failure.
     {
-        let js = js.clone();
+        let client = client.clone();
         let device = device.clone();
         let plan_tx = plan_tx.clone();
         let _ = read_tx.send(());
@@ -153,7 +158,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
             while read_rx.recv().await.is_some() {
                 while read_rx.try_recv().is_ok() {}
                 loop {
-                    match read_entry(&js, &device).await {
+                    match read_entry(&client, &device).await {
                         Ok(Some(bytes)) => {
                             let _ = plan_tx.send(bytes).await;
                             break;
@@ -171,7 +176,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         });
     }
     // Status publisher.
-    tasks.spawn(publish_status(js.clone(), device.clone(), status_rx));
+    tasks.spawn(publish_status(js.clone(), device.clone(), status_rx, trust_rx));
     // Heartbeats.
     {
         let js = js.clone();
@@ -180,7 +185,6 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(shared.config.heartbeat_interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut store = None;
             loop {
                 tick.tick().await;
                 let applied_generation = status.borrow().as_ref().and_then(|s| s.applied_generation);
@@ -193,7 +197,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                     applied_generation,
                     timestamp_ms: now_ms(),
                 };
-                if let Err(e) = put(&js, &mut store, HEARTBEATS_BUCKET, &shared.config.device_id, serde_json::to_vec(&hb).unwrap_or_default()).await {
+                if let Err(e) = put(&js, HEARTBEATS_BUCKET, &shared.config.device_id, serde_json::to_vec(&hb).unwrap_or_default()).await {
                     tracing::debug!("heartbeat not sent: {e}");
                 }
             }
@@ -205,8 +209,11 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     // Reconciler (this task): resume from the persisted plan first, without NATS.
     let reconciler = async {
         let mut current: Option<DevicePlan> = None;
+        // The keys trusted now: the configured ones as extended and retired by the key chain of
+        // the last accepted plan (persisted, so a retired key stays retired across restarts).
+        let mut trust = TrustState::merged(&config.fleet_keys, state.trust.as_ref());
         if let Some(signed) = state.applied.clone() {
-            match signed.verify(&config.fleet_keys).map_err(RejectionReason::from).and_then(|p| check(&p, &device).map(|()| p)) {
+            match signed.verify(&trust.keys()).map_err(RejectionReason::from).and_then(|p| check(&p, &device).map(|()| p)) {
                 Ok(plan) => {
                     tracing::info!(generation = plan.generation, "resuming persisted plan");
                     current = Some(plan);
@@ -217,6 +224,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                 }
             }
         }
+        let _ = trust_tx.send(trust.key_ids());
         if let Some(plan) = &current {
             let _ = applied_tx.send(Some(Arc::new(plan.clone())));
             let status = apply(&runtime, &device, plan, &mut state, &config).await;
@@ -232,7 +240,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                 continue;
             }
             let applied = current.as_ref().map(|p| p.generation).zip(state.applied.as_ref().map(|s| &s.payload));
-            match accept(&bytes, &config, applied) {
+            match accept(&bytes, &config, &trust, applied) {
                 Accepted::Same => {
                     // Re-read of the applied plan (reconnect): heal drift, normally a no-op.
                     if let Some(plan) = &current {
@@ -241,8 +249,14 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                     }
                 }
                 Accepted::New(accepted) => {
-                    let (signed, plan) = *accepted;
+                    let (signed, plan, new_trust) = *accepted;
                     tracing::info!(generation = plan.generation, source_revision = %plan.source_revision, "accepted plan");
+                    if new_trust != trust {
+                        tracing::info!(trusted = ?new_trust.key_ids(), retired = new_trust.retired.len(), "signing keys changed by the plan's key chain");
+                        trust = new_trust;
+                        let _ = trust_tx.send(trust.key_ids());
+                    }
+                    state.trust = Some(trust.clone());
                     state.applied = Some(signed);
                     state.failed.clear();
                     if let Err(e) = state.save(&config.state_dir) {
@@ -286,7 +300,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
 
 enum Accepted {
     Same,
-    New(Box<(SignedDevicePlan, DevicePlan)>),
+    New(Box<(SignedDevicePlan, DevicePlan, TrustState)>),
     Rejected(Option<u64>, RejectionReason),
 }
 
@@ -297,13 +311,23 @@ fn check(plan: &DevicePlan, device: &str) -> Result<(), RejectionReason> {
     plan.validate().map_err(|e| RejectionReason::Invalid { detail: e.to_string() })
 }
 
-fn accept(bytes: &[u8], config: &Config, applied: Option<(u64, &serde_json::Value)>) -> Accepted {
+fn accept(bytes: &[u8], config: &Config, trust: &TrustState, applied: Option<(u64, &serde_json::Value)>) -> Accepted {
     let signed = match SignedDevicePlan::from_slice(bytes) {
         Ok(s) => s,
         Err(e) => return Accepted::Rejected(None, e.into()),
     };
     let claimed = signed.payload.get("generation").and_then(serde_json::Value::as_u64);
-    let plan = match signed.verify(&config.fleet_keys) {
+    // Follow the plan's key chain (each link signed by a key trusted at that point) before
+    // verifying the plan itself; the result is kept only if the plan is accepted.
+    let trust = match key_chain(&signed) {
+        Ok((fleet, chain)) if !chain.is_empty() => match trust.follow(&fleet, &chain) {
+            Ok(t) => t,
+            Err(e) => return Accepted::Rejected(claimed, RejectionReason::KeyChain { detail: e.to_string() }),
+        },
+        Ok(_) => trust.clone(),
+        Err(detail) => return Accepted::Rejected(claimed, RejectionReason::Malformed { detail }),
+    };
+    let plan = match signed.verify(&trust.keys()) {
         Ok(p) => p,
         Err(e) => return Accepted::Rejected(claimed, e.into()),
     };
@@ -317,7 +341,16 @@ fn accept(bytes: &[u8], config: &Config, applied: Option<(u64, &serde_json::Valu
         Some((a, _)) if plan.generation <= a => {
             Accepted::Rejected(Some(plan.generation), RejectionReason::StaleGeneration { generation: plan.generation, applied: a })
         }
-        _ => Accepted::New(Box::new((signed, plan))),
+        _ => Accepted::New(Box::new((signed, plan, trust))),
+    }
+}
+
+/// The (not yet verified) plan's fleet and key chain.
+fn key_chain(signed: &SignedDevicePlan) -> Result<(String, Vec<SignedKeyAnnouncement>), String> {
+    let fleet = signed.payload.get("fleet").and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
+    match signed.payload.get("key_chain") {
+        None => Ok((fleet, Vec::new())),
+        Some(v) => serde_json::from_value(v.clone()).map(|c| (fleet, c)).map_err(|e| format!("key_chain: {e}")),
     }
 }
 
@@ -352,39 +385,51 @@ fn make_status(
         deployments,
         last_error,
         rejections: s.rejections.clone(),
+        trusted_keys: Vec::new(),
         updated_at_ms: now_ms(),
     }
 }
 
-async fn read_entry(js: &jetstream::Context, device: &str) -> Result<Option<Vec<u8>>, String> {
-    let kv = js.get_key_value(PLANS_BUCKET).await.map_err(|e| format!("plans bucket: {e}"))?;
-    match kv.entry(device).await.map_err(|e| e.to_string())? {
-        Some(e) if e.operation == jetstream::kv::Operation::Put => Ok(Some(e.value.to_vec())),
-        _ => Ok(None),
-    }
+/// The JetStream API subject of a direct get of the last message on `$KV.<plans>.<device>`:
+/// the key is part of the subject, so NATS permissions can allow a device its own key only
+/// (the server refuses a body on this form, so the body cannot name another key).
+pub fn plan_direct_get_subject(device: &str) -> String {
+    format!("$JS.API.DIRECT.GET.KV_{PLANS_BUCKET}.{}", kv_subject(PLANS_BUCKET, device))
 }
 
-async fn put(js: &jetstream::Context, store: &mut Option<jetstream::kv::Store>, bucket: &str, key: &str, value: Vec<u8>) -> Result<(), String> {
-    if store.is_none() {
-        *store = Some(js.get_key_value(bucket).await.map_err(|e| format!("{bucket}: {e}"))?);
-    }
-    let kv = store.as_ref().ok_or("no store")?;
-    match kv.put(key, value.into()).await {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            *store = None;
-            Err(format!("{bucket}: {e}"))
+/// Reads the device's plan entry with one direct get (no stream info: the device's permissions
+/// do not allow it). `None` when there is no entry or it was deleted.
+async fn read_entry(client: &async_nats::Client, device: &str) -> Result<Option<Vec<u8>>, String> {
+    let msg = client.request(plan_direct_get_subject(device), Vec::new().into()).await.map_err(|e| format!("plans bucket: {e}"))?;
+    if let Some(status) = msg.status {
+        if status == async_nats::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if status != async_nats::StatusCode::OK {
+            return Err(format!("plans bucket: direct get: {status} {}", msg.description.as_deref().unwrap_or("")));
         }
     }
+    let op = msg.headers.as_ref().and_then(|h| h.get("KV-Operation")).map(|v| v.as_str().to_string());
+    match op.as_deref() {
+        Some("DEL") | Some("PURGE") => Ok(None),
+        _ => Ok(Some(msg.payload.to_vec())),
+    }
 }
 
-async fn publish_status(js: jetstream::Context, device: String, mut rx: watch::Receiver<Option<DeviceStatus>>) {
-    let mut store = None;
+/// Puts `value` under `key` in `bucket`: a JetStream publish on `$KV.<bucket>.<key>` awaiting its
+/// ack (no stream info: the device's permissions allow publishing on its own keys only).
+async fn put(js: &jetstream::Context, bucket: &str, key: &str, value: Vec<u8>) -> Result<(), String> {
+    let ack = js.publish(kv_subject(bucket, key), value.into()).await.map_err(|e| format!("{bucket}: {e}"))?;
+    ack.await.map(|_| ()).map_err(|e| format!("{bucket}: {e}"))
+}
+
+async fn publish_status(js: jetstream::Context, device: String, mut rx: watch::Receiver<Option<DeviceStatus>>, trust: watch::Receiver<Vec<String>>) {
     while rx.changed().await.is_ok() {
         let mut backoff = Duration::from_millis(200);
         loop {
-            let Some(status) = rx.borrow_and_update().clone() else { break };
-            match put(&js, &mut store, STATUS_BUCKET, &device, serde_json::to_vec(&status).unwrap_or_default()).await {
+            let Some(mut status) = rx.borrow_and_update().clone() else { break };
+            status.trusted_keys = trust.borrow().clone();
+            match put(&js, STATUS_BUCKET, &device, serde_json::to_vec(&status).unwrap_or_default()).await {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::warn!("status not published: {e}; retrying in {backoff:?}");

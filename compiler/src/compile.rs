@@ -279,6 +279,8 @@ pub struct FleetInfo {
     pub signing_key: String,
     /// Admitted tenants.
     pub tenants: Vec<Name>,
+    /// How devices authenticate to NATS.
+    pub auth: crate::model::FleetAuthMode,
 }
 
 /// Per-cluster facts that are not units: every declared cluster, with or without units, so
@@ -449,6 +451,7 @@ pub fn compile(decls: &Declarations, index: &Index, facts: &Facts) -> Option<Com
             agent_version: f.agent_version.as_ref()?.value.to_string(),
             signing_key: hex::encode(facts.signing_keys.get(&i)?),
             tenants: f.tenants.iter().filter_map(|t| Name::parse(&t.value).ok()).collect(),
+            auth: f.auth,
         };
         fleets.insert(f.name.valid.clone()?, info);
     }

@@ -81,6 +81,7 @@ pub fn device_plan(unit: &DevicePlanUnit, generation: u64, source_revision: &str
         source_revision: source_revision.to_string(),
         agent_version: unit.agent_version.clone(),
         deployments,
+        key_chain: Vec::new(),
     }
 }
 
