@@ -258,7 +258,7 @@ pub fn run(g: &Global, a: FleetArgs) -> anyhow::Result<ExitCode> {
                 toml_str(&state_dir.to_string_lossy()),
                 list(&keys),
                 list(&command_keys),
-                list(&info.nats),
+                list(if nats.urls.is_empty() { &info.nats } else { &nats.urls }),
                 toml_str(&device_dir.join(&seed_name).to_string_lossy()),
             );
             std::fs::write(out.join("agent.toml"), config)?;
