@@ -95,6 +95,21 @@ pub enum FleetCommand {
         #[command(flatten)]
         nats: NatsArgs,
     },
+    /// Rotate a device's NATS credentials without touching it: a signed `rotate-credentials`
+    /// command makes the agent generate a new nkey (the seed never leaves the device) and reply
+    /// with its public key; harmony admits it, removes the old one and reloads; the server closes
+    /// the old connection and the agent reconnects with the new key.
+    RotateDeviceKey {
+        /// Device id.
+        device: String,
+        /// File holding a command key the device trusts (or $HARMONY_COMMAND_KEY).
+        #[arg(long, value_name = "FILE", env = "HARMONY_COMMAND_KEY_FILE")]
+        command_key_file: Option<PathBuf>,
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        reload: ReloadArgs,
+    },
     /// Regenerate the fleet's NATS authorisation (`<auth-dir>/<fleet>/nats-auth.conf`), print its
     /// path, and reload the servers if a reload command is given.
     AuthConfig {
@@ -354,6 +369,47 @@ pub fn run(g: &Global, a: FleetArgs) -> anyhow::Result<ExitCode> {
             auth.save_key_chain(&chain)?;
             let ids: Vec<String> = old.iter().map(key_id).collect();
             println!("fleet {fleet}: key(s) {} retired by key {new_id}; run `harmony apply` to deliver the retirement", ids.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        FleetCommand::RotateDeviceKey { device, command_key_file, nats, reload: r } => {
+            use harmony_executor::fleet::command::{COMMAND_KEY_ENV, load_command_key, ping, send};
+            use harmony_schemas::fleet::{Command, CommandReply};
+            let fleet = fleet_of(&repo, &device)?;
+            let info = fleet_info(&repo, &fleet)?;
+            let key = load_command_key(command_key_file.as_deref(), std::env::var(COMMAND_KEY_ENV).ok())?;
+            let auth = FleetAuth::open(auth_dir(&nats)?, &fleet)?;
+            let registry = auth.registry()?;
+            let Some(old) = registry.devices.get(&device).filter(|d| d.revoked_at_ms.is_none()).map(|d| d.nkeys.clone()) else {
+                bail!("device `{device}` is not enrolled in fleet `{fleet}` (or was revoked)");
+            };
+            let opts = nats.options_for_fleet(&fleet, &info.nats)?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let client = rt.block_on(connect(&opts))?;
+            let timeout = std::time::Duration::from_secs(10);
+            let new = match rt.block_on(send(&client, &device, Command::RotateCredentials, &key, timeout))? {
+                CommandReply::Credentials { nkey } if nkeys::KeyPair::from_public_key(&nkey).is_ok() && nkey.starts_with('U') => nkey,
+                CommandReply::Refused { reason } => bail!("device `{device}` refused: {reason}"),
+                CommandReply::Error { message } => bail!("device `{device}`: {message}"),
+                other => bail!("device `{device}` answered with something else than a public nkey: {other:?}"),
+            };
+            // Admit the new key next to the old one first (the device may reconnect at any time
+            // from now on), then remove the old one: the server closes the old connection.
+            auth.set_device_keys(&device, old.iter().cloned().chain([new.clone()]).collect())?;
+            reload(&r, &auth, true)?;
+            auth.set_device_keys(&device, vec![new.clone()])?;
+            reload(&r, &auth, true)?;
+            // With the servers reloaded, the agent is back with the new key once it answers a ping.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while r.reload_command.is_some() {
+                if rt.block_on(ping(&client, &device, std::time::Duration::from_secs(2))).is_ok() {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    bail!("device `{device}` did not answer after its old key was removed; it uses {new} from its next connection");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            println!("rotated NATS credentials of device {device}: now {new} (old key(s) removed)");
             Ok(ExitCode::SUCCESS)
         }
         FleetCommand::AuthConfig { fleet, nats, reload: r } => {

@@ -50,6 +50,9 @@ impl Secure {
         std::fs::create_dir_all(&repo).expect("mkdir");
         let k1 = generate_signing_key().expect("key");
         std::fs::write(dir.path().join("k1.key"), encode_key(k1.as_bytes())).expect("write key");
+        let command = generate_signing_key().expect("key");
+        std::fs::write(dir.path().join("command.key"), encode_key(command.as_bytes())).expect("write key");
+        let command_public = encode_key(command.verifying_key().as_bytes());
         std::fs::write(repo.join("pico.pub"), encode_key(k1.verifying_key().as_bytes())).expect("write");
         let devices: Vec<String> = names.iter().map(|n| format!("{tag}-{n}-{}", std::process::id())).collect();
         // The repository's URL is never dialled: every command gets --nats-url from the environment.
@@ -66,7 +69,19 @@ impl Secure {
         let server = NatsServer::start_with_config(&dir.path().join("server.conf"));
         let s = Secure { server, dir, repo, auth, devices, agents: Vec::new() };
         for d in s.devices.clone() {
-            let out = s.harmony(&["fleet", "enroll", &d, "--out", &s.dev_dir(&d).to_string_lossy(), "--device-dir", &s.dev_dir(&d).to_string_lossy(), "--state-dir", &s.dir.path().join(format!("state-{d}")).to_string_lossy()]);
+            let out = s.harmony(&[
+                "fleet",
+                "enroll",
+                &d,
+                "--out",
+                &s.dev_dir(&d).to_string_lossy(),
+                "--device-dir",
+                &s.dev_dir(&d).to_string_lossy(),
+                "--state-dir",
+                &s.dir.path().join(format!("state-{d}")).to_string_lossy(),
+                "--command-key",
+                &command_public,
+            ]);
             assert!(out.status.success(), "enroll {d}: {}", text(&out));
         }
         s
@@ -500,4 +515,54 @@ fn signing_key_rotation_keeps_agents_converging_and_retires_the_old_key() {
 fn drop_child(mut c: Child) {
     let _ = c.kill();
     let _ = c.wait();
+}
+
+#[test]
+fn device_credentials_rotate_without_touching_the_device() {
+    let mut f = Secure::new("cred", &["a", "b"]);
+    let (a, b) = (f.devices[0].clone(), f.devices[1].clone());
+    f.apply("k1.key");
+    f.start_agent(&a);
+    f.start_agent(&b);
+    f.wait_ready(&a, 1);
+    let old_seed = f.seed(&a);
+    let rt = rt();
+    let old = rt.block_on(DeviceClient::connect(&f.server.url(), &a, &old_seed)).expect("the old key works before the rotation");
+
+    let out = f.harmony(&["fleet", "rotate-device-key", &a, "--command-key-file", &f.key_file("command.key")]);
+    assert!(out.status.success(), "rotate-device-key: {}", text(&out));
+    // The device wrote a new seed over its nkey_file (mode 0600); harmony only saw the public key.
+    let new_seed = f.seed(&a);
+    assert_ne!(new_seed, old_seed);
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(f.dev_dir(&a).join(format!("{a}.nk"))).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    assert!(!text(&out).contains(&new_seed), "the seed was printed");
+    for e in walk(&f.auth) {
+        assert!(!std::fs::read_to_string(&e).unwrap_or_default().contains(&new_seed), "device seed found in {}", e.display());
+    }
+    // The old key no longer works: its live connection is closed and a new one is refused.
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while old.client.connection_state() == async_nats::connection::State::Connected {
+            assert!(Instant::now() < deadline, "the old key's connection survived the rotation");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert!(rt.block_on(DeviceClient::connect(&f.server.url(), &a, &old_seed)).is_err(), "the old key still connects");
+    assert!(rt.block_on(DeviceClient::connect(&f.server.url(), &a, &new_seed)).is_ok(), "the new key connects");
+    // The agent reconnected with the new key by itself and keeps converging; b was never touched.
+    std::fs::write(f.repo.join("deploy.kdl"), deployment("localhost/app:2")).unwrap();
+    f.apply("k1.key");
+    f.wait_ready(&a, 2);
+    f.wait_ready(&b, 2);
+    let out = f.harmony(&["device", "ping", &a]);
+    assert!(out.status.success(), "{}", text(&out));
+    // An unsigned or wrongly signed rotation is refused by the agent.
+    let other = generate_signing_key().unwrap();
+    std::fs::write(f.dir.path().join("other.key"), encode_key(other.as_bytes())).unwrap();
+    let out = f.harmony(&["fleet", "rotate-device-key", &a, "--command-key-file", &f.key_file("other.key")]);
+    assert!(!out.status.success() && text(&out).contains("refused"), "{}", text(&out));
+    assert_eq!(f.seed(&a), new_seed, "a refused rotation changed the key");
 }

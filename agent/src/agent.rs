@@ -43,7 +43,13 @@ pub struct Shared {
     pub started_ms: u64,
     /// The applied plan.
     pub applied: watch::Receiver<Option<Arc<DevicePlan>>>,
+    /// The nkey seed the NATS connection authenticates with (on every reconnect), when the
+    /// config gives `nats.nkey_file`; `rotate-credentials` replaces it.
+    pub nkey: Option<SeedCell>,
 }
+
+/// The current nkey seed, read by the NATS auth callback at every (re)connection.
+pub type SeedCell = Arc<std::sync::Mutex<String>>;
 
 impl Shared {
     /// Seconds since start.
@@ -63,8 +69,34 @@ pub fn runtime_for(config: &Config) -> Runtime {
 /// Connects to NATS (in the background: never fails for an unreachable server) and reports
 /// every (re)connection on the returned channel.
 pub async fn connect(config: &Config, name: &str) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<()>), String> {
+    connect_with_seed(config, name).await.map(|(c, rx, _)| (c, rx))
+}
+
+/// [`connect`], also returning the seed cell of an nkey connection: the auth callback signs the
+/// server's nonce with whatever seed the cell holds at each (re)connection, so rotated
+/// credentials are used from the next reconnection on without restarting the client.
+pub async fn connect_with_seed(config: &Config, name: &str) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<()>, Option<SeedCell>), String> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut opts = async_nats::ConnectOptions::new()
+    let mut seed_cell = None;
+    let base = match &config.nats_auth {
+        NatsAuth::Nkey(seed) => {
+            let cell: SeedCell = Arc::new(std::sync::Mutex::new(seed.clone()));
+            seed_cell = Some(cell.clone());
+            async_nats::ConnectOptions::with_auth_callback(move |nonce: Vec<u8>| {
+                let seed = cell.lock().map(|s| s.clone()).unwrap_or_default();
+                async move {
+                    let kp = nkeys::KeyPair::from_seed(&seed).map_err(async_nats::AuthError::new)?;
+                    let signature = kp.sign(&nonce).map_err(async_nats::AuthError::new)?;
+                    let mut auth = async_nats::Auth::new();
+                    auth.nkey = Some(kp.public_key());
+                    auth.signature = Some(signature);
+                    Ok(auth)
+                }
+            })
+        }
+        _ => async_nats::ConnectOptions::new(),
+    };
+    let mut opts = base
         .name(name)
         // Replies (JetStream API, acks) come to `_INBOX_<device>.…`, the only inbox the device's
         // generated NATS permissions let it subscribe to (docs/security.md).
@@ -91,7 +123,7 @@ pub async fn connect(config: &Config, name: &str) -> Result<(async_nats::Client,
         NatsAuth::None => opts,
         NatsAuth::UserPassword(u, p) => opts.user_and_password(u.clone(), p.clone()),
         NatsAuth::Token(t) => opts.token(t.clone()),
-        NatsAuth::Nkey(seed) => opts.nkey(seed.clone()),
+        NatsAuth::Nkey(_) => opts,
         NatsAuth::CredsFile(path) => opts.credentials_file(path).await.map_err(|e| format!("config: `nats.creds_file`: {e}"))?,
     };
     let urls: Vec<async_nats::ServerAddr> = config
@@ -100,19 +132,19 @@ pub async fn connect(config: &Config, name: &str) -> Result<(async_nats::Client,
         .map(|u| u.parse::<async_nats::ServerAddr>().map_err(|e| format!("config: `nats.urls`: `{u}`: {e}")))
         .collect::<Result<_, _>>()?;
     let client = opts.connect(urls).await.map_err(|e| format!("NATS: {e}"))?;
-    Ok((client, rx))
+    Ok((client, rx, seed_cell))
 }
 
 /// Runs the agent until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
     let mut state = PersistedState::load(&config.state_dir, &config.device_id)?;
     let runtime = runtime_for(&config);
-    let (client, mut connected) = connect(&config, &format!("harmony-agent {}", config.device_id)).await?;
+    let (client, mut connected, nkey) = connect_with_seed(&config, &format!("harmony-agent {}", config.device_id)).await?;
     let js = jetstream::new(client.clone());
     let device = config.device_id.clone();
 
     let (applied_tx, applied_rx) = watch::channel(None);
-    let shared = Arc::new(Shared { config: config.clone(), runtime: runtime.clone(), started: Instant::now(), started_ms: now_ms(), applied: applied_rx });
+    let shared = Arc::new(Shared { config: config.clone(), runtime: runtime.clone(), started: Instant::now(), started_ms: now_ms(), applied: applied_rx, nkey });
     let (status_tx, status_rx) = watch::channel::<Option<DeviceStatus>>(None);
     let (trust_tx, trust_rx) = watch::channel::<Vec<String>>(Vec::new());
     let (plan_tx, mut plan_rx) = mpsc::channel::<Vec<u8>>(16);

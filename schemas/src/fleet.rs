@@ -70,6 +70,9 @@ pub enum Verb {
     Logs,
     /// Run a command in a planned container: signed.
     Exec,
+    /// Generate a new NATS nkey on the device and reply with its public half: signed.
+    #[serde(rename = "rotate-credentials")]
+    RotateCredentials,
 }
 
 impl Verb {
@@ -79,6 +82,7 @@ impl Verb {
             Verb::Ping => "ping",
             Verb::Logs => "logs",
             Verb::Exec => "exec",
+            Verb::RotateCredentials => "rotate-credentials",
         }
     }
 }
@@ -954,6 +958,11 @@ pub enum Command {
         /// Seconds before it is killed.
         timeout_s: u64,
     },
+    /// Make a new NATS nkey on the device (the seed never leaves it), write it over the
+    /// configured `nkey_file`, use it from the next (re)connection on, and reply with its
+    /// public key ([`CommandReply::Credentials`]); `harmony fleet rotate-device-key`.
+    #[serde(rename = "rotate-credentials")]
+    RotateCredentials,
 }
 
 impl Command {
@@ -962,6 +971,7 @@ impl Command {
         match self {
             Command::Logs { .. } => Verb::Logs,
             Command::Exec { .. } => Verb::Exec,
+            Command::RotateCredentials => Verb::RotateCredentials,
         }
     }
 }
@@ -994,6 +1004,11 @@ pub enum CommandReply {
         stdout: String,
         /// Standard error (truncated to 64 KiB).
         stderr: String,
+    },
+    /// The device's new public NATS nkey (`U…`), after `rotate-credentials`.
+    Credentials {
+        /// The public key.
+        nkey: String,
     },
     /// Refused before doing anything.
     Refused {

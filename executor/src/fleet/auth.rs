@@ -330,6 +330,17 @@ impl FleetAuth {
         Ok(r)
     }
 
+    /// Replaces the public nkeys of an enrolled, not revoked device.
+    pub fn set_device_keys(&self, device: &str, nkeys: Vec<String>) -> Result<Registry, AuthError> {
+        let mut r = self.registry()?;
+        match r.devices.get_mut(device) {
+            Some(d) if d.revoked_at_ms.is_none() => d.nkeys = nkeys,
+            _ => return Err(AuthError::Refused(format!("device `{device}` is not enrolled in fleet `{}` (or was revoked)", self.fleet))),
+        }
+        self.save(&r)?;
+        Ok(r)
+    }
+
     /// The fleet's key chain (empty when the signing key was never rotated).
     pub fn key_chain(&self) -> Result<Vec<SignedKeyAnnouncement>, AuthError> {
         let p = self.chain_path();
