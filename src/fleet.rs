@@ -186,6 +186,11 @@ impl FleetSecurity {
         }
     }
 
+    /// Carries the chain in one plan.
+    pub fn set_chain(&self, plan: &mut harmony_schemas::fleet::DevicePlan) {
+        plan.key_chain = self.chain.clone();
+    }
+
     /// Keys a plan in the bucket may be signed with: the root and every key the chain trusted.
     pub fn observe_keys(&self, root: VerifyingKey) -> Vec<VerifyingKey> {
         let mut keys = vec![root];
