@@ -424,7 +424,7 @@ fn make_status(
 
 /// The JetStream API subject of a direct get of the last message on `$KV.<plans>.<device>`:
 /// the key is part of the subject, so NATS permissions can allow a device its own key only
-/// (the server refuses a body on this form, so the body cannot name another key).
+/// (a request body naming another key does not get it: `tests/fleet_security.rs`).
 pub fn plan_direct_get_subject(device: &str) -> String {
     format!("$JS.API.DIRECT.GET.KV_{PLANS_BUCKET}.{}", kv_subject(PLANS_BUCKET, device))
 }
