@@ -11,9 +11,7 @@ use harmony_compiler::CompiledRepo;
 use harmony_executor::fleet::apply::ActionOutcome;
 use harmony_executor::fleet::convert::{SIGNING_KEY_ENV, fleet_info};
 use harmony_executor::fleet::plan::summary;
-use harmony_executor::fleet::{
-    ApplyRequest, FleetAction, FleetOp, LockOptions, NatsOptions, connect, desired_fleet, load_signing_key, run_apply,
-};
+use harmony_executor::fleet::{ApplyRequest, FleetAction, FleetOp, LockOptions, NatsOptions, connect, desired_fleet, load_signing_key, run_apply};
 
 use crate::cli::Global;
 

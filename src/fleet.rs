@@ -132,7 +132,9 @@ pub fn existing_auth(nats: &NatsArgs, fleet: &str) -> anyhow::Result<Option<Flee
 }
 
 fn auth_dir(nats: &NatsArgs) -> anyhow::Result<&Path> {
-    nats.auth_dir.as_deref().with_context(|| format!("no auth directory: pass --auth-dir DIR or set {AUTH_DIR_ENV} (it holds harmony's NATS key and the fleet's credentials; keep it private)"))
+    nats.auth_dir.as_deref().with_context(|| {
+        format!("no auth directory: pass --auth-dir DIR or set {AUTH_DIR_ENV} (it holds harmony's NATS key and the fleet's credentials; keep it private)")
+    })
 }
 
 /// What the auth directory says about a fleet, for apply and status.
@@ -285,7 +287,11 @@ pub fn run(g: &Global, a: FleetArgs) -> anyhow::Result<ExitCode> {
             auth.enroll(&device, &public)?;
             if !g.quiet {
                 println!("enrolled device {device} of fleet {fleet}: NATS user {public}");
-                println!("wrote {} (agent.toml, {seed_name} (secret, mode 0600), fleet.pub): copy them to {} on the device", out.display(), device_dir.display());
+                println!(
+                    "wrote {} (agent.toml, {seed_name} (secret, mode 0600), fleet.pub): copy them to {} on the device",
+                    out.display(),
+                    device_dir.display()
+                );
             }
             reload(&r, &auth, g.quiet)?;
             Ok(ExitCode::SUCCESS)

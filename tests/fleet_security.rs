@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use common::fleet::{agent_binary, harmony, text};
 use futures::StreamExt as _;
 use harmony_schemas::fleet::{
-    DeviceStatus, HEARTBEATS_BUCKET, PLANS_BUCKET, STATUS_BUCKET, SignedDevicePlan, command_subject, device_inbox_prefix, encode_key, generate_signing_key,
-    key_id, parse_signing_key, Verb,
+    DeviceStatus, HEARTBEATS_BUCKET, PLANS_BUCKET, STATUS_BUCKET, SignedDevicePlan, Verb, command_subject, device_inbox_prefix, encode_key,
+    generate_signing_key, key_id, parse_signing_key,
 };
 use harmony_testkit::{NatsServer, nats_server_binary};
 

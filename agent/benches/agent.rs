@@ -80,6 +80,7 @@ async fn many(n: usize) {
     for id in &ids {
         let config = Config {
             device_id: id.clone(),
+            nkey_file: None,
             nats_urls: vec![nats.url()],
             nats_auth: NatsAuth::None,
             state_dir: dir.path().join(id),

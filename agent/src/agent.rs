@@ -144,7 +144,8 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let device = config.device_id.clone();
 
     let (applied_tx, applied_rx) = watch::channel(None);
-    let shared = Arc::new(Shared { config: config.clone(), runtime: runtime.clone(), started: Instant::now(), started_ms: now_ms(), applied: applied_rx, nkey });
+    let shared =
+        Arc::new(Shared { config: config.clone(), runtime: runtime.clone(), started: Instant::now(), started_ms: now_ms(), applied: applied_rx, nkey });
     let (status_tx, status_rx) = watch::channel::<Option<DeviceStatus>>(None);
     let (trust_tx, trust_rx) = watch::channel::<Vec<String>>(Vec::new());
     let (plan_tx, mut plan_rx) = mpsc::channel::<Vec<u8>>(16);

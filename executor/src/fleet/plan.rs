@@ -41,7 +41,12 @@ pub struct FleetAction {
 /// a rotation re-signs every plan) (a new commit that
 /// changes nothing for a device writes nothing).
 pub fn same_content(a: &DevicePlan, b: &DevicePlan) -> bool {
-    a.version == b.version && a.device_id == b.device_id && a.fleet == b.fleet && a.agent_version == b.agent_version && a.deployments == b.deployments && a.key_chain == b.key_chain
+    a.version == b.version
+        && a.device_id == b.device_id
+        && a.fleet == b.fleet
+        && a.agent_version == b.agent_version
+        && a.deployments == b.deployments
+        && a.key_chain == b.key_chain
 }
 
 /// Plans every device of `desired` against `observed`, plus deletions of observed devices of the
