@@ -261,6 +261,9 @@ pub fn run(g: &Global, a: FleetArgs) -> anyhow::Result<ExitCode> {
                 parse_public_key(k).map_err(|e| anyhow::anyhow!("--command-key #{}: {e}", i + 1))?;
             }
             let auth = FleetAuth::open(auth_dir(&nats)?, &fleet)?;
+            if auth.registry()?.is_revoked(&device) {
+                bail!("device `{device}` of fleet `{fleet}` was revoked; a revoked device id is never enrolled again");
+            }
             // The keys the device trusts: the current ones (after any rotation), so a retired key
             // is never trusted by a newly enrolled device.
             let root = parse_public_key(&info.signing_key).map_err(|e| anyhow::anyhow!("fleet `{fleet}` declares an invalid public key: {e}"))?;

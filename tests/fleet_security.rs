@@ -416,6 +416,7 @@ fn revoked_device_loses_access_and_gets_nothing() {
     // Enrolling it again is refused.
     let out = f.harmony(&["fleet", "enroll", &a, "--out", &f.dir.path().join("again").to_string_lossy()]);
     assert!(!out.status.success() && text(&out).contains("revoked"), "{}", text(&out));
+    assert!(!f.dir.path().join("again").exists(), "a refused enrolment wrote files");
 }
 
 #[test]
