@@ -259,6 +259,12 @@ fn device_permissions_are_least_privilege() {
             }
         }
     }
+    // A fleet declaring `auth nkey` is not applied without the auth directory.
+    let url = f.server.url();
+    let out = harmony(&f.repo, &["apply", "--yes", "--signing-key-file", &f.key_file("k1.key")], &[("HARMONY_NATS_URL", &url)]);
+    assert!(!out.status.success() && text(&out).contains("declares `auth nkey` but has no auth directory"), "{}", text(&out));
+    // Nor can anyone connect without credentials.
+    assert!(rt().block_on(async_nats::connect(url.as_str())).is_err(), "an anonymous client connected");
     // harmony's identity applies (creates buckets, writes plans) and the agents converge.
     f.apply("k1.key");
     f.start_agent(&a);
