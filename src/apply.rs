@@ -11,9 +11,7 @@ use harmony_compiler::CompiledRepo;
 use harmony_executor::fleet::apply::ActionOutcome;
 use harmony_executor::fleet::convert::{SIGNING_KEY_ENV, fleet_info};
 use harmony_executor::fleet::plan::summary;
-use harmony_executor::fleet::{
-    ApplyRequest, FleetAction, FleetOp, LockOptions, NatsOptions, check_key_matches, connect, desired_fleet, load_signing_key, run_apply,
-};
+use harmony_executor::fleet::{ApplyRequest, FleetAction, FleetOp, LockOptions, NatsOptions, connect, desired_fleet, load_signing_key, run_apply};
 
 use crate::cli::Global;
 
@@ -44,6 +42,10 @@ pub struct NatsArgs {
     /// Require TLS.
     #[arg(long = "nats-tls")]
     pub tls: bool,
+    /// The operator's auth directory (`harmony fleet enroll`): harmony's own nkey for fleets with
+    /// generated NATS authorisation, revocations, the signing-key chain (docs/security.md).
+    #[arg(long = "auth-dir", value_name = "DIR", env = "HARMONY_AUTH_DIR")]
+    pub auth_dir: Option<PathBuf>,
 }
 
 fn secret(file: &Option<PathBuf>, env: &str) -> anyhow::Result<Option<String>> {
@@ -55,6 +57,17 @@ fn secret(file: &Option<PathBuf>, env: &str) -> anyhow::Result<Option<String>> {
 }
 
 impl NatsArgs {
+    /// Connection options for `fleet`: [`NatsArgs::options`], and when no NATS credential is
+    /// given, harmony's own nkey from the auth directory (`<auth-dir>/<fleet>/harmony.nk`).
+    pub fn options_for_fleet(&self, fleet: &str, fleet_urls: &[String]) -> anyhow::Result<NatsOptions> {
+        let mut o = self.options(fleet_urls)?;
+        let given = o.user.is_some() || o.token.is_some() || o.creds_file.is_some() || o.nkey_seed.is_some();
+        if !given && let Some(auth) = crate::fleet::existing_auth(self, fleet)? {
+            o.nkey_seed = auth.harmony_seed()?;
+        }
+        Ok(o)
+    }
+
     /// Connection options for a fleet whose repository declares `fleet_urls`.
     pub fn options(&self, fleet_urls: &[String]) -> anyhow::Result<NatsOptions> {
         Ok(NatsOptions {
@@ -268,9 +281,12 @@ fn apply_fleets(g: &Global, a: ApplyArgs, repo: &CompiledRepo) -> anyhow::Result
     let mut exit = ExitCode::SUCCESS;
     for fleet in fleets {
         let info = fleet_info(repo, &fleet)?;
-        check_key_matches(&key, &fleet, &info.signing_key)?;
-        let desired = desired_fleet(repo, &fleet, &revision)?;
-        let opts = a.nats.options(&info.nats)?;
+        // The key chain (after a rotation) and revocations, from the auth directory.
+        let security = crate::fleet::FleetSecurity::load(&a.nats, &fleet, info)?;
+        security.check_signing_key(&key, &fleet, &info.signing_key)?;
+        let mut desired = desired_fleet(repo, &fleet, &revision)?;
+        security.apply_to(&mut desired);
+        let opts = a.nats.options_for_fleet(&fleet, &info.nats)?;
         let yes = a.yes;
         let quiet = g.quiet;
         let fleet_name = fleet.clone();

@@ -92,16 +92,9 @@ pub enum Command {
     Ui(crate::ui::UiArgs),
     /// Talk to one device's agent: `ping`, and signed `logs` / `exec` (kubectl-like).
     Device(crate::device::DeviceArgs),
-    /// Fleet operations: publish an agent binary for upgrades.
-    #[command(subcommand)]
-    Fleet(FleetCommand),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum FleetCommand {
-    /// Publish a `harmony-agent` binary to the fleet's object store (signed, SHA-256), so that
-    /// plans naming its version upgrade the agents.
-    PublishAgent(crate::publish::PublishAgentArgs),
+    /// Fleet operations: `enroll` / `revoke` devices (per-device NATS credentials),
+    /// `rotate-signing-key` (docs/security.md), `publish-agent` for upgrades (docs/operations.md).
+    Fleet(crate::fleet::FleetArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -155,7 +148,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Status(a) => crate::status::run(g, a),
         Command::Ui(a) => crate::ui::run(g, a),
         Command::Device(a) => crate::device::run(g, a),
-        Command::Fleet(FleetCommand::PublishAgent(a)) => crate::publish::publish_agent(g, a),
+        Command::Fleet(a) => crate::fleet::run(g, a),
     }
 }
 

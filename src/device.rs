@@ -144,7 +144,10 @@ pub fn run(g: &Global, a: DeviceArgs) -> anyhow::Result<ExitCode> {
         None if !target.nats.urls.is_empty() => Vec::new(),
         None => anyhow::bail!("no fleet of the repository has device `{}` (pass --nats-url to reach a device the repository does not declare)", target.device),
     };
-    let opts = target.nats.options(&fleet_urls)?;
+    let opts = match &found {
+        Some((fleet, _)) => target.nats.options_for_fleet(fleet, &fleet_urls)?,
+        None => target.nats.options(&fleet_urls)?,
+    };
     let device = target.device.clone();
     let plan = found.as_ref().map(|(_, p)| p);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

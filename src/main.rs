@@ -4,6 +4,7 @@
 mod apply;
 mod cli;
 mod device;
+mod fleet;
 mod observe;
 mod plan;
 mod publish;

@@ -77,7 +77,10 @@ pub fn observe(compiled: &CompiledRepo, a: &LiveArgs, rt: &tokio::runtime::Runti
     for (fleet, info) in &compiled.fleets {
         let fleet = fleet.as_str();
         let public = parse_public_key(&info.signing_key).map_err(|e| anyhow::anyhow!("fleet `{fleet}` declares an invalid public key: {e}"))?;
-        let opts = a.nats.options(&info.nats)?;
+        let opts = a.nats.options_for_fleet(fleet, &info.nats)?;
+        // After a signing-key rotation plans are signed by a newer key and carry the key chain.
+        let security = crate::fleet::FleetSecurity::load(&a.nats, fleet, info)?;
+        let keys = security.observe_keys(public);
         let entries = rt
             .block_on(async {
                 let client = harmony_executor::fleet::connect(&opts).await?;
@@ -85,7 +88,7 @@ pub fn observe(compiled: &CompiledRepo, a: &LiveArgs, rt: &tokio::runtime::Runti
                 let Ok(store) = js.get_key_value(PLANS_BUCKET).await else { return Ok(None) };
                 let raw = read_bucket(&client, &store).await?;
                 let mut warnings = Vec::new();
-                let plans = decode_plans(PLANS_BUCKET, raw, fleet, &[public], &mut warnings);
+                let plans = decode_plans(PLANS_BUCKET, raw, fleet, &keys, &mut warnings);
                 Ok::<_, harmony_executor::fleet::FleetError>(Some((plans, warnings)))
             })
             .with_context(|| format!("fleet {fleet}: reading its device plans\n  plan without live state with `harmony plan --offline`, or pass --nats-url"))?;
@@ -93,7 +96,7 @@ pub fn observe(compiled: &CompiledRepo, a: &LiveArgs, rt: &tokio::runtime::Runti
             for w in warnings {
                 eprintln!("warning: {w}");
             }
-            add_fleet(compiled, fleet, &plans, &mut live);
+            add_fleet(compiled, fleet, &plans, &security, &mut live);
             if let Some(r) = rollout(compiled, fleet, plans) {
                 live.rollouts.push(r);
             }
@@ -154,7 +157,13 @@ fn rollout(
     harmony_executor::fleet::rollout::plan_rollout(&desired, &specs, &observed, None).map(|r| r.planned(fleet))
 }
 
-fn add_fleet(compiled: &CompiledRepo, fleet: &str, plans: &BTreeMap<String, harmony_executor::fleet::ObservedEntry>, live: &mut Live) {
+fn add_fleet(
+    compiled: &CompiledRepo,
+    fleet: &str,
+    plans: &BTreeMap<String, harmony_executor::fleet::ObservedEntry>,
+    security: &crate::fleet::FleetSecurity,
+    live: &mut Live,
+) {
     let mut ours = std::collections::BTreeSet::new();
     for u in compiled.units.values() {
         let id = u.id.as_str().to_string();
@@ -162,7 +171,8 @@ fn add_fleet(compiled: &CompiledRepo, fleet: &str, plans: &BTreeMap<String, harm
             UnitContent::DevicePlan(p) if p.fleet.as_str() == fleet => {
                 let device = p.device.as_str();
                 ours.insert(device.to_string());
-                let want = device_plan(p, 0, "");
+                let mut want = device_plan(p, 0, "");
+                security.set_chain(&mut want);
                 live.desired.insert(id.clone(), vec![Object { key: id.clone(), value: comparable(&want) }]);
                 let Some(e) = plans.get(device) else { continue };
                 let same = e.plan.as_ref().is_some_and(|have| same_content(have, &want));

@@ -36,7 +36,7 @@ pub fn publish_agent(g: &Global, a: PublishAgentArgs) -> anyhow::Result<ExitCode
     let key = load_signing_key(a.signing_key_file.as_deref(), std::env::var(SIGNING_KEY_ENV).ok())?;
     check_key_matches(&key, &a.fleet, &info.signing_key)?;
     let binary = std::fs::read(&a.binary).with_context(|| format!("reading {}", a.binary.display()))?;
-    let opts = a.nats.options(&info.nats)?;
+    let opts = a.nats.options_for_fleet(&a.fleet, &info.nats)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (artifact, new) = rt.block_on(async {
         let client = connect(&opts).await?;

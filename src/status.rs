@@ -142,10 +142,13 @@ pub fn run(g: &Global, a: StatusArgs) -> anyhow::Result<ExitCode> {
         let info = fleet_info(&repo, &fleet)?;
         let public = parse_public_key(&info.signing_key).map_err(|e| anyhow::anyhow!("fleet `{fleet}` declares an invalid public key: {e}"))?;
         let devices: Vec<String> = harmony_executor::fleet::desired_fleet(&repo, &fleet, "")?.plans.into_keys().collect();
-        let opts = a.nats.options(&info.nats)?;
+        let opts = a.nats.options_for_fleet(&fleet, &info.nats)?;
+        // Plans signed with any key of the fleet's chain verify (a rotation re-signs them).
+        let security = crate::fleet::FleetSecurity::load(&a.nats, &fleet, info)?;
+        let keys = security.observe_keys(public);
         let (observed, rollout) = rt.block_on(async {
             let client = connect(&opts).await?;
-            let observed = observe_all(&client, &fleet, &[public]).await?;
+            let observed = observe_all(&client, &fleet, &keys).await?;
             let js = async_nats::jetstream::new(client);
             let rollout = match js.get_key_value(harmony_schemas::fleet::ROLLOUTS_BUCKET).await {
                 Ok(store) => harmony_executor::fleet::rollout::read_record(&store, &fleet).await?.map(|(r, _)| r),
@@ -154,6 +157,7 @@ pub fn run(g: &Global, a: StatusArgs) -> anyhow::Result<ExitCode> {
             Ok::<_, harmony_executor::fleet::FleetError>((observed, rollout))
         })?;
         let mut status = fleet_status(&fleet, &devices, &observed, harmony_schemas::fleet::now_ms(), thresholds);
+        security.mark_revoked(&mut status);
         status.rollout = rollout;
         out.push(status);
     }

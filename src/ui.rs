@@ -70,10 +70,24 @@ pub fn run(g: &Global, a: UiArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    // Plans re-signed after a signing-key rotation verify with the keys of the fleet's chain.
+    for (name, f) in view.fleets.iter_mut() {
+        if let Some(info) = repo.fleets.iter().find(|(n, _)| n.as_str() == name).map(|(_, i)| i) {
+            let security = crate::fleet::FleetSecurity::load(&a.nats, name, info)?;
+            if let Some(root) = f.trusted.first().copied() {
+                f.trusted = security.observe_keys(root);
+            }
+        }
+    }
+    let single_fleet = if view.fleets.len() == 1 { view.fleets.keys().next().cloned() } else { None };
     let thresholds = a.thresholds.thresholds();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        let mut nats = a.nats.options(&urls)?;
+        // One fleet: Harmony's nkey from the auth directory when no credential is given.
+        let mut nats = match &single_fleet {
+            Some(fleet) if !a.demo => a.nats.options_for_fleet(fleet, &urls)?,
+            _ => a.nats.options(&urls)?,
+        };
         let mut _demo_server = None;
         let mut _simulation = None;
         let clusters = if a.skip_clusters || a.demo || !kubeconfig_present(&a.kubeconfig) { None } else { Some(a.kubeconfig.clone()) };

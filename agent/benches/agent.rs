@@ -80,6 +80,7 @@ async fn many(n: usize) {
     for id in &ids {
         let config = Config {
             device_id: id.clone(),
+            nkey_file: None,
             nats_urls: vec![nats.url()],
             nats_auth: NatsAuth::None,
             state_dir: dir.path().join(id),
@@ -126,6 +127,7 @@ async fn many(n: usize) {
                 source_revision: "r1".into(),
                 agent_version: harmony_agent::AGENT_VERSION.into(),
                 deployments: vec![deployment("web", vec![], vec![spec("app", img, &["sleep", "3600"], &[])])],
+                key_chain: vec![],
             };
             SignedDevicePlan::sign(&p, &key).unwrap().to_vec()
         })

@@ -16,8 +16,9 @@ use async_nats::jetstream;
 use futures::StreamExt as _;
 use harmony_schemas::fleet::{
     DevicePlan, DeviceState, DeviceStatus, HEARTBEATS_BUCKET, Heartbeat, MAX_REJECTIONS, PLANS_BUCKET, PROTOCOL_VERSION, Rejection, RejectionReason,
-    STATUS_BUCKET, SignedDevicePlan, UpgradeReport, UpgradeState, kv_subject, now_ms,
+    STATUS_BUCKET, SignedDevicePlan, UpgradeReport, UpgradeState, device_inbox_prefix, kv_subject, now_ms,
 };
+use harmony_schemas::trust::{SignedKeyAnnouncement, TrustState};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, NatsAuth, RuntimeKind};
@@ -47,7 +48,16 @@ pub struct Shared {
     pub upgrading: std::sync::atomic::AtomicBool,
     /// A verified `retire` for this version, while upgrading.
     pub retire: mpsc::UnboundedSender<()>,
+    /// The nkey seed the NATS connection authenticates with (on every reconnect), when the
+    /// config gives `nats.nkey_file`; `rotate-credentials` replaces it.
+    pub nkey: Option<SeedCell>,
+    /// The fleet signing keys trusted now (configured keys as extended and retired by the key
+    /// chain): what a `retire` must be signed with.
+    pub fleet_keys: std::sync::RwLock<Vec<harmony_schemas::fleet::VerifyingKey>>,
 }
+
+/// The current nkey seed, read by the NATS auth callback at every (re)connection.
+pub type SeedCell = Arc<std::sync::Mutex<String>>;
 
 impl Shared {
     /// Seconds since start.
@@ -67,9 +77,38 @@ pub fn runtime_for(config: &Config) -> Runtime {
 /// Connects to NATS (in the background: never fails for an unreachable server) and reports
 /// every (re)connection on the returned channel.
 pub async fn connect(config: &Config, name: &str) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<()>), String> {
+    connect_with_seed(config, name).await.map(|(c, rx, _)| (c, rx))
+}
+
+/// [`connect`], also returning the seed cell of an nkey connection: the auth callback signs the
+/// server's nonce with whatever seed the cell holds at each (re)connection, so rotated
+/// credentials are used from the next reconnection on without restarting the client.
+pub async fn connect_with_seed(config: &Config, name: &str) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<()>, Option<SeedCell>), String> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut opts = async_nats::ConnectOptions::new()
+    let mut seed_cell = None;
+    let base = match &config.nats_auth {
+        NatsAuth::Nkey(seed) => {
+            let cell: SeedCell = Arc::new(std::sync::Mutex::new(seed.clone()));
+            seed_cell = Some(cell.clone());
+            async_nats::ConnectOptions::with_auth_callback(move |nonce: Vec<u8>| {
+                let seed = cell.lock().map(|s| s.clone()).unwrap_or_default();
+                async move {
+                    let kp = nkeys::KeyPair::from_seed(&seed).map_err(async_nats::AuthError::new)?;
+                    let signature = kp.sign(&nonce).map_err(async_nats::AuthError::new)?;
+                    let mut auth = async_nats::Auth::new();
+                    auth.nkey = Some(kp.public_key());
+                    auth.signature = Some(signature);
+                    Ok(auth)
+                }
+            })
+        }
+        _ => async_nats::ConnectOptions::new(),
+    };
+    let mut opts = base
         .name(name)
+        // Replies (JetStream API, acks) come to `_INBOX_<device>.…`, the only inbox the device's
+        // generated NATS permissions let it subscribe to (docs/security.md).
+        .custom_inbox_prefix(device_inbox_prefix(&config.device_id))
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5))
@@ -92,7 +131,7 @@ pub async fn connect(config: &Config, name: &str) -> Result<(async_nats::Client,
         NatsAuth::None => opts,
         NatsAuth::UserPassword(u, p) => opts.user_and_password(u.clone(), p.clone()),
         NatsAuth::Token(t) => opts.token(t.clone()),
-        NatsAuth::Nkey(seed) => opts.nkey(seed.clone()),
+        NatsAuth::Nkey(_) => opts,
         NatsAuth::CredsFile(path) => opts.credentials_file(path).await.map_err(|e| format!("config: `nats.creds_file`: {e}"))?,
     };
     let urls: Vec<async_nats::ServerAddr> = config
@@ -101,14 +140,14 @@ pub async fn connect(config: &Config, name: &str) -> Result<(async_nats::Client,
         .map(|u| u.parse::<async_nats::ServerAddr>().map_err(|e| format!("config: `nats.urls`: `{u}`: {e}")))
         .collect::<Result<_, _>>()?;
     let client = opts.connect(urls).await.map_err(|e| format!("NATS: {e}"))?;
-    Ok((client, rx))
+    Ok((client, rx, seed_cell))
 }
 
 /// Runs the agent until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
     let mut state = PersistedState::load(&config.state_dir, &config.device_id)?;
     let runtime = runtime_for(&config);
-    let (client, mut connected) = connect(&config, &format!("harmony-agent {}", config.device_id)).await?;
+    let (client, mut connected, nkey) = connect_with_seed(&config, &format!("harmony-agent {}", config.device_id)).await?;
     let js = jetstream::new(client.clone());
     let device = config.device_id.clone();
 
@@ -122,8 +161,11 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         applied: applied_rx,
         upgrading: std::sync::atomic::AtomicBool::new(false),
         retire: retire_tx,
+        nkey,
+        fleet_keys: std::sync::RwLock::new(config.fleet_keys.clone()),
     });
     let (status_tx, status_rx) = watch::channel::<Option<DeviceStatus>>(None);
+    let (trust_tx, trust_rx) = watch::channel::<Vec<String>>(Vec::new());
     let (published_tx, published_rx) = watch::channel(0u64);
     // This agent is the new version of an upgrade: the upgrade took.
     if let Some(u) = state.upgrade.as_mut()
@@ -168,7 +210,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     }
     // Reader: current entry on start, on reconnect, retried with backoff on failure.
     {
-        let js = js.clone();
+        let client = client.clone();
         let device = device.clone();
         let plan_tx = plan_tx.clone();
         let _ = read_tx.send(());
@@ -177,7 +219,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
             while read_rx.recv().await.is_some() {
                 while read_rx.try_recv().is_ok() {}
                 loop {
-                    match read_entry(&js, &device).await {
+                    match read_entry(&client, &device).await {
                         Ok(Some(bytes)) => {
                             let _ = plan_tx.send(bytes).await;
                             break;
@@ -195,7 +237,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         });
     }
     // Status publisher.
-    tasks.spawn(publish_status(js.clone(), device.clone(), status_rx, published_tx));
+    tasks.spawn(publish_status(js.clone(), device.clone(), status_rx, trust_rx, published_tx));
     // Heartbeats.
     {
         let js = js.clone();
@@ -204,7 +246,6 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(shared.config.heartbeat_interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut store = None;
             loop {
                 tick.tick().await;
                 if shared.upgrading.load(std::sync::atomic::Ordering::SeqCst) {
@@ -220,7 +261,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                     applied_generation,
                     timestamp_ms: now_ms(),
                 };
-                if let Err(e) = put(&js, &mut store, HEARTBEATS_BUCKET, &shared.config.device_id, serde_json::to_vec(&hb).unwrap_or_default()).await {
+                if let Err(e) = put(&js, HEARTBEATS_BUCKET, &shared.config.device_id, serde_json::to_vec(&hb).unwrap_or_default()).await {
                     tracing::debug!("heartbeat not sent: {e}");
                 }
             }
@@ -234,8 +275,11 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     // Reconciler (this task): resume from the persisted plan first, without NATS.
     let reconciler = async {
         let mut current: Option<DevicePlan> = None;
+        // The keys trusted now: the configured ones as extended and retired by the key chain of
+        // the last accepted plan (persisted, so a retired key stays retired across restarts).
+        let mut trust = TrustState::merged(&config.fleet_keys, state.trust.as_ref());
         if let Some(signed) = state.applied.clone() {
-            match signed.verify(&config.fleet_keys).map_err(RejectionReason::from).and_then(|p| check(&p, &device).map(|()| p)) {
+            match signed.verify(&trust.keys()).map_err(RejectionReason::from).and_then(|p| check(&p, &device).map(|()| p)) {
                 Ok(plan) => {
                     tracing::info!(generation = plan.generation, "resuming persisted plan");
                     current = Some(plan);
@@ -247,6 +291,8 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
             }
         }
         let mut up = Upgrades { js: &js, config: &config, shared: &shared, status_tx: &status_tx, published: published_rx, retire: &mut retire_rx };
+        let _ = trust_tx.send(trust.key_ids());
+        set_fleet_keys(&shared, &trust);
         if let Some(plan) = &current {
             let _ = applied_tx.send(Some(Arc::new(plan.clone())));
             let status = apply(&runtime, &device, plan, &mut state, &config).await;
@@ -265,7 +311,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                 continue;
             }
             let applied = current.as_ref().map(|p| p.generation).zip(state.applied.as_ref().map(|s| &s.payload));
-            match accept(&bytes, &config, applied) {
+            match accept(&bytes, &config, &trust, applied) {
                 Accepted::Same => {
                     // Re-read of the applied plan (reconnect): heal drift, normally a no-op.
                     if let Some(plan) = &current {
@@ -277,8 +323,15 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                     }
                 }
                 Accepted::New(accepted) => {
-                    let (signed, plan) = *accepted;
+                    let (signed, plan, new_trust) = *accepted;
                     tracing::info!(generation = plan.generation, source_revision = %plan.source_revision, "accepted plan");
+                    if new_trust != trust {
+                        tracing::info!(trusted = ?new_trust.key_ids(), retired = new_trust.retired.len(), "signing keys changed by the plan's key chain");
+                        trust = new_trust;
+                        let _ = trust_tx.send(trust.key_ids());
+                        set_fleet_keys(&shared, &trust);
+                    }
+                    state.trust = Some(trust.clone());
                     state.applied = Some(signed);
                     state.failed.clear();
                     if let Err(e) = state.save(&config.state_dir) {
@@ -325,7 +378,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
 
 enum Accepted {
     Same,
-    New(Box<(SignedDevicePlan, DevicePlan)>),
+    New(Box<(SignedDevicePlan, DevicePlan, TrustState)>),
     Rejected(Option<u64>, RejectionReason),
 }
 
@@ -336,13 +389,23 @@ fn check(plan: &DevicePlan, device: &str) -> Result<(), RejectionReason> {
     plan.validate().map_err(|e| RejectionReason::Invalid { detail: e.to_string() })
 }
 
-fn accept(bytes: &[u8], config: &Config, applied: Option<(u64, &serde_json::Value)>) -> Accepted {
+fn accept(bytes: &[u8], config: &Config, trust: &TrustState, applied: Option<(u64, &serde_json::Value)>) -> Accepted {
     let signed = match SignedDevicePlan::from_slice(bytes) {
         Ok(s) => s,
         Err(e) => return Accepted::Rejected(None, e.into()),
     };
     let claimed = signed.payload.get("generation").and_then(serde_json::Value::as_u64);
-    let plan = match signed.verify(&config.fleet_keys) {
+    // Follow the plan's key chain (each link signed by a key trusted at that point) before
+    // verifying the plan itself; the result is kept only if the plan is accepted.
+    let trust = match key_chain(&signed) {
+        Ok((fleet, chain)) if !chain.is_empty() => match trust.follow(&fleet, &chain) {
+            Ok(t) => t,
+            Err(e) => return Accepted::Rejected(claimed, RejectionReason::KeyChain { detail: e.to_string() }),
+        },
+        Ok(_) => trust.clone(),
+        Err(detail) => return Accepted::Rejected(claimed, RejectionReason::Malformed { detail }),
+    };
+    let plan = match signed.verify(&trust.keys()) {
         Ok(p) => p,
         Err(e) => return Accepted::Rejected(claimed, e.into()),
     };
@@ -356,7 +419,16 @@ fn accept(bytes: &[u8], config: &Config, applied: Option<(u64, &serde_json::Valu
         Some((a, _)) if plan.generation <= a => {
             Accepted::Rejected(Some(plan.generation), RejectionReason::StaleGeneration { generation: plan.generation, applied: a })
         }
-        _ => Accepted::New(Box::new((signed, plan))),
+        _ => Accepted::New(Box::new((signed, plan, trust))),
+    }
+}
+
+/// The (not yet verified) plan's fleet and key chain.
+fn key_chain(signed: &SignedDevicePlan) -> Result<(String, Vec<SignedKeyAnnouncement>), String> {
+    let fleet = signed.payload.get("fleet").and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
+    match signed.payload.get("key_chain") {
+        None => Ok((fleet, Vec::new())),
+        Some(v) => serde_json::from_value(v.clone()).map(|c| (fleet, c)).map_err(|e| format!("key_chain: {e}")),
     }
 }
 
@@ -392,29 +464,34 @@ fn make_status(
         last_error,
         rejections: s.rejections.clone(),
         upgrade: s.upgrade.clone(),
+        trusted_keys: Vec::new(),
         updated_at_ms: now_ms(),
     }
 }
 
-async fn read_entry(js: &jetstream::Context, device: &str) -> Result<Option<Vec<u8>>, String> {
-    let kv = js.get_key_value(PLANS_BUCKET).await.map_err(|e| format!("plans bucket: {e}"))?;
-    match kv.entry(device).await.map_err(|e| e.to_string())? {
-        Some(e) if e.operation == jetstream::kv::Operation::Put => Ok(Some(e.value.to_vec())),
-        _ => Ok(None),
-    }
+/// The JetStream API subject of a direct get of the last message on `$KV.<plans>.<device>`:
+/// the key is part of the subject, so NATS permissions can allow a device its own key only
+/// (a request body naming another key does not get it: `tests/fleet_security.rs`).
+pub fn plan_direct_get_subject(device: &str) -> String {
+    format!("$JS.API.DIRECT.GET.KV_{PLANS_BUCKET}.{}", kv_subject(PLANS_BUCKET, device))
 }
 
-async fn put(js: &jetstream::Context, store: &mut Option<jetstream::kv::Store>, bucket: &str, key: &str, value: Vec<u8>) -> Result<(), String> {
-    if store.is_none() {
-        *store = Some(js.get_key_value(bucket).await.map_err(|e| format!("{bucket}: {e}"))?);
-    }
-    let kv = store.as_ref().ok_or("no store")?;
-    match kv.put(key, value.into()).await {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            *store = None;
-            Err(format!("{bucket}: {e}"))
+/// Reads the device's plan entry with one direct get (no stream info: the device's permissions
+/// do not allow it). `None` when there is no entry or it was deleted.
+async fn read_entry(client: &async_nats::Client, device: &str) -> Result<Option<Vec<u8>>, String> {
+    let msg = client.request(plan_direct_get_subject(device), Vec::new().into()).await.map_err(|e| format!("plans bucket: {e}"))?;
+    if let Some(status) = msg.status {
+        if status == async_nats::StatusCode::NOT_FOUND {
+            return Ok(None);
         }
+        if status != async_nats::StatusCode::OK {
+            return Err(format!("plans bucket: direct get: {status} {}", msg.description.as_deref().unwrap_or("")));
+        }
+    }
+    let op = msg.headers.as_ref().and_then(|h| h.get("KV-Operation")).map(|v| v.as_str().to_string());
+    match op.as_deref() {
+        Some("DEL") | Some("PURGE") => Ok(None),
+        _ => Ok(Some(msg.payload.to_vec())),
     }
 }
 
@@ -507,13 +584,33 @@ impl Upgrades<'_> {
     }
 }
 
-async fn publish_status(js: jetstream::Context, device: String, mut rx: watch::Receiver<Option<DeviceStatus>>, published: watch::Sender<u64>) {
-    let mut store = None;
+/// Keeps [`Shared::fleet_keys`] in step with the key chain.
+fn set_fleet_keys(shared: &Shared, trust: &TrustState) {
+    if let Ok(mut k) = shared.fleet_keys.write() {
+        *k = trust.keys();
+    }
+}
+
+/// Puts `value` under `key` in `bucket`: a JetStream publish on `$KV.<bucket>.<key>` awaiting its
+/// ack (no stream info: the device's permissions allow publishing on its own keys only).
+async fn put(js: &jetstream::Context, bucket: &str, key: &str, value: Vec<u8>) -> Result<(), String> {
+    let ack = js.publish(kv_subject(bucket, key), value.into()).await.map_err(|e| format!("{bucket}: {e}"))?;
+    ack.await.map(|_| ()).map_err(|e| format!("{bucket}: {e}"))
+}
+
+async fn publish_status(
+    js: jetstream::Context,
+    device: String,
+    mut rx: watch::Receiver<Option<DeviceStatus>>,
+    trust: watch::Receiver<Vec<String>>,
+    published: watch::Sender<u64>,
+) {
     while rx.changed().await.is_ok() {
         let mut backoff = Duration::from_millis(200);
         loop {
-            let Some(status) = rx.borrow_and_update().clone() else { break };
-            match put(&js, &mut store, STATUS_BUCKET, &device, serde_json::to_vec(&status).unwrap_or_default()).await {
+            let Some(mut status) = rx.borrow_and_update().clone() else { break };
+            status.trusted_keys = trust.borrow().clone();
+            match put(&js, STATUS_BUCKET, &device, serde_json::to_vec(&status).unwrap_or_default()).await {
                 Ok(()) => {
                     published.send_replace(status.updated_at_ms);
                     break;

@@ -46,6 +46,7 @@ pub async fn serve(client: async_nats::Client, shared: Arc<Shared>, mut sub: asy
             Some("logs") => Verb::Logs,
             Some("exec") => Verb::Exec,
             Some("retire") => Verb::Retire,
+            Some("rotate-credentials") => Verb::RotateCredentials,
             _ => continue,
         };
         let client = client.clone();
@@ -70,6 +71,45 @@ pub async fn serve(client: async_nats::Client, shared: Arc<Shared>, mut sub: asy
             }
         });
     }
+}
+
+/// `rotate-credentials`: a new nkey, made here (the seed never leaves the device), written over
+/// `nats.nkey_file` (temporary file with mode 0600, fsync, rename) and used from the next
+/// (re)connection on; the reply carries its public key. The current connection stays up until
+/// harmony removes the old key and the server closes it.
+fn rotate_credentials(shared: &Shared) -> CommandReply {
+    let (Some(cell), Some(path)) = (&shared.nkey, &shared.config.nkey_file) else {
+        return CommandReply::Error { message: "this agent does not authenticate with `nats.nkey_file`; nothing to rotate".into() };
+    };
+    let kp = nkeys::KeyPair::new_user();
+    let seed = match kp.seed() {
+        Ok(s) => s,
+        Err(e) => return CommandReply::Error { message: format!("cannot make a key: {e}") },
+    };
+    if let Err(e) = write_seed(path, &seed) {
+        return CommandReply::Error { message: format!("cannot write {}: {e}", path.display()) };
+    }
+    if let Ok(mut current) = cell.lock() {
+        *current = seed;
+    }
+    tracing::info!(nkey = %kp.public_key(), "NATS credentials rotated; used from the next connection on");
+    CommandReply::Credentials { nkey: kp.public_key() }
+}
+
+fn write_seed(path: &std::path::Path, seed: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        o.mode(0o600);
+    }
+    let mut f = o.open(&tmp)?;
+    f.write_all(format!("{seed}\n").as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Verifies a signed request with `keys`: decodes, checks the signature, the device, the
@@ -119,7 +159,8 @@ pub fn retire(shared: &Shared, nonces: &NonceCache, payload: &[u8]) -> Option<Co
     if named.as_deref().is_some_and(|v| v != AGENT_VERSION) {
         return None;
     }
-    let (_, req) = match verified(shared, nonces, Verb::Retire, payload, &shared.config.fleet_keys) {
+    let keys = shared.fleet_keys.read().map(|k| k.clone()).unwrap_or_default();
+    let (_, req) = match verified(shared, nonces, Verb::Retire, payload, &keys) {
         Ok(v) => v,
         Err(reason) => return Some(CommandReply::Refused { reason }),
     };
@@ -131,7 +172,7 @@ pub fn retire(shared: &Shared, nonces: &NonceCache, payload: &[u8]) -> Option<Co
     Some(CommandReply::Retiring { version })
 }
 
-/// Checks and runs a signed `logs` or `exec` request.
+/// Checks and runs a signed `logs`, `exec` or `rotate-credentials` request.
 pub async fn handle(shared: &Shared, nonces: &NonceCache, verb: Verb, payload: &[u8]) -> CommandReply {
     let refused = |reason| CommandReply::Refused { reason };
     let (signed, req) = match verified(shared, nonces, verb, payload, &shared.config.command_keys) {
@@ -141,6 +182,7 @@ pub async fn handle(shared: &Shared, nonces: &NonceCache, verb: Verb, payload: &
     let (deployment, container) = match &req.command {
         Command::Logs { deployment, container, .. } | Command::Exec { deployment, container, .. } => (deployment.clone(), container.clone()),
         Command::Retire { .. } => return refused(RefusalReason::WrongVerb),
+        Command::RotateCredentials => return rotate_credentials(shared),
     };
     let planned = shared
         .applied
@@ -178,6 +220,6 @@ pub async fn handle(shared: &Shared, nonces: &NonceCache, verb: Verb, payload: &
                 Err(e) => CommandReply::Error { message: e.0 },
             }
         }
-        Command::Retire { .. } => refused(RefusalReason::WrongVerb),
+        Command::Retire { .. } | Command::RotateCredentials => refused(RefusalReason::WrongVerb),
     }
 }

@@ -134,6 +134,8 @@ impl fmt::Debug for NatsAuth {
 pub struct Config {
     /// Device id.
     pub device_id: String,
+    /// The file holding the nkey seed (`nats.nkey_file`), rewritten by `rotate-credentials`.
+    pub nkey_file: Option<PathBuf>,
     /// NATS URLs.
     pub nats_urls: Vec<String>,
     /// NATS authentication.
@@ -306,14 +308,20 @@ impl ConfigFile {
             }
             NatsAuth::CredsFile(p.clone())
         } else if let Some(p) = &n.nkey_file {
-            NatsAuth::Nkey(read_secret("nats.nkey_file", p)?)
+            let seed = read_secret("nats.nkey_file", p)?;
+            if nkeys::KeyPair::from_seed(seed.trim()).is_err() {
+                return Err(err("nats.nkey_file", format!("{} does not hold an nkey seed (`SU…`)", p.display())));
+            }
+            NatsAuth::Nkey(seed.trim().to_string())
         } else if n.user.is_some() {
             return Err(err("nats.password_file", "required with nats.user"));
         } else {
             NatsAuth::None
         };
+        let nkey_file = n.nkey_file.clone();
         Ok(Config {
             device_id,
+            nkey_file,
             nats_urls: self.nats.urls,
             nats_auth,
             state_dir,

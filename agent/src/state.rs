@@ -5,6 +5,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use harmony_schemas::fleet::{DeploymentFailure, Rejection, SignedDevicePlan, UpgradeReport};
+use harmony_schemas::trust::TrustState;
 use serde::{Deserialize, Serialize};
 
 /// The persisted state.
@@ -28,6 +29,10 @@ pub struct PersistedState {
     /// The last agent upgrade attempted (a failed one is not retried for the same generation).
     #[serde(default)]
     pub upgrade: Option<UpgradeReport>,
+    /// Signing keys trusted and retired through the key chain of the accepted plans (merged over
+    /// the configured `fleet_keys` at start; a retired key stays retired).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<TrustState>,
 }
 
 /// A failed deployment.

@@ -282,6 +282,8 @@ pub struct FleetInfo {
     /// How agent-version changes are rolled out (`None`: every device at once, still health-gated).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_rollout: Option<Rollout>,
+    /// How devices authenticate to NATS.
+    pub auth: crate::model::FleetAuthMode,
 }
 
 /// Per-cluster facts that are not units: every declared cluster, with or without units, so
@@ -453,6 +455,7 @@ pub fn compile(decls: &Declarations, index: &Index, facts: &Facts) -> Option<Com
             signing_key: hex::encode(facts.signing_keys.get(&i)?),
             tenants: f.tenants.iter().filter_map(|t| Name::parse(&t.value).ok()).collect(),
             agent_rollout: f.rollout.clone(),
+            auth: f.auth,
         };
         fleets.insert(f.name.valid.clone()?, info);
     }

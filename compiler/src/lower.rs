@@ -17,7 +17,7 @@ pub const TOP_LEVEL: &[&str] = &["tenant", "cluster", "release", "fleet", "devic
 const TENANT: &[&str] = &["namespaces", "service-account", "description"];
 const CLUSTER: &[&str] = &["context", "labels", "kube-version", "description"];
 const RELEASE: &[&str] = &["tenant", "cluster", "namespace", "chart", "version", "values-file", "values", "secret-value", "needs", "description"];
-const FLEET: &[&str] = &["nats", "agent-version", "signing-key", "tenants", "rollout", "description"];
+const FLEET: &[&str] = &["nats", "agent-version", "signing-key", "tenants", "rollout", "auth", "description"];
 const DEVICE: &[&str] = &["fleet", "labels", "description"];
 const DEPLOYMENT: &[&str] = &["tenant", "fleet", "selector", "init-container", "container", "rollout", "description"];
 const CONTAINER: &[&str] = &["image", "command", "args", "env", "port", "volume", "restart", "description"];
@@ -726,8 +726,15 @@ impl<'a> Cx<'a> {
     fn fleet(&mut self, node: &KdlNode) -> Option<Fleet> {
         let raw = self.decl_name(node)?;
         let decl_span = raw.span;
-        let mut f =
-            Fleet { name: self.dns_name(raw, "fleet name"), nats: Vec::new(), agent_version: None, signing_key: None, tenants: Vec::new(), rollout: None };
+        let mut f = Fleet {
+            name: self.dns_name(raw, "fleet name"),
+            nats: Vec::new(),
+            agent_version: None,
+            signing_key: None,
+            tenants: Vec::new(),
+            rollout: None,
+            auth: FleetAuthMode::default(),
+        };
         let mut once = Once::default();
         for child in self.children(node) {
             match child.name().value() {
@@ -745,10 +752,23 @@ impl<'a> Cx<'a> {
                 }
                 "tenants" => f.tenants.extend(self.strings(child, &[])),
                 "rollout" if self.once(&mut once, "rollout", child) => f.rollout = self.rollout(child),
+                "auth" if self.once(&mut once, "auth", child) => {
+                    if let Some(s) = self.one_string(child) {
+                        match s.value.as_str() {
+                            "external" => f.auth = FleetAuthMode::External,
+                            "nkey" => f.auth = FleetAuthMode::Nkey,
+                            other => self.push(
+                                Diagnostic::error(Code::InvalidValue, s.span, format!("`{other}` is not a fleet authentication mode"))
+                                    .label("unknown mode")
+                                    .help("use nkey (harmony generates per-device NATS credentials) or external (you manage them)"),
+                            ),
+                        }
+                    }
+                }
                 "description" if self.once(&mut once, "description", child) => {
                     self.one_string(child);
                 }
-                "nats" | "agent-version" | "signing-key" | "rollout" | "description" => {}
+                "nats" | "agent-version" | "signing-key" | "rollout" | "auth" | "description" => {}
                 _ => self.unknown_node(child, "in a fleet", FLEET),
             }
         }

@@ -181,6 +181,20 @@ pub struct Fleet {
     pub tenants: Vec<Spanned<String>>,
     /// How agent upgrades are rolled out.
     pub rollout: Option<Rollout>,
+    /// How devices authenticate to NATS.
+    pub auth: FleetAuthMode,
+}
+
+/// How a fleet's devices authenticate to NATS (`auth` in a fleet).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FleetAuthMode {
+    /// The operator manages NATS credentials (default).
+    #[default]
+    External,
+    /// Harmony generates one nkey user per device with least-privilege permissions
+    /// (`harmony fleet enroll`/`revoke`, docs/security.md); apply and status need the auth directory.
+    Nkey,
 }
 
 /// An edge device.

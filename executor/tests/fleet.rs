@@ -45,6 +45,7 @@ fn desired(n: usize, env_even: &str, env_odd: &str) -> DesiredFleet {
                 source_revision: "test".into(),
                 agent_version: "0.1.0".into(),
                 deployments: vec![hub(env)],
+                key_chain: vec![],
             };
             (id, plan)
         })

@@ -48,6 +48,7 @@ fn desired() -> DesiredFleet {
                 source_revision: "4f1c2e9a0b1c".into(),
                 agent_version: "0.1.0".into(),
                 deployments: vec![dep.clone()],
+                key_chain: vec![],
             };
             (id, p)
         })

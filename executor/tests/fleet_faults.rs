@@ -42,6 +42,7 @@ fn desired(version: u64) -> DesiredFleet {
                 source_revision: format!("r{version}"),
                 agent_version: "0.1.0".into(),
                 deployments: vec![dep.clone()],
+                key_chain: vec![],
             };
             (id, p)
         })

@@ -74,6 +74,9 @@ pub enum Verb {
     Exec,
     /// Tell the agent of one version to exit after an upgrade: signed (fleet key).
     Retire,
+    /// Generate a new NATS nkey on the device and reply with its public half: signed.
+    #[serde(rename = "rotate-credentials")]
+    RotateCredentials,
 }
 
 impl Verb {
@@ -84,6 +87,7 @@ impl Verb {
             Verb::Logs => "logs",
             Verb::Exec => "exec",
             Verb::Retire => "retire",
+            Verb::RotateCredentials => "rotate-credentials",
         }
     }
 }
@@ -91,6 +95,13 @@ impl Verb {
 /// `device-commands.<device_id>.<verb>`.
 pub fn command_subject(device_id: &str, verb: Verb) -> String {
     format!("{COMMAND_SUBJECT_PREFIX}.{device_id}.{}", verb.as_str())
+}
+
+/// The inbox prefix of a device's agent: `_INBOX_<device_id>` (instead of the shared `_INBOX`),
+/// so a device's NATS permissions can allow it to subscribe to its own replies only
+/// (`_INBOX_<device_id>.>`) and never to another client's.
+pub fn device_inbox_prefix(device_id: &str) -> String {
+    format!("_INBOX_{device_id}")
 }
 
 /// The core-NATS subject a KV entry's updates are published on: `$KV.<bucket>.<key>`.
@@ -123,6 +134,12 @@ pub struct DevicePlan {
     /// The deployments, in name order.
     #[serde(default)]
     pub deployments: Vec<DeploymentPlan>,
+    /// Signing-key announcements (the fleet's key chain, oldest first) that the agent follows
+    /// before it verifies this plan's signature; empty unless the fleet's signing key was rotated
+    /// ([`crate::trust`], `docs/security.md`). Left out of the JSON when empty, so plans without a
+    /// chain encode (and verify) exactly as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_chain: Vec<crate::trust::SignedKeyAnnouncement>,
 }
 
 /// A published `harmony-agent` binary in [`AGENTS_OBJECT_STORE`].
@@ -450,6 +467,10 @@ impl SignedPayload for DevicePlan {
     const CONTEXT: &'static str = "device-plan";
 }
 
+impl SignedPayload for crate::trust::KeyAnnouncement {
+    const CONTEXT: &'static str = "key-chain";
+}
+
 impl SignedPayload for CommandRequest {
     const CONTEXT: &'static str = "command";
 }
@@ -536,7 +557,7 @@ pub struct Signature {
 
 /// A payload with its Ed25519 signature. The payload is kept as received (a JSON value) so
 /// verification covers exactly what was signed, fields unknown to this side included.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[schemars(bound = "T: JsonSchema")]
 pub struct Signed<T> {
     /// The signed payload.
@@ -681,6 +702,11 @@ pub struct DeviceStatus {
     /// The last agent upgrade this device attempted, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<UpgradeReport>,
+    /// [`key_id`]s of the fleet signing keys the agent trusts now (its configured keys as
+    /// extended and retired by the key chain of its applied plan); `harmony fleet
+    /// rotate-signing-key --retire` waits until every device reports the new key here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_keys: Vec<String>,
     /// When this status was written, Unix milliseconds.
     pub updated_at_ms: u64,
 }
@@ -986,6 +1012,13 @@ pub enum RejectionReason {
         /// What is wrong.
         detail: String,
     },
+    /// The plan's key chain does not follow from the keys the device trusts (an announcement
+    /// signed by an untrusted key, a bad signature, another fleet's, or one that would retire
+    /// every key).
+    KeyChain {
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 impl fmt::Display for RejectionReason {
@@ -999,6 +1032,7 @@ impl fmt::Display for RejectionReason {
                 write!(f, "plan generation {generation} is not newer than applied generation {applied} (replay or rollback)")
             }
             RejectionReason::Invalid { detail } => write!(f, "invalid plan: {detail}"),
+            RejectionReason::KeyChain { detail } => write!(f, "plan's key chain refused: {detail}"),
         }
     }
 }
@@ -1093,6 +1127,11 @@ pub enum Command {
         /// The version that should exit.
         version: String,
     },
+    /// Make a new NATS nkey on the device (the seed never leaves it), write it over the
+    /// configured `nkey_file`, use it from the next (re)connection on, and reply with its
+    /// public key ([`CommandReply::Credentials`]); `harmony fleet rotate-device-key`.
+    #[serde(rename = "rotate-credentials")]
+    RotateCredentials,
 }
 
 impl Command {
@@ -1102,6 +1141,7 @@ impl Command {
             Command::Logs { .. } => Verb::Logs,
             Command::Exec { .. } => Verb::Exec,
             Command::Retire { .. } => Verb::Retire,
+            Command::RotateCredentials => Verb::RotateCredentials,
         }
     }
 }
@@ -1139,6 +1179,11 @@ pub enum CommandReply {
         stdout: String,
         /// Standard error (truncated to 64 KiB).
         stderr: String,
+    },
+    /// The device's new public NATS nkey (`U…`), after `rotate-credentials`.
+    Credentials {
+        /// The public key.
+        nkey: String,
     },
     /// Refused before doing anything.
     Refused {
@@ -1242,6 +1287,7 @@ pub fn json_schemas() -> Vec<(&'static str, String)> {
         ("ping-reply.schema.json", one::<PingReply>()),
         ("rollout-record.schema.json", one::<RolloutRecord>()),
         ("signed-agent-artifact.schema.json", one::<SignedAgentArtifact>()),
+        ("signed-key-announcement.schema.json", one::<crate::trust::SignedKeyAnnouncement>()),
     ]
 }
 
@@ -1269,6 +1315,7 @@ mod tests {
             source_revision: "abc".into(),
             agent_version: "0.1.0".into(),
             deployments: vec![DeploymentPlan::new("hub", "acme", vec![init], vec![Service::new(c, RestartPolicy::Always)])],
+            key_chain: vec![],
         }
     }
 
@@ -1331,6 +1378,7 @@ mod tests {
             }],
             last_error: None,
             rejections: vec![Rejection { generation: Some(3), reason: RejectionReason::BadSignature, at_ms: 1 }],
+            trusted_keys: vec![],
             updated_at_ms: 2,
         };
         assert_eq!(canonical_json(&status).unwrap(), via_value(&status));

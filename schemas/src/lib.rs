@@ -14,5 +14,6 @@
 mod canon;
 pub mod fleet;
 pub mod plan;
+pub mod trust;
 
 pub use plan::{PLAN_FORMAT_VERSION, PlanFile, PlanFileError};

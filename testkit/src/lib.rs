@@ -57,15 +57,46 @@ pub struct NatsServer {
     port: u16,
     store: tempfile::TempDir,
     child: Mutex<Option<Child>>,
+    config: Option<PathBuf>,
 }
 
 impl NatsServer {
     /// Starts a server on a free port with a fresh store directory and waits until it accepts clients.
     pub fn start() -> NatsServer {
         let store = tempfile::tempdir().expect("temp dir for the JetStream store");
-        let server = NatsServer { port: free_port(), store, child: Mutex::new(None) };
+        let server = NatsServer { port: free_port(), store, child: Mutex::new(None), config: None };
         server.restart();
         server
+    }
+
+    /// Starts a server like [`NatsServer::start`] that also reads the configuration file
+    /// `config` (`-c`; e.g. one that `include`s a generated authorisation). [`NatsServer::reload`]
+    /// makes it re-read the file.
+    pub fn start_with_config(config: &Path) -> NatsServer {
+        let store = tempfile::tempdir().expect("temp dir for the JetStream store");
+        let server = NatsServer { port: free_port(), store, child: Mutex::new(None), config: Some(config.to_path_buf()) };
+        server.restart();
+        server
+    }
+
+    /// The server process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(Child::id)
+    }
+
+    /// `nats-server --signal reload=<pid>`: the server re-reads its configuration file.
+    ///
+    /// # Panics
+    /// When the server is not running or the signal cannot be sent.
+    pub fn reload(&self) {
+        let pid = self.pid().expect("nats-server is not running");
+        let status = Command::new(nats_server_binary()).arg("--signal").arg(format!("reload={pid}")).status().expect("run nats-server --signal");
+        assert!(status.success(), "nats-server --signal reload={pid} failed");
+    }
+
+    /// The server log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.store.path().join("server.log")).unwrap_or_default()
     }
 
     /// `nats://127.0.0.1:<port>`.
@@ -99,7 +130,11 @@ impl NatsServer {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let _ = std::fs::remove_file(&log);
-            let child = Command::new(nats_server_binary())
+            let mut cmd = Command::new(nats_server_binary());
+            if let Some(c) = &self.config {
+                cmd.arg("-c").arg(c);
+            }
+            let child = cmd
                 .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
                 .arg(self.store.path().join("js"))
                 .arg("-l")

@@ -83,6 +83,7 @@ fn model(n: usize) -> (RepoView, harmony_ui::model::Live) {
                 deployments,
                 last_error: (state == DeviceState::Degraded).then(|| "container `main`: exited with code 1".into()),
                 rejections: vec![],
+                trusted_keys: vec![],
                 updated_at_ms: now,
             },
         );

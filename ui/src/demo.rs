@@ -142,6 +142,7 @@ fn status_of(s: &Sim, now: u64) -> DeviceStatus {
         deployments,
         last_error: s.failing.then(|| "deployment failed: container exited with code 137 (out of memory)".into()),
         rejections: vec![],
+        trusted_keys: vec![],
         updated_at_ms: now,
     }
 }

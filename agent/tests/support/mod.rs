@@ -150,6 +150,7 @@ impl Device {
             source_revision: format!("rev-{generation}"),
             agent_version: harmony_agent::AGENT_VERSION.into(),
             deployments,
+            key_chain: vec![],
         }
     }
 

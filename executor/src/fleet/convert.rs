@@ -82,6 +82,7 @@ pub fn device_plan(unit: &DevicePlanUnit, generation: u64, source_revision: &str
         agent_version: unit.agent_version.clone(),
         agent: None,
         deployments,
+        key_chain: Vec::new(),
     }
 }
 

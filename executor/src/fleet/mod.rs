@@ -13,9 +13,11 @@
 //! - [`run`]: one whole apply (lock, observe, plan, confirm, write, journal, release).
 //! - [`status`]: desired vs applied per device, with Ready / Stale / Unknown conditions.
 //! - [`command`]: ping, signed logs/exec requests to one device's agent.
+//! - [`auth`]: per-device NATS nkey users and permissions, the auth directory, the key chain.
 
 pub mod agents;
 pub mod apply;
+pub mod auth;
 pub mod command;
 pub mod connect;
 pub mod convert;

@@ -37,10 +37,16 @@ pub struct FleetAction {
     pub reason: String,
 }
 
-/// Content equality: everything but the generation and the source revision (a new commit that
+/// Content equality: everything but the generation and the source revision (the key chain counts:
+/// a rotation re-signs every plan) (a new commit that
 /// changes nothing for a device writes nothing).
 pub fn same_content(a: &DevicePlan, b: &DevicePlan) -> bool {
-    a.version == b.version && a.device_id == b.device_id && a.fleet == b.fleet && a.agent_version == b.agent_version && a.deployments == b.deployments
+    a.version == b.version
+        && a.device_id == b.device_id
+        && a.fleet == b.fleet
+        && a.agent_version == b.agent_version
+        && a.deployments == b.deployments
+        && a.key_chain == b.key_chain
 }
 
 /// Plans every device of `desired` against `observed`, plus deletions of observed devices of the
@@ -140,6 +146,7 @@ mod tests {
             source_revision: "r".into(),
             agent_version: "0.1.0".into(),
             deployments,
+            key_chain: vec![],
         }
     }
 

@@ -666,6 +666,7 @@ mod tests {
             source_revision: "r".into(),
             agent_version: agent.into(),
             agent: None,
+            key_chain: Vec::new(),
             deployments,
         }
     }
@@ -810,6 +811,7 @@ mod tests {
             last_error: None,
             rejections: vec![],
             upgrade: None,
+            trusted_keys: vec![],
             updated_at_ms: now,
         };
         let hb = |agent: &str, at: u64| {

@@ -45,6 +45,9 @@ pub enum Condition {
     Stale,
     /// Never heard from, or not for longer than `unknown_after`.
     Unknown,
+    /// Its NATS credentials were revoked (`harmony fleet revoke`): it gets no plan and cannot
+    /// connect.
+    Revoked,
 }
 
 impl Condition {
@@ -56,6 +59,7 @@ impl Condition {
             Condition::Degraded => "degraded",
             Condition::Stale => "stale",
             Condition::Unknown => "unknown",
+            Condition::Revoked => "revoked",
         }
     }
 }
@@ -133,7 +137,7 @@ pub struct FleetStatus {
 impl FleetStatus {
     /// Whether every device is ready.
     pub fn all_ready(&self) -> bool {
-        self.devices.iter().all(|d| d.condition == Condition::Ready)
+        self.devices.iter().all(|d| matches!(d.condition, Condition::Ready | Condition::Revoked))
     }
 }
 
@@ -227,6 +231,7 @@ mod tests {
             deployments: vec![],
             last_error: None,
             rejections: vec![],
+            trusted_keys: vec![],
             updated_at_ms: 0,
         }
     }

@@ -73,6 +73,7 @@ impl Env {
             deployments: vec![],
             last_error: error.map(str::to_string),
             rejections: vec![],
+            trusted_keys: vec![],
             updated_at_ms: now_ms(),
         };
         self.stores[1].put(device, serde_json::to_vec(&s).unwrap().into()).await.unwrap();

@@ -1,0 +1,575 @@
+//! Issue 10's acceptance against a real nats-server running the authorisation `harmony fleet`
+//! generates, with the real `harmony` and `harmony-agent` binaries (runtime `none`: no podman).
+//!
+//! - `device_permissions_are_least_privilege`: device A cannot read or watch B's plan, write B's
+//!   status or heartbeat, receive B's commands, write any plan, or hear other clients' replies;
+//!   each refusal is asserted (the server's permissions-violation error and no delivery / no
+//!   change), next to the positive controls; harmony's identity applies, reads status and pings.
+//! - `revoked_device_loses_access_and_gets_nothing`: revoke closes the live connection within the
+//!   documented 5 s, reconnecting fails, the plan is gone, status says `revoked`, later applies
+//!   write it nothing.
+//! - `signing_key_rotation_keeps_agents_converging_and_retires_the_old_key`.
+//!
+//! Needs nats-server (scripts/install-test-deps.sh) and the agent binary (built on demand).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::fleet::{agent_binary, harmony, text};
+use futures::StreamExt as _;
+use harmony_schemas::fleet::{
+    DeviceStatus, HEARTBEATS_BUCKET, PLANS_BUCKET, STATUS_BUCKET, SignedDevicePlan, Verb, command_subject, device_inbox_prefix, encode_key,
+    generate_signing_key, key_id, parse_signing_key,
+};
+use harmony_testkit::{NatsServer, nats_server_binary};
+
+/// A fleet `pico` with `auth nkey`: repository, auth directory, server running the generated
+/// authorisation, enrolled devices.
+struct Secure {
+    server: NatsServer,
+    dir: tempfile::TempDir,
+    repo: PathBuf,
+    auth: PathBuf,
+    devices: Vec<String>,
+    agents: Vec<Child>,
+}
+
+fn deployment(image: &str) -> String {
+    format!("deployment web {{\n    tenant acme\n    fleet pico\n    selector site=sec\n    container app {{\n        image \"{image}\"\n    }}\n}}\n")
+}
+
+impl Secure {
+    fn new(tag: &str, names: &[&str]) -> Secure {
+        let dir = tempfile::tempdir().expect("tmp");
+        let repo = dir.path().join("repo");
+        let auth = dir.path().join("auth");
+        std::fs::create_dir_all(&repo).expect("mkdir");
+        let k1 = generate_signing_key().expect("key");
+        std::fs::write(dir.path().join("k1.key"), encode_key(k1.as_bytes())).expect("write key");
+        let command = generate_signing_key().expect("key");
+        std::fs::write(dir.path().join("command.key"), encode_key(command.as_bytes())).expect("write key");
+        let command_public = encode_key(command.verifying_key().as_bytes());
+        std::fs::write(repo.join("pico.pub"), encode_key(k1.verifying_key().as_bytes())).expect("write");
+        let devices: Vec<String> = names.iter().map(|n| format!("{tag}-{n}-{}", std::process::id())).collect();
+        // The repository's URL is never dialled: every command gets --nats-url from the environment.
+        let mut kdl = "fleet pico {\n    nats \"nats://127.0.0.1:1\"\n    agent-version \"0.1.0\"\n    signing-key \"pico.pub\"\n    tenants acme\n    auth nkey\n}\ntenant acme {\n    namespaces acme\n}\n".to_string();
+        for d in &devices {
+            kdl.push_str(&format!("device {d} {{\n    fleet pico\n    labels site=sec\n}}\n"));
+        }
+        std::fs::write(repo.join("fleet.kdl"), kdl).expect("write");
+        std::fs::write(repo.join("deploy.kdl"), deployment("localhost/app:1")).expect("write");
+        // harmony's identity and the (device-less) authorisation first, then the server that includes it.
+        let out = harmony(&repo, &["fleet", "auth-config", "--auth-dir", &auth.to_string_lossy()], &[]);
+        assert!(out.status.success(), "auth-config: {}", text(&out));
+        std::fs::write(dir.path().join("server.conf"), "include \"auth/pico/nats-auth.conf\"\n").expect("write");
+        let server = NatsServer::start_with_config(&dir.path().join("server.conf"));
+        let s = Secure { server, dir, repo, auth, devices, agents: Vec::new() };
+        for d in s.devices.clone() {
+            let out = s.harmony(&[
+                "fleet",
+                "enroll",
+                &d,
+                "--out",
+                &s.dev_dir(&d).to_string_lossy(),
+                "--device-dir",
+                &s.dev_dir(&d).to_string_lossy(),
+                "--state-dir",
+                &s.dir.path().join(format!("state-{d}")).to_string_lossy(),
+                "--command-key",
+                &command_public,
+            ]);
+            assert!(out.status.success(), "enroll {d}: {}", text(&out));
+        }
+        s
+    }
+
+    fn dev_dir(&self, device: &str) -> PathBuf {
+        self.dir.path().join(format!("dev-{device}"))
+    }
+
+    fn key_file(&self, name: &str) -> String {
+        self.dir.path().join(name).to_string_lossy().into_owned()
+    }
+
+    fn seed(&self, device: &str) -> String {
+        std::fs::read_to_string(self.dev_dir(device).join(format!("{device}.nk"))).expect("seed").trim().to_string()
+    }
+
+    fn harmony(&self, args: &[&str]) -> Output {
+        let reload = format!("{} --signal reload={}", nats_server_binary().display(), self.server.pid().expect("running"));
+        let url = self.server.url();
+        let auth = self.auth.to_string_lossy().into_owned();
+        let state = self.dir.path().join("harmony-state").to_string_lossy().into_owned();
+        harmony(&self.repo, args, &[("HARMONY_NATS_URL", &url), ("HARMONY_AUTH_DIR", &auth), ("HARMONY_NATS_RELOAD", &reload), ("HARMONY_STATE_DIR", &state)])
+    }
+
+    fn apply_with(&self, key: &str) -> Output {
+        self.harmony(&["apply", "--yes", "--signing-key-file", &self.key_file(key)])
+    }
+
+    fn apply(&self, key: &str) -> String {
+        let out = self.apply_with(key);
+        assert!(out.status.success(), "harmony apply failed: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn start_agent(&mut self, device: &str) {
+        let log = self.dir.path().join(format!("agent-{device}.log"));
+        let child = Command::new(agent_binary())
+            .arg("--config")
+            .arg(self.dev_dir(device).join("agent.toml"))
+            .args(["--runtime", "none", "--heartbeat-interval", "1", "--label", "site=sec"])
+            .env("HARMONY_AGENT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("start harmony-agent");
+        self.agents.push(child);
+    }
+
+    fn agent_log(&self, device: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("agent-{device}.log"))).unwrap_or_default()
+    }
+
+    fn status(&self, device: &str) -> serde_json::Value {
+        let out = self.harmony(&["status", "--format", "json"]);
+        assert!(out.status.success(), "harmony status failed: {}", text(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+        doc["fleets"][0]["devices"].as_array().and_then(|a| a.iter().find(|d| d["device"] == device).cloned()).unwrap_or_default()
+    }
+
+    fn wait_status(&self, device: &str, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let d = self.status(device);
+            if pred(&d) {
+                return d;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; last status of {device}: {d:#}\nagent log:\n{}", self.agent_log(device));
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    fn wait_ready(&self, device: &str, generation: u64) -> serde_json::Value {
+        self.wait_status(device, &format!("ready at generation {generation}"), |d| {
+            d["condition"] == "ready" && d["applied_generation"] == generation && d["desired_generation"] == generation
+        })
+    }
+
+    /// A client with harmony's identity.
+    async fn harmony_client(&self) -> async_nats::Client {
+        let seed = std::fs::read_to_string(self.auth.join("pico/harmony.nk")).expect("harmony seed");
+        async_nats::ConnectOptions::with_nkey(seed.trim().to_string()).connect(self.server.url()).await.expect("harmony connects")
+    }
+}
+
+impl Drop for Secure {
+    fn drop(&mut self) {
+        for a in &mut self.agents {
+            let _ = a.kill();
+            let _ = a.wait();
+        }
+    }
+}
+
+/// A client authenticated as `device` (its inbox prefix is its own), recording server errors and
+/// connection events.
+struct DeviceClient {
+    client: async_nats::Client,
+    events: Arc<Mutex<Vec<String>>>,
+}
+
+impl DeviceClient {
+    async fn connect(url: &str, device: &str, seed: &str) -> Result<DeviceClient, async_nats::ConnectError> {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let ev = events.clone();
+        let client = async_nats::ConnectOptions::with_nkey(seed.to_string())
+            .custom_inbox_prefix(device_inbox_prefix(device))
+            .request_timeout(Some(Duration::from_millis(1500)))
+            .max_reconnects(Some(1))
+            .event_callback(move |e| {
+                let ev = ev.clone();
+                async move { ev.lock().unwrap().push(e.to_string().to_lowercase()) }
+            })
+            .connect(url)
+            .await?;
+        Ok(DeviceClient { client, events })
+    }
+
+    /// Waits until the server reported a permissions violation naming `subject`.
+    async fn violation(&self, kind: &str, subject: &str) {
+        let want = format!("permissions violation for {kind} to \"{}\"", subject.to_lowercase());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.events.lock().unwrap().iter().any(|e| e.contains(&want)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no `{want}` from the server; events: {:?}", self.events.lock().unwrap());
+    }
+
+    /// A request that must be refused: no reply, and the server names the violation.
+    async fn refused_request(&self, subject: &str, body: &[u8]) {
+        let r = self.client.request(subject.to_string(), body.to_vec().into()).await;
+        assert!(r.is_err(), "request to {subject} was answered: {:?}", r.map(|m| String::from_utf8_lossy(&m.payload).into_owned()));
+        self.violation("publish", subject).await;
+    }
+
+    /// A subscription that must be refused: the server names the violation and nothing arrives
+    /// while `trigger` publishes on it.
+    async fn refused_subscription(&self, subject: &str, trigger: impl std::future::Future<Output = ()>) {
+        let mut sub = self.client.subscribe(subject.to_string()).await.expect("subscribe call");
+        self.violation("subscription", subject).await;
+        trigger.await;
+        let got = tokio::time::timeout(Duration::from_millis(1500), sub.next()).await;
+        assert!(!matches!(got, Ok(Some(_))), "a message on {subject} was delivered: {got:?}");
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+fn direct_get(device: &str) -> String {
+    format!("$JS.API.DIRECT.GET.KV_{PLANS_BUCKET}.$KV.{PLANS_BUCKET}.{device}")
+}
+
+#[test]
+fn device_permissions_are_least_privilege() {
+    let mut f = Secure::new("perm", &["a", "b"]);
+    let (a, b) = (f.devices[0].clone(), f.devices[1].clone());
+    // Enrolment output: config, seed (0600), fleet key; no seed in the auth dir or the repository.
+    let seed_a = f.seed(&a);
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(f.dev_dir(&a).join(format!("{a}.nk"))).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "device seed is private");
+        let config = std::fs::read_to_string(f.dev_dir(&a).join("agent.toml")).unwrap();
+        assert!(config.contains(&format!("device_id = \"{a}\"")) && config.contains("nkey_file") && !config.contains(&seed_a), "{config}");
+        for dir in [&f.auth, &f.repo] {
+            for e in walk(dir) {
+                let text = std::fs::read_to_string(&e).unwrap_or_default();
+                assert!(!text.contains(&seed_a), "device seed found in {}", e.display());
+            }
+        }
+    }
+    // A fleet declaring `auth nkey` is not applied without the auth directory.
+    let url = f.server.url();
+    let out = harmony(&f.repo, &["apply", "--yes", "--signing-key-file", &f.key_file("k1.key")], &[("HARMONY_NATS_URL", &url)]);
+    assert!(!out.status.success() && text(&out).contains("declares `auth nkey` but has no auth directory"), "{}", text(&out));
+    // Nor can anyone connect without credentials.
+    assert!(rt().block_on(async_nats::connect(url.as_str())).is_err(), "an anonymous client connected");
+    // harmony's identity applies (creates buckets, writes plans) and the agents converge.
+    f.apply("k1.key");
+    f.start_agent(&a);
+    f.start_agent(&b);
+    f.wait_ready(&a, 1);
+    f.wait_ready(&b, 1);
+    // harmony pings through the agent's command subscription.
+    let out = f.harmony(&["device", "ping", &a]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&format!("{a}: agent")), "{}", text(&out));
+
+    let rt = rt();
+    rt.block_on(async {
+        let h = f.harmony_client().await;
+        let hjs = async_nats::jetstream::new(h.clone());
+        let plans = hjs.get_key_value(PLANS_BUCKET).await.expect("harmony reads plans");
+        let statuses = hjs.get_key_value(STATUS_BUCKET).await.expect("harmony reads status");
+        let heartbeats = hjs.get_key_value(HEARTBEATS_BUCKET).await.expect("harmony reads heartbeats");
+        let plan_b = plans.entry(&b).await.unwrap().expect("b's plan");
+        let plan_a = plans.entry(&a).await.unwrap().expect("a's plan");
+
+        let dev = DeviceClient::connect(&f.server.url(), &a, &seed_a).await.expect("a connects with its seed");
+        // Positive control: its own plan, with one direct get.
+        let own = dev.client.request(direct_get(&a), Vec::new().into()).await.expect("a reads its own plan");
+        assert_eq!(own.payload, plan_a.value, "a reads exactly its plan");
+
+        // Read B's plan: a direct get of B's key, the un-keyed direct get and message get with a
+        // body naming B, stream info (needed to open the bucket), a consumer (needed to watch).
+        dev.refused_request(&direct_get(&b), b"").await;
+        let body_b = format!("{{\"last_by_subj\":\"$KV.{PLANS_BUCKET}.{b}\"}}");
+        dev.refused_request(&format!("$JS.API.DIRECT.GET.KV_{PLANS_BUCKET}"), body_b.as_bytes()).await;
+        dev.refused_request(&format!("$JS.API.STREAM.MSG.GET.KV_{PLANS_BUCKET}"), body_b.as_bytes()).await;
+        dev.refused_request(&format!("$JS.API.STREAM.INFO.KV_{PLANS_BUCKET}"), b"").await;
+        dev.refused_request(&format!("$JS.API.CONSUMER.CREATE.KV_{PLANS_BUCKET}"), b"{}").await;
+        dev.refused_request(&format!("$JS.API.CONSUMER.CREATE.KV_{PLANS_BUCKET}.watch.$KV.{PLANS_BUCKET}.{b}"), b"{}").await;
+        // Its own direct-get subject with a body naming B: the server refuses a body on this form.
+        let sneaky = dev.client.request(direct_get(&a), body_b.clone().into_bytes().into()).await;
+        if let Ok(m) = &sneaky {
+            assert_ne!(m.payload, plan_b.value, "a read b's plan through its own direct-get subject");
+        }
+        // The async-nats KV API (stream info first) is refused as a whole.
+        let djs = async_nats::jetstream::new(dev.client.clone());
+        assert!(djs.get_key_value(PLANS_BUCKET).await.is_err(), "a opened the plans bucket");
+
+        // Watch B's plan (its update subject), or every plan: nothing arrives when harmony writes.
+        let rewrite_b = || async { plans.put(&b, plan_b.value.clone()).await.map(|_| ()).expect("harmony writes b's plan") };
+        dev.refused_subscription(&format!("$KV.{PLANS_BUCKET}.{b}"), rewrite_b()).await;
+        dev.refused_subscription(&format!("$KV.{PLANS_BUCKET}.>"), rewrite_b()).await;
+        dev.refused_subscription(">", rewrite_b()).await;
+
+        // Write B's status and heartbeat: refused, and the entries are unchanged.
+        let status_b = statuses.entry(&b).await.unwrap().expect("b's status").revision;
+        dev.refused_request(&format!("$KV.{STATUS_BUCKET}.{b}"), b"{\"forged\":true}").await;
+        dev.refused_request(&format!("$KV.{HEARTBEATS_BUCKET}.{b}"), b"{\"forged\":true}").await;
+        let forged = statuses.entry(&b).await.unwrap().expect("b's status");
+        assert!(!String::from_utf8_lossy(&forged.value).contains("forged"), "b's status was overwritten");
+        assert!(forged.revision >= status_b);
+        let hb = heartbeats.entry(&b).await.unwrap().expect("b's heartbeat");
+        assert!(!String::from_utf8_lossy(&hb.value).contains("forged"), "b's heartbeat was overwritten");
+        // Positive control: its own status (a JetStream ack comes back to its own inbox).
+        let ack = dev.client.request(format!("$KV.{HEARTBEATS_BUCKET}.{a}"), b"{}".to_vec().into()).await.expect("a writes its own heartbeat");
+        assert!(String::from_utf8_lossy(&ack.payload).contains("\"seq\""), "a JetStream ack: {:?}", ack.payload);
+
+        // Write any plan, its own included: refused, plans unchanged.
+        dev.refused_request(&format!("$KV.{PLANS_BUCKET}.{a}"), b"{}").await;
+        dev.refused_request(&format!("$KV.{PLANS_BUCKET}.{b}"), b"{}").await;
+        assert_eq!(plans.entry(&a).await.unwrap().expect("a's plan").value, plan_a.value);
+        assert_eq!(plans.entry(&b).await.unwrap().expect("b's plan").value, plan_b.value);
+
+        // Receive B's commands: nothing arrives while harmony pings B (B's agent answers).
+        let ping_b = || async {
+            let reply = h.request(command_subject(&b, Verb::Ping), "{}".into()).await.expect("b answers harmony's ping");
+            assert!(String::from_utf8_lossy(&reply.payload).contains(&b));
+        };
+        dev.refused_subscription(&format!("device-commands.{b}.>"), ping_b()).await;
+        // Other clients' replies (harmony's inbox, B's inbox) are not its to hear.
+        dev.refused_subscription("_INBOX.>", ping_b()).await;
+        dev.refused_subscription(&format!("{}.>", device_inbox_prefix(&b)), async {}).await;
+        // Reply to anything but a request it received: refused.
+        dev.refused_request("_INBOX.forged", b"{}").await;
+        // It does receive its own commands (harmony pings A: the agent's reply arrives).
+        let reply = h.request(command_subject(&a, Verb::Ping), "{}".into()).await.expect("a answers");
+        assert!(String::from_utf8_lossy(&reply.payload).contains(&a));
+    });
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn revoked_device_loses_access_and_gets_nothing() {
+    let mut f = Secure::new("rev", &["a", "b"]);
+    let (a, b) = (f.devices[0].clone(), f.devices[1].clone());
+    f.apply("k1.key");
+    f.start_agent(&a);
+    f.start_agent(&b);
+    f.wait_ready(&a, 1);
+    f.wait_ready(&b, 1);
+    let seed_a = f.seed(&a);
+    let rt = rt();
+    let watcher = rt.block_on(DeviceClient::connect(&f.server.url(), &a, &seed_a)).expect("a connects");
+
+    let started = Instant::now();
+    let out = f.harmony(&["fleet", "revoke", &a]);
+    assert!(out.status.success(), "revoke: {}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("revoked device {a}")), "{}", text(&out));
+    // The live connection is closed by the reload (documented: within 5 s).
+    rt.block_on(async {
+        while watcher.client.connection_state() == async_nats::connection::State::Connected {
+            assert!(started.elapsed() < Duration::from_secs(5), "a's connection survived the revocation for 5 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let events = watcher.events.lock().unwrap().clone();
+    assert!(events.iter().any(|e| e.contains("authorization") || e.contains("disconnected")), "{events:?}");
+    // Reconnecting with its credentials fails.
+    let again = rt.block_on(DeviceClient::connect(&f.server.url(), &a, &seed_a));
+    assert!(again.is_err(), "a revoked device connected again");
+    // The running agent is out too: its heartbeat stops moving.
+    rt.block_on(async {
+        let h = f.harmony_client().await;
+        let js = async_nats::jetstream::new(h);
+        let hb = js.get_key_value(HEARTBEATS_BUCKET).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let before = hb.entry(&a).await.unwrap().map(|e| e.revision);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(hb.entry(&a).await.unwrap().map(|e| e.revision), before, "the revoked agent still writes heartbeats");
+        // Its plan is gone.
+        let plans = js.get_key_value(PLANS_BUCKET).await.unwrap();
+        assert!(plans.get(&a).await.unwrap().is_none(), "the revoked device's plan is still there");
+    });
+    // Status shows it revoked; B is unaffected.
+    let d = f.status(&a);
+    assert_eq!(d["condition"], "revoked", "{d:#}");
+    let human = String::from_utf8_lossy(&f.harmony(&["status"]).stdout).into_owned();
+    assert!(human.contains("revoked"), "{human}");
+    // A later apply writes it nothing (the device is still in the repository) but B converges.
+    std::fs::write(f.repo.join("deploy.kdl"), deployment("localhost/app:2")).unwrap();
+    let out = f.apply("k1.key");
+    assert!(out.contains("1 to update") && !out.contains("1 to create"), "{out}");
+    f.wait_ready(&b, 2);
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(f.harmony_client().await);
+        assert!(js.get_key_value(PLANS_BUCKET).await.unwrap().get(&a).await.unwrap().is_none(), "apply wrote a plan for a revoked device");
+    });
+    // Enrolling it again is refused.
+    let out = f.harmony(&["fleet", "enroll", &a, "--out", &f.dir.path().join("again").to_string_lossy()]);
+    assert!(!out.status.success() && text(&out).contains("revoked"), "{}", text(&out));
+    assert!(!f.dir.path().join("again").exists(), "a refused enrolment wrote files");
+}
+
+#[test]
+fn signing_key_rotation_keeps_agents_converging_and_retires_the_old_key() {
+    let mut f = Secure::new("rot", &["a", "b"]);
+    let (a, b) = (f.devices[0].clone(), f.devices[1].clone());
+    let k1 = parse_signing_key(&std::fs::read_to_string(f.key_file("k1.key")).unwrap()).unwrap();
+    f.apply("k1.key");
+    f.start_agent(&a);
+    f.start_agent(&b);
+    f.wait_ready(&a, 1);
+    f.wait_ready(&b, 1);
+    let no_rejection = |f: &Secure, d: &str, generation: u64| {
+        let s = f.wait_ready(d, generation);
+        assert!(s["last_rejection"].is_null(), "a plan was rejected during the rotation: {s:#}");
+    };
+
+    // Step 1: announce K2 (signed by K1).
+    let out = f.harmony(&["fleet", "rotate-signing-key", "--signing-key-file", &f.key_file("k1.key"), "--new-key-file", &f.key_file("k2.key")]);
+    assert!(out.status.success(), "rotate: {}", text(&out));
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(f.key_file("k2.key")).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let k2 = parse_signing_key(&std::fs::read_to_string(f.key_file("k2.key")).unwrap()).unwrap();
+    // Retiring before the devices trust K2 is refused.
+    let out = f.harmony(&["fleet", "rotate-signing-key", "--retire", "--signing-key-file", &f.key_file("k2.key")]);
+    assert!(!out.status.success() && text(&out).contains("do not report trusting"), "{}", text(&out));
+    // Apply with K2: every plan carries the announcement; the agents (configured with K1 only) accept.
+    let out = f.apply("k2.key");
+    assert!(out.contains("2 to update"), "{out}");
+    no_rejection(&f, &a, 2);
+    no_rejection(&f, &b, 2);
+    // Keep changing the plans mid-rotation: they keep converging.
+    std::fs::write(f.repo.join("deploy.kdl"), deployment("localhost/app:2")).unwrap();
+    f.apply("k2.key");
+    no_rejection(&f, &a, 3);
+    no_rejection(&f, &b, 3);
+
+    // Step 2: retire K1 (announced by K2), once every device reports trusting K2.
+    let out = f.harmony(&["fleet", "rotate-signing-key", "--retire", "--signing-key-file", &f.key_file("k2.key")]);
+    assert!(out.status.success(), "retire: {}", text(&out));
+    std::fs::write(f.repo.join("deploy.kdl"), deployment("localhost/app:3")).unwrap();
+    f.apply("k2.key");
+    no_rejection(&f, &a, 4);
+    no_rejection(&f, &b, 4);
+    let rt = rt();
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(f.harmony_client().await);
+        let statuses = js.get_key_value(STATUS_BUCKET).await.unwrap();
+        for d in [&a, &b] {
+            let s: DeviceStatus = serde_json::from_slice(&statuses.get(d).await.unwrap().unwrap()).unwrap();
+            assert_eq!(s.trusted_keys, vec![key_id(&k2.verifying_key())], "{d} trusts only K2 now");
+        }
+    });
+    // harmony refuses to sign with the retired key.
+    let out = f.apply_with("k1.key");
+    assert!(!out.status.success() && text(&out).contains("not trusted at the end of fleet `pico`'s key chain"), "{}", text(&out));
+
+    // A plan signed by the retired key (a thief of K1 with write access) is rejected, with or
+    // without the chain, and again after the agent restarts.
+    let genuine = rt.block_on(async {
+        let js = async_nats::jetstream::new(f.harmony_client().await);
+        let plans = js.get_key_value(PLANS_BUCKET).await.unwrap();
+        let current = SignedDevicePlan::from_slice(&plans.get(&a).await.unwrap().unwrap()).unwrap();
+        current.verify(&[k2.verifying_key()]).expect("current plan verifies with K2")
+    });
+    assert_eq!(genuine.key_chain.len(), 2, "the plan carries trust K2 and retire K1");
+    let (url, harmony_seed) = (f.server.url(), std::fs::read_to_string(f.auth.join("pico/harmony.nk")).unwrap());
+    let forge = |generation: u64, chain: bool| {
+        rt.block_on(async {
+            let h = async_nats::ConnectOptions::with_nkey(harmony_seed.trim().to_string()).connect(url.as_str()).await.expect("harmony connects");
+            let js = async_nats::jetstream::new(h);
+            let plans = js.get_key_value(PLANS_BUCKET).await.unwrap();
+            let mut p = genuine.clone();
+            p.generation = generation;
+            if !chain {
+                p.key_chain.clear();
+            }
+            plans.put(&a, SignedDevicePlan::sign(&p, &k1).unwrap().to_vec().into()).await.unwrap();
+        })
+    };
+    forge(10, true);
+    let d = f.wait_status(&a, "an unknown-key rejection", |d| d["last_rejection"]["generation"] == 10);
+    assert_eq!(d["last_rejection"]["reason"]["kind"], "unknown-key", "{d:#}");
+    assert_eq!(d["applied_generation"], 4, "{d:#}");
+    // Restart a's agent: the retirement persisted although its config still lists K1.
+    let child = f.agents.remove(0);
+    drop_child(child);
+    f.start_agent(&a);
+    forge(11, false);
+    let d = f.wait_status(&a, "an unknown-key rejection after restart", |d| d["last_rejection"]["generation"] == 11);
+    assert_eq!(d["last_rejection"]["reason"]["kind"], "unknown-key", "{d:#}");
+    assert_eq!(d["applied_generation"], 4, "{d:#}");
+}
+
+fn drop_child(mut c: Child) {
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+#[test]
+fn device_credentials_rotate_without_touching_the_device() {
+    let mut f = Secure::new("cred", &["a", "b"]);
+    let (a, b) = (f.devices[0].clone(), f.devices[1].clone());
+    f.apply("k1.key");
+    f.start_agent(&a);
+    f.start_agent(&b);
+    f.wait_ready(&a, 1);
+    let old_seed = f.seed(&a);
+    let rt = rt();
+    let old = rt.block_on(DeviceClient::connect(&f.server.url(), &a, &old_seed)).expect("the old key works before the rotation");
+
+    let out = f.harmony(&["fleet", "rotate-device-key", &a, "--command-key-file", &f.key_file("command.key")]);
+    assert!(out.status.success(), "rotate-device-key: {}", text(&out));
+    // The device wrote a new seed over its nkey_file (mode 0600); harmony only saw the public key.
+    let new_seed = f.seed(&a);
+    assert_ne!(new_seed, old_seed);
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(f.dev_dir(&a).join(format!("{a}.nk"))).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    assert!(!text(&out).contains(&new_seed), "the seed was printed");
+    for e in walk(&f.auth) {
+        assert!(!std::fs::read_to_string(&e).unwrap_or_default().contains(&new_seed), "device seed found in {}", e.display());
+    }
+    // The old key no longer works: its live connection is closed and a new one is refused.
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while old.client.connection_state() == async_nats::connection::State::Connected {
+            assert!(Instant::now() < deadline, "the old key's connection survived the rotation");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert!(rt.block_on(DeviceClient::connect(&f.server.url(), &a, &old_seed)).is_err(), "the old key still connects");
+    assert!(rt.block_on(DeviceClient::connect(&f.server.url(), &a, &new_seed)).is_ok(), "the new key connects");
+    // The agent reconnected with the new key by itself and keeps converging; b was never touched.
+    std::fs::write(f.repo.join("deploy.kdl"), deployment("localhost/app:2")).unwrap();
+    f.apply("k1.key");
+    f.wait_ready(&a, 2);
+    f.wait_ready(&b, 2);
+    let out = f.harmony(&["device", "ping", &a]);
+    assert!(out.status.success(), "{}", text(&out));
+    // An unsigned or wrongly signed rotation is refused by the agent.
+    let other = generate_signing_key().unwrap();
+    std::fs::write(f.dir.path().join("other.key"), encode_key(other.as_bytes())).unwrap();
+    let out = f.harmony(&["fleet", "rotate-device-key", &a, "--command-key-file", &f.key_file("other.key")]);
+    assert!(!out.status.success() && text(&out).contains("refused"), "{}", text(&out));
+    assert_eq!(f.seed(&a), new_seed, "a refused rotation changed the key");
+}
