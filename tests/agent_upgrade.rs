@@ -10,36 +10,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::fleet::{Agent, Fleet, agent_binary, text};
+use common::fleet::{Agent, Fleet, agent_binary, next_binary, text};
 
 const OLD: &str = env!("CARGO_PKG_VERSION");
-
-/// The `next-version` build of the agent, next to the normal one. Built (cargo: a no-op when
-/// up to date; both builds stay cached) once per test run, then the normal binary is put back so
-/// every test runs the current code of both versions.
-fn next_binary() -> PathBuf {
-    static BUILT: Mutex<bool> = Mutex::new(false);
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    let normal = agent_binary();
-    let next = normal.with_file_name("harmony-agent-next");
-    if !*built {
-        let build = |features: &[&str]| {
-            let status =
-                Command::new(env!("CARGO")).args(["build", "-p", "harmony-agent", "--bin", "harmony-agent"]).args(features).status().expect("cargo build");
-            assert!(status.success(), "building harmony-agent {features:?} failed");
-        };
-        build(&["--features", "next-version"]);
-        std::fs::copy(&normal, &next).expect("copy the next build");
-        build(&[]);
-        *built = true;
-    }
-    let v = Command::new(&next).arg("--version").output().expect("run next");
-    assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), format!("harmony-agent {OLD}-next"), "the second build reports another version");
-    next
-}
 
 /// Processes running an agent for `device` (not self-tests): by their command line.
 fn agent_processes(device: &str) -> Vec<(u32, String)> {

@@ -19,7 +19,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::fleet::{agent_binary, harmony, text};
+use common::fleet::{agent_binary, harmony, next_binary, text};
 use futures::StreamExt as _;
 use harmony_schemas::fleet::{
     DeviceStatus, HEARTBEATS_BUCKET, PLANS_BUCKET, STATUS_BUCKET, SignedDevicePlan, Verb, command_subject, device_inbox_prefix, encode_key,
@@ -118,8 +118,13 @@ impl Secure {
     }
 
     fn start_agent(&mut self, device: &str) {
+        self.start_agent_exe(&agent_binary(), device, &[]);
+    }
+
+    fn start_agent_exe(&mut self, exe: &Path, device: &str, extra: &[&str]) {
         let log = self.dir.path().join(format!("agent-{device}.log"));
-        let child = Command::new(agent_binary())
+        let child = Command::new(exe)
+            .args(extra)
             .arg("--config")
             .arg(self.dev_dir(device).join("agent.toml"))
             .args(["--runtime", "none", "--heartbeat-interval", "1", "--label", "site=sec"])
@@ -572,4 +577,52 @@ fn device_credentials_rotate_without_touching_the_device() {
     let out = f.harmony(&["fleet", "rotate-device-key", &a, "--command-key-file", &f.key_file("other.key")]);
     assert!(!out.status.success() && text(&out).contains("refused"), "{}", text(&out));
     assert_eq!(f.seed(&a), new_seed, "a refused rotation changed the key");
+}
+
+/// An agent with generated least-privilege credentials upgrades itself: it may read the agents
+/// object store (binaries are integrity-checked against the signed plan, not secret) and
+/// nothing more than before.
+#[test]
+fn an_agent_with_generated_credentials_upgrades_itself() {
+    let next = next_binary();
+    let mut s = Secure::new("upg", &["a"]);
+    let d = s.devices[0].clone();
+    let old = env!("CARGO_PKG_VERSION");
+    let new = format!("{old}-next");
+    let install = s.dir.path().join("install");
+    std::fs::create_dir_all(&install).expect("mkdir");
+    std::fs::copy(agent_binary(), install.join(format!("harmony-agent-{old}"))).expect("install");
+    std::os::unix::fs::symlink(format!("harmony-agent-{old}"), install.join("current")).expect("symlink");
+    let install_arg = install.to_string_lossy().into_owned();
+    s.start_agent_exe(&install.join("current"), &d, &["--install-dir", &install_arg, "--upgrade-timeout", "60"]);
+    s.apply("k1.key");
+    s.wait_ready(&d, 1);
+    let out = s.harmony(&[
+        "fleet",
+        "publish-agent",
+        "--fleet",
+        "pico",
+        "--agent-version",
+        &new,
+        &next.to_string_lossy(),
+        "--signing-key-file",
+        &s.key_file("k1.key"),
+    ]);
+    assert!(out.status.success(), "publish-agent: {}", text(&out));
+    let kdl =
+        std::fs::read_to_string(s.repo.join("fleet.kdl")).expect("read").replace(&format!("agent-version \"{old}\""), &format!("agent-version \"{new}\""));
+    std::fs::write(s.repo.join("fleet.kdl"), kdl).expect("write");
+    let applied = s.apply("k1.key");
+    assert!(applied.contains(&format!("rollout of agent {new} complete")), "{applied}\nagent log:\n{}", s.agent_log(&d));
+    let st = s.wait_ready(&d, 2);
+    assert_eq!(st["agent_version"], new.as_str(), "{st:#}");
+    assert!(!s.agent_log(&d).to_lowercase().contains("permissions violation"), "{}", s.agent_log(&d));
+    assert_eq!(std::fs::read_link(install.join("current")).expect("current"), Path::new(&format!("harmony-agent-{new}")));
+    // The new agent runs on its own (not the test's child): stop it.
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        if String::from_utf8_lossy(&cmd).contains(&*install_arg) {
+            let _ = Command::new("kill").args(["-KILL", &e.file_name().to_string_lossy()]).status();
+        }
+    }
 }

@@ -33,6 +33,34 @@ pub fn agent_binary() -> PathBuf {
     p
 }
 
+/// The `next-version` build of the agent, next to the normal one. Built (cargo: a no-op when
+/// up to date; both builds stay cached) once per test run, then the normal binary is put back so
+/// every test runs the current code of both versions.
+pub fn next_binary() -> PathBuf {
+    static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let normal = agent_binary();
+    let next = normal.with_file_name("harmony-agent-next");
+    if !*built {
+        let build = |features: &[&str]| {
+            let status =
+                Command::new(env!("CARGO")).args(["build", "-p", "harmony-agent", "--bin", "harmony-agent"]).args(features).status().expect("cargo build");
+            assert!(status.success(), "building harmony-agent {features:?} failed");
+        };
+        build(&["--features", "next-version"]);
+        std::fs::copy(&normal, &next).expect("copy the next build");
+        build(&[]);
+        *built = true;
+    }
+    let v = Command::new(&next).arg("--version").output().expect("run next");
+    assert_eq!(
+        String::from_utf8_lossy(&v.stdout).trim(),
+        format!("harmony-agent {}-next", env!("CARGO_PKG_VERSION")),
+        "the second build reports another version"
+    );
+    next
+}
+
 /// Stdout and stderr of a run, for assertion messages.
 pub fn text(o: &Output) -> String {
     format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))

@@ -26,7 +26,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use harmony_schemas::fleet::{
-    COMMAND_SUBJECT_PREFIX, HEARTBEATS_BUCKET, PLANS_BUCKET, STATUS_BUCKET, VerifyingKey, device_inbox_prefix, kv_subject, now_ms, valid_device_id,
+    AGENTS_OBJECT_STORE, COMMAND_SUBJECT_PREFIX, HEARTBEATS_BUCKET, PLANS_BUCKET, STATUS_BUCKET, VerifyingKey, device_inbox_prefix, kv_subject, now_ms,
+    valid_device_id,
 };
 use harmony_schemas::trust::SignedKeyAnnouncement;
 use serde::{Deserialize, Serialize};
@@ -117,11 +118,28 @@ pub fn direct_get_subject(bucket: &str, key: &str) -> String {
 /// own key, nothing else of the JetStream API), write its own status and heartbeat, receive its
 /// own commands, receive replies on its own inbox prefix, and answer requests it received.
 pub fn device_permissions(device: &str) -> Permissions {
+    let mut publish = vec![direct_get_subject(PLANS_BUCKET, device), kv_subject(STATUS_BUCKET, device), kv_subject(HEARTBEATS_BUCKET, device)];
+    publish.extend(agent_download_subjects());
     Permissions {
-        publish: vec![direct_get_subject(PLANS_BUCKET, device), kv_subject(STATUS_BUCKET, device), kv_subject(HEARTBEATS_BUCKET, device)],
+        publish,
         subscribe: vec![kv_subject(PLANS_BUCKET, device), format!("{COMMAND_SUBJECT_PREFIX}.{device}.>"), format!("{}.>", device_inbox_prefix(device))],
         allow_responses: true,
     }
+}
+
+/// What downloading an agent binary from [`AGENTS_OBJECT_STORE`] takes with async-nats 0.51
+/// (`ObjectStore::get`): the stream's info, a direct get of the object's metadata, and an
+/// ordered consumer over its chunks (delivered to the device's own inbox; flow-control replies
+/// are covered by `allow_responses`). Read-only, and only that stream: binaries are not secret,
+/// and the agent runs one only when its SHA-256 matches a plan signed by the fleet key.
+pub fn agent_download_subjects() -> Vec<String> {
+    let stream = format!("OBJ_{AGENTS_OBJECT_STORE}");
+    vec![
+        format!("$JS.API.STREAM.INFO.{stream}"),
+        format!("$JS.API.DIRECT.GET.{stream}.$O.{AGENTS_OBJECT_STORE}.M.>"),
+        format!("$JS.API.CONSUMER.CREATE.{stream}"),
+        format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
+    ]
 }
 
 /// harmony's own permissions: everything (it writes plans and reads every bucket).
