@@ -73,20 +73,28 @@ async fn lookup(store: &object_store::ObjectStore, version: &str, trusted: &[Ver
     Ok(Some(artifact))
 }
 
-/// The published artifacts of `versions` (absent ones are left out), verified with `trusted`.
+/// The published artifacts of `versions`, verified with `trusted`: absent versions are left out;
+/// one that cannot be used (no or a bad signature, e.g. published with a key since rotated
+/// away) is an `Err` saying why, so that only an apply that needs it fails.
 pub async fn lookup_agents<'a>(
     js: &jetstream::Context,
     versions: impl IntoIterator<Item = &'a str>,
     trusted: &[VerifyingKey],
-) -> Result<BTreeMap<String, AgentArtifact>, FleetError> {
+) -> Result<BTreeMap<String, Result<AgentArtifact, String>>, FleetError> {
     let Some(store) = store(js, false).await? else { return Ok(BTreeMap::new()) };
     let mut out = BTreeMap::new();
     for v in versions {
         if out.contains_key(v) {
             continue;
         }
-        if let Some(a) = lookup(&store, v, trusted).await? {
-            out.insert(v.to_string(), a);
+        match lookup(&store, v, trusted).await {
+            Ok(Some(a)) => {
+                out.insert(v.to_string(), Ok(a));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                out.insert(v.to_string(), Err(e.to_string()));
+            }
         }
     }
     Ok(out)

@@ -167,10 +167,16 @@ async fn attach_agents(
     let versions: std::collections::BTreeSet<String> = desired.plans.values().map(|p| p.agent_version.clone()).collect();
     let published = super::agents::lookup_agents(js, versions.iter().map(String::as_str), trusted).await?;
     for (device, plan) in desired.plans.iter_mut() {
-        plan.agent = published.get(&plan.agent_version).cloned();
+        let found = published.get(&plan.agent_version);
+        plan.agent = found.and_then(|r| r.as_ref().ok()).cloned();
         let upgrade = observed.plans.get(device).and_then(|e| e.plan.as_ref()).is_some_and(|have| have.agent_version != plan.agent_version);
-        if upgrade && plan.agent.is_none() {
-            return Err(FleetError::AgentNotPublished { fleet: desired.fleet.clone(), version: plan.agent_version.clone() });
+        match found {
+            _ if !upgrade => {}
+            None => return Err(FleetError::AgentNotPublished { fleet: desired.fleet.clone(), version: plan.agent_version.clone() }),
+            Some(Err(why)) => {
+                return Err(FleetError::Nats { what: format!("agent {} in the object store", plan.agent_version), detail: why.clone() });
+            }
+            Some(Ok(_)) => {}
         }
     }
     Ok(())
