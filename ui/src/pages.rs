@@ -180,7 +180,7 @@ pub struct Rollout {
 }
 
 /// Per deployment: how many matching devices run its desired spec (from the plans bucket) as
-/// their status reports. Staged rollouts (steps) are not driven yet; this is what exists.
+/// their status reports (the staged rollout `harmony apply` drives is shown from its record).
 pub fn rollouts(repo: &RepoView, live: &Live) -> Vec<Rollout> {
     repo.deployments
         .values()
