@@ -54,7 +54,8 @@ fn float(f: f64) -> String {
         return if f > 0.0 { "inf".into() } else { "-inf".into() };
     }
     let s = crate::value::format_float_g(f, -1, 'e');
-    if s.contains('.') { s } else { format!("{s}.0") }
+    // BurntSushi's floatAddDecimal: `.0` only when there is neither a point nor an exponent
+    if s.contains(['.', 'e']) { s } else { format!("{s}.0") }
 }
 
 fn inline(v: &Value, depth: usize) -> Result<String, String> {
@@ -120,7 +121,8 @@ fn emit_table(out: &mut String, v: &Value, path: &mut Vec<String>, depth: usize)
         let hdr_indent = "  ".repeat(path.len() - 1);
         match e {
             Value::Map(_) => {
-                if !out.is_empty() {
+                // BurntSushi's eTable: the blank line only before top-level tables
+                if path.len() == 1 && !out.is_empty() {
                     out.push('\n');
                 }
                 out.push_str(&format!("{hdr_indent}[{}]\n", full.join(".")));

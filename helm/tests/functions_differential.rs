@@ -14,7 +14,7 @@ use harmony_helm::value::Value;
 use harmony_helm::{RenderTemplate, render};
 
 /// Cases identical to Helm's output (ratchet: raise it as fixes land, never lower it).
-const FLOOR: usize = 0;
+const FLOOR: usize = 8997;
 
 const TNAME: &str = "diff/templates/c.txt";
 
@@ -53,7 +53,6 @@ fn functions_match_helm() {
     let cases: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
     let filter = std::env::var("HELM_DIFF_CASES").ok();
     let verbose = std::env::var("HELM_VERBOSE").is_ok();
-    let vals = scope(harmony_helm::json::from_serde(&values));
     let env = FixedEnvironment::default();
     let mut per_area: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let (mut passed, mut total) = (0, 0);
@@ -64,7 +63,9 @@ fn functions_match_helm() {
         }
         total += 1;
         let text = c["template"].as_str().unwrap();
-        let tpls = [RenderTemplate { name: TNAME.into(), text: text.into(), vals: vals.clone(), base_path: "diff/templates".into() }];
+        // fresh values per case: `set`, `merge`… mutate maps, and Helm renders each case anew
+        let vals = scope(harmony_helm::json::from_serde(&values));
+        let tpls = [RenderTemplate { name: TNAME.into(), text: text.into(), vals, base_path: "diff/templates".into() }];
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| render(&tpls, &env)));
         let got = match result {
             Err(_) => "PANIC".to_string(),

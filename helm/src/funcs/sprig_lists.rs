@@ -200,8 +200,13 @@ pub fn register(m: &mut FuncMap) {
                     return Err(format!("Cannot chunk type {k}").into());
                 }
             };
-            if size <= 0 {
+            // Sprig: cs := int(math.Floor(float64(l-1)/float64(size)) + 1); make([][]interface{}, cs)
+            let cs = ((l.len() as f64 - 1.0) / size as f64).floor() + 1.0;
+            if !cs.is_finite() || cs < 0.0 {
                 return Err("runtime error: makeslice: len out of range".into());
+            }
+            if cs == 0.0 || size <= 0 {
+                return Ok(Value::List(Rc::new(vec![]), SliceTy::Lists));
             }
             let out: Vec<Value> = l.chunks(size as usize).map(|c| iface(c.to_vec())).collect();
             Ok(Value::List(Rc::new(out), SliceTy::Lists))
@@ -213,6 +218,8 @@ pub fn register(m: &mut FuncMap) {
         }
         let dict = match &a[a.len() - 1] {
             Value::Map(m) => m.clone(),
+            // Go's type-assertion panic names a nil interface `nil`, not `<nil>`
+            Value::Nil | Value::Invalid => return Err("interface conversion: interface {} is nil, not map[string]interface {}".to_string().into()),
             v => return Err(format!("interface conversion: interface {{}} is {}, not map[string]interface {{}}", v.type_name()).into()),
         };
         let def = a[a.len() - 2].clone();

@@ -390,12 +390,19 @@ pub fn go_trim_space(s: &str) -> &str {
     s.trim_matches(|c: char| c.is_whitespace() || c == '\u{85}' || c == '\u{A0}')
 }
 
+/// `strconv.Atoi`; Sprig ignores the error, and on overflow Go still returns the clamped value.
 fn go_atoi(s: &str) -> Option<i64> {
     let b = s.strip_prefix('+').unwrap_or(s);
     if b.is_empty() || b.starts_with('+') {
         return None;
     }
-    s.parse::<i64>().ok()
+    match s.parse::<i64>() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            let digits = b.strip_prefix('-').unwrap_or(b);
+            if !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit()) { Some(if b.starts_with('-') { i64::MIN } else { i64::MAX }) } else { None }
+        }
+    }
 }
 
 fn indent(n: i64, v: &str) -> Result<String, super::FnError> {
