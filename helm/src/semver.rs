@@ -219,11 +219,13 @@ fn parse_constraint(c: &str) -> Result<Constraint, SemverError> {
     let vstr = if is_x(parts[0]) {
         dirty = true;
         format!("0.0.0{rest}")
-    } else if parts.len() > 1 && is_x(parts[1]) {
+    } else if parts.len() == 1 || is_x(parts[1]) {
+        // Masterminds/semver v3 parseConstraint: a missing minor counts as `x` (`~1` is `~1.x`)
         dirty = true;
         minor_dirty = true;
         format!("{}.0.0{rest}", parts[0])
-    } else if parts.len() > 2 && is_x(parts[2]) {
+    } else if parts.len() == 2 || is_x(parts[2]) {
+        // ... and so does a missing patch (`>1.2` is `>1.2.x`)
         dirty = true;
         patch_dirty = true;
         format!("{}.{}.0{rest}", parts[0], parts[1])
@@ -253,7 +255,7 @@ impl Constraints {
                 }
             }
             if cs.is_empty() {
-                return Err(SemverError(format!("improper constraint: {s}")));
+                return Err(SemverError(format!("improper constraint: {}", crate::template::fmt::go_quote(g))));
             }
             groups.push(cs);
         }

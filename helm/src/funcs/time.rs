@@ -69,7 +69,8 @@ impl Time {
             let o = self.offset;
             let sign = if o < 0 { '-' } else { '+' };
             let a = o.abs();
-            if a % 3600 == 0 { format!("{sign}{:02}", a / 3600) } else { format!("{sign}{:02}{:02}", a / 3600, (a % 3600) / 60) }
+            // Go's Format prints an unnamed zone (time.Parse's FixedZone("", off)) as -0700
+            format!("{sign}{:02}{:02}", a / 3600, (a % 3600) / 60)
         }
     }
 
@@ -79,7 +80,7 @@ impl Time {
         let mut out = String::new();
         let mut rest = layout;
         while !rest.is_empty() {
-            let tokens: [(&str, u8); 40] = [
+            let tokens: [(&str, u8); 41] = [
                 ("January", 1),
                 ("Jan", 2),
                 ("Monday", 3),
@@ -120,6 +121,7 @@ impl Time {
                 (".999", 38),
                 (".0", 39),
                 (".9", 40),
+                ("__2", 41),
             ];
             // Longest match at this position, honouring Go's special cases.
             let mut best: Option<(&str, u8)> = None;
@@ -175,6 +177,11 @@ impl Time {
                 7 => out.push_str(&d.to_string()),
                 8 => out.push_str(&format!("{d:>2}")),
                 9 => out.push_str(&format!("{d:02}")),
+                41 => {
+                    // Go's stdUnderYearDay: the day of the year padded with spaces to 3
+                    let yd = days_from_civil(y, mo, d) - days_from_civil(y, 1, 1) + 1;
+                    out.push_str(&format!("{yd:>3}"))
+                }
                 10 => {
                     let yd = days_from_civil(y, mo, d) - days_from_civil(y, 1, 1) + 1;
                     out.push_str(&format!("{yd:03}"))

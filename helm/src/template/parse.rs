@@ -672,6 +672,10 @@ fn unescape(inner: &str, quote: char) -> Result<String, String> {
             continue;
         }
         let e = chars.next().ok_or_else(bad)?;
+        if !matches!(e, 'x' | '0'..='7') {
+            // pending `\x..`/octal bytes come before this character
+            flush(&mut bytes, &mut out);
+        }
         match e {
             'a' => out.push('\x07'),
             'b' => out.push('\x08'),
@@ -828,8 +832,9 @@ pub fn parse_number(text: &str, is_char: bool) -> Result<Number, String> {
                 f = -f;
             }
             if !f.is_infinite() {
-                if !lower.contains(['.', 'e', 'p']) || !is_hex && !lower.contains(['.', 'e']) {
-                    // integer syntax but too big: Go still records float
+                // Go's newNumber: a float parse of integer syntax is an int too big to fit
+                if !is_hex && !lower.contains(['.', 'e']) {
+                    return Err(format!("integer overflow: {}", super::fmt::go_quote(text)));
                 }
                 n.is_float = true;
                 n.float = f;
