@@ -393,8 +393,14 @@ fn to_node_inner(v: &Value, depth: usize, direct: bool) -> Result<Node, String> 
 
 /// A JSON number re-read by go-yaml (int if it parses as one, else float) and printed.
 fn json_number_to_yaml(j: &str) -> String {
-    if !j.contains(['.', 'e', 'E']) && (j.parse::<i64>().is_ok() || j.parse::<u64>().is_ok()) {
-        return j.to_string();
+    if !j.contains(['.', 'e', 'E']) {
+        // re-printed from the int go-yaml decoded: JSON's `-0` becomes `0`
+        if let Ok(i) = j.parse::<i64>() {
+            return i.to_string();
+        }
+        if j.parse::<u64>().is_ok() {
+            return j.to_string();
+        }
     }
     let f: f64 = j.parse().unwrap_or(0.0);
     crate::value::format_float_g(f, -1, 'e')

@@ -205,8 +205,78 @@ fn go_expand(s: &str) -> String {
     s.to_string()
 }
 
+/// Go's RE2 Perl classes are ASCII-only (`\d` is `[0-9]`, `\w` is `[0-9A-Za-z_]`, `\s` is
+/// `[\t\n\f\r ]`, `\b` an ASCII word boundary; regexp/syntax perl_groups.go), the `regex`
+/// crate's are Unicode: spell Go's meaning out before compiling.
+fn go_regex_syntax(re: &str) -> std::borrow::Cow<'_, str> {
+    if !re.contains('\\') {
+        return re.into();
+    }
+    let mut out = String::with_capacity(re.len() + 16);
+    let mut chars = re.chars().peekable();
+    let mut in_class = false;
+    let mut class_start = false;
+    while let Some(c) = chars.next() {
+        let at_start = class_start;
+        class_start = false;
+        match c {
+            '\\' => {
+                let Some(e) = chars.next() else {
+                    out.push(c);
+                    break;
+                };
+                let rep = match (e, in_class) {
+                    ('d', false) => "[0-9]",
+                    ('D', false) => "[^0-9]",
+                    ('w', false) => "[0-9A-Za-z_]",
+                    ('W', false) => "[^0-9A-Za-z_]",
+                    ('s', false) => "[\\t\\n\\f\\r ]",
+                    ('S', false) => "[^\\t\\n\\f\\r ]",
+                    ('b', false) => "(?-u:\\b)",
+                    ('B', false) => "(?-u:\\B)",
+                    ('d', true) => "0-9",
+                    ('w', true) => "0-9A-Za-z_",
+                    ('s', true) => "\\t\\n\\f\\r ",
+                    _ => "",
+                };
+                if rep.is_empty() {
+                    out.push(c);
+                    out.push(e);
+                } else {
+                    out.push_str(rep);
+                }
+            }
+            '[' if !in_class => {
+                in_class = true;
+                class_start = true;
+                out.push(c);
+                if chars.peek() == Some(&'^') {
+                    out.push('^');
+                    chars.next();
+                }
+            }
+            '[' if in_class && chars.peek() == Some(&':') => {
+                // `[:alpha:]` inside a class
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == ']' {
+                        break;
+                    }
+                }
+            }
+            ']' if in_class && !at_start => {
+                in_class = false;
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out.into()
+}
+
 fn compile(re: &str) -> Result<regex::Regex, String> {
-    regex::Regex::new(re).map_err(|e| {
+    regex::Regex::new(&go_regex_syntax(re)).map_err(|e| {
         let detail = match &e {
             regex::Error::Syntax(m) => m.lines().last().unwrap_or("").trim().to_string(),
             _ => e.to_string(),
@@ -857,4 +927,19 @@ fn string_map(parts: Vec<String>) -> Value {
         crate::value::mark_map_type(m, "map[string]string");
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{compile, go_regex_syntax};
+
+    #[test]
+    fn perl_classes_are_ascii_like_go() {
+        assert_eq!(go_regex_syntax(r"^\w+\d\s$"), r"^[0-9A-Za-z_]+[0-9][\t\n\f\r ]$");
+        assert_eq!(go_regex_syntax(r"[\w.-]+[^\d]"), r"[0-9A-Za-z_.-]+[^0-9]");
+        assert_eq!(go_regex_syntax(r"[]\d][[:alpha:]\w]\\d"), r"[]0-9][[:alpha:]0-9A-Za-z_]\\d");
+        assert!(!compile(r"^\w+$").unwrap().is_match("héllo"));
+        assert!(compile(r"\bab\b").unwrap().is_match("x ab y"));
+        assert!(!compile(r"\d").unwrap().is_match("٣"));
+    }
 }
