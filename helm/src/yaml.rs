@@ -624,13 +624,14 @@ fn analyze(value: &str, v3: bool) -> Analysis {
 }
 
 /// go-yaml v2's `resolve`: would this plain scalar be read back as something other than a
-/// string?
+/// string? (`<<` is not: resolve only looks a scalar up in its map when the first byte has a
+/// hint in `resolveTable`, and `<` has none.)
 fn resolves_non_str(s: &str) -> bool {
     match s {
         "" | "~" | "null" | "Null" | "NULL" => return true,
         "y" | "Y" | "yes" | "Yes" | "YES" | "n" | "N" | "no" | "No" | "NO" | "true" | "True" | "TRUE" | "false" | "False" | "FALSE" | "on" | "On" | "ON"
         | "off" | "Off" | "OFF" => return true,
-        ".nan" | ".NaN" | ".NAN" | ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF" | "<<" => return true,
+        ".nan" | ".NaN" | ".NAN" | ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF" => return true,
         _ => {}
     }
     let c = s.chars().next().unwrap_or(' ');
@@ -954,7 +955,10 @@ impl Emitter {
                 if !breaks && c == '\n' {
                     self.put_char('\n');
                 }
-                self.put_char('\n');
+                // libyaml's write_break: `\n` is the emitter's line break, other breaks
+                // (`\r`, U+0085, U+2028, U+2029) are copied as they are
+                self.put_char(c);
+                self.column = 0;
                 breaks = true;
             } else {
                 if breaks {

@@ -346,6 +346,50 @@ def cases():
                  'fromJson "1" | toJson', 'fromToml "a = 1\\n[b]\\nc = \\"x\\"" | toJson', 'fromToml "a = " | toJson', 'fromToml "a = 1979-05-27T07:32:00Z" | toJson',
                  'fromToml "a = 1.0\\nb = [1, 2]\\n[[c]]\\nd = 1" | toYaml']:
         add("misc", "{{ %s }}" % expr)
+    # argument conversion: every parameter of typed functions given every kind of value
+    sigs = [("upper", ['"ab"']), ("repeat", ["2", '"ab"']), ("indent", ["2", '"a\\nb"']), ("nindent", ["2", '"a"']),
+            ("trunc", ["2", '"abc"']), ("substr", ["0", "2", '"abc"']), ("splitList", ['","', '"a,b"']), ("join", ['","', "(list 1 2)"]),
+            ("contains", ['"a"', '"abc"']), ("hasPrefix", ['"a"', '"abc"']), ("replace", ['"a"', '"b"', '"aa"']), ("b64enc", ['"x"']),
+            ("sha256sum", ['"x"']), ("until", ["3"]), ("untilStep", ["0", "6", "2"]), ("add1", ["1"]), ("ternary", ['"a"', '"b"', "true"]),
+            ("has", ["1", "(list 1)"]), ("first", ["(list 1 2)"]), ("keys", ['(dict "a" 1)']), ("pick", ['(dict "a" 1)', '"a"']),
+            ("semverCompare", ['">1.0"', '"1.2.3"']), ("regexMatch", ['"a"', '"abc"']), ("base", ['"a/b"']), ("abbrev", ["5", '"abcdefgh"']),
+            ("wrap", ["3", '"ab cd"']), ("plural", ['"a"', '"b"', "2"]), ("min", ["1", "2"]), ("trimAll", ['"a"', '"aba"']), ("title", ['"ab"']),
+            ("printf", ['"%v"', "1"]), ("index", ["(list 1 2)", "1"]), ("slice", ["(list 1 2 3)", "1"]), ("len", ['"abc"']),
+            ("eq", ["1", "1"]), ("lt", ["1", "2"]), ("html", ['"<"']), ("urlquery", ['"a b"']), ("toDate", ['"2006-01-02"', '"2024-01-02"']),
+            ("date", ['"2006"', "0"]), ("split", ['"-"', '"a-b"']), ("cat", ['"a"', "1"]), ("initials", ['"ab cd"']), ("randAlpha", ["0"]),
+            ("sortAlpha", ["(list 2 1)"]), ("uniq", ["(list 1 1)"]), ("append", ["(list 1)", "2"]), ("get", ['(dict "a" 1)', '"a"']),
+            ("set", ['(dict)', '"a"', "1"]), ("hasKey", ['(dict "a" 1)', '"a"']), ("toYaml", ["1"]), ("fromYaml", ['"a: 1"']),
+            ("tpl", ['"x"', "."]), ("include", ['"nope"', "."]), ("required", ['"m"', "1"]), ("b64dec", ['"eA=="']), ("int", ['"3"']),
+            ("float64", ['"3"']), ("round", ["1.25", "1"]), ("floor", ["1.5"]), ("mulf", ["1.5", "2"]), ("divf", ["3", "2"]), ("quote", ['"a"']),
+            ("seq", ["3"]), ("chunk", ["2", "(list 1 2 3)"]), ("regexReplaceAll", ['"a"', '"aba"', '"x"']), ("genPrivateKey", ['"bad"'])]
+    odd = ["1.5", "-1", '"3"', "nil", "true", "(list 1)", "(dict)", ".Values.f", ".Values.n", ".Values.nil", "(int64 2)", '""',
+           ".Values.missing", "0", "'a'"]
+    for f, args in sigs:
+        for k in range(len(args)):
+            for o in odd:
+                a = list(args)
+                a[k] = o
+                add("args", "{{ %s %s }}" % (f, " ".join(a)))
+
+    # toYaml/toJson/quote of awkward scalars inside structures
+    scal = ['"0755"', '"1_000"', '"+1"', '".5"', '"1e3"', '"null"', '"~"', '"True"', '"NO"', '"y"', '"n"', '"<<"', '"="', '"2001-12-14t21:59:43.10-05:00"',
+            '"12:30:45"', '"0x1F"', '"0o17"', '"-.inf"', '".NaN"', '"a: b"', '"- a"', '"#x"', '"x #y"', '"@x"', '"`x"', '"%x"', '"!x"', '"&x"', '"*x"',
+            '"|"', '">"', '"\\"', '"\t"', '" "', '"é"', '"\u2028"', '"a\nb"', '"a\n"', '"\n"', '"a  \n b"', '"x\r\ny"', '"{a}"', '"[a]"',
+            '"a,b"', '"?"', '"? x"', '"-"', '"--- x"', '"..."', '"1.0"', '"0"', '"-0"', '"00"', '"1e+3"', '"0b101"', '"9223372036854775808"',
+            '"Yes"', '"off"', '"ON"', '"1:2"', '"1:2:3"', '"2024-01-01"', '"2024-01-01 10:00:00"']
+    for x in scal:
+        add("yaml", "{{ toYaml (dict \"k\" %s) }}" % x)
+        add("yaml", "{{ toYaml (list %s) }}" % x)
+        add("yaml", "{{ toYamlPretty (dict \"k\" %s) }}" % x)
+        add("yaml", "{{ toJson %s }}|{{ quote %s }}|{{ squote %s }}|{{ toToml (dict \"k\" %s) }}" % (x, x, x, x))
+        add("yaml", "{{ fromYaml (printf \"k: %%s\" %s) | toJson }}" % x)
+        add("yaml", "{{ (fromYaml (printf \"k: %%s\" %s)).k | kindOf }}" % x)
+    long = '"' + " ".join(["word%d" % i for i in range(30)]) + '"'
+    for x in [long, '"' + "x" * 100 + '"', '"' + "a " * 50 + '"', '"' + ("line " * 20 + "\\n") * 3 + '"', '"   lead ' + "y " * 45 + '"',
+              '"' + "z" * 79 + ' q"', '"' + "ab " * 26 + ' c"']:
+        for f in ["toYaml", "toYamlPretty"]:
+            add("yaml", "{{ %s (dict \"key\" %s \"n\" (dict \"deeper\" %s)) }}" % (f, x, x))
+            add("yaml", "{{ %s (list %s) }}" % (f, x))
     return out
 
 
