@@ -73,6 +73,7 @@ fn enc_inner(out: &mut String, v: &Value, o: JsonOpts, depth: usize) -> Result<(
             let b: Vec<u8> = l.iter().map(|x| crate::funcs::i(x) as u8).collect();
             quote_into(out, &base64::engine::general_purpose::STANDARD.encode(b), o.escape_html);
         }
+        Value::List(l, SliceTy::NilIface | SliceTy::NilStr) if l.is_empty() => out.push_str("null"),
         Value::List(l, _) => {
             if l.is_empty() {
                 out.push_str("[]");

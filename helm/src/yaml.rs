@@ -375,6 +375,8 @@ fn to_node_inner(v: &Value, depth: usize, direct: bool) -> Result<Node, String> 
             let b: Vec<u8> = l.iter().map(|x| crate::funcs::i(x) as u8).collect();
             Node::Str(base64::engine::general_purpose::STANDARD.encode(b))
         }
+        // a nil slice marshals to JSON `null` first (sigs.k8s.io/yaml); yaml.v3 (direct) prints `[]`
+        Value::List(l, crate::value::SliceTy::NilIface | crate::value::SliceTy::NilStr) if l.is_empty() && !direct => Node::Null,
         Value::List(l, _) => Node::Seq(l.iter().map(|x| to_node_opts(x, depth + 1, direct)).collect::<Result<_, _>>()?),
         Value::Map(m) => {
             let Ok(b) = m.try_borrow() else {

@@ -130,7 +130,8 @@ pub fn register(m: &mut FuncMap) {
     reg(m, "fromJsonArray", &[Str], None, |_, a| {
         Ok(match crate::json::decode(s(&a[0])) {
             Ok(Value::List(l, _)) => Value::List(l, crate::value::SliceTy::Iface),
-            Ok(Value::Nil) => Value::list(vec![]),
+            // json.Unmarshal of `null` leaves the slice nil
+            Ok(Value::Nil) => Value::List(std::rc::Rc::new(vec![]), crate::value::SliceTy::NilIface),
             Ok(v) => Value::list(vec![Value::from(format!("json: cannot unmarshal {} into Go value of type []interface {{}}", json_kind(&v)))]),
             Err(e) => Value::list(vec![Value::from(e)]),
         })

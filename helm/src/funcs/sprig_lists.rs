@@ -40,7 +40,7 @@ fn iface(v: Vec<Value>) -> Value {
 /// Keeps the slice type of the input (Go's reflect.Append/Slice keep the element type).
 fn same_ty(orig: &Value, v: Vec<Value>) -> Value {
     match orig {
-        Value::List(_, t) => Value::List(Rc::new(v), *t),
+        Value::List(_, t) => Value::List(Rc::new(v), t.non_nil()),
         _ => iface(v),
     }
 }
@@ -48,7 +48,9 @@ fn same_ty(orig: &Value, v: Vec<Value>) -> Value {
 /// reflect.DeepEqual
 pub fn deep_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::List(x, t), Value::List(y, u)) => t == u && x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| deep_equal(p, q)),
+        (Value::List(x, t), Value::List(y, u)) => {
+            (t == u || (t.non_nil() == u.non_nil() && !x.is_empty())) && x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| deep_equal(p, q))
+        }
         (Value::Map(x), Value::Map(y)) => {
             if Rc::ptr_eq(x, y) {
                 return true;
@@ -101,7 +103,8 @@ pub fn register(m: &mut FuncMap) {
         reg(m, name, &[Any], None, |_, a| {
             let l = need_list(&a[0], "find rest")?;
             if l.is_empty() {
-                return Ok(same_ty(&a[0], vec![]));
+                // Sprig: `if l == 0 { return nil, nil }`
+                return Ok(Value::List(Rc::new(vec![]), SliceTy::NilIface));
             }
             Ok(same_ty(&a[0], l[1..].to_vec()))
         });
@@ -110,7 +113,7 @@ pub fn register(m: &mut FuncMap) {
         reg(m, name, &[Any], None, |_, a| {
             let l = need_list(&a[0], "find initial")?;
             if l.is_empty() {
-                return Ok(same_ty(&a[0], vec![]));
+                return Ok(Value::List(Rc::new(vec![]), SliceTy::NilIface));
             }
             Ok(same_ty(&a[0], l[..l.len() - 1].to_vec()))
         });

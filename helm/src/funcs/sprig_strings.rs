@@ -312,6 +312,10 @@ fn regex_find_all(a: &[Value]) -> FResult {
         }
         v.push(m.as_str().to_string());
     }
+    if v.is_empty() {
+        // Go's FindAllString returns nil without a match
+        return Ok(Value::List(std::rc::Rc::new(vec![]), SliceTy::NilStr));
+    }
     Ok(Value::str_list(v))
 }
 
@@ -320,7 +324,8 @@ fn regex_split(a: &[Value]) -> FResult {
     let n = i(&a[2]);
     let st = s(&a[1]);
     if n == 0 {
-        return Ok(Value::List(std::rc::Rc::new(vec![]), SliceTy::Str));
+        // Go's Regexp.Split: `if n == 0 { return nil }`
+        return Ok(Value::List(std::rc::Rc::new(vec![]), SliceTy::NilStr));
     }
     if r.as_str().is_empty() && st.is_empty() {
         return Ok(Value::str_list(vec![String::new()]));

@@ -322,6 +322,13 @@ fn fmt_arg(out: &mut String, v: &Value, verb: char, f: Flags) {
             _ => bad_verb(out, v, verb, f),
         },
         Value::Str(s) => fmt_str(out, s, v, verb, f),
+        Value::List(l, crate::value::SliceTy::NilIface | crate::value::SliceTy::NilStr) if f.sharp_v && l.is_empty() => {
+            out.push_str(crate::value::slice_ty_name(match v {
+                Value::List(_, t) => *t,
+                _ => crate::value::SliceTy::Iface,
+            }));
+            out.push_str("(nil)");
+        }
         Value::List(l, t) => {
             if f.sharp_v {
                 let mut s = String::new();
