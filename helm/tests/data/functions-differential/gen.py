@@ -390,6 +390,47 @@ def cases():
         for f in ["toYaml", "toYamlPretty"]:
             add("yaml", "{{ %s (dict \"key\" %s \"n\" (dict \"deeper\" %s)) }}" % (f, x, x))
             add("yaml", "{{ %s (list %s) }}" % (f, x))
+    # templates: define/include/tpl/template scoping, whitespace, errors with positions
+    for expr in [
+        '{{ define "a" }}A{{ .x }}{{ end }}{{ template "a" (dict "x" 1) }}', '{{ define "a" }}{{ $ }}{{ end }}{{ template "a" 5 }}',
+        '{{ define "a" }}{{ $.Values }}{{ end }}{{ include "a" . | len }}', '{{ define "a" }}{{ . }}{{ end }}{{ template "a" }}',
+        '{{ define "a" }}{{ include "b" . }}{{ end }}{{ define "b" }}B{{ end }}{{ include "a" . }}',
+        '{{ define "a" }}x{{ end }}{{ define "a" }}y{{ end }}{{ include "a" . }}', '{{ include "a" }}', '{{ include }}', '{{ include 1 . }}',
+        '{{ template "a" . }}{{ define "a" }}{{ .Release.Name }}{{ end }}', '{{ define "a" }}\n  line\n{{ end }}[{{ include "a" . }}]',
+        '{{ define "a" -}}\n  line\n{{- end }}[{{ include "a" . }}]', '{{ define "a" }}{{ .Values.missing.x }}{{ end }}{{ include "a" . }}',
+        '{{ define "a" }}{{ index . 5 }}{{ end }}{{ include "a" (list 1) }}', '{{ define "a" }}{{ fail "in a" }}{{ end }}{{ template "a" }}',
+        '{{ tpl "{{ .Values.n | add 1 }}" . }}', '{{ tpl "{{ $x := 1 }}{{ $x }}" . }}', '{{ tpl "{{ define \\"t\\" }}T{{ end }}{{ include \\"t\\" . }}" . }}',
+        '{{ tpl "{{ .Values.missing.x }}" . }}', '{{ tpl "{{ nope }}" . }}', '{{ tpl "{{ 1 }" . }}', '{{ tpl "a\\n{{ fail \\"x\\" }}" . }}',
+        '{{ tpl "{{ tpl \\"{{ 2 }}\\" . }}" . }}', '{{ tpl "" . }}', '{{ tpl "{{ . }}" nil }}', '{{ tpl "{{ .Values }}" (dict) }}',
+        '{{ tpl (toYaml .Values.dict) . }}', '{{ tpl "{{ $.Release.Name }}" (dict "Release" (dict "Name" "x")) }}',
+        '{{ tpl "{{ .Template.BasePath }}" . }}', '{{ include "x" . }}{{ define "x" }}{{ .Template.Name }}{{ end }}',
+        '{{ range $i, $v := list 1 2 }}{{ $i }}{{ $v }}{{ end }}{{ $i }}', '{{ $x := 1 }}{{ $x := 2 }}{{ $x }}', '{{ $x = 1 }}',
+        '{{ with $v := .Values.s }}{{ $v }}{{ end }}{{ $v }}', '{{ if $x := 1 }}{{ $x }}{{ end }}', '{{ range $k, $v, $z := .Values.dict }}{{ end }}',
+        '{{ range .Values.dict }}{{ . }}{{ break }}{{ end }}', '{{ range $i := 5 }}{{ if eq $i 2 }}{{ continue }}{{ end }}{{ $i }}{{ end }}',
+        '{{ range $i, $c := "héllo" }}{{ $i }}{{ $c }} {{ end }}', '{{ range 2.5 }}{{ . }}{{ end }}', '{{ range (int64 3) }}{{ . }}{{ end }}',
+        '{{ range -1 }}x{{ else }}none{{ end }}', '{{ range $i, $e := until 3 }}{{ $i }}{{ end }}', '{{ range $e := .Values.edict }}{{ else }}E{{ end }}',
+        '{{- range .Values.slist }}\n- {{ . }}\n{{- end }}', '{{ range .Values.slist -}}\n  {{ . }}\n{{ end -}}', '  {{- "x" -}}  \n  y',
+        '{{ "a" }} {{- /* comment */}} b', '{{/* c */}}', '{{- /* c */ -}}', '{{ /* bad */ }}', '{{/* unclosed', '{{ "unclosed', '{{ end }}',
+        '{{ if }}{{ end }}', '{{ else }}', '{{ range }}{{ end }}', '{{ with }}{{ end }}', '{{ define "x" }}', '{{ define 1 }}{{ end }}',
+        '{{ .Values.s | }}', '{{ | upper }}', '{{ "a" | 1 }}', '{{ $ | len }}', '{{ .Values.s.upper }}', '{{ .Values.dict.a.b.c }}',
+        '{{ .Values.list.0 }}', '{{ .Values..s }}', '{{ .Values.s. }}', '{{ 1.Values }}', '{{ "x".y }}', '{{ (dict "a" 1).a }}',
+        '{{ (list 1 2).len }}', '{{ .Release.Name.x }}', '{{ .Chart.Missing }}', '{{ .Capabilities.KubeVersion.Version }} {{ .Capabilities.KubeVersion.Minor }}',
+        '{{ .Capabilities.APIVersions.Has "apps/v1" }} {{ .Capabilities.APIVersions.Has "nope/v1" }}', 
+        '{{ .Chart.IsRoot }} {{ .Chart.APIVersion }} {{ .Chart.Version }}', '{{ .Release.Service }} {{ .Release.IsUpgrade }}',
+        '{{ .Files.Glob "*.nope" | len }}', '{{ .Files.Lines "nope" | len }}', '{{ .Files.AsConfig }}', '{{ .Subcharts | len }}',
+        '{{ template "diff/templates/c.txt" }}', '{{ .Template }}', '{{ $.Template.Name | base }}',
+        '{{ printf "%s" .Release }}', '{{ toYaml .Release }}', '{{ toJson .Chart | len | lt 10 }}', '{{ .Values | keys | sortAlpha | join "," }}',
+    ]:
+        add("tmpl", expr)
+    # numbers printed by every path
+    nums = ["0", "1", "-1", "1.0", "0.1", "1e6", "1e20", "1e21", "123456789.0", "1234567.5", "0.000001", "0.0000001", "-0.0", "3.0e-5",
+            "9007199254740993", "(int64 -9223372036854775807)", "(float64 1e15)", "(float64 123456789012)", ".Values.huge", ".Values.big",
+            ".Values.small", "(div 7 2)", "(divf 7 2)", "(mulf 0.1 3)", "(addf 0.1 0.2)", "(float64 \"1e-5\")", "(int 1e15)", "(int 1e19)"]
+    for x in nums:
+        add("num", "{{ %s }}|{{ toString %s }}|{{ quote %s }}|{{ toJson %s }}|{{ toYaml %s }}|{{ print %s }}|{{ list %s }}|{{ dict \"k\" %s }}"
+            % ((x,) * 8))
+        add("num", "{{ toToml (dict \"k\" %s) }}|{{ int %s }}|{{ int64 %s }}|{{ float64 %s }}|{{ %s | toDecimal }}" % ((x,) * 5))
+        add("num", "{{ printf \"%%v %%d %%s %%f %%g %%e %%.3v %%5.1f %%x\" %s %s %s %s %s %s %s %s %s }}" % ((x,) * 9))
     return out
 
 
