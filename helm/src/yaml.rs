@@ -197,8 +197,10 @@ fn resolve_plain(s: &str) -> Resolved {
         if let Ok(u) = unsigned.parse::<u64>() {
             return Resolved::Num(u as f64);
         }
+        // strconv.ParseFloat fails out of range (`1e400`), and go-yaml then keeps the string
         if is_yaml_float(&plain)
             && let Ok(f) = plain.parse::<f64>()
+            && f.is_finite()
         {
             return Resolved::Num(f);
         }
@@ -660,7 +662,8 @@ fn resolves_non_str(s: &str) -> bool {
         if !plain.starts_with('+') && !plain.is_empty() && plain.parse::<u64>().is_ok() {
             return true;
         }
-        if is_yaml_float(&plain) {
+        // go-yaml: a float only when strconv.ParseFloat succeeds (`1e400` stays a string)
+        if is_yaml_float(&plain) && plain.parse::<f64>().is_ok_and(f64::is_finite) {
             return true;
         }
         if c.is_ascii_digit() && is_timestamp(s) {
