@@ -183,10 +183,7 @@ fn burntsushi_error(s: &str) -> Option<String> {
             let mut rest = h.strip_prefix('[').unwrap_or(h);
             loop {
                 rest = rest.trim_start_matches([' ', '\t']);
-                rest = match take_key_part(rest) {
-                    Some(r) => r,
-                    None => return None,
-                };
+                rest = take_key_part(rest)?;
                 rest = rest.trim_start_matches([' ', '\t']);
                 match next_char(rest) {
                     Some('.') => rest = &rest[1..],
