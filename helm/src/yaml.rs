@@ -230,6 +230,10 @@ fn resolve(s: &str, plain: bool, tag: Option<&str>) -> Result<Resolved, String> 
     if !plain {
         return Ok(Resolved::Str(s.to_string()));
     }
+    // go-yaml's resolve: a scalar with a tag it cannot resolve (a local `!x`) stays a string
+    if tag.is_some_and(|t| !t.starts_with("!!")) {
+        return Ok(Resolved::Str(s.to_string()));
+    }
     Ok(resolve_plain(s))
 }
 
@@ -292,6 +296,16 @@ fn to_value_inner(n: &YNode, depth: usize) -> Result<Value, String> {
                         }
                     }
                     continue;
+                }
+                if let YNode::Scalar(ks, plain, tag) = k
+                    && matches!(resolve(ks, *plain, tag.as_deref())?, Resolved::Null)
+                {
+                    // sigs.k8s.io/yaml's convertToJSONableObject has no JSON key for nil
+                    let val = to_value(v, depth + 1)?;
+                    return Err(format!(
+                        "error converting YAML to JSON: unsupported map key of type: %!s(<nil>), key: <nil>, value: {}",
+                        crate::template::fmt::sprintf("%#v", &[val])
+                    ));
                 }
                 out.insert(key_of(k)?, to_value(v, depth + 1)?);
             }
