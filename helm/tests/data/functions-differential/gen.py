@@ -431,6 +431,17 @@ def cases():
             % ((x,) * 8))
         add("num", "{{ toToml (dict \"k\" %s) }}|{{ int %s }}|{{ int64 %s }}|{{ float64 %s }}|{{ %s | toDecimal }}" % ((x,) * 5))
         add("num", "{{ printf \"%%v %%d %%s %%f %%g %%e %%.3v %%5.1f %%x\" %s %s %s %s %s %s %s %s %s }}" % ((x,) * 9))
+    # error positions in multi-line templates, nested blocks, errors inside include/tpl/range
+    bodies = ['{{ index .Values.list 10 }}', '{{ .Values.missing.x.y }}', '{{ fail "boom" }}', '{{ required "req" .Values.nope }}',
+              '{{ add "x" 1 }}', '{{ nope }}', '{{ 1 | 2 }}', '{{ template "nope" }}', '{{ include "nope" . }}', '{{ toYaml }}',
+              '{{ .Values.s.x }}', '{{ len 3 }}', '{{ tpl "{{ fail \\"t\\" }}" . }}', '{{ tpl "\\n\\n  {{ .x.y.z }}" (dict) }}',
+              '{{ printf "%d" }}', '{{ eq .Values.list 1 }}', '{{ lt 1 "a" }}', '{{ $u.x }}', '{{ mustFirst (list) }}', '{{ fromYaml }}']
+    wraps = ['{}', 'line1\nline2\n  {}', '{{{{ if true }}}}\n  {{{{ range .Values.nlist }}}}\n    {}\n  {{{{ end }}}}\n{{{{ end }}}}',
+             '{{{{ define "w" }}}}\nx\n{}\n{{{{ end }}}}\na\n{{{{ include "w" . }}}}', '{{{{ with .Values.dict }}}}\n\n{}{{{{ end }}}}',
+             '{{{{- /* c\nc */ -}}}}\n\t{}', 'é日本 {}']
+    for b in bodies:
+        for w in wraps:
+            add("lines", w.format(b))
     return out
 
 
