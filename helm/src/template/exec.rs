@@ -69,7 +69,9 @@ type R<T> = Result<T, Box<ExecError>>;
 struct State<'c, 'd> {
     ctx: &'c mut Ctx<'d>,
     tree: Rc<Tree>,
-    vars: Vec<(String, Value)>,
+    /// Variables, innermost last; the flag marks a `range` element of a `[]interface{}` or map
+    /// (static type `interface {}`, see `dot_iface`).
+    vars: Vec<(String, Value, bool)>,
     depth: usize,
     node_pos: usize,
     node: NodeRef,
@@ -154,7 +156,7 @@ pub fn execute(ctx: &mut Ctx<'_>, name: &str, dot: Value) -> Result<String, Temp
         return Err(TemplateError::Plain(format!("exceeded maximum template depth ({MAX_NESTED_EXECUTIONS})")));
     }
     let mut out = String::new();
-    let mut st = State { ctx, tree: tree.clone(), vars: vec![("$".into(), dot.clone())], depth: 0, node_pos: 0, node: NodeRef::None, dot_iface: false };
+    let mut st = State { ctx, tree: tree.clone(), vars: vec![("$".into(), dot.clone(), false)], depth: 0, node_pos: 0, node: NodeRef::None, dot_iface: false };
     let r = st.walk_list(&dot, &tree.root, &mut out);
     st.ctx.exec_depth -= 1;
     match r {
@@ -243,7 +245,7 @@ impl State<'_, '_> {
                     Some(p) => self.eval_pipeline(dot, p)?,
                     None => Value::Invalid,
                 };
-                let saved_vars = std::mem::replace(&mut self.vars, vec![("$".into(), newdot.clone())]);
+                let saved_vars = std::mem::replace(&mut self.vars, vec![("$".into(), newdot.clone(), false)]);
                 let saved_tree = std::mem::replace(&mut self.tree, tree.clone());
                 self.depth += 1;
                 let saved_iface = std::mem::replace(&mut self.dot_iface, false);
@@ -311,6 +313,7 @@ impl State<'_, '_> {
             } else {
                 let n = self.vars.len();
                 self.vars[n - 1].1 = elem.clone();
+                self.vars[n - 1].2 = iface;
             }
         }
         if d.len() > 1 {
@@ -319,6 +322,7 @@ impl State<'_, '_> {
             } else {
                 let n = self.vars.len();
                 self.vars[n - 2].1 = index;
+                self.vars[n - 2].2 = false;
             }
         }
         let saved = std::mem::replace(&mut self.dot_iface, iface);
@@ -400,9 +404,10 @@ impl State<'_, '_> {
     }
 
     fn set_var(&mut self, name: &str, v: Value) -> R<()> {
-        for (n, val) in self.vars.iter_mut().rev() {
+        for (n, val, iface) in self.vars.iter_mut().rev() {
             if n == name {
                 *val = v;
+                *iface = false;
                 return Ok(());
             }
         }
@@ -410,12 +415,16 @@ impl State<'_, '_> {
     }
 
     fn var_value(&self, name: &str) -> R<Value> {
-        for (n, val) in self.vars.iter().rev() {
+        for (n, val, _) in self.vars.iter().rev() {
             if n == name {
                 return Ok(val.clone());
             }
         }
         Err(self.errorf(format!("undefined variable: {name}")))
+    }
+
+    fn var_iface(&self, name: &str) -> bool {
+        self.vars.iter().rev().find(|v| v.0 == name).is_some_and(|v| v.2)
     }
 
     pub(crate) fn eval_pipeline(&mut self, dot: &Value, pipe: &Pipe) -> R<Value> {
@@ -437,7 +446,7 @@ impl State<'_, '_> {
             if pipe.is_assign {
                 self.set_var(name, value.clone())?;
             } else {
-                self.vars.push((name.clone(), value.clone()));
+                self.vars.push((name.clone(), value.clone(), false));
             }
         }
         Ok(value)
@@ -472,7 +481,8 @@ impl State<'_, '_> {
                     self.not_a_function(&cmd.args, &final_)?;
                     return Ok(v);
                 }
-                return self.eval_field_chain(dot, v, &idents[1..], &cmd.args, final_);
+                let iface = self.var_iface(&idents[0]);
+                return self.eval_field_chain_from(dot, v, iface, &idents[1..], &cmd.args, final_);
             }
             _ => {}
         }
@@ -666,7 +676,8 @@ impl State<'_, '_> {
                 Arg::Field { idents, .. } => self.eval_dot_field_chain(dot, idents, &[], None),
                 Arg::Variable { idents, .. } => {
                     let v = self.var_value(&idents[0])?;
-                    if idents.len() == 1 { Ok(v) } else { self.eval_field_chain(dot, v, &idents[1..], &[], None) }
+                    let iface = self.var_iface(&idents[0]);
+                    if idents.len() == 1 { Ok(v) } else { self.eval_field_chain_from(dot, v, iface, &idents[1..], &[], None) }
                 }
                 Arg::Pipe(p) => self.eval_pipeline(dot, p),
                 Arg::Ident(pos, name) => {
@@ -693,7 +704,8 @@ impl State<'_, '_> {
             }
             Arg::Variable { idents, .. } => {
                 let v = self.var_value(&idents[0])?;
-                let v = if idents.len() == 1 { v } else { self.eval_field_chain(dot, v, &idents[1..], &[], None)? };
+                let iface = self.var_iface(&idents[0]);
+                let v = if idents.len() == 1 { v } else { self.eval_field_chain_from(dot, v, iface, &idents[1..], &[], None)? };
                 return self.validate_type(v, ty);
             }
             Arg::Pipe(p) => {

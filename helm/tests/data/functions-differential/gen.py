@@ -442,6 +442,35 @@ def cases():
     for b in bodies:
         for w in wraps:
             add("lines", w.format(b))
+    # chart-style idioms: range variables, nested access, indentation helpers
+    for expr in [
+        '{{ range $v := .Values.nlist }}{{ $v.x }}{{ end }}', '{{ range $k, $v := .Values.dict }}{{ $v.d }}{{ end }}',
+        '{{ range $k, $v := .Values.dict }}{{ $k }}: {{ $v | toJson }}\n{{ end }}', '{{ range .Values.list }}{{ .a }}{{ end }}',
+        '{{ range $i, $v := .Values.nested }}{{ $i }}={{ len $v }};{{ end }}', '{{ range .Values.slist }}{{ .x }}{{ end }}',
+        '{{ range $v := splitList "," "a,b" }}{{ $v.x }}{{ end }}', '{{ with .Values.list }}{{ .x }}{{ end }}',
+        '{{ range $k, $v := .Values.deep }}{{ $v.b.c }}{{ $v.b.l }}{{ end }}', '{{ range .Values.nested }}{{ range . }}[{{ . }}]{{ end }}{{ end }}',
+        '{{- range $name, $conf := .Values.deep }}\n{{ $name }}:\n{{- toYaml $conf | nindent 2 }}\n{{- end }}',
+        'spec:\n  {{- with .Values.dict }}\n  values:\n    {{- toYaml . | nindent 4 }}\n  {{- end }}',
+        '{{ include "x" .Values.dict }}{{ define "x" }}{{ range $k, $v := . }}{{ $k }}{{ end }}{{ end }}',
+        '{{ $root := . }}{{ range .Values.slist }}{{ $root.Values.s }}-{{ . }} {{ end }}', '{{ range .Values.slist }}{{ $.Release.Name }}{{ end }}',
+        '{{ $m := dict }}{{ range .Values.nlist }}{{ $_ := set $m (toString .) . }}{{ end }}{{ toJson $m }}',
+        '{{ $l := list }}{{ range $k, $v := .Values.dict }}{{ $l = append $l $k }}{{ end }}{{ join "," $l }}',
+        '{{ range $i, $e := .Values.slist }}{{ if $i }},{{ end }}{{ $e }}{{ end }}', '{{ range .Values.nlist }}{{ if gt . 1.0 }}{{ . }}{{ end }}{{ end }}',
+        '{{ range .Values.nlist }}{{ if gt . 1 }}{{ . }}{{ end }}{{ end }}', '{{ range until 3 }}{{ if gt . 1.5 }}{{ . }}{{ end }}{{ end }}',
+        '{{ range .Values.nlist }}{{ add . 1 }}{{ end }}', '{{ range .Values.nlist }}{{ printf "%d" . }}{{ end }}', '{{ range .Values.nlist }}{{ int . }}{{ end }}',
+        '{{ .Values.dict | toYaml | indent 4 }}', '{{ toYaml .Values.list | nindent 2 | trim }}', '{{ .Values.multi | indent 2 }}',
+        '{{ .Values.multi | nindent 2 | quote }}', '{{ tpl (.Values.yaml) . | fromYaml | toJson }}', '{{ default (dict) .Values.missing | toJson }}',
+        '{{ (default (dict) .Values.missing).x | default "d" }}', '{{ .Values.missing | default list | len }}', '{{ hasKey .Values "dict" }}',
+        '{{ if hasKey .Values.dict "c" }}{{ .Values.dict.c.d | first }}{{ end }}', '{{ (index .Values.dict "c").d }}', '{{ index .Values "dict" "c" "d" 0 }}',
+        '{{ get .Values.dict "b" | add 1 }}', '{{ .Values.dict.b | int | add 1 }}', '{{ mul .Values.dict.b 2 }}', '{{ .Values.dict.b | toString | repeat 2 }}',
+        '{{ printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}', '{{ .Release.Name | upper | quote }}',
+        '{{ $n := .Values.n | int }}{{ range until $n }}{{ . }}{{ end }}', '{{ range $i := until (.Values.n | int) }}{{ $i }}{{ end }}',
+        '{{ semverCompare ">=1.20-0" .Capabilities.KubeVersion.GitVersion }}', '{{ .Capabilities.KubeVersion.GitVersion }}',
+        '{{ if .Capabilities.APIVersions.Has "networking.k8s.io/v1/Ingress" }}y{{ else }}n{{ end }}',
+        '{{ toYaml (dict "resources" (dict "limits" (dict "cpu" "100m" "memory" 128))) }}', '{{ toYaml (list (dict "name" "a" "value" 1.5)) | nindent 6 }}',
+        '{{ b64enc (toJson .Values.dict) }}', '{{ sha256sum (toYaml .Values.deep) | trunc 10 }}', '{{ .Values.s | b64enc | b64dec }}',
+    ]:
+        add("idiom", expr)
     return out
 
 
