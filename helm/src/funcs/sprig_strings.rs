@@ -496,7 +496,13 @@ fn substr(start: i64, end: i64, st: &str) -> FResult {
     let n = b.len() as i64;
     if start < 0 {
         if end < 0 || end > n {
-            return Err(format!("runtime error: slice bounds out of range [:{end}] with length {n}").into());
+            // Go's runtime names the length only when the bound is past it
+            return Err(if end < 0 {
+                format!("runtime error: slice bounds out of range [:{end}]")
+            } else {
+                format!("runtime error: slice bounds out of range [:{end}] with length {n}")
+            }
+            .into());
         }
         return ok_str(bytes_str(&b[..end as usize]));
     }
@@ -605,7 +611,9 @@ fn swapcase(s: &str) -> String {
     let mut o = String::new();
     let mut whitespace = true;
     for c in s.chars() {
-        if c.is_uppercase() {
+        // unicode.IsUpper or unicode.IsTitle (Lt: `ǅ`, `ᾈ`…) both become lower case
+        let title = matches!(c as u32, 0x1C5 | 0x1C8 | 0x1CB | 0x1F2 | 0x1F88..=0x1F8F | 0x1F98..=0x1F9F | 0x1FA8..=0x1FAF | 0x1FBC | 0x1FCC | 0x1FFC);
+        if c.is_uppercase() || title {
             o.push_str(&go_lower(&c.to_string()));
             whitespace = false;
         } else if c.is_lowercase() {

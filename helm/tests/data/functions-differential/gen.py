@@ -471,6 +471,29 @@ def cases():
         '{{ b64enc (toJson .Values.dict) }}', '{{ sha256sum (toYaml .Values.deep) | trunc 10 }}', '{{ .Values.s | b64enc | b64dec }}',
     ]:
         add("idiom", expr)
+    # assorted corners
+    for expr in [
+        'printf "%5v|%-6v|%06v" .Values.dict .Values.list .Values.nested', 'printf "%v" (dict "a" nil "b" (list nil))', 'printf "%+v %#v" (list 1 "a" nil) (list 1 "a" nil)',
+        'printf "%#v" .Values.dict', 'printf "%#v" (dict "x" (list 1.5 "s" true))', 'printf "%T %T %T" .Values.dict .Values.list (list)', 'printf "%s" (list "a" 1)',
+        'printf "%q" (list "a" "b")', 'printf "%x" (list "ab" 10)', 'printf "%10.3s|" "abcdef"', 'printf "%-10q|" "a"', 'printf "%c%c" 72 105',
+        'toString (dict "a" (list 1 nil))', 'quote (list 1 2)', 'cat (list 1 2) "x"', 'join "," (list (list 1) (dict "a" 1))', 'sortAlpha (list 10 9 100)',
+        'uniq (list (dict "a" 1) (dict "a" 1)) | len', 'has (dict "a" 1) (list (dict "a" 1))', '(semver "1.2.3-rc.1+meta").Minor', '(semver "1.2.3-rc.1+meta").Patch',
+        '(semver "1.2.3-rc.1+meta").Metadata', '(semver "v1.2").String', '(semver "1.2.3").IncMinor', 'toDate "2006-01-02T15:04:05.000Z" "2024-02-29T13:45:07.123Z"',
+        'toDate "2006-01-02T15:04:05.000Z" "2024-02-29T13:45:07.123Z" | date "15:04:05.000000 .999 ,000"', 'toDate "2006-01-02 15:04:05.999999999" "2024-02-29 13:45:07.5" | date "05.000"',
+        'duration "3725" ', 'duration 86400000', 'durationRound "49h"', 'durationRound "2160h"', 'durationRound "9000h"', 'durationRound "59s"', 'durationRound "61m"',
+        'toJson (toDate "2006-01-02" "2024-02-29")', 'toYaml (dict "t" (toDate "2006-01-02" "2024-02-29"))', 'dateModify "-48h" (toDate "2006-01-02" "2024-03-01") | date "2006-01-02"',
+        'toDate "2006-01-02" "2024-02-29" | unixEpoch', 'dateInZone "2006-01-02 15:04 MST -0700" (toDate "2006-01-02" "2024-07-01") "America/New_York"',
+        'dateInZone "2006-01-02 15:04 MST" (toDate "2006-01-02" "2024-01-01") "Europe/Berlin"', 'dateInZone "2006-01-02 15:04 MST" (toDate "2006-01-02" "2024-01-01") "Asia/Kolkata"',
+        'regexReplaceAll "a(b)" "abab" "$0|$1|${1}x|$2|$$"', 'regexReplaceAll "(?P<first>a)" "ab" "${first}${first}"', 'replace "a" "b" "aaa"',
+        'splitn "," 3 "a,b,c,d" | toJson', 'substr -2 -1 "abc"', 'nospace "a b\u00a0c"', 'initials "élan vital"', 'title "don\'t stop o\'neil"', 'title "hello_world-x.y"',
+        'camelcase "hello-world_foo bar"', 'snakecase "HTTPServer"', 'kebabcase "HTTPServerID"', 'swapcase "aBc ǅ"', 'upper "ǆ ß ﬁ"', 'lower "ΑΣ ǅ"',
+        'trunc 3 "日本語です"', 'abbrev 5 "日本語ですよ"', 'wrap 4 "日本 語です よね"', 'indent 2 "a\\r\\nb"', 'squote "it\'s"', 'quote "a\\"b\\\\c"',
+        'b64enc "\\u00ff"', 'urlquery "a/b?c=d&e"', 'html "<script>\'&\\"</script>"', 'js "</script>\\u2028"', 'shuffle "a" | len', 'repeat 3 "日"',
+        'sha1sum "日本"', 'adler32sum ""', 'toString 1e100', 'toString 123456789012345678', 'toString (int64 -1)', 'toString (float64 "0.1")',
+        'add 1.5 "2.5"', 'add "1e2" 1', 'mul "x" 2', 'div 7 "2"', 'mod -7 3', 'max "10" 9', 'min 1.9 2', 'maxf "1.5" 2', 'minf nil 1', 'floor "2.7"', 'ceil -0.5',
+        'round 2.5 0', 'round -2.5 0', 'round 1.005 2', 'round 1e20 2', 'int64 9.99e18', 'int 1e19', 'int -1e19', 'float64 (int64 9007199254740993)',
+    ]:
+        add("corner", "{{ %s }}" % expr)
     return out
 
 
