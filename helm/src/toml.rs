@@ -10,6 +10,8 @@ pub fn encode(v: &Value) -> Result<String, String> {
     match v {
         Value::Invalid | Value::Nil => return Err("reflect: call of reflect.Value.Type on zero Value".into()),
         Value::Map(_) => emit_table(&mut out, v, &mut Vec::new(), 0)?,
+        // BurntSushi's eArrayOfTables has no key for a top-level array of tables (errNoKey)
+        Value::List(..) if is_table(v) => return Err("toml: top-level values must be Go maps or structs".into()),
         other => out.push_str(&inline(other, 0)?),
     }
     Ok(out)

@@ -494,6 +494,17 @@ def cases():
         'round 2.5 0', 'round -2.5 0', 'round 1.005 2', 'round 1e20 2', 'int64 9.99e18', 'int 1e19', 'int -1e19', 'float64 (int64 9007199254740993)',
     ]:
         add("corner", "{{ %s }}" % expr)
+    # block scalars and nesting through toYaml/toYamlPretty/toJson
+    strs = ['"a\\nb"', '"a\\nb\\n"', '"a\\nb\\n\\n"', '"  lead\\nx"', '"x\\n  indented\\n"', '"\\nfirst empty"', '"tab\\tin\\nline"', '"trail \\nx"',
+            '"# not comment\\n"', '"- not list\\n"', '"日本\\n語"', '"a\\r\\nb"', '"key: v\\n"', '"long ' + 'w ' * 50 + '\\nnext"', '"\\n"', '"x\\n\\n\\ny"']
+    for x in strs:
+        for f in ["toYaml", "toYamlPretty"]:
+            add("block", "{{ %s (dict \"a\" (list %s (dict \"b\" %s)) \"c\" %s) }}" % (f, x, x, x))
+            add("block", "x:\n  {{- %s (list (list %s)) | nindent 2 }}" % (f, x))
+    for d in ['(list (list (list 1)))', '(list (dict) (list) "" nil)', '(dict "a" (list (list) (dict "b" (list))))', '(dict "" (dict "" ""))',
+              '(list (dict "a" 1 "b" (dict "c" (list 1 (dict "d" 2)))))', '(dict "z" 1 "A" 2 "_" 3 "1" 4 "a b" 5)', '(list 1.5 -0.0 1e21 100 "100")']:
+        for f in ["toYaml", "toYamlPretty", "toJson", "toPrettyJson", "toToml"]:
+            add("block", "{{ %s %s }}" % (f, d))
     return out
 
 
