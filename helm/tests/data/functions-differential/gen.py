@@ -505,6 +505,15 @@ def cases():
               '(list (dict "a" 1 "b" (dict "c" (list 1 (dict "d" 2)))))', '(dict "z" 1 "A" 2 "_" 3 "1" 4 "a b" 5)', '(list 1.5 -0.0 1e21 100 "100")']:
         for f in ["toYaml", "toYamlPretty", "toJson", "toPrettyJson", "toToml"]:
             add("block", "{{ %s %s }}" % (f, d))
+    # nested error formatting: include/tpl/template chains ending in each kind of failure
+    ends = ['{{ fail "F" }}', '{{ required "R" .nope }}', '{{ .a.b.c }}', '{{ index (list) 3 }}', '{{ nope . }}' if False else '{{ len 1 }}',
+            '{{ template "undefined" }}', '{{ include "undefined" . }}', '{{ tpl "{{ fail \\"T\\" }}" . }}', '{{ tpl "{{ .a.b.c }}" . }}',
+            '{{ toYaml (dict "a" (list)) | fromYaml | toJson }}', '{{ printf "%d" "s" }}', '{{ 1 }}']
+    for e in ends:
+        add("nest", '{{ define "in" }}\n%s{{ end }}{{ define "mid" }}x {{ include "in" . }}{{ end }}{{ include "mid" (dict "a" 1) }}' % e)
+        add("nest", '{{ define "in" }}%s{{ end }}{{ tpl "{{ include \\"in\\" . }}" (dict "a" (dict)) }}' % e)
+        add("nest", '{{ define "in" }}%s{{ end }}{{ template "in" (dict "a" 1) }}' % e)
+        add("nest", '{{ define "in" }}%s{{ end }}{{ range list 1 }}\n{{ include "in" $ | indent 2 }}{{ end }}' % e)
     return out
 
 
