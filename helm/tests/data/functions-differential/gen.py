@@ -514,6 +514,20 @@ def cases():
         add("nest", '{{ define "in" }}%s{{ end }}{{ tpl "{{ include \\"in\\" . }}" (dict "a" (dict)) }}' % e)
         add("nest", '{{ define "in" }}%s{{ end }}{{ template "in" (dict "a" 1) }}' % e)
         add("nest", '{{ define "in" }}%s{{ end }}{{ range list 1 }}\n{{ include "in" $ | indent 2 }}{{ end }}' % e)
+    # mergo: every pair of value kinds at the same key, both directions, deep
+    kinds = ['nil', '""', '"s"', '0', '1', 'false', 'true', '(list)', '(list 1)', '(dict)', '(dict "x" 1)', '(dict "x" nil)', '1.5', '(dict "x" (dict "y" 2))']
+    for a in kinds:
+        for b in kinds:
+            add("merge", '{{ merge (dict "k" %s "o" 1) (dict "k" %s "p" 2) | toJson }}|{{ mergeOverwrite (dict "k" %s "o" 1) (dict "k" %s "p" 2) | toJson }}' % (a, b, a, b))
+    for expr in ['$d := dict "a" (dict "b" 1) }}{{ $s := dict "a" (dict "c" 2) }}{{ $_ := merge $d $s }}{{ $_ := set $s.a "c" 3 }}{{ toJson $d',
+                 '$d := dict }}{{ $s := dict "a" (list 1) }}{{ $_ := merge $d $s }}{{ $_ := set $s "a" 5 }}{{ toJson $d',
+                 'merge (dict "a" (dict "b" (dict "c" 1))) (dict "a" (dict "b" (dict "d" 2))) (dict "a" (dict "b" (dict "c" 3 "e" nil))) | toJson',
+                 'mergeOverwrite (dict "a" (dict "b" (dict "c" 1))) (dict "a" (dict "b" (dict "d" 2))) (dict "a" (dict "b" (dict "c" 3 "e" nil))) | toJson',
+                 'mustMergeOverwrite (dict) (dict "a" 1) | toJson', 'merge .Values.dict (dict "c" (dict "d" (list 9) "f" 1)) | toJson',
+                 'mergeOverwrite .Values.dict (dict "c" (dict "d" (list 9) "f" 1)) | toJson', 'merge (dict) .Values.deep .Values.dict | toJson',
+                 'deepCopy .Values.deep | toJson', '$c := deepCopy .Values.deep }}{{ $_ := set $c "a" 1 }}{{ toJson .Values.deep',
+                 'merge (dict "a" 1) "x"', 'merge "x" (dict)', 'mergeOverwrite (dict) nil | toJson', 'merge (dict) (list) | toJson']:
+        add("merge", "{{ %s }}" % expr)
     return out
 
 
