@@ -240,12 +240,13 @@ impl Constraints {
     /// `semver.NewConstraint`.
     pub fn parse(s: &str) -> Result<Constraints, SemverError> {
         let mut groups = Vec::new();
-        for g in s.split("||") {
-            let g = g.trim();
+        for raw in s.split("||") {
+            let g = raw.trim();
             let mut cs = Vec::new();
             // hyphen ranges "a - b"
             let items: Vec<String> = split_and(g);
-            let bad = || SemverError(format!("improper constraint: {}", crate::template::fmt::go_quote(g)));
+            // Masterminds reports the `||` segment as written, spaces included
+            let bad = || SemverError(format!("improper constraint: {}", crate::template::fmt::go_quote(raw)));
             for it in items {
                 if let Some((a, b)) = it.split_once(" - ") {
                     cs.push(parse_constraint(&format!(">={}", a.trim())).map_err(|_| bad())?);
@@ -255,7 +256,7 @@ impl Constraints {
                 }
             }
             if cs.is_empty() {
-                return Err(SemverError(format!("improper constraint: {}", crate::template::fmt::go_quote(g))));
+                return Err(bad());
             }
             groups.push(cs);
         }

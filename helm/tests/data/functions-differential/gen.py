@@ -528,6 +528,16 @@ def cases():
                  'deepCopy .Values.deep | toJson', '$c := deepCopy .Values.deep }}{{ $_ := set $c "a" 1 }}{{ toJson .Values.deep',
                  'merge (dict "a" 1) "x"', 'merge "x" (dict)', 'mergeOverwrite (dict) nil | toJson', 'merge (dict) (list) | toJson']:
         add("merge", "{{ %s }}" % expr)
+    # semver constraints: every operator with 1, 2 and 3 parts, wildcards, prereleases, ranges
+    ops = ["", "=", "!=", ">", "<", ">=", "<=", "~", "~>", "^", "=>", "=<"]
+    cvers = ["1", "1.2", "1.2.3", "1.x", "1.2.x", "0", "0.2", "0.0.3", "1.2.3-beta", "v1.2"]
+    tvers = ["1.2.3", "1.2.0", "1.3.0", "2.0.0", "1.0.0", "0.2.5", "0.0.3", "1.2.3-beta", "1.2.4-alpha", "v1.20.0-gke.1"]
+    for op in ops:
+        for c in cvers:
+            add("semver2", "{{ range list %s }}{{ semverCompare \"%s%s\" . }} {{ end }}" % (" ".join('"%s"' % t for t in tvers), op, c))
+    for c in [">= 1.2, < 2", ">=1.2 <2", "1.2 - 1.4", "1.2.3 - 2", "^1.2 || ~0.3", ">1 || <0.5", "*", "x", "1.*", ">=1.20.0-0", "<1.22.0-0",
+              ">= 1.19.0-0 < 1.26.0-0", "!=1.2.x", ">1.2.x", "<=1.2.x", "~1.2.x", "^0.x", "", " ", "a", ">=1.2,<2", "1.2 || ", ">=v1.2"]:
+        add("semver2", "{{ range list %s }}{{ semverCompare \"%s\" . }} {{ end }}" % (" ".join('"%s"' % t for t in tvers), c))
     return out
 
 
