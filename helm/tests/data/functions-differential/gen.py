@@ -538,6 +538,19 @@ def cases():
     for c in [">= 1.2, < 2", ">=1.2 <2", "1.2 - 1.4", "1.2.3 - 2", "^1.2 || ~0.3", ">1 || <0.5", "*", "x", "1.*", ">=1.20.0-0", "<1.22.0-0",
               ">= 1.19.0-0 < 1.26.0-0", "!=1.2.x", ">1.2.x", "<=1.2.x", "~1.2.x", "^0.x", "", " ", "a", ">=1.2,<2", "1.2 || ", ">=v1.2"]:
         add("semver2", "{{ range list %s }}{{ semverCompare \"%s\" . }} {{ end }}" % (" ".join('"%s"' % t for t in tvers), c))
+    # lexer and trimming corners
+    for expr in ['{{-3}}', '{{- 3}}', '{{3 -}}', '{{3-}}', 'a\r\n{{- 1 -}}\r\nb', 'a \t\n {{- 1 }}', '{{ 1 -}} \t\r\n x', '{{- /* x */ -}}\n\ny',
+                 '{{/* a */}}{{/* b */ -}}  c', '{{ /* x */ }}', '{{- /*x*/}}', '{{ `a\nb` }}', "{{ '\\n' }}", "{{ '\\'' }}", "{{ 'ab' }}", "{{ '' }}",
+                 '{{ "\\q" }}', '{{ 0x1p-2 }}', '{{ 1e }}', '{{ 0x }}', '{{ 1_ }}', '{{ 08 }}', '{{ 0o8 }}', '{{ .1 }}', '{{ 1. }}', '{{ -.5 }}', '{{ +0x10 }}',
+                 '{{ 1i }}', '{{ 1+2i }}', '{{ ((1)) }}', '{{ (print 1) | print 2 }}', '{{ print (1) (2) }}', '{{ print(1) }}', '{{ $x := (list 1 2) }}{{ (index $x 1) }}',
+                 '{{ "a" | printf "%s-%s" "b" }}', '{{ .Values.s | printf "%s" | upper | len }}', '{{ true | not }}', '{{ nil | default 1 }}', '{{ and }}',
+                 '{{ range $i, $x := list "a" }}{{ $i }}{{ end }}{{ range $x := list "a" }}{{ $x }}{{ end }}', '{{ $ := 1 }}', '{{ $x, $y := 1 }}',
+                 '{{ range $x, $y := 5 }}{{ end }}', '{{ if 1 }}a{{ else if }}b{{ end }}', '{{ with 1 }}{{ else with }}{{ end }}', '{{ block "b" }}x{{ end }}',
+                 '{{ define "a" }}{{ end }}{{ define "a" }}b{{ end }}{{ template "a" }}', '{{ template "a" 1 2 }}', '{{ template }}', '{{ break 1 }}',
+                 '{{ range 1 }}{{ continue 1 }}{{ end }}', '{{ range 2 }}{{ . }}{{ break }}{{ . }}{{ end }}', '{{ if true }}{{ break }}{{ end }}',
+                 '{{ .Values.dict.a -}}\n\n{{- .Values.dict.b }}', '{{ "x" }}{{/* c */}}{{ "y" }}', '{{ 1 }}}}', '{{{{ 1 }}', '{{ "}}" }}', '{{ `{{` }}',
+                 '{{ .Values.s | (printf "%s") }}', '{{ printf "%s" .Values.s | (len) }}', '{{ (.Values.dict).c.d }}', '{{ ($.Values.dict).a }}', '{{ $.Values.dict.c.e.x }}']:
+        add("lex", expr)
     return out
 
 
