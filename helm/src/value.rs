@@ -211,7 +211,8 @@ impl Value {
             Value::Str(s) => !s.is_empty(),
             Value::List(l, _) => !l.is_empty(),
             Value::Map(m) => !m.borrow().is_empty(),
-            Value::Object(_) => true,
+            // map-kinded objects (`.Files`, Go's engine.files) are empty without entries
+            Value::Object(o) => o.entries().is_none_or(|e| !e.is_empty()),
         }
     }
 

@@ -551,6 +551,13 @@ def cases():
                  '{{ .Values.dict.a -}}\n\n{{- .Values.dict.b }}', '{{ "x" }}{{/* c */}}{{ "y" }}', '{{ 1 }}}}', '{{{{ 1 }}', '{{ "}}" }}', '{{ `{{` }}',
                  '{{ .Values.s | (printf "%s") }}', '{{ printf "%s" .Values.s | (len) }}', '{{ (.Values.dict).c.d }}', '{{ ($.Values.dict).a }}', '{{ $.Values.dict.c.e.x }}']:
         add("lex", expr)
+    # built-in objects through printing and conversion functions
+    # (not .Capabilities or .Capabilities.HelmVersion: the SDK's build info is not the helm CLI's)
+    objs = [".Capabilities.KubeVersion", ".Capabilities.APIVersions", ".Files", ".Release", ".Capabilities.KubeVersion.Major", ".Template"]
+    for o in objs:
+        for f in ["print %s", "toString %s", "typeOf %s", "kindOf %s", "toJson %s", "toYaml %s", "quote %s", "printf \"%%v|%%+v|%%T|%%s\" %s %s %s %s",
+                  "empty %s", "len %s", "default \"d\" %s", "eq %s %s", "cat %s"]:
+            add("obj", "{{ %s }}" % (f.replace("%s", o).replace("%%", "%")))
     return out
 
 
