@@ -73,6 +73,7 @@ fn enc_inner(out: &mut String, v: &Value, o: JsonOpts, depth: usize) -> Result<(
             let b: Vec<u8> = l.iter().map(|x| crate::funcs::i(x) as u8).collect();
             quote_into(out, &base64::engine::general_purpose::STANDARD.encode(b), o.escape_html);
         }
+        Value::List(l, SliceTy::NilIface | SliceTy::NilStr) if l.is_empty() => out.push_str("null"),
         Value::List(l, _) => {
             if l.is_empty() {
                 out.push_str("[]");
@@ -153,6 +154,60 @@ pub fn quote_into(out: &mut String, s: &str, escape_html: bool) {
 }
 
 /// Go's `json.Unmarshal` into `interface{}` (numbers become float64).
+/// Go's `json.Unmarshal` into `interface{}` values: a number beyond float64 (`1e400`) does not
+/// stop decoding; it becomes nil and the first such error is returned next to the value
+/// (encoding/json decode.go, `literalStore` saves the `UnmarshalTypeError` and goes on).
+pub fn decode_lenient(s: &str) -> Result<(Value, Option<String>), String> {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut first_err = None;
+    let (mut i, mut last) = (0, 0);
+    let mut in_str = false;
+    let mut prev = b'[';
+    while i < b.len() {
+        let c = b[i];
+        if in_str {
+            if c == b'\\' {
+                i += 2;
+                continue;
+            }
+            if c == b'"' {
+                in_str = false;
+                prev = c;
+            }
+            i += 1;
+            continue;
+        }
+        if c == b'"' {
+            in_str = true;
+        } else if (c == b'-' || c.is_ascii_digit()) && matches!(prev, b'[' | b',' | b':') {
+            let start = i;
+            while i < b.len() && matches!(b[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                i += 1;
+            }
+            let tok = &s[start..i];
+            if tok.parse::<f64>().is_ok_and(f64::is_infinite) {
+                out.push_str(&s[last..start]);
+                out.push_str("null");
+                last = i;
+                first_err.get_or_insert_with(|| format!("json: cannot unmarshal number {tok} into Go value of type float64"));
+            }
+            prev = b'0';
+            continue;
+        }
+        if !c.is_ascii_whitespace() {
+            prev = c;
+        }
+        i += 1;
+    }
+    if first_err.is_none() {
+        return decode(s).map(|v| (v, None));
+    }
+    out.push_str(&s[last..]);
+    let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| go_json_error(s, &e))?;
+    Ok((from_serde(&v), first_err))
+}
+
 pub fn decode(s: &str) -> Result<Value, String> {
     let v: serde_json::Value = serde_json::from_str(s).map_err(|e| go_json_error(s, &e))?;
     Ok(from_serde(&v))
@@ -297,5 +352,18 @@ fn go_scan_error(t: &str) -> Option<String> {
         }
         b'[' | b'"' | b't' | b'f' | b'n' => None,
         c => Some(format!("invalid character {} looking for beginning of value", byte_char(c))),
+    }
+}
+
+#[cfg(test)]
+mod lenient_tests {
+    use super::decode_lenient;
+
+    #[test]
+    fn out_of_range_numbers_decode_as_nil_with_go_error() {
+        let (v, e) = decode_lenient(r#"{"a": "1e400", "b": [1e400, -1e999], "c": 2}"#).unwrap();
+        assert_eq!(e.as_deref(), Some("json: cannot unmarshal number 1e400 into Go value of type float64"));
+        assert_eq!(super::encode(&v, super::JsonOpts { escape_html: false, pretty: false }).unwrap(), r#"{"a":"1e400","b":[null,null],"c":2}"#);
+        assert!(decode_lenient("[1, 2.5]").unwrap().1.is_none());
     }
 }

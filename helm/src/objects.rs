@@ -195,8 +195,10 @@ impl Object for KubeVersion {
             _ => return None,
         })
     }
+    /// Go prints the struct (`{Version normalizedVersion Major Minor}`): `String()` has a
+    /// pointer receiver and the template holds the field's value.
     fn format(&self) -> String {
-        self.version.clone()
+        format!("{{{} {} {} {}}}", self.version, self.version, self.major, self.minor)
     }
     fn to_json(&self) -> Value {
         let mut m = BTreeMap::new();

@@ -1,7 +1,8 @@
 //! `helm template`: release scope, manifest splitting and ordering, output.
 
 /// The API versions Helm's default Capabilities report (client-go's scheme at Kubernetes
-/// 1.36, as Helm v4.2 builds it).
+/// 1.36, as Helm v4.2 builds it), in its order: recorded from Helm v4.2.3's engine
+/// (helm-python-sdk), e.g. without `autoscaling/v2beta2` and with `resource.k8s.io/v1`.
 pub fn default_api_versions() -> Vec<String> {
     DEFAULT_API_VERSIONS.iter().map(|s| s.to_string()).collect()
 }
@@ -22,13 +23,12 @@ const DEFAULT_API_VERSIONS: &[&str] = &[
     "authorization.k8s.io/v1beta1",
     "autoscaling/v1",
     "autoscaling/v2",
-    "autoscaling/v2beta1",
-    "autoscaling/v2beta2",
     "batch/v1",
     "batch/v1beta1",
     "certificates.k8s.io/v1",
     "certificates.k8s.io/v1beta1",
     "certificates.k8s.io/v1alpha1",
+    "coordination.k8s.io/v1alpha2",
     "coordination.k8s.io/v1beta1",
     "coordination.k8s.io/v1",
     "discovery.k8s.io/v1",
@@ -41,7 +41,6 @@ const DEFAULT_API_VERSIONS: &[&str] = &[
     "flowcontrol.apiserver.k8s.io/v1beta2",
     "flowcontrol.apiserver.k8s.io/v1beta3",
     "networking.k8s.io/v1",
-    "networking.k8s.io/v1alpha1",
     "networking.k8s.io/v1beta1",
     "node.k8s.io/v1",
     "node.k8s.io/v1alpha1",
@@ -51,14 +50,17 @@ const DEFAULT_API_VERSIONS: &[&str] = &[
     "rbac.authorization.k8s.io/v1",
     "rbac.authorization.k8s.io/v1beta1",
     "rbac.authorization.k8s.io/v1alpha1",
-    "resource.k8s.io/v1alpha3",
+    "resource.k8s.io/v1",
+    "resource.k8s.io/v1beta2",
     "resource.k8s.io/v1beta1",
-    "scheduling.k8s.io/v1alpha1",
+    "resource.k8s.io/v1alpha3",
+    "scheduling.k8s.io/v1alpha2",
     "scheduling.k8s.io/v1beta1",
     "scheduling.k8s.io/v1",
     "storage.k8s.io/v1beta1",
     "storage.k8s.io/v1",
     "storage.k8s.io/v1alpha1",
+    "storagemigration.k8s.io/v1beta1",
     "apiextensions.k8s.io/v1beta1",
     "apiextensions.k8s.io/v1",
 ];

@@ -219,11 +219,13 @@ fn parse_constraint(c: &str) -> Result<Constraint, SemverError> {
     let vstr = if is_x(parts[0]) {
         dirty = true;
         format!("0.0.0{rest}")
-    } else if parts.len() > 1 && is_x(parts[1]) {
+    } else if parts.len() == 1 || is_x(parts[1]) {
+        // Masterminds/semver v3 parseConstraint: a missing minor counts as `x` (`~1` is `~1.x`)
         dirty = true;
         minor_dirty = true;
         format!("{}.0.0{rest}", parts[0])
-    } else if parts.len() > 2 && is_x(parts[2]) {
+    } else if parts.len() == 2 || is_x(parts[2]) {
+        // ... and so does a missing patch (`>1.2` is `>1.2.x`)
         dirty = true;
         patch_dirty = true;
         format!("{}.{}.0{rest}", parts[0], parts[1])
@@ -238,12 +240,13 @@ impl Constraints {
     /// `semver.NewConstraint`.
     pub fn parse(s: &str) -> Result<Constraints, SemverError> {
         let mut groups = Vec::new();
-        for g in s.split("||") {
-            let g = g.trim();
+        for raw in s.split("||") {
+            let g = raw.trim();
             let mut cs = Vec::new();
             // hyphen ranges "a - b"
             let items: Vec<String> = split_and(g);
-            let bad = || SemverError(format!("improper constraint: {}", crate::template::fmt::go_quote(g)));
+            // Masterminds reports the `||` segment as written, spaces included
+            let bad = || SemverError(format!("improper constraint: {}", crate::template::fmt::go_quote(raw)));
             for it in items {
                 if let Some((a, b)) = it.split_once(" - ") {
                     cs.push(parse_constraint(&format!(">={}", a.trim())).map_err(|_| bad())?);
@@ -253,7 +256,7 @@ impl Constraints {
                 }
             }
             if cs.is_empty() {
-                return Err(SemverError(format!("improper constraint: {s}")));
+                return Err(bad());
             }
             groups.push(cs);
         }

@@ -10,6 +10,8 @@ pub fn encode(v: &Value) -> Result<String, String> {
     match v {
         Value::Invalid | Value::Nil => return Err("reflect: call of reflect.Value.Type on zero Value".into()),
         Value::Map(_) => emit_table(&mut out, v, &mut Vec::new(), 0)?,
+        // BurntSushi's eArrayOfTables has no key for a top-level array of tables (errNoKey)
+        Value::List(..) if is_table(v) => return Err("toml: top-level values must be Go maps or structs".into()),
         other => out.push_str(&inline(other, 0)?),
     }
     Ok(out)
@@ -54,7 +56,8 @@ fn float(f: f64) -> String {
         return if f > 0.0 { "inf".into() } else { "-inf".into() };
     }
     let s = crate::value::format_float_g(f, -1, 'e');
-    if s.contains('.') { s } else { format!("{s}.0") }
+    // BurntSushi's floatAddDecimal: `.0` only when there is neither a point nor an exponent
+    if s.contains(['.', 'e']) { s } else { format!("{s}.0") }
 }
 
 fn inline(v: &Value, depth: usize) -> Result<String, String> {
@@ -120,7 +123,8 @@ fn emit_table(out: &mut String, v: &Value, path: &mut Vec<String>, depth: usize)
         let hdr_indent = "  ".repeat(path.len() - 1);
         match e {
             Value::Map(_) => {
-                if !out.is_empty() {
+                // BurntSushi's eTable: the blank line only before top-level tables
+                if path.len() == 1 && !out.is_empty() {
                     out.push('\n');
                 }
                 out.push_str(&format!("{hdr_indent}[{}]\n", full.join(".")));
@@ -163,48 +167,86 @@ fn conv(v: &toml::Value) -> Value {
     }
 }
 
-/// BurntSushi/toml's wording for the commonest key/value syntax errors.
+/// BurntSushi/toml's wording for the commonest key and table-header syntax errors (its lexer,
+/// lex.go: `lexKeyEnd` "expected '.' or '=', but got %q instead", `lexTableNameEnd` "expected
+/// '.' or ']' to end table name, but got %q instead"; only tabs and spaces are whitespace there).
 fn burntsushi_error(s: &str) -> Option<String> {
     let lines: Vec<&str> = s.split('\n').collect();
     for (n, line) in lines.iter().enumerate() {
         let l = line.trim_start_matches([' ', '\t']);
-        if l.is_empty() || l.starts_with('#') || l.starts_with('[') {
+        let line_no = n + 1;
+        let last = n + 1 == lines.len();
+        if l.is_empty() || l.starts_with('#') {
             continue;
         }
-        let last = n + 1 == lines.len();
-        let mut chars = l.char_indices().peekable();
-        let mut key_end = 0;
-        while let Some(&(i, c)) = chars.peek() {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
-                key_end = i + c.len_utf8();
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        if key_end == 0 {
-            return None;
-        }
-        let key = &l[..key_end];
-        let rest = l[key_end..].trim_start_matches([' ', '\t']);
-        let line_no = n + 1;
-        match rest.chars().next() {
-            None => {
-                return Some(if last {
-                    format!("toml: line {line_no}: unexpected EOF; expected key separator '='")
-                } else {
-                    format!("toml: line {line_no}: expected key separator '=', but got '\\n' instead")
-                });
-            }
-            Some('=') => {
-                let v = rest[1..].trim();
-                if v.is_empty() && last {
-                    return Some(format!("toml: line {line_no} (last key {}): unexpected EOF; expected value", crate::template::fmt::go_quote(key)));
+        // the character after `rest` as the lexer sees it: `\n` unless this is the last line
+        let next_char = |rest: &str| rest.chars().next().or(if last { None } else { Some('\n') });
+        if let Some(h) = l.strip_prefix('[') {
+            let mut rest = h.strip_prefix('[').unwrap_or(h);
+            loop {
+                rest = rest.trim_start_matches([' ', '\t']);
+                rest = take_key_part(rest)?;
+                rest = rest.trim_start_matches([' ', '\t']);
+                match next_char(rest) {
+                    Some('.') => rest = &rest[1..],
+                    Some(']') => break,
+                    Some(c) => {
+                        return Some(format!(
+                            "toml: line {line_no}: expected '.' or ']' to end table name, but got {} instead",
+                            crate::template::fmt::quote_rune(c)
+                        ));
+                    }
+                    None => return None,
                 }
-                continue;
             }
-            Some(c) => return Some(format!("toml: line {line_no}: expected '.' or '=', but got {} instead", crate::template::fmt::quote_rune(c))),
+            continue;
+        }
+        let mut rest = l;
+        let mut key = String::new();
+        loop {
+            let before = rest;
+            rest = take_key_part(rest).unwrap_or(rest);
+            key.push_str(&before[..before.len() - rest.len()]);
+            rest = rest.trim_start_matches([' ', '\t']);
+            match next_char(rest) {
+                Some('.') => {
+                    rest = &rest[1..];
+                    key.push('.');
+                    rest = rest.trim_start_matches([' ', '\t']);
+                }
+                Some('=') => {
+                    let v = rest[1..].trim();
+                    if v.is_empty() && last {
+                        return Some(format!("toml: line {line_no} (last key {}): unexpected EOF; expected value", crate::template::fmt::go_quote(&key)));
+                    }
+                    break;
+                }
+                None => return Some(format!("toml: line {line_no}: unexpected EOF; expected key separator '='")),
+                Some(c) => return Some(format!("toml: line {line_no}: expected '.' or '=', but got {} instead", crate::template::fmt::quote_rune(c))),
+            }
         }
     }
     None
+}
+
+/// One bare or quoted key part; `None` for an unterminated quoted key.
+fn take_key_part(s: &str) -> Option<&str> {
+    if let Some(q @ ('"' | '\'')) = s.chars().next() {
+        let body = &s[1..];
+        let mut esc = false;
+        for (i, c) in body.char_indices() {
+            if esc {
+                esc = false;
+            } else if c == '\\' && q == '"' {
+                esc = true;
+            } else if c == q {
+                return Some(&body[i + 1..]);
+            } else if c == '\n' {
+                return None;
+            }
+        }
+        return None;
+    }
+    let end = s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')).unwrap_or(s.len());
+    Some(&s[end..])
 }

@@ -28,6 +28,22 @@ pub enum SliceTy {
     Byte,
     /// `[][]interface {}`
     Lists,
+    /// a nil `[]interface {}` (Sprig's `rest`/`initial` of an empty list, `fromJsonArray "null"`):
+    /// empty, but `null` to `toJson`/`toYaml`
+    NilIface,
+    /// a nil `[]string` (`regexFindAll` without a match, `regexSplit` with n = 0)
+    NilStr,
+}
+
+impl SliceTy {
+    /// The element type without the nil mark: what a function building a new slice returns.
+    pub fn non_nil(self) -> SliceTy {
+        match self {
+            SliceTy::NilIface => SliceTy::Iface,
+            SliceTy::NilStr => SliceTy::Str,
+            t => t,
+        }
+    }
 }
 
 /// Objects with Go struct semantics (`.Chart`, `.Capabilities`, `.Files`, times, ...).
@@ -195,7 +211,8 @@ impl Value {
             Value::Str(s) => !s.is_empty(),
             Value::List(l, _) => !l.is_empty(),
             Value::Map(m) => !m.borrow().is_empty(),
-            Value::Object(_) => true,
+            // map-kinded objects (`.Files`, Go's engine.files) are empty without entries
+            Value::Object(o) => o.entries().is_none_or(|e| !e.is_empty()),
         }
     }
 
@@ -277,8 +294,8 @@ pub fn map_type_name(m: &Map) -> &'static str {
 /// Go's name for a slice type.
 pub fn slice_ty_name(t: SliceTy) -> &'static str {
     match t {
-        SliceTy::Iface => "[]interface {}",
-        SliceTy::Str => "[]string",
+        SliceTy::Iface | SliceTy::NilIface => "[]interface {}",
+        SliceTy::Str | SliceTy::NilStr => "[]string",
         SliceTy::Int => "[]int",
         SliceTy::Byte => "[]uint8",
         SliceTy::Lists => "[][]interface {}",

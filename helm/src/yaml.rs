@@ -197,8 +197,10 @@ fn resolve_plain(s: &str) -> Resolved {
         if let Ok(u) = unsigned.parse::<u64>() {
             return Resolved::Num(u as f64);
         }
+        // strconv.ParseFloat fails out of range (`1e400`), and go-yaml then keeps the string
         if is_yaml_float(&plain)
             && let Ok(f) = plain.parse::<f64>()
+            && f.is_finite()
         {
             return Resolved::Num(f);
         }
@@ -226,6 +228,10 @@ fn resolve(s: &str, plain: bool, tag: Option<&str>) -> Result<Resolved, String> 
         _ => {}
     }
     if !plain {
+        return Ok(Resolved::Str(s.to_string()));
+    }
+    // go-yaml's resolve: a scalar with a tag it cannot resolve (a local `!x`) stays a string
+    if tag.is_some_and(|t| !t.starts_with("!!")) {
         return Ok(Resolved::Str(s.to_string()));
     }
     Ok(resolve_plain(s))
@@ -290,6 +296,16 @@ fn to_value_inner(n: &YNode, depth: usize) -> Result<Value, String> {
                         }
                     }
                     continue;
+                }
+                if let YNode::Scalar(ks, plain, tag) = k
+                    && matches!(resolve(ks, *plain, tag.as_deref())?, Resolved::Null)
+                {
+                    // sigs.k8s.io/yaml's convertToJSONableObject has no JSON key for nil
+                    let val = to_value(v, depth + 1)?;
+                    return Err(format!(
+                        "error converting YAML to JSON: unsupported map key of type: %!s(<nil>), key: <nil>, value: {}",
+                        crate::template::fmt::sprintf("%#v", &[val])
+                    ));
                 }
                 out.insert(key_of(k)?, to_value(v, depth + 1)?);
             }
@@ -375,6 +391,8 @@ fn to_node_inner(v: &Value, depth: usize, direct: bool) -> Result<Node, String> 
             let b: Vec<u8> = l.iter().map(|x| crate::funcs::i(x) as u8).collect();
             Node::Str(base64::engine::general_purpose::STANDARD.encode(b))
         }
+        // a nil slice marshals to JSON `null` first (sigs.k8s.io/yaml); yaml.v3 (direct) prints `[]`
+        Value::List(l, crate::value::SliceTy::NilIface | crate::value::SliceTy::NilStr) if l.is_empty() && !direct => Node::Null,
         Value::List(l, _) => Node::Seq(l.iter().map(|x| to_node_opts(x, depth + 1, direct)).collect::<Result<_, _>>()?),
         Value::Map(m) => {
             let Ok(b) = m.try_borrow() else {
@@ -393,8 +411,14 @@ fn to_node_inner(v: &Value, depth: usize, direct: bool) -> Result<Node, String> 
 
 /// A JSON number re-read by go-yaml (int if it parses as one, else float) and printed.
 fn json_number_to_yaml(j: &str) -> String {
-    if !j.contains(['.', 'e', 'E']) && (j.parse::<i64>().is_ok() || j.parse::<u64>().is_ok()) {
-        return j.to_string();
+    if !j.contains(['.', 'e', 'E']) {
+        // re-printed from the int go-yaml decoded: JSON's `-0` becomes `0`
+        if let Ok(i) = j.parse::<i64>() {
+            return i.to_string();
+        }
+        if j.parse::<u64>().is_ok() {
+            return j.to_string();
+        }
     }
     let f: f64 = j.parse().unwrap_or(0.0);
     crate::value::format_float_g(f, -1, 'e')
@@ -618,13 +642,14 @@ fn analyze(value: &str, v3: bool) -> Analysis {
 }
 
 /// go-yaml v2's `resolve`: would this plain scalar be read back as something other than a
-/// string?
+/// string? (`<<` is not: resolve only looks a scalar up in its map when the first byte has a
+/// hint in `resolveTable`, and `<` has none.)
 fn resolves_non_str(s: &str) -> bool {
     match s {
         "" | "~" | "null" | "Null" | "NULL" => return true,
         "y" | "Y" | "yes" | "Yes" | "YES" | "n" | "N" | "no" | "No" | "NO" | "true" | "True" | "TRUE" | "false" | "False" | "FALSE" | "on" | "On" | "ON"
         | "off" | "Off" | "OFF" => return true,
-        ".nan" | ".NaN" | ".NAN" | ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF" | "<<" => return true,
+        ".nan" | ".NaN" | ".NAN" | ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF" => return true,
         _ => {}
     }
     let c = s.chars().next().unwrap_or(' ');
@@ -651,7 +676,8 @@ fn resolves_non_str(s: &str) -> bool {
         if !plain.starts_with('+') && !plain.is_empty() && plain.parse::<u64>().is_ok() {
             return true;
         }
-        if is_yaml_float(&plain) {
+        // go-yaml: a float only when strconv.ParseFloat succeeds (`1e400` stays a string)
+        if is_yaml_float(&plain) && plain.parse::<f64>().is_ok_and(f64::is_finite) {
             return true;
         }
         if c.is_ascii_digit() && is_timestamp(s) {
@@ -948,7 +974,10 @@ impl Emitter {
                 if !breaks && c == '\n' {
                     self.put_char('\n');
                 }
-                self.put_char('\n');
+                // libyaml's write_break: `\n` is the emitter's line break, other breaks
+                // (`\r`, U+0085, U+2028, U+2029) are copied as they are
+                self.put_char(c);
+                self.column = 0;
                 breaks = true;
             } else {
                 if breaks {

@@ -30,7 +30,7 @@ fn yaml_json_fmt_match_helm() {
 }
 
 /// Lines of `strings-differential/want.txt` that may still differ (ratchet down).
-const STRING_DIFF_CEILING: usize = 56;
+const STRING_DIFF_CEILING: usize = 54;
 
 #[test]
 fn string_functions_match_helm() {

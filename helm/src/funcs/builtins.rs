@@ -62,6 +62,11 @@ fn len(v: &Value) -> FResult {
         Value::List(l, _) => Ok(Value::Int(l.len() as i64)),
         Value::Map(m) => Ok(Value::Int(m.borrow().len() as i64)),
         Value::Object(o) if o.entries().is_some() => Ok(Value::Int(o.entries().map(|e| e.len()).unwrap_or(0) as i64)),
+        // slice-kinded objects (`.Capabilities.APIVersions`, a []string)
+        Value::Object(o) if o.kind() == "slice" => match o.to_json() {
+            Value::List(l, _) => Ok(Value::Int(l.len() as i64)),
+            _ => Err(format!("len of type {}", o.type_name()).into()),
+        },
         v => Err(format!("len of type {}", v.type_name()).into()),
     }
 }

@@ -97,7 +97,8 @@ pub fn to_float64(v: &Value) -> f64 {
     }
 }
 
-/// Go's `strconv.ParseFloat(s, 64)` (accepts inf/nan spellings, underscores only with prefixes).
+/// Go's `strconv.ParseFloat(s, 64)`: inf/nan spellings, `_` between digits (Go's
+/// `underscoreOK`, e.g. `1_000`), and an out-of-range value (`1e400`) is an error.
 pub fn parse_go_float(s: &str) -> Option<f64> {
     let t = s.to_ascii_lowercase();
     let body = t.trim_start_matches(['+', '-']);
@@ -110,10 +111,23 @@ pub fn parse_go_float(s: &str) -> Option<f64> {
         // Go's ParseFloat needs a 'p' exponent for hex mantissas
         return None;
     }
-    if s.is_empty() || s.contains('_') || !s.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-')) {
+    if s.is_empty() || !s.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-' | '_')) {
         return None;
     }
-    s.parse::<f64>().ok()
+    let owned;
+    let s = if s.contains('_') {
+        // each underscore must sit between two digits
+        let b = s.as_bytes();
+        let ok = b.iter().enumerate().all(|(k, &c)| c != b'_' || (k > 0 && b[k - 1].is_ascii_digit() && b.get(k + 1).is_some_and(u8::is_ascii_digit)));
+        if !ok {
+            return None;
+        }
+        owned = s.replace('_', "");
+        owned.as_str()
+    } else {
+        s
+    };
+    s.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
 /// Sprig's `strval`.

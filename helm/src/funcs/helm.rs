@@ -115,12 +115,22 @@ pub fn register(m: &mut FuncMap) {
     reg(m, "toJson", &[Any], None, |_, a| ok_str(encode(&a[0], JsonOpts { escape_html: true, pretty: false }).unwrap_or_default()));
     reg(m, "fromJson", &[Str], None, |_, a| {
         let mut m = BTreeMap::new();
-        match crate::json::decode(s(&a[0])) {
-            Ok(Value::Map(x)) => return Ok(Value::Map(x)),
-            Ok(Value::Nil) => {}
-            Ok(v) => {
-                m.insert("Error".into(), Value::from(format!("json: cannot unmarshal {} into Go value of type map[string]interface {{}}", json_kind(&v))));
+        match crate::json::decode_lenient(s(&a[0])) {
+            // Helm's fromJSON: what decoded, plus `Error`
+            Ok((Value::Map(x), Some(e))) => {
+                x.borrow_mut().insert("Error".into(), Value::from(e));
+                return Ok(Value::Map(x));
             }
+            Ok((Value::Map(x), None)) => return Ok(Value::Map(x)),
+            Ok((_, Some(e))) => {
+                m.insert("Error".into(), Value::from(e));
+            }
+            Ok((v, None)) => match v {
+                Value::Nil => {}
+                v => {
+                    m.insert("Error".into(), Value::from(format!("json: cannot unmarshal {} into Go value of type map[string]interface {{}}", json_kind(&v))));
+                }
+            },
             Err(e) => {
                 m.insert("Error".into(), Value::from(e));
             }
@@ -128,10 +138,13 @@ pub fn register(m: &mut FuncMap) {
         Ok(Value::map(m))
     });
     reg(m, "fromJsonArray", &[Str], None, |_, a| {
-        Ok(match crate::json::decode(s(&a[0])) {
-            Ok(Value::List(l, _)) => Value::List(l, crate::value::SliceTy::Iface),
-            Ok(Value::Nil) => Value::list(vec![]),
-            Ok(v) => Value::list(vec![Value::from(format!("json: cannot unmarshal {} into Go value of type []interface {{}}", json_kind(&v)))]),
+        Ok(match crate::json::decode_lenient(s(&a[0])) {
+            // an object is reported as such before its numbers are converted
+            Ok((Value::List(_, _), Some(e))) => Value::list(vec![Value::from(e)]),
+            Ok((Value::List(l, _), None)) => Value::List(l, crate::value::SliceTy::Iface),
+            // json.Unmarshal of `null` leaves the slice nil
+            Ok((Value::Nil, None)) => Value::List(std::rc::Rc::new(vec![]), crate::value::SliceTy::NilIface),
+            Ok((v, _)) => Value::list(vec![Value::from(format!("json: cannot unmarshal {} into Go value of type []interface {{}}", json_kind(&v)))]),
             Err(e) => Value::list(vec![Value::from(e)]),
         })
     });

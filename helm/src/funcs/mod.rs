@@ -94,8 +94,8 @@ pub fn validate_type(v: Value, ty: Ty) -> Result<Value, String> {
         | (Value::Float(_), Ty::Float)
         | (Value::Bool(_), Ty::Bool)
         | (Value::Map(_), Ty::Map)
-        | (Value::List(_, SliceTy::Iface), Ty::List)
-        | (Value::List(_, SliceTy::Str), Ty::Strs) => Ok(v),
+        | (Value::List(_, SliceTy::Iface | SliceTy::NilIface), Ty::List)
+        | (Value::List(_, SliceTy::Str | SliceTy::NilStr), Ty::Strs) => Ok(v),
         (Value::Object(o), Ty::Time) if o.as_time().is_some() => Ok(v),
         (Value::Object(o), Ty::Cert) if o.type_name() == "sprig.certificate" => Ok(v),
         (Value::Nil, t) => Err(format!("wrong type for value; expected {}; got interface {{}}", t.go_name())),

@@ -40,9 +40,11 @@ pub fn mergo(dst: &Map, src: &Map, overwrite: bool, depth: usize) {
             dst.borrow_mut().insert(k, sv);
             continue;
         }
+        // mergo skips a non-empty destination for a slice, and for a map only when the
+        // destination is a map too (dario.cat/mergo merge.go, deepMerge's map case)
         if let Some(d) = &dv
             && !is_empty_value(d)
-            && matches!(sv, Value::Map(_) | Value::List(..))
+            && (matches!(sv, Value::List(..)) || matches!((&sv, d), (Value::Map(_), Value::Map(_))))
         {
             continue;
         }

@@ -40,7 +40,7 @@ fn iface(v: Vec<Value>) -> Value {
 /// Keeps the slice type of the input (Go's reflect.Append/Slice keep the element type).
 fn same_ty(orig: &Value, v: Vec<Value>) -> Value {
     match orig {
-        Value::List(_, t) => Value::List(Rc::new(v), *t),
+        Value::List(_, t) => Value::List(Rc::new(v), t.non_nil()),
         _ => iface(v),
     }
 }
@@ -48,7 +48,9 @@ fn same_ty(orig: &Value, v: Vec<Value>) -> Value {
 /// reflect.DeepEqual
 pub fn deep_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::List(x, t), Value::List(y, u)) => t == u && x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| deep_equal(p, q)),
+        (Value::List(x, t), Value::List(y, u)) => {
+            (t == u || (t.non_nil() == u.non_nil() && !x.is_empty())) && x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| deep_equal(p, q))
+        }
         (Value::Map(x), Value::Map(y)) => {
             if Rc::ptr_eq(x, y) {
                 return true;
@@ -101,7 +103,8 @@ pub fn register(m: &mut FuncMap) {
         reg(m, name, &[Any], None, |_, a| {
             let l = need_list(&a[0], "find rest")?;
             if l.is_empty() {
-                return Ok(same_ty(&a[0], vec![]));
+                // Sprig: `if l == 0 { return nil, nil }`
+                return Ok(Value::List(Rc::new(vec![]), SliceTy::NilIface));
             }
             Ok(same_ty(&a[0], l[1..].to_vec()))
         });
@@ -110,7 +113,7 @@ pub fn register(m: &mut FuncMap) {
         reg(m, name, &[Any], None, |_, a| {
             let l = need_list(&a[0], "find initial")?;
             if l.is_empty() {
-                return Ok(same_ty(&a[0], vec![]));
+                return Ok(Value::List(Rc::new(vec![]), SliceTy::NilIface));
             }
             Ok(same_ty(&a[0], l[..l.len() - 1].to_vec()))
         });
@@ -200,8 +203,13 @@ pub fn register(m: &mut FuncMap) {
                     return Err(format!("Cannot chunk type {k}").into());
                 }
             };
-            if size <= 0 {
+            // Sprig: cs := int(math.Floor(float64(l-1)/float64(size)) + 1); make([][]interface{}, cs)
+            let cs = ((l.len() as f64 - 1.0) / size as f64).floor() + 1.0;
+            if !cs.is_finite() || cs < 0.0 {
                 return Err("runtime error: makeslice: len out of range".into());
+            }
+            if cs == 0.0 || size <= 0 {
+                return Ok(Value::List(Rc::new(vec![]), SliceTy::Lists));
             }
             let out: Vec<Value> = l.chunks(size as usize).map(|c| iface(c.to_vec())).collect();
             Ok(Value::List(Rc::new(out), SliceTy::Lists))
@@ -213,6 +221,8 @@ pub fn register(m: &mut FuncMap) {
         }
         let dict = match &a[a.len() - 1] {
             Value::Map(m) => m.clone(),
+            // Go's type-assertion panic names a nil interface `nil`, not `<nil>`
+            Value::Nil | Value::Invalid => return Err("interface conversion: interface {} is nil, not map[string]interface {}".to_string().into()),
             v => return Err(format!("interface conversion: interface {{}} is {}, not map[string]interface {{}}", v.type_name()).into()),
         };
         let def = a[a.len() - 2].clone();

@@ -205,8 +205,78 @@ fn go_expand(s: &str) -> String {
     s.to_string()
 }
 
+/// Go's RE2 Perl classes are ASCII-only (`\d` is `[0-9]`, `\w` is `[0-9A-Za-z_]`, `\s` is
+/// `[\t\n\f\r ]`, `\b` an ASCII word boundary; regexp/syntax perl_groups.go), the `regex`
+/// crate's are Unicode: spell Go's meaning out before compiling.
+fn go_regex_syntax(re: &str) -> std::borrow::Cow<'_, str> {
+    if !re.contains('\\') {
+        return re.into();
+    }
+    let mut out = String::with_capacity(re.len() + 16);
+    let mut chars = re.chars().peekable();
+    let mut in_class = false;
+    let mut class_start = false;
+    while let Some(c) = chars.next() {
+        let at_start = class_start;
+        class_start = false;
+        match c {
+            '\\' => {
+                let Some(e) = chars.next() else {
+                    out.push(c);
+                    break;
+                };
+                let rep = match (e, in_class) {
+                    ('d', false) => "[0-9]",
+                    ('D', false) => "[^0-9]",
+                    ('w', false) => "[0-9A-Za-z_]",
+                    ('W', false) => "[^0-9A-Za-z_]",
+                    ('s', false) => "[\\t\\n\\f\\r ]",
+                    ('S', false) => "[^\\t\\n\\f\\r ]",
+                    ('b', false) => "(?-u:\\b)",
+                    ('B', false) => "(?-u:\\B)",
+                    ('d', true) => "0-9",
+                    ('w', true) => "0-9A-Za-z_",
+                    ('s', true) => "\\t\\n\\f\\r ",
+                    _ => "",
+                };
+                if rep.is_empty() {
+                    out.push(c);
+                    out.push(e);
+                } else {
+                    out.push_str(rep);
+                }
+            }
+            '[' if !in_class => {
+                in_class = true;
+                class_start = true;
+                out.push(c);
+                if chars.peek() == Some(&'^') {
+                    out.push('^');
+                    chars.next();
+                }
+            }
+            '[' if in_class && chars.peek() == Some(&':') => {
+                // `[:alpha:]` inside a class
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == ']' {
+                        break;
+                    }
+                }
+            }
+            ']' if in_class && !at_start => {
+                in_class = false;
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out.into()
+}
+
 fn compile(re: &str) -> Result<regex::Regex, String> {
-    regex::Regex::new(re).map_err(|e| {
+    regex::Regex::new(&go_regex_syntax(re)).map_err(|e| {
         let detail = match &e {
             regex::Error::Syntax(m) => m.lines().last().unwrap_or("").trim().to_string(),
             _ => e.to_string(),
@@ -242,6 +312,10 @@ fn regex_find_all(a: &[Value]) -> FResult {
         }
         v.push(m.as_str().to_string());
     }
+    if v.is_empty() {
+        // Go's FindAllString returns nil without a match
+        return Ok(Value::List(std::rc::Rc::new(vec![]), SliceTy::NilStr));
+    }
     Ok(Value::str_list(v))
 }
 
@@ -250,7 +324,8 @@ fn regex_split(a: &[Value]) -> FResult {
     let n = i(&a[2]);
     let st = s(&a[1]);
     if n == 0 {
-        return Ok(Value::List(std::rc::Rc::new(vec![]), SliceTy::Str));
+        // Go's Regexp.Split: `if n == 0 { return nil }`
+        return Ok(Value::List(std::rc::Rc::new(vec![]), SliceTy::NilStr));
     }
     if r.as_str().is_empty() && st.is_empty() {
         return Ok(Value::str_list(vec![String::new()]));
@@ -390,12 +465,19 @@ pub fn go_trim_space(s: &str) -> &str {
     s.trim_matches(|c: char| c.is_whitespace() || c == '\u{85}' || c == '\u{A0}')
 }
 
+/// `strconv.Atoi`; Sprig ignores the error, and on overflow Go still returns the clamped value.
 fn go_atoi(s: &str) -> Option<i64> {
     let b = s.strip_prefix('+').unwrap_or(s);
     if b.is_empty() || b.starts_with('+') {
         return None;
     }
-    s.parse::<i64>().ok()
+    match s.parse::<i64>() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            let digits = b.strip_prefix('-').unwrap_or(b);
+            if !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit()) { Some(if b.starts_with('-') { i64::MIN } else { i64::MAX }) } else { None }
+        }
+    }
 }
 
 fn indent(n: i64, v: &str) -> Result<String, super::FnError> {
@@ -414,7 +496,13 @@ fn substr(start: i64, end: i64, st: &str) -> FResult {
     let n = b.len() as i64;
     if start < 0 {
         if end < 0 || end > n {
-            return Err(format!("runtime error: slice bounds out of range [:{end}] with length {n}").into());
+            // Go's runtime names the length only when the bound is past it
+            return Err(if end < 0 {
+                format!("runtime error: slice bounds out of range [:{end}]")
+            } else {
+                format!("runtime error: slice bounds out of range [:{end}] with length {n}")
+            }
+            .into());
         }
         return ok_str(bytes_str(&b[..end as usize]));
     }
@@ -523,7 +611,9 @@ fn swapcase(s: &str) -> String {
     let mut o = String::new();
     let mut whitespace = true;
     for c in s.chars() {
-        if c.is_uppercase() {
+        // unicode.IsUpper or unicode.IsTitle (Lt: `ǅ`, `ᾈ`…) both become lower case
+        let title = matches!(c as u32, 0x1C5 | 0x1C8 | 0x1CB | 0x1F2 | 0x1F88..=0x1F8F | 0x1F98..=0x1F9F | 0x1FA8..=0x1FAF | 0x1FBC | 0x1FCC | 0x1FFC);
+        if c.is_uppercase() || title {
             o.push_str(&go_lower(&c.to_string()));
             whitespace = false;
         } else if c.is_lowercase() {
@@ -850,4 +940,19 @@ fn string_map(parts: Vec<String>) -> Value {
         crate::value::mark_map_type(m, "map[string]string");
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{compile, go_regex_syntax};
+
+    #[test]
+    fn perl_classes_are_ascii_like_go() {
+        assert_eq!(go_regex_syntax(r"^\w+\d\s$"), r"^[0-9A-Za-z_]+[0-9][\t\n\f\r ]$");
+        assert_eq!(go_regex_syntax(r"[\w.-]+[^\d]"), r"[0-9A-Za-z_.-]+[^0-9]");
+        assert_eq!(go_regex_syntax(r"[]\d][[:alpha:]\w]\\d"), r"[]0-9][[:alpha:]0-9A-Za-z_]\\d");
+        assert!(!compile(r"^\w+$").unwrap().is_match("héllo"));
+        assert!(compile(r"\bab\b").unwrap().is_match("x ab y"));
+        assert!(!compile(r"\d").unwrap().is_match("٣"));
+    }
 }

@@ -69,7 +69,8 @@ impl Time {
             let o = self.offset;
             let sign = if o < 0 { '-' } else { '+' };
             let a = o.abs();
-            if a % 3600 == 0 { format!("{sign}{:02}", a / 3600) } else { format!("{sign}{:02}{:02}", a / 3600, (a % 3600) / 60) }
+            // Go's Format prints an unnamed zone (time.Parse's FixedZone("", off)) as -0700
+            format!("{sign}{:02}{:02}", a / 3600, (a % 3600) / 60)
         }
     }
 
@@ -79,7 +80,7 @@ impl Time {
         let mut out = String::new();
         let mut rest = layout;
         while !rest.is_empty() {
-            let tokens: [(&str, u8); 40] = [
+            let tokens: [(&str, u8); 41] = [
                 ("January", 1),
                 ("Jan", 2),
                 ("Monday", 3),
@@ -120,7 +121,25 @@ impl Time {
                 (".999", 38),
                 (".0", 39),
                 (".9", 40),
+                ("__2", 41),
             ];
+            // Fractional seconds (`.000`, `,999`…), keeping the layout's separator (Go's
+            // stdFracSecond0/9 with stdSeparator)
+            if let Some((digit, n)) = layout_fraction(rest) {
+                let ns = format!("{:09}", self.nanos);
+                let mut frac = ns[..n.min(9)].to_string();
+                if digit == '9' {
+                    while frac.ends_with('0') {
+                        frac.pop();
+                    }
+                }
+                if !frac.is_empty() {
+                    out.push_str(&rest[..1]);
+                    out.push_str(&frac);
+                }
+                rest = &rest[1 + n..];
+                continue;
+            }
             // Longest match at this position, honouring Go's special cases.
             let mut best: Option<(&str, u8)> = None;
             for (t, code) in tokens {
@@ -175,6 +194,11 @@ impl Time {
                 7 => out.push_str(&d.to_string()),
                 8 => out.push_str(&format!("{d:>2}")),
                 9 => out.push_str(&format!("{d:02}")),
+                41 => {
+                    // Go's stdUnderYearDay: the day of the year padded with spaces to 3
+                    let yd = days_from_civil(y, mo, d) - days_from_civil(y, 1, 1) + 1;
+                    out.push_str(&format!("{yd:>3}"))
+                }
                 10 => {
                     let yd = days_from_civil(y, mo, d) - days_from_civil(y, 1, 1) + 1;
                     out.push_str(&format!("{yd:03}"))
@@ -458,6 +482,20 @@ fn frac_str(v: u64, div: u64) -> String {
 }
 
 /// Go's `time.Parse` for common layouts.
+/// A fractional-second element at the start of a layout (`.000`, `,999`: Go's nextStdChunk),
+/// as its digit and run length.
+fn layout_fraction(l: &str) -> Option<(char, usize)> {
+    let b = l.as_bytes();
+    if b.len() < 2 || !matches!(b[0], b'.' | b',') || !matches!(b[1], b'0' | b'9') {
+        return None;
+    }
+    let n = b[1..].iter().take_while(|&&c| c == b[1]).count();
+    if b.get(1 + n).is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
+    Some((b[1] as char, n))
+}
+
 pub fn parse_time(layout: &str, value: &str) -> Result<Time, String> {
     let q = crate::template::fmt::go_quote;
     let elem_err = |rest: &str, lay: &str| {
@@ -507,7 +545,26 @@ pub fn parse_time(layout: &str, value: &str) -> Result<Time, String> {
             l = r;
         } else if let Some(r) = l.strip_prefix("05") {
             sec = num(&mut v, 2).ok_or_else(|| elem_err(v0, l0))?;
-            if v.starts_with('.') {
+            // Go: a fraction in the value without one in the layout is still read
+            if v.starts_with(['.', ',']) && v[1..].starts_with(|c: char| c.is_ascii_digit()) && layout_fraction(r).is_none() {
+                let e = v[1..].find(|c: char| !c.is_ascii_digit()).map(|x| x + 1).unwrap_or(v.len());
+                let f = &v[1..e];
+                ns = format!("{:0<9}", &f[..f.len().min(9)]).parse().unwrap_or(0);
+                v = &v[e..];
+            }
+            l = r;
+        } else if let Some((digit, n)) = layout_fraction(l) {
+            // Go's stdFracSecond0 (`.000`: exactly n digits) and stdFracSecond9 (`.999`: optional)
+            let r = &l[1 + n..];
+            let has = v.starts_with(['.', ',']) && v[1..].starts_with(|c: char| c.is_ascii_digit());
+            if digit == '0' {
+                if v.len() < 1 + n || !v.starts_with(['.', ',']) || !v.as_bytes()[1..1 + n].iter().all(u8::is_ascii_digit) {
+                    return Err(elem_err(v0, l0));
+                }
+                let f = &v[1..1 + n];
+                ns = format!("{:0<9}", &f[..f.len().min(9)]).parse().unwrap_or(0);
+                v = &v[1 + n..];
+            } else if has {
                 let e = v[1..].find(|c: char| !c.is_ascii_digit()).map(|x| x + 1).unwrap_or(v.len());
                 let f = &v[1..e];
                 ns = format!("{:0<9}", &f[..f.len().min(9)]).parse().unwrap_or(0);

@@ -69,10 +69,16 @@ type R<T> = Result<T, Box<ExecError>>;
 struct State<'c, 'd> {
     ctx: &'c mut Ctx<'d>,
     tree: Rc<Tree>,
-    vars: Vec<(String, Value)>,
+    /// Variables, innermost last; the flag marks a `range` element of a `[]interface{}` or map
+    /// (static type `interface {}`, see `dot_iface`).
+    vars: Vec<(String, Value, bool)>,
     depth: usize,
     node_pos: usize,
     node: NodeRef,
+    /// Dot is a `range` element of a `[]interface{}` or map: Go's reflect.Value then has the
+    /// static type `interface {}`, which field errors name (exec.go evalField takes
+    /// `receiver.Type()` before indirecting).
+    dot_iface: bool,
 }
 
 /// The node errors are reported at, resolved to its text only when an error happens
@@ -150,7 +156,7 @@ pub fn execute(ctx: &mut Ctx<'_>, name: &str, dot: Value) -> Result<String, Temp
         return Err(TemplateError::Plain(format!("exceeded maximum template depth ({MAX_NESTED_EXECUTIONS})")));
     }
     let mut out = String::new();
-    let mut st = State { ctx, tree: tree.clone(), vars: vec![("$".into(), dot.clone())], depth: 0, node_pos: 0, node: NodeRef::None };
+    let mut st = State { ctx, tree: tree.clone(), vars: vec![("$".into(), dot.clone(), false)], depth: 0, node_pos: 0, node: NodeRef::None, dot_iface: false };
     let r = st.walk_list(&dot, &tree.root, &mut out);
     st.ctx.exec_depth -= 1;
     match r {
@@ -239,10 +245,12 @@ impl State<'_, '_> {
                     Some(p) => self.eval_pipeline(dot, p)?,
                     None => Value::Invalid,
                 };
-                let saved_vars = std::mem::replace(&mut self.vars, vec![("$".into(), newdot.clone())]);
+                let saved_vars = std::mem::replace(&mut self.vars, vec![("$".into(), newdot.clone(), false)]);
                 let saved_tree = std::mem::replace(&mut self.tree, tree.clone());
                 self.depth += 1;
+                let saved_iface = std::mem::replace(&mut self.dot_iface, false);
                 let r = self.walk_list(&newdot, &tree.root, out);
+                self.dot_iface = saved_iface;
                 self.depth -= 1;
                 self.tree = saved_tree;
                 self.vars = saved_vars;
@@ -264,7 +272,15 @@ impl State<'_, '_> {
         let r = (|| {
             let val = self.eval_pipeline(dot, &b.pipe)?;
             if val.truthy() {
-                if with { self.walk_list(&val, &b.list, out) } else { self.walk_list(dot, &b.list, out) }
+                if with {
+                    // a pipeline's value is unwrapped to its concrete type
+                    let saved = std::mem::replace(&mut self.dot_iface, false);
+                    let r = self.walk_list(&val, &b.list, out);
+                    self.dot_iface = saved;
+                    r
+                } else {
+                    self.walk_list(dot, &b.list, out)
+                }
             } else if let Some(e) = &b.else_list {
                 self.walk_list(dot, e, out)
             } else {
@@ -285,7 +301,7 @@ impl State<'_, '_> {
         }
     }
 
-    fn one_iteration(&mut self, b: &Branch, mark: usize, index: Value, elem: Value, out: &mut String) -> Result<(), Flow> {
+    fn one_iteration(&mut self, b: &Branch, mark: usize, index: Value, elem: Value, iface: bool, out: &mut String) -> Result<(), Flow> {
         let d = &b.pipe.decl;
         if !d.is_empty() {
             if b.pipe.is_assign {
@@ -297,6 +313,7 @@ impl State<'_, '_> {
             } else {
                 let n = self.vars.len();
                 self.vars[n - 1].1 = elem.clone();
+                self.vars[n - 1].2 = iface;
             }
         }
         if d.len() > 1 {
@@ -305,9 +322,12 @@ impl State<'_, '_> {
             } else {
                 let n = self.vars.len();
                 self.vars[n - 2].1 = index;
+                self.vars[n - 2].2 = false;
             }
         }
+        let saved = std::mem::replace(&mut self.dot_iface, iface);
         let r = self.walk_list(&elem, &b.list, out);
+        self.dot_iface = saved;
         self.vars.truncate(mark);
         match r {
             Err(Flow::Continue) => Ok(()),
@@ -320,10 +340,11 @@ impl State<'_, '_> {
         let val = self.eval_pipeline(dot, &b.pipe)?;
         let mark = self.vars.len();
         match &val {
-            Value::List(l, _) => {
+            Value::List(l, t) => {
+                let iface = matches!(t, crate::value::SliceTy::Iface | crate::value::SliceTy::NilIface);
                 if !l.is_empty() {
                     for (i, e) in l.iter().enumerate() {
-                        self.one_iteration(b, mark, Value::Int(i as i64), e.clone(), out)?;
+                        self.one_iteration(b, mark, Value::Int(i as i64), e.clone(), iface, out)?;
                     }
                     return Ok(());
                 }
@@ -332,7 +353,7 @@ impl State<'_, '_> {
                 let entries: Vec<(String, Value)> = m.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                 if !entries.is_empty() {
                     for (k, v) in entries {
-                        self.one_iteration(b, mark, Value::from(k), v, out)?;
+                        self.one_iteration(b, mark, Value::from(k), v, true, out)?;
                     }
                     return Ok(());
                 }
@@ -353,7 +374,7 @@ impl State<'_, '_> {
                             Value::Uint(_) => Value::Uint(i as u64),
                             _ => Value::Int(i),
                         };
-                        self.one_iteration(b, mark, v.clone(), v, out)?;
+                        self.one_iteration(b, mark, v.clone(), v, false, out)?;
                     }
                     return Ok(());
                 }
@@ -362,7 +383,7 @@ impl State<'_, '_> {
                 let entries = o.entries().unwrap_or_default();
                 if !entries.is_empty() {
                     for (k, v) in entries {
-                        self.one_iteration(b, mark, Value::from(k), v, out)?;
+                        self.one_iteration(b, mark, Value::from(k), v, false, out)?;
                     }
                     return Ok(());
                 }
@@ -383,9 +404,10 @@ impl State<'_, '_> {
     }
 
     fn set_var(&mut self, name: &str, v: Value) -> R<()> {
-        for (n, val) in self.vars.iter_mut().rev() {
+        for (n, val, iface) in self.vars.iter_mut().rev() {
             if n == name {
                 *val = v;
+                *iface = false;
                 return Ok(());
             }
         }
@@ -393,12 +415,16 @@ impl State<'_, '_> {
     }
 
     fn var_value(&self, name: &str) -> R<Value> {
-        for (n, val) in self.vars.iter().rev() {
+        for (n, val, _) in self.vars.iter().rev() {
             if n == name {
                 return Ok(val.clone());
             }
         }
         Err(self.errorf(format!("undefined variable: {name}")))
+    }
+
+    fn var_iface(&self, name: &str) -> bool {
+        self.vars.iter().rev().find(|v| v.0 == name).is_some_and(|v| v.2)
     }
 
     pub(crate) fn eval_pipeline(&mut self, dot: &Value, pipe: &Pipe) -> R<Value> {
@@ -420,7 +446,7 @@ impl State<'_, '_> {
             if pipe.is_assign {
                 self.set_var(name, value.clone())?;
             } else {
-                self.vars.push((name.clone(), value.clone()));
+                self.vars.push((name.clone(), value.clone(), false));
             }
         }
         Ok(value)
@@ -439,7 +465,7 @@ impl State<'_, '_> {
             Arg::Field { pos, idents } => {
                 let _ = pos;
                 self.at_arg(first);
-                return self.eval_field_chain(dot, dot.clone(), idents, &cmd.args, final_);
+                return self.eval_dot_field_chain(dot, idents, &cmd.args, final_);
             }
             Arg::Chain { .. } => return self.eval_chain(dot, first, &cmd.args, final_),
             Arg::Ident(pos, name) => return self.eval_function(dot, *pos, name, cmd, &cmd.args, final_),
@@ -455,7 +481,8 @@ impl State<'_, '_> {
                     self.not_a_function(&cmd.args, &final_)?;
                     return Ok(v);
                 }
-                return self.eval_field_chain(dot, v, &idents[1..], &cmd.args, final_);
+                let iface = self.var_iface(&idents[0]);
+                return self.eval_field_chain_from(dot, v, iface, &idents[1..], &cmd.args, final_);
             }
             _ => {}
         }
@@ -502,9 +529,18 @@ impl State<'_, '_> {
         self.eval_field_chain(dot, pipe, fields, args, final_)
     }
 
-    fn eval_field_chain(&mut self, dot: &Value, mut receiver: Value, idents: &[String], args: &[Arg], final_: Option<Value>) -> R<Value> {
+    fn eval_field_chain(&mut self, dot: &Value, receiver: Value, idents: &[String], args: &[Arg], final_: Option<Value>) -> R<Value> {
+        self.eval_field_chain_from(dot, receiver, false, idents, args, final_)
+    }
+
+    /// A field chain on dot: its receiver's static type may be `interface {}` (see `dot_iface`).
+    fn eval_dot_field_chain(&mut self, dot: &Value, idents: &[String], args: &[Arg], final_: Option<Value>) -> R<Value> {
+        let iface = self.dot_iface;
+        self.eval_field_chain_from(dot, dot.clone(), iface, idents, args, final_)
+    }
+
+    fn eval_field_chain_from(&mut self, dot: &Value, mut receiver: Value, mut iface: bool, idents: &[String], args: &[Arg], final_: Option<Value>) -> R<Value> {
         let n = idents.len();
-        let mut iface = false;
         for id in &idents[..n - 1] {
             let from_map = matches!(receiver, Value::Map(_));
             receiver = self.eval_field(dot, id, &[], None, receiver, iface)?;
@@ -637,10 +673,11 @@ impl State<'_, '_> {
             return match n {
                 Arg::Dot(_) => Ok(dot.clone()),
                 Arg::Nil(_) => Ok(Value::Invalid),
-                Arg::Field { idents, .. } => self.eval_field_chain(dot, dot.clone(), idents, &[], None),
+                Arg::Field { idents, .. } => self.eval_dot_field_chain(dot, idents, &[], None),
                 Arg::Variable { idents, .. } => {
                     let v = self.var_value(&idents[0])?;
-                    if idents.len() == 1 { Ok(v) } else { self.eval_field_chain(dot, v, &idents[1..], &[], None) }
+                    let iface = self.var_iface(&idents[0]);
+                    if idents.len() == 1 { Ok(v) } else { self.eval_field_chain_from(dot, v, iface, &idents[1..], &[], None) }
                 }
                 Arg::Pipe(p) => self.eval_pipeline(dot, p),
                 Arg::Ident(pos, name) => {
@@ -661,13 +698,14 @@ impl State<'_, '_> {
                 };
             }
             Arg::Field { idents, .. } => {
-                let v = self.eval_field_chain(dot, dot.clone(), idents, &[n_dummy()], None);
+                let v = self.eval_dot_field_chain(dot, idents, &[n_dummy()], None);
                 let v = v?;
                 return self.validate_type(v, ty);
             }
             Arg::Variable { idents, .. } => {
                 let v = self.var_value(&idents[0])?;
-                let v = if idents.len() == 1 { v } else { self.eval_field_chain(dot, v, &idents[1..], &[], None)? };
+                let iface = self.var_iface(&idents[0]);
+                let v = if idents.len() == 1 { v } else { self.eval_field_chain_from(dot, v, iface, &idents[1..], &[], None)? };
                 return self.validate_type(v, ty);
             }
             Arg::Pipe(p) => {

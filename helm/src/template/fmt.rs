@@ -209,6 +209,14 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
             continue;
         };
         argn += 1;
+        // Go's printArg: a nil interface is `<nil>` for %v (even %#v) and %T, a bad verb otherwise
+        if arg.is_nil() {
+            match verb {
+                'v' | 'T' => pad(&mut out, "<nil>", f),
+                _ => bad_verb(&mut out, arg, verb, f),
+            }
+            continue;
+        }
         if verb == 'v' {
             if f.sharp {
                 f.sharp = false;
@@ -264,14 +272,16 @@ fn pad(out: &mut String, s: &str, f: Flags) {
     }
 }
 
-fn bad_verb(out: &mut String, v: &Value, verb: char) {
+/// Go's `badVerb`: `%!verb(type=value)`, the value printed with `%v` and the directive's
+/// flags, width and precision still set (Go keeps `p.fmt` as parsed), e.g. `%!d(string=  str)`.
+fn bad_verb(out: &mut String, v: &Value, verb: char, f: Flags) {
     match v {
         Value::Nil | Value::Invalid => {
             let _ = write!(out, "%!{verb}(<nil>)");
         }
         _ => {
             let _ = write!(out, "%!{verb}({}=", v.type_name());
-            fmt_arg(out, v, 'v', Flags::default());
+            fmt_arg(out, v, 'v', f);
             out.push(')');
         }
     }
@@ -284,18 +294,18 @@ fn fmt_arg(out: &mut String, v: &Value, verb: char, f: Flags) {
         return;
     }
     if verb == 'p' {
-        bad_verb(out, v, verb);
+        bad_verb(out, v, verb, f);
         return;
     }
     match v {
         Value::Nil | Value::Invalid if f.sharp_v => pad(out, "interface {}(nil)", f),
         Value::Nil | Value::Invalid => match verb {
             'v' => pad(out, "<nil>", f),
-            _ => bad_verb(out, v, verb),
+            _ => bad_verb(out, v, verb, f),
         },
         Value::Bool(b) => match verb {
             't' | 'v' => pad(out, if *b { "true" } else { "false" }, f),
-            _ => bad_verb(out, v, verb),
+            _ => bad_verb(out, v, verb, f),
         },
         Value::Int(i) | Value::Int64(i) => fmt_int(out, *i as i128, v, verb, f),
         Value::Uint(u) => fmt_int(out, *u as i128, v, verb, f),
@@ -309,9 +319,16 @@ fn fmt_arg(out: &mut String, v: &Value, verb: char, f: Flags) {
                 fmt_float(&mut im, *i, v, fv, Flags { width: None, plus: true, ..f });
                 pad(out, &format!("({re}{im}i)"), f);
             }
-            _ => bad_verb(out, v, verb),
+            _ => bad_verb(out, v, verb, f),
         },
         Value::Str(s) => fmt_str(out, s, v, verb, f),
+        Value::List(l, crate::value::SliceTy::NilIface | crate::value::SliceTy::NilStr) if f.sharp_v && l.is_empty() => {
+            out.push_str(crate::value::slice_ty_name(match v {
+                Value::List(_, t) => *t,
+                _ => crate::value::SliceTy::Iface,
+            }));
+            out.push_str("(nil)");
+        }
         Value::List(l, t) => {
             if f.sharp_v {
                 let mut s = String::new();
@@ -365,7 +382,8 @@ fn fmt_arg(out: &mut String, v: &Value, verb: char, f: Flags) {
                 if k > 0 {
                     out.push(' ');
                 }
-                fmt_str(out, key, &Value::Nil, verb, f);
+                // a map[string]interface{} key is a string: `%!d(string=k)`
+                fmt_str(out, key, &Value::from(key.as_str()), verb, f);
                 out.push(':');
                 if e.is_nil() {
                     out.push_str("<nil>");
@@ -377,7 +395,7 @@ fn fmt_arg(out: &mut String, v: &Value, verb: char, f: Flags) {
         }
         Value::Object(o) => match verb {
             'v' | 's' => pad(out, &o.display(), f),
-            _ => bad_verb(out, v, verb),
+            _ => bad_verb(out, v, verb, f),
         },
     }
 }
@@ -391,20 +409,33 @@ fn fmt_int(out: &mut String, i: i128, v: &Value, verb: char, f: Flags) {
         'X' => format!("{a:X}"),
         'o' | 'O' => format!("{a:o}"),
         'b' => format!("{a:b}"),
+        // Go's fmtC/fmtQc/fmtUnicode: the operand as uint64, runes past U+10FFFF are U+FFFD
         'c' => {
-            let c = char::from_u32(i as u32).unwrap_or('\u{FFFD}');
-            pad(out, &c.to_string(), f);
+            pad(out, &rune_of(i).to_string(), f);
             return;
         }
         'q' => {
-            let c = char::from_u32(i as u32).unwrap_or('\u{FFFD}');
-            pad(out, &quote_rune(c), f);
+            let c = rune_of(i);
+            let q = if f.sharp && is_print(c) {
+                format!("'{c}'")
+            } else if c == '\u{FFFD}' && !f.plus {
+                "'\u{FFFD}'".to_string()
+            } else {
+                let mut q = String::from("'");
+                quote_char(&mut q, c, '\'', f.plus);
+                q.push('\'');
+                q
+            };
+            pad(out, &q, f);
             return;
         }
         'U' => {
-            let mut s = format!("U+{:04X}", a);
+            let u = if i < 0 { i as i64 as u64 } else { a as u64 };
+            let mut s = format!("U+{u:04X}");
             if f.sharp
-                && let Some(c) = char::from_u32(i as u32)
+                && u <= 0x10FFFF
+                && let Some(c) = char::from_u32(u as u32)
+                && is_print(c)
             {
                 s.push_str(&format!(" '{c}'"));
             }
@@ -413,7 +444,7 @@ fn fmt_int(out: &mut String, i: i128, v: &Value, verb: char, f: Flags) {
         }
         // Every other verb ('e', 'f', 'g', 's', 't', …) is wrong for this operand.
         _ => {
-            bad_verb(out, v, verb);
+            bad_verb(out, v, verb, f);
             return;
         }
     };
@@ -430,7 +461,7 @@ fn fmt_int(out: &mut String, i: i128, v: &Value, verb: char, f: Flags) {
         match verb {
             'x' => prefix.push_str("0x"),
             'X' => prefix.push_str("0X"),
-            'o' => prefix.push('0'),
+            'o' if !digits.starts_with('0') => prefix.push('0'),
             'b' => prefix.push_str("0b"),
             _ => {}
         }
@@ -457,6 +488,10 @@ fn fmt_int(out: &mut String, i: i128, v: &Value, verb: char, f: Flags) {
     } else {
         pad(out, &format!("{sign}{body}"), Flags { zero: false, ..f });
     }
+}
+
+fn rune_of(i: i128) -> char {
+    if (0..=0x10FFFF).contains(&i) { char::from_u32(i as u32).unwrap_or('\u{FFFD}') } else { '\u{FFFD}' }
 }
 
 /// strconv.FormatFloat(x, 'e', prec, 64)
@@ -503,54 +538,187 @@ pub fn format_f(x: f64, prec: Option<usize>) -> String {
     }
 }
 
-fn fmt_float(out: &mut String, x: f64, v: &Value, verb: char, f: Flags) {
-    if x.is_nan() || x.is_infinite() {
-        let s = if x.is_nan() {
-            "NaN"
-        } else if x > 0.0 {
-            "+Inf"
-        } else {
-            "-Inf"
-        };
-        pad(out, s, Flags { zero: false, ..f });
-        return;
+/// strconv.FormatFloat(x, 'x'/'X', prec, 64): `-0x1.yyyyp±dd` (Go's `fmtX`; `prec` -1 = shortest).
+pub fn format_hex_float(x: f64, prec: i64, upper: bool) -> String {
+    let bits = x.to_bits();
+    let neg = bits >> 63 != 0;
+    let mut exp = ((bits >> 52) & 0x7ff) as i64;
+    let mut mant = bits & ((1u64 << 52) - 1);
+    if exp == 0 {
+        exp += 1;
+    } else {
+        mant |= 1u64 << 52;
     }
-    let mut s = match verb {
+    exp -= 1023;
+    if mant == 0 {
+        exp = 0;
+    }
+    mant <<= 60 - 52;
+    while mant != 0 && mant & (1u64 << 60) == 0 {
+        mant <<= 1;
+        exp -= 1;
+    }
+    if (0..15).contains(&prec) {
+        let shift = (prec * 4) as u32;
+        let extra = (mant << shift) & ((1u64 << 60) - 1);
+        mant >>= 60 - shift;
+        if extra | (mant & 1) > 1u64 << 59 {
+            mant += 1;
+        }
+        mant <<= 60 - shift;
+        if mant & (1u64 << 61) != 0 {
+            mant >>= 1;
+            exp += 1;
+        }
+    }
+    let digits: &[u8] = if upper { b"0123456789ABCDEF" } else { b"0123456789abcdef" };
+    let mut s = String::new();
+    if neg {
+        s.push('-');
+    }
+    s.push('0');
+    s.push(if upper { 'X' } else { 'x' });
+    s.push((b'0' + ((mant >> 60) & 1) as u8) as char);
+    mant <<= 4;
+    if prec < 0 && mant != 0 {
+        s.push('.');
+        while mant != 0 {
+            s.push(digits[((mant >> 60) & 15) as usize] as char);
+            mant <<= 4;
+        }
+    } else if prec > 0 {
+        s.push('.');
+        for _ in 0..prec {
+            s.push(digits[((mant >> 60) & 15) as usize] as char);
+            mant <<= 4;
+        }
+    }
+    s.push(if upper { 'P' } else { 'p' });
+    s.push(if exp < 0 { '-' } else { '+' });
+    let _ = write!(s, "{:02}", exp.abs());
+    s
+}
+
+/// strconv.FormatFloat(x, 'b', -1, 64): `-ddddp±ddd` (Go's `fmtB`).
+fn format_binary_float(x: f64) -> String {
+    let bits = x.to_bits();
+    let mut exp = ((bits >> 52) & 0x7ff) as i64;
+    let mut mant = bits & ((1u64 << 52) - 1);
+    if exp == 0 {
+        exp += 1;
+    } else {
+        mant |= 1u64 << 52;
+    }
+    exp -= 1023 + 52;
+    format!("{}{mant}p{}{exp}", if bits >> 63 != 0 { "-" } else { "" }, if exp >= 0 { "+" } else { "" })
+}
+
+/// Go's `(*fmt).fmtFloat` (fmt/format.go): sign, `#` (keep the point and trailing zeros,
+/// counting significant digits like Go, even the `x` of a hex float), zero padding after the
+/// sign, and `NaN`/`Inf` never zero-padded.
+fn fmt_float(out: &mut String, x: f64, v: &Value, verb: char, f: Flags) {
+    let (body, gverb, prec) = match verb {
         'v' => {
             if f.sharp_v {
-                let s = format_float_g(x, -1, 'e');
-                if !s.contains(['.', 'e', 'I', 'N']) { s.to_string() } else { s }
+                (format_float_g(x, -1, 'e'), 'g', -1)
             } else {
-                format_float_g(x, f.prec.map(|p| p as i32).unwrap_or(-1), 'e')
+                (format_float_g(x, f.prec.map(|p| p as i32).unwrap_or(-1), 'e'), 'g', f.prec.map(|p| p as i32).unwrap_or(-1))
             }
         }
-        'g' => format_float_g(x, f.prec.map(|p| p as i32).unwrap_or(-1), 'e'),
-        'G' => format_float_g(x, f.prec.map(|p| p as i32).unwrap_or(-1), 'E'),
-        'e' => format_e(x, f.prec.unwrap_or(6), 'e'),
-        'E' => format_e(x, f.prec.unwrap_or(6), 'E'),
-        'f' | 'F' => format_f(x, Some(f.prec.unwrap_or(6))),
-        'x' | 'X' | 'b' => {
-            bad_verb(out, v, verb);
-            return;
-        }
+        'g' => (format_float_g(x, f.prec.map(|p| p as i32).unwrap_or(-1), 'e'), 'g', f.prec.map(|p| p as i32).unwrap_or(-1)),
+        'G' => (format_float_g(x, f.prec.map(|p| p as i32).unwrap_or(-1), 'E'), 'G', f.prec.map(|p| p as i32).unwrap_or(-1)),
+        'e' => (format_e(x, f.prec.unwrap_or(6), 'e'), 'e', 6),
+        'E' => (format_e(x, f.prec.unwrap_or(6), 'E'), 'E', 6),
+        'f' | 'F' => (format_f(x, Some(f.prec.unwrap_or(6))), 'f', 6),
+        'x' | 'X' if x.is_finite() => (format_hex_float(x, f.prec.map_or(-1, |p| p as i64), verb == 'X'), verb, -1),
+        'b' if x.is_finite() => (format_binary_float(x), 'b', -1),
+        'x' | 'X' | 'b' => (format_float_g(x, -1, 'e'), verb, -1),
         _ => {
-            bad_verb(out, v, verb);
+            bad_verb(out, v, verb, f);
             return;
         }
     };
-    if f.plus && !s.starts_with('-') {
-        s.insert(0, '+');
-    } else if f.space && !s.starts_with('-') {
-        s.insert(0, ' ');
+    // num[0] is the sign slot, as in Go.
+    let mut num = if let Some(rest) = body.strip_prefix('-') {
+        format!("-{rest}")
+    } else if let Some(rest) = body.strip_prefix('+') {
+        format!("+{rest}")
+    } else {
+        format!("+{body}")
+    };
+    if f.space && num.starts_with('+') && !f.plus {
+        num.replace_range(0..1, " ");
     }
+    if num[1..].starts_with(['I', 'N']) {
+        if num[1..].starts_with('N') && !f.space && !f.plus {
+            num.remove(0);
+        }
+        pad(out, &num, Flags { zero: false, ..f });
+        return;
+    }
+    if f.sharp && gverb != 'b' {
+        let mut digits: i64 = match gverb {
+            'g' | 'G' | 'x' => {
+                if prec == -1 && f.prec.is_none() {
+                    6
+                } else {
+                    f.prec.map(|p| p as i64).unwrap_or(prec as i64)
+                }
+            }
+            _ => 0,
+        };
+        let mut tail = String::new();
+        let mut has_point = false;
+        let mut saw_nonzero = false;
+        let bytes: Vec<char> = num.chars().collect();
+        let mut cut = bytes.len();
+        for (i, &c) in bytes.iter().enumerate().skip(1) {
+            match c {
+                '.' => has_point = true,
+                'p' | 'P' => {
+                    tail = bytes[i..].iter().collect();
+                    cut = i;
+                    break;
+                }
+                'e' | 'E' if gverb != 'x' && gverb != 'X' => {
+                    tail = bytes[i..].iter().collect();
+                    cut = i;
+                    break;
+                }
+                _ => {
+                    if c != '0' {
+                        saw_nonzero = true;
+                    }
+                    if saw_nonzero {
+                        digits -= 1;
+                    }
+                }
+            }
+        }
+        let mut n: String = bytes[..cut].iter().collect();
+        if !has_point {
+            if n.len() == 2 && n.ends_with('0') {
+                digits -= 1;
+            }
+            n.push('.');
+        }
+        while digits > 0 {
+            n.push('0');
+            digits -= 1;
+        }
+        n.push_str(&tail);
+        num = n;
+    }
+    let shown = if f.plus || !num.starts_with('+') { num.as_str() } else { &num[1..] };
     let w = f.width.unwrap_or(0);
-    if f.zero && !f.minus && s.len() < w {
-        let (sign, rest) = if s.starts_with(['-', '+', ' ']) { s.split_at(1) } else { ("", s.as_str()) };
+    let len = shown.chars().count();
+    if f.zero && !f.minus && len < w {
+        let (sign, rest) = if shown.starts_with(['-', '+', ' ']) { shown.split_at(1) } else { ("", shown) };
         out.push_str(sign);
-        out.extend(std::iter::repeat_n('0', w - s.len()));
+        out.extend(std::iter::repeat_n('0', w - len));
         out.push_str(rest);
     } else {
-        pad(out, &s, Flags { zero: false, ..f });
+        pad(out, shown, Flags { zero: false, ..f });
     }
 }
 
@@ -599,7 +767,7 @@ fn fmt_str(out: &mut String, s: &str, v: &Value, verb: char, f: Flags) {
             }
             pad(out, &h, f)
         }
-        _ => bad_verb(out, v, verb),
+        _ => bad_verb(out, v, verb, f),
     }
 }
 

@@ -56,7 +56,25 @@ impl ExecError {
         stacker::maybe_grow(64 * 1024, 2 * 1024 * 1024, || self.helm_string_inner())
     }
 
+    /// Whether Helm's reformatting understands every error in the chain: its regexes match an
+    /// execution error without a function call, or `include` wrapping such an error; any other
+    /// `error calling F: …` link makes Helm return Go's one-line error
+    /// (helm pkg/engine/engine.go, reformatExecErrorMsg).
+    fn helm_reformats(&self) -> bool {
+        match &self.call {
+            None => true,
+            Some((f, FnError::Nested(inner))) if f == "include" => match inner.as_ref() {
+                TemplateError::Exec(e) => e.helm_reformats(),
+                _ => true,
+            },
+            Some(_) => false,
+        }
+    }
+
     fn helm_string_inner(&self) -> String {
+        if !self.helm_reformats() {
+            return self.go_string();
+        }
         match &self.call {
             Some((f, FnError::Nested(inner))) if f == "include" => {
                 format!("{}\n  executing {} at <{}>:\n    error calling include:\n{}", self.loc, fmt::go_quote(&self.name), self.node, inner.helm_inner())

@@ -672,6 +672,10 @@ fn unescape(inner: &str, quote: char) -> Result<String, String> {
             continue;
         }
         let e = chars.next().ok_or_else(bad)?;
+        if !matches!(e, 'x' | '0'..='7') {
+            // pending `\x..`/octal bytes come before this character
+            flush(&mut bytes, &mut out);
+        }
         match e {
             'a' => out.push('\x07'),
             'b' => out.push('\x08'),
@@ -729,6 +733,10 @@ pub fn parse_number(text: &str, is_char: bool) -> Result<Number, String> {
         Number { text: text.into(), is_int: false, is_uint: false, is_float: false, int: 0, uint: 0, float: 0.0, is_complex: false, complex: (0.0, 0.0) };
     if is_char {
         let inner = &text[1..text.len().saturating_sub(1)];
+        if inner.is_empty() {
+            // strconv.UnquoteChar on the closing quote
+            return Err("invalid syntax".into());
+        }
         let s = unescape(inner, '\'').map_err(|_| format!("malformed character constant: {text}"))?;
         let mut cs = s.chars();
         let (Some(c), None) = (cs.next(), cs.next()) else {
@@ -770,6 +778,22 @@ pub fn parse_number(text: &str, is_char: bool) -> Result<Number, String> {
             }
         }
         return Ok(n);
+    }
+    // Go's underscoreOK: `_` only between digits (or right after a base prefix)
+    if text.contains('_') {
+        let b = text.trim_start_matches(['+', '-']).as_bytes();
+        let hex = b.len() > 1 && b[0] == b'0' && matches!(b[1], b'x' | b'X');
+        let ok = b.iter().enumerate().all(|(k, &c)| {
+            if c != b'_' {
+                return true;
+            }
+            let digit = |x: u8| x.is_ascii_digit() || hex && x.is_ascii_hexdigit();
+            let prev_ok = k > 0 && (digit(b[k - 1]) || (k == 2 && b[0] == b'0' && matches!(b[1], b'x' | b'X' | b'o' | b'O' | b'b' | b'B')));
+            prev_ok && b.get(k + 1).is_some_and(|&x| digit(x))
+        });
+        if !ok {
+            return Err(format!("illegal number syntax: {}", super::fmt::go_quote(text)));
+        }
     }
     let clean: String = text.replace('_', "");
     let (neg, body) = if let Some(r) = clean.strip_prefix('-') {
@@ -828,8 +852,9 @@ pub fn parse_number(text: &str, is_char: bool) -> Result<Number, String> {
                 f = -f;
             }
             if !f.is_infinite() {
-                if !lower.contains(['.', 'e', 'p']) || !is_hex && !lower.contains(['.', 'e']) {
-                    // integer syntax but too big: Go still records float
+                // Go's newNumber: a float parse of integer syntax is an int too big to fit
+                if !is_hex && !lower.contains(['.', 'e']) {
+                    return Err(format!("integer overflow: {}", super::fmt::go_quote(text)));
                 }
                 n.is_float = true;
                 n.float = f;
