@@ -4,11 +4,10 @@
 //! `HELM_CASES=<substring>` filters by id or category; `HELM_VERBOSE=1` prints failures.
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
+
+mod common;
 
 use harmony_helm::funcs::FixedEnvironment;
-use harmony_helm::objects::{Capabilities, Files, KubeVersion};
-use harmony_helm::value::Value;
 use harmony_helm::{RenderTemplate, render};
 
 /// Regressions fail the test: raise this as the pass count grows.
@@ -18,34 +17,6 @@ fn conformance_dir() -> std::path::PathBuf {
     std::env::var_os("HARMONY_CONFORMANCE_DIR")
         .map(Into::into)
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance"))
-}
-
-fn scope(values: Value, files: BTreeMap<String, Vec<u8>>) -> Value {
-    let mut release = BTreeMap::new();
-    release.insert("Name".to_string(), Value::from("release-name"));
-    release.insert("Namespace".to_string(), Value::from("default"));
-    release.insert("IsInstall".to_string(), Value::Bool(true));
-    release.insert("IsUpgrade".to_string(), Value::Bool(false));
-    release.insert("Revision".to_string(), Value::Int(1));
-    release.insert("Service".to_string(), Value::from("Helm"));
-    let mut chart = BTreeMap::new();
-    chart.insert("Name".to_string(), Value::from("conformance"));
-    chart.insert("Version".to_string(), Value::from("0.1.0"));
-    chart.insert("APIVersion".to_string(), Value::from("v2"));
-    chart.insert("IsRoot".to_string(), Value::Bool(true));
-    let caps = Capabilities {
-        kube_version: KubeVersion::parse("v1.36.0").unwrap(),
-        api_versions: harmony_helm::release::default_api_versions(),
-        helm_version: "v4.2.3".into(),
-    };
-    let mut top = BTreeMap::new();
-    top.insert("Values".to_string(), values);
-    top.insert("Release".to_string(), Value::map(release));
-    top.insert("Chart".to_string(), Value::map(chart));
-    top.insert("Capabilities".to_string(), Value::Object(Rc::new(caps)));
-    top.insert("Files".to_string(), Value::Object(Rc::new(Files { files })));
-    top.insert("Subcharts".to_string(), Value::empty_map());
-    Value::map(top)
 }
 
 #[test]
@@ -79,7 +50,7 @@ fn template_functions_conformance() {
                 files.insert(k.clone(), v.as_str().unwrap_or("").as_bytes().to_vec());
             }
         }
-        let vals = scope(values, files);
+        let vals = common::scope(values, files, "conformance");
         let mut tpls = vec![RenderTemplate {
             name: tname.clone(),
             text: c["template"].as_str().unwrap().into(),
