@@ -465,7 +465,7 @@ pub async fn run_waves(ctx: WaveContext<'_>, plan: &RolloutPlan, actions: Vec<Fl
                         ActionOutcome::Failed { error } => format!("write failed: {error}"),
                         _ => "no plan in its entry".into(),
                     };
-                    record.failed.push(RolloutFailure { device: a.device.clone(), wave: i, reason: why });
+                    note_failure(&mut record, a.device.clone(), i, why);
                 }
             }
         }
@@ -473,7 +473,9 @@ pub async fn run_waves(ctx: WaveContext<'_>, plan: &RolloutPlan, actions: Vec<Fl
         report.results.extend(r.results);
         handed_back.extend(group);
         let failures = wait_healthy(&ctx, &expect, plan.spec.health_timeout).await?;
-        record.failed.extend(failures.into_iter().map(|(device, reason)| RolloutFailure { device, wave: i, reason }));
+        for (device, reason) in failures {
+            note_failure(&mut record, device, i, reason);
+        }
         if record.failed.len() > plan.spec.max_failed as usize {
             record.waves[i].state = WaveState::Failed;
             record.state = RolloutState::Halted;
@@ -505,6 +507,15 @@ pub async fn run_waves(ctx: WaveContext<'_>, plan: &RolloutPlan, actions: Vec<Fl
     report.results.sort_by(|a, b| a.device.cmp(&b.device));
     handed_back.sort_by(|a, b| a.device.cmp(&b.device));
     Ok(RolloutOutcome { record, report, actions: handed_back, reverted })
+}
+
+/// Records a failed device; a resumed rollout re-checks its steps, so a device counts once
+/// however often it fails (the latest reason is kept).
+fn note_failure(record: &mut RolloutRecord, device: String, wave: usize, reason: String) {
+    match record.failed.iter_mut().find(|f| f.device == device) {
+        Some(f) => f.reason = reason,
+        None => record.failed.push(RolloutFailure { device, wave, reason }),
+    }
 }
 
 /// Writes the record with compare-and-set on its revision (a concurrent apply holds no lock
