@@ -540,16 +540,7 @@ pub fn format_f(x: f64, prec: Option<usize>) -> String {
 
 /// strconv.FormatFloat(x, 'x'/'X', prec, 64): `-0x1.yyyyp±dd` (Go's `fmtX`; `prec` -1 = shortest).
 pub fn format_hex_float(x: f64, prec: i64, upper: bool) -> String {
-    let bits = x.to_bits();
-    let neg = bits >> 63 != 0;
-    let mut exp = ((bits >> 52) & 0x7ff) as i64;
-    let mut mant = bits & ((1u64 << 52) - 1);
-    if exp == 0 {
-        exp += 1;
-    } else {
-        mant |= 1u64 << 52;
-    }
-    exp -= 1023;
+    let (neg, mut mant, mut exp) = float_parts(x);
     if mant == 0 {
         exp = 0;
     }
@@ -601,6 +592,14 @@ pub fn format_hex_float(x: f64, prec: i64, upper: bool) -> String {
 
 /// strconv.FormatFloat(x, 'b', -1, 64): `-ddddp±ddd` (Go's `fmtB`).
 fn format_binary_float(x: f64) -> String {
+    let (neg, mant, exp) = float_parts(x);
+    let exp = exp - 52;
+    format!("{}{mant}p{}{exp}", if neg { "-" } else { "" }, if exp >= 0 { "+" } else { "" })
+}
+
+/// A float64's sign, mantissa (implicit bit set for normal numbers) and unbiased exponent, as
+/// Go's strconv `fmtX`/`fmtB` split them (subnormals get exponent 1 - 1023).
+fn float_parts(x: f64) -> (bool, u64, i64) {
     let bits = x.to_bits();
     let mut exp = ((bits >> 52) & 0x7ff) as i64;
     let mut mant = bits & ((1u64 << 52) - 1);
@@ -609,8 +608,7 @@ fn format_binary_float(x: f64) -> String {
     } else {
         mant |= 1u64 << 52;
     }
-    exp -= 1023 + 52;
-    format!("{}{mant}p{}{exp}", if bits >> 63 != 0 { "-" } else { "" }, if exp >= 0 { "+" } else { "" })
+    (bits >> 63 != 0, mant, exp - 1023)
 }
 
 /// Go's `(*fmt).fmtFloat` (fmt/format.go): sign, `#` (keep the point and trailing zeros,
