@@ -161,7 +161,7 @@ async fn dashboard_in_headless_chromium() {
     // A device added to the fleet appears in the list.
     env.status("pi-900", 1, DeviceState::Applied, None).await;
     env.heartbeat("pi-900", 1, &[("site", "ottawa")]).await;
-    env.get_until("/api/devices/pi-900", |b| b.contains("pi-900")).await;
+    env.get_until("/api/devices/pi-900", |b| b.contains("ottawa") && b.contains("\"condition\":\"ready\"")).await;
     d.go(&format!("{base}/devices?selector=site%3Dottawa")).await;
     d.wait_for("pi-900 in the list", "return document.querySelector('#devices tr[data-device=\"pi-900\"]') !== null").await;
     assert_eq!(d.eval("return document.querySelectorAll('#devices tbody tr').length").await, json!(1));

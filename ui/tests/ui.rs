@@ -39,7 +39,9 @@ async fn device_list_reflects_a_device_added() {
     assert!(!before.contains("pi-900"));
     env.status("pi-900", 1, DeviceState::Applied, None).await;
     env.heartbeat("pi-900", 1, &[("site", "ottawa")]).await;
-    let html = env.get_until("/devices", |b| b.contains("data-device=\"pi-900\"")).await;
+    // Status and heartbeat arrive on separate watches: wait for both (the labels come from the
+    // heartbeat).
+    let html = env.get_until("/devices", |b| b.contains("data-device=\"pi-900\"") && b.contains("site=ottawa")).await;
     assert!(html.contains("9 of 9 devices"), "{html}");
     // A device no repository declares takes its labels from its heartbeat.
     let json = get(env.addr(), "/api/devices?selector=site%3Dottawa", &[]).await;
@@ -102,7 +104,13 @@ async fn drill_down_shows_desired_and_applied_generation() {
     env.plan("pi-002", 7).await;
     env.status("pi-002", 6, DeviceState::Applying, None).await;
     env.heartbeat("pi-002", 6, &[]).await;
-    let html = env.get_until("/devices/pi-002", |b| b.contains("id=\"desired-generation\">7<") && b.contains("id=\"applied-generation\">6<")).await;
+    // The dashboard watches three buckets independently: wait until it has seen the plan, the
+    // status and the heartbeat (the badge needs the heartbeat; without it the device is unknown).
+    let html = env
+        .get_until("/devices/pi-002", |b| {
+            b.contains("id=\"desired-generation\">7<") && b.contains("id=\"applied-generation\">6<") && !b.contains("id=\"heartbeat-age\">never<")
+        })
+        .await;
     assert!(html.contains("badge converging"), "{html}");
     assert!(html.contains("site=montreal"), "labels: {html}");
     assert!(html.contains("id=\"agent-version\">0.1.0<"), "{html}");
