@@ -1,5 +1,6 @@
 //! Benchmark (ignored by default): apply 10,000 signed device plans to a local nats-server, vs raw
-//! async-nats KV puts of the same bytes at the same concurrency, in the same run.
+//! async-nats KV puts of the same bytes at the same concurrency, in the same run: rounds alternate
+//! the two sides, each on an empty bucket, and medians are compared.
 //!
 //! `cargo test -p harmony-executor --test fleet_bench -- --ignored --nocapture`
 //! (figures in docs/performance.md).
@@ -8,12 +9,27 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
-use harmony_executor::fleet::{ApplyRequest, DesiredFleet, LockOptions, NatsOptions, connect, run_apply};
+use harmony_executor::fleet::{ApplyRequest, DesiredFleet, LockOptions, NatsOptions, connect, ensure_buckets, run_apply};
 use harmony_schemas::fleet::{ContainerSpec, DeploymentPlan, DevicePlan, PROTOCOL_VERSION, RestartPolicy, Service, SignedDevicePlan, generate_signing_key};
 use harmony_testkit::NatsServer;
 
 const DEVICES: usize = 10_000;
 const PARALLELISM: usize = 64;
+const ROUNDS: usize = 5;
+
+fn median(ts: &[Duration]) -> Duration {
+    let mut v = ts.to_vec();
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// CPU time (user + system) of a process so far, in ms (`/proc/<pid>/stat`, 10 ms ticks).
+fn cpu_ms(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th fields.
+    let f: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    (f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0)) * 10
+}
 
 fn desired() -> DesiredFleet {
     let svc = |name: &str, image: &str| {
@@ -94,18 +110,6 @@ async fn apply_10k_signed_plans_vs_raw_puts() {
     let signer_t = t.elapsed();
     let avg = values.iter().map(|(_, v)| v.len()).sum::<usize>() / values.len();
 
-    let raw = js.create_key_value(kv::Config { bucket: "bench-raw".into(), history: 5, ..Default::default() }).await.expect("bucket");
-    let t = Instant::now();
-    futures::stream::iter(values.iter().cloned())
-        .map(|(k, v)| {
-            let raw = raw.clone();
-            async move { raw.put(k, v).await.expect("put") }
-        })
-        .buffer_unordered(PARALLELISM)
-        .collect::<Vec<_>>()
-        .await;
-    let raw_t = t.elapsed();
-
     let req = |d: &DesiredFleet| ApplyRequest {
         rollouts: Default::default(),
         rollout_progress: None,
@@ -119,14 +123,41 @@ async fn apply_10k_signed_plans_vs_raw_puts() {
         progress: None,
         request_timeout: None,
     };
-    // The request owns its copy of the desired plans (as `harmony apply` owns the compiled
-    // fleet); making that copy is the harness's work, not apply's, so it is not timed.
-    let first = req(&d);
-    let t = Instant::now();
-    let run = run_apply(&c, first).await.expect("apply");
-    let apply_t = t.elapsed();
-    assert_eq!(run.report.written(), DEVICES);
-    drop(run);
+    // Rounds alternate raw and apply, each on an empty bucket, so that both sides see the same
+    // machine (this 2-core VM's speed drifts by ±20 % between seconds); medians are compared.
+    let spid = server.pid().expect("server pid").to_string();
+    let (mut raw_ts, mut apply_ts, mut raw_cpu, mut apply_cpu) = (vec![], vec![], vec![], vec![]);
+    for round in 0..ROUNDS {
+        let bucket = format!("bench-raw-{round}");
+        let raw = js.create_key_value(kv::Config { bucket: bucket.clone(), history: 5, ..Default::default() }).await.expect("bucket");
+        let cpu0 = (cpu_ms(&spid), cpu_ms("self"));
+        let t = Instant::now();
+        futures::stream::iter(values.iter().cloned())
+            .map(|(k, v)| {
+                let raw = raw.clone();
+                async move { raw.put(k, v).await.expect("put") }
+            })
+            .buffer_unordered(PARALLELISM)
+            .collect::<Vec<_>>()
+            .await;
+        raw_ts.push(t.elapsed());
+        raw_cpu.push((cpu_ms(&spid) - cpu0.0, cpu_ms("self") - cpu0.1));
+        js.delete_key_value(&bucket).await.expect("delete raw bucket");
+
+        // A first apply into an empty plans bucket, made beforehand like the raw side's (both
+        // sides time writing 10,000 entries, not creating a stream). The request owns its copy
+        // of the desired plans (as `harmony apply` owns the compiled fleet); making it is not
+        // apply's work either.
+        let _ = js.delete_key_value(harmony_schemas::fleet::PLANS_BUCKET).await;
+        ensure_buckets(&js).await.expect("buckets");
+        let first = req(&d);
+        let cpu0 = (cpu_ms(&spid), cpu_ms("self"));
+        let t = Instant::now();
+        let run = run_apply(&c, first).await.expect("apply");
+        apply_ts.push(t.elapsed());
+        apply_cpu.push((cpu_ms(&spid) - cpu0.0, cpu_ms("self") - cpu0.1));
+        assert_eq!(run.report.written(), DEVICES);
+    }
     // Both sides wrote the same bytes.
     let plans = js.get_key_value(harmony_schemas::fleet::PLANS_BUCKET).await.expect("plans bucket");
     for (k, v) in values.iter().step_by(997) {
@@ -139,12 +170,21 @@ async fn apply_10k_signed_plans_vs_raw_puts() {
     assert_eq!(again.report.written(), 0);
 
     let rate = |d: Duration| DEVICES as f64 / d.as_secs_f64();
-    println!("plans: {DEVICES}, average signed value {avg} bytes, parallelism {PARALLELISM}");
+    let (raw_t, apply_t) = (median(&raw_ts), median(&apply_ts));
+    let ms = |ts: &[Duration]| ts.iter().map(|t| format!("{:.0}", t.as_secs_f64() * 1000.0)).collect::<Vec<_>>().join(", ");
+    let cpu = |c: &[(u64, u64)]| c.iter().map(|(s, c)| format!("{s}/{c}")).collect::<Vec<_>>().join(", ");
+    println!("plans: {DEVICES}, average signed value {avg} bytes, parallelism {PARALLELISM}, {ROUNDS} rounds");
     println!("signing {DEVICES} plans on one core: {sign_t:?} (canonical JSON alone {canon_t:?}, Ed25519 alone {ed_t:?})");
     println!("PayloadSigner::sign_to_vec (what apply uses: one canonical encoding, signed and written) on one core: {signer_t:?}");
-    println!("raw async-nats KV puts: {raw_t:?} ({:.0}/s)", rate(raw_t));
+    println!("raw async-nats KV puts, ms per round: {}; CPU ms server/client: {}", ms(&raw_ts), cpu(&raw_cpu));
+    println!("harmony apply (lock, observe, plan, sign, CAS create, journal), ms per round: {}; CPU ms server/client: {}", ms(&apply_ts), cpu(&apply_cpu));
     println!(
-        "harmony apply (lock, observe, plan, sign, CAS create, journal): {apply_t:?} ({:.0}/s) = {:.0} % of raw",
+        "per round apply / raw rate: {}",
+        raw_ts.iter().zip(&apply_ts).map(|(r, a)| format!("{:.0} %", 100.0 * r.as_secs_f64() / a.as_secs_f64())).collect::<Vec<_>>().join(", ")
+    );
+    println!(
+        "medians: raw {raw_t:?} ({:.0}/s), apply {apply_t:?} ({:.0}/s) = {:.0} % of raw",
+        rate(raw_t),
         rate(apply_t),
         100.0 * raw_t.as_secs_f64() / apply_t.as_secs_f64()
     );

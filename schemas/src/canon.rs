@@ -38,45 +38,68 @@ pub(crate) fn write<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> R {
 
 pub(crate) struct Canon<'a>(pub &'a mut Vec<u8>);
 
-/// An object being written: its members, each as (key, encoded value), sorted at the end.
+/// An object being written. Members go straight to the output, in the order they come; the
+/// object is rewritten in key order at the end only if they did not come sorted (struct fields
+/// in declaration order usually do not, nested objects are then copied once). Nothing is
+/// buffered per member.
 pub(crate) struct Object<'a> {
     out: &'a mut Vec<u8>,
-    members: Vec<(Cow<'static, str>, Vec<u8>)>,
+    /// Where the object's `{` is in `out`.
+    start: usize,
+    /// Each member's key and the range of its encoded value in `out`, in the order written.
+    members: Vec<(Cow<'static, str>, std::ops::Range<usize>)>,
+    /// Whether the keys so far came in strictly increasing order.
+    sorted: bool,
     key: Option<Cow<'static, str>>,
-    /// For `{"Variant": {...}}`: the variant name to wrap the object in.
-    wrap: Option<&'static str>,
+    /// For `{"Variant": {...}}`: the object is wrapped in the variant name.
+    wrap: bool,
+}
+
+fn object<'a>(out: &'a mut Vec<u8>, wrap: Option<&'static str>, len: usize) -> Result<Object<'a>, Unsupported> {
+    if let Some(w) = wrap {
+        out.push(b'{');
+        scalar(out, w)?;
+        out.push(b':');
+    }
+    let start = out.len();
+    out.push(b'{');
+    Ok(Object { out, start, members: Vec::with_capacity(len), sorted: true, key: None, wrap: wrap.is_some() })
 }
 
 impl Object<'_> {
     fn member<T: Serialize + ?Sized>(&mut self, key: Cow<'static, str>, value: &T) -> R {
-        let mut buf = Vec::with_capacity(32);
-        value.serialize(Canon(&mut buf))?;
-        self.members.push((key, buf));
+        if let Some((last, _)) = self.members.last() {
+            self.sorted &= last.as_bytes() < key.as_bytes();
+            self.out.push(b',');
+        }
+        scalar(self.out, key.as_ref())?;
+        self.out.push(b':');
+        let from = self.out.len();
+        value.serialize(Canon(self.out))?;
+        self.members.push((key, from..self.out.len()));
         Ok(())
     }
 
     fn finish(mut self) -> R {
-        self.members.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        if self.members.windows(2).any(|w| w[0].0 == w[1].0) {
-            // serde_json's `Value` would keep one of them; leave such input to that path.
-            return Err(Unsupported("a duplicated key".into()));
-        }
-        if let Some(w) = self.wrap {
-            self.out.push(b'{');
-            scalar(self.out, w)?;
-            self.out.push(b':');
-        }
-        self.out.push(b'{');
-        for (i, (k, v)) in self.members.iter().enumerate() {
-            if i > 0 {
-                self.out.push(b',');
+        if !self.sorted {
+            let written = self.out.split_off(self.start);
+            self.members.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            if self.members.windows(2).any(|w| w[0].0 == w[1].0) {
+                // serde_json's `Value` would keep one of them; leave such input to that path.
+                return Err(Unsupported("a duplicated key".into()));
             }
-            scalar(self.out, k.as_ref())?;
-            self.out.push(b':');
-            self.out.extend_from_slice(v);
+            self.out.push(b'{');
+            for (i, (k, range)) in self.members.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(b',');
+                }
+                scalar(self.out, k.as_ref())?;
+                self.out.push(b':');
+                self.out.extend_from_slice(&written[range.start - self.start..range.end - self.start]);
+            }
         }
         self.out.push(b'}');
-        if self.wrap.is_some() {
+        if self.wrap {
             self.out.push(b'}');
         }
         Ok(())
@@ -192,7 +215,7 @@ impl<'a> ser::Serializer for Canon<'a> {
         value.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(self, _: &'static str, _: u32, variant: &'static str, value: &T) -> R {
-        let mut o = Object { out: self.0, members: Vec::with_capacity(1), key: None, wrap: None };
+        let mut o = object(self.0, None, 1)?;
         o.member(Cow::Borrowed(variant), value)?;
         o.finish()
     }
@@ -209,13 +232,13 @@ impl<'a> ser::Serializer for Canon<'a> {
         array(self.0, Some(variant))
     }
     fn serialize_map(self, len: Option<usize>) -> Result<Object<'a>, Unsupported> {
-        Ok(Object { out: self.0, members: Vec::with_capacity(len.unwrap_or(4)), key: None, wrap: None })
+        object(self.0, None, len.unwrap_or(4))
     }
     fn serialize_struct(self, _: &'static str, len: usize) -> Result<Object<'a>, Unsupported> {
-        Ok(Object { out: self.0, members: Vec::with_capacity(len), key: None, wrap: None })
+        object(self.0, None, len)
     }
     fn serialize_struct_variant(self, _: &'static str, _: u32, variant: &'static str, len: usize) -> Result<Object<'a>, Unsupported> {
-        Ok(Object { out: self.0, members: Vec::with_capacity(len), key: None, wrap: Some(variant) })
+        object(self.0, Some(variant), len)
     }
 }
 

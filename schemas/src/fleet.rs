@@ -1389,6 +1389,16 @@ mod tests {
         let odd: BTreeMap<u32, f64> = [(2, 1.5), (10, -0.25)].into_iter().collect();
         assert_eq!(canonical_json(&odd).unwrap(), via_value(&odd));
         assert_eq!(canonical_json(&odd).unwrap(), br#"{"10":-0.25,"2":1.5}"#);
+        // A duplicated key (a flattened map repeating a field) is also left to the `Value` path.
+        #[derive(Serialize)]
+        struct Dup {
+            b: u8,
+            #[serde(flatten)]
+            rest: BTreeMap<String, u8>,
+        }
+        let dup = Dup { b: 1, rest: [("a".to_string(), 2), ("b".to_string(), 3)].into_iter().collect() };
+        assert_eq!(canonical_json(&dup).unwrap(), via_value(&dup));
+        assert_eq!(canonical_json(&dup).unwrap(), br#"{"a":2,"b":3}"#);
     }
 
     #[test]

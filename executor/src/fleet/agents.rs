@@ -73,6 +73,9 @@ async fn lookup(store: &object_store::ObjectStore, version: &str, trusted: &[Ver
     Ok(Some(artifact))
 }
 
+/// Published agent artifacts by version: usable, or why not.
+pub type Published = BTreeMap<String, Result<AgentArtifact, String>>;
+
 /// The published artifacts of `versions`, verified with `trusted`: absent versions are left out;
 /// one that cannot be used (no or a bad signature, e.g. published with a key since rotated
 /// away) is an `Err` saying why, so that only an apply that needs it fails.
@@ -80,7 +83,7 @@ pub async fn lookup_agents<'a>(
     js: &jetstream::Context,
     versions: impl IntoIterator<Item = &'a str>,
     trusted: &[VerifyingKey],
-) -> Result<BTreeMap<String, Result<AgentArtifact, String>>, FleetError> {
+) -> Result<Published, FleetError> {
     let Some(store) = store(js, false).await? else { return Ok(BTreeMap::new()) };
     let mut out = BTreeMap::new();
     for v in versions {

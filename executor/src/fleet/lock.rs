@@ -80,9 +80,11 @@ impl FleetLock {
     /// Takes the fleet's lock, waiting up to `opts.timeout` for a holder to release it or for it to expire.
     pub async fn acquire(js: &jetstream::Context, fleet: &str, holder: &LockHolder, opts: LockOptions) -> Result<FleetLock, FleetError> {
         let mut store = ensure_locks_bucket(js, opts.ttl).await?;
-        let ttl = match store.stream.info().await {
-            Ok(info) if !info.config.max_age.is_zero() => info.config.max_age,
-            _ => opts.ttl,
+        // The bucket's own max age (an existing bucket keeps the TTL it was made with), from the
+        // stream info opening it returned: no extra round trip.
+        let ttl = match store.stream.cached_info().config.max_age {
+            d if d.is_zero() => opts.ttl,
+            d => d,
         };
         let value = serde_json::to_vec(holder).map_err(|e| nats_err("encoding lock", e))?;
         let deadline = Instant::now() + opts.timeout;

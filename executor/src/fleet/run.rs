@@ -73,10 +73,21 @@ pub struct ApplyRun {
 pub async fn run_apply(client: &async_nats::Client, req: ApplyRequest) -> Result<ApplyRun, FleetError> {
     let mut js = jetstream::new(client.clone());
     js.set_timeout(req.request_timeout.unwrap_or(std::time::Duration::from_secs(5)));
-    let stores = ensure_buckets(&js).await?;
     let apply_id = format!("{}-{}", harmony_schemas::fleet::now_ms(), std::process::id());
     let holder = LockHolder::this_process(&apply_id);
-    let lock = FleetLock::acquire(&js, &req.desired.fleet, &holder, req.lock).await?;
+    // Opening the buckets and taking the lock are independent round trips: both at once.
+    let (stores, lock) = tokio::join!(ensure_buckets(&js), FleetLock::acquire(&js, &req.desired.fleet, &holder, req.lock));
+    let lock = lock?;
+    let stores = match stores {
+        Ok(s) => s,
+        Err(e) => {
+            // Not left to expire: nobody else should wait for an apply that never started.
+            if let Err(r) = lock.release().await {
+                tracing::warn!("{r}");
+            }
+            return Err(e);
+        }
+    };
     let result = locked(client, &js, &stores, req, &holder, &apply_id).await;
     if let Err(e) = lock.release().await {
         // It expires by itself within one TTL.
@@ -95,11 +106,19 @@ async fn locked(
 ) -> Result<ApplyRun, FleetError> {
     let trusted = [req.signing_key.verifying_key()];
     let fleet = req.desired.fleet.clone();
-    let observed = observe_fleet(client, stores, &fleet, &trusted).await?;
     let mut desired = req.desired;
-    attach_agents(js, &mut desired, &observed, &trusted).await?;
-    let rollouts = super::connect::ensure_rollouts_bucket(js).await?;
-    let record = read_record(&rollouts, &fleet).await?;
+    // Three independent reads at once: the buckets, the published agents, the rollout record.
+    let versions: std::collections::BTreeSet<String> = desired.plans.values().map(|p| p.agent_version.clone()).collect();
+    let (observed, published, (rollouts, record)) = tokio::try_join!(
+        observe_fleet(client, stores, &fleet, &trusted),
+        super::agents::lookup_agents(js, versions.iter().map(String::as_str), &trusted),
+        async {
+            let rollouts = super::connect::ensure_rollouts_bucket(js).await?;
+            let record = read_record(&rollouts, &fleet).await?;
+            Ok::<_, FleetError>((rollouts, record))
+        }
+    )?;
+    attach_agents(&mut desired, &published, &observed)?;
     let rollout = plan_rollout(&desired, &req.rollouts, &observed, record.as_ref().map(|(r, _)| r));
     let source_revision = desired.plans.values().next().map(|p| p.source_revision.clone()).unwrap_or_default();
     let actions = plan_fleet_owned(desired, &observed);
@@ -156,16 +175,9 @@ async fn locked(
     Ok(ApplyRun { actions, report, observed, interrupted, aborted: false, journal: journal.map(|j| j.path().to_path_buf()), rollout })
 }
 
-/// Names each plan's agent binary when its version is published; an upgrade (a device whose
+/// Names each plan's agent binary when its version is `published`; an upgrade (a device whose
 /// entry names another version) of an unpublished version is refused before anything is written.
-async fn attach_agents(
-    js: &jetstream::Context,
-    desired: &mut DesiredFleet,
-    observed: &ObservedFleet,
-    trusted: &[ed25519_dalek::VerifyingKey],
-) -> Result<(), FleetError> {
-    let versions: std::collections::BTreeSet<String> = desired.plans.values().map(|p| p.agent_version.clone()).collect();
-    let published = super::agents::lookup_agents(js, versions.iter().map(String::as_str), trusted).await?;
+fn attach_agents(desired: &mut DesiredFleet, published: &super::agents::Published, observed: &ObservedFleet) -> Result<(), FleetError> {
     for (device, plan) in desired.plans.iter_mut() {
         let found = published.get(&plan.agent_version);
         plan.agent = found.and_then(|r| r.as_ref().ok()).cloned();
