@@ -628,7 +628,8 @@ impl<T: SignedPayload> Signed<T> {
         let sig_bytes: [u8; 64] = B64.decode(&self.signature.sig).ok().and_then(|b| b.try_into().ok()).ok_or(VerifyError::BadSignature)?;
         let input = signing_input(T::CONTEXT, &self.payload).map_err(|e| VerifyError::Malformed(e.to_string()))?;
         key.verify(&input, &ed25519_dalek::Signature::from_bytes(&sig_bytes)).map_err(|_| VerifyError::BadSignature)?;
-        serde_json::from_value(self.payload.clone()).map_err(|e| VerifyError::Payload(e.to_string()))
+        // Deserialised from the borrowed `Value`: no copy of the payload.
+        T::deserialize(&self.payload).map_err(|e| VerifyError::Payload(e.to_string()))
     }
 }
 

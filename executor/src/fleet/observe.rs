@@ -127,17 +127,23 @@ pub async fn read_bucket(client: &async_nats::Client, store: &kv::Store) -> Resu
     Ok(out)
 }
 
-#[derive(serde::Deserialize)]
-struct Loose {
-    generation: Option<u64>,
-    fleet: Option<String>,
-}
-
 /// Decodes the plans bucket's entries for `fleet`; entries of other fleets are left out.
-pub fn decode_plans(bucket: &str, raw: Vec<RawEntry>, fleet: &str, trusted: &[VerifyingKey], warnings: &mut Vec<Warning>) -> BTreeMap<String, ObservedEntry> {
+pub fn decode_plans(
+    bucket: &str,
+    raw: Vec<RawEntry>,
+    fleet_name: &str,
+    trusted: &[VerifyingKey],
+    warnings: &mut Vec<Warning>,
+) -> BTreeMap<String, ObservedEntry> {
     use rayon::prelude::*;
-    // Decode and verify on all cores (10,000 signatures take a while on one).
-    type Decoded = (Result<SignedDevicePlan, harmony_schemas::fleet::VerifyError>, Option<Result<DevicePlan, harmony_schemas::fleet::VerifyError>>);
+    // Decode and verify on all cores (10,000 signatures take a while on one). The generation and
+    // fleet are read even from a payload that does not verify (bookkeeping, other fleets).
+    struct Decoded {
+        signed: Result<SignedDevicePlan, harmony_schemas::fleet::VerifyError>,
+        verified: Option<Result<DevicePlan, harmony_schemas::fleet::VerifyError>>,
+        generation: Option<u64>,
+        fleet: Option<String>,
+    }
     let decoded: Vec<Option<Decoded>> = raw
         .par_iter()
         .map(|e| {
@@ -145,14 +151,17 @@ pub fn decode_plans(bucket: &str, raw: Vec<RawEntry>, fleet: &str, trusted: &[Ve
                 return None;
             }
             let signed = SignedDevicePlan::from_slice(&e.value);
-            let verified = signed.as_ref().ok().map(|s| s.verify(trusted));
-            Some((signed, verified))
+            let payload = signed.as_ref().ok().map(|s| &s.payload);
+            let generation = payload.and_then(|p| p.get("generation")).and_then(serde_json::Value::as_u64);
+            let fleet = payload.and_then(|p| p.get("fleet")).and_then(serde_json::Value::as_str).map(str::to_string);
+            let verified = signed.as_ref().ok().filter(|_| fleet.as_deref().is_none_or(|f| f == fleet_name)).map(|s| s.verify(trusted));
+            Some(Decoded { signed, verified, generation, fleet })
         })
         .collect();
     let mut out = BTreeMap::new();
     for (e, decoded) in raw.into_iter().zip(decoded) {
         let warn = |m: String| Warning { bucket: bucket.to_string(), key: e.key.clone(), revision: e.revision, message: m };
-        let Some((signed, verified)) = decoded else {
+        let Some(Decoded { signed, verified, generation, fleet: plan_fleet }) = decoded else {
             warnings.push(warn("not a device id; skipped".into()));
             continue;
         };
@@ -164,9 +173,7 @@ pub fn decode_plans(bucket: &str, raw: Vec<RawEntry>, fleet: &str, trusted: &[Ve
                 continue;
             }
         };
-        let loose: Option<Loose> = serde_json::from_value(signed.payload.clone()).ok();
-        let (generation, plan_fleet) = loose.map(|l| (l.generation, l.fleet)).unwrap_or((None, None));
-        if plan_fleet.as_deref().is_some_and(|f| f != fleet) {
+        if plan_fleet.as_deref().is_some_and(|f| f != fleet_name) {
             continue;
         }
         let plan = match verified.unwrap_or(Err(harmony_schemas::fleet::VerifyError::BadSignature)) {
@@ -219,4 +226,62 @@ pub async fn observe_fleet(client: &async_nats::Client, stores: &[kv::Store; 3],
     let statuses = decode_json::<DeviceStatus>(&status.name, s, &mut warnings).into_iter().map(|(k, (v, _))| (k, v)).collect();
     let heartbeats = decode_json::<Heartbeat>(&heartbeats.name, h, &mut warnings);
     Ok(ObservedFleet { plans, statuses, heartbeats, warnings })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use harmony_schemas::fleet::{PROTOCOL_VERSION, generate_signing_key};
+
+    fn plan(device: &str, fleet: &str, generation: u64) -> DevicePlan {
+        DevicePlan {
+            version: PROTOCOL_VERSION,
+            device_id: device.into(),
+            fleet: fleet.into(),
+            generation,
+            source_revision: "r".into(),
+            agent_version: "0.1.0".into(),
+            agent: None,
+            deployments: vec![],
+            key_chain: vec![],
+        }
+    }
+
+    fn entry(key: &str, revision: u64, value: Vec<u8>) -> RawEntry {
+        RawEntry { key: key.into(), revision, created_ms: 0, value }
+    }
+
+    #[test]
+    fn decode_plans_verifies_ours_skips_other_fleets_and_warns_about_the_rest() {
+        let ours = generate_signing_key().unwrap();
+        let theirs = generate_signing_key().unwrap();
+        let signed = |p: &DevicePlan, k: &ed25519_dalek::SigningKey| SignedDevicePlan::sign(p, k).unwrap().to_vec();
+        let raw = vec![
+            entry("pi-001", 11, signed(&plan("pi-001", "pico", 4), &ours)),
+            // Another fleet's plan in the same bucket, signed with its own key: not ours, no warning.
+            entry("pi-900", 12, signed(&plan("pi-900", "other", 2), &theirs)),
+            // Our fleet, signed with a key we do not trust: kept for its generation, not as a plan.
+            entry("pi-002", 13, signed(&plan("pi-002", "pico", 7), &theirs)),
+            // A plan written under another device's key.
+            entry("pi-003", 14, signed(&plan("pi-999", "pico", 1), &ours)),
+            entry("pi-004", 15, b"{not json".to_vec()),
+            entry("Not A Device", 16, signed(&plan("x", "pico", 1), &ours)),
+        ];
+        let mut warnings = Vec::new();
+        let out = decode_plans("harmony-plans", raw, "pico", &[ours.verifying_key()], &mut warnings);
+        assert_eq!(out.keys().map(String::as_str).collect::<Vec<_>>(), ["pi-001", "pi-002", "pi-003", "pi-004"]);
+        let one = &out["pi-001"];
+        assert_eq!((one.revision, one.generation, one.fleet.as_deref()), (11, Some(4), Some("pico")));
+        assert_eq!(one.plan.as_ref(), Some(&plan("pi-001", "pico", 4)));
+        let two = &out["pi-002"];
+        assert_eq!((two.plan.is_none(), two.generation, two.signed.is_some()), (true, Some(7), true));
+        assert!(out["pi-003"].plan.is_none());
+        assert_eq!((out["pi-004"].signed.is_none(), out["pi-004"].generation), (true, None));
+        let by_key: BTreeMap<&str, &str> = warnings.iter().map(|w| (w.key.as_str(), w.message.as_str())).collect();
+        assert_eq!(by_key.keys().copied().collect::<Vec<_>>(), ["Not A Device", "pi-002", "pi-003", "pi-004"], "{warnings:?}");
+        assert!(by_key["pi-002"].contains("will be replaced"), "{}", by_key["pi-002"]);
+        assert!(by_key["pi-003"].contains("plan is for device `pi-999`"), "{}", by_key["pi-003"]);
+        assert!(by_key["pi-004"].starts_with("undecodable value"), "{}", by_key["pi-004"]);
+        assert!(by_key["Not A Device"].contains("not a device id"));
+    }
 }
