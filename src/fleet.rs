@@ -181,14 +181,22 @@ impl FleetSecurity {
         Ok(())
     }
 
-    /// Carries the chain in every plan and drops revoked devices (their plans are deleted).
+    /// Carries the chain in every plan and drops revoked devices (their plans are deleted),
+    /// warning about each one the repository still declares.
     pub fn apply_to(&self, desired: &mut DesiredFleet) {
         for d in &self.revoked {
-            desired.plans.remove(d);
+            if desired.plans.remove(d).is_some() {
+                warn_revoked_declared(&desired.fleet, d);
+            }
         }
         for p in desired.plans.values_mut() {
             p.key_chain = self.chain.clone();
         }
+    }
+
+    /// Whether `device` was revoked (`harmony fleet revoke`): it gets no plan.
+    pub fn is_revoked(&self, device: &str) -> bool {
+        self.revoked.iter().any(|d| d == device)
     }
 
     /// Carries the chain in one plan.
@@ -215,6 +223,13 @@ impl FleetSecurity {
             d.condition = Condition::Revoked;
         }
     }
+}
+
+/// The warning for a device the repository declares although it was revoked.
+pub fn warn_revoked_declared(fleet: &str, device: &str) {
+    eprintln!(
+        "warning: device `{device}` of fleet `{fleet}` is declared in the repository but was revoked (`harmony fleet revoke`): no plan is written for it; remove its declaration"
+    );
 }
 
 /// The fleet declaring `device`.

@@ -40,6 +40,9 @@ pub struct Live {
     pub targets: Vec<String>,
     /// The phased rollouts `harmony apply` would run, per fleet.
     pub rollouts: Vec<harmony_schemas::plan::PlannedRollout>,
+    /// Units of devices the repository declares but that were revoked: apply writes them no
+    /// plan, so the plan leaves them out.
+    pub revoked_units: Vec<harmony_compiler::compile::UnitId>,
 }
 
 /// A device plan without what changes on every write (generation, source revision): the part
@@ -56,7 +59,7 @@ fn comparable(p: &DevicePlan) -> Value {
 /// Observes every cluster and fleet the repository declares. Any target that cannot be read is
 /// an error naming it: a plan against half the state would be wrong, not partial.
 pub fn observe(compiled: &CompiledRepo, a: &LiveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<Live> {
-    let mut live = Live { observed: ObservedState::default(), desired: Rendered::new(), targets: Vec::new(), rollouts: Vec::new() };
+    let mut live = Live { observed: ObservedState::default(), desired: Rendered::new(), targets: Vec::new(), rollouts: Vec::new(), revoked_units: Vec::new() };
     let clusters = rt.block_on(futures::future::join_all(compiled.clusters.iter().map(|(name, info)| async move {
         let r = async {
             let c = Cluster::from_kubeconfig(a.kubeconfig.as_deref(), &info.context).await?;
@@ -170,6 +173,13 @@ fn add_fleet(
         match &u.content {
             UnitContent::DevicePlan(p) if p.fleet.as_str() == fleet => {
                 let device = p.device.as_str();
+                if security.is_revoked(device) {
+                    // As apply: no plan for it (a leftover entry is deleted), no agent upgrade.
+                    crate::fleet::warn_revoked_declared(fleet, device);
+                    live.revoked_units.push(u.id.clone());
+                    live.revoked_units.extend(u.deps.iter().cloned());
+                    continue;
+                }
                 ours.insert(device.to_string());
                 let mut want = device_plan(p, 0, "");
                 security.set_chain(&mut want);
@@ -180,7 +190,7 @@ fn add_fleet(
                 let content = e.plan.as_ref().map(comparable).or_else(|| Some(json!({"unverified": "the entry does not verify or decode"})));
                 live.observed.device_plans.insert(id, ObservedEntry { revision: e.revision, hash, content });
             }
-            UnitContent::Agent(ag) if ag.fleet.as_str() == fleet => {
+            UnitContent::Agent(ag) if ag.fleet.as_str() == fleet && !security.is_revoked(ag.device.as_str()) => {
                 let Some(e) = plans.get(ag.device.as_str()) else { continue };
                 let version = e.plan.as_ref().map(|p| p.agent_version.clone());
                 let hash = if version.as_deref() == Some(ag.version.as_str()) { u.hash.clone() } else { format!("live:revision-{}", e.revision) };

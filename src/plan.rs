@@ -246,7 +246,8 @@ fn source_revision(dir: &Path, compiled: &CompiledRepo) -> SourceRevision {
 
 /// `harmony plan`.
 pub fn plan(g: &Global, a: PlanArgs) -> anyhow::Result<ExitCode> {
-    let compiled = compile_dir(&g.repo, "the repository", g, &ParseCache::default())?;
+    let mut compiled = compile_dir(&g.repo, "the repository", g, &ParseCache::default())?;
+    let source = source_revision(&g.repo, &compiled);
     let mut live_desired = Rendered::new();
     let mut rollouts = Vec::new();
     let (observed, observed_source) = match &a.observed {
@@ -256,6 +257,9 @@ pub fn plan(g: &Global, a: PlanArgs) -> anyhow::Result<ExitCode> {
             let live = crate::observe::observe(&compiled, &a.live, &rt)?;
             live_desired = live.desired;
             rollouts = live.rollouts;
+            for id in &live.revoked_units {
+                compiled.units.remove(id);
+            }
             let hash = live.observed.hash();
             (live.observed, ObservedSource::Live { targets: live.targets, hash })
         }
@@ -274,14 +278,7 @@ pub fn plan(g: &Global, a: PlanArgs) -> anyhow::Result<ExitCode> {
     let revisions: BTreeMap<String, u64> = observed.releases.iter().map(|(k, r)| (k.clone(), r.revision + 1)).collect();
     let mut rendered = render(&g.repo, &compiled, harmony_planner::releases_to_render(&compiled, &observed, &selected), &secrets, &revisions)?;
     rendered.extend(live_desired);
-    let opts = PlanOptions {
-        targets: a.flags.targets.clone(),
-        excludes: a.flags.excludes.clone(),
-        key,
-        secret_values: secrets,
-        source: source_revision(&g.repo, &compiled),
-        observed_source,
-    };
+    let opts = PlanOptions { targets: a.flags.targets.clone(), excludes: a.flags.excludes.clone(), key, secret_values: secrets, source, observed_source };
     let mut p = harmony_planner::plan(&compiled, &rendered, &observed, &opts)?;
     p.rollouts = rollouts;
     if let Some(out) = &a.out {

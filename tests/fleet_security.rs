@@ -415,6 +415,12 @@ fn revoked_device_loses_access_and_gets_nothing() {
     assert_eq!(d["condition"], "revoked", "{d:#}");
     let human = String::from_utf8_lossy(&f.harmony(&["status"]).stdout).into_owned();
     assert!(human.contains("revoked"), "{human}");
+    // `harmony plan` agrees with apply: nothing for the declared-but-revoked device, and it says why.
+    let out = f.harmony(&["plan", "--detailed-exitcode"]);
+    let plan = text(&out);
+    assert_eq!(out.status.code(), Some(0), "no changes expected: {plan}");
+    assert!(!plan.contains(&format!("/{a}")), "the revoked device is planned: {plan}");
+    assert!(plan.contains(&format!("device `{a}` of fleet")) && plan.contains("was revoked"), "{plan}");
     // A later apply writes it nothing (the device is still in the repository) but B converges.
     std::fs::write(f.repo.join("deploy.kdl"), deployment("localhost/app:2")).unwrap();
     let out = f.apply("k1.key");
