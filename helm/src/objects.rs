@@ -111,6 +111,9 @@ impl Object for Files {
     fn entries(&self) -> Option<Vec<(String, Value)>> {
         Some(self.files.iter().map(|(k, v)| (k.clone(), bytes_value(v))).collect())
     }
+    fn as_plain(&self) -> Option<Value> {
+        Some(Value::map(self.files.iter().map(|(k, v)| (k.clone(), bytes_value(v))).collect()))
+    }
     fn has_method(&self, name: &str) -> bool {
         matches!(name, "Get" | "GetBytes" | "Glob" | "Lines" | "AsConfig" | "AsSecrets")
     }
@@ -200,6 +203,10 @@ impl Object for KubeVersion {
     fn format(&self) -> String {
         format!("{{{} {} {} {}}}", self.version, self.version, self.major, self.minor)
     }
+    fn struct_fields(&self) -> Option<Vec<(&'static str, Value)>> {
+        let s = |x: &str| Value::from(x);
+        Some(vec![("Version", s(&self.version)), ("normalizedVersion", s(&self.version)), ("Major", s(&self.major)), ("Minor", s(&self.minor))])
+    }
     fn to_json(&self) -> Value {
         let mut m = BTreeMap::new();
         m.insert("Version".into(), Value::from(self.version.as_str()));
@@ -225,6 +232,9 @@ impl Object for VersionSet {
     }
     fn has_method(&self, name: &str) -> bool {
         name == "Has"
+    }
+    fn as_plain(&self) -> Option<Value> {
+        Some(Value::str_list(self.0.clone()))
     }
     fn call(&self, name: &str, args: &[Value]) -> Result<Value, String> {
         match name {

@@ -82,6 +82,16 @@ pub trait Object: std::fmt::Debug {
     fn kind(&self) -> &'static str {
         "ptr"
     }
+    /// For a struct value (not a pointer): its fields in declaration order, unexported ones
+    /// included, as Go's `fmt` walks them (`%+v` names them, a bad verb reaches each field).
+    fn struct_fields(&self) -> Option<Vec<(&'static str, Value)>> {
+        None
+    }
+    /// For a slice or map type: the same data as a plain list or map, which `fmt` prints
+    /// element by element (a bad verb reaches each element).
+    fn as_plain(&self) -> Option<Value> {
+        None
+    }
 }
 
 /// A template value.

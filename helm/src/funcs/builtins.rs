@@ -183,9 +183,17 @@ pub fn eq(a: &Value, b: &Value) -> Result<bool, String> {
             if a.type_name() != b.type_name() {
                 return Err(format!("non-comparable types {}: {}, {}: {}", sprintf("%s", std::slice::from_ref(a)), a.type_name(), b.type_name(), b.fmt_v()));
             }
+            let non_comparable = || Err(format!("non-comparable type {}: {}", sprintf("%s", std::slice::from_ref(b)), b.type_name()));
             match (a, b) {
-                (Value::Object(x), Value::Object(y)) => std::rc::Rc::ptr_eq(x, y),
-                _ => return Err(format!("non-comparable type {}: {}", sprintf("%s", std::slice::from_ref(b)), b.type_name())),
+                // Go compares by the dynamic type: slices and maps (`.Capabilities.APIVersions`,
+                // `.Files`) are not comparable, structs (`.Capabilities.KubeVersion`) compare
+                // field by field (all strings here, as `format` prints them), pointers by address.
+                (Value::Object(x), Value::Object(y)) => match y.kind() {
+                    "slice" | "map" | "func" => return non_comparable(),
+                    "struct" => x.format() == y.format(),
+                    _ => std::rc::Rc::ptr_eq(x, y),
+                },
+                _ => return non_comparable(),
             }
         }
     })

@@ -289,7 +289,13 @@ fn bad_verb(out: &mut String, v: &Value, verb: char, f: Flags) {
 
 fn fmt_arg(out: &mut String, v: &Value, verb: char, f: Flags) {
     if verb == 'T' {
+        // Go: `p.fmt.fmtS(reflect.TypeOf(arg).String())`, so a precision truncates the type name
+        // (in runes) like a string's: `%.3T` of a string is `str`, `%.T` prints nothing.
         let t = v.type_name();
+        let t: String = match f.prec {
+            Some(p) => t.chars().take(p).collect(),
+            None => t.to_string(),
+        };
         pad(out, &t, f);
         return;
     }
@@ -364,16 +370,8 @@ fn fmt_arg(out: &mut String, v: &Value, verb: char, f: Flags) {
         }
         Value::Map(m) => {
             if f.sharp_v {
-                out.push_str("map[string]interface {}{");
-                for (k, (key, e)) in m.borrow().iter().enumerate() {
-                    if k > 0 {
-                        out.push_str(", ");
-                    }
-                    out.push_str(&go_quote(key));
-                    out.push(':');
-                    fmt_arg(out, e, 'v', Flags { sharp_v: true, ..Flags::default() });
-                }
-                out.push('}');
+                // `map[string]interface {}{…}`, or the map's named type (`common.Values{…}`)
+                sharp_map(out, &v.type_name(), &m.borrow());
                 return;
             }
             out.push_str("map[");
@@ -393,11 +391,67 @@ fn fmt_arg(out: &mut String, v: &Value, verb: char, f: Flags) {
             }
             out.push(']');
         }
-        Value::Object(o) => match verb {
-            'v' | 's' => pad(out, &o.display(), f),
-            _ => bad_verb(out, v, verb, f),
-        },
+        Value::Object(o) => {
+            // Go's printValue for a struct: `{` each field with the verb, width and precision `}`,
+            // named under `%+v` and `%#v` (which also prints the type and quotes).
+            if let Some(fields) = o.struct_fields() {
+                if f.sharp_v {
+                    out.push_str(&o.type_name());
+                }
+                out.push('{');
+                for (k, (name, e)) in fields.iter().enumerate() {
+                    if k > 0 {
+                        out.push_str(if f.sharp_v { ", " } else { " " });
+                    }
+                    if f.plus_v || f.sharp_v {
+                        out.push_str(name);
+                        out.push(':');
+                    }
+                    if f.sharp_v {
+                        fmt_arg(out, e, 'v', Flags { sharp_v: true, ..Flags::default() });
+                    } else {
+                        fmt_arg(out, e, verb, f);
+                    }
+                }
+                out.push('}');
+                return;
+            }
+            // Slices and maps element by element, like a plain list or map (`%#v` names the
+            // object's own type: `common.VersionSet{"v1", …}`).
+            match (verb, o.as_plain()) {
+                (_, Some(Value::List(l, _))) if f.sharp_v => {
+                    out.push_str(&o.type_name());
+                    out.push('{');
+                    for (k, e) in l.iter().enumerate() {
+                        if k > 0 {
+                            out.push_str(", ");
+                        }
+                        fmt_arg(out, e, 'v', Flags { sharp_v: true, ..Flags::default() });
+                    }
+                    out.push('}');
+                }
+                (_, Some(Value::Map(m))) if f.sharp_v => sharp_map(out, &o.type_name(), &m.borrow()),
+                (_, Some(plain)) => fmt_arg(out, &plain, verb, f),
+                ('v' | 's', None) => pad(out, &o.display(), f),
+                _ => bad_verb(out, v, verb, f),
+            }
+        }
     }
+}
+
+/// Go's `%#v` of a map: its type, then `"key":value` pairs in `%#v`.
+fn sharp_map(out: &mut String, type_name: &str, m: &std::collections::BTreeMap<String, Value>) {
+    out.push_str(type_name);
+    out.push('{');
+    for (k, (key, e)) in m.iter().enumerate() {
+        if k > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&go_quote(key));
+        out.push(':');
+        fmt_arg(out, e, 'v', Flags { sharp_v: true, ..Flags::default() });
+    }
+    out.push('}');
 }
 
 fn fmt_int(out: &mut String, i: i128, v: &Value, verb: char, f: Flags) {

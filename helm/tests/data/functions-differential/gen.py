@@ -558,6 +558,15 @@ def cases():
         for f in ["print %s", "toString %s", "typeOf %s", "kindOf %s", "toJson %s", "toYaml %s", "quote %s", "printf \"%%v|%%+v|%%T|%%s\" %s %s %s %s",
                   "empty %s", "len %s", "default \"d\" %s", "eq %s %s", "cat %s"]:
             add("obj", "{{ %s }}" % (f.replace("%s", o).replace("%%", "%")))
+    # %T with a precision: Go's fmtS truncates the type name like a string
+    for verb in ['%.3T', '%.0T', '%.T', '%5.2T', '%-6.1T', '%.10T', '%.*T', '%08.4T']:
+        for arg in ['"s"', '1', '2.5', 'true', 'nil', '(list 1)', '(dict "a" 1)', '.Values', '.Release.Name', '(int64 3)']:
+            extra = '2 ' if '*' in verb else ''
+            add("printf", '{{ printf "%s|" %s%s }}' % (verb, extra, arg))
+    # built-in objects through fmt with flags: structs field by field, slices element by element
+    for o in [".Capabilities.KubeVersion", ".Capabilities.APIVersions", ".Files", ".Template", ".Release"]:
+        for verb in ['%#v', '%+v', '%12v', '%.2s', '%x', '%q', '%-3.1v', '%d', '%t']:
+            add("obj", '{{ printf "%s" %s | trunc 300 }}' % (verb, o))
     return out
 
 
