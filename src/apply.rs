@@ -36,6 +36,10 @@ pub struct NatsArgs {
     /// File holding an nkey seed (or set $HARMONY_NATS_NKEY).
     #[arg(long = "nats-nkey-file", value_name = "FILE")]
     pub nkey_file: Option<PathBuf>,
+    /// Inbox prefix for replies (default `_INBOX`). With only the read-only identity's seed
+    /// (`<auth-dir>/<fleet>/reader.nk`) and no auth directory, pass `_INBOX__harmony_reader`.
+    #[arg(long = "nats-inbox-prefix", value_name = "PREFIX", env = "HARMONY_NATS_INBOX_PREFIX")]
+    pub inbox_prefix: Option<String>,
     /// CA certificate (PEM) to trust for TLS; implies TLS.
     #[arg(long = "nats-tls-ca", value_name = "FILE", env = "HARMONY_NATS_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
@@ -68,6 +72,23 @@ impl NatsArgs {
         Ok(o)
     }
 
+    /// Connection options for reading `fleet` (`status`, `plan`, `ui`): [`NatsArgs::options`],
+    /// and when no NATS credential is given, the fleet's read-only identity from the auth
+    /// directory (`reader.nk`, with its own inbox prefix), else harmony's own nkey.
+    pub fn read_options_for_fleet(&self, fleet: &str, fleet_urls: &[String]) -> anyhow::Result<NatsOptions> {
+        let mut o = self.options(fleet_urls)?;
+        let given = o.user.is_some() || o.token.is_some() || o.creds_file.is_some() || o.nkey_seed.is_some();
+        if !given
+            && let Some(auth) = crate::fleet::existing_auth(self, fleet)?
+            && let Some(seed) = auth.reader_seed()?
+        {
+            o.nkey_seed = Some(seed);
+            o.inbox_prefix.get_or_insert_with(|| harmony_executor::fleet::auth::READER_INBOX_PREFIX.to_string());
+            return Ok(o);
+        }
+        self.options_for_fleet(fleet, fleet_urls)
+    }
+
     /// Connection options for a fleet whose repository declares `fleet_urls`.
     pub fn options(&self, fleet_urls: &[String]) -> anyhow::Result<NatsOptions> {
         Ok(NatsOptions {
@@ -80,6 +101,7 @@ impl NatsArgs {
             tls_ca: self.tls_ca.clone(),
             tls_required: self.tls,
             request_timeout: None,
+            inbox_prefix: self.inbox_prefix.clone(),
         })
     }
 }

@@ -80,7 +80,7 @@ pub fn observe(compiled: &CompiledRepo, a: &LiveArgs, rt: &tokio::runtime::Runti
     for (fleet, info) in &compiled.fleets {
         let fleet = fleet.as_str();
         let public = parse_public_key(&info.signing_key).map_err(|e| anyhow::anyhow!("fleet `{fleet}` declares an invalid public key: {e}"))?;
-        let opts = a.nats.options_for_fleet(fleet, &info.nats)?;
+        let opts = a.nats.read_options_for_fleet(fleet, &info.nats)?;
         // After a signing-key rotation plans are signed by a newer key and carry the key chain.
         let security = crate::fleet::FleetSecurity::load(&a.nats, fleet, info)?;
         let keys = security.observe_keys(public);

@@ -142,7 +142,7 @@ pub fn run(g: &Global, a: StatusArgs) -> anyhow::Result<ExitCode> {
         let info = fleet_info(&repo, &fleet)?;
         let public = parse_public_key(&info.signing_key).map_err(|e| anyhow::anyhow!("fleet `{fleet}` declares an invalid public key: {e}"))?;
         let devices: Vec<String> = harmony_executor::fleet::desired_fleet(&repo, &fleet, "")?.plans.into_keys().collect();
-        let opts = a.nats.options_for_fleet(&fleet, &info.nats)?;
+        let opts = a.nats.read_options_for_fleet(&fleet, &info.nats)?;
         // Plans signed with any key of the fleet's chain verify (a rotation re-signs them).
         let security = crate::fleet::FleetSecurity::load(&a.nats, &fleet, info)?;
         let keys = security.observe_keys(public);

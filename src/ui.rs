@@ -85,7 +85,7 @@ pub fn run(g: &Global, a: UiArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(async move {
         // One fleet: Harmony's nkey from the auth directory when no credential is given.
         let mut nats = match &single_fleet {
-            Some(fleet) if !a.demo => a.nats.options_for_fleet(fleet, &urls)?,
+            Some(fleet) if !a.demo => a.nats.read_options_for_fleet(fleet, &urls)?,
             _ => a.nats.options(&urls)?,
         };
         let mut _demo_server = None;

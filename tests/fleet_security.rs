@@ -8,6 +8,9 @@
 //! - `revoked_device_loses_access_and_gets_nothing`: revoke closes the live connection within the
 //!   documented 5 s, reconnecting fails, the plan is gone, status says `revoked`, later applies
 //!   write it nothing.
+//! - `the_read_only_identity_reads_everything_and_writes_nothing`: `status` and `plan` work with
+//!   the generated read-only identity alone; apply, KV writes, deletions, commands and other
+//!   clients' inboxes are refused.
 //! - `signing_key_rotation_keeps_agents_converging_and_retires_the_old_key`.
 //!
 //! Needs nats-server (scripts/install-test-deps.sh) and the agent binary (built on demand).
@@ -191,10 +194,14 @@ struct DeviceClient {
 
 impl DeviceClient {
     async fn connect(url: &str, device: &str, seed: &str) -> Result<DeviceClient, async_nats::ConnectError> {
+        Self::connect_with_inbox(url, &device_inbox_prefix(device), seed).await
+    }
+
+    async fn connect_with_inbox(url: &str, inbox_prefix: &str, seed: &str) -> Result<DeviceClient, async_nats::ConnectError> {
         let events = Arc::new(Mutex::new(Vec::new()));
         let ev = events.clone();
         let client = async_nats::ConnectOptions::with_nkey(seed.to_string())
-            .custom_inbox_prefix(device_inbox_prefix(device))
+            .custom_inbox_prefix(inbox_prefix)
             .request_timeout(Some(Duration::from_millis(1500)))
             .max_reconnects(Some(1))
             .event_callback(move |e| {
@@ -434,6 +441,75 @@ fn revoked_device_loses_access_and_gets_nothing() {
     let out = f.harmony(&["fleet", "enroll", &a, "--out", &f.dir.path().join("again").to_string_lossy()]);
     assert!(!out.status.success() && text(&out).contains("revoked"), "{}", text(&out));
     assert!(!f.dir.path().join("again").exists(), "a refused enrolment wrote files");
+}
+
+#[test]
+fn the_read_only_identity_reads_everything_and_writes_nothing() {
+    let mut f = Secure::new("ro", &["a", "b"]);
+    let (a, b) = (f.devices[0].clone(), f.devices[1].clone());
+    f.apply("k1.key");
+    f.start_agent(&a);
+    f.wait_ready(&a, 1);
+    // Generated beside harmony's own identity: a private seed, a user in the configuration.
+    let seed_path = f.auth.join("pico/reader.nk");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&seed_path).expect("reader.nk").permissions().mode() & 0o777, 0o600, "reader seed is private");
+    }
+    let seed = std::fs::read_to_string(&seed_path).unwrap().trim().to_string();
+    let public = nkeys::KeyPair::from_seed(&seed).unwrap().public_key();
+    let conf = std::fs::read_to_string(f.auth.join("pico/nats-auth.conf")).unwrap();
+    assert!(conf.contains("read-only") && conf.contains(&public), "{conf}");
+
+    // `status` and `plan` need nothing more: with harmony's own seed out of the way they read
+    // the fleet with the read-only identity alone.
+    let harmony_seed = f.auth.join("pico/harmony.nk");
+    std::fs::rename(&harmony_seed, f.dir.path().join("harmony.nk.away")).unwrap();
+    let d = f.status(&a);
+    assert_eq!((d["condition"].as_str(), d["applied_generation"].as_u64()), (Some("ready"), Some(1)), "{d:#}");
+    let out = f.harmony(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "plan with the read-only identity: {}", text(&out));
+    // Nor can it apply: writing a plan is refused by the server.
+    std::fs::write(f.repo.join("deploy.kdl"), deployment("localhost/app:2")).unwrap();
+    let mut args = vec!["apply", "--yes"];
+    let key = f.key_file("k1.key");
+    args.extend(["--signing-key-file", key.as_str(), "--nats-nkey-file", seed_path.to_str().unwrap(), "--nats-inbox-prefix", "_INBOX__harmony_reader"]);
+    let out = f.harmony(&args);
+    assert!(!out.status.success(), "apply with the read-only identity succeeded: {}", text(&out));
+    std::fs::rename(f.dir.path().join("harmony.nk.away"), &harmony_seed).unwrap();
+
+    let rt = rt();
+    rt.block_on(async {
+        let h = f.harmony_client().await;
+        let plans = async_nats::jetstream::new(h).get_key_value(PLANS_BUCKET).await.expect("harmony reads plans");
+        let plan_a = plans.entry(&a).await.unwrap().expect("a's plan");
+
+        let r = DeviceClient::connect_with_inbox(&f.server.url(), "_INBOX__harmony_reader", &seed).await.expect("the reader connects");
+        // Positive controls: open a bucket, get an entry, watch it.
+        let rjs = async_nats::jetstream::new(r.client.clone());
+        let rplans = rjs.get_key_value(PLANS_BUCKET).await.expect("the reader opens the plans bucket");
+        assert_eq!(rplans.entry(&a).await.expect("get").map(|e| e.value), Some(plan_a.value.clone()), "the reader reads a's plan");
+        let mut watch = rplans.watch_with_history(&a).await.expect("the reader watches");
+        let first = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.expect("watch delivers").expect("entry").expect("ok");
+        assert_eq!(first.value, plan_a.value);
+        rjs.get_key_value(STATUS_BUCKET).await.expect("the reader opens the status bucket");
+
+        // Refusals, each named by the server: no KV write, no bucket deletion or purge, no
+        // consumer deletion, no command, and no other client's inbox.
+        r.refused_request(&format!("$KV.{PLANS_BUCKET}.{a}"), b"{}").await;
+        r.refused_request(&format!("$KV.{STATUS_BUCKET}.{b}"), b"{}").await;
+        r.refused_request(&format!("$JS.API.STREAM.DELETE.KV_{PLANS_BUCKET}"), b"").await;
+        r.refused_request(&format!("$JS.API.STREAM.PURGE.KV_{PLANS_BUCKET}"), b"").await;
+        r.refused_request(&format!("$JS.API.CONSUMER.DELETE.KV_{PLANS_BUCKET}.x"), b"").await;
+        r.refused_request(&command_subject(&a, Verb::Ping), b"{}").await;
+        let h2 = f.harmony_client().await;
+        r.refused_subscription("_INBOX.>", async move {
+            let _ = h2.request(format!("$JS.API.STREAM.INFO.KV_{PLANS_BUCKET}"), Vec::new().into()).await;
+        })
+        .await;
+        // The plan is untouched.
+        assert_eq!(plans.entry(&a).await.unwrap().map(|e| e.revision), Some(plan_a.revision));
+    });
 }
 
 #[test]

@@ -79,6 +79,10 @@ pub struct Registry {
     pub fleet: String,
     /// harmony's public nkey.
     pub harmony: String,
+    /// The read-only identity's public nkey (`harmony status`, `plan`, `ui`); registries made
+    /// before it existed get one at their next change or `harmony fleet auth-config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reader: Option<String>,
     /// Devices by id.
     #[serde(default)]
     pub devices: BTreeMap<String, DeviceCredentials>,
@@ -142,6 +146,30 @@ pub fn agent_download_subjects() -> Vec<String> {
     ]
 }
 
+/// The inbox prefix of the read-only identity: its replies and push-consumer deliveries come
+/// here, and it may subscribe to nothing else (so it cannot hear other clients' replies). Device
+/// ids are RFC 1123 labels, which never start with `_`: no device's `_INBOX_<id>` can match it.
+pub const READER_INBOX_PREFIX: &str = "_INBOX__harmony_reader";
+
+/// The read-only identity's permissions: what `harmony status`, `plan` and `ui` need to read
+/// every bucket and the agents object store (stream info, ephemeral consumers delivered to its
+/// own inbox and their flow control, direct and message gets), and nothing that writes: no
+/// `$KV.`/`$O.` publish, no stream or consumer deletion, no commands, no other inbox.
+pub fn reader_permissions() -> Permissions {
+    let publish = [
+        "$JS.API.INFO",
+        "$JS.API.STREAM.NAMES",
+        "$JS.API.STREAM.LIST",
+        "$JS.API.STREAM.INFO.>",
+        "$JS.API.CONSUMER.CREATE.>",
+        "$JS.API.CONSUMER.INFO.>",
+        "$JS.API.DIRECT.GET.>",
+        "$JS.API.STREAM.MSG.GET.>",
+        "$JS.FC.>",
+    ];
+    Permissions { publish: publish.map(String::from).to_vec(), subscribe: vec![format!("{READER_INBOX_PREFIX}.>")], allow_responses: false }
+}
+
 /// harmony's own permissions: everything (it writes plans and reads every bucket).
 pub fn harmony_permissions() -> Permissions {
     Permissions { publish: vec![">".into()], subscribe: vec![">".into()], allow_responses: false }
@@ -176,6 +204,10 @@ pub fn server_config(registry: &Registry) -> String {
     );
     s.push_str("    # harmony\n");
     s.push_str(&user(&registry.harmony, &harmony_permissions()));
+    if let Some(reader) = &registry.reader {
+        s.push_str("    # harmony, read-only (status, plan, ui)\n");
+        s.push_str(&user(reader, &reader_permissions()));
+    }
     for (id, d) in &registry.devices {
         if d.revoked_at_ms.is_some() {
             s.push_str(&format!("    # device {id}: revoked\n"));
@@ -220,6 +252,14 @@ fn write_public(path: &Path, bytes: &[u8]) -> Result<(), AuthError> {
     std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)).map_err(|e| file_err(path, e))
 }
 
+fn read_seed(p: &Path) -> Result<Option<String>, AuthError> {
+    match std::fs::read_to_string(p) {
+        Ok(s) => Ok(Some(s.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(file_err(p, e)),
+    }
+}
+
 /// A new nkey user key pair: (seed `SU…`, public key `U…`).
 pub fn new_user_nkey() -> (String, String) {
     let kp = nkeys::KeyPair::new_user();
@@ -261,6 +301,33 @@ impl FleetAuth {
         self.dir.join("harmony.nk")
     }
 
+    /// The read-only identity's seed file.
+    pub fn reader_seed_path(&self) -> PathBuf {
+        self.dir.join("reader.nk")
+    }
+
+    /// The read-only identity's seed, if the fleet has one.
+    pub fn reader_seed(&self) -> Result<Option<String>, AuthError> {
+        read_seed(&self.reader_seed_path())
+    }
+
+    /// Gives the registry a read-only identity if it has none (seed written with mode 0600).
+    pub fn ensure_reader(&self, r: &mut Registry) -> Result<(), AuthError> {
+        if r.reader.is_some() {
+            return Ok(());
+        }
+        let path = self.reader_seed_path();
+        r.reader = Some(match self.reader_seed()? {
+            Some(seed) => public_of_seed(&seed).map_err(|e| file_err(&path, e))?,
+            None => {
+                let (seed, public) = new_user_nkey();
+                write_private(&path, format!("{seed}\n").as_bytes(), false)?;
+                public
+            }
+        });
+        Ok(())
+    }
+
     /// The generated server configuration.
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("nats-auth.conf")
@@ -276,12 +343,7 @@ impl FleetAuth {
 
     /// harmony's seed, if the fleet has one.
     pub fn harmony_seed(&self) -> Result<Option<String>, AuthError> {
-        let p = self.harmony_seed_path();
-        match std::fs::read_to_string(&p) {
-            Ok(s) => Ok(Some(s.trim().to_string())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(file_err(&p, e)),
-        }
+        read_seed(&self.harmony_seed_path())
     }
 
     /// The registry; a fleet without one gets harmony's identity created (seed, mode 0600).
@@ -305,7 +367,8 @@ impl FleetAuth {
                         public
                     }
                 };
-                let r = Registry { version: 1, fleet: self.fleet.clone(), harmony, devices: BTreeMap::new() };
+                let mut r = Registry { version: 1, fleet: self.fleet.clone(), harmony, reader: None, devices: BTreeMap::new() };
+                self.ensure_reader(&mut r)?;
                 self.save(&r)?;
                 Ok(r)
             }
@@ -330,6 +393,7 @@ impl FleetAuth {
             return Err(AuthError::Refused(format!("device `{device}` of fleet `{}` was revoked; a revoked device id is never enrolled again", self.fleet)));
         }
         r.devices.insert(device.to_string(), DeviceCredentials { nkeys: vec![nkey.to_string()], enrolled_at_ms: now_ms(), revoked_at_ms: None });
+        self.ensure_reader(&mut r)?;
         self.save(&r)?;
         Ok(r)
     }
@@ -344,6 +408,7 @@ impl FleetAuth {
         if d.revoked_at_ms.is_none() {
             d.revoked_at_ms = Some(now_ms());
         }
+        self.ensure_reader(&mut r)?;
         self.save(&r)?;
         Ok(r)
     }
@@ -355,6 +420,7 @@ impl FleetAuth {
             Some(d) if d.revoked_at_ms.is_none() => d.nkeys = nkeys,
             _ => return Err(AuthError::Refused(format!("device `{device}` is not enrolled in fleet `{}` (or was revoked)", self.fleet))),
         }
+        self.ensure_reader(&mut r)?;
         self.save(&r)?;
         Ok(r)
     }

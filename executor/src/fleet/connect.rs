@@ -32,6 +32,10 @@ pub struct NatsOptions {
     pub tls_required: bool,
     /// Timeout of one request (KV write, read); default 5 s.
     pub request_timeout: Option<Duration>,
+    /// Inbox prefix for replies and push-consumer deliveries (default `_INBOX`); an identity
+    /// allowed to subscribe only to its own prefix needs it (harmony's read-only identity:
+    /// [`super::auth::READER_INBOX_PREFIX`]).
+    pub inbox_prefix: Option<String>,
 }
 
 impl std::fmt::Debug for NatsOptions {
@@ -45,6 +49,7 @@ impl std::fmt::Debug for NatsOptions {
             .field("nkey_seed", &self.nkey_seed.as_ref().map(|_| "<redacted>"))
             .field("tls_ca", &self.tls_ca)
             .field("tls_required", &self.tls_required)
+            .field("inbox_prefix", &self.inbox_prefix)
             .finish()
     }
 }
@@ -82,6 +87,9 @@ pub async fn connect(opts: &NatsOptions) -> Result<async_nats::Client, FleetErro
     }
     if opts.tls_required {
         o = o.require_tls(true);
+    }
+    if let Some(p) = &opts.inbox_prefix {
+        o = o.custom_inbox_prefix(p.clone());
     }
     o.connect(addrs).await.map_err(|e| FleetError::Connect(format!("cannot connect to {}: {e}", opts.urls.join(", "))))
 }

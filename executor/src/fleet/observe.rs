@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::push::OrderedConfig, kv};
 use ed25519_dalek::VerifyingKey;
 use futures::StreamExt;
-use harmony_schemas::fleet::{DevicePlan, DeviceStatus, Heartbeat, SignedDevicePlan, valid_device_id};
+use harmony_schemas::fleet::{DevicePlan, DeviceStatus, HEARTBEATS_BUCKET, Heartbeat, PLANS_BUCKET, STATUS_BUCKET, SignedDevicePlan, valid_device_id};
 use serde::Serialize;
 
 use super::{FleetError, nats_err};
@@ -211,21 +211,53 @@ pub fn decode_json<T: serde::de::DeserializeOwned>(bucket: &str, raw: Vec<RawEnt
     out
 }
 
-/// Opens (creating if needed) the buckets and observes `fleet`.
+/// Opens `bucket` if it exists (`None` if not: nothing was ever written there). Any other
+/// failure (a permission, a timeout) is an error.
+pub async fn open_bucket(js: &jetstream::Context, bucket: &str) -> Result<Option<kv::Store>, FleetError> {
+    use async_nats::jetstream::context::GetStreamErrorKind;
+    match js.get_stream(format!("KV_{bucket}")).await {
+        Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) => Ok(None),
+        Err(e) => Err(nats_err(format!("opening bucket {bucket}"), e)),
+        Ok(_) => js.get_key_value(bucket).await.map(Some).map_err(|e| nats_err(format!("opening bucket {bucket}"), e)),
+    }
+}
+
+/// Observes `fleet` without creating anything (read-only: `harmony status` needs no more than
+/// the read-only identity): a bucket that does not exist yet reads as empty.
 pub async fn observe_all(client: &async_nats::Client, fleet: &str, trusted: &[VerifyingKey]) -> Result<ObservedFleet, FleetError> {
-    let stores = super::connect::ensure_buckets(&jetstream::new(client.clone())).await?;
-    observe_fleet(client, &stores, fleet, trusted).await
+    let js = jetstream::new(client.clone());
+    let read = |bucket: &'static str| {
+        let js = js.clone();
+        async move {
+            match open_bucket(&js, bucket).await? {
+                Some(store) => Ok::<_, FleetError>((bucket.to_string(), read_bucket(client, &store).await?)),
+                None => Ok((bucket.to_string(), Vec::new())),
+            }
+        }
+    };
+    let ((pn, p), (sn, s), (hn, h)) = tokio::try_join!(read(PLANS_BUCKET), read(STATUS_BUCKET), read(HEARTBEATS_BUCKET))?;
+    Ok(decode_all(fleet, trusted, (&pn, p), (&sn, s), (&hn, h)))
+}
+
+fn decode_all(
+    fleet: &str,
+    trusted: &[VerifyingKey],
+    plans: (&str, Vec<RawEntry>),
+    status: (&str, Vec<RawEntry>),
+    heartbeats: (&str, Vec<RawEntry>),
+) -> ObservedFleet {
+    let mut warnings = Vec::new();
+    let plans = decode_plans(plans.0, plans.1, fleet, trusted, &mut warnings);
+    let statuses = decode_json::<DeviceStatus>(status.0, status.1, &mut warnings).into_iter().map(|(k, (v, _))| (k, v)).collect();
+    let heartbeats = decode_json::<Heartbeat>(heartbeats.0, heartbeats.1, &mut warnings);
+    ObservedFleet { plans, statuses, heartbeats, warnings }
 }
 
 /// Observes the plans (of `fleet`, verified with `trusted`), statuses and heartbeats.
 pub async fn observe_fleet(client: &async_nats::Client, stores: &[kv::Store; 3], fleet: &str, trusted: &[VerifyingKey]) -> Result<ObservedFleet, FleetError> {
     let [plans, status, heartbeats] = stores;
     let (p, s, h) = tokio::try_join!(read_bucket(client, plans), read_bucket(client, status), read_bucket(client, heartbeats))?;
-    let mut warnings = Vec::new();
-    let plans = decode_plans(&plans.name, p, fleet, trusted, &mut warnings);
-    let statuses = decode_json::<DeviceStatus>(&status.name, s, &mut warnings).into_iter().map(|(k, (v, _))| (k, v)).collect();
-    let heartbeats = decode_json::<Heartbeat>(&heartbeats.name, h, &mut warnings);
-    Ok(ObservedFleet { plans, statuses, heartbeats, warnings })
+    Ok(decode_all(fleet, trusted, (&plans.name, p), (&status.name, s), (&heartbeats.name, h)))
 }
 
 #[cfg(test)]
