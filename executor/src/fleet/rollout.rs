@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use super::apply::{ActionOutcome, ApplyOptions, ApplyReport, apply_actions_returning};
 use super::journal::Journal;
-use super::observe::{ObservedFleet, decode_json, read_bucket};
+use super::observe::{ObservedFleet, decode_json, read_bucket, read_keys};
 use super::plan::{FleetAction, FleetOp};
 use super::{DesiredFleet, FleetError, nats_err};
 
@@ -550,6 +550,10 @@ pub async fn read_record(rollouts: &kv::Store, fleet: &str) -> Result<Option<(Ro
     }
 }
 
+/// Up to this many pending devices, a health poll gets their status and heartbeat entries one
+/// by one; beyond, it reads both buckets whole.
+const PER_KEY_READS: usize = 256;
+
 /// Waits until every expected device is healthy or failed, or `timeout` passes (the rest fail).
 /// A device whose agent version changes has its old agent retired (signed `retire`) once the
 /// new one's heartbeat arrives; it counts as healthy only after that.
@@ -560,7 +564,14 @@ async fn wait_healthy(ctx: &WaveContext<'_>, expect: &[Expect], timeout: Duratio
     let mut failures = Vec::new();
     let signer = PayloadSigner::new(ctx.key);
     loop {
-        let (s, h) = tokio::try_join!(read_bucket(ctx.client, &ctx.stores[1]), read_bucket(ctx.client, &ctx.stores[2]))?;
+        // The waited-for devices' entries only, while they are few; a large wave reads the
+        // buckets whole (one consumer each instead of thousands of gets).
+        let keys: Vec<&str> = pending.keys().copied().collect();
+        let (s, h) = if keys.len() <= PER_KEY_READS {
+            tokio::try_join!(read_keys(&ctx.stores[1], &keys), read_keys(&ctx.stores[2], &keys))?
+        } else {
+            tokio::try_join!(read_bucket(ctx.client, &ctx.stores[1]), read_bucket(ctx.client, &ctx.stores[2]))?
+        };
         let mut warnings = Vec::new();
         let statuses = decode_json::<DeviceStatus>(&ctx.stores[1].name, s, &mut warnings);
         let heartbeats = decode_json::<Heartbeat>(&ctx.stores[2].name, h, &mut warnings);
