@@ -130,19 +130,24 @@ pub async fn read_bucket(client: &async_nats::Client, store: &kv::Store) -> Resu
 /// Reads the latest entries of `keys` only (direct gets, 64 at a time): cheaper than
 /// [`read_bucket`] when a few keys of a large bucket are wanted. Absent and deleted keys are
 /// left out.
-pub async fn read_keys(store: &kv::Store, keys: &[&str]) -> Result<Vec<RawEntry>, FleetError> {
+pub async fn read_keys(store: &kv::Store, keys: Vec<String>) -> Result<Vec<RawEntry>, FleetError> {
     use futures::TryStreamExt as _;
-    let entries: Vec<Option<RawEntry>> = futures::stream::iter(keys.iter().copied())
-        .map(|k| async move {
-            match store.entry(k).await {
-                Ok(Some(e)) if e.operation == kv::Operation::Put => Ok(Some(RawEntry {
-                    key: e.key,
-                    revision: e.revision,
-                    created_ms: u64::try_from(e.created.unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
-                    value: e.value.to_vec(),
-                })),
-                Ok(_) => Ok(None),
-                Err(err) => Err(nats_err(format!("reading {k} in bucket {}", store.name), err)),
+    // Owned keys and store: a future borrowing `&str` items here is not `Send` for every
+    // lifetime (rustc's higher-ranked auto-trait limitation), and `run_apply` is spawned.
+    let entries: Vec<Option<RawEntry>> = futures::stream::iter(keys)
+        .map(|k| {
+            let store = store.clone();
+            async move {
+                match store.entry(&k).await {
+                    Ok(Some(e)) if e.operation == kv::Operation::Put => Ok(Some(RawEntry {
+                        key: e.key,
+                        revision: e.revision,
+                        created_ms: u64::try_from(e.created.unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
+                        value: e.value.to_vec(),
+                    })),
+                    Ok(_) => Ok(None),
+                    Err(err) => Err(nats_err(format!("reading {k} in bucket {}", store.name), err)),
+                }
             }
         })
         .buffer_unordered(64)

@@ -566,9 +566,9 @@ async fn wait_healthy(ctx: &WaveContext<'_>, expect: &[Expect], timeout: Duratio
     loop {
         // The waited-for devices' entries only, while they are few; a large wave reads the
         // buckets whole (one consumer each instead of thousands of gets).
-        let keys: Vec<&str> = pending.keys().copied().collect();
+        let keys: Vec<String> = pending.keys().map(|k| k.to_string()).collect();
         let (s, h) = if keys.len() <= PER_KEY_READS {
-            tokio::try_join!(read_keys(&ctx.stores[1], &keys), read_keys(&ctx.stores[2], &keys))?
+            tokio::try_join!(read_keys(&ctx.stores[1], keys.clone()), read_keys(&ctx.stores[2], keys))?
         } else {
             tokio::try_join!(read_bucket(ctx.client, &ctx.stores[1]), read_bucket(ctx.client, &ctx.stores[2]))?
         };
