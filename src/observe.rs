@@ -100,7 +100,7 @@ pub fn observe(compiled: &CompiledRepo, a: &LiveArgs, rt: &tokio::runtime::Runti
                 eprintln!("warning: {w}");
             }
             add_fleet(compiled, fleet, &plans, &security, &mut live);
-            if let Some(r) = rollout(compiled, fleet, plans) {
+            if let Some(r) = rollout(compiled, fleet, plans, &security) {
                 live.rollouts.push(r);
             }
         }
@@ -153,8 +153,11 @@ fn rollout(
     compiled: &CompiledRepo,
     fleet: &str,
     plans: BTreeMap<String, harmony_executor::fleet::ObservedEntry>,
+    security: &crate::fleet::FleetSecurity,
 ) -> Option<harmony_schemas::plan::PlannedRollout> {
-    let desired = harmony_executor::fleet::desired_fleet(compiled, fleet, "").ok()?;
+    let mut desired = harmony_executor::fleet::desired_fleet(compiled, fleet, "").ok()?;
+    // As apply: revoked devices get no plan, so no step either.
+    desired.plans.retain(|device, _| !security.is_revoked(device));
     let specs = harmony_executor::fleet::rollout::rollout_specs(compiled, fleet);
     let observed = harmony_executor::fleet::ObservedFleet { plans, ..Default::default() };
     harmony_executor::fleet::rollout::plan_rollout(&desired, &specs, &observed, None).map(|r| r.planned(fleet))
