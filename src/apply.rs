@@ -64,29 +64,33 @@ impl NatsArgs {
     /// Connection options for `fleet`: [`NatsArgs::options`], and when no NATS credential is
     /// given, harmony's own nkey from the auth directory (`<auth-dir>/<fleet>/harmony.nk`).
     pub fn options_for_fleet(&self, fleet: &str, fleet_urls: &[String]) -> anyhow::Result<NatsOptions> {
-        let mut o = self.options(fleet_urls)?;
-        let given = o.user.is_some() || o.token.is_some() || o.creds_file.is_some() || o.nkey_seed.is_some();
-        if !given && let Some(auth) = crate::fleet::existing_auth(self, fleet)? {
-            o.nkey_seed = auth.harmony_seed()?;
-        }
-        Ok(o)
+        self.fleet_options(fleet, fleet_urls, false)
     }
 
     /// Connection options for reading `fleet` (`status`, `plan`, `ui`): [`NatsArgs::options`],
     /// and when no NATS credential is given, the fleet's read-only identity from the auth
     /// directory (`reader.nk`, with its own inbox prefix), else harmony's own nkey.
     pub fn read_options_for_fleet(&self, fleet: &str, fleet_urls: &[String]) -> anyhow::Result<NatsOptions> {
+        self.fleet_options(fleet, fleet_urls, true)
+    }
+
+    /// [`NatsArgs::options`], completed from the auth directory when no credential is given:
+    /// the read-only identity if `read_only` and the fleet has one, else harmony's own nkey.
+    fn fleet_options(&self, fleet: &str, fleet_urls: &[String], read_only: bool) -> anyhow::Result<NatsOptions> {
         let mut o = self.options(fleet_urls)?;
         let given = o.user.is_some() || o.token.is_some() || o.creds_file.is_some() || o.nkey_seed.is_some();
-        if !given
-            && let Some(auth) = crate::fleet::existing_auth(self, fleet)?
-            && let Some(seed) = auth.reader_seed()?
-        {
-            o.nkey_seed = Some(seed);
-            o.inbox_prefix.get_or_insert_with(|| harmony_executor::fleet::auth::READER_INBOX_PREFIX.to_string());
+        if given {
             return Ok(o);
         }
-        self.options_for_fleet(fleet, fleet_urls)
+        let Some(auth) = crate::fleet::existing_auth(self, fleet)? else { return Ok(o) };
+        match if read_only { auth.reader_seed()? } else { None } {
+            Some(seed) => {
+                o.nkey_seed = Some(seed);
+                o.inbox_prefix.get_or_insert_with(|| harmony_executor::fleet::auth::READER_INBOX_PREFIX.to_string());
+            }
+            None => o.nkey_seed = auth.harmony_seed()?,
+        }
+        Ok(o)
     }
 
     /// Connection options for a fleet whose repository declares `fleet_urls`.
