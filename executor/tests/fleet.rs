@@ -103,6 +103,21 @@ fn ops(run: &ApplyRun) -> BTreeMap<FleetOp, usize> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observing_a_fleet_never_applied_reads_empty_and_creates_nothing() {
+    let server = NatsServer::start();
+    let c = client(&server).await;
+    let key = generate_signing_key().expect("key");
+    let observed = harmony_executor::fleet::observe::observe_all(&c, "pico", &[key.verifying_key()]).await.expect("observe an empty server");
+    assert!(observed.plans.is_empty() && observed.statuses.is_empty() && observed.heartbeats.is_empty() && observed.warnings.is_empty());
+    let js = jetstream::new(c.clone());
+    assert!(harmony_executor::fleet::observe::open_bucket(&js, PLANS_BUCKET).await.expect("open").is_none(), "observing created the plans bucket");
+    // Once the buckets exist they are opened and read.
+    run_apply(&c, request(&desired(2, "a", "a"), &key)).await.expect("apply");
+    let observed = harmony_executor::fleet::observe::observe_all(&c, "pico", &[key.verifying_key()]).await.expect("observe");
+    assert_eq!(observed.plans.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_noop_update_exactly_matching_prune_and_journal() {
     let server = NatsServer::start();
     let c = client(&server).await;

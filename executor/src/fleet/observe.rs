@@ -243,11 +243,18 @@ pub fn decode_json<T: serde::de::DeserializeOwned>(bucket: &str, raw: Vec<RawEnt
 /// Opens `bucket` if it exists (`None` if not: nothing was ever written there). Any other
 /// failure (a permission, a timeout) is an error.
 pub async fn open_bucket(js: &jetstream::Context, bucket: &str) -> Result<Option<kv::Store>, FleetError> {
-    use async_nats::jetstream::context::GetStreamErrorKind;
-    match js.get_stream(format!("KV_{bucket}")).await {
-        Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) => Ok(None),
+    use async_nats::jetstream::context::{GetStreamError, GetStreamErrorKind};
+    match js.get_key_value(bucket).await {
+        Ok(store) => Ok(Some(store)),
+        // One request: `get_key_value` reads the stream's info and keeps that error as its source.
+        Err(e)
+            if std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<GetStreamError>())
+                .is_some_and(|g| matches!(g.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)) =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(nats_err(format!("opening bucket {bucket}"), e)),
-        Ok(_) => js.get_key_value(bucket).await.map(Some).map_err(|e| nats_err(format!("opening bucket {bucket}"), e)),
     }
 }
 
