@@ -102,12 +102,15 @@ async fn apply_10k_signed_plans_vs_raw_puts() {
         std::hint::black_box(key.sign(c));
     }
     let ed_t = t.elapsed();
-    let t = Instant::now();
-    let signer = harmony_schemas::fleet::PayloadSigner::new(&key);
-    for p in d.plans.values() {
-        std::hint::black_box(signer.sign_to_vec(p).expect("sign"));
-    }
-    let signer_t = t.elapsed();
+    let sign_all = |signer: &harmony_schemas::fleet::PayloadSigner| {
+        let t = Instant::now();
+        for p in d.plans.values() {
+            std::hint::black_box(signer.sign_to_vec(p).expect("sign"));
+        }
+        t.elapsed()
+    };
+    let dalek_signer_t = sign_all(&harmony_schemas::fleet::PayloadSigner::new(&key));
+    let signer_t = sign_all(&harmony_executor::fleet::sign::bulk_signer(&key));
     let avg = values.iter().map(|(_, v)| v.len()).sum::<usize>() / values.len();
 
     let req = |d: &DesiredFleet| ApplyRequest {
@@ -175,7 +178,9 @@ async fn apply_10k_signed_plans_vs_raw_puts() {
     let cpu = |c: &[(u64, u64)]| c.iter().map(|(s, c)| format!("{s}/{c}")).collect::<Vec<_>>().join(", ");
     println!("plans: {DEVICES}, average signed value {avg} bytes, parallelism {PARALLELISM}, {ROUNDS} rounds");
     println!("signing {DEVICES} plans on one core: {sign_t:?} (canonical JSON alone {canon_t:?}, Ed25519 alone {ed_t:?})");
-    println!("PayloadSigner::sign_to_vec (what apply uses: one canonical encoding, signed and written) on one core: {signer_t:?}");
+    println!(
+        "PayloadSigner::sign_to_vec (one canonical encoding, signed and written) on one core: {signer_t:?} with the bulk signer apply uses (AWS-LC), {dalek_signer_t:?} with ed25519-dalek"
+    );
     println!("raw async-nats KV puts, ms per round: {}; CPU ms server/client: {}", ms(&raw_ts), cpu(&raw_cpu));
     println!("harmony apply (lock, observe, plan, sign, CAS create, journal), ms per round: {}; CPU ms server/client: {}", ms(&apply_ts), cpu(&apply_cpu));
     println!(

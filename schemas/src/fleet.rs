@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 
@@ -648,19 +649,55 @@ fn envelope(canonical: &[u8], key_id: &str, sig_b64: &str) -> Vec<u8> {
     out
 }
 
+/// What computes the Ed25519 signatures (RFC 8032) a [`PayloadSigner`] puts in its envelopes.
+///
+/// Ed25519 signing is deterministic (RFC 8032 §5.1.6: the nonce is derived from the key and the
+/// message), so every correct implementation gives the very same 64 bytes for a key and a
+/// message. ed25519-dalek's [`SigningKey`] is the reference implementation here; the executor
+/// plugs in a faster one for bulk signing and checks it against this one (ADR 0012).
+pub trait SignatureEngine: Send + Sync {
+    /// The public key the signatures verify with.
+    fn public_key(&self) -> VerifyingKey;
+    /// The signature of `message`.
+    fn sign_message(&self, message: &[u8]) -> [u8; 64];
+}
+
+impl SignatureEngine for SigningKey {
+    fn public_key(&self) -> VerifyingKey {
+        self.verifying_key()
+    }
+
+    fn sign_message(&self, message: &[u8]) -> [u8; 64] {
+        self.sign(message).to_bytes()
+    }
+}
+
 /// Signs many payloads with one key, straight to envelope bytes: the key id is computed once, the
 /// canonical encoding is made once and is both what the signature covers and what is written.
 /// `signer.sign_to_vec(&p)` returns exactly the bytes of `Signed::sign(&p, &key)?.to_vec()`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PayloadSigner {
-    key: SigningKey,
+    engine: Arc<dyn SignatureEngine>,
     key_id: String,
 }
 
+impl std::fmt::Debug for PayloadSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key: only which public key it signs for.
+        f.debug_struct("PayloadSigner").field("key_id", &self.key_id).finish_non_exhaustive()
+    }
+}
+
 impl PayloadSigner {
-    /// A signer for `key`.
+    /// A signer for `key`, signing with ed25519-dalek.
     pub fn new(key: &SigningKey) -> PayloadSigner {
-        PayloadSigner { key: key.clone(), key_id: key_id(&key.verifying_key()) }
+        PayloadSigner::with_engine(Arc::new(key.clone()))
+    }
+
+    /// A signer whose signatures `engine` computes (see [`SignatureEngine`]).
+    pub fn with_engine(engine: Arc<dyn SignatureEngine>) -> PayloadSigner {
+        let key_id = key_id(&engine.public_key());
+        PayloadSigner { engine, key_id }
     }
 
     /// The signed envelope of `payload`, as bytes.
@@ -669,7 +706,7 @@ impl PayloadSigner {
         let start = input.len();
         input.reserve(1024);
         write_canonical_typed(payload, &mut input)?;
-        let sig = B64.encode(self.key.sign(&input).to_bytes());
+        let sig = B64.encode(self.engine.sign_message(&input));
         Ok(envelope(&input[start..], &self.key_id, &sig))
     }
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use async_nats::jetstream::kv;
 use ed25519_dalek::SigningKey;
 use futures::StreamExt;
-use harmony_schemas::fleet::PayloadSigner;
 use serde::Serialize;
 
 use super::journal::{Journal, Record};
@@ -112,7 +111,7 @@ pub async fn apply_actions_returning(
     // chunk. Each plan is encoded once: the canonical bytes the signature covers are the bytes
     // written.
     let (tx, rx) = tokio::sync::mpsc::channel::<(FleetAction, Option<Result<bytes::Bytes, String>>)>(1024);
-    let signer = PayloadSigner::new(key);
+    let signer = super::sign::bulk_signer(key);
     let signer = std::thread::spawn(move || {
         use rayon::prelude::*;
         let mut rest = actions.into_iter();

@@ -10,6 +10,7 @@
 //! - [`lock`]: one apply per fleet (create-only entry with a TTL in `harmony-locks`).
 //! - [`journal`]: what an apply did, so an interrupted apply can be re-run safely.
 //! - [`rollout`]: phased, health-gated rollouts (waves, halt, auto-revert, resume) and agent retirement.
+//! - [`sign`]: the bulk signer for device plans (AWS-LC's Ed25519, checked against ed25519-dalek).
 //! - [`run`]: one whole apply (lock, observe, plan, confirm, write, journal, release).
 //! - [`status`]: desired vs applied per device, with Ready / Stale / Unknown conditions.
 //! - [`command`]: ping, signed logs/exec requests to one device's agent.
@@ -27,6 +28,7 @@ pub mod observe;
 pub mod plan;
 pub mod rollout;
 pub mod run;
+pub mod sign;
 pub mod status;
 
 pub use apply::{ActionOutcome, ApplyOptions, ApplyReport, apply_actions, apply_actions_returning};

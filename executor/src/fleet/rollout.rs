@@ -641,7 +641,7 @@ async fn retire(client: &async_nats::Client, signer: &PayloadSigner, device: &st
 async fn revert(ctx: &WaveContext<'_>, record: &RolloutRecord) -> (Vec<(String, Result<u64, String>)>, Vec<Expect>) {
     let store = &ctx.stores[0];
     let trusted = [ctx.key.verifying_key()];
-    let signer = PayloadSigner::new(ctx.key);
+    let signer = super::sign::bulk_signer(ctx.key);
     let mut out = Vec::new();
     let mut expect = Vec::new();
     for (device, prev_rev) in &record.previous {
