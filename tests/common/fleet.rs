@@ -23,33 +23,51 @@ pub fn harmony(repo: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     c.output().expect("run harmony")
 }
 
-/// The `harmony-agent` binary next to `harmony` (built if missing).
+/// Serialises building the agent: [`next_binary`] builds the `next-version` feature set, which
+/// cargo puts at `target/debug/harmony-agent` until the normal build is linked back.
+static AGENT_BUILDS: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+
+fn build_agent(features: &[&str]) {
+    let status = Command::new(env!("CARGO")).args(["build", "-p", "harmony-agent", "--bin", "harmony-agent"]).args(features).status().expect("cargo build");
+    assert!(status.success(), "building harmony-agent {features:?} failed");
+}
+
+/// The normal `harmony-agent` build, as a path no other test's build can change: a hard link
+/// (same inode; cargo replaces `target/debug/harmony-agent` by linking a new file there, never by
+/// writing into it) made once per test binary, while no `next-version` build is in place.
 pub fn agent_binary() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_harmony")).with_file_name("harmony-agent");
-    if !p.is_file() {
-        let status = Command::new(env!("CARGO")).args(["build", "-p", "harmony-agent", "--bin", "harmony-agent"]).status().expect("cargo build harmony-agent");
-        assert!(status.success(), "building harmony-agent failed");
-    }
-    p
+    static STABLE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    STABLE
+        .get_or_init(|| {
+            let _builds = AGENT_BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+            let normal = Path::new(env!("CARGO_BIN_EXE_harmony")).with_file_name("harmony-agent");
+            if !normal.is_file() {
+                build_agent(&[]);
+            }
+            let dir = normal.with_file_name("test-agents");
+            std::fs::create_dir_all(&dir).expect("create target/debug/test-agents");
+            let me = std::env::current_exe().expect("current exe");
+            let stable = dir.join(format!("harmony-agent-for-{}", me.file_name().unwrap().to_string_lossy()));
+            let _ = std::fs::remove_file(&stable);
+            std::fs::hard_link(&normal, &stable).or_else(|_| std::fs::copy(&normal, &stable).map(|_| ())).expect("link the agent build");
+            stable
+        })
+        .clone()
 }
 
 /// The `next-version` build of the agent, next to the normal one. Built (cargo: a no-op when
-/// up to date; both builds stay cached) once per test run, then the normal binary is put back so
-/// every test runs the current code of both versions.
+/// up to date; both builds stay cached) once per test run, then the normal binary is put back.
+/// Agents the tests start run [`agent_binary`]'s link, which this never changes.
 pub fn next_binary() -> PathBuf {
-    static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    let normal = agent_binary();
-    let next = normal.with_file_name("harmony-agent-next");
+    let stable = agent_binary();
+    let mut built = AGENT_BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let next = stable.with_file_name("harmony-agent-next");
     if !*built {
-        let build = |features: &[&str]| {
-            let status =
-                Command::new(env!("CARGO")).args(["build", "-p", "harmony-agent", "--bin", "harmony-agent"]).args(features).status().expect("cargo build");
-            assert!(status.success(), "building harmony-agent {features:?} failed");
-        };
-        build(&["--features", "next-version"]);
+        build_agent(&["--features", "next-version"]);
+        let normal = Path::new(env!("CARGO_BIN_EXE_harmony")).with_file_name("harmony-agent");
+        let _ = std::fs::remove_file(&next);
         std::fs::copy(&normal, &next).expect("copy the next build");
-        build(&[]);
+        build_agent(&[]);
         *built = true;
     }
     let v = Command::new(&next).arg("--version").output().expect("run next");
