@@ -56,8 +56,82 @@ pub struct Shared {
     pub fleet_keys: std::sync::RwLock<Vec<harmony_schemas::fleet::VerifyingKey>>,
 }
 
-/// The current nkey seed, read by the NATS auth callback at every (re)connection.
-pub type SeedCell = Arc<std::sync::Mutex<String>>;
+/// The nkey seeds the NATS auth callback chooses from at every (re)connection.
+pub type SeedCell = Arc<std::sync::Mutex<Seeds>>;
+
+/// The device's nkey seeds: the current one and, after a `rotate-credentials` until the current
+/// one has been seen to work, the one it replaced (kept in `<nkey_file>.previous`, mode 0600).
+/// Harmony admits a rotated key on the servers only after the device answered; if that never
+/// happens (a lost reply, a failed reload), the device still gets in with the previous key
+/// instead of being locked out at its next reconnection.
+#[derive(Debug, Clone)]
+pub struct Seeds {
+    /// The seed in `nats.nkey_file`.
+    pub current: String,
+    /// The seed that worked before the current one, until the current one is seen to work.
+    pub fallback: Option<String>,
+    /// The seed offered at the last connection attempt.
+    last: Option<String>,
+    /// Attempts since the last connection: with a fallback, they alternate between the two.
+    attempts: u64,
+}
+
+impl Seeds {
+    /// The seeds of `nkey_file` (already read: `current`) and its `.previous` file, if any.
+    pub fn load(current: String, nkey_file: Option<&std::path::Path>) -> Seeds {
+        let fallback = nkey_file.and_then(|p| std::fs::read_to_string(previous_seed_path(p)).ok()).map(|s| s.trim().to_string()).filter(|s| {
+            let ok = nkeys::KeyPair::from_seed(s).is_ok();
+            if !ok {
+                tracing::warn!("ignoring the previous nkey seed file: it does not hold an nkey seed");
+            }
+            ok && *s != current
+        });
+        Seeds { current, fallback, last: None, attempts: 0 }
+    }
+
+    /// The seed to offer at the next connection attempt.
+    fn next(&mut self) -> String {
+        let pick = match &self.fallback {
+            Some(f) if self.attempts % 2 == 1 => f.clone(),
+            _ => self.current.clone(),
+        };
+        self.attempts += 1;
+        self.last = Some(pick.clone());
+        pick
+    }
+
+    /// Connected with the last seed offered: a current seed that works retires the fallback.
+    /// True when the fallback was just retired (its file is to be removed).
+    fn connected(&mut self) -> bool {
+        self.attempts = 0;
+        if self.fallback.is_some() && self.last.as_deref() == Some(self.current.as_str()) {
+            self.fallback = None;
+            return true;
+        }
+        false
+    }
+
+    /// Before `new` replaces the current seed: the seed to keep as the fallback (the one the
+    /// live connection authenticated with, or the fallback still unretired).
+    pub fn rotating(&self) -> String {
+        self.fallback.clone().or_else(|| self.last.clone()).unwrap_or_else(|| self.current.clone())
+    }
+
+    /// `new` is the current seed now; `fallback` (from [`Seeds::rotating`]) stays until it works.
+    pub fn rotated(&mut self, new: String, fallback: String) {
+        self.fallback = Some(fallback).filter(|f| *f != new);
+        self.current = new;
+        // The next attempt offers the new seed first.
+        self.attempts = 0;
+    }
+}
+
+/// Where the seed a rotation replaced is kept: `<nkey_file>.previous`.
+pub fn previous_seed_path(nkey_file: &std::path::Path) -> std::path::PathBuf {
+    let mut name = nkey_file.as_os_str().to_owned();
+    name.push(".previous");
+    name.into()
+}
 
 impl Shared {
     /// Seconds since start.
@@ -88,10 +162,10 @@ pub async fn connect_with_seed(config: &Config, name: &str) -> Result<(async_nat
     let mut seed_cell = None;
     let base = match &config.nats_auth {
         NatsAuth::Nkey(seed) => {
-            let cell: SeedCell = Arc::new(std::sync::Mutex::new(seed.clone()));
+            let cell: SeedCell = Arc::new(std::sync::Mutex::new(Seeds::load(seed.clone(), config.nkey_file.as_deref())));
             seed_cell = Some(cell.clone());
             async_nats::ConnectOptions::with_auth_callback(move |nonce: Vec<u8>| {
-                let seed = cell.lock().map(|s| s.clone()).unwrap_or_default();
+                let seed = cell.lock().map(|mut s| s.next()).unwrap_or_default();
                 async move {
                     let kp = nkeys::KeyPair::from_seed(&seed).map_err(async_nats::AuthError::new)?;
                     let signature = kp.sign(&nonce).map_err(async_nats::AuthError::new)?;
@@ -104,6 +178,8 @@ pub async fn connect_with_seed(config: &Config, name: &str) -> Result<(async_nat
         }
         _ => async_nats::ConnectOptions::new(),
     };
+    let nkey_file = config.nkey_file.clone();
+    let seeds_on_connect = seed_cell.clone();
     let mut opts = base
         .name(name)
         // Replies (JetStream API, acks) come to `_INBOX_<device>.…`, the only inbox the device's
@@ -116,10 +192,19 @@ pub async fn connect_with_seed(config: &Config, name: &str) -> Result<(async_nat
         .reconnect_delay_callback(|attempts| Duration::from_millis((100u64 << attempts.min(6) as u64).min(5_000)))
         .event_callback(move |event| {
             let tx = tx.clone();
+            let seeds = seeds_on_connect.clone();
+            let nkey_file = nkey_file.clone();
             async move {
                 match event {
                     async_nats::Event::Connected => {
                         tracing::info!("connected to NATS");
+                        if let Some(cell) = seeds
+                            && cell.lock().map(|mut s| s.connected()).unwrap_or(false)
+                            && let Some(p) = nkey_file
+                        {
+                            tracing::info!("the rotated NATS credentials work; the previous ones are forgotten");
+                            let _ = std::fs::remove_file(previous_seed_path(&p));
+                        }
                         let _ = tx.send(());
                     }
                     async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS; containers keep running, reconnecting"),
@@ -623,5 +708,37 @@ async fn publish_status(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Seeds;
+
+    #[test]
+    fn a_rotated_seed_falls_back_to_the_previous_one_until_it_works() {
+        let mut s = Seeds::load("old".into(), None);
+        assert_eq!((s.next(), s.next()), ("old".to_string(), "old".to_string()), "no fallback: always the current seed");
+        assert!(!s.connected());
+        // Rotated while connected with `old`: `new` first, `old` on the next attempt, and so on.
+        let keep = s.rotating();
+        assert_eq!(keep, "old");
+        s.rotated("new".into(), keep);
+        assert_eq!([s.next(), s.next(), s.next()], ["new", "old", "new"].map(String::from));
+        // Connected with `old` (the new key was never admitted): the fallback stays, and the
+        // next reconnection tries `new` first again.
+        s.next();
+        assert!(!s.connected());
+        assert_eq!(s.next(), "new");
+        // Rotated again before `new` ever worked: `old` (known to work) stays the fallback.
+        let keep = s.rotating();
+        assert_eq!(keep, "old");
+        s.rotated("newer".into(), keep);
+        assert_eq!([s.next(), s.next()], ["newer", "old"].map(String::from));
+        // `newer` works: the fallback is retired.
+        s.next();
+        assert!(s.connected(), "retires the fallback");
+        assert_eq!(s.fallback, None);
+        assert_eq!([s.next(), s.next()], ["newer", "newer"].map(String::from));
     }
 }

@@ -76,7 +76,8 @@ pub async fn serve(client: async_nats::Client, shared: Arc<Shared>, mut sub: asy
 /// `rotate-credentials`: a new nkey, made here (the seed never leaves the device), written over
 /// `nats.nkey_file` (temporary file with mode 0600, fsync, rename) and used from the next
 /// (re)connection on; the reply carries its public key. The current connection stays up until
-/// harmony removes the old key and the server closes it.
+/// harmony removes the old key and the server closes it. The old seed is kept as a fallback
+/// until the new one is seen to work ([`crate::agent::Seeds`]).
 fn rotate_credentials(shared: &Shared) -> CommandReply {
     let (Some(cell), Some(path)) = (&shared.nkey, &shared.config.nkey_file) else {
         return CommandReply::Error { message: "this agent does not authenticate with `nats.nkey_file`; nothing to rotate".into() };
@@ -86,11 +87,21 @@ fn rotate_credentials(shared: &Shared) -> CommandReply {
         Ok(s) => s,
         Err(e) => return CommandReply::Error { message: format!("cannot make a key: {e}") },
     };
+    // The seed that works now is kept first (`<nkey_file>.previous`): harmony admits the new key
+    // only after this reply, and if that never happens the agent still gets in with this one.
+    let keep = match cell.lock() {
+        Ok(s) => s.rotating(),
+        Err(_) => return CommandReply::Error { message: "the seed store is poisoned".into() },
+    };
+    let previous = crate::agent::previous_seed_path(path);
+    if let Err(e) = write_seed(&previous, &keep) {
+        return CommandReply::Error { message: format!("cannot write {}: {e}", previous.display()) };
+    }
     if let Err(e) = write_seed(path, &seed) {
         return CommandReply::Error { message: format!("cannot write {}: {e}", path.display()) };
     }
-    if let Ok(mut current) = cell.lock() {
-        *current = seed;
+    if let Ok(mut s) = cell.lock() {
+        s.rotated(seed, keep);
     }
     tracing::info!(nkey = %kp.public_key(), "NATS credentials rotated; used from the next connection on");
     CommandReply::Credentials { nkey: kp.public_key() }
