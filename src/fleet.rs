@@ -140,6 +140,43 @@ fn auth_dir(nats: &NatsArgs) -> anyhow::Result<&Path> {
     })
 }
 
+/// Refuses to write secrets (`what`, given by `flag`) to `path` inside the repository at
+/// `repo`: private keys never enter the repository, not even as untracked files a `git add .`
+/// would pick up. Paths that do not exist yet are judged by their nearest existing ancestor.
+fn outside_repo(repo: &Path, path: &Path, flag: &str, what: &str) -> anyhow::Result<()> {
+    let resolve = |p: &Path| -> Option<PathBuf> {
+        let p = std::path::absolute(p).ok()?;
+        let mut rest = Vec::new();
+        let mut cur = p.as_path();
+        loop {
+            if let Ok(c) = cur.canonicalize() {
+                return Some(rest.iter().rev().fold(c, |acc: PathBuf, part| acc.join(part)));
+            }
+            rest.push(cur.file_name()?.to_owned());
+            cur = cur.parent()?;
+        }
+    };
+    if let (Some(root), Some(target)) = (resolve(repo), resolve(path))
+        && target.starts_with(&root)
+    {
+        bail!(
+            "{flag} {} is inside the repository {}: {what} would be written there, and private keys never enter the repository; \
+             choose a directory outside it",
+            path.display(),
+            repo.display()
+        );
+    }
+    Ok(())
+}
+
+/// The fleet's part of the auth directory, which must be outside the repository (it holds
+/// harmony's NATS seeds).
+fn open_auth(g: &Global, nats: &NatsArgs, fleet: &str) -> anyhow::Result<FleetAuth> {
+    let dir = auth_dir(nats)?;
+    outside_repo(&g.repo, dir, "the auth directory", "harmony's NATS seeds")?;
+    Ok(FleetAuth::open(dir, fleet)?)
+}
+
 /// What the auth directory says about a fleet, for apply and status.
 #[derive(Debug, Default)]
 pub struct FleetSecurity {
@@ -279,7 +316,7 @@ pub fn run(g: &Global, a: FleetArgs) -> anyhow::Result<ExitCode> {
             for (i, k) in command_keys.iter().enumerate() {
                 parse_public_key(k).map_err(|e| anyhow::anyhow!("--command-key #{}: {e}", i + 1))?;
             }
-            let auth = FleetAuth::open(auth_dir(&nats)?, &fleet)?;
+            let auth = open_auth(g, &nats, &fleet)?;
             if auth.registry()?.is_revoked(&device) {
                 bail!("device `{device}` of fleet `{fleet}` was revoked; a revoked device id is never enrolled again");
             }
@@ -287,6 +324,7 @@ pub fn run(g: &Global, a: FleetArgs) -> anyhow::Result<ExitCode> {
             // is never trusted by a newly enrolled device.
             let root = parse_public_key(&info.signing_key).map_err(|e| anyhow::anyhow!("fleet `{fleet}` declares an invalid public key: {e}"))?;
             let fleet_keys = current_signing_key(&fleet, &root, &auth.key_chain()?).map_err(anyhow::Error::msg)?;
+            outside_repo(&g.repo, &out, "--out", "the device's nkey seed")?;
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let seed_name = format!("{device}.nk");
             let (seed, public) = auth::new_user_nkey();
@@ -324,7 +362,7 @@ pub fn run(g: &Global, a: FleetArgs) -> anyhow::Result<ExitCode> {
                 None => fleet_of(&repo, &device)?,
             };
             let info = fleet_info(&repo, &fleet)?;
-            let auth = FleetAuth::open(auth_dir(&nats)?, &fleet)?;
+            let auth = open_auth(g, &nats, &fleet)?;
             auth.revoke(&device)?;
             reload(&r, &auth, g.quiet)?;
             // Delete its plan (as harmony).
@@ -345,13 +383,14 @@ pub fn run(g: &Global, a: FleetArgs) -> anyhow::Result<ExitCode> {
             let fleet = one_fleet(&repo, &fleet)?;
             let info = fleet_info(&repo, &fleet)?;
             let key = load_signing_key(signing_key_file.as_deref(), std::env::var(SIGNING_KEY_ENV).ok())?;
-            let auth = FleetAuth::open(auth_dir(&nats)?, &fleet)?;
+            let auth = open_auth(g, &nats, &fleet)?;
             let mut chain = auth.key_chain()?;
             let security = FleetSecurity { chain: chain.clone(), revoked: Vec::new() };
             security.check_signing_key(&key, &fleet, &info.signing_key)?;
             let root = parse_public_key(&info.signing_key).map_err(|e| anyhow::anyhow!("fleet `{fleet}` declares an invalid public key: {e}"))?;
             let current = current_signing_key(&fleet, &root, &chain).map_err(anyhow::Error::msg)?;
             if let Some(path) = new_key_file {
+                outside_repo(&g.repo, &path, "--new-key-file", "the new signing key")?;
                 let new = generate_signing_key()?;
                 write_private(&path, format!("{}\n", encode_key(new.as_bytes())).as_bytes(), false)?;
                 chain.push(announce(&fleet, KeyAction::Trust, &new.verifying_key(), &key)?);
@@ -410,7 +449,7 @@ pub fn run(g: &Global, a: FleetArgs) -> anyhow::Result<ExitCode> {
             let fleet = fleet_of(&repo, &device)?;
             let info = fleet_info(&repo, &fleet)?;
             let key = load_command_key(command_key_file.as_deref(), std::env::var(COMMAND_KEY_ENV).ok())?;
-            let auth = FleetAuth::open(auth_dir(&nats)?, &fleet)?;
+            let auth = open_auth(g, &nats, &fleet)?;
             let registry = auth.registry()?;
             let Some(old) = registry.devices.get(&device).filter(|d| d.revoked_at_ms.is_none()).map(|d| d.nkeys.clone()) else {
                 bail!("device `{device}` is not enrolled in fleet `{fleet}` (or was revoked)");
@@ -448,7 +487,7 @@ pub fn run(g: &Global, a: FleetArgs) -> anyhow::Result<ExitCode> {
         FleetCommand::AuthConfig { fleet, nats, reload: r } => {
             let fleets = crate::apply::fleets(&repo, &fleet)?;
             for fleet in fleets {
-                let auth = FleetAuth::open(auth_dir(&nats)?, &fleet)?;
+                let auth = open_auth(g, &nats, &fleet)?;
                 let reg = auth.registry()?;
                 auth.save(&reg)?;
                 println!("{}", auth.config_path().display());

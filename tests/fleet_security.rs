@@ -270,6 +270,13 @@ fn device_permissions_are_least_privilege() {
                 assert!(!text.contains(&seed_a), "device seed found in {}", e.display());
             }
         }
+        // Seeds are never written into the repository: not an enrolment's output, not the auth dir.
+        let inside = f.repo.join("keys");
+        let out = f.harmony(&["fleet", "enroll", &a, "--out", &inside.to_string_lossy()]);
+        assert!(!out.status.success() && text(&out).contains("is inside the repository"), "{}", text(&out));
+        let out = f.harmony(&["fleet", "auth-config", "--auth-dir", &f.repo.join("auth").to_string_lossy()]);
+        assert!(!out.status.success() && text(&out).contains("the auth directory"), "{}", text(&out));
+        assert!(!inside.exists() && !f.repo.join("auth").exists(), "nothing was written into the repository");
     }
     // A fleet declaring `auth nkey` is not applied without the auth directory.
     let url = f.server.url();
@@ -527,6 +534,15 @@ fn signing_key_rotation_keeps_agents_converging_and_retires_the_old_key() {
         assert!(s["last_rejection"].is_null(), "a plan was rejected during the rotation: {s:#}");
     };
 
+    // An agent version published with K1, to roll back to later.
+    let binary = f.dir.path().join("agent-9.9.9");
+    std::fs::write(&binary, b"#!/bin/sh\necho harmony-agent 9.9.9\n").unwrap();
+    let publish = |f: &Secure, key: &str, path: &Path| {
+        f.harmony(&["fleet", "publish-agent", "--fleet", "pico", "--agent-version", "9.9.9", &path.to_string_lossy(), "--signing-key-file", &f.key_file(key)])
+    };
+    let out = publish(&f, "k1.key", &binary);
+    assert!(out.status.success() && text(&out).contains("published harmony-agent 9.9.9"), "{}", text(&out));
+
     // Step 1: announce K2 (signed by K1).
     let out = f.harmony(&["fleet", "rotate-signing-key", "--signing-key-file", &f.key_file("k1.key"), "--new-key-file", &f.key_file("k2.key")]);
     assert!(out.status.success(), "rotate: {}", text(&out));
@@ -567,6 +583,18 @@ fn signing_key_rotation_keeps_agents_converging_and_retires_the_old_key() {
     });
     // harmony refuses to sign with the retired key.
     let out = f.apply_with("k1.key");
+    assert!(!out.status.success() && text(&out).contains("not trusted at the end of fleet `pico`'s key chain"), "{}", text(&out));
+    // The version published with K1 gets K2's signature when published again (same bytes); then
+    // it is simply there; other bytes under that version stay refused; K1 cannot publish.
+    let out = publish(&f, "k2.key", &binary);
+    assert!(out.status.success() && text(&out).contains("signed again with key"), "{}", text(&out));
+    let out = publish(&f, "k2.key", &binary);
+    assert!(out.status.success() && text(&out).contains("already published"), "{}", text(&out));
+    let other = f.dir.path().join("agent-9.9.9-other");
+    std::fs::write(&other, b"#!/bin/sh\necho something else\n").unwrap();
+    let out = publish(&f, "k2.key", &other);
+    assert!(!out.status.success() && text(&out).contains("versions are immutable"), "{}", text(&out));
+    let out = publish(&f, "k1.key", &binary);
     assert!(!out.status.success() && text(&out).contains("not trusted at the end of fleet `pico`'s key chain"), "{}", text(&out));
 
     // A plan signed by the retired key (a thief of K1 with write access) is rejected, with or
@@ -623,6 +651,37 @@ fn device_credentials_rotate_without_touching_the_device() {
     let rt = rt();
     let old = rt.block_on(DeviceClient::connect(&f.server.url(), &a, &old_seed)).expect("the old key works before the rotation");
 
+    // A rotation the servers never learn of (here the reload fails after the device answered)
+    // does not lock the device out: it kept the seed that works, and after a restart (or any
+    // reconnection) it gets in with it.
+    let previous = f.dev_dir(&a).join(format!("{a}.nk.previous"));
+    let env = |reload: &str| {
+        let url = f.server.url();
+        let auth = f.auth.to_string_lossy().into_owned();
+        harmony(
+            &f.repo,
+            &["fleet", "rotate-device-key", &a, "--command-key-file", &f.key_file("command.key")],
+            &[("HARMONY_NATS_URL", &url), ("HARMONY_AUTH_DIR", &auth), ("HARMONY_NATS_RELOAD", reload)],
+        )
+    };
+    let out = env("false");
+    assert!(!out.status.success(), "{}", text(&out));
+    let unadmitted = f.seed(&a);
+    assert_ne!(unadmitted, old_seed, "the device made a new key");
+    assert_eq!(std::fs::read_to_string(&previous).expect("the previous seed is kept").trim(), old_seed);
+    assert!(rt.block_on(DeviceClient::connect(&f.server.url(), &a, &unadmitted)).is_err(), "the servers never admitted the new key");
+    drop_child(f.agents.remove(0));
+    f.start_agent(&a);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if f.harmony(&["device", "ping", &a]).status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the restarted agent did not get back in with its previous key");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(previous.exists(), "the unadmitted key never worked: the previous one stays");
+
     let out = f.harmony(&["fleet", "rotate-device-key", &a, "--command-key-file", &f.key_file("command.key")]);
     assert!(out.status.success(), "rotate-device-key: {}", text(&out));
     // The device wrote a new seed over its nkey_file (mode 0600); harmony only saw the public key.
@@ -646,6 +705,12 @@ fn device_credentials_rotate_without_touching_the_device() {
     });
     assert!(rt.block_on(DeviceClient::connect(&f.server.url(), &a, &old_seed)).is_err(), "the old key still connects");
     assert!(rt.block_on(DeviceClient::connect(&f.server.url(), &a, &new_seed)).is_ok(), "the new key connects");
+    // Once the new key has worked, the agent forgets the previous one.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while previous.exists() {
+        assert!(Instant::now() < deadline, "the previous seed outlived a working rotation");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // The agent reconnected with the new key by itself and keeps converging; b was never touched.
     std::fs::write(f.repo.join("deploy.kdl"), deployment("localhost/app:2")).unwrap();
     f.apply("k1.key");

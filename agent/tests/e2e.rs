@@ -285,6 +285,15 @@ async fn ping_logs_exec_round_trip_and_unsigned_commands_are_refused() {
     let reply: CommandReply = serde_json::from_slice(&request(Verb::Exec, wrong_key.to_vec()).await).unwrap();
     assert!(matches!(reply, CommandReply::Refused { reason: RefusalReason::UnknownKey { .. } }), "{reply:?}");
 
+    // Validly signed, but for another device (e.g. captured and re-sent to this one): refused.
+    let elsewhere = SignedCommand::sign(
+        &CommandRequest::new("another-device", Command::Exec { deployment: "web".into(), container: "app".into(), argv: argv.clone(), timeout_s: 10 }).unwrap(),
+        &d.command_key,
+    )
+    .unwrap();
+    let reply: CommandReply = serde_json::from_slice(&request(Verb::Exec, elsewhere.to_vec()).await).unwrap();
+    assert!(matches!(reply, CommandReply::Refused { reason: RefusalReason::WrongDevice { .. } }), "{reply:?}");
+
     // A container that is not planned (e.g. the foreign one): refused.
     let foreign_exec = signed(Command::Exec { deployment: "x".into(), container: "y".into(), argv, timeout_s: 10 });
     let reply: CommandReply = serde_json::from_slice(&request(Verb::Exec, foreign_exec.to_vec()).await).unwrap();
