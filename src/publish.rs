@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use harmony_executor::fleet::convert::{SIGNING_KEY_ENV, fleet_info};
-use harmony_executor::fleet::{check_key_matches, connect, load_signing_key};
+use harmony_executor::fleet::{connect, load_signing_key};
 
 use crate::apply::{NatsArgs, compiled};
 use crate::cli::Global;
@@ -34,7 +34,8 @@ pub fn publish_agent(g: &Global, a: PublishAgentArgs) -> anyhow::Result<ExitCode
     let repo = compiled(g)?;
     let info = fleet_info(&repo, &a.fleet)?;
     let key = load_signing_key(a.signing_key_file.as_deref(), std::env::var(SIGNING_KEY_ENV).ok())?;
-    check_key_matches(&key, &a.fleet, &info.signing_key)?;
+    // After a signing-key rotation, the key at the end of the fleet's key chain signs.
+    crate::fleet::FleetSecurity::load(&a.nats, &a.fleet, info)?.check_signing_key(&key, &a.fleet, &info.signing_key)?;
     let binary = std::fs::read(&a.binary).with_context(|| format!("reading {}", a.binary.display()))?;
     let opts = a.nats.options_for_fleet(&a.fleet, &info.nats)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -43,10 +44,21 @@ pub fn publish_agent(g: &Global, a: PublishAgentArgs) -> anyhow::Result<ExitCode
         let js = async_nats::jetstream::new(client);
         harmony_executor::fleet::agents::publish_agent(&js, &key, &a.agent_version, &binary).await
     })?;
-    if new {
-        println!("published harmony-agent {} to fleet {}: {} ({} bytes, {})", artifact.version, a.fleet, artifact.object, artifact.size, artifact.sha256);
-    } else {
-        println!("harmony-agent {} is already published to fleet {} with the same digest ({})", artifact.version, a.fleet, artifact.sha256);
+    use harmony_executor::fleet::agents::Publication;
+    match new {
+        Publication::Uploaded => {
+            println!("published harmony-agent {} to fleet {}: {} ({} bytes, {})", artifact.version, a.fleet, artifact.object, artifact.size, artifact.sha256)
+        }
+        Publication::Unchanged => {
+            println!("harmony-agent {} is already published to fleet {} with the same digest ({})", artifact.version, a.fleet, artifact.sha256)
+        }
+        Publication::Resigned => println!(
+            "harmony-agent {} of fleet {}: the same bytes ({}) were signed by a key no longer trusted; signed again with key {}",
+            artifact.version,
+            a.fleet,
+            artifact.sha256,
+            harmony_schemas::fleet::key_id(&key.verifying_key())
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

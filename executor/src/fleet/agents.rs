@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use async_nats::jetstream::{self, object_store};
+use base64::Engine as _;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use harmony_schemas::fleet::{AGENTS_OBJECT_STORE, AgentArtifact, SignedAgentArtifact, agent_object_name, sha256_digest};
 
@@ -26,33 +27,77 @@ async fn store(js: &jetstream::Context, create: bool) -> Result<Option<object_st
     }
 }
 
+/// What [`publish_agent`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publication {
+    /// The binary was uploaded and signed.
+    Uploaded,
+    /// The same bytes were already published and signed by this key: nothing written.
+    Unchanged,
+    /// The same bytes were published, signed by a key this one no longer trusts (a signing-key
+    /// rotation): only the signature was renewed.
+    Resigned,
+}
+
 /// Publishes `binary` as agent `version`. Versions are immutable: publishing the same bytes
-/// again is a no-op, other bytes under a published version are refused.
-pub async fn publish_agent(js: &jetstream::Context, key: &SigningKey, version: &str, binary: &[u8]) -> Result<(AgentArtifact, bool), FleetError> {
+/// again is a no-op (or renews a signature made by a rotated-away key), other bytes under a
+/// published version are refused.
+pub async fn publish_agent(js: &jetstream::Context, key: &SigningKey, version: &str, binary: &[u8]) -> Result<(AgentArtifact, Publication), FleetError> {
     let artifact = AgentArtifact { version: version.to_string(), object: agent_object_name(version), sha256: sha256_digest(binary), size: binary.len() as u64 };
     let store = store(js, true).await?.ok_or_else(|| nats_err("opening the agent object store", "missing"))?;
-    if let Some(existing) = lookup(&store, version, &[key.verifying_key()]).await? {
-        if existing.sha256 == artifact.sha256 {
-            return Ok((existing, false));
-        }
-        return Err(FleetError::Nats {
-            what: format!("publishing agent {version}"),
-            detail: format!(
-                "version {version} is already published with {} (this binary is {}); versions are immutable: publish under a new version",
-                existing.sha256, artifact.sha256
-            ),
-        });
-    }
-    let signed = SignedAgentArtifact::sign(&artifact, key).map_err(|e| nats_err("signing the agent artifact", e))?;
-    let meta = object_store::ObjectMetadata {
-        name: artifact.object.clone(),
-        description: Some(format!("harmony-agent {version}")),
-        metadata: [(SIGNATURE_METADATA.to_string(), String::from_utf8_lossy(&signed.to_vec()).into_owned())].into_iter().collect(),
-        ..Default::default()
+    let immutable = |existing: &str| FleetError::Nats {
+        what: format!("publishing agent {version}"),
+        detail: format!(
+            "version {version} is already published with {existing} (this binary is {}); versions are immutable: publish under a new version",
+            artifact.sha256
+        ),
     };
+    let signed = SignedAgentArtifact::sign(&artifact, key).map_err(|e| nats_err("signing the agent artifact", e))?;
+    let metadata: std::collections::HashMap<String, String> =
+        [(SIGNATURE_METADATA.to_string(), String::from_utf8_lossy(&signed.to_vec()).into_owned())].into_iter().collect();
+    match lookup(&store, version, &[key.verifying_key()]).await {
+        Ok(Some(existing)) if existing.sha256 == artifact.sha256 => return Ok((existing, Publication::Unchanged)),
+        Ok(Some(existing)) => return Err(immutable(&existing.sha256)),
+        Ok(None) => {}
+        Err(signature) => {
+            // Published, but its signature does not verify with this key (e.g. made with a key
+            // since rotated away). The same bytes get a new signature; other bytes stay refused.
+            // The object's digest is the one its uploader recorded: if it lied, the signature
+            // still describes *these* bytes, and agents check the bytes they download.
+            let info = store.info(&artifact.object).await.map_err(|e| nats_err(format!("reading agent object {}", artifact.object), e))?;
+            if info.digest.as_deref() != Some(object_store_digest(binary).as_str()) || info.size != binary.len() {
+                return Err(match info.digest {
+                    Some(d) => immutable(&d),
+                    None => signature,
+                });
+            }
+            // async-nats 0.51's `ObjectStore::update_metadata` copies only the name and the
+            // description into the new meta message (jetstream/object_store/mod.rs), so that
+            // message is published here the same way: the object's info, with the new
+            // signature, rolled up onto its meta subject.
+            let mut info = info;
+            info.metadata = metadata;
+            let subject = format!("$O.{AGENTS_OBJECT_STORE}.M.{}", base64::engine::general_purpose::URL_SAFE.encode(&artifact.object));
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Rollup", "sub");
+            let body = serde_json::to_vec(&info).map_err(|e| nats_err(format!("re-signing agent {version}"), e))?;
+            let ack = js.publish_with_headers(subject, headers, body.into()).await.map_err(|e| nats_err(format!("re-signing agent {version}"), e))?;
+            ack.await.map_err(|e| nats_err(format!("re-signing agent {version}"), e))?;
+            return Ok((artifact, Publication::Resigned));
+        }
+    }
+    let meta =
+        object_store::ObjectMetadata { name: artifact.object.clone(), description: Some(format!("harmony-agent {version}")), metadata, ..Default::default() };
     let mut reader = binary;
     store.put(meta, &mut reader).await.map_err(|e| nats_err(format!("uploading agent {version}"), e))?;
-    Ok((artifact, true))
+    Ok((artifact, Publication::Uploaded))
+}
+
+/// The digest the NATS object store records for `bytes` (`SHA-256=` and padded URL-safe
+/// base64, as async-nats 0.51 writes it: `jetstream/object_store/mod.rs`, `put`).
+fn object_store_digest(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("SHA-256={}", base64::engine::general_purpose::URL_SAFE.encode(sha2::Sha256::digest(bytes)))
 }
 
 async fn lookup(store: &object_store::ObjectStore, version: &str, trusted: &[VerifyingKey]) -> Result<Option<AgentArtifact>, FleetError> {
