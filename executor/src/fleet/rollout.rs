@@ -17,8 +17,8 @@ use async_nats::jetstream::kv;
 use ed25519_dalek::SigningKey;
 use harmony_compiler::CompiledRepo;
 use harmony_schemas::fleet::{
-    Command, CommandReply, CommandRequest, DevicePlan, DeviceState, DeviceStatus, Heartbeat, PROTOCOL_VERSION, PayloadSigner, RolloutFailure, RolloutRecord,
-    RolloutState, RolloutWave, SignedCommand, SignedDevicePlan, UpgradeState, Verb, WaveState, command_subject, now_ms,
+    Command, CommandReply, CommandRequest, ContainerKind, ContainerState, DevicePlan, DeviceState, DeviceStatus, Heartbeat, PROTOCOL_VERSION, PayloadSigner,
+    RolloutFailure, RolloutRecord, RolloutState, RolloutWave, SignedCommand, SignedDevicePlan, UpgradeState, Verb, WaveState, command_subject, now_ms,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -316,6 +316,19 @@ pub fn device_health(expect: &Expect, status: Option<&DeviceStatus>, hb: Option<
     }
     if s.agent_version != expect.agent_version {
         return Health::Pending(format!("agent {} reports, waiting for {}", s.agent_version, expect.agent_version));
+    }
+    // Every container as the plan wants it: services running, init containers completed.
+    let off: Vec<String> = s
+        .deployments
+        .iter()
+        .flat_map(|d| {
+            d.containers.iter().filter(|c| c.state != if c.kind == ContainerKind::Init { ContainerState::Completed } else { ContainerState::Running }).map(
+                move |c| format!("{}/{} {}", d.name, c.name, serde_json::to_value(c.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()),
+            )
+        })
+        .collect();
+    if !off.is_empty() {
+        return Health::Pending(format!("generation {applied}: not running: {}", off.join(", ")));
     }
     match hb {
         None => Health::Pending("no heartbeat yet".into()),
@@ -677,7 +690,9 @@ async fn revert(ctx: &WaveContext<'_>, record: &RolloutRecord) -> (Vec<(String, 
 mod tests {
     use super::super::observe::ObservedEntry;
     use super::*;
-    use harmony_schemas::fleet::{DeploymentPlan, Rejection, RejectionReason, Service, generate_signing_key};
+    use harmony_schemas::fleet::{
+        ContainerStatus, DeploymentPlan, DeploymentState, DeploymentStatus, Rejection, RejectionReason, Service, generate_signing_key,
+    };
 
     fn plan(device: &str, deployments: Vec<DeploymentPlan>, agent: &str) -> DevicePlan {
         DevicePlan {
@@ -856,6 +871,30 @@ mod tests {
         assert!(matches!(device_health(&e, Some(&status(4, DeviceState::Applied, "0.2.0")), Some(&hb("0.2.0", now - 20_000)), now, fresh), Health::Pending(_)));
         assert!(matches!(device_health(&e, Some(&status(4, DeviceState::Applied, "0.1.0")), Some(&hb("0.1.0", now)), now, fresh), Health::Pending(_)));
         assert!(matches!(device_health(&e, Some(&status(4, DeviceState::Degraded, "0.2.0")), Some(&hb("0.2.0", now)), now, fresh), Health::Failed(_)));
+        // Applied, but a service is not running (it stopped after its start): not healthy yet.
+        let container = |name: &str, kind: ContainerKind, state: ContainerState| ContainerStatus {
+            name: name.into(),
+            kind,
+            state,
+            container_id: None,
+            spec_hash: "h".into(),
+            exit_code: None,
+        };
+        let mut stopped = status(4, DeviceState::Applied, "0.2.0");
+        stopped.deployments.push(DeploymentStatus {
+            name: "web".into(),
+            spec_hash: "h".into(),
+            state: DeploymentState::Running,
+            failure: None,
+            containers: vec![
+                container("migrate", ContainerKind::Init, ContainerState::Completed),
+                container("app", ContainerKind::Service, ContainerState::Stopped),
+            ],
+        });
+        let Health::Pending(why) = device_health(&e, Some(&stopped), Some(&hb("0.2.0", now)), now, fresh) else { panic!("a stopped service is not healthy") };
+        assert_eq!(why, "generation 4: not running: web/app stopped");
+        stopped.deployments[0].containers[1].state = ContainerState::Running;
+        assert_eq!(device_health(&e, Some(&stopped), Some(&hb("0.2.0", now)), now, fresh), Health::Healthy);
         let mut rejected = status(3, DeviceState::Applied, "0.1.0");
         rejected.rejections.push(Rejection { generation: Some(4), reason: RejectionReason::BadSignature, at_ms: now });
         let Health::Failed(why) = device_health(&e, Some(&rejected), Some(&hb("0.1.0", now)), now, fresh) else { panic!("rejection is a failure") };
