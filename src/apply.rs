@@ -414,9 +414,13 @@ fn apply_fleets(g: &Global, a: ApplyArgs, repo: &CompiledRepo) -> anyhow::Result
                     record.failed.len(),
                     record.max_failed
                 ),
+                // Only when writing the previous plans back failed to save its end.
+                RolloutState::Reverting => {
+                    println!("fleet {fleet}: rollout of {} halted, revert not finished: run harmony apply again to finish it", record.what.join(", "))
+                }
                 RolloutState::InProgress => {}
             }
-            rollout_failed = matches!(record.state, RolloutState::Halted | RolloutState::Reverted);
+            rollout_failed = matches!(record.state, RolloutState::Halted | RolloutState::Reverting | RolloutState::Reverted);
         }
         if rollout_failed {
             exit = ExitCode::from(1);

@@ -183,6 +183,47 @@ fn failures_beyond_max_failed_halt_the_rollout_and_auto_revert_restores_every_de
     for d in &waves[2] {
         f.wait_ready(d, 1);
     }
+
+    // An apply that died while writing the previous plans back: the record says `reverting` and
+    // one device of step 1 still has version 2. The next apply of the same repository finishes
+    // the revert (that device only), writes nothing of the rollout, and says so.
+    let d0 = waves[0][0].clone();
+    rt().block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(f.server.url()).await.expect("connect"));
+        let rollouts = js.get_key_value(ROLLOUTS_BUCKET).await.expect("rollouts");
+        let e = rollouts.entry("pico").await.expect("entry").expect("record");
+        let mut r: RolloutRecord = serde_json::from_slice(&e.value).expect("record");
+        r.state = RolloutState::Reverting;
+        rollouts.update("pico", serde_json::to_vec(&r).expect("json").into(), e.revision).await.expect("update record");
+        // Version 2 as the rollout wrote it (generation 2, from the entry's history), again at 4.
+        let plans = js.get_key_value(PLANS_BUCKET).await.expect("plans");
+        let mut history = plans.history(&d0).await.expect("history");
+        let mut p = None;
+        while let Some(e) = history.next().await {
+            let plan = SignedDevicePlan::from_slice(&e.expect("entry").value).and_then(|s| s.verify(&[f.fleet_key.verifying_key()])).expect("verifies");
+            if plan.generation == 2 {
+                p = Some(plan);
+            }
+        }
+        let mut p = p.expect("generation 2 in the history");
+        assert_eq!(image(&p), "localhost/hub:2");
+        p.generation = 4;
+        plans.put(&d0, SignedDevicePlan::sign(&p, &f.fleet_key).expect("sign").to_vec().into()).await.expect("put");
+    });
+    f.wait_ready(&d0, 4);
+    let before = plans(&f);
+    let out = f.try_apply(&[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("halted and reverted"), "{t}");
+    let after = plans(&f);
+    assert_eq!((image(&after[&d0].1), after[&d0].1.generation), ("localhost/hub:1", 5), "{d0} reverted by the finishing apply");
+    for (d, (rev, p)) in after.iter().filter(|(d, _)| **d != d0) {
+        assert_eq!((*rev, image(p)), (before[d].0, "localhost/hub:1"), "{d} was not written again");
+    }
+    let finished = record(&f).expect("record");
+    assert_eq!((finished.state, finished.id.as_str(), finished.started_ms), (RolloutState::Reverted, r.id.as_str(), r.started_ms), "the same rollout");
+    f.wait_ready(&d0, 5);
 }
 
 #[test]

@@ -829,6 +829,10 @@ pub enum RolloutState {
     Complete,
     /// More than `max_failed` devices failed; later waves were not written.
     Halted,
+    /// Halted with `auto_revert`, and the previous plans are being written back (an apply
+    /// interrupted meanwhile leaves this state: the next apply of the same desired state finishes
+    /// the revert instead of writing anything of the rollout).
+    Reverting,
     /// Halted, and the previous plans were written back.
     Reverted,
 }

@@ -395,6 +395,8 @@ pub struct RolloutOutcome {
 pub async fn run_waves(ctx: WaveContext<'_>, plan: &RolloutPlan, actions: Vec<FleetAction>) -> Result<RolloutOutcome, FleetError> {
     let now = now_ms();
     let (mut record, mut record_rev) = match ctx.record.clone() {
+        // An interrupted revert is finished below, on the same record.
+        Some((r, rev)) if r.id == plan.id && r.state == RolloutState::Reverting => (r, Some(rev)),
         Some((mut r, rev)) if r.id == plan.id && r.state == RolloutState::InProgress => {
             // Resumed. The devices of each step follow the repository (a device added since
             // joins its step); a step whose devices changed is waited for again.
@@ -430,6 +432,20 @@ pub async fn run_waves(ctx: WaveContext<'_>, plan: &RolloutPlan, actions: Vec<Fl
             (record, rev)
         }
     };
+    if record.id == plan.id && record.state == RolloutState::Reverting {
+        // An apply died while writing the previous plans back: finish that, and write nothing
+        // of the rollout (only what is not rolled out, as always first).
+        let (first, rest): (Vec<FleetAction>, Vec<FleetAction>) = {
+            let wave_of = plan.wave_of();
+            actions.into_iter().partition(|a| !(a.op == FleetOp::Update && wave_of.contains_key(a.device.as_str())))
+        };
+        let (mut report, mut handed_back) = apply_actions_returning(&ctx.stores[0], first, ctx.key, ctx.journal, ctx.opts).await;
+        handed_back.extend(rest);
+        let reverted = revert_and_wait(&ctx, &mut record, &mut record_rev, plan.spec.health_timeout).await?;
+        report.results.sort_by(|a, b| a.device.cmp(&b.device));
+        handed_back.sort_by(|a, b| a.device.cmp(&b.device));
+        return Ok(RolloutOutcome { record, report, actions: handed_back, reverted });
+    }
     let wave_of = plan.wave_of();
     let mut groups: Vec<Vec<FleetAction>> = vec![Vec::new(); plan.waves.len() + 1];
     for a in actions {
@@ -494,18 +510,7 @@ pub async fn run_waves(ctx: WaveContext<'_>, plan: &RolloutPlan, actions: Vec<Fl
             record.state = RolloutState::Halted;
             save(&ctx, &mut record, &mut record_rev).await?;
             if plan.spec.auto_revert {
-                let (outcomes, expect) = revert(&ctx, &record).await;
-                reverted = outcomes;
-                record.state = RolloutState::Reverted;
-                save(&ctx, &mut record, &mut record_rev).await?;
-                // Agents upgraded by the rollout go back the same way: wait for the previous
-                // version to report, retire the new one. Failures here are reported, not counted.
-                for (device, why) in wait_healthy(&ctx, &expect, plan.spec.health_timeout).await? {
-                    tracing::warn!("after the revert, {device} is not healthy: {why}");
-                    if let Some((_, r)) = reverted.iter_mut().find(|(d, _)| *d == device) {
-                        *r = Err(format!("written back, but {why}"));
-                    }
-                }
+                reverted = revert_and_wait(&ctx, &mut record, &mut record_rev, plan.spec.health_timeout).await?;
             }
             halted = true;
         } else {
@@ -649,8 +654,33 @@ async fn retire(client: &async_nats::Client, signer: &PayloadSigner, device: &st
     }
 }
 
+/// Marks the record reverting, writes the previous plans back, marks it reverted, and waits for
+/// the devices: agents upgraded by the rollout go back the same way (the previous version
+/// reports, the new one is retired). Failures while waiting are reported, not counted.
+async fn revert_and_wait(
+    ctx: &WaveContext<'_>,
+    record: &mut RolloutRecord,
+    record_rev: &mut Option<u64>,
+    timeout: Duration,
+) -> Result<Vec<(String, Result<u64, String>)>, FleetError> {
+    record.state = RolloutState::Reverting;
+    save(ctx, record, record_rev).await?;
+    let (mut reverted, expect) = revert(ctx, record).await;
+    record.state = RolloutState::Reverted;
+    save(ctx, record, record_rev).await?;
+    for (device, why) in wait_healthy(ctx, &expect, timeout).await? {
+        tracing::warn!("after the revert, {device} is not healthy: {why}");
+        if let Some((_, r)) = reverted.iter_mut().find(|(d, _)| *d == device) {
+            *r = Err(format!("written back, but {why}"));
+        }
+    }
+    Ok(reverted)
+}
+
 /// Writes each device's plan from before the rollout back, as a new generation signed now, with
-/// compare-and-set on the entry's current revision. Returns each outcome and what to wait for.
+/// compare-and-set on the entry's current revision; a device whose entry already holds that
+/// plan (a revert interrupted after it) is left as it is. Returns each outcome and what to wait
+/// for.
 async fn revert(ctx: &WaveContext<'_>, record: &RolloutRecord) -> (Vec<(String, Result<u64, String>)>, Vec<Expect>) {
     let store = &ctx.stores[0];
     let trusted = [ctx.key.verifying_key()];
@@ -664,8 +694,15 @@ async fn revert(ctx: &WaveContext<'_>, record: &RolloutRecord) -> (Vec<(String, 
             let mut plan: DevicePlan =
                 SignedDevicePlan::from_slice(&old.value).and_then(|s| s.verify(&trusted)).map_err(|e| format!("revision {prev_rev}: {e}"))?;
             let current = store.entry(device).await.map_err(|e| e.to_string())?.filter(|e| e.operation == kv::Operation::Put).ok_or("the entry was deleted")?;
-            let current_gen =
-                SignedDevicePlan::from_slice(&current.value).ok().and_then(|s| s.payload.get("generation").and_then(|g| g.as_u64())).unwrap_or(plan.generation);
+            let current_signed = SignedDevicePlan::from_slice(&current.value).ok();
+            if let Some(c) =
+                current_signed.as_ref().and_then(|s| s.verify(&trusted).ok()).filter(|c| DevicePlan { generation: c.generation, ..plan.clone() } == *c)
+            {
+                // Already written back (by a revert this one finishes).
+                return Ok((current.revision, Expect { device: device.clone(), generation: c.generation, agent_version: c.agent_version }));
+            }
+            // Above whatever the entry holds, verified or not: an agent only takes newer generations.
+            let current_gen = current_signed.and_then(|s| s.payload.get("generation").and_then(|g| g.as_u64())).unwrap_or(plan.generation);
             plan.generation = current_gen.max(plan.generation) + 1;
             let bytes = signer.sign_to_vec(&plan).map_err(|e| e.to_string())?;
             let rev = store.update(device, bytes.into(), current.revision).await.map_err(|e| e.to_string())?;
