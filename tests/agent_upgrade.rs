@@ -166,9 +166,17 @@ fn upgrade_to_a_second_build_swaps_current_and_retires_the_old_agent() {
 }
 
 fn failed_upgrade(name: &str, bad_version: &str, body: &str, want: &str) {
+    failed_upgrade_after(name, bad_version, body, want, true, |_, _| {});
+}
+
+/// [`failed_upgrade`], calling `meddle(setup, published binary)` between publishing and
+/// applying; `kept`: whether the new version's binary stays on disk (verified binaries are never
+/// deleted; refused ones are never written).
+fn failed_upgrade_after(name: &str, bad_version: &str, body: &str, want: &str, kept: bool, meddle: impl Fn(&Setup, &Path)) {
     let mut s = setup(name, "4");
     let bad = script(s.f.dir.path(), "bad-agent", body);
     publish(&s, bad_version, &bad);
+    meddle(&s, &bad);
     s.f.set_agent_version(bad_version, "");
     let out = s.f.try_apply(&[]);
     let t = text(&out);
@@ -184,6 +192,7 @@ fn failed_upgrade(name: &str, bad_version: &str, body: &str, want: &str) {
     assert_eq!(d["upgrade"]["state"], "failed", "{d:#}");
     assert_eq!(std::fs::read_link(s.install.join("current")).expect("current"), Path::new(&format!("harmony-agent-{OLD}")), "current switched back");
     assert!(s.install.join(format!("harmony-agent-{OLD}")).is_file(), "the old binary stays on disk");
+    assert_eq!(s.install.join(format!("harmony-agent-{bad_version}")).is_file(), kept, "the new version's binary on disk");
     // Status says why, in words.
     let human = text(&s.f.harmony(&["status"]));
     assert!(human.contains(&format!("agent upgrade {OLD} → {bad_version} (generation 2): failed")), "{human}");
@@ -201,5 +210,39 @@ fn a_new_agent_that_never_heartbeats_is_stopped_and_current_switched_back() {
         "0.1.1-silent",
         "case \" $* \" in *\" --self-test \"*) echo ok; exit 0;; esac\nwhile :; do sleep 1; done",
         "was not retired within 4 s",
+    );
+}
+
+/// Someone with write access to the object store swaps the published bytes (same size, the
+/// signed description copied, the store's own digest made to match): apply still names the
+/// published digest, and the agent refuses what it downloads, never runs or keeps it.
+#[test]
+fn a_binary_swapped_in_the_object_store_is_refused_by_its_digest() {
+    let version = "0.1.1-swapped";
+    failed_upgrade_after(
+        "upg-swapped",
+        version,
+        "case \" $* \" in *\" --self-test \"*) echo ok; exit 0;; esac\nwhile :; do sleep 1; done",
+        "the signed plan says",
+        false,
+        |s, published| {
+            let mut bytes = std::fs::read(published).expect("read");
+            let last = bytes.len() - 2;
+            bytes[last] ^= 0x01;
+            let url = s.f.server.url();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async {
+                let js = async_nats::jetstream::new(async_nats::connect(url.as_str()).await.expect("connect"));
+                let store = js.get_object_store(harmony_schemas::fleet::AGENTS_OBJECT_STORE).await.expect("store");
+                let info = store.info(harmony_schemas::fleet::agent_object_name(version)).await.expect("published");
+                let meta = async_nats::jetstream::object_store::ObjectMetadata {
+                    name: info.name.clone(),
+                    description: info.description.clone(),
+                    metadata: info.metadata.clone(),
+                    ..Default::default()
+                };
+                store.put(meta, &mut bytes.as_slice()).await.expect("swap the bytes");
+            });
+        },
     );
 }
