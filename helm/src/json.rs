@@ -92,28 +92,40 @@ fn enc_inner(out: &mut String, v: &Value, o: JsonOpts, depth: usize) -> Result<(
         }
         Value::Map(m) => {
             let Ok(b) = m.try_borrow() else { return Err("json: unsupported value: encountered a cycle via map[string]interface {}".into()) };
-            if b.is_empty() {
-                out.push_str("{}");
-                return Ok(());
-            }
-            out.push('{');
-            for (k, (key, e)) in b.iter().enumerate() {
-                if k > 0 {
-                    out.push(',');
-                }
-                newline(out, o, depth + 1);
-                quote_into(out, key, o.escape_html);
-                out.push(':');
-                if o.pretty {
-                    out.push(' ');
-                }
-                enc(out, e, o, depth + 1)?;
-            }
-            newline(out, o, depth);
-            out.push('}');
+            members(out, b.iter().map(|(k, v)| (k.as_str(), v)), o, depth)?;
         }
-        Value::Object(obj) => enc(out, &obj.to_json(), o, depth + 1)?,
+        Value::Object(obj) => match obj.json_fields() {
+            // A struct: its fields in declaration order, as encoding/json writes them.
+            Some(fields) => members(out, fields.iter().map(|(k, v)| (*k, v)), o, depth)?,
+            None => enc(out, &obj.to_json(), o, depth)?,
+        },
     }
+    Ok(())
+}
+
+/// An object's members in the order given.
+fn members<'a>(out: &mut String, mut it: impl ExactSizeIterator<Item = (&'a str, &'a Value)>, o: JsonOpts, depth: usize) -> Result<(), String> {
+    if it.len() == 0 {
+        out.push_str("{}");
+        return Ok(());
+    }
+    out.push('{');
+    let mut first = true;
+    for (key, e) in it.by_ref() {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        newline(out, o, depth + 1);
+        quote_into(out, key, o.escape_html);
+        out.push(':');
+        if o.pretty {
+            out.push(' ');
+        }
+        enc(out, e, o, depth + 1)?;
+    }
+    newline(out, o, depth);
+    out.push('}');
     Ok(())
 }
 

@@ -208,11 +208,13 @@ impl Object for KubeVersion {
         Some(vec![("Version", s(&self.version)), ("normalizedVersion", s(&self.version)), ("Major", s(&self.major)), ("Minor", s(&self.minor))])
     }
     fn to_json(&self) -> Value {
-        let mut m = BTreeMap::new();
-        m.insert("Version".into(), Value::from(self.version.as_str()));
-        m.insert("Major".into(), Value::from(self.major.as_str()));
-        m.insert("Minor".into(), Value::from(self.minor.as_str()));
-        Value::map(m)
+        Value::map(self.json_fields().unwrap_or_default().into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    }
+    /// Helm's `chartutil.KubeVersion` fields in declaration order (`Version`, `Major`, `Minor`;
+    /// `normalizedVersion` is unexported), as `encoding/json` writes them.
+    fn json_fields(&self) -> Option<Vec<(&'static str, Value)>> {
+        let s = |x: &str| Value::from(x);
+        Some(vec![("Version", s(&self.version)), ("Major", s(&self.major)), ("Minor", s(&self.minor))])
     }
 }
 

@@ -70,6 +70,11 @@ pub trait Object: std::fmt::Debug {
     fn to_json(&self) -> Value {
         Value::Map(Rc::new(RefCell::new(BTreeMap::new())))
     }
+    /// The exported fields in declaration order, for a struct that `encoding/json` writes as an
+    /// object in that order (`toJson`); `None` when [`Object::to_json`] says it all.
+    fn json_fields(&self) -> Option<Vec<(&'static str, Value)>> {
+        None
+    }
     /// Used by sprig functions that want a time.
     fn as_time(&self) -> Option<crate::funcs::time::Time> {
         None

@@ -14,7 +14,7 @@ use harmony_helm::value::Value;
 use harmony_helm::{RenderTemplate, render};
 
 /// Cases identical to Helm's output (ratchet: raise it as fixes land, never lower it).
-const FLOOR: usize = 12247;
+const FLOOR: usize = 12271;
 
 const TNAME: &str = "diff/templates/c.txt";
 

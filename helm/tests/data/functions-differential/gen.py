@@ -558,6 +558,12 @@ def cases():
         for f in ["print %s", "toString %s", "typeOf %s", "kindOf %s", "toJson %s", "toYaml %s", "quote %s", "printf \"%%v|%%+v|%%T|%%s\" %s %s %s %s",
                   "empty %s", "len %s", "default \"d\" %s", "eq %s %s", "cat %s"]:
             add("obj", "{{ %s }}" % (f.replace("%s", o).replace("%%", "%")))
+    # built-in objects nested in maps and lists, through every JSON/YAML encoder (struct field
+    # order, indentation of nested objects)
+    for enc in ["toJson", "toPrettyJson", "toRawJson", "toYaml", "mustToPrettyJson"]:
+        for arg in ['(dict "k" .Capabilities.KubeVersion)', '(list .Capabilities.KubeVersion .Capabilities.APIVersions)',
+                    '(dict "a" (dict "b" .Capabilities.KubeVersion))', '.Capabilities.KubeVersion', '(dict "r" .Release "t" .Template)']:
+            add("obj", "{{ %s %s }}" % (enc, arg))
     # %T with a precision: Go's fmtS truncates the type name like a string
     for verb in ['%.3T', '%.0T', '%.T', '%5.2T', '%-6.1T', '%.10T', '%.*T', '%08.4T']:
         for arg in ['"s"', '1', '2.5', 'true', 'nil', '(list 1)', '(dict "a" 1)', '.Values', '.Release.Name', '(int64 3)']:
