@@ -323,7 +323,7 @@ fn apply_fleets(g: &Global, a: ApplyArgs, repo: &CompiledRepo) -> anyhow::Result
             if !quiet || !yes {
                 print!("{}", describe(&fleet_name, actions));
                 if let Some(r) = rollout {
-                    print!("{}", r.planned(&fleet_name).describe());
+                    print!("{}", r.describe());
                 }
             }
             if yes {

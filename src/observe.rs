@@ -92,15 +92,21 @@ pub fn observe(compiled: &CompiledRepo, a: &LiveArgs, rt: &tokio::runtime::Runti
                 let raw = read_bucket(&client, &store).await?;
                 let mut warnings = Vec::new();
                 let plans = decode_plans(PLANS_BUCKET, raw, fleet, &keys, &mut warnings);
-                Ok::<_, harmony_executor::fleet::FleetError>(Some((plans, warnings)))
+                // The fleet's rollout record: an unfinished rollout is resumed (or its revert
+                // finished) by apply, and the plan says so.
+                let record = match js.get_key_value(harmony_schemas::fleet::ROLLOUTS_BUCKET).await {
+                    Ok(rollouts) => harmony_executor::fleet::rollout::read_record(&rollouts, fleet).await?.map(|(r, _)| r),
+                    Err(_) => None,
+                };
+                Ok::<_, harmony_executor::fleet::FleetError>(Some((plans, warnings, record)))
             })
             .with_context(|| format!("fleet {fleet}: reading its device plans\n  plan without live state with `harmony plan --offline`, or pass --nats-url"))?;
-        if let Some((plans, warnings)) = entries {
+        if let Some((plans, warnings, record)) = entries {
             for w in warnings {
                 eprintln!("warning: {w}");
             }
             add_fleet(compiled, fleet, &plans, &security, &mut live);
-            if let Some(r) = rollout(compiled, fleet, plans, &security) {
+            if let Some(r) = rollout(compiled, fleet, plans, &security, record.as_ref()) {
                 live.rollouts.push(r);
             }
         }
@@ -148,19 +154,24 @@ fn add_cluster(compiled: &CompiledRepo, cluster: &str, obs: &ClusterObservation,
     }
 }
 
-/// The rollout `harmony apply` would start for `fleet` against its observed plans.
+/// The rollout `harmony apply` would run for `fleet` against its observed plans and its rollout
+/// record (a new one, or an unfinished one it continues).
 fn rollout(
     compiled: &CompiledRepo,
     fleet: &str,
     plans: BTreeMap<String, harmony_executor::fleet::ObservedEntry>,
     security: &crate::fleet::FleetSecurity,
+    record: Option<&harmony_schemas::fleet::RolloutRecord>,
 ) -> Option<harmony_schemas::plan::PlannedRollout> {
     let mut desired = harmony_executor::fleet::desired_fleet(compiled, fleet, "").ok()?;
     // As apply: revoked devices get no plan, so no step either.
     desired.plans.retain(|device, _| !security.is_revoked(device));
     let specs = harmony_executor::fleet::rollout::rollout_specs(compiled, fleet);
     let observed = harmony_executor::fleet::ObservedFleet { plans, ..Default::default() };
-    harmony_executor::fleet::rollout::plan_rollout(&desired, &specs, &observed, None).map(|r| r.planned(fleet))
+    let plan = harmony_executor::fleet::rollout::plan_rollout(&desired, &specs, &observed, record)?;
+    let mut planned = plan.planned(fleet);
+    planned.continues = harmony_executor::fleet::rollout::continuation(&plan, record);
+    Some(planned)
 }
 
 fn add_fleet(

@@ -211,6 +211,8 @@ fn failures_beyond_max_failed_halt_the_rollout_and_auto_revert_restores_every_de
         plans.put(&d0, SignedDevicePlan::sign(&p, &f.fleet_key).expect("sign").to_vec().into()).await.expect("put");
     });
     f.wait_ready(&d0, 4);
+    let planned = text(&f.harmony(&["plan"]));
+    assert!(planned.contains("finishes the interrupted auto-revert of this rollout"), "{planned}");
     let before = plans(&f);
     let out = f.try_apply(&[]);
     let t = text(&out);
@@ -260,6 +262,9 @@ fn an_interrupted_rollout_resumes_where_it_stopped() {
     for d in &waves[0] {
         assert_eq!(mid[d].1.generation, 2, "{d}: step 1 written");
     }
+    // The plan says the apply will resume it.
+    let planned = text(&f.harmony(&["plan"]));
+    assert!(planned.contains("resumes the unfinished rollout of this desired state: ") && planned.contains(" of 3 steps already healthy"), "{planned}");
     // Re-run: waits for the dead apply's lock to expire, then resumes the same rollout.
     let out = f.try_apply(&["--lock-timeout", "60s"]);
     assert!(out.status.success(), "{}", text(&out));

@@ -415,6 +415,7 @@ mod tests {
             max_failed: 1,
             health_timeout_s: 120,
             auto_revert: true,
+            continues: Some(harmony_schemas::plan::RolloutContinuation::Resume { healthy_steps: 1 }),
         };
         let p = PlanFile {
             rollouts: vec![rollout],

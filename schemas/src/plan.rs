@@ -69,6 +69,24 @@ pub struct PlannedRollout {
     pub health_timeout_s: u64,
     /// Whether a halt writes the previous plans back.
     pub auto_revert: bool,
+    /// What apply finds of this rollout in `harmony-rollouts` (none: a new rollout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continues: Option<RolloutContinuation>,
+}
+
+/// How an apply continues a rollout of the same desired state that an earlier apply left
+/// unfinished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum RolloutContinuation {
+    /// Resumed where it stopped: steps already healthy are not written or waited for again.
+    Resume {
+        /// Steps already healthy.
+        healthy_steps: usize,
+    },
+    /// Its auto-revert was interrupted: apply writes the remaining previous plans back, and
+    /// nothing of the rollout (the rolled-out devices' updates in this plan are not written).
+    FinishRevert,
 }
 
 /// One step of a [`PlannedRollout`].
@@ -97,6 +115,14 @@ impl PlannedRollout {
         for (i, s) in self.steps.iter().enumerate() {
             let devices = if s.devices.is_empty() { "(no devices)".to_string() } else { s.devices.join(" ") };
             out.push_str(&format!("  step {} ({:>3} %): {devices}\n", i + 1, s.percent));
+        }
+        match &self.continues {
+            None => {}
+            Some(RolloutContinuation::Resume { healthy_steps }) => out
+                .push_str(&format!("  resumes the unfinished rollout of this desired state: {healthy_steps} of {} steps already healthy\n", self.steps.len())),
+            Some(RolloutContinuation::FinishRevert) => out.push_str(
+                "  finishes the interrupted auto-revert of this rollout: the previous plans are written back, its devices' updates are not written\n",
+            ),
         }
         out
     }

@@ -237,7 +237,20 @@ impl RolloutPlan {
             max_failed: self.spec.max_failed,
             health_timeout_s: self.spec.health_timeout.as_secs(),
             auto_revert: self.spec.auto_revert,
+            continues: None,
         }
+    }
+}
+
+/// How an apply continues `record` if `plan` is of the same desired state (see
+/// [`run_waves`]): resumed while in progress, its revert finished while reverting.
+pub fn continuation(plan: &RolloutPlan, record: Option<&RolloutRecord>) -> Option<harmony_schemas::plan::RolloutContinuation> {
+    use harmony_schemas::plan::RolloutContinuation;
+    let r = record.filter(|r| r.id == plan.id)?;
+    match r.state {
+        RolloutState::InProgress => Some(RolloutContinuation::Resume { healthy_steps: r.waves.iter().filter(|w| w.state == WaveState::Healthy).count() }),
+        RolloutState::Reverting => Some(RolloutContinuation::FinishRevert),
+        RolloutState::Complete | RolloutState::Halted | RolloutState::Reverted => None,
     }
 }
 

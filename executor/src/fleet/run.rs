@@ -15,8 +15,8 @@ use super::rollout::{RolloutPlan, RolloutSpecs, WaveContext, plan_rollout, read_
 use super::{DesiredFleet, FleetError, connect::ensure_buckets};
 use harmony_schemas::fleet::RolloutRecord;
 
-/// Asked with the planned actions (and the rollout, if any) before anything is written; `false` aborts.
-pub type Confirm = Box<dyn FnOnce(&[FleetAction], &ObservedFleet, Option<&RolloutPlan>) -> bool + Send>;
+/// Asked with the planned actions (and the rollout as a plan shows it, if any) before anything is written; `false` aborts.
+pub type Confirm = Box<dyn FnOnce(&[FleetAction], &ObservedFleet, Option<&harmony_schemas::plan::PlannedRollout>) -> bool + Send>;
 
 /// Called with the rollout record after every step.
 pub type RolloutProgress = Arc<dyn Fn(&RolloutRecord) + Send + Sync>;
@@ -122,9 +122,14 @@ async fn locked(
     let rollout = plan_rollout(&desired, &req.rollouts, &observed, record.as_ref().map(|(r, _)| r));
     let source_revision = desired.plans.values().next().map(|p| p.source_revision.clone()).unwrap_or_default();
     let actions = plan_fleet_owned(desired, &observed);
+    let shown = rollout.as_ref().map(|p| {
+        let mut shown = p.planned(&fleet);
+        shown.continues = super::rollout::continuation(p, record.as_ref().map(|(r, _)| r));
+        shown
+    });
     if let Some(confirm) = req.confirm
         && actions.iter().any(|a| a.op != FleetOp::Noop)
-        && !confirm(&actions, &observed, rollout.as_ref())
+        && !confirm(&actions, &observed, shown.as_ref())
     {
         return Ok(ApplyRun { actions, report: ApplyReport::default(), observed, interrupted: None, aborted: true, journal: None, rollout: None });
     }
