@@ -13,6 +13,8 @@ need_rust() {
         [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
     fi
     command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust $(grep -m1 rust-version "$ROOT/Cargo.toml" | cut -d'"' -f2) or newer with rustup (https://rustup.rs), then re-run"
+    # A C compiler: Rust's linker driver, and aws-lc-sys compiles AWS-LC (ADR 0012).
+    apt_need cc gcc libc6-dev
 }
 
 # Debian packages, installed only when a command is missing.
