@@ -509,6 +509,15 @@ fn the_read_only_identity_reads_everything_and_writes_nothing() {
         r.refused_request(&format!("$JS.API.STREAM.PURGE.KV_{PLANS_BUCKET}"), b"").await;
         r.refused_request(&format!("$JS.API.CONSUMER.DELETE.KV_{PLANS_BUCKET}.x"), b"").await;
         r.refused_request(&command_subject(&a, Verb::Ping), b"{}").await;
+        // Harmony's streams only: another stream on the same server is neither read nor given
+        // consumers.
+        let hjs = async_nats::jetstream::new(f.harmony_client().await);
+        hjs.create_stream(async_nats::jetstream::stream::Config { name: "OTHER".into(), subjects: vec!["other.>".into()], ..Default::default() })
+            .await
+            .expect("harmony creates another stream");
+        r.refused_request("$JS.API.STREAM.INFO.OTHER", b"").await;
+        r.refused_request("$JS.API.CONSUMER.CREATE.OTHER", b"{}").await;
+        r.refused_request("$JS.API.DIRECT.GET.OTHER", b"{\"seq\":1}").await;
         let h2 = f.harmony_client().await;
         r.refused_subscription("_INBOX.>", async move {
             let _ = h2.request(format!("$JS.API.STREAM.INFO.KV_{PLANS_BUCKET}"), Vec::new().into()).await;

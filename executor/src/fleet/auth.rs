@@ -26,8 +26,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use harmony_schemas::fleet::{
-    AGENTS_OBJECT_STORE, COMMAND_SUBJECT_PREFIX, HEARTBEATS_BUCKET, PLANS_BUCKET, STATUS_BUCKET, VerifyingKey, device_inbox_prefix, kv_subject, now_ms,
-    valid_device_id,
+    AGENTS_OBJECT_STORE, COMMAND_SUBJECT_PREFIX, HEARTBEATS_BUCKET, LOCKS_BUCKET, PLANS_BUCKET, ROLLOUTS_BUCKET, STATUS_BUCKET, VerifyingKey,
+    device_inbox_prefix, kv_subject, now_ms, valid_device_id,
 };
 use harmony_schemas::trust::SignedKeyAnnouncement;
 use serde::{Deserialize, Serialize};
@@ -151,23 +151,30 @@ pub fn agent_download_subjects() -> Vec<String> {
 /// ids are RFC 1123 labels, which never start with `_`: no device's `_INBOX_<id>` can match it.
 pub const READER_INBOX_PREFIX: &str = "_INBOX__harmony_reader";
 
+/// The JetStream streams Harmony's buckets and object store live in.
+pub fn harmony_streams() -> Vec<String> {
+    let mut streams: Vec<String> = [PLANS_BUCKET, STATUS_BUCKET, HEARTBEATS_BUCKET, LOCKS_BUCKET, ROLLOUTS_BUCKET].iter().map(|b| format!("KV_{b}")).collect();
+    streams.push(format!("OBJ_{AGENTS_OBJECT_STORE}"));
+    streams
+}
+
 /// The read-only identity's permissions: what `harmony status`, `plan` and `ui` need to read
-/// every bucket and the agents object store (stream info, ephemeral consumers delivered to its
-/// own inbox and their flow control, direct and message gets), and nothing that writes: no
-/// `$KV.`/`$O.` publish, no stream or consumer deletion, no commands, no other inbox.
+/// Harmony's buckets and the agents object store (stream info, ephemeral consumers delivered to
+/// its own inbox and their flow control, direct and message gets), on those streams only, and
+/// nothing that writes: no `$KV.`/`$O.` publish, no stream or consumer deletion, no commands,
+/// no other inbox.
 pub fn reader_permissions() -> Permissions {
-    let publish = [
-        "$JS.API.INFO",
-        "$JS.API.STREAM.NAMES",
-        "$JS.API.STREAM.LIST",
-        "$JS.API.STREAM.INFO.>",
-        "$JS.API.CONSUMER.CREATE.>",
-        "$JS.API.CONSUMER.INFO.>",
-        "$JS.API.DIRECT.GET.>",
-        "$JS.API.STREAM.MSG.GET.>",
-        "$JS.FC.>",
-    ];
-    Permissions { publish: publish.map(String::from).to_vec(), subscribe: vec![format!("{READER_INBOX_PREFIX}.>")], allow_responses: false }
+    let mut publish: Vec<String> = ["$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST", "$JS.FC.>"].map(String::from).to_vec();
+    for stream in harmony_streams() {
+        for api in ["STREAM.INFO", "CONSUMER.CREATE", "DIRECT.GET", "STREAM.MSG.GET"] {
+            // The stream alone (e.g. a direct get by sequence) and with a suffix (a consumer's
+            // name and filter, a direct get's subject).
+            publish.push(format!("$JS.API.{api}.{stream}"));
+            publish.push(format!("$JS.API.{api}.{stream}.>"));
+        }
+        publish.push(format!("$JS.API.CONSUMER.INFO.{stream}.>"));
+    }
+    Permissions { publish, subscribe: vec![format!("{READER_INBOX_PREFIX}.>")], allow_responses: false }
 }
 
 /// harmony's own permissions: everything (it writes plans and reads every bucket).
