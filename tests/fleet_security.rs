@@ -476,6 +476,38 @@ fn the_read_only_identity_reads_everything_and_writes_nothing() {
     assert_eq!((d["condition"].as_str(), d["applied_generation"].as_u64()), (Some("ready"), Some(1)), "{d:#}");
     let out = f.harmony(&["plan", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0), "plan with the read-only identity: {}", text(&out));
+    // The dashboard too: it watches the buckets with the read-only identity.
+    {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let ui = Command::new(env!("CARGO_BIN_EXE_harmony"))
+            .arg("--repo")
+            .arg(&f.repo)
+            .args(["ui", "--listen", &format!("127.0.0.1:{port}")])
+            .env("HARMONY_NATS_URL", f.server.url())
+            .env("HARMONY_AUTH_DIR", &f.auth)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start harmony ui");
+        let get = || -> Option<String> {
+            use std::io::{Read as _, Write as _};
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+            c.write_all(b"GET /api/devices HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+            let mut body = String::new();
+            c.read_to_string(&mut body).ok()?;
+            Some(body)
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let body = loop {
+            if let Some(b) = get().filter(|b| b.contains(&format!("\"device\":\"{a}\"")) && b.contains("\"condition\":\"ready\"")) {
+                break b;
+            }
+            assert!(Instant::now() < deadline, "the dashboard never showed {a} ready with the read-only identity: {:?}", get());
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        drop_child(ui);
+        assert!(body.starts_with("HTTP/1.1 200") || body.starts_with("HTTP/1.0 200"), "{body}");
+    }
     // Nor can it apply: writing a plan is refused by the server.
     std::fs::write(f.repo.join("deploy.kdl"), deployment("localhost/app:2")).unwrap();
     let mut args = vec!["apply", "--yes"];
