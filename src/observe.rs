@@ -168,10 +168,7 @@ fn rollout(
     desired.plans.retain(|device, _| !security.is_revoked(device));
     let specs = harmony_executor::fleet::rollout::rollout_specs(compiled, fleet);
     let observed = harmony_executor::fleet::ObservedFleet { plans, ..Default::default() };
-    let plan = harmony_executor::fleet::rollout::plan_rollout(&desired, &specs, &observed, record)?;
-    let mut planned = plan.planned(fleet);
-    planned.continues = harmony_executor::fleet::rollout::continuation(&plan, record);
-    Some(planned)
+    harmony_executor::fleet::rollout::plan_rollout(&desired, &specs, &observed, record).map(|r| r.planned(fleet, record))
 }
 
 fn add_fleet(

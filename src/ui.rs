@@ -83,7 +83,7 @@ pub fn run(g: &Global, a: UiArgs) -> anyhow::Result<ExitCode> {
     let thresholds = a.thresholds.thresholds();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        // One fleet: Harmony's nkey from the auth directory when no credential is given.
+        // One fleet: its read-only identity from the auth directory when no credential is given.
         let mut nats = match &single_fleet {
             Some(fleet) if !a.demo => a.nats.read_options_for_fleet(fleet, &urls)?,
             _ => a.nats.options(&urls)?,

@@ -210,10 +210,6 @@ pub struct Live {
     pub rollouts: BTreeMap<String, harmony_schemas::fleet::RolloutRecord>,
 }
 
-fn state_name<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
-}
-
 impl Live {
     fn record(&mut self, change: Change, per_device: bool) {
         if per_device {
@@ -286,7 +282,7 @@ impl Live {
                     Some((_, (s, _))) => {
                         let summary = format!(
                             "{} at generation {}{}",
-                            state_name(&s.state),
+                            harmony_executor::fleet::status::kebab(&s.state),
                             s.applied_generation.map_or("-".into(), |g| g.to_string()),
                             s.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
                         );

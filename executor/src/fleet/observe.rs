@@ -266,13 +266,13 @@ pub async fn observe_all(client: &async_nats::Client, fleet: &str, trusted: &[Ve
         let js = js.clone();
         async move {
             match open_bucket(&js, bucket).await? {
-                Some(store) => Ok::<_, FleetError>((bucket.to_string(), read_bucket(client, &store).await?)),
-                None => Ok((bucket.to_string(), Vec::new())),
+                Some(store) => read_bucket(client, &store).await,
+                None => Ok(Vec::new()),
             }
         }
     };
-    let ((pn, p), (sn, s), (hn, h)) = tokio::try_join!(read(PLANS_BUCKET), read(STATUS_BUCKET), read(HEARTBEATS_BUCKET))?;
-    Ok(decode_all(fleet, trusted, (&pn, p), (&sn, s), (&hn, h)))
+    let (p, s, h) = tokio::try_join!(read(PLANS_BUCKET), read(STATUS_BUCKET), read(HEARTBEATS_BUCKET))?;
+    Ok(decode_all(fleet, trusted, (PLANS_BUCKET, p), (STATUS_BUCKET, s), (HEARTBEATS_BUCKET, h)))
 }
 
 fn decode_all(

@@ -228,8 +228,9 @@ fn rollout_for(desired: &DesiredFleet, specs: &RolloutSpecs, items: &BTreeSet<It
 }
 
 impl RolloutPlan {
-    /// As a plan file shows it.
-    pub fn planned(&self, fleet: &str) -> harmony_schemas::plan::PlannedRollout {
+    /// As a plan file shows it, with how apply continues `record` (the fleet's rollout record)
+    /// when it is of the same desired state.
+    pub fn planned(&self, fleet: &str, record: Option<&RolloutRecord>) -> harmony_schemas::plan::PlannedRollout {
         harmony_schemas::plan::PlannedRollout {
             fleet: fleet.to_string(),
             what: self.what.clone(),
@@ -237,14 +238,14 @@ impl RolloutPlan {
             max_failed: self.spec.max_failed,
             health_timeout_s: self.spec.health_timeout.as_secs(),
             auto_revert: self.spec.auto_revert,
-            continues: None,
+            continues: continuation(self, record),
         }
     }
 }
 
 /// How an apply continues `record` if `plan` is of the same desired state (see
 /// [`run_waves`]): resumed while in progress, its revert finished while reverting.
-pub fn continuation(plan: &RolloutPlan, record: Option<&RolloutRecord>) -> Option<harmony_schemas::plan::RolloutContinuation> {
+fn continuation(plan: &RolloutPlan, record: Option<&RolloutRecord>) -> Option<harmony_schemas::plan::RolloutContinuation> {
     use harmony_schemas::plan::RolloutContinuation;
     let r = record.filter(|r| r.id == plan.id)?;
     match r.state {
@@ -257,7 +258,7 @@ pub fn continuation(plan: &RolloutPlan, record: Option<&RolloutRecord>) -> Optio
 /// A record's progress in one line.
 pub fn progress_line(r: &RolloutRecord) -> String {
     let healthy = r.waves.iter().filter(|w| w.state == WaveState::Healthy).count();
-    let state = serde_json::to_value(r.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    let state = super::status::kebab(&r.state);
     let current = r.waves.iter().position(|w| matches!(w.state, WaveState::Waiting | WaveState::Failed));
     let mut line = format!("rollout {} ({}): {state}, {healthy}/{} steps healthy", r.what.join(", "), r.source_revision, r.waves.len());
     if let Some(i) = current {
@@ -322,10 +323,7 @@ pub fn device_health(expect: &Expect, status: Option<&DeviceStatus>, hb: Option<
         return Health::Failed(format!("generation {applied} degraded: {why}"));
     }
     if s.state != DeviceState::Applied {
-        return Health::Pending(format!(
-            "generation {applied} is {}",
-            serde_json::to_value(s.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
-        ));
+        return Health::Pending(format!("generation {applied} is {}", super::status::kebab(&s.state)));
     }
     if s.agent_version != expect.agent_version {
         return Health::Pending(format!("agent {} reports, waiting for {}", s.agent_version, expect.agent_version));
@@ -335,9 +333,10 @@ pub fn device_health(expect: &Expect, status: Option<&DeviceStatus>, hb: Option<
         .deployments
         .iter()
         .flat_map(|d| {
-            d.containers.iter().filter(|c| c.state != if c.kind == ContainerKind::Init { ContainerState::Completed } else { ContainerState::Running }).map(
-                move |c| format!("{}/{} {}", d.name, c.name, serde_json::to_value(c.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()),
-            )
+            d.containers
+                .iter()
+                .filter(|c| c.state != if c.kind == ContainerKind::Init { ContainerState::Completed } else { ContainerState::Running })
+                .map(move |c| format!("{}/{} {}", d.name, c.name, super::status::kebab(&c.state)))
         })
         .collect();
     if !off.is_empty() {
@@ -452,12 +451,10 @@ pub async fn run_waves(ctx: WaveContext<'_>, plan: &RolloutPlan, actions: Vec<Fl
             let wave_of = plan.wave_of();
             actions.into_iter().partition(|a| !(a.op == FleetOp::Update && wave_of.contains_key(a.device.as_str())))
         };
-        let (mut report, mut handed_back) = apply_actions_returning(&ctx.stores[0], first, ctx.key, ctx.journal, ctx.opts).await;
+        let (report, mut handed_back) = apply_actions_returning(&ctx.stores[0], first, ctx.key, ctx.journal, ctx.opts).await;
         handed_back.extend(rest);
         let reverted = revert_and_wait(&ctx, &mut record, &mut record_rev, plan.spec.health_timeout).await?;
-        report.results.sort_by(|a, b| a.device.cmp(&b.device));
-        handed_back.sort_by(|a, b| a.device.cmp(&b.device));
-        return Ok(RolloutOutcome { record, report, actions: handed_back, reverted });
+        return Ok(RolloutOutcome::sorted(record, report, handed_back, reverted));
     }
     let wave_of = plan.wave_of();
     let mut groups: Vec<Vec<FleetAction>> = vec![Vec::new(); plan.waves.len() + 1];
@@ -520,24 +517,33 @@ pub async fn run_waves(ctx: WaveContext<'_>, plan: &RolloutPlan, actions: Vec<Fl
         }
         if record.failed.len() > plan.spec.max_failed as usize {
             record.waves[i].state = WaveState::Failed;
-            record.state = RolloutState::Halted;
-            save(&ctx, &mut record, &mut record_rev).await?;
-            if plan.spec.auto_revert {
-                reverted = revert_and_wait(&ctx, &mut record, &mut record_rev, plan.spec.health_timeout).await?;
-            }
             halted = true;
+            if plan.spec.auto_revert {
+                // Saves the record as it goes: reverting, then reverted.
+                reverted = revert_and_wait(&ctx, &mut record, &mut record_rev, plan.spec.health_timeout).await?;
+            } else {
+                record.state = RolloutState::Halted;
+                save(&ctx, &mut record, &mut record_rev).await?;
+            }
         } else {
             record.waves[i].state = WaveState::Healthy;
+            save(&ctx, &mut record, &mut record_rev).await?;
         }
-        save(&ctx, &mut record, &mut record_rev).await?;
     }
     if !halted {
         record.state = RolloutState::Complete;
         save(&ctx, &mut record, &mut record_rev).await?;
     }
-    report.results.sort_by(|a, b| a.device.cmp(&b.device));
-    handed_back.sort_by(|a, b| a.device.cmp(&b.device));
-    Ok(RolloutOutcome { record, report, actions: handed_back, reverted })
+    Ok(RolloutOutcome::sorted(record, report, handed_back, reverted))
+}
+
+impl RolloutOutcome {
+    /// The outcome, with results and actions in device order.
+    fn sorted(record: RolloutRecord, mut report: ApplyReport, mut actions: Vec<FleetAction>, reverted: Vec<(String, Result<u64, String>)>) -> RolloutOutcome {
+        report.results.sort_by(|a, b| a.device.cmp(&b.device));
+        actions.sort_by(|a, b| a.device.cmp(&b.device));
+        RolloutOutcome { record, report, actions, reverted }
+    }
 }
 
 /// Records a failed device; a resumed rollout re-checks its steps, so a device counts once

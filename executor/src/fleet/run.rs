@@ -122,11 +122,7 @@ async fn locked(
     let rollout = plan_rollout(&desired, &req.rollouts, &observed, record.as_ref().map(|(r, _)| r));
     let source_revision = desired.plans.values().next().map(|p| p.source_revision.clone()).unwrap_or_default();
     let actions = plan_fleet_owned(desired, &observed);
-    let shown = rollout.as_ref().map(|p| {
-        let mut shown = p.planned(&fleet);
-        shown.continues = super::rollout::continuation(p, record.as_ref().map(|(r, _)| r));
-        shown
-    });
+    let shown = rollout.as_ref().map(|p| p.planned(&fleet, record.as_ref().map(|(r, _)| r)));
     if let Some(confirm) = req.confirm
         && actions.iter().any(|a| a.op != FleetOp::Noop)
         && !confirm(&actions, &observed, shown.as_ref())

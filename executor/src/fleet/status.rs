@@ -141,7 +141,8 @@ impl FleetStatus {
     }
 }
 
-fn kebab<T: Serialize>(v: &T) -> String {
+/// The wire name of a unit enum variant (`"in-progress"`, `"running"`…), as serde writes it.
+pub fn kebab<T: Serialize>(v: &T) -> String {
     serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
