@@ -66,15 +66,17 @@ pub fn observe(compiled: &CompiledRepo, a: &LiveArgs, rt: &tokio::runtime::Runti
             if let Err(e) = c.client().apiserver_version().await {
                 return Err(KubeError::Unreachable(format!("cannot reach the API server at {}: {}", c.url(), error_chain(&e))));
             }
-            observe_cluster(&c).await
+            let caps = c.capabilities().await?;
+            Ok((observe_cluster(&c).await?, caps))
         };
         (name.as_str().to_string(), info.context.clone(), r.await)
     })));
     for (name, context, r) in clusters {
-        let obs = r.map_err(|e| {
+        let (obs, caps) = r.map_err(|e| {
             anyhow::anyhow!("cluster {name} (context {context}): {e}\n  plan without live state with `harmony plan --offline`, or fix the kubeconfig (--kubeconfig, KUBECONFIG)")
         })?;
         add_cluster(compiled, &name, &obs, &mut live);
+        live.observed.capabilities.insert(name.clone(), caps);
         live.targets.push(format!("cluster {name}"));
     }
     for (fleet, info) in &compiled.fleets {

@@ -202,28 +202,45 @@ fn resolve_secrets(compiled: &CompiledRepo) -> BTreeMap<String, SecretValues> {
     out
 }
 
-/// Renders the given releases with charts loaded from `root` (on a thread with a large stack:
-/// templates may recurse deeply).
+/// Releases rendered for a plan: their objects, and how each was rendered (with the
+/// fingerprint of its record manifest) against which capabilities.
+#[derive(Default)]
+struct Renders {
+    objects: Rendered,
+    releases: BTreeMap<String, harmony_schemas::plan::ReleaseRender>,
+    capabilities: BTreeMap<String, harmony_schemas::plan::Capabilities>,
+}
+
+/// Renders the given releases with charts loaded from `root`, each against its cluster's
+/// capabilities and the revision apply writes next ([`harmony_planner::render::release_context`])
+/// (on a thread with a large stack: templates may recurse deeply).
 fn render(
     root: &Path,
     compiled: &CompiledRepo,
     ids: Vec<String>,
     secrets: &BTreeMap<String, SecretValues>,
-    revisions: &BTreeMap<String, u64>,
-) -> anyhow::Result<Rendered> {
+    observed: &ObservedState,
+    key: &FingerprintKey,
+) -> anyhow::Result<Renders> {
     let mut jobs = Vec::new();
     for id in ids {
         let Some(u) = compiled.units.values().find(|u| u.id.as_str() == id) else { continue };
         let UnitContent::Release(r) = &u.content else { continue };
         let ChartRef::Local { path, .. } = &r.chart else { continue };
-        jobs.push((id.clone(), r.clone(), root.join(path), secrets.get(&id).cloned().unwrap_or_default(), revisions.get(&id).copied().unwrap_or(1)));
+        let (render, caps) = harmony_planner::render::release_context(&id, r, observed);
+        jobs.push((id.clone(), r.clone(), root.join(path), secrets.get(&id).cloned().unwrap_or_default(), render, caps));
     }
-    let handle = std::thread::Builder::new().stack_size(64 << 20).spawn(move || -> anyhow::Result<Rendered> {
-        let mut out = Rendered::new();
-        for (id, r, chart_path, secrets, rev) in jobs {
+    let key = key.clone();
+    let handle = std::thread::Builder::new().stack_size(64 << 20).spawn(move || -> anyhow::Result<Renders> {
+        let mut out = Renders::default();
+        for (id, r, chart_path, secrets, mut render, caps) in jobs {
             let chart = harmony_helm::Chart::load(&chart_path).map_err(|e| anyhow::anyhow!("release {id}: loading chart {}: {e}", chart_path.display()))?;
-            let objs = harmony_planner::render::render_release(&id, &r, chart, &secrets, rev)?;
-            out.insert(id, objs);
+            let ctx = harmony_planner::render::RenderContext { revision: render.revision, is_upgrade: render.is_upgrade, capabilities: &caps };
+            let objs = harmony_planner::render::render_release(&id, &r, chart, &secrets, ctx)?;
+            render.manifest = Some(key.fingerprint(objs.manifest.as_bytes()));
+            out.objects.insert(id.clone(), objs.objects);
+            out.releases.insert(id, render);
+            out.capabilities.insert(r.cluster.to_string(), caps);
         }
         Ok(out)
     })?;
@@ -275,10 +292,19 @@ pub fn plan(g: &Global, a: PlanArgs) -> anyhow::Result<ExitCode> {
     let key = fingerprint_key(&a.flags.fingerprint_key)?;
     let selected = harmony_planner::select_units(&compiled, &observed, &a.flags.targets, &a.flags.excludes)?;
     let secrets = resolve_secrets(&compiled);
-    let revisions: BTreeMap<String, u64> = observed.releases.iter().map(|(k, r)| (k.clone(), r.revision + 1)).collect();
-    let mut rendered = render(&g.repo, &compiled, harmony_planner::releases_to_render(&compiled, &observed, &selected), &secrets, &revisions)?;
+    let renders = render(&g.repo, &compiled, harmony_planner::releases_to_render(&compiled, &observed, &selected), &secrets, &observed, &key)?;
+    let mut rendered = renders.objects;
     rendered.extend(live_desired);
-    let opts = PlanOptions { targets: a.flags.targets.clone(), excludes: a.flags.excludes.clone(), key, secret_values: secrets, source, observed_source };
+    let opts = PlanOptions {
+        targets: a.flags.targets.clone(),
+        excludes: a.flags.excludes.clone(),
+        key,
+        secret_values: secrets,
+        source,
+        observed_source,
+        capabilities: renders.capabilities,
+        release_renders: renders.releases,
+    };
     let mut p = harmony_planner::plan(&compiled, &rendered, &observed, &opts)?;
     p.rollouts = rollouts;
     if let Some(out) = &a.out {
@@ -349,12 +375,13 @@ pub fn diff(g: &Global, a: DiffArgs) -> anyhow::Result<ExitCode> {
             .collect()
     };
     let span = tracing::info_span!("render").entered();
-    let (no_secrets, first_revision) = (BTreeMap::new(), BTreeMap::new());
-    let base_rendered = render(&base_dir, &base, changed(&base, &head), &no_secrets, &first_revision)?;
+    let no_secrets = BTreeMap::new();
+    let nothing = ObservedState::default();
+    let base_rendered = render(&base_dir, &base, changed(&base, &head), &no_secrets, &nothing, &key)?.objects;
     let observed = ObservedState::from_compiled(&base, &head, &base_rendered);
     let selected = harmony_planner::select_units(&head, &observed, &a.flags.targets, &a.flags.excludes)?;
     let to_render: Vec<String> = changed(&head, &base).into_iter().filter(|id| selected.contains(id)).collect();
-    let head_rendered = render(&head_dir, &head, to_render, &no_secrets, &first_revision)?;
+    let head_renders = render(&head_dir, &head, to_render, &no_secrets, &observed, &key)?;
     drop(span);
     let span = tracing::info_span!("plan").entered();
     let opts = PlanOptions {
@@ -364,8 +391,10 @@ pub fn diff(g: &Global, a: DiffArgs) -> anyhow::Result<ExitCode> {
         secret_values: BTreeMap::new(),
         source,
         observed_source: ObservedSource::Revision { base: a.base.clone(), commit: Some(base_commit) },
+        capabilities: head_renders.capabilities,
+        release_renders: head_renders.releases,
     };
-    let p = harmony_planner::plan(&head, &head_rendered, &observed, &opts)?;
+    let p = harmony_planner::plan(&head, &head_renders.objects, &observed, &opts)?;
     drop(span);
     print(&p, a.format, a.flags.compact, g)?;
     Ok(exit(&p, a.flags.detailed_exitcode))

@@ -112,7 +112,8 @@ fn run_release(which: &str, repo: &Path, args: TemplateArgs) -> anyhow::Result<E
         name: r.name.as_str().to_string(),
         namespace: r.namespace.to_string(),
         kube_version: Some(format!("v{}", r.kube_version.trim_start_matches('v'))),
-        api_versions: args.api_versions,
+        // What the cluster declares (`api-versions`), then the flag's.
+        api_versions: harmony_planner::render::declared_capabilities(r).api_versions.into_iter().chain(args.api_versions).collect(),
         include_crds: args.include_crds,
         show_only: args.show_only,
         skip_tests: args.skip_tests,

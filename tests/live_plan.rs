@@ -114,6 +114,7 @@ async fn plan_reads_live_state_and_apply_prunes() {
         notes: String::new(),
         unit_hash: None,
         unit_id: None,
+        planned: None,
     };
     release::install_or_upgrade(&admin, &foreign, &Options::default(), jiff::Timestamp::now).await.unwrap();
 

@@ -167,6 +167,10 @@ pub struct ReleaseUnit {
     pub needs: Vec<ReleaseName>,
     /// Kubernetes version for rendering.
     pub kube_version: String,
+    /// API versions the cluster declares beyond Helm's defaults, for rendering without the
+    /// cluster (`--offline`, `diff`); a live plan uses the cluster's discovery instead.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub api_versions: Vec<String>,
 }
 
 /// An agent-version unit.
@@ -413,6 +417,7 @@ pub fn compile(decls: &Declarations, index: &Index, facts: &Facts) -> Option<Com
             tenant: tenant_name,
             context: cluster.context.as_ref().map_or_else(|| cluster_name.to_string(), |c| c.value.clone()),
             kube_version: cluster.kube_version.as_ref().map_or_else(|| settings.kube_version.clone(), |v| v.value.to_string()),
+            api_versions: cluster.api_versions.iter().map(|v| v.value.clone()).collect(),
             cluster: cluster_name,
             namespace,
             chart,

@@ -15,7 +15,7 @@ use crate::validate::{self, Duration, ImageRef, Invalid, Name, NamespaceMatcher,
 /// Top-level node names.
 pub const TOP_LEVEL: &[&str] = &["tenant", "cluster", "release", "fleet", "device", "deployment", "repository"];
 const TENANT: &[&str] = &["namespaces", "service-account", "description"];
-const CLUSTER: &[&str] = &["context", "labels", "kube-version", "description"];
+const CLUSTER: &[&str] = &["context", "labels", "kube-version", "api-versions", "description"];
 const RELEASE: &[&str] = &["tenant", "cluster", "namespace", "chart", "version", "values-file", "values", "secret-value", "needs", "description"];
 const FLEET: &[&str] = &["nats", "agent-version", "signing-key", "tenants", "rollout", "auth", "description"];
 const DEVICE: &[&str] = &["fleet", "labels", "description"];
@@ -470,13 +470,21 @@ impl<'a> Cx<'a> {
 
     fn cluster(&mut self, node: &KdlNode) -> Option<Cluster> {
         let raw = self.decl_name(node)?;
-        let mut c = Cluster { name: self.dns_name(raw, "cluster name"), context: None, labels: Labels::new(), kube_version: None };
+        let mut c = Cluster { name: self.dns_name(raw, "cluster name"), context: None, labels: Labels::new(), kube_version: None, api_versions: Vec::new() };
         let mut once = Once::default();
         for child in self.children(node) {
             let name = child.name().value();
             match name {
                 "context" if self.once(&mut once, "context", child) => c.context = self.one_string(child),
                 "kube-version" if self.once(&mut once, "kube-version", child) => c.kube_version = self.semver(child),
+                "api-versions" => {
+                    for v in self.strings(child, &[]) {
+                        match validate::api_version(&v.value) {
+                            Ok(()) => c.api_versions.push(v),
+                            Err(e) => self.invalid(Code::InvalidValue, v.span, "api version", e),
+                        }
+                    }
+                }
                 "labels" => self.labels(child, &mut c.labels),
                 "description" if self.once(&mut once, "description", child) => {
                     self.one_string(child);

@@ -109,6 +109,9 @@ pub struct Cluster {
     pub labels: Labels,
     /// Kubernetes version.
     pub kube_version: Option<Spanned<semver::Version>>,
+    /// API versions the cluster serves beyond Helm's defaults (`group/version` or
+    /// `group/version/Kind`), for rendering without the cluster (`--offline`, `diff`).
+    pub api_versions: Vec<Spanned<String>>,
 }
 
 /// Where a chart comes from.

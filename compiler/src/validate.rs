@@ -91,6 +91,25 @@ impl ReleaseName {
     }
 }
 
+/// A Kubernetes API version as Helm's `--api-versions` takes it: `v1`, `group/version` or
+/// `group/version/Kind` or `v1/Kind` (group a DNS subdomain, version a DNS label, Kind
+/// alphanumeric, starting upper-case).
+pub fn api_version(s: &str) -> Result<(), Invalid> {
+    let help = "write `group/version` (monitoring.coreos.com/v1) or `group/version/Kind` (monitoring.coreos.com/v1/ServiceMonitor); the core group is `v1`";
+    let label = |p: &str| !p.is_empty() && p.len() <= 63 && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let group = |g: &str| g.len() <= 253 && g.split('.').all(label);
+    let kind = |k: &str| !k.is_empty() && k.len() <= 63 && k.starts_with(|c: char| c.is_ascii_uppercase()) && k.bytes().all(|b| b.is_ascii_alphanumeric());
+    let parts: Vec<&str> = s.split('/').collect();
+    let ok = match parts.as_slice() {
+        [v] => label(v),
+        // `v1/Pod`: a core kind; `apps/v1`: a group version.
+        [a, b] => (group(a) && label(b)) || (label(a) && kind(b)),
+        [g, v, k] => group(g) && label(v) && kind(k),
+        _ => false,
+    };
+    if ok { Ok(()) } else { Err(invalid(format!("`{s}` is not an API version"), help.to_string())) }
+}
+
 /// A semantic version.
 pub fn semver(s: &str) -> Result<semver::Version, Invalid> {
     semver::Version::parse(s).map_err(|e| {
@@ -555,6 +574,17 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_versions() {
+        for ok in ["v1", "v1/Pod", "apps/v1", "monitoring.coreos.com/v1", "monitoring.coreos.com/v1/ServiceMonitor", "policy/v1beta1/PodDisruptionBudget"] {
+            assert!(api_version(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "/v1", "apps/", "Apps/v1", "apps/v1/", "apps/v1/deployment", "a/b/C/d", "apps v1", "monitoring.coreos.com//v1"] {
+            let e = api_version(bad).unwrap_err();
+            assert!(e.reason.contains("is not an API version") && e.help.contains("group/version"), "{bad}: {e:?}");
+        }
+    }
 
     #[test]
     fn dns_labels() {

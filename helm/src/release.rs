@@ -85,6 +85,9 @@ pub struct ReleaseOptions {
     pub kube_version: Option<String>,
     /// `--api-versions`, added to the default set.
     pub api_versions: Vec<String>,
+    /// `api_versions` are a cluster's discovered set and replace the default set, as when Helm
+    /// installs against a cluster (`pkg/action/action.go`, `getCapabilities`).
+    pub discovered_api_versions: bool,
     /// `--include-crds`
     pub include_crds: bool,
     /// `--show-only` globs.
@@ -104,6 +107,7 @@ impl Default for ReleaseOptions {
             namespace: "default".into(),
             kube_version: None,
             api_versions: vec![],
+            discovered_api_versions: false,
             include_crds: false,
             show_only: vec![],
             skip_tests: false,
@@ -596,7 +600,7 @@ pub fn render_release(mut chart: Chart, user_values: Value, opts: &ReleaseOption
             )));
         }
     }
-    let mut api_versions = default_api_versions();
+    let mut api_versions = if opts.discovered_api_versions { Vec::new() } else { default_api_versions() };
     for a in &opts.api_versions {
         for p in a.split(',') {
             let p = p.trim();

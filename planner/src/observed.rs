@@ -32,14 +32,23 @@ pub struct ObservedState {
     /// Tenant access by unit id (`tenant-access/<tenant>/<cluster>`).
     #[serde(default)]
     pub tenant_access: BTreeMap<String, ObservedTenantAccess>,
+    /// What each cluster's API server reports for Helm's `.Capabilities`, by cluster name
+    /// (live plans); releases of a cluster without an entry render with what the repository
+    /// declares.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub capabilities: BTreeMap<String, harmony_schemas::plan::Capabilities>,
 }
 
-/// A Helm release as its latest release record holds it.
+/// A Helm release as its deployed release record holds it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ObservedRelease {
-    /// Helm release revision.
+    /// Helm release revision of the deployed record.
     pub revision: u64,
+    /// The revision of the release's latest record when it is newer than the deployed one
+    /// (a failed upgrade or rollback): the next apply writes the revision after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_revision: Option<u64>,
     /// resourceVersion of the release record Secret.
     #[serde(default)]
     pub resource_version: String,
@@ -129,14 +138,7 @@ impl ObservedState {
                     let objects = rendered.get(&id).map(|objs| objs.iter().map(|x| x.value.clone()).collect()).unwrap_or_default();
                     o.releases.insert(
                         id,
-                        ObservedRelease {
-                            revision: 0,
-                            resource_version: String::new(),
-                            hash: Some(u.hash.clone()),
-                            objects,
-                            secret_values: BTreeMap::new(),
-                            content,
-                        },
+                        ObservedRelease { revision: 0, hash: Some(u.hash.clone()), objects, content, ..ObservedRelease::default() },
                     );
                 }
                 UnitContent::DevicePlan(_) => {

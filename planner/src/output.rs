@@ -353,6 +353,7 @@ mod tests {
                 desired_hash: None,
                 depends_on: vec![],
                 secrets: vec![SecretFingerprint { name: "n".into(), source: None, before: None, after: None, status: SecretStatus::Removed }],
+                release: None,
             },
             explain: Explanation {
                 reason: String::new(),
@@ -367,6 +368,7 @@ mod tests {
             },
         };
         let p = PlanFile {
+            capabilities: Default::default(),
             rollouts: Vec::new(),
             kind: PLAN_FILE_KIND.into(),
             format_version: PLAN_FORMAT_VERSION,
@@ -401,6 +403,7 @@ mod tests {
                 desired_hash: Some("sha256:00".into()),
                 depends_on: vec![],
                 secrets: vec![],
+                release: None,
             },
             explain: Explanation { reason: "content changed".into(), objects: vec![] },
         };
@@ -418,6 +421,7 @@ mod tests {
             continues: Some(harmony_schemas::plan::RolloutContinuation::Resume { healthy_steps: 1 }),
         };
         let p = PlanFile {
+            capabilities: Default::default(),
             rollouts: vec![rollout],
             kind: PLAN_FILE_KIND.into(),
             format_version: PLAN_FORMAT_VERSION,

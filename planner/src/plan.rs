@@ -31,6 +31,10 @@ pub struct PlanOptions {
     pub source: SourceRevision,
     /// What the observed state is.
     pub observed_source: ObservedSource,
+    /// What each cluster's releases were rendered against, by cluster name.
+    pub capabilities: BTreeMap<String, Capabilities>,
+    /// How each rendered release was rendered, by unit id (its manifest fingerprint filled).
+    pub release_renders: BTreeMap<String, ReleaseRender>,
 }
 
 /// Why no plan could be made.
@@ -189,10 +193,12 @@ pub fn plan(compiled: &CompiledRepo, rendered: &Rendered, observed: &ObservedSta
         let secrets = opts.secret_values.get(id.as_str()).unwrap_or(&empty);
         let up = plan_unit(u, rendered.get(id.as_str()), observed, secrets, &opts.key);
         let deps = u.deps.iter().map(|d| d.as_str().to_string()).collect();
-        actions.push(finish(id.as_str(), Some(&u.hash), deps, up, &opts.key, &needles));
+        let mut action = finish(id.as_str(), Some(&u.hash), deps, up, &opts.key, &needles);
+        action.apply.release = opts.release_renders.get(id.as_str()).cloned();
+        actions.push(action);
     }
     let summary = Summary::of(&actions);
-    let identity = identity(&actions);
+    let identity = identity(&actions, &opts.capabilities);
     Ok(PlanFile {
         kind: PLAN_FILE_KIND.to_string(),
         format_version: PLAN_FORMAT_VERSION,
@@ -202,15 +208,17 @@ pub fn plan(compiled: &CompiledRepo, rendered: &Rendered, observed: &ObservedSta
         fingerprint_key_id: opts.key.id(),
         filters: Filters { targets: opts.targets.clone(), excludes: opts.excludes.clone() },
         summary,
+        capabilities: opts.capabilities.clone(),
         actions,
         rollouts: Vec::new(),
     })
 }
 
-/// `sha256:` over what drives apply, in plan order.
-fn identity(actions: &[PlannedAction]) -> String {
+/// `sha256:` over what drives apply, in plan order, and the capabilities releases were
+/// rendered against.
+pub fn identity(actions: &[PlannedAction], capabilities: &BTreeMap<String, Capabilities>) -> String {
     let drive: Vec<(&str, &ApplyFields)> = actions.iter().map(|a| (a.unit.as_str(), &a.apply)).collect();
-    harmony_compiler::hash::content_hash(&(PLAN_FORMAT_VERSION, drive))
+    harmony_compiler::hash::content_hash(&(PLAN_FORMAT_VERSION, drive, capabilities))
 }
 
 fn content_json(u: &Unit) -> Json {
@@ -467,6 +475,7 @@ fn finish(id: &str, desired_hash: Option<&String>, deps: Vec<String>, up: UnitPl
             desired_hash: if up.action == Action::Delete { None } else { desired_hash.cloned() },
             depends_on: deps,
             secrets: list,
+            release: None,
         },
         explain: Explanation { reason: up.reason, objects },
     }

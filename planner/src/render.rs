@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use harmony_compiler::compile::ReleaseUnit;
 use harmony_helm::funcs::FixedEnvironment;
-use harmony_helm::{Chart, ReleaseOptions};
+use harmony_helm::{Chart, ReleaseOptions, RenderedRelease};
+use harmony_schemas::plan::{Capabilities, CapabilitiesSource, ReleaseRender};
 use serde_json::Value as Json;
 
 use crate::object::{Object, key_all};
@@ -60,26 +61,99 @@ pub struct RenderError {
     pub message: String,
 }
 
-/// Renders a release like `helm install --dry-run`: manifests in install order, hooks and
-/// CRDs, each split into objects keyed by kind/namespace/name. `revision` is the Helm revision
-/// being planned (`.Release.Revision`, `.Release.IsUpgrade` when above 1).
-pub fn render_release(id: &str, unit: &ReleaseUnit, chart: Chart, secrets: &SecretValues, revision: u64) -> Result<Vec<Object>, RenderError> {
+/// The `.Release` scope and `.Capabilities` of one render: the inputs a plan records
+/// ([`ReleaseRender`], [`Capabilities`]) and apply renders with.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderContext<'a> {
+    /// `.Release.Revision`.
+    pub revision: u64,
+    /// `.Release.IsUpgrade`.
+    pub is_upgrade: bool,
+    /// `.Capabilities`.
+    pub capabilities: &'a Capabilities,
+}
+
+/// What the repository declares for a release's cluster: its `kube-version` and
+/// `api-versions`, added to Helm's default set (`--offline`, `diff`, and `template`).
+pub fn declared_capabilities(unit: &ReleaseUnit) -> Capabilities {
+    let mut api_versions = unit.api_versions.clone();
+    api_versions.sort();
+    api_versions.dedup();
+    Capabilities {
+        kube_version: format!("v{}", unit.kube_version.trim_start_matches('v')),
+        api_versions,
+        source: CapabilitiesSource::Declared,
+    }
+}
+
+/// The revision a release's next apply writes and whether it is an upgrade, from its history
+/// as (latest record's revision, whether a revision is deployed): Helm's `upgrade` numbers
+/// the new record after the latest one, whatever its status, and upgrades when one is deployed.
+pub fn next_revision(latest: Option<u64>, deployed: bool) -> (u64, bool) {
+    (latest.map_or(1, |r| r.saturating_add(1)), deployed)
+}
+
+/// How release `id` is rendered against `observed`: its cluster's capabilities (discovered, or
+/// else what the repository declares) and the `.Release` scope of the revision apply writes
+/// next (after the latest record; an upgrade when one is deployed). A `diff` (observed state
+/// compiled from the base revision) renders every release as a first install.
+pub fn release_context(id: &str, unit: &ReleaseUnit, observed: &crate::ObservedState) -> (ReleaseRender, Capabilities) {
+    let caps = observed.capabilities.get(unit.cluster.as_str()).cloned().unwrap_or_else(|| declared_capabilities(unit));
+    let (revision, is_upgrade) = match observed.releases.get(id).filter(|_| !observed.compiled) {
+        Some(r) => next_revision(Some(r.latest_revision.unwrap_or(r.revision).max(r.revision)), true),
+        None => next_revision(None, false),
+    };
+    (ReleaseRender { cluster: unit.cluster.to_string(), revision, is_upgrade, manifest: None }, caps)
+}
+
+/// Renders a release with Helm's engine: the one renderer behind `plan`, `diff`, `template`
+/// and `apply`. Errors never carry a secret.
+pub fn render_helm(id: &str, unit: &ReleaseUnit, chart: Chart, secrets: &SecretValues, ctx: RenderContext<'_>) -> Result<RenderedRelease, RenderError> {
     // Helm's messages may quote values (`fail`, schema errors): never let a secret through.
     let mut needles = crate::redact::Needles::default();
     for v in secrets.values().flatten() {
         needles.add(v);
     }
-    let err = |message: String| RenderError { release: id.to_string(), message: needles.scrub(&message) };
     let values = harmony_helm::json::from_serde(&release_values(unit, secrets));
     let opts = ReleaseOptions {
         name: unit.name.as_str().to_string(),
         namespace: unit.namespace.to_string(),
-        kube_version: Some(format!("v{}", unit.kube_version.trim_start_matches('v'))),
-        revision: revision.max(1) as i64,
-        is_upgrade: revision > 1,
+        kube_version: Some(ctx.capabilities.kube_version.clone()),
+        api_versions: ctx.capabilities.api_versions.clone(),
+        discovered_api_versions: ctx.capabilities.source == CapabilitiesSource::Discovery,
+        revision: i64::try_from(ctx.revision.max(1)).unwrap_or(i64::MAX),
+        is_upgrade: ctx.is_upgrade,
         ..ReleaseOptions::default()
     };
-    let r = harmony_helm::render_release(chart, values, &opts, &FixedEnvironment::default()).map_err(|e| err(e.message))?;
+    harmony_helm::render_release(chart, values, &opts, &FixedEnvironment::default())
+        .map_err(|e| RenderError { release: id.to_string(), message: needles.scrub(&e.message) })
+}
+
+/// The `manifest` a Helm release record holds for a render: `---\n# Source: PATH\nDOC\n` per
+/// manifest, in install order (Helm's `pkg/action` writes it so).
+pub fn helm_manifest<'a>(manifests: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    manifests.into_iter().map(|(name, content)| format!("---\n# Source: {name}\n{content}\n")).collect()
+}
+
+/// A release rendered for a plan: its objects (CRDs, manifests, hooks) keyed by
+/// kind/namespace/name, and the record's `manifest`.
+#[derive(Debug, Clone)]
+pub struct ReleaseObjects {
+    /// Objects.
+    pub objects: Vec<Object>,
+    /// [`helm_manifest`].
+    pub manifest: String,
+}
+
+/// Renders a release like `helm upgrade --install --dry-run` against `ctx`: manifests in
+/// install order, hooks and CRDs, each split into objects keyed by kind/namespace/name.
+pub fn render_release(id: &str, unit: &ReleaseUnit, chart: Chart, secrets: &SecretValues, ctx: RenderContext<'_>) -> Result<ReleaseObjects, RenderError> {
+    let r = render_helm(id, unit, chart, secrets, ctx)?;
+    let mut needles = crate::redact::Needles::default();
+    for v in secrets.values().flatten() {
+        needles.add(v);
+    }
+    let err = |message: String| RenderError { release: id.to_string(), message: needles.scrub(&message) };
     let mut docs: Vec<(String, String)> = Vec::new();
     docs.extend(r.crds.iter().map(|(n, t)| (n.clone(), t.clone())));
     docs.extend(r.manifests.iter().map(|m| (m.name.clone(), m.content.clone())));
@@ -94,5 +168,6 @@ pub fn render_release(id: &str, unit: &ReleaseUnit, chart: Chart, secrets: &Secr
             values.push((v, if i == 0 { source.clone() } else { format!("{source}#{i}") }));
         }
     }
-    Ok(key_all(values, unit.namespace.as_str()))
+    let manifest = helm_manifest(r.manifests.iter().map(|m| (m.name.as_str(), m.content.as_str())));
+    Ok(ReleaseObjects { objects: key_all(values, unit.namespace.as_str()), manifest })
 }

@@ -44,14 +44,27 @@ fn render_all(dir: &Path, compiled: &CompiledRepo, secrets: &BTreeMap<String, Se
             jobs.into_iter()
                 .map(|(id, r, chart, s)| {
                     let c = harmony_helm::Chart::load(&chart).unwrap();
-                    let objs = harmony_planner::render::render_release(&id, &r, c, &s, 1).unwrap();
-                    (id, objs)
+                    let objs = harmony_planner::render::render_release(&id, &r, c, &s, install(&r).as_ctx()).unwrap();
+                    (id, objs.objects)
                 })
                 .collect()
         })
         .unwrap()
         .join()
         .unwrap()
+}
+
+/// A first install against what the repository declares.
+struct Install(harmony_schemas::plan::Capabilities);
+
+impl Install {
+    fn as_ctx(&self) -> harmony_planner::render::RenderContext<'_> {
+        harmony_planner::render::RenderContext { revision: 1, is_upgrade: false, capabilities: &self.0 }
+    }
+}
+
+fn install(r: &harmony_compiler::compile::ReleaseUnit) -> Install {
+    Install(harmony_planner::render::declared_capabilities(r))
 }
 
 /// The observed state of a repository applied exactly as it is.
@@ -66,7 +79,7 @@ fn applied(compiled: &CompiledRepo, rendered: &Rendered, secrets: &BTreeMap<Stri
                 let secret_values = secrets.get(&id).map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.clone()?))).collect()).unwrap_or_default();
                 o.releases.insert(
                     id,
-                    ObservedRelease { revision: 3, resource_version: format!("{}", 1000 + i), hash: Some(u.hash.clone()), objects, secret_values, content },
+                    ObservedRelease { revision: 3, resource_version: format!("{}", 1000 + i), hash: Some(u.hash.clone()), objects, secret_values, content, latest_revision: None },
                 );
             }
             UnitContent::DevicePlan(_) => {
@@ -103,6 +116,8 @@ fn options(secrets: &BTreeMap<String, SecretValues>, observed: &ObservedState) -
         secret_values: secrets.clone(),
         source: SourceRevision { commit: Some("0123456789abcdef0123456789abcdef01234567".into()), dirty: false, repository_hash: "sha256:fixture".into() },
         observed_source: if observed.is_empty() { ObservedSource::None } else { ObservedSource::File { hash: observed.hash() } },
+        capabilities: Default::default(),
+        release_renders: Default::default(),
     }
 }
 
@@ -391,7 +406,7 @@ fn render_errors_do_not_quote_secrets() {
                     f.data = b"{{ fail (printf \"bad token %s\" .Values.token) }}".to_vec();
                 }
             }
-            harmony_planner::render::render_release("release/prod/acme/many", &r, tpl, &secrets, 1).unwrap_err().to_string()
+            harmony_planner::render::render_release("release/prod/acme/many", &r, tpl, &secrets, install(&r).as_ctx()).unwrap_err().to_string()
         })
         .unwrap()
         .join()

@@ -19,7 +19,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The plan-file format version this build writes and reads.
-pub const PLAN_FORMAT_VERSION: u32 = 1;
+pub const PLAN_FORMAT_VERSION: u32 = 2;
 
 /// The value of [`PlanFile::kind`].
 pub const PLAN_FILE_KIND: &str = "harmony-plan";
@@ -46,6 +46,10 @@ pub struct PlanFile {
     pub filters: Filters,
     /// Action counts.
     pub summary: Summary,
+    /// What each cluster's releases were rendered against (`.Capabilities`), by cluster name.
+    /// Part of the identity: a plan rendered for other capabilities is another plan.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub capabilities: BTreeMap<String, Capabilities>,
     /// One action per unit: destroys first (reverse dependency order), then the rest in apply order.
     pub actions: Vec<PlannedAction>,
     /// Fleets' phased rollouts this plan starts (explanation only: not part of the identity).
@@ -126,6 +130,48 @@ impl PlannedRollout {
         }
         out
     }
+}
+
+/// What Helm's `.Capabilities` hold when a cluster's releases are rendered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    /// `.Capabilities.KubeVersion.Version`, e.g. `v1.33.1`.
+    pub kube_version: String,
+    /// `.Capabilities.APIVersions`: `group/version` and `group/version/Kind` (`v1`, `v1/Pod`
+    /// for the core group), sorted.
+    pub api_versions: Vec<String>,
+    /// Where they come from.
+    pub source: CapabilitiesSource,
+}
+
+/// Where [`Capabilities`] come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CapabilitiesSource {
+    /// The API server: its version and its discovery (every group version and every
+    /// `group/version/Kind` it serves), replacing Helm's default set, as `helm upgrade` does
+    /// against a cluster.
+    Discovery,
+    /// The repository: the cluster's `kube-version` and `api-versions`, added to Helm's
+    /// default set, as `helm template --kube-version --api-versions` does (`--offline`, `diff`).
+    Declared,
+}
+
+/// How a release is rendered: Helm's `.Release` scope for the planned revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRender {
+    /// The cluster whose [`Capabilities`] it is rendered against.
+    pub cluster: String,
+    /// `.Release.Revision`: the revision apply writes (the latest record's plus one).
+    pub revision: u64,
+    /// `.Release.IsUpgrade` (`.Release.IsInstall` is its negation): a deployed revision exists.
+    pub is_upgrade: bool,
+    /// Keyed fingerprint (`fp:<hex>`, like secret fingerprints) of the Helm `manifest` the
+    /// release record will hold, when the release was rendered; apply writes exactly this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
 }
 
 /// Where the plan came from.
@@ -285,6 +331,9 @@ pub struct ApplyFields {
     /// Fingerprints of the secret material the action writes; `apply` re-resolves each
     /// `secret-value` and refuses if its fingerprint differs.
     pub secrets: Vec<SecretFingerprint>,
+    /// For a release: the `.Release` scope it is rendered with and what it renders to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleaseRender>,
 }
 
 /// A target's revision at planning time.

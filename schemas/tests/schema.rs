@@ -22,6 +22,7 @@ fn plan_schema_is_committed_and_current() {
 
 fn sample() -> PlanFile {
     PlanFile {
+        capabilities: Default::default(),
         rollouts: Vec::new(),
         kind: PLAN_FILE_KIND.into(),
         format_version: PLAN_FORMAT_VERSION,
@@ -33,7 +34,7 @@ fn sample() -> PlanFile {
         summary: Summary { create: 1, ..Summary::default() },
         actions: vec![PlannedAction {
             unit: "release/c/ns/web".into(),
-            apply: ApplyFields { action: Action::Create, observed: None, desired_hash: Some("sha256:33".into()), depends_on: vec![], secrets: vec![] },
+            apply: ApplyFields { action: Action::Create, observed: None, desired_hash: Some("sha256:33".into()), depends_on: vec![], secrets: vec![], release: None },
             explain: Explanation { reason: "not observed".into(), objects: vec![] },
         }],
     }
@@ -53,10 +54,10 @@ fn plan_round_trips_and_validates_against_its_schema() {
 #[test]
 fn other_format_versions_are_refused_with_a_clear_error() {
     let mut v: serde_json::Value = serde_json::from_str(&sample().to_json()).unwrap();
-    v["format_version"] = 2.into();
+    v["format_version"] = 1.into();
     let err = PlanFile::from_json(&v.to_string()).unwrap_err().to_string();
-    assert!(err.contains("plan file format version 2 is not supported"), "{err}");
-    assert!(err.contains("reads version 1 only"), "{err}");
+    assert!(err.contains("plan file format version 1 is not supported"), "{err}");
+    assert!(err.contains("reads version 2 only"), "{err}");
     v["format_version"] = "1".into();
     let err = PlanFile::from_json(&v.to_string()).unwrap_err().to_string();
     assert!(err.contains("format_version"), "{err}");

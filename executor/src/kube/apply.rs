@@ -9,9 +9,12 @@ use std::path::{Path, PathBuf};
 use harmony_compiler::compile::{ChartRef, ReleaseUnit};
 use harmony_compiler::model::SecretSource;
 use harmony_compiler::{CompiledRepo, UnitContent};
+use harmony_planner::render::{RenderContext, SecretValues};
+use harmony_schemas::plan::Capabilities;
 use serde_json::{Map, Value};
 
 use super::lock::ClusterLock;
+use super::record::Status;
 use super::release::{self, Desired, Options, Outcome};
 use super::tenant::{self, Access};
 use super::{Cluster, KubeError};
@@ -73,32 +76,62 @@ pub fn resolve_secrets(unit: &ReleaseUnit) -> Result<BTreeMap<String, Option<Str
     Ok(out)
 }
 
-/// Renders a release for apply: the chart from the repository with the unit's values and its
-/// resolved secrets, as the Helm engine renders it for revision `revision`.
-pub fn desired_release(unit: &ReleaseUnit, unit_hash: &str, repo_root: &Path) -> Result<Desired, String> {
+/// Renders a release for apply with the one renderer plan uses
+/// ([`harmony_planner::render::render_helm`]): the chart from the repository with the unit's
+/// values and its resolved secrets, for revision `revision` (an upgrade or not) against the
+/// cluster's capabilities.
+pub fn desired_release(
+    unit: &ReleaseUnit,
+    unit_hash: &str,
+    repo_root: &Path,
+    secrets: &SecretValues,
+    capabilities: &Capabilities,
+    (revision, is_upgrade): (u32, bool),
+) -> Result<Desired, String> {
     let ChartRef::Local { path, .. } = &unit.chart else {
         return Err("remote charts are not fetched yet: vendor the chart into the repository".into());
     };
     let chart = harmony_helm::Chart::load(&repo_root.join(path)).map_err(|e| format!("loading chart {path}: {e}"))?;
-    let secrets = resolve_secrets(unit)?;
-    let values = harmony_planner::render::release_values(unit, &secrets);
-    let opts = harmony_helm::ReleaseOptions {
-        name: unit.name.as_str().to_string(),
-        namespace: unit.namespace.to_string(),
-        kube_version: Some(format!("v{}", unit.kube_version.trim_start_matches('v'))),
-        ..harmony_helm::ReleaseOptions::default()
-    };
-    let rendered =
-        harmony_helm::render_release(chart.clone(), harmony_helm::json::from_serde(&values), &opts, &harmony_helm::funcs::FixedEnvironment::default())
-            .map_err(|e| {
-                // Helm's messages may quote values: never let a secret through.
-                secrets.values().flatten().fold(e.message, |m, s| if s.is_empty() { m } else { m.replace(s.as_str(), "(redacted)") })
-            })?;
+    let id = format!("release/{}/{}/{}", unit.cluster, unit.namespace, unit.name.as_str());
+    let ctx = RenderContext { revision: u64::from(revision), is_upgrade, capabilities };
+    let rendered = harmony_planner::render::render_helm(&id, unit, chart.clone(), secrets, ctx).map_err(|e| e.message)?;
+    let values = harmony_planner::render::release_values(unit, secrets);
     let config: Map<String, Value> = values.as_object().cloned().unwrap_or_default();
     let mut d = Desired::from_rendered(unit.name.as_str(), unit.namespace.as_str(), &chart, config, &rendered);
     d.unit_hash = Some(unit_hash.to_string());
-    d.unit_id = Some(format!("release/{}/{}/{}", unit.cluster, unit.namespace, unit.name.as_str()));
+    d.unit_id = Some(id);
+    d.planned = Some((revision, is_upgrade));
     Ok(d)
+}
+
+/// Installs or upgrades one release as its tenant, as `harmony plan` planned it: unchanged
+/// (nothing rendered, nothing written) when the deployed record was applied by Harmony from
+/// the same unit content with the same `secret-value`s; otherwise rendered for the revision
+/// after the latest record ([`harmony_planner::render::next_revision`]) and written.
+async fn apply_release(
+    as_tenant: &Cluster,
+    unit: &ReleaseUnit,
+    hash: &str,
+    repo_root: &Path,
+    capabilities: &Capabilities,
+    opts: &Options,
+) -> Result<Outcome, KubeError> {
+    let (ns, name) = (unit.namespace.as_str(), unit.name.as_str());
+    let secrets = resolve_secrets(unit).map_err(KubeError::Manifest)?;
+    let hist = release::history(as_tenant, ns, name).await?;
+    let deployed = hist.iter().rev().find(|s| s.release.info.status == Status::Deployed);
+    if let Some(d) = deployed {
+        let recorded = |f: &str| d.release.extra.get(f).and_then(Value::as_str);
+        let id = format!("release/{}/{ns}/{name}", unit.cluster);
+        let same_secrets = secrets.iter().all(|(k, v)| super::observe::config_value_at(&d.release.config, k) == v.as_deref());
+        if release::written_by_harmony(&d.release) && recorded(release::UNIT_HASH_FIELD) == Some(hash) && recorded(release::UNIT_ID_FIELD) == Some(id.as_str()) && same_secrets {
+            return Ok(Outcome::Unchanged(d.release.version));
+        }
+    }
+    let (revision, upgrade) = harmony_planner::render::next_revision(hist.last().map(|s| u64::from(s.release.version)), deployed.is_some());
+    let revision = u32::try_from(revision).map_err(|_| KubeError::Release(format!("release {ns}/{name}: revision {revision} is out of range")))?;
+    let desired = desired_release(unit, hash, repo_root, &secrets, capabilities, (revision, upgrade)).map_err(KubeError::Manifest)?;
+    release::install_or_upgrade(as_tenant, &desired, opts, jiff::Timestamp::now).await
 }
 
 enum Work<'a> {
@@ -157,9 +190,17 @@ async fn apply_cluster(
             return Err(KubeError::Unreachable(format!("cannot reach the API server at {}: {}", admin.url(), super::error_chain(&e))));
         }
         let lock = ClusterLock::acquire(&admin, &opts.holder, opts.lock_ttl, jiff::Timestamp::now()).await?;
-        Ok::<_, KubeError>((admin, lock))
+        // What `harmony plan` renders against: the server's version and discovery.
+        let capabilities = match admin.capabilities().await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = lock.release(&admin).await;
+                return Err(e);
+            }
+        };
+        Ok::<_, KubeError>((admin, lock, capabilities))
     };
-    let (admin, lock) = match connect.await {
+    let (admin, lock, capabilities) = match connect.await {
         Ok(x) => x,
         Err(e) => {
             if opts.fail_fast {
@@ -189,9 +230,8 @@ async fn apply_cluster(
                     UnitResult::Skipped(format!("needs release {}, which failed", dep.as_str()))
                 } else {
                     let outcome = async {
-                        let desired = desired_release(r, hash, repo_root).map_err(KubeError::Manifest)?;
                         let as_tenant = admin.impersonating(&r.impersonate.username())?;
-                        release::install_or_upgrade(&as_tenant, &desired, &opts.release, jiff::Timestamp::now).await
+                        apply_release(&as_tenant, r, hash, repo_root, &capabilities, &opts.release).await
                     };
                     match outcome.await {
                         Ok(Outcome::Installed(v)) => UnitResult::Done(format!("installed, revision {v}")),

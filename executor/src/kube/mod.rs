@@ -49,6 +49,9 @@ pub enum KubeError {
     /// Waiting for readiness or a hook timed out.
     #[error("{0}")]
     Timeout(String),
+    /// The target moved since it was planned (compare-and-set refused).
+    #[error("stale: {0}")]
+    Stale(String),
 }
 
 impl KubeError {
@@ -109,6 +112,36 @@ impl Cluster {
     /// The underlying client.
     pub fn client(&self) -> &kube::Client {
         &self.client
+    }
+
+    /// What Helm's `.Capabilities` hold for this cluster, as `helm upgrade` reads them
+    /// (Helm v4 `pkg/action/action.go`, `getCapabilities` and `GetVersionSet`): the server's
+    /// `gitVersion`, and every group version it serves plus `group/version/Kind` of every
+    /// resource (`v1/Kind` for the core group), replacing Helm's default set. Sorted (Helm's
+    /// set comes from a Go map, so its order is arbitrary; `Has` does not depend on it).
+    pub async fn capabilities(&self) -> Result<harmony_schemas::plan::Capabilities, KubeError> {
+        let version = self.client.apiserver_version().await.map_err(api_err("read the server version"))?;
+        let mut set = std::collections::BTreeSet::new();
+        let core = self.client.list_core_api_versions().await.map_err(api_err("discover the core API versions"))?;
+        for v in core.versions {
+            let resources = self.client.list_core_api_resources(&v).await.map_err(api_err(format!("discover the resources of {v}")))?;
+            set.extend(resources.resources.into_iter().map(|r| format!("{v}/{}", r.kind)));
+            set.insert(v);
+        }
+        let groups = self.client.list_api_groups().await.map_err(api_err("discover the API groups"))?;
+        for g in groups.groups {
+            for gv in g.versions {
+                let resources =
+                    self.client.list_api_group_resources(&gv.group_version).await.map_err(api_err(format!("discover the resources of {}", gv.group_version)))?;
+                set.extend(resources.resources.into_iter().map(|r| format!("{}/{}", gv.group_version, r.kind)));
+                set.insert(gv.group_version);
+            }
+        }
+        Ok(harmony_schemas::plan::Capabilities {
+            kube_version: version.git_version,
+            api_versions: set.into_iter().collect(),
+            source: harmony_schemas::plan::CapabilitiesSource::Discovery,
+        })
     }
 
     /// The resource (plural, scope) of `apiVersion`/`kind`, by discovery, cached.

@@ -1,7 +1,8 @@
 //! What a cluster holds, as the planner sees it, and what Harmony may prune from it.
 //!
-//! Two cluster-wide list calls per kind, whatever the number of releases: the deployed release
-//! records (`owner=helm,status=deployed`, as Helm labels them) and the objects of tenant access
+//! Two cluster-wide list calls per kind, whatever the number of releases: the release records
+//! (`owner=helm`, as Helm labels them; only deployed ones are decoded, the others' labels give
+//! each release's latest revision) and the objects of tenant access
 //! (`app.kubernetes.io/managed-by=harmony`). Releases are pruned only when their deployed record
 //! was written by Harmony: a release someone installed with `helm` is never touched.
 
@@ -35,12 +36,7 @@ impl LiveRelease {
     /// The value at a dotted values path (`auth.password`), when it is a string: a
     /// `secret-value` as it was applied, for the planner's fingerprints (never shown).
     pub fn value_at(&self, dotted: &str) -> Option<&str> {
-        let mut parts = dotted.split('.');
-        let mut cur = self.config.get(parts.next()?)?;
-        for p in parts {
-            cur = cur.get(p)?;
-        }
-        cur.as_str()
+        config_value_at(&self.config, dotted)
     }
 
     /// Whether Harmony may uninstall it when `cluster` no longer declares it: Harmony wrote the
@@ -50,6 +46,16 @@ impl LiveRelease {
         self.harmony
             && self.unit.as_deref().is_some_and(|u| u.strip_prefix("release/").and_then(|r| r.strip_prefix(cluster)).is_some_and(|r| r.starts_with('/')))
     }
+}
+
+/// The string at a dotted values path (`auth.password`) of a release record's `config`.
+pub fn config_value_at<'a>(config: &'a serde_json::Map<String, Value>, dotted: &str) -> Option<&'a str> {
+    let mut parts = dotted.split('.');
+    let mut cur = config.get(parts.next()?)?;
+    for p in parts {
+        cur = cur.get(p)?;
+    }
+    cur.as_str()
 }
 
 /// What one cluster holds.
@@ -83,6 +89,7 @@ pub fn observed_release(r: &Release, resource_version: &str) -> Result<ObservedR
         objects: parse_manifest(&r.manifest)?,
         secret_values: BTreeMap::new(),
         content: None,
+        latest_revision: None,
     })
 }
 
@@ -90,15 +97,28 @@ pub fn observed_release(r: &Release, resource_version: &str) -> Result<ObservedR
 pub async fn observe_cluster(cluster: &Cluster) -> Result<ClusterObservation, KubeError> {
     let mut out = ClusterObservation::default();
     let records: Api<Secret> = Api::all(cluster.client().clone());
-    let list = records.list(&ListParams::default().labels("owner=helm,status=deployed")).await.map_err(api_err("list release records".to_string()))?;
-    for s in list.items.iter().filter(|s| s.type_.as_deref() == Some(SECRET_TYPE)) {
+    let list = records.list(&ListParams::default().labels("owner=helm")).await.map_err(api_err("list release records".to_string()))?;
+    let records: Vec<&Secret> = list.items.iter().filter(|s| s.type_.as_deref() == Some(SECRET_TYPE)).collect();
+    // The latest revision of every release, from the labels alone (only deployed records are
+    // decoded): a failed upgrade after the deployed revision numbers the next one after it.
+    let label = |s: &Secret, k: &str| s.metadata.labels.as_ref().and_then(|l| l.get(k)).cloned();
+    let mut latest: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for s in &records {
+        let (Some(ns), Some(name), Some(version)) = (s.metadata.namespace.clone(), label(s, "name"), label(s, "version").and_then(|v| v.parse::<u64>().ok())) else {
+            continue;
+        };
+        let e = latest.entry((ns, name)).or_insert(version);
+        *e = (*e).max(version);
+    }
+    for s in records.into_iter().filter(|s| label(s, "status").as_deref() == Some("deployed")) {
         let r = Release::from_secret(s).map_err(|e| KubeError::Release(e.to_string()))?;
         let key = (r.namespace.clone(), r.name.clone());
         // Two records labelled deployed (an interrupted Helm operation): the newest counts.
         if out.releases.get(&key).is_some_and(|l| l.observed.revision > u64::from(r.version)) {
             continue;
         }
-        let observed = observed_release(&r, s.metadata.resource_version.as_deref().unwrap_or_default())?;
+        let mut observed = observed_release(&r, s.metadata.resource_version.as_deref().unwrap_or_default())?;
+        observed.latest_revision = latest.get(&key).copied().filter(|l| *l > observed.revision);
         let unit = r.extra.get(UNIT_ID_FIELD).and_then(Value::as_str).map(String::from);
         out.releases.insert(key, LiveRelease { observed, harmony: written_by_harmony(&r), unit, config: r.config });
     }

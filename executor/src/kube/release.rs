@@ -73,6 +73,9 @@ pub struct Desired {
     pub unit_hash: Option<String>,
     /// Id of the compiled unit (recorded in the release record).
     pub unit_id: Option<String>,
+    /// The revision it was rendered for and whether as an upgrade (`.Release.Revision`,
+    /// `.Release.IsUpgrade`): apply refuses, as stale, to write it as another.
+    pub planned: Option<(u32, bool)>,
 }
 
 impl Desired {
@@ -113,12 +116,13 @@ impl Desired {
             notes: rendered.notes.clone(),
             unit_hash: None,
             unit_id: None,
+            planned: None,
         }
     }
 
     /// Helm's `manifest` string: `---\n# Source: PATH\nDOC\n` per manifest.
     pub fn manifest(&self) -> String {
-        self.manifests.iter().map(|(src, doc)| format!("---\n# Source: {src}\n{doc}\n")).collect()
+        harmony_planner::render::helm_manifest(self.manifests.iter().map(|(src, doc)| (src.as_str(), doc.as_str())))
     }
 }
 
@@ -306,7 +310,17 @@ pub async fn install_or_upgrade(cluster: &Cluster, desired: &Desired, opts: &Opt
         }
     }
     let upgrade = deployed.is_some();
-    let version = hist.last().map_or(1, |s| s.release.version + 1);
+    let version = hist.last().map_or(1, |s| s.release.version.saturating_add(1));
+    if let Some((rev, up)) = desired.planned
+        && (rev, up) != (version, upgrade)
+    {
+        let what = |v: u32, up: bool| format!("revision {v} ({})", if up { "an upgrade" } else { "an install" });
+        return Err(KubeError::Stale(format!(
+            "release {ns}/{name} was rendered as {}, but its history now makes the next one {}: someone changed it since; plan again",
+            what(rev, up),
+            what(version, upgrade)
+        )));
+    }
     let started = go_time(now());
     let first_deployed = hist.first().map(|s| s.release.info.first_deployed.clone()).filter(|_| upgrade).unwrap_or_else(|| started.clone());
     let mut extra = Map::new();

@@ -1,0 +1,270 @@
+//! The plan is the contract (issue 19): what `harmony plan` shows for a release is what
+//! `harmony apply` writes. A chart that reads `.Release.Revision`, `.Release.IsUpgrade` and
+//! `.Capabilities` (a template gated on a CRD the cluster serves) is planned, then applied, on a
+//! loopback API server; the manifest in Helm's release record must be the planned one, byte
+//! for byte (compared through the plan's keyed fingerprint of it).
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use harmony_executor::kube::Cluster;
+use harmony_executor::kube::release;
+use harmony_kube_loopback::Server;
+use harmony_kube_loopback::resources::ResourceType;
+use harmony_planner::FingerprintKey;
+use serde_json::Value;
+
+const KEY_HEX: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+
+struct Repo {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    kubeconfig: PathBuf,
+    key_file: PathBuf,
+}
+
+impl Repo {
+    fn new(server: &Server) -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let w = |p: &str, text: &str| {
+            let path = root.join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        w("harmony.kdl", "repository contract {\n    kube-version \"1.30.0\"\n}\ncluster prod {\n    context prod\n}\n");
+        w("tenants.kdl", "tenant acme {\n    namespaces acme-prod\n    service-account harmony-deployer namespace=acme-prod\n}\n");
+        w("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
+        w("charts/web/values.yaml", "greeting: hi\n");
+        w(
+            "charts/web/templates/info.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-info\ndata:\n  revision: {{ .Release.Revision | quote }}\n  upgrade: {{ .Release.IsUpgrade | quote }}\n  install: {{ .Release.IsInstall | quote }}\n  kube: {{ .Capabilities.KubeVersion.Version | quote }}\n  greeting: {{ .Values.greeting | quote }}\n",
+        );
+        w(
+            "charts/web/templates/monitor.yaml",
+            "{{- if .Capabilities.APIVersions.Has \"monitoring.coreos.com/v1/ServiceMonitor\" }}\napiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n  endpoints: []\n{{- end }}\n",
+        );
+        let repo = Repo { root, kubeconfig: dir.path().join("kubeconfig"), key_file: dir.path().join("fp.key"), _dir: dir };
+        repo.set_greeting("hello");
+        std::fs::write(&repo.kubeconfig, Server::kubeconfig(&[("prod", server)])).unwrap();
+        std::fs::write(&repo.key_file, KEY_HEX).unwrap();
+        repo
+    }
+
+    fn set_greeting(&self, greeting: &str) {
+        let text = format!(
+            "release web {{\n    tenant acme\n    cluster prod\n    namespace acme-prod\n    chart \"charts/web\"\n    values {{\n        greeting {greeting:?}\n    }}\n}}\n"
+        );
+        std::fs::write(self.root.join("releases.kdl"), text).unwrap();
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_harmony"));
+        c.arg("--repo").arg(&self.root).args(args).stdin(std::process::Stdio::null());
+        c.env("NO_COLOR", "1").env("HARMONY_FINGERPRINT_KEY_FILE", &self.key_file);
+        c.output().unwrap()
+    }
+
+    fn kubeconfig(&self) -> &str {
+        self.kubeconfig.to_str().unwrap()
+    }
+
+    /// `harmony plan --format json` (live unless `extra` says otherwise).
+    fn plan(&self, extra: &[&str]) -> Value {
+        let mut args = vec!["plan", "--format", "json", "--kubeconfig", self.kubeconfig()];
+        args.extend_from_slice(extra);
+        let out = self.run(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn apply(&self) -> String {
+        let out = self.run(&["apply", "--yes", "--skip-fleets", "--kubeconfig", self.kubeconfig()]);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+    }
+}
+
+fn release_action(plan: &Value) -> &Value {
+    plan["actions"].as_array().unwrap().iter().find(|a| a["unit"] == "release/prod/acme-prod/web").expect("the release is planned")
+}
+
+fn object_keys(action: &Value) -> Vec<String> {
+    action["explain"]["objects"].as_array().unwrap().iter().map(|o| o["key"].as_str().unwrap().to_string()).collect()
+}
+
+async fn records(server: &Server) -> Vec<release::Stored> {
+    let kubeconfig = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(kubeconfig.path(), Server::kubeconfig(&[("prod", server)])).unwrap();
+    let cluster = Cluster::from_kubeconfig(Some(kubeconfig.path()), "prod").await.unwrap();
+    release::history(&cluster, "acme-prod", "web").await.unwrap()
+}
+
+fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> tokio::task::JoinHandle<T> {
+    tokio::task::spawn_blocking(f)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_release_record_holds_exactly_the_planned_manifest() {
+    let server = Server::start().await.unwrap();
+    server.register(ResourceType {
+        group: "monitoring.coreos.com".into(),
+        version: "v1".into(),
+        kind: "ServiceMonitor".into(),
+        plural: "servicemonitors".into(),
+        namespaced: true,
+    });
+    let repo = std::sync::Arc::new(Repo::new(&server));
+    let key = FingerprintKey::from_hex(KEY_HEX).unwrap();
+
+    // Offline, the repository's declarations are all there is: Helm's default API versions
+    // (no ServiceMonitor) and the declared kube-version.
+    let r = repo.clone();
+    let offline = blocking(move || r.plan(&["--offline"])).await.unwrap();
+    assert_eq!(offline["capabilities"]["prod"]["source"], "declared", "{offline:#}");
+    assert_eq!(offline["capabilities"]["prod"]["kube_version"], "v1.30.0");
+    assert!(!object_keys(release_action(&offline)).iter().any(|k| k.starts_with("ServiceMonitor/")), "{offline:#}");
+
+    // The cluster may declare what it serves beyond Helm's defaults, for offline plans and
+    // `diff` (as `helm template --api-versions`); a malformed one is a diagnostic.
+    let kdl = std::fs::read_to_string(repo.root.join("harmony.kdl")).unwrap();
+    std::fs::write(repo.root.join("harmony.kdl"), kdl.replace("context prod\n", "context prod\n    api-versions \"monitoring.coreos.com/v1/Service Monitor\"\n")).unwrap();
+    let out = repo.run(&["check"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is not an API version") && stderr.contains("harmony.kdl"), "{stderr}");
+    std::fs::write(repo.root.join("harmony.kdl"), kdl.replace("context prod\n", "context prod\n    api-versions \"monitoring.coreos.com/v1/ServiceMonitor\"\n")).unwrap();
+    let r = repo.clone();
+    let declared = blocking(move || r.plan(&["--offline"])).await.unwrap();
+    assert_eq!(declared["capabilities"]["prod"]["api_versions"], serde_json::json!(["monitoring.coreos.com/v1/ServiceMonitor"]), "{declared:#}");
+    assert!(object_keys(release_action(&declared)).contains(&"ServiceMonitor/acme-prod/web".to_string()), "{declared:#}");
+    std::fs::write(repo.root.join("harmony.kdl"), kdl).unwrap();
+
+    // Live: the server's version and discovery, as `helm upgrade` reads them.
+    let r = repo.clone();
+    let first = blocking(move || r.plan(&[])).await.unwrap();
+    let caps = &first["capabilities"]["prod"];
+    assert_eq!(caps["source"], "discovery", "{first:#}");
+    let versions: Vec<&str> = caps["api_versions"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(versions.contains(&"monitoring.coreos.com/v1") && versions.contains(&"monitoring.coreos.com/v1/ServiceMonitor") && versions.contains(&"v1/Secret"), "{versions:?}");
+    let action = release_action(&first);
+    assert_eq!(action["apply"]["release"]["revision"], 1);
+    assert_eq!(action["apply"]["release"]["is_upgrade"], false);
+    assert!(object_keys(action).contains(&"ServiceMonitor/acme-prod/web".to_string()), "{action:#}");
+    let planned = action["apply"]["release"]["manifest"].as_str().unwrap().to_string();
+
+    let r = repo.clone();
+    blocking(move || r.apply()).await.unwrap();
+    let hist = records(&server).await;
+    assert_eq!(hist.len(), 1);
+    let written = &hist[0].release.manifest;
+    assert_eq!(key.fingerprint(written.as_bytes()), planned, "the record's manifest is not the planned one:\n{written}");
+    assert!(written.contains("revision: \"1\"") && written.contains("install: \"true\"") && written.contains("kind: ServiceMonitor"), "{written}");
+    assert!(server.get("monitoring.coreos.com/v1", "ServiceMonitor", "acme-prod", "web").is_some());
+
+    // Unchanged repository: nothing is rendered or written, although a render for the next
+    // revision would differ (the chart prints .Release.Revision).
+    let r = repo.clone();
+    let again = blocking(move || r.plan(&[])).await.unwrap();
+    assert_eq!(release_action(&again)["apply"]["action"], "noop", "{again:#}");
+    let r = repo.clone();
+    let out = blocking(move || r.apply()).await.unwrap();
+    assert!(out.contains("unchanged (revision 1)"), "{out}");
+    assert_eq!(records(&server).await.len(), 1);
+
+    // An upgrade: planned as revision 2, IsUpgrade, and written so.
+    repo.set_greeting("bonjour");
+    let r = repo.clone();
+    let second = blocking(move || r.plan(&[])).await.unwrap();
+    let action = release_action(&second);
+    assert_eq!(action["apply"]["release"]["revision"], 2, "{action:#}");
+    assert_eq!(action["apply"]["release"]["is_upgrade"], true);
+    let planned = action["apply"]["release"]["manifest"].as_str().unwrap().to_string();
+    let r = repo.clone();
+    blocking(move || r.apply()).await.unwrap();
+    let hist = records(&server).await;
+    let latest = &hist.last().unwrap().release;
+    assert_eq!(latest.version, 2);
+    assert_eq!(key.fingerprint(latest.manifest.as_bytes()), planned, "{}", latest.manifest);
+    assert!(latest.manifest.contains("revision: \"2\"") && latest.manifest.contains("upgrade: \"true\"") && latest.manifest.contains("greeting: \"bonjour\""));
+}
+
+/// A release whose latest record is a failed upgrade (revision 3 failed over deployed 2) is
+/// planned as what apply writes next: revision 4, an upgrade of the deployed revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_latest_record_is_planned_as_the_revision_after_it() {
+    let server = Server::start().await.unwrap();
+    let repo = std::sync::Arc::new(Repo::new(&server));
+    let r = repo.clone();
+    blocking(move || r.apply()).await.unwrap();
+    repo.set_greeting("two");
+    let r = repo.clone();
+    blocking(move || r.apply()).await.unwrap();
+    // Revision 3 fails: an object of a kind the server does not serve.
+    let kubeconfig = repo.kubeconfig.clone();
+    let cluster = Cluster::from_kubeconfig(Some(Path::new(&kubeconfig)), "prod").await.unwrap();
+    let mut bad = records(&server).await.pop().unwrap().release;
+    bad.manifest = "---\n# Source: web/templates/bad.yaml\napiVersion: example.com/v1\nkind: Nothing\nmetadata:\n  name: x\n".into();
+    let desired = release::Desired {
+        name: "web".into(),
+        namespace: "acme-prod".into(),
+        chart: bad.chart.clone(),
+        config: bad.config.clone(),
+        manifests: vec![("web/templates/bad.yaml".into(), "apiVersion: example.com/v1\nkind: Nothing\nmetadata:\n  name: x".into())],
+        hooks: vec![],
+        notes: String::new(),
+        unit_hash: None,
+        unit_id: None,
+        planned: None,
+    };
+    let failed = release::install_or_upgrade(&cluster, &desired, &release::Options::default(), jiff::Timestamp::now).await;
+    assert!(failed.is_err(), "{failed:?}");
+    let statuses: Vec<(u32, String)> = records(&server).await.iter().map(|s| (s.release.version, s.release.info.status.as_str().to_string())).collect();
+    assert_eq!(statuses, vec![(1, "superseded".into()), (2, "deployed".into()), (3, "failed".into())]);
+
+    repo.set_greeting("four");
+    let r = repo.clone();
+    let plan = blocking(move || r.plan(&[])).await.unwrap();
+    let action = release_action(&plan);
+    assert_eq!(action["apply"]["action"], "update", "{action:#}");
+    assert_eq!(action["apply"]["release"]["revision"], 4, "{action:#}");
+    assert_eq!(action["apply"]["release"]["is_upgrade"], true);
+    let planned = action["apply"]["release"]["manifest"].as_str().unwrap().to_string();
+    let r = repo.clone();
+    blocking(move || r.apply()).await.unwrap();
+    let latest = records(&server).await.pop().unwrap().release;
+    assert_eq!((latest.version, latest.info.status.as_str()), (4, "deployed"));
+    assert_eq!(FingerprintKey::from_hex(KEY_HEX).unwrap().fingerprint(latest.manifest.as_bytes()), planned);
+    assert!(latest.manifest.contains("revision: \"4\""), "{}", latest.manifest);
+}
+
+/// What was rendered for one revision is never written as another: a release that moved
+/// between rendering and writing is refused as stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_rendered_for_another_revision_is_refused_as_stale() {
+    let server = Server::start().await.unwrap();
+    let repo = std::sync::Arc::new(Repo::new(&server));
+    let r = repo.clone();
+    blocking(move || r.apply()).await.unwrap();
+    let cluster = Cluster::from_kubeconfig(Some(&repo.kubeconfig), "prod").await.unwrap();
+    let current = records(&server).await.pop().unwrap().release;
+    let desired = release::Desired {
+        name: "web".into(),
+        namespace: "acme-prod".into(),
+        chart: current.chart.clone(),
+        config: current.config.clone(),
+        manifests: vec![("web/templates/info.yaml".into(), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-info\ndata:\n  revision: \"1\"".into())],
+        hooks: vec![],
+        notes: String::new(),
+        unit_hash: None,
+        unit_id: None,
+        // Rendered as the first install, but revision 1 is already deployed.
+        planned: Some((1, false)),
+    };
+    let err = release::install_or_upgrade(&cluster, &desired, &release::Options::default(), jiff::Timestamp::now).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("stale: release acme-prod/web was rendered as revision 1 (an install)"), "{text}");
+    assert!(text.contains("the next one revision 2 (an upgrade)"), "{text}");
+    assert_eq!(records(&server).await.len(), 1, "nothing was written");
+}
