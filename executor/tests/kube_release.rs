@@ -247,3 +247,47 @@ async fn helm_reads_and_continues_what_harmony_wrote_and_vice_versa() {
     assert_eq!(server.get("v1", "ConfigMap", "apps", "demo-cm").unwrap()["data"]["x"], "harmony");
     assert_eq!(helm(&python, &kubeconfig, &chart, "history", "").await, s(&[(1, "superseded"), (2, "deployed")]));
 }
+
+const HELM_INSTALL_METADATA: &str = r#"
+import json, sys
+from helm_python import Config
+kubeconfig, chart = sys.argv[1:3]
+with Config(kubeconfig_path=kubeconfig, namespace="apps") as cfg:
+    cfg.install(chart, "demo", {"x": "helm"}, namespace="apps")
+"#;
+
+/// Objects Harmony writes carry the ownership metadata Helm's own install puts on them (label
+/// `app.kubernetes.io/managed-by: Helm`, annotations `meta.helm.sh/release-name` and
+/// `-namespace`), so Helm's adoption checks see them as the release's: compared with what Helm
+/// v4 itself writes for the same chart on the same API server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_carry_the_ownership_metadata_helm_install_writes() {
+    let Some(python) = harmony_testkit::helm_python() else { return };
+    let server = Server::start().await.unwrap();
+    create_namespace(&server, "apps");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, Server::kubeconfig(&[("loopback", &server)])).unwrap();
+    let c = Cluster::from_kubeconfig(Some(&kubeconfig), "loopback").await.unwrap();
+    let chart = write_chart(dir.path());
+    let opts = Options { poll: std::time::Duration::from_millis(20), ..Default::default() };
+    let metadata = |server: &Server| {
+        let cm = server.get("v1", "ConfigMap", "apps", "demo-cm").unwrap();
+        (cm["metadata"]["labels"].clone(), cm["metadata"]["annotations"].clone())
+    };
+
+    release::install_or_upgrade(&c, &desired(&chart, "apps", json!({"x": "harmony"})), &opts, now).await.unwrap();
+    let ours = metadata(&server);
+    assert_eq!(ours.0["app.kubernetes.io/managed-by"], "Helm", "{ours:?}");
+    assert_eq!(ours.1["meta.helm.sh/release-name"], "demo", "{ours:?}");
+    assert_eq!(ours.1["meta.helm.sh/release-namespace"], "apps", "{ours:?}");
+    // The record's manifest stays as rendered (Helm adds the metadata to the objects only).
+    let record = release::history(&c, "apps", "demo").await.unwrap().pop().unwrap().release;
+    assert!(!record.manifest.contains("meta.helm.sh"), "{}", record.manifest);
+    assert!(release::uninstall(&c, "apps", "demo", &opts, now).await.unwrap());
+
+    let (python, k, ch) = (python.clone(), kubeconfig.clone(), chart.clone());
+    let out = tokio::task::spawn_blocking(move || Command::new(python).args(["-c", HELM_INSTALL_METADATA]).arg(k).arg(ch).output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "helm failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(metadata(&server), ours, "Helm's install writes other ownership metadata than Harmony's");
+}

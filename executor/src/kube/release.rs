@@ -370,7 +370,8 @@ async fn deploy(
     let ns = rel.namespace.clone();
     run_hooks(cluster, rel, pre, opts, now).await?;
     let objects = parse_manifest(&rel.manifest)?;
-    apply_objects(cluster, &objects, &ns).await?;
+    let owned: Vec<Value> = objects.iter().map(|o| with_ownership(o, &rel.name, &ns)).collect();
+    apply_objects(cluster, &owned, &ns).await?;
     delete_dropped(cluster, before, &objects, &ns).await?;
     if let Some(timeout) = opts.wait {
         wait_ready(cluster, &objects, &ns, timeout, opts.poll).await?;
@@ -421,6 +422,32 @@ async fn trim_history(cluster: &Cluster, ns: &str, name: &str, max: usize) -> Re
         delete_record(cluster, &s.release).await?;
     }
     Ok(())
+}
+
+/// An object of release `name` in `ns` with the ownership metadata Helm's install, upgrade and
+/// rollback put on every object of the manifest (not on hooks): the label
+/// `app.kubernetes.io/managed-by: Helm` and the annotations `meta.helm.sh/release-name` and
+/// `meta.helm.sh/release-namespace`, merged over what the chart set (Helm v4
+/// `pkg/action/validate.go`, `setMetadataVisitor` with `force`). The record's manifest stays as
+/// rendered, as in Helm.
+fn with_ownership(obj: &Value, name: &str, ns: &str) -> Value {
+    let mut o = obj.clone();
+    if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        let mut merge = |field: &str, pairs: &[(&str, &str)]| {
+            let m = meta.entry(field).or_insert_with(|| Value::Object(Map::new()));
+            if !m.is_object() {
+                *m = Value::Object(Map::new());
+            }
+            if let Some(m) = m.as_object_mut() {
+                for (k, v) in pairs {
+                    m.insert((*k).to_string(), Value::from(*v));
+                }
+            }
+        };
+        merge("labels", &[("app.kubernetes.io/managed-by", "Helm")]);
+        merge("annotations", &[("meta.helm.sh/release-name", name), ("meta.helm.sh/release-namespace", ns)]);
+    }
+    o
 }
 
 async fn apply_objects(cluster: &Cluster, objects: &[Value], ns: &str) -> Result<(), KubeError> {
