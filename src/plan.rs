@@ -9,7 +9,6 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 use harmony_compiler::compile::ChartRef;
-use harmony_compiler::model::SecretSource;
 use harmony_compiler::{CompiledRepo, DiskFs, ParseCache, UnitContent, compile_repo_cached};
 use harmony_planner::output::{self, HumanOptions, MarkdownOptions};
 use harmony_planner::render::SecretValues;
@@ -62,7 +61,13 @@ pub struct PlanArgs {
     pub offline: bool,
     #[command(flatten)]
     pub live: crate::observe::LiveArgs,
-    /// Save the plan (JSON) for `harmony show` and `harmony apply`.
+    /// Plan fleets only: no Kubernetes cluster is read or planned (no kubeconfig needed).
+    #[arg(long, conflicts_with = "skip_fleets")]
+    pub skip_clusters: bool,
+    /// Plan Kubernetes clusters only: no fleet is read or planned (no NATS needed).
+    #[arg(long)]
+    pub skip_fleets: bool,
+    /// Save the plan (JSON) for `harmony show`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Output format.
@@ -177,29 +182,40 @@ fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Resolves every `secret-value` of the selected releases (env vars, files); unreadable
-/// sources are `None` and resolved at apply.
-fn resolve_secrets(compiled: &CompiledRepo) -> BTreeMap<String, SecretValues> {
+/// Resolves every `secret-value` of the releases (the resolver apply uses). An unreadable
+/// source is an error naming the release, the key and the source — a plan must not show a
+/// release as unchanged while apply could not write it — except with `unresolved_ok`
+/// (`--offline`), where it stays `None`: "unresolved until apply".
+fn resolve_secrets(compiled: &CompiledRepo, unresolved_ok: bool) -> anyhow::Result<BTreeMap<String, SecretValues>> {
     let mut out = BTreeMap::new();
+    let mut errors = Vec::new();
     for u in compiled.units.values() {
         let UnitContent::Release(r) = &u.content else { continue };
         if r.secrets.is_empty() {
             continue;
         }
-        let values: SecretValues = r
-            .secrets
-            .iter()
-            .map(|s| {
-                let v = match &s.from {
-                    SecretSource::Env(var) => std::env::var(var).ok(),
-                    SecretSource::File(f) => std::fs::read_to_string(f).ok().map(|t| t.trim_end_matches(['\r', '\n']).to_string()),
-                };
-                (s.key.clone(), v)
-            })
-            .collect();
+        let mut values = SecretValues::new();
+        for s in &r.secrets {
+            let v = match harmony_executor::kube::apply::resolve_secret(s) {
+                Ok(v) => Some(v),
+                Err(e) if unresolved_ok => {
+                    tracing::debug!("{}: {e}", u.id);
+                    None
+                }
+                Err(e) => {
+                    errors.push(format!("{}: {e}", u.id));
+                    None
+                }
+            };
+            values.insert(s.key.clone(), v);
+        }
         out.insert(u.id.as_str().to_string(), values);
     }
-    out
+    if !errors.is_empty() {
+        bail!("{}
+  set them as apply would see them, or plan with --offline to show them as unresolved until apply", errors.join("\n"));
+    }
+    Ok(out)
 }
 
 /// Releases rendered for a plan: their objects, and how each was rendered (with the
@@ -265,6 +281,7 @@ fn source_revision(dir: &Path, compiled: &CompiledRepo) -> SourceRevision {
 pub fn plan(g: &Global, a: PlanArgs) -> anyhow::Result<ExitCode> {
     let mut compiled = compile_dir(&g.repo, "the repository", g, &ParseCache::default())?;
     let source = source_revision(&g.repo, &compiled);
+    compiled.skip_targets(a.skip_clusters, a.skip_fleets);
     let mut live_desired = Rendered::new();
     let mut rollouts = Vec::new();
     let (observed, observed_source) = match &a.observed {
@@ -291,13 +308,14 @@ pub fn plan(g: &Global, a: PlanArgs) -> anyhow::Result<ExitCode> {
     };
     let key = fingerprint_key(&a.flags.fingerprint_key)?;
     let selected = harmony_planner::select_units(&compiled, &observed, &a.flags.targets, &a.flags.excludes)?;
-    let secrets = resolve_secrets(&compiled);
+    let secrets = resolve_secrets(&compiled, a.offline)?;
     let renders = render(&g.repo, &compiled, harmony_planner::releases_to_render(&compiled, &observed, &selected), &secrets, &observed, &key)?;
     let mut rendered = renders.objects;
     rendered.extend(live_desired);
     let opts = PlanOptions {
         targets: a.flags.targets.clone(),
         excludes: a.flags.excludes.clone(),
+        skipped: [(a.skip_clusters, "clusters"), (a.skip_fleets, "fleets")].into_iter().filter(|(on, _)| *on).map(|(_, w)| w.to_string()).collect(),
         key,
         secret_values: secrets,
         source,
@@ -387,6 +405,7 @@ pub fn diff(g: &Global, a: DiffArgs) -> anyhow::Result<ExitCode> {
     let opts = PlanOptions {
         targets: a.flags.targets.clone(),
         excludes: a.flags.excludes.clone(),
+        skipped: Vec::new(),
         key,
         secret_values: BTreeMap::new(),
         source,

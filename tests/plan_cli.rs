@@ -131,7 +131,7 @@ fn plan_against_observed_state_prunes_and_exits_2() {
         }
     }"#;
     std::fs::write(w.path("observed.json"), observed).unwrap();
-    let out = w.run(&["plan", "--observed", "observed.json", "--detailed-exitcode"]).expect(2);
+    let out = w.run_env(&["plan", "--observed", "observed.json", "--detailed-exitcode"], &[("ACME_SHOP_DB_PASSWORD", "observed-pw")]).expect(2);
     assert!(out.stdout.contains("Plan: 25 to add, 0 to change, 1 to destroy."), "{}", out.stdout);
     let first_unit = out.stdout.lines().find(|l| l.starts_with("  ")).unwrap();
     assert!(first_unit.contains("- release/okd-prod/acme-prod/legacy delete"), "{first_unit}");

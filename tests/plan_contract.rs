@@ -36,6 +36,8 @@ impl Repo {
         w("tenants.kdl", "tenant acme {\n    namespaces acme-prod\n    service-account harmony-deployer namespace=acme-prod\n}\n");
         w("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
         w("charts/web/values.yaml", "greeting: hi\n");
+        w("charts/plain/Chart.yaml", "apiVersion: v2\nname: plain\nversion: 0.1.0\n");
+        w("charts/plain/templates/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  greeting: {{ .Values.greeting | quote }}\n");
         w(
             "charts/web/templates/info.yaml",
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-info\ndata:\n  revision: {{ .Release.Revision | quote }}\n  upgrade: {{ .Release.IsUpgrade | quote }}\n  install: {{ .Release.IsInstall | quote }}\n  kube: {{ .Capabilities.KubeVersion.Version | quote }}\n  greeting: {{ .Values.greeting | quote }}\n",
@@ -53,7 +55,7 @@ impl Repo {
 
     fn set_greeting(&self, greeting: &str) {
         let text = format!(
-            "release web {{\n    tenant acme\n    cluster prod\n    namespace acme-prod\n    chart \"charts/web\"\n    values {{\n        greeting {greeting:?}\n    }}\n}}\n"
+            "release web {{\n    tenant acme\n    cluster prod\n    namespace acme-prod\n    chart \"charts/web\"\n    values {{\n        greeting {greeting:?}\n    }}\n}}\n\nrelease plain {{\n    tenant acme\n    cluster prod\n    namespace acme-prod\n    chart \"charts/plain\"\n    values {{\n        greeting hi\n    }}\n}}\n"
         );
         std::fs::write(self.root.join("releases.kdl"), text).unwrap();
     }
@@ -188,6 +190,60 @@ async fn the_release_record_holds_exactly_the_planned_manifest() {
     assert_eq!(latest.version, 2);
     assert_eq!(key.fingerprint(latest.manifest.as_bytes()), planned, "{}", latest.manifest);
     assert!(latest.manifest.contains("revision: \"2\"") && latest.manifest.contains("upgrade: \"true\"") && latest.manifest.contains("greeting: \"bonjour\""));
+
+    // A value no template reads, in a chart that does not print its revision: the unit
+    // changes, the objects do not. The plan says so and is not a change (`--detailed-exitcode`
+    // 0); apply writes no revision. (For `web`, which prints `.Release.Revision`, the same edit
+    // is a real upgrade: its next revision renders differently.)
+    let text = std::fs::read_to_string(repo.root.join("releases.kdl")).unwrap();
+    std::fs::write(repo.root.join("releases.kdl"), text.replace("greeting hi", "greeting hi\n        unused 1")).unwrap();
+    let r = repo.clone();
+    let out = blocking(move || r.run(&["plan", "--detailed-exitcode", "--kubeconfig", r.kubeconfig()])).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("1 unit (release/prod/acme-prod/plain) renders the objects already deployed: apply changes no object, only the release record."), "{stdout}");
+    let version = |server: &Server| server.get("v1", "ConfigMap", "acme-prod", "plain").unwrap()["metadata"]["resourceVersion"].clone();
+    let before = version(&server);
+    let r = repo.clone();
+    let out = blocking(move || r.apply()).await.unwrap();
+    // The values changed: Helm's history records them in a new revision; no object moved.
+    assert!(out.contains("release/prod/acme-prod/plain: upgraded, revision 2"), "{out}");
+    assert_eq!(version(&server), before, "an object was written");
+    let r = repo.clone();
+    let after = blocking(move || r.plan(&[])).await.unwrap();
+    let plain = after["actions"].as_array().unwrap().iter().find(|a| a["unit"] == "release/prod/acme-prod/plain").unwrap();
+    assert_eq!(plain["explain"]["reason"], "as desired", "{after:#}");
+}
+
+/// `plan --skip-clusters` needs no kubeconfig and plans no release; an unresolvable
+/// `secret-value` fails a plan (naming the release, key and source), except `--offline`, which
+/// shows it as unresolved until apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipped_targets_and_unresolvable_secrets() {
+    let server = Server::start().await.unwrap();
+    let repo = Repo::new(&server);
+    let out = repo.run(&["plan", "--skip-clusters", "--format", "json", "--kubeconfig", "/nonexistent/kubeconfig"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["actions"], serde_json::json!([]), "{plan:#}");
+    assert_eq!(plan["filters"]["skipped"], serde_json::json!(["clusters"]));
+    let out = repo.run(&["plan", "--skip-clusters", "--kubeconfig", "/nonexistent/kubeconfig"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Skipped: every clusters."), "{}", String::from_utf8_lossy(&out.stdout));
+
+    let text = std::fs::read_to_string(repo.root.join("releases.kdl")).unwrap();
+    std::fs::write(repo.root.join("releases.kdl"), text.replace("    values {", "    secret-value \"token\" from=\"env:PLAN_CONTRACT_UNSET_TOKEN\"\n    values {")).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        let live = repo.run(&["plan", "--kubeconfig", repo.kubeconfig()]);
+        let offline = repo.run(&["plan", "--offline"]);
+        (live, offline)
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.0.stderr);
+    assert_eq!(out.0.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("release/prod/acme-prod/web: secret-value token: environment variable PLAN_CONTRACT_UNSET_TOKEN is not set"), "{stderr}");
+    assert!(out.1.status.success(), "{}", String::from_utf8_lossy(&out.1.stderr));
+    assert!(String::from_utf8_lossy(&out.1.stdout).contains("secret-value token from env:PLAN_CONTRACT_UNSET_TOKEN: unresolved until apply"));
 }
 
 /// A release whose latest record is a failed upgrade (revision 3 failed over deployed 2) is

@@ -312,6 +312,22 @@ pub struct CompiledRepo {
 }
 
 impl CompiledRepo {
+    /// Leaves out every Kubernetes cluster (their releases and tenant access) and/or every
+    /// fleet (device plans, agents): `plan`/`apply` `--skip-clusters`/`--skip-fleets`.
+    pub fn skip_targets(&mut self, clusters: bool, fleets: bool) {
+        if clusters {
+            self.clusters.clear();
+        }
+        if fleets {
+            self.fleets.clear();
+        }
+        self.units.retain(|id, _| match id.kind() {
+            "release" | "tenant-access" => !clusters,
+            "device-plan" | "agent" => !fleets,
+            _ => true,
+        });
+    }
+
     /// `sha256:` over every unit's id and hash, in id order.
     pub fn hash(&self) -> String {
         let pairs: Vec<(&UnitId, &str)> = self.units.values().map(|u| (&u.id, u.hash.as_str())).collect();

@@ -60,6 +60,9 @@ pub fn header(p: &PlanFile) -> String {
     if !p.filters.targets.is_empty() {
         let _ = write!(s, " Targets: {}.", p.filters.targets.join(", "));
     }
+    if !p.filters.skipped.is_empty() {
+        let _ = write!(s, " Skipped: every {}.", p.filters.skipped.join(", every "));
+    }
     if !p.filters.excludes.is_empty() {
         let _ = write!(s, " Excluded: {}.", p.filters.excludes.join(", "));
     }
@@ -88,6 +91,19 @@ fn observed_text(o: &Option<ObservedRevision>) -> Option<String> {
         ObservedRevision::KvEntry { revision } => format!("planned against KV revision {revision}"),
         ObservedRevision::Objects { resource_versions } => format!("planned against {}", plural(resource_versions.len(), "object resourceVersion")),
         ObservedRevision::Compiled { hash } => format!("base content {}", short_hash(hash)),
+    })
+}
+
+/// `N units render the objects already deployed (…): apply only records …`, when any does.
+fn record_only_note(p: &PlanFile) -> Option<String> {
+    let units: Vec<&str> = p.actions.iter().filter(|a| a.explain.reason == RECORD_ONLY_REASON).map(|a| a.unit.as_str()).collect();
+    (!units.is_empty()).then(|| {
+        format!(
+            "{} ({}) {} the objects already deployed: apply changes no object, only the release record.",
+            plural(units.len(), "unit"),
+            units.join(", "),
+            if units.len() == 1 { "renders" } else { "render" }
+        )
     })
 }
 
@@ -163,6 +179,9 @@ pub fn human(p: &PlanFile, o: &HumanOptions) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}", header(p));
     let _ = writeln!(out, "{}", bold(&p.summary.line()));
+    if let Some(note) = record_only_note(p) {
+        let _ = writeln!(out, "{note}");
+    }
     if !p.summary.has_changes() {
         let _ = writeln!(out, "No changes: {} as desired.", plural(p.summary.noop, "unit"));
         return out;
@@ -241,6 +260,9 @@ pub fn markdown(p: &PlanFile, o: &MarkdownOptions) -> String {
     let _ = writeln!(out, "### Harmony plan\n");
     let _ = writeln!(out, "**{}**\n", p.summary.line());
     let _ = writeln!(out, "{}\n", md_escape(&header(p)));
+    if let Some(note) = record_only_note(p) {
+        let _ = writeln!(out, "{}\n", md_escape(&note));
+    }
     if !p.summary.has_changes() {
         let _ = writeln!(out, "No changes: {} as desired.", plural(p.summary.noop, "unit"));
         return out;
@@ -376,7 +398,7 @@ mod tests {
             observed: ObservedSource::Revision { base: "main".into(), commit: Some("ü".into()) },
             identity: String::new(),
             fingerprint_key_id: String::new(),
-            filters: Filters { targets: vec!["t".into()], excludes: vec!["x".into()] },
+            filters: Filters { targets: vec!["t".into()], excludes: vec!["x".into()], skipped: vec!["clusters".into()] },
             summary: Summary { replace: 1, ..Summary::default() },
             actions: vec![action; 20],
         };

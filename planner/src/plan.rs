@@ -23,6 +23,8 @@ pub struct PlanOptions {
     pub targets: Vec<String>,
     /// `--exclude` values.
     pub excludes: Vec<String>,
+    /// Targets left out whole (`clusters`, `fleets`).
+    pub skipped: Vec<String>,
     /// Key of secret fingerprints.
     pub key: FingerprintKey,
     /// Resolved `secret-value`s by release unit id, then values path.
@@ -206,7 +208,7 @@ pub fn plan(compiled: &CompiledRepo, rendered: &Rendered, observed: &ObservedSta
         observed: opts.observed_source.clone(),
         identity,
         fingerprint_key_id: opts.key.id(),
-        filters: Filters { targets: opts.targets.clone(), excludes: opts.excludes.clone() },
+        filters: Filters { targets: opts.targets.clone(), excludes: opts.excludes.clone(), skipped: opts.skipped.clone() },
         summary,
         capabilities: opts.capabilities.clone(),
         actions,
@@ -361,6 +363,10 @@ fn plan_unit(u: &Unit, rendered: Option<&Vec<Object>>, observed: &ObservedState,
         pairs.insert(id.to_string(), (observed_content(id, observed), Some(desired)));
     }
     pairs.retain(|_, (a, b)| a != b);
+    // Rendered, compared object by object, and nothing differs: not a change of the cluster.
+    if pairs.is_empty() && !secrets_changed && rendered.is_some() && observed_has_objects {
+        return UnitPlan { action: Action::Noop, observed: observed_rev, reason: RECORD_ONLY_REASON.into(), pairs, secret_values };
+    }
     let mut replace = Vec::new();
     for (k, (a, b)) in &pairs {
         if let (Some(a), Some(b)) = (a, b)

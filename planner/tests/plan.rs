@@ -112,6 +112,7 @@ fn options(secrets: &BTreeMap<String, SecretValues>, observed: &ObservedState) -
     PlanOptions {
         targets: vec![],
         excludes: vec![],
+        skipped: vec![],
         key: key(),
         secret_values: secrets.clone(),
         source: SourceRevision { commit: Some("0123456789abcdef0123456789abcdef01234567".into()), dirty: false, repository_hash: "sha256:fixture".into() },

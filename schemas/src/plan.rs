@@ -57,6 +57,11 @@ pub struct PlanFile {
     pub rollouts: Vec<PlannedRollout>,
 }
 
+/// The reason of a release's no-op whose unit content changed but renders exactly the objects
+/// deployed (e.g. a value no template reads): apply changes no object, only the release record
+/// (a new revision holding the new values, as Helm's upgrade would, when the values changed).
+pub const RECORD_ONLY_REASON: &str = "renders the objects already deployed: apply changes no object, only the release record";
+
 /// A phased rollout `harmony apply` will run: which device-plan writes go in which step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -221,6 +226,9 @@ pub struct Filters {
     pub targets: Vec<String>,
     /// `--exclude` values; excluded units take what depends on them along.
     pub excludes: Vec<String>,
+    /// Targets left out whole: `clusters` (`--skip-clusters`), `fleets` (`--skip-fleets`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
 /// Action counts.

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use harmony_compiler::compile::{ChartRef, ReleaseUnit};
+use harmony_compiler::compile::{ChartRef, ReleaseUnit, SecretRef};
 use harmony_compiler::model::SecretSource;
 use harmony_compiler::{CompiledRepo, UnitContent};
 use harmony_planner::render::{RenderContext, SecretValues};
@@ -58,22 +58,22 @@ pub struct UnitOutcome {
     pub result: UnitResult,
 }
 
-/// Resolves a release's `secret-value`s: environment variables or files of the applying
-/// machine (a relative path is relative to the working directory, as `harmony plan` reads it
-/// for fingerprints; secret files never live in the repository). Values never reach an output.
-pub fn resolve_secrets(unit: &ReleaseUnit) -> Result<BTreeMap<String, Option<String>>, String> {
-    let mut out = BTreeMap::new();
-    for s in &unit.secrets {
-        let value = match &s.from {
-            SecretSource::Env(var) => std::env::var(var).map_err(|_| format!("secret-value {}: environment variable {var} is not set", s.key))?,
-            SecretSource::File(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("secret-value {}: cannot read {path}: {e}", s.key))?;
-                text.trim_end_matches(['\n', '\r']).to_string()
-            }
-        };
-        out.insert(s.key.clone(), Some(value));
+/// Resolves one `secret-value`: an environment variable or a file of the applying machine (a
+/// relative path is relative to the working directory; secret files never live in the
+/// repository). The error names the key and the source, never a value.
+pub fn resolve_secret(s: &SecretRef) -> Result<String, String> {
+    match &s.from {
+        SecretSource::Env(var) => std::env::var(var).map_err(|_| format!("secret-value {}: environment variable {var} is not set", s.key)),
+        SecretSource::File(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("secret-value {}: cannot read {path}: {e}", s.key))?;
+            Ok(text.trim_end_matches(['\n', '\r']).to_string())
+        }
     }
-    Ok(out)
+}
+
+/// Resolves a release's `secret-value`s ([`resolve_secret`]). Values never reach an output.
+pub fn resolve_secrets(unit: &ReleaseUnit) -> Result<BTreeMap<String, Option<String>>, String> {
+    unit.secrets.iter().map(|s| Ok((s.key.clone(), Some(resolve_secret(s)?)))).collect()
 }
 
 /// Renders a release for apply with the one renderer plan uses
