@@ -363,7 +363,7 @@ fn targets_pull_dependencies_and_excludes_drop_dependents() {
 }
 
 #[test]
-fn an_immutable_field_change_is_a_replace_and_a_hash_only_change_an_update() {
+fn an_immutable_field_change_is_a_replace_and_a_hash_only_change_touches_no_object() {
     let dir = root().join("../tenants");
     let compiled = compile(&dir);
     let secrets = tenant_secrets(DB_PASS_NEW);
@@ -381,12 +381,15 @@ fn an_immutable_field_change_is_a_replace_and_a_hash_only_change_an_update() {
     assert_eq!(a.apply.action, Action::Replace);
     assert_eq!(a.explain.reason, "StatefulSet/acme-prod/shop-db-postgres: spec.serviceName cannot be changed in place");
     assert_eq!(a.explain.objects[0].action, Action::Replace);
-    assert_eq!(p.summary.line(), "Plan: 1 to add, 1 to change, 1 to destroy.");
+    // shop-web's unit changed but renders the deployed objects: no change of the cluster.
+    assert_eq!(p.summary.line(), "Plan: 1 to add, 0 to change, 1 to destroy.");
     let w = p.actions.iter().find(|a| a.unit == web).unwrap();
-    assert_eq!(w.apply.action, Action::Update);
-    assert_eq!(w.explain.reason, "content hash changed; rendered objects are identical");
+    assert_eq!(w.apply.action, Action::Noop);
+    assert_eq!(w.explain.reason, harmony_schemas::plan::RECORD_ONLY_REASON);
     assert!(w.explain.objects.is_empty());
-    assert!(human(&p, &HumanOptions::default()).contains("-/+ release/okd-prod/acme-prod/shop-db replace"));
+    let text = human(&p, &HumanOptions::default());
+    assert!(text.contains("-/+ release/okd-prod/acme-prod/shop-db replace"), "{text}");
+    assert!(text.contains("1 unit (release/okd-prod/acme-prod/shop-web) renders the objects already deployed"), "{text}");
 }
 
 #[test]
