@@ -324,3 +324,65 @@ async fn a_release_rendered_for_another_revision_is_refused_as_stale() {
     assert!(text.contains("the next one revision 2 (an upgrade)"), "{text}");
     assert_eq!(records(&server).await.len(), 1, "nothing was written");
 }
+
+/// A release with a history but no deployed revision (its only install failed) is planned as
+/// what apply does — installing revision 2 over the history — never as a fresh create nor as
+/// unchanged; once it leaves the repository, Harmony (which wrote it) prunes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_with_no_deployed_revision_is_planned_truthfully_and_pruned() {
+    let server = Server::start().await.unwrap();
+    let repo = std::sync::Arc::new(Repo::new(&server));
+    // Harmony's install of `plain` fails: one of its objects is of a kind the server does not serve.
+    std::fs::write(repo.root.join("charts/plain/templates/bad.yaml"), "apiVersion: example.com/v1\nkind: Nothing\nmetadata:\n  name: plain\n").unwrap();
+    let r = repo.clone();
+    let failed = blocking(move || r.run(&["apply", "--yes", "--skip-fleets", "--kubeconfig", r.kubeconfig()])).await.unwrap();
+    let text = String::from_utf8_lossy(&failed.stdout).into_owned() + &String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "expected the install of plain to fail: {text}");
+    let hist = |server: &Server| -> Vec<(String, String)> {
+        server
+            .list("v1", "Secret")
+            .into_iter()
+            .filter(|s| s["metadata"]["labels"]["name"] == "plain")
+            .map(|s| (s["metadata"]["labels"]["version"].as_str().unwrap().to_string(), s["metadata"]["labels"]["status"].as_str().unwrap().to_string()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    assert_eq!(hist(&server), vec![("1".to_string(), "failed".to_string())], "{text}");
+    std::fs::remove_file(repo.root.join("charts/plain/templates/bad.yaml")).unwrap();
+
+    let r = repo.clone();
+    let plan = blocking(move || r.plan(&[])).await.unwrap();
+    let plain = plan["actions"].as_array().unwrap().iter().find(|a| a["unit"] == "release/prod/acme-prod/plain").unwrap().clone();
+    assert_eq!(plain["apply"]["action"], "update", "{plain:#}");
+    assert_eq!(plain["apply"]["release"]["revision"], 2, "{plain:#}");
+    assert_eq!(plain["apply"]["release"]["is_upgrade"], false, "{plain:#}");
+    assert!(plain["explain"]["reason"].as_str().unwrap().starts_with("no revision is deployed (the latest, 1, did not deploy)"), "{plain:#}");
+    let r = repo.clone();
+    let out = blocking(move || r.apply()).await.unwrap();
+    assert!(out.contains("release/prod/acme-prod/plain: installed, revision 2"), "{out}");
+
+    // Fail it again, then remove it from the repository: the plan shows it pruned, apply prunes.
+    let text = std::fs::read_to_string(repo.root.join("releases.kdl")).unwrap();
+    let cut = text.find("release plain").unwrap();
+    std::fs::write(repo.root.join("releases.kdl"), &text[..cut]).unwrap();
+    let kubeconfig = repo.kubeconfig.clone();
+    let cluster = Cluster::from_kubeconfig(Some(Path::new(&kubeconfig)), "prod").await.unwrap();
+    let mut stored = release::history(&cluster, "acme-prod", "plain").await.unwrap();
+    let current = stored.pop().unwrap();
+    let mut rel = current.release.clone();
+    rel.info.status = harmony_executor::kube::record::Status::Failed;
+    let mut secret = rel.to_secret(0);
+    secret.metadata.resource_version = Some(current.resource_version.clone());
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(cluster.client().clone(), "acme-prod");
+    api.replace(&rel.secret_name(), &Default::default(), &secret).await.unwrap();
+    assert_eq!(hist(&server), vec![("1".to_string(), "failed".to_string()), ("2".to_string(), "failed".to_string())]);
+    let r = repo.clone();
+    let plan = blocking(move || r.plan(&[])).await.unwrap();
+    let plain = plan["actions"].as_array().unwrap().iter().find(|a| a["unit"] == "release/prod/acme-prod/plain").unwrap().clone();
+    assert_eq!(plain["apply"]["action"], "delete", "{plain:#}");
+    let r = repo.clone();
+    let out = blocking(move || r.apply()).await.unwrap();
+    assert!(out.contains("release/prod/acme-prod/plain: uninstalled"), "{out}");
+    assert!(hist(&server).is_empty());
+}

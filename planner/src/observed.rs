@@ -49,6 +49,10 @@ pub struct ObservedRelease {
     /// (a failed upgrade or rollback): the next apply writes the revision after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_revision: Option<u64>,
+    /// No revision is deployed (the history holds only failed, pending or superseded records):
+    /// `revision` and `objects` are the latest record's, and the next apply installs anew.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub undeployed: bool,
     /// resourceVersion of the release record Secret.
     #[serde(default)]
     pub resource_version: String,

@@ -123,7 +123,7 @@ pub fn releases_to_render(compiled: &CompiledRepo, observed: &ObservedState, sel
         .filter(|u| selected.contains(u.id.as_str()))
         .filter_map(|u| match &u.content {
             UnitContent::Release(r) if matches!(r.chart, ChartRef::Local { .. }) => {
-                let same = observed.releases.get(u.id.as_str()).is_some_and(|o| o.hash.as_deref() == Some(u.hash.as_str()));
+                let same = observed.releases.get(u.id.as_str()).is_some_and(|o| o.hash.as_deref() == Some(u.hash.as_str()) && !o.undeployed);
                 (!same || !r.secrets.is_empty()).then(|| u.id.as_str().to_string())
             }
             _ => None,
@@ -345,7 +345,9 @@ fn plan_unit(u: &Unit, rendered: Option<&Vec<Object>>, observed: &ObservedState,
         let reason = if observed.compiled { "new in the repository" } else { "not observed: create" };
         return UnitPlan { action: Action::Create, observed: observed_rev, reason: reason.into(), pairs, secret_values };
     }
-    let same_hash = observed_hash(id, observed) == Some(u.hash.as_str());
+    // A release with a history but nothing deployed is never as desired, whatever its record says.
+    let undeployed = observed.releases.get(id).is_some_and(|r| r.undeployed);
+    let same_hash = observed_hash(id, observed) == Some(u.hash.as_str()) && !undeployed;
     let secrets_changed = secret_values.iter().any(|s| matches!(s.status, SecretStatus::Changed | SecretStatus::Added));
     if same_hash && !secrets_changed {
         return UnitPlan { action: Action::Noop, observed: observed_rev, reason: "as desired".into(), pairs: Pairs::new(), secret_values };
@@ -364,7 +366,7 @@ fn plan_unit(u: &Unit, rendered: Option<&Vec<Object>>, observed: &ObservedState,
     }
     pairs.retain(|_, (a, b)| a != b);
     // Rendered, compared object by object, and nothing differs: not a change of the cluster.
-    if pairs.is_empty() && !secrets_changed && rendered.is_some() && observed_has_objects {
+    if pairs.is_empty() && !secrets_changed && rendered.is_some() && observed_has_objects && !undeployed {
         return UnitPlan { action: Action::Noop, observed: observed_rev, reason: RECORD_ONLY_REASON.into(), pairs, secret_values };
     }
     let mut replace = Vec::new();
@@ -376,7 +378,10 @@ fn plan_unit(u: &Unit, rendered: Option<&Vec<Object>>, observed: &ObservedState,
         }
     }
     let action = if !replace.is_empty() { Action::Replace } else { Action::Update };
-    let reason = if !replace.is_empty() {
+    let reason = if undeployed {
+        let r = &observed.releases[id];
+        format!("no revision is deployed (the latest, {}, did not deploy): apply installs revision {} over the history", r.revision, r.revision.saturating_add(1))
+    } else if !replace.is_empty() {
         replace.join("; ")
     } else if pairs.is_empty() && secrets_changed {
         "a secret-value changed".into()

@@ -100,7 +100,7 @@ pub fn next_revision(latest: Option<u64>, deployed: bool) -> (u64, bool) {
 pub fn release_context(id: &str, unit: &ReleaseUnit, observed: &crate::ObservedState) -> (ReleaseRender, Capabilities) {
     let caps = observed.capabilities.get(unit.cluster.as_str()).cloned().unwrap_or_else(|| declared_capabilities(unit));
     let (revision, is_upgrade) = match observed.releases.get(id).filter(|_| !observed.compiled) {
-        Some(r) => next_revision(Some(r.latest_revision.unwrap_or(r.revision).max(r.revision)), true),
+        Some(r) => next_revision(Some(r.latest_revision.unwrap_or(r.revision).max(r.revision)), !r.undeployed),
         None => next_revision(None, false),
     };
     (ReleaseRender { cluster: unit.cluster.to_string(), revision, is_upgrade, manifest: None }, caps)

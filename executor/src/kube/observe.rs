@@ -19,7 +19,8 @@ use super::release::{UNIT_HASH_FIELD, UNIT_ID_FIELD, parse_manifest, written_by_
 use super::tenant::{Access, MANAGED_BY, TENANT_LABEL, role_name};
 use super::{Cluster, KubeError, api_err};
 
-/// A deployed release found on a cluster.
+/// A release found on a cluster: its deployed revision, or its latest record when none is
+/// deployed (`observed.undeployed`).
 #[derive(Clone, Debug)]
 pub struct LiveRelease {
     /// What the planner compares with.
@@ -90,6 +91,7 @@ pub fn observed_release(r: &Release, resource_version: &str) -> Result<ObservedR
         secret_values: BTreeMap::new(),
         content: None,
         latest_revision: None,
+        undeployed: false,
     })
 }
 
@@ -102,13 +104,15 @@ pub async fn observe_cluster(cluster: &Cluster) -> Result<ClusterObservation, Ku
     // The latest revision of every release, from the labels alone (only deployed records are
     // decoded): a failed upgrade after the deployed revision numbers the next one after it.
     let label = |s: &Secret, k: &str| s.metadata.labels.as_ref().and_then(|l| l.get(k)).cloned();
-    let mut latest: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut latest: BTreeMap<(String, String), (u64, &Secret)> = BTreeMap::new();
     for s in &records {
         let (Some(ns), Some(name), Some(version)) = (s.metadata.namespace.clone(), label(s, "name"), label(s, "version").and_then(|v| v.parse::<u64>().ok())) else {
             continue;
         };
-        let e = latest.entry((ns, name)).or_insert(version);
-        *e = (*e).max(version);
+        let e = latest.entry((ns, name)).or_insert((version, s));
+        if version > e.0 {
+            *e = (version, s);
+        }
     }
     for s in records.into_iter().filter(|s| label(s, "status").as_deref() == Some("deployed")) {
         let r = Release::from_secret(s).map_err(|e| KubeError::Release(e.to_string()))?;
@@ -118,7 +122,20 @@ pub async fn observe_cluster(cluster: &Cluster) -> Result<ClusterObservation, Ku
             continue;
         }
         let mut observed = observed_release(&r, s.metadata.resource_version.as_deref().unwrap_or_default())?;
-        observed.latest_revision = latest.get(&key).copied().filter(|l| *l > observed.revision);
+        observed.latest_revision = latest.get(&key).map(|(l, _)| *l).filter(|l| *l > observed.revision);
+        let unit = r.extra.get(UNIT_ID_FIELD).and_then(Value::as_str).map(String::from);
+        out.releases.insert(key, LiveRelease { observed, harmony: written_by_harmony(&r), unit, config: r.config });
+    }
+    // Releases with a history but no deployed revision (a failed install, a failed rollback):
+    // seen through their latest record, so a plan never shows them as a fresh install, and one
+    // Harmony wrote that left the repository is pruned.
+    for (key, (_, s)) in latest {
+        if out.releases.contains_key(&key) {
+            continue;
+        }
+        let r = Release::from_secret(s).map_err(|e| KubeError::Release(e.to_string()))?;
+        let mut observed = observed_release(&r, s.metadata.resource_version.as_deref().unwrap_or_default())?;
+        observed.undeployed = true;
         let unit = r.extra.get(UNIT_ID_FIELD).and_then(Value::as_str).map(String::from);
         out.releases.insert(key, LiveRelease { observed, harmony: written_by_harmony(&r), unit, config: r.config });
     }
