@@ -120,22 +120,23 @@ impl Cluster {
     /// resource (`v1/Kind` for the core group), replacing Helm's default set. Sorted (Helm's
     /// set comes from a Go map, so its order is arbitrary; `Has` does not depend on it).
     pub async fn capabilities(&self) -> Result<harmony_schemas::plan::Capabilities, KubeError> {
-        let version = self.client.apiserver_version().await.map_err(api_err("read the server version"))?;
+        let (version, core, groups) = futures::try_join!(
+            async { self.client.apiserver_version().await.map_err(api_err("read the server version")) },
+            async { self.client.list_core_api_versions().await.map_err(api_err("discover the core API versions")) },
+            async { self.client.list_api_groups().await.map_err(api_err("discover the API groups")) },
+        )?;
+        // Every group version's resources, requested at once (a cluster serves dozens).
+        let core = core.versions.into_iter().map(|v| (true, v));
+        let group_versions = core.chain(groups.groups.into_iter().flat_map(|g| g.versions).map(|gv| (false, gv.group_version)));
+        let lists = futures::future::try_join_all(group_versions.map(|(is_core, gv)| async move {
+            let resources = if is_core { self.client.list_core_api_resources(&gv).await } else { self.client.list_api_group_resources(&gv).await };
+            resources.map(|r| (gv.clone(), r)).map_err(api_err(format!("discover the resources of {gv}")))
+        }))
+        .await?;
         let mut set = std::collections::BTreeSet::new();
-        let core = self.client.list_core_api_versions().await.map_err(api_err("discover the core API versions"))?;
-        for v in core.versions {
-            let resources = self.client.list_core_api_resources(&v).await.map_err(api_err(format!("discover the resources of {v}")))?;
-            set.extend(resources.resources.into_iter().map(|r| format!("{v}/{}", r.kind)));
-            set.insert(v);
-        }
-        let groups = self.client.list_api_groups().await.map_err(api_err("discover the API groups"))?;
-        for g in groups.groups {
-            for gv in g.versions {
-                let resources =
-                    self.client.list_api_group_resources(&gv.group_version).await.map_err(api_err(format!("discover the resources of {}", gv.group_version)))?;
-                set.extend(resources.resources.into_iter().map(|r| format!("{}/{}", gv.group_version, r.kind)));
-                set.insert(gv.group_version);
-            }
+        for (gv, resources) in lists {
+            set.extend(resources.resources.into_iter().map(|r| format!("{gv}/{}", r.kind)));
+            set.insert(gv);
         }
         Ok(harmony_schemas::plan::Capabilities {
             kube_version: version.git_version,
