@@ -139,7 +139,20 @@ fn resolve<'m, T>(map: &'m HashMap<&str, T>, name: &Spanned<String>, kind: &str,
 }
 
 fn tenants(decls: &Declarations, diags: &mut Vec<Diagnostic>) {
+    // Kubernetes reserves `kube-` for its own namespaces; Harmony keeps its apply lock and the
+    // key that seals release records in kube-system, which no tenant may reach.
+    let reserved = NamespaceMatcher::Prefix("kube-".into());
     for t in &decls.tenants {
+        for m in t.namespaces.iter().filter(|m| m.value.overlaps(&reserved)) {
+            diags.push(
+                Diagnostic::error(Code::ReservedNamespace, m.span, format!("tenant `{}` may not own `{}`", t.name.raw.value, m.value))
+                    .label(match m.value {
+                        NamespaceMatcher::Exact(_) => "a namespace of Kubernetes",
+                        NamespaceMatcher::Prefix(_) => "reaches namespaces starting with `kube-`",
+                    })
+                    .help("`kube-*` namespaces belong to Kubernetes and to Harmony itself (kube-system holds Harmony's apply lock and the key that seals release records): give the tenant other namespaces"),
+            );
+        }
         if t.has_namespaces && t.service_account_namespace.is_none() && !t.namespaces.iter().any(|n| matches!(n.value, NamespaceMatcher::Exact(_))) {
             diags.push(
                 Diagnostic::error(Code::MissingField, t.name.raw.span, format!("tenant `{}` needs a namespace for its service account", t.name.raw.value))

@@ -79,6 +79,7 @@ codes! {
     NeedsCycle => "needs-cycle",
     NamespaceNotOwned => "namespace-not-owned",
     NamespaceOverlap => "namespace-overlap",
+    ReservedNamespace => "reserved-namespace",
     TenantNotAdmitted => "tenant-not-admitted",
     ValuesSchema => "values-schema",
     SelectorMatchesNothing => "selector-matches-nothing",
