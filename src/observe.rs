@@ -75,6 +75,9 @@ pub fn observe(compiled: &CompiledRepo, a: &LiveArgs, rt: &tokio::runtime::Runti
         let (obs, caps) = r.map_err(|e| {
             anyhow::anyhow!("cluster {name} (context {context}): {e}\n  plan without live state with `harmony plan --offline`, or fix the kubeconfig (--kubeconfig, KUBECONFIG)")
         })?;
+        for w in &obs.warnings {
+            eprintln!("warning: cluster {name}: {w}");
+        }
         add_cluster(compiled, &name, &obs, &mut live);
         live.observed.capabilities.insert(name.clone(), caps);
         live.targets.push(format!("cluster {name}"));

@@ -37,10 +37,15 @@ pub fn run(args: RollbackArgs, repo: &Path) -> anyhow::Result<ExitCode> {
     let opts = Options { wait: args.wait.map(Duration::from_secs), ..Options::default() };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let revision = runtime.block_on(async {
-        let admin = Cluster::from_kubeconfig(args.kubeconfig.as_deref(), &r.context).await?;
-        let tenant = admin.impersonating(&r.impersonate.username())?;
+        let mut admin = Cluster::from_kubeconfig(args.kubeconfig.as_deref(), &r.context).await?;
         let lock = ClusterLock::acquire(&admin, &crate::apply::lock_holder(), 600, jiff::Timestamp::now()).await?;
-        let result = release::rollback(&tenant, &ns, &name, args.revision, &opts, jiff::Timestamp::now).await;
+        let result = async {
+            // The new revision is Harmony's: sealed, so a later apply may prune it.
+            admin.set_seal_key(harmony_executor::kube::seal::load_or_create(&admin).await?);
+            let tenant = admin.impersonating(&r.impersonate.username())?;
+            release::rollback(&tenant, &ns, &name, args.revision, &opts, jiff::Timestamp::now).await
+        }
+        .await;
         lock.release(&admin).await?;
         result
     });

@@ -189,9 +189,15 @@ async fn apply_cluster(
         if let Err(e) = admin.client().apiserver_version().await {
             return Err(KubeError::Unreachable(format!("cannot reach the API server at {}: {}", admin.url(), super::error_chain(&e))));
         }
+        let mut admin = admin;
         let lock = ClusterLock::acquire(&admin, &opts.holder, opts.lock_ttl, jiff::Timestamp::now()).await?;
-        // What `harmony plan` renders against: the server's version and discovery.
-        let capabilities = match admin.capabilities().await {
+        // What `harmony plan` renders against: the server's version and discovery; and the key
+        // that seals the release records Harmony writes.
+        let prepared = async {
+            admin.set_seal_key(super::seal::load_or_create(&admin).await?);
+            admin.capabilities().await
+        };
+        let capabilities = match prepared.await {
             Ok(c) => c,
             Err(e) => {
                 let _ = lock.release(&admin).await;
@@ -237,7 +243,7 @@ async fn apply_cluster(
                         Ok(Outcome::Installed(v)) => UnitResult::Done(format!("installed, revision {v}")),
                         Ok(Outcome::Upgraded(v)) => UnitResult::Done(format!("upgraded, revision {v}")),
                         Ok(Outcome::Unchanged(v)) => UnitResult::Done(format!("unchanged (revision {v})")),
-                        Err(e) => UnitResult::Failed(e.to_string()),
+                        Err(e) => UnitResult::Failed(tenant_failure(&e, &r.impersonate.username())),
                     }
                 }
             }
@@ -257,6 +263,18 @@ async fn apply_cluster(
         tracing::warn!("cluster {name}: releasing the apply lock: {e}");
     }
     out
+}
+
+/// A failure of work done as a tenant (`user`), with what the tenant may do when the API
+/// server refused it.
+fn tenant_failure(e: &KubeError, user: &str) -> String {
+    if e.status() == Some(403) {
+        format!(
+            "{e}\n  Harmony applies and uninstalls a release as its tenant's ServiceAccount ({user}), which may change objects only inside the tenant's namespaces; `harmony plan` names the objects of a release that reach outside them"
+        )
+    } else {
+        e.to_string()
+    }
 }
 
 /// Uninstalls the releases Harmony wrote that are no longer in the repository, then removes the
@@ -279,6 +297,9 @@ async fn prune(name: &str, admin: &Cluster, work: &[Work<'_>], opts: &ApplyOptio
             return vec![UnitOutcome { unit: format!("cluster/{name}"), cluster: name.to_string(), result }];
         }
     };
+    for w in &obs.warnings {
+        tracing::warn!("cluster {name}: {w}");
+    }
     let releases: BTreeSet<(String, String)> = work
         .iter()
         .filter_map(|w| match w {
@@ -304,9 +325,19 @@ async fn prune(name: &str, admin: &Cluster, work: &[Work<'_>], opts: &ApplyOptio
         let result = if stop.load(Ordering::SeqCst) {
             UnitResult::Skipped("stopped: an earlier unit failed (--fail-fast)".into())
         } else {
-            match release::uninstall(admin, ns, rel, &opts.release, jiff::Timestamp::now).await {
-                Ok(_) => UnitResult::Done(format!("uninstalled (left the repository; was revision {})", live.observed.revision)),
-                Err(e) => UnitResult::Failed(format!("uninstalling: {e}")),
+            // As the namespace's tenant, as it was installed: the record is the tenant's to
+            // write, so what it asks for must be limited to what the tenant may do.
+            match obs.namespace_user(ns) {
+                None => UnitResult::Failed(format!(
+                    "not uninstalled: namespace {ns} belongs to no tenant on this cluster any more (or its ServiceAccount is gone), and Harmony uninstalls a release only as its namespace's tenant; `helm uninstall {rel} -n {ns}` removes it"
+                )),
+                Some(user) => {
+                    let uninstall = async { release::uninstall(&admin.impersonating(&user)?, ns, rel, &opts.release, jiff::Timestamp::now).await };
+                    match uninstall.await {
+                        Ok(_) => UnitResult::Done(format!("uninstalled (left the repository; was revision {})", live.observed.revision)),
+                        Err(e) => UnitResult::Failed(format!("uninstalling: {}", tenant_failure(&e, &user))),
+                    }
+                }
             }
         };
         out.push(outcome(id, result));

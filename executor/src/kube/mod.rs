@@ -7,6 +7,7 @@ pub mod observe;
 pub mod readiness;
 pub mod record;
 pub mod release;
+pub mod seal;
 pub mod tenant;
 
 use std::collections::HashMap;
@@ -28,8 +29,9 @@ pub enum KubeError {
     /// The kubeconfig or context cannot be used.
     #[error("kubeconfig: {0}")]
     Config(String),
-    /// The API server refused or failed a request.
-    #[error("{action}: {source}")]
+    /// The API server refused or failed a request (shown as the server's own sentence and the
+    /// status, never the client's debug form).
+    #[error("{action}: {}", api_message(.source))]
     Api {
         /// What Harmony was doing (`apply Deployment apps/web`).
         action: String,
@@ -52,6 +54,24 @@ pub enum KubeError {
     /// The target moved since it was planned (compare-and-set refused).
     #[error("stale: {0}")]
     Stale(String),
+    /// A Helm hook failed (`pre-install hook templates/migrate.yaml`).
+    #[error("{what} failed: {source}")]
+    Hook {
+        /// Which hook.
+        what: String,
+        /// Why.
+        #[source]
+        source: Box<KubeError>,
+    },
+}
+
+/// The API server's message and status (`… is forbidden: User "…" cannot … (403 Forbidden)`),
+/// or the client's error with its causes.
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if !s.message.is_empty() => format!("{} ({} {})", s.message, s.code, s.reason),
+        e => error_chain(e),
+    }
 }
 
 impl KubeError {
@@ -59,6 +79,7 @@ impl KubeError {
     pub fn status(&self) -> Option<u16> {
         match self {
             KubeError::Api { source: kube::Error::Api(s), .. } => Some(s.code),
+            KubeError::Hook { source, .. } => source.status(),
             _ => None,
         }
     }
@@ -74,6 +95,7 @@ pub struct Cluster {
     config: kube::Config,
     client: kube::Client,
     resources: Mutex<HashMap<(String, String), (ApiResource, ApiCapabilities)>>,
+    seal: Option<record::SealKey>,
 }
 
 impl Cluster {
@@ -93,7 +115,19 @@ impl Cluster {
     pub fn from_config(mut config: kube::Config) -> Result<Cluster, KubeError> {
         config.read_timeout = Some(Duration::from_secs(60));
         let client = kube::Client::try_from(config.clone()).map_err(|e| KubeError::Config(e.to_string()))?;
-        Ok(Cluster { config, client, resources: Mutex::new(HashMap::new()) })
+        Ok(Cluster { config, client, resources: Mutex::new(HashMap::new()), seal: None })
+    }
+
+    /// Seal every release record Harmony writes through this cluster (and the clusters made
+    /// from it with [`Cluster::impersonating`]) with `key`, and uninstall only records that
+    /// carry its seal ([`seal`]).
+    pub fn set_seal_key(&mut self, key: record::SealKey) {
+        self.seal = Some(key);
+    }
+
+    /// The key set with [`Cluster::set_seal_key`].
+    pub fn seal_key(&self) -> Option<&record::SealKey> {
+        self.seal.as_ref()
     }
 
     /// The same cluster, every request impersonating `user` (`Impersonate-User`), so the API
@@ -101,7 +135,9 @@ impl Cluster {
     pub fn impersonating(&self, user: &str) -> Result<Cluster, KubeError> {
         let mut config = self.config.clone();
         config.auth_info.impersonate = Some(user.to_string());
-        Cluster::from_config(config)
+        let mut c = Cluster::from_config(config)?;
+        c.seal = self.seal.clone();
+        Ok(c)
     }
 
     /// The API server's URL.

@@ -4,7 +4,14 @@
 //! (`owner=helm`, as Helm labels them; only deployed ones are decoded, the others' labels give
 //! each release's latest revision) and the objects of tenant access
 //! (`app.kubernetes.io/managed-by=harmony`). Releases are pruned only when their deployed record
-//! was written by Harmony: a release someone installed with `helm` is never touched.
+//! carries Harmony's seal: a release someone installed with `helm` is never touched, nor a record
+//! a tenant wrote (tenants can write Secrets in their namespaces, so they can write records).
+//!
+//! What a tenant can write is read for what it is: a record belongs to the namespace of its
+//! Secret, whatever it says inside; an access object (ServiceAccount, Role, RoleBinding) counts
+//! for a tenant only inside a namespace labelled as that tenant's (namespaces are cluster-scoped:
+//! only Harmony labels them). A record that cannot be read is a warning, not a failure: one
+//! tenant's garbage must not stop every tenant's plan.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,7 +32,7 @@ use super::{Cluster, KubeError, api_err};
 pub struct LiveRelease {
     /// What the planner compares with.
     pub observed: ObservedRelease,
-    /// Whether Harmony wrote the deployed record.
+    /// Whether Harmony wrote the deployed record: it carries the cluster's seal.
     pub harmony: bool,
     /// The unit Harmony applied it from (`release/<cluster>/<namespace>/<name>`).
     pub unit: Option<String>,
@@ -67,6 +74,9 @@ pub struct ClusterObservation {
     /// Tenant access objects Harmony applied, live, by `Kind/namespace/name` (`Kind/name` for
     /// namespaces), per tenant.
     pub tenant_objects: BTreeMap<String, BTreeMap<String, Value>>,
+    /// What was read but ignored, and why (records that cannot be decoded or that claim another
+    /// namespace): for the user, never a reason to fail.
+    pub warnings: Vec<String>,
 }
 
 /// The key tenant access objects are compared by.
@@ -95,9 +105,14 @@ pub fn observed_release(r: &Release, resource_version: &str) -> Result<ObservedR
     })
 }
 
-/// Reads a cluster's deployed releases and Harmony's tenant access objects.
+/// Reads a cluster's deployed releases and Harmony's tenant access objects (and the cluster's
+/// seal key, to tell Harmony's records from others).
 pub async fn observe_cluster(cluster: &Cluster) -> Result<ClusterObservation, KubeError> {
     let mut out = ClusterObservation::default();
+    let seal = match cluster.seal_key() {
+        Some(k) => Some(k.clone()),
+        None => super::seal::load(cluster).await?,
+    };
     let records: Api<Secret> = Api::all(cluster.client().clone());
     let list = records.list(&ListParams::default().labels("owner=helm")).await.map_err(api_err("list release records".to_string()))?;
     let records: Vec<&Secret> = list.items.iter().filter(|s| s.type_.as_deref() == Some(SECRET_TYPE)).collect();
@@ -114,17 +129,38 @@ pub async fn observe_cluster(cluster: &Cluster) -> Result<ClusterObservation, Ku
             *e = (version, s);
         }
     }
+    // A record as the planner sees it, keyed by its Secret's namespace; one that cannot be read,
+    // or that claims another namespace, is a warning.
+    let read = |s: &Secret, warnings: &mut Vec<String>| {
+        let (ns, secret) = (s.metadata.namespace.clone().unwrap_or_default(), s.metadata.name.clone().unwrap_or_default());
+        let r = Release::from_secret(s).map_err(|e| e.to_string()).and_then(|r| {
+            if r.namespace == ns {
+                Ok(r)
+            } else {
+                Err(format!("it claims namespace `{}`, but a record belongs to its Secret's namespace", r.namespace))
+            }
+        });
+        let observed = r.and_then(|r| Ok((observed_release(&r, s.metadata.resource_version.as_deref().unwrap_or_default()).map_err(|e| e.to_string())?, r)));
+        match observed {
+            Ok((observed, r)) => {
+                let unit = r.extra.get(UNIT_ID_FIELD).and_then(Value::as_str).map(String::from);
+                let harmony = written_by_harmony(&r) && seal.as_ref().is_some_and(|k| k.verifies(&r, &ns, &secret));
+                Some(((ns, r.name.clone()), u64::from(r.version), LiveRelease { observed, harmony, unit, config: r.config }))
+            }
+            Err(e) => {
+                warnings.push(format!("ignored release record {ns}/{secret}: {e}"));
+                None
+            }
+        }
+    };
     for s in records.into_iter().filter(|s| label(s, "status").as_deref() == Some("deployed")) {
-        let r = Release::from_secret(s).map_err(|e| KubeError::Release(e.to_string()))?;
-        let key = (r.namespace.clone(), r.name.clone());
+        let Some((key, version, mut live)) = read(s, &mut out.warnings) else { continue };
         // Two records labelled deployed (an interrupted Helm operation): the newest counts.
-        if out.releases.get(&key).is_some_and(|l| l.observed.revision > u64::from(r.version)) {
+        if out.releases.get(&key).is_some_and(|l| l.observed.revision > version) {
             continue;
         }
-        let mut observed = observed_release(&r, s.metadata.resource_version.as_deref().unwrap_or_default())?;
-        observed.latest_revision = latest.get(&key).map(|(l, _)| *l).filter(|l| *l > observed.revision);
-        let unit = r.extra.get(UNIT_ID_FIELD).and_then(Value::as_str).map(String::from);
-        out.releases.insert(key, LiveRelease { observed, harmony: written_by_harmony(&r), unit, config: r.config });
+        live.observed.latest_revision = latest.get(&key).map(|(l, _)| *l).filter(|l| *l > live.observed.revision);
+        out.releases.insert(key, live);
     }
     // Releases with a history but no deployed revision (a failed install, a failed rollback):
     // seen through their latest record, so a plan never shows them as a fresh install, and one
@@ -133,11 +169,9 @@ pub async fn observe_cluster(cluster: &Cluster) -> Result<ClusterObservation, Ku
         if out.releases.contains_key(&key) {
             continue;
         }
-        let r = Release::from_secret(s).map_err(|e| KubeError::Release(e.to_string()))?;
-        let mut observed = observed_release(&r, s.metadata.resource_version.as_deref().unwrap_or_default())?;
-        observed.undeployed = true;
-        let unit = r.extra.get(UNIT_ID_FIELD).and_then(Value::as_str).map(String::from);
-        out.releases.insert(key, LiveRelease { observed, harmony: written_by_harmony(&r), unit, config: r.config });
+        let Some((_, _, mut live)) = read(s, &mut out.warnings) else { continue };
+        live.observed.undeployed = true;
+        out.releases.insert(key, live);
     }
     let selector = format!("app.kubernetes.io/managed-by={MANAGED_BY},{TENANT_LABEL}");
     let lp = ListParams::default().labels(&selector);
@@ -162,8 +196,20 @@ pub async fn observe_cluster(cluster: &Cluster) -> Result<ClusterObservation, Ku
     for o in Api::<RoleBinding>::all(c).list(&lp).await.map_err(api_err(what))?.items {
         live.push(typed(serde_json::to_value(o).expect("serialises"), "rbac.authorization.k8s.io/v1", "RoleBinding"));
     }
+    // Namespaces are cluster-scoped: only Harmony's credentials label them. A namespaced object
+    // counts for the tenant whose label its namespace carries, whatever its own label says.
+    let owner: BTreeMap<String, String> = live
+        .iter()
+        .filter(|o| o["kind"] == "Namespace")
+        .filter_map(|o| Some((o["metadata"]["name"].as_str()?.to_string(), o["metadata"]["labels"][TENANT_LABEL].as_str()?.to_string())))
+        .collect();
     for o in live {
         let Some(tenant) = o["metadata"]["labels"][TENANT_LABEL].as_str().map(String::from) else { continue };
+        if let Some(ns) = o["metadata"]["namespace"].as_str()
+            && owner.get(ns) != Some(&tenant)
+        {
+            continue;
+        }
         out.tenant_objects.entry(tenant).or_default().insert(object_key(&o), o);
     }
     Ok(out)
@@ -210,6 +256,15 @@ impl ClusterObservation {
             None => (String::new(), namespaces.iter().next().cloned().unwrap_or_default()),
         };
         Some(Access { tenant: tenant.to_string(), namespaces: namespaces.into_iter().collect(), service_account: sa_name, service_account_namespace: sa_ns })
+    }
+
+    /// The user Harmony impersonates for what lives in namespace `ns`: the ServiceAccount of
+    /// the tenant whose label the namespace carries (`None`: no tenant's, or no ServiceAccount).
+    pub fn namespace_user(&self, ns: &str) -> Option<String> {
+        let key = format!("Namespace/{ns}");
+        let (tenant, _) = self.tenant_objects.iter().find(|(_, objs)| objs.contains_key(&key))?;
+        let access = self.tenant_access(tenant)?;
+        (!access.service_account.is_empty()).then(|| access.username())
     }
 
     /// A tenant's access as the planner sees it: the live objects, cut down to the fields

@@ -238,6 +238,71 @@ impl Release {
     }
 }
 
+/// The field of a record that proves Harmony wrote it: `hmac-sha256:<base64>` of the record's
+/// canonical JSON (everything but this field) under the cluster's [`SealKey`]. Helm ignores it
+/// (and drops it when it rewrites a record, so a release last written by `helm` is not
+/// Harmony's). A tenant can write records in its own namespaces, but cannot read the key, so it
+/// cannot make a record that verifies (ADR 0009).
+pub const SEAL_FIELD: &str = "harmony_seal";
+
+/// A cluster's key for sealing release records: 32 random bytes kept in a Secret of Harmony's
+/// own namespace (`kube-system`), which no tenant can read. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealKey([u8; 32]);
+
+impl std::fmt::Debug for SealKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealKey(…)")
+    }
+}
+
+impl SealKey {
+    /// A new random key.
+    pub fn generate() -> Result<SealKey, String> {
+        let mut k = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut k).map_err(|_| "the system's random number generator failed".to_string())?;
+        Ok(SealKey(k))
+    }
+
+    /// From stored bytes (exactly 32).
+    pub fn from_bytes(b: &[u8]) -> Option<SealKey> {
+        Some(SealKey(b.try_into().ok()?))
+    }
+
+    /// The stored bytes.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    fn mac_input(r: &Release) -> Vec<u8> {
+        let mut unsealed = r.clone();
+        unsealed.extra.remove(SEAL_FIELD);
+        harmony_compiler::hash::canonical_json(&unsealed).into_bytes()
+    }
+
+    /// Seals `r`: sets [`SEAL_FIELD`] over everything else in it.
+    pub fn seal(&self, r: &mut Release) {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &self.0);
+        let tag = aws_lc_rs::hmac::sign(&key, &SealKey::mac_input(r));
+        r.extra.insert(SEAL_FIELD.into(), Value::from(format!("hmac-sha256:{}", B64.encode(tag.as_ref()))));
+    }
+
+    /// Whether `r`, read from the Secret `secret_name` in `secret_namespace`, carries this key's
+    /// seal and sits where it was sealed (its own namespace and Secret name): a record copied
+    /// into another namespace, or edited in any field, does not verify. Constant-time.
+    pub fn verifies(&self, r: &Release, secret_namespace: &str, secret_name: &str) -> bool {
+        let Some(tag) = r.extra.get(SEAL_FIELD).and_then(Value::as_str).and_then(|s| s.strip_prefix("hmac-sha256:")).and_then(|b| B64.decode(b).ok())
+        else {
+            return false;
+        };
+        if r.namespace != secret_namespace || r.secret_name() != secret_name {
+            return false;
+        }
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &self.0);
+        aws_lc_rs::hmac::verify(&key, &SealKey::mac_input(r), &tag).is_ok()
+    }
+}
+
 /// `sh.helm.release.v1.<release>.v<revision>`.
 pub fn secret_name(release: &str, revision: u32) -> String {
     format!("sh.helm.release.v1.{release}.v{revision}")
@@ -300,6 +365,27 @@ mod tests {
     fn rejects_what_is_not_a_record() {
         assert!(matches!(Release::decode("s", b"%%%"), Err(RecordError::Decode { .. })));
         assert!(Release::decode("s", B64.encode(b"{\"name\": 1}").as_bytes()).unwrap_err().to_string().contains("Secret s: cannot decode"));
+    }
+
+    #[test]
+    fn a_seal_verifies_only_where_and_as_it_was_made() {
+        let key = SealKey::generate().unwrap();
+        let mut r = Release::from_secret(&helm_written()).unwrap();
+        assert!(!key.verifies(&r, "default", "sh.helm.release.v1.demo.v1"), "a record Helm wrote carries no seal");
+        key.seal(&mut r);
+        assert!(key.verifies(&r, "default", "sh.helm.release.v1.demo.v1"));
+        let again = Release::decode("s", r.encode().as_bytes()).unwrap();
+        assert!(key.verifies(&again, "default", "sh.helm.release.v1.demo.v1"), "the seal survives the record's encoding");
+        assert!(!key.verifies(&r, "other", "sh.helm.release.v1.demo.v1"), "copied into another namespace");
+        assert!(!key.verifies(&r, "default", "sh.helm.release.v1.demo.v2"), "under another Secret name");
+        assert!(!SealKey::generate().unwrap().verifies(&r, "default", "sh.helm.release.v1.demo.v1"), "another cluster's key");
+        let mut edited = r.clone();
+        edited.manifest.push_str("---\nkind: ConfigMap\n");
+        assert!(!key.verifies(&edited, "default", "sh.helm.release.v1.demo.v1"), "an edited manifest");
+        let mut moved = r.clone();
+        moved.namespace = "other".into();
+        assert!(!key.verifies(&moved, "other", "sh.helm.release.v1.demo.v1"), "the namespace inside is sealed too");
+        assert_eq!(format!("{key:?}"), "SealKey(…)");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{Map, Value};
 
 use super::readiness::{JobState, job_state, not_ready};
-use super::record::{Hook, HookExecution, Info, Release, Status, go_time, history_selector};
+use super::record::{Hook, HookExecution, Info, Release, SEAL_FIELD, Status, go_time, history_selector};
 use super::{Cluster, KubeError, api_err};
 
 /// Marks records Harmony wrote, so an interrupted Harmony apply can be told apart from a Helm
@@ -182,6 +182,8 @@ pub struct Stored {
     pub release: Release,
     /// `metadata.resourceVersion` of its Secret.
     pub resource_version: String,
+    /// The Secret's name.
+    pub secret: String,
 }
 
 fn secrets(cluster: &Cluster, ns: &str) -> Api<Secret> {
@@ -201,14 +203,38 @@ pub async fn history(cluster: &Cluster, ns: &str, name: &str) -> Result<Vec<Stor
             continue;
         }
         let release = Release::from_secret(s).map_err(|e| KubeError::Release(e.to_string()))?;
-        out.push(Stored { release, resource_version: s.metadata.resource_version.clone().unwrap_or_default() });
+        let secret = s.metadata.name.clone().unwrap_or_default();
+        // Whoever can write Secrets in `ns` can write a record claiming another namespace.
+        if release.namespace != ns {
+            return Err(KubeError::Release(format!(
+                "release record {ns}/{secret} says it belongs to namespace `{}`: a namespace's releases are read only from records of that namespace; delete the Secret",
+                release.namespace
+            )));
+        }
+        out.push(Stored { release, resource_version: s.metadata.resource_version.clone().unwrap_or_default(), secret });
     }
     out.sort_by_key(|s| s.release.version);
     Ok(out)
 }
 
+/// `r` as it is stored: sealed with the cluster's key when Harmony wrote it (a record Helm
+/// wrote and Harmony only supersedes keeps no seal: it is not Harmony's).
+fn sealed(cluster: &Cluster, r: &Release) -> Release {
+    let mut r = r.clone();
+    match cluster.seal_key() {
+        Some(k) if written_by_harmony(&r) => k.seal(&mut r),
+        _ => _ = r.extra.remove(SEAL_FIELD),
+    }
+    r
+}
+
+/// Whether `cluster`'s seal key verifies the stored record `s` (read from its namespace).
+fn seal_verifies(cluster: &Cluster, s: &Stored) -> bool {
+    cluster.seal_key().is_some_and(|k| k.verifies(&s.release, &s.release.namespace, &s.secret))
+}
+
 async fn create_record(cluster: &Cluster, r: &Release, now: jiff::Timestamp) -> Result<String, KubeError> {
-    let created = secrets(cluster, &r.namespace).create(&PostParams::default(), &r.to_secret(now.as_second())).await.map_err(api_err(format!(
+    let created = secrets(cluster, &r.namespace).create(&PostParams::default(), &sealed(cluster, r).to_secret(now.as_second())).await.map_err(api_err(format!(
         "create release record {}/{}",
         r.namespace,
         r.secret_name()
@@ -217,7 +243,7 @@ async fn create_record(cluster: &Cluster, r: &Release, now: jiff::Timestamp) -> 
 }
 
 async fn update_record(cluster: &Cluster, r: &Release, resource_version: &str, now: jiff::Timestamp) -> Result<String, KubeError> {
-    let mut s = r.to_secret(now.as_second());
+    let mut s = sealed(cluster, r).to_secret(now.as_second());
     s.metadata.resource_version = Some(resource_version.to_string());
     let updated = secrets(cluster, &r.namespace).replace(&r.secret_name(), &PostParams::default(), &s).await.map_err(api_err(format!(
         "update release record {}/{}",
@@ -297,9 +323,12 @@ pub async fn install_or_upgrade(cluster: &Cluster, desired: &Desired, opts: &Opt
         if r.manifest == manifest && r.config == desired.config && r.chart["metadata"] == desired.chart["metadata"] && same_hooks {
             // The unit changed in a way that renders the same: record the new identity (no new
             // revision) so the planner sees the release as up to date.
+            // A record without a valid seal (written before records were sealed, or by the
+            // tenant) gets Harmony's seal: its content is exactly what Harmony would write.
             let recorded = |f: &str| r.extra.get(f).and_then(Value::as_str);
             if (desired.unit_hash.is_some() && recorded(UNIT_HASH_FIELD) != desired.unit_hash.as_deref())
                 || (desired.unit_id.is_some() && recorded(UNIT_ID_FIELD) != desired.unit_id.as_deref())
+                || (cluster.seal_key().is_some() && !seal_verifies(cluster, d))
             {
                 let mut rel = r.clone();
                 mark_written(&mut rel.extra);
@@ -495,15 +524,17 @@ async fn run_hooks(cluster: &Cluster, rel: &mut Release, event: &str, opts: &Opt
     let ns = rel.namespace.clone();
     for i in order {
         let hook = &rel.hooks[i];
-        let obj = parse_doc(&hook.manifest)?.ok_or_else(|| KubeError::Manifest(format!("hook {} is empty", hook.path)))?;
+        let path = hook.path.clone();
+        let failed = |e: KubeError| KubeError::Hook { what: format!("{event} hook {path}"), source: Box::new(e) };
+        let obj = parse_doc(&hook.manifest).map_err(failed)?.ok_or_else(|| KubeError::Manifest(format!("hook {} is empty", hook.path)))?;
         // Helm's default policy is before-hook-creation.
         let policies: BTreeSet<&str> =
             if hook.delete_policies.is_empty() { BTreeSet::from(["before-hook-creation"]) } else { hook.delete_policies.iter().map(String::as_str).collect() };
         if policies.contains("before-hook-creation") {
-            cluster.delete(&obj, &ns).await?;
+            cluster.delete(&obj, &ns).await.map_err(failed)?;
         }
         let started = go_time(now());
-        cluster.apply(&obj, &ns).await?;
+        cluster.apply(&obj, &ns).await.map_err(failed)?;
         let outcome = if hook.kind == "Job" { wait_job(cluster, &obj, &ns, opts).await } else { Ok(()) };
         let policies: Vec<String> = policies.into_iter().map(String::from).collect();
         let hook = &mut rel.hooks[i];
@@ -511,9 +542,9 @@ async fn run_hooks(cluster: &Cluster, rel: &mut Release, event: &str, opts: &Opt
             HookExecution { started_at: started, completed_at: go_time(now()), phase: if outcome.is_ok() { "Succeeded".into() } else { "Failed".into() } };
         let delete_after = if outcome.is_ok() { "hook-succeeded" } else { "hook-failed" };
         if policies.iter().any(|p| p == delete_after) {
-            cluster.delete(&obj, &ns).await?;
+            cluster.delete(&obj, &ns).await.map_err(failed)?;
         }
-        outcome.map_err(|e| KubeError::Release(format!("{event} hook {} failed: {e}", hook.path)))?;
+        outcome.map_err(failed)?;
     }
     Ok(())
 }
@@ -575,12 +606,20 @@ pub async fn rollback(cluster: &Cluster, ns: &str, name: &str, to: Option<u32>, 
 
 /// Helm's uninstall (without `--keep-history`): pre-delete hooks, the deployed revision's
 /// objects in reverse install order (except `helm.sh/resource-policy: keep`), post-delete
-/// hooks, then every record. Returns false when there was no such release.
+/// hooks, then every record. Returns false when there was no such release. When `cluster`
+/// has a seal key (pruning), the record acted on must carry its seal: one that changed since
+/// it was observed, or that Harmony did not write, is refused.
 pub async fn uninstall(cluster: &Cluster, ns: &str, name: &str, opts: &Options, now: impl Fn() -> jiff::Timestamp) -> Result<bool, KubeError> {
     let hist = history(cluster, ns, name).await?;
     let Some(last) = hist.iter().rev().find(|s| s.release.info.status == Status::Deployed).or(hist.last()).cloned() else {
         return Ok(false);
     };
+    if cluster.seal_key().is_some() && !seal_verifies(cluster, &last) {
+        return Err(KubeError::Release(format!(
+            "release record {ns}/{} does not carry Harmony's seal: Harmony did not write it (or it was changed since), so Harmony will not uninstall it; `helm uninstall {name} -n {ns}` does, if it should go",
+            last.secret
+        )));
+    }
     let mut rel = last.release.clone();
     rel.info.status = Status::Uninstalling;
     rel.info.description = "Deletion in progress (or silently failed)".into();
