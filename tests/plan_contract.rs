@@ -372,6 +372,8 @@ async fn a_release_with_no_deployed_revision_is_planned_truthfully_and_pruned() 
     let current = stored.pop().unwrap();
     let mut rel = current.release.clone();
     rel.info.status = harmony_executor::kube::record::Status::Failed;
+    // As Harmony writes a failed revision: sealed (an edited record is no longer Harmony's).
+    harmony_executor::kube::seal::load(&cluster).await.unwrap().expect("apply made the cluster's seal key").seal(&mut rel);
     let mut secret = rel.to_secret(0);
     secret.metadata.resource_version = Some(current.resource_version.clone());
     let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(cluster.client().clone(), "acme-prod");
