@@ -169,10 +169,72 @@ fn failed_upgrade(name: &str, bad_version: &str, body: &str, want: &str) {
     failed_upgrade_after(name, bad_version, body, want, true, |_, _| {});
 }
 
+/// Replaces the published bytes of agent `version` in the object store with `bytes` (the signed
+/// description copied); with `declared_size`, the object's metadata then claims that size.
+fn replace_object(s: &Setup, version: &str, bytes: &[u8], declared_size: Option<usize>) {
+    use base64::Engine as _;
+    let url = s.f.server.url();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(url.as_str()).await.expect("connect"));
+        let store = js.get_object_store(harmony_schemas::fleet::AGENTS_OBJECT_STORE).await.expect("store");
+        let info = store.info(harmony_schemas::fleet::agent_object_name(version)).await.expect("published");
+        let meta = async_nats::jetstream::object_store::ObjectMetadata {
+            name: info.name.clone(),
+            description: info.description.clone(),
+            metadata: info.metadata.clone(),
+            ..Default::default()
+        };
+        store.put(meta, &mut &bytes[..]).await.expect("replace the bytes");
+        if let Some(size) = declared_size {
+            let mut info = store.info(harmony_schemas::fleet::agent_object_name(version)).await.expect("replaced");
+            info.size = size;
+            let subject = format!(
+                "$O.{}.M.{}",
+                harmony_schemas::fleet::AGENTS_OBJECT_STORE,
+                base64::engine::general_purpose::URL_SAFE.encode(harmony_schemas::fleet::agent_object_name(version))
+            );
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Rollup", "sub");
+            let ack = js.publish_with_headers(subject, headers, serde_json::to_vec(&info).expect("json").into()).await.expect("publish");
+            ack.await.expect("metadata rewritten");
+        }
+    });
+}
+
+/// The agent's peak resident memory (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()).expect("VmHWM");
+    kb * 1024
+}
+
+const HUGE: usize = 96 << 20;
+
+/// Issue 20, item 10. Someone with write access to the object store replaces a published agent
+/// with 96 MiB, its metadata still claiming the size the signed plan declares (so that apply's
+/// check passes): the agent streams the download to disk and aborts it as soon as more bytes
+/// arrive than declared, keeping nothing (it read the whole object into memory, then checked
+/// the digest). An object whose metadata names another size is refused before any chunk is
+/// read (`agent/src/upgrade.rs` test `downloads_check_the_declared_size_first_and_stream`).
+#[test]
+fn attack_agent_object_longer_than_declared_is_aborted() {
+    let body = "case \" $* \" in *\" --self-test \"*) echo ok; exit 0;; esac\nwhile :; do sleep 1; done";
+    let declared = format!("#!/bin/sh\n{body}\n").len();
+    let s = failed_upgrade_after("upg-long", "0.1.1-long", body, "download aborted after", false, |s, _| {
+        replace_object(s, "0.1.1-long", &vec![0x5a; HUGE], Some(declared))
+    });
+    let (pid, _) = exactly_one(&s.device);
+    let peak = peak_rss(pid);
+    assert!(peak < (HUGE / 2) as u64, "the agent's memory peaked at {peak} bytes for a {HUGE}-byte object");
+    let partial: Vec<_> = std::fs::read_dir(&s.install).expect("install dir").flatten().map(|e| e.file_name()).collect();
+    assert!(partial.iter().all(|n| !n.to_string_lossy().contains("partial")), "a partial download was left: {partial:?}");
+}
+
 /// [`failed_upgrade`], calling `meddle(setup, published binary)` between publishing and
 /// applying; `kept`: whether the new version's binary stays on disk (verified binaries are never
 /// deleted; refused ones are never written).
-fn failed_upgrade_after(name: &str, bad_version: &str, body: &str, want: &str, kept: bool, meddle: impl Fn(&Setup, &Path)) {
+fn failed_upgrade_after(name: &str, bad_version: &str, body: &str, want: &str, kept: bool, meddle: impl Fn(&Setup, &Path)) -> Setup {
     let mut s = setup(name, "4");
     let bad = script(s.f.dir.path(), "bad-agent", body);
     publish(&s, bad_version, &bad);
@@ -196,6 +258,7 @@ fn failed_upgrade_after(name: &str, bad_version: &str, body: &str, want: &str, k
     // Status says why, in words.
     let human = text(&s.f.harmony(&["status"]));
     assert!(human.contains(&format!("agent upgrade {OLD} → {bad_version} (generation 2): failed")), "{human}");
+    s
 }
 
 #[test]
@@ -229,20 +292,7 @@ fn a_binary_swapped_in_the_object_store_is_refused_by_its_digest() {
             let mut bytes = std::fs::read(published).expect("read");
             let last = bytes.len() - 2;
             bytes[last] ^= 0x01;
-            let url = s.f.server.url();
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            rt.block_on(async {
-                let js = async_nats::jetstream::new(async_nats::connect(url.as_str()).await.expect("connect"));
-                let store = js.get_object_store(harmony_schemas::fleet::AGENTS_OBJECT_STORE).await.expect("store");
-                let info = store.info(harmony_schemas::fleet::agent_object_name(version)).await.expect("published");
-                let meta = async_nats::jetstream::object_store::ObjectMetadata {
-                    name: info.name.clone(),
-                    description: info.description.clone(),
-                    metadata: info.metadata.clone(),
-                    ..Default::default()
-                };
-                store.put(meta, &mut bytes.as_slice()).await.expect("swap the bytes");
-            });
+            replace_object(s, version, &bytes, None);
         },
     );
 }

@@ -12,6 +12,8 @@
 //!   the generated read-only identity alone; apply, KV writes, deletions, commands and other
 //!   clients' inboxes are refused.
 //! - `signing_key_rotation_keeps_agents_converging_and_retires_the_old_key`.
+//! - Issue 20's attacks by a device: `attack_device_rollup_erases_every_status` (item 5),
+//!   `attack_device_consumer_delivers_into_another_devices_plan` (item 6).
 //!
 //! Needs nats-server (scripts/install-test-deps.sh) and the agent binary (built on demand).
 
@@ -813,4 +815,98 @@ fn an_agent_with_generated_credentials_upgrades_itself() {
             let _ = Command::new("kill").args(["-KILL", &e.file_name().to_string_lossy()]).status();
         }
     }
+}
+
+/// Issue 20, item 5. A device may write its own status and heartbeat keys; a write carrying
+/// `Nats-Rollup: all` would make JetStream erase every other key of the bucket (every device's
+/// status or heartbeat: every rollout health gate then fails). The buckets refuse roll-ups
+/// and purges (stream configuration: nats-server answers "rollup not permitted"), including a
+/// bucket an older Harmony created with them allowed, which apply changes.
+#[test]
+fn attack_device_rollup_erases_every_status() {
+    let mut f = Secure::new("rollup", &["a", "b"]);
+    let (a, b) = (f.devices[0].clone(), f.devices[1].clone());
+    let rt = rt();
+    // The status bucket as an older Harmony made it (async-nats' defaults: roll-ups allowed);
+    // the heartbeat bucket is left to apply to create.
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(f.harmony_client().await);
+        js.create_key_value(async_nats::jetstream::kv::Config { bucket: STATUS_BUCKET.into(), history: 1, ..Default::default() }).await.expect("old status bucket");
+    });
+    f.apply("k1.key");
+    f.start_agent(&a);
+    f.start_agent(&b);
+    f.wait_ready(&a, 1);
+    f.wait_ready(&b, 1);
+    let seed_a = f.seed(&a);
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(f.harmony_client().await);
+        let statuses = js.get_key_value(STATUS_BUCKET).await.expect("status bucket");
+        let heartbeats = js.get_key_value(HEARTBEATS_BUCKET).await.expect("heartbeat bucket");
+        let dev = DeviceClient::connect(&f.server.url(), &a, &seed_a).await.expect("a connects");
+        for (bucket, store) in [(STATUS_BUCKET, &statuses), (HEARTBEATS_BUCKET, &heartbeats)] {
+            for rollup in ["all", "sub"] {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Rollup", rollup);
+                let ack = dev
+                    .client
+                    .request_with_headers(format!("$KV.{bucket}.{a}"), headers, b"{}".to_vec().into())
+                    .await
+                    .expect("the server answers a's write to its own key");
+                let ack = String::from_utf8_lossy(&ack.payload).into_owned();
+                // b's entry survived (checked at once: b's agent rewrites its heartbeat every second).
+                assert!(store.get(&b).await.expect("read b").is_some(), "{bucket}: b's entry was erased by a's `Nats-Rollup: {rollup}` write ({ack})");
+                assert!(ack.contains("rollup not permitted"), "{bucket}: a's `Nats-Rollup: {rollup}` write was accepted: {ack}");
+            }
+            // Nor may the stream be purged (by Harmony's own identity either: nobody needs to).
+            let purge = js.get_stream(format!("KV_{bucket}")).await.expect("stream").purge().await;
+            assert!(purge.is_err(), "{bucket}: the stream can be purged");
+        }
+    });
+    // b is still seen ready (its status and heartbeat are there).
+    let d = f.status(&b);
+    assert_eq!(d["condition"], "ready", "{d:#}");
+}
+
+/// Issue 20, item 6. A push consumer's delivery subject is not checked against its creator's
+/// permissions (nats-server#8274): a device allowed to create a consumer on the agents object
+/// store (as async-nats' object-store download did) has the store's chunks delivered to another
+/// device's plan subject — its agent subscribes there, so every chunk is a forged "plan" it
+/// must reject (rejections in its status, and a flood the attacker can repeat at will with as
+/// many consumers as it likes). Devices may create no consumer at all: agents download binaries
+/// with direct gets (`an_agent_with_generated_credentials_upgrades_itself`).
+#[test]
+fn attack_device_consumer_delivers_into_another_devices_plan() {
+    let mut f = Secure::new("push", &["a", "b"]);
+    let (a, b) = (f.devices[0].clone(), f.devices[1].clone());
+    f.apply("k1.key");
+    // Something in the agents object store to deliver.
+    let binary = f.dir.path().join("agent-9.9.9");
+    std::fs::write(&binary, b"#!/bin/sh\necho harmony-agent 9.9.9\n").unwrap();
+    let out = f.harmony(&["fleet", "publish-agent", "--fleet", "pico", "--agent-version", "9.9.9", &binary.to_string_lossy(), "--signing-key-file", &f.key_file("k1.key")]);
+    assert!(out.status.success(), "publish-agent: {}", text(&out));
+    f.start_agent(&a);
+    f.start_agent(&b);
+    f.wait_ready(&a, 1);
+    f.wait_ready(&b, 1);
+    let seed_a = f.seed(&a);
+    let stream = format!("OBJ_{}", harmony_schemas::fleet::AGENTS_OBJECT_STORE);
+    rt().block_on(async {
+        let dev = DeviceClient::connect(&f.server.url(), &a, &seed_a).await.expect("a connects");
+        let push = |deliver: &str| {
+            serde_json::json!({ "stream_name": stream, "config": { "deliver_subject": deliver, "deliver_policy": "all", "ack_policy": "none" } }).to_string()
+        };
+        // Into b's plan subject (b's agent listens there), b's inbox, b's commands.
+        dev.refused_request(&format!("$JS.API.CONSUMER.CREATE.{stream}"), push(&format!("$KV.{PLANS_BUCKET}.{b}")).as_bytes()).await;
+        dev.refused_request(&format!("$JS.API.CONSUMER.CREATE.{stream}.x"), push(&format!("{}.x", device_inbox_prefix(&b))).as_bytes()).await;
+        dev.refused_request(&format!("$JS.API.CONSUMER.CREATE.{stream}.y.$O.>"), push(&command_subject(&b, Verb::Ping)).as_bytes()).await;
+        dev.refused_request(&format!("$JS.API.CONSUMER.DURABLE.CREATE.{stream}.z"), push(&format!("$KV.{PLANS_BUCKET}.{b}")).as_bytes()).await;
+        // Nor does it need the stream's info.
+        dev.refused_request(&format!("$JS.API.STREAM.INFO.{stream}"), b"").await;
+    });
+    // Nothing reached b: no rejected "plan" in its status.
+    std::thread::sleep(Duration::from_secs(2));
+    let d = f.status(&b);
+    assert!(d["last_rejection"].is_null(), "b's agent received forged plans from a's consumer: {d:#}");
+    assert_eq!(d["condition"], "ready", "{d:#}");
 }

@@ -375,7 +375,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                 }
             }
         }
-        let mut up = Upgrades { js: &js, config: &config, shared: &shared, status_tx: &status_tx, published: published_rx, retire: &mut retire_rx };
+        let mut up = Upgrades { js: &js, config: &config, shared: &shared, status_tx: &status_tx, published: published_rx, retire: &mut retire_rx, reread: read_tx.clone() };
         let _ = trust_tx.send(trust.key_ids());
         set_fleet_keys(&shared, &trust);
         if let Some(plan) = &current {
@@ -588,20 +588,36 @@ struct Upgrades<'a> {
     status_tx: &'a watch::Sender<Option<DeviceStatus>>,
     published: watch::Receiver<u64>,
     retire: &'a mut mpsc::UnboundedReceiver<()>,
+    /// Asks for the plan entry to be read again (which runs the upgrade again): a retry.
+    reread: mpsc::UnboundedSender<()>,
 }
 
 impl Upgrades<'_> {
     /// After a reconcile: when `plan` names another agent version, upgrades (see [`crate::upgrade`]).
-    /// True when this agent was retired and must exit. A failed upgrade is reported and not
-    /// retried for the same plan generation.
+    /// True when this agent was retired and must exit. A failed upgrade is reported, and retried
+    /// only as [`crate::upgrade::next_attempt`] allows.
     async fn run(&mut self, plan: &DevicePlan, state: &mut PersistedState) -> bool {
+        use crate::upgrade::{Attempts, Failure, MAX_ATTEMPTS, Next, backoff, next_attempt};
         if plan.agent_version == AGENT_VERSION {
             return false;
         }
-        if state.upgrade.as_ref().is_some_and(|u| u.to == plan.agent_version && u.generation == plan.generation && u.state == UpgradeState::Failed) {
-            return false;
+        match next_attempt(state.upgrade_attempts.as_ref(), state.upgrade.as_ref(), &plan.agent_version, plan.generation, now_ms()) {
+            Next::Attempt => {}
+            Next::Wait(wait) => {
+                self.retry_after(wait);
+                return false;
+            }
+            Next::Done => return false,
+            Next::GiveUp => {
+                if let Some(report) = state.upgrade.clone() {
+                    self.failed(plan, state, report, format!("the agent stopped during each of the {MAX_ATTEMPTS} attempts; not tried again for this plan"));
+                }
+                return false;
+            }
         }
-        let mut report = UpgradeReport {
+        let count = state.upgrade_attempts.as_ref().filter(|a| a.to == plan.agent_version && a.generation == plan.generation).map_or(0, |a| a.count) + 1;
+        state.upgrade_attempts = Some(Attempts { to: plan.agent_version.clone(), generation: plan.generation, count, retry_at_ms: None });
+        let report = UpgradeReport {
             from: AGENT_VERSION.into(),
             to: plan.agent_version.clone(),
             generation: plan.generation,
@@ -620,13 +636,13 @@ impl Upgrades<'_> {
             // executor retires exactly that version.
             state.upgrade = Some(report.clone());
             if let Err(e) = state.save(&self.config.state_dir) {
-                return crate::upgrade::Outcome::Failed(e);
+                return crate::upgrade::Outcome::Failed(Failure { error: e, transient: true });
             }
             let status = self.status_with(state);
             let at = status.updated_at_ms;
             let _ = self.status_tx.send(Some(status));
             if tokio::time::timeout(Duration::from_secs(10), self.published.wait_for(|t| *t >= at)).await.is_err() {
-                return crate::upgrade::Outcome::Failed("the status could not be published (is NATS reachable?)".into());
+                return crate::upgrade::Outcome::Failed(Failure { error: "the status could not be published (is NATS reachable?)".into(), transient: true });
             }
             self.shared.upgrading.store(true, std::sync::atomic::Ordering::SeqCst);
             match crate::upgrade::start(self.js, self.config, plan, &args).await {
@@ -643,21 +659,47 @@ impl Upgrades<'_> {
                 crate::sdnotify::notify(&format!("MAINPID={new_pid}"));
                 true
             }
-            crate::upgrade::Outcome::Failed(e) => {
-                tracing::error!(to = %plan.agent_version, "agent upgrade failed: {e}");
-                report.state = UpgradeState::Failed;
-                report.error = Some(e.clone());
-                report.at_ms = now_ms();
-                state.upgrade = Some(report);
-                if let Err(e) = state.save(&self.config.state_dir) {
-                    tracing::error!("{e}");
-                }
-                let mut status = self.status_with(state);
-                status.last_error = Some(format!("agent upgrade to {} failed: {e}", plan.agent_version));
-                let _ = self.status_tx.send(Some(status));
+            crate::upgrade::Outcome::Failed(f) => {
+                let error = if !f.transient {
+                    f.error
+                } else if count < MAX_ATTEMPTS {
+                    let wait = backoff(count);
+                    if let Some(a) = state.upgrade_attempts.as_mut() {
+                        a.retry_at_ms = Some(now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)));
+                    }
+                    self.retry_after(wait);
+                    format!("{} (attempt {count} of {MAX_ATTEMPTS}; trying again in {} s)", f.error, wait.as_secs())
+                } else {
+                    format!("{} (attempt {count} of {MAX_ATTEMPTS}; not tried again for this plan)", f.error)
+                };
+                self.failed(plan, state, report, error);
                 false
             }
         }
+    }
+
+    /// Reports the upgrade failed (persisted, and in the status until another plan arrives).
+    fn failed(&self, plan: &DevicePlan, state: &mut PersistedState, mut report: UpgradeReport, e: String) {
+        tracing::error!(to = %plan.agent_version, "agent upgrade failed: {e}");
+        report.state = UpgradeState::Failed;
+        report.error = Some(e.clone());
+        report.at_ms = now_ms();
+        state.upgrade = Some(report);
+        if let Err(e) = state.save(&self.config.state_dir) {
+            tracing::error!("{e}");
+        }
+        let mut status = self.status_with(state);
+        status.last_error = Some(format!("agent upgrade to {} failed: {e}", plan.agent_version));
+        let _ = self.status_tx.send(Some(status));
+    }
+
+    /// Reads the plan entry again after `wait` (the upgrade then runs again).
+    fn retry_after(&self, wait: Duration) {
+        let reread = self.reread.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let _ = reread.send(());
+        });
     }
 
     fn status_with(&self, state: &PersistedState) -> DeviceStatus {

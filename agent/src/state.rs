@@ -26,9 +26,12 @@ pub struct PersistedState {
     /// Recent rejections (newest last).
     #[serde(default)]
     pub rejections: Vec<Rejection>,
-    /// The last agent upgrade attempted (a failed one is not retried for the same generation).
+    /// The last agent upgrade attempted (retried only as [`crate::upgrade::next_attempt`] allows).
     #[serde(default)]
     pub upgrade: Option<UpgradeReport>,
+    /// The attempts made at that upgrade.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_attempts: Option<crate::upgrade::Attempts>,
     /// Signing keys trusted and retired through the key chain of the accepted plans (merged over
     /// the configured `fleet_keys` at start; a retired key stays retired).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -161,9 +161,40 @@ pub fn agent_object_name(version: &str) -> String {
     format!("harmony-agent-{version}")
 }
 
+/// The subject of an object's metadata message in the [`AGENTS_OBJECT_STORE`]:
+/// `$O.harmony-agents.M.<padded URL-safe base64 of the name>`, as the NATS object store (and
+/// async-nats 0.51, `jetstream/object_store/mod.rs`) names it.
+pub fn agent_meta_subject(object: &str) -> String {
+    use base64::Engine as _;
+    format!("$O.{AGENTS_OBJECT_STORE}.M.{}", base64::engine::general_purpose::URL_SAFE.encode(object))
+}
+
+/// The subject of an object's chunks in the [`AGENTS_OBJECT_STORE`] (`nuid` from its metadata).
+pub fn agent_chunk_subject(nuid: &str) -> String {
+    format!("$O.{AGENTS_OBJECT_STORE}.C.{nuid}")
+}
+
 /// `sha256:<hex>` of `bytes`.
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex(&Sha256::digest(bytes)))
+    let mut d = Sha256Digest::default();
+    d.update(bytes);
+    d.finish()
+}
+
+/// [`sha256_digest`] of bytes fed piece by piece (a download, a file read in blocks).
+#[derive(Default, Clone)]
+pub struct Sha256Digest(Sha256);
+
+impl Sha256Digest {
+    /// Hashes `bytes` after what came before.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// `sha256:<hex>` of everything fed.
+    pub fn finish(self) -> String {
+        format!("sha256:{}", hex(&self.0.finalize()))
+    }
 }
 
 /// One deployment on the device.

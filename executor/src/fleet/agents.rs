@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use async_nats::jetstream::{self, object_store};
 use base64::Engine as _;
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use harmony_schemas::fleet::{AGENTS_OBJECT_STORE, AgentArtifact, SignedAgentArtifact, agent_object_name, sha256_digest};
+use harmony_schemas::fleet::{AGENTS_OBJECT_STORE, AgentArtifact, SignedAgentArtifact, agent_meta_subject, agent_object_name, sha256_digest};
 
 use super::{FleetError, nats_err};
 
@@ -77,7 +77,7 @@ pub async fn publish_agent(js: &jetstream::Context, key: &SigningKey, version: &
             // signature, rolled up onto its meta subject.
             let mut info = info;
             info.metadata = metadata;
-            let subject = format!("$O.{AGENTS_OBJECT_STORE}.M.{}", base64::engine::general_purpose::URL_SAFE.encode(&artifact.object));
+            let subject = agent_meta_subject(&artifact.object);
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Rollup", "sub");
             let body = serde_json::to_vec(&info).map_err(|e| nats_err(format!("re-signing agent {version}"), e))?;

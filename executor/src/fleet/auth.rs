@@ -131,19 +131,17 @@ pub fn device_permissions(device: &str) -> Permissions {
     }
 }
 
-/// What downloading an agent binary from [`AGENTS_OBJECT_STORE`] takes with async-nats 0.51
-/// (`ObjectStore::get`): the stream's info, a direct get of the object's metadata, and an
-/// ordered consumer over its chunks (delivered to the device's own inbox; flow-control replies
-/// are covered by `allow_responses`). Read-only, and only that stream: binaries are not secret,
-/// and the agent runs one only when its SHA-256 matches a plan signed by the fleet key.
+/// What downloading an agent binary from [`AGENTS_OBJECT_STORE`] takes (`agent/src/upgrade.rs`):
+/// direct gets on that stream only — its metadata by subject, then each chunk as the next message
+/// on its chunk subject (the un-keyed form, whose body names the subject: any message of that
+/// stream, nothing else). No stream info and no consumer: a consumer's push delivery subject is
+/// not checked against its creator's permissions (nats-server#8274), so an identity that may
+/// create one can have messages delivered to another device's subjects. Read-only: binaries
+/// are not secret, and the agent runs one only when its SHA-256 matches a plan signed by the
+/// fleet key.
 pub fn agent_download_subjects() -> Vec<String> {
     let stream = format!("OBJ_{AGENTS_OBJECT_STORE}");
-    vec![
-        format!("$JS.API.STREAM.INFO.{stream}"),
-        format!("$JS.API.DIRECT.GET.{stream}.$O.{AGENTS_OBJECT_STORE}.M.>"),
-        format!("$JS.API.CONSUMER.CREATE.{stream}"),
-        format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
-    ]
+    vec![format!("$JS.API.DIRECT.GET.{stream}"), format!("$JS.API.DIRECT.GET.{stream}.$O.{AGENTS_OBJECT_STORE}.M.>")]
 }
 
 /// The inbox prefix of the read-only identity: its replies and push-consumer deliveries come

@@ -97,32 +97,71 @@ pub async fn connect(opts: &NatsOptions) -> Result<async_nats::Client, FleetErro
 /// History kept for device plans (audit).
 pub const PLANS_HISTORY: i64 = 5;
 
+/// Whether a bucket's stream may be rolled up (`Nats-Rollup` headers) and purged.
+///
+/// A KV bucket is created by async-nats with roll-ups allowed (its `purge` is a roll-up of one
+/// key), so any client allowed to put one key could send `Nats-Rollup: all` and erase every
+/// other key of the bucket (issue 20, item 5). nats-server refuses such a message only by the
+/// stream's configuration (`allow_rollup_hdrs: false`: "rollup not permitted"); subject
+/// permissions cannot see headers. So every bucket that nobody purges is [`Rollups::Denied`]:
+/// roll-ups and the purge API are denied (`deny_purge` also makes the server refuse roll-ups, and
+/// can never be turned off again). Only the plans bucket keeps them: `harmony fleet revoke`
+/// purges a revoked device's plan, and only Harmony's own identity may write there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rollups {
+    /// Roll-ups and purges allowed (the plans bucket: written by Harmony only).
+    Allowed,
+    /// `allow_rollup_hdrs: false`, `deny_purge: true` (and async-nats' `deny_delete: true`).
+    Denied,
+}
+
 /// Creates (or opens) the plans, status and heartbeat buckets. Only the executor creates buckets.
+/// The status and heartbeat buckets (which devices write) deny roll-ups and purges; buckets made
+/// before they did are changed to deny them.
 pub async fn ensure_buckets(js: &jetstream::Context) -> Result<[kv::Store; 3], FleetError> {
-    let plans = ensure(js, PLANS_BUCKET, PLANS_HISTORY, Duration::ZERO).await?;
-    let status = ensure(js, STATUS_BUCKET, 1, Duration::ZERO).await?;
-    let heartbeats = ensure(js, HEARTBEATS_BUCKET, 1, Duration::ZERO).await?;
+    let plans = ensure(js, PLANS_BUCKET, PLANS_HISTORY, Duration::ZERO, Rollups::Allowed).await?;
+    let status = ensure(js, STATUS_BUCKET, 1, Duration::ZERO, Rollups::Denied).await?;
+    let heartbeats = ensure(js, HEARTBEATS_BUCKET, 1, Duration::ZERO, Rollups::Denied).await?;
     Ok([plans, status, heartbeats])
 }
 
 /// Creates (or opens) the rollouts bucket (one record per fleet).
 pub async fn ensure_rollouts_bucket(js: &jetstream::Context) -> Result<kv::Store, FleetError> {
-    ensure(js, harmony_schemas::fleet::ROLLOUTS_BUCKET, 1, Duration::ZERO).await
+    ensure(js, harmony_schemas::fleet::ROLLOUTS_BUCKET, 1, Duration::ZERO, Rollups::Denied).await
 }
 
 /// Creates (or opens) the locks bucket; `ttl` is its `max_age` (a lock not renewed expires).
 pub async fn ensure_locks_bucket(js: &jetstream::Context, ttl: Duration) -> Result<kv::Store, FleetError> {
-    ensure(js, LOCKS_BUCKET, 1, ttl).await
+    ensure(js, LOCKS_BUCKET, 1, ttl, Rollups::Denied).await
 }
 
-async fn ensure(js: &jetstream::Context, bucket: &str, history: i64, max_age: Duration) -> Result<kv::Store, FleetError> {
-    if let Ok(store) = js.get_key_value(bucket).await {
-        return Ok(store);
+async fn ensure(js: &jetstream::Context, bucket: &str, history: i64, max_age: Duration, rollups: Rollups) -> Result<kv::Store, FleetError> {
+    let store = match js.get_key_value(bucket).await {
+        Ok(store) => store,
+        Err(_) => {
+            let config = kv::Config { bucket: bucket.to_string(), history, max_age, ..Default::default() };
+            match js.create_key_value(config).await {
+                Ok(s) => s,
+                // Created concurrently by another applier.
+                Err(e) => js.get_key_value(bucket).await.map_err(|_| nats_err(format!("creating bucket {bucket}"), e))?,
+            }
+        }
+    };
+    if rollups == Rollups::Denied {
+        deny_rollups(js, &store).await?;
     }
-    let config = kv::Config { bucket: bucket.to_string(), history, max_age, ..Default::default() };
-    match js.create_key_value(config).await {
-        Ok(s) => Ok(s),
-        // Created concurrently by another applier.
-        Err(e) => js.get_key_value(bucket).await.map_err(|_| nats_err(format!("creating bucket {bucket}"), e)),
+    Ok(store)
+}
+
+/// Makes `store`'s stream refuse roll-up headers and purges, if it does not yet (a bucket just
+/// created by async-nats, which allows them, or one made by an older Harmony).
+async fn deny_rollups(js: &jetstream::Context, store: &kv::Store) -> Result<(), FleetError> {
+    let mut config = store.stream.cached_info().config.clone();
+    if !config.allow_rollup && config.deny_purge {
+        return Ok(());
     }
+    config.allow_rollup = false;
+    config.deny_purge = true;
+    js.update_stream(&config).await.map_err(|e| nats_err(format!("making bucket {} refuse roll-ups and purges", store.name), e))?;
+    Ok(())
 }
