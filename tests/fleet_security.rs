@@ -142,6 +142,16 @@ impl Secure {
         self.agents.push(child);
     }
 
+    /// Starts every device's agent and waits until each is ready at `generation`.
+    fn start_all_ready(&mut self, generation: u64) {
+        for d in self.devices.clone() {
+            self.start_agent(&d);
+        }
+        for d in self.devices.clone() {
+            self.wait_ready(&d, generation);
+        }
+    }
+
     fn agent_log(&self, device: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("agent-{device}.log"))).unwrap_or_default()
     }
@@ -389,10 +399,7 @@ fn revoked_device_loses_access_and_gets_nothing() {
     let mut f = Secure::new("rev", &["a", "b"]);
     let (a, b) = (f.devices[0].clone(), f.devices[1].clone());
     f.apply("k1.key");
-    f.start_agent(&a);
-    f.start_agent(&b);
-    f.wait_ready(&a, 1);
-    f.wait_ready(&b, 1);
+    f.start_all_ready(1);
     let seed_a = f.seed(&a);
     let rt = rt();
     let watcher = rt.block_on(DeviceClient::connect(&f.server.url(), &a, &seed_a)).expect("a connects");
@@ -834,10 +841,7 @@ fn attack_device_rollup_erases_every_status() {
         js.create_key_value(async_nats::jetstream::kv::Config { bucket: STATUS_BUCKET.into(), history: 1, ..Default::default() }).await.expect("old status bucket");
     });
     f.apply("k1.key");
-    f.start_agent(&a);
-    f.start_agent(&b);
-    f.wait_ready(&a, 1);
-    f.wait_ready(&b, 1);
+    f.start_all_ready(1);
     let seed_a = f.seed(&a);
     rt.block_on(async {
         let js = async_nats::jetstream::new(f.harmony_client().await);
@@ -885,10 +889,7 @@ fn attack_device_consumer_delivers_into_another_devices_plan() {
     std::fs::write(&binary, b"#!/bin/sh\necho harmony-agent 9.9.9\n").unwrap();
     let out = f.harmony(&["fleet", "publish-agent", "--fleet", "pico", "--agent-version", "9.9.9", &binary.to_string_lossy(), "--signing-key-file", &f.key_file("k1.key")]);
     assert!(out.status.success(), "publish-agent: {}", text(&out));
-    f.start_agent(&a);
-    f.start_agent(&b);
-    f.wait_ready(&a, 1);
-    f.wait_ready(&b, 1);
+    f.start_all_ready(1);
     let seed_a = f.seed(&a);
     let stream = format!("OBJ_{}", harmony_schemas::fleet::AGENTS_OBJECT_STORE);
     rt().block_on(async {
