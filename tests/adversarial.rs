@@ -165,3 +165,52 @@ async fn attack_garbage_release_record_does_not_stop_other_tenants() {
     let (ok, out) = t.apply().await;
     assert!(ok && out.contains("release/prod/globex/portal: upgraded, revision 2"), "{out}");
 }
+
+/// Item 2: tenant acme's chart renders a cluster-scoped object (a ClusterRoleBinding to
+/// cluster-admin) and an object in globex's namespace. `check` cannot know (the objects come
+/// out of the chart), but `plan` and `diff` render it: they must refuse, naming each object, the
+/// namespace, the tenant and what is allowed. Apply keeps RBAC as the second wall, and what it
+/// says (also in Helm's record) is a sentence, not a debug dump.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_release_reaching_outside_its_tenant_is_refused_at_plan() {
+    let t = TwoTenants::start().await;
+    let (ok, out) = t.apply().await;
+    assert!(ok, "{out}");
+    t.git(&["init", "-q", "-b", "main"]);
+    t.git(&["add", "-A"]);
+    t.git(&["commit", "-q", "-m", "two tenants"]);
+    let stolen = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: portal-settings\n  namespace: globex\ndata:\n  greeting: owned\n";
+    let hook = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: acme-hook\n  annotations:\n    helm.sh/hook: pre-install\nrules: []\n";
+    t.reaching_release(&[("crb.yaml", ESCALATE), ("cm.yaml", stolen), ("hook.yaml", hook), ("ok.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fine\n")]);
+
+    let out = t.harmony(&["check"]).await;
+    assert!(out.status.success(), "check cannot see rendered objects: {}", String::from_utf8_lossy(&out.stderr));
+    let want = [
+        "release/prod/acme/reach: tenant acme's release would reach outside the tenant's namespaces on cluster prod",
+        "ClusterRoleBinding acme-is-admin: cluster-scoped",
+        "ConfigMap portal-settings: in namespace globex, which is not tenant acme's",
+        "ClusterRole acme-hook: cluster-scoped",
+        "tenant acme may hold namespaced objects in: acme",
+    ];
+    for args in [&["plan"][..], &["diff", "--base", "main"][..]] {
+        let out = t.harmony(args).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?} refuses: {stderr}{}", String::from_utf8_lossy(&out.stdout));
+        for w in want {
+            assert!(stderr.contains(w), "{args:?} says {w:?}: {stderr}");
+        }
+        assert!(!stderr.contains("ConfigMap fine"), "only what reaches out is named: {stderr}");
+    }
+
+    // Apply does not plan: the API server's RBAC refuses the objects, in words.
+    let (ok, out) = t.apply().await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("release/prod/acme/reach: ") && out.contains("is forbidden: User \"system:serviceaccount:acme:acme-deployer\" cannot"), "{out}");
+    assert!(out.contains("(403 Forbidden)") && !out.contains("ApiError") && !out.contains("Status {"), "{out}");
+    let record = t.latest_record("acme", "reach").expect("the failed revision is recorded");
+    let description = &record.info.description;
+    assert!(description.starts_with("Install \"reach\" failed: ") && description.contains("(403 Forbidden)"), "{description}");
+    assert!(!description.contains("ApiError") && !description.contains("Status {"), "Helm's description is a sentence: {description}");
+    assert!(t.server.get("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "", "acme-is-admin").is_none());
+    assert_eq!(t.server.get("v1", "ConfigMap", "globex", "portal-settings").unwrap()["data"]["greeting"], "hello");
+}

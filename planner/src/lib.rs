@@ -13,6 +13,8 @@
 //! - [`plan()`] makes the plan; [`render::render_release`] renders a release from a chart the
 //!   caller loaded; [`output`] renders a plan; [`redact`] replaces secret material with keyed
 //!   fingerprints before any diff is computed.
+//! - A release whose rendered objects reach outside its tenant's namespaces (cluster-scoped, or
+//!   in another namespace) is refused, naming each object ([`scope`]).
 //! - Destroys come first (dependents before what they depend on), then the rest in apply order.
 //! - What drives apply ([`harmony_schemas::plan::ApplyFields`]) is kept apart from what explains
 //!   it ([`harmony_schemas::plan::Explanation`]); the plan identity hashes the former only.
@@ -29,6 +31,7 @@ pub mod output;
 pub mod plan;
 pub mod redact;
 pub mod render;
+pub mod scope;
 
 pub use object::Object;
 pub use observed::ObservedState;

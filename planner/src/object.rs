@@ -2,26 +2,61 @@
 
 use serde_json::Value as Json;
 
-/// Kinds that live outside namespaces (the common ones; anything else is namespaced).
-const CLUSTER_SCOPED: &[&str] = &[
-    "Namespace",
-    "Node",
-    "PersistentVolume",
-    "StorageClass",
-    "CustomResourceDefinition",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "PriorityClass",
-    "IngressClass",
-    "APIService",
-    "MutatingWebhookConfiguration",
-    "ValidatingWebhookConfiguration",
-    "ValidatingAdmissionPolicy",
-    "ValidatingAdmissionPolicyBinding",
-    "RuntimeClass",
-    "CSIDriver",
-    "VolumeSnapshotClass",
+/// Kubernetes' built-in cluster-scoped kinds by API group (`kubectl api-resources
+/// --namespaced=false` on v1.33), plus the CSI snapshot classes every distribution installs.
+/// Any other kind is namespaced unless a CustomResourceDefinition says otherwise
+/// ([`crate::scope`]).
+const CLUSTER_SCOPED: &[(&str, &str)] = &[
+    ("", "ComponentStatus"),
+    ("", "Namespace"),
+    ("", "Node"),
+    ("", "PersistentVolume"),
+    ("admissionregistration.k8s.io", "MutatingAdmissionPolicy"),
+    ("admissionregistration.k8s.io", "MutatingAdmissionPolicyBinding"),
+    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"),
+    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),
+    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding"),
+    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"),
+    ("apiextensions.k8s.io", "CustomResourceDefinition"),
+    ("apiregistration.k8s.io", "APIService"),
+    ("authentication.k8s.io", "SelfSubjectReview"),
+    ("authentication.k8s.io", "TokenReview"),
+    ("authorization.k8s.io", "SelfSubjectAccessReview"),
+    ("authorization.k8s.io", "SelfSubjectRulesReview"),
+    ("authorization.k8s.io", "SubjectAccessReview"),
+    ("certificates.k8s.io", "CertificateSigningRequest"),
+    ("certificates.k8s.io", "ClusterTrustBundle"),
+    ("flowcontrol.apiserver.k8s.io", "FlowSchema"),
+    ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"),
+    ("internal.apiserver.k8s.io", "StorageVersion"),
+    ("networking.k8s.io", "IPAddress"),
+    ("networking.k8s.io", "IngressClass"),
+    ("networking.k8s.io", "ServiceCIDR"),
+    ("node.k8s.io", "RuntimeClass"),
+    ("rbac.authorization.k8s.io", "ClusterRole"),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+    ("resource.k8s.io", "DeviceClass"),
+    ("resource.k8s.io", "ResourceSlice"),
+    ("scheduling.k8s.io", "PriorityClass"),
+    ("snapshot.storage.k8s.io", "VolumeSnapshotClass"),
+    ("snapshot.storage.k8s.io", "VolumeSnapshotContent"),
+    ("storage.k8s.io", "CSIDriver"),
+    ("storage.k8s.io", "CSINode"),
+    ("storage.k8s.io", "StorageClass"),
+    ("storage.k8s.io", "VolumeAttachment"),
+    ("storage.k8s.io", "VolumeAttributesClass"),
+    ("storagemigration.k8s.io", "StorageVersionMigration"),
 ];
+
+/// The API group of an object (`""` for the core group).
+pub(crate) fn group_of(v: &Json) -> &str {
+    v.get("apiVersion").and_then(Json::as_str).and_then(|a| a.rsplit_once('/')).map_or("", |(g, _)| g)
+}
+
+/// Whether (`group`, `kind`) is one of Kubernetes' built-in cluster-scoped kinds.
+pub(crate) fn builtin_cluster_scoped(group: &str, kind: &str) -> bool {
+    CLUSTER_SCOPED.iter().any(|(g, k)| *g == group && *k == kind)
+}
 
 /// One object with its key.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,7 +81,7 @@ pub fn key_of(v: &Json, default_namespace: &str) -> Option<String> {
     let kind = v.get("kind")?.as_str()?;
     let meta = v.get("metadata")?;
     let name = meta.get("name")?.as_str()?;
-    if CLUSTER_SCOPED.contains(&kind) {
+    if builtin_cluster_scoped(group_of(v), kind) {
         return Some(format!("{kind}/{name}"));
     }
     let ns = meta.get("namespace").and_then(|n| n.as_str()).filter(|n| !n.is_empty()).unwrap_or(default_namespace);

@@ -54,6 +54,10 @@ pub enum PlanError {
         /// `; did you mean …?` or nothing.
         hint: String,
     },
+    /// Releases whose rendered objects reach outside their tenant's namespaces
+    /// ([`crate::scope`]).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    OutOfScope(Vec<crate::scope::OutOfScope>),
 }
 
 fn matches(filter: &str, id: &str) -> bool {
@@ -150,6 +154,10 @@ struct UnitPlan {
 /// Makes the plan. Pure: same inputs, byte-identical output.
 pub fn plan(compiled: &CompiledRepo, rendered: &Rendered, observed: &ObservedState, opts: &PlanOptions) -> Result<PlanFile, PlanError> {
     let selected = select_units(compiled, observed, &opts.targets, &opts.excludes)?;
+    let out_of_scope: Vec<_> = crate::scope::check(compiled, rendered).into_iter().filter(|o| selected.contains(&o.release)).collect();
+    if !out_of_scope.is_empty() {
+        return Err(PlanError::OutOfScope(out_of_scope));
+    }
     // Scrub list: every secret-value and every secret field on either side.
     let mut needles = Needles::default();
     for values in opts.secret_values.values() {

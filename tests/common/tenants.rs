@@ -63,7 +63,7 @@ impl TwoTenants {
     /// Runs the `harmony` binary on the repository (off the runtime: the server lives on it).
     pub async fn harmony(&self, args: &[&str]) -> Output {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_harmony"));
-        c.arg("--repo").arg(&self.root).args(args).arg("--kubeconfig").arg(&self.kubeconfig);
+        c.arg("--repo").arg(&self.root).args(args).env("KUBECONFIG", &self.kubeconfig);
         c.env("NO_COLOR", "1").env("HARMONY_FINGERPRINT_KEY_FILE", self.dir.path().join("fp.key")).stdin(std::process::Stdio::null());
         tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap()
     }
@@ -98,6 +98,40 @@ impl TwoTenants {
 
     pub fn path(&self, p: &str) -> PathBuf {
         Path::new(&self.root).join(p)
+    }
+
+    /// Declares release `reach` of tenant acme (namespace acme) whose chart holds `templates`
+    /// (file name → YAML).
+    pub fn reaching_release(&self, templates: &[(&str, &str)]) {
+        self.write("charts/reach/Chart.yaml", "apiVersion: v2\nname: reach\nversion: 0.1.0\n");
+        for (file, text) in templates {
+            self.write(&format!("charts/reach/templates/{file}"), text);
+        }
+        self.write("releases/reach.kdl", "release reach {\n    tenant acme\n    cluster prod\n    namespace acme\n    chart \"../charts/reach\"\n}\n");
+    }
+
+    /// Runs git in the repository (a fixed identity and dates).
+    pub fn git(&self, args: &[&str]) {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&self.root)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"])
+            .args(args)
+            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// The deployed or latest record of `release` in `ns`, decoded.
+    pub fn latest_record(&self, ns: &str, release: &str) -> Option<Release> {
+        self.server
+            .list("v1", "Secret")
+            .into_iter()
+            .filter(|s| s["metadata"]["namespace"] == ns && s["metadata"]["labels"]["name"] == release)
+            .map(|s| Release::from_secret(&serde_json::from_value(s).unwrap()).unwrap())
+            .max_by_key(|r| r.version)
     }
 }
 

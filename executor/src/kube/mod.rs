@@ -259,3 +259,19 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_errors_read_as_the_servers_sentence_not_a_debug_dump() {
+        let message = "configmaps \"x\" is forbidden: User \"system:serviceaccount:acme:d\" cannot patch resource \"configmaps\" in API group \"\" in the namespace \"globex\"";
+        let status = kube::core::Status { code: 403, reason: "Forbidden".into(), message: message.into(), ..Default::default() };
+        let e = KubeError::Api { action: "apply ConfigMap x".into(), source: kube::Error::Api(Box::new(status)) };
+        assert_eq!(e.to_string(), format!("apply ConfigMap x: {message} (403 Forbidden)"));
+        let hook = KubeError::Hook { what: "pre-install hook t/j.yaml".into(), source: Box::new(e) };
+        assert_eq!(hook.status(), Some(403));
+        assert!(hook.to_string().starts_with("pre-install hook t/j.yaml failed: apply ConfigMap x: configmaps"), "{hook}");
+    }
+}
