@@ -578,3 +578,41 @@ fn ui_demo_shows_simulated_devices() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hostile files: the binary never aborts (issue 20)
+
+/// `harmony check` (human and JSON) and `harmony fmt --check` on files nested 100,000 deep,
+/// with multi-megabyte identifiers, strings and lines, invalid UTF-8, a BOM and CRLF: every run
+/// exits 0 or 1, with a diagnostic when 1 — never by a signal or a panic (before the fix:
+/// SIGABRT from stack overflows in kdl-rs, exit 101 from a panic in miette's renderer).
+#[test]
+fn attack_check_never_aborts_on_hostile_files() {
+    let mb = 2 << 20;
+    let line: String = (0..mb / 8).map(|i| format!(" n{i}")).collect();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("blocks nested 100,000 deep", format!("a {}{}", "{ b ".repeat(100_000), "}".repeat(100_000)).into_bytes()),
+        ("comments nested 100,000 deep", "/*".repeat(100_000).into_bytes()),
+        ("a comment of 100,000 stars", format!("/*{}*/\n", "*".repeat(100_000)).into_bytes()),
+        ("blocks behind a syntax error", format!("a \"\\q {}", "{ b \"}\" ".repeat(10_000)).into_bytes()),
+        ("a 2 MiB identifier", format!("{} {{\n", "a".repeat(mb)).into_bytes()),
+        ("a 2 MiB line ending in an error", format!("tenant acme {{ namespaces{line} bogus=1 }}\n").into_bytes()),
+        ("a 2 MiB string", format!("tenant acme {{ namespaces \"{}\" }}\n", "a".repeat(mb)).into_bytes()),
+        ("invalid UTF-8", b"tenant acme { namespaces \xff\xfe }\n".to_vec()),
+        ("a BOM and CRLF", b"\xef\xbb\xbftenant acme {\r\n    namespaces acme\r\n}\r\ncluster c\r\n".to_vec()),
+    ];
+    for (what, bytes) in &cases {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("main.kdl"), bytes).unwrap();
+        for args in [&["check"][..], &["check", "--format", "json"], &["fmt", "--check"]] {
+            let out = Command::new(env!("CARGO_BIN_EXE_harmony")).arg("--repo").arg(dir.path()).args(args).env("NO_COLOR", "1").output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail = stderr.get(stderr.len().saturating_sub(2000)..).unwrap_or(&stderr);
+            let code = out.status.code();
+            assert!(matches!(code, Some(0 | 1)), "{what}: `harmony {}` ended with {:?}:\n{tail}", args.join(" "), out.status);
+            if args == ["check"] && code == Some(1) {
+                assert!(stderr.contains("harmony::"), "{what}: no diagnostic:\n{tail}");
+            }
+        }
+    }
+}

@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::source::{FileId, Sources};
+use crate::source::{FileId, SourceFile, Sources};
 
 /// A byte range in one source file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -84,6 +84,7 @@ codes! {
     ValuesSchema => "values-schema",
     SelectorMatchesNothing => "selector-matches-nothing",
     MisplacedSetting => "misplaced-setting",
+    TooDeep => "too-deep",
 }
 
 impl fmt::Display for Code {
@@ -124,10 +125,14 @@ pub struct Diagnostic {
     pub help: Option<String>,
 }
 
+/// Longest message, label or help kept, in bytes: they may quote the input, which may be huge.
+const MAX_TEXT: usize = 2000;
+
 impl Diagnostic {
     /// An error at `span`.
     pub fn error(code: Code, span: Span, message: impl Into<String>) -> Self {
-        Diagnostic { code, severity: Severity::Error, message: message.into(), primary: Label { span, text: String::new() }, secondary: Vec::new(), help: None }
+        let message = harmony_schemas::shorten(&message.into(), MAX_TEXT);
+        Diagnostic { code, severity: Severity::Error, message, primary: Label { span, text: String::new() }, secondary: Vec::new(), help: None }
     }
 
     /// A warning at `span`.
@@ -137,19 +142,19 @@ impl Diagnostic {
 
     /// Sets the primary label's text.
     pub fn label(mut self, text: impl Into<String>) -> Self {
-        self.primary.text = text.into();
+        self.primary.text = harmony_schemas::shorten(&text.into(), MAX_TEXT);
         self
     }
 
     /// Adds a secondary label.
     pub fn with(mut self, span: Span, text: impl Into<String>) -> Self {
-        self.secondary.push(Label { span, text: text.into() });
+        self.secondary.push(Label { span, text: harmony_schemas::shorten(&text.into(), MAX_TEXT) });
         self
     }
 
     /// Sets the help line.
     pub fn help(mut self, help: impl Into<String>) -> Self {
-        self.help = Some(help.into());
+        self.help = Some(harmony_schemas::shorten(&help.into(), MAX_TEXT));
         self
     }
 
@@ -187,17 +192,119 @@ pub fn sort(diags: &mut Vec<Diagnostic>, sources: &Sources) {
     diags.dedup();
 }
 
+/// Lines longer than this many bytes, and labels longer than [`LONG_LABEL`], are rendered as
+/// excerpts: miette lays a whole line out, and panics on a label past column 65,535.
+const LONG_LINE: usize = 1000;
+const LONG_LABEL: usize = 2000;
+/// Bytes of an excerpt on each side of its label, and at most of the label itself.
+const EXCERPT: usize = 60;
+
 /// A diagnostic bound to its sources, implementing [`miette::Diagnostic`] for rendering.
 struct Report<'a> {
     diag: &'a Diagnostic,
-    sources: &'a Sources,
-    /// Labels in the primary file; labels elsewhere become related reports.
+    /// The primary label's file.
+    view: View<'a>,
+    /// Labels in the primary file; labels elsewhere (all secondary labels when the view shows
+    /// excerpts) become related reports.
     related: Vec<Related<'a>>,
 }
 
 struct Related<'a> {
     label: &'a Label,
-    sources: &'a Sources,
+    view: View<'a>,
+}
+
+/// A source file as miette reads it. miette's own reader scans a file from its start for every
+/// label (quadratic in a big file's diagnostics); this one reads only the lines around a span.
+/// With `excerpt`, a read returns a few bytes around the span, within its first line.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    file: &'a SourceFile,
+    excerpt: bool,
+}
+
+impl<'a> View<'a> {
+    fn new(label: &Label, sources: &'a Sources, excerpt: bool) -> Self {
+        View { file: sources.file(label.span.file), excerpt }
+    }
+
+    /// The label's span as shown: in an excerpt, at most [`EXCERPT`] bytes within its first line.
+    fn span(&self, label: &Label) -> (usize, usize) {
+        if !self.excerpt {
+            return (label.span.start, label.span.len);
+        }
+        let text = self.file.text.as_str();
+        let (_, _, line_end) = self.file.line_bounds(label.span.start);
+        let start = floor_char(text, label.span.start.min(text.len()));
+        let end = ceil_char(text, label.span.start.saturating_add(label.span.len).min(line_end).min(start + EXCERPT).max(start));
+        (start, end - start)
+    }
+}
+
+/// Whether a label is long or on a long line.
+fn needs_excerpts(label: &Label, sources: &Sources) -> bool {
+    let file = sources.file(label.span.file);
+    let (_, s0, e0) = file.line_bounds(label.span.start);
+    let (_, s1, e1) = file.line_bounds(label.span.start.saturating_add(label.span.len));
+    label.span.len > LONG_LABEL || e0 - s0 > LONG_LINE || e1 - s1 > LONG_LINE
+}
+
+fn floor_char(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+impl miette::SourceCode for View<'_> {
+    fn read_span<'b>(
+        &'b self,
+        span: &miette::SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'b> + 'b>, miette::MietteError> {
+        let (file, text) = (self.file, self.file.text.as_str());
+        if self.excerpt {
+            let start = floor_char(text, span.offset().min(text.len()));
+            let (line, line_start, line_end) = file.line_bounds(start);
+            let end = ceil_char(text, span.offset().saturating_add(span.len()).min(line_end).max(start));
+            let (from, to) = if before == 0 && after == 0 {
+                (start, end)
+            } else {
+                let from = floor_char(text, start.saturating_sub(EXCERPT).max(line_start).min(start));
+                (from, ceil_char(text, end.saturating_add(EXCERPT).min(line_end)).max(end))
+            };
+            return Ok(Box::new(miette::MietteSpanContents::new_named(
+                file.path.clone(),
+                &text.as_bytes()[from..to],
+                (from, to - from).into(),
+                line,
+                from - line_start,
+                0,
+            )));
+        }
+        // miette's reader on just the lines it can need, its answer moved back into the file.
+        let first = file.line_of(span.offset()).saturating_sub(before);
+        let last = file.line_of(span.offset().saturating_add(span.len())).saturating_add(after).saturating_add(1);
+        let (from, to) = file.lines_range(first, last);
+        let local = miette::SourceSpan::new(span.offset().saturating_sub(from).into(), span.len());
+        let inner = text[from..to].read_span(&local, before, after)?;
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            file.path.clone(),
+            inner.data(),
+            (inner.span().offset() + from, inner.span().len()).into(),
+            inner.line() + first,
+            inner.column(),
+            inner.line_count() + first,
+        )))
+    }
 }
 
 impl fmt::Debug for Report<'_> {
@@ -226,15 +333,16 @@ impl miette::Diagnostic for Report<'_> {
         self.diag.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        Some(self.sources.file(self.diag.primary.span.file).named())
+        Some(&self.view)
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
         let file = self.diag.primary.span.file;
+        let excerpt = self.view.excerpt;
         let primary = std::iter::once(&self.diag.primary);
-        let same_file = self.diag.secondary.iter().filter(move |l| l.span.file == file);
+        let same_file = self.diag.secondary.iter().filter(move |l| l.span.file == file && !excerpt);
         Some(Box::new(primary.chain(same_file).enumerate().map(|(i, l)| {
             let text = (!l.text.is_empty()).then(|| l.text.clone());
-            let span = (l.span.start, l.span.len);
+            let span = self.view.span(l);
             if i == 0 { miette::LabeledSpan::new_primary_with_span(text, span) } else { miette::LabeledSpan::new_with_span(text, span) }
         })))
     }
@@ -262,18 +370,24 @@ impl miette::Diagnostic for Related<'_> {
         Some(miette::Severity::Advice)
     }
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        Some(self.sources.file(self.label.span.file).named())
+        Some(&self.view)
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
-        Some(Box::new(std::iter::once(miette::LabeledSpan::new_primary_with_span(None, (self.label.span.start, self.label.span.len)))))
+        Some(Box::new(std::iter::once(miette::LabeledSpan::new_primary_with_span(None, self.view.span(self.label)))))
     }
 }
 
 /// Renders one diagnostic with miette's graphical handler.
 pub fn render(diag: &Diagnostic, sources: &Sources, handler: &miette::GraphicalReportHandler) -> String {
     let file = diag.primary.span.file;
-    let related = diag.secondary.iter().filter(|l| l.span.file != file).map(|label| Related { label, sources }).collect();
-    let report = Report { diag, sources, related };
+    let excerpt = std::iter::once(&diag.primary).chain(&diag.secondary).any(|l| needs_excerpts(l, sources));
+    let related = diag
+        .secondary
+        .iter()
+        .filter(|l| excerpt || l.span.file != file)
+        .map(|label| Related { label, view: View::new(label, sources, excerpt) })
+        .collect();
+    let report = Report { diag, view: View::new(&diag.primary, sources, excerpt), related };
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = handler.render_report(&mut out, &report);

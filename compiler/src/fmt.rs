@@ -28,7 +28,7 @@ pub enum FormatError {
 
 /// Formats a KDL document canonically.
 pub fn format_kdl(src: &str) -> Result<String, FormatError> {
-    let doc: KdlDocument = src.parse().map_err(|_| FormatError::Syntax)?;
+    let doc: KdlDocument = crate::parse::parse(src).map_err(|_| FormatError::Syntax)?;
     let mut f = Formatter { src, lines: Vec::new(), prefix: String::new() };
     f.block(doc.nodes(), 0, src.len(), 0, false).ok_or(FormatError::Unsafe)?;
     while f.lines.last().is_some_and(|l| l.is_empty()) {
@@ -39,7 +39,7 @@ pub fn format_kdl(src: &str) -> Result<String, FormatError> {
         out.push('\n');
     }
     // Safety net: the formatted text must mean exactly what the input meant.
-    let again: KdlDocument = out.parse().map_err(|_| FormatError::Unsafe)?;
+    let again: KdlDocument = crate::parse::parse(&out).map_err(|_| FormatError::Unsafe)?;
     if std::env::var_os("HARMONY_FMT_DEBUG").is_some() {
         eprintln!("{out}");
     }

@@ -38,6 +38,7 @@ pub mod fmt;
 pub mod hash;
 pub mod lower;
 pub mod model;
+pub(crate) mod parse;
 pub mod select;
 pub mod source;
 pub mod validate;
@@ -79,12 +80,12 @@ pub const SETTINGS_FILE: &str = "harmony.kdl";
 pub struct ParseCache(std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<kdl::KdlDocument>>>);
 
 impl ParseCache {
-    fn parse(&self, text: &str) -> Result<std::sync::Arc<kdl::KdlDocument>, kdl::KdlError> {
+    fn parse(&self, text: &str) -> Result<std::sync::Arc<kdl::KdlDocument>, parse::ParseError> {
         let key = hash::sha256_hex(text.as_bytes());
         if let Some(doc) = self.0.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(doc);
         }
-        let doc = std::sync::Arc::new(text.parse::<kdl::KdlDocument>()?);
+        let doc = std::sync::Arc::new(parse::parse(text)?);
         if let Ok(mut m) = self.0.lock() {
             m.insert(key, doc.clone());
         }
@@ -105,7 +106,7 @@ pub fn compile_repo_cached(fs: &dyn RepoFs, cache: &ParseCache) -> std::io::Resu
     let mut exclude_diags = Vec::new();
     if paths.iter().any(|p| p == SETTINGS_FILE) {
         let text = String::from_utf8_lossy(&fs.read(SETTINGS_FILE)?).into_owned();
-        if let Ok(doc) = text.parse::<kdl::KdlDocument>() {
+        if let Ok(doc) = parse::parse(&text) {
             let (decls, _) = lower::lower_file(FileId(0), SETTINGS_FILE, &doc, true);
             let mut builder = globset::GlobSetBuilder::new();
             for g in decls.settings.iter().flat_map(|s| &s.exclude) {
@@ -137,7 +138,7 @@ pub fn compile_repo_cached(fs: &dyn RepoFs, cache: &ParseCache) -> std::io::Resu
             let bytes = fs.read(&path).unwrap_or_default();
             match String::from_utf8(bytes) {
                 Ok(text) => {
-                    let doc = cache.parse(&text).map_err(|e| syntax_diags(file, &e));
+                    let doc = cache.parse(&text).map_err(|e| parse_diags(file, &e));
                     (path, text, doc)
                 }
                 Err(e) => {
@@ -198,6 +199,29 @@ pub fn compile_repo_cached(fs: &dyn RepoFs, cache: &ParseCache) -> std::io::Resu
     drop(span);
     diag::sort(&mut diagnostics, &sources);
     Ok(Output { sources, diagnostics, repo })
+}
+
+fn parse_diags(file: FileId, e: &parse::ParseError) -> Vec<Diagnostic> {
+    use parse::{Depth, MAX_DEPTH, MAX_STACK, ParseError};
+    let deep = match e {
+        ParseError::Kdl(e) => return syntax_diags(file, e),
+        ParseError::TooDeep(deep) => deep,
+    };
+    let span = Span { file, start: deep.offset, len: deep.len };
+    vec![match deep.what {
+        Depth::Blocks => Diagnostic::error(Code::TooDeep, span, format!("blocks nest deeper than {MAX_DEPTH} levels"))
+            .label(format!("block {} opens here; the file is not read further", MAX_DEPTH + 1))
+            .help(format!("a file nests at most {MAX_DEPTH} `{{ }}` blocks; flatten the values tree, or move it into a values file (`values-file`)")),
+        Depth::Comments => Diagnostic::error(Code::TooDeep, span, format!("`/* */` comments nest deeper than {MAX_DEPTH} levels"))
+            .label(format!("comment {} opens here; the file is not read further", MAX_DEPTH + 1))
+            .help("close the comments you open, or comment out with `//` or `/-`"),
+        Depth::Size => Diagnostic::error(Code::TooDeep, span, "too many `{`, `*` and `/` to parse this file safely")
+            .label("the file is not read")
+            .help(format!(
+                "split the file: its blocks and comment characters must fit a {} MiB parser stack (about 30,000 blocks per file)",
+                MAX_STACK >> 20
+            )),
+    }]
 }
 
 fn syntax_diags(file: FileId, e: &kdl::KdlError) -> Vec<Diagnostic> {

@@ -19,7 +19,6 @@ pub struct SourceFile {
     pub path: String,
     /// The text, shared with diagnostics.
     pub text: Arc<String>,
-    named: miette::NamedSource<Arc<String>>,
     line_starts: Vec<usize>,
 }
 
@@ -29,21 +28,39 @@ impl SourceFile {
         let text = Arc::new(text);
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        let named = miette::NamedSource::new(path.clone(), text.clone());
-        SourceFile { path, text, named, line_starts }
+        SourceFile { path, text, line_starts }
     }
 
     /// 1-based line and character column of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
-        let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
+        let line = self.line_of(offset);
         let start = self.line_starts[line];
         let column = self.text.get(start..offset).map_or(offset - start, |s| s.chars().count());
         (line + 1, column + 1)
     }
 
-    pub(crate) fn named(&self) -> &miette::NamedSource<Arc<String>> {
-        &self.named
+    /// The 0-based line holding byte `offset` and the byte range of that line, without its
+    /// line break.
+    pub(crate) fn line_bounds(&self, offset: usize) -> (usize, usize, usize) {
+        let line = self.line_of(offset);
+        let start = self.line_starts[line];
+        let end = self.line_starts.get(line + 1).map_or(self.text.len(), |&next| next - 1);
+        let end = if end > start && self.text.as_bytes()[end - 1] == b'\r' { end - 1 } else { end };
+        (line, start, end.max(start))
+    }
+
+    /// The byte range of lines `first..=last` (0-based, clamped to the file), with the last
+    /// line's break.
+    pub(crate) fn lines_range(&self, first: usize, last: usize) -> (usize, usize) {
+        let first = first.min(self.line_starts.len() - 1);
+        let end = self.line_starts.get(last.saturating_add(1)).copied().unwrap_or(self.text.len());
+        (self.line_starts[first], end.max(self.line_starts[first]))
+    }
+
+    /// The 0-based line holding byte `offset`.
+    pub(crate) fn line_of(&self, offset: usize) -> usize {
+        self.line_starts.partition_point(|&s| s <= offset.min(self.text.len())) - 1
     }
 }
 

@@ -100,7 +100,7 @@ fn fmt_round_trips_every_fixture() {
     let mut formatted = 0;
     for (name, text) in fixtures() {
         let Ok(once) = format_kdl(&text) else {
-            assert!(name.starts_with("syntax-"), "{name} failed to format");
+            assert!(name.starts_with("syntax-") || name.starts_with("too-deep-"), "{name} failed to format");
             continue;
         };
         formatted += 1;

@@ -1223,3 +1223,145 @@ fn generators_are_deterministic() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hostile files (issue 20): deep, huge and malformed inputs the generators above never reach
+// (they stay under 2 KB). A stack overflow aborts the whole test binary, so the `attack_*`
+// tests failed before the fix by aborting, not by asserting.
+
+/// What `harmony check` and `harmony fmt` do with one file beside the `_support/` fixtures
+/// (compile, render, locate, format), panics caught: the diagnostics' codes and the longest
+/// rendered diagnostic.
+fn check_file(text: &[u8]) -> (Vec<&'static str>, usize) {
+    let mut fs = corpus_base();
+    fs.insert("main.kdl", text.to_vec());
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let out = compile_repo(&fs).expect("MemFs never fails to list");
+        let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor()).with_width(100);
+        let longest = out.diagnostics.iter().map(|d| diag::render(d, &out.sources, &handler).len()).max().unwrap_or(0);
+        for d in &out.diagnostics {
+            let _ = d.location(&out.sources);
+        }
+        let _ = format_kdl(&String::from_utf8_lossy(text));
+        (out.diagnostics.iter().map(|d| d.code.as_str()).collect(), longest)
+    }));
+    result.unwrap_or_else(|e| panic!("check or fmt panicked: {}", panic_message(&e)))
+}
+
+/// The `_support/` fixtures alone.
+fn corpus_base() -> MemFs {
+    static BASE: std::sync::OnceLock<MemFs> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| corpus().base).clone()
+}
+
+fn one(text: String) -> (Vec<&'static str>, usize) {
+    check_file(text.as_bytes())
+}
+
+/// Nesting up to 100,000 levels, as blocks, values trees and comments: a `too-deep` diagnostic.
+#[test]
+fn attack_deep_nesting_is_a_diagnostic_not_an_abort() {
+    for n in [100, 1_000, 10_000, 100_000] {
+        let values = format!(
+            "tenant acme {{ namespaces acme }}\ncluster c\nrelease r {{\n tenant acme; cluster c; namespace acme; chart \"_support/charts/plain\"\n values {{\n{}{}\n }}\n}}\n",
+            "k {\n".repeat(n),
+            "}\n".repeat(n)
+        );
+        for (what, text) in [
+            ("blocks", format!("a {}{}", "{ b ".repeat(n), "}".repeat(n))),
+            ("unclosed blocks", "a {".repeat(n)),
+            ("values tree", values),
+            ("nested comments", format!("{}{}a", "/*".repeat(n), "*/".repeat(n))),
+            ("unclosed comments", "/*".repeat(n)),
+        ] {
+            let (codes, _) = one(text);
+            assert_eq!(codes, ["harmony::too-deep"], "{what} nested {n} deep");
+        }
+    }
+}
+
+/// Text read as strings by the nesting scan but as blocks by kdl-rs once it recovers from the
+/// error inside: parsed on a big enough stack, or refused, never an abort.
+#[test]
+fn attack_nesting_hidden_behind_a_syntax_error_does_not_abort() {
+    for n in [1_000, 10_000, 100_000] {
+        for text in [
+            format!("a \"\\q {}{}\"", "{ b \"}\" ".repeat(n), "}".repeat(n)),
+            format!("a x\"y {}{}\"", "{ b ".repeat(n), "}".repeat(n)),
+            format!("a 0x\" {}", "{ b ".repeat(n)),
+            format!("/*{}*/ a", "* /".repeat(n)),
+        ] {
+            let (codes, _) = one(text);
+            assert!(!codes.is_empty() && codes.iter().all(|c| ["harmony::syntax", "harmony::too-deep", "harmony::unknown-node"].contains(c)), "{codes:?}");
+        }
+    }
+}
+
+/// Multi-megabyte identifiers, strings and lines, and long comments, multi-line and raw
+/// strings: every diagnostic renders (before the fix: miette panicked on labels past column
+/// 65,535) and stays short (each quotes at most an excerpt of the input).
+#[test]
+fn attack_huge_strings_and_lines_render_bounded() {
+    let (mb, kb) = (2 << 20, 256 << 10);
+    let long_line: String = (0..mb / 8).map(|i| format!(" n{i}")).collect();
+    for (what, text) in [
+        ("identifier", format!("{} {{\n", "a".repeat(mb))),
+        ("string value", format!("tenant acme {{ namespaces \"{}\" }}\n", "a".repeat(mb))),
+        ("multi-byte string", format!("tenant \"{}\n", "é".repeat(mb / 2))),
+        ("line of arguments ending in an error", format!("tenant acme {{ namespaces{long_line} bogus=1 }}\n")),
+        ("comment then error", format!("// {}\nbogus \"{}\"\n", "x".repeat(kb), "y".repeat(kb))),
+        ("multi-line string", format!("tenant acme {{ namespaces acme; description \"\"\"\n{}\"\"\" }}\nbogus\n", "line\n".repeat(kb / 5))),
+        ("long raw string", format!("cluster c {{ context #\"{}\"#; labels \"{}\"=1 }}\n", "x".repeat(kb), "k".repeat(kb))),
+    ] {
+        let (codes, longest) = one(text);
+        assert!(!codes.is_empty(), "{what}: expected a diagnostic");
+        assert!(longest < 20_000, "{what}: a rendered diagnostic is {longest} bytes");
+    }
+}
+
+/// Mutations of every corpus file beyond the generators' 2 KB: BOM, CRLF and CR line ends,
+/// truncation at many points, bit flips, invalid UTF-8, random bytes and whole files repeated
+/// into megabytes.
+#[test]
+fn mutated_whole_files_never_panic() {
+    let corpus = corpus();
+    let stats = Stats::default();
+    let mut rng = Rng::for_case(DEFAULT_SEED, u64::MAX);
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    for (path, text) in &corpus.files {
+        let mut variants = vec![
+            [&b"\xef\xbb\xbf"[..], text].concat(),
+            String::from_utf8_lossy(text).replace('\n', "\r\n").into_bytes(),
+            String::from_utf8_lossy(text).replace('\n', "\r").into_bytes(),
+        ];
+        for k in 1..8 {
+            variants.push(text[..text.len() * k / 8].to_vec());
+        }
+        for bad in [&b"\xff"[..], b"\xc3", b"\xc0\x80", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x00"] {
+            let mut t = text.clone();
+            let at = rng.below(t.len() + 1);
+            t.splice(at..at, bad.iter().copied());
+            variants.push(t);
+        }
+        let mut flipped = text.clone();
+        for _ in 0..8 {
+            if !flipped.is_empty() {
+                let i = rng.below(flipped.len());
+                flipped[i] ^= 1 << rng.below(8);
+            }
+        }
+        variants.push(flipped);
+        cases.extend(variants.into_iter().map(|v| (path.clone(), v)));
+    }
+    cases.push(("main.kdl".into(), (0..64 << 10).map(|_| (rng.next() & 0xff) as u8).collect()));
+    let big: Vec<u8> = corpus.tenants.iter().flat_map(|(_, t)| t.iter().copied().chain(*b"\n")).collect();
+    cases.push(("main.kdl".into(), big.repeat((2 << 20) / big.len().max(1))));
+    let failures: Vec<String> = cases
+        .par_iter()
+        .filter_map(|(path, bytes)| {
+            let case = Case { generator: "whole-file", files: vec![(path.clone(), bytes.clone())], with_context: false };
+            run_case(&case, &corpus, &stats).err().map(|f| format!("{path} ({} bytes): {f}", bytes.len()))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}

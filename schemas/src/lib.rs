@@ -17,3 +17,16 @@ pub mod plan;
 pub mod trust;
 
 pub use plan::{PLAN_FORMAT_VERSION, PlanFile, PlanFileError};
+
+/// `s` cut to at most `max` bytes (on a character boundary), with `…` appended when cut: for
+/// echoing untrusted input in errors and statuses without copying all of it.
+pub fn shorten(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &s[..cut])
+}
