@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use harmony_compiler::compile::FleetInfo;
 use harmony_compiler::{CompiledRepo, UnitContent};
-use harmony_executor::fleet::auth::{self, AUTH_DIR_ENV, FleetAuth, current_signing_key, write_private};
+use harmony_executor::fleet::auth::{self, AUTH_DIR_ENV, FleetAuth, chain_head, current_signing_key, write_private};
 use harmony_executor::fleet::convert::{SIGNING_KEY_ENV, fleet_info};
 use harmony_executor::fleet::observe::observe_all;
-use harmony_executor::fleet::{Condition, DesiredFleet, FleetError, FleetStatus, check_key_matches, connect, load_signing_key};
+use harmony_executor::fleet::{ChainKeys, Condition, DesiredFleet, FleetError, FleetStatus, check_key_matches, connect, load_signing_key};
 use harmony_schemas::fleet::{PLANS_BUCKET, SigningKey, VerifyingKey, encode_key, generate_signing_key, key_id, parse_public_key};
 use harmony_schemas::trust::{KeyAction, SignedKeyAnnouncement, announce};
 
@@ -180,6 +180,7 @@ fn open_auth(g: &Global, nats: &NatsArgs, fleet: &str) -> anyhow::Result<FleetAu
 /// What the auth directory says about a fleet, for apply and status.
 #[derive(Debug, Default)]
 pub struct FleetSecurity {
+    fleet: String,
     chain: Vec<SignedKeyAnnouncement>,
     revoked: Vec<String>,
 }
@@ -194,25 +195,25 @@ impl FleetSecurity {
                     "fleet `{fleet}` declares `auth nkey` but has no auth directory: pass --auth-dir DIR or set {AUTH_DIR_ENV} (created by `harmony fleet enroll`)"
                 );
             }
-            return Ok(FleetSecurity::default());
+            return Ok(FleetSecurity { fleet: fleet.to_string(), ..Default::default() });
         };
         let revoked = auth.registry()?.revoked();
-        Ok(FleetSecurity { chain: auth.key_chain()?, revoked })
+        Ok(FleetSecurity { fleet: fleet.to_string(), chain: auth.key_chain()?, revoked })
     }
 
-    /// The private key must be the repository's (no chain) or trusted at the head of the chain.
+    /// The private key must be the repository's (no chain) or the current key at the end of
+    /// the chain (the only key plans may be signed with and the chain extended with).
     pub fn check_signing_key(&self, key: &SigningKey, fleet: &str, repo_public: &str) -> Result<(), FleetError> {
         if self.chain.is_empty() {
             return check_key_matches(key, fleet, repo_public);
         }
         let root = parse_public_key(repo_public).map_err(|e| FleetError::SigningKey(format!("fleet `{fleet}` declares an invalid public key: {e}")))?;
         let current = current_signing_key(fleet, &root, &self.chain).map_err(FleetError::SigningKey)?;
-        if !current.contains(&key.verifying_key()) {
-            let ids: Vec<String> = current.iter().map(key_id).collect();
+        if current != key.verifying_key() {
             return Err(FleetError::SigningKey(format!(
-                "the signing key (key id {}) is not trusted at the end of fleet `{fleet}`'s key chain (trusted: {}); use the key of the last `harmony fleet rotate-signing-key`",
+                "the signing key (key id {}) is not the current key at the end of fleet `{fleet}`'s key chain (current: {}); use the key of the last `harmony fleet rotate-signing-key`",
                 key_id(&key.verifying_key()),
-                ids.join(", ")
+                key_id(&current)
             )));
         }
         Ok(())
@@ -241,17 +242,15 @@ impl FleetSecurity {
         plan.key_chain = self.chain.clone();
     }
 
-    /// Keys a plan in the bucket may be signed with: the root and every key the chain trusted.
-    pub fn observe_keys(&self, root: VerifyingKey) -> Vec<VerifyingKey> {
-        let mut keys = vec![root];
-        for a in &self.chain {
-            if let Some(k) = a.payload.get("key").and_then(|k| k.as_str()).and_then(|k| parse_public_key(k).ok())
-                && !keys.contains(&k)
-            {
-                keys.push(k);
-            }
-        }
-        keys
+    /// Keys a plan in the bucket may be signed with: those the chain has not retired (the
+    /// current key, and the previous ones until a retirement).
+    pub fn observe_keys(&self, root: VerifyingKey) -> anyhow::Result<Vec<VerifyingKey>> {
+        Ok(chain_head(&self.fleet, &root, &self.chain).map_err(anyhow::Error::msg)?.keys())
+    }
+
+    /// The chain's keys by id, to flag devices trusting others (`harmony status`, `ui`).
+    pub fn chain_keys(&self, root: VerifyingKey) -> anyhow::Result<ChainKeys> {
+        Ok(ChainKeys::of(&chain_head(&self.fleet, &root, &self.chain).map_err(anyhow::Error::msg)?))
     }
 
     /// Shows revoked devices as `revoked`.
@@ -320,10 +319,10 @@ pub fn run(g: &Global, a: FleetArgs) -> anyhow::Result<ExitCode> {
             if auth.registry()?.is_revoked(&device) {
                 bail!("device `{device}` of fleet `{fleet}` was revoked; a revoked device id is never enrolled again");
             }
-            // The keys the device trusts: the current ones (after any rotation), so a retired key
-            // is never trusted by a newly enrolled device.
+            // The key the device trusts: the chain's current key (after any rotation), so a
+            // newly enrolled device trusts neither a retired key nor one about to be retired.
             let root = parse_public_key(&info.signing_key).map_err(|e| anyhow::anyhow!("fleet `{fleet}` declares an invalid public key: {e}"))?;
-            let fleet_keys = current_signing_key(&fleet, &root, &auth.key_chain()?).map_err(anyhow::Error::msg)?;
+            let fleet_keys = [current_signing_key(&fleet, &root, &auth.key_chain()?).map_err(anyhow::Error::msg)?];
             outside_repo(&g.repo, &out, "--out", "the device's nkey seed")?;
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let seed_name = format!("{device}.nk");
@@ -385,15 +384,17 @@ pub fn run(g: &Global, a: FleetArgs) -> anyhow::Result<ExitCode> {
             let key = load_signing_key(signing_key_file.as_deref(), std::env::var(SIGNING_KEY_ENV).ok())?;
             let auth = open_auth(g, &nats, &fleet)?;
             let mut chain = auth.key_chain()?;
-            let security = FleetSecurity { chain: chain.clone(), revoked: Vec::new() };
+            // Only the chain's current key may extend it.
+            let security = FleetSecurity { fleet: fleet.clone(), chain: chain.clone(), revoked: Vec::new() };
             security.check_signing_key(&key, &fleet, &info.signing_key)?;
             let root = parse_public_key(&info.signing_key).map_err(|e| anyhow::anyhow!("fleet `{fleet}` declares an invalid public key: {e}"))?;
-            let current = current_signing_key(&fleet, &root, &chain).map_err(anyhow::Error::msg)?;
+            let trusted = chain_head(&fleet, &root, &chain).map_err(anyhow::Error::msg)?.keys();
             if let Some(path) = new_key_file {
                 outside_repo(&g.repo, &path, "--new-key-file", "the new signing key")?;
                 let new = generate_signing_key()?;
-                write_private(&path, format!("{}\n", encode_key(new.as_bytes())).as_bytes(), false)?;
                 chain.push(announce(&fleet, KeyAction::Trust, &new.verifying_key(), &key)?);
+                chain_head(&fleet, &root, &chain).map_err(anyhow::Error::msg)?;
+                write_private(&path, format!("{}\n", encode_key(new.as_bytes())).as_bytes(), false)?;
                 auth.save_key_chain(&chain)?;
                 println!(
                     "fleet {fleet}: new signing key {} written to {} (secret, mode 0600), announced with key {}.\n\
@@ -408,7 +409,7 @@ pub fn run(g: &Global, a: FleetArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             debug_assert!(retire);
-            let old: Vec<VerifyingKey> = current.into_iter().filter(|k| *k != key.verifying_key()).collect();
+            let old: Vec<VerifyingKey> = trusted.into_iter().filter(|k| *k != key.verifying_key()).collect();
             if old.is_empty() {
                 println!("fleet {fleet}: key {} is the only trusted key; nothing to retire", key_id(&key.verifying_key()));
                 return Ok(ExitCode::SUCCESS);
@@ -419,9 +420,10 @@ pub fn run(g: &Global, a: FleetArgs) -> anyhow::Result<ExitCode> {
             let registry_revoked = existing_auth(&nats, &fleet)?.map(|a| a.registry().map(|r| r.revoked())).transpose()?.unwrap_or_default();
             let opts = nats.options_for_fleet(&fleet, &info.nats)?;
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let keys = security.observe_keys(root)?;
             let observed = rt.block_on(async {
                 let client = connect(&opts).await?;
-                observe_all(&client, &fleet, &security.observe_keys(root)).await
+                observe_all(&client, &fleet, &keys).await
             })?;
             let missing: Vec<&String> = devices
                 .iter()
@@ -435,9 +437,12 @@ pub fn run(g: &Global, a: FleetArgs) -> anyhow::Result<ExitCode> {
                     missing.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")
                 );
             }
+            // The first retirement settles the devices on the current key (every other key is
+            // retired with it); one link per old key keeps the record explicit.
             for k in &old {
                 chain.push(announce(&fleet, KeyAction::Retire, k, &key)?);
             }
+            chain_head(&fleet, &root, &chain).map_err(anyhow::Error::msg)?;
             auth.save_key_chain(&chain)?;
             let ids: Vec<String> = old.iter().map(key_id).collect();
             println!("fleet {fleet}: key(s) {} retired by key {new_id}; run `harmony apply` to deliver the retirement", ids.join(", "));

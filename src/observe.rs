@@ -88,7 +88,7 @@ pub fn observe(compiled: &CompiledRepo, a: &LiveArgs, rt: &tokio::runtime::Runti
         let opts = a.nats.read_options_for_fleet(fleet, &info.nats)?;
         // After a signing-key rotation plans are signed by a newer key and carry the key chain.
         let security = crate::fleet::FleetSecurity::load(&a.nats, fleet, info)?;
-        let keys = security.observe_keys(public);
+        let keys = security.observe_keys(public)?;
         let entries = rt
             .block_on(async {
                 let client = harmony_executor::fleet::connect(&opts).await?;

@@ -116,6 +116,12 @@ fn human(f: &FleetStatus) -> String {
                 s.push_str(&format!("    agent upgrade {} → {} (generation {}): {state}\n", u.from, u.to, u.generation));
             }
         }
+        if !d.foreign_keys.is_empty() {
+            s.push_str(&format!(
+                "    trusts signing key(s) {} that the fleet's key chain does not (a chain forked with a stolen key, or set up by hand): re-provision the device\n",
+                d.foreign_keys.join(", ")
+            ));
+        }
         if let Some(r) = d.last_rejection.as_ref().filter(|_| d.desired_rejected) {
             let generation = r.generation.map_or("?".into(), |g| g.to_string());
             s.push_str(&format!("    rejected plan generation {generation}: {} (nothing of it runs)\n", r.message));
@@ -145,7 +151,8 @@ pub fn run(g: &Global, a: StatusArgs) -> anyhow::Result<ExitCode> {
         let opts = a.nats.read_options_for_fleet(&fleet, &info.nats)?;
         // Plans signed with any key of the fleet's chain verify (a rotation re-signs them).
         let security = crate::fleet::FleetSecurity::load(&a.nats, &fleet, info)?;
-        let keys = security.observe_keys(public);
+        let keys = security.observe_keys(public)?;
+        let chain = security.chain_keys(public)?;
         let (observed, rollout) = rt.block_on(async {
             let client = connect(&opts).await?;
             let observed = observe_all(&client, &fleet, &keys).await?;
@@ -157,6 +164,7 @@ pub fn run(g: &Global, a: StatusArgs) -> anyhow::Result<ExitCode> {
             Ok::<_, harmony_executor::fleet::FleetError>((observed, rollout))
         })?;
         let mut status = fleet_status(&fleet, &devices, &observed, harmony_schemas::fleet::now_ms(), thresholds);
+        status.flag_foreign_keys(&observed, &chain);
         security.mark_revoked(&mut status);
         status.rollout = rollout;
         out.push(status);

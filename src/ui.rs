@@ -75,7 +75,8 @@ pub fn run(g: &Global, a: UiArgs) -> anyhow::Result<ExitCode> {
         if let Some(info) = repo.fleets.iter().find(|(n, _)| n.as_str() == name).map(|(_, i)| i) {
             let security = crate::fleet::FleetSecurity::load(&a.nats, name, info)?;
             if let Some(root) = f.trusted.first().copied() {
-                f.trusted = security.observe_keys(root);
+                f.trusted = security.observe_keys(root)?;
+                f.chain = security.chain_keys(root)?;
             }
         }
     }

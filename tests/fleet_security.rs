@@ -27,9 +27,10 @@ use std::time::{Duration, Instant};
 use common::fleet::{agent_binary, harmony, next_binary, text};
 use futures::StreamExt as _;
 use harmony_schemas::fleet::{
-    DeviceStatus, HEARTBEATS_BUCKET, PLANS_BUCKET, STATUS_BUCKET, SignedDevicePlan, Verb, command_subject, device_inbox_prefix, encode_key,
+    DevicePlan, DeviceStatus, HEARTBEATS_BUCKET, PLANS_BUCKET, STATUS_BUCKET, SignedDevicePlan, SigningKey, Verb, command_subject, device_inbox_prefix, encode_key,
     generate_signing_key, key_id, parse_signing_key,
 };
+use harmony_schemas::trust::{KeyAction, announce};
 use harmony_testkit::{NatsServer, nats_server_binary};
 
 /// A fleet `pico` with `auth nkey`: repository, auth directory, server running the generated
@@ -254,6 +255,16 @@ impl DeviceClient {
         let got = tokio::time::timeout(Duration::from_millis(1500), sub.next()).await;
         assert!(!matches!(got, Ok(Some(_))), "a message on {subject} was delivered: {got:?}");
     }
+}
+
+/// `GET path` from the dashboard on `port`: the whole HTTP response, or `None` if it does not answer.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).ok()?;
+    let mut body = String::new();
+    c.read_to_string(&mut body).ok()?;
+    Some(body)
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -487,25 +498,8 @@ fn the_read_only_identity_reads_everything_and_writes_nothing() {
     assert_eq!(out.status.code(), Some(0), "plan with the read-only identity: {}", text(&out));
     // The dashboard too: it watches the buckets with the read-only identity.
     {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let ui = Command::new(env!("CARGO_BIN_EXE_harmony"))
-            .arg("--repo")
-            .arg(&f.repo)
-            .args(["ui", "--listen", &format!("127.0.0.1:{port}")])
-            .env("HARMONY_NATS_URL", f.server.url())
-            .env("HARMONY_AUTH_DIR", &f.auth)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start harmony ui");
-        let get = || -> Option<String> {
-            use std::io::{Read as _, Write as _};
-            let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-            c.write_all(b"GET /api/devices HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-            let mut body = String::new();
-            c.read_to_string(&mut body).ok()?;
-            Some(body)
-        };
+        let (ui, port) = f.start_ui();
+        let get = || http_get(port, "/api/devices");
         let deadline = Instant::now() + Duration::from_secs(20);
         let body = loop {
             if let Some(b) = get().filter(|b| b.contains(&format!("\"device\":\"{a}\"")) && b.contains("\"condition\":\"ready\"")) {
@@ -633,7 +627,7 @@ fn signing_key_rotation_keeps_agents_converging_and_retires_the_old_key() {
     });
     // harmony refuses to sign with the retired key.
     let out = f.apply_with("k1.key");
-    assert!(!out.status.success() && text(&out).contains("not trusted at the end of fleet `pico`'s key chain"), "{}", text(&out));
+    assert!(!out.status.success() && text(&out).contains("not the current key at the end of fleet `pico`'s key chain"), "{}", text(&out));
     // The version published with K1 gets K2's signature when published again (same bytes); then
     // it is simply there; other bytes under that version stay refused; K1 cannot publish.
     let out = publish(&f, "k2.key", &binary);
@@ -645,42 +639,32 @@ fn signing_key_rotation_keeps_agents_converging_and_retires_the_old_key() {
     let out = publish(&f, "k2.key", &other);
     assert!(!out.status.success() && text(&out).contains("versions are immutable"), "{}", text(&out));
     let out = publish(&f, "k1.key", &binary);
-    assert!(!out.status.success() && text(&out).contains("not trusted at the end of fleet `pico`'s key chain"), "{}", text(&out));
+    assert!(!out.status.success() && text(&out).contains("not the current key at the end of fleet `pico`'s key chain"), "{}", text(&out));
 
     // A plan signed by the retired key (a thief of K1 with write access) is rejected, with or
     // without the chain, and again after the agent restarts.
-    let genuine = rt.block_on(async {
-        let js = async_nats::jetstream::new(f.harmony_client().await);
-        let plans = js.get_key_value(PLANS_BUCKET).await.unwrap();
-        let current = SignedDevicePlan::from_slice(&plans.get(&a).await.unwrap().unwrap()).unwrap();
-        current.verify(&[k2.verifying_key()]).expect("current plan verifies with K2")
-    });
+    let genuine = f.current_plan(&rt, &a, &k2);
     assert_eq!(genuine.key_chain.len(), 2, "the plan carries trust K2 and retire K1");
-    let (url, harmony_seed) = (f.server.url(), std::fs::read_to_string(f.auth.join("pico/harmony.nk")).unwrap());
-    let forge = |generation: u64, chain: bool| {
-        rt.block_on(async {
-            let h = async_nats::ConnectOptions::with_nkey(harmony_seed.trim().to_string()).connect(url.as_str()).await.expect("harmony connects");
-            let js = async_nats::jetstream::new(h);
-            let plans = js.get_key_value(PLANS_BUCKET).await.unwrap();
-            let mut p = genuine.clone();
-            p.generation = generation;
-            if !chain {
-                p.key_chain.clear();
-            }
-            plans.put(&a, SignedDevicePlan::sign(&p, &k1).unwrap().to_vec().into()).await.unwrap();
-        })
+    let forge = |f: &Secure, generation: u64, chain: bool| {
+        let mut p = genuine.clone();
+        p.generation = generation;
+        if !chain {
+            p.key_chain.clear();
+        }
+        f.put_plan(&rt, &a, &p, &k1);
     };
-    forge(10, true);
+    forge(&f, 10, true);
     let d = f.wait_status(&a, "an unknown-key rejection", |d| d["last_rejection"]["generation"] == 10);
     assert_eq!(d["last_rejection"]["reason"]["kind"], "unknown-key", "{d:#}");
     assert_eq!(d["applied_generation"], 4, "{d:#}");
-    // Restart a's agent: the retirement persisted although its config still lists K1.
+    // Restart a's agent: the retirement persisted although its config still lists K1; a plan
+    // without the chain does not extend the chain the device settled.
     let child = f.agents.remove(0);
     drop_child(child);
     f.start_agent(&a);
-    forge(11, false);
-    let d = f.wait_status(&a, "an unknown-key rejection after restart", |d| d["last_rejection"]["generation"] == 11);
-    assert_eq!(d["last_rejection"]["reason"]["kind"], "unknown-key", "{d:#}");
+    forge(&f, 11, false);
+    let d = f.wait_status(&a, "a key-chain rejection after restart", |d| d["last_rejection"]["generation"] == 11);
+    assert_eq!(d["last_rejection"]["reason"]["kind"], "key-chain", "{d:#}");
     assert_eq!(d["applied_generation"], 4, "{d:#}");
 }
 
@@ -910,4 +894,177 @@ fn attack_device_consumer_delivers_into_another_devices_plan() {
     let d = f.status(&b);
     assert!(d["last_rejection"].is_null(), "b's agent received forged plans from a's consumer: {d:#}");
     assert_eq!(d["condition"], "ready", "{d:#}");
+}
+
+impl Secure {
+    /// Starts `harmony ui` on a free port (the auth directory at hand: the read-only identity).
+    fn start_ui(&self) -> (Child, u16) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let ui = Command::new(env!("CARGO_BIN_EXE_harmony"))
+            .arg("--repo")
+            .arg(&self.repo)
+            .args(["ui", "--listen", &format!("127.0.0.1:{port}")])
+            .env("HARMONY_NATS_URL", self.server.url())
+            .env("HARMONY_AUTH_DIR", &self.auth)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start harmony ui");
+        (ui, port)
+    }
+
+    /// The plan now in `device`'s entry, verified with `key`.
+    fn current_plan(&self, rt: &tokio::runtime::Runtime, device: &str, key: &SigningKey) -> DevicePlan {
+        rt.block_on(async {
+            let plans = async_nats::jetstream::new(self.harmony_client().await).get_key_value(PLANS_BUCKET).await.expect("plans bucket");
+            let entry = plans.get(device).await.expect("get").expect("an entry");
+            SignedDevicePlan::from_slice(&entry).expect("decodes").verify(&[key.verifying_key()]).expect("verifies")
+        })
+    }
+
+    /// Writes `plan` signed by `key` into `device`'s entry, as anyone with write access to the
+    /// plans bucket can.
+    fn put_plan(&self, rt: &tokio::runtime::Runtime, device: &str, plan: &DevicePlan, key: &SigningKey) {
+        rt.block_on(async {
+            let plans = async_nats::jetstream::new(self.harmony_client().await).get_key_value(PLANS_BUCKET).await.expect("plans bucket");
+            plans.put(device, SignedDevicePlan::sign(plan, key).expect("sign").to_vec().into()).await.expect("put");
+        });
+    }
+
+    fn signing_key(&self, file: &str) -> SigningKey {
+        parse_signing_key(&std::fs::read_to_string(self.key_file(file)).expect("read key")).expect("a key")
+    }
+
+    /// Waits until the agent of `device` applied or rejected `generation`; returns its status.
+    fn decided(&self, device: &str, generation: u64) -> serde_json::Value {
+        self.wait_status(device, &format!("the agent to apply or reject generation {generation}"), |d| {
+            d["applied_generation"] == generation || d["last_rejection"]["generation"] == generation
+        })
+    }
+}
+
+/// Issue 20 #11. A thief of K1 (with write access to the plans bucket) plants `trust EVIL`,
+/// signed by K1, in a plan entry while K1 is still the fleet's key; the operator then rotates
+/// K1 → K2 and retires K1. From then on a plan signed by EVIL must be refused, whatever chain it
+/// carries.
+#[test]
+fn attack_a_key_planted_with_a_stolen_key_survives_the_rotation() {
+    let mut f = Secure::new("plant", &["a"]);
+    let a = f.devices[0].clone();
+    let k1 = f.signing_key("k1.key");
+    f.apply("k1.key");
+    f.start_agent(&a);
+    f.wait_ready(&a, 1);
+    let rt = rt();
+    let evil = generate_signing_key().expect("key");
+    let planted = announce("pico", KeyAction::Trust, &evil.verifying_key(), &k1).expect("announce");
+    let mut p = f.current_plan(&rt, &a, &k1);
+    p.generation = 2;
+    p.key_chain = vec![planted.clone()];
+    f.put_plan(&rt, &a, &p, &evil);
+    let d = f.decided(&a, 2);
+    assert_eq!(d["applied_generation"], 2, "K1 was the fleet's key: the planted plan is accepted then: {d:#}");
+    // `harmony status` flags the device: it trusts a key the fleet's chain does not.
+    let evil_id = key_id(&evil.verifying_key());
+    let d = f.wait_status(&a, "the planted key flagged", |d| d["foreign_keys"].as_array().is_some_and(|k| k.iter().any(|k| *k == evil_id.as_str())));
+    assert_eq!(d["condition"], "degraded", "{d:#}");
+    let out = f.harmony(&["status"]);
+    assert!(text(&out).contains(&format!("trusts signing key(s) {evil_id} that the fleet's key chain does not")), "{}", text(&out));
+
+    // The operator rotates K1 → K2 and retires K1, as documented.
+    f.rotate_and_retire(&[&a], 2);
+    let k2 = f.signing_key("k2.key");
+    let genuine = f.current_plan(&rt, &a, &k2);
+    assert_eq!(genuine.key_chain.len(), 2, "trust K2, retire K1");
+
+    // The thief's plan signed by EVIL, with the planted link, is refused…
+    let mut p = genuine.clone();
+    p.generation = 10;
+    p.key_chain = vec![planted.clone()];
+    f.put_plan(&rt, &a, &p, &evil);
+    let d = f.decided(&a, 10);
+    assert_eq!(d["applied_generation"], 4, "a plan signed by the planted key ran after the rotation: {d:#}");
+    assert_eq!(d["last_rejection"]["reason"]["kind"], "key-chain", "{d:#}");
+    // …and so is one carrying the genuine chain (EVIL is not its current key), or the genuine
+    // chain followed by the planted link (K1 may not extend it).
+    p.key_chain = genuine.key_chain.clone();
+    p.generation = 11;
+    f.put_plan(&rt, &a, &p, &evil);
+    let d = f.decided(&a, 11);
+    assert_eq!(d["applied_generation"], 4, "a plan signed by the planted key ran after the rotation: {d:#}");
+    assert_eq!(d["last_rejection"]["reason"]["kind"], "unknown-key", "{d:#}");
+    p.key_chain.push(planted);
+    p.generation = 12;
+    f.put_plan(&rt, &a, &p, &evil);
+    let d = f.decided(&a, 12);
+    assert_eq!(d["applied_generation"], 4, "a plan signed by the planted key ran after the rotation: {d:#}");
+    assert_eq!(d["last_rejection"]["reason"]["kind"], "key-chain", "{d:#}");
+}
+
+impl Secure {
+    /// Rotates the signing key K1 → K2 and retires K1, applying after each step (as documented);
+    /// the devices given converge at the next two generations after `generation`.
+    fn rotate_and_retire(&self, devices: &[&str], generation: u64) {
+        let out = self.harmony(&["fleet", "rotate-signing-key", "--signing-key-file", &self.key_file("k1.key"), "--new-key-file", &self.key_file("k2.key")]);
+        assert!(out.status.success(), "rotate: {}", text(&out));
+        self.apply("k2.key");
+        for d in devices {
+            self.wait_ready(d, generation + 1);
+        }
+        let out = self.harmony(&["fleet", "rotate-signing-key", "--retire", "--signing-key-file", &self.key_file("k2.key")]);
+        assert!(out.status.success(), "retire: {}", text(&out));
+        self.apply("k2.key");
+        for d in devices {
+            self.wait_ready(d, generation + 2);
+        }
+    }
+}
+
+/// Issue 20 #11. After a rotation retired K1, a thief of K1 writes a plan signed with it into a
+/// device's entry. The agent refuses it, but `harmony status`, `plan` and `ui` must not take it
+/// for the fleet's plan either: they name the entry as not verifying, and `plan`/`apply` replace it.
+#[test]
+fn attack_a_plan_signed_with_a_retired_key_passes_as_genuine_in_status_plan_and_ui() {
+    let mut f = Secure::new("retired", &["a"]);
+    let a = f.devices[0].clone();
+    f.apply("k1.key");
+    f.start_agent(&a);
+    f.wait_ready(&a, 1);
+    f.rotate_and_retire(&[&a], 1);
+    let rt = rt();
+    let (k1, k2) = (f.signing_key("k1.key"), f.signing_key("k2.key"));
+    let mut p = f.current_plan(&rt, &a, &k2);
+    p.generation = 10;
+    f.put_plan(&rt, &a, &p, &k1);
+    let d = f.decided(&a, 10);
+    assert_eq!((d["applied_generation"].as_u64(), d["last_rejection"]["reason"]["kind"].as_str()), (Some(3), Some("unknown-key")), "{d:#}");
+
+    // `harmony status`: the entry does not verify, and a warning names it.
+    let out = f.harmony(&["status", "--format", "json"]);
+    assert!(out.status.success(), "status: {}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    let warnings = doc["fleets"][0]["warnings"].as_array().cloned().unwrap_or_default();
+    assert!(
+        warnings.iter().any(|w| w["key"] == a.as_str() && w["message"].as_str().is_some_and(|m| m.contains("signed by untrusted key"))),
+        "harmony status took the plan signed with the retired key for the fleet's: {doc:#}"
+    );
+    // `harmony plan`: the entry is to be replaced (not "up to date").
+    let out = f.harmony(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2), "harmony plan took the plan signed with the retired key for the fleet's: {}", text(&out));
+    assert!(text(&out).contains("signed by untrusted key"), "{}", text(&out));
+    // `harmony ui`: the overview warns about the entry.
+    let (ui, port) = f.start_ui();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = http_get(port, "/").unwrap_or_default();
+        if page.contains("signed by untrusted key") && page.contains(&a) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the dashboard never warned about the plan signed with the retired key:\n{page}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop_child(ui);
+    // `harmony apply` replaces the entry with a plan signed by K2.
+    f.apply("k2.key");
+    f.wait_ready(&a, 11);
 }

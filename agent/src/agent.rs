@@ -18,7 +18,7 @@ use harmony_schemas::fleet::{
     DevicePlan, DeviceState, DeviceStatus, HEARTBEATS_BUCKET, Heartbeat, MAX_REJECTIONS, PLANS_BUCKET, PROTOCOL_VERSION, Rejection, RejectionReason,
     STATUS_BUCKET, SignedDevicePlan, UpgradeReport, UpgradeState, device_inbox_prefix, kv_subject, now_ms,
 };
-use harmony_schemas::trust::{SignedKeyAnnouncement, TrustState};
+use harmony_schemas::trust::{Followed, SignedKeyAnnouncement, TrustState};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, NatsAuth, RuntimeKind};
@@ -51,8 +51,8 @@ pub struct Shared {
     /// The nkey seed the NATS connection authenticates with (on every reconnect), when the
     /// config gives `nats.nkey_file`; `rotate-credentials` replaces it.
     pub nkey: Option<SeedCell>,
-    /// The fleet signing keys trusted now (configured keys as extended and retired by the key
-    /// chain): what a `retire` must be signed with.
+    /// The fleet signing key(s) plans must be signed with now (the key chain's current key, or
+    /// the configured keys before any chain): what a `retire` must be signed with.
     pub fleet_keys: std::sync::RwLock<Vec<harmony_schemas::fleet::VerifyingKey>>,
 }
 
@@ -360,14 +360,17 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     // Reconciler (this task): resume from the persisted plan first, without NATS.
     let reconciler = async {
         let mut current: Option<DevicePlan> = None;
-        // The keys trusted now: the configured ones as extended and retired by the key chain of
-        // the last accepted plan (persisted, so a retired key stays retired across restarts).
-        let mut trust = TrustState::merged(&config.fleet_keys, state.trust.as_ref());
+        // Where the device stands in the key chain: the configured keys, or what it settled at
+        // the last key retirement it followed (persisted, so a retired key stays retired across
+        // restarts). Every plan's chain is followed from it.
+        let mut base = TrustState::merged(&config.fleet_keys, state.trust.as_ref());
+        let mut followed = base.unfollowed();
         if let Some(signed) = state.applied.clone() {
-            match signed.verify(&trust.keys()).map_err(RejectionReason::from).and_then(|p| check(&p, &device).map(|()| p)) {
-                Ok(plan) => {
+            match verify(&signed, &base).and_then(|(p, f)| check(&p, &device).map(|()| (p, f))) {
+                Ok((plan, f)) => {
                     tracing::info!(generation = plan.generation, "resuming persisted plan");
                     current = Some(plan);
+                    followed = f;
                 }
                 Err(reason) => {
                     tracing::error!("persisted plan no longer verifies ({reason}); ignoring it");
@@ -376,8 +379,8 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
             }
         }
         let mut up = Upgrades { js: &js, config: &config, shared: &shared, status_tx: &status_tx, published: published_rx, retire: &mut retire_rx, reread: read_tx.clone() };
-        let _ = trust_tx.send(trust.key_ids());
-        set_fleet_keys(&shared, &trust);
+        let _ = trust_tx.send(followed.key_ids());
+        set_fleet_keys(&shared, &followed);
         if let Some(plan) = &current {
             let _ = applied_tx.send(Some(Arc::new(plan.clone())));
             let status = apply(&runtime, &device, plan, &mut state, &config).await;
@@ -396,7 +399,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                 continue;
             }
             let applied = current.as_ref().map(|p| p.generation).zip(state.applied.as_ref().map(|s| &s.payload));
-            match accept(&bytes, &config, &trust, applied) {
+            match accept(&bytes, &config, &base, applied) {
                 Accepted::Same => {
                     // Re-read of the applied plan (reconnect): heal drift, normally a no-op.
                     if let Some(plan) = &current {
@@ -408,15 +411,18 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                     }
                 }
                 Accepted::New(accepted) => {
-                    let (signed, plan, new_trust) = *accepted;
+                    let (signed, plan, new) = *accepted;
                     tracing::info!(generation = plan.generation, source_revision = %plan.source_revision, "accepted plan");
-                    if new_trust != trust {
-                        tracing::info!(trusted = ?new_trust.key_ids(), retired = new_trust.retired.len(), "signing keys changed by the plan's key chain");
-                        trust = new_trust;
-                        let _ = trust_tx.send(trust.key_ids());
-                        set_fleet_keys(&shared, &trust);
+                    if new != followed {
+                        tracing::info!(trusted = ?new.key_ids(), retired = new.settled.retired.len(), "signing keys changed by the plan's key chain");
+                        let _ = trust_tx.send(new.key_ids());
+                        set_fleet_keys(&shared, &new);
                     }
-                    state.trust = Some(trust.clone());
+                    // Only what the chain settled is kept: links after its last retirement are
+                    // followed again from this base with every plan.
+                    base = new.settled.clone();
+                    followed = new;
+                    state.trust = Some(base.clone());
                     state.applied = Some(signed);
                     state.failed.clear();
                     if let Err(e) = state.save(&config.state_dir) {
@@ -463,7 +469,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
 
 enum Accepted {
     Same,
-    New(Box<(SignedDevicePlan, DevicePlan, TrustState)>),
+    New(Box<(SignedDevicePlan, DevicePlan, Followed)>),
     Rejected(Option<u64>, RejectionReason),
 }
 
@@ -474,25 +480,33 @@ fn check(plan: &DevicePlan, device: &str) -> Result<(), RejectionReason> {
     plan.validate().map_err(|e| RejectionReason::Invalid { detail: e.to_string() })
 }
 
-fn accept(bytes: &[u8], config: &Config, trust: &TrustState, applied: Option<(u64, &serde_json::Value)>) -> Accepted {
+/// Verifies a signed plan from the device's key-chain `base`: follows the plan's chain (each
+/// link signed by the chain's current key at that point, extending what the device settled),
+/// then checks the plan's signature with the key the chain leads to.
+pub(crate) fn verify(signed: &SignedDevicePlan, base: &TrustState) -> Result<(DevicePlan, Followed), RejectionReason> {
+    let (fleet, chain) = key_chain(signed).map_err(|detail| RejectionReason::Malformed { detail })?;
+    let followed = base.follow(&fleet, &chain).map_err(|e| RejectionReason::KeyChain { detail: e.to_string() })?;
+    let plan = signed.verify(&followed.signers())?;
+    Ok((plan, followed))
+}
+
+/// Whether the plan persisted in `state` still verifies with `config`'s keys and the persisted
+/// key-chain state (`--self-test`): its generation if it does.
+pub fn verify_persisted(config: &Config, state: &PersistedState) -> Option<Result<u64, RejectionReason>> {
+    let base = TrustState::merged(&config.fleet_keys, state.trust.as_ref());
+    state.applied.as_ref().map(|signed| verify(signed, &base).map(|(p, _)| p.generation))
+}
+
+fn accept(bytes: &[u8], config: &Config, base: &TrustState, applied: Option<(u64, &serde_json::Value)>) -> Accepted {
     let signed = match SignedDevicePlan::from_slice(bytes) {
         Ok(s) => s,
         Err(e) => return Accepted::Rejected(None, e.into()),
     };
     let claimed = signed.payload.get("generation").and_then(serde_json::Value::as_u64);
-    // Follow the plan's key chain (each link signed by a key trusted at that point) before
-    // verifying the plan itself; the result is kept only if the plan is accepted.
-    let trust = match key_chain(&signed) {
-        Ok((fleet, chain)) if !chain.is_empty() => match trust.follow(&fleet, &chain) {
-            Ok(t) => t,
-            Err(e) => return Accepted::Rejected(claimed, RejectionReason::KeyChain { detail: e.to_string() }),
-        },
-        Ok(_) => trust.clone(),
-        Err(detail) => return Accepted::Rejected(claimed, RejectionReason::Malformed { detail }),
-    };
-    let plan = match signed.verify(&trust.keys()) {
-        Ok(p) => p,
-        Err(e) => return Accepted::Rejected(claimed, e.into()),
+    // What the chain leads to is kept only if the plan is accepted.
+    let (plan, followed) = match verify(&signed, base) {
+        Ok(v) => v,
+        Err(reason) => return Accepted::Rejected(claimed, reason),
     };
     if let Err(reason) = check(&plan, &config.device_id) {
         return Accepted::Rejected(Some(plan.generation), reason);
@@ -504,7 +518,7 @@ fn accept(bytes: &[u8], config: &Config, trust: &TrustState, applied: Option<(u6
         Some((a, _)) if plan.generation <= a => {
             Accepted::Rejected(Some(plan.generation), RejectionReason::StaleGeneration { generation: plan.generation, applied: a })
         }
-        _ => Accepted::New(Box::new((signed, plan, trust))),
+        _ => Accepted::New(Box::new((signed, plan, followed))),
     }
 }
 
@@ -712,9 +726,9 @@ impl Upgrades<'_> {
 }
 
 /// Keeps [`Shared::fleet_keys`] in step with the key chain.
-fn set_fleet_keys(shared: &Shared, trust: &TrustState) {
+fn set_fleet_keys(shared: &Shared, followed: &Followed) {
     if let Ok(mut k) = shared.fleet_keys.write() {
-        *k = trust.keys();
+        *k = followed.signers();
     }
 }
 

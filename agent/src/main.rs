@@ -124,9 +124,9 @@ async fn self_test(config: harmony_agent::Config) -> ExitCode {
     match harmony_agent::state::PersistedState::load(&config.state_dir, &config.device_id) {
         Err(e) => return fail(&e),
         // The applied plan must still verify with the configured keys (e.g. after an upgrade or a key change).
-        Ok(state) => match state.applied.map(|p| p.verify(&harmony_schemas::trust::TrustState::merged(&config.fleet_keys, state.trust.as_ref()).keys())) {
-            Some(Err(e)) => return fail(&format!("the persisted plan does not verify with fleet_keys: {e}")),
-            Some(Ok(p)) => println!("state_dir: ok ({}, applied generation {})", config.state_dir.display(), p.generation),
+        Ok(state) => match harmony_agent::agent::verify_persisted(&config, &state) {
+            Some(Err(e)) => return fail(&format!("the persisted plan does not verify with fleet_keys and the key chain: {e}")),
+            Some(Ok(generation)) => println!("state_dir: ok ({}, applied generation {generation})", config.state_dir.display()),
             None => println!("state_dir: ok ({}, no plan yet)", config.state_dir.display()),
         },
     }

@@ -30,7 +30,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn model(n: usize) -> (RepoView, harmony_ui::model::Live) {
     let mut repo = RepoView::default();
-    repo.fleets.insert("pico".into(), RepoFleet { name: "pico".into(), nats: vec!["nats://127.0.0.1:4222".into()], trusted: vec![] });
+    repo.fleets.insert("pico".into(), RepoFleet { name: "pico".into(), nats: vec!["nats://127.0.0.1:4222".into()], trusted: vec![], chain: Default::default() });
     let mut live = harmony_ui::model::Live::default();
     let now = now_ms();
     for i in 0..n {

@@ -10,7 +10,7 @@ use ed25519_dalek::VerifyingKey;
 use harmony_compiler::model::{MatchExpression, Selector};
 use harmony_compiler::{CompiledRepo, UnitContent};
 use harmony_executor::fleet::observe::{ObservedEntry, RawEntry, Warning, decode_plans};
-use harmony_executor::fleet::{Condition, DeviceReport, StatusThresholds, device_report};
+use harmony_executor::fleet::{ChainKeys, Condition, DeviceReport, StatusThresholds, device_report, flag_foreign_keys};
 use harmony_schemas::fleet::{DeviceStatus, Heartbeat, PLANS_BUCKET};
 use serde::Serialize;
 
@@ -73,6 +73,8 @@ pub struct RepoFleet {
     pub nats: Vec<String>,
     /// Keys its plans verify with.
     pub trusted: Vec<VerifyingKey>,
+    /// Its key chain's keys by id (devices trusting others are flagged); empty: not known.
+    pub chain: ChainKeys,
 }
 
 /// What the repository declares, as the dashboard needs it.
@@ -108,7 +110,7 @@ impl RepoView {
         let mut v = RepoView::default();
         for (name, info) in &repo.fleets {
             let trusted = harmony_schemas::fleet::parse_public_key(&info.signing_key).into_iter().collect();
-            v.fleets.insert(name.as_str().to_string(), RepoFleet { name: name.as_str().to_string(), nats: info.nats.clone(), trusted });
+            v.fleets.insert(name.as_str().to_string(), RepoFleet { name: name.as_str().to_string(), nats: info.nats.clone(), trusted, chain: ChainKeys::default() });
         }
         for unit in repo.units.values() {
             match &unit.content {
@@ -390,7 +392,12 @@ pub fn device_row(repo: &RepoView, live: &Live, id: &str, now_ms: u64, t: Status
     let declared = repo.devices.get(id);
     let fleet = declared.map(|d| d.fleet.clone()).or_else(|| plan.and_then(|p| p.fleet.clone())).unwrap_or_else(|| "-".into());
     let labels = declared.map(|d| d.labels.clone()).or_else(|| hb.map(|(h, _)| h.labels.clone())).unwrap_or_default();
-    DeviceRow { fleet, labels, report: device_report(id, plan, live.statuses.get(id), hb, now_ms, t) }
+    let status = live.statuses.get(id);
+    let mut report = device_report(id, plan, status, hb, now_ms, t);
+    if let Some(f) = repo.fleets.get(&fleet) {
+        flag_foreign_keys(&mut report, status, &f.chain);
+    }
+    DeviceRow { fleet, labels, report }
 }
 
 /// Parses a label selector as `kubectl -l` writes it: `k=v`, `k==v`, `k!=v`, `k`, `!k`,

@@ -29,7 +29,7 @@ use harmony_schemas::fleet::{
     AGENTS_OBJECT_STORE, COMMAND_SUBJECT_PREFIX, HEARTBEATS_BUCKET, LOCKS_BUCKET, PLANS_BUCKET, ROLLOUTS_BUCKET, STATUS_BUCKET, VerifyingKey,
     device_inbox_prefix, kv_subject, now_ms, valid_device_id,
 };
-use harmony_schemas::trust::SignedKeyAnnouncement;
+use harmony_schemas::trust::{Followed, SignedKeyAnnouncement};
 use serde::{Deserialize, Serialize};
 
 /// Environment variable naming the auth directory.
@@ -447,10 +447,16 @@ impl FleetAuth {
     }
 }
 
-/// The public key plans must be signed with now: the head of `chain` from the repository's
-/// `root` key (the newest key trusted at the end of the chain).
-pub fn current_signing_key(fleet: &str, root: &VerifyingKey, chain: &[SignedKeyAnnouncement]) -> Result<Vec<VerifyingKey>, String> {
-    harmony_schemas::trust::head(fleet, root, chain).map(|s| s.keys()).map_err(|e| format!("fleet `{fleet}`: key-chain.json: {e}"))
+/// The fleet's key chain as Harmony follows it from the repository's `root` key: its current
+/// key (the only one plans may be signed with and the chain extended with) and the keys it has
+/// not retired (those a plan in the bucket may still verify with).
+pub fn chain_head(fleet: &str, root: &VerifyingKey, chain: &[SignedKeyAnnouncement]) -> Result<Followed, String> {
+    harmony_schemas::trust::head(fleet, root, chain).map_err(|e| format!("fleet `{fleet}`: key-chain.json: {e}"))
+}
+
+/// The public key plans must be signed with now: the current key at the end of `chain`.
+pub fn current_signing_key(fleet: &str, root: &VerifyingKey, chain: &[SignedKeyAnnouncement]) -> Result<VerifyingKey, String> {
+    chain_head(fleet, root, chain)?.signers().into_iter().next().ok_or_else(|| format!("fleet `{fleet}`: key-chain.json: the chain leads to no key"))
 }
 
 /// Runs the operator's reload command (`sh -c CMD`, e.g. `nats-server --signal reload=PID`, or

@@ -38,7 +38,7 @@ pub use lock::{FleetLock, LockHolder, LockOptions};
 pub use observe::{ObservedEntry, ObservedFleet, Warning, observe_fleet};
 pub use plan::{FleetAction, FleetOp, plan_fleet, plan_fleet_compiled, plan_fleet_owned};
 pub use run::{ApplyRequest, ApplyRun, run_apply};
-pub use status::{Condition, DeviceReport, FleetStatus, StatusThresholds, device_report, fleet_status};
+pub use status::{ChainKeys, Condition, DeviceReport, FleetStatus, StatusThresholds, device_report, fleet_status, flag_foreign_keys};
 
 /// What can go wrong talking to a fleet.
 #[derive(Debug, thiserror::Error)]

@@ -103,6 +103,10 @@ pub struct DeviceReport {
     /// The last agent upgrade the device attempted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<harmony_schemas::fleet::UpgradeReport>,
+    /// Ids of signing keys the device reports trusting that the fleet's key chain does not
+    /// ([`flag_foreign_keys`]): a chain forked with a stolen key, or a device set up by hand.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub foreign_keys: Vec<String>,
     /// Condition.
     pub condition: Condition,
 }
@@ -212,7 +216,61 @@ pub fn device_report(
         }),
         desired_rejected: rejected,
         upgrade: status.and_then(|s| s.upgrade.clone()),
+        foreign_keys: Vec::new(),
         condition,
+    }
+}
+
+/// The signing keys of a fleet's key chain by [`harmony_schemas::fleet::key_id`]: what its
+/// devices may report trusting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainKeys {
+    /// Not retired (after a retirement: exactly the current key).
+    pub trusted: Vec<String>,
+    /// Retired.
+    pub retired: Vec<String>,
+}
+
+impl ChainKeys {
+    /// The key ids of `followed` (the chain as Harmony follows it from the repository's key).
+    pub fn of(followed: &harmony_schemas::trust::Followed) -> ChainKeys {
+        let ids = |hex: &[String]| hex.iter().filter_map(|k| harmony_schemas::fleet::parse_public_key(k).ok()).map(|k| harmony_schemas::fleet::key_id(&k)).collect();
+        ChainKeys { trusted: ids(&followed.trusted), retired: ids(&followed.settled.retired) }
+    }
+}
+
+/// Most foreign key ids kept per device, and their longest length (device-written input).
+const MAX_FOREIGN_KEYS: usize = 8;
+const MAX_KEY_ID_LEN: usize = 64;
+
+/// Flags the keys a device reports trusting (`DeviceStatus.trusted_keys`) that `chain` does not
+/// trust: any key the chain never trusted, and a retired key once the device applied the desired
+/// plan (before, it may simply not have received the retirement yet). A flagged device that is
+/// heard from is `degraded`. Nothing is flagged without a chain (`chain.trusted` empty).
+pub fn flag_foreign_keys(report: &mut DeviceReport, status: Option<&DeviceStatus>, chain: &ChainKeys) {
+    let Some(s) = status else { return };
+    if chain.trusted.is_empty() {
+        return;
+    }
+    let converged = report.applied_generation.is_some() && report.applied_generation == report.desired_generation;
+    report.foreign_keys = s
+        .trusted_keys
+        .iter()
+        .filter(|k| !chain.trusted.contains(k) && (converged || !chain.retired.contains(k)))
+        .take(MAX_FOREIGN_KEYS)
+        .map(|k| if k.len() > MAX_KEY_ID_LEN { format!("{}…", k.chars().take(MAX_KEY_ID_LEN).collect::<String>()) } else { k.clone() })
+        .collect();
+    if !report.foreign_keys.is_empty() && matches!(report.condition, Condition::Ready | Condition::Converging) {
+        report.condition = Condition::Degraded;
+    }
+}
+
+impl FleetStatus {
+    /// [`flag_foreign_keys`] for every device of `observed`.
+    pub fn flag_foreign_keys(&mut self, observed: &ObservedFleet, chain: &ChainKeys) {
+        for d in &mut self.devices {
+            flag_foreign_keys(d, observed.statuses.get(&d.device), chain);
+        }
     }
 }
 
@@ -272,5 +330,41 @@ mod tests {
         assert_eq!(cond(&o), Condition::Converging);
         o.statuses.insert("d".into(), status(Some(1), DeviceState::Degraded));
         assert_eq!(cond(&o), Condition::Degraded);
+    }
+
+    #[test]
+    fn devices_trusting_keys_outside_the_chain_are_flagged() {
+        let now = 1_000_000_000;
+        let mut o = ObservedFleet::default();
+        o.plans.insert("d".into(), super::super::observe::ObservedEntry { revision: 1, signed: None, plan: None, generation: Some(2), fleet: Some("f".into()) });
+        o.heartbeats.insert("d".into(), (hb(now), now));
+        let chain = ChainKeys { trusted: vec!["k2".into()], retired: vec!["k1".into()] };
+        let report = |o: &ObservedFleet, chain: &ChainKeys| {
+            let mut s = fleet_status("f", &["d".into()], o, now, StatusThresholds::default());
+            s.flag_foreign_keys(o, chain);
+            s.devices.remove(0)
+        };
+        let with_keys = |applied: u64, keys: &[&str]| {
+            let mut s = status(Some(applied), DeviceState::Applied);
+            s.trusted_keys = keys.iter().map(|k| k.to_string()).collect();
+            s
+        };
+        // Exactly the chain's key: ready.
+        o.statuses.insert("d".into(), with_keys(2, &["k2"]));
+        assert_eq!((report(&o, &chain).condition, report(&o, &chain).foreign_keys), (Condition::Ready, vec![]));
+        // Still trusting the retired key before it received the retirement: converging, not flagged.
+        o.statuses.insert("d".into(), with_keys(1, &["k1", "k2"]));
+        assert_eq!((report(&o, &chain).condition, report(&o, &chain).foreign_keys), (Condition::Converging, vec![]));
+        // …and after it applied the plan carrying it: flagged.
+        o.statuses.insert("d".into(), with_keys(2, &["k1", "k2"]));
+        assert_eq!((report(&o, &chain).condition, report(&o, &chain).foreign_keys), (Condition::Degraded, vec!["k1".to_string()]));
+        // A key the chain never trusted (planted with a stolen key): flagged at once, bounded.
+        let long = "x".repeat(10_000);
+        o.statuses.insert("d".into(), with_keys(1, &["evil", &long]));
+        let r = report(&o, &chain);
+        assert_eq!((r.condition, r.foreign_keys[0].as_str()), (Condition::Degraded, "evil"));
+        assert!(r.foreign_keys[1].len() < 100);
+        // Without a known chain nothing is flagged.
+        assert_eq!(report(&o, &ChainKeys::default()).foreign_keys, Vec::<String>::new());
     }
 }
