@@ -31,6 +31,7 @@
 //! | [`values`] | `-f`/`--set` merging, coalescing, dependency conditions/tags/aliases, `import-values` |
 //! | [`objects`] | `.Files`, `.Capabilities` |
 //! | [`mod@render`] | Helm's `engine.Render`: one namespace for all templates, per-chart scopes |
+//! | [`budget`] | Harmony's limits on one render's steps and bytes (charts are tenant input) |
 //! | [`release`] | `helm template`: [`render_release`] (structured), [`template()`] and [`release::run_template`] (printed output) |
 //!
 //! # API boundaries
@@ -43,7 +44,8 @@
 //! Architecture invariant: pure. No network, no clock, no entropy except what the caller
 //! injects through [`funcs::Environment`]; the same chart and values always render
 //! byte-identical output. Templates are user input: every failure is an error value (Go's
-//! and Helm's texts), never a panic; recursion is bounded or grows the stack on demand.
+//! and Helm's texts), never a panic; recursion is bounded or grows the stack on demand, and
+//! each render's work is bounded ([`budget`]).
 //!
 //! ```
 //! use harmony_helm::{render_string, funcs::FixedEnvironment};
@@ -52,6 +54,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod chart;
 pub mod funcs;
 pub mod json;

@@ -19,77 +19,120 @@ fn bytes_value(b: &[u8]) -> Value {
 }
 
 impl Files {
-    fn glob(&self, pattern: &str) -> Files {
-        let files = self.files.iter().filter(|(k, _)| glob_match(pattern, k)).map(|(k, v)| (k.clone(), v.clone())).collect();
-        Files { files }
+    fn glob(&self, pattern: &str) -> Result<Files, String> {
+        let mut files = BTreeMap::new();
+        for (k, v) in &self.files {
+            if glob_match_bounded(pattern, k).ok_or_else(|| format!("render limit exceeded: glob pattern {} takes more than {GLOB_STEPS} steps to match", crate::template::fmt::go_quote(pattern)))? {
+                files.insert(k.clone(), v.clone());
+            }
+        }
+        Ok(Files { files })
     }
 }
 
+/// How many steps matching one name against a glob pattern may take: `*a*a*a…b` against a
+/// long name, or many `{…}` alternatives, would otherwise take exponential time (patterns come
+/// from templates and `.helmignore`, which are chart input).
+pub const GLOB_STEPS: u64 = 1_000_000;
+
 /// gobwas/glob matching with `/` as separator (`*` stays within a segment, `**` crosses).
+/// A pattern that takes more than [`GLOB_STEPS`] steps does not match.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    fn rec(p: &[char], n: &[char]) -> bool {
-        if p.is_empty() {
-            return n.is_empty();
+    glob_match_bounded(pattern, name).unwrap_or(false)
+}
+
+/// [`glob_match`], or `None` when matching takes more than [`GLOB_STEPS`] steps. Failed
+/// (pattern, name) positions are remembered, so wildcards cost polynomial time.
+pub fn glob_match_bounded(pattern: &str, name: &str) -> Option<bool> {
+    struct M {
+        fuel: u64,
+    }
+    impl M {
+        fn rec(&mut self, p: &[char], n: &[char], failed: &mut std::collections::HashSet<(usize, usize)>) -> Option<bool> {
+            self.fuel = self.fuel.checked_sub(1)?;
+            if failed.contains(&(p.len(), n.len())) {
+                return Some(false);
+            }
+            let r = self.step(p, n, failed)?;
+            if !r {
+                failed.insert((p.len(), n.len()));
+            }
+            Some(r)
         }
-        match p[0] {
-            '*' => {
-                if p.len() > 1 && p[1] == '*' {
-                    let rest = &p[2..];
-                    (0..=n.len()).any(|i| rec(rest, &n[i..]))
-                } else {
-                    let rest = &p[1..];
-                    for i in 0..=n.len() {
-                        if rec(rest, &n[i..]) {
-                            return true;
+
+        fn step(&mut self, p: &[char], n: &[char], failed: &mut std::collections::HashSet<(usize, usize)>) -> Option<bool> {
+            if p.is_empty() {
+                return Some(n.is_empty());
+            }
+            Some(match p[0] {
+                '*' => {
+                    if p.len() > 1 && p[1] == '*' {
+                        let rest = &p[2..];
+                        for i in 0..=n.len() {
+                            if self.rec(rest, &n[i..], failed)? {
+                                return Some(true);
+                            }
                         }
-                        if i < n.len() && n[i] == '/' {
-                            break;
+                        false
+                    } else {
+                        let rest = &p[1..];
+                        for i in 0..=n.len() {
+                            if self.rec(rest, &n[i..], failed)? {
+                                return Some(true);
+                            }
+                            if i < n.len() && n[i] == '/' {
+                                break;
+                            }
+                        }
+                        false
+                    }
+                }
+                '?' => !n.is_empty() && n[0] != '/' && self.rec(&p[1..], &n[1..], failed)?,
+                '[' => {
+                    let Some(close) = p.iter().position(|c| *c == ']') else { return Some(!n.is_empty() && n[0] == '[' && self.rec(&p[1..], &n[1..], failed)?) };
+                    if n.is_empty() {
+                        return Some(false);
+                    }
+                    let set = &p[1..close];
+                    let (neg, set) = if set.first() == Some(&'!') || set.first() == Some(&'^') { (true, &set[1..]) } else { (false, set) };
+                    let mut ok = false;
+                    let mut i = 0;
+                    while i < set.len() {
+                        if i + 2 < set.len() && set[i + 1] == '-' {
+                            if set[i] <= n[0] && n[0] <= set[i + 2] {
+                                ok = true;
+                            }
+                            i += 3;
+                        } else {
+                            if set[i] == n[0] {
+                                ok = true;
+                            }
+                            i += 1;
+                        }
+                    }
+                    ok != neg && self.rec(&p[close + 1..], &n[1..], failed)?
+                }
+                '{' => {
+                    let Some(close) = p.iter().position(|c| *c == '}') else { return Some(false) };
+                    let inner: String = p[1..close].iter().collect();
+                    let rest: String = p[close + 1..].iter().collect();
+                    for alt in inner.split(',') {
+                        // a new pattern: its own memory of failed positions
+                        let pat: Vec<char> = format!("{alt}{rest}").chars().collect();
+                        if self.rec(&pat, n, &mut Default::default())? {
+                            return Some(true);
                         }
                     }
                     false
                 }
-            }
-            '?' => !n.is_empty() && n[0] != '/' && rec(&p[1..], &n[1..]),
-            '[' => {
-                let Some(close) = p.iter().position(|c| *c == ']') else { return !n.is_empty() && n[0] == '[' && rec(&p[1..], &n[1..]) };
-                if n.is_empty() {
-                    return false;
-                }
-                let set = &p[1..close];
-                let (neg, set) = if set.first() == Some(&'!') || set.first() == Some(&'^') { (true, &set[1..]) } else { (false, set) };
-                let mut ok = false;
-                let mut i = 0;
-                while i < set.len() {
-                    if i + 2 < set.len() && set[i + 1] == '-' {
-                        if set[i] <= n[0] && n[0] <= set[i + 2] {
-                            ok = true;
-                        }
-                        i += 3;
-                    } else {
-                        if set[i] == n[0] {
-                            ok = true;
-                        }
-                        i += 1;
-                    }
-                }
-                ok != neg && rec(&p[close + 1..], &n[1..])
-            }
-            '{' => {
-                let Some(close) = p.iter().position(|c| *c == '}') else { return false };
-                let inner: String = p[1..close].iter().collect();
-                let rest: String = p[close + 1..].iter().collect();
-                inner.split(',').any(|alt| {
-                    let pat: Vec<char> = format!("{alt}{rest}").chars().collect();
-                    rec(&pat, n)
-                })
-            }
-            '\\' if p.len() > 1 => !n.is_empty() && n[0] == p[1] && rec(&p[2..], &n[1..]),
-            c => !n.is_empty() && n[0] == c && rec(&p[1..], &n[1..]),
+                '\\' if p.len() > 1 => !n.is_empty() && n[0] == p[1] && self.rec(&p[2..], &n[1..], failed)?,
+                c => !n.is_empty() && n[0] == c && self.rec(&p[1..], &n[1..], failed)?,
+            })
         }
     }
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
-    rec(&p, &n)
+    M { fuel: GLOB_STEPS }.rec(&p, &n, &mut Default::default())
 }
 
 impl Object for Files {
@@ -122,7 +165,7 @@ impl Object for Files {
         Ok(match name {
             "Get" => Value::from(self.files.get(arg).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()),
             "GetBytes" => bytes_value(self.files.get(arg).map(Vec::as_slice).unwrap_or(&[])),
-            "Glob" => Value::Object(Rc::new(self.glob(arg))),
+            "Glob" => Value::Object(Rc::new(self.glob(arg)?)),
             "Lines" => match self.files.get(arg) {
                 None => Value::str_list(vec![]),
                 Some(b) => {
@@ -287,5 +330,25 @@ impl Object for Capabilities {
     }
     fn format(&self) -> String {
         format!("&{{{} {} {{{} }}}}", self.kube_version.version, VersionSet(self.api_versions.clone()).format(), self.helm_version)
+    }
+}
+
+#[cfg(test)]
+mod glob_tests {
+    use super::*;
+
+    #[test]
+    fn hostile_glob_patterns_take_bounded_time() {
+        let t = std::time::Instant::now();
+        // wildcards: remembered failures make this polynomial
+        assert!(!glob_match(&format!("{}b", "*a".repeat(25)), &"a".repeat(200)));
+        assert!(glob_match(&format!("{}b", "*a".repeat(25)), &format!("{}b", "a".repeat(200))));
+        // alternatives: 2^30 ways, cut off
+        assert_eq!(glob_match_bounded(&format!("{}b", "{a,a}".repeat(30)), &format!("{}c", "a".repeat(30))), None);
+        assert!(t.elapsed().as_secs() < 10, "{:?}", t.elapsed());
+        let files = Files { files: [(format!("{}c", "a".repeat(30)), b"x".to_vec())].into() };
+        let e = files.call("Glob", &[Value::from(format!("{}b", "{a,a}".repeat(30)))]).unwrap_err();
+        assert!(e.starts_with("render limit exceeded: glob pattern"), "{e}");
+        assert!(glob_match("files/*.yaml", "files/a.yaml") && !glob_match("files/*.yaml", "files/x/a.yaml") && glob_match("files/**.yaml", "files/x/a.yaml"));
     }
 }

@@ -61,6 +61,8 @@ pub fn render(tpls: &[RenderTemplate], env: &dyn Environment) -> Result<BTreeMap
     }
     let set = Rc::new(set);
     let mut out = BTreeMap::new();
+    // One context, so one budget, for every template of the render.
+    let mut ctx = Ctx { set, set_name: "gotpl".into(), funcs, exec_depth: 0, include_counts: Default::default(), env, budget: Default::default() };
     for k in &keys {
         let base = k.rsplit('/').next().unwrap_or(k);
         if base.starts_with('_') {
@@ -85,7 +87,6 @@ pub fn render(tpls: &[RenderTemplate], env: &dyn Environment) -> Result<BTreeMap
             }
             v => v.clone(),
         };
-        let mut ctx = Ctx { set: set.clone(), set_name: "gotpl".into(), funcs, exec_depth: 0, include_counts: Default::default(), env };
         match execute(&mut ctx, k, vals) {
             Ok(s) => {
                 out.insert(k.clone(), s.replace("<no value>", ""));

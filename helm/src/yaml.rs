@@ -3,12 +3,17 @@
 //! quoting, literal blocks, 80-column folding) [`encode`] reproduces.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use crate::value::Value;
 
 /// Decodes YAML into a value (numbers become float64, keys strings), with go-yaml v2's
 /// YAML 1.1 resolution (`yes`/`on` are booleans, `0x10` is a number), duplicate keys
 /// (last wins), anchors, aliases and `<<` merge keys. Only the first document is read.
+///
+/// Aliases are expanded under go-yaml's limit (CVE-2019-11253, "billion laughs"): a document
+/// whose decoding comes too much from alias expansion fails with go-yaml's
+/// `document contains excessive aliasing` (see [`AliasBudget`]).
 pub fn decode(s: &str) -> Result<Value, String> {
     if s.trim().is_empty() {
         return Ok(Value::Nil);
@@ -37,7 +42,7 @@ pub fn decode(s: &str) -> Result<Value, String> {
         }
     }
     match rx.doc {
-        Some(n) => to_value(&n, 0),
+        Some(n) => to_value(&n, 0, &mut AliasBudget::default()),
         None => Ok(Value::Nil),
     }
 }
@@ -50,12 +55,61 @@ pub fn decode_head(s: &str) -> Result<Value, String> {
     }
     let mut rx = Composer { head_only: true, ..Composer::default() };
     let mut parser = yaml_rust2::parser::Parser::new_from_str(s);
-    if parser.load(&mut rx, false).is_err() {
+    // Helm decodes the whole document (sigs.k8s.io/yaml): with aliases, so must we, for
+    // go-yaml's alias limit to apply to what was skipped too.
+    if parser.load(&mut rx, false).is_err() || rx.saw_alias {
         return decode(s);
     }
     match rx.doc {
-        Some(n) => to_value(&n, 0),
+        Some(n) => to_value(&n, 0, &mut AliasBudget::default()),
         None => Ok(Value::Nil),
+    }
+}
+
+/// go-yaml's defence against alias expansion ("billion laughs", CVE-2019-11253), as in
+/// go-yaml v2.2.4+/v3 `decode.go` (`allowedAliasRatio`), which Helm's YAML library
+/// (sigs.k8s.io/yaml) uses: every node decoded counts, and every node decoded inside an
+/// alias's expansion counts as aliased; once more than 100 aliased nodes and 1,000 nodes
+/// were decoded, the aliased share may not exceed 99 % (up to 400,000 nodes), falling
+/// linearly to 10 % at 4,000,000 nodes.
+#[derive(Debug)]
+struct AliasBudget {
+    decode_count: u64,
+    alias_count: u64,
+    alias_depth: u32,
+}
+
+impl Default for AliasBudget {
+    /// The document node itself is the first decode.
+    fn default() -> Self {
+        AliasBudget { decode_count: 1, alias_count: 0, alias_depth: 0 }
+    }
+}
+
+/// go-yaml's message, as Helm reports it.
+pub const EXCESSIVE_ALIASING: &str = "error converting YAML to JSON: yaml: document contains excessive aliasing";
+
+impl AliasBudget {
+    fn allowed_ratio(decode_count: u64) -> f64 {
+        const LOW: u64 = 400_000;
+        const HIGH: u64 = 4_000_000;
+        match decode_count {
+            d if d <= LOW => 0.99,
+            d if d >= HIGH => 0.10,
+            d => 0.99 - 0.89 * ((d - LOW) as f64 / (HIGH - LOW) as f64),
+        }
+    }
+
+    /// One node decoded (go-yaml's `unmarshal`).
+    fn visit(&mut self) -> Result<(), String> {
+        self.decode_count += 1;
+        if self.alias_depth > 0 {
+            self.alias_count += 1;
+        }
+        if self.alias_count > 100 && self.decode_count > 1000 && self.alias_count as f64 / self.decode_count as f64 > Self::allowed_ratio(self.decode_count) {
+            return Err(EXCESSIVE_ALIASING.into());
+        }
+        Ok(())
     }
 }
 
@@ -64,13 +118,38 @@ enum YNode {
     Scalar(String, bool, Option<String>),
     Seq(Vec<YNode>),
     Map(Vec<(YNode, YNode)>),
+    /// A node with an anchor (`&a`), shared with its aliases.
+    Anchored(Rc<YNode>),
+    /// An alias (`*a`): expanded (and counted, see [`AliasBudget`]) each time it is decoded,
+    /// never copied while composing.
+    Alias(Rc<YNode>),
+}
+
+impl YNode {
+    /// The node itself, seen through an anchor.
+    fn unanchored(&self) -> &YNode {
+        match self {
+            YNode::Anchored(n) => n.unanchored(),
+            n => n,
+        }
+    }
+
+    /// The node an alias or anchor stands for.
+    fn target(&self) -> &YNode {
+        match self {
+            YNode::Anchored(n) | YNode::Alias(n) => n.target(),
+            n => n,
+        }
+    }
 }
 
 #[derive(Default)]
 struct Composer {
     stack: Vec<(YNode, usize, Option<YNode>)>,
-    anchors: std::collections::HashMap<usize, YNode>,
+    anchors: std::collections::HashMap<usize, Rc<YNode>>,
     doc: Option<YNode>,
+    /// The document has an alias (possibly in a part head-only decoding skipped).
+    saw_alias: bool,
     done: bool,
     head_only: bool,
     skipping: usize,
@@ -82,7 +161,10 @@ impl Composer {
     /// In head-only mode: whether a container starting here is needed.
     fn wanted(&self) -> bool {
         let key = |i: usize| match self.stack.get(i) {
-            Some((YNode::Map(_), _, Some(YNode::Scalar(k, _, _)))) => Some(k.as_str()),
+            Some((YNode::Map(_), _, Some(k))) => match k.target() {
+                YNode::Scalar(k, _, _) => Some(k.as_str()),
+                _ => None,
+            },
             _ => None,
         };
         match self.stack.len() {
@@ -93,9 +175,11 @@ impl Composer {
         }
     }
 
-    fn push_value(&mut self, n: YNode, anchor: usize) {
+    fn push_value(&mut self, mut n: YNode, anchor: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, n.clone());
+            let shared = Rc::new(n);
+            self.anchors.insert(anchor, shared.clone());
+            n = YNode::Anchored(shared);
         }
         match self.stack.last_mut() {
             None => {
@@ -106,7 +190,7 @@ impl Composer {
             Some((YNode::Seq(v), _, _)) => v.push(n),
             Some((YNode::Map(v), _, pending)) => match pending.take() {
                 None => {
-                    if matches!(&n, YNode::Scalar(s, true, None) if s.is_empty()) {
+                    if matches!(n.target(), YNode::Scalar(s, true, None) if s.is_empty()) {
                         self.empty_key = true;
                     }
                     *pending = Some(n)
@@ -123,6 +207,9 @@ impl yaml_rust2::parser::MarkedEventReceiver for Composer {
         use yaml_rust2::parser::Event;
         if self.done {
             return;
+        }
+        if matches!(ev, yaml_rust2::parser::Event::Alias(_)) {
+            self.saw_alias = true;
         }
         if self.skipping > 0 {
             match ev {
@@ -161,7 +248,10 @@ impl yaml_rust2::parser::MarkedEventReceiver for Composer {
                 }
             }
             Event::Alias(id) => {
-                let n = self.anchors.get(&id).cloned().unwrap_or(YNode::Scalar(String::new(), true, None));
+                let n = match self.anchors.get(&id) {
+                    Some(target) => YNode::Alias(target.clone()),
+                    None => YNode::Scalar(String::new(), true, None),
+                };
                 self.push_value(n, 0);
             }
             _ => {}
@@ -249,68 +339,110 @@ fn resolved_value(r: Resolved) -> Result<Value, String> {
     })
 }
 
-fn key_of(n: &YNode) -> Result<String, String> {
+fn key_of(n: &YNode, budget: &mut AliasBudget) -> Result<String, String> {
     match n {
-        YNode::Scalar(s, plain, tag) => Ok(match resolve(s, *plain, tag.as_deref())? {
-            Resolved::Null => "null".into(),
-            Resolved::Bool(b) => b.to_string(),
-            Resolved::Num(f) => {
-                if f == f.trunc() && f.abs() < 9.2e18 {
-                    (f as i64).to_string()
-                } else {
-                    crate::value::format_float_g(f, -1, 'e')
+        YNode::Anchored(t) => key_of(t, budget),
+        YNode::Alias(t) => {
+            budget.visit()?;
+            budget.alias_depth += 1;
+            let k = key_of(t, budget);
+            budget.alias_depth -= 1;
+            k
+        }
+        YNode::Scalar(s, plain, tag) => {
+            budget.visit()?;
+            Ok(match resolve(s, *plain, tag.as_deref())? {
+                Resolved::Null => "null".into(),
+                Resolved::Bool(b) => b.to_string(),
+                Resolved::Num(f) => {
+                    if f == f.trunc() && f.abs() < 9.2e18 {
+                        (f as i64).to_string()
+                    } else {
+                        crate::value::format_float_g(f, -1, 'e')
+                    }
                 }
-            }
-            Resolved::Str(s) => s,
-        }),
+                Resolved::Str(s) => s,
+            })
+        }
         _ => Err("error converting YAML to JSON: yaml: invalid map key: map[interface {}]interface {}{}".into()),
     }
 }
 
-fn to_value(n: &YNode, depth: usize) -> Result<Value, String> {
-    stacker::maybe_grow(64 * 1024, 2 * 1024 * 1024, || to_value_inner(n, depth))
+fn to_value(n: &YNode, depth: usize, budget: &mut AliasBudget) -> Result<Value, String> {
+    stacker::maybe_grow(64 * 1024, 2 * 1024 * 1024, || match n {
+        YNode::Anchored(t) => to_value(t, depth, budget),
+        YNode::Alias(t) => {
+            budget.visit()?;
+            budget.alias_depth += 1;
+            let v = to_value(t, depth, budget);
+            budget.alias_depth -= 1;
+            v
+        }
+        n => {
+            budget.visit()?;
+            to_value_inner(n, depth, budget)
+        }
+    })
 }
 
-fn to_value_inner(n: &YNode, depth: usize) -> Result<Value, String> {
+fn to_value_inner(n: &YNode, depth: usize, budget: &mut AliasBudget) -> Result<Value, String> {
     if depth > 512 {
         return Err("error converting YAML to JSON: yaml: exceeded max depth".into());
     }
     Ok(match n {
         YNode::Scalar(s, plain, tag) => resolved_value(resolve(s, *plain, tag.as_deref())?)?,
-        YNode::Seq(v) => Value::list(v.iter().map(|x| to_value(x, depth + 1)).collect::<Result<_, _>>()?),
+        YNode::Seq(v) => Value::list(v.iter().map(|x| to_value(x, depth + 1, budget)).collect::<Result<_, _>>()?),
         YNode::Map(entries) => {
             let mut out = BTreeMap::new();
             for (k, v) in entries {
-                if let YNode::Scalar(ks, true, None) = k
+                if let YNode::Scalar(ks, true, None) = k.unanchored()
                     && ks == "<<"
                 {
-                    let sources: Vec<&YNode> = match v {
+                    // go-yaml decodes a merged sequence's items, not the sequence itself
+                    let sources: Vec<&YNode> = match v.unanchored() {
                         YNode::Seq(items) => items.iter().collect(),
                         other => vec![other],
                     };
                     for src in sources {
-                        if let Value::Map(m) = to_value(src, depth + 1)? {
-                            for (mk, mv) in m.borrow().iter() {
-                                out.insert(mk.clone(), mv.clone());
+                        let merged = match src {
+                            YNode::Alias(t) if matches!(t.target(), YNode::Seq(_)) => {
+                                budget.visit()?;
+                                budget.alias_depth += 1;
+                                let items = match t.target() {
+                                    YNode::Seq(items) => items.iter().map(|i| to_value(i, depth + 1, budget)).collect::<Result<Vec<_>, _>>(),
+                                    _ => Ok(vec![]),
+                                };
+                                budget.alias_depth -= 1;
+                                items?
+                            }
+                            src => vec![to_value(src, depth + 1, budget)?],
+                        };
+                        for m in merged {
+                            if let Value::Map(m) = m {
+                                for (mk, mv) in m.borrow().iter() {
+                                    out.insert(mk.clone(), mv.clone());
+                                }
                             }
                         }
                     }
                     continue;
                 }
-                if let YNode::Scalar(ks, plain, tag) = k
+                if let YNode::Scalar(ks, plain, tag) = k.target()
                     && matches!(resolve(ks, *plain, tag.as_deref())?, Resolved::Null)
                 {
                     // sigs.k8s.io/yaml's convertToJSONableObject has no JSON key for nil
-                    let val = to_value(v, depth + 1)?;
+                    let val = to_value(v, depth + 1, budget)?;
                     return Err(format!(
                         "error converting YAML to JSON: unsupported map key of type: %!s(<nil>), key: <nil>, value: {}",
                         crate::template::fmt::sprintf("%#v", &[val])
                     ));
                 }
-                out.insert(key_of(k)?, to_value(v, depth + 1)?);
+                let key = key_of(k, budget)?;
+                out.insert(key, to_value(v, depth + 1, budget)?);
             }
             Value::map(out)
         }
+        YNode::Anchored(_) | YNode::Alias(_) => to_value(n, depth, budget)?,
     })
 }
 
@@ -1087,5 +1219,49 @@ impl Emitter {
                 self.put_char(c);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod alias_tests {
+    use super::*;
+
+    /// `a: &a [k scalars]`, `b: [m × *a]`, `c: [n scalars]` (c first or last).
+    fn doc(k: usize, m: usize, n: usize, c_first: bool) -> String {
+        let a = format!("a: &a [{}]\n", vec!["x"; k].join(", "));
+        let b = format!("b: [{}]\n", vec!["*a"; m].join(", "));
+        let c = format!("c: [{}]\n", vec!["y"; n].join(", "));
+        if c_first { format!("{c}{a}{b}") } else { format!("{a}{b}{c}") }
+    }
+
+    /// Helm v4.2.3's verdicts (helm-python-sdk, `fromYaml` of each document): go-yaml's
+    /// alias limit, reproduced exactly at its boundary.
+    const HELM_FAILS: &[(usize, usize, usize, bool)] = &[(200, 200, 0, false), (200, 200, 100, false), (200, 200, 1000, false), (200, 201, 0, false), (200, 201, 100, false), (200, 201, 1000, false), (200, 250, 0, false), (200, 250, 0, true), (200, 250, 100, false), (200, 250, 1000, false), (200, 400, 0, false), (200, 400, 0, true), (200, 400, 100, false), (200, 400, 100, true), (200, 400, 1000, false), (200, 1000, 0, false), (200, 1000, 0, true), (200, 1000, 100, false), (200, 1000, 100, true), (200, 1000, 1000, false), (1000, 150, 0, false), (1000, 150, 0, true), (1000, 150, 100, false), (1000, 150, 100, true), (1000, 150, 1000, false), (1000, 199, 0, false), (1000, 199, 0, true), (1000, 199, 100, false), (1000, 199, 100, true), (1000, 199, 1000, false), (1000, 200, 0, false), (1000, 200, 0, true), (1000, 200, 100, false), (1000, 200, 100, true), (1000, 200, 1000, false), (1000, 201, 0, false), (1000, 201, 0, true), (1000, 201, 100, false), (1000, 201, 100, true), (1000, 201, 1000, false), (1000, 250, 0, false), (1000, 250, 0, true), (1000, 250, 100, false), (1000, 250, 100, true), (1000, 250, 1000, false), (1000, 250, 1000, true), (1000, 400, 0, false), (1000, 400, 0, true), (1000, 400, 100, false), (1000, 400, 100, true), (1000, 400, 1000, false), (1000, 400, 1000, true), (1000, 1000, 0, false), (1000, 1000, 0, true), (1000, 1000, 100, false), (1000, 1000, 100, true), (1000, 1000, 1000, false), (1000, 1000, 1000, true)];
+    const HELM_PASSES: &[(usize, usize, usize, bool)] = &[(50, 1, 0, false), (50, 1, 0, true), (50, 1, 100, false), (50, 1, 100, true), (50, 1, 1000, false), (50, 1, 1000, true), (50, 5, 0, false), (50, 5, 0, true), (50, 5, 100, false), (50, 5, 100, true), (50, 5, 1000, false), (50, 5, 1000, true), (50, 50, 0, false), (50, 50, 0, true), (50, 50, 100, false), (50, 50, 100, true), (50, 50, 1000, false), (50, 50, 1000, true), (50, 95, 0, false), (50, 95, 0, true), (50, 95, 100, false), (50, 95, 100, true), (50, 95, 1000, false), (50, 95, 1000, true), (50, 99, 0, false), (50, 99, 0, true), (50, 99, 100, false), (50, 99, 100, true), (50, 99, 1000, false), (50, 99, 1000, true), (50, 100, 0, false), (50, 100, 0, true), (50, 100, 100, false), (50, 100, 100, true), (50, 100, 1000, false), (50, 100, 1000, true), (50, 101, 0, false), (50, 101, 0, true), (50, 101, 100, false), (50, 101, 100, true), (50, 101, 1000, false), (50, 101, 1000, true), (50, 150, 0, false), (50, 150, 0, true), (50, 150, 100, false), (50, 150, 100, true), (50, 150, 1000, false), (50, 150, 1000, true), (50, 199, 0, false), (50, 199, 0, true), (50, 199, 100, false), (50, 199, 100, true), (50, 199, 1000, false), (50, 199, 1000, true), (50, 200, 0, false), (50, 200, 0, true), (50, 200, 100, false), (50, 200, 100, true), (50, 200, 1000, false), (50, 200, 1000, true), (50, 201, 0, false), (50, 201, 0, true), (50, 201, 100, false), (50, 201, 100, true), (50, 201, 1000, false), (50, 201, 1000, true), (50, 250, 0, false), (50, 250, 0, true), (50, 250, 100, false), (50, 250, 100, true), (50, 250, 1000, false), (50, 250, 1000, true), (50, 400, 0, false), (50, 400, 0, true), (50, 400, 100, false), (50, 400, 100, true), (50, 400, 1000, false), (50, 400, 1000, true), (50, 1000, 0, false), (50, 1000, 0, true), (50, 1000, 100, false), (50, 1000, 100, true), (50, 1000, 1000, false), (50, 1000, 1000, true), (200, 1, 0, false), (200, 1, 0, true), (200, 1, 100, false), (200, 1, 100, true), (200, 1, 1000, false), (200, 1, 1000, true), (200, 5, 0, false), (200, 5, 0, true), (200, 5, 100, false), (200, 5, 100, true), (200, 5, 1000, false), (200, 5, 1000, true), (200, 50, 0, false), (200, 50, 0, true), (200, 50, 100, false), (200, 50, 100, true), (200, 50, 1000, false), (200, 50, 1000, true), (200, 95, 0, false), (200, 95, 0, true), (200, 95, 100, false), (200, 95, 100, true), (200, 95, 1000, false), (200, 95, 1000, true), (200, 99, 0, false), (200, 99, 0, true), (200, 99, 100, false), (200, 99, 100, true), (200, 99, 1000, false), (200, 99, 1000, true), (200, 100, 0, false), (200, 100, 0, true), (200, 100, 100, false), (200, 100, 100, true), (200, 100, 1000, false), (200, 100, 1000, true), (200, 101, 0, false), (200, 101, 0, true), (200, 101, 100, false), (200, 101, 100, true), (200, 101, 1000, false), (200, 101, 1000, true), (200, 150, 0, false), (200, 150, 0, true), (200, 150, 100, false), (200, 150, 100, true), (200, 150, 1000, false), (200, 150, 1000, true), (200, 199, 0, false), (200, 199, 0, true), (200, 199, 100, false), (200, 199, 100, true), (200, 199, 1000, false), (200, 199, 1000, true), (200, 200, 0, true), (200, 200, 100, true), (200, 200, 1000, true), (200, 201, 0, true), (200, 201, 100, true), (200, 201, 1000, true), (200, 250, 100, true), (200, 250, 1000, true), (200, 400, 1000, true), (200, 1000, 1000, true), (1000, 1, 0, false), (1000, 1, 0, true), (1000, 1, 100, false), (1000, 1, 100, true), (1000, 1, 1000, false), (1000, 1, 1000, true), (1000, 5, 0, false), (1000, 5, 0, true), (1000, 5, 100, false), (1000, 5, 100, true), (1000, 5, 1000, false), (1000, 5, 1000, true), (1000, 50, 0, false), (1000, 50, 0, true), (1000, 50, 100, false), (1000, 50, 100, true), (1000, 50, 1000, false), (1000, 50, 1000, true), (1000, 95, 0, false), (1000, 95, 0, true), (1000, 95, 100, false), (1000, 95, 100, true), (1000, 95, 1000, false), (1000, 95, 1000, true), (1000, 99, 0, false), (1000, 99, 0, true), (1000, 99, 100, false), (1000, 99, 100, true), (1000, 99, 1000, false), (1000, 99, 1000, true), (1000, 100, 0, false), (1000, 100, 0, true), (1000, 100, 100, false), (1000, 100, 100, true), (1000, 100, 1000, false), (1000, 100, 1000, true), (1000, 101, 0, false), (1000, 101, 0, true), (1000, 101, 100, false), (1000, 101, 100, true), (1000, 101, 1000, false), (1000, 101, 1000, true), (1000, 150, 1000, true), (1000, 199, 1000, true), (1000, 200, 1000, true), (1000, 201, 1000, true)];
+
+    #[test]
+    fn alias_limit_matches_helm_at_its_boundary() {
+        for &(k, m, n, c_first) in HELM_FAILS {
+            assert_eq!(decode(&doc(k, m, n, c_first)).unwrap_err(), EXCESSIVE_ALIASING, "{k} {m} {n} {c_first}");
+        }
+        for &(k, m, n, c_first) in HELM_PASSES {
+            assert!(decode(&doc(k, m, n, c_first)).is_ok(), "{k} {m} {n} {c_first}");
+        }
+    }
+
+    #[test]
+    fn billion_laughs_fail_fast_in_every_decoder() {
+        let mut y = String::from("l0: &l0 \"lol\"\n");
+        for i in 1..=9 {
+            y.push_str(&format!("l{i}: &l{i} [{}]\n", vec![format!("*l{}", i - 1); 9].join(", ")));
+        }
+        let t = std::time::Instant::now();
+        assert_eq!(decode(&y).unwrap_err(), EXCESSIVE_ALIASING);
+        // the manifest sorter's decoder too, although it would skip these keys
+        assert_eq!(decode_head(&format!("kind: ConfigMap\n{y}")).unwrap_err(), EXCESSIVE_ALIASING);
+        assert!(t.elapsed().as_secs() < 5);
+        // aliases still work: each expansion is a copy of its own
+        let v = decode("a: &a {x: 1}\nb: *a\nc: [*a, *a]\n").unwrap();
+        assert_eq!(crate::json::encode(&v, crate::json::JsonOpts::default()).unwrap(), r#"{"a":{"x":1},"b":{"x":1},"c":[{"x":1},{"x":1}]}"#);
     }
 }

@@ -238,6 +238,8 @@ pub struct Ctx<'a> {
     pub include_counts: HashMap<String, usize>,
     /// Clock and entropy.
     pub env: &'a dyn Environment,
+    /// The render's limits ([`crate::budget`]).
+    pub budget: crate::budget::Budget,
 }
 
 impl Ctx<'_> {

@@ -180,7 +180,9 @@ pub fn register(m: &mut FuncMap) {
             Ok(same_ty(&a[0], l[start as usize..end as usize].to_vec()))
         });
     }
-    reg(m, "concat", &[], Some(Any), |_, a| {
+    reg(m, "concat", &[], Some(Any), |c, a| {
+        let total: u128 = a.iter().map(|l| if let Value::List(x, _) = l { x.len() as u128 } else { 0 }).sum();
+        c.budget.check_elements(total, 16)?;
         let mut out = Vec::new();
         for l in a {
             match l {

@@ -44,16 +44,18 @@ pub fn register(m: &mut FuncMap) {
     reg(m, "title", &[Str], None, |_, a| ok_str(title(s(&a[0]))));
     reg(m, "untitle", &[Str], None, |_, a| ok_str(untitle(s(&a[0]))));
     reg(m, "substr", &[Int, Int, Str], None, |_, a| substr(i(&a[0]), i(&a[1]), s(&a[2])));
-    reg(m, "repeat", &[Int, Str], None, |_, a| {
-        let c = i(&a[0]);
-        if c < 0 {
+    reg(m, "repeat", &[Int, Str], None, |c, a| {
+        let n = i(&a[0]);
+        if n < 0 {
             return Err("strings: negative Repeat count".into());
         }
         let st = s(&a[1]);
-        if (st.len() as u128) * (c as u128) > 1 << 26 {
+        let len = (st.len() as u128) * (n as u128);
+        if len > i64::MAX as u128 {
             return Err("strings: Repeat output length overflow".into());
         }
-        ok_str(st.repeat(c as usize))
+        c.budget.check_elements(len, 1)?;
+        ok_str(st.repeat(n as usize))
     });
     reg(m, "trimAll", &[Str, Str], None, |_, a| ok_str(s(&a[1]).trim_matches(|c| s(&a[0]).contains(c))));
     reg(m, "trimall", &[Str, Str], None, |_, a| ok_str(s(&a[1]).trim_matches(|c| s(&a[0]).contains(c))));
@@ -85,8 +87,15 @@ pub fn register(m: &mut FuncMap) {
     reg(m, "snakecase", &[Str], None, |_, a| ok_str(snake_case(s(&a[0]), '_')));
     reg(m, "kebabcase", &[Str], None, |_, a| ok_str(snake_case(s(&a[0]), '-')));
     reg(m, "camelcase", &[Str], None, |_, a| ok_str(camel_case(s(&a[0]))));
-    reg(m, "wrap", &[Int, Str], None, |_, a| ok_str(wrap_custom(s(&a[1]), i(&a[0]), "\n", false)));
-    reg(m, "wrapWith", &[Int, Str, Str], None, |_, a| ok_str(wrap_custom(s(&a[2]), i(&a[0]), s(&a[1]), true)));
+    reg(m, "wrap", &[Int, Str], None, |c, a| {
+        c.budget.check_elements(s(&a[1]).len() as u128 * 2 + 1, 1)?;
+        ok_str(wrap_custom(s(&a[1]), i(&a[0]), "\n", false))
+    });
+    reg(m, "wrapWith", &[Int, Str, Str], None, |c, a| {
+        // at most one separator per input byte
+        c.budget.check_elements((s(&a[2]).len() as u128 + 1) * (s(&a[1]).len() as u128 + 1), 1)?;
+        ok_str(wrap_custom(s(&a[2]), i(&a[0]), s(&a[1]), true))
+    });
     reg(m, "contains", &[Str, Str], None, |_, a| Ok(Value::Bool(s(&a[1]).contains(s(&a[0])))));
     reg(m, "hasPrefix", &[Str, Str], None, |_, a| Ok(Value::Bool(s(&a[1]).starts_with(s(&a[0])))));
     reg(m, "hasSuffix", &[Str, Str], None, |_, a| Ok(Value::Bool(s(&a[1]).ends_with(s(&a[0])))));
@@ -103,22 +112,39 @@ pub fn register(m: &mut FuncMap) {
         let f = vec!["%v"; v.len()].join(" ");
         ok_str(sprintf(&f, &v))
     });
-    reg(m, "indent", &[Int, Str], None, |_, a| indent(i(&a[0]), s(&a[1])).map(Value::from));
-    reg(m, "nindent", &[Int, Str], None, |_, a| indent(i(&a[0]), s(&a[1])).map(|x| Value::from(format!("\n{x}"))));
-    reg(m, "replace", &[Str, Str, Str], None, |_, a| ok_str(go_replace(s(&a[2]), s(&a[0]), s(&a[1]))));
+    reg(m, "indent", &[Int, Str], None, |c, a| indent(c, i(&a[0]), s(&a[1])).map(Value::from));
+    reg(m, "nindent", &[Int, Str], None, |c, a| indent(c, i(&a[0]), s(&a[1])).map(|x| Value::from(format!("\n{x}"))));
+    reg(m, "replace", &[Str, Str, Str], None, |c, a| {
+        let (st, old, new) = (s(&a[2]), s(&a[0]), s(&a[1]));
+        if new.len() > old.len() {
+            let count = if old.is_empty() { st.chars().count() + 1 } else { st.matches(old).count() };
+            c.budget.check_elements(st.len() as u128 + count as u128 * (new.len() - old.len()) as u128, 1)?;
+        }
+        ok_str(go_replace(st, old, new))
+    });
     reg(m, "plural", &[Str, Str, Int], None, |_, a| ok_str(if i(&a[2]) == 1 { s(&a[0]) } else { s(&a[1]) }));
     reg(m, "toString", &[Any], None, |_, a| ok_str(strval(&a[0])));
     reg(m, "atoi", &[Str], None, |_, a| Ok(Value::Int(go_atoi(s(&a[0])).unwrap_or(0))));
-    reg(m, "seq", &[], Some(Int), |_, a| ok_str(seq(&a.iter().map(i).collect::<Vec<_>>())));
-    reg(m, "split", &[Str, Str], None, |_, a| {
+    reg(m, "seq", &[], Some(Int), |c, a| {
+        let p: Vec<i64> = a.iter().map(i).collect();
+        // every number and a space: at most 21 bytes each
+        c.budget.check_elements(seq_count(&p), 21)?;
+        ok_str(seq(&p))
+    });
+    reg(m, "split", &[Str, Str], None, |c, a| {
+        check_split(c, s(&a[1]), s(&a[0]))?;
         let parts = go_split(s(&a[1]), s(&a[0]), -1);
         Ok(string_map(parts))
     });
-    reg(m, "splitn", &[Str, Int, Str], None, |_, a| {
+    reg(m, "splitn", &[Str, Int, Str], None, |c, a| {
+        check_split(c, s(&a[2]), s(&a[0]))?;
         let parts = go_split(s(&a[2]), s(&a[0]), i(&a[1]));
         Ok(string_map(parts))
     });
-    reg(m, "splitList", &[Str, Str], None, |_, a| Ok(Value::str_list(go_split(s(&a[1]), s(&a[0]), -1))));
+    reg(m, "splitList", &[Str, Str], None, |c, a| {
+        check_split(c, s(&a[1]), s(&a[0]))?;
+        Ok(Value::str_list(go_split(s(&a[1]), s(&a[0]), -1)))
+    });
     reg(m, "join", &[Str, Any], None, |_, a| ok_str(strslice(&a[1]).join(s(&a[0]))));
     reg(m, "toStrings", &[Any], None, |_, a| Ok(Value::str_list(strslice(&a[0]))));
     reg(m, "sortAlpha", &[Any], None, |_, a| match &a[0] {
@@ -129,11 +155,16 @@ pub fn register(m: &mut FuncMap) {
         }
         v => Ok(Value::str_list(vec![strval(v)])),
     });
-    reg(m, "until", &[Int], None, |_, a| {
-        let c = i(&a[0]);
-        Ok(int_list(until_step(0, c, if c < 0 { -1 } else { 1 })))
+    reg(m, "until", &[Int], None, |c, a| {
+        let n = i(&a[0]);
+        let step = if n < 0 { -1 } else { 1 };
+        c.budget.check_elements(until_count(0, n, step), 16)?;
+        Ok(int_list(until_step(0, n, step)))
     });
-    reg(m, "untilStep", &[Int, Int, Int], None, |_, a| Ok(int_list(until_step(i(&a[0]), i(&a[1]), i(&a[2])))));
+    reg(m, "untilStep", &[Int, Int, Int], None, |c, a| {
+        c.budget.check_elements(until_count(i(&a[0]), i(&a[1]), i(&a[2])), 16)?;
+        Ok(int_list(until_step(i(&a[0]), i(&a[1]), i(&a[2]))))
+    });
     reg(m, "toDecimal", &[Any], None, |_, a| {
         let st = strval(&a[0]);
         Ok(Value::Int64(i64::from_str_radix(&st, 8).unwrap_or(0)))
@@ -161,30 +192,51 @@ pub fn register(m: &mut FuncMap) {
         if !(0..=1 << 24).contains(&n) {
             return Err("runtime error: makeslice: len out of range".into());
         }
+        c.budget.check_elements(n as u128 * 2, 1)?;
         ok_str(base64::engine::general_purpose::STANDARD.encode(c.random_bytes(n as usize)))
     });
     reg(m, "regexMatch", &[Str, Str], None, |_, a| Ok(Value::Bool(compile(s(&a[0])).map(|r| r.is_match(s(&a[1]))).unwrap_or(false))));
     reg(m, "mustRegexMatch", &[Str, Str], None, |_, a| Ok(Value::Bool(compile(s(&a[0]))?.is_match(s(&a[1])))));
-    reg(m, "regexFindAll", &[Str, Str, Int], None, |_, a| {
+    reg(m, "regexFindAll", &[Str, Str, Int], None, |c, a| {
         must_compile(s(&a[0]))?;
+        check_regex_list(c, s(&a[1]))?;
         regex_find_all(a)
     });
-    reg(m, "mustRegexFindAll", &[Str, Str, Int], None, |_, a| regex_find_all(a));
+    reg(m, "mustRegexFindAll", &[Str, Str, Int], None, |c, a| {
+        check_regex_list(c, s(&a[1]))?;
+        regex_find_all(a)
+    });
     reg(m, "regexFind", &[Str, Str], None, |_, a| ok_str(must_compile(s(&a[0]))?.find(s(&a[1])).map(|m| m.as_str()).unwrap_or("")));
     reg(m, "mustRegexFind", &[Str, Str], None, |_, a| ok_str(compile(s(&a[0]))?.find(s(&a[1])).map(|m| m.as_str()).unwrap_or("")));
-    reg(m, "regexReplaceAll", &[Str, Str, Str], None, |_, a| ok_str(must_compile(s(&a[0]))?.replace_all(s(&a[1]), go_expand(s(&a[2]))).into_owned()));
-    reg(m, "mustRegexReplaceAll", &[Str, Str, Str], None, |_, a| ok_str(compile(s(&a[0]))?.replace_all(s(&a[1]), go_expand(s(&a[2]))).into_owned()));
-    reg(m, "regexReplaceAllLiteral", &[Str, Str, Str], None, |_, a| {
-        ok_str(must_compile(s(&a[0]))?.replace_all(s(&a[1]), regex::NoExpand(s(&a[2]))).into_owned())
+    reg(m, "regexReplaceAll", &[Str, Str, Str], None, |c, a| {
+        let r = must_compile(s(&a[0]))?;
+        check_regex_output(c, s(&a[1]), s(&a[2]))?;
+        ok_str(r.replace_all(s(&a[1]), go_expand(s(&a[2]))).into_owned())
     });
-    reg(m, "mustRegexReplaceAllLiteral", &[Str, Str, Str], None, |_, a| {
-        ok_str(compile(s(&a[0]))?.replace_all(s(&a[1]), regex::NoExpand(s(&a[2]))).into_owned())
+    reg(m, "mustRegexReplaceAll", &[Str, Str, Str], None, |c, a| {
+        let r = compile(s(&a[0]))?;
+        check_regex_output(c, s(&a[1]), s(&a[2]))?;
+        ok_str(r.replace_all(s(&a[1]), go_expand(s(&a[2]))).into_owned())
     });
-    reg(m, "regexSplit", &[Str, Str, Int], None, |_, a| {
+    reg(m, "regexReplaceAllLiteral", &[Str, Str, Str], None, |c, a| {
+        let r = must_compile(s(&a[0]))?;
+        check_regex_output(c, s(&a[1]), s(&a[2]))?;
+        ok_str(r.replace_all(s(&a[1]), regex::NoExpand(s(&a[2]))).into_owned())
+    });
+    reg(m, "mustRegexReplaceAllLiteral", &[Str, Str, Str], None, |c, a| {
+        let r = compile(s(&a[0]))?;
+        check_regex_output(c, s(&a[1]), s(&a[2]))?;
+        ok_str(r.replace_all(s(&a[1]), regex::NoExpand(s(&a[2]))).into_owned())
+    });
+    reg(m, "regexSplit", &[Str, Str, Int], None, |c, a| {
         must_compile(s(&a[0]))?;
+        check_regex_list(c, s(&a[1]))?;
         regex_split(a)
     });
-    reg(m, "mustRegexSplit", &[Str, Str, Int], None, |_, a| regex_split(a));
+    reg(m, "mustRegexSplit", &[Str, Str, Int], None, |c, a| {
+        check_regex_list(c, s(&a[1]))?;
+        regex_split(a)
+    });
     reg(m, "regexQuoteMeta", &[Str], None, |_, a| ok_str(go_quote_meta(s(&a[0]))));
     let _ = b;
 }
@@ -357,6 +409,7 @@ fn rand_from(c: &mut super::Ctx<'_>, n: i64, alphabet: &str) -> FResult {
     if n > 1 << 24 {
         return Err("runtime error: makeslice: len out of range".into());
     }
+    c.budget.check_elements(n as u128, 1)?;
     let chars: Vec<char> = alphabet.chars().collect();
     let r = c.random_bytes(n as usize);
     ok_str(r.iter().map(|b| chars[*b as usize % chars.len()]).collect::<String>())
@@ -366,6 +419,19 @@ pub fn int_list(v: Vec<i64>) -> Value {
     Value::List(std::rc::Rc::new(v.into_iter().map(Value::Int).collect()), SliceTy::Int)
 }
 
+/// How many numbers [`until_step`] returns (checked before making them: counts come from
+/// templates).
+pub fn until_count(start: i64, stop: i64, step: i64) -> u128 {
+    let (start, stop, step) = (i128::from(start), i128::from(stop), i128::from(step));
+    if (stop < start && step >= 0) || (stop >= start && step <= 0) {
+        return 0;
+    }
+    let span = (stop - start).unsigned_abs();
+    let step = step.unsigned_abs();
+    span.div_ceil(step)
+}
+
+/// Sprig's `untilStep` (callers check [`until_count`] against the render's budget first).
 pub fn until_step(start: i64, stop: i64, step: i64) -> Vec<i64> {
     let mut v = Vec::new();
     if stop < start {
@@ -373,7 +439,7 @@ pub fn until_step(start: i64, stop: i64, step: i64) -> Vec<i64> {
             return v;
         }
         let mut k = start;
-        while k > stop && v.len() < 10_000_000 {
+        while k > stop {
             v.push(k);
             let Some(n) = k.checked_add(step) else { break };
             k = n;
@@ -384,7 +450,7 @@ pub fn until_step(start: i64, stop: i64, step: i64) -> Vec<i64> {
         return v;
     }
     let mut k = start;
-    while k < stop && v.len() < 10_000_000 {
+    while k < stop {
         v.push(k);
         let Some(n) = k.checked_add(step) else { break };
         k = n;
@@ -392,12 +458,13 @@ pub fn until_step(start: i64, stop: i64, step: i64) -> Vec<i64> {
     v
 }
 
-fn seq(p: &[i64]) -> String {
-    let r = match p.len() {
+/// Sprig's `seq` arguments as `untilStep`'s (start, stop, step); `None` prints nothing.
+fn seq_range(p: &[i64]) -> Option<(i64, i64, i64)> {
+    match p.len() {
         1 => {
             let (start, end) = (1, p[0]);
             let inc = if end < start { -1 } else { 1 };
-            until_step(start, end.saturating_add(inc), inc)
+            Some((start, end.saturating_add(inc), inc))
         }
         3 => {
             let (start, step, end) = (p[0], p[1], p[2]);
@@ -405,19 +472,28 @@ fn seq(p: &[i64]) -> String {
             if end < start {
                 inc = -1;
                 if step > 0 {
-                    return String::new();
+                    return None;
                 }
             }
-            until_step(start, end.saturating_add(inc), step)
+            Some((start, end.saturating_add(inc), step))
         }
         2 => {
             let (start, end) = (p[0], p[1]);
             let step = if end < start { -1 } else { 1 };
-            until_step(start, end.saturating_add(step), step)
+            Some((start, end.saturating_add(step), step))
         }
-        _ => return String::new(),
-    };
-    r.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" ")
+        _ => None,
+    }
+}
+
+/// How many numbers `seq` prints.
+fn seq_count(p: &[i64]) -> u128 {
+    seq_range(p).map_or(0, |(a, b, c)| until_count(a, b, c))
+}
+
+fn seq(p: &[i64]) -> String {
+    let Some((start, stop, step)) = seq_range(p) else { return String::new() };
+    until_step(start, stop, step).iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" ")
 }
 
 /// Sprig's `strslice`.
@@ -480,13 +556,31 @@ fn go_atoi(s: &str) -> Option<i64> {
     }
 }
 
-fn indent(n: i64, v: &str) -> Result<String, super::FnError> {
+/// How many elements splitting `st` at `sep` makes (16 bytes each, plus the bytes).
+fn check_split(c: &super::Ctx<'_>, st: &str, sep: &str) -> Result<(), super::FnError> {
+    let count = if sep.is_empty() { st.chars().count() } else { st.matches(sep).count() + 1 };
+    Ok(c.budget.check_elements(count as u128 * 16 + st.len() as u128, 1)?)
+}
+
+/// A regular expression can match between every two bytes of `st`: that many elements.
+fn check_regex_list(c: &super::Ctx<'_>, st: &str) -> Result<(), super::FnError> {
+    Ok(c.budget.check_elements((st.len() as u128 + 1) * 16 + st.len() as u128, 1)?)
+}
+
+/// A replacement can happen between every two bytes of `st`; what it adds is its literal
+/// text plus the groups it names, which lie within its match (matches do not overlap): a
+/// bound on the result.
+fn check_regex_output(c: &super::Ctx<'_>, st: &str, repl: &str) -> Result<(), super::FnError> {
+    let n = st.len() as u128;
+    Ok(c.budget.check_elements(n + (n + 1) * repl.len() as u128 * 2, 1)?)
+}
+
+fn indent(c: &super::Ctx<'_>, n: i64, v: &str) -> Result<String, super::FnError> {
     if n < 0 {
         return Err("strings: negative Repeat count".into());
     }
-    if n > 1 << 24 {
-        return Err("strings: Repeat output length overflow".into());
-    }
+    let lines = v.matches('\n').count() as u128 + 1;
+    c.budget.check_elements(n as u128 * lines + v.len() as u128, 1)?;
     let pad = " ".repeat(n as usize);
     Ok(format!("{pad}{}", v.replace('\n', &format!("\n{pad}"))))
 }

@@ -216,8 +216,12 @@ impl State<'_, '_> {
     }
 
     fn walk_inner(&mut self, dot: &Value, node: &Node, out: &mut String) -> Result<(), Flow> {
+        self.ctx.budget.step().map_err(|m| self.errorf(m))?;
         match node {
-            Node::Text(t) => out.push_str(t),
+            Node::Text(t) => {
+                self.ctx.budget.charge(t.len() as u64).map_err(|m| self.errorf(m))?;
+                out.push_str(t)
+            }
             Node::Action { pipe, .. } => {
                 let v = self.eval_pipeline(dot, pipe)?;
                 if pipe.decl.is_empty() {
@@ -263,7 +267,12 @@ impl State<'_, '_> {
     }
 
     fn print_value(&mut self, v: &Value, out: &mut String) -> R<()> {
-        out.push_str(&v.print_template());
+        if matches!(v, Value::List(..) | Value::Map(_) | Value::Object(_)) {
+            self.ctx.budget.charge_deep(v).map_err(|m| self.errorf(m))?;
+        }
+        let s = v.print_template();
+        self.ctx.budget.charge(s.len() as u64).map_err(|m| self.errorf(m))?;
+        out.push_str(&s);
         Ok(())
     }
 
@@ -302,6 +311,7 @@ impl State<'_, '_> {
     }
 
     fn one_iteration(&mut self, b: &Branch, mark: usize, index: Value, elem: Value, iface: bool, out: &mut String) -> Result<(), Flow> {
+        self.ctx.budget.step().map_err(|m| self.errorf(m))?;
         let d = &b.pipe.decl;
         if !d.is_empty() {
             if b.pipe.is_assign {
@@ -460,6 +470,7 @@ impl State<'_, '_> {
     }
 
     fn eval_command(&mut self, dot: &Value, cmd: &Cmd, final_: Option<Value>) -> R<Value> {
+        self.ctx.budget.step().map_err(|m| self.errorf(m))?;
         let first = &cmd.args[0];
         match first {
             Arg::Field { pos, idents } => {
@@ -585,7 +596,7 @@ impl State<'_, '_> {
         let node_pos = self.node_pos;
         let node_ref = self.node.clone();
         let argv = self.eval_args(dot, name, params, variadic, if args.is_empty() { args } else { &args[1..] }, final_)?;
-        match o.call(name, &argv) {
+        match o.call(name, &argv).and_then(|v| self.ctx.budget.charge_result(&v).map(|()| v)) {
             Ok(v) => Ok(v),
             Err(e) => {
                 self.node_pos = node_pos;
@@ -629,7 +640,11 @@ impl State<'_, '_> {
             err.call = Some((name.to_string(), FnError::Msg(format!("non-function {what} of type {}", argv[0].type_name()))));
             return Err(err);
         }
-        match (func.f)(self.ctx, &argv) {
+        let r = match self.ctx.budget.charge_args(name, &argv) {
+            Ok(()) => (func.f)(self.ctx, &argv).and_then(|v| self.ctx.budget.charge_result(&v).map(|()| v).map_err(FnError::Msg)),
+            Err(m) => Err(FnError::Msg(m)),
+        };
+        match r {
             Ok(v) => Ok(v),
             Err(e) => {
                 self.at_ref(cmd.pos, NodeRef::Cmd);

@@ -94,6 +94,27 @@ struct Flags {
     sharp_v: bool,
 }
 
+/// Go's `fmt` bound on widths and precisions (`tooLarge`): beyond ±1e6 they are refused.
+fn too_large(n: i64) -> bool {
+    !(-1_000_000..=1_000_000).contains(&n)
+}
+
+/// Go's `fmt.parsenum`: the number at `i` (if any) and where it ends; a number that grows
+/// too large consumes the rest of the format, as Go's does.
+fn parsenum(b: &[u8], mut i: usize) -> (Option<usize>, usize) {
+    let mut num: i64 = 0;
+    let mut isnum = false;
+    while i < b.len() && b[i].is_ascii_digit() {
+        if too_large(num) {
+            return (None, b.len());
+        }
+        num = num * 10 + i64::from(b[i] - b'0');
+        isnum = true;
+        i += 1;
+    }
+    (isnum.then_some(num as usize), i)
+}
+
 /// Go's `fmt.Sprintf`.
 pub fn sprintf(format: &str, args: &[Value]) -> String {
     let mut out = String::new();
@@ -151,7 +172,7 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
         if i < b.len() && b[i] == b'*' {
             i += 1;
             match args.get(argn) {
-                Some(Value::Int(n)) | Some(Value::Int64(n)) => {
+                Some(Value::Int(n)) | Some(Value::Int64(n)) if !too_large(*n) => {
                     let mut n = *n;
                     if n < 0 {
                         f.minus = true;
@@ -163,13 +184,9 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
             }
             argn += 1;
         } else {
-            let s = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            if i > s {
-                f.width = format[s..i].parse().ok();
-            }
+            let (n, next) = parsenum(b, i);
+            f.width = n;
+            i = next;
         }
         if i < b.len() && b[i] == b'.' {
             i += 1;
@@ -177,16 +194,14 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
             if i < b.len() && b[i] == b'*' {
                 i += 1;
                 match args.get(argn) {
-                    Some(Value::Int(n)) | Some(Value::Int64(n)) if *n >= 0 => f.prec = Some(*n as usize),
+                    Some(Value::Int(n)) | Some(Value::Int64(n)) if *n >= 0 && !too_large(*n) => f.prec = Some(*n as usize),
                     _ => out.push_str("%!(BADPREC)"),
                 }
                 argn += 1;
             } else {
-                let s = i;
-                while i < b.len() && b[i].is_ascii_digit() {
-                    i += 1;
-                }
-                f.prec = Some(format[s..i].parse().unwrap_or(0));
+                let (n, next) = parsenum(b, i);
+                f.prec = Some(n.unwrap_or(0));
+                i = next;
             }
         }
         parse_argnum(&mut i, &mut argn, &mut reordered, &mut good_argnum);
