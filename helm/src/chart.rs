@@ -192,37 +192,96 @@ fn fmatch(pattern: &str, name: &str) -> bool {
     crate::objects::glob_match(&pattern.replace("**", "*"), name)
 }
 
+/// Helm's `MaxDecompressedFileSize`: the largest chart file Helm loads (5 MiB).
+pub const MAX_FILE_SIZE: u64 = 5 * 1024 * 1024;
+
+/// Helm's `MaxDecompressedChartSize`: the most an archive may decompress to (100 MiB).
+pub const MAX_CHART_SIZE: u64 = 100 * 1024 * 1024;
+
 fn load_dir(root: &Path) -> Result<Chart, ChartError> {
-    let ignore = match std::fs::read_to_string(root.join(".helmignore")) {
-        Ok(t) => Ignore::parse(&t),
-        Err(_) => Ignore::parse(""),
+    let top = std::fs::canonicalize(root).map_err(|e| ChartError::Io(format!("{}: {e}", root.display())))?;
+    let ignore = match in_chart(&top, &top.join(".helmignore"), ".helmignore") {
+        Ok(Some(p)) if p.is_file() => Ignore::parse(&std::fs::read_to_string(&p).map_err(|e| ChartError::Io(e.to_string()))?),
+        Ok(_) => Ignore::parse(""),
+        Err(e) => return Err(e),
     };
     let mut files = Vec::new();
-    walk(root, root, &ignore, &mut files)?;
+    walk(&top, &top, "", &ignore, &mut vec![top.clone()], &mut files)?;
     load_files(files)
 }
 
-fn walk(root: &Path, dir: &Path, ignore: &Ignore, out: &mut Vec<File>) -> Result<(), ChartError> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).map_err(|e| ChartError::Io(e.to_string()))?.filter_map(Result::ok).collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let p = e.path();
-        let rel = p.strip_prefix(root).unwrap_or(&p).to_string_lossy().replace('\\', "/");
+/// Where a chart path really is, if it stays inside the chart directory `top` (canonical):
+/// `None` when nothing is there. A symbolic link that resolves outside the chart is refused:
+/// Helm follows it (its loader only logs "found symbolic link in path", helm
+/// internal/sympath/walk.go), so a chart could read any file of the machine rendering it,
+/// e.g. `.Files.Get` of a link to `/etc/passwd` or to the operator's kubeconfig. Harmony
+/// renders tenants' charts with the operator's files around: links must stay in the chart.
+fn in_chart(top: &Path, p: &Path, rel: &str) -> Result<Option<std::path::PathBuf>, ChartError> {
+    let md = match std::fs::symlink_metadata(p) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ChartError::Io(format!("{rel}: {e}"))),
+    };
+    if !md.file_type().is_symlink() {
+        return Ok(Some(p.to_path_buf()));
+    }
+    let target = std::fs::canonicalize(p).map_err(|e| ChartError::Io(format!("error evaluating symlink {}: {e}", p.display())))?;
+    if !target.starts_with(top) {
+        return Err(ChartError::Invalid(format!(
+            "chart file {rel} is a symbolic link to {}, outside the chart directory {}: Harmony loads no file from outside a chart",
+            target.display(),
+            top.display()
+        )));
+    }
+    Ok(Some(target))
+}
+
+/// Helm's `sympath.Walk` + `LoadDir`: files in lexical order, `.helmignore` applied, links
+/// followed only within the chart (`stack`: the directories being walked, to refuse cycles).
+fn walk(top: &Path, dir: &Path, rel_dir: &str, ignore: &Ignore, stack: &mut Vec<std::path::PathBuf>, out: &mut Vec<File>) -> Result<(), ChartError> {
+    let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(dir).map_err(|e| ChartError::Io(e.to_string()))?.filter_map(Result::ok).map(|e| e.file_name()).collect();
+    names.sort();
+    for name in names {
+        let link = dir.join(&name);
+        let rel = if rel_dir.is_empty() { name.to_string_lossy().into_owned() } else { format!("{rel_dir}/{}", name.to_string_lossy()) };
+        let Some(p) = in_chart(top, &link, &rel)? else { continue };
         let md = std::fs::metadata(&p).map_err(|e| ChartError::Io(e.to_string()))?;
         if md.is_dir() {
             if ignore.ignored(&rel, true) {
                 continue;
             }
-            walk(root, &p, ignore, out)?;
-        } else {
-            if ignore.ignored(&rel, false) {
-                continue;
+            if stack.contains(&p) {
+                return Err(ChartError::Invalid(format!("chart directory {rel} is a symbolic link to {}, which contains it: a cycle", p.display())));
             }
-            let data = std::fs::read(&p).map_err(|e| ChartError::Io(e.to_string()))?;
-            out.push(File { name: rel, data });
+            stack.push(p.clone());
+            walk(top, &p, &rel, ignore, stack, out)?;
+            stack.pop();
+            continue;
         }
+        if ignore.ignored(&rel, false) {
+            continue;
+        }
+        if !md.is_file() {
+            // e.g. a FIFO, which would block reading forever
+            return Err(ChartError::Invalid(format!("cannot load irregular file {} as it has file mode type bits set", link.display())));
+        }
+        if md.len() > MAX_FILE_SIZE {
+            return Err(ChartError::Invalid(format!(
+                "chart file {} is larger than the maximum file size {MAX_FILE_SIZE}",
+                crate::template::fmt::go_quote(&name.to_string_lossy())
+            )));
+        }
+        let data = read_at_most(&p, MAX_FILE_SIZE).map_err(|e| ChartError::Io(format!("error reading {rel}: {e}")))?;
+        out.push(File { name: rel, data });
     }
     Ok(())
+}
+
+/// A file's content, no more than `max` bytes (the file may grow after it was measured).
+fn read_at_most(p: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    std::fs::File::open(p)?.take(max).read_to_end(&mut data)?;
+    Ok(data)
 }
 
 /// Loads a chart from a gzipped tar archive.
@@ -231,18 +290,35 @@ pub fn load_archive(data: &[u8]) -> Result<Chart, ChartError> {
     let mut ar = tar::Archive::new(gz);
     let mut files = Vec::new();
     let entries = ar.entries().map_err(|e| ChartError::Invalid(format!("error reading archive: {e}")))?;
+    // Helm's LoadArchiveFiles size limits: a small archive must not decompress to gigabytes.
+    let mut remaining = MAX_CHART_SIZE;
+    let too_big = || ChartError::Invalid(format!("decompressed chart is larger than the maximum size {MAX_CHART_SIZE}"));
     for e in entries {
-        let mut e = e.map_err(|e| ChartError::Invalid(format!("error reading archive: {e}")))?;
+        let e = e.map_err(|e| ChartError::Invalid(format!("error reading archive: {e}")))?;
         if !e.header().entry_type().is_file() {
             continue;
         }
         let path = e.path().map_err(|e| ChartError::Invalid(e.to_string()))?.to_string_lossy().replace('\\', "/");
+        let size = e.header().size().map_err(|e| ChartError::Invalid(format!("error reading archive: {e}")))?;
+        if size > remaining {
+            return Err(too_big());
+        }
+        if size > MAX_FILE_SIZE {
+            return Err(ChartError::Invalid(format!(
+                "decompressed chart file {} is larger than the maximum file size {MAX_FILE_SIZE}",
+                crate::template::fmt::go_quote(&path)
+            )));
+        }
+        let mut buf = Vec::new();
+        e.take(remaining).read_to_end(&mut buf).map_err(|e| ChartError::Invalid(e.to_string()))?;
+        remaining -= buf.len() as u64;
+        if (buf.len() as u64) < size || remaining == 0 {
+            return Err(too_big());
+        }
         let parts: Vec<&str> = path.splitn(2, '/').collect();
         if parts.len() < 2 {
             continue;
         }
-        let mut buf = Vec::new();
-        e.read_to_end(&mut buf).map_err(|e| ChartError::Invalid(e.to_string()))?;
         files.push(File { name: parts[1].to_string(), data: buf });
     }
     if files.is_empty() {
