@@ -199,7 +199,7 @@ fn add_fleet(
                 ours.insert(device.to_string());
                 let mut want = device_plan(p, 0, "");
                 security.set_chain(&mut want);
-                live.desired.insert(id.clone(), vec![Object { key: id.clone(), value: comparable(&want) }]);
+                live.desired.insert(id.clone(), vec![Object { key: id.clone(), value: comparable(&want), derived: Vec::new() }]);
                 let Some(e) = plans.get(device) else { continue };
                 let same = e.plan.as_ref().is_some_and(|have| same_content(have, &want));
                 let hash = if same { u.hash.clone() } else { format!("live:revision-{}", e.revision) };

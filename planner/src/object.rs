@@ -65,6 +65,10 @@ pub struct Object {
     pub key: String,
     /// The object.
     pub value: Json,
+    /// JSON pointers (RFC 6901) of the values in `value` that were computed from a
+    /// `secret-value` in a way plaintext scrubbing cannot see (`upper`, `b64enc | b64enc`,
+    /// …): plans show them as fingerprints ([`crate::redact::follow_secrets`]).
+    pub derived: Vec<String>,
 }
 
 impl Object {
@@ -72,7 +76,7 @@ impl Object {
     /// kind is cluster-scoped (as Helm applies them). Objects without kind or name are keyed by
     /// `fallback` (e.g. the template path).
     pub fn new(value: Json, default_namespace: &str, fallback: &str) -> Object {
-        Object { key: key_of(&value, default_namespace).unwrap_or_else(|| fallback.to_string()), value }
+        Object { key: key_of(&value, default_namespace).unwrap_or_else(|| fallback.to_string()), value, derived: Vec::new() }
     }
 }
 

@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 
 use crate::object::{Object, to_yaml};
 use crate::observed::ObservedState;
-use crate::redact::{FingerprintKey, Needles, redact_object};
+use crate::redact::{FingerprintKey, Needles, redact_derived, redact_object};
 use crate::render::SecretValues;
 
 /// Rendered releases by unit id. A release missing here (a remote chart, or one `diff`
@@ -176,6 +176,7 @@ pub fn plan(compiled: &CompiledRepo, rendered: &Rendered, observed: &ObservedSta
     for objs in rendered.values() {
         for o in objs {
             needles.add_fields_of(&o.value);
+            needles.add_derived_of(o);
         }
     }
     let mut actions = Vec::new();
@@ -192,7 +193,7 @@ pub fn plan(compiled: &CompiledRepo, rendered: &Rendered, observed: &ObservedSta
     gone.dedup();
     for id in gone {
         let up = plan_delete(id, observed);
-        actions.push(finish(id, None, Vec::new(), up, &opts.key, &needles));
+        actions.push(finish(id, None, Vec::new(), up, &opts.key, &needles, &BTreeMap::new()));
     }
     for id in compiled.apply_order() {
         if !selected.contains(id.as_str()) {
@@ -203,7 +204,10 @@ pub fn plan(compiled: &CompiledRepo, rendered: &Rendered, observed: &ObservedSta
         let secrets = opts.secret_values.get(id.as_str()).unwrap_or(&empty);
         let up = plan_unit(u, rendered.get(id.as_str()), observed, secrets, &opts.key);
         let deps = u.deps.iter().map(|d| d.as_str().to_string()).collect();
-        let mut action = finish(id.as_str(), Some(&u.hash), deps, up, &opts.key, &needles);
+        // Where each object holds values computed from a secret-value.
+        let derived: BTreeMap<&str, &[String]> =
+            rendered.get(id.as_str()).into_iter().flatten().filter(|o| !o.derived.is_empty()).map(|o| (o.key.as_str(), o.derived.as_slice())).collect();
+        let mut action = finish(id.as_str(), Some(&u.hash), deps, up, &opts.key, &needles, &derived);
         action.apply.release = opts.release_renders.get(id.as_str()).cloned();
         actions.push(action);
     }
@@ -438,14 +442,24 @@ fn immutable_change(a: &Json, b: &Json) -> Option<&'static str> {
     fields.iter().find(|(p, _)| a.pointer(p) != b.pointer(p)).map(|(_, name)| *name)
 }
 
-fn finish(id: &str, desired_hash: Option<&String>, deps: Vec<String>, up: UnitPlan, key: &FingerprintKey, needles: &Needles) -> PlannedAction {
+fn finish(
+    id: &str,
+    desired_hash: Option<&String>,
+    deps: Vec<String>,
+    up: UnitPlan,
+    key: &FingerprintKey,
+    needles: &Needles,
+    derived: &BTreeMap<&str, &[String]>,
+) -> PlannedAction {
     let mut secrets: BTreeMap<String, SecretFingerprint> = BTreeMap::new();
     let mut objects = Vec::new();
     for (k, (before, after)) in &up.pairs {
+        // The same places of the observed object are hidden too.
+        let pointers = derived.get(k.as_str()).copied().unwrap_or_default();
         let red = |v: &Option<Json>, side: &mut Vec<(String, String)>| -> String {
             match v {
                 Some(v) => {
-                    let (r, fps) = redact_object(v, key, needles);
+                    let (r, fps) = redact_object(&redact_derived(v, pointers, key), key, needles);
                     side.extend(fps);
                     to_yaml(&r)
                 }

@@ -28,6 +28,9 @@ use hmac::{Hmac, Mac};
 use serde_json::Value as Json;
 use sha2::Sha256;
 
+use crate::object::Object;
+use crate::render::{ReleaseObjects, RenderError, SecretValues};
+
 /// Annotation that marks an object's `data`/`stringData`/`binaryData` as sensitive.
 pub const SENSITIVE_ANNOTATION: &str = "harmony.dev/sensitive";
 
@@ -119,6 +122,214 @@ impl Needles {
         }
         out
     }
+}
+
+impl Needles {
+    /// Adds the strings an object computed from a `secret-value` ([`Object::derived`]), so
+    /// that they are scrubbed wherever else they occur (4+ characters, like secret fields).
+    pub fn add_derived_of(&mut self, obj: &Object) {
+        for p in &obj.derived {
+            if let Some(Json::String(s)) = obj.value.pointer(p)
+                && s.chars().count() >= MIN_FIELD_NEEDLE
+            {
+                self.add(s);
+            }
+        }
+    }
+}
+
+/// Renders a release (`render`) with its resolved `secret-value`s and, when there are any,
+/// once more with each replaced by a stand-in ([`stand_in`]), and marks in the first result
+/// every value that differs ([`Object::derived`]): what a chart computed from a secret —
+/// `upper`, `b64enc | b64enc`, `printf`, `trim`, `title`, `replace`, `sha256sum`, … —, which
+/// scrubbing the plaintext and its base64 form cannot find. A verbatim occurrence (that
+/// scrubbing replaces) is not marked. Failures are compared the same way, by
+/// [`error_without_secrets`]: the words of the message that differ are redacted.
+///
+/// Why not taint tracking in the template engine: every one of its 240 functions (and Go's
+/// `fmt`, YAML and JSON encoders) would have to propagate taint exactly, and one that forgot
+/// would leak; the second render needs no cooperation from the engine (which stays pure and
+/// renders exactly what Helm renders) and cannot miss a transformation, only over-mark (a
+/// value that changes with the secret without revealing it, like a checksum, is fingerprinted
+/// too). It costs one more render of releases that have resolved `secret-value`s.
+pub fn follow_secrets(secrets: &SecretValues, render: impl Fn(&SecretValues) -> Result<ReleaseObjects, RenderError>) -> Result<ReleaseObjects, RenderError> {
+    let mut real = render(secrets)?;
+    let Some(StandIns { needles, alt_needles, values }) = stand_ins(secrets) else { return Ok(real) };
+    match render(&values) {
+        Ok(alt) => mark_derived(&mut real.objects, &alt.objects, &needles, &alt_needles),
+        // Cannot tell what depends on the secrets: everything might.
+        Err(_) => real.objects.iter_mut().for_each(|o| o.derived = vec![String::new()]),
+    }
+    Ok(real)
+}
+
+/// Whether any `secret-value` is resolved to something (there is a secret to follow).
+pub fn has_resolved(secrets: &SecretValues) -> bool {
+    secrets.values().any(|v| v.as_deref().is_some_and(|v| !v.is_empty()))
+}
+
+/// A render error's message without secrets (`render::render_helm`, behind plan and apply):
+/// the plaintexts and their base64 forms scrubbed, and the words that differ from the error of
+/// a render with stand-ins (`render_stand_ins` renders with the values it is given and returns
+/// its error, if any) redacted, or the message withheld when only the real values fail.
+pub fn error_without_secrets(release: &str, secrets: &SecretValues, message: &str, render_stand_ins: impl FnOnce(&SecretValues) -> Option<String>) -> String {
+    let Some(StandIns { needles, alt_needles, values }) = stand_ins(secrets) else {
+        let mut needles = Needles::default();
+        secrets.values().flatten().for_each(|v| needles.add(v));
+        return needles.scrub(message);
+    };
+    let alt = render_stand_ins(&values).map(|m| alt_needles.scrub(&m));
+    redacted_error(&needles.scrub(message), alt.as_deref(), release)
+}
+
+/// The stand-ins of a release's resolved `secret-value`s, with the scrub lists of both.
+struct StandIns {
+    needles: Needles,
+    alt_needles: Needles,
+    values: SecretValues,
+}
+
+/// `None` when no `secret-value` is resolved to something (nothing to follow).
+fn stand_ins(secrets: &SecretValues) -> Option<StandIns> {
+    if !has_resolved(secrets) {
+        return None;
+    }
+    let (mut needles, mut alt_needles) = (Needles::default(), Needles::default());
+    let mut values = SecretValues::new();
+    for (k, v) in secrets {
+        let s = v.as_deref().map(stand_in);
+        if let (Some(v), Some(s)) = (v, &s) {
+            needles.add(v);
+            alt_needles.add(s);
+        }
+        values.insert(k.clone(), s);
+    }
+    Some(StandIns { needles, alt_needles, values })
+}
+
+/// An error message (scrubbed) redacted against the stand-in render's (scrubbed) error:
+/// `None` when the stand-ins render, so the failure itself depends on a secret.
+fn redacted_error(message: &str, alt: Option<&str>, release: &str) -> String {
+    match alt {
+        Some(alt) => redact_message(message, alt),
+        None => format!(
+            "rendering fails with the resolved secret-values of {release} but not with stand-ins for them: the error depends on a secret and is not shown"
+        ),
+    }
+}
+
+/// A stand-in for a secret: the same length and character classes (hexadecimal digits stay
+/// hexadecimal, letters keep their case), every letter and digit changed, so that
+/// validations of the secret's form still pass and any function of its characters changes.
+/// No randomness: plans stay reproducible.
+pub fn stand_in(v: &str) -> String {
+    fn rotate(c: char, from: char, to: char) -> char {
+        if c == to { from } else { char::from_u32(c as u32 + 1).unwrap_or(c) }
+    }
+    let s: String = v
+        .chars()
+        .map(|c| match c {
+            '0'..='9' => rotate(c, '0', '9'),
+            'a'..='f' => rotate(c, 'a', 'f'),
+            'g'..='z' => rotate(c, 'g', 'z'),
+            'A'..='F' => rotate(c, 'A', 'F'),
+            'G'..='Z' => rotate(c, 'G', 'Z'),
+            c if c.is_alphanumeric() => [c as u32 ^ 1, c as u32 + 1, (c as u32).saturating_sub(1)]
+                .into_iter()
+                .filter_map(char::from_u32)
+                .find(|x| *x != c && x.is_alphanumeric())
+                .unwrap_or(c),
+            c => c,
+        })
+        .collect();
+    if s != v {
+        return s;
+    }
+    // Nothing alphanumeric: rotate punctuation instead, or lengthen.
+    const PUNCT: &str = "!#$%&*+-./:;=?@^_~";
+    let p: String = v.chars().map(|c| PUNCT.find(c).map_or(c, |i| PUNCT.as_bytes()[(i + 1) % PUNCT.len()] as char)).collect();
+    if p != v { p } else { format!("{v}-") }
+}
+
+/// Marks, in `objects`, every value that differs from the stand-in render `alt`.
+fn mark_derived(objects: &mut [Object], alt: &[Object], needles: &Needles, alt_needles: &Needles) {
+    let by_key: std::collections::HashMap<&str, &Object> = alt.iter().map(|o| (o.key.as_str(), o)).collect();
+    let same_shape = objects.len() == alt.len();
+    for (i, o) in objects.iter_mut().enumerate() {
+        let other = if same_shape { alt.get(i) } else { by_key.get(o.key.as_str()).copied() };
+        let mut marks = Vec::new();
+        match other {
+            Some(a) => diff_values(&o.value, &a.value, String::new(), needles, alt_needles, &mut marks),
+            None => marks.push(String::new()),
+        }
+        o.derived = marks;
+    }
+}
+
+fn diff_values(r: &Json, a: &Json, ptr: String, needles: &Needles, alt_needles: &Needles, marks: &mut Vec<String>) {
+    match (r, a) {
+        (Json::String(x), Json::String(y)) => {
+            if x != y && needles.scrub(x) != alt_needles.scrub(y) {
+                marks.push(ptr);
+            }
+        }
+        (Json::Object(x), Json::Object(y)) => {
+            if x.len() != y.len() || x.keys().zip(y.keys()).any(|(k, l)| k != l && needles.scrub(k) != alt_needles.scrub(l)) {
+                marks.push(ptr);
+                return;
+            }
+            for ((k, xv), (_, yv)) in x.iter().zip(y.iter()) {
+                diff_values(xv, yv, format!("{ptr}/{}", k.replace('~', "~0").replace('/', "~1")), needles, alt_needles, marks);
+            }
+        }
+        (Json::Array(x), Json::Array(y)) if x.len() == y.len() => {
+            for (i, (xv, yv)) in x.iter().zip(y.iter()).enumerate() {
+                diff_values(xv, yv, format!("{ptr}/{i}"), needles, alt_needles, marks);
+            }
+        }
+        (x, y) if x == y => {}
+        _ => marks.push(ptr),
+    }
+}
+
+/// An error message with the words that differ from the stand-in render's redacted (both
+/// already scrubbed of the plaintexts): `… error calling fail: (redacted)`.
+fn redact_message(real: &str, alt: &str) -> String {
+    if real == alt {
+        return real.to_string();
+    }
+    let (r, a): (Vec<&str>, Vec<&str>) = (real.split(' ').collect(), alt.split(' ').collect());
+    if r.len() == a.len() {
+        return r.iter().zip(&a).map(|(x, y)| if x == y { *x } else { REDACTED }).collect::<Vec<_>>().join(" ");
+    }
+    let prefix = r.iter().zip(&a).take_while(|(x, y)| x == y).count();
+    let suffix = r[prefix..].iter().rev().zip(a[prefix..].iter().rev()).take_while(|(x, y)| x == y).count();
+    let mut words: Vec<&str> = r[..prefix].to_vec();
+    words.push(REDACTED);
+    words.extend(&r[r.len() - suffix..]);
+    words.join(" ")
+}
+
+/// `v` with the values at `pointers` (an object's [`Object::derived`]) replaced by
+/// `(secret-derived fp:…)`, the keyed fingerprint of what was there: a change shows, the
+/// value does not. Applied to both sides of a diff, so the observed object's value at the
+/// same place is hidden too. Secret fields are left to [`redact_object`].
+pub fn redact_derived(v: &Json, pointers: &[String], key: &FingerprintKey) -> Json {
+    let mut out = v.clone();
+    let sensitive = is_sensitive(v);
+    for p in pointers {
+        if sensitive && ["/data", "/stringData", "/binaryData"].iter().any(|f| p == f || p.starts_with(&format!("{f}/"))) {
+            continue;
+        }
+        if let Some(slot) = out.pointer_mut(p) {
+            let plain = match &*slot {
+                Json::String(s) => s.clone().into_bytes(),
+                other => other.to_string().into_bytes(),
+            };
+            *slot = Json::String(format!("(secret-derived {})", key.fingerprint(&plain)));
+        }
+    }
+    out
 }
 
 /// Whether an object's data fields are secret: a core `Secret`, or marked sensitive.
@@ -221,5 +432,62 @@ mod tests {
         let (r, fps) = redact_object(&cm, &k, &needles);
         assert!(fps.is_empty());
         assert_eq!(r["data"]["url"], "postgres://u:(redacted)@db");
+    }
+
+    #[test]
+    fn stand_ins_change_every_letter_and_digit_and_keep_the_form() {
+        assert_eq!(stand_in("Xy9-shop"), "Yz0-tipq");
+        assert_eq!(stand_in("deadbeef0f"), "efbecffa1a", "hexadecimal stays hexadecimal");
+        assert_eq!(stand_in("zZ9fF"), "gG0aA");
+        assert_eq!(stand_in("!!"), "##");
+        assert_eq!(stand_in("  "), "  -");
+        for s in ["hunter2", "Ünïcödé", "a", "p@ss w0rd"] {
+            let t = stand_in(s);
+            assert_ne!(t, s);
+            assert!(s.chars().zip(t.chars()).all(|(a, b)| a != b || !a.is_alphanumeric()), "{s} -> {t}");
+        }
+    }
+
+    #[test]
+    fn values_computed_from_a_secret_are_marked_and_fingerprinted() {
+        let obj = |data: Json| Object::new(serde_json::json!({"kind": "ConfigMap", "metadata": {"name": "c"}, "data": data}), "ns", "x");
+        let secrets: SecretValues = [("pw".to_string(), Some("hunter2".to_string()))].into();
+        let render = |s: &SecretValues| -> Result<ReleaseObjects, RenderError> {
+            let pw = s["pw"].clone().unwrap();
+            let objects = vec![obj(serde_json::json!({
+                "upper": pw.to_uppercase(), "verbatim": format!("u:{pw}@db"), "plain": "x", "len": pw.len().to_string(),
+                "list": [pw.to_uppercase(), "y"]}))];
+            Ok(ReleaseObjects { objects, manifest: String::new() })
+        };
+        let objs = follow_secrets(&secrets, render).unwrap().objects;
+        // `len` is the same for the stand-in: the length is what a stand-in keeps.
+        assert_eq!(objs[0].derived, vec!["/data/upper".to_string(), "/data/list/0".to_string()]);
+        let k = FingerprintKey::from_bytes([3; 32]);
+        let red = redact_derived(&objs[0].value, &objs[0].derived, &k);
+        assert_eq!(red["data"]["upper"], format!("(secret-derived {})", k.fingerprint(b"HUNTER2")));
+        assert_eq!(red["data"]["verbatim"], "u:hunter2@db", "scrubbing, not this, handles verbatim copies");
+        let mut n = Needles::default();
+        n.add_derived_of(&objs[0]);
+        assert_eq!(n.scrub("x HUNTER2 y"), "x (redacted) y");
+        // Without resolved secrets nothing is rendered twice or marked.
+        let none: SecretValues = [("pw".to_string(), None)].into();
+        let calls = std::cell::Cell::new(0);
+        let _ = follow_secrets(&none, |_| {
+            calls.set(calls.get() + 1);
+            Ok(ReleaseObjects { objects: vec![], manifest: String::new() })
+        });
+        assert_eq!(calls.get(), 1);
+        // An error is redacted against the stand-ins' error, or withheld.
+        let e = error_without_secrets("release/r", &secrets, "bad hunter2 HUNTER2 x", |s| Some(format!("bad {0} {1} x", s["pw"].as_deref().unwrap(), s["pw"].as_deref().unwrap().to_uppercase())));
+        assert_eq!(e, "bad (redacted) (redacted) x");
+        let e = error_without_secrets("release/r", &secrets, "HUNTER2 is weak", |_| None);
+        assert!(e.contains("the error depends on a secret and is not shown") && !e.contains("HUNTER2"), "{e}");
+    }
+
+    #[test]
+    fn error_words_that_depend_on_a_secret_are_redacted() {
+        assert_eq!(redact_message("bad password HUNTER2 for shop", "bad password IVOUFS3 for shop"), "bad password (redacted) for shop");
+        assert_eq!(redact_message("x: a b HUNTER2 z", "x: a b IVOUFS3 IVOUFS3 z"), "x: a b (redacted) z");
+        assert_eq!(redact_message("same", "same"), "same");
     }
 }

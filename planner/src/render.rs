@@ -109,12 +109,8 @@ pub fn release_context(id: &str, unit: &ReleaseUnit, observed: &crate::ObservedS
 /// Renders a release with Helm's engine: the one renderer behind `plan`, `diff`, `template`
 /// and `apply`. Errors never carry a secret.
 pub fn render_helm(id: &str, unit: &ReleaseUnit, chart: Chart, secrets: &SecretValues, ctx: RenderContext<'_>) -> Result<RenderedRelease, RenderError> {
-    // Helm's messages may quote values (`fail`, schema errors): never let a secret through.
-    let mut needles = crate::redact::Needles::default();
-    for v in secrets.values().flatten() {
-        needles.add(v);
-    }
-    let values = harmony_helm::json::from_serde(&release_values(unit, secrets));
+    // Helm's messages may quote values (`fail`, schema errors) or what a template computed
+    // from them: never let a secret through (docs/plan.md#redaction).
     let opts = ReleaseOptions {
         name: unit.name.as_str().to_string(),
         namespace: unit.namespace.to_string(),
@@ -125,8 +121,15 @@ pub fn render_helm(id: &str, unit: &ReleaseUnit, chart: Chart, secrets: &SecretV
         is_upgrade: ctx.is_upgrade,
         ..ReleaseOptions::default()
     };
-    harmony_helm::render_release(chart, values, &opts, &FixedEnvironment::default())
-        .map_err(|e| RenderError { release: id.to_string(), message: needles.scrub(&e.message) })
+    let render = |chart: Chart, values: &Json| harmony_helm::render_release(chart, harmony_helm::json::from_serde(values), &opts, &FixedEnvironment::default());
+    // A failure is redacted against a render with stand-ins for the secrets: keep a copy.
+    let spare = crate::redact::has_resolved(secrets).then(|| chart.clone());
+    render(chart, &release_values(unit, secrets)).map_err(|e| RenderError {
+        release: id.to_string(),
+        message: crate::redact::error_without_secrets(id, secrets, &e.message, |stand_ins| {
+            spare.and_then(|c| render(c, &release_values(unit, stand_ins)).err().map(|e| e.message))
+        }),
+    })
 }
 
 /// The `manifest` a Helm release record holds for a render: `---\n# Source: PATH\nDOC\n` per
@@ -146,8 +149,14 @@ pub struct ReleaseObjects {
 }
 
 /// Renders a release like `helm upgrade --install --dry-run` against `ctx`: manifests in
-/// install order, hooks and CRDs, each split into objects keyed by kind/namespace/name.
+/// install order, hooks and CRDs, each split into objects keyed by kind/namespace/name. With
+/// resolved `secret-value`s, the values computed from them are marked for redaction
+/// ([`crate::redact::follow_secrets`]).
 pub fn render_release(id: &str, unit: &ReleaseUnit, chart: Chart, secrets: &SecretValues, ctx: RenderContext<'_>) -> Result<ReleaseObjects, RenderError> {
+    crate::redact::follow_secrets(secrets, |secrets| render_objects(id, unit, chart.clone(), secrets, ctx))
+}
+
+fn render_objects(id: &str, unit: &ReleaseUnit, chart: Chart, secrets: &SecretValues, ctx: RenderContext<'_>) -> Result<ReleaseObjects, RenderError> {
     let r = render_helm(id, unit, chart, secrets, ctx)?;
     let mut needles = crate::redact::Needles::default();
     for v in secrets.values().flatten() {
