@@ -239,9 +239,34 @@ impl Cluster {
 /// `apiVersion`, `kind` and `metadata.name` of a manifest.
 pub fn identity(obj: &Value) -> Result<(String, String, String), KubeError> {
     let field = |v: &Value, what: &str| {
-        v.as_str().filter(|s| !s.is_empty()).map(String::from).ok_or_else(|| KubeError::Manifest(format!("manifest without `{what}`: {obj}")))
+        v.as_str().filter(|s| !s.is_empty()).map(String::from).ok_or_else(|| KubeError::Manifest(format!("manifest without `{what}`: {}", describe(obj))))
     };
     Ok((field(&obj["apiVersion"], "apiVersion")?, field(&obj["kind"], "kind")?, field(&obj["metadata"]["name"], "metadata.name")?))
+}
+
+/// What an error may say about a manifest: its kind, API version and top-level field names,
+/// never a value (the manifest may be a Secret: its `data`/`stringData` must not reach an
+/// error, a log or a terminal).
+pub(crate) fn describe(obj: &Value) -> String {
+    fn ident(v: &Value) -> Option<&str> {
+        v.as_str().filter(|s| !s.is_empty() && s.len() <= 253 && s.chars().all(|c| c.is_ascii_alphanumeric() || "./-".contains(c)))
+    }
+    let what = match (ident(&obj["kind"]), ident(&obj["apiVersion"])) {
+        (Some(k), Some(a)) => format!("a {k} ({a})"),
+        (Some(k), None) => format!("a {k}"),
+        _ => "an object".to_string(),
+    };
+    match obj.as_object() {
+        Some(m) => format!("{what} with fields {} (values not shown)", m.keys().map(String::as_str).collect::<Vec<_>>().join(", ")),
+        None => format!("not an object but {}", match obj {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Array(_) => "a list",
+            Value::Object(_) => "an object",
+        }),
+    }
 }
 
 /// An error and its sources, `: `-separated (the client's own message is often only
