@@ -10,6 +10,9 @@ use harmony_executor::kube::apply::{ApplyOptions, UnitResult, apply_repo};
 use harmony_executor::kube::release::Options;
 use harmony_kube_loopback::Server;
 
+mod common;
+use common::copy_dir;
+
 /// Tests that set `ACME_SHOP_DB_PASSWORD` in this process hold this for their whole run.
 static ENV: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -181,4 +184,71 @@ async fn interrupted_applies_converge_when_re_run() {
         }
     }
     assert!(interrupted >= 15, "the faults interrupted {interrupted} of 20 applies");
+}
+
+/// Issue 20, item 15: a tenant's chart renders its Secret without `metadata.name`; the apply
+/// fails, and its error (shown to the operator, logged, kept in Helm's release description)
+/// printed the whole object, `data` included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_an_error_about_an_unnamed_secret_prints_its_data() {
+    use base64::Engine as _;
+    let _env = ENV.lock().await;
+    let server = Server::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, Server::kubeconfig(&[("okd-prod", &server)])).unwrap();
+    let root = dir.path().join("tenants");
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tenants"), &root);
+    let secret = root.join("charts/postgres/templates/secret.yaml");
+    let text = std::fs::read_to_string(&secret).unwrap();
+    std::fs::write(&secret, text.replacen("  name: {{ include \"postgres.fullname\" . }}\n", "", 1)).unwrap();
+    let repo = harmony_compiler::compile_repo(&harmony_compiler::DiskFs::new(&root)).unwrap().repo.expect("compiles");
+    let opts = ApplyOptions {
+        kubeconfig: Some(kubeconfig),
+        release: Options { poll: std::time::Duration::from_millis(20), ..Options::default() },
+        fail_fast: false,
+        holder: "test@host pid 1".into(),
+        lock_ttl: 60,
+        only: ["tenant-access/acme/okd-prod".to_string(), "release/okd-prod/acme-prod/shop-db".to_string()].into(),
+    };
+    let password = "Attack-visible-pw-42";
+    // SAFETY: ENV serialises the tests that touch the environment; the apply runs after.
+    unsafe { std::env::set_var("ACME_SHOP_DB_PASSWORD", password) };
+    let out = apply_repo(&repo, &root, &opts).await;
+    let UnitResult::Failed(m) = &out.iter().find(|o| o.unit == "release/okd-prod/acme-prod/shop-db").expect("shop-db applied").result else {
+        panic!("shop-db should fail: {out:#?}");
+    };
+    let b64 = base64::engine::general_purpose::STANDARD.encode(password);
+    assert!(!m.contains(password) && !m.contains(&b64), "the error shows the secret: {m}");
+    // It still says what is wrong with which object.
+    assert!(m.contains("manifest without `metadata.name`: a Secret (v1) with fields"), "{m}");
+}
+
+/// Issue 20, item 15: `harmony apply` renders the chart with the resolved secrets; a template
+/// that fails with a message computed from one (`upper`) printed it, only the verbatim value
+/// being scrubbed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_an_apply_render_error_prints_a_transformed_secret() {
+    let _env = ENV.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tenants");
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tenants"), &root);
+    std::fs::write(
+        root.join("charts/postgres/templates/attack.yaml"),
+        "{{ fail (printf \"bad password %s for user %s\" (upper .Values.auth.password) .Values.auth.username) }}\n",
+    )
+    .unwrap();
+    let repo = harmony_compiler::compile_repo(&harmony_compiler::DiskFs::new(&root)).unwrap().repo.expect("compiles");
+    let harmony_compiler::compile::UnitContent::Release(unit) = &repo.units.values().find(|u| u.id.as_str() == "release/okd-prod/acme-prod/shop-db").unwrap().content
+    else {
+        panic!("shop-db is a release")
+    };
+    let password = "Attack-visible-pw-42";
+    // SAFETY: ENV serialises the tests that touch the environment.
+    unsafe { std::env::set_var("ACME_SHOP_DB_PASSWORD", password) };
+    let secrets = harmony_executor::kube::apply::resolve_secrets(unit).unwrap();
+    let caps = harmony_planner::render::declared_capabilities(unit);
+    let Err(m) = harmony_executor::kube::apply::desired_release(unit, "sha256:0", &root, &secrets, &caps, (1, false)) else { panic!("the template fails") };
+    assert!(!m.contains(password) && !m.contains(&password.to_uppercase()), "the error shows the secret: {m}");
+    assert!(m.contains("postgres/templates/attack.yaml") && m.contains("bad password (redacted) for user shop"), "{m}");
 }

@@ -242,3 +242,244 @@ fn template_a_declared_release() {
     let bad = w.run(&["template", "--release", "nope"]).expect(1);
     assert!(bad.stderr.contains("--release nope: no such release; declared releases: "), "{}", bad.stderr);
 }
+
+// --- Issue 20, items 14 and 15: a tenant's chart attacks the machine that plans it. ---
+
+/// What a run under limits ended with: `None` when it was killed (out of time or memory).
+struct Limited {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    secs: f64,
+}
+
+impl Work {
+    /// `harmony plan --offline` with at most 4 GiB of address space and 120 s (an attack
+    /// that exhausts either is killed, as a CI runner would be).
+    fn plan_limited(&self, env: &[(&str, &str)]) -> Limited {
+        let start = std::time::Instant::now();
+        let out = Command::new("timeout")
+            .args(["-s", "KILL", "120", "sh", "-c", "ulimit -v 4194304; exec \"$0\" \"$@\""])
+            .arg(env!("CARGO_BIN_EXE_harmony"))
+            .args(["--repo", "tenants", "plan", "--offline"])
+            .current_dir(self.dir.path())
+            .env_remove("HARMONY_REPO")
+            .env_remove("ACME_SHOP_DB_PASSWORD")
+            .env("HARMONY_FINGERPRINT_KEY_FILE", self.path("key.hex"))
+            .envs(env.iter().copied())
+            .output()
+            .expect("run harmony");
+        let f = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Limited { code: out.status.code(), stdout: f(&out.stdout), stderr: f(&out.stderr), secs: start.elapsed().as_secs_f64() }
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+impl Limited {
+    /// The ends of what the run printed, for assertion messages.
+    fn shown(&self) -> String {
+        let end = |s: &str| if s.len() > 3000 { format!("…{}", &s[s.floor_char_boundary(s.len() - 3000)..]) } else { s.to_string() };
+        format!("exit {:?} after {:.1}s\n--- stdout\n{}\n--- stderr\n{}", self.code, self.secs, end(&self.stdout), end(&self.stderr))
+    }
+}
+
+/// Nine levels of nine aliases: 9^9 (387 million) strings from a 700-byte document.
+fn billion_laughs(key: &str) -> String {
+    let mut y = String::from("l0: &l0 \"lol\"\n");
+    for i in 1..=9 {
+        y.push_str(&format!("l{i}: &l{i} [{}]\n", vec![format!("*l{}", i - 1); 9].join(", ")));
+    }
+    y.push_str(&format!("{key}: *l9\n"));
+    y
+}
+
+const CONFIGMAP: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: attack\ndata:\n";
+
+#[test]
+fn attack_billion_laughs_in_chart_files_and_through_fromyaml() {
+    // Each is a tenant's chart the operator plans; go-yaml's alias limit (Helm's YAML
+    // library since CVE-2019-11253) stops each.
+    let cases: [(&str, &str); 4] = [
+        ("subchart values.yaml", "tenants/charts/postgres/charts/lol/values.yaml"),
+        ("subchart Chart.yaml", "tenants/charts/postgres/charts/lol/Chart.yaml"),
+        ("fromYaml", "{{ .Files.Get \"lol.yaml\" | fromYaml | toJson | quote }}"),
+        ("fromYamlArray", "{{ .Files.Get \"lol-list.yaml\" | fromYamlArray | toJson | quote }}"),
+    ];
+    for (what, at) in cases {
+        let w = Work::new();
+        let chart = "tenants/charts/postgres";
+        match what {
+            "subchart values.yaml" => {
+                w.write(&format!("{chart}/charts/lol/Chart.yaml"), "apiVersion: v2\nname: lol\nversion: 0.1.0\n");
+                w.write(at, &billion_laughs("laughs"));
+            }
+            "subchart Chart.yaml" => w.write(at, &format!("apiVersion: v2\nname: lol\nversion: 0.1.0\n{}", billion_laughs("laughs"))),
+            _ => {
+                w.write(&format!("{chart}/lol.yaml"), &billion_laughs("laughs"));
+                w.write(&format!("{chart}/lol-list.yaml"), &format!("- {}", billion_laughs("laughs").replace('\n', "\n  ")));
+                w.write(&format!("{chart}/templates/attack.yaml"), &format!("{CONFIGMAP}  laughs: {at}\n"));
+            }
+        }
+        let out = w.plan_limited(&[]);
+        let all = format!("{}{}", out.stdout, out.stderr);
+        assert!(all.contains("document contains excessive aliasing"), "{what}: {}", out.shown());
+        if what.starts_with("subchart") {
+            // The chart cannot be loaded; the error names the file.
+            let file = at.rsplit('/').next().unwrap();
+            assert_eq!(out.code, Some(1), "{what}: {}", out.shown());
+            assert!(out.stderr.contains(&format!("cannot load {file}: error converting YAML to JSON: yaml: document contains excessive aliasing")), "{what}: {}", out.shown());
+        } else {
+            // As in Helm, fromYaml does not fail: the error is in its result.
+            assert_eq!(out.code, Some(0), "{what}: {}", out.shown());
+        }
+        assert!(out.secs < 30.0, "{what}: {}", out.shown());
+    }
+}
+
+#[test]
+fn attack_unbounded_template_work() {
+    // A trillion iterations; gigabytes from `repeat`, `indent`, `printf` widths; an include
+    // that calls itself twice; a list that holds itself doubled sixty times, serialised.
+    let glob = format!("{{{{ .Files.Glob \"{}b\" }}}}", "**a".repeat(20));
+    let cases: [(&str, &str, &str); 8] = [
+        ("range over an int", "{{ range $i := 1000000000000 }}{{ end }}", "template steps"),
+        ("repeat in a range", "{{ range until 1000 }}{{ repeat 50000000 \"x\" }}{{ end }}", "MiB of template output"),
+        ("repeat 1000000000", "{{ repeat 1000000000 \"x\" }}", "MiB of template output"),
+        ("indent", "{{ indent 10000000 (repeat 100000 \"\\n\") }}", "MiB of template output"),
+        // 2^40 includes, each well within Helm's recursion limit
+        ("a template including itself twice", "{{ define \"twice\" }}{{ if lt (len .) 40 }}{{ include \"twice\" (print . \"x\") }}{{ include \"twice\" (print . \"x\") }}{{ end }}{{ end }}{{ include \"twice\" \"\" }}", "render limit"),
+        ("a list holding itself twice, 60 times", "{{ $l := list \"x\" }}{{ range until 60 }}{{ $l = list $l $l }}{{ end }}{{ toJson $l }}", "MiB of template output"),
+        // Go's fmt refuses widths over 10^6: `%!(NOVERB)`, as Helm prints.
+        ("printf width", "{{ printf \"%999999999d\" 1 }}", "stdout:%!(NOVERB)"),
+        // 20 wildcards against a 100-letter file name: C(100, 20) ways to try, unless failures
+        // are remembered
+        ("a glob pattern", &glob, "stdout:map[]"),
+    ];
+    for (what, tpl, limit) in cases {
+        let w = Work::new();
+        w.write("tenants/charts/postgres/templates/attack.yaml", &format!("{CONFIGMAP}  attack: |\n    {tpl}\n"));
+        w.write(&format!("tenants/charts/postgres/files/{}", "a".repeat(100)), "");
+        let out = w.plan_limited(&[]);
+        assert!(out.secs < 60.0, "{what}: {}", out.shown());
+        if let Some(printed) = limit.strip_prefix("stdout:") {
+            assert_eq!(out.code, Some(0), "{what}: {}", out.shown());
+            assert!(out.stdout.contains(printed), "{what}: {}", out.shown());
+            continue;
+        }
+        assert_eq!(out.code, Some(1), "{what}: {}", out.shown());
+        // The error names the template and the limit.
+        assert!(out.stderr.contains("postgres/templates/attack.yaml"), "{what}: {}", out.shown());
+        assert!(out.stderr.contains("render limit exceeded: more than") && out.stderr.contains(limit), "{what}: {}", out.shown());
+    }
+}
+
+/// `DB_PASSWORD` as charts transform it.
+fn transformed_passwords(p: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let title: String = p.split('-').map(|w| w[..1].to_uppercase() + &w[1..]).collect::<Vec<_>>().join("-");
+    vec![p.to_uppercase(), p.to_lowercase(), title, p.replace('-', "_"), b64(&b64(p)), p.chars().rev().collect()]
+}
+
+const LEAKS: &str = "  upper: {{ .Values.auth.password | upper | quote }}
+  lower: {{ .Values.auth.password | lower | quote }}
+  title: {{ .Values.auth.password | title | quote }}
+  replace: {{ .Values.auth.password | replace \"-\" \"_\" | quote }}
+  b64twice: {{ .Values.auth.password | b64enc | b64enc | quote }}
+  printf: {{ printf \"%s-%s\" (.Values.auth.password | upper) .Values.auth.username | quote }}
+  trim: {{ printf \"  %s  \" (.Values.auth.password | lower) | trim | quote }}
+  reversed: {{ .Values.auth.password | splitList \"\" | reverse | join \"\" | quote }}
+  config: |
+    user = {{ .Values.auth.username }}
+    password = {{ .Values.auth.password | upper }}
+  checksum: {{ .Values.auth.password | sha256sum }}
+";
+
+#[test]
+fn attack_plan_prints_a_transformed_secret() {
+    let w = Work::new();
+    w.write("tenants/charts/postgres/templates/attack.yaml", &format!("{CONFIGMAP}{LEAKS}"));
+    let env = [("ACME_SHOP_DB_PASSWORD", DB_PASSWORD)];
+    let mut texts = Vec::new();
+    for format in ["human", "markdown", "json"] {
+        let out = w.run_env(&["plan", "--offline", "--format", format, "--out", &format!("{format}.plan")], &env).expect(0);
+        texts.push(out.stdout);
+        texts.push(out.stderr);
+        texts.push(std::fs::read_to_string(w.path(&format!("{format}.plan"))).unwrap());
+        texts.push(w.run(&["show", &format!("{format}.plan"), "--format", format]).expect(0).stdout);
+    }
+    for t in &texts {
+        for leak in transformed_passwords(DB_PASSWORD) {
+            assert!(!t.contains(&leak), "{leak} leaked:\n{t}");
+        }
+    }
+    // What depends on the secret is a keyed fingerprint; the rest of the object is shown.
+    let human = &texts[0];
+    assert!(human.contains("upper: (secret-derived fp:"), "{human}");
+    assert!(human.contains("checksum: (secret-derived fp:"), "{human}");
+    assert!(human.contains("name: attack"), "{human}");
+    // A verbatim occurrence stays scrubbed in place, as before.
+    assert!(human.contains("printf: (secret-derived fp:") || human.contains("printf: (redacted)"), "{human}");
+
+    // Against an observed release holding the transformed old password, with the new one
+    // desired: neither side shows.
+    let old = "Old-pass-0ne!";
+    let observed = serde_json::json!({ "releases": { "release/okd-prod/acme-prod/shop-db": {
+        "revision": 3, "resource_version": "7", "hash": "sha256:0",
+        "objects": [{ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "attack", "namespace": "acme-prod" },
+            "data": { "upper": old.to_uppercase(), "config": format!("user = shop\npassword = {}\n", old.to_uppercase()) } }],
+        "secret_values": { "auth.password": old } } } });
+    std::fs::write(w.path("observed.json"), observed.to_string()).unwrap();
+    let out = w.run_env(&["plan", "--observed", "observed.json"], &env).expect(0);
+    for leak in transformed_passwords(DB_PASSWORD).into_iter().chain(transformed_passwords(old)) {
+        assert!(!out.stdout.contains(&leak) && !out.stderr.contains(&leak), "{leak} leaked:\n{}", out.stdout);
+    }
+    assert!(out.stdout.contains("-  upper: (secret-derived fp:") && out.stdout.contains("+  upper: (secret-derived fp:"), "{}", out.stdout);
+}
+
+#[test]
+fn attack_render_error_prints_a_transformed_secret() {
+    let w = Work::new();
+    w.write("tenants/charts/postgres/templates/attack.yaml", "{{ fail (printf \"bad password %s for user %s\" (upper .Values.auth.password) .Values.auth.username) }}\n");
+    let out = w.run_env(&["plan", "--offline"], &[("ACME_SHOP_DB_PASSWORD", DB_PASSWORD)]).expect(1);
+    for leak in transformed_passwords(DB_PASSWORD).into_iter().chain([DB_PASSWORD.to_string()]) {
+        assert!(!out.stderr.contains(&leak), "{leak} leaked:\n{}", out.stderr);
+    }
+    // The rest of the message is there.
+    assert!(out.stderr.contains("postgres/templates/attack.yaml") && out.stderr.contains("bad password (redacted) for user shop"), "{}", out.stderr);
+}
+
+#[test]
+fn attack_files_get_follows_a_symlink_out_of_the_chart() {
+    let w = Work::new();
+    let chart = "tenants/charts/postgres";
+    std::fs::create_dir_all(w.path(&format!("{chart}/files"))).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", w.path(&format!("{chart}/files/passwd"))).unwrap();
+    w.write(
+        &format!("{chart}/templates/attack.yaml"),
+        &format!("{CONFIGMAP}  get: {{{{ .Files.Get \"files/passwd\" | quote }}}}\n  glob: {{{{ range $p, $_ := .Files.Glob \"files/*\" }}}}{{{{ $p }}}}{{{{ end }}}}\n"),
+    );
+    let out = w.run(&["plan", "--offline"]);
+    assert!(!out.stdout.contains("root:x:0:0") && !out.stderr.contains("root:x:0:0"), "/etc/passwd leaked:\n{}", out.stdout);
+    let out = out.expect(1);
+    assert!(
+        out.stderr.contains("chart file files/passwd is a symbolic link to /etc/passwd, outside the chart directory")
+            && out.stderr.contains("charts/postgres"),
+        "{}",
+        out.stderr
+    );
+    // A directory linked from outside is refused the same way; links inside the chart work.
+    std::fs::remove_file(w.path(&format!("{chart}/files/passwd"))).unwrap();
+    std::fs::write(w.path(&format!("{chart}/files/motd")), "hello").unwrap();
+    std::os::unix::fs::symlink("motd", w.path(&format!("{chart}/files/passwd"))).unwrap();
+    let ok = w.run(&["plan", "--offline"]).expect(0);
+    assert!(ok.stdout.contains("get: hello"), "{}", ok.stdout);
+    std::os::unix::fs::symlink("/etc", w.path(&format!("{chart}/files/etc"))).unwrap();
+    let out = w.run(&["plan", "--offline"]).expect(1);
+    assert!(out.stderr.contains("chart file files/etc is a symbolic link to /etc, outside the chart directory"), "{}", out.stderr);
+}
