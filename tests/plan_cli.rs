@@ -69,6 +69,20 @@ impl Work {
         Out { code: out.status.code().unwrap(), stdout: f(&out.stdout), stderr: f(&out.stderr) }
     }
 
+    /// What `plan --offline` prints in every format, saves, and `show` prints back (the human
+    /// plan first).
+    fn every_plan_output(&self, env: &[(&str, &str)]) -> Vec<String> {
+        let mut texts = Vec::new();
+        for format in ["human", "markdown", "json"] {
+            let out = self.run_env(&["plan", "--offline", "--format", format, "--out", &format!("{format}.plan")], env).expect(0);
+            texts.push(out.stdout);
+            texts.push(out.stderr);
+            texts.push(std::fs::read_to_string(self.path(&format!("{format}.plan"))).unwrap());
+            texts.push(self.run(&["show", &format!("{format}.plan"), "--format", format]).expect(0).stdout);
+        }
+        texts
+    }
+
     fn git(&self, args: &[&str]) -> String {
         let out = Command::new("git")
             .args(args)
@@ -146,14 +160,7 @@ fn no_output_contains_a_secret_plaintext() {
     use base64::Engine as _;
     let w = Work::new();
     let env = [("ACME_SHOP_DB_PASSWORD", DB_PASSWORD)];
-    let mut texts = Vec::new();
-    for format in ["human", "markdown", "json"] {
-        let out = w.run_env(&["plan", "--offline", "--format", format, "--out", &format!("{format}.plan")], &env).expect(0);
-        texts.push(out.stdout);
-        texts.push(out.stderr);
-        texts.push(std::fs::read_to_string(w.path(&format!("{format}.plan"))).unwrap());
-        texts.push(w.run(&["show", &format!("{format}.plan"), "--format", format]).expect(0).stdout);
-    }
+    let texts = w.every_plan_output(&env);
     let b64 = base64::engine::general_purpose::STANDARD.encode(DB_PASSWORD);
     for t in &texts {
         assert!(!t.contains(DB_PASSWORD) && !t.contains(&b64), "plaintext leaked:\n{t}");
@@ -405,14 +412,7 @@ fn attack_plan_prints_a_transformed_secret() {
     let w = Work::new();
     w.write("tenants/charts/postgres/templates/attack.yaml", &format!("{CONFIGMAP}{LEAKS}"));
     let env = [("ACME_SHOP_DB_PASSWORD", DB_PASSWORD)];
-    let mut texts = Vec::new();
-    for format in ["human", "markdown", "json"] {
-        let out = w.run_env(&["plan", "--offline", "--format", format, "--out", &format!("{format}.plan")], &env).expect(0);
-        texts.push(out.stdout);
-        texts.push(out.stderr);
-        texts.push(std::fs::read_to_string(w.path(&format!("{format}.plan"))).unwrap());
-        texts.push(w.run(&["show", &format!("{format}.plan"), "--format", format]).expect(0).stdout);
-    }
+    let texts = w.every_plan_output(&env);
     for t in &texts {
         for leak in transformed_passwords(DB_PASSWORD) {
             assert!(!t.contains(&leak), "{leak} leaked:\n{t}");
