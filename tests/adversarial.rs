@@ -214,3 +214,39 @@ async fn attack_release_reaching_outside_its_tenant_is_refused_at_plan() {
     assert!(t.server.get("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "", "acme-is-admin").is_none());
     assert_eq!(t.server.get("v1", "ConfigMap", "globex", "portal-settings").unwrap()["data"]["greeting"], "hello");
 }
+
+/// A Pod that owns its node: privileged, the host's root filesystem mounted.
+const BREAKOUT_POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: breakout\nspec:\n  containers:\n  - name: shell\n    image: busybox\n    securityContext:\n      privileged: true\n    volumeMounts:\n    - name: root\n      mountPath: /host\n  volumes:\n  - name: root\n    hostPath:\n      path: /\n";
+
+/// A Deployment whose pods share the node's network and mount its container runtime socket.
+const SNEAKY_DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: sneaky\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: sneaky}\n  template:\n    metadata:\n      labels: {app: sneaky}\n    spec:\n      hostNetwork: true\n      containers:\n      - name: app\n        image: busybox\n      volumes:\n      - name: runtime\n        hostPath:\n          path: /run/containerd/containerd.sock\n";
+
+/// Item 3: tenant acme ships a privileged Pod mounting the node's `/`, and a Deployment whose
+/// pods use the host network and mount the container runtime's socket. Its namespace enforces
+/// Pod Security `baseline` (the default): the API server refuses the Pod, and accepts the
+/// Deployment (enforce applies to pods, as on a real cluster) whose controller cannot create
+/// its pods, so `apply --wait` fails naming why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_privileged_pod_and_host_mounts_are_refused_by_pod_security() {
+    let t = TwoTenants::start().await;
+    for (name, manifest) in [("breakout", BREAKOUT_POD), ("sneaky", SNEAKY_DEPLOYMENT)] {
+        t.write(&format!("charts/{name}/Chart.yaml"), &format!("apiVersion: v2\nname: {name}\nversion: 0.1.0\n"));
+        t.write(&format!("charts/{name}/templates/{name}.yaml"), manifest);
+        t.write(&format!("releases/{name}.kdl"), &format!("release {name} {{\n    tenant acme\n    cluster prod\n    namespace acme\n    chart \"../charts/{name}\"\n}}\n"));
+    }
+    let out = t.harmony(&["apply", "--yes", "--skip-fleets", "--wait", "3"]).await;
+    let out = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let ns = t.server.get("v1", "Namespace", "", "acme").unwrap();
+    assert_eq!(ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "baseline", "{ns}");
+    assert!(t.server.get("v1", "Pod", "acme", "breakout").is_none(), "the privileged pod was not created: {out}");
+    assert!(
+        out.contains(r#"release/prod/acme/breakout: apply Pod breakout: pods "breakout" is forbidden: violates PodSecurity "baseline:latest": hostPath volumes (volume "root"), privileged (container "shell" must not set securityContext.privileged=true) (403 Forbidden)"#),
+        "{out}"
+    );
+    let sneaky = t.server.get("apps/v1", "Deployment", "acme", "sneaky").expect("a workload itself is admitted");
+    assert_eq!(sneaky["status"]["readyReplicas"], 0, "its pods are not: {sneaky}");
+    assert!(
+        out.contains("release/prod/acme/sneaky: timed out") && out.contains(r#"violates PodSecurity "baseline:latest": host namespaces (hostNetwork=true), hostPath volumes (volume "runtime")"#),
+        "{out}"
+    );
+}

@@ -252,3 +252,48 @@ async fn attack_an_apply_render_error_prints_a_transformed_secret() {
     assert!(!m.contains(password) && !m.contains(&password.to_uppercase()), "the error shows the secret: {m}");
     assert!(m.contains("postgres/templates/attack.yaml") && m.contains("bad password (redacted) for user shop"), "{m}");
 }
+
+/// Pod Security per tenant: globex declares `pod-security restricted`, acme keeps the default.
+/// globex's namespace enforces `restricted` (a plain Pod is refused, a hardened one admitted),
+/// acme's `baseline`; a label changed by hand is drift that `plan` shows and `apply` repairs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_security_level_is_per_tenant_and_kept() {
+    let t = common::tenants::TwoTenants::start().await;
+    t.write("tenants/globex.kdl", "tenant globex {\n    namespaces globex\n    service-account globex-deployer namespace=globex\n    pod-security restricted\n}\n");
+    let pod = |name: &str, hardened: bool| {
+        let sc = if hardened {
+            "  securityContext:\n    runAsNonRoot: true\n    seccompProfile: {type: RuntimeDefault}\n  containers:\n  - name: app\n    image: busybox\n    securityContext:\n      allowPrivilegeEscalation: false\n      capabilities: {drop: [ALL]}\n"
+        } else {
+            "  containers:\n  - name: app\n    image: busybox\n"
+        };
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{sc}")
+    };
+    for (name, hardened) in [("plain", false), ("hardened", true)] {
+        t.write(&format!("charts/{name}/Chart.yaml"), &format!("apiVersion: v2\nname: {name}\nversion: 0.1.0\n"));
+        t.write(&format!("charts/{name}/templates/pod.yaml"), &pod(name, hardened));
+        t.write(&format!("releases/{name}.kdl"), &format!("release {name} {{\n    tenant globex\n    cluster prod\n    namespace globex\n    chart \"../charts/{name}\"\n}}\n"));
+    }
+    let (ok, out) = t.apply().await;
+    assert!(!ok, "{out}");
+    assert!(out.contains(r#"release/prod/globex/plain: apply Pod plain: pods "plain" is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false"#), "{out}");
+    assert!(out.contains("release/prod/globex/hardened: installed, revision 1"), "{out}");
+    let labels = |ns: &str| t.server.get("v1", "Namespace", "", ns).unwrap()["metadata"]["labels"].clone();
+    for (mode, level) in [("enforce", "restricted"), ("enforce-version", "latest"), ("warn", "restricted"), ("audit", "restricted")] {
+        assert_eq!(labels("globex")[format!("pod-security.kubernetes.io/{mode}")], level, "{}", labels("globex"));
+    }
+    assert_eq!(labels("acme")["pod-security.kubernetes.io/enforce"], "baseline");
+
+    // Someone relaxes globex's namespace by hand: drift, planned and repaired.
+    let admin = t.admin().await;
+    let relax = serde_json::json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}});
+    kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(admin.client().clone())
+        .patch("globex", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&relax))
+        .await
+        .unwrap();
+    std::fs::remove_file(t.path("releases/plain.kdl")).unwrap();
+    let plan = t.plan_json().await;
+    assert_eq!(common::tenants::TwoTenants::action(&plan, "tenant-access/globex/prod").unwrap()["apply"]["action"], "update", "{plan:#}");
+    let (ok, out) = t.apply().await;
+    assert!(ok, "{out}");
+    assert_eq!(labels("globex")["pod-security.kubernetes.io/enforce"], "restricted");
+}

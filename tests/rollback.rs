@@ -37,6 +37,7 @@ async fn rollback_a_release_of_the_repository() {
         namespaces: vec!["acme-prod".into()],
         service_account: "harmony-deployer".into(),
         service_account_namespace: "acme-prod".into(),
+        pod_security: Default::default(),
     };
     tenant::apply(&admin, &access).await.unwrap();
     let as_acme = admin.impersonating(&access.username()).unwrap();

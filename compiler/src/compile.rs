@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 use crate::check::{Facts, Index};
 use crate::hash::content_hash;
 use crate::model::*;
-use crate::validate::{Duration, ImageRef, Name, NamespaceMatcher, PortMapping, ReleaseName, VolumeMount};
+use crate::validate::{Duration, ImageRef, Name, NamespaceMatcher, PodSecurityLevel, PortMapping, ReleaseName, VolumeMount};
 
 /// Default Kubernetes version when the repository sets none.
 pub const DEFAULT_KUBE_VERSION: semver::Version = semver::Version::new(1, 30, 0);
@@ -91,6 +91,8 @@ pub struct TenantAccess {
     pub namespaces: Vec<Name>,
     /// The impersonated ServiceAccount.
     pub service_account: ServiceAccountRef,
+    /// The Pod Security level enforced on its namespaces.
+    pub pod_security: PodSecurityLevel,
 }
 
 /// A ServiceAccount reference.
@@ -458,6 +460,7 @@ pub fn compile(decls: &Declarations, index: &Index, facts: &Facts) -> Option<Com
             owns: t.namespaces.iter().map(|n| n.value.clone()).collect(),
             namespaces: namespaces.into_iter().collect(),
             service_account: sa.get(tenant.as_str())?.clone(),
+            pod_security: t.pod_security.as_ref().map(|p| p.value).unwrap_or_default(),
         };
         let id = UnitId::new(&["tenant-access", &tenant, &cluster]);
         units.insert(id.clone(), unit(id, BTreeSet::new(), UnitContent::TenantAccess(content)));

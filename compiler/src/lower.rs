@@ -10,11 +10,11 @@ use serde_json::Value as Json;
 use crate::diag::{Code, Diagnostic, Span};
 use crate::model::*;
 use crate::source::{FileId, resolve_relative};
-use crate::validate::{self, Duration, ImageRef, Invalid, Name, NamespaceMatcher, ReleaseName, did_you_mean};
+use crate::validate::{self, Duration, ImageRef, Invalid, Name, NamespaceMatcher, PodSecurityLevel, ReleaseName, did_you_mean};
 
 /// Top-level node names.
 pub const TOP_LEVEL: &[&str] = &["tenant", "cluster", "release", "fleet", "device", "deployment", "repository"];
-const TENANT: &[&str] = &["namespaces", "service-account", "description"];
+const TENANT: &[&str] = &["namespaces", "service-account", "pod-security", "description"];
 const CLUSTER: &[&str] = &["context", "labels", "kube-version", "api-versions", "description"];
 const RELEASE: &[&str] = &["tenant", "cluster", "namespace", "chart", "version", "values-file", "values", "secret-value", "needs", "description"];
 const FLEET: &[&str] = &["nats", "agent-version", "signing-key", "tenants", "rollout", "auth", "description"];
@@ -421,6 +421,7 @@ impl<'a> Cx<'a> {
             service_account: None,
             service_account_namespace: None,
             has_namespaces: false,
+            pod_security: None,
         };
         let mut once = Once::default();
         for child in self.children(node) {
@@ -455,10 +456,18 @@ impl<'a> Cx<'a> {
                         }
                     }
                 }
+                "pod-security" if self.once(&mut once, "pod-security", child) => {
+                    if let Some(s) = self.one_string(child) {
+                        match PodSecurityLevel::parse(&s.value) {
+                            Ok(l) => t.pod_security = Some(Spanned::new(l, s.span)),
+                            Err(e) => self.invalid(Code::InvalidValue, s.span, "Pod Security level", e),
+                        }
+                    }
+                }
                 "description" if self.once(&mut once, "description", child) => {
                     self.one_string(child);
                 }
-                "service-account" | "description" => {}
+                "service-account" | "pod-security" | "description" => {}
                 _ => self.unknown_node(child, "in a tenant", TENANT),
             }
         }

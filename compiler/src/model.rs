@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::diag::Span;
 use crate::source::FileId;
-use crate::validate::{Duration, ImageRef, Name, NamespaceMatcher, PortMapping, ReleaseName, VolumeMount};
+use crate::validate::{Duration, ImageRef, Name, NamespaceMatcher, PodSecurityLevel, PortMapping, ReleaseName, VolumeMount};
 
 /// A value with the span it was written at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +96,8 @@ pub struct Tenant {
     pub service_account_namespace: Option<Spanned<Name>>,
     /// Whether `namespaces` was given at all.
     pub has_namespaces: bool,
+    /// The Pod Security level enforced on its namespaces, if given (default baseline).
+    pub pod_security: Option<Spanned<PodSecurityLevel>>,
 }
 
 /// A Kubernetes cluster.

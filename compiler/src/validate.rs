@@ -501,6 +501,44 @@ pub fn nats_url(s: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// A Pod Security Standards level (<https://kubernetes.io/docs/concepts/security/pod-security-standards/>),
+/// enforced on a tenant's namespaces through Pod Security Admission labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PodSecurityLevel {
+    /// Unrestricted: known privilege escalations allowed.
+    Privileged,
+    /// Known privilege escalations prevented (the default).
+    #[default]
+    Baseline,
+    /// Current pod hardening best practice.
+    Restricted,
+}
+
+impl PodSecurityLevel {
+    /// Parses `privileged`, `baseline` or `restricted`.
+    pub fn parse(s: &str) -> Result<PodSecurityLevel, Invalid> {
+        match s {
+            "privileged" => Ok(PodSecurityLevel::Privileged),
+            "baseline" => Ok(PodSecurityLevel::Baseline),
+            "restricted" => Ok(PodSecurityLevel::Restricted),
+            _ => Err(invalid(
+                format!("`{s}` is not a Pod Security level"),
+                "write privileged, baseline (the default: no known privilege escalation) or restricted (hardened pods), as the Kubernetes Pod Security Standards name them",
+            )),
+        }
+    }
+
+    /// The label value (`baseline`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodSecurityLevel::Privileged => "privileged",
+            PodSecurityLevel::Baseline => "baseline",
+            PodSecurityLevel::Restricted => "restricted",
+        }
+    }
+}
+
 /// A namespace a tenant owns: an exact name or a prefix pattern.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum NamespaceMatcher {

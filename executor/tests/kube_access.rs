@@ -19,6 +19,7 @@ fn acme() -> Access {
         namespaces: vec!["acme-prod".into(), "acme-staging".into()],
         service_account: "harmony".into(),
         service_account_namespace: "acme-prod".into(),
+        pod_security: Default::default(),
     }
 }
 

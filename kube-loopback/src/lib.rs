@@ -21,6 +21,10 @@
 //!   against the stored Roles, RoleBindings, ClusterRoles and ClusterRoleBindings and refused
 //!   with 403 `Forbidden` worded like the real server ([`rbac`]). Requests without
 //!   impersonation act as a cluster administrator;
+//! - Pod Security admission ([`pod_security`], a strict subset): a namespace labelled
+//!   `pod-security.kubernetes.io/enforce: baseline|restricted` refuses violating Pods with 403
+//!   Forbidden worded like the real server; workloads are admitted and, with `auto_ready`, their
+//!   status shows the controller's refused pods (`ReplicaFailure`, nothing ready);
 //! - Secrets' `stringData` folded into base64 `data`, as the real server does;
 //! - optional "controllers" ([`Options::auto_ready`]): workloads, Jobs, PVCs and Namespaces get
 //!   a ready status when written, so readiness waits complete.
@@ -28,10 +32,11 @@
 //! Helm v4 itself installs, upgrades, rolls back and uninstalls releases on it
 //! (`tests/helm_interop.rs`, through helm-python-sdk).
 //!
-//! Not implemented: watch (405), TLS, authentication, admission, garbage collection by owner
+//! Not implemented: watch (405), TLS, authentication, admission other than Pod Security, garbage collection by owner
 //! references, finalizers. Time only shows in `creationTimestamp` and `managedFields`.
 
 pub mod apply;
+pub mod pod_security;
 pub mod protobuf;
 pub mod rbac;
 pub mod resources;
@@ -467,7 +472,18 @@ fn handle(shared: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: B
     match result {
         Ok(v) => {
             let code = if verb == "create" { StatusCode::CREATED } else { StatusCode::OK };
-            json_response(code, &v)
+            let mut response = json_response(code, &v);
+            // Pod Security `warn` applies to Pods and workloads alike: a Warning header.
+            let warning = matches!(verb, "create" | "update" | "patch")
+                .then(|| pod_security::pod_spec(&t.group, &t.kind, &v))
+                .flatten()
+                .and_then(|spec| pod_security::violation(pod_security_level(&shared.store.lock().expect("store lock"), ns, pod_security::WARN)?, spec));
+            if let Some(w) = warning
+                && let Ok(h) = axum::http::HeaderValue::from_str(&format!("299 - \"would {}\"", w.replace('"', "'")))
+            {
+                response.headers_mut().insert(header::WARNING, h);
+            }
+            response
         }
         Err(e) => e.into_response(),
     }
@@ -687,8 +703,31 @@ fn now() -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-/// Server-side defaults and derived fields applied on every write.
-fn normalise(shared: &Shared, t: &ResourceType, v: &mut Value) {
+/// The level of Pod Security `mode` (`pod_security::ENFORCE`, `WARN`) of namespace `ns`.
+fn pod_security_level(store: &Store, ns: &str, mode: &str) -> Option<pod_security::Level> {
+    let namespace = store.objects.get(&(String::new(), "namespaces".into(), String::new(), ns.to_string())).map(|s| &s.value);
+    pod_security::namespace_level(namespace, mode)
+}
+
+/// Pod Security admission of a write ([`pod_security`]): a Pod that violates its namespace's
+/// enforced level is refused (an update that leaves the spec as it was is not checked, as the
+/// real admission exempts metadata-only updates); workloads are admitted.
+fn admit_pod(store: &Store, req: &Request, name: &str, value: &Value, existing: Option<&Stored>) -> Result<(), ApiError> {
+    if !(req.t.group.is_empty() && req.t.kind == "Pod") || existing.is_some_and(|e| e.value["spec"] == value["spec"]) {
+        return Ok(());
+    }
+    let (Some(level), Some(spec)) = (pod_security_level(store, req.ns, pod_security::ENFORCE), pod_security::pod_spec("", "Pod", value)) else {
+        return Ok(());
+    };
+    match pod_security::violation(level, spec) {
+        Some(v) => Err(ApiError::new(403, "Forbidden", format!("pods \"{name}\" is forbidden: {v}")).details(json!({"name": name, "kind": "pods"}))),
+        None => Ok(()),
+    }
+}
+
+/// Server-side defaults and derived fields applied on every write. `pods_refused`: why the
+/// controller of a workload cannot create its pods (Pod Security), if it cannot.
+fn normalise(shared: &Shared, t: &ResourceType, v: &mut Value, pods_refused: Option<String>) {
     if t.group.is_empty() && t.kind == "Secret" {
         if let Some(Value::Object(string_data)) = v.as_object_mut().and_then(|m| m.remove("stringData")) {
             use base64::Engine as _;
@@ -708,6 +747,22 @@ fn normalise(shared: &Shared, t: &ResourceType, v: &mut Value) {
     }
     let generation = v["metadata"]["generation"].clone();
     let replicas = v["spec"]["replicas"].as_i64().unwrap_or(1);
+    if let Some(why) = pods_refused {
+        // What the controllers report when admission refuses every pod they create.
+        let name = v["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let failure = json!({"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": format!("pods \"{name}-\" is forbidden: {why}")});
+        let status = match (t.group.as_str(), t.kind.as_str()) {
+            ("apps", "Deployment" | "ReplicaSet" | "StatefulSet") => {
+                json!({"observedGeneration": generation, "replicas": 0, "readyReplicas": 0, "availableReplicas": 0, "updatedReplicas": 0, "conditions": [failure]})
+            }
+            ("apps", "DaemonSet") => {
+                json!({"observedGeneration": generation, "desiredNumberScheduled": 1, "currentNumberScheduled": 0, "numberReady": 0, "numberAvailable": 0, "conditions": [failure]})
+            }
+            _ => json!({}),
+        };
+        v["status"] = status;
+        return;
+    }
     let status = match (t.group.as_str(), t.kind.as_str()) {
         ("apps", "Deployment" | "ReplicaSet") => {
             json!({"observedGeneration": generation, "replicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas, "updatedReplicas": replicas, "conditions": [{"type": "Available", "status": "True"}]})
@@ -771,7 +826,11 @@ fn store_object(
             meta.insert("generation".into(), json!(1));
         }
     }
-    normalise(shared, t, &mut value);
+    admit_pod(store, req, name, &value, existing)?;
+    let pods_refused = pod_security::pod_spec(&t.group, &t.kind, &value)
+        .filter(|_| t.kind != "Pod")
+        .and_then(|spec| pod_security::violation(pod_security_level(store, req.ns, pod_security::ENFORCE)?, spec));
+    normalise(shared, t, &mut value, pods_refused);
     if let Some(old) = existing {
         let mut a = old.value.clone();
         let mut b = value.clone();

@@ -255,7 +255,14 @@ impl ClusterObservation {
             Some(sa) => (sa["metadata"]["name"].as_str().unwrap_or_default().to_string(), sa["metadata"]["namespace"].as_str().unwrap_or_default().to_string()),
             None => (String::new(), namespaces.iter().next().cloned().unwrap_or_default()),
         };
-        Some(Access { tenant: tenant.to_string(), namespaces: namespaces.into_iter().collect(), service_account: sa_name, service_account_namespace: sa_ns })
+        // The level does not matter for what this is used for (removal, impersonation).
+        Some(Access {
+            tenant: tenant.to_string(),
+            namespaces: namespaces.into_iter().collect(),
+            service_account: sa_name,
+            service_account_namespace: sa_ns,
+            pod_security: Default::default(),
+        })
     }
 
     /// The user Harmony impersonates for what lives in namespace `ns`: the ServiceAccount of

@@ -36,16 +36,18 @@ pub fn not_ready(obj: &Value) -> Option<String> {
     let status = &obj["status"];
     let int = |v: &Value| v.as_i64().unwrap_or(0);
     let observed_current = || status["observedGeneration"].as_i64().is_none_or(|g| g >= int(&obj["metadata"]["generation"]));
+    // Why a controller cannot make pods (admission refused them: Pod Security, quota), if it says.
+    let failure = condition(obj, "ReplicaFailure").and_then(|c| c["message"].as_str()).map(|m| format!("; ReplicaFailure: {m}")).unwrap_or_default();
     match kind {
         "Deployment" | "StatefulSet" => {
             let want = obj["spec"]["replicas"].as_i64().unwrap_or(1);
             let (ready, updated) = (int(&status["readyReplicas"]), int(&status["updatedReplicas"]));
-            (!observed_current() || ready < want || updated < want).then(|| format!("{kind} {name}: {ready}/{want} replicas ready, {updated} updated"))
+            (!observed_current() || ready < want || updated < want).then(|| format!("{kind} {name}: {ready}/{want} replicas ready, {updated} updated{failure}"))
         }
         "DaemonSet" => {
             let want = int(&status["desiredNumberScheduled"]);
             let ready = int(&status["numberReady"]);
-            (!observed_current() || ready < want).then(|| format!("DaemonSet {name}: {ready}/{want} pods ready"))
+            (!observed_current() || ready < want).then(|| format!("DaemonSet {name}: {ready}/{want} pods ready{failure}"))
         }
         "Job" => match job_state(obj) {
             JobState::Succeeded => None,
@@ -73,6 +75,9 @@ mod tests {
         assert_eq!(not_ready(&d(2, 2)), None);
         assert_eq!(not_ready(&d(1, 2)).unwrap(), "Deployment web: 1/2 replicas ready, 1 updated");
         assert!(not_ready(&d(2, 1)).is_some(), "an old generation's status does not count");
+        let mut refused = d(0, 2);
+        refused["status"]["conditions"] = json!([{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": "pods \"web-\" is forbidden: violates PodSecurity"}]);
+        assert_eq!(not_ready(&refused).unwrap(), "Deployment web: 0/2 replicas ready, 0 updated; ReplicaFailure: pods \"web-\" is forbidden: violates PodSecurity");
         let job = json!({"kind": "Job", "metadata": {"name": "m"}, "status": {"conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimitExceeded"}]}});
         assert_eq!(job_state(&job), JobState::Failed("BackoffLimitExceeded".into()));
         assert_eq!(job_state(&json!({"kind": "Job", "status": {"succeeded": 1}})), JobState::Succeeded);

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use harmony_compiler::validate::PodSecurityLevel;
 use serde_json::Value;
 
 use super::{Cluster, KubeError};
@@ -16,6 +17,10 @@ use super::{Cluster, KubeError};
 pub const MANAGED_BY: &str = "harmony";
 /// The label naming the tenant an access object belongs to.
 pub const TENANT_LABEL: &str = "harmony.dev/tenant";
+
+/// The prefix of the Pod Security Admission labels Harmony puts on a tenant's namespaces
+/// (`…/enforce`, `…/warn`, `…/audit`, each with `…-version: latest`).
+pub const POD_SECURITY: &str = "pod-security.kubernetes.io";
 
 /// The name of a tenant's Role and RoleBinding in each of its namespaces.
 pub fn role_name(tenant: &str) -> String {
@@ -33,6 +38,8 @@ pub struct Access {
     pub service_account: String,
     /// ServiceAccount namespace (one of `namespaces`).
     pub service_account_namespace: String,
+    /// The Pod Security level its namespaces enforce.
+    pub pod_security: PodSecurityLevel,
 }
 
 impl Access {
@@ -43,6 +50,7 @@ impl Access {
             namespaces: u.namespaces.iter().map(ToString::to_string).collect(),
             service_account: u.service_account.name.to_string(),
             service_account_namespace: u.service_account.namespace.to_string(),
+            pod_security: u.pod_security,
         }
     }
 
@@ -63,9 +71,9 @@ impl Access {
         }
     }
 
-    /// The objects, in the order they must be applied: namespaces, the ServiceAccount, then a
-    /// Role (every verb on every resource, inside the namespace only) and its RoleBinding per
-    /// namespace.
+    /// The objects, in the order they must be applied: namespaces (labelled for Pod Security
+    /// Admission at the tenant's level), the ServiceAccount, then a Role (every verb on every
+    /// resource, inside the namespace only) and its RoleBinding per namespace.
     pub fn objects(&self) -> Vec<Value> {
         let role_name = role_name(&self.tenant);
         let mut out: Vec<Value> = Vec::new();
@@ -76,7 +84,13 @@ impl Access {
             v
         };
         for ns in &self.namespaces {
-            let n = Namespace { metadata: self.meta(ns, None), ..Default::default() };
+            let mut metadata = self.meta(ns, None);
+            let labels = metadata.labels.get_or_insert_with(BTreeMap::new);
+            let level = self.pod_security.as_str();
+            for (label, value) in [("enforce", level), ("enforce-version", "latest"), ("warn", level), ("warn-version", "latest"), ("audit", level), ("audit-version", "latest")] {
+                labels.insert(format!("{POD_SECURITY}/{label}"), value.to_string());
+            }
+            let n = Namespace { metadata, ..Default::default() };
             out.push(typed(serde_json::to_value(n).expect("serialises"), "v1", "Namespace"));
         }
         let sa = ServiceAccount { metadata: self.meta(&self.service_account, Some(&self.service_account_namespace)), ..Default::default() };
@@ -119,7 +133,8 @@ pub async fn apply(cluster: &Cluster, access: &Access) -> Result<(), KubeError> 
 /// Removes a tenant's RoleBindings, Roles and ServiceAccount (in reverse order). Namespaces
 /// are left in place: deleting one deletes everything in it, which Harmony never does on its
 /// own; `harmony plan` says so, and an operator deletes them deliberately. They lose Harmony's
-/// labels, so they are no longer the tenant's.
+/// labels, so they are no longer the tenant's, but keep their Pod Security labels (what runs
+/// there stays as confined as it was).
 pub async fn remove(cluster: &Cluster, access: &Access) -> Result<(), KubeError> {
     for obj in access.objects().iter().rev().filter(|o| o["kind"] != "Namespace" && o["metadata"]["name"] != "") {
         cluster.delete(obj, &access.service_account_namespace).await?;
