@@ -13,7 +13,9 @@
 //!   clients' inboxes are refused.
 //! - `signing_key_rotation_keeps_agents_converging_and_retires_the_old_key`.
 //! - Issue 20's attacks by a device: `attack_device_rollup_erases_every_status` (item 5),
-//!   `attack_device_consumer_delivers_into_another_devices_plan` (item 6).
+//!   `attack_device_consumer_delivers_into_another_devices_plan` (item 6); by the read-only
+//!   identity: `attack_reader_consumer_delivers_into_a_devices_plan` (item 6); a known limit:
+//!   `reply_subjects_overwrite_an_entry_but_run_nothing`.
 //!
 //! Needs nats-server (scripts/install-test-deps.sh) and the agent binary (built on demand).
 
@@ -527,13 +529,14 @@ fn the_read_only_identity_reads_everything_and_writes_nothing() {
         let plan_a = plans.entry(&a).await.unwrap().expect("a's plan");
 
         let r = DeviceClient::connect_with_inbox(&f.server.url(), "_INBOX__harmony_reader", &seed).await.expect("the reader connects");
-        // Positive controls: open a bucket, get an entry, watch it.
+        // Positive controls: open a bucket, get an entry, read the whole bucket (direct gets).
         let rjs = async_nats::jetstream::new(r.client.clone());
         let rplans = rjs.get_key_value(PLANS_BUCKET).await.expect("the reader opens the plans bucket");
         assert_eq!(rplans.entry(&a).await.expect("get").map(|e| e.value), Some(plan_a.value.clone()), "the reader reads a's plan");
-        let mut watch = rplans.watch_with_history(&a).await.expect("the reader watches");
-        let first = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.expect("watch delivers").expect("entry").expect("ok");
-        assert_eq!(first.value, plan_a.value);
+        let all = harmony_executor::fleet::observe::read_bucket(&r.client, &rplans).await.expect("the reader reads the bucket");
+        assert_eq!(all.iter().find(|e| e.key == a).map(|e| e.value.as_slice()), Some(&plan_a.value[..]));
+        // A watch takes a consumer: refused (no consumer of any kind, attack_reader_consumer_delivers_into_a_devices_plan).
+        assert!(rplans.watch_with_history(&a).await.is_err(), "the reader created a watch consumer");
         rjs.get_key_value(STATUS_BUCKET).await.expect("the reader opens the status bucket");
 
         // Refusals, each named by the server: no KV write, no bucket deletion or purge, no
@@ -894,6 +897,113 @@ fn attack_device_consumer_delivers_into_another_devices_plan() {
     let d = f.status(&b);
     assert!(d["last_rejection"].is_null(), "b's agent received forged plans from a's consumer: {d:#}");
     assert_eq!(d["condition"], "ready", "{d:#}");
+}
+
+/// Issue 20 #6, the read-only identity's half. With the reader's seed (handed to CI and
+/// dashboard hosts), create a push consumer on a bucket's stream whose delivery subject is
+/// device b's plan subject: every status entry arrives at b's agent as a "plan". The reader may
+/// create no consumer at all (it reads with stream info and direct gets), nor read the info of
+/// consumers Harmony makes.
+#[test]
+fn attack_reader_consumer_delivers_into_a_devices_plan() {
+    let mut f = Secure::new("rpush", &["a", "b"]);
+    let b = f.devices[1].clone();
+    f.apply("k1.key");
+    f.start_all_ready(1);
+    let seed = std::fs::read_to_string(f.auth.join("pico/reader.nk")).expect("reader.nk").trim().to_string();
+    rt().block_on(async {
+        let r = DeviceClient::connect_with_inbox(&f.server.url(), harmony_executor::fleet::auth::READER_INBOX_PREFIX, &seed).await.expect("reader connects");
+        let stream = format!("KV_{STATUS_BUCKET}");
+        let push = |deliver: &str| {
+            serde_json::json!({ "stream_name": stream, "config": { "deliver_subject": deliver, "deliver_policy": "all", "ack_policy": "none" } }).to_string()
+        };
+        r.refused_request(&format!("$JS.API.CONSUMER.CREATE.{stream}"), push(&format!("$KV.{PLANS_BUCKET}.{b}")).as_bytes()).await;
+        r.refused_request(&format!("$JS.API.CONSUMER.CREATE.{stream}.x.$KV.{STATUS_BUCKET}.>"), push(&format!("$KV.{PLANS_BUCKET}.{b}")).as_bytes()).await;
+        r.refused_request(&format!("$JS.API.CONSUMER.DURABLE.CREATE.{stream}.y"), push(&format!("$KV.{PLANS_BUCKET}.{b}")).as_bytes()).await;
+        r.refused_request(&format!("$JS.API.CONSUMER.LIST.{stream}"), b"{}").await;
+        // What it is for still works: a bucket's keys and their entries.
+        let entries = harmony_executor::fleet::observe::read_bucket(
+            &r.client,
+            &async_nats::jetstream::new(r.client.clone()).get_key_value(STATUS_BUCKET).await.expect("the reader opens the status bucket"),
+        )
+        .await
+        .expect("the reader reads the status bucket");
+        assert_eq!(entries.len(), 2, "{entries:?}");
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let d = f.status(&b);
+    assert!(d["last_rejection"].is_null(), "b's agent received forged plans from the reader's consumer: {d:#}");
+    assert_eq!(d["condition"], "ready", "{d:#}");
+}
+
+/// Buckets are read with direct gets, whose replies carry the entry's subject and revision in
+/// `Nats-Subject`/`Nats-Sequence` headers — after the headers stored with the message, which
+/// the writer chose. Device a writes its own status with headers naming b's key and a far
+/// revision: `status` must still show a's entry as a's and b's as b's.
+#[test]
+fn attack_stored_nats_headers_pass_an_entry_off_as_another_key() {
+    let mut f = Secure::new("hdr", &["a", "b"]);
+    let (a, b) = (f.devices[0].clone(), f.devices[1].clone());
+    f.apply("k1.key");
+    f.start_all_ready(1);
+    let before = f.status(&b);
+    let seed_a = f.seed(&a);
+    rt().block_on(async {
+        let dev = DeviceClient::connect(&f.server.url(), &a, &seed_a).await.expect("a connects");
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Subject", format!("$KV.{STATUS_BUCKET}.{b}").as_str());
+        headers.insert("Nats-Sequence", "999999");
+        // b's own status, but for the agent version.
+        let statuses = async_nats::jetstream::new(f.harmony_client().await).get_key_value(STATUS_BUCKET).await.expect("status bucket");
+        let mut forged: serde_json::Value = serde_json::from_slice(&statuses.get(&b).await.unwrap().expect("b's status")).unwrap();
+        forged["agent_version"] = "6.6.6".into();
+        dev.client.publish_with_headers(format!("$KV.{STATUS_BUCKET}.{a}"), headers, forged.to_string().into_bytes().into()).await.unwrap();
+        dev.client.flush().await.unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let after = f.status(&b);
+    assert_eq!(after["agent_version"], before["agent_version"], "a's write passed for b's status: {after:#}");
+    assert_ne!(after["agent_version"], "6.6.6", "{after:#}");
+}
+
+/// A known limit (docs/security.md, "Limitations"): nats-server sends a JetStream reply to
+/// whatever reply subject the requester names, without checking it against the requester's
+/// permissions, and a reply sent to a bucket's subject is stored there as a new revision. So
+/// device a (a direct get of its own plan, a write of its own status) and the read-only
+/// identity (a direct get) can overwrite device b's plan entry — with content they do not
+/// choose: a's signed plan, a publish acknowledgement, a message already stored. What holds:
+/// b runs nothing of it (not a plan signed for b), keeps its applied plan running, `plan` shows
+/// the entry to repair and the next `apply` restores it.
+#[test]
+fn reply_subjects_overwrite_an_entry_but_run_nothing() {
+    let mut f = Secure::new("reply", &["a", "b"]);
+    let (a, b) = (f.devices[0].clone(), f.devices[1].clone());
+    f.apply("k1.key");
+    f.start_all_ready(1);
+    let seed_a = f.seed(&a);
+    let reader = std::fs::read_to_string(f.auth.join("pico/reader.nk")).expect("reader.nk").trim().to_string();
+    let target = format!("$KV.{PLANS_BUCKET}.{b}");
+    rt().block_on(async {
+        let dev = DeviceClient::connect(&f.server.url(), &a, &seed_a).await.expect("a connects");
+        let r = DeviceClient::connect_with_inbox(&f.server.url(), harmony_executor::fleet::auth::READER_INBOX_PREFIX, &reader).await.expect("reader connects");
+        // a's own plan, answered to b's plan subject: a genuine signed plan, for a.
+        dev.client.publish_with_reply(format!("$JS.API.DIRECT.GET.KV_{PLANS_BUCKET}.$KV.{PLANS_BUCKET}.{a}"), target.clone(), Vec::new().into()).await.unwrap();
+        // a's own status write: the stream's acknowledgement goes to b's plan subject.
+        dev.client.publish_with_reply(format!("$KV.{STATUS_BUCKET}.{a}"), target.clone(), b"{}".to_vec().into()).await.unwrap();
+        // The reader's direct get of a's status.
+        let body = format!("{{\"last_by_subj\":\"$KV.{STATUS_BUCKET}.{a}\"}}");
+        r.client.publish_with_reply(format!("$JS.API.DIRECT.GET.KV_{STATUS_BUCKET}"), target.clone(), body.into_bytes().into()).await.unwrap();
+        dev.client.flush().await.unwrap();
+        r.client.flush().await.unwrap();
+    });
+    let d = f.wait_status(&b, "b's agent to reject the overwritten entry", |d| !d["last_rejection"].is_null());
+    assert_eq!(d["desired_generation"], serde_json::Value::Null, "the entry no longer holds a plan signed for b: {d:#}");
+    assert_eq!((d["applied_generation"].as_u64(), d["deployments"][0]["state"].as_str()), (Some(1), Some("running")), "b keeps its plan: {d:#}");
+    // `plan` shows the entry to repair; apply restores a signed plan and b converges.
+    let out = f.harmony(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2), "plan shows b's entry to repair: {}", text(&out));
+    f.apply("k1.key");
+    f.wait_ready(&b, 2);
 }
 
 impl Secure {

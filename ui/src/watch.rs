@@ -1,15 +1,17 @@
-//! Feeding the model: one KV watch per bucket (last value of every key, then every change) and
+//! Feeding the model: a read of each bucket every [`BUCKET_POLL`] (the last value of every
+//! key, with direct gets: the read-only identity may create no consumer, docs/security.md) and
 //! a poll of each release's Helm records.
 //!
-//! Read-only: buckets are never created here (until `harmony apply` creates them, the watch
-//! waits for them).
+//! Read-only: buckets are never created here (until `harmony apply` creates them, the poll
+//! finds nothing).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
-use futures::StreamExt;
+use harmony_executor::fleet::observe::read_bucket;
 use harmony_executor::fleet::{NatsOptions, connect};
 use harmony_schemas::fleet::{HEARTBEATS_BUCKET, PLANS_BUCKET, STATUS_BUCKET, now_ms};
 use tokio::task::JoinHandle;
@@ -17,8 +19,11 @@ use tokio::task::JoinHandle;
 use crate::model::LiveRelease;
 use crate::server::Shared;
 
-/// Connects (retrying every 2 s while no server answers) and watches the plans, status and
-/// heartbeat buckets until aborted.
+/// How often each bucket is read again.
+pub const BUCKET_POLL: Duration = Duration::from_secs(1);
+
+/// Connects (retrying every 2 s while no server answers) and reads the plans, status, heartbeat
+/// and rollout buckets every [`BUCKET_POLL`] until aborted.
 pub fn spawn_watches(shared: Arc<Shared>, opts: NatsOptions) -> JoinHandle<()> {
     tokio::spawn(async move {
         let client = loop {
@@ -31,48 +36,48 @@ pub fn spawn_watches(shared: Arc<Shared>, opts: NatsOptions) -> JoinHandle<()> {
             }
         };
         shared.set_nats_error(None);
-        let js = jetstream::new(client);
-        // One task: aborting it stops the four watches.
+        // One task: aborting it stops the four polls.
         futures::join!(
-            watch_bucket(shared.clone(), js.clone(), PLANS_BUCKET),
-            watch_bucket(shared.clone(), js.clone(), STATUS_BUCKET),
-            watch_bucket(shared.clone(), js.clone(), HEARTBEATS_BUCKET),
-            watch_bucket(shared.clone(), js, harmony_schemas::fleet::ROLLOUTS_BUCKET)
+            poll_bucket(shared.clone(), client.clone(), PLANS_BUCKET),
+            poll_bucket(shared.clone(), client.clone(), STATUS_BUCKET),
+            poll_bucket(shared.clone(), client.clone(), HEARTBEATS_BUCKET),
+            poll_bucket(shared.clone(), client, harmony_schemas::fleet::ROLLOUTS_BUCKET)
         );
     })
 }
 
-async fn open(js: &jetstream::Context, bucket: &str) -> kv::Store {
+/// Reads `bucket` every [`BUCKET_POLL`] and feeds the model what changed: entries at a new
+/// revision, and keys that are gone (deleted or purged).
+async fn poll_bucket(shared: Arc<Shared>, client: async_nats::Client, bucket: &'static str) {
+    let js = jetstream::new(client.clone());
+    let mut store: Option<kv::Store> = None;
+    let mut seen: HashMap<String, u64> = HashMap::new();
     loop {
-        if let Ok(s) = js.get_key_value(bucket).await {
-            return s;
+        if store.is_none() {
+            store = js.get_key_value(bucket).await.ok();
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-async fn watch_bucket(shared: Arc<Shared>, js: jetstream::Context, bucket: &'static str) {
-    loop {
-        let store = open(&js, bucket).await;
-        match store.watch_with_history(">").await {
-            Ok(mut watch) => {
-                while let Some(next) = watch.next().await {
-                    match next {
-                        Ok(e) => {
-                            let created_ms = u64::try_from(e.created.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-                            let value = matches!(e.operation, kv::Operation::Put).then_some(&e.value[..]);
-                            shared.apply_entry(bucket, &e.key, e.revision, created_ms, value);
+        if let Some(s) = &store {
+            match read_bucket(&client, s).await {
+                Ok(entries) => {
+                    let mut now = HashMap::with_capacity(entries.len());
+                    for e in entries {
+                        if seen.get(&e.key) != Some(&e.revision) {
+                            shared.apply_entry(bucket, &e.key, e.revision, e.created_ms, Some(&e.value));
                         }
-                        Err(err) => {
-                            tracing::warn!(bucket, "watch: {err}; restarting");
-                            break;
-                        }
+                        now.insert(e.key, e.revision);
                     }
+                    for key in seen.keys().filter(|k| !now.contains_key(*k)) {
+                        shared.apply_entry(bucket, key, 0, now_ms(), None);
+                    }
+                    seen = now;
+                }
+                Err(err) => {
+                    tracing::warn!(bucket, "reading the bucket: {err}; retrying");
+                    store = None;
                 }
             }
-            Err(err) => tracing::warn!(bucket, "watch: {err}; retrying"),
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(BUCKET_POLL).await;
     }
 }
 

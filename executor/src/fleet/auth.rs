@@ -144,9 +144,9 @@ pub fn agent_download_subjects() -> Vec<String> {
     vec![format!("$JS.API.DIRECT.GET.{stream}"), format!("$JS.API.DIRECT.GET.{stream}.$O.{AGENTS_OBJECT_STORE}.M.>")]
 }
 
-/// The inbox prefix of the read-only identity: its replies and push-consumer deliveries come
-/// here, and it may subscribe to nothing else (so it cannot hear other clients' replies). Device
-/// ids are RFC 1123 labels, which never start with `_`: no device's `_INBOX_<id>` can match it.
+/// The inbox prefix of the read-only identity: its replies come here, and it may subscribe to
+/// nothing else (so it cannot hear other clients' replies). Device ids are RFC 1123 labels,
+/// which never start with `_`: no device's `_INBOX_<id>` can match it.
 pub const READER_INBOX_PREFIX: &str = "_INBOX__harmony_reader";
 
 /// The JetStream streams Harmony's buckets and object store live in.
@@ -157,20 +157,19 @@ pub fn harmony_streams() -> Vec<String> {
 }
 
 /// The read-only identity's permissions: what `harmony status`, `plan` and `ui` need to read
-/// Harmony's buckets and the agents object store (stream info, ephemeral consumers delivered to
-/// its own inbox and their flow control, direct and message gets), on those streams only, and
-/// nothing that writes: no `$KV.`/`$O.` publish, no stream or consumer deletion, no commands,
-/// no other inbox.
+/// Harmony's buckets and the agents object store — stream info (a bucket's keys) and direct
+/// and message gets, on those streams only — and nothing that writes: no `$KV.`/`$O.` publish,
+/// no stream or consumer operation, no commands, no other inbox. No consumer either: a push
+/// consumer's delivery subject is not checked against its creator's permissions
+/// (nats-server#8274), and reading needs none (`observe::read_bucket`).
 pub fn reader_permissions() -> Permissions {
-    let mut publish: Vec<String> = ["$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST", "$JS.FC.>"].map(String::from).to_vec();
+    let mut publish: Vec<String> = ["$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST"].map(String::from).to_vec();
     for stream in harmony_streams() {
-        for api in ["STREAM.INFO", "CONSUMER.CREATE", "DIRECT.GET", "STREAM.MSG.GET"] {
-            // The stream alone (e.g. a direct get by sequence) and with a suffix (a consumer's
-            // name and filter, a direct get's subject).
+        for api in ["STREAM.INFO", "DIRECT.GET", "STREAM.MSG.GET"] {
+            // The stream alone (e.g. a batched direct get) and with a suffix (a direct get's subject).
             publish.push(format!("$JS.API.{api}.{stream}"));
             publish.push(format!("$JS.API.{api}.{stream}.>"));
         }
-        publish.push(format!("$JS.API.CONSUMER.INFO.{stream}.>"));
     }
     Permissions { publish, subscribe: vec![format!("{READER_INBOX_PREFIX}.>")], allow_responses: false }
 }

@@ -1,12 +1,13 @@
 //! Observe: the latest entry of every key in the plans, status and heartbeat buckets.
 //!
-//! One ordered consumer per bucket delivering the last message per subject (no per-key gets).
+//! Direct gets only: the bucket's keys from stream info, their last messages in batches (no
+//! consumer, no per-key gets).
 //! Entries with invalid keys or undecodable values become [`Warning`]s, never errors.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::push::OrderedConfig, kv};
+use async_nats::jetstream::{self, kv};
 use ed25519_dalek::VerifyingKey;
 use futures::StreamExt;
 use harmony_schemas::fleet::{DevicePlan, DeviceStatus, HEARTBEATS_BUCKET, Heartbeat, PLANS_BUCKET, STATUS_BUCKET, SignedDevicePlan, valid_device_id};
@@ -74,57 +75,89 @@ pub struct ObservedFleet {
     pub warnings: Vec<Warning>,
 }
 
-/// Reads the latest entry of every key in `store`.
+/// Most subjects one multi-last direct get may match: nats-server answers more with 413
+/// (`server/stream.go`, `getDirectMulti`).
+const MULTI_LAST_SUBJECTS: usize = 1024;
+
+/// Reads the latest entry of every key in `store` with direct gets only — the stream's subjects
+/// under the bucket's prefix (stream info), then their last messages in batched direct gets of
+/// at most [`MULTI_LAST_SUBJECTS`]. No consumer: the read-only identity may not create one
+/// (a push consumer's delivery subject is not checked against its creator's permissions,
+/// nats-server#8274; docs/security.md).
 pub async fn read_bucket(client: &async_nats::Client, store: &kv::Store) -> Result<Vec<RawEntry>, FleetError> {
+    use futures::TryStreamExt as _;
     let what = || format!("reading bucket {}", store.name);
-    let consumer = store
-        .stream
-        .create_consumer(OrderedConfig {
-            deliver_subject: client.new_inbox(),
-            description: Some("harmony observe".into()),
-            filter_subject: format!("{}>", store.prefix),
-            replay_policy: jetstream::consumer::ReplayPolicy::Instant,
-            deliver_policy: DeliverPolicy::LastPerSubject,
-            ..Default::default()
-        })
+    let mut info = store.stream.info_with_subjects(format!("{}>", store.prefix)).await.map_err(|e| nats_err(what(), e))?;
+    let mut subjects = Vec::new();
+    while let Some((subject, _count)) = info.try_next().await.map_err(|e| nats_err(what(), e))? {
+        subjects.push(subject);
+    }
+    subjects.sort_unstable();
+    let stream = store.stream_name.clone();
+    let chunks: Vec<Vec<RawEntry>> = futures::stream::iter(subjects.chunks(MULTI_LAST_SUBJECTS).map(<[String]>::to_vec))
+        .map(|chunk| last_messages(client, &stream, &store.prefix, chunk))
+        .buffered(4)
+        .try_collect()
         .await
         .map_err(|e| nats_err(what(), e))?;
-    let mut out = Vec::new();
-    if consumer.cached_info().num_pending == 0 {
-        return Ok(out);
-    }
-    let mut messages = consumer.messages().await.map_err(|e| nats_err(what(), e))?;
+    Ok(chunks.into_iter().flatten().collect())
+}
+
+/// The last message of each of `subjects` (at most [`MULTI_LAST_SUBJECTS`]) in `stream`, with
+/// one batched direct get (`multi_last`, nats-server 2.11 and later). Deleted and purged keys
+/// are left out.
+async fn last_messages(client: &async_nats::Client, stream: &str, prefix: &str, subjects: Vec<String>) -> Result<Vec<RawEntry>, String> {
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await.map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(&serde_json::json!({ "multi_last": subjects })).map_err(|e| e.to_string())?;
+    client.publish_with_reply(format!("$JS.API.DIRECT.GET.{stream}"), inbox, body.into()).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(subjects.len());
     loop {
         // Wait in slices so a lost connection fails fast instead of after the whole idle timeout.
         let mut idle = Duration::ZERO;
-        let next = loop {
-            match tokio::time::timeout(Duration::from_millis(250), messages.next()).await {
-                Ok(n) => break n,
+        let message = loop {
+            match tokio::time::timeout(Duration::from_millis(250), replies.next()).await {
+                Ok(Some(m)) => break m,
+                Ok(None) => return Err("the reply subscription ended".into()),
                 Err(_) => {
                     idle += Duration::from_millis(250);
                     if client.connection_state() != async_nats::connection::State::Connected {
-                        return Err(nats_err(what(), "connection lost"));
+                        return Err("connection lost".into());
                     }
                     if idle >= Duration::from_secs(10) {
-                        return Err(nats_err(what(), "timed out"));
+                        return Err("timed out".into());
                     }
                 }
             }
         };
-        let Some(message) = next else { break };
-        let message = message.map_err(|e| nats_err(what(), e))?;
-        let info = message.info().map_err(|e| nats_err(what(), e))?;
-        let (revision, pending) = (info.stream_sequence, info.pending);
-        let created_ms = u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-        let deleted = message.headers.as_ref().and_then(|h| h.get("KV-Operation")).is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
-        if !deleted && let Some(key) = message.subject.strip_prefix(store.prefix.as_str()) {
+        // The server appends its `Nats-*` headers after the stored message's own: the last value
+        // is the server's (a writer can store a `Nats-Subject` or `Nats-Sequence` of its own
+        // choosing, and a reply stored in a bucket carries the headers of the message it copied).
+        let header = |name: &str| message.headers.as_ref().and_then(|h| h.get_last(name)).map(|v| v.as_str().to_string());
+        match message.status.map(|s| s.as_u16()) {
+            None | Some(200) => {}
+            // End of the batch.
+            Some(204) => match header("Nats-Num-Pending").as_deref() {
+                None | Some("0") => return Ok(out),
+                Some(n) => return Err(format!("direct get ended with {n} messages left")),
+            },
+            // No subject matched: the keys went away since the stream info.
+            Some(404) if message.description.as_deref() == Some("No Results") => return Ok(out),
+            Some(status) => return Err(format!("direct get: {status} {}", message.description.as_deref().unwrap_or(""))),
+        }
+        let (Some(subject), Some(sequence)) = (header("Nats-Subject"), header("Nats-Sequence")) else {
+            return Err("direct get reply without Nats-Subject or Nats-Sequence".into());
+        };
+        let revision = sequence.parse::<u64>().map_err(|_| format!("direct get reply with Nats-Sequence {sequence:?}"))?;
+        let created_ms = header("Nats-Time-Stamp")
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .and_then(|t| u64::try_from(t.as_millisecond()).ok())
+            .unwrap_or(0);
+        let deleted = matches!(header("KV-Operation").as_deref(), Some("DEL" | "PURGE")) || header("Nats-Marker-Reason").is_some();
+        if !deleted && let Some(key) = subject.strip_prefix(prefix) {
             out.push(RawEntry { key: key.to_string(), revision, created_ms, value: message.payload.to_vec() });
         }
-        if pending == 0 {
-            break;
-        }
     }
-    Ok(out)
 }
 
 /// Reads the latest entries of `keys` only (direct gets, 64 at a time): cheaper than
