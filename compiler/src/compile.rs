@@ -476,7 +476,7 @@ pub fn compile(decls: &Declarations, index: &Index, facts: &Facts) -> Option<Com
         let info = FleetInfo {
             nats: f.nats.iter().map(|n| n.value.clone()).collect(),
             agent_version: f.agent_version.as_ref()?.value.to_string(),
-            signing_key: hex::encode(facts.signing_keys.get(&i)?),
+            signing_key: harmony_schemas::encoding::hex(facts.signing_keys.get(&i)?),
             tenants: f.tenants.iter().filter_map(|t| Name::parse(&t.value).ok()).collect(),
             agent_rollout: f.rollout.clone(),
             auth: f.auth,

@@ -1,62 +1,23 @@
-//! Content hashing: SHA-256 over a canonical JSON serialisation (object keys sorted, no
-//! insignificant whitespace), so equal content always hashes equal whatever the source order.
+//! Content hashing: SHA-256 over canonical JSON, so equal content always hashes equal whatever
+//! the source order. One implementation for all of Harmony: [`harmony_schemas::encoding`]
+//! (this module keeps the compiler's names for it).
 
 use serde::Serialize;
-use serde_json::Value as Json;
-use sha2::{Digest, Sha256};
 
-/// Lowercase hex SHA-256 of bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use harmony_schemas::encoding::{content_hash, sha256_hex};
 
-/// Canonical JSON text of a serialisable value: keys sorted at every level.
+/// Canonical JSON text of a serialisable value: keys sorted at every level (`null` for a value
+/// that cannot be serialised; none of Harmony's types).
 pub fn canonical_json<T: Serialize + ?Sized>(value: &T) -> String {
-    // Serialising our own model types cannot fail: no non-string map keys, no custom errors.
-    let v = serde_json::to_value(value).unwrap_or(Json::Null);
-    let mut out = String::new();
-    write_canonical(&v, &mut out);
-    out
-}
-
-fn write_canonical(v: &Json, out: &mut String) {
-    match v {
-        Json::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Json::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(&m[k], out);
-            }
-            out.push('}');
-        }
-        Json::Array(a) => {
-            out.push('[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(x, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
-}
-
-/// SHA-256 of the canonical JSON of a value, as `sha256:<hex>`.
-pub fn content_hash<T: Serialize + ?Sized>(value: &T) -> String {
-    format!("sha256:{}", sha256_hex(canonical_json(value).as_bytes()))
+    let bytes = harmony_schemas::encoding::canonical_json(value).unwrap_or_else(|_| b"null".to_vec());
+    // serde_json writes UTF-8.
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value as Json;
 
     #[test]
     fn canonical_json_sorts_keys_at_every_level() {
@@ -65,5 +26,13 @@ mod tests {
         let b: Json = serde_json::from_str(r#"{"a":{"x":null,"y":[1,{"c":3,"d":2}]},"b":1}"#).unwrap();
         assert_eq!(content_hash(&a), content_hash(&b));
         assert_ne!(content_hash(&a), content_hash(&Json::Null));
+    }
+
+    /// The vector `schemas` checks, computed independently (Python's json and hashlib).
+    #[test]
+    fn the_shared_canonical_vector_holds() {
+        let v: Json = serde_json::from_str(include_str!("../../schemas/tests/data/canonical-vector.json")).unwrap();
+        assert_eq!(canonical_json(&v["input"]), v["canonical"].as_str().unwrap());
+        assert_eq!(content_hash(&v["input"]), v["content_hash"].as_str().unwrap());
     }
 }

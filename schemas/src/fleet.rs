@@ -331,8 +331,7 @@ pub struct VolumeMount {
 
 /// `sha256:<hex>` of the canonical JSON of `value`.
 pub fn content_hash<T: Serialize>(value: &T) -> String {
-    let bytes = canonical_json(value).unwrap_or_default();
-    format!("sha256:{}", hex(&Sha256::digest(&bytes)))
+    crate::encoding::content_hash(value)
 }
 
 impl InitContainer {
@@ -1334,13 +1333,7 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
+use crate::encoding::hex;
 
 /// JSON Schemas of every fleet message, by file name (`<name>.schema.json`), pretty-printed.
 /// `docs/schemas/` holds exactly these; a test fails when it is stale.

@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 mod canon;
+pub mod encoding;
 pub mod fleet;
 pub mod plan;
 pub mod trust;

@@ -272,9 +272,7 @@ pub fn progress_line(r: &RolloutRecord) -> String {
     line
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use harmony_schemas::encoding::hex;
 
 /// A device's health for the rollout gate.
 #[derive(Debug, Clone, PartialEq, Eq)]
