@@ -103,6 +103,11 @@ impl Secure {
         self.dir.path().join(name).to_string_lossy().into_owned()
     }
 
+    /// The fleet's read-only identity's seed (`reader.nk`).
+    fn reader_seed(&self) -> String {
+        std::fs::read_to_string(self.auth.join("pico/reader.nk")).expect("reader.nk").trim().to_string()
+    }
+
     fn seed(&self, device: &str) -> String {
         std::fs::read_to_string(self.dev_dir(device).join(format!("{device}.nk"))).expect("seed").trim().to_string()
     }
@@ -910,7 +915,7 @@ fn attack_reader_consumer_delivers_into_a_devices_plan() {
     let b = f.devices[1].clone();
     f.apply("k1.key");
     f.start_all_ready(1);
-    let seed = std::fs::read_to_string(f.auth.join("pico/reader.nk")).expect("reader.nk").trim().to_string();
+    let seed = f.reader_seed();
     rt().block_on(async {
         let r = DeviceClient::connect_with_inbox(&f.server.url(), harmony_executor::fleet::auth::READER_INBOX_PREFIX, &seed).await.expect("reader connects");
         let stream = format!("KV_{STATUS_BUCKET}");
@@ -981,7 +986,7 @@ fn reply_subjects_overwrite_an_entry_but_run_nothing() {
     f.apply("k1.key");
     f.start_all_ready(1);
     let seed_a = f.seed(&a);
-    let reader = std::fs::read_to_string(f.auth.join("pico/reader.nk")).expect("reader.nk").trim().to_string();
+    let reader = f.reader_seed();
     let target = format!("$KV.{PLANS_BUCKET}.{b}");
     rt().block_on(async {
         let dev = DeviceClient::connect(&f.server.url(), &a, &seed_a).await.expect("a connects");
