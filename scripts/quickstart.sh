@@ -105,8 +105,7 @@ build_image() { # build_image REFERENCE SCRIPT
 }
 build_image registry.example/acme/hub-migrate:2.0 'echo migrate $*: schema up to date'
 build_image registry.example/acme/hub:2.0 'echo hub listening on :8080; exec sleep 2147483647'
-# The example mounts these host directories into the hub.
-mkdir -p /var/lib/hub /etc/hub
+# The hub mounts directories of acme's data root (/var/lib/harmony/data/acme): the agent creates them.
 "$AGENT_BIN" --device-id "$DEVICE" --nats-url "$HARMONY_NATS_URL" --runtime podman --heartbeat-interval 2 \
     --label site=montreal --label arch=amd64 --state-dir "$WORK/agent" \
     --fleet-key "$(cat "$WORK/tenants/fleets/keys/pico.pub")" 2>"$WORK/agent.log" &

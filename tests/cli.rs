@@ -217,7 +217,7 @@ const BROKEN: &[Broken] = &[
         name: "unknown_node",
         breaks: |r| r.edit("fleets/pico.kdl", "agent-version", "agent-verison"),
         code: "harmony::unknown-node",
-        github: "::error file=tenants/fleets/pico.kdl,line=5,col=5,endLine=5,endColumn=18,title=harmony%3A%3Aunknown-node::unknown node `agent-verison` in a fleet: not recognised here%0Ahelp: did you mean `agent-version`? valid here: nats, agent-version, signing-key, tenants, rollout, auth, description",
+        github: "::error file=tenants/fleets/pico.kdl,line=5,col=5,endLine=5,endColumn=18,title=harmony%3A%3Aunknown-node::unknown node `agent-verison` in a fleet: not recognised here%0Ahelp: did you mean `agent-version`? valid here: nats, agent-version, signing-key, tenants, rollout, auth, allow-host-path, description",
     },
 ];
 
@@ -615,4 +615,43 @@ fn attack_check_never_aborts_on_hostile_files() {
             }
         }
     }
+}
+
+/// Issue 20, item 4 (a): any tenant's deployment could bind-mount `/`, the podman socket or the
+/// agent's state directory and `harmony check` accepted it (the example repository itself
+/// mounted `/`). Each is now `harmony::host-path` naming file, line, the `volume` and what the
+/// tenant may mount; privileged options are `harmony::privileged-option`.
+#[test]
+fn attack_check_refuses_host_mounts_and_privileged_options() {
+    let repo = Repo::new();
+    let deployment = |container: &str| {
+        format!("deployment evil {{\n    tenant globex\n    fleet pico\n    selector site=montreal\n    container app {{\n        image \"registry.example/globex/app:1\"\n{container}    }}\n}}\n")
+    };
+    for (volume, why) in [
+        ("/:/host:ro", "host path `/` is the host's whole file system"),
+        ("/run/podman/podman.sock:/var/run/docker.sock", "inside the protected `/run`"),
+        ("/var/lib/harmony-agent:/state:ro", "host path `/var/lib/harmony-agent` is protected"),
+        ("/var/lib/harmony/data/acme:/acme", "outside the tenant's data root `/var/lib/harmony/data/globex`"),
+        ("/var/lib/harmony/data/globex/../acme:/acme", "holds a `..` component"),
+        ("/srv/telemetry:/t", "may only be mounted read-only (grant `/srv/telemetry`)"),
+    ] {
+        repo.write("deployments/evil.kdl", &deployment(&format!("        volume \"{volume}\"\n")));
+        let out = repo.run(&["check", "--format", "json"]).expect(1);
+        let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON report");
+        let d = &doc["diagnostics"][0];
+        assert_eq!((d["code"].as_str(), d["path"].as_str(), d["line"].as_u64(), d["column"].as_u64()), (Some("harmony::host-path"), Some("deployments/evil.kdl"), Some(7), Some(16)), "{volume}: {doc:#}");
+        let message = d["message"].as_str().unwrap_or("");
+        assert!(message.starts_with("`volume` of container `app` (deployment `evil`): ") && message.contains(why), "{volume}: {message}");
+        let help = d["help"].as_str().unwrap_or("");
+        assert!(help.starts_with("tenant `globex` may mount host paths under /var/lib/harmony/data/globex and /srv/telemetry (read-only)"), "{help}");
+    }
+    for option in ["privileged #true", "cap-add \"SYS_ADMIN\"", "network \"host\"", "device \"/dev/kmsg\"", "security-opt \"label=disable\""] {
+        repo.write("deployments/evil.kdl", &deployment(&format!("        {option}\n")));
+        let out = repo.run(&["check"]).expect(1);
+        let name = option.split(' ').next().unwrap();
+        assert!(out.stderr.contains("harmony::privileged-option") && out.stderr.contains(&format!("`{name}` is not allowed in a container on a device")), "{}", out.stderr);
+    }
+    // What the tenant may mount passes.
+    repo.write("deployments/evil.kdl", &deployment("        volume \"/var/lib/harmony/data/globex/app/:/data\"\n        volume \"/srv/telemetry/x:/t:ro\"\n"));
+    repo.run(&["check"]).expect(0);
 }

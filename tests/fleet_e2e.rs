@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use common::fleet::{Fleet, agent_binary, harmony, text};
 use harmony_schemas::fleet::{
-    CommandReply, CommandRequest, PLANS_BUCKET, RefusalReason, SignedDevicePlan, Verb, command_subject, encode_key, generate_signing_key,
+    CommandReply, CommandRequest, DeploymentPlan, DevicePlan, PLANS_BUCKET, RefusalReason, Service, SignedDevicePlan, Verb, command_subject, encode_key,
+    generate_signing_key,
 };
 use harmony_testkit::{ForeignContainer, NatsServer, busybox_image, podman};
 
@@ -412,5 +413,66 @@ fn tampered_replayed_and_wrong_device_plans_are_rejected_and_shown_in_status() {
     let human = rejected(&f, "wrong-device", 2);
     assert!(human.contains(&format!("plan is for device `{b}`")), "{human}");
     heal(&f, 5);
+    assert!(foreign.running());
+}
+
+/// Issue 20, item 4: a deployment bind-mounting the host's `/` is refused by `harmony check` and
+/// `harmony apply`; a path the fleet grants with `allow-host-path` reaches the device in the
+/// signed plan and is mounted; a plan mounting `/` that the test signs with the fleet key
+/// itself (the compiler bypassed) is rejected by the agent, nothing of it runs, and `harmony
+/// status` says why. Before the fix check accepted the mount and the agent ran it.
+#[test]
+fn attack_host_mounts_are_refused_by_check_and_by_the_agent() {
+    let img = busybox_image("1");
+    let foreign = foreign("mnt");
+    let mut f = Fleet::new(&["mnt"]);
+    let dev = f.devices[0].clone();
+    let shared = f.dir.path().join("shared");
+    std::fs::create_dir_all(&shared).expect("mkdir");
+    let mounting = |volume: &str| {
+        format!(
+            "deployment web {{\n    tenant acme\n    fleet pico\n    selector site=e2e\n    container app {{\n        image \"{img}\"\n        args \"sleep\" \"3600\"\n        volume \"{volume}\"\n    }}\n}}\n"
+        )
+    };
+
+    f.set_deployments(&mounting("/:/host:ro"));
+    let out = f.harmony(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("harmony::host-path") && stderr.contains("deploy.kdl:8:16") && stderr.contains("whole file system"), "{stderr}");
+    let out = f.try_apply(&[]);
+    assert_eq!(out.status.code(), Some(1), "apply writes nothing: {}", text(&out));
+
+    f.set_agent_version("0.1.0", &format!("    allow-host-path \"{}\" tenant=acme read-only=#true\n", shared.display()));
+    f.set_deployments(&mounting(&format!("{}:/shared:ro", shared.display())));
+    f.apply();
+    let _agent = f.start_agent(&dev);
+    f.wait_ready(&dev, 1);
+    let running = f.containers(&dev);
+    let id = &running["web/app/service"].0;
+    let mounts = podman(&["inspect", "--format", "{{range .Mounts}}{{.Destination}}={{.Source}} {{end}}", id]);
+    assert!(mounts.contains(&format!("/shared={}", shared.canonicalize().expect("canonical").display())), "{mounts}");
+
+    // The fleet key signs the device's plan with `/` mounted instead, one generation up.
+    let rt = rt();
+    let kv = rt.block_on(async {
+        let client = async_nats::connect(f.server.url()).await.expect("connect");
+        async_nats::jetstream::new(client).get_key_value(PLANS_BUCKET).await.expect("plans bucket")
+    });
+    let entry = rt.block_on(kv.get(&dev)).expect("get").expect("entry");
+    let mut plan: DevicePlan = serde_json::from_value(SignedDevicePlan::from_slice(&entry).expect("envelope").payload).expect("plan");
+    let d = plan.deployments.remove(0);
+    let mut services = d.services.clone();
+    services[0].container.volumes[0].source = "/".into();
+    let services = services.into_iter().map(|s| Service::new(s.container, s.restart)).collect();
+    plan.deployments.push(DeploymentPlan::new(d.name, d.tenant, vec![], services).with_host_paths(d.host_paths));
+    plan.generation += 1;
+    let forged = SignedDevicePlan::sign(&plan, &f.fleet_key).expect("sign");
+    rt.block_on(kv.put(&dev, forged.to_vec().into())).expect("put");
+    let d = f.wait_status(&dev, "a host-access rejection", Duration::from_secs(30), |d| d["last_rejection"]["reason"]["kind"] == "host-access");
+    assert_eq!(d["last_rejection"]["generation"], 2, "{d:#}");
+    let human = String::from_utf8_lossy(&f.harmony(&["status"]).stdout).into_owned();
+    assert!(human.contains("plan refused: deployment `web` container `app`: host path `/` is the host's whole file system"), "{human}");
+    assert_eq!(f.containers(&dev), running, "nothing of the rejected plan runs");
     assert!(foreign.running());
 }

@@ -366,7 +366,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         let mut base = TrustState::merged(&config.fleet_keys, state.trust.as_ref());
         let mut followed = base.unfollowed();
         if let Some(signed) = state.applied.clone() {
-            match verify(&signed, &base).and_then(|(p, f)| check(&p, &device).map(|()| (p, f))) {
+            match verify(&signed, &base).and_then(|(p, f)| check(&p, &signed.payload, &config).map(|()| (p, f))) {
                 Ok((plan, f)) => {
                     tracing::info!(generation = plan.generation, "resuming persisted plan");
                     current = Some(plan);
@@ -473,11 +473,14 @@ enum Accepted {
     Rejected(Option<u64>, RejectionReason),
 }
 
-fn check(plan: &DevicePlan, device: &str) -> Result<(), RejectionReason> {
-    if plan.device_id != device {
+fn check(plan: &DevicePlan, payload: &serde_json::Value, config: &Config) -> Result<(), RejectionReason> {
+    if plan.device_id != config.device_id {
         return Err(RejectionReason::WrongDevice { plan_device: plan.device_id.clone() });
     }
-    plan.validate().map_err(|e| RejectionReason::Invalid { detail: e.to_string() })
+    plan.validate().map_err(|e| RejectionReason::Invalid { detail: e.to_string() })?;
+    // Host paths as written (resolved again before each container is created) and options
+    // the format does not define (`mounts`).
+    config.mounts().check_plan(plan, payload)
 }
 
 /// Verifies a signed plan from the device's key-chain `base`: follows the plan's chain (each
@@ -508,7 +511,7 @@ fn accept(bytes: &[u8], config: &Config, base: &TrustState, applied: Option<(u64
         Ok(v) => v,
         Err(reason) => return Accepted::Rejected(claimed, reason),
     };
-    if let Err(reason) = check(&plan, &config.device_id) {
+    if let Err(reason) = check(&plan, &signed.payload, config) {
         return Accepted::Rejected(Some(plan.generation), reason);
     }
     match applied {
@@ -532,7 +535,7 @@ fn key_chain(signed: &SignedDevicePlan) -> Result<(String, Vec<SignedKeyAnnounce
 }
 
 async fn apply(runtime: &Runtime, device: &str, plan: &DevicePlan, state: &mut PersistedState, config: &Config) -> DeviceStatus {
-    let outcome = reconcile(runtime, device, plan, state).await;
+    let outcome = reconcile(runtime, device, plan, state, &config.mounts()).await;
     tracing::info!(generation = plan.generation, writes = outcome.writes, "reconciled: podman writes={}", outcome.writes);
     if let Err(e) = state.save(&config.state_dir) {
         tracing::error!("{e}");

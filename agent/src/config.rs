@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use harmony_schemas::fleet::{VerifyingKey, parse_public_key, valid_device_id};
+use harmony_schemas::host_path;
 use serde::Deserialize;
 
 /// The config file as written.
@@ -18,6 +19,9 @@ pub struct ConfigFile {
     pub device_id: Option<String>,
     /// Where the agent persists its last applied plan.
     pub state_dir: Option<PathBuf>,
+    /// Directory whose `<tenant>/` subdirectories that tenant's deployments may bind-mount
+    /// (default `/var/lib/harmony/data`, the path `harmony check` allows).
+    pub data_root: Option<PathBuf>,
     /// The fleet's Ed25519 public keys (hex or base64); a plan must be signed by one of them.
     #[serde(default)]
     pub fleet_keys: Vec<String>,
@@ -84,6 +88,8 @@ pub struct Overrides {
     pub nats_urls: Vec<String>,
     /// `--state-dir`.
     pub state_dir: Option<PathBuf>,
+    /// `--data-root`.
+    pub data_root: Option<PathBuf>,
     /// `--fleet-key` (repeatable; replaces the file's list).
     pub fleet_keys: Vec<String>,
     /// `--command-key` (repeatable; replaces the file's list).
@@ -142,6 +148,11 @@ pub struct Config {
     pub nats_auth: NatsAuth,
     /// State directory.
     pub state_dir: PathBuf,
+    /// Tenants' data directories on this device (`<data_root>/<tenant>`).
+    pub data_root: PathBuf,
+    /// The agent's own files and directories (state, install directory, credentials, config
+    /// file): no workload may bind-mount them or a directory holding them.
+    pub own_paths: Vec<PathBuf>,
     /// Trusted plan keys.
     pub fleet_keys: Vec<VerifyingKey>,
     /// Trusted command keys.
@@ -178,6 +189,13 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// The host-path policy of this device.
+    pub fn mounts(&self) -> crate::mounts::MountPolicy {
+        crate::mounts::MountPolicy::new(&self.data_root, &self.own_paths)
+    }
+}
 
 fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError { field: field.into(), message: message.into() }
@@ -236,6 +254,9 @@ impl ConfigFile {
         }
         if o.state_dir.is_some() {
             self.state_dir = o.state_dir;
+        }
+        if o.data_root.is_some() {
+            self.data_root = o.data_root;
         }
         if !o.fleet_keys.is_empty() {
             self.fleet_keys = o.fleet_keys;
@@ -319,12 +340,25 @@ impl ConfigFile {
             NatsAuth::None
         };
         let nkey_file = n.nkey_file.clone();
+        let own_paths: Vec<PathBuf> = [Some(&state_dir), self.install_dir.as_ref(), n.password_file.as_ref(), n.token_file.as_ref(), n.creds_file.as_ref(), n.nkey_file.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+            .collect();
+        let data_root = self.data_root.unwrap_or_else(|| PathBuf::from(host_path::DATA_ROOT));
+        let root = data_root.to_str().ok_or_else(|| err("data_root", "must be valid UTF-8")).and_then(|r| host_path::normalize(r).map_err(|e| err("data_root", e.to_string())))?;
+        let own: Vec<String> = own_paths.iter().filter_map(|p| host_path::normalize(p.to_str()?).ok()).collect();
+        if let Some(p) = host_path::protected_overlap(&root, &own) {
+            return Err(err("data_root", format!("`{root}` overlaps `{p}`, which no workload may mount (the agent's own files, or a system directory)")));
+        }
         Ok(Config {
             device_id,
             nkey_file,
             nats_urls: self.nats.urls,
             nats_auth,
             state_dir,
+            data_root,
+            own_paths,
             fleet_keys,
             command_keys,
             labels: self.labels,
@@ -373,6 +407,11 @@ mod tests {
         assert_eq!(field("devise_id = \"pi\""), "devise_id");
         assert_eq!(field("device_id = 3"), "device_id");
         assert_eq!(field("device_id = \"pi\"\n[nats]\nurls = 3"), "nats.urls");
+        let base = format!("device_id = \"pi\"\nstate_dir = \"/srv/agent\"\nfleet_keys = [\"{KEY}\"]\n[nats]\nurls = [\"nats://x\"]\n");
+        for bad in ["data_root = \"relative\"", "data_root = \"/etc/data\"", "data_root = \"/srv\"", "data_root = \"/srv/agent/data\"", "data_root = \"/x/../y\""] {
+            assert_eq!(field(&format!("{bad}\n{base}")), "data_root", "{bad}");
+        }
+        assert_eq!(resolve(&format!("data_root = \"/srv/data/\"\n{base}")).unwrap().data_root, PathBuf::from("/srv/data/"));
         let e = resolve("heartbeat_interval_s = \"x\"").unwrap_err();
         assert!(e.to_string().contains("agent.toml"), "{e}");
     }

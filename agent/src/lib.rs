@@ -13,6 +13,7 @@
 pub mod agent;
 pub mod commands;
 pub mod config;
+pub mod mounts;
 pub mod podman;
 pub mod reconcile;
 pub mod sdnotify;

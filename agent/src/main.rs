@@ -25,6 +25,10 @@ struct Cli {
     /// State directory (overrides `state_dir`).
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Tenants' data directories: `<DIR>/<tenant>` is all a deployment may bind-mount besides
+    /// its fleet's grants (overrides `data_root`; default /var/lib/harmony/data).
+    #[arg(long)]
+    data_root: Option<PathBuf>,
     /// Fleet public key, hex or base64 (repeatable; overrides `fleet_keys`).
     #[arg(long = "fleet-key")]
     fleet_keys: Vec<String>,
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         device_id: cli.device_id,
         nats_urls: cli.nats_urls,
         state_dir: cli.state_dir,
+        data_root: cli.data_root,
         fleet_keys: cli.fleet_keys,
         command_keys: cli.command_keys,
         runtime: cli.runtime,
@@ -81,10 +86,11 @@ fn main() -> ExitCode {
         install_dir: cli.install_dir,
         upgrade_timeout_s: cli.upgrade_timeout,
     };
-    let config = match file.resolve(overrides) {
+    let mut config = match file.resolve(overrides) {
         Ok(c) => c,
         Err(e) => return fail(&e.to_string()),
     };
+    config.own_paths.extend(cli.config.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())));
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),

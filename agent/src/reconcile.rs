@@ -16,6 +16,7 @@ use harmony_schemas::fleet::{
     ContainerKind, ContainerState, ContainerStatus, DeploymentFailure, DeploymentPlan, DeploymentState, DeploymentStatus, DevicePlan, RestartPolicy,
 };
 
+use crate::mounts::MountPolicy;
 use crate::podman::{LABEL_CONTAINER, LABEL_DEPLOYMENT, LABEL_DEVICE, LABEL_GENERATION, LABEL_KIND, LABEL_SPEC_HASH, Listed, Podman, PodmanError};
 use crate::state::{Failed, PersistedState};
 
@@ -65,13 +66,14 @@ fn labels(device: &str, plan: &DevicePlan, d: &DeploymentPlan, container: &str, 
     ])
 }
 
-/// Reconciles `plan`, updating `state.inits_done` / `state.failed`.
-pub async fn reconcile(runtime: &Runtime, device: &str, plan: &DevicePlan, state: &mut PersistedState) -> Outcome {
+/// Reconciles `plan`, updating `state.inits_done` / `state.failed`; every container is created
+/// with its host paths resolved and checked by `mounts` first.
+pub async fn reconcile(runtime: &Runtime, device: &str, plan: &DevicePlan, state: &mut PersistedState, mounts: &MountPolicy) -> Outcome {
     match runtime {
         Runtime::Disabled => disabled(plan),
         Runtime::Podman(p) => {
             let before = p.writes();
-            let mut out = match reconcile_podman(p, device, plan, state).await {
+            let mut out = match reconcile_podman(p, mounts, device, plan, state).await {
                 Ok(deployments) => Outcome { deployments, ..Default::default() },
                 Err(e) => Outcome { error: Some(e.0), ..Default::default() },
             };
@@ -108,7 +110,7 @@ fn disabled(plan: &DevicePlan) -> Outcome {
     Outcome { deployments, writes: 0, error: None }
 }
 
-async fn reconcile_podman(p: &Podman, device: &str, plan: &DevicePlan, state: &mut PersistedState) -> Result<Vec<DeploymentStatus>, PodmanError> {
+async fn reconcile_podman(p: &Podman, mounts: &MountPolicy, device: &str, plan: &DevicePlan, state: &mut PersistedState) -> Result<Vec<DeploymentStatus>, PodmanError> {
     let existing = p.list(device).await?;
     let planned: BTreeSet<(&str, &str)> =
         plan.deployments.iter().flat_map(|d| d.services.iter().map(move |s| (d.name.as_str(), s.container.name.as_str()))).collect();
@@ -133,13 +135,14 @@ async fn reconcile_podman(p: &Podman, device: &str, plan: &DevicePlan, state: &m
 
     let mut statuses = Vec::new();
     for d in &plan.deployments {
-        statuses.push(deployment(p, device, plan, d, &mut services, state).await);
+        statuses.push(deployment(p, mounts, device, plan, d, &mut services, state).await);
     }
     Ok(statuses)
 }
 
 async fn deployment(
     p: &Podman,
+    mounts: &MountPolicy,
     device: &str,
     plan: &DevicePlan,
     d: &DeploymentPlan,
@@ -163,7 +166,7 @@ async fn deployment(
     let mut failure = failed_before;
     if failure.is_none() && !inits_done {
         for (i, init) in d.init_containers.iter().enumerate() {
-            match run_init(p, device, plan, d, init).await {
+            match run_init(p, mounts, device, plan, d, init).await {
                 Ok(()) => st.containers.push(ContainerStatus {
                     state: ContainerState::Completed,
                     exit_code: Some(0),
@@ -249,8 +252,11 @@ async fn deployment(
                 let name = container_name(device, &d.name, &s.container.name, ContainerKind::Service);
                 let labels = labels(device, plan, d, &s.container.name, ContainerKind::Service, &s.spec_hash);
                 tracing::info!(deployment = %d.name, container = %s.container.name, "creating {name}");
-                match p.create(&name, &s.container, &labels, Some(s.restart)).await {
-                    Ok(id) => p.start(&id).await.map(|()| (id, ContainerState::Running)),
+                match mounts.resolve(d, &s.container).map_err(host_path_refused) {
+                    Ok(spec) => match p.create(&name, &spec, &labels, Some(s.restart)).await {
+                        Ok(id) => p.start(&id).await.map(|()| (id, ContainerState::Running)),
+                        Err(e) => Err(e),
+                    },
                     Err(e) => Err(e),
                 }
             }
@@ -272,6 +278,10 @@ async fn deployment(
     st
 }
 
+fn host_path_refused(e: String) -> PodmanError {
+    PodmanError(format!("host path refused: {e}"))
+}
+
 fn listed_state(c: &Listed) -> ContainerState {
     match c.state.as_str() {
         "running" => ContainerState::Running,
@@ -282,6 +292,7 @@ fn listed_state(c: &Listed) -> ContainerState {
 
 async fn run_init(
     p: &Podman,
+    mounts: &MountPolicy,
     device: &str,
     plan: &DevicePlan,
     d: &DeploymentPlan,
@@ -292,7 +303,8 @@ async fn run_init(
     let name = container_name(device, &d.name, cname, ContainerKind::Init);
     let labels = labels(device, plan, d, cname, ContainerKind::Init, &init.spec_hash);
     tracing::info!(deployment = %d.name, container = %cname, timeout_s = init.timeout_s, "running init container");
-    let id = p.create(&name, &init.container, &labels, Some(RestartPolicy::No)).await.map_err(runtime)?;
+    let spec = mounts.resolve(d, &init.container).map_err(host_path_refused).map_err(runtime)?;
+    let id = p.create(&name, &spec, &labels, Some(RestartPolicy::No)).await.map_err(runtime)?;
     let started = Instant::now();
     let result = match p.start(&id).await {
         Err(e) => Err(runtime(e)),

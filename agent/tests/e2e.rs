@@ -10,6 +10,8 @@ use harmony_schemas::fleet::{
     Command, CommandReply, CommandRequest, ContainerKind, ContainerState, DeploymentFailure, DeploymentState, DeviceState, HEARTBEATS_BUCKET, Heartbeat,
     PingReply, RefusalReason, RejectionReason, SignedCommand, Verb, command_subject, generate_signing_key,
 };
+use harmony_schemas::fleet::VolumeMount;
+use harmony_schemas::host_path::HostPathGrant;
 use support::{Device, ForeignContainer, busybox_image, deployment, spec};
 
 fn foreign(tag: &str) -> ForeignContainer {
@@ -339,4 +341,134 @@ async fn runtime_disabled_reports_applied_and_runs_nothing() {
     let reply = d.client.request(command_subject(&d.id, Verb::Ping), "".into()).await.unwrap();
     let ping: PingReply = serde_json::from_slice(&reply.payload).unwrap();
     assert_eq!(ping.device_id, d.id);
+}
+
+/// The host directory mounted at `destination` in container `id`.
+fn mount_source(id: &str, destination: &str) -> Option<String> {
+    let mounts = harmony_testkit::podman(&["inspect", "--format", "{{range .Mounts}}{{.Destination}}={{.Source}}\n{{end}}", id]);
+    mounts.lines().find_map(|l| l.strip_prefix(&format!("{destination}=")).map(str::to_string))
+}
+
+/// Issue 20, item 4 (b): plans signed with the fleet key (the compiler bypassed) that
+/// bind-mount `/`, the podman socket, the agent's own state directory, another tenant's data, a
+/// `..` out of the tenant's data root or a system directory are rejected whole as `host-access`
+/// with a bounded reason, and nothing of them runs. A symlink a container plants in its own data
+/// directory does not lead a later mount out of it. Before the fix the agent ran the first plan,
+/// the host's `/` mounted in the container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_signed_plans_mounting_host_paths_are_refused() {
+    let img = busybox_image("1");
+    let foreign = foreign("mnt");
+    let d = Device::start("mnt").await;
+    let s = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let data = d.data_root();
+    let mounting = |name: &str, source: &str, read_only: bool, script: &str| {
+        let mut c = spec("app", &img, &["sh", "-c", script], &[]);
+        c.volumes.push(VolumeMount { source: source.into(), target: "/data".into(), read_only });
+        deployment(name, vec![], vec![c])
+    };
+    let sleep = "exec sleep 3600";
+    let attacks = [
+        ("/".to_string(), "whole file system"),
+        ("/run/podman/podman.sock".into(), "protected `/run`"),
+        ("/var/run/podman".into(), "protected"),
+        (s(&d.state_dir.path().join("state")), "protected"),
+        (s(&data.join("globex")), "outside the tenant's data root"),
+        (format!("{}/acme/../globex", s(&data)), "`..`"),
+        ("/etc".into(), "`/etc` is protected"),
+        ("/home".into(), "outside the tenant's data root"),
+    ];
+    for (i, (source, why)) in attacks.iter().enumerate() {
+        let generation = i as u64 + 1;
+        d.put_plan(&d.plan(generation, vec![mounting("web", source, true, sleep)])).await;
+        let st = d.wait_rejections(i + 1).await;
+        let r = &st.rejections[i];
+        assert_eq!(r.generation, Some(generation), "{st:#?}");
+        match &r.reason {
+            RejectionReason::HostAccess { detail } => {
+                assert!(detail.starts_with("deployment `web` container `app`: ") && detail.contains(why), "{source}: {detail}")
+            }
+            other => panic!("{source}: expected a host-access rejection, got {other:?}"),
+        }
+        assert!(st.last_error.as_deref().unwrap_or("").starts_with("plan refused: "), "{st:#?}");
+        assert_eq!(st.applied_generation, None);
+    }
+    // Options the plan format has no word for, signed into the plan as JSON: refused whole,
+    // never run with the request dropped.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    #[serde(transparent)]
+    struct Raw(serde_json::Value);
+    impl harmony_schemas::fleet::SignedPayload for Raw {
+        const CONTEXT: &'static str = "device-plan";
+    }
+    let privileged: [(&[&str], &str, serde_json::Value); 4] = [
+        (&["services", "0"], "privileged", true.into()),
+        (&["services", "0"], "cap_add", serde_json::json!(["SYS_ADMIN"])),
+        (&["services", "0", "volumes", "0"], "propagation", "rshared".into()),
+        (&[], "network", "host".into()),
+    ];
+    let before = attacks.len();
+    for (i, (path, field, value)) in privileged.into_iter().enumerate() {
+        let generation = (before + i) as u64 + 1;
+        let mut plan = serde_json::to_value(d.plan(generation, vec![mounting("web", &s(&data.join("acme/app")), false, sleep)])).unwrap();
+        let mut at = &mut plan["deployments"][0];
+        for p in path {
+            at = match p.parse::<usize>() {
+                Ok(n) => &mut at[n],
+                Err(_) => &mut at[*p],
+            };
+        }
+        at[field] = value;
+        d.put_raw(harmony_schemas::fleet::Signed::sign(&Raw(plan), &d.fleet_key).unwrap().to_vec()).await;
+        let st = d.wait_status(&format!("generation {generation} rejected"), Duration::from_secs(30), |s| s.rejections.last().is_some_and(|r| r.generation == Some(generation))).await;
+        let r = st.rejections.last().expect("a rejection");
+        match &r.reason {
+            RejectionReason::HostAccess { detail } => assert!(detail.contains(&format!("`{field}` is not part of the plan format")), "{field}: {detail}"),
+            other => panic!("{field}: expected a host-access rejection, got {other:?}"),
+        }
+    }
+    assert!(d.containers().is_empty(), "nothing of a rejected plan runs: {:?}", d.containers());
+
+    // The tenant's data root is mountable (the agent creates the directory). Its container
+    // plants a symlink to `/` there.
+    let own = data.join("acme/app");
+    let web = mounting("web", &s(&own), false, "busybox ln -s / /data/escape; exec sleep 3600");
+    d.put_plan(&d.plan(20, vec![web.clone()])).await;
+    let st = d.wait_generation(20).await;
+    assert_eq!(st.state, DeviceState::Applied, "{st:#?}");
+    let (id, _) = d.containers()["web/app/service"].clone();
+    assert_eq!(mount_source(&id, "/data"), Some(s(&own)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::fs::symlink_metadata(own.join("escape")).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the container did not plant its symlink");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A plan mounting through that symlink passes as written, and is refused once resolved.
+    let escape = mounting("escape", &s(&own.join("escape")), true, sleep);
+    d.put_plan(&d.plan(21, vec![escape, web.clone()])).await;
+    let st = d.wait_generation(21).await;
+    assert_eq!(st.state, DeviceState::Degraded, "{st:#?}");
+    let failed = st.deployments.iter().find(|x| x.name == "escape").expect("escape reported");
+    match &failed.failure {
+        Some(DeploymentFailure::Runtime { message, .. }) => assert!(message.contains("host path refused") && message.contains("whole file system"), "{message}"),
+        other => panic!("expected a refused mount, got {other:?}"),
+    }
+    assert!(!d.containers().keys().any(|k| k.starts_with("escape/")), "{:?}", d.containers());
+
+    // A path the plan grants the tenant (the fleet's `allow-host-path`) is mountable, read-only
+    // when the grant says so.
+    let shared = tempfile::tempdir().unwrap();
+    let grant = vec![HostPathGrant { path: s(shared.path()), read_only: true }];
+    let granted = mounting("granted", &s(shared.path()), true, sleep).with_host_paths(grant.clone());
+    d.put_plan(&d.plan(22, vec![granted, web.clone()])).await;
+    let st = d.wait_generation(22).await;
+    assert_eq!(st.state, DeviceState::Applied, "{st:#?}");
+    let (id, _) = d.containers()["granted/app/service"].clone();
+    assert_eq!(mount_source(&id, "/data"), Some(s(&shared.path().canonicalize().unwrap())));
+    d.put_plan(&d.plan(23, vec![mounting("granted", &s(shared.path()), false, sleep).with_host_paths(grant)])).await;
+    let st = d.wait_status("generation 23 rejected", Duration::from_secs(30), |s| s.rejections.last().is_some_and(|r| r.generation == Some(23))).await;
+    let last = st.rejections.last().expect("a rejection");
+    assert!(matches!(&last.reason, RejectionReason::HostAccess { detail } if detail.contains("may only be mounted read-only")), "{st:#?}");
+    assert!(foreign.running());
 }

@@ -10,6 +10,7 @@ use crate::diag::{Code, Diagnostic, Span};
 use crate::model::*;
 use crate::source::RepoFs;
 use crate::validate::{Name, NamespaceMatcher, did_you_mean};
+use harmony_schemas::host_path::{self, HostPathError};
 
 /// A loaded local chart.
 #[derive(Debug, Clone)]
@@ -72,6 +73,15 @@ pub fn check<'a>(decls: &'a Declarations, fs: &dyn RepoFs, diags: &mut Vec<Diagn
     for (i, f) in decls.fleets.iter().enumerate() {
         for t in &f.tenants {
             resolve(&index.tenants, t, "tenant", diags);
+        }
+        for g in &f.host_paths {
+            if resolve(&index.tenants, &g.tenant, "tenant", diags).is_some() && !f.tenants.iter().any(|a| a.value == g.tenant.value) {
+                diags.push(
+                    Diagnostic::error(Code::TenantNotAdmitted, g.tenant.span, format!("tenant `{}` is not admitted to fleet `{}`", g.tenant.value, f.name.raw.value))
+                        .label("granted a host path but not admitted")
+                        .help(format!("add it to the fleet (`tenants {}`) or grant the path to an admitted tenant", g.tenant.value)),
+                );
+            }
         }
         if let Some(key) = &f.signing_key
             && let Some(bytes) = signing_key(key, fs, diags)
@@ -621,6 +631,9 @@ fn deployment(
                 .help(format!("add it to the fleet: `tenants {}` inside `fleet {}`", t.name.raw.value, f.name.raw.value)),
         );
     }
+    if let (Some(f), Some(tref)) = (fleet, &d.tenant) {
+        host_paths(d, f, &tref.value, diags);
+    }
     let (f, sel) = (fleet?, d.selector.as_ref()?);
     let fleet_name = &f.name.raw.value;
     let matched = devices.get(fleet_name.as_str()).map(|ix| ix.select(&sel.value)).unwrap_or_default();
@@ -636,6 +649,40 @@ fn deployment(
         );
     }
     Some(matched)
+}
+
+/// Every bind mount of the deployment's containers must be one its tenant may make
+/// (`harmony_schemas::host_path`, the policy the agent enforces again on the device).
+fn host_paths(d: &Deployment, f: &Fleet, tenant: &str, diags: &mut Vec<Diagnostic>) {
+    let grants = f.grants(tenant);
+    for c in &d.containers {
+        for v in &c.volumes {
+            if host_path::is_named_volume(&v.value.source) {
+                continue;
+            }
+            let Err(e) = host_path::check_mount(&v.value.source, v.value.read_only, tenant, &grants, host_path::DATA_ROOT, &[]) else {
+                continue;
+            };
+            let label = match &e {
+                HostPathError::Malformed(_) => "not a normalised absolute path",
+                HostPathError::Protected { .. } => "protected host path",
+                HostPathError::ReadOnlyGrant { .. } => "granted read-only: add :ro",
+                HostPathError::NotGranted { .. } => "not granted to this tenant",
+            };
+            let granted: Vec<String> = grants.iter().map(|g| if g.read_only { format!("{} (read-only)", g.path) } else { g.path.clone() }).collect();
+            let granted = if granted.is_empty() { String::new() } else { format!(" and {}", granted.join(", ")) };
+            diags.push(
+                Diagnostic::error(Code::HostPath, v.span, format!("`volume` of container `{}` (deployment `{}`): {e}", c.name.raw.value, d.name.raw.value))
+                    .label(label)
+                    .help(format!(
+                        "tenant `{tenant}` may mount host paths under {}{granted}; fleet `{}` grants more with \
+                         `allow-host-path \"/srv/NAME\" tenant={tenant}`, never a system or agent directory (docs/language.md, \"Host access\")",
+                        host_path::tenant_root(host_path::DATA_ROOT, tenant),
+                        f.name.raw.value
+                    )),
+            );
+        }
+    }
 }
 
 /// Labels without spans.

@@ -245,6 +245,9 @@ pub struct Workload {
     pub rollout: Option<Rollout>,
     /// Selector (for explanation).
     pub selector: Selector,
+    /// Host paths the fleet grants the tenant beyond its data root (`allow-host-path`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub host_paths: Vec<harmony_schemas::host_path::HostPathGrant>,
     /// `sha256:` content hash of this workload.
     #[serde(skip)]
     pub hash: String,
@@ -487,7 +490,8 @@ pub fn compile(decls: &Declarations, index: &Index, facts: &Facts) -> Option<Com
     let mut per_device: Vec<Vec<Arc<Workload>>> = vec![Vec::new(); decls.devices.len()];
     let mut order: Vec<(Arc<Workload>, usize)> = Vec::new();
     for (i, d) in decls.deployments.iter().enumerate() {
-        order.push((Arc::new(workload(d)?), i));
+        let fleet = &decls.fleets[*index.fleets.get(d.fleet.as_ref()?.value.as_str())?];
+        order.push((Arc::new(workload(d, fleet)?), i));
     }
     order.sort_by(|a, b| a.0.deployment.cmp(&b.0.deployment));
     for (w, i) in &order {
@@ -542,7 +546,7 @@ fn release_id(r: &Release) -> Option<UnitId> {
     Some(UnitId::new(&["release", &r.cluster.as_ref()?.value, r.namespace.as_ref()?.value.as_str(), &r.name.raw.value]))
 }
 
-fn workload(d: &Deployment) -> Option<Workload> {
+fn workload(d: &Deployment, fleet: &Fleet) -> Option<Workload> {
     let spec = |c: &Container| -> Option<ContainerSpec> {
         Some(ContainerSpec {
             name: c.name.valid.clone()?,
@@ -551,7 +555,7 @@ fn workload(d: &Deployment) -> Option<Workload> {
             args: c.args.clone(),
             env: c.env.clone(),
             ports: c.ports.clone(),
-            volumes: c.volumes.clone(),
+            volumes: c.volumes.iter().map(|v| v.value.clone()).collect(),
         })
     };
     let mut init_containers = Vec::new();
@@ -570,6 +574,7 @@ fn workload(d: &Deployment) -> Option<Workload> {
         containers,
         rollout: d.rollout.clone(),
         selector: d.selector.as_ref()?.value.clone(),
+        host_paths: fleet.grants(&d.tenant.as_ref()?.value),
         hash: String::new(),
     };
     w.hash = content_hash(&w);

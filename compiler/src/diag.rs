@@ -85,6 +85,8 @@ codes! {
     SelectorMatchesNothing => "selector-matches-nothing",
     MisplacedSetting => "misplaced-setting",
     TooDeep => "too-deep",
+    HostPath => "host-path",
+    PrivilegedOption => "privileged-option",
 }
 
 impl fmt::Display for Code {

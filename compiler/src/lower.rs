@@ -11,13 +11,14 @@ use crate::diag::{Code, Diagnostic, Span};
 use crate::model::*;
 use crate::source::{FileId, resolve_relative};
 use crate::validate::{self, Duration, ImageRef, Invalid, Name, NamespaceMatcher, PodSecurityLevel, ReleaseName, did_you_mean};
+use harmony_schemas::host_path;
 
 /// Top-level node names.
 pub const TOP_LEVEL: &[&str] = &["tenant", "cluster", "release", "fleet", "device", "deployment", "repository"];
 const TENANT: &[&str] = &["namespaces", "service-account", "pod-security", "description"];
 const CLUSTER: &[&str] = &["context", "labels", "kube-version", "api-versions", "description"];
 const RELEASE: &[&str] = &["tenant", "cluster", "namespace", "chart", "version", "values-file", "values", "secret-value", "needs", "description"];
-const FLEET: &[&str] = &["nats", "agent-version", "signing-key", "tenants", "rollout", "auth", "description"];
+const FLEET: &[&str] = &["nats", "agent-version", "signing-key", "tenants", "rollout", "auth", "allow-host-path", "description"];
 const DEVICE: &[&str] = &["fleet", "labels", "description"];
 const DEPLOYMENT: &[&str] = &["tenant", "fleet", "selector", "init-container", "container", "rollout", "description"];
 const CONTAINER: &[&str] = &["image", "command", "args", "env", "port", "volume", "restart", "description"];
@@ -25,6 +26,26 @@ const INIT_CONTAINER: &[&str] = &["image", "command", "args", "env", "port", "vo
 const SELECTOR: &[&str] = &["in", "not-in", "exists", "does-not-exist"];
 const ROLLOUT: &[&str] = &["step", "max-failed", "health-timeout", "auto-revert"];
 const REPOSITORY: &[&str] = &["kube-version", "exclude", "description"];
+/// Container options that would give a device container host access; refused with their own
+/// diagnostic rather than as unknown nodes (docs/language.md, "Host access").
+const PRIVILEGED: &[&str] = &[
+    "privileged",
+    "cap-add",
+    "capabilities",
+    "device",
+    "devices",
+    "network",
+    "net",
+    "host-network",
+    "pid",
+    "ipc",
+    "uts",
+    "userns",
+    "cgroupns",
+    "security-opt",
+    "sysctl",
+    "mount",
+];
 
 /// Lowers one file. `is_root_settings` is true for the root `harmony.kdl`.
 pub fn lower_file(file: FileId, path: &str, doc: &KdlDocument, is_root_settings: bool) -> (Declarations, Vec<Diagnostic>) {
@@ -751,6 +772,7 @@ impl<'a> Cx<'a> {
             tenants: Vec::new(),
             rollout: None,
             auth: FleetAuthMode::default(),
+            host_paths: Vec::new(),
         };
         let mut once = Once::default();
         for child in self.children(node) {
@@ -782,6 +804,7 @@ impl<'a> Cx<'a> {
                         }
                     }
                 }
+                "allow-host-path" => f.host_paths.extend(self.allow_host_path(child)),
                 "description" if self.once(&mut once, "description", child) => {
                     self.one_string(child);
                 }
@@ -799,6 +822,60 @@ impl<'a> Cx<'a> {
             }
         }
         Some(f)
+    }
+
+    /// `allow-host-path "/srv/shared" tenant=acme [read-only=#true]`.
+    fn allow_host_path(&mut self, node: &KdlNode) -> Option<AllowHostPath> {
+        self.check_entries(node, 1, &["tenant", "read-only"]);
+        self.no_children(node);
+        let name_span = self.span(node.name().span());
+        const HELP: &str = "write `allow-host-path \"/srv/shared\" tenant=NAME`, optionally with read-only=#true";
+        let read_only = match prop_of(node, "read-only").map(|e| (e, e.value())) {
+            None => false,
+            Some((_, KdlValue::Bool(b))) => *b,
+            Some((e, v)) => {
+                self.push(
+                    Diagnostic::error(Code::WrongType, self.span(e.span()), "`read-only` must be a boolean")
+                        .label(format!("found {} {}", kind_of(v), show(v)))
+                        .help("write read-only=#true or read-only=#false"),
+                );
+                return None;
+            }
+        };
+        let tenant = match prop_of(node, "tenant") {
+            Some(e) => self.entry_string(e, "`tenant`"),
+            None => {
+                self.missing(name_span, "`allow-host-path`", "tenant", HELP);
+                None
+            }
+        };
+        let path = match args_of(node).next() {
+            Some(e) => self.entry_string(e, "the host path")?,
+            None => {
+                self.missing(name_span, "`allow-host-path`", "path", HELP);
+                return None;
+            }
+        };
+        let normal = match host_path::normalize(&path.value) {
+            Ok(p) => p,
+            Err(e) => {
+                self.push(Diagnostic::error(Code::HostPath, path.span, e.to_string()).label("not a host path a fleet can grant").help(HELP));
+                return None;
+            }
+        };
+        if let Some(p) = host_path::protected_overlap(&normal, &[]) {
+            let why = if host_path::within(&p, &normal) { format!("it contains the protected `{p}`") } else { format!("it is inside the protected `{p}`") };
+            self.push(
+                Diagnostic::error(Code::HostPath, path.span, format!("`{normal}` cannot be granted: {why}"))
+                    .label("protected host path")
+                    .help(format!(
+                        "grant a directory made for the workload, e.g. /srv/NAME; never grantable: {} and every directory above them",
+                        host_path::PROTECTED.join(", ")
+                    )),
+            );
+            return None;
+        }
+        Some(AllowHostPath { path: Spanned::new(normal, path.span), tenant: tenant?, read_only })
     }
 
     fn device(&mut self, node: &KdlNode) -> Option<Device> {
@@ -1051,7 +1128,7 @@ impl<'a> Cx<'a> {
                 "volume" => {
                     if let Some(s) = self.one_string(child) {
                         match validate::volume(&s.value) {
-                            Ok(v) => c.volumes.push(v),
+                            Ok(v) => c.volumes.push(Spanned::new(v, s.span)),
                             Err(e) => self.invalid(Code::InvalidValue, s.span, "volume", e),
                         }
                     }
@@ -1079,6 +1156,15 @@ impl<'a> Cx<'a> {
                 }
                 "image" | "command" | "args" | "description" => {}
                 "restart" | "timeout" if (name == "restart") != init => {}
+                _ if PRIVILEGED.contains(&name) => self.push(
+                    Diagnostic::error(Code::PrivilegedOption, self.span(child.name().span()), format!("`{name}` is not allowed in a {kind} on a device"))
+                        .label("host access is refused")
+                        .help(format!(
+                            "device containers run unprivileged: no added capabilities, host devices, host namespaces (network, pid, ipc, uts, user, cgroup), \
+                             sysctls or relaxed security options; host files only through `volume` (see docs/language.md, \"Host access\"). valid here: {}",
+                            allowed.join(", ")
+                        )),
+                ),
                 _ => self.unknown_node(child, &format!("in an {kind}").replace("an container", "a container"), allowed),
             }
         }

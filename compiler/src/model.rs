@@ -188,6 +188,34 @@ pub struct Fleet {
     pub rollout: Option<Rollout>,
     /// How devices authenticate to NATS.
     pub auth: FleetAuthMode,
+    /// Host paths granted to tenants beyond their data root (`allow-host-path`).
+    pub host_paths: Vec<AllowHostPath>,
+}
+
+impl Fleet {
+    /// The host paths this fleet grants `tenant` (sorted, deduplicated), as the plan carries them.
+    pub fn grants(&self, tenant: &str) -> Vec<harmony_schemas::host_path::HostPathGrant> {
+        let mut out: Vec<_> = self
+            .host_paths
+            .iter()
+            .filter(|g| g.tenant.value == tenant)
+            .map(|g| harmony_schemas::host_path::HostPathGrant { path: g.path.value.clone(), read_only: g.read_only })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// `allow-host-path "/srv/shared" tenant=acme [read-only=#true]` in a fleet.
+#[derive(Debug, Clone)]
+pub struct AllowHostPath {
+    /// The normalised host path (`harmony_schemas::host_path::normalize`), never protected.
+    pub path: Spanned<String>,
+    /// The tenant granted it.
+    pub tenant: Spanned<String>,
+    /// Only read-only mounts of it are allowed.
+    pub read_only: bool,
 }
 
 /// How a fleet's devices authenticate to NATS (`auth` in a fleet).
@@ -285,8 +313,8 @@ pub struct Container {
     pub env: BTreeMap<String, String>,
     /// Published ports.
     pub ports: Vec<PortMapping>,
-    /// Mounts.
-    pub volumes: Vec<VolumeMount>,
+    /// Mounts, with the span of each `volume` value.
+    pub volumes: Vec<Spanned<VolumeMount>>,
     /// Restart policy (services).
     pub restart: Option<RestartPolicy>,
     /// Run-to-completion timeout (init containers).

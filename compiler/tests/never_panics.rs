@@ -229,6 +229,10 @@ const WORDS: &[&str] = &[
     "agent-version",
     "signing-key",
     "tenants",
+    "allow-host-path",
+    "read-only",
+    "privileged",
+    "cap-add",
     "selector",
     "in",
     "not-in",
@@ -360,7 +364,21 @@ const IMAGES: &[&str] = &[
     "a b",
 ];
 const PORTS: &[&str] = &["8080:80", "8080:80/udp", "9100:9100/tcp", "1:2/sctp", "x:y", ":", "0:1", "70000:1"];
-const VOLUMES: &[&str] = &["/var/lib/hub:/data", "vol:/data:ro", "/etc:/etc:rw", "rel:/x", "/a:b", "/a:/b:zz", "", "/:/host:ro"];
+const VOLUMES: &[&str] = &[
+    "/var/lib/harmony/data/acme/hub:/data",
+    "vol:/data:ro",
+    "/srv/shared/x:/x:ro",
+    "/var/lib/hub:/data",
+    "/etc:/etc:rw",
+    "rel:/x",
+    "/a:b",
+    "/a:/b:zz",
+    "",
+    "/:/host:ro",
+    "/run/podman/podman.sock:/sock",
+    "/var/lib/harmony/data/acme/../globex:/d",
+];
+const HOST_PATHS: &[&str] = &["/srv/shared", "/srv/globex/", "/opt//data", "/", "/var", "/etc/harmony", "/srv/../etc", "srv", ""];
 const URLS: &[&str] = &["nats://127.0.0.1:4222", "tls://h:1", "ws://h", "wss://h:443/p", "http://x", "nats://", ""];
 const PATHS: &[&str] = &[
     "_support/charts/web",
@@ -408,6 +426,7 @@ enum Arg {
     Image,
     Port,
     Volume,
+    HostPath,
     Url,
     Str,
     Int,
@@ -487,6 +506,7 @@ impl Gen<'_> {
                 self.from(PORTS, 3)
             }
             Arg::Volume => self.from(VOLUMES, 3),
+            Arg::HostPath => self.from(HOST_PATHS, 3),
             Arg::Url => self.from(URLS, 4),
             Arg::Chart => {
                 self.from(&["_support/charts/plain", "_support/charts/plain", "charts/web", "../outside", "ftp://x", "_support/charts/no-chart-yaml"], 3)
@@ -647,6 +667,16 @@ impl Gen<'_> {
                 }
                 for _ in 0..self.times(false) {
                     kids.push(self.leaf("tenants", Arg::Tenant, 1, 2));
+                }
+                for _ in 0..self.times(false) {
+                    let mut n = self.leaf("allow-host-path", Arg::HostPath, 1, 1);
+                    let tenant = self.arg(Arg::Tenant);
+                    n.entries.push(format!("tenant={tenant}"));
+                    if self.rng.chance(50) {
+                        let b = self.arg(Arg::Bool);
+                        n.entries.push(format!("read-only={b}"));
+                    }
+                    kids.push(n);
                 }
             }
             "device" => {
@@ -855,7 +885,7 @@ const PREAMBLE: &str = r#"tenant acme { namespaces acme-prod "acme-*"; }
 tenant globex { namespaces globex "globex-*"; service-account deployer namespace=globex; }
 cluster okd-prod
 cluster okd-staging { kube-version "1.31.2"; }
-fleet pico { nats "nats://127.0.0.1:4222"; agent-version "0.1.0"; signing-key "_support/keys/fleet.pub"; tenants acme globex; }
+fleet pico { nats "nats://127.0.0.1:4222"; agent-version "0.1.0"; signing-key "_support/keys/fleet.pub"; tenants acme globex; allow-host-path "/srv/shared" tenant=acme read-only=#true; }
 device pi-001 { fleet pico; labels site=montreal arch=arm64 tier=canary; }
 device nuc-001 { fleet pico; labels site=toronto arch=amd64; }
 "#;

@@ -212,6 +212,10 @@ pub struct DeploymentPlan {
     /// Long-running services.
     #[serde(default)]
     pub services: Vec<Service>,
+    /// Host paths outside the tenant's data root that its fleet lets it bind-mount
+    /// (`allow-host-path`); the agent refuses any other host path ([`crate::host_path`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_paths: Vec<crate::host_path::HostPathGrant>,
 }
 
 /// What a container runs.
@@ -365,9 +369,16 @@ impl Service {
 impl DeploymentPlan {
     /// Builds a deployment with its hash filled in (containers must carry theirs).
     pub fn new(name: impl Into<String>, tenant: impl Into<String>, init_containers: Vec<InitContainer>, services: Vec<Service>) -> DeploymentPlan {
-        let mut d = DeploymentPlan { name: name.into(), tenant: tenant.into(), spec_hash: String::new(), init_containers, services };
+        let mut d = DeploymentPlan { name: name.into(), tenant: tenant.into(), spec_hash: String::new(), init_containers, services, host_paths: Vec::new() };
         d.spec_hash = d.compute_hash();
         d
+    }
+
+    /// With the host paths the tenant is granted (not part of [`DeploymentPlan::compute_hash`]:
+    /// a changed grant re-runs no init container).
+    pub fn with_host_paths(mut self, host_paths: Vec<crate::host_path::HostPathGrant>) -> DeploymentPlan {
+        self.host_paths = host_paths;
+        self
     }
 
     /// Hash over the tenant and the container hashes, in order.
@@ -1091,6 +1102,13 @@ pub enum RejectionReason {
         /// What is wrong.
         detail: String,
     },
+    /// Signed and valid, but asks for host access this device refuses: a bind mount of a
+    /// protected host path, or outside the tenant's data root and its grants
+    /// ([`crate::host_path`]).
+    HostAccess {
+        /// The deployment, container and path, and why.
+        detail: String,
+    },
 }
 
 impl fmt::Display for RejectionReason {
@@ -1105,6 +1123,7 @@ impl fmt::Display for RejectionReason {
             }
             RejectionReason::Invalid { detail } => write!(f, "invalid plan: {detail}"),
             RejectionReason::KeyChain { detail } => write!(f, "plan's key chain refused: {detail}"),
+            RejectionReason::HostAccess { detail } => write!(f, "plan refused: {detail}"),
         }
     }
 }

@@ -14,6 +14,7 @@
 mod canon;
 pub mod encoding;
 pub mod fleet;
+pub mod host_path;
 pub mod plan;
 pub mod trust;
 

@@ -115,6 +115,8 @@ impl Device {
             .args(["--device-id", &self.id, "--nats-url", &self.nats.url(), "--runtime", self.runtime, "--heartbeat-interval", "1", "--label", "site=test"])
             .arg("--state-dir")
             .arg(self.state_dir.path().join("state"))
+            .arg("--data-root")
+            .arg(self.data_root())
             .args(["--fleet-key", &encode_key(self.fleet_key.verifying_key().as_bytes())])
             .args(["--command-key", &encode_key(self.command_key.verifying_key().as_bytes())])
             .env("HARMONY_AGENT_LOG", "info")
@@ -124,6 +126,11 @@ impl Device {
             .spawn()
             .expect("start harmony-agent");
         self.agent = Some(child);
+    }
+
+    /// The agent's data root (`<data root>/<tenant>` is what a tenant may bind-mount).
+    pub fn data_root(&self) -> PathBuf {
+        self.state_dir.path().join("data")
     }
 
     /// The agent's process id.

@@ -95,7 +95,7 @@ pub fn generate(root: &Path, s: &Shape) -> std::io::Result<()> {
                 String::new()
             };
             d += &format!(
-                "deployment app-{i:04} {{\n    tenant t{t}\n    fleet edge\n    selector site=s{site} {{\n        in arch arm64 amd64\n        not-in tier retired\n    }}\n{init}    container main {{\n        image \"registry.example/t{t}/app-{i}:1.0\"\n        env LOG_LEVEL=info MODE=edge\n        port {port}\n        volume \"/var/lib/app-{i}:/data\"\n    }}\n    container sidecar {{\n        image \"registry.example/shared/sidecar:2.1\"\n        args \"--metrics\"\n    }}\n    rollout {{\n        step 10\n        step 100\n        max-failed 1\n        health-timeout \"2m\"\n    }}\n}}\n\n",
+                "deployment app-{i:04} {{\n    tenant t{t}\n    fleet edge\n    selector site=s{site} {{\n        in arch arm64 amd64\n        not-in tier retired\n    }}\n{init}    container main {{\n        image \"registry.example/t{t}/app-{i}:1.0\"\n        env LOG_LEVEL=info MODE=edge\n        port {port}\n        volume \"/var/lib/harmony/data/t{t}/app-{i}:/data\"\n    }}\n    container sidecar {{\n        image \"registry.example/shared/sidecar:2.1\"\n        args \"--metrics\"\n    }}\n    rollout {{\n        step 10\n        step 100\n        max-failed 1\n        health-timeout \"2m\"\n    }}\n}}\n\n",
                 t = i % TENANTS,
                 site = i % SITES,
                 port = 8000 + i % 1000,

@@ -69,7 +69,7 @@ pub fn device_plan(unit: &DevicePlanUnit, generation: u64, source_revision: &str
         .map(|w| {
             let inits = w.init_containers.iter().map(|i| InitContainer::new(container(&i.container), i.timeout.to_std().as_secs())).collect();
             let services = w.containers.iter().map(|s| Service::new(container(&s.container), restart(s.restart))).collect();
-            DeploymentPlan::new(w.deployment.as_str(), w.tenant.as_str(), inits, services)
+            DeploymentPlan::new(w.deployment.as_str(), w.tenant.as_str(), inits, services).with_host_paths(w.host_paths.clone())
         })
         .collect();
     deployments.sort_by(|a, b| a.name.cmp(&b.name));
