@@ -310,6 +310,10 @@ fn apply_fleets(g: &Global, a: ApplyArgs, repo: &CompiledRepo) -> anyhow::Result
         // The key chain (after a rotation) and revocations, from the auth directory.
         let security = crate::fleet::FleetSecurity::load(&a.nats, &fleet, info)?;
         security.check_signing_key(&key, &fleet, &info.signing_key)?;
+        // The keys plans in the bucket may be signed with (the chain's, none retired): what
+        // counts as Harmony's plan for generations and unchanged content.
+        let public = harmony_schemas::fleet::parse_public_key(&info.signing_key).map_err(|e| anyhow::anyhow!("fleet `{fleet}` declares an invalid public key: {e}"))?;
+        let trusted = security.observe_keys(public)?;
         let mut desired = desired_fleet(repo, &fleet, &revision)?;
         security.apply_to(&mut desired);
         let opts = a.nats.options_for_fleet(&fleet, &info.nats)?;
@@ -362,6 +366,7 @@ fn apply_fleets(g: &Global, a: ApplyArgs, repo: &CompiledRepo) -> anyhow::Result
             rollout_poll: None,
             desired,
             signing_key: key.clone(),
+            trusted,
             parallelism: usize::from(a.parallelism),
             lock: LockOptions { timeout: a.lock_timeout, ..LockOptions::default() },
             state_dir: Some(state_dir(&a)),

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use harmony_executor::fleet::convert::fleet_info;
-use harmony_executor::fleet::observe::observe_all;
+use harmony_executor::fleet::observe::{observe_all, read_signed_history};
 use harmony_executor::fleet::{FleetStatus, StatusThresholds, connect, fleet_status};
 use harmony_schemas::fleet::parse_public_key;
 use serde::Serialize;
@@ -116,6 +116,9 @@ fn human(f: &FleetStatus) -> String {
                 s.push_str(&format!("    agent upgrade {} → {} (generation {}): {state}\n", u.from, u.to, u.generation));
             }
         }
+        if let Some(why) = &d.applied_generation_flag {
+            s.push_str(&format!("    {why}\n"));
+        }
         if !d.foreign_keys.is_empty() {
             s.push_str(&format!(
                 "    trusts signing key(s) {} that the fleet's key chain does not (a chain forked with a stolen key, or set up by hand): re-provision the device\n",
@@ -155,7 +158,8 @@ pub fn run(g: &Global, a: StatusArgs) -> anyhow::Result<ExitCode> {
         let chain = security.chain_keys(public)?;
         let (observed, rollout) = rt.block_on(async {
             let client = connect(&opts).await?;
-            let observed = observe_all(&client, &fleet, &keys).await?;
+            let mut observed = observe_all(&client, &fleet, &keys).await?;
+            read_signed_history(&client, &mut observed, &fleet, &keys, devices.iter().map(String::as_str)).await?;
             let js = async_nats::jetstream::new(client);
             let rollout = match js.get_key_value(harmony_schemas::fleet::ROLLOUTS_BUCKET).await {
                 Ok(store) => harmony_executor::fleet::rollout::read_record(&store, &fleet).await?.map(|(r, _)| r),

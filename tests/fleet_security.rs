@@ -165,10 +165,7 @@ impl Secure {
     }
 
     fn status(&self, device: &str) -> serde_json::Value {
-        let out = self.harmony(&["status", "--format", "json"]);
-        assert!(out.status.success(), "harmony status failed: {}", text(&out));
-        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
-        doc["fleets"][0]["devices"].as_array().and_then(|a| a.iter().find(|d| d["device"] == device).cloned()).unwrap_or_default()
+        device_status(&self.harmony(&["status", "--format", "json"]), device)
     }
 
     fn wait_status(&self, device: &str, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
@@ -830,7 +827,9 @@ fn attack_device_rollup_erases_every_status() {
     // the heartbeat bucket is left to apply to create.
     rt.block_on(async {
         let js = async_nats::jetstream::new(f.harmony_client().await);
-        js.create_key_value(async_nats::jetstream::kv::Config { bucket: STATUS_BUCKET.into(), history: 1, ..Default::default() }).await.expect("old status bucket");
+        js.create_key_value(async_nats::jetstream::kv::Config { bucket: STATUS_BUCKET.into(), history: 1, ..Default::default() })
+            .await
+            .expect("old status bucket");
     });
     f.apply("k1.key");
     f.start_all_ready(1);
@@ -879,7 +878,17 @@ fn attack_device_consumer_delivers_into_another_devices_plan() {
     // Something in the agents object store to deliver.
     let binary = f.dir.path().join("agent-9.9.9");
     std::fs::write(&binary, b"#!/bin/sh\necho harmony-agent 9.9.9\n").unwrap();
-    let out = f.harmony(&["fleet", "publish-agent", "--fleet", "pico", "--agent-version", "9.9.9", &binary.to_string_lossy(), "--signing-key-file", &f.key_file("k1.key")]);
+    let out = f.harmony(&[
+        "fleet",
+        "publish-agent",
+        "--fleet",
+        "pico",
+        "--agent-version",
+        "9.9.9",
+        &binary.to_string_lossy(),
+        "--signing-key-file",
+        &f.key_file("k1.key"),
+    ]);
     assert!(out.status.success(), "publish-agent: {}", text(&out));
     f.start_all_ready(1);
     let seed_a = f.seed(&a);
@@ -1181,5 +1190,188 @@ fn attack_a_plan_signed_with_a_retired_key_passes_as_genuine_in_status_plan_and_
     drop_child(ui);
     // `harmony apply` replaces the entry with a plan signed by K2.
     f.apply("k2.key");
-    f.wait_ready(&a, 11);
+    f.wait_ready(&a, 4);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 20, findings 7–9: attacks on generations, rejection texts and the status condition, by
+// someone who can write the plans bucket (harmony's NATS identity) but has no signing key, or
+// by a compromised device. Each failed before its fix (the commits say how).
+
+impl Secure {
+    /// `device`'s plans entry as stored, read with harmony's identity.
+    fn plan_entry(&self, rt: &tokio::runtime::Runtime, device: &str) -> Vec<u8> {
+        rt.block_on(async {
+            let js = async_nats::jetstream::new(self.harmony_client().await);
+            js.get_key_value(PLANS_BUCKET).await.expect("plans").get(device).await.expect("get").expect("entry").to_vec()
+        })
+    }
+
+    /// Writes `value` as `device`'s plans entry with harmony's identity (no signing key).
+    fn put_entry(&self, rt: &tokio::runtime::Runtime, device: &str, value: Vec<u8>) {
+        rt.block_on(async {
+            let js = async_nats::jetstream::new(self.harmony_client().await);
+            js.get_key_value(PLANS_BUCKET).await.expect("plans").put(device, value.into()).await.expect("put");
+        })
+    }
+}
+
+/// `device`'s entry in the output of a successful `harmony status --format json`.
+fn device_status(out: &Output, device: &str) -> serde_json::Value {
+    assert!(out.status.success(), "harmony status failed: {}", text(out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    doc["fleets"][0]["devices"].as_array().and_then(|a| a.iter().find(|d| d["device"] == device).cloned()).unwrap_or_default()
+}
+
+/// Finding 7. A bucket writer without the signing key puts an entry claiming generation
+/// 2^64 − 2 (before: the next apply signed 2^64 − 1, leaving the device one generation from
+/// the end), and a compromised device reports applied generation 2^64 − 1 (before: apply
+/// overflowed computing its next generation). Generations now come only from entries that
+/// verify, the arithmetic is checked, and the absurd report is flagged by `apply` and
+/// `harmony status` and ignored.
+#[test]
+fn attack_unsigned_generation_neither_freezes_a_device_nor_breaks_apply() {
+    let mut f = Secure::new("gen", &["a", "b"]);
+    let (a, b) = (f.devices[0].clone(), f.devices[1].clone());
+    f.apply("k1.key");
+    // b runs no agent: its (compromised) reports below are not overwritten.
+    f.start_agent(&a);
+    f.wait_ready(&a, 1);
+    let rt = rt();
+
+    // The forged entry: a's plan claiming generation 2^64 − 2, signed with the attacker's key.
+    let attacker = generate_signing_key().unwrap();
+    let k1 = f.signing_key("k1.key");
+    let mut forged = f.current_plan(&rt, &a, &k1);
+    forged.generation = u64::MAX - 1;
+    f.put_plan(&rt, &a, &forged, &attacker);
+    let d = f.wait_status(&a, "the forged plan's rejection", |d| d["last_rejection"]["generation"] == u64::MAX - 1);
+    assert_eq!(d["last_rejection"]["reason"]["kind"], "unknown-key", "{d:#}");
+    // `harmony status` reads a's history (its entry does not verify) with direct gets only: the
+    // read-only identity, which may create no consumer, shows a as well.
+    let harmony_seed = f.auth.join("pico/harmony.nk");
+    std::fs::rename(&harmony_seed, f.dir.path().join("harmony.nk.away")).unwrap();
+    let out = f.harmony(&["status", "--format", "json"]);
+    std::fs::rename(f.dir.path().join("harmony.nk.away"), &harmony_seed).unwrap();
+    let d = device_status(&out, &a);
+    assert_eq!((d["desired_generation"].as_u64(), d["applied_generation"].as_u64(), d["desired_rejected"].as_bool()), (None, Some(1), Some(true)), "{d:#}");
+    // The operator changes the deployment: a gets generation 2, not 2^64 − 1.
+    std::fs::write(f.repo.join("deploy.kdl"), deployment("localhost/app:2")).unwrap();
+    let out = f.apply("k1.key");
+    assert!(out.contains("2 to update"), "{out}");
+    assert_eq!(f.current_plan(&rt, &a, &k1).generation, 2, "a's next generation comes from what verifies, not from the forged claim");
+    f.wait_ready(&a, 2);
+
+    // A compromised b (its own seed) reports an absurd applied generation.
+    let absurd = serde_json::json!({
+        "version": 1, "device_id": b, "agent_version": "0.1.0", "applied_generation": u64::MAX,
+        "applied_source_revision": null, "state": "applied", "last_error": null, "updated_at_ms": 1
+    });
+    let heartbeat = serde_json::json!({
+        "version": 1, "device_id": b, "agent_version": "0.1.0", "uptime_s": 1, "applied_generation": u64::MAX,
+        "timestamp_ms": harmony_schemas::fleet::now_ms()
+    });
+    rt.block_on(async {
+        let dev = DeviceClient::connect(&f.server.url(), &b, &f.seed(&b)).await.expect("b connects");
+        let js = async_nats::jetstream::new(dev.client.clone());
+        for (bucket, value) in [(STATUS_BUCKET, &absurd), (HEARTBEATS_BUCKET, &heartbeat)] {
+            js.publish(format!("$KV.{bucket}.{b}"), serde_json::to_vec(value).unwrap().into()).await.expect("publish").await.expect("ack");
+        }
+    });
+    // The next apply neither panics nor fails: b gets its entry's generation + 1, the report ignored.
+    std::fs::write(f.repo.join("deploy.kdl"), deployment("localhost/app:3")).unwrap();
+    let out = f.apply_with("k1.key");
+    assert!(out.status.success(), "apply: {}", text(&out));
+    assert!(text(&out).contains("applied generation 18446744073709551615 ignored"), "apply shows the flag: {}", text(&out));
+    assert_eq!(f.current_plan(&rt, &b, &k1).generation, 3, "b's next generation ignores its absurd report");
+    f.wait_ready(&a, 3);
+    // `harmony status` flags b.
+    let d = f.status(&b);
+    let why = d["applied_generation_flag"].as_str().unwrap_or_default();
+    assert!(why.contains("above generation 3, the newest plan Harmony signed for it"), "b is flagged: {d:#}");
+    assert_eq!(d["condition"], "degraded", "{d:#}");
+    let human = String::from_utf8_lossy(&f.harmony(&["status"]).stdout).into_owned();
+    assert!(human.contains("applied generation 18446744073709551615 ignored"), "{human}");
+}
+
+/// Finding 8. A bucket writer puts a 900 KB entry whose signature names a 900 KB key id (before:
+/// the rejection copied it twice into the status, which then exceeded the server's 1 MB
+/// max_payload: the device's status froze), then a 100 KB one (copied whole into the status).
+/// Now the agent refuses entries over `max_plan_bytes` (256 KiB by default) without decoding them
+/// and bounds every text it reports.
+#[test]
+fn attack_oversized_rejection_texts_do_not_freeze_the_device_status() {
+    let mut f = Secure::new("big", &["a"]);
+    let a = f.devices[0].clone();
+    f.apply("k1.key");
+    f.start_all_ready(1);
+    let rt = rt();
+    let envelope = |key_id_len: usize| {
+        let mut e: serde_json::Value = serde_json::from_slice(&f.plan_entry(&rt, &a)).unwrap();
+        e["payload"]["generation"] = 7.into();
+        e["signature"]["key_id"] = "k".repeat(key_id_len).into();
+        serde_json::to_vec(&e).unwrap()
+    };
+
+    let huge = envelope(900_000);
+    f.put_entry(&rt, &a, huge.clone());
+    let d = f.wait_status(&a, "the oversized entry's rejection", |d| d["last_rejection"]["reason"]["kind"] == "too-large");
+    assert_eq!(d["last_rejection"]["reason"]["bytes"], huge.len(), "{d:#}");
+    assert_eq!(d["last_rejection"]["reason"]["max_bytes"], 262_144, "{d:#}");
+    assert_eq!((d["condition"].as_str(), d["applied_generation"].as_u64()), (Some("degraded"), Some(1)), "{d:#}");
+
+    // Under the cap, but with a key id far longer than any report should carry.
+    f.put_entry(&rt, &a, envelope(100_000));
+    let d = f.wait_status(&a, "the long key id's rejection", |d| d["last_rejection"]["reason"]["kind"] == "unknown-key");
+    let key_id = d["last_rejection"]["reason"]["key_id"].as_str().unwrap_or_default();
+    assert!(key_id.len() <= 512 && key_id.ends_with("… (100000 bytes in all)"), "bounded: {} bytes: {key_id}", key_id.len());
+    let status = rt.block_on(async {
+        let js = async_nats::jetstream::new(f.harmony_client().await);
+        js.get_key_value(STATUS_BUCKET).await.unwrap().get(&a).await.unwrap().unwrap()
+    });
+    assert!(status.len() < 16 * 1024, "the status stays small: {} bytes", status.len());
+
+    // Healed by the next apply; the device's status kept flowing throughout.
+    std::fs::write(f.repo.join("deploy.kdl"), deployment("localhost/app:2")).unwrap();
+    f.apply("k1.key");
+    f.wait_ready(&a, 2);
+}
+
+/// Finding 9. A forged write claiming the current generation is rejected (the device is rightly
+/// `degraded` while the bucket holds it); then the genuine plan is back in the bucket (before:
+/// still `degraded` with `desired_rejected: true`, because rejections were matched by the
+/// claimed generation). Rejections now name the digest of the entry they refused.
+#[test]
+fn attack_forged_write_does_not_leave_a_healthy_device_degraded() {
+    let mut f = Secure::new("deg", &["a"]);
+    let a = f.devices[0].clone();
+    f.apply("k1.key");
+    f.start_all_ready(1);
+    let rt = rt();
+    let genuine = f.plan_entry(&rt, &a);
+
+    // Tampered at the current generation: the genuine signature over another image.
+    let mut tampered = SignedDevicePlan::from_slice(&genuine).unwrap();
+    tampered.payload["deployments"][0]["services"][0]["image"] = "localhost/evil:1".into();
+    f.put_entry(&rt, &a, tampered.to_vec());
+    let d = f.wait_status(&a, "the tampered plan's rejection", |d| d["last_rejection"]["reason"]["kind"] == "bad-signature");
+    assert_eq!((d["condition"].as_str(), d["desired_rejected"].as_bool()), (Some("degraded"), Some(true)), "{d:#}");
+
+    // The genuine entry is back: the device is ready again; the rejection stays in its history.
+    f.put_entry(&rt, &a, genuine);
+    let d = f.wait_status(&a, "ready with the genuine plan back", |d| d["condition"] == "ready");
+    assert_eq!((d["desired_rejected"].as_bool(), d["applied_generation"].as_u64()), (Some(false), Some(1)), "{d:#}");
+    assert_eq!(d["last_rejection"]["reason"]["kind"], "bad-signature", "{d:#}");
+
+    // A forged entry claiming the next generation, then the operator's apply signs that
+    // generation: the genuine plan is not taken for the rejected one.
+    let attacker = generate_signing_key().unwrap();
+    let mut next = f.current_plan(&rt, &a, &f.signing_key("k1.key"));
+    next.generation = 2;
+    f.put_plan(&rt, &a, &next, &attacker);
+    f.wait_status(&a, "the forged next generation's rejection", |d| d["last_rejection"]["reason"]["kind"] == "unknown-key");
+    std::fs::write(f.repo.join("deploy.kdl"), deployment("localhost/app:2")).unwrap();
+    f.apply("k1.key");
+    let d = f.wait_ready(&a, 2);
+    assert_eq!((d["desired_rejected"].as_bool(), d["last_rejection"]["generation"].as_u64()), (Some(false), Some(2)), "{d:#}");
 }

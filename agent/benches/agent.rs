@@ -93,6 +93,7 @@ async fn many(n: usize) {
             command_max_age: Duration::from_secs(60),
             install_dir: None,
             upgrade_timeout: Duration::from_secs(120),
+            max_plan_bytes: harmony_agent::config::DEFAULT_MAX_PLAN_BYTES,
         };
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {

@@ -16,7 +16,7 @@ use async_nats::jetstream;
 use futures::StreamExt as _;
 use harmony_schemas::fleet::{
     DevicePlan, DeviceState, DeviceStatus, HEARTBEATS_BUCKET, Heartbeat, MAX_REJECTIONS, PLANS_BUCKET, PROTOCOL_VERSION, Rejection, RejectionReason,
-    STATUS_BUCKET, SignedDevicePlan, UpgradeReport, UpgradeState, device_inbox_prefix, kv_subject, now_ms,
+    STATUS_BUCKET, SignedDevicePlan, UpgradeReport, UpgradeState, device_inbox_prefix, kv_subject, now_ms, sha256_digest,
 };
 use harmony_schemas::trust::{Followed, SignedKeyAnnouncement, TrustState};
 use tokio::sync::{mpsc, watch};
@@ -441,9 +441,11 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                     current = Some(plan);
                 }
                 Accepted::Rejected(generation, reason) => {
-                    last_rejected = Some(bytes);
+                    // Bounded: the reason may quote the (unsigned) entry.
+                    let reason = reason.bounded();
                     tracing::warn!(?generation, "rejected plan: {reason}");
-                    state.rejections.push(Rejection { generation, reason: reason.clone(), at_ms: now_ms() });
+                    state.rejections.push(Rejection { generation, reason: reason.clone(), at_ms: now_ms(), digest: Some(sha256_digest(&bytes)) });
+                    last_rejected = Some(bytes);
                     let excess = state.rejections.len().saturating_sub(MAX_REJECTIONS);
                     state.rejections.drain(..excess);
                     if let Err(e) = state.save(&config.state_dir) {
@@ -501,6 +503,9 @@ pub fn verify_persisted(config: &Config, state: &PersistedState) -> Option<Resul
 }
 
 fn accept(bytes: &[u8], config: &Config, base: &TrustState, applied: Option<(u64, &serde_json::Value)>) -> Accepted {
+    if bytes.len() > config.max_plan_bytes {
+        return Accepted::Rejected(None, RejectionReason::TooLarge { bytes: bytes.len() as u64, max_bytes: config.max_plan_bytes as u64 });
+    }
     let signed = match SignedDevicePlan::from_slice(bytes) {
         Ok(s) => s,
         Err(e) => return Accepted::Rejected(None, e.into()),
@@ -754,6 +759,8 @@ async fn publish_status(
         loop {
             let Some(mut status) = rx.borrow_and_update().clone() else { break };
             status.trusted_keys = trust.borrow().clone();
+            // Whatever the agent was sent, its status fits a NATS message.
+            let status = status.bounded();
             match put(&js, STATUS_BUCKET, &device, serde_json::to_vec(&status).unwrap_or_default()).await {
                 Ok(()) => {
                     published.send_replace(status.updated_at_ms);
@@ -772,7 +779,28 @@ async fn publish_status(
 
 #[cfg(test)]
 mod tests {
-    use super::Seeds;
+    use super::{Accepted, Seeds, accept};
+    use harmony_schemas::fleet::{RejectionReason, encode_key, generate_signing_key};
+    use harmony_schemas::trust::TrustState;
+
+    #[test]
+    fn an_entry_over_max_plan_bytes_is_rejected_unread() {
+        let key = generate_signing_key().unwrap();
+        let text = format!(
+            "device_id = \"pi\"\nstate_dir = \"/tmp/x\"\nmax_plan_bytes = 4096\nfleet_keys = [\"{}\"]\n[nats]\nurls = [\"nats://127.0.0.1:1\"]\n",
+            encode_key(key.verifying_key().as_bytes())
+        );
+        let config = crate::ConfigFile::parse(&text, std::path::Path::new("t")).unwrap().resolve(Default::default()).unwrap();
+        let trust = TrustState::new(&config.fleet_keys);
+        let big = format!("{{\"payload\":{{\"generation\":5}},\"signature\":{{\"key_id\":\"{}\"}}}}", "k".repeat(4096));
+        assert!(matches!(
+            accept(big.as_bytes(), &config, &trust, None),
+            Accepted::Rejected(None, RejectionReason::TooLarge { bytes, max_bytes: 4096 }) if bytes == big.len() as u64
+        ));
+        // Under the limit it is read (and rejected for what it is).
+        let small = format!("{{\"payload\":{{\"generation\":5}},\"signature\":{{\"alg\":\"ed25519\",\"key_id\":\"{}\",\"sig\":\"\"}}}}", "k".repeat(1000));
+        assert!(matches!(accept(small.as_bytes(), &config, &trust, None), Accepted::Rejected(Some(5), RejectionReason::UnknownKey { .. })));
+    }
 
     #[test]
     fn a_rotated_seed_falls_back_to_the_previous_one_until_it_works() {

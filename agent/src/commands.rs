@@ -59,12 +59,13 @@ pub async fn serve(client: async_nats::Client, shared: Arc<Shared>, mut sub: asy
                     agent_version: AGENT_VERSION.into(),
                     uptime_s: shared.uptime_s(),
                 }),
+                // Replies quote the request (a key id, a device, a container): bounded.
                 Verb::Retire => match retire(&shared, &nonces, &msg.payload) {
-                    Some(reply) => serde_json::to_vec(&reply),
+                    Some(reply) => serde_json::to_vec(&reply.bounded()),
                     // Addressed to another version (the new agent of an upgrade): not ours to answer.
                     None => return,
                 },
-                _ => serde_json::to_vec(&handle(&shared, &nonces, verb, &msg.payload).await),
+                _ => serde_json::to_vec(&handle(&shared, &nonces, verb, &msg.payload).await.bounded()),
             };
             if let Err(e) = client.publish(reply, body.unwrap_or_default().into()).await {
                 tracing::debug!("command reply not sent: {e}");

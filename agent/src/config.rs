@@ -45,6 +45,9 @@ pub struct ConfigFile {
     /// Seconds an upgrade waits for the executor to retire this agent once the new one runs
     /// (default 120); then the new one is stopped and `current` is switched back.
     pub upgrade_timeout_s: Option<u64>,
+    /// The largest plans entry the agent decodes, bytes (default [`DEFAULT_MAX_PLAN_BYTES`]);
+    /// larger ones are rejected as `too-large` unread.
+    pub max_plan_bytes: Option<usize>,
     /// NATS connection.
     #[serde(default)]
     pub nats: NatsFile,
@@ -171,7 +174,13 @@ pub struct Config {
     pub install_dir: Option<PathBuf>,
     /// How long an upgrade waits to be retired.
     pub upgrade_timeout: Duration,
+    /// The largest plans entry decoded, bytes.
+    pub max_plan_bytes: usize,
 }
+
+/// Default `max_plan_bytes`: 256 KiB, a quarter of nats-server's default `max_payload` (1 MiB)
+/// and far above any real plan (a few KiB per deployment).
+pub const DEFAULT_MAX_PLAN_BYTES: usize = 256 * 1024;
 
 /// A configuration error naming the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -313,6 +322,10 @@ impl ConfigFile {
         if max_age == 0 {
             return Err(err("command_max_age_s", "must be at least 1"));
         }
+        let max_plan_bytes = self.max_plan_bytes.unwrap_or(DEFAULT_MAX_PLAN_BYTES);
+        if max_plan_bytes < 4096 {
+            return Err(err("max_plan_bytes", format!("{max_plan_bytes} is too small for a plan: give at least 4096 (default {DEFAULT_MAX_PLAN_BYTES})")));
+        }
         let n = &self.nats;
         let methods = [n.password_file.is_some(), n.token_file.is_some(), n.creds_file.is_some(), n.nkey_file.is_some()].iter().filter(|b| **b).count();
         if methods > 1 {
@@ -368,6 +381,7 @@ impl ConfigFile {
             command_max_age: Duration::from_secs(max_age),
             install_dir: self.install_dir,
             upgrade_timeout: Duration::from_secs(self.upgrade_timeout_s.unwrap_or(120).max(1)),
+            max_plan_bytes,
         })
     }
 }
@@ -389,7 +403,8 @@ mod tests {
         );
         let c = resolve(&text).unwrap();
         assert_eq!(c.device_id, "pi-001");
-        assert_eq!(c.runtime, RuntimeKind::Podman);
+        assert_eq!((c.runtime, c.max_plan_bytes), (RuntimeKind::Podman, DEFAULT_MAX_PLAN_BYTES));
+        assert_eq!(resolve(&format!("max_plan_bytes = 65536\n{text}")).unwrap().max_plan_bytes, 65536);
         let o = Overrides { device_id: Some("pi-002".into()), runtime: Some(RuntimeKind::None), ..Default::default() };
         let c = ConfigFile::parse(&text, Path::new("a")).unwrap().resolve(o).unwrap();
         assert_eq!((c.device_id.as_str(), c.runtime), ("pi-002", RuntimeKind::None));
@@ -412,6 +427,10 @@ mod tests {
             assert_eq!(field(&format!("{bad}\n{base}")), "data_root", "{bad}");
         }
         assert_eq!(resolve(&format!("data_root = \"/srv/data/\"\n{base}")).unwrap().data_root, PathBuf::from("/srv/data/"));
+        assert_eq!(
+            field(&format!("max_plan_bytes = 100\ndevice_id = \"pi\"\nstate_dir=\"/x\"\nfleet_keys=[\"{KEY}\"]\n[nats]\nurls=[\"nats://x\"]")),
+            "max_plan_bytes"
+        );
         let e = resolve("heartbeat_interval_s = \"x\"").unwrap_err();
         assert!(e.to_string().contains("agent.toml"), "{e}");
     }

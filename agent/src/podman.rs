@@ -75,16 +75,8 @@ pub struct Podman {
 
 const MAX_OUTPUT: usize = 64 * 1024;
 
-fn truncate(mut s: String) -> String {
-    if s.len() > MAX_OUTPUT {
-        let mut cut = MAX_OUTPUT;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push_str("\n[truncated]");
-    }
-    s
+fn truncate(s: String) -> String {
+    if s.len() > MAX_OUTPUT { harmony_schemas::fleet::bounded_text(&s, MAX_OUTPUT) } else { s }
 }
 
 impl Podman {

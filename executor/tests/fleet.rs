@@ -60,6 +60,7 @@ fn request(d: &DesiredFleet, key: &SigningKey) -> ApplyRequest {
         rollout_poll: None,
         desired: d.clone(),
         signing_key: key.clone(),
+        trusted: vec![],
         parallelism: 16,
         lock: LockOptions { ttl: Duration::from_secs(30), timeout: Duration::ZERO },
         state_dir: None,
@@ -194,7 +195,7 @@ async fn stale_revision_refuses_that_action_and_applies_the_rest() {
     let observed = observe_fleet(&c, &stores, "pico", &[key.verifying_key()]).await.expect("observe");
     let mut d = desired(5, "b", "b");
     d.plans.remove("d-003");
-    let actions = plan_fleet(&d, &observed);
+    let actions = plan_fleet(&d, &observed).expect("plan");
     // Someone writes d-001 and creates d-004 after planning.
     let before = observed.plans["d-001"].revision;
     let mut other = d.plans["d-001"].clone();

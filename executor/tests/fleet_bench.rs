@@ -119,6 +119,7 @@ async fn apply_10k_signed_plans_vs_raw_puts() {
         rollout_poll: None,
         desired: d.clone(),
         signing_key: key.clone(),
+        trusted: vec![],
         parallelism: PARALLELISM,
         lock: LockOptions::default(),
         state_dir: Some(std::env::temp_dir().join(format!("harmony-bench-{}", std::process::id()))),

@@ -78,6 +78,7 @@ async fn server_killed_mid_apply_converges_on_rerun() {
         rollout_poll: None,
         desired: desired(version),
         signing_key: key.clone(),
+        trusted: vec![],
         parallelism: 16,
         lock: LockOptions { ttl: Duration::from_secs(1), timeout: wait },
         state_dir: Some(state.path().to_path_buf()),

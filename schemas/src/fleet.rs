@@ -197,6 +197,32 @@ impl Sha256Digest {
     }
 }
 
+/// The longest text, in bytes, an agent copies from what it received (a plan entry, a command)
+/// into its status, heartbeat or a command reply ([`bounded_text`]).
+pub const MAX_REPORTED_TEXT: usize = 512;
+
+/// `text` if it is at most `max` bytes; otherwise its longest prefix that, cut on a character
+/// boundary and followed by the marker `… (N bytes in all)`, fits in `max` bytes. The one way
+/// text from untrusted input is bounded before it is reported.
+pub fn bounded_text(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let marker = format!("… ({} bytes in all)", text.len());
+    let mut cut = max.saturating_sub(marker.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{marker}", &text[..cut])
+}
+
+/// Bounds `text` in place with [`bounded_text`] and [`MAX_REPORTED_TEXT`].
+fn bound(text: &mut String) {
+    if text.len() > MAX_REPORTED_TEXT {
+        *text = bounded_text(text, MAX_REPORTED_TEXT);
+    }
+}
+
 /// One deployment on the device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DeploymentPlan {
@@ -790,6 +816,35 @@ pub struct DeviceStatus {
     pub updated_at_ms: u64,
 }
 
+impl DeviceStatus {
+    /// The status with every free text (the last error, rejection reasons, runtime failure
+    /// messages, the upgrade error) bounded with [`bounded_text`], so a status always fits a
+    /// NATS message whatever the agent was sent.
+    pub fn bounded(mut self) -> DeviceStatus {
+        if let Some(e) = &mut self.last_error {
+            bound(e);
+        }
+        self.rejections = self
+            .rejections
+            .into_iter()
+            .map(|mut r| {
+                r.reason = r.reason.bounded();
+                r
+            })
+            .collect();
+        for d in &mut self.deployments {
+            if let Some(DeploymentFailure::Runtime { container, message }) = &mut d.failure {
+                bound(container);
+                bound(message);
+            }
+        }
+        if let Some(e) = self.upgrade.as_mut().and_then(|u| u.error.as_mut()) {
+            bound(e);
+        }
+        self
+    }
+}
+
 /// An agent upgrade as the agent reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct UpgradeReport {
@@ -1054,12 +1109,18 @@ pub enum ContainerState {
 /// A rejected plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Rejection {
-    /// The plan's generation, if it could be read.
+    /// The generation the plan claimed, if it could be read (not verified: a forged entry claims
+    /// what it likes).
     pub generation: Option<u64>,
     /// Why.
     pub reason: RejectionReason,
     /// When, Unix milliseconds.
     pub at_ms: u64,
+    /// [`sha256_digest`] of the rejected plans entry's value, as received: which entry was
+    /// rejected (`harmony status` compares it with the entry now in the bucket). Absent from
+    /// agents before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// Why a plan was rejected. Nothing of a rejected plan runs.
@@ -1109,6 +1170,13 @@ pub enum RejectionReason {
         /// The deployment, container and path, and why.
         detail: String,
     },
+    /// Larger than the agent accepts (its `max_plan_bytes`); not decoded.
+    TooLarge {
+        /// The entry's size.
+        bytes: u64,
+        /// The agent's limit.
+        max_bytes: u64,
+    },
 }
 
 impl fmt::Display for RejectionReason {
@@ -1124,7 +1192,27 @@ impl fmt::Display for RejectionReason {
             RejectionReason::Invalid { detail } => write!(f, "invalid plan: {detail}"),
             RejectionReason::KeyChain { detail } => write!(f, "plan's key chain refused: {detail}"),
             RejectionReason::HostAccess { detail } => write!(f, "plan refused: {detail}"),
+            RejectionReason::TooLarge { bytes, max_bytes } => {
+                write!(f, "plan entry is {bytes} bytes, more than the {max_bytes} this agent accepts (`max_plan_bytes`)")
+            }
         }
+    }
+}
+
+impl RejectionReason {
+    /// Every text field bounded with [`bounded_text`] (they copy unsigned input: a key id, a
+    /// decoder message quoting the entry).
+    pub fn bounded(mut self) -> RejectionReason {
+        match &mut self {
+            RejectionReason::Malformed { detail }
+            | RejectionReason::Invalid { detail }
+            | RejectionReason::KeyChain { detail }
+            | RejectionReason::HostAccess { detail } => bound(detail),
+            RejectionReason::UnknownKey { key_id } => bound(key_id),
+            RejectionReason::WrongDevice { plan_device } => bound(plan_device),
+            RejectionReason::BadSignature | RejectionReason::StaleGeneration { .. } | RejectionReason::TooLarge { .. } => {}
+        }
+        self
     }
 }
 
@@ -1347,6 +1435,34 @@ impl fmt::Display for RefusalReason {
     }
 }
 
+impl CommandReply {
+    /// The reply with every text copied from the request (a refusal's key id, device, container,
+    /// decoder message, a version) or in an error bounded with [`bounded_text`]; command output
+    /// (`logs`, `exec` streams) is bounded to 64 KiB where the agent reads it.
+    pub fn bounded(mut self) -> CommandReply {
+        match &mut self {
+            CommandReply::Refused { reason } => match reason {
+                RefusalReason::Unsigned { detail } => bound(detail),
+                RefusalReason::UnknownKey { key_id } => bound(key_id),
+                RefusalReason::WrongDevice { device_id } => bound(device_id),
+                RefusalReason::UnknownContainer { deployment, container } => {
+                    bound(deployment);
+                    bound(container);
+                }
+                RefusalReason::BadSignature
+                | RefusalReason::Stale { .. }
+                | RefusalReason::Replayed
+                | RefusalReason::WrongVerb
+                | RefusalReason::NotUpgrading => {}
+            },
+            CommandReply::Error { message } => bound(message),
+            CommandReply::Retiring { version } => bound(version),
+            CommandReply::Logs { .. } | CommandReply::Exec { .. } | CommandReply::Credentials { .. } => {}
+        }
+        self
+    }
+}
+
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -1462,7 +1578,7 @@ mod tests {
                 containers: vec![],
             }],
             last_error: None,
-            rejections: vec![Rejection { generation: Some(3), reason: RejectionReason::BadSignature, at_ms: 1 }],
+            rejections: vec![Rejection { generation: Some(3), reason: RejectionReason::BadSignature, at_ms: 1, digest: Some("sha256:00".into()) }],
             trusted_keys: vec![],
             updated_at_ms: 2,
         };
@@ -1519,6 +1635,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn bounded_text_cuts_on_a_char_boundary_with_a_marker() {
+        assert_eq!(bounded_text("short", 512), "short");
+        let long = "é".repeat(1000); // 2000 bytes
+        let b = bounded_text(&long, 100);
+        assert!(b.len() <= 100 && b.ends_with("… (2000 bytes in all)") && b.starts_with("éé"), "{b}");
+        // A 900 KB key id in a rejection, a refusal and a status: all bounded.
+        let huge = "k".repeat(900_000);
+        let r = RejectionReason::UnknownKey { key_id: huge.clone() }.bounded();
+        assert!(r.to_string().len() < 2 * MAX_REPORTED_TEXT, "{r}");
+        let reply = CommandReply::Refused { reason: RefusalReason::UnknownContainer { deployment: huge.clone(), container: huge.clone() } }.bounded();
+        assert!(serde_json::to_vec(&reply).unwrap().len() < 3 * MAX_REPORTED_TEXT);
+        let status = DeviceStatus {
+            upgrade: Some(UpgradeReport { from: "a".into(), to: "b".into(), generation: 1, state: UpgradeState::Failed, error: Some(huge.clone()), at_ms: 0 }),
+            version: 1,
+            device_id: "pi-001".into(),
+            agent_version: "0.1.0".into(),
+            applied_generation: Some(1),
+            applied_source_revision: None,
+            state: DeviceState::Degraded,
+            deployments: vec![DeploymentStatus {
+                name: "hub".into(),
+                spec_hash: "sha256:1".into(),
+                state: DeploymentState::Failed,
+                failure: Some(DeploymentFailure::Runtime { container: "hub".into(), message: huge.clone() }),
+                containers: vec![],
+            }],
+            last_error: Some(huge.clone()),
+            rejections: (0..MAX_REJECTIONS as u64)
+                .map(|g| Rejection { generation: Some(g), reason: RejectionReason::Malformed { detail: huge.clone() }, at_ms: 0, digest: None })
+                .collect(),
+            trusted_keys: vec![],
+            updated_at_ms: 0,
+        }
+        .bounded();
+        assert!(serde_json::to_vec(&status).unwrap().len() < 16 * 1024);
     }
 
     #[test]

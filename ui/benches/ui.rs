@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use harmony_executor::fleet::StatusThresholds;
 use harmony_executor::fleet::observe::ObservedEntry;
-use harmony_schemas::fleet::{ContainerKind, ContainerState, ContainerStatus, DeploymentState, DeploymentStatus, DeviceState, DeviceStatus, Heartbeat, now_ms};
+use harmony_schemas::fleet::{
+    ContainerKind, ContainerState, ContainerStatus, DeploymentState, DeploymentStatus, DevicePlan, DeviceState, DeviceStatus, Heartbeat, now_ms,
+};
 use harmony_ui::model::{RepoDevice, RepoFleet, RepoView};
 use harmony_ui::{Shared, router};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -45,8 +47,21 @@ fn model(n: usize) -> (RepoView, harmony_ui::model::Live) {
         repo.devices
             .insert(id.clone(), RepoDevice { fleet: "pico".into(), labels: labels.clone(), deployments: vec!["sensor-hub".into(), "telemetry".into()] });
         let generation = 3 + (i % 4) as u64;
-        live.plans
-            .insert(id.clone(), ObservedEntry { revision: i as u64 + 1, signed: None, plan: None, generation: Some(generation), fleet: Some("pico".into()) });
+        let plan = DevicePlan {
+            version: 1,
+            device_id: id.clone(),
+            fleet: "pico".into(),
+            generation,
+            source_revision: "bench".into(),
+            agent_version: "0.1.0".into(),
+            agent: None,
+            deployments: vec![],
+            key_chain: vec![],
+        };
+        live.plans.insert(
+            id.clone(),
+            ObservedEntry { revision: i as u64 + 1, signed: None, plan: Some(plan), fleet: Some("pico".into()), digest: format!("sha256:{i}") },
+        );
         let applied = if i % 10 == 0 { generation - 1 } else { generation };
         let state = match i % 25 {
             0 => DeviceState::Degraded,

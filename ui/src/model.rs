@@ -266,8 +266,8 @@ impl Live {
                 let decoded = decode_plans(bucket, vec![raw], &fleet, repo.trusted(&fleet), &mut warnings);
                 match decoded.into_iter().next() {
                     Some((_, entry)) => {
-                        let before = self.plans.get(key).and_then(|e| e.generation);
-                        let generation = entry.generation;
+                        let before = self.plans.get(key).and_then(ObservedEntry::generation);
+                        let generation = entry.generation();
                         self.plans.insert(key.to_string(), entry);
                         (before != generation).then(|| change("plan", format!("desired generation {}", generation.map_or("?".into(), |g| g.to_string()))))
                     }
@@ -393,7 +393,7 @@ pub fn device_row(repo: &RepoView, live: &Live, id: &str, now_ms: u64, t: Status
     let fleet = declared.map(|d| d.fleet.clone()).or_else(|| plan.and_then(|p| p.fleet.clone())).unwrap_or_else(|| "-".into());
     let labels = declared.map(|d| d.labels.clone()).or_else(|| hb.map(|(h, _)| h.labels.clone())).unwrap_or_default();
     let status = live.statuses.get(id);
-    let mut report = device_report(id, plan, status, hb, now_ms, t);
+    let mut report = device_report(id, plan, None, status, hb, now_ms, t);
     if let Some(f) = repo.fleets.get(&fleet) {
         flag_foreign_keys(&mut report, status, &f.chain);
     }

@@ -96,6 +96,14 @@ pub enum FleetError {
         /// The error.
         detail: String,
     },
+    /// A device's plan generations are exhausted.
+    #[error("device `{device}`: {detail}")]
+    Generation {
+        /// Device.
+        device: String,
+        /// Why, and what to do.
+        detail: String,
+    },
 }
 
 pub(crate) fn nats_err(what: impl Into<String>, e: impl std::fmt::Display) -> FleetError {

@@ -10,7 +10,9 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv};
 use ed25519_dalek::VerifyingKey;
 use futures::StreamExt;
-use harmony_schemas::fleet::{DevicePlan, DeviceStatus, HEARTBEATS_BUCKET, Heartbeat, PLANS_BUCKET, STATUS_BUCKET, SignedDevicePlan, valid_device_id};
+use harmony_schemas::fleet::{
+    DevicePlan, DeviceStatus, HEARTBEATS_BUCKET, Heartbeat, PLANS_BUCKET, STATUS_BUCKET, SignedDevicePlan, sha256_digest, valid_device_id,
+};
 use serde::Serialize;
 
 use super::{FleetError, nats_err};
@@ -37,10 +39,19 @@ pub struct ObservedEntry {
     pub signed: Option<SignedDevicePlan>,
     /// The payload, when it verifies with the fleet's key and decodes.
     pub plan: Option<DevicePlan>,
-    /// The plan's generation even when it does not verify (for generation bookkeeping).
-    pub generation: Option<u64>,
     /// The fleet the payload names, even when it does not verify.
     pub fleet: Option<String>,
+    /// [`sha256_digest`] of the value: which entry this is (an agent's rejection names the
+    /// digest of the entry it rejected).
+    pub digest: String,
+}
+
+impl ObservedEntry {
+    /// The generation of the plan, when it verifies: a generation is only ever taken from a
+    /// signed plan (an unverified entry claims what it likes).
+    pub fn generation(&self) -> Option<u64> {
+        self.plan.as_ref().map(|p| p.generation)
+    }
 }
 
 /// A problem with one entry: reported, skipped, never fatal.
@@ -73,6 +84,9 @@ pub struct ObservedFleet {
     pub heartbeats: BTreeMap<String, (Heartbeat, u64)>,
     /// Entries skipped.
     pub warnings: Vec<Warning>,
+    /// For devices whose entry does not verify, or which report an applied generation above it:
+    /// the newest generation among the verified plans in the key's history ([`read_signed_history`]).
+    pub signed_history: BTreeMap<String, u64>,
 }
 
 /// Most subjects one multi-last direct get may match: nats-server answers more with 413
@@ -198,13 +212,13 @@ pub fn decode_plans(
     warnings: &mut Vec<Warning>,
 ) -> BTreeMap<String, ObservedEntry> {
     use rayon::prelude::*;
-    // Decode and verify on all cores (10,000 signatures take a while on one). The generation and
-    // fleet are read even from a payload that does not verify (bookkeeping, other fleets).
+    // Decode and verify on all cores (10,000 signatures take a while on one). The fleet is read
+    // even from a payload that does not verify (other fleets' entries are left out).
     struct Decoded {
         signed: Result<SignedDevicePlan, harmony_schemas::fleet::VerifyError>,
         verified: Option<Result<DevicePlan, harmony_schemas::fleet::VerifyError>>,
-        generation: Option<u64>,
         fleet: Option<String>,
+        digest: String,
     }
     let decoded: Vec<Option<Decoded>> = raw
         .par_iter()
@@ -214,16 +228,15 @@ pub fn decode_plans(
             }
             let signed = SignedDevicePlan::from_slice(&e.value);
             let payload = signed.as_ref().ok().map(|s| &s.payload);
-            let generation = payload.and_then(|p| p.get("generation")).and_then(serde_json::Value::as_u64);
             let fleet = payload.and_then(|p| p.get("fleet")).and_then(serde_json::Value::as_str).map(str::to_string);
             let verified = signed.as_ref().ok().filter(|_| fleet.as_deref().is_none_or(|f| f == fleet_name)).map(|s| s.verify(trusted));
-            Some(Decoded { signed, verified, generation, fleet })
+            Some(Decoded { signed, verified, fleet, digest: sha256_digest(&e.value) })
         })
         .collect();
     let mut out = BTreeMap::new();
     for (e, decoded) in raw.into_iter().zip(decoded) {
         let warn = |m: String| Warning { bucket: bucket.to_string(), key: e.key.clone(), revision: e.revision, message: m };
-        let Some(Decoded { signed, verified, generation, fleet: plan_fleet }) = decoded else {
+        let Some(Decoded { signed, verified, fleet: plan_fleet, digest }) = decoded else {
             warnings.push(warn("not a device id; skipped".into()));
             continue;
         };
@@ -231,7 +244,7 @@ pub fn decode_plans(
             Ok(s) => s,
             Err(err) => {
                 warnings.push(warn(format!("undecodable value ({err}); it will be replaced if the device is in the fleet")));
-                out.insert(e.key.clone(), ObservedEntry { revision: e.revision, signed: None, plan: None, generation: None, fleet: None });
+                out.insert(e.key.clone(), ObservedEntry { revision: e.revision, signed: None, plan: None, fleet: None, digest });
                 continue;
             }
         };
@@ -249,7 +262,7 @@ pub fn decode_plans(
                 None
             }
         };
-        out.insert(e.key.clone(), ObservedEntry { revision: e.revision, signed: Some(signed), plan, generation, fleet: plan_fleet });
+        out.insert(e.key.clone(), ObservedEntry { revision: e.revision, signed: Some(signed), plan, fleet: plan_fleet, digest });
     }
     out
 }
@@ -319,7 +332,70 @@ fn decode_all(
     let plans = decode_plans(plans.0, plans.1, fleet, trusted, &mut warnings);
     let statuses = decode_json::<DeviceStatus>(status.0, status.1, &mut warnings).into_iter().map(|(k, (v, _))| (k, v)).collect();
     let heartbeats = decode_json::<Heartbeat>(heartbeats.0, heartbeats.1, &mut warnings);
-    ObservedFleet { plans, statuses, heartbeats, warnings }
+    ObservedFleet { plans, statuses, heartbeats, warnings, signed_history: BTreeMap::new() }
+}
+
+/// Most revisions of one key [`newest_signed_in_history`] reads: the plans bucket keeps
+/// `connect::PLANS_HISTORY`; the bound only guards against a server answering in circles.
+const MAX_HISTORY_READS: usize = 64;
+
+/// The newest generation among the plans of `device`'s history in the plans bucket (the entry
+/// and the revisions kept before it) that verify with `trusted`, are for `fleet` and name the
+/// device: the newest generation Harmony signed for it, as far as the bucket still shows. Read
+/// with direct gets (the next message of the key's subject from a sequence on), never a
+/// consumer: the read-only identity (`harmony status`) may not create one.
+pub async fn newest_signed_in_history(store: &kv::Store, device: &str, fleet: &str, trusted: &[VerifyingKey]) -> Result<Option<u64>, FleetError> {
+    use async_nats::jetstream::stream::DirectGetErrorKind;
+    let what = || format!("reading the history of {device} in bucket {}", store.name);
+    let subject = format!("{}{device}", store.prefix);
+    let (mut newest, mut from) = (None, 1u64);
+    for _ in 0..MAX_HISTORY_READS {
+        let message = match store.stream.direct_get_next_for_subject(subject.as_str(), Some(from)).await {
+            Ok(m) => m,
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
+            Err(e) => return Err(nats_err(what(), e)),
+        };
+        // Deletions and anything that does not verify count for nothing.
+        if let Ok(p) = SignedDevicePlan::from_slice(&message.payload).and_then(|s| s.verify(trusted))
+            && p.fleet == fleet
+            && p.device_id == device
+        {
+            newest = newest.max(Some(p.generation));
+        }
+        match message.sequence.checked_add(1) {
+            Some(next) if next > from => from = next,
+            _ => break,
+        }
+    }
+    Ok(newest)
+}
+
+/// Fills [`ObservedFleet::signed_history`] for those of `devices` whose plans entry does not
+/// verify, or which report an applied generation above it ([`super::plan::needs_history`]):
+/// usually none, so usually no read at all.
+pub async fn read_signed_history(
+    client: &async_nats::Client,
+    observed: &mut ObservedFleet,
+    fleet: &str,
+    trusted: &[VerifyingKey],
+    devices: impl IntoIterator<Item = &str>,
+) -> Result<(), FleetError> {
+    use futures::TryStreamExt as _;
+    let wanted: Vec<String> = devices.into_iter().filter(|d| super::plan::needs_history(observed, d)).map(str::to_string).collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let Some(store) = open_bucket(&jetstream::new(client.clone()), PLANS_BUCKET).await? else { return Ok(()) };
+    let found: Vec<(String, Option<u64>)> = futures::stream::iter(wanted)
+        .map(|device| {
+            let store = &store;
+            async move { newest_signed_in_history(store, &device, fleet, trusted).await.map(|g| (device, g)) }
+        })
+        .buffer_unordered(16)
+        .try_collect()
+        .await?;
+    observed.signed_history.extend(found.into_iter().filter_map(|(d, g)| Some((d, g?))));
+    Ok(())
 }
 
 /// Observes the plans (of `fleet`, verified with `trusted`), statuses and heartbeats.
@@ -330,11 +406,12 @@ pub async fn observe_fleet(client: &async_nats::Client, stores: &[kv::Store; 3],
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use harmony_schemas::fleet::{PROTOCOL_VERSION, generate_signing_key};
 
-    fn plan(device: &str, fleet: &str, generation: u64) -> DevicePlan {
+    /// A plan without deployments (also for the other modules' tests).
+    pub(crate) fn plan(device: &str, fleet: &str, generation: u64) -> DevicePlan {
         DevicePlan {
             version: PROTOCOL_VERSION,
             device_id: device.into(),
@@ -361,7 +438,7 @@ mod tests {
             entry("pi-001", 11, signed(&plan("pi-001", "pico", 4), &ours)),
             // Another fleet's plan in the same bucket, signed with its own key: not ours, no warning.
             entry("pi-900", 12, signed(&plan("pi-900", "other", 2), &theirs)),
-            // Our fleet, signed with a key we do not trust: kept for its generation, not as a plan.
+            // Our fleet, signed with a key we do not trust: kept (to be replaced), not as a plan.
             entry("pi-002", 13, signed(&plan("pi-002", "pico", 7), &theirs)),
             // A plan written under another device's key.
             entry("pi-003", 14, signed(&plan("pi-999", "pico", 1), &ours)),
@@ -372,12 +449,14 @@ mod tests {
         let out = decode_plans("harmony-plans", raw, "pico", &[ours.verifying_key()], &mut warnings);
         assert_eq!(out.keys().map(String::as_str).collect::<Vec<_>>(), ["pi-001", "pi-002", "pi-003", "pi-004"]);
         let one = &out["pi-001"];
-        assert_eq!((one.revision, one.generation, one.fleet.as_deref()), (11, Some(4), Some("pico")));
+        assert_eq!((one.revision, one.generation(), one.fleet.as_deref()), (11, Some(4), Some("pico")));
+        assert_eq!(one.digest, sha256_digest(&signed(&plan("pi-001", "pico", 4), &ours)));
         assert_eq!(one.plan.as_ref(), Some(&plan("pi-001", "pico", 4)));
         let two = &out["pi-002"];
-        assert_eq!((two.plan.is_none(), two.generation, two.signed.is_some()), (true, Some(7), true));
+        // Our fleet's name, another key: no generation (a forged entry claims what it likes).
+        assert_eq!((two.plan.is_none(), two.generation(), two.signed.is_some()), (true, None, true));
         assert!(out["pi-003"].plan.is_none());
-        assert_eq!((out["pi-004"].signed.is_none(), out["pi-004"].generation), (true, None));
+        assert_eq!((out["pi-004"].signed.is_none(), out["pi-004"].generation()), (true, None));
         let by_key: BTreeMap<&str, &str> = warnings.iter().map(|w| (w.key.as_str(), w.message.as_str())).collect();
         assert_eq!(by_key.keys().copied().collect::<Vec<_>>(), ["Not A Device", "pi-002", "pi-003", "pi-004"], "{warnings:?}");
         assert!(by_key["pi-002"].contains("will be replaced"), "{}", by_key["pi-002"]);

@@ -19,6 +19,7 @@ use harmony_compiler::CompiledRepo;
 use harmony_schemas::fleet::{
     Command, CommandReply, CommandRequest, ContainerKind, ContainerState, DevicePlan, DeviceState, DeviceStatus, Heartbeat, PROTOCOL_VERSION, PayloadSigner,
     RolloutFailure, RolloutRecord, RolloutState, RolloutWave, SignedCommand, SignedDevicePlan, UpgradeState, Verb, WaveState, command_subject, now_ms,
+    sha256_digest,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -294,6 +295,8 @@ pub struct Expect {
     pub generation: u64,
     /// The agent version its plan names.
     pub agent_version: String,
+    /// Digest of the entry written (what a rejection of it names), when known.
+    pub digest: Option<String>,
 }
 
 /// `device`'s health against `expect`, from its status and heartbeat (with the heartbeat entry's
@@ -301,7 +304,7 @@ pub struct Expect {
 pub fn device_health(expect: &Expect, status: Option<&DeviceStatus>, hb: Option<&(Heartbeat, u64)>, now_ms: u64, fresh: Duration) -> Health {
     let g = expect.generation;
     let Some(s) = status else { return Health::Pending("no status reported yet".into()) };
-    if let Some(r) = s.rejections.iter().rev().find(|r| r.generation == Some(g)) {
+    if let Some(r) = s.rejections.iter().rev().find(|r| super::status::rejects(r, expect.digest.as_deref(), Some(g))) {
         return Health::Failed(format!("rejected generation {g}: {}", r.reason));
     }
     if let Some(u) = &s.upgrade
@@ -367,6 +370,8 @@ pub struct WaveContext<'a> {
     pub rollouts: &'a kv::Store,
     /// The fleet's key (plans, reverts, retire commands).
     pub key: &'a SigningKey,
+    /// Keys plans in the bucket may be signed with (the signing key's among them).
+    pub trusted: &'a [ed25519_dalek::VerifyingKey],
     /// Journal.
     pub journal: Option<&'a Journal>,
     /// Write options.
@@ -495,7 +500,7 @@ pub async fn run_waves(ctx: WaveContext<'_>, plan: &RolloutPlan, actions: Vec<Fl
             };
             let agent_version = a.plan.as_ref().or_else(|| ctx.observed.plans.get(&a.device).and_then(|e| e.plan.as_ref())).map(|p| p.agent_version.clone());
             match (generation, agent_version) {
-                (Some(generation), Some(agent_version)) => expect.push(Expect { device: a.device.clone(), generation, agent_version }),
+                (Some(generation), Some(agent_version)) => expect.push(Expect { device: a.device.clone(), generation, agent_version, digest: None }),
                 _ => {
                     let why = match &res.outcome {
                         ActionOutcome::Stale { expected, found } => format!("entry moved (expected revision {expected:?}, found {found:?})"),
@@ -505,6 +510,13 @@ pub async fn run_waves(ctx: WaveContext<'_>, plan: &RolloutPlan, actions: Vec<Fl
                     note_failure(&mut record, a.device.clone(), i, why);
                 }
             }
+        }
+        // Which entries the gate waits on (a rejection names the digest of the entry it refused:
+        // an older forgery claiming the same generation is not the plan written here).
+        let written = read_keys(&ctx.stores[0], expect.iter().map(|e| e.device.clone()).collect()).await?;
+        let digests: BTreeMap<String, String> = written.into_iter().map(|e| (e.key, sha256_digest(&e.value))).collect();
+        for e in &mut expect {
+            e.digest = digests.get(&e.device).cloned();
         }
         // Devices of the wave without an action (not in the repository's plans any more) are not waited for.
         report.results.extend(r.results);
@@ -700,7 +712,7 @@ async fn revert_and_wait(
 /// for.
 async fn revert(ctx: &WaveContext<'_>, record: &RolloutRecord) -> (Vec<(String, Result<u64, String>)>, Vec<Expect>) {
     let store = &ctx.stores[0];
-    let trusted = [ctx.key.verifying_key()];
+    let trusted = ctx.trusted;
     let signer = super::sign::bulk_signer(ctx.key);
     let mut out = Vec::new();
     let mut expect = Vec::new();
@@ -709,21 +721,26 @@ async fn revert(ctx: &WaveContext<'_>, record: &RolloutRecord) -> (Vec<(String, 
             let old = store.entry_for_revision(device, *prev_rev).await.map_err(|e| format!("reading revision {prev_rev}: {e}"))?;
             let old = old.ok_or_else(|| format!("revision {prev_rev} is no longer in the bucket's history"))?;
             let mut plan: DevicePlan =
-                SignedDevicePlan::from_slice(&old.value).and_then(|s| s.verify(&trusted)).map_err(|e| format!("revision {prev_rev}: {e}"))?;
+                SignedDevicePlan::from_slice(&old.value).and_then(|s| s.verify(trusted)).map_err(|e| format!("revision {prev_rev}: {e}"))?;
             let current = store.entry(device).await.map_err(|e| e.to_string())?.filter(|e| e.operation == kv::Operation::Put).ok_or("the entry was deleted")?;
             let current_signed = SignedDevicePlan::from_slice(&current.value).ok();
             if let Some(c) =
-                current_signed.as_ref().and_then(|s| s.verify(&trusted).ok()).filter(|c| DevicePlan { generation: c.generation, ..plan.clone() } == *c)
+                current_signed.as_ref().and_then(|s| s.verify(trusted).ok()).filter(|c| DevicePlan { generation: c.generation, ..plan.clone() } == *c)
             {
                 // Already written back (by a revert this one finishes).
-                return Ok((current.revision, Expect { device: device.clone(), generation: c.generation, agent_version: c.agent_version }));
+                let digest = Some(sha256_digest(&current.value));
+                return Ok((current.revision, Expect { device: device.clone(), generation: c.generation, agent_version: c.agent_version, digest }));
             }
-            // Above whatever the entry holds, verified or not: an agent only takes newer generations.
-            let current_gen = current_signed.and_then(|s| s.payload.get("generation").and_then(|g| g.as_u64())).unwrap_or(plan.generation);
-            plan.generation = current_gen.max(plan.generation) + 1;
+            // Above the newest generation Harmony signed (the entry's history: the rollout's own
+            // write is there even if a forged entry replaced it) and the applied one believed.
+            let newest = super::observe::newest_signed_in_history(store, device, ctx.fleet, trusted).await.map_err(|e| e.to_string())?;
+            let newest = newest.max(Some(plan.generation));
+            let applied = super::plan::judge_applied(newest, super::plan::reported_applied(ctx.observed, device));
+            plan.generation = super::plan::next_generation(device, newest, applied.believed).map_err(|e| e.to_string())?;
             let bytes = signer.sign_to_vec(&plan).map_err(|e| e.to_string())?;
+            let digest = Some(sha256_digest(&bytes));
             let rev = store.update(device, bytes.into(), current.revision).await.map_err(|e| e.to_string())?;
-            Ok::<_, String>((rev, Expect { device: device.clone(), generation: plan.generation, agent_version: plan.agent_version }))
+            Ok::<_, String>((rev, Expect { device: device.clone(), generation: plan.generation, agent_version: plan.agent_version, digest }))
         }
         .await;
         match r {
@@ -793,7 +810,7 @@ mod tests {
             let signed = SignedDevicePlan::sign(p, &key).expect("sign");
             o.plans.insert(
                 d.clone(),
-                ObservedEntry { revision: i as u64 + 1, signed: Some(signed), plan: Some(p.clone()), generation: Some(1), fleet: Some("pico".into()) },
+                ObservedEntry { revision: i as u64 + 1, signed: Some(signed), plan: Some(p.clone()), fleet: Some("pico".into()), digest: String::new() },
             );
         }
         o
@@ -888,7 +905,7 @@ mod tests {
 
     #[test]
     fn health_from_status_and_heartbeat() {
-        let e = Expect { device: "d".into(), generation: 4, agent_version: "0.2.0".into() };
+        let mut e = Expect { device: "d".into(), generation: 4, agent_version: "0.2.0".into(), digest: None };
         let now = 1_000_000;
         let fresh = Duration::from_secs(10);
         let status = |applied: u64, state: DeviceState, agent: &str| DeviceStatus {
@@ -950,8 +967,13 @@ mod tests {
         stopped.deployments[0].containers[1].state = ContainerState::Running;
         assert_eq!(device_health(&e, Some(&stopped), Some(&hb("0.2.0", now)), now, fresh), Health::Healthy);
         let mut rejected = status(3, DeviceState::Applied, "0.1.0");
-        rejected.rejections.push(Rejection { generation: Some(4), reason: RejectionReason::BadSignature, at_ms: now });
+        rejected.rejections.push(Rejection { generation: Some(4), reason: RejectionReason::BadSignature, at_ms: now, digest: Some("sha256:forged".into()) });
         let Health::Failed(why) = device_health(&e, Some(&rejected), Some(&hb("0.1.0", now)), now, fresh) else { panic!("rejection is a failure") };
         assert!(why.contains("rejected generation 4"), "{why}");
+        // The entry written is another one than the forgery of the same generation the agent rejected.
+        e.digest = Some("sha256:written".into());
+        assert!(matches!(device_health(&e, Some(&rejected), Some(&hb("0.1.0", now)), now, fresh), Health::Pending(_)));
+        e.digest = Some("sha256:forged".into());
+        assert!(matches!(device_health(&e, Some(&rejected), Some(&hb("0.1.0", now)), now, fresh), Health::Failed(_)));
     }
 }

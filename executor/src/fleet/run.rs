@@ -9,7 +9,7 @@ use ed25519_dalek::SigningKey;
 use super::apply::{ApplyOptions, ApplyReport, apply_actions_returning};
 use super::journal::{Interrupted, Journal, Record};
 use super::lock::{FleetLock, LockHolder, LockOptions};
-use super::observe::{ObservedFleet, observe_fleet};
+use super::observe::{ObservedFleet, observe_fleet, read_signed_history};
 use super::plan::{FleetAction, FleetOp, plan_fleet_owned};
 use super::rollout::{RolloutPlan, RolloutSpecs, WaveContext, plan_rollout, read_record, run_waves};
 use super::{DesiredFleet, FleetError, connect::ensure_buckets};
@@ -27,6 +27,9 @@ pub struct ApplyRequest {
     pub desired: DesiredFleet,
     /// The fleet's private key.
     pub signing_key: SigningKey,
+    /// The fleet's other trusted signing keys (its key chain's current ones): plans they signed
+    /// count as Harmony's (generations, unchanged content). The signing key always does.
+    pub trusted: Vec<ed25519_dalek::VerifyingKey>,
     /// Writes in flight.
     pub parallelism: usize,
     /// Lock TTL and wait.
@@ -104,24 +107,31 @@ async fn locked(
     holder: &LockHolder,
     apply_id: &str,
 ) -> Result<ApplyRun, FleetError> {
-    let trusted = [req.signing_key.verifying_key()];
+    let own = [req.signing_key.verifying_key()];
+    let mut trusted = req.trusted.clone();
+    if !trusted.contains(&req.signing_key.verifying_key()) {
+        trusted.push(req.signing_key.verifying_key());
+    }
     let fleet = req.desired.fleet.clone();
     let mut desired = req.desired;
     // Three independent reads at once: the buckets, the published agents, the rollout record.
     let versions: std::collections::BTreeSet<String> = desired.plans.values().map(|p| p.agent_version.clone()).collect();
-    let (observed, published, (rollouts, record)) = tokio::try_join!(
+    let (mut observed, published, (rollouts, record)) = tokio::try_join!(
         observe_fleet(client, stores, &fleet, &trusted),
-        super::agents::lookup_agents(js, versions.iter().map(String::as_str), &trusted),
+        super::agents::lookup_agents(js, versions.iter().map(String::as_str), &own),
         async {
             let rollouts = super::connect::ensure_rollouts_bucket(js).await?;
             let record = read_record(&rollouts, &fleet).await?;
             Ok::<_, FleetError>((rollouts, record))
         }
     )?;
+    // Generations come from verified plans only: where the entry does not verify or the device
+    // reports more than it, the key's history says what Harmony signed.
+    read_signed_history(client, &mut observed, &fleet, &trusted, desired.plans.keys().map(String::as_str)).await?;
     attach_agents(&mut desired, &published, &observed)?;
     let rollout = plan_rollout(&desired, &req.rollouts, &observed, record.as_ref().map(|(r, _)| r));
     let source_revision = desired.plans.values().next().map(|p| p.source_revision.clone()).unwrap_or_default();
-    let actions = plan_fleet_owned(desired, &observed);
+    let actions = plan_fleet_owned(desired, &observed)?;
     let shown = rollout.as_ref().map(|p| p.planned(&fleet, record.as_ref().map(|(r, _)| r)));
     if let Some(confirm) = req.confirm
         && actions.iter().any(|a| a.op != FleetOp::Noop)
@@ -151,6 +161,7 @@ async fn locked(
                 stores,
                 rollouts: &rollouts,
                 key: &req.signing_key,
+                trusted: &trusted,
                 journal: journal.as_ref(),
                 opts: &opts,
                 observed: &observed,

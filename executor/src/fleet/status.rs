@@ -5,13 +5,14 @@
 //! - `unknown`: no heartbeat, or the last one is older than `unknown_after` (default 10 min);
 //! - `stale`: the last heartbeat is older than `stale_after` (default 90 s, three heartbeat intervals);
 //! - `ready`: fresh heartbeat, the applied generation is the desired one and every deployment runs;
-//! - `degraded`: fresh heartbeat, the agent reports a failure (or rejected the desired plan);
+//! - `degraded`: fresh heartbeat, the agent reports a failure, rejected the plan now in the
+//!   bucket, or reports an applied generation Harmony does not believe ([`super::plan::judge_applied`]);
 //! - `converging`: fresh heartbeat, the desired generation is not applied yet.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use harmony_schemas::fleet::{DeploymentFailure, DeploymentState, DeviceState, DeviceStatus, Heartbeat, RejectionReason};
+use harmony_schemas::fleet::{DeploymentFailure, DeploymentState, DeviceState, DeviceStatus, Heartbeat, Rejection, RejectionReason};
 use serde::Serialize;
 
 use super::observe::{ObservedEntry, ObservedFleet, Warning};
@@ -82,10 +83,16 @@ pub struct DeploymentReport {
 pub struct DeviceReport {
     /// Device id.
     pub device: String,
-    /// Generation in the plans bucket.
+    /// Generation of the plan in the plans bucket, when it verifies (none for an entry that
+    /// does not: it claims what it likes).
     pub desired_generation: Option<u64>,
-    /// Generation the agent applied.
+    /// Generation the agent reports it applied (its status, else its heartbeat).
     pub applied_generation: Option<u64>,
+    /// Why that report is suspect: above the newest generation Harmony signed for the device
+    /// (believed within [`super::plan::MAX_UNSIGNED_AHEAD`], ignored beyond:
+    /// [`super::plan::judge_applied`]). The device is then `degraded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied_generation_flag: Option<String>,
     /// Seconds since the last heartbeat.
     pub heartbeat_age_s: Option<u64>,
     /// Agent version reported.
@@ -98,7 +105,8 @@ pub struct DeviceReport {
     pub last_error: Option<String>,
     /// The most recent plan the agent rejected (tampered, replayed, wrong device, …), if any.
     pub last_rejection: Option<RejectionReport>,
-    /// Whether the plan now in the bucket (the desired generation) is one the agent rejected.
+    /// Whether the entry now in the bucket is one the agent rejected (the rejection names the
+    /// entry's digest; for agents whose rejections carry none, its generation).
     pub desired_rejected: bool,
     /// The last agent upgrade the device attempted.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -155,35 +163,56 @@ pub fn kebab<T: Serialize>(v: &T) -> String {
 pub fn fleet_status(fleet: &str, devices: &[String], observed: &ObservedFleet, now_ms: u64, t: StatusThresholds) -> FleetStatus {
     let mut ids: BTreeSet<&str> = devices.iter().map(String::as_str).collect();
     ids.extend(observed.plans.keys().map(String::as_str));
-    let devices =
-        ids.into_iter().map(|id| device_report(id, observed.plans.get(id), observed.statuses.get(id), observed.heartbeats.get(id), now_ms, t)).collect();
+    let devices = ids
+        .into_iter()
+        .map(|id| {
+            let plan = observed.plans.get(id);
+            let signed = super::plan::newest_signed(observed, id);
+            device_report(id, plan, signed, observed.statuses.get(id), observed.heartbeats.get(id), now_ms, t)
+        })
+        .collect();
     FleetStatus { fleet: fleet.to_string(), devices, warnings: observed.warnings.clone(), rollout: None }
 }
 
-/// One device's report from its plans entry, status and heartbeat (with the heartbeat entry's
-/// write time, Unix ms) at `now_ms`: the one place conditions are decided (`harmony status`
-/// and `harmony ui` both use it).
+/// Whether `r` rejected the entry with `digest` and (verified) `generation`: the same digest;
+/// when either is unknown (a rejection of an older agent), the same generation.
+pub fn rejects(r: &Rejection, digest: Option<&str>, generation: Option<u64>) -> bool {
+    match (&r.digest, digest) {
+        (Some(a), Some(b)) => a == b,
+        _ => r.generation.is_some() && r.generation == generation,
+    }
+}
+
+/// One device's report from its plans entry (`signed_history`: the newest generation Harmony
+/// signed for it in the key's history, when read), status and heartbeat (with the heartbeat
+/// entry's write time, Unix ms) at `now_ms`: the one place conditions are decided (`harmony
+/// status` and `harmony ui` both use it).
 pub fn device_report(
     id: &str,
     plan: Option<&ObservedEntry>,
+    signed_history: Option<u64>,
     status: Option<&DeviceStatus>,
     hb: Option<&(Heartbeat, u64)>,
     now_ms: u64,
     t: StatusThresholds,
 ) -> DeviceReport {
-    let desired_generation = plan.and_then(|e| e.plan.as_ref().map(|p| p.generation).or(e.generation));
+    let desired_generation = plan.and_then(ObservedEntry::generation);
     let heartbeat_age_s = hb.map(|(h, created)| now_ms.saturating_sub(h.timestamp_ms.max(*created)) / 1000);
     let applied_generation = status.and_then(|s| s.applied_generation).or(hb.and_then(|(h, _)| h.applied_generation));
-    let rejected = status.is_some_and(|s| desired_generation.is_some_and(|g| s.rejections.iter().any(|r| r.generation == Some(g))));
+    let judged = super::plan::judge_applied(desired_generation.max(signed_history), applied_generation);
+    let rejected = status.zip(plan).is_some_and(|(s, e)| s.rejections.iter().any(|r| rejects(r, Some(&e.digest), e.generation())));
+    // An entry that does not verify is not the device's desired state yet (the agent will reject it).
+    let unverified = plan.is_some_and(|e| e.plan.is_none());
     let condition = match heartbeat_age_s {
         None => Condition::Unknown,
         Some(age) if age > t.unknown_after.as_secs() => Condition::Unknown,
         Some(age) if age > t.stale_after.as_secs() => Condition::Stale,
         Some(_) => match status {
-            _ if rejected => Condition::Degraded,
+            _ if rejected || judged.flag.is_some() => Condition::Degraded,
             Some(s) if s.state == DeviceState::Degraded => Condition::Degraded,
-            Some(s) if s.state == DeviceState::Applied && applied_generation.is_some() && applied_generation == desired_generation => Condition::Ready,
-            Some(s) if s.state == DeviceState::Applied && desired_generation.is_none() => Condition::Ready,
+            _ if unverified => Condition::Converging,
+            Some(s) if s.state == DeviceState::Applied && judged.believed.is_some() && judged.believed == desired_generation => Condition::Ready,
+            Some(s) if s.state == DeviceState::Applied && plan.is_none() => Condition::Ready,
             _ => Condition::Converging,
         },
     };
@@ -191,6 +220,7 @@ pub fn device_report(
         device: id.to_string(),
         desired_generation,
         applied_generation,
+        applied_generation_flag: judged.flag,
         heartbeat_age_s,
         agent_version: status.map(|s| s.agent_version.clone()).or(hb.map(|(h, _)| h.agent_version.clone())),
         state: status.map(|s| kebab(&s.state)),
@@ -295,6 +325,10 @@ mod tests {
         }
     }
 
+    fn plan(generation: u64) -> harmony_schemas::fleet::DevicePlan {
+        super::super::observe::tests::plan("d", "f", generation)
+    }
+
     fn hb(ts: u64) -> Heartbeat {
         Heartbeat {
             version: 1,
@@ -312,8 +346,10 @@ mod tests {
         let now = 1_000_000_000;
         let t = StatusThresholds::default();
         let mut o = ObservedFleet::default();
-        o.plans
-            .insert("d".into(), super::super::observe::ObservedEntry { revision: 1, signed: None, plan: None, generation: Some(1), fleet: Some("f".into()) });
+        o.plans.insert(
+            "d".into(),
+            super::super::observe::ObservedEntry { revision: 1, signed: None, plan: Some(plan(1)), fleet: Some("f".into()), digest: "sha256:1".into() },
+        );
         let cond = |o: &ObservedFleet| fleet_status("f", &["d".into()], o, now, t).devices[0].condition;
         assert_eq!(cond(&o), Condition::Unknown);
         o.statuses.insert("d".into(), status(Some(1), DeviceState::Applied));
@@ -325,7 +361,7 @@ mod tests {
         assert_eq!(cond(&o), Condition::Unknown);
         o.heartbeats.insert("d".into(), (hb(now), now));
         if let Some(e) = o.plans.get_mut("d") {
-            e.generation = Some(2);
+            e.plan = Some(plan(2));
         }
         assert_eq!(cond(&o), Condition::Converging);
         o.statuses.insert("d".into(), status(Some(1), DeviceState::Degraded));
@@ -336,7 +372,7 @@ mod tests {
     fn devices_trusting_keys_outside_the_chain_are_flagged() {
         let now = 1_000_000_000;
         let mut o = ObservedFleet::default();
-        o.plans.insert("d".into(), super::super::observe::ObservedEntry { revision: 1, signed: None, plan: None, generation: Some(2), fleet: Some("f".into()) });
+        o.plans.insert("d".into(), super::super::observe::ObservedEntry { revision: 1, signed: None, plan: Some(plan(2)), fleet: Some("f".into()), digest: "sha256:2".into() });
         o.heartbeats.insert("d".into(), (hb(now), now));
         let chain = ChainKeys { trusted: vec!["k2".into()], retired: vec!["k1".into()] };
         let report = |o: &ObservedFleet, chain: &ChainKeys| {
@@ -366,5 +402,52 @@ mod tests {
         assert!(r.foreign_keys[1].len() < 100);
         // Without a known chain nothing is flagged.
         assert_eq!(report(&o, &ChainKeys::default()).foreign_keys, Vec::<String>::new());
+    }
+
+    /// Finding 9: the condition describes the entry now in the bucket, told apart by digest.
+    #[test]
+    fn a_rejection_counts_only_for_the_entry_it_rejected() {
+        let now = 1_000_000_000;
+        let entry = |digest: &str, p: Option<harmony_schemas::fleet::DevicePlan>| ObservedEntry {
+            revision: 1,
+            signed: None,
+            plan: p,
+            fleet: Some("f".into()),
+            digest: digest.into(),
+        };
+        let mut s = status(Some(1), DeviceState::Applied);
+        s.rejections.push(Rejection { generation: Some(1), reason: RejectionReason::BadSignature, at_ms: 1, digest: Some("sha256:forged".into()) });
+        let hb = (hb(now), now);
+        let report = |e: &ObservedEntry, s: &DeviceStatus| device_report("d", Some(e), None, Some(s), Some(&hb), now, StatusThresholds::default());
+        // The forged entry (claiming generation 1) is in the bucket: rejected, degraded.
+        let r = report(&entry("sha256:forged", None), &s);
+        assert_eq!((r.desired_rejected, r.condition, r.desired_generation), (true, Condition::Degraded, None));
+        // The genuine plan of generation 1 is back: ready, the rejection kept as history.
+        let r = report(&entry("sha256:genuine", Some(plan(1))), &s);
+        assert_eq!((r.desired_rejected, r.condition), (false, Condition::Ready));
+        assert!(r.last_rejection.is_some());
+        // An older agent's rejection (no digest) falls back to the verified generation.
+        s.rejections[0].digest = None;
+        assert!(report(&entry("sha256:genuine", Some(plan(1))), &s).desired_rejected);
+        assert!(!report(&entry("sha256:other", None), &s).desired_rejected, "an unverified entry has no generation to match");
+    }
+
+    /// Finding 7: an absurd applied generation is flagged, not believed.
+    #[test]
+    fn an_absurd_applied_generation_is_flagged() {
+        let now = 1_000_000_000;
+        let e = ObservedEntry { revision: 1, signed: None, plan: Some(plan(3)), fleet: Some("f".into()), digest: "sha256:x".into() };
+        let s = status(Some(u64::MAX), DeviceState::Applied);
+        let r = device_report("d", Some(&e), None, Some(&s), Some(&(hb(now), now)), now, StatusThresholds::default());
+        assert_eq!(r.applied_generation, Some(u64::MAX));
+        assert_eq!(r.condition, Condition::Degraded);
+        assert_eq!(
+            r.applied_generation_flag.as_deref(),
+            Some("applied generation 18446744073709551615 ignored: above generation 3, the newest plan Harmony signed for it, by more than 1000")
+        );
+        // The key's history shows a newer signed generation than the entry (a replayed older plan): believed.
+        let s = status(Some(5), DeviceState::Applied);
+        let r = device_report("d", Some(&e), Some(5), Some(&s), Some(&(hb(now), now)), now, StatusThresholds::default());
+        assert_eq!((r.applied_generation_flag, r.condition), (None, Condition::Converging));
     }
 }
