@@ -41,9 +41,9 @@ pub fn agent_binary() -> PathBuf {
         .get_or_init(|| {
             let _builds = AGENT_BUILDS.lock().unwrap_or_else(|e| e.into_inner());
             let normal = Path::new(env!("CARGO_BIN_EXE_harmony")).with_file_name("harmony-agent");
-            if !normal.is_file() {
-                build_agent(&[]);
-            }
+            // Always (cargo: a no-op when up to date): `cargo test --test <file>` does not build
+            // other packages' binaries, and an agent left from an older checkout would be tested.
+            build_agent(&[]);
             let dir = normal.with_file_name("test-agents");
             std::fs::create_dir_all(&dir).expect("create target/debug/test-agents");
             let me = std::env::current_exe().expect("current exe");

@@ -161,7 +161,7 @@ mod tests {
             (
                 "deploy.kdl".into(),
                 format!(
-                    "deployment hub {{\n    tenant acme\n    fleet pico\n    selector site=mtl\n    init-container migrate {{\n        image \"registry.example/acme/migrate:1\"\n        args \"--up\"\n        timeout \"30s\"\n    }}\n    container hub {{\n        image \"registry.example/acme/hub:2\"\n        env LOG={env_value}\n        port \"8080:80/udp\"\n        volume \"/var/lib/hub:/data:ro\"\n        restart on-failure\n    }}\n}}\n"
+                    "deployment hub {{\n    tenant acme\n    fleet pico\n    selector site=mtl\n    init-container migrate {{\n        image \"registry.example/acme/migrate:1\"\n        args \"--up\"\n        timeout \"30s\"\n    }}\n    container hub {{\n        image \"registry.example/acme/hub:2\"\n        env LOG={env_value}\n        port \"8080:80/udp\"\n        volume \"/var/lib/harmony/data/acme/hub:/data:ro\"\n        restart on-failure\n    }}\n}}\n"
                 ),
             ),
         ]
@@ -193,7 +193,7 @@ mod tests {
         assert_eq!(s.restart, RestartPolicy::OnFailure);
         assert_eq!(s.container.env.get("LOG").map(String::as_str), Some("info"));
         assert_eq!(s.container.ports, vec![PortMapping { host: 8080, container: 80, protocol: Protocol::Udp }]);
-        assert_eq!(s.container.volumes, vec![VolumeMount { source: "/var/lib/hub".into(), target: "/data".into(), read_only: true }]);
+        assert_eq!(s.container.volumes, vec![VolumeMount { source: "/var/lib/harmony/data/acme/hub".into(), target: "/data".into(), read_only: true }]);
         assert!(desired.plans["pi-001"].deployments.is_empty(), "pi-001 matches no deployment");
         let mut p = p.clone();
         p.generation = 1;
