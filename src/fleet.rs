@@ -456,22 +456,23 @@ pub fn run(g: &Global, a: FleetArgs) -> anyhow::Result<ExitCode> {
             let key = load_command_key(command_key_file.as_deref(), std::env::var(COMMAND_KEY_ENV).ok())?;
             let auth = open_auth(g, &nats, &fleet)?;
             let registry = auth.registry()?;
-            let Some(old) = registry.devices.get(&device).filter(|d| d.revoked_at_ms.is_none()).map(|d| d.nkeys.clone()) else {
+            if !registry.devices.get(&device).is_some_and(|d| d.revoked_at_ms.is_none()) {
                 bail!("device `{device}` is not enrolled in fleet `{fleet}` (or was revoked)");
-            };
+            }
             let opts = nats.options_for_fleet(&fleet, &info.nats)?;
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let client = rt.block_on(connect(&opts))?;
             let timeout = std::time::Duration::from_secs(10);
             let new = match rt.block_on(send(&client, &device, Command::RotateCredentials, &key, timeout))? {
-                CommandReply::Credentials { nkey } if nkeys::KeyPair::from_public_key(&nkey).is_ok() && nkey.starts_with('U') => nkey,
+                CommandReply::Credentials { nkey } => nkey,
                 CommandReply::Refused { reason } => bail!("device `{device}` refused: {reason}"),
                 CommandReply::Error { message } => bail!("device `{device}`: {message}"),
                 other => bail!("device `{device}` answered with something else than a public nkey: {other:?}"),
             };
             // Admit the new key next to the old one first (the device may reconnect at any time
-            // from now on), then remove the old one: the server closes the old connection.
-            auth.set_device_keys(&device, old.iter().cloned().chain([new.clone()]).collect())?;
+            // from now on), then remove the old one: the server closes the old connection. A key
+            // of another identity (device, Harmony, the reader) is refused.
+            auth.admit_rotated_key(&device, &new)?;
             reload(&r, &auth, true)?;
             auth.set_device_keys(&device, vec![new.clone()])?;
             reload(&r, &auth, true)?;

@@ -119,6 +119,11 @@ fn human(f: &FleetStatus) -> String {
         if let Some(why) = &d.applied_generation_flag {
             s.push_str(&format!("    {why}\n"));
         }
+        if let Some(floor) = d.generation_floor {
+            s.push_str(&format!(
+                "    lost its state file: accepts no plan below generation {floor} nor another plan of that generation (the next apply writes one above it)\n"
+            ));
+        }
         if !d.foreign_keys.is_empty() {
             s.push_str(&format!(
                 "    trusts signing key(s) {} that the fleet's key chain does not (a chain forked with a stolen key, or set up by hand): re-provision the device\n",

@@ -1375,3 +1375,146 @@ fn attack_forged_write_does_not_leave_a_healthy_device_degraded() {
     let d = f.wait_ready(&a, 2);
     assert_eq!((d["desired_rejected"].as_bool(), d["last_rejection"]["generation"].as_u64()), (Some(false), Some(2)), "{d:#}");
 }
+
+impl Secure {
+    /// The raw bytes of `device`'s plan entry.
+    fn raw_entry(&self, rt: &tokio::runtime::Runtime, device: &str) -> Vec<u8> {
+        rt.block_on(async {
+            let plans = async_nats::jetstream::new(self.harmony_client().await).get_key_value(PLANS_BUCKET).await.expect("plans bucket");
+            plans.get(device).await.expect("get").expect("an entry").to_vec()
+        })
+    }
+
+    /// Puts `bytes` into `device`'s plan entry (a replay, by anyone with write access).
+    fn put_raw(&self, rt: &tokio::runtime::Runtime, device: &str, bytes: &[u8]) {
+        rt.block_on(async {
+            let plans = async_nats::jetstream::new(self.harmony_client().await).get_key_value(PLANS_BUCKET).await.expect("plans bucket");
+            plans.put(device, bytes.to_vec().into()).await.expect("put");
+        });
+    }
+
+    /// Deletes `device`'s status entry (anyone with write access to the buckets can).
+    fn delete_status(&self, rt: &tokio::runtime::Runtime, device: &str) {
+        rt.block_on(async {
+            let statuses = async_nats::jetstream::new(self.harmony_client().await).get_key_value(STATUS_BUCKET).await.expect("status bucket");
+            statuses.delete(device).await.expect("delete");
+        });
+    }
+}
+
+/// Issue 20 #12. A device's agent state is lost (its state directory wiped, or its state file
+/// unreadable) after a rotation retired K1, which the device's configuration still lists. Someone
+/// with write access to the buckets but no signing key deletes the device's last status and puts
+/// old plans back into its entry: the genuine plan of generation 3 (signed by K2), then the
+/// device's first plan (signed by K1); then a thief of K1 signs a newer one. The agent must run
+/// none of them and must not trust K1 again: its floor file, beside its seed, keeps both.
+#[test]
+fn attack_a_lost_agent_state_lets_a_replayed_plan_of_a_retired_key_run() {
+    let mut f = Secure::new("lost", &["a"]);
+    let a = f.devices[0].clone();
+    f.apply("k1.key");
+    f.start_agent(&a);
+    f.wait_ready(&a, 1);
+    let rt = rt();
+    let first = f.raw_entry(&rt, &a);
+    f.rotate_and_retire(&[&a], 1);
+    let third = f.raw_entry(&rt, &a);
+    std::fs::write(f.repo.join("deploy.kdl"), deployment("localhost/app:2")).expect("write");
+    f.apply("k2.key");
+    f.wait_ready(&a, 4);
+    let state_dir = f.dir.path().join(format!("state-{a}"));
+
+    // The state directory is wiped; the replay is in place when the agent starts again.
+    drop_child(f.agents.remove(0));
+    std::fs::remove_dir_all(&state_dir).expect("wipe the state directory");
+    f.put_raw(&rt, &a, &third);
+    f.delete_status(&rt, &a);
+    assert!(f.dev_dir(&a).join(format!("{a}.nk.floor")).is_file(), "the floor file is beside the seed");
+    f.start_agent(&a);
+    let d = f.decided(&a, 3);
+    assert_ne!(d["applied_generation"], 3, "an agent that lost its state ran a replayed plan: {d:#}");
+    assert_eq!((d["last_rejection"]["reason"]["kind"].as_str(), d["generation_floor"].as_u64()), (Some("stale-generation"), Some(4)), "{d:#}");
+    // The first plan, signed by the retired K1, and a thief of K1 signing a newer one: K1 stays
+    // retired.
+    f.put_raw(&rt, &a, &first);
+    let d = f.decided(&a, 1);
+    assert_ne!(d["applied_generation"], 1, "an agent that lost its state ran a replayed plan signed by the retired key: {d:#}");
+    // K1's plan carries no chain: it does not extend the links the device settled.
+    assert_eq!(d["last_rejection"]["reason"]["kind"], "key-chain", "{d:#}");
+    let (k1, k2) = (f.signing_key("k1.key"), f.signing_key("k2.key"));
+    let mut p = SignedDevicePlan::from_slice(&first).expect("decodes").verify(&[k1.verifying_key()]).expect("verifies");
+    p.generation = 50;
+    f.put_plan(&rt, &a, &p, &k1);
+    let d = f.decided(&a, 50);
+    assert_ne!(d["applied_generation"], 50, "an agent that lost its state trusted the retired key again: {d:#}");
+    assert_eq!(d["last_rejection"]["reason"]["kind"], "key-chain", "{d:#}");
+    // The next apply writes it a plan above its floor, signed by K2 with the chain: it converges,
+    // settled on K2 again.
+    f.apply("k2.key");
+    let d = f.wait_status(&a, "ready after the lost state", |d| d["condition"] == "ready");
+    let generation = d["applied_generation"].as_u64().expect("applied");
+    assert!(generation > 4 && d["generation_floor"].is_null(), "{d:#}");
+    assert_eq!(f.current_plan(&rt, &a, &k2).generation, generation);
+
+    // An unreadable state file: moved aside, and the floor holds.
+    let genuine = f.raw_entry(&rt, &a);
+    drop_child(f.agents.remove(0));
+    std::fs::write(state_dir.join("state.json"), b"{ not json").expect("corrupt the state file");
+    f.put_raw(&rt, &a, &third);
+    f.start_agent(&a);
+    let d = f.decided(&a, 3);
+    assert_ne!(d["applied_generation"], 3, "an agent with an unreadable state file ran a replayed plan: {d:#}");
+    assert_eq!((d["last_rejection"]["reason"]["kind"].as_str(), d["generation_floor"].as_u64()), (Some("stale-generation"), Some(generation)), "{d:#}");
+    assert!(state_dir.join("state.json.unreadable").is_file(), "the unreadable file is kept aside");
+    // The plan of the floor's generation itself is accepted again at once (no apply needed).
+    f.put_raw(&rt, &a, &genuine);
+    let d = f.wait_ready(&a, generation);
+    assert!(d["generation_floor"].is_null(), "{d:#}");
+}
+
+/// Issue 20 #12. A compromised device answers `rotate-credentials` with another identity's public
+/// nkey (another device's, Harmony's own, the read-only identity's): Harmony must not admit it
+/// as that device's key (it would give the device's user to whoever holds that key's seed, or
+/// lock the key's owner out).
+#[test]
+fn attack_rotate_device_key_admits_another_identitys_public_key() {
+    let mut f = Secure::new("steal", &["a", "b"]);
+    let (a, b) = (f.devices[0].clone(), f.devices[1].clone());
+    f.apply("k1.key");
+    f.start_agent(&b);
+    f.wait_ready(&b, 1);
+    let registry = || -> serde_json::Value { serde_json::from_slice(&std::fs::read(f.auth.join("pico/devices.json")).expect("registry")).expect("JSON") };
+    let r = registry();
+    let b_key = r["devices"][b.as_str()]["nkeys"][0].as_str().expect("b's key").to_string();
+    let a_key = r["devices"][a.as_str()]["nkeys"][0].as_str().expect("a's key").to_string();
+    let others = [("device", b_key), ("harmony", r["harmony"].as_str().expect("harmony's key").to_string()), ("reader", r["reader"].as_str().expect("the reader's key").to_string())];
+    // a's "agent": answers rotate-credentials with the key it is told to.
+    let rt = rt();
+    let seed_a = f.seed(&a);
+    for (whose, key) in &others {
+        let answer = key.clone();
+        let dev = rt.block_on(DeviceClient::connect(&f.server.url(), &a, &seed_a)).expect("a connects");
+        let mut sub = rt.block_on(dev.client.subscribe(command_subject(&a, Verb::RotateCredentials))).expect("subscribe");
+        let client = dev.client.clone();
+        let responder = rt.spawn(async move {
+            if let Some(m) = sub.next().await
+                && let Some(reply) = m.reply
+            {
+                let body = serde_json::to_vec(&harmony_schemas::fleet::CommandReply::Credentials { nkey: answer }).expect("JSON");
+                let _ = client.publish(reply, body.into()).await;
+                let _ = client.flush().await;
+            }
+        });
+        rt.block_on(dev.client.flush()).expect("flush");
+        let out = f.harmony(&["fleet", "rotate-device-key", &a, "--command-key-file", &f.key_file("command.key")]);
+        responder.abort();
+        let r = registry();
+        let keys: Vec<&str> = r["devices"][a.as_str()]["nkeys"].as_array().expect("a's keys").iter().filter_map(|k| k.as_str()).collect();
+        assert!(!keys.contains(&key.as_str()), "{whose}'s public key was admitted as a's: {keys:?}\n{}", text(&out));
+        assert_eq!(keys, [a_key.as_str()], "a's credentials changed");
+        assert!(!out.status.success() && text(&out).contains("refused"), "{}", text(&out));
+    }
+    // b was never disturbed.
+    let out = f.harmony(&["device", "ping", &b]);
+    assert!(out.status.success(), "b does not answer: {}", text(&out));
+}

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{Config, NatsAuth, RuntimeKind};
 use crate::podman::Podman;
 use crate::reconcile::{Runtime, reconcile};
-use crate::state::PersistedState;
+use crate::state::{Floor, PersistedState, floor_path, payload_digest};
 
 /// This agent's version: the crate's, or `<crate>-next` when built with the `next-version`
 /// feature (a second, different build for the upgrade tests).
@@ -230,7 +230,20 @@ pub async fn connect_with_seed(config: &Config, name: &str) -> Result<(async_nat
 
 /// Runs the agent until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
-    let mut state = PersistedState::load(&config.state_dir, &config.device_id)?;
+    // Beside the device's seed: survives a lost state directory (`docs/agent.md`).
+    let floor_file = floor_path(config.nkey_file.as_deref());
+    let (mut state, lost) = PersistedState::load_or_recover(&config.state_dir, &config.device_id, floor_file.as_deref())?;
+    if let Some(why) = &lost {
+        match &state.floor {
+            Some(f) => tracing::warn!(
+                generation = f.generation,
+                "no usable state: {why}; recovered from the floor file: no plan below generation {}, nor another plan of that generation, nor one the recovered key chain does not lead to, is accepted",
+                f.generation
+            ),
+            None if floor_file.is_some() => tracing::warn!("no usable state: {why}; no floor file either: starting afresh (a first start)"),
+            None => tracing::warn!("no usable state: {why}; without `nats.nkey_file` there is no floor file: starting afresh"),
+        }
+    }
     let runtime = runtime_for(&config);
     let (client, mut connected, nkey) = connect_with_seed(&config, &format!("harmony-agent {}", config.device_id)).await?;
     let js = jetstream::new(client.clone());
@@ -378,6 +391,14 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                 }
             }
         }
+        if let Some(plan) = &current {
+            // An agent that kept its state but has no floor file yet (an older agent) writes one.
+            save_floor(&state, floor_file.as_deref(), plan.generation);
+        } else if lost.is_some() && state.floor.is_some() {
+            if let Err(e) = state.save(&config.state_dir) {
+                tracing::error!("{e}");
+            }
+        }
         let mut up = Upgrades { js: &js, config: &config, shared: &shared, status_tx: &status_tx, published: published_rx, retire: &mut retire_rx, reread: read_tx.clone() };
         let _ = trust_tx.send(followed.key_ids());
         set_fleet_keys(&shared, &followed);
@@ -399,7 +420,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                 continue;
             }
             let applied = current.as_ref().map(|p| p.generation).zip(state.applied.as_ref().map(|s| &s.payload));
-            match accept(&bytes, &config, &base, applied) {
+            match accept(&bytes, &config, &base, applied, state.floor.as_ref()) {
                 Accepted::Same => {
                     // Re-read of the applied plan (reconnect): heal drift, normally a no-op.
                     if let Some(plan) = &current {
@@ -418,6 +439,8 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                         let _ = trust_tx.send(new.key_ids());
                         set_fleet_keys(&shared, &new);
                     }
+                    // The accepted plan is the floor from now on.
+                    state.floor = None;
                     // Only what the chain settled is kept: links after its last retirement are
                     // followed again from this base with every plan.
                     base = new.settled.clone();
@@ -428,6 +451,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                     if let Err(e) = state.save(&config.state_dir) {
                         tracing::error!("{e}");
                     }
+                    save_floor(&state, floor_file.as_deref(), plan.generation);
                     let _ = applied_tx.send(Some(Arc::new(plan.clone())));
                     let mut applying = status_tx.borrow().clone().unwrap_or_else(|| make_status(&device, None, DeviceState::Applying, vec![], None, &state));
                     applying.state = DeviceState::Applying;
@@ -502,7 +526,7 @@ pub fn verify_persisted(config: &Config, state: &PersistedState) -> Option<Resul
     state.applied.as_ref().map(|signed| verify(signed, &base).map(|(p, _)| p.generation))
 }
 
-fn accept(bytes: &[u8], config: &Config, base: &TrustState, applied: Option<(u64, &serde_json::Value)>) -> Accepted {
+fn accept(bytes: &[u8], config: &Config, base: &TrustState, applied: Option<(u64, &serde_json::Value)>, floor: Option<&Floor>) -> Accepted {
     if bytes.len() > config.max_plan_bytes {
         return Accepted::Rejected(None, RejectionReason::TooLarge { bytes: bytes.len() as u64, max_bytes: config.max_plan_bytes as u64 });
     }
@@ -518,6 +542,13 @@ fn accept(bytes: &[u8], config: &Config, base: &TrustState, applied: Option<(u64
     };
     if let Err(reason) = check(&plan, &signed.payload, config) {
         return Accepted::Rejected(Some(plan.generation), reason);
+    }
+    // After a lost state: nothing older than the floor, and of its generation only the plan it
+    // recorded (`base` is the key chain it recorded: a retired key stays retired).
+    if let Some(f) = floor
+        && (plan.generation < f.generation || (plan.generation == f.generation && payload_digest(&signed) != f.payload_sha256))
+    {
+        return Accepted::Rejected(Some(plan.generation), RejectionReason::StaleGeneration { generation: plan.generation, applied: f.generation });
     }
     match applied {
         // The applied plan itself (a re-read after reconnect).
@@ -572,6 +603,7 @@ fn make_status(
         rejections: s.rejections.clone(),
         upgrade: s.upgrade.clone(),
         trusted_keys: Vec::new(),
+        generation_floor: s.floor.as_ref().map(|f| f.generation),
         updated_at_ms: now_ms(),
     }
 }
@@ -599,6 +631,16 @@ async fn read_entry(client: &async_nats::Client, device: &str) -> Result<Option<
     match op.as_deref() {
         Some("DEL") | Some("PURGE") => Ok(None),
         _ => Ok(Some(msg.payload.to_vec())),
+    }
+}
+
+/// Writes the floor file for the applied plan of `generation` (an error is logged: the agent
+/// runs on, without the protection of a floor file).
+fn save_floor(state: &PersistedState, floor_file: Option<&std::path::Path>, generation: u64) {
+    if let (Some(path), Some(signed)) = (floor_file, &state.applied)
+        && let Err(e) = state.save_floor(path, generation, signed)
+    {
+        tracing::error!("{e}");
     }
 }
 
@@ -794,12 +836,12 @@ mod tests {
         let trust = TrustState::new(&config.fleet_keys);
         let big = format!("{{\"payload\":{{\"generation\":5}},\"signature\":{{\"key_id\":\"{}\"}}}}", "k".repeat(4096));
         assert!(matches!(
-            accept(big.as_bytes(), &config, &trust, None),
+            accept(big.as_bytes(), &config, &trust, None, None),
             Accepted::Rejected(None, RejectionReason::TooLarge { bytes, max_bytes: 4096 }) if bytes == big.len() as u64
         ));
         // Under the limit it is read (and rejected for what it is).
         let small = format!("{{\"payload\":{{\"generation\":5}},\"signature\":{{\"alg\":\"ed25519\",\"key_id\":\"{}\",\"sig\":\"\"}}}}", "k".repeat(1000));
-        assert!(matches!(accept(small.as_bytes(), &config, &trust, None), Accepted::Rejected(Some(5), RejectionReason::UnknownKey { .. })));
+        assert!(matches!(accept(small.as_bytes(), &config, &trust, None, None), Accepted::Rejected(Some(5), RejectionReason::UnknownKey { .. })));
     }
 
     #[test]

@@ -812,6 +812,11 @@ pub struct DeviceStatus {
     /// rotate-signing-key --retire` waits until every device reports the new key here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_keys: Vec<String>,
+    /// Set while the agent recovers from a lost or unreadable state file and has accepted no
+    /// plan yet: it refuses every plan of an older generation and every other plan of this one
+    /// (the floor recovered from its floor file, `docs/agent.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation_floor: Option<u64>,
     /// When this status was written, Unix milliseconds.
     pub updated_at_ms: u64,
 }
@@ -1580,6 +1585,7 @@ mod tests {
             last_error: None,
             rejections: vec![Rejection { generation: Some(3), reason: RejectionReason::BadSignature, at_ms: 1, digest: Some("sha256:00".into()) }],
             trusted_keys: vec![],
+            generation_floor: None,
             updated_at_ms: 2,
         };
         assert_eq!(canonical_json(&status).unwrap(), via_value(&status));
@@ -1669,6 +1675,7 @@ mod tests {
                 .map(|g| Rejection { generation: Some(g), reason: RejectionReason::Malformed { detail: huge.clone() }, at_ms: 0, digest: None })
                 .collect(),
             trusted_keys: vec![],
+            generation_floor: None,
             updated_at_ms: 0,
         }
         .bounded();

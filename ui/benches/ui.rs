@@ -99,6 +99,7 @@ fn model(n: usize) -> (RepoView, harmony_ui::model::Live) {
                 last_error: (state == DeviceState::Degraded).then(|| "container `main`: exited with code 1".into()),
                 rejections: vec![],
                 trusted_keys: vec![],
+                generation_floor: None,
                 updated_at_ms: now,
             },
         );

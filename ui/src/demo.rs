@@ -143,6 +143,7 @@ fn status_of(s: &Sim, now: u64) -> DeviceStatus {
         last_error: s.failing.then(|| "deployment failed: container exited with code 137 (out of memory)".into()),
         rejections: vec![],
         trusted_keys: vec![],
+        generation_floor: None,
         updated_at_ms: now,
     }
 }

@@ -417,6 +417,19 @@ impl FleetAuth {
         Ok(r)
     }
 
+    /// Admits `nkey`, the public key `device` answered a `rotate-credentials` with, next to its
+    /// current keys (the first half of a rotation). Refused unless it is a user public key that
+    /// no identity of the fleet holds: Harmony's own, the read-only identity's, another device's
+    /// (revoked ones included), or the device's current one — a compromised device must not be
+    /// able to take over, or lock out, another identity's key.
+    pub fn admit_rotated_key(&self, device: &str, nkey: &str) -> Result<Registry, AuthError> {
+        let r = self.registry()?;
+        check_rotated_key(&r, device, nkey)?;
+        let mut keys = r.devices.get(device).map(|d| d.nkeys.clone()).unwrap_or_default();
+        keys.push(nkey.to_string());
+        self.set_device_keys(device, keys)
+    }
+
     /// Replaces the public nkeys of an enrolled, not revoked device.
     pub fn set_device_keys(&self, device: &str, nkeys: Vec<String>) -> Result<Registry, AuthError> {
         let mut r = self.registry()?;
@@ -444,6 +457,32 @@ impl FleetAuth {
         let json = serde_json::to_vec_pretty(chain).map_err(|e| file_err(&self.chain_path(), e))?;
         write_public(&self.chain_path(), &json)
     }
+}
+
+/// Why `device` may not take `nkey` as its new key ([`FleetAuth::admit_rotated_key`]).
+fn check_rotated_key(r: &Registry, device: &str, nkey: &str) -> Result<(), AuthError> {
+    let refuse = |why: String| {
+        // The key came from the device: bounded before it is copied into the error.
+        let shown: String = nkey.chars().take(64).collect();
+        Err(AuthError::Refused(format!(
+            "device `{device}` answered the credential rotation with `{shown}`, which {why}: refused (a device may only present a new key of its own); its credentials are unchanged"
+        )))
+    };
+    if !nkey.starts_with('U') || nkeys::KeyPair::from_public_key(nkey).is_err() {
+        return refuse("is not a public user nkey (`U…`)".into());
+    }
+    if nkey == r.harmony {
+        return refuse("is Harmony's own NATS identity".into());
+    }
+    if r.reader.as_deref() == Some(nkey) {
+        return refuse("is the fleet's read-only identity".into());
+    }
+    for (id, d) in &r.devices {
+        if d.nkeys.iter().any(|k| k == nkey) {
+            return refuse(if id == device { "is already its key (nothing was rotated)".into() } else { format!("belongs to device `{id}`") });
+        }
+    }
+    Ok(())
 }
 
 /// The fleet's key chain as Harmony follows it from the repository's `root` key: its current
@@ -502,5 +541,33 @@ mod tests {
         assert!(auth.enroll("pi-a", &a).unwrap_err().to_string().contains("revoked"));
         assert!(auth.revoke("nope").unwrap_err().to_string().contains("not enrolled"));
         assert!(write_private(&auth.harmony_seed_path(), b"x", false).is_err(), "never overwrites a key");
+    }
+
+    #[test]
+    fn a_rotated_key_must_be_a_new_user_key_of_the_device_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = FleetAuth::open(dir.path(), "pico").unwrap();
+        let ((_, a), (_, b), (_, gone)) = (new_user_nkey(), new_user_nkey(), new_user_nkey());
+        auth.enroll("pi-a", &a).unwrap();
+        auth.enroll("pi-b", &b).unwrap();
+        auth.enroll("pi-gone", &gone).unwrap();
+        let r = auth.revoke("pi-gone").unwrap();
+        let reader = r.reader.clone().unwrap();
+        let account = nkeys::KeyPair::new_account().public_key();
+        for (key, why) in [
+            (b.as_str(), "belongs to device `pi-b`"),
+            (gone.as_str(), "belongs to device `pi-gone`"),
+            (r.harmony.as_str(), "Harmony's own NATS identity"),
+            (reader.as_str(), "read-only identity"),
+            (a.as_str(), "already its key"),
+            (account.as_str(), "not a public user nkey"),
+            ("U-not-a-key", "not a public user nkey"),
+        ] {
+            let e = auth.admit_rotated_key("pi-a", key).unwrap_err().to_string();
+            assert!(e.contains(why) && e.contains("refused"), "{key}: {e}");
+        }
+        assert_eq!(auth.registry().unwrap().devices["pi-a"].nkeys, vec![a.clone()], "nothing admitted");
+        let (_, new) = new_user_nkey();
+        assert_eq!(auth.admit_rotated_key("pi-a", &new).unwrap().devices["pi-a"].nkeys, vec![a, new]);
     }
 }

@@ -19,10 +19,12 @@ pub fn newest_signed(observed: &ObservedFleet, device: &str) -> Option<u64> {
     observed.plans.get(device).and_then(|e| e.generation()).max(observed.signed_history.get(device).copied())
 }
 
-/// The applied generation `device` reports: its status's, or its heartbeat's. Written by the
-/// device (or anyone with the bucket's write permission): judged with [`judge_applied`] before use.
+/// The applied generation `device` reports: its status's (or, from an agent that lost its state
+/// file, the floor it refuses to go below: the next plan must be above it), or its heartbeat's.
+/// Written by the device (or anyone with the bucket's write permission): judged with
+/// [`judge_applied`] before use.
 pub fn reported_applied(observed: &ObservedFleet, device: &str) -> Option<u64> {
-    observed.statuses.get(device).and_then(|s| s.applied_generation).or_else(|| observed.heartbeats.get(device).and_then(|(h, _)| h.applied_generation))
+    observed.statuses.get(device).and_then(|s| s.applied_generation.max(s.generation_floor)).or_else(|| observed.heartbeats.get(device).and_then(|(h, _)| h.applied_generation))
 }
 
 /// Whether the key's history must be read to judge `device` ([`newest_signed`]): its entry does
@@ -363,5 +365,20 @@ mod tests {
             let e = next_generation("a", Some(base), None).unwrap_err().to_string();
             assert!(e.starts_with("device `a`: its generation is") && e.contains("re-enrol"), "{e}");
         }
+    }
+
+    #[test]
+    fn the_next_plan_is_above_the_floor_of_an_agent_that_lost_its_state() {
+        let desired = DesiredFleet { fleet: "pico".into(), plans: [("a".to_string(), plan("a", 0, vec![]))].into_iter().collect() };
+        let mut observed = ObservedFleet::default();
+        // A replayed old plan in the entry; the agent reports no applied generation, floor 9.
+        observed.plans.insert("a".into(), ObservedEntry { revision: 3, signed: None, plan: None, fleet: Some("pico".into()), digest: String::new() });
+        observed.statuses.insert(
+            "a".into(),
+            serde_json::from_value(serde_json::json!({"version":1,"device_id":"a","agent_version":"0.1.0","applied_generation":null,"applied_source_revision":null,"state":"pending","last_error":null,"generation_floor":9,"updated_at_ms":0}))
+                .expect("status"),
+        );
+        let actions = plan_fleet(&desired, &observed).unwrap();
+        assert_eq!(actions[0].plan.as_ref().map(|p| p.generation), Some(10));
     }
 }

@@ -920,6 +920,7 @@ mod tests {
             rejections: vec![],
             upgrade: None,
             trusted_keys: vec![],
+            generation_floor: None,
             updated_at_ms: now,
         };
         let hb = |agent: &str, at: u64| {

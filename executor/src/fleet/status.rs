@@ -115,6 +115,10 @@ pub struct DeviceReport {
     /// ([`flag_foreign_keys`]): a chain forked with a stolen key, or a device set up by hand.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub foreign_keys: Vec<String>,
+    /// Set while the agent recovers from a lost state file: it accepts no plan below this
+    /// generation, nor another plan of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation_floor: Option<u64>,
     /// Condition.
     pub condition: Condition,
 }
@@ -247,6 +251,7 @@ pub fn device_report(
         desired_rejected: rejected,
         upgrade: status.and_then(|s| s.upgrade.clone()),
         foreign_keys: Vec::new(),
+        generation_floor: status.and_then(|s| s.generation_floor),
         condition,
     }
 }
@@ -321,6 +326,7 @@ mod tests {
             last_error: None,
             rejections: vec![],
             trusted_keys: vec![],
+            generation_floor: None,
             updated_at_ms: 0,
         }
     }

@@ -74,6 +74,7 @@ impl Env {
             last_error: error.map(str::to_string),
             rejections: vec![],
             trusted_keys: vec![],
+            generation_floor: None,
             updated_at_ms: now_ms(),
         };
         self.stores[1].put(device, serde_json::to_vec(&s).unwrap().into()).await.unwrap();
