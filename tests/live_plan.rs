@@ -128,7 +128,9 @@ async fn plan_reads_live_state_and_apply_prunes() {
     std::fs::remove_file(repo.join("releases/globex.kdl")).unwrap();
     std::fs::remove_file(repo.join("tenants/globex.kdl")).unwrap();
     let fleets = std::fs::read_to_string(repo.join("fleets/pico.kdl")).unwrap();
-    std::fs::write(repo.join("fleets/pico.kdl"), fleets.replace("tenants acme globex", "tenants acme")).unwrap();
+    // The fleet no longer admits globex, nor grants it a host path.
+    let fleets: String = fleets.replace("tenants acme globex", "tenants acme").lines().filter(|l| !l.contains("tenant=globex")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(repo.join("fleets/pico.kdl"), fleets).unwrap();
     for f in ["deployments/sensor-hub.kdl", "deployments/telemetry.kdl"] {
         let text = std::fs::read_to_string(repo.join(f)).unwrap();
         if text.contains("tenant globex") {
