@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{Config, NatsAuth, RuntimeKind};
 use crate::podman::Podman;
 use crate::reconcile::{Runtime, reconcile};
-use crate::state::{Floor, PersistedState, floor_path, payload_digest};
+use crate::state::{Floor, PersistedState, payload_digest};
 
 /// This agent's version: the crate's, or `<crate>-next` when built with the `next-version`
 /// feature (a second, different build for the upgrade tests).
@@ -230,8 +230,8 @@ pub async fn connect_with_seed(config: &Config, name: &str) -> Result<(async_nat
 
 /// Runs the agent until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
-    // Beside the device's seed: survives a lost state directory (`docs/agent.md`).
-    let floor_file = floor_path(config.nkey_file.as_deref());
+    // Outside the state directory: survives losing it (`docs/agent.md`).
+    let floor_file = Some(config.floor_file.clone());
     let (mut state, lost) = PersistedState::load_or_recover(&config.state_dir, &config.device_id, floor_file.as_deref())?;
     if let Some(why) = &lost {
         match &state.floor {

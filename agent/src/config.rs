@@ -151,6 +151,8 @@ pub struct Config {
     pub nats_auth: NatsAuth,
     /// State directory.
     pub state_dir: PathBuf,
+    /// The floor file (`docs/agent.md`): beside the seed, else beside the state directory.
+    pub floor_file: PathBuf,
     /// Tenants' data directories on this device (`<data_root>/<tenant>`).
     pub data_root: PathBuf,
     /// The agent's own files and directories (state, install directory, credentials, config
@@ -353,7 +355,8 @@ impl ConfigFile {
             NatsAuth::None
         };
         let nkey_file = n.nkey_file.clone();
-        let own_paths: Vec<PathBuf> = [Some(&state_dir), self.install_dir.as_ref(), n.password_file.as_ref(), n.token_file.as_ref(), n.creds_file.as_ref(), n.nkey_file.as_ref()]
+        let floor_file = crate::state::floor_path(nkey_file.as_deref(), &state_dir);
+        let own_paths: Vec<PathBuf> = [Some(&state_dir), Some(&floor_file), self.install_dir.as_ref(), n.password_file.as_ref(), n.token_file.as_ref(), n.creds_file.as_ref(), n.nkey_file.as_ref()]
             .into_iter()
             .flatten()
             .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
@@ -370,6 +373,7 @@ impl ConfigFile {
             nats_urls: self.nats.urls,
             nats_auth,
             state_dir,
+            floor_file,
             data_root,
             own_paths,
             fleet_keys,

@@ -71,13 +71,14 @@ struct FloorFile {
     trust: Option<TrustState>,
 }
 
-/// Where the floor file of an agent using `nkey_file` is (`None`: no seed file, no floor file).
-pub(crate) fn floor_path(nkey_file: Option<&Path>) -> Option<PathBuf> {
-    nkey_file.map(|f| {
-        let mut p = f.as_os_str().to_owned();
-        p.push(".floor");
-        PathBuf::from(p)
-    })
+/// Where the agent's floor file is: beside the device's seed (`<nkey_file>.floor`), else beside
+/// the state directory (`<state_dir>.floor`) — outside the state directory either way, so that
+/// losing it does not lose the floor.
+pub(crate) fn floor_path(nkey_file: Option<&Path>, state_dir: &Path) -> PathBuf {
+    let base = nkey_file.unwrap_or(state_dir);
+    let mut p = base.as_os_str().to_owned();
+    p.push(".floor");
+    PathBuf::from(p)
 }
 
 /// The most bytes of a floor file read (it holds a few keys and digests).
@@ -239,7 +240,7 @@ mod tests {
         let e = PersistedState::load_or_recover(&state_dir, "other", Some(&floor)).unwrap_err();
         assert!(e.contains("belongs to device `pi`"), "{e}");
         // Without a seed file there is no floor file.
-        assert_eq!(floor_path(None), None);
-        assert_eq!(floor_path(Some(Path::new("/etc/harmony/pi.nk"))), Some(PathBuf::from("/etc/harmony/pi.nk.floor")));
+        assert_eq!(floor_path(None, Path::new("/var/lib/harmony-agent")), PathBuf::from("/var/lib/harmony-agent.floor"));
+        assert_eq!(floor_path(Some(Path::new("/etc/harmony/pi.nk")), Path::new("/var/lib/harmony-agent")), PathBuf::from("/etc/harmony/pi.nk.floor"));
     }
 }
