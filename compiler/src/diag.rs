@@ -237,8 +237,8 @@ impl<'a> View<'a> {
         }
         let text = self.file.text.as_str();
         let (_, _, line_end) = self.file.line_bounds(label.span.start);
-        let start = floor_char(text, label.span.start.min(text.len()));
-        let end = ceil_char(text, label.span.start.saturating_add(label.span.len).min(line_end).min(start + EXCERPT).max(start));
+        let start = text.floor_char_boundary(label.span.start.min(text.len()));
+        let end = text.ceil_char_boundary(label.span.start.saturating_add(label.span.len).min(line_end).min(start + EXCERPT).max(start));
         (start, end - start)
     }
 }
@@ -251,20 +251,6 @@ fn needs_excerpts(label: &Label, sources: &Sources) -> bool {
     label.span.len > LONG_LABEL || e0 - s0 > LONG_LINE || e1 - s1 > LONG_LINE
 }
 
-fn floor_char(s: &str, mut i: usize) -> usize {
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
-fn ceil_char(s: &str, mut i: usize) -> usize {
-    while !s.is_char_boundary(i) {
-        i += 1;
-    }
-    i
-}
-
 impl miette::SourceCode for View<'_> {
     fn read_span<'b>(
         &'b self,
@@ -274,14 +260,14 @@ impl miette::SourceCode for View<'_> {
     ) -> Result<Box<dyn miette::SpanContents<'b> + 'b>, miette::MietteError> {
         let (file, text) = (self.file, self.file.text.as_str());
         if self.excerpt {
-            let start = floor_char(text, span.offset().min(text.len()));
+            let start = text.floor_char_boundary(span.offset().min(text.len()));
             let (line, line_start, line_end) = file.line_bounds(start);
-            let end = ceil_char(text, span.offset().saturating_add(span.len()).min(line_end).max(start));
+            let end = text.ceil_char_boundary(span.offset().saturating_add(span.len()).min(line_end).max(start));
             let (from, to) = if before == 0 && after == 0 {
                 (start, end)
             } else {
-                let from = floor_char(text, start.saturating_sub(EXCERPT).max(line_start).min(start));
-                (from, ceil_char(text, end.saturating_add(EXCERPT).min(line_end)).max(end))
+                let from = text.floor_char_boundary(start.saturating_sub(EXCERPT).max(line_start).min(start));
+                (from, text.ceil_char_boundary(end.saturating_add(EXCERPT).min(line_end)).max(end))
             };
             return Ok(Box::new(miette::MietteSpanContents::new_named(
                 file.path.clone(),

@@ -66,7 +66,7 @@ impl FingerprintKey {
         let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
         m.update(domain);
         m.update(value);
-        hex::encode(&m.finalize().into_bytes()[..8])
+        harmony_schemas::encoding::hex(&m.finalize().into_bytes()[..8])
     }
 
     /// `fp:<16 hex>` of a secret value.

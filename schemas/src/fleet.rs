@@ -209,10 +209,7 @@ pub fn bounded_text(text: &str, max: usize) -> String {
         return text.to_string();
     }
     let marker = format!("… ({} bytes in all)", text.len());
-    let mut cut = max.saturating_sub(marker.len());
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
+    let cut = text.floor_char_boundary(max.saturating_sub(marker.len()));
     format!("{}{marker}", &text[..cut])
 }
 

@@ -26,9 +26,5 @@ pub fn shorten(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }
-    let mut cut = max;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &s[..cut])
+    format!("{}…", &s[..s.floor_char_boundary(max)])
 }

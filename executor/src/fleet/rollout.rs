@@ -221,7 +221,7 @@ fn rollout_for(desired: &DesiredFleet, specs: &RolloutSpecs, items: &BTreeSet<It
     let ordered = rollout_order(members);
     let id_json = serde_json::to_vec(&(&desired.fleet, &id_parts)).unwrap_or_default();
     RolloutPlan {
-        id: format!("sha256:{}", hex(&Sha256::digest(&id_json))),
+        id: harmony_schemas::fleet::sha256_digest(&id_json),
         what: id_parts.into_iter().map(|(l, _)| l).collect(),
         waves: waves(&ordered, &spec.steps),
         spec,
@@ -273,7 +273,6 @@ pub fn progress_line(r: &RolloutRecord) -> String {
     line
 }
 
-use harmony_schemas::encoding::hex;
 
 /// A device's health for the rollout gate.
 #[derive(Debug, Clone, PartialEq, Eq)]
