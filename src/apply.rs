@@ -11,6 +11,7 @@ use harmony_compiler::CompiledRepo;
 use harmony_executor::fleet::apply::ActionOutcome;
 use harmony_executor::fleet::convert::{SIGNING_KEY_ENV, fleet_info};
 use harmony_executor::fleet::plan::summary;
+use harmony_executor::fleet::security::FleetSecurity;
 use harmony_executor::fleet::{ApplyRequest, FleetAction, FleetOp, LockOptions, NatsOptions, connect, desired_fleet, load_signing_key, run_apply};
 
 use crate::cli::Global;
@@ -77,20 +78,7 @@ impl NatsArgs {
     /// [`NatsArgs::options`], completed from the auth directory when no credential is given:
     /// the read-only identity if `read_only` and the fleet has one, else harmony's own nkey.
     fn fleet_options(&self, fleet: &str, fleet_urls: &[String], read_only: bool) -> anyhow::Result<NatsOptions> {
-        let mut o = self.options(fleet_urls)?;
-        let given = o.user.is_some() || o.token.is_some() || o.creds_file.is_some() || o.nkey_seed.is_some();
-        if given {
-            return Ok(o);
-        }
-        let Some(auth) = crate::fleet::existing_auth(self, fleet)? else { return Ok(o) };
-        match if read_only { auth.reader_seed()? } else { None } {
-            Some(seed) => {
-                o.nkey_seed = Some(seed);
-                o.inbox_prefix.get_or_insert_with(|| harmony_executor::fleet::auth::READER_INBOX_PREFIX.to_string());
-            }
-            None => o.nkey_seed = auth.harmony_seed()?,
-        }
-        Ok(o)
+        Ok(harmony_executor::fleet::security::complete_options(self.options(fleet_urls)?, self.auth_dir.as_deref(), fleet, read_only)?)
     }
 
     /// Connection options for a fleet whose repository declares `fleet_urls`.
@@ -280,22 +268,17 @@ fn describe(fleet: &str, actions: &[FleetAction]) -> String {
     s
 }
 
-pub fn run(g: &Global, a: ApplyArgs) -> anyhow::Result<ExitCode> {
+pub fn run(g: &Global, a: ApplyArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let repo = compiled(g)?;
-    let clusters_ok = if a.skip_clusters || a.fleet.is_some() {
-        true
-    } else {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        apply_clusters(g, &a, &repo, &rt)?
-    };
+    let clusters_ok = if a.skip_clusters || a.fleet.is_some() { true } else { apply_clusters(g, &a, &repo, rt)? };
     if a.skip_fleets {
         return Ok(if clusters_ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
-    let code = apply_fleets(g, a, &repo)?;
+    let code = apply_fleets(g, a, &repo, rt)?;
     Ok(if clusters_ok { code } else { ExitCode::from(1) })
 }
 
-fn apply_fleets(g: &Global, a: ApplyArgs, repo: &CompiledRepo) -> anyhow::Result<ExitCode> {
+fn apply_fleets(g: &Global, a: ApplyArgs, repo: &CompiledRepo, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let fleets = fleets(repo, &a.fleet)?;
     if fleets.is_empty() {
         println!("the repository declares no fleet: nothing to apply");
@@ -303,19 +286,20 @@ fn apply_fleets(g: &Global, a: ApplyArgs, repo: &CompiledRepo) -> anyhow::Result
     }
     let key = load_signing_key(a.signing_key_file.as_deref(), std::env::var(SIGNING_KEY_ENV).ok())?;
     let revision = a.source_revision.clone().unwrap_or_else(|| source_revision(g));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut exit = ExitCode::SUCCESS;
     for fleet in fleets {
         let info = fleet_info(repo, &fleet)?;
         // The key chain (after a rotation) and revocations, from the auth directory.
-        let security = crate::fleet::FleetSecurity::load(&a.nats, &fleet, info)?;
+        let security = FleetSecurity::load(a.nats.auth_dir.as_deref(), &fleet, info)?;
         security.check_signing_key(&key, &fleet, &info.signing_key)?;
         // The keys plans in the bucket may be signed with (the chain's, none retired): what
         // counts as Harmony's plan for generations and unchanged content.
         let public = harmony_schemas::fleet::parse_public_key(&info.signing_key).map_err(|e| anyhow::anyhow!("fleet `{fleet}` declares an invalid public key: {e}"))?;
         let trusted = security.observe_keys(public)?;
         let mut desired = desired_fleet(repo, &fleet, &revision)?;
-        security.apply_to(&mut desired);
+        for w in security.apply_to(&mut desired) {
+            eprintln!("warning: {w}");
+        }
         let opts = a.nats.options_for_fleet(&fleet, &info.nats)?;
         let yes = a.yes;
         let quiet = g.quiet;

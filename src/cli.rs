@@ -140,16 +140,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Check { format, deny_warnings } => check(g, format, deny_warnings),
         Command::Fmt { check } => fmt(g, check),
         Command::Graph { format } => graph(g, format),
-        Command::Plan(a) => crate::plan::plan(g, a),
+        Command::Plan(a) => crate::plan::plan(g, a, &runtime()?),
         Command::Show(a) => crate::plan::show(g, a),
         Command::Diff(a) => crate::plan::diff(g, a),
-        Command::Rollback(a) => crate::rollback::run(a, &g.repo),
-        Command::Apply(a) => crate::apply::run(g, a),
-        Command::Status(a) => crate::status::run(g, a),
-        Command::Ui(a) => crate::ui::run(g, a),
-        Command::Device(a) => crate::device::run(g, a),
-        Command::Fleet(a) => crate::fleet::run(g, a),
+        Command::Rollback(a) => crate::rollback::run(a, &g.repo, &runtime()?),
+        Command::Apply(a) => crate::apply::run(g, a, &runtime()?),
+        Command::Status(a) => crate::status::run(g, a, &runtime()?),
+        Command::Ui(a) => crate::ui::run(g, a, &runtime()?),
+        Command::Device(a) => crate::device::run(g, a, &runtime()?),
+        Command::Fleet(a) => crate::fleet::run(g, a, &runtime()?),
     }
+}
+
+/// The process's one tokio runtime, for the commands that talk to clusters and fleets (the
+/// executor's calls run on it; nothing else builds one).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 pub(crate) fn compile(g: &Global) -> anyhow::Result<Output> {

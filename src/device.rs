@@ -133,7 +133,7 @@ fn key(k: &KeyArgs) -> anyhow::Result<SigningKey> {
     Ok(load_command_key(k.command_key_file.as_deref(), std::env::var(COMMAND_KEY_ENV).ok())?)
 }
 
-pub fn run(g: &Global, a: DeviceArgs) -> anyhow::Result<ExitCode> {
+pub fn run(g: &Global, a: DeviceArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let repo = compiled(g)?;
     let target = match &a.command {
         DeviceCommand::Ping { target, .. } | DeviceCommand::Logs { target, .. } | DeviceCommand::Exec { target, .. } => target,
@@ -150,7 +150,6 @@ pub fn run(g: &Global, a: DeviceArgs) -> anyhow::Result<ExitCode> {
     };
     let device = target.device.clone();
     let plan = found.as_ref().map(|(_, p)| p);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let client = rt.block_on(connect(&opts))?;
     match a.command {
         DeviceCommand::Ping { timeout, .. } => {

@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use harmony_compiler::compile::FleetInfo;
 use harmony_compiler::{CompiledRepo, UnitContent};
 use harmony_executor::fleet::auth::{self, AUTH_DIR_ENV, FleetAuth, chain_head, current_signing_key, write_private};
 use harmony_executor::fleet::convert::{SIGNING_KEY_ENV, fleet_info};
-use harmony_executor::fleet::observe::observe_all;
-use harmony_executor::fleet::{ChainKeys, Condition, DesiredFleet, FleetError, FleetStatus, check_key_matches, connect, load_signing_key};
-use harmony_schemas::fleet::{PLANS_BUCKET, SigningKey, VerifyingKey, encode_key, generate_signing_key, key_id, parse_public_key};
-use harmony_schemas::trust::{KeyAction, SignedKeyAnnouncement, announce};
+use harmony_executor::fleet::observe::{observe_all, purge_plan};
+use harmony_executor::fleet::security::{FleetSecurity, existing_auth};
+use harmony_executor::fleet::{connect, load_signing_key};
+use harmony_schemas::fleet::{VerifyingKey, encode_key, generate_signing_key, key_id, parse_public_key};
+use harmony_schemas::trust::{KeyAction, announce};
 
 use crate::apply::{NatsArgs, compiled};
 use crate::cli::Global;
@@ -126,14 +126,6 @@ pub enum FleetCommand {
     },
 }
 
-/// The fleet's part of the auth directory, if `--auth-dir` is given and it exists.
-pub fn existing_auth(nats: &NatsArgs, fleet: &str) -> anyhow::Result<Option<FleetAuth>> {
-    match &nats.auth_dir {
-        Some(d) if d.join(fleet).is_dir() => Ok(Some(FleetAuth::open(d, fleet)?)),
-        _ => Ok(None),
-    }
-}
-
 fn auth_dir(nats: &NatsArgs) -> anyhow::Result<&Path> {
     nats.auth_dir.as_deref().with_context(|| {
         format!("no auth directory: pass --auth-dir DIR or set {AUTH_DIR_ENV} (it holds harmony's NATS key and the fleet's credentials; keep it private)")
@@ -177,97 +169,6 @@ fn open_auth(g: &Global, nats: &NatsArgs, fleet: &str) -> anyhow::Result<FleetAu
     Ok(FleetAuth::open(dir, fleet)?)
 }
 
-/// What the auth directory says about a fleet, for apply and status.
-#[derive(Debug, Default)]
-pub struct FleetSecurity {
-    fleet: String,
-    chain: Vec<SignedKeyAnnouncement>,
-    revoked: Vec<String>,
-}
-
-impl FleetSecurity {
-    /// Loads the chain and revocations of `fleet` (none without an auth directory). A fleet with
-    /// `auth nkey` needs the auth directory.
-    pub fn load(nats: &NatsArgs, fleet: &str, info: &FleetInfo) -> anyhow::Result<FleetSecurity> {
-        let Some(auth) = existing_auth(nats, fleet)? else {
-            if info.auth == harmony_compiler::model::FleetAuthMode::Nkey {
-                bail!(
-                    "fleet `{fleet}` declares `auth nkey` but has no auth directory: pass --auth-dir DIR or set {AUTH_DIR_ENV} (created by `harmony fleet enroll`)"
-                );
-            }
-            return Ok(FleetSecurity { fleet: fleet.to_string(), ..Default::default() });
-        };
-        let revoked = auth.registry()?.revoked();
-        Ok(FleetSecurity { fleet: fleet.to_string(), chain: auth.key_chain()?, revoked })
-    }
-
-    /// The private key must be the repository's (no chain) or the current key at the end of
-    /// the chain (the only key plans may be signed with and the chain extended with).
-    pub fn check_signing_key(&self, key: &SigningKey, fleet: &str, repo_public: &str) -> Result<(), FleetError> {
-        if self.chain.is_empty() {
-            return check_key_matches(key, fleet, repo_public);
-        }
-        let root = parse_public_key(repo_public).map_err(|e| FleetError::SigningKey(format!("fleet `{fleet}` declares an invalid public key: {e}")))?;
-        let current = current_signing_key(fleet, &root, &self.chain).map_err(FleetError::SigningKey)?;
-        if current != key.verifying_key() {
-            return Err(FleetError::SigningKey(format!(
-                "the signing key (key id {}) is not the current key at the end of fleet `{fleet}`'s key chain (current: {}); use the key of the last `harmony fleet rotate-signing-key`",
-                key_id(&key.verifying_key()),
-                key_id(&current)
-            )));
-        }
-        Ok(())
-    }
-
-    /// Carries the chain in every plan and drops revoked devices (their plans are deleted),
-    /// warning about each one the repository still declares.
-    pub fn apply_to(&self, desired: &mut DesiredFleet) {
-        for d in &self.revoked {
-            if desired.plans.remove(d).is_some() {
-                warn_revoked_declared(&desired.fleet, d);
-            }
-        }
-        for p in desired.plans.values_mut() {
-            p.key_chain = self.chain.clone();
-        }
-    }
-
-    /// Whether `device` was revoked (`harmony fleet revoke`): it gets no plan.
-    pub fn is_revoked(&self, device: &str) -> bool {
-        self.revoked.iter().any(|d| d == device)
-    }
-
-    /// Carries the chain in one plan.
-    pub fn set_chain(&self, plan: &mut harmony_schemas::fleet::DevicePlan) {
-        plan.key_chain = self.chain.clone();
-    }
-
-    /// Keys a plan in the bucket may be signed with: those the chain has not retired (the
-    /// current key, and the previous ones until a retirement).
-    pub fn observe_keys(&self, root: VerifyingKey) -> anyhow::Result<Vec<VerifyingKey>> {
-        Ok(chain_head(&self.fleet, &root, &self.chain).map_err(anyhow::Error::msg)?.keys())
-    }
-
-    /// The chain's keys by id, to flag devices trusting others (`harmony status`, `ui`).
-    pub fn chain_keys(&self, root: VerifyingKey) -> anyhow::Result<ChainKeys> {
-        Ok(ChainKeys::of(&chain_head(&self.fleet, &root, &self.chain).map_err(anyhow::Error::msg)?))
-    }
-
-    /// Shows revoked devices as `revoked`.
-    pub fn mark_revoked(&self, status: &mut FleetStatus) {
-        for d in status.devices.iter_mut().filter(|d| self.revoked.contains(&d.device)) {
-            d.condition = Condition::Revoked;
-        }
-    }
-}
-
-/// The warning for a device the repository declares although it was revoked.
-pub fn warn_revoked_declared(fleet: &str, device: &str) {
-    eprintln!(
-        "warning: device `{device}` of fleet `{fleet}` is declared in the repository but was revoked (`harmony fleet revoke`): no plan is written for it; remove its declaration"
-    );
-}
-
 /// The fleet declaring `device`.
 fn fleet_of(repo: &CompiledRepo, device: &str) -> anyhow::Result<String> {
     repo.units
@@ -305,10 +206,10 @@ fn toml_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 
-pub fn run(g: &Global, a: FleetArgs) -> anyhow::Result<ExitCode> {
+pub fn run(g: &Global, a: FleetArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let repo = compiled(g)?;
     match a.command {
-        FleetCommand::PublishAgent(p) => crate::publish::publish_agent(g, p),
+        FleetCommand::PublishAgent(p) => crate::publish::publish_agent(g, p, rt),
         FleetCommand::Enroll { device, out, device_dir, state_dir, command_keys, nats, reload: r } => {
             let fleet = fleet_of(&repo, &device)?;
             let info = fleet_info(&repo, &fleet)?;
@@ -366,14 +267,9 @@ pub fn run(g: &Global, a: FleetArgs) -> anyhow::Result<ExitCode> {
             reload(&r, &auth, g.quiet)?;
             // Delete its plan (as harmony).
             let opts = nats.options_for_fleet(&fleet, &info.nats)?;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(async {
                 let client = connect(&opts).await?;
-                let js = async_nats::jetstream::new(client);
-                match js.get_key_value(PLANS_BUCKET).await {
-                    Ok(kv) => kv.purge(&device).await.map_err(|e| anyhow::anyhow!("deleting the plan of {device}: {e}")),
-                    Err(_) => Ok(()),
-                }
+                purge_plan(&client, &device).await.map_err(|e| anyhow::anyhow!("deleting the plan of {device}: {e}"))
             })?;
             println!("revoked device {device} of fleet {fleet}: NATS user removed, plan deleted");
             Ok(ExitCode::SUCCESS)
@@ -385,7 +281,7 @@ pub fn run(g: &Global, a: FleetArgs) -> anyhow::Result<ExitCode> {
             let auth = open_auth(g, &nats, &fleet)?;
             let mut chain = auth.key_chain()?;
             // Only the chain's current key may extend it.
-            let security = FleetSecurity { fleet: fleet.clone(), chain: chain.clone(), revoked: Vec::new() };
+            let security = FleetSecurity::with_chain(&fleet, chain.clone());
             security.check_signing_key(&key, &fleet, &info.signing_key)?;
             let root = parse_public_key(&info.signing_key).map_err(|e| anyhow::anyhow!("fleet `{fleet}` declares an invalid public key: {e}"))?;
             let trusted = chain_head(&fleet, &root, &chain).map_err(anyhow::Error::msg)?.keys();
@@ -417,9 +313,8 @@ pub fn run(g: &Global, a: FleetArgs) -> anyhow::Result<ExitCode> {
             // Every device must trust the new key before the old one goes.
             let new_id = key_id(&key.verifying_key());
             let devices: Vec<String> = harmony_executor::fleet::desired_fleet(&repo, &fleet, "")?.plans.into_keys().collect();
-            let registry_revoked = existing_auth(&nats, &fleet)?.map(|a| a.registry().map(|r| r.revoked())).transpose()?.unwrap_or_default();
+            let registry_revoked = existing_auth(nats.auth_dir.as_deref(), &fleet)?.map(|a| a.registry().map(|r| r.revoked())).transpose()?.unwrap_or_default();
             let opts = nats.options_for_fleet(&fleet, &info.nats)?;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let keys = security.observe_keys(root)?;
             let observed = rt.block_on(async {
                 let client = connect(&opts).await?;
@@ -460,7 +355,6 @@ pub fn run(g: &Global, a: FleetArgs) -> anyhow::Result<ExitCode> {
                 bail!("device `{device}` is not enrolled in fleet `{fleet}` (or was revoked)");
             }
             let opts = nats.options_for_fleet(&fleet, &info.nats)?;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let client = rt.block_on(connect(&opts))?;
             let timeout = std::time::Duration::from_secs(10);
             let new = match rt.block_on(send(&client, &device, Command::RotateCredentials, &key, timeout))? {

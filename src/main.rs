@@ -5,7 +5,6 @@ mod apply;
 mod cli;
 mod device;
 mod fleet;
-mod observe;
 mod plan;
 mod publish;
 mod rollback;

@@ -15,6 +15,9 @@ use harmony_planner::render::SecretValues;
 use harmony_planner::{FingerprintKey, ObservedState, PlanOptions, Rendered};
 use harmony_schemas::plan::{ObservedSource, PlanFile, SourceRevision};
 
+use harmony_executor::live::LiveOptions;
+
+use crate::apply::NatsArgs;
 use crate::cli::{ColorChoice, Global};
 
 /// Output formats of a plan.
@@ -50,6 +53,16 @@ pub struct PlanFlags {
     pub fingerprint_key: Option<PathBuf>,
 }
 
+/// Where live state comes from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LiveArgs {
+    /// kubeconfig for the repository's clusters (default: `KUBECONFIG`, then `~/.kube/config`).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
 /// `harmony plan`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlanArgs {
@@ -60,7 +73,7 @@ pub struct PlanArgs {
     #[arg(long)]
     pub offline: bool,
     #[command(flatten)]
-    pub live: crate::observe::LiveArgs,
+    pub live: LiveArgs,
     /// Plan fleets only: no Kubernetes cluster is read or planned (no kubeconfig needed).
     #[arg(long, conflicts_with = "skip_fleets")]
     pub skip_clusters: bool,
@@ -124,6 +137,12 @@ fn print(p: &PlanFile, format: PlanFormat, compact: bool, g: &Global) -> anyhow:
     Ok(())
 }
 
+fn warn(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
 fn exit(p: &PlanFile, detailed: bool) -> ExitCode {
     if detailed && p.summary.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS }
 }
@@ -182,40 +201,12 @@ fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Resolves every `secret-value` of the releases (the resolver apply uses). An unreadable
-/// source is an error naming the release, the key and the source — a plan must not show a
-/// release as unchanged while apply could not write it — except with `unresolved_ok`
-/// (`--offline`), where it stays `None`: "unresolved until apply".
+/// Resolves every `secret-value` of the releases
+/// ([`harmony_executor::kube::apply::resolve_repo_secrets`], the resolver apply uses).
 fn resolve_secrets(compiled: &CompiledRepo, unresolved_ok: bool) -> anyhow::Result<BTreeMap<String, SecretValues>> {
-    let mut out = BTreeMap::new();
-    let mut errors = Vec::new();
-    for u in compiled.units.values() {
-        let UnitContent::Release(r) = &u.content else { continue };
-        if r.secrets.is_empty() {
-            continue;
-        }
-        let mut values = SecretValues::new();
-        for s in &r.secrets {
-            let v = match harmony_executor::kube::apply::resolve_secret(s) {
-                Ok(v) => Some(v),
-                Err(e) if unresolved_ok => {
-                    tracing::debug!("{}: {e}", u.id);
-                    None
-                }
-                Err(e) => {
-                    errors.push(format!("{}: {e}", u.id));
-                    None
-                }
-            };
-            values.insert(s.key.clone(), v);
-        }
-        out.insert(u.id.as_str().to_string(), values);
-    }
-    if !errors.is_empty() {
-        bail!("{}
-  set them as apply would see them, or plan with --offline to show them as unresolved until apply", errors.join("\n"));
-    }
-    Ok(out)
+    harmony_executor::kube::apply::resolve_repo_secrets(compiled, unresolved_ok).map_err(|errors| {
+        anyhow::anyhow!("{}\n  set them as apply would see them, or plan with --offline to show them as unresolved until apply", errors.join("\n"))
+    })
 }
 
 /// Releases rendered for a plan: their objects, and how each was rendered (with the
@@ -278,7 +269,7 @@ fn source_revision(dir: &Path, compiled: &CompiledRepo) -> SourceRevision {
 }
 
 /// `harmony plan`.
-pub fn plan(g: &Global, a: PlanArgs) -> anyhow::Result<ExitCode> {
+pub fn plan(g: &Global, a: PlanArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let mut compiled = compile_dir(&g.repo, "the repository", g, &ParseCache::default())?;
     let source = source_revision(&g.repo, &compiled);
     compiled.skip_targets(a.skip_clusters, a.skip_fleets);
@@ -287,8 +278,17 @@ pub fn plan(g: &Global, a: PlanArgs) -> anyhow::Result<ExitCode> {
     let (observed, observed_source) = match &a.observed {
         None if a.offline => (ObservedState::default(), ObservedSource::None),
         None => {
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            let live = crate::observe::observe(&compiled, &a.live, &rt)?;
+            let nats = &a.live.nats;
+            let read_options = |fleet: &str, urls: &[String]| nats.read_options_for_fleet(fleet, urls).map_err(|e| format!("{e:#}"));
+            let opts = LiveOptions { kubeconfig: a.live.kubeconfig.clone(), auth_dir: nats.auth_dir.clone(), read_options: &read_options };
+            let live = match rt.block_on(harmony_executor::live::observe(&compiled, &opts)) {
+                Ok(live) => live,
+                Err(e) => {
+                    warn(&e.warnings);
+                    bail!("{}", e.message)
+                }
+            };
+            warn(&live.warnings);
             live_desired = live.desired;
             rollouts = live.rollouts;
             for id in &live.revoked_units {

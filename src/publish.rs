@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use harmony_executor::fleet::convert::{SIGNING_KEY_ENV, fleet_info};
+use harmony_executor::fleet::security::FleetSecurity;
 use harmony_executor::fleet::{connect, load_signing_key};
 
 use crate::apply::{NatsArgs, compiled};
@@ -29,20 +30,18 @@ pub struct PublishAgentArgs {
     pub nats: NatsArgs,
 }
 
-pub fn publish_agent(g: &Global, a: PublishAgentArgs) -> anyhow::Result<ExitCode> {
+pub fn publish_agent(g: &Global, a: PublishAgentArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     semver::Version::parse(&a.agent_version).with_context(|| format!("--agent-version {}: not a semantic version (e.g. 0.2.0)", a.agent_version))?;
     let repo = compiled(g)?;
     let info = fleet_info(&repo, &a.fleet)?;
     let key = load_signing_key(a.signing_key_file.as_deref(), std::env::var(SIGNING_KEY_ENV).ok())?;
     // After a signing-key rotation, the key at the end of the fleet's key chain signs.
-    crate::fleet::FleetSecurity::load(&a.nats, &a.fleet, info)?.check_signing_key(&key, &a.fleet, &info.signing_key)?;
+    FleetSecurity::load(a.nats.auth_dir.as_deref(), &a.fleet, info)?.check_signing_key(&key, &a.fleet, &info.signing_key)?;
     let binary = std::fs::read(&a.binary).with_context(|| format!("reading {}", a.binary.display()))?;
     let opts = a.nats.options_for_fleet(&a.fleet, &info.nats)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (artifact, new) = rt.block_on(async {
         let client = connect(&opts).await?;
-        let js = async_nats::jetstream::new(client);
-        harmony_executor::fleet::agents::publish_agent(&js, &key, &a.agent_version, &binary).await
+        harmony_executor::fleet::agents::publish(&client, &key, &a.agent_version, &binary).await
     })?;
     use harmony_executor::fleet::agents::Publication;
     match new {

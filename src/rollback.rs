@@ -8,8 +8,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use harmony_executor::kube::Cluster;
-use harmony_executor::kube::lock::ClusterLock;
 use harmony_executor::kube::release::{self, Options};
 
 /// Flags of `harmony rollback`.
@@ -27,7 +25,7 @@ pub struct RollbackArgs {
     pub wait: Option<u64>,
 }
 
-pub fn run(args: RollbackArgs, repo: &Path) -> anyhow::Result<ExitCode> {
+pub fn run(args: RollbackArgs, repo: &Path, runtime: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let out = harmony_compiler::compile_repo(&harmony_compiler::DiskFs::new(repo)).with_context(|| format!("reading repository {}", repo.display()))?;
     let Some(compiled) = out.repo else {
         anyhow::bail!("the repository does not compile ({} error(s)); `harmony check` lists them", out.errors());
@@ -35,20 +33,7 @@ pub fn run(args: RollbackArgs, repo: &Path) -> anyhow::Result<ExitCode> {
     let (_, r) = crate::template::find_release(&compiled, &args.release, "release")?;
     let (ns, name) = (r.namespace.to_string(), r.name.as_str().to_string());
     let opts = Options { wait: args.wait.map(Duration::from_secs), ..Options::default() };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let revision = runtime.block_on(async {
-        let mut admin = Cluster::from_kubeconfig(args.kubeconfig.as_deref(), &r.context).await?;
-        let lock = ClusterLock::acquire(&admin, &crate::apply::lock_holder(), 600, jiff::Timestamp::now()).await?;
-        let result = async {
-            // The new revision is Harmony's: sealed, so a later apply may prune it.
-            admin.set_seal_key(harmony_executor::kube::seal::load_or_create(&admin).await?);
-            let tenant = admin.impersonating(&r.impersonate.username())?;
-            release::rollback(&tenant, &ns, &name, args.revision, &opts, jiff::Timestamp::now).await
-        }
-        .await;
-        lock.release(&admin).await?;
-        result
-    });
+    let revision = runtime.block_on(release::rollback_unit(args.kubeconfig.as_deref(), r, args.revision, &opts, &crate::apply::lock_holder()));
     let revision = revision.with_context(|| format!("rolling back release {ns}/{name} on cluster {} (context {})", r.cluster, r.context))?;
     println!("Rolled back {ns}/{name}: revision {revision} is deployed.");
     Ok(ExitCode::SUCCESS)

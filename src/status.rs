@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use harmony_executor::fleet::convert::fleet_info;
 use harmony_executor::fleet::observe::{observe_all, read_signed_history};
+use harmony_executor::fleet::security::FleetSecurity;
 use harmony_executor::fleet::{FleetStatus, StatusThresholds, connect, fleet_status};
 use harmony_schemas::fleet::parse_public_key;
 use serde::Serialize;
@@ -147,10 +148,9 @@ fn human(f: &FleetStatus) -> String {
     s
 }
 
-pub fn run(g: &Global, a: StatusArgs) -> anyhow::Result<ExitCode> {
+pub fn run(g: &Global, a: StatusArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let repo = compiled(g)?;
     let thresholds = a.thresholds.thresholds();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut out = Vec::new();
     for fleet in fleets(&repo, &a.fleet)? {
         let info = fleet_info(&repo, &fleet)?;
@@ -158,18 +158,14 @@ pub fn run(g: &Global, a: StatusArgs) -> anyhow::Result<ExitCode> {
         let devices: Vec<String> = harmony_executor::fleet::desired_fleet(&repo, &fleet, "")?.plans.into_keys().collect();
         let opts = a.nats.read_options_for_fleet(&fleet, &info.nats)?;
         // Plans signed with any key of the fleet's chain verify (a rotation re-signs them).
-        let security = crate::fleet::FleetSecurity::load(&a.nats, &fleet, info)?;
+        let security = FleetSecurity::load(a.nats.auth_dir.as_deref(), &fleet, info)?;
         let keys = security.observe_keys(public)?;
         let chain = security.chain_keys(public)?;
         let (observed, rollout) = rt.block_on(async {
             let client = connect(&opts).await?;
             let mut observed = observe_all(&client, &fleet, &keys).await?;
             read_signed_history(&client, &mut observed, &fleet, &keys, devices.iter().map(String::as_str)).await?;
-            let js = async_nats::jetstream::new(client);
-            let rollout = match js.get_key_value(harmony_schemas::fleet::ROLLOUTS_BUCKET).await {
-                Ok(store) => harmony_executor::fleet::rollout::read_record(&store, &fleet).await?.map(|(r, _)| r),
-                Err(_) => None,
-            };
+            let rollout = harmony_executor::fleet::rollout::observe_record(&client, &fleet).await?;
             Ok::<_, harmony_executor::fleet::FleetError>((observed, rollout))
         })?;
         let mut status = fleet_status(&fleet, &devices, &observed, harmony_schemas::fleet::now_ms(), thresholds);

@@ -46,7 +46,7 @@ fn kubeconfig_present(explicit: &Option<PathBuf>) -> bool {
         || std::env::var_os("HOME").is_some_and(|h| PathBuf::from(h).join(".kube/config").is_file())
 }
 
-pub fn run(g: &Global, a: UiArgs) -> anyhow::Result<ExitCode> {
+pub fn run(g: &Global, a: UiArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let token = match &a.auth_token_file {
         Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?.trim().to_string()),
         None => std::env::var("HARMONY_UI_TOKEN").ok().filter(|t| !t.trim().is_empty()),
@@ -73,7 +73,7 @@ pub fn run(g: &Global, a: UiArgs) -> anyhow::Result<ExitCode> {
     // Plans re-signed after a signing-key rotation verify with the keys of the fleet's chain.
     for (name, f) in view.fleets.iter_mut() {
         if let Some(info) = repo.fleets.iter().find(|(n, _)| n.as_str() == name).map(|(_, i)| i) {
-            let security = crate::fleet::FleetSecurity::load(&a.nats, name, info)?;
+            let security = harmony_executor::fleet::security::FleetSecurity::load(a.nats.auth_dir.as_deref(), name, info)?;
             if let Some(root) = f.trusted.first().copied() {
                 f.trusted = security.observe_keys(root)?;
                 f.chain = security.chain_keys(root)?;
@@ -82,7 +82,6 @@ pub fn run(g: &Global, a: UiArgs) -> anyhow::Result<ExitCode> {
     }
     let single_fleet = if view.fleets.len() == 1 { view.fleets.keys().next().cloned() } else { None };
     let thresholds = a.thresholds.thresholds();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         // One fleet: its read-only identity from the auth directory when no credential is given.
         let mut nats = match &single_fleet {

@@ -9,3 +9,4 @@
 
 pub mod fleet;
 pub mod kube;
+pub mod live;

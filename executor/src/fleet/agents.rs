@@ -39,6 +39,11 @@ pub enum Publication {
     Resigned,
 }
 
+/// [`publish_agent`] over a connection (`harmony fleet publish-agent`).
+pub async fn publish(client: &async_nats::Client, key: &SigningKey, version: &str, binary: &[u8]) -> Result<(AgentArtifact, Publication), FleetError> {
+    publish_agent(&jetstream::new(client.clone()), key, version, binary).await
+}
+
 /// Publishes `binary` as agent `version`. Versions are immutable: publishing the same bytes
 /// again is a no-op (or renews a signature made by a rotated-away key), other bytes under a
 /// published version are refused.

@@ -15,6 +15,7 @@
 //! - [`status`]: desired vs applied per device, with Ready / Stale / Unknown conditions.
 //! - [`command`]: ping, signed logs/exec requests to one device's agent.
 //! - [`auth`]: per-device NATS nkey users and permissions, the auth directory, the key chain.
+//! - [`security`]: what the auth directory means for a fleet: which keys sign and verify, revoked devices.
 
 pub mod agents;
 pub mod apply;
@@ -28,6 +29,7 @@ pub mod observe;
 pub mod plan;
 pub mod rollout;
 pub mod run;
+pub mod security;
 pub mod sign;
 pub mod status;
 

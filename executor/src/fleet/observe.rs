@@ -465,3 +465,13 @@ pub(crate) mod tests {
         assert!(by_key["Not A Device"].contains("not a device id"));
     }
 }
+
+/// Deletes `device`'s plan (a purge, as harmony): nothing to do when the fleet has no plans
+/// bucket yet (`harmony fleet revoke`).
+pub async fn purge_plan(client: &async_nats::Client, device: &str) -> Result<(), kv::PurgeError> {
+    let js = jetstream::new(client.clone());
+    match js.get_key_value(harmony_schemas::fleet::PLANS_BUCKET).await {
+        Ok(store) => store.purge(device).await,
+        Err(_) => Ok(()),
+    }
+}

@@ -581,6 +581,16 @@ async fn save(ctx: &WaveContext<'_>, record: &mut RolloutRecord, rev: &mut Optio
     Ok(())
 }
 
+/// The fleet's rollout record, if its rollouts bucket exists (read-only: a missing bucket is
+/// not created): what `harmony status` shows and `harmony plan` continues.
+pub async fn observe_record(client: &async_nats::Client, fleet: &str) -> Result<Option<RolloutRecord>, FleetError> {
+    let js = async_nats::jetstream::new(client.clone());
+    match js.get_key_value(harmony_schemas::fleet::ROLLOUTS_BUCKET).await {
+        Ok(store) => Ok(read_record(&store, fleet).await?.map(|(r, _)| r)),
+        Err(_) => Ok(None),
+    }
+}
+
 /// Reads the fleet's rollout record and its revision.
 pub async fn read_record(rollouts: &kv::Store, fleet: &str) -> Result<Option<(RolloutRecord, u64)>, FleetError> {
     match rollouts.entry(fleet).await {

@@ -76,6 +76,39 @@ pub fn resolve_secrets(unit: &ReleaseUnit) -> Result<BTreeMap<String, Option<Str
     unit.secrets.iter().map(|s| Ok((s.key.clone(), Some(resolve_secret(s)?)))).collect()
 }
 
+/// Resolves the `secret-value`s of every release of the repository ([`resolve_secret`]), by
+/// unit id, for `harmony plan` (fingerprints only). An unreadable source is an error naming the
+/// release, the key and the source (one per failure: a plan must not show a release as
+/// unchanged while apply could not write it), except with `unresolved_ok` (`--offline`), where
+/// it stays `None`: "unresolved until apply".
+pub fn resolve_repo_secrets(compiled: &CompiledRepo, unresolved_ok: bool) -> Result<BTreeMap<String, SecretValues>, Vec<String>> {
+    let mut out = BTreeMap::new();
+    let mut errors = Vec::new();
+    for u in compiled.units.values() {
+        let UnitContent::Release(r) = &u.content else { continue };
+        if r.secrets.is_empty() {
+            continue;
+        }
+        let mut values = SecretValues::new();
+        for s in &r.secrets {
+            let v = match resolve_secret(s) {
+                Ok(v) => Some(v),
+                Err(e) if unresolved_ok => {
+                    tracing::debug!("{}: {e}", u.id);
+                    None
+                }
+                Err(e) => {
+                    errors.push(format!("{}: {e}", u.id));
+                    None
+                }
+            };
+            values.insert(s.key.clone(), v);
+        }
+        out.insert(u.id.as_str().to_string(), values);
+    }
+    if errors.is_empty() { Ok(out) } else { Err(errors) }
+}
+
 /// Renders a release for apply with the one renderer plan uses
 /// ([`harmony_planner::render::render_helm`]): the chart from the repository with the unit's
 /// values and its resolved secrets, for revision `revision` (an upgrade or not) against the

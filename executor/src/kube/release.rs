@@ -604,6 +604,29 @@ pub async fn rollback(cluster: &Cluster, ns: &str, name: &str, to: Option<u32>, 
     Ok(version)
 }
 
+/// `harmony rollback`: [`rollback`] of the release `unit` on its cluster (its context in
+/// `kubeconfig`), impersonating its tenant, under the cluster's apply lock held by `holder`.
+/// The new revision is Harmony's: sealed, so a later apply may prune it.
+pub async fn rollback_unit(
+    kubeconfig: Option<&std::path::Path>,
+    unit: &harmony_compiler::compile::ReleaseUnit,
+    to: Option<u32>,
+    opts: &Options,
+    holder: &str,
+) -> Result<u32, KubeError> {
+    let (ns, name) = (unit.namespace.to_string(), unit.name.as_str().to_string());
+    let mut admin = Cluster::from_kubeconfig(kubeconfig, &unit.context).await?;
+    let lock = super::lock::ClusterLock::acquire(&admin, holder, 600, jiff::Timestamp::now()).await?;
+    let result = async {
+        admin.set_seal_key(super::seal::load_or_create(&admin).await?);
+        let tenant = admin.impersonating(&unit.impersonate.username())?;
+        rollback(&tenant, &ns, &name, to, opts, jiff::Timestamp::now).await
+    }
+    .await;
+    lock.release(&admin).await?;
+    result
+}
+
 /// Helm's uninstall (without `--keep-history`): pre-delete hooks, the deployed revision's
 /// objects in reverse install order (except `helm.sh/resource-policy: keep`), post-delete
 /// hooks, then every record. Returns false when there was no such release. When `cluster`

@@ -2,48 +2,72 @@
 //! the fleets' device plans in NATS, turned into the planner's [`ObservedState`]. Read-only:
 //! nothing is created (not even a missing bucket) and no lock is taken.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use anyhow::Context;
+use harmony_compiler::compile::UnitId;
 use harmony_compiler::{CompiledRepo, UnitContent};
-use harmony_executor::fleet::convert::device_plan;
-use harmony_executor::fleet::observe::{decode_plans, read_bucket};
-use harmony_executor::fleet::plan::same_content;
-use harmony_executor::kube::observe::{ClusterObservation, observe_cluster};
-use harmony_executor::kube::tenant::Access;
-use harmony_executor::kube::{Cluster, KubeError, error_chain};
 use harmony_planner::object::Object;
 use harmony_planner::observed::ObservedEntry;
 use harmony_planner::{ObservedState, Rendered};
-use harmony_schemas::fleet::{DevicePlan, PLANS_BUCKET, parse_public_key};
+use harmony_schemas::fleet::{DevicePlan, PLANS_BUCKET, RolloutRecord, parse_public_key};
+use harmony_schemas::plan::PlannedRollout;
 use serde_json::{Value, json};
 
-use crate::apply::NatsArgs;
+use crate::fleet::convert::device_plan;
+use crate::fleet::observe::{decode_plans, read_bucket};
+use crate::fleet::plan::same_content;
+use crate::fleet::security::{FleetSecurity, revoked_declared};
+use crate::fleet::{FleetError, NatsOptions};
+use crate::kube::observe::{ClusterObservation, observe_cluster};
+use crate::kube::tenant::Access;
+use crate::kube::{Cluster, KubeError, error_chain};
 
 /// Where live state comes from.
-#[derive(Debug, Clone, clap::Args)]
-pub struct LiveArgs {
+pub struct LiveOptions<'a> {
     /// kubeconfig for the repository's clusters (default: `KUBECONFIG`, then `~/.kube/config`).
-    #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
-    #[command(flatten)]
-    pub nats: NatsArgs,
+    /// The operator's auth directory: the fleets' key chains and revocations.
+    pub auth_dir: Option<PathBuf>,
+    /// Connection options for reading a fleet (its name, its declared NATS URLs); an error is
+    /// reported as it is.
+    pub read_options: &'a dyn Fn(&str, &[String]) -> Result<NatsOptions, String>,
 }
 
 /// What was observed, and what the planner needs besides: the desired objects of tenant access
 /// and the desired wire plans of devices (compared with their live counterparts), by unit id.
 pub struct Live {
+    /// The observed state.
     pub observed: ObservedState,
+    /// Desired objects that are not rendered releases (tenant access, device plans).
     pub desired: Rendered,
     /// `cluster okd-prod`, `fleet pico`: what was read.
     pub targets: Vec<String>,
     /// The phased rollouts `harmony apply` would run, per fleet.
-    pub rollouts: Vec<harmony_schemas::plan::PlannedRollout>,
+    pub rollouts: Vec<PlannedRollout>,
     /// Units of devices the repository declares but that were revoked: apply writes them no
     /// plan, so the plan leaves them out.
-    pub revoked_units: Vec<harmony_compiler::compile::UnitId>,
+    pub revoked_units: Vec<UnitId>,
+    /// Warnings for the operator, in the order they arose (without a `warning: ` prefix).
+    pub warnings: Vec<String>,
 }
+
+/// A target that could not be read, and the warnings gathered before.
+#[derive(Debug)]
+pub struct LiveError {
+    /// What failed, naming the target and what to do.
+    pub message: String,
+    /// Warnings that arose before the failure (without a `warning: ` prefix).
+    pub warnings: Vec<String>,
+}
+
+impl std::fmt::Display for LiveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for LiveError {}
 
 /// A device plan without what changes on every write (generation, source revision): the part
 /// a plan diff is about.
@@ -58,9 +82,23 @@ fn comparable(p: &DevicePlan) -> Value {
 
 /// Observes every cluster and fleet the repository declares. Any target that cannot be read is
 /// an error naming it: a plan against half the state would be wrong, not partial.
-pub fn observe(compiled: &CompiledRepo, a: &LiveArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<Live> {
-    let mut live = Live { observed: ObservedState::default(), desired: Rendered::new(), targets: Vec::new(), rollouts: Vec::new(), revoked_units: Vec::new() };
-    let clusters = rt.block_on(futures::future::join_all(compiled.clusters.iter().map(|(name, info)| async move {
+pub async fn observe(compiled: &CompiledRepo, a: &LiveOptions<'_>) -> Result<Live, LiveError> {
+    let mut live = Live {
+        observed: ObservedState::default(),
+        desired: Rendered::new(),
+        targets: Vec::new(),
+        rollouts: Vec::new(),
+        revoked_units: Vec::new(),
+        warnings: Vec::new(),
+    };
+    match observe_into(compiled, a, &mut live).await {
+        Ok(()) => Ok(live),
+        Err(message) => Err(LiveError { message, warnings: live.warnings }),
+    }
+}
+
+async fn observe_into(compiled: &CompiledRepo, a: &LiveOptions<'_>, live: &mut Live) -> Result<(), String> {
+    let clusters = futures::future::join_all(compiled.clusters.iter().map(|(name, info)| async move {
         let r = async {
             let c = Cluster::from_kubeconfig(a.kubeconfig.as_deref(), &info.context).await?;
             if let Err(e) = c.client().apiserver_version().await {
@@ -70,59 +108,55 @@ pub fn observe(compiled: &CompiledRepo, a: &LiveArgs, rt: &tokio::runtime::Runti
             Ok((observe_cluster(&c).await?, caps))
         };
         (name.as_str().to_string(), info.context.clone(), r.await)
-    })));
+    }))
+    .await;
     for (name, context, r) in clusters {
         let (obs, caps) = r.map_err(|e| {
-            anyhow::anyhow!("cluster {name} (context {context}): {e}\n  plan without live state with `harmony plan --offline`, or fix the kubeconfig (--kubeconfig, KUBECONFIG)")
+            format!("cluster {name} (context {context}): {e}\n  plan without live state with `harmony plan --offline`, or fix the kubeconfig (--kubeconfig, KUBECONFIG)")
         })?;
         for w in &obs.warnings {
-            eprintln!("warning: cluster {name}: {w}");
+            live.warnings.push(format!("cluster {name}: {w}"));
         }
-        add_cluster(compiled, &name, &obs, &mut live);
+        add_cluster(compiled, &name, &obs, live);
         live.observed.capabilities.insert(name.clone(), caps);
         live.targets.push(format!("cluster {name}"));
     }
     for (fleet, info) in &compiled.fleets {
         let fleet = fleet.as_str();
-        let public = parse_public_key(&info.signing_key).map_err(|e| anyhow::anyhow!("fleet `{fleet}` declares an invalid public key: {e}"))?;
-        let opts = a.nats.read_options_for_fleet(fleet, &info.nats)?;
+        let public = parse_public_key(&info.signing_key).map_err(|e| format!("fleet `{fleet}` declares an invalid public key: {e}"))?;
+        let opts = (a.read_options)(fleet, &info.nats)?;
         // After a signing-key rotation plans are signed by a newer key and carry the key chain.
-        let security = crate::fleet::FleetSecurity::load(&a.nats, fleet, info)?;
-        let keys = security.observe_keys(public)?;
-        let entries = rt
-            .block_on(async {
-                let client = harmony_executor::fleet::connect(&opts).await?;
-                let js = async_nats::jetstream::new(client.clone());
-                let Ok(store) = js.get_key_value(PLANS_BUCKET).await else { return Ok(None) };
-                let raw = read_bucket(&client, &store).await?;
-                let mut warnings = Vec::new();
-                let plans = decode_plans(PLANS_BUCKET, raw, fleet, &keys, &mut warnings);
-                // The fleet's rollout record: an unfinished rollout is resumed (or its revert
-                // finished) by apply, and the plan says so.
-                let record = match js.get_key_value(harmony_schemas::fleet::ROLLOUTS_BUCKET).await {
-                    Ok(rollouts) => harmony_executor::fleet::rollout::read_record(&rollouts, fleet).await?.map(|(r, _)| r),
-                    Err(_) => None,
-                };
-                Ok::<_, harmony_executor::fleet::FleetError>(Some((plans, warnings, record)))
-            })
-            .with_context(|| format!("fleet {fleet}: reading its device plans\n  plan without live state with `harmony plan --offline`, or pass --nats-url"))?;
+        let security = FleetSecurity::load(a.auth_dir.as_deref(), fleet, info).map_err(|e| e.to_string())?;
+        let keys = security.observe_keys(public).map_err(|e| e.to_string())?;
+        let entries = async {
+            let client = crate::fleet::connect(&opts).await?;
+            let js = async_nats::jetstream::new(client.clone());
+            let Ok(store) = js.get_key_value(PLANS_BUCKET).await else { return Ok(None) };
+            let raw = read_bucket(&client, &store).await?;
+            let mut warnings = Vec::new();
+            let plans = decode_plans(PLANS_BUCKET, raw, fleet, &keys, &mut warnings);
+            // The fleet's rollout record: an unfinished rollout is resumed (or its revert
+            // finished) by apply, and the plan says so.
+            let record = crate::fleet::rollout::observe_record(&client, fleet).await?;
+            Ok::<_, FleetError>(Some((plans, warnings, record)))
+        }
+        .await
+        .map_err(|e| format!("fleet {fleet}: reading its device plans\n  plan without live state with `harmony plan --offline`, or pass --nats-url: {e}"))?;
         if let Some((plans, warnings, record)) = entries {
-            for w in warnings {
-                eprintln!("warning: {w}");
-            }
-            add_fleet(compiled, fleet, &plans, &security, &mut live);
+            live.warnings.extend(warnings.iter().map(|w| w.to_string()));
+            add_fleet(compiled, fleet, &plans, &security, live);
             if let Some(r) = rollout(compiled, fleet, plans, &security, record.as_ref()) {
                 live.rollouts.push(r);
             }
         }
         live.targets.push(format!("fleet {fleet}"));
     }
-    Ok(live)
+    Ok(())
 }
 
 fn add_cluster(compiled: &CompiledRepo, cluster: &str, obs: &ClusterObservation, live: &mut Live) {
-    let mut ours = std::collections::BTreeSet::new();
-    let mut tenants = std::collections::BTreeSet::new();
+    let mut ours = BTreeSet::new();
+    let mut tenants = BTreeSet::new();
     for u in compiled.units.values() {
         let id = u.id.as_str().to_string();
         match &u.content {
@@ -164,26 +198,20 @@ fn add_cluster(compiled: &CompiledRepo, cluster: &str, obs: &ClusterObservation,
 fn rollout(
     compiled: &CompiledRepo,
     fleet: &str,
-    plans: BTreeMap<String, harmony_executor::fleet::ObservedEntry>,
-    security: &crate::fleet::FleetSecurity,
-    record: Option<&harmony_schemas::fleet::RolloutRecord>,
-) -> Option<harmony_schemas::plan::PlannedRollout> {
-    let mut desired = harmony_executor::fleet::desired_fleet(compiled, fleet, "").ok()?;
+    plans: BTreeMap<String, crate::fleet::ObservedEntry>,
+    security: &FleetSecurity,
+    record: Option<&RolloutRecord>,
+) -> Option<PlannedRollout> {
+    let mut desired = crate::fleet::desired_fleet(compiled, fleet, "").ok()?;
     // As apply: revoked devices get no plan, so no step either.
     desired.plans.retain(|device, _| !security.is_revoked(device));
-    let specs = harmony_executor::fleet::rollout::rollout_specs(compiled, fleet);
-    let observed = harmony_executor::fleet::ObservedFleet { plans, ..Default::default() };
-    harmony_executor::fleet::rollout::plan_rollout(&desired, &specs, &observed, record).map(|r| r.planned(fleet, record))
+    let specs = crate::fleet::rollout::rollout_specs(compiled, fleet);
+    let observed = crate::fleet::ObservedFleet { plans, ..Default::default() };
+    crate::fleet::rollout::plan_rollout(&desired, &specs, &observed, record).map(|r| r.planned(fleet, record))
 }
 
-fn add_fleet(
-    compiled: &CompiledRepo,
-    fleet: &str,
-    plans: &BTreeMap<String, harmony_executor::fleet::ObservedEntry>,
-    security: &crate::fleet::FleetSecurity,
-    live: &mut Live,
-) {
-    let mut ours = std::collections::BTreeSet::new();
+fn add_fleet(compiled: &CompiledRepo, fleet: &str, plans: &BTreeMap<String, crate::fleet::ObservedEntry>, security: &FleetSecurity, live: &mut Live) {
+    let mut ours = BTreeSet::new();
     for u in compiled.units.values() {
         let id = u.id.as_str().to_string();
         match &u.content {
@@ -191,7 +219,7 @@ fn add_fleet(
                 let device = p.device.as_str();
                 if security.is_revoked(device) {
                     // As apply: no plan for it (a leftover entry is deleted), no agent upgrade.
-                    crate::fleet::warn_revoked_declared(fleet, device);
+                    live.warnings.push(revoked_declared(fleet, device));
                     live.revoked_units.push(u.id.clone());
                     live.revoked_units.extend(u.deps.iter().cloned());
                     continue;
