@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
-use harmony_compiler::compile::ChartRef;
-use harmony_compiler::{CompiledRepo, DiskFs, ParseCache, UnitContent, compile_repo_cached};
+use harmony_compiler::{CompiledRepo, DiskFs, ParseCache, compile_repo_cached};
 use harmony_planner::output::{self, HumanOptions, MarkdownOptions};
 use harmony_planner::render::SecretValues;
 use harmony_planner::{FingerprintKey, ObservedState, PlanOptions, Rendered};
 use harmony_schemas::plan::{ObservedSource, PlanFile, SourceRevision};
 
 use harmony_executor::live::LiveOptions;
+use harmony_executor::pipeline::{Renders, render_releases};
 
 use crate::apply::NatsArgs;
 use crate::cli::{ColorChoice, Global};
@@ -209,18 +209,7 @@ fn resolve_secrets(compiled: &CompiledRepo, unresolved_ok: bool) -> anyhow::Resu
     })
 }
 
-/// Releases rendered for a plan: their objects, and how each was rendered (with the
-/// fingerprint of its record manifest) against which capabilities.
-#[derive(Default)]
-struct Renders {
-    objects: Rendered,
-    releases: BTreeMap<String, harmony_schemas::plan::ReleaseRender>,
-    capabilities: BTreeMap<String, harmony_schemas::plan::Capabilities>,
-}
-
-/// Renders the given releases with charts loaded from `root`, each against its cluster's
-/// capabilities and the revision apply writes next ([`harmony_planner::render::release_context`])
-/// (on a thread with a large stack: templates may recurse deeply).
+/// [`harmony_executor::pipeline::render_releases`], its error as it is.
 fn render(
     root: &Path,
     compiled: &CompiledRepo,
@@ -229,29 +218,7 @@ fn render(
     observed: &ObservedState,
     key: &FingerprintKey,
 ) -> anyhow::Result<Renders> {
-    let mut jobs = Vec::new();
-    for id in ids {
-        let Some(u) = compiled.units.values().find(|u| u.id.as_str() == id) else { continue };
-        let UnitContent::Release(r) = &u.content else { continue };
-        let ChartRef::Local { path, .. } = &r.chart else { continue };
-        let (render, caps) = harmony_planner::render::release_context(&id, r, observed);
-        jobs.push((id.clone(), r.clone(), root.join(path), secrets.get(&id).cloned().unwrap_or_default(), render, caps));
-    }
-    let key = key.clone();
-    let handle = std::thread::Builder::new().stack_size(64 << 20).spawn(move || -> anyhow::Result<Renders> {
-        let mut out = Renders::default();
-        for (id, r, chart_path, secrets, mut render, caps) in jobs {
-            let chart = harmony_helm::Chart::load(&chart_path).map_err(|e| anyhow::anyhow!("release {id}: loading chart {}: {e}", chart_path.display()))?;
-            let ctx = harmony_planner::render::RenderContext { revision: render.revision, is_upgrade: render.is_upgrade, capabilities: &caps };
-            let objs = harmony_planner::render::render_release(&id, &r, chart, &secrets, ctx)?;
-            render.manifest = Some(key.fingerprint(objs.manifest.as_bytes()));
-            out.objects.insert(id.clone(), objs.objects);
-            out.releases.insert(id, render);
-            out.capabilities.insert(r.cluster.to_string(), caps);
-        }
-        Ok(out)
-    })?;
-    handle.join().map_err(|_| anyhow::anyhow!("internal error while rendering"))?
+    render_releases(root, compiled, ids, secrets, observed, key).map_err(anyhow::Error::msg)
 }
 
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {

@@ -10,3 +10,4 @@
 pub mod fleet;
 pub mod kube;
 pub mod live;
+pub mod pipeline;
