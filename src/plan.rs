@@ -15,7 +15,7 @@ use harmony_planner::{FingerprintKey, ObservedState, PlanOptions, Rendered};
 use harmony_schemas::plan::{ObservedSource, PlanFile, SourceRevision};
 
 use harmony_executor::live::LiveOptions;
-use harmony_executor::pipeline::{Renders, render_releases};
+use harmony_executor::pipeline::render_releases;
 
 use crate::apply::NatsArgs;
 use crate::cli::{ColorChoice, Global};
@@ -209,18 +209,6 @@ fn resolve_secrets(compiled: &CompiledRepo, unresolved_ok: bool) -> anyhow::Resu
     })
 }
 
-/// [`harmony_executor::pipeline::render_releases`], its error as it is.
-fn render(
-    root: &Path,
-    compiled: &CompiledRepo,
-    ids: Vec<String>,
-    secrets: &BTreeMap<String, SecretValues>,
-    observed: &ObservedState,
-    key: &FingerprintKey,
-) -> anyhow::Result<Renders> {
-    render_releases(root, compiled, ids, secrets, observed, key).map_err(anyhow::Error::msg)
-}
-
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new("git").arg("-C").arg(dir).args(args).output().context("running git")?;
     if !out.status.success() {
@@ -276,7 +264,7 @@ pub fn plan(g: &Global, a: PlanArgs, rt: &tokio::runtime::Runtime) -> anyhow::Re
     let key = fingerprint_key(&a.flags.fingerprint_key)?;
     let selected = harmony_planner::select_units(&compiled, &observed, &a.flags.targets, &a.flags.excludes)?;
     let secrets = resolve_secrets(&compiled, a.offline)?;
-    let renders = render(&g.repo, &compiled, harmony_planner::releases_to_render(&compiled, &observed, &selected), &secrets, &observed, &key)?;
+    let renders = render_releases(&g.repo, &compiled, harmony_planner::releases_to_render(&compiled, &observed, &selected), &secrets, &observed, &key).map_err(anyhow::Error::msg)?;
     let mut rendered = renders.objects;
     rendered.extend(live_desired);
     let opts = PlanOptions {
@@ -362,11 +350,11 @@ pub fn diff(g: &Global, a: DiffArgs) -> anyhow::Result<ExitCode> {
     let span = tracing::info_span!("render").entered();
     let no_secrets = BTreeMap::new();
     let nothing = ObservedState::default();
-    let base_rendered = render(&base_dir, &base, changed(&base, &head), &no_secrets, &nothing, &key)?.objects;
+    let base_rendered = render_releases(&base_dir, &base, changed(&base, &head), &no_secrets, &nothing, &key).map_err(anyhow::Error::msg)?.objects;
     let observed = ObservedState::from_compiled(&base, &head, &base_rendered);
     let selected = harmony_planner::select_units(&head, &observed, &a.flags.targets, &a.flags.excludes)?;
     let to_render: Vec<String> = changed(&head, &base).into_iter().filter(|id| selected.contains(id)).collect();
-    let head_renders = render(&head_dir, &head, to_render, &no_secrets, &observed, &key)?;
+    let head_renders = render_releases(&head_dir, &head, to_render, &no_secrets, &observed, &key).map_err(anyhow::Error::msg)?;
     drop(span);
     let span = tracing::info_span!("plan").entered();
     let opts = PlanOptions {
