@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod execute;
 pub mod fleet;
 pub mod kube;
 pub mod live;

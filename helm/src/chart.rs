@@ -130,16 +130,31 @@ impl Chart {
 
     /// Loads a chart from a directory or a `.tgz` archive.
     pub fn load(path: &Path) -> Result<Chart, ChartError> {
-        let meta = std::fs::metadata(path).map_err(|e| ChartError::Io(format!("path {:?} not found: {}", path.display().to_string(), e)))?;
-        let mut c = if meta.is_dir() {
-            load_dir(path)?
-        } else {
-            let data = std::fs::read(path).map_err(|e| ChartError::Io(e.to_string()))?;
-            load_archive(&data)?
-        };
+        Chart::from_files(read_files(path)?)
+    }
+
+    /// A chart from the files [`read_files`] returns (in that order): what a saved plan holds
+    /// and `apply` renders from, without reading the repository.
+    pub fn from_files(files: Vec<File>) -> Result<Chart, ChartError> {
+        let mut c = load_files(files)?;
         c.set_parents(None);
         Ok(c)
     }
+}
+
+/// The files of a chart directory or `.tgz` archive as the loader reads them (`.helmignore`
+/// applied, links kept inside the chart, Helm's size limits), in load order.
+pub fn read_files(path: &Path) -> Result<Vec<File>, ChartError> {
+    let meta = std::fs::metadata(path).map_err(|e| ChartError::Io(format!("path {:?} not found: {}", path.display().to_string(), e)))?;
+    if meta.is_dir() {
+        dir_files(path)
+    } else {
+        let data = std::fs::read(path).map_err(|e| ChartError::Io(e.to_string()))?;
+        archive_files(&data)
+    }
+}
+
+impl Chart {
 }
 
 /// `.helmignore` rules.
@@ -198,7 +213,7 @@ pub const MAX_FILE_SIZE: u64 = 5 * 1024 * 1024;
 /// Helm's `MaxDecompressedChartSize`: the most an archive may decompress to (100 MiB).
 pub const MAX_CHART_SIZE: u64 = 100 * 1024 * 1024;
 
-fn load_dir(root: &Path) -> Result<Chart, ChartError> {
+fn dir_files(root: &Path) -> Result<Vec<File>, ChartError> {
     let top = std::fs::canonicalize(root).map_err(|e| ChartError::Io(format!("{}: {e}", root.display())))?;
     let ignore = match in_chart(&top, &top.join(".helmignore"), ".helmignore") {
         Ok(Some(p)) if p.is_file() => Ignore::parse(&std::fs::read_to_string(&p).map_err(|e| ChartError::Io(e.to_string()))?),
@@ -207,7 +222,7 @@ fn load_dir(root: &Path) -> Result<Chart, ChartError> {
     };
     let mut files = Vec::new();
     walk(&top, &top, "", &ignore, &mut vec![top.clone()], &mut files)?;
-    load_files(files)
+    Ok(files)
 }
 
 /// Where a chart path really is, if it stays inside the chart directory `top` (canonical):
@@ -286,6 +301,11 @@ fn read_at_most(p: &Path, max: u64) -> std::io::Result<Vec<u8>> {
 
 /// Loads a chart from a gzipped tar archive.
 pub fn load_archive(data: &[u8]) -> Result<Chart, ChartError> {
+    load_files(archive_files(data)?)
+}
+
+/// The files of a gzipped tar chart archive ([`read_files`]).
+fn archive_files(data: &[u8]) -> Result<Vec<File>, ChartError> {
     let gz = flate2::read::GzDecoder::new(data);
     let mut ar = tar::Archive::new(gz);
     let mut files = Vec::new();
@@ -343,7 +363,7 @@ pub fn load_archive(data: &[u8]) -> Result<Chart, ChartError> {
                 .map(|(_, dirs)| dirs.iter().any(|d| ignore.ignored(d, true)))
                 .unwrap_or(false)
     });
-    load_files(files)
+    Ok(files)
 }
 
 fn str_field(m: &Value, k: &str) -> String {

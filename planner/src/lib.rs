@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod contract;
 pub mod object;
 pub mod observed;
 pub mod output;

@@ -376,6 +376,7 @@ mod tests {
                 depends_on: vec![],
                 secrets: vec![SecretFingerprint { name: "n".into(), source: None, before: None, after: None, status: SecretStatus::Removed }],
                 release: None,
+                payload: None,
             },
             explain: Explanation {
                 reason: String::new(),
@@ -392,6 +393,10 @@ mod tests {
         let p = PlanFile {
             capabilities: Default::default(),
             rollouts: Vec::new(),
+            repository: None,
+            targets: Default::default(),
+            charts: Default::default(),
+            seal: None,
             kind: PLAN_FILE_KIND.into(),
             format_version: PLAN_FORMAT_VERSION,
             source: SourceRevision { commit: Some("ééééééééééééééé".into()), dirty: true, repository_hash: "€".into() },
@@ -426,6 +431,7 @@ mod tests {
                 depends_on: vec![],
                 secrets: vec![],
                 release: None,
+                payload: None,
             },
             explain: Explanation { reason: "content changed".into(), objects: vec![] },
         };
@@ -445,6 +451,10 @@ mod tests {
         let p = PlanFile {
             capabilities: Default::default(),
             rollouts: vec![rollout],
+            repository: None,
+            targets: Default::default(),
+            charts: Default::default(),
+            seal: None,
             kind: PLAN_FILE_KIND.into(),
             format_version: PLAN_FORMAT_VERSION,
             source: SourceRevision { commit: Some("abc".into()), dirty: false, repository_hash: "sha256:11".into() },

@@ -212,27 +212,25 @@ pub fn plan(compiled: &CompiledRepo, rendered: &Rendered, observed: &ObservedSta
         actions.push(action);
     }
     let summary = Summary::of(&actions);
-    let identity = identity(&actions, &opts.capabilities);
-    Ok(PlanFile {
+    let mut p = PlanFile {
         kind: PLAN_FILE_KIND.to_string(),
         format_version: PLAN_FORMAT_VERSION,
         source: opts.source.clone(),
         observed: opts.observed_source.clone(),
-        identity,
+        identity: String::new(),
         fingerprint_key_id: opts.key.id(),
         filters: Filters { targets: opts.targets.clone(), excludes: opts.excludes.clone(), skipped: opts.skipped.clone() },
         summary,
         capabilities: opts.capabilities.clone(),
         actions,
         rollouts: Vec::new(),
-    })
-}
-
-/// `sha256:` over what drives apply, in plan order, and the capabilities releases were
-/// rendered against.
-pub fn identity(actions: &[PlannedAction], capabilities: &BTreeMap<String, Capabilities>) -> String {
-    let drive: Vec<(&str, &ApplyFields)> = actions.iter().map(|a| (a.unit.as_str(), &a.apply)).collect();
-    harmony_compiler::hash::content_hash(&(PLAN_FORMAT_VERSION, drive, capabilities))
+        repository: None,
+        targets: PlanTargets::default(),
+        charts: BTreeMap::new(),
+        seal: None,
+    };
+    p.identity = crate::contract::identity(&p);
+    Ok(p)
 }
 
 fn content_json(u: &Unit) -> Json {
@@ -509,6 +507,7 @@ fn finish(
             depends_on: deps,
             secrets: list,
             release: None,
+            payload: None,
         },
         explain: Explanation { reason: up.reason, objects },
     }

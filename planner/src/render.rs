@@ -21,18 +21,45 @@ pub fn unresolved_placeholder(key: &str) -> String {
 /// The values a release is rendered with: the unit's values with each `secret-value` set at
 /// its dotted path (the resolved value, or [`unresolved_placeholder`]).
 pub fn release_values(unit: &ReleaseUnit, secrets: &SecretValues) -> Json {
-    let mut values = match &unit.values {
-        Json::Object(_) => unit.values.clone(),
-        _ => Json::Object(Default::default()),
-    };
-    for s in &unit.secrets {
-        let v = match secrets.get(&s.key) {
-            Some(Some(v)) => v.clone(),
-            _ => unresolved_placeholder(&s.key),
-        };
-        set_path(&mut values, &s.key, Json::String(v));
+    ReleaseInput::of(unit).values(secrets)
+}
+
+/// What a release is rendered from besides its chart and its `.Release`/`.Capabilities`: a
+/// compiled unit's, or a saved plan's ([`harmony_schemas::plan::ReleasePayload`]).
+#[derive(Debug, Clone)]
+pub struct ReleaseInput<'a> {
+    /// Release name.
+    pub name: &'a str,
+    /// Namespace.
+    pub namespace: &'a str,
+    /// User values without `secret-value`s.
+    pub values: &'a Json,
+    /// The values paths of its `secret-value`s.
+    pub secret_keys: Vec<&'a str>,
+}
+
+impl<'a> ReleaseInput<'a> {
+    /// A compiled unit's.
+    pub fn of(unit: &'a ReleaseUnit) -> ReleaseInput<'a> {
+        ReleaseInput { name: unit.name.as_str(), namespace: unit.namespace.as_str(), values: &unit.values, secret_keys: unit.secrets.iter().map(|s| s.key.as_str()).collect() }
     }
-    values
+
+    /// The values it is rendered with: its values with each `secret-value` set at its dotted
+    /// path (the resolved value, or [`unresolved_placeholder`]).
+    pub fn values(&self, secrets: &SecretValues) -> Json {
+        let mut values = match self.values {
+            Json::Object(_) => self.values.clone(),
+            _ => Json::Object(Default::default()),
+        };
+        for &key in &self.secret_keys {
+            let v = match secrets.get(key) {
+                Some(Some(v)) => v.clone(),
+                _ => unresolved_placeholder(key),
+            };
+            set_path(&mut values, key, Json::String(v));
+        }
+        values
+    }
 }
 
 fn set_path(root: &mut Json, dotted: &str, v: Json) {
@@ -109,10 +136,16 @@ pub fn release_context(id: &str, unit: &ReleaseUnit, observed: &crate::ObservedS
 /// Renders a release with Helm's engine: the one renderer behind `plan`, `diff`, `template`
 /// and `apply`. Errors never carry a secret.
 pub fn render_helm(id: &str, unit: &ReleaseUnit, chart: Chart, secrets: &SecretValues, ctx: RenderContext<'_>) -> Result<RenderedRelease, RenderError> {
+    render_input(id, &ReleaseInput::of(unit), chart, secrets, ctx)
+}
+
+/// [`render_helm`] from a [`ReleaseInput`]: what `apply PLANFILE` renders a saved plan's
+/// release with.
+pub fn render_input(id: &str, unit: &ReleaseInput<'_>, chart: Chart, secrets: &SecretValues, ctx: RenderContext<'_>) -> Result<RenderedRelease, RenderError> {
     // Helm's messages may quote values (`fail`, schema errors) or what a template computed
     // from them: never let a secret through (docs/plan.md#redaction).
     let opts = ReleaseOptions {
-        name: unit.name.as_str().to_string(),
+        name: unit.name.to_string(),
         namespace: unit.namespace.to_string(),
         kube_version: Some(ctx.capabilities.kube_version.clone()),
         api_versions: ctx.capabilities.api_versions.clone(),
@@ -124,10 +157,10 @@ pub fn render_helm(id: &str, unit: &ReleaseUnit, chart: Chart, secrets: &SecretV
     let render = |chart: Chart, values: &Json| harmony_helm::render_release(chart, harmony_helm::json::from_serde(values), &opts, &FixedEnvironment::default());
     // A failure is redacted against a render with stand-ins for the secrets: keep a copy.
     let spare = crate::redact::has_resolved(secrets).then(|| chart.clone());
-    render(chart, &release_values(unit, secrets)).map_err(|e| RenderError {
+    render(chart, &unit.values(secrets)).map_err(|e| RenderError {
         release: id.to_string(),
         message: crate::redact::error_without_secrets(id, secrets, &e.message, |stand_ins| {
-            spare.and_then(|c| render(c, &release_values(unit, stand_ins)).err().map(|e| e.message))
+            spare.and_then(|c| render(c, &unit.values(stand_ins)).err().map(|e| e.message))
         }),
     })
 }

@@ -19,7 +19,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The plan-file format version this build writes and reads.
-pub const PLAN_FORMAT_VERSION: u32 = 2;
+pub const PLAN_FORMAT_VERSION: u32 = 3;
 
 /// The value of [`PlanFile::kind`].
 pub const PLAN_FILE_KIND: &str = "harmony-plan";
@@ -55,6 +55,200 @@ pub struct PlanFile {
     /// Fleets' phased rollouts this plan starts (explanation only: not part of the identity).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rollouts: Vec<PlannedRollout>,
+    /// The repository's name (its `repository NAME` node), when it declares one: `apply`
+    /// refuses the plan for a repository of another name. Part of the identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// What the plan is for: each cluster's kubeconfig context and API server, each fleet's
+    /// NATS servers and signing key. `apply` refuses the plan when a context now leads
+    /// elsewhere. Part of the identity.
+    #[serde(default)]
+    pub targets: PlanTargets,
+    /// The charts releases are rendered from, stored once per plan by `sha256:` digest
+    /// ([`ChartArchive::digest`]): `apply` renders from these, never from the repository.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub charts: BTreeMap<String, ChartArchive>,
+    /// `hmac-sha256:<hex>` of the identity under the fingerprint key (which is never in the
+    /// file): a plan edited and re-hashed without the key does not verify. `None`: the plan
+    /// cannot be applied (e.g. `harmony diff`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
+}
+
+/// The targets a plan was made for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanTargets {
+    /// Clusters by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clusters: BTreeMap<String, ClusterTarget>,
+    /// Fleets by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fleets: BTreeMap<String, FleetTarget>,
+}
+
+/// A cluster a plan was made for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterTarget {
+    /// The kubeconfig context.
+    pub context: String,
+    /// The API server URL the context led to when planning (`None`: not read, `--offline`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+}
+
+/// A fleet a plan was made for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FleetTarget {
+    /// NATS server URLs.
+    pub nats: Vec<String>,
+    /// The fleet's Ed25519 public signing key (hex).
+    pub signing_key: String,
+}
+
+/// A chart's files, in the order the chart loader read them (`.helmignore` applied).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChartArchive {
+    /// The files.
+    pub files: Vec<ChartFile>,
+}
+
+/// One chart file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChartFile {
+    /// Path inside the chart (`templates/deployment.yaml`, `charts/sub-1.0.0.tgz`).
+    pub name: String,
+    /// Contents, base64 (standard alphabet, padded).
+    pub data: String,
+}
+
+impl ChartArchive {
+    /// `sha256:` over the canonical JSON of the files: the key the chart is stored under.
+    pub fn digest(&self) -> String {
+        crate::encoding::content_hash(self)
+    }
+}
+
+/// What `apply` executes for one action, besides [`ApplyFields::release`]'s rendering inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Payload {
+    /// Install or upgrade a Helm release.
+    Release(ReleasePayload),
+    /// Uninstall a Helm release.
+    ReleaseDelete(ReleaseTarget),
+    /// Create or update a tenant's access on a cluster.
+    TenantAccess(TenantAccessPayload),
+    /// Remove a tenant's access from a cluster (what the cluster holds of the tenant's).
+    TenantAccessDelete(TenantTarget),
+    /// Write a device plan.
+    DevicePlan(DevicePlanPayload),
+    /// Delete a device plan.
+    DevicePlanDelete(DeviceTarget),
+}
+
+/// Where a release is and who writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseTarget {
+    /// Cluster name.
+    pub cluster: String,
+    /// kubeconfig context.
+    pub context: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Release name.
+    pub name: String,
+    /// The user apply impersonates (`system:serviceaccount:<ns>:<name>`, the tenant's);
+    /// `None` for a delete whose namespace has no tenant in the repository any more: apply
+    /// then uses the namespace's tenant as found on the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impersonate: Option<String>,
+}
+
+/// A release to install or upgrade.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleasePayload {
+    /// Where, and as whom.
+    pub target: ReleaseTarget,
+    /// Tenant.
+    pub tenant: String,
+    /// The chart: a key of [`PlanFile::charts`].
+    pub chart: String,
+    /// User values (chart defaults excluded), without any `secret-value`.
+    pub values: serde_json::Value,
+    /// `secret-value`s, by reference: resolved at apply, checked against [`ApplyFields::secrets`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_values: Vec<SecretValueRef>,
+    /// Content hash of the compiled unit (recorded in the release record).
+    pub unit_hash: String,
+}
+
+/// A `secret-value` by reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretValueRef {
+    /// Dotted values path.
+    pub key: String,
+    /// `env:VAR` or `file:PATH`.
+    pub from: String,
+}
+
+/// A tenant's access on a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantAccessPayload {
+    /// Cluster name.
+    pub cluster: String,
+    /// kubeconfig context.
+    pub context: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Namespaces created and granted.
+    pub namespaces: Vec<String>,
+    /// The ServiceAccount releases are applied as.
+    pub service_account: String,
+    /// Its namespace.
+    pub service_account_namespace: String,
+    /// Pod Security level the namespaces enforce (`privileged`, `baseline`, `restricted`).
+    pub pod_security: String,
+}
+
+/// A tenant on a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantTarget {
+    /// Cluster name.
+    pub cluster: String,
+    /// kubeconfig context.
+    pub context: String,
+    /// Tenant.
+    pub tenant: String,
+}
+
+/// A device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceTarget {
+    /// Fleet.
+    pub fleet: String,
+    /// Device.
+    pub device: String,
+}
+
+/// A device plan to write: unsigned (apply signs it with the fleet's key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DevicePlanPayload {
+    /// Where.
+    pub target: DeviceTarget,
+    /// The device plan, generation included.
+    pub plan: crate::fleet::DevicePlan,
 }
 
 /// The reason of a release's no-op whose unit content changed but renders exactly the objects
@@ -342,6 +536,9 @@ pub struct ApplyFields {
     /// For a release: the `.Release` scope it is rendered with and what it renders to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<ReleaseRender>,
+    /// What apply writes (`None`: nothing to write, or a plan that cannot be applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Payload>,
 }
 
 /// A target's revision at planning time.
@@ -485,6 +682,110 @@ impl PlanFile {
         }
         serde_json::from_value(v).map_err(|e| PlanFileError::Invalid(e.to_string()))
     }
+}
+
+/// The format version of [`ApplyOutcome`].
+pub const APPLY_OUTCOME_FORMAT_VERSION: u32 = 1;
+
+/// The value of [`ApplyOutcome::kind`].
+pub const APPLY_OUTCOME_KIND: &str = "harmony-apply-outcome";
+
+/// What `harmony apply PLANFILE --format json` prints: the outcome of each action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyOutcome {
+    /// Always `harmony-apply-outcome`.
+    pub kind: String,
+    /// [`APPLY_OUTCOME_FORMAT_VERSION`].
+    pub format_version: u32,
+    /// The applied plan's identity (as in the file, whether or not it verified).
+    pub plan_identity: String,
+    /// Why the whole plan was refused before anything was written (`None`: it was not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+    /// One entry per action of the plan, in plan order (empty when refused).
+    pub actions: Vec<ActionResult>,
+}
+
+/// One action's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionResult {
+    /// Unit id.
+    pub unit: String,
+    /// The planned action.
+    pub action: Action,
+    /// What happened.
+    pub outcome: Outcome,
+    /// In words (never a secret).
+    pub message: String,
+    /// For `stale`: the revision the plan expected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    /// For `stale`: the revision found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<String>,
+}
+
+/// What happened to one action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Written as planned.
+    Applied,
+    /// Not written: its target moved since planning (or a `secret-value` changed).
+    Stale,
+    /// Writing failed (or what apply would write differs from the plan).
+    Failed,
+    /// Not attempted: a unit it depends on was not applied, or `--refuse-stale=all`.
+    Skipped,
+    /// Nothing to do.
+    Noop,
+}
+
+impl Outcome {
+    /// The word used in outputs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Stale => "stale",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+            Outcome::Noop => "noop",
+        }
+    }
+}
+
+impl ApplyOutcome {
+    /// The exit code of `harmony apply PLANFILE`: 0 every action applied (or nothing to do),
+    /// 1 the plan was refused or an action failed (or was skipped), 2 some actions were refused
+    /// as stale and none failed.
+    pub fn exit_code(&self) -> u8 {
+        if self.refused.is_some() || self.actions.iter().any(|a| matches!(a.outcome, Outcome::Failed)) {
+            1
+        } else if self.actions.iter().any(|a| a.outcome == Outcome::Stale) {
+            2
+        } else if self.actions.iter().any(|a| a.outcome == Outcome::Skipped) {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// Serialises the outcome: pretty JSON with a final newline.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+}
+
+/// The JSON Schema of [`ApplyOutcome`], as written to `docs/schemas/apply-outcome.schema.json`.
+pub fn apply_outcome_schema_json() -> String {
+    let schema = schemars::schema_for!(ApplyOutcome);
+    let mut s = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    s.push('\n');
+    s
 }
 
 /// The JSON Schema of the plan file, as written to `docs/schemas/plan.schema.json`.

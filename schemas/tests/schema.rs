@@ -20,10 +20,25 @@ fn plan_schema_is_committed_and_current() {
     assert!(committed == current, "{} is stale: run `HARMONY_UPDATE_SCHEMAS=1 cargo test -p harmony-schemas` and commit it", path.display());
 }
 
+#[test]
+fn apply_outcome_schema_is_committed_and_current() {
+    let path = docs_schema("apply-outcome.schema.json");
+    let current = apply_outcome_schema_json();
+    if std::env::var_os("HARMONY_UPDATE_SCHEMAS").is_some() {
+        std::fs::write(&path, &current).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(committed == current, "{} is stale: run `HARMONY_UPDATE_SCHEMAS=1 cargo test -p harmony-schemas` and commit it", path.display());
+}
+
 fn sample() -> PlanFile {
     PlanFile {
         capabilities: Default::default(),
         rollouts: Vec::new(),
+        repository: None,
+        targets: PlanTargets::default(),
+        charts: Default::default(),
+        seal: None,
         kind: PLAN_FILE_KIND.into(),
         format_version: PLAN_FORMAT_VERSION,
         source: SourceRevision { commit: Some("abc".into()), dirty: false, repository_hash: "sha256:00".into() },
@@ -34,7 +49,7 @@ fn sample() -> PlanFile {
         summary: Summary { create: 1, ..Summary::default() },
         actions: vec![PlannedAction {
             unit: "release/c/ns/web".into(),
-            apply: ApplyFields { action: Action::Create, observed: None, desired_hash: Some("sha256:33".into()), depends_on: vec![], secrets: vec![], release: None },
+            apply: ApplyFields { action: Action::Create, observed: None, desired_hash: Some("sha256:33".into()), depends_on: vec![], secrets: vec![], release: None, payload: None },
             explain: Explanation { reason: "not observed".into(), objects: vec![] },
         }],
     }
@@ -57,7 +72,7 @@ fn other_format_versions_are_refused_with_a_clear_error() {
     v["format_version"] = 1.into();
     let err = PlanFile::from_json(&v.to_string()).unwrap_err().to_string();
     assert!(err.contains("plan file format version 1 is not supported"), "{err}");
-    assert!(err.contains("reads version 2 only"), "{err}");
+    assert!(err.contains("reads version 3 only"), "{err}");
     v["format_version"] = "1".into();
     let err = PlanFile::from_json(&v.to_string()).unwrap_err().to_string();
     assert!(err.contains("format_version"), "{err}");

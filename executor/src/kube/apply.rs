@@ -300,7 +300,7 @@ async fn apply_cluster(
 
 /// A failure of work done as a tenant (`user`), with what the tenant may do when the API
 /// server refused it.
-fn tenant_failure(e: &KubeError, user: &str) -> String {
+pub(crate) fn tenant_failure(e: &KubeError, user: &str) -> String {
     if e.status() == Some(403) {
         format!(
             "{e}\n  Harmony applies and uninstalls a release as its tenant's ServiceAccount ({user}), which may change objects only inside the tenant's namespaces; `harmony plan` names the objects of a release that reach outside them"

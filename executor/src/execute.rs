@@ -1,0 +1,477 @@
+//! Executing a plan: the one pipeline `harmony apply PLANFILE` runs (docs/plan.md#apply-planfile,
+//! docs/adr/0013). Nothing is re-planned and nothing is read from the repository: each action's
+//! [`Payload`] says what to write, releases are rendered from the plan's charts with the plan's
+//! `.Release`/`.Capabilities` and written only when the render has the planned manifest
+//! fingerprint. Before anything is written the plan is verified (identity, seal, key,
+//! repository, each cluster's context still leading to the planned API server); before each
+//! action its target is compared with the revision it was planned against, and an action whose
+//! target moved (or whose `secret-value` changed) is refused as stale while the others proceed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use harmony_compiler::compile::SecretRef;
+use harmony_compiler::model::SecretSource;
+use harmony_compiler::validate::PodSecurityLevel;
+use harmony_planner::FingerprintKey;
+use harmony_planner::render::{ReleaseInput, RenderContext, SecretValues};
+use harmony_schemas::plan::*;
+
+use crate::kube::lock::ClusterLock;
+use crate::kube::observe::ClusterObservation;
+use crate::kube::record::Status;
+use crate::kube::release::{self, Desired};
+use crate::kube::tenant::{self, Access};
+use crate::kube::{Cluster, KubeError};
+
+/// How to execute a plan.
+#[derive(Clone, Debug)]
+pub struct ExecuteOptions {
+    /// kubeconfig file (`None`: `KUBECONFIG`, then `~/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
+    /// Release options (wait, history limit…).
+    pub release: release::Options,
+    /// Lock holder identity (`user@host pid N`).
+    pub holder: String,
+    /// Lock TTL in seconds.
+    pub lock_ttl: i32,
+    /// `--refuse-stale=all`: check every action first and write nothing if any is stale.
+    pub refuse_stale_all: bool,
+    /// The fingerprint key the plan must have been made (and sealed) with.
+    pub key: FingerprintKey,
+    /// The name of the repository the applier works in (`--repo`), when it declares one.
+    pub repository: Option<String>,
+}
+
+/// A check's verdict on one action.
+enum Verdict {
+    Go,
+    Stale { message: String, expected: Option<String>, found: Option<String> },
+    Fail(String),
+}
+
+fn stale(message: impl Into<String>, expected: impl Into<String>, found: impl Into<String>) -> Verdict {
+    Verdict::Stale { message: message.into(), expected: Some(expected.into()), found: Some(found.into()) }
+}
+
+/// One cluster while the plan is executed: its admin connection (with the seal key), its lock
+/// and what it holds of tenants.
+struct Conn {
+    admin: Cluster,
+    lock: Option<ClusterLock>,
+    obs: ClusterObservation,
+}
+
+fn cluster_of(p: &Payload) -> Option<&str> {
+    match p {
+        Payload::Release(r) => Some(&r.target.cluster),
+        Payload::ReleaseDelete(t) => Some(&t.cluster),
+        Payload::TenantAccess(t) => Some(&t.cluster),
+        Payload::TenantAccessDelete(t) => Some(&t.cluster),
+        Payload::DevicePlan(_) | Payload::DevicePlanDelete(_) => None,
+    }
+}
+
+fn result(a: &PlannedAction, outcome: Outcome, message: impl Into<String>) -> ActionResult {
+    ActionResult { unit: a.unit.clone(), action: a.apply.action, outcome, message: message.into(), expected: None, found: None }
+}
+
+fn outcome_of(plan: &PlanFile, refused: Option<String>, actions: Vec<ActionResult>) -> ApplyOutcome {
+    ApplyOutcome {
+        kind: APPLY_OUTCOME_KIND.to_string(),
+        format_version: APPLY_OUTCOME_FORMAT_VERSION,
+        plan_identity: plan.identity.clone(),
+        refused,
+        actions,
+    }
+}
+
+/// Resolves a plan's `secret-value` reference with the one resolver
+/// ([`crate::kube::apply::resolve_secret`]).
+fn resolve(r: &SecretValueRef) -> Result<String, String> {
+    let from = if let Some(v) = r.from.strip_prefix("env:") {
+        SecretSource::Env(v.to_string())
+    } else if let Some(f) = r.from.strip_prefix("file:") {
+        SecretSource::File(f.to_string())
+    } else {
+        return Err(format!("secret-value {}: unknown source {:?} (expected env:VAR or file:PATH)", r.key, r.from));
+    };
+    crate::kube::apply::resolve_secret(&SecretRef { key: r.key.clone(), from })
+}
+
+/// Executes `plan`. Refuses it whole (nothing written, [`ApplyOutcome::refused`]) when it does
+/// not verify or a context leads to another API server; otherwise one result per action.
+pub async fn execute(plan: &PlanFile, opts: &ExecuteOptions) -> ApplyOutcome {
+    if let Err(e) = harmony_planner::contract::verify(plan, &opts.key, opts.repository.as_deref()) {
+        return outcome_of(plan, Some(e.0), Vec::new());
+    }
+    // Connect to every cluster an action writes to and check it is the planned one, before
+    // anything is written anywhere.
+    let clusters: BTreeSet<&str> = plan.actions.iter().filter_map(|a| a.apply.payload.as_ref().and_then(cluster_of)).collect();
+    let mut conns: BTreeMap<String, Result<Conn, String>> = BTreeMap::new();
+    for name in &clusters {
+        let Some(target) = plan.targets.clusters.get(*name) else {
+            return outcome_of(plan, Some(format!("plan refused, nothing written: cluster {name} is not among the plan's targets")), Vec::new());
+        };
+        let admin = match Cluster::from_kubeconfig(opts.kubeconfig.as_deref(), &target.context).await {
+            Ok(a) => a,
+            Err(e) => {
+                conns.insert(name.to_string(), Err(format!("cluster {name} (context {}): {e}", target.context)));
+                continue;
+            }
+        };
+        if let Some(server) = &target.server
+            && admin.url() != *server
+        {
+            return outcome_of(
+                plan,
+                Some(format!(
+                    "plan refused, nothing written: cluster {name}: context {} leads to {}, but the plan was made against {server}",
+                    target.context,
+                    admin.url()
+                )),
+                Vec::new(),
+            );
+        }
+        conns.insert(name.to_string(), Ok(Conn { admin, lock: None, obs: ClusterObservation::default() }));
+    }
+    // Lock each cluster, load its seal key, read its tenants.
+    for (name, conn) in conns.iter_mut() {
+        let Ok(c) = conn else { continue };
+        let prepared = async {
+            if let Err(e) = c.admin.client().apiserver_version().await {
+                return Err(KubeError::Unreachable(format!("cannot reach the API server at {}: {}", c.admin.url(), crate::kube::error_chain(&e))));
+            }
+            c.lock = Some(ClusterLock::acquire(&c.admin, &opts.holder, opts.lock_ttl, jiff::Timestamp::now()).await?);
+            c.admin.set_seal_key(crate::kube::seal::load_or_create(&c.admin).await?);
+            c.obs = crate::kube::observe::observe_cluster(&c.admin).await?;
+            Ok::<_, KubeError>(())
+        };
+        if let Err(e) = prepared.await {
+            if let Some(l) = c.lock.take() {
+                let _ = l.release(&c.admin).await;
+            }
+            *conn = Err(format!("cluster {name}: {e}"));
+        }
+    }
+    let results = run(plan, opts, &conns).await;
+    for (name, conn) in conns {
+        if let Ok(c) = conn
+            && let Some(l) = c.lock
+            && let Err(e) = l.release(&c.admin).await
+        {
+            tracing::warn!("cluster {name}: releasing the apply lock: {e}");
+        }
+    }
+    outcome_of(plan, None, results)
+}
+
+async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Result<Conn, String>>) -> Vec<ActionResult> {
+    if opts.refuse_stale_all {
+        let mut stale_units = Vec::new();
+        let mut results = Vec::new();
+        for a in &plan.actions {
+            if let Some(Ok(conn)) = a.apply.payload.as_ref().and_then(cluster_of).and_then(|c| conns.get(c))
+                && let Verdict::Stale { message, expected, found } = check(plan, a, conn, opts).await.0
+            {
+                stale_units.push(a.unit.clone());
+                results.push(ActionResult { expected, found, ..result(a, Outcome::Stale, message) });
+            } else {
+                results.push(result(a, Outcome::Skipped, String::new()));
+            }
+        }
+        if !stale_units.is_empty() {
+            let n = stale_units.len();
+            for r in results.iter_mut().filter(|r| r.outcome == Outcome::Skipped) {
+                r.message = format!("not written: --refuse-stale=all and {n} action(s) are stale ({})", stale_units.join(", "));
+            }
+            return results;
+        }
+    }
+    let mut out: Vec<ActionResult> = Vec::new();
+    let mut not_applied: BTreeSet<String> = BTreeSet::new();
+    for a in &plan.actions {
+        let r = execute_action(plan, a, opts, conns, &not_applied).await;
+        if !matches!(r.outcome, Outcome::Applied | Outcome::Noop) {
+            not_applied.insert(a.unit.clone());
+        }
+        out.push(r);
+    }
+    out
+}
+
+async fn execute_action(
+    plan: &PlanFile,
+    a: &PlannedAction,
+    opts: &ExecuteOptions,
+    conns: &BTreeMap<String, Result<Conn, String>>,
+    not_applied: &BTreeSet<String>,
+) -> ActionResult {
+    if a.apply.action == Action::Noop && a.apply.payload.is_none() {
+        return result(a, Outcome::Noop, "no change");
+    }
+    if let Some(dep) = a.apply.depends_on.iter().find(|d| not_applied.contains(*d)) {
+        return result(a, Outcome::Skipped, format!("not written: it depends on {dep}, which was not applied"));
+    }
+    let Some(payload) = &a.apply.payload else {
+        let why = match a.unit.split('/').next() {
+            Some("device-plan" | "agent") => "fleet units are not applied from a plan file yet: apply them with `harmony apply` (without a plan file)",
+            _ => "the plan holds nothing to write for it (a release whose chart was not rendered: remote charts are not fetched yet)",
+        };
+        return result(a, Outcome::Failed, why);
+    };
+    let Some(cluster) = cluster_of(payload) else {
+        return result(a, Outcome::Failed, "fleet units are not applied from a plan file yet: apply them with `harmony apply` (without a plan file)");
+    };
+    let conn = match conns.get(cluster) {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => return result(a, Outcome::Failed, e.clone()),
+        None => return result(a, Outcome::Failed, format!("cluster {cluster} was not connected")),
+    };
+    let (verdict, prepared) = check(plan, a, conn, opts).await;
+    match verdict {
+        Verdict::Go => {}
+        Verdict::Stale { message, expected, found } => return ActionResult { expected, found, ..result(a, Outcome::Stale, message) },
+        Verdict::Fail(m) => return result(a, Outcome::Failed, m),
+    }
+    match write(a, payload, conn, opts, prepared).await {
+        Ok(m) => result(a, Outcome::Applied, m),
+        Err(m) => result(a, Outcome::Failed, m),
+    }
+}
+
+/// What a check prepared for the write: a release's desired record, the user to act as.
+#[derive(Default)]
+struct Prepared {
+    desired: Option<Desired>,
+    user: Option<String>,
+    access: Option<Access>,
+}
+
+/// Compares an action's target with what it was planned against and, for a release, resolves
+/// its `secret-value`s and renders it from the plan, checking the planned fingerprints.
+async fn check(plan: &PlanFile, a: &PlannedAction, conn: &Conn, opts: &ExecuteOptions) -> (Verdict, Prepared) {
+    let mut prep = Prepared::default();
+    let verdict = match a.apply.payload.as_ref() {
+        Some(Payload::Release(r)) => {
+            let user = r.target.impersonate.clone().unwrap_or_default();
+            let v = check_release(a, &r.target, &user, conn, false).await;
+            if !matches!(v, Verdict::Go) {
+                return (v, prep);
+            }
+            match prepare_release(plan, a, r, &opts.key) {
+                Ok(d) => {
+                    prep.desired = Some(d);
+                    prep.user = Some(user);
+                    Verdict::Go
+                }
+                Err(v) => v,
+            }
+        }
+        Some(Payload::ReleaseDelete(t)) => match t.impersonate.clone().or_else(|| conn.obs.namespace_user(&t.namespace)) {
+            None => Verdict::Fail(format!(
+                "not uninstalled: namespace {} belongs to no tenant on this cluster any more (or its ServiceAccount is gone), and Harmony uninstalls a release only as its namespace's tenant; `helm uninstall {} -n {}` removes it",
+                t.namespace, t.name, t.namespace
+            )),
+            Some(user) => {
+                let v = check_release(a, t, &user, conn, true).await;
+                prep.user = Some(user);
+                v
+            }
+        },
+        Some(Payload::TenantAccess(t)) => match PodSecurityLevel::parse(&t.pod_security) {
+            Err(e) => Verdict::Fail(format!("pod_security {:?}: {}", t.pod_security, e.reason)),
+            Ok(level) => {
+                let access = Access {
+                    tenant: t.tenant.clone(),
+                    namespaces: t.namespaces.clone(),
+                    service_account: t.service_account.clone(),
+                    service_account_namespace: t.service_account_namespace.clone(),
+                    pod_security: level,
+                };
+                let now = conn.obs.observed_access(&access, "").map(|o| o.resource_versions).unwrap_or_default();
+                prep.access = Some(access);
+                check_objects(a, &now)
+            }
+        },
+        Some(Payload::TenantAccessDelete(t)) => {
+            let now = conn.obs.observed_leftover(&t.tenant).map(|o| o.resource_versions).unwrap_or_default();
+            prep.access = conn.obs.tenant_access(&t.tenant);
+            check_objects(a, &now)
+        }
+        _ => Verdict::Fail("nothing to check".into()),
+    };
+    (verdict, prep)
+}
+
+fn describe_versions(v: &BTreeMap<String, String>) -> String {
+    if v.is_empty() {
+        return "no objects".into();
+    }
+    v.iter().map(|(k, rv)| format!("{k}@{rv}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Tenant access: the objects' resourceVersions now against the planned ones.
+fn check_objects(a: &PlannedAction, now: &BTreeMap<String, String>) -> Verdict {
+    let planned = match &a.apply.observed {
+        Some(ObservedRevision::Objects { resource_versions }) => resource_versions.clone(),
+        _ => BTreeMap::new(),
+    };
+    if &planned == now {
+        return Verdict::Go;
+    }
+    let moved: Vec<&String> = planned.keys().chain(now.keys()).filter(|k| planned.get(*k) != now.get(*k)).collect::<BTreeSet<_>>().into_iter().collect();
+    let names: Vec<String> = moved.iter().map(|k| k.to_string()).collect();
+    let pick = |m: &BTreeMap<String, String>| describe_versions(&moved.iter().filter_map(|k| m.get(*k).map(|v| ((*k).clone(), v.clone()))).collect());
+    stale(format!("{}: {} changed since planning", a.unit, names.join(", ")), pick(&planned), pick(now))
+}
+
+/// A release: its history now against the planned revision (the `.Release.Revision` it was
+/// rendered for follows the latest record; the observed record keeps its resourceVersion).
+async fn check_release(a: &PlannedAction, t: &ReleaseTarget, user: &str, conn: &Conn, deleting: bool) -> Verdict {
+    let as_tenant = match conn.admin.impersonating(user) {
+        Ok(c) => c,
+        Err(e) => return Verdict::Fail(e.to_string()),
+    };
+    let hist = match release::history(&as_tenant, &t.namespace, &t.name).await {
+        Ok(h) => h,
+        Err(e) => return Verdict::Fail(format!("reading the release history: {e}")),
+    };
+    let latest = hist.last().map(|s| u64::from(s.release.version));
+    let fmt = |r: Option<u64>| r.map_or_else(|| "no release".to_string(), |r| format!("revision {r}"));
+    if !deleting && let Some(render) = &a.apply.release {
+        let deployed = hist.iter().any(|s| s.release.info.status == Status::Deployed);
+        let (next, upgrade) = harmony_planner::render::next_revision(latest, deployed);
+        if (next, upgrade) != (render.revision, render.is_upgrade) {
+            let expected = fmt(render.revision.checked_sub(1).filter(|r| *r > 0));
+            return stale(
+                format!("{}: the release moved since planning (planned to write revision {}, the next is now {next})", a.unit, render.revision),
+                expected,
+                fmt(latest),
+            );
+        }
+    }
+    match &a.apply.observed {
+        Some(ObservedRevision::HelmRelease { revision, resource_version }) => {
+            let expected = format!("revision {revision} (record resourceVersion {resource_version})");
+            match hist.iter().find(|s| u64::from(s.release.version) == *revision) {
+                Some(s) if s.resource_version == *resource_version => Verdict::Go,
+                Some(s) => stale(
+                    format!("{}: the release record of revision {revision} changed since planning", a.unit),
+                    expected,
+                    format!("revision {revision} (record resourceVersion {}), latest {}", s.resource_version, fmt(latest)),
+                ),
+                None => stale(format!("{}: revision {revision} is gone since planning", a.unit), expected, fmt(latest)),
+            }
+        }
+        None if !hist.is_empty() => stale(format!("{}: planned as a new release, but it exists now", a.unit), "no release", fmt(latest)),
+        _ => Verdict::Go,
+    }
+}
+
+/// Resolves a release's `secret-value`s (refusing a changed one as stale, naming the key, never
+/// the value) and renders it from the plan's chart with the plan's inputs, refusing a render
+/// whose manifest does not have the planned fingerprint.
+fn prepare_release(plan: &PlanFile, a: &PlannedAction, r: &ReleasePayload, key: &FingerprintKey) -> Result<Desired, Verdict> {
+    let mut secrets = SecretValues::new();
+    for s in &r.secret_values {
+        let value = resolve(s).map_err(|e| Verdict::Fail(format!("{}: {e}", a.unit)))?;
+        let planned = a.apply.secrets.iter().find(|f| f.name == format!("secret-value {}", s.key)).and_then(|f| f.after.clone());
+        let now = key.fingerprint(value.as_bytes());
+        match planned {
+            Some(p) if p == now => {}
+            Some(p) => {
+                return Err(stale(format!("release {}: secret-value {} ({}) changed since planning", a.unit, s.key, s.from), format!("fingerprint {p}"), format!("fingerprint {now}")));
+            }
+            None => {
+                return Err(Verdict::Fail(format!(
+                    "release {}: secret-value {} ({}) was not resolved when planning: re-plan with it set",
+                    a.unit, s.key, s.from
+                )));
+            }
+        }
+        secrets.insert(s.key.clone(), Some(value));
+    }
+    let render = a.apply.release.clone().ok_or_else(|| Verdict::Fail(format!("{}: the plan holds no rendering inputs for it", a.unit)))?;
+    let planned_fp = render.manifest.clone().ok_or_else(|| Verdict::Fail(format!("{}: the plan holds no manifest fingerprint for it", a.unit)))?;
+    let caps = plan
+        .capabilities
+        .get(&render.cluster)
+        .cloned()
+        .ok_or_else(|| Verdict::Fail(format!("{}: the plan holds no capabilities for cluster {}", a.unit, render.cluster)))?;
+    let archive = plan.charts.get(&r.chart).cloned().ok_or_else(|| Verdict::Fail(format!("{}: chart {} is not in the plan", a.unit, r.chart)))?;
+    let (id, payload) = (a.unit.clone(), r.clone());
+    // Templates may recurse deeply: render on a thread with a large stack, as `plan` does.
+    let job = move || -> Result<Desired, String> {
+        let chart = harmony_planner::contract::chart_of(&archive).map_err(|e| format!("chart {}: {e}", payload.chart))?;
+        let input = ReleaseInput {
+            name: &payload.target.name,
+            namespace: &payload.target.namespace,
+            values: &payload.values,
+            secret_keys: payload.secret_values.iter().map(|s| s.key.as_str()).collect(),
+        };
+        let ctx = RenderContext { revision: render.revision, is_upgrade: render.is_upgrade, capabilities: &caps };
+        let rendered = harmony_planner::render::render_input(&id, &input, chart.clone(), &secrets, ctx).map_err(|e| e.message)?;
+        let config = input.values(&secrets).as_object().cloned().unwrap_or_default();
+        let mut d = Desired::from_rendered(&payload.target.name, &payload.target.namespace, &chart, config, &rendered);
+        d.unit_hash = Some(payload.unit_hash.clone());
+        d.unit_id = Some(id.clone());
+        let revision = u32::try_from(render.revision).map_err(|_| format!("revision {} is out of range", render.revision))?;
+        d.planned = Some((revision, render.is_upgrade));
+        Ok(d)
+    };
+    let desired = std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(job)
+        .map_err(|e| Verdict::Fail(format!("{}: starting the renderer: {e}", a.unit)))?
+        .join()
+        .map_err(|_| Verdict::Fail(format!("{}: internal error while rendering", a.unit)))?
+        .map_err(|e| Verdict::Fail(format!("{}: {e}", a.unit)))?;
+    let got = key.fingerprint(desired.manifest().as_bytes());
+    if got != planned_fp {
+        return Err(Verdict::Fail(format!(
+            "{}: rendering from the plan gives manifest {got}, the plan says {planned_fp}: not written",
+            a.unit
+        )));
+    }
+    Ok(desired)
+}
+
+async fn write(a: &PlannedAction, payload: &Payload, conn: &Conn, opts: &ExecuteOptions, prep: Prepared) -> Result<String, String> {
+    let user = prep.user.unwrap_or_default();
+    match payload {
+        Payload::Release(_) => {
+            let desired = prep.desired.ok_or("nothing rendered")?;
+            let as_tenant = conn.admin.impersonating(&user).map_err(|e| e.to_string())?;
+            match release::install_or_upgrade(&as_tenant, &desired, &opts.release, jiff::Timestamp::now).await {
+                Ok(release::Outcome::Installed(v)) => Ok(format!("installed, revision {v}")),
+                Ok(release::Outcome::Upgraded(v)) => Ok(format!("upgraded, revision {v}")),
+                Ok(release::Outcome::Unchanged(v)) => Ok(format!("unchanged (revision {v})")),
+                Err(e) => Err(crate::kube::apply::tenant_failure(&e, &user)),
+            }
+        }
+        Payload::ReleaseDelete(t) => {
+            let as_tenant = conn.admin.impersonating(&user).map_err(|e| e.to_string())?;
+            release::uninstall(&as_tenant, &t.namespace, &t.name, &opts.release, jiff::Timestamp::now)
+                .await
+                .map(|_| "uninstalled (left the repository)".to_string())
+                .map_err(|e| format!("uninstalling: {}", crate::kube::apply::tenant_failure(&e, &user)))
+        }
+        Payload::TenantAccess(_) => {
+            let access = prep.access.ok_or("no access")?;
+            tenant::apply(&conn.admin, &access).await.map_err(|e| e.to_string())?;
+            Ok(format!("tenant {} can use {}", access.tenant, access.namespaces.join(", ")))
+        }
+        Payload::TenantAccessDelete(t) => match prep.access {
+            None => Ok(format!("tenant {} holds nothing on the cluster any more", t.tenant)),
+            Some(access) => {
+                tenant::remove(&conn.admin, &access).await.map_err(|e| format!("removing tenant access: {e}"))?;
+                Ok(format!(
+                    "removed (namespaces {} are kept: delete them yourself if nothing else is in them)",
+                    access.namespaces.join(", ")
+                ))
+            }
+        },
+        _ => Err(format!("{}: not a cluster action", a.unit)),
+    }
+}
