@@ -106,8 +106,44 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     harmony_compiler::validate::Duration::parse(s).map(|d| d.to_std()).map_err(|_| format!("`{s}` is not a duration (e.g. 30s, 2m, 1h30m)"))
 }
 
+/// Exit codes of `harmony apply PLANFILE` (also in docs/plan.md).
+const PLANFILE_EXIT_CODES: &str = "Exit codes with a plan file: 0 every action applied (or nothing to do); 1 the plan was refused before anything was written (edited, another key, repository or cluster, another format version) or an action failed; 2 some actions were refused as stale (their target moved since planning, or a secret-value changed) and none failed.";
+
+/// What `--refuse-stale` refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RefuseStale {
+    /// Only the stale actions; the others are applied.
+    Action,
+    /// The whole plan: every action is checked first and nothing is written if any is stale.
+    All,
+}
+
+/// Output of `harmony apply PLANFILE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApplyFormat {
+    /// One line per action.
+    Human,
+    /// The outcome document (kind harmony-apply-outcome, schema docs/schemas/apply-outcome.schema.json).
+    Json,
+}
+
 #[derive(Debug, clap::Args)]
+#[command(after_help = PLANFILE_EXIT_CODES)]
 pub struct ApplyArgs {
+    /// A plan saved by `harmony plan --out`: apply exactly its actions (nothing is re-planned and
+    /// nothing read from the repository); Kubernetes clusters only for now.
+    #[arg(value_name = "PLANFILE")]
+    pub planfile: Option<PathBuf>,
+    /// With a plan file: refuse only the stale actions (`action`) or the whole plan (`all`).
+    #[arg(long, value_enum, default_value_t = RefuseStale::Action, requires = "planfile")]
+    pub refuse_stale: RefuseStale,
+    /// With a plan file: the output format.
+    #[arg(long, value_enum, default_value_t = ApplyFormat::Human, requires = "planfile")]
+    pub format: ApplyFormat,
+    /// With a plan file: the fingerprint key the plan was made (and sealed) with; default as
+    /// for `harmony plan`.
+    #[arg(long, value_name = "FILE", env = "HARMONY_FINGERPRINT_KEY_FILE")]
+    pub fingerprint_key: Option<PathBuf>,
     /// Only this fleet (default: every fleet of the repository).
     #[arg(long, value_name = "NAME")]
     pub fleet: Option<String>,
@@ -269,6 +305,9 @@ fn describe(fleet: &str, actions: &[FleetAction]) -> String {
 }
 
 pub fn run(g: &Global, a: ApplyArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &a.planfile {
+        return apply_planfile(g, &a, path, rt);
+    }
     let repo = compiled(g)?;
     let clusters_ok = if a.skip_clusters || a.fleet.is_some() { true } else { apply_clusters(g, &a, &repo, rt)? };
     if a.skip_fleets {
@@ -441,4 +480,77 @@ fn apply_fleets(g: &Global, a: ApplyArgs, repo: &CompiledRepo, rt: &tokio::runti
         }
     }
     Ok(exit)
+}
+
+/// The repository's name, when `--repo` holds a repository that compiles and declares one
+/// (what a plan file is checked against; nothing else is read from it).
+fn repository_name(g: &Global) -> Option<String> {
+    let out = harmony_compiler::compile_repo_cached(&harmony_compiler::DiskFs::new(&g.repo), &Default::default()).ok()?;
+    out.repo?.settings.name
+}
+
+/// `harmony apply PLANFILE`: verifies the plan and executes exactly its actions
+/// ([`harmony_executor::execute::execute`]).
+fn apply_planfile(g: &Global, a: &ApplyArgs, path: &std::path::Path, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    use harmony_schemas::plan::{Outcome, PlanFile};
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading plan {}", path.display()))?;
+    let plan = PlanFile::from_json(&text).map_err(|e| anyhow::anyhow!("plan refused, nothing written: {}: {e}", path.display()))?;
+    let key = crate::plan::fingerprint_key(&a.fingerprint_key)?;
+    if !a.yes {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!("not applying without --yes (stdin is not a terminal)");
+        }
+        print!("{}", harmony_planner::output::human(&plan, &harmony_planner::output::HumanOptions { compact: true, ..Default::default() }));
+        print!("Apply this plan ({})? [y/N] ", plan.identity);
+        let _ = std::io::stdout().flush();
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        if !matches!(line.trim(), "y" | "Y" | "yes") {
+            println!("not applied");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let opts = harmony_executor::execute::ExecuteOptions {
+        kubeconfig: a.kubeconfig.clone(),
+        release: harmony_executor::kube::release::Options { wait: a.wait.map(Duration::from_secs), ..Default::default() },
+        holder: lock_holder(),
+        lock_ttl: 600,
+        refuse_stale_all: a.refuse_stale == RefuseStale::All,
+        key,
+        repository: repository_name(g),
+    };
+    let outcome = rt.block_on(harmony_executor::execute::execute(&plan, &opts));
+    if a.format == ApplyFormat::Json {
+        std::io::stdout().lock().write_all(outcome.to_json().as_bytes())?;
+        return Ok(ExitCode::from(outcome.exit_code()));
+    }
+    if let Some(why) = &outcome.refused {
+        eprintln!("error: {why}");
+        return Ok(ExitCode::from(outcome.exit_code()));
+    }
+    let count = |o: Outcome| outcome.actions.iter().filter(|r| r.outcome == o).count();
+    for r in &outcome.actions {
+        match r.outcome {
+            Outcome::Applied if !g.quiet => println!("{}: {}", r.unit, r.message),
+            Outcome::Applied | Outcome::Noop => {}
+            Outcome::Stale => eprintln!(
+                "stale: {}: {} (expected {}, found {}): refused; re-plan",
+                r.unit,
+                r.message,
+                r.expected.as_deref().unwrap_or("?"),
+                r.found.as_deref().unwrap_or("?")
+            ),
+            Outcome::Failed => eprintln!("error: {}: {}", r.unit, r.message),
+            Outcome::Skipped => eprintln!("skipped: {}: {}", r.unit, r.message),
+        }
+    }
+    println!(
+        "{} applied, {} refused as stale, {} failed, {} skipped, {} unchanged",
+        count(Outcome::Applied),
+        count(Outcome::Stale),
+        count(Outcome::Failed),
+        count(Outcome::Skipped),
+        count(Outcome::Noop)
+    );
+    Ok(ExitCode::from(outcome.exit_code()))
 }

@@ -160,7 +160,7 @@ fn compile_dir(dir: &Path, what: &str, g: &Global, cache: &ParseCache) -> anyhow
 }
 
 /// The fingerprint key: the given file, or the per-user one (created on first use).
-fn fingerprint_key(flag: &Option<PathBuf>) -> anyhow::Result<FingerprintKey> {
+pub(crate) fn fingerprint_key(flag: &Option<PathBuf>) -> anyhow::Result<FingerprintKey> {
     let path = match flag {
         Some(p) => p.clone(),
         None => {
@@ -230,6 +230,7 @@ pub fn plan(g: &Global, a: PlanArgs, rt: &tokio::runtime::Runtime) -> anyhow::Re
     compiled.skip_targets(a.skip_clusters, a.skip_fleets);
     let mut live_desired = Rendered::new();
     let mut rollouts = Vec::new();
+    let mut servers = BTreeMap::new();
     let (observed, observed_source) = match &a.observed {
         None if a.offline => (ObservedState::default(), ObservedSource::None),
         None => {
@@ -246,6 +247,7 @@ pub fn plan(g: &Global, a: PlanArgs, rt: &tokio::runtime::Runtime) -> anyhow::Re
             warn(&live.warnings);
             live_desired = live.desired;
             rollouts = live.rollouts;
+            servers = live.servers;
             for id in &live.revoked_units {
                 compiled.units.remove(id);
             }
@@ -279,6 +281,9 @@ pub fn plan(g: &Global, a: PlanArgs, rt: &tokio::runtime::Runtime) -> anyhow::Re
         release_renders: renders.releases,
     };
     let mut p = harmony_planner::plan(&compiled, &rendered, &observed, &opts)?;
+    // What apply writes, sealed: `harmony apply PLANFILE` reads nothing else (docs/adr/0013).
+    let inputs = harmony_planner::contract::ContractInputs { charts: renders.charts, servers };
+    harmony_planner::contract::complete(&mut p, &compiled, &inputs, &opts.key);
     p.rollouts = rollouts;
     if let Some(out) = &a.out {
         crate::cli::write_atomic(out, p.to_json().as_bytes()).with_context(|| format!("writing plan {}", out.display()))?;

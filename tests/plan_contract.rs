@@ -61,10 +61,34 @@ impl Repo {
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_harmony"));
         c.arg("--repo").arg(&self.root).args(args).stdin(std::process::Stdio::null());
         c.env("NO_COLOR", "1").env("HARMONY_FINGERPRINT_KEY_FILE", &self.key_file);
+        c.envs(env.iter().copied());
         c.output().unwrap()
+    }
+
+    /// `harmony plan --out FILE` (live), returning the plan.
+    fn plan_out(&self, file: &Path, env: &[(&str, &str)]) -> Value {
+        let out = self.run_env(&["plan", "--skip-fleets", "--out", file.to_str().unwrap(), "--format", "json", "--kubeconfig", self.kubeconfig()], env);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// `harmony apply --yes PLANFILE --format json [extra]`: (exit code, outcome, stdout + stderr).
+    fn apply_file(&self, file: &Path, extra: &[&str], env: &[(&str, &str)]) -> (i32, Value, String) {
+        let mut args = vec!["apply", "--yes", file.to_str().unwrap(), "--format", "json", "--kubeconfig", self.kubeconfig()];
+        args.extend_from_slice(extra);
+        let out = self.run_env(&args, env);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        let outcome: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}"));
+        let schema: Value = serde_json::from_str(&harmony_schemas::plan::apply_outcome_schema_json()).unwrap();
+        assert!(jsonschema::is_valid(&schema, &outcome), "the outcome does not follow its schema: {outcome:#}");
+        (out.status.code().unwrap_or(-1), outcome, text)
     }
 
     fn kubeconfig(&self) -> &str {
@@ -387,4 +411,198 @@ async fn a_release_with_no_deployed_revision_is_planned_truthfully_and_pruned() 
     let out = blocking(move || r.apply()).await.unwrap();
     assert!(out.contains("release/prod/acme-prod/plain: uninstalled"), "{out}");
     assert!(hist(&server).is_empty());
+}
+
+fn outcome_of<'a>(outcome: &'a Value, unit: &str) -> &'a Value {
+    outcome["actions"].as_array().unwrap().iter().find(|a| a["unit"] == unit).unwrap_or_else(|| panic!("no outcome for {unit}: {outcome:#}"))
+}
+
+async fn history_of(server: &Server, name: &str) -> Vec<release::Stored> {
+    let kubeconfig = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(kubeconfig.path(), Server::kubeconfig(&[("prod", server)])).unwrap();
+    let cluster = Cluster::from_kubeconfig(Some(kubeconfig.path()), "prod").await.unwrap();
+    release::history(&cluster, "acme-prod", name).await.unwrap()
+}
+
+/// Acceptance (1): `plan --out` then `apply PLANFILE` writes exactly the plan — each release
+/// record's manifest has the planned fingerprint — and reads nothing from the repository:
+/// the repository is changed and its charts deleted between plan and apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_planfile_writes_exactly_the_plan_without_the_repository() {
+    let server = Server::start().await.unwrap();
+    let repo = std::sync::Arc::new(Repo::new(&server));
+    let key = FingerprintKey::from_hex(KEY_HEX).unwrap();
+    let file = repo._dir.path().join("p.json");
+    let (r, f) = (repo.clone(), file.clone());
+    let plan = blocking(move || r.plan_out(&f, &[])).await.unwrap();
+    assert_eq!(plan["format_version"], 3);
+    assert!(plan["seal"].as_str().unwrap().starts_with("hmac-sha256:"), "{plan:#}");
+    assert_eq!(plan["charts"].as_object().unwrap().len(), 2, "one entry per chart");
+    let planned: std::collections::BTreeMap<String, String> = ["web", "plain"]
+        .iter()
+        .map(|n| {
+            let a = plan["actions"].as_array().unwrap().iter().find(|a| a["unit"] == format!("release/prod/acme-prod/{n}")).unwrap();
+            (n.to_string(), a["apply"]["release"]["manifest"].as_str().unwrap().to_string())
+        })
+        .collect();
+
+    repo.set_greeting("changed after planning");
+    std::fs::remove_dir_all(repo.root.join("charts")).unwrap();
+    let (r, f) = (repo.clone(), file.clone());
+    let (code, outcome, text) = blocking(move || r.apply_file(&f, &[], &[])).await.unwrap();
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(outcome["kind"], "harmony-apply-outcome");
+    assert_eq!(outcome["plan_identity"], plan["identity"]);
+    for (name, fp) in &planned {
+        assert_eq!(outcome_of(&outcome, &format!("release/prod/acme-prod/{name}"))["outcome"], "applied", "{outcome:#}");
+        let hist = history_of(&server, name).await;
+        assert_eq!(hist.len(), 1, "{name}");
+        assert_eq!(&key.fingerprint(hist[0].release.manifest.as_bytes()), fp, "{name}: the record's manifest is not the planned one");
+    }
+    assert_eq!(outcome_of(&outcome, "tenant-access/acme/prod")["outcome"], "applied", "{outcome:#}");
+    assert_eq!(server.get("v1", "ConfigMap", "acme-prod", "web-info").unwrap()["data"]["greeting"], "hello");
+
+    // The same plan again: its targets moved (it was planned against an empty cluster): the
+    // tenant's access is stale, the releases that depend on it are not attempted.
+    let (r, f) = (repo.clone(), file.clone());
+    let (code, outcome, text) = blocking(move || r.apply_file(&f, &[], &[])).await.unwrap();
+    assert_eq!(code, 2, "{text}");
+    let access = outcome_of(&outcome, "tenant-access/acme/prod");
+    assert_eq!(access["outcome"], "stale", "{outcome:#}");
+    assert_eq!(access["expected"], "no objects", "{outcome:#}");
+    assert!(access["found"].as_str().unwrap().contains("ServiceAccount/acme-prod/harmony-deployer@"), "{outcome:#}");
+    assert_eq!(outcome_of(&outcome, "release/prod/acme-prod/web")["outcome"], "skipped", "{outcome:#}");
+    assert_eq!(history_of(&server, "web").await.len(), 1, "nothing written");
+}
+
+/// Acceptance (2): a concurrent change between plan and apply — a `helm upgrade` of one release
+/// through Helm itself — refuses exactly that action as stale (naming the unit, the expected and
+/// the found revision), applies the others and exits 2; with `--refuse-stale=all` nothing is
+/// written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_moved_since_planning_is_refused_as_stale() {
+    let Some(python) = harmony_testkit::helm_python() else { return };
+    let server = Server::start().await.unwrap();
+    let repo = std::sync::Arc::new(Repo::new(&server));
+    let r = repo.clone();
+    blocking(move || r.apply()).await.unwrap();
+    // Both releases change.
+    let text = std::fs::read_to_string(repo.root.join("releases.kdl")).unwrap();
+    std::fs::write(repo.root.join("releases.kdl"), text.replace("greeting hi", "greeting ciao").replace("\"hello\"", "\"bonjour\"")).unwrap();
+    let file = repo._dir.path().join("p.json");
+    let (r, f) = (repo.clone(), file.clone());
+    blocking(move || r.plan_out(&f, &[])).await.unwrap();
+
+    // Helm upgrades `plain` (same values: its objects stay as they are; revision 2 is Helm's).
+    let helm = move |repo: std::sync::Arc<Repo>| {
+        let out = std::process::Command::new(&python)
+            .args(["-c", "import sys\nfrom helm_python import Config\nwith Config(kubeconfig_path=sys.argv[1], namespace='acme-prod') as cfg:\n    cfg.upgrade(sys.argv[2], 'plain', {'greeting': 'hi'}, namespace='acme-prod')\n"])
+            .arg(&repo.kubeconfig)
+            .arg(repo.root.join("charts/plain"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "helm upgrade failed: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let r = repo.clone();
+    blocking(move || helm(r)).await.unwrap();
+    assert_eq!(history_of(&server, "plain").await.len(), 2);
+
+    // --refuse-stale=all: nothing is written.
+    let (r, f) = (repo.clone(), file.clone());
+    let (code, outcome, text) = blocking(move || r.apply_file(&f, &["--refuse-stale", "all"], &[])).await.unwrap();
+    assert_eq!(code, 2, "{text}");
+    assert_eq!(outcome_of(&outcome, "release/prod/acme-prod/plain")["outcome"], "stale", "{outcome:#}");
+    assert_eq!(outcome_of(&outcome, "release/prod/acme-prod/web")["outcome"], "skipped", "{outcome:#}");
+    assert_eq!(history_of(&server, "web").await.len(), 1, "--refuse-stale=all wrote web");
+
+    // Per action: plain is refused, web is applied.
+    let (r, f) = (repo.clone(), file.clone());
+    let (code, outcome, text) = blocking(move || r.apply_file(&f, &[], &[])).await.unwrap();
+    assert_eq!(code, 2, "{text}");
+    let plain = outcome_of(&outcome, "release/prod/acme-prod/plain");
+    assert_eq!(plain["outcome"], "stale", "{outcome:#}");
+    assert!(plain["message"].as_str().unwrap().contains("release/prod/acme-prod/plain"), "{outcome:#}");
+    assert_eq!((plain["expected"].as_str(), plain["found"].as_str()), (Some("revision 1"), Some("revision 2")), "{outcome:#}");
+    assert_eq!(outcome_of(&outcome, "release/prod/acme-prod/web")["outcome"], "applied", "{outcome:#}");
+    assert_eq!(history_of(&server, "web").await.len(), 2);
+    assert_eq!(history_of(&server, "plain").await.len(), 2, "the stale release was written");
+    assert_eq!(server.get("v1", "ConfigMap", "acme-prod", "plain").unwrap()["data"]["greeting"], "hi");
+
+    // The human output names the unit, expected and found.
+    let (r, f) = (repo.clone(), file.clone());
+    let out = blocking(move || r.run(&["apply", "--yes", f.to_str().unwrap(), "--kubeconfig", r.kubeconfig()])).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("stale: release/prod/acme-prod/plain:") && stderr.contains("(expected revision 1, found revision 2)"), "{stderr}");
+}
+
+/// Acceptance (3): a plan file edited after planning — a value changed, with or without its
+/// identity recomputed — or applied to a context that now leads to another API server is
+/// refused before anything is written, exit 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_an_edited_plan_file_is_refused_before_any_write() {
+    let server = Server::start().await.unwrap();
+    let repo = std::sync::Arc::new(Repo::new(&server));
+    let file = repo._dir.path().join("p.json");
+    let (r, f) = (repo.clone(), file.clone());
+    blocking(move || r.plan_out(&f, &[])).await.unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut plan = harmony_schemas::plan::PlanFile::from_json(&text).unwrap();
+    for a in &mut plan.actions {
+        if let Some(harmony_schemas::plan::Payload::Release(r)) = &mut a.apply.payload {
+            r.values["greeting"] = "injected".into();
+        }
+    }
+    let edited = repo._dir.path().join("edited.json");
+    let rehashed = repo._dir.path().join("rehashed.json");
+    std::fs::write(&edited, plan.to_json()).unwrap();
+    plan.identity = harmony_planner::contract::identity(&plan);
+    std::fs::write(&rehashed, plan.to_json()).unwrap();
+    for (f, why) in [(edited, "does not match its content"), (rehashed, "seal does not verify")] {
+        let r = repo.clone();
+        let (code, outcome, text) = blocking(move || r.apply_file(&f, &[], &[])).await.unwrap();
+        assert_eq!(code, 1, "{text}");
+        assert!(outcome["refused"].as_str().unwrap().contains(why), "{outcome:#}");
+        assert_eq!(outcome["actions"], serde_json::json!([]));
+    }
+    // Another cluster behind the same context name.
+    let other = Server::start().await.unwrap();
+    std::fs::write(&repo.kubeconfig, Server::kubeconfig(&[("prod", &other)])).unwrap();
+    let (r, f) = (repo.clone(), file.clone());
+    let (code, outcome, text) = blocking(move || r.apply_file(&f, &[], &[])).await.unwrap();
+    assert_eq!(code, 1, "{text}");
+    assert!(outcome["refused"].as_str().unwrap().contains("context prod leads to"), "{outcome:#}");
+    assert!(history_of(&server, "web").await.is_empty() && history_of(&other, "web").await.is_empty(), "something was written");
+    assert!(server.get("v1", "Namespace", "", "acme-prod").is_none() && other.get("v1", "Namespace", "", "acme-prod").is_none());
+}
+
+/// Acceptance (4): a `secret-value` changed between plan and apply refuses that release, naming
+/// the key and never the value (not in stdout, stderr or the JSON outcome).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_a_secret_changed_since_planning_is_refused_without_showing_it() {
+    let server = Server::start().await.unwrap();
+    let repo = std::sync::Arc::new(Repo::new(&server));
+    let text = std::fs::read_to_string(repo.root.join("releases.kdl")).unwrap();
+    let cut = text.find("release plain").unwrap();
+    std::fs::write(repo.root.join("releases.kdl"), text[..cut].replace("    values {", "    secret-value \"token\" from=\"env:PLAN_APPLY_TOKEN\"\n    values {")).unwrap();
+    let file = repo._dir.path().join("p.json");
+    let (r, f) = (repo.clone(), file.clone());
+    blocking(move || r.plan_out(&f, &[("PLAN_APPLY_TOKEN", "first-secret-token")])).await.unwrap();
+    let (r, f) = (repo.clone(), file.clone());
+    let (code, outcome, text) = blocking(move || r.apply_file(&f, &[], &[("PLAN_APPLY_TOKEN", "second-secret-token")])).await.unwrap();
+    assert_eq!(code, 2, "{text}");
+    let web = outcome_of(&outcome, "release/prod/acme-prod/web");
+    assert_eq!(web["outcome"], "stale", "{outcome:#}");
+    assert!(web["message"].as_str().unwrap().contains("secret-value token (env:PLAN_APPLY_TOKEN) changed since planning"), "{outcome:#}");
+    assert!(!text.contains("first-secret-token") && !text.contains("second-secret-token"), "a secret leaked: {text}");
+    assert!(history_of(&server, "web").await.is_empty());
+    // Re-planned (the tenant's access was written meanwhile) and applied with the secret as
+    // planned: written.
+    let (r, f) = (repo.clone(), file.clone());
+    blocking(move || r.plan_out(&f, &[("PLAN_APPLY_TOKEN", "first-secret-token")])).await.unwrap();
+    let (r, f) = (repo.clone(), file.clone());
+    let (code, _, text) = blocking(move || r.apply_file(&f, &[], &[("PLAN_APPLY_TOKEN", "first-secret-token")])).await.unwrap();
+    assert_eq!(code, 0, "{text}");
+    assert!(!text.contains("first-secret-token"), "a secret leaked: {text}");
+    assert_eq!(history_of(&server, "web").await.len(), 1);
 }

@@ -43,6 +43,9 @@ pub struct Live {
     pub desired: Rendered,
     /// `cluster okd-prod`, `fleet pico`: what was read.
     pub targets: Vec<String>,
+    /// The API server URL each cluster's context led to, by cluster name (recorded in the plan:
+    /// `apply PLANFILE` refuses a context that now leads elsewhere).
+    pub servers: std::collections::BTreeMap<String, String>,
     /// The phased rollouts `harmony apply` would run, per fleet.
     pub rollouts: Vec<PlannedRollout>,
     /// Units of devices the repository declares but that were revoked: apply writes them no
@@ -87,6 +90,7 @@ pub async fn observe(compiled: &CompiledRepo, a: &LiveOptions<'_>) -> Result<Liv
         observed: ObservedState::default(),
         desired: Rendered::new(),
         targets: Vec::new(),
+        servers: Default::default(),
         rollouts: Vec::new(),
         revoked_units: Vec::new(),
         warnings: Vec::new(),
@@ -105,13 +109,13 @@ async fn observe_into(compiled: &CompiledRepo, a: &LiveOptions<'_>, live: &mut L
                 return Err(KubeError::Unreachable(format!("cannot reach the API server at {}: {}", c.url(), error_chain(&e))));
             }
             let caps = c.capabilities().await?;
-            Ok((observe_cluster(&c).await?, caps))
+            Ok((observe_cluster(&c).await?, caps, c.url()))
         };
         (name.as_str().to_string(), info.context.clone(), r.await)
     }))
     .await;
     for (name, context, r) in clusters {
-        let (obs, caps) = r.map_err(|e| {
+        let (obs, caps, server) = r.map_err(|e| {
             format!("cluster {name} (context {context}): {e}\n  plan without live state with `harmony plan --offline`, or fix the kubeconfig (--kubeconfig, KUBECONFIG)")
         })?;
         for w in &obs.warnings {
@@ -120,6 +124,7 @@ async fn observe_into(compiled: &CompiledRepo, a: &LiveOptions<'_>, live: &mut L
         add_cluster(compiled, &name, &obs, live);
         live.observed.capabilities.insert(name.clone(), caps);
         live.targets.push(format!("cluster {name}"));
+        live.servers.insert(name.clone(), server);
     }
     for (fleet, info) in &compiled.fleets {
         let fleet = fleet.as_str();

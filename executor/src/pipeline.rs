@@ -9,7 +9,7 @@ use harmony_compiler::compile::ChartRef;
 use harmony_compiler::{CompiledRepo, UnitContent};
 use harmony_planner::render::{RenderContext, RenderError, SecretValues, release_context, render_release};
 use harmony_planner::{FingerprintKey, ObservedState, Rendered};
-use harmony_schemas::plan::{Capabilities, ReleaseRender};
+use harmony_schemas::plan::{Capabilities, ChartArchive, ReleaseRender};
 
 /// Releases rendered for a plan: their objects, and how each was rendered (with the
 /// fingerprint of its record manifest) against which capabilities.
@@ -21,6 +21,8 @@ pub struct Renders {
     pub releases: BTreeMap<String, ReleaseRender>,
     /// The capabilities rendered against, by cluster.
     pub capabilities: BTreeMap<String, Capabilities>,
+    /// Each rendered release's chart as the plan stores it, by unit id.
+    pub charts: BTreeMap<String, ChartArchive>,
 }
 
 /// Renders the given releases with charts loaded from `root`, each against its cluster's
@@ -48,8 +50,10 @@ pub fn render_releases(
         .spawn(move || -> Result<Renders, RenderError> {
             let mut out = Renders::default();
             for (id, r, chart_path, secrets, mut render, caps) in jobs {
-                let chart = harmony_helm::Chart::load(&chart_path)
-                    .map_err(|e| RenderError { release: id.clone(), message: format!("loading chart {}: {e}", chart_path.display()) })?;
+                let loading = |e: harmony_helm::ChartError| RenderError { release: id.clone(), message: format!("loading chart {}: {e}", chart_path.display()) };
+                let files = harmony_helm::chart::read_files(&chart_path).map_err(loading)?;
+                out.charts.insert(id.clone(), harmony_planner::contract::chart_archive(&files));
+                let chart = harmony_helm::Chart::from_files(files).map_err(loading)?;
                 let ctx = RenderContext { revision: render.revision, is_upgrade: render.is_upgrade, capabilities: &caps };
                 let objs = render_release(&id, &r, chart, &secrets, ctx)?;
                 render.manifest = Some(key.fingerprint(objs.manifest.as_bytes()));

@@ -658,10 +658,7 @@ pub enum PlanFileError {
 impl PlanFile {
     /// Serialises the plan: pretty JSON with a final newline. Deterministic.
     pub fn to_json(&self) -> String {
-        // A plan holds only strings, numbers and string-keyed maps: serialising cannot fail.
-        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
-        s.push('\n');
-        s
+        pretty(self)
     }
 
     /// Loads a plan, refusing any format version but [`PLAN_FORMAT_VERSION`].
@@ -774,24 +771,24 @@ impl ApplyOutcome {
 
     /// Serialises the outcome: pretty JSON with a final newline.
     pub fn to_json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
-        s.push('\n');
-        s
+        pretty(self)
     }
+}
+
+/// Pretty JSON with a final newline (plan files, outcomes and their schemas hold only strings,
+/// numbers and string-keyed maps: serialising cannot fail).
+fn pretty<T: Serialize>(value: &T) -> String {
+    let mut s = serde_json::to_string_pretty(value).unwrap_or_default();
+    s.push('\n');
+    s
 }
 
 /// The JSON Schema of [`ApplyOutcome`], as written to `docs/schemas/apply-outcome.schema.json`.
 pub fn apply_outcome_schema_json() -> String {
-    let schema = schemars::schema_for!(ApplyOutcome);
-    let mut s = serde_json::to_string_pretty(&schema).unwrap_or_default();
-    s.push('\n');
-    s
+    pretty(&schemars::schema_for!(ApplyOutcome))
 }
 
 /// The JSON Schema of the plan file, as written to `docs/schemas/plan.schema.json`.
 pub fn plan_schema_json() -> String {
-    let schema = schemars::schema_for!(PlanFile);
-    let mut s = serde_json::to_string_pretty(&schema).unwrap_or_default();
-    s.push('\n');
-    s
+    pretty(&schemars::schema_for!(PlanFile))
 }

@@ -9,10 +9,8 @@ fn docs_schema(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/schemas").join(name)
 }
 
-#[test]
-fn plan_schema_is_committed_and_current() {
-    let path = docs_schema("plan.schema.json");
-    let current = plan_schema_json();
+fn committed_and_current(name: &str, current: String) {
+    let path = docs_schema(name);
     if std::env::var_os("HARMONY_UPDATE_SCHEMAS").is_some() {
         std::fs::write(&path, &current).unwrap();
     }
@@ -21,14 +19,13 @@ fn plan_schema_is_committed_and_current() {
 }
 
 #[test]
+fn plan_schema_is_committed_and_current() {
+    committed_and_current("plan.schema.json", plan_schema_json());
+}
+
+#[test]
 fn apply_outcome_schema_is_committed_and_current() {
-    let path = docs_schema("apply-outcome.schema.json");
-    let current = apply_outcome_schema_json();
-    if std::env::var_os("HARMONY_UPDATE_SCHEMAS").is_some() {
-        std::fs::write(&path, &current).unwrap();
-    }
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(committed == current, "{} is stale: run `HARMONY_UPDATE_SCHEMAS=1 cargo test -p harmony-schemas` and commit it", path.display());
+    committed_and_current("apply-outcome.schema.json", apply_outcome_schema_json());
 }
 
 fn sample() -> PlanFile {
