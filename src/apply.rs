@@ -493,6 +493,12 @@ fn repository_name(g: &Global) -> Option<String> {
 /// ([`harmony_executor::execute::execute`]).
 fn apply_planfile(g: &Global, a: &ApplyArgs, path: &std::path::Path, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     use harmony_schemas::plan::{Outcome, PlanFile};
+    // A plan file is input: bounded before it is read whole.
+    const MAX_PLAN_BYTES: u64 = 1 << 30;
+    let size = std::fs::metadata(path).with_context(|| format!("reading plan {}", path.display()))?.len();
+    if size > MAX_PLAN_BYTES {
+        anyhow::bail!("plan refused, nothing written: {} is {size} bytes, more than a plan file may hold ({MAX_PLAN_BYTES})", path.display());
+    }
     let text = std::fs::read_to_string(path).with_context(|| format!("reading plan {}", path.display()))?;
     let plan = PlanFile::from_json(&text).map_err(|e| anyhow::anyhow!("plan refused, nothing written: {}: {e}", path.display()))?;
     let key = crate::plan::fingerprint_key(&a.fingerprint_key)?;

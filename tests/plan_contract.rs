@@ -473,6 +473,22 @@ async fn apply_planfile_writes_exactly_the_plan_without_the_repository() {
     assert!(access["found"].as_str().unwrap().contains("ServiceAccount/acme-prod/harmony-deployer@"), "{outcome:#}");
     assert_eq!(outcome_of(&outcome, "release/prod/acme-prod/web")["outcome"], "skipped", "{outcome:#}");
     assert_eq!(history_of(&server, "web").await.len(), 1, "nothing written");
+
+    // A release that left the repository: the plan file uninstalls it, as its tenant.
+    std::fs::create_dir_all(repo.root.join("charts/web/templates")).unwrap();
+    repo.set_greeting("hello");
+    let text = std::fs::read_to_string(repo.root.join("releases.kdl")).unwrap();
+    std::fs::write(repo.root.join("releases.kdl"), &text[..text.find("release web").unwrap()]).unwrap();
+    let (r, f) = (repo.clone(), file.clone());
+    let plan = blocking(move || r.plan_out(&f, &[])).await.unwrap();
+    let delete = plan["actions"].as_array().unwrap().iter().find(|a| a["unit"] == "release/prod/acme-prod/web").unwrap();
+    assert_eq!(delete["apply"]["payload"]["kind"], "release-delete", "{plan:#}");
+    let (r, f) = (repo.clone(), file.clone());
+    let (code, outcome, text) = blocking(move || r.apply_file(&f, &[], &[])).await.unwrap();
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(outcome_of(&outcome, "release/prod/acme-prod/web")["outcome"], "applied", "{outcome:#}");
+    assert!(history_of(&server, "web").await.is_empty(), "web was not uninstalled");
+    assert!(server.get("v1", "ConfigMap", "acme-prod", "web-info").is_none());
 }
 
 /// Acceptance (2): a concurrent change between plan and apply — a `helm upgrade` of one release
@@ -565,6 +581,22 @@ async fn attack_an_edited_plan_file_is_refused_before_any_write() {
         assert!(outcome["refused"].as_str().unwrap().contains(why), "{outcome:#}");
         assert_eq!(outcome["actions"], serde_json::json!([]));
     }
+    // A fleet action (sealed with the right key): fleets are not executed from a plan file yet,
+    // so the whole plan is refused rather than half applied.
+    let mut fleet = harmony_schemas::plan::PlanFile::from_json(&text).unwrap();
+    let mut action = fleet.actions[0].clone();
+    action.unit = "device-plan/pico/pi-001".into();
+    action.apply.payload = None;
+    fleet.actions.push(action);
+    fleet.identity = harmony_planner::contract::identity(&fleet);
+    fleet.seal = Some(FingerprintKey::from_hex(KEY_HEX).unwrap().seal(&fleet.identity));
+    let with_fleet = repo._dir.path().join("fleet.json");
+    std::fs::write(&with_fleet, fleet.to_json()).unwrap();
+    let r = repo.clone();
+    let (code, outcome, text) = blocking(move || r.apply_file(&with_fleet, &[], &[])).await.unwrap();
+    assert_eq!(code, 1, "{text}");
+    assert!(outcome["refused"].as_str().unwrap().contains("changes fleet units (device-plan/pico/pi-001)"), "{outcome:#}");
+
     // Another cluster behind the same context name.
     let other = Server::start().await.unwrap();
     std::fs::write(&repo.kubeconfig, Server::kubeconfig(&[("prod", &other)])).unwrap();

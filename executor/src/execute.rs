@@ -105,6 +105,23 @@ pub async fn execute(plan: &PlanFile, opts: &ExecuteOptions) -> ApplyOutcome {
     if let Err(e) = harmony_planner::contract::verify(plan, &opts.key, opts.repository.as_deref()) {
         return outcome_of(plan, Some(e.0), Vec::new());
     }
+    // Fleets are not executed from a plan file yet: refuse rather than write half of a plan.
+    let fleet_units: Vec<&str> = plan
+        .actions
+        .iter()
+        .filter(|a| a.apply.action != Action::Noop && matches!(a.unit.split('/').next(), Some("device-plan" | "agent")))
+        .map(|a| a.unit.as_str())
+        .collect();
+    if !fleet_units.is_empty() || !plan.rollouts.is_empty() {
+        let what = if fleet_units.is_empty() { "starts a fleet rollout".to_string() } else { format!("changes fleet units ({})", fleet_units.join(", ")) };
+        return outcome_of(
+            plan,
+            Some(format!(
+                "plan refused, nothing written: it {what}, and `harmony apply PLANFILE` executes cluster actions only so far: apply fleets with `harmony apply` (without a plan file), and plan clusters alone with `harmony plan --skip-fleets --out FILE`"
+            )),
+            Vec::new(),
+        );
+    }
     // Connect to every cluster an action writes to and check it is the planned one, before
     // anything is written anywhere.
     let clusters: BTreeSet<&str> = plan.actions.iter().filter_map(|a| a.apply.payload.as_ref().and_then(cluster_of)).collect();
@@ -214,11 +231,7 @@ async fn execute_action(
         return result(a, Outcome::Skipped, format!("not written: it depends on {dep}, which was not applied"));
     }
     let Some(payload) = &a.apply.payload else {
-        let why = match a.unit.split('/').next() {
-            Some("device-plan" | "agent") => "fleet units are not applied from a plan file yet: apply them with `harmony apply` (without a plan file)",
-            _ => "the plan holds nothing to write for it (a release whose chart was not rendered: remote charts are not fetched yet)",
-        };
-        return result(a, Outcome::Failed, why);
+        return result(a, Outcome::Failed, "the plan holds nothing to write for it (a release whose chart was not rendered: remote charts are not fetched yet)");
     };
     let Some(cluster) = cluster_of(payload) else {
         return result(a, Outcome::Failed, "fleet units are not applied from a plan file yet: apply them with `harmony apply` (without a plan file)");

@@ -94,7 +94,7 @@ pub fn complete(p: &mut PlanFile, compiled: &CompiledRepo, inputs: &ContractInpu
                 ["tenant-access", tenant, cluster] => {
                     Some(Payload::TenantAccessDelete(TenantTarget { cluster: cluster.to_string(), context: context_of(cluster), tenant: tenant.to_string() }))
                 }
-                ["device-plan", fleet, device] => Some(Payload::DevicePlanDelete(DeviceTarget { fleet: fleet.to_string(), device: device.to_string() })),
+                // Fleet units get no payload yet: `apply PLANFILE` refuses plans that change them.
                 _ => None,
             },
             (_, Some((UnitContent::Release(r), hash))) => inputs.charts.get(a.unit.as_str()).map(|chart| {
