@@ -447,7 +447,7 @@ async fn apply_planfile_writes_exactly_the_plan_without_the_repository() {
         .collect();
 
     repo.set_greeting("changed after planning");
-    std::fs::remove_dir_all(repo.root.join("charts")).unwrap();
+    std::fs::rename(repo.root.join("charts"), repo._dir.path().join("charts.moved")).unwrap();
     let (r, f) = (repo.clone(), file.clone());
     let (code, outcome, text) = blocking(move || r.apply_file(&f, &[], &[])).await.unwrap();
     assert_eq!(code, 0, "{text}");
@@ -474,9 +474,25 @@ async fn apply_planfile_writes_exactly_the_plan_without_the_repository() {
     assert_eq!(outcome_of(&outcome, "release/prod/acme-prod/web")["outcome"], "skipped", "{outcome:#}");
     assert_eq!(history_of(&server, "web").await.len(), 1, "nothing written");
 
-    // A release that left the repository: the plan file uninstalls it, as its tenant.
-    std::fs::create_dir_all(repo.root.join("charts/web/templates")).unwrap();
+    // A value no template of `plain` reads: a record-only no-op, which the plan file still writes
+    // (a new revision holding the new values), touching no object.
+    std::fs::rename(repo._dir.path().join("charts.moved"), repo.root.join("charts")).unwrap();
     repo.set_greeting("hello");
+    let text = std::fs::read_to_string(repo.root.join("releases.kdl")).unwrap();
+    std::fs::write(repo.root.join("releases.kdl"), text.replace("greeting hi", "greeting hi\n        unused 1")).unwrap();
+    let (r, f) = (repo.clone(), file.clone());
+    let plan = blocking(move || r.plan_out(&f, &[])).await.unwrap();
+    let plain = plan["actions"].as_array().unwrap().iter().find(|a| a["unit"] == "release/prod/acme-prod/plain").unwrap();
+    assert_eq!((plain["apply"]["action"].as_str(), plain["apply"]["payload"]["kind"].as_str()), (Some("noop"), Some("release")), "{plan:#}");
+    let before = server.get("v1", "ConfigMap", "acme-prod", "plain").unwrap()["metadata"]["resourceVersion"].clone();
+    let (r, f) = (repo.clone(), file.clone());
+    let (code, outcome, text) = blocking(move || r.apply_file(&f, &[], &[])).await.unwrap();
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(outcome_of(&outcome, "release/prod/acme-prod/plain")["message"], "upgraded, revision 2", "{outcome:#}");
+    assert_eq!(outcome_of(&outcome, "release/prod/acme-prod/web")["outcome"], "noop", "{outcome:#}");
+    assert_eq!(server.get("v1", "ConfigMap", "acme-prod", "plain").unwrap()["metadata"]["resourceVersion"], before, "an object was written");
+
+    // A release that left the repository: the plan file uninstalls it, as its tenant.
     let text = std::fs::read_to_string(repo.root.join("releases.kdl")).unwrap();
     std::fs::write(repo.root.join("releases.kdl"), &text[..text.find("release web").unwrap()]).unwrap();
     let (r, f) = (repo.clone(), file.clone());
