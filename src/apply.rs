@@ -131,7 +131,7 @@ pub enum ApplyFormat {
 #[command(after_help = PLANFILE_EXIT_CODES)]
 pub struct ApplyArgs {
     /// A plan saved by `harmony plan --out`: apply exactly its actions (nothing is re-planned and
-    /// nothing read from the repository); Kubernetes clusters only for now.
+    /// nothing read from the repository).
     #[arg(value_name = "PLANFILE")]
     pub planfile: Option<PathBuf>,
     /// With a plan file: refuse only the stale actions (`action`) or the whole plan (`all`).
@@ -516,7 +516,27 @@ fn apply_planfile(g: &Global, a: &ApplyArgs, path: &std::path::Path, rt: &tokio:
             return Ok(ExitCode::from(1));
         }
     }
+    // The fleets it writes device plans to: their NATS servers and the signing key.
+    let mut fleets = std::collections::BTreeMap::new();
+    for (fleet, target) in &plan.targets.fleets {
+        let writes = plan.actions.iter().any(|x| match &x.apply.payload {
+            Some(harmony_schemas::plan::Payload::DevicePlan(d)) => d.target.fleet == *fleet,
+            Some(harmony_schemas::plan::Payload::DevicePlanDelete(d)) => d.fleet == *fleet,
+            _ => false,
+        });
+        if !writes {
+            continue;
+        }
+        let access = harmony_executor::execute::FleetAccess {
+            nats: a.nats.options_for_fleet(fleet, &target.nats)?,
+            signing_key: load_signing_key(a.signing_key_file.as_deref(), std::env::var(SIGNING_KEY_ENV).ok())?,
+            lock: LockOptions { timeout: a.lock_timeout, ..LockOptions::default() },
+            state_dir: Some(state_dir(a)),
+        };
+        fleets.insert(fleet.clone(), access);
+    }
     let opts = harmony_executor::execute::ExecuteOptions {
+        fleets,
         kubeconfig: a.kubeconfig.clone(),
         release: harmony_executor::kube::release::Options { wait: a.wait.map(Duration::from_secs), ..Default::default() },
         holder: lock_holder(),

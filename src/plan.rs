@@ -231,6 +231,7 @@ pub fn plan(g: &Global, a: PlanArgs, rt: &tokio::runtime::Runtime) -> anyhow::Re
     let mut live_desired = Rendered::new();
     let mut rollouts = Vec::new();
     let mut servers = BTreeMap::new();
+    let mut device_plans = BTreeMap::new();
     let (observed, observed_source) = match &a.observed {
         None if a.offline => (ObservedState::default(), ObservedSource::None),
         None => {
@@ -248,6 +249,7 @@ pub fn plan(g: &Global, a: PlanArgs, rt: &tokio::runtime::Runtime) -> anyhow::Re
             live_desired = live.desired;
             rollouts = live.rollouts;
             servers = live.servers;
+            device_plans = live.device_plans;
             for id in &live.revoked_units {
                 compiled.units.remove(id);
             }
@@ -282,7 +284,7 @@ pub fn plan(g: &Global, a: PlanArgs, rt: &tokio::runtime::Runtime) -> anyhow::Re
     };
     let mut p = harmony_planner::plan(&compiled, &rendered, &observed, &opts)?;
     // What apply writes, sealed: `harmony apply PLANFILE` reads nothing else (docs/adr/0013).
-    let inputs = harmony_planner::contract::ContractInputs { charts: renders.charts, servers };
+    let inputs = harmony_planner::contract::ContractInputs { charts: renders.charts, servers, device_plans };
     harmony_planner::contract::complete(&mut p, &compiled, &inputs, &opts.key);
     p.rollouts = rollouts;
     if let Some(out) = &a.out {

@@ -62,26 +62,33 @@ fn changes(actions: &[(String, String)]) -> Vec<(String, String)> {
     actions.iter().filter(|(_, a)| a != "noop").cloned().collect()
 }
 
+/// The example repository in `dir`, for two loopback clusters and a nats-server, with a fresh
+/// fleet signing key.
+fn setup(dir: &Path, prod: &Server, staging: &Server, nats: &NatsServer) -> Env {
+    let repo = dir.join("tenants");
+    common::copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tenants"), &repo);
+    std::fs::write(dir.join("fp.key"), "ab".repeat(32)).unwrap();
+    let key = generate_signing_key().unwrap();
+    std::fs::write(repo.join("fleets/keys/pico.pub"), format!("{}\n", encode_key(key.verifying_key().as_bytes()))).unwrap();
+    std::fs::write(dir.join("pico.key"), encode_key(key.as_bytes())).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, Server::kubeconfig(&[("okd-prod", prod), ("okd-staging-admin", staging)])).unwrap();
+    Env {
+        repo,
+        kubeconfig: kubeconfig.to_string_lossy().into_owned(),
+        nats: nats.url(),
+        key: dir.join("pico.key").to_string_lossy().into_owned(),
+        state: dir.join("state").to_string_lossy().into_owned(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_reads_live_state_and_apply_prunes() {
     let (prod, staging) = (Server::start().await.unwrap(), Server::start().await.unwrap());
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("tenants");
-    common::copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tenants"), &repo);
-    std::fs::write(dir.path().join("fp.key"), "ab".repeat(32)).unwrap();
-    let key = generate_signing_key().unwrap();
-    std::fs::write(repo.join("fleets/keys/pico.pub"), format!("{}\n", encode_key(key.verifying_key().as_bytes()))).unwrap();
-    std::fs::write(dir.path().join("pico.key"), encode_key(key.as_bytes())).unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, Server::kubeconfig(&[("okd-prod", &prod), ("okd-staging-admin", &staging)])).unwrap();
-    let env = Env {
-        repo: repo.clone(),
-        kubeconfig: kubeconfig.to_string_lossy().into_owned(),
-        nats: nats.url(),
-        key: dir.path().join("pico.key").to_string_lossy().into_owned(),
-        state: dir.path().join("state").to_string_lossy().into_owned(),
-    };
+    let env = setup(dir.path(), &prod, &staging, &nats);
+    let (repo, kubeconfig) = (env.repo.clone(), std::path::PathBuf::from(&env.kubeconfig));
     let env = std::sync::Arc::new(env);
     let blocking = |f: fn(&Env) -> (Option<i32>, String, String)| {
         let env = env.clone();
@@ -210,4 +217,85 @@ fn an_unreachable_target_fails_the_plan_naming_it_and_offline_plans_without() {
     let out = run(&["plan", "--offline", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("--offline: every unit is planned as a create"));
+}
+
+/// Acceptance (1) and (2) for fleets: `plan --out` then `apply PLANFILE` writes exactly the
+/// planned device plans (the KV values decode to the plan's payloads, signed at apply); a KV
+/// write to one device's entry between plan and apply refuses that device as stale (naming it,
+/// the expected and the found revision), the others are written, exit 2; with
+/// `--refuse-stale=all` nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_planfile_writes_the_planned_device_plans_and_refuses_a_moved_entry() {
+    let (prod, staging) = (Server::start().await.unwrap(), Server::start().await.unwrap());
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env = std::sync::Arc::new(setup(dir.path(), &prod, &staging, &nats));
+    let e = env.clone();
+    tokio::task::spawn_blocking(move || e.apply()).await.unwrap();
+
+    // The telemetry deployment (no rollout) changes: every device running it gets a new plan.
+    let path = env.repo.join("deployments/telemetry.kdl");
+    std::fs::write(&path, std::fs::read_to_string(&path).unwrap().replace("--interval=30s", "--interval=60s")).unwrap();
+    let file = dir.path().join("p.json");
+    let (e, f) = (env.clone(), file.clone());
+    let out = tokio::task::spawn_blocking(move || e.run(&["plan", "--out", f.to_str().unwrap(), "--format", "json", "--kubeconfig", &e.kubeconfig])).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let planned: Vec<(String, Value, u64)> = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["apply"]["payload"]["kind"] == "device-plan")
+        .map(|a| (a["apply"]["payload"]["target"]["device"].as_str().unwrap().to_string(), a["apply"]["payload"]["plan"].clone(), a["apply"]["observed"]["revision"].as_u64().unwrap()))
+        .collect();
+    assert!(planned.len() >= 2, "{plan:#}");
+    assert!(plan["actions"].as_array().unwrap().iter().filter(|a| a["apply"]["action"] != "noop").all(|a| a["unit"].as_str().unwrap().starts_with("device-plan/")), "{plan:#}");
+
+    // Someone writes one device's entry between plan and apply.
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let store = async_nats::jetstream::new(client).get_key_value("harmony-plans").await.unwrap();
+    let moved = planned[0].0.clone();
+    let entry = store.entry(moved.as_str()).await.unwrap().unwrap();
+    let found = store.put(moved.as_str(), entry.value.clone()).await.unwrap();
+    let revisions = |store: async_nats::jetstream::kv::Store, devices: Vec<String>| async move {
+        let mut out = Vec::new();
+        for d in devices {
+            out.push(store.entry(d.as_str()).await.unwrap().unwrap().revision);
+        }
+        out
+    };
+    let devices: Vec<String> = planned.iter().map(|(d, _, _)| d.clone()).collect();
+    let before = revisions(store.clone(), devices.clone()).await;
+
+    let apply = |extra: &'static [&'static str]| {
+        let (e, f) = (env.clone(), file.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec!["apply", "--yes", f.to_str().unwrap(), "--format", "json", "--kubeconfig", &e.kubeconfig, "--signing-key-file", &e.key, "--state-dir", &e.state];
+            args.extend_from_slice(extra);
+            let out = e.run(&args);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            (out.status.code(), serde_json::from_slice::<Value>(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}")), text)
+        })
+    };
+    let unit = |outcome: &Value, device: &str| outcome["actions"].as_array().unwrap().iter().find(|a| a["unit"] == format!("device-plan/pico/{device}")).unwrap().clone();
+
+    let (code, outcome, text) = apply(&["--refuse-stale", "all"]).await.unwrap();
+    assert_eq!(code, Some(2), "{text}");
+    assert_eq!(unit(&outcome, &moved)["outcome"], "stale", "{outcome:#}");
+    assert_eq!(revisions(store.clone(), devices.clone()).await, before, "--refuse-stale=all wrote");
+
+    let (code, outcome, text) = apply(&[]).await.unwrap();
+    assert_eq!(code, Some(2), "{text}");
+    let stale = unit(&outcome, &moved);
+    assert_eq!(stale["outcome"], "stale", "{outcome:#}");
+    assert_eq!(stale["expected"], format!("KV revision {}", planned[0].2), "{outcome:#}");
+    assert_eq!(stale["found"], format!("KV revision {found}"), "{outcome:#}");
+    let key = harmony_schemas::fleet::parse_public_key(std::fs::read_to_string(env.repo.join("fleets/keys/pico.pub")).unwrap().trim()).unwrap();
+    for (device, payload, _) in &planned[1..] {
+        assert_eq!(unit(&outcome, device)["outcome"], "applied", "{outcome:#}");
+        let entry = store.entry(device.as_str()).await.unwrap().unwrap();
+        let written = harmony_schemas::fleet::SignedDevicePlan::from_slice(&entry.value).unwrap().verify(&[key]).unwrap();
+        assert_eq!(&serde_json::to_value(&written).unwrap(), payload, "{device}: the KV value is not the planned plan");
+    }
+    assert_eq!(store.entry(moved.as_str()).await.unwrap().unwrap().revision, found, "the moved entry was overwritten");
 }

@@ -24,8 +24,21 @@ use crate::kube::release::{self, Desired};
 use crate::kube::tenant::{self, Access};
 use crate::kube::{Cluster, KubeError};
 
+/// What writing a fleet's device plans needs: its NATS connection and its private key.
+#[derive(Clone)]
+pub struct FleetAccess {
+    /// How to reach the fleet's NATS servers (with write credentials).
+    pub nats: crate::fleet::NatsOptions,
+    /// The fleet's signing key (plans are signed at apply: planning never needs it).
+    pub signing_key: ed25519_dalek::SigningKey,
+    /// The fleet lock's TTL and wait.
+    pub lock: crate::fleet::LockOptions,
+    /// Where the apply journal is kept (`None`: no journal).
+    pub state_dir: Option<PathBuf>,
+}
+
 /// How to execute a plan.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ExecuteOptions {
     /// kubeconfig file (`None`: `KUBECONFIG`, then `~/.kube/config`).
     pub kubeconfig: Option<PathBuf>,
@@ -41,6 +54,8 @@ pub struct ExecuteOptions {
     pub key: FingerprintKey,
     /// The name of the repository the applier works in (`--repo`), when it declares one.
     pub repository: Option<String>,
+    /// Per fleet the plan writes to: how (`None` for a fleet: the plan is refused).
+    pub fleets: BTreeMap<String, FleetAccess>,
 }
 
 /// A check's verdict on one action.
@@ -105,22 +120,30 @@ pub async fn execute(plan: &PlanFile, opts: &ExecuteOptions) -> ApplyOutcome {
     if let Err(e) = harmony_planner::contract::verify(plan, &opts.key, opts.repository.as_deref()) {
         return outcome_of(plan, Some(e.0), Vec::new());
     }
-    // Fleets are not executed from a plan file yet: refuse rather than write half of a plan.
+    // Fleet work a plan file cannot carry yet (new devices, agent upgrades, rollouts): refuse
+    // rather than write half of a plan.
     let fleet_units: Vec<&str> = plan
         .actions
         .iter()
-        .filter(|a| a.apply.action != Action::Noop && matches!(a.unit.split('/').next(), Some("device-plan" | "agent")))
+        .filter(|a| a.apply.action != Action::Noop && a.apply.payload.is_none() && matches!(a.unit.split('/').next(), Some("device-plan" | "agent")))
         .map(|a| a.unit.as_str())
         .collect();
     if !fleet_units.is_empty() || !plan.rollouts.is_empty() {
-        let what = if fleet_units.is_empty() { "starts a fleet rollout".to_string() } else { format!("changes fleet units ({})", fleet_units.join(", ")) };
+        let what = if fleet_units.is_empty() {
+            "starts a fleet rollout".to_string()
+        } else {
+            format!("changes fleet units it cannot carry yet (a new device, an agent upgrade: {})", fleet_units.join(", "))
+        };
         return outcome_of(
             plan,
             Some(format!(
-                "plan refused, nothing written: it {what}, and `harmony apply PLANFILE` executes cluster actions only so far: apply fleets with `harmony apply` (without a plan file), and plan clusters alone with `harmony plan --skip-fleets --out FILE`"
+                "plan refused, nothing written: it {what}: apply fleets with `harmony apply` (without a plan file), and plan clusters alone with `harmony plan --skip-fleets --out FILE`"
             )),
             Vec::new(),
         );
+    }
+    if let Err(why) = check_fleets(plan, opts) {
+        return outcome_of(plan, Some(format!("plan refused, nothing written: {why}")), Vec::new());
     }
     // Connect to every cluster an action writes to and check it is the planned one, before
     // anything is written anywhere.
@@ -187,8 +210,19 @@ async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Re
     if opts.refuse_stale_all {
         let mut stale_units = Vec::new();
         let mut results = Vec::new();
+        let kv_now = kv_revisions(plan, opts).await;
         for a in &plan.actions {
-            if let Some(Ok(conn)) = a.apply.payload.as_ref().and_then(cluster_of).and_then(|c| conns.get(c))
+            if let Some(Some(found)) = kv_now.get(a.unit.as_str())
+                && *found != kv_revision(a)
+            {
+                let rev = |r: Option<u64>| r.map_or_else(|| "no entry".to_string(), |r| format!("KV revision {r}"));
+                stale_units.push(a.unit.clone());
+                results.push(ActionResult {
+                    expected: Some(rev(kv_revision(a))),
+                    found: Some(rev(*found)),
+                    ..result(a, Outcome::Stale, format!("{}: the device's plan entry moved since planning", a.unit))
+                });
+            } else if let Some(Ok(conn)) = a.apply.payload.as_ref().and_then(cluster_of).and_then(|c| conns.get(c))
                 && let Verdict::Stale { message, expected, found } = check(plan, a, conn, opts).await.0
             {
                 stale_units.push(a.unit.clone());
@@ -208,11 +242,176 @@ async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Re
     let mut out: Vec<ActionResult> = Vec::new();
     let mut not_applied: BTreeSet<String> = BTreeSet::new();
     for a in &plan.actions {
+        if let Some(fleet) = a.apply.payload.as_ref().and_then(fleet_of) {
+            // Written per fleet below, in one batch under the fleet's lock.
+            out.push(result(a, Outcome::Skipped, fleet.to_string()));
+            continue;
+        }
         let r = execute_action(plan, a, opts, conns, &not_applied).await;
         if !matches!(r.outcome, Outcome::Applied | Outcome::Noop) {
             not_applied.insert(a.unit.clone());
         }
         out.push(r);
+    }
+    for (fleet, access) in &opts.fleets {
+        let mine: Vec<usize> = plan.actions.iter().enumerate().filter(|(_, a)| a.apply.payload.as_ref().and_then(fleet_of) == Some(fleet.as_str())).map(|(i, _)| i).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let mut batch = Vec::new();
+        for &i in &mine {
+            let a = &plan.actions[i];
+            match a.apply.depends_on.iter().find(|d| not_applied.contains(*d)) {
+                Some(dep) => out[i] = result(a, Outcome::Skipped, format!("not written: it depends on {dep}, which was not applied")),
+                None => batch.push(i),
+            }
+        }
+        for (i, r) in execute_fleet(plan, fleet, access, &batch).await {
+            out[i] = r;
+        }
+    }
+    out
+}
+
+fn fleet_of(p: &Payload) -> Option<&str> {
+    match p {
+        Payload::DevicePlan(d) => Some(&d.target.fleet),
+        Payload::DevicePlanDelete(d) => Some(&d.fleet),
+        _ => None,
+    }
+}
+
+fn kv_revision(a: &PlannedAction) -> Option<u64> {
+    match &a.apply.observed {
+        Some(ObservedRevision::KvEntry { revision }) => Some(*revision),
+        _ => None,
+    }
+}
+
+/// Before anything is written: every fleet the plan writes to has a connection and a signing key
+/// that is the plan's (the fleet's key, or the current key of the chain its plans carry).
+fn check_fleets(plan: &PlanFile, opts: &ExecuteOptions) -> Result<(), String> {
+    let mut chains: BTreeMap<&str, &Vec<harmony_schemas::trust::SignedKeyAnnouncement>> = BTreeMap::new();
+    let mut fleets: BTreeSet<&str> = BTreeSet::new();
+    for a in &plan.actions {
+        match &a.apply.payload {
+            Some(Payload::DevicePlan(d)) => {
+                fleets.insert(&d.target.fleet);
+                chains.insert(&d.target.fleet, &d.plan.key_chain);
+            }
+            Some(Payload::DevicePlanDelete(d)) => _ = fleets.insert(&d.fleet),
+            _ => {}
+        }
+    }
+    for fleet in fleets {
+        let target = plan.targets.fleets.get(fleet).ok_or_else(|| format!("fleet {fleet} is not among the plan's targets"))?;
+        let access = opts.fleets.get(fleet).ok_or_else(|| format!("fleet {fleet}: no signing key or NATS connection was given for it"))?;
+        let chain = chains.get(fleet).map(|c| (*c).clone()).unwrap_or_default();
+        crate::fleet::security::FleetSecurity::with_chain(fleet, chain)
+            .check_signing_key(&access.signing_key, fleet, &target.signing_key)
+            .map_err(|e| format!("fleet {fleet}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Writes one fleet's device plans from the plan: under the fleet's lock, journalled, each with
+/// compare-and-set against the KV revision it was planned against (not a fresh read).
+async fn execute_fleet(plan: &PlanFile, fleet: &str, access: &FleetAccess, batch: &[usize]) -> Vec<(usize, ActionResult)> {
+    use crate::fleet::{ActionOutcome, FleetAction, FleetOp};
+    let fail = |m: String| batch.iter().map(|&i| (i, result(&plan.actions[i], Outcome::Failed, format!("fleet {fleet}: {m}")))).collect::<Vec<_>>();
+    let mut actions = Vec::new();
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
+    for &i in batch {
+        let a = &plan.actions[i];
+        let (device, op, device_plan) = match &a.apply.payload {
+            Some(Payload::DevicePlan(d)) => (d.target.device.clone(), if kv_revision(a).is_some() { FleetOp::Update } else { FleetOp::Create }, Some(d.plan.clone())),
+            Some(Payload::DevicePlanDelete(d)) => (d.device.clone(), FleetOp::Delete, None),
+            _ => continue,
+        };
+        index.insert(device.clone(), i);
+        actions.push(FleetAction { device, op, expected_revision: kv_revision(a), plan: device_plan, reason: a.explain.reason.clone() });
+    }
+    let client = match crate::fleet::connect(&access.nats).await {
+        Ok(c) => c,
+        Err(e) => return fail(e.to_string()),
+    };
+    let js = async_nats::jetstream::new(client.clone());
+    let stores = match crate::fleet::ensure_buckets(&js).await {
+        Ok(s) => s,
+        Err(e) => return fail(e.to_string()),
+    };
+    let apply_id = format!("{}-{}", harmony_schemas::fleet::now_ms(), std::process::id());
+    let holder = crate::fleet::LockHolder::this_process(&apply_id);
+    let lock = match crate::fleet::FleetLock::acquire(&js, fleet, &holder, access.lock.clone()).await {
+        Ok(l) => l,
+        Err(e) => return fail(e.to_string()),
+    };
+    let journal = match &access.state_dir {
+        Some(dir) => match crate::fleet::journal::Journal::begin(dir, fleet, &apply_id, &holder.holder, actions.len()) {
+            Ok((j, _)) => Some(j),
+            Err(e) => {
+                let _ = lock.release().await;
+                return fail(e.to_string());
+            }
+        },
+        None => None,
+    };
+    let report = crate::fleet::apply_actions(&stores[0], actions, &access.signing_key, journal.as_ref(), &crate::fleet::ApplyOptions::default()).await;
+    if let Some(j) = &journal {
+        let _ = j.record(crate::fleet::journal::Record::End {
+            finished_ms: harmony_schemas::fleet::now_ms(),
+            written: report.written(),
+            stale: report.stale().len(),
+            failed: report.failed().len(),
+        });
+        let _ = j.close();
+    }
+    if let Err(e) = lock.release().await {
+        tracing::warn!("{e}");
+    }
+    let rev = |r: Option<u64>, none: &str| r.map_or_else(|| none.to_string(), |r| format!("KV revision {r}"));
+    let mut out = Vec::new();
+    for r in report.results {
+        let Some(&i) = index.get(&r.device) else { continue };
+        let a = &plan.actions[i];
+        out.push((
+            i,
+            match r.outcome {
+                ActionOutcome::Written { revision } => result(a, Outcome::Applied, format!("written, KV revision {revision}")),
+                ActionOutcome::Deleted => result(a, Outcome::Applied, "deleted"),
+                ActionOutcome::Noop => result(a, Outcome::Noop, "no change"),
+                ActionOutcome::Stale { expected, found } => ActionResult {
+                    expected: Some(rev(expected, "no entry")),
+                    found: Some(rev(found, "no entry")),
+                    ..result(a, Outcome::Stale, format!("{}: the device's plan entry moved since planning", a.unit))
+                },
+                ActionOutcome::Failed { error } => result(a, Outcome::Failed, error),
+            },
+        ));
+    }
+    out
+}
+
+/// The KV revision each fleet action's entry has now (`Some(None)`: no entry; absent: not read).
+async fn kv_revisions<'a>(plan: &'a PlanFile, opts: &ExecuteOptions) -> BTreeMap<&'a str, Option<Option<u64>>> {
+    let mut out = BTreeMap::new();
+    for (fleet, access) in &opts.fleets {
+        let Ok(client) = crate::fleet::connect(&access.nats).await else { continue };
+        let js = async_nats::jetstream::new(client);
+        let Ok(store) = js.get_key_value(harmony_schemas::fleet::PLANS_BUCKET).await else { continue };
+        for a in &plan.actions {
+            let device = match &a.apply.payload {
+                Some(Payload::DevicePlan(d)) if d.target.fleet == *fleet => &d.target.device,
+                Some(Payload::DevicePlanDelete(d)) if d.fleet == *fleet => &d.device,
+                _ => continue,
+            };
+            let found = match store.entry(device.as_str()).await {
+                Ok(Some(e)) if e.operation == async_nats::jetstream::kv::Operation::Put => Some(Some(e.revision)),
+                Ok(_) => Some(None),
+                Err(_) => None,
+            };
+            out.insert(a.unit.as_str(), found);
+        }
     }
     out
 }

@@ -46,6 +46,9 @@ pub struct Live {
     /// The API server URL each cluster's context led to, by cluster name (recorded in the plan:
     /// `apply PLANFILE` refuses a context that now leads elsewhere).
     pub servers: std::collections::BTreeMap<String, String>,
+    /// The device plans `harmony apply` would write (unsigned, generation set), by unit id, for
+    /// the plan file ([`planned_device_plans`]).
+    pub device_plans: std::collections::BTreeMap<String, DevicePlan>,
     /// The phased rollouts `harmony apply` would run, per fleet.
     pub rollouts: Vec<PlannedRollout>,
     /// Units of devices the repository declares but that were revoked: apply writes them no
@@ -91,6 +94,7 @@ pub async fn observe(compiled: &CompiledRepo, a: &LiveOptions<'_>) -> Result<Liv
         desired: Rendered::new(),
         targets: Vec::new(),
         servers: Default::default(),
+        device_plans: Default::default(),
         rollouts: Vec::new(),
         revoked_units: Vec::new(),
         warnings: Vec::new(),
@@ -150,6 +154,7 @@ async fn observe_into(compiled: &CompiledRepo, a: &LiveOptions<'_>, live: &mut L
         if let Some((plans, warnings, record)) = entries {
             live.warnings.extend(warnings.iter().map(|w| w.to_string()));
             add_fleet(compiled, fleet, &plans, &security, live);
+            planned_device_plans(compiled, fleet, &plans, &security, live);
             if let Some(r) = rollout(compiled, fleet, plans, &security, record.as_ref()) {
                 live.rollouts.push(r);
             }
@@ -194,6 +199,30 @@ fn add_cluster(compiled: &CompiledRepo, cluster: &str, obs: &ClusterObservation,
     for tenant in gone.tenants {
         if let Some(o) = obs.observed_leftover(tenant) {
             live.observed.tenant_access.insert(format!("tenant-access/{tenant}/{cluster}"), o);
+        }
+    }
+}
+
+/// The device plans `harmony apply` would write for `fleet`, as the fleet runner plans them
+/// (the key chain carried, revoked devices left out, the generation after the newest signed one),
+/// unsigned: apply signs them. Only for devices whose entry verifies and whose agent version
+/// stays (the entry's agent artifact is kept); new devices and agent upgrades get none, so a plan
+/// file that would write them is refused (`harmony apply` without a plan file writes them).
+fn planned_device_plans(compiled: &CompiledRepo, fleet: &str, plans: &BTreeMap<String, crate::fleet::ObservedEntry>, security: &FleetSecurity, live: &mut Live) {
+    let Ok(mut desired) = crate::fleet::desired_fleet(compiled, fleet, "") else { return };
+    let _revoked_warnings_already_given = security.apply_to(&mut desired);
+    desired.plans.retain(|device, p| match plans.get(device).and_then(|e| e.plan.as_ref()) {
+        Some(have) if have.agent_version == p.agent_version => {
+            p.agent = have.agent.clone();
+            true
+        }
+        _ => false,
+    });
+    let observed = crate::fleet::ObservedFleet { plans: plans.clone(), ..Default::default() };
+    let Ok(actions) = crate::fleet::plan_fleet_owned(desired, &observed) else { return };
+    for a in actions {
+        if let Some(p) = a.plan {
+            live.device_plans.insert(format!("device-plan/{fleet}/{}", a.device), p);
         }
     }
 }

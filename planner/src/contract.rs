@@ -18,6 +18,8 @@ pub struct ContractInputs {
     pub charts: BTreeMap<String, ChartArchive>,
     /// The API server URL each cluster's context led to when planning, by cluster name.
     pub servers: BTreeMap<String, String>,
+    /// The device plans apply would write (unsigned, generation set), by unit id.
+    pub device_plans: BTreeMap<String, harmony_schemas::fleet::DevicePlan>,
 }
 
 /// A chart's files as a plan stores them.
@@ -73,6 +75,8 @@ pub fn complete(p: &mut PlanFile, compiled: &CompiledRepo, inputs: &ContractInpu
             _ => None,
         })
     };
+    // As `harmony apply` records it in device plans: the commit, abbreviated.
+    let source_revision = p.source.commit.as_deref().map_or_else(|| "unknown".to_string(), |c| c.chars().take(12).collect());
     let mut charts = BTreeMap::new();
     for a in &mut p.actions {
         a.apply.payload = None;
@@ -94,7 +98,7 @@ pub fn complete(p: &mut PlanFile, compiled: &CompiledRepo, inputs: &ContractInpu
                 ["tenant-access", tenant, cluster] => {
                     Some(Payload::TenantAccessDelete(TenantTarget { cluster: cluster.to_string(), context: context_of(cluster), tenant: tenant.to_string() }))
                 }
-                // Fleet units get no payload yet: `apply PLANFILE` refuses plans that change them.
+                ["device-plan", fleet, device] => Some(Payload::DevicePlanDelete(DeviceTarget { fleet: fleet.to_string(), device: device.to_string() })),
                 _ => None,
             },
             (_, Some((UnitContent::Release(r), hash))) => inputs.charts.get(a.unit.as_str()).map(|chart| {
@@ -124,6 +128,12 @@ pub fn complete(p: &mut PlanFile, compiled: &CompiledRepo, inputs: &ContractInpu
                         .collect(),
                     unit_hash: hash.to_string(),
                 })
+            }),
+            // Agent units have no payload: an agent upgrade is not written from a plan file.
+            (_, Some((UnitContent::DevicePlan(d), _))) => inputs.device_plans.get(a.unit.as_str()).map(|plan| {
+                let mut plan = plan.clone();
+                plan.source_revision = source_revision.clone();
+                Payload::DevicePlan(DevicePlanPayload { target: DeviceTarget { fleet: d.fleet.to_string(), device: d.device.to_string() }, plan })
             }),
             (_, Some((UnitContent::TenantAccess(t), _))) => Some(Payload::TenantAccess(TenantAccessPayload {
                 cluster: t.cluster.to_string(),
