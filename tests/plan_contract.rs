@@ -611,7 +611,7 @@ async fn attack_an_edited_plan_file_is_refused_before_any_write() {
     let r = repo.clone();
     let (code, outcome, text) = blocking(move || r.apply_file(&with_fleet, &[], &[])).await.unwrap();
     assert_eq!(code, 1, "{text}");
-    assert!(outcome["refused"].as_str().unwrap().contains("changes fleet units (device-plan/pico/pi-001)"), "{outcome:#}");
+    assert!(outcome["refused"].as_str().unwrap().contains("changes fleet units it cannot carry yet (a new device, an agent upgrade: device-plan/pico/pi-001)"), "{outcome:#}");
 
     // Another cluster behind the same context name.
     let other = Server::start().await.unwrap();
