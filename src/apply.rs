@@ -190,24 +190,33 @@ pub(crate) fn lock_holder() -> String {
     format!("{} pid {}", harmony_executor::fleet::lock::user_at_host(), std::process::id())
 }
 
-/// Applies the repository's Kubernetes units (tenant access, releases); false when any failed.
+/// Applies the repository's Kubernetes units: makes the plan with `harmony plan`'s code (live,
+/// clusters only), shows it, confirms (or `--yes`), then executes that plan object
+/// ([`harmony_executor::execute::execute`]): no second computation. False when anything was not
+/// applied.
 fn apply_clusters(g: &Global, a: &ApplyArgs, repo: &CompiledRepo, rt: &tokio::runtime::Runtime) -> anyhow::Result<bool> {
-    use harmony_compiler::UnitContent;
-    use harmony_executor::kube::apply::{ApplyOptions, UnitResult, apply_repo};
-    let kube_units = repo.units.values().filter(|u| matches!(u.content, UnitContent::TenantAccess(_) | UnitContent::Release(_))).count();
-    // Every declared cluster, with units or not: what left the repository is pruned from it.
-    let clusters: Vec<String> = repo.clusters.keys().map(|c| c.as_str().to_string()).collect();
-    if clusters.is_empty() {
+    if repo.clusters.is_empty() {
         return Ok(true);
     }
+    let args = crate::plan::PlanArgs {
+        observed: None,
+        offline: false,
+        live: crate::plan::LiveArgs { kubeconfig: a.kubeconfig.clone(), nats: a.nats.clone() },
+        skip_clusters: false,
+        skip_fleets: true,
+        out: None,
+        format: crate::plan::PlanFormat::Human,
+        flags: crate::plan::PlanFlags { compact: false, targets: Vec::new(), excludes: Vec::new(), detailed_exitcode: false, fingerprint_key: a.fingerprint_key.clone() },
+    };
+    let plan = crate::plan::make_plan(g, &args, rt)?;
+    if !a.yes && !std::io::stdin().is_terminal() {
+        anyhow::bail!("not applying without --yes (stdin is not a terminal)");
+    }
+    if !g.quiet || !a.yes {
+        crate::plan::print(&plan, crate::plan::PlanFormat::Human, true, g)?;
+    }
     if !a.yes {
-        if !std::io::stdin().is_terminal() {
-            anyhow::bail!("not applying without --yes (stdin is not a terminal)");
-        }
-        print!(
-            "Apply {kube_units} tenant-access and release units to clusters {} (and uninstall what Harmony installed there that left the repository; `harmony plan` lists it)? [y/N] ",
-            clusters.join(", ")
-        );
+        print!("Apply this plan to clusters {}? [y/N] ", plan.targets.clusters.keys().cloned().collect::<Vec<_>>().join(", "));
         let _ = std::io::stdout().flush();
         let mut line = String::new();
         let _ = std::io::stdin().read_line(&mut line);
@@ -216,34 +225,67 @@ fn apply_clusters(g: &Global, a: &ApplyArgs, repo: &CompiledRepo, rt: &tokio::ru
             return Ok(false);
         }
     }
-    let opts = ApplyOptions {
+    let outcome = execute(g, a, &plan, Default::default(), rt)?;
+    report(g, &outcome);
+    Ok(outcome.exit_code() == 0)
+}
+
+/// Executes a plan with the flags of `harmony apply`.
+fn execute(
+    g: &Global,
+    a: &ApplyArgs,
+    plan: &harmony_schemas::plan::PlanFile,
+    fleets: std::collections::BTreeMap<String, harmony_executor::execute::FleetAccess>,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<harmony_schemas::plan::ApplyOutcome> {
+    let opts = harmony_executor::execute::ExecuteOptions {
+        fleets,
         kubeconfig: a.kubeconfig.clone(),
         release: harmony_executor::kube::release::Options { wait: a.wait.map(Duration::from_secs), ..Default::default() },
-        fail_fast: a.fail_fast,
         holder: lock_holder(),
         lock_ttl: 600,
-        only: Default::default(),
+        refuse_stale_all: a.refuse_stale == RefuseStale::All,
+        fail_fast: a.fail_fast,
+        key: crate::plan::fingerprint_key(&a.fingerprint_key)?,
+        repository: repository_name(g),
     };
-    let outcomes = rt.block_on(apply_repo(repo, &g.repo, &opts));
-    let mut ok = true;
-    for o in &outcomes {
-        match &o.result {
-            UnitResult::Done(m) => {
-                if !g.quiet {
-                    println!("{}: {m}", o.unit);
-                }
-            }
-            UnitResult::Failed(m) => {
-                ok = false;
-                eprintln!("error: {}: {m}", o.unit);
-            }
-            UnitResult::Skipped(m) => {
-                ok = false;
-                eprintln!("skipped: {}: {m}", o.unit);
-            }
+    Ok(rt.block_on(harmony_executor::execute::execute(plan, &opts)))
+}
+
+/// Prints an apply's outcome: one line per action (applied and unchanged ones on stdout unless
+/// `--quiet`; stale, failed and skipped ones on stderr) and the counts.
+fn report(g: &Global, outcome: &harmony_schemas::plan::ApplyOutcome) {
+    use harmony_schemas::plan::Outcome;
+    if let Some(why) = &outcome.refused {
+        eprintln!("error: {why}");
+        return;
+    }
+    let count = |o: Outcome| outcome.actions.iter().filter(|r| r.outcome == o).count();
+    for r in &outcome.actions {
+        match r.outcome {
+            Outcome::Applied | Outcome::Noop if !g.quiet => println!("{}: {}", r.unit, r.message),
+            Outcome::Applied | Outcome::Noop => {}
+            Outcome::Stale => eprintln!(
+                "stale: {}: {} (expected {}, found {}): refused; re-plan",
+                r.unit,
+                r.message,
+                r.expected.as_deref().unwrap_or("?"),
+                r.found.as_deref().unwrap_or("?")
+            ),
+            Outcome::Failed => eprintln!("error: {}: {}", r.unit, r.message),
+            Outcome::Skipped => eprintln!("skipped: {}: {}", r.unit, r.message),
         }
     }
-    Ok(ok)
+    if !g.quiet {
+        println!(
+            "{} applied, {} refused as stale, {} failed, {} skipped, {} unchanged",
+            count(Outcome::Applied),
+            count(Outcome::Stale),
+            count(Outcome::Failed),
+            count(Outcome::Skipped),
+            count(Outcome::Noop)
+        );
+    }
 }
 
 pub(crate) fn compiled(g: &Global) -> anyhow::Result<CompiledRepo> {
@@ -492,7 +534,7 @@ fn repository_name(g: &Global) -> Option<String> {
 /// `harmony apply PLANFILE`: verifies the plan and executes exactly its actions
 /// ([`harmony_executor::execute::execute`]).
 fn apply_planfile(g: &Global, a: &ApplyArgs, path: &std::path::Path, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
-    use harmony_schemas::plan::{Outcome, PlanFile};
+    use harmony_schemas::plan::PlanFile;
     // A plan file is input: bounded before it is read whole.
     const MAX_PLAN_BYTES: u64 = 1 << 30;
     let size = std::fs::metadata(path).with_context(|| format!("reading plan {}", path.display()))?.len();
@@ -501,7 +543,6 @@ fn apply_planfile(g: &Global, a: &ApplyArgs, path: &std::path::Path, rt: &tokio:
     }
     let text = std::fs::read_to_string(path).with_context(|| format!("reading plan {}", path.display()))?;
     let plan = PlanFile::from_json(&text).map_err(|e| anyhow::anyhow!("plan refused, nothing written: {}: {e}", path.display()))?;
-    let key = crate::plan::fingerprint_key(&a.fingerprint_key)?;
     if !a.yes {
         if !std::io::stdin().is_terminal() {
             anyhow::bail!("not applying without --yes (stdin is not a terminal)");
@@ -535,48 +576,11 @@ fn apply_planfile(g: &Global, a: &ApplyArgs, path: &std::path::Path, rt: &tokio:
         };
         fleets.insert(fleet.clone(), access);
     }
-    let opts = harmony_executor::execute::ExecuteOptions {
-        fleets,
-        kubeconfig: a.kubeconfig.clone(),
-        release: harmony_executor::kube::release::Options { wait: a.wait.map(Duration::from_secs), ..Default::default() },
-        holder: lock_holder(),
-        lock_ttl: 600,
-        refuse_stale_all: a.refuse_stale == RefuseStale::All,
-        key,
-        repository: repository_name(g),
-    };
-    let outcome = rt.block_on(harmony_executor::execute::execute(&plan, &opts));
+    let outcome = execute(g, a, &plan, fleets, rt)?;
     if a.format == ApplyFormat::Json {
         std::io::stdout().lock().write_all(outcome.to_json().as_bytes())?;
-        return Ok(ExitCode::from(outcome.exit_code()));
+    } else {
+        report(g, &outcome);
     }
-    if let Some(why) = &outcome.refused {
-        eprintln!("error: {why}");
-        return Ok(ExitCode::from(outcome.exit_code()));
-    }
-    let count = |o: Outcome| outcome.actions.iter().filter(|r| r.outcome == o).count();
-    for r in &outcome.actions {
-        match r.outcome {
-            Outcome::Applied if !g.quiet => println!("{}: {}", r.unit, r.message),
-            Outcome::Applied | Outcome::Noop => {}
-            Outcome::Stale => eprintln!(
-                "stale: {}: {} (expected {}, found {}): refused; re-plan",
-                r.unit,
-                r.message,
-                r.expected.as_deref().unwrap_or("?"),
-                r.found.as_deref().unwrap_or("?")
-            ),
-            Outcome::Failed => eprintln!("error: {}: {}", r.unit, r.message),
-            Outcome::Skipped => eprintln!("skipped: {}: {}", r.unit, r.message),
-        }
-    }
-    println!(
-        "{} applied, {} refused as stale, {} failed, {} skipped, {} unchanged",
-        count(Outcome::Applied),
-        count(Outcome::Stale),
-        count(Outcome::Failed),
-        count(Outcome::Skipped),
-        count(Outcome::Noop)
-    );
     Ok(ExitCode::from(outcome.exit_code()))
 }

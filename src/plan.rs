@@ -127,7 +127,7 @@ fn use_color(g: &Global) -> bool {
     }
 }
 
-fn print(p: &PlanFile, format: PlanFormat, compact: bool, g: &Global) -> anyhow::Result<()> {
+pub(crate) fn print(p: &PlanFile, format: PlanFormat, compact: bool, g: &Global) -> anyhow::Result<()> {
     let text = match format {
         PlanFormat::Human => output::human(p, &HumanOptions { color: use_color(g), compact, ..HumanOptions::default() }),
         PlanFormat::Markdown => output::markdown(p, &MarkdownOptions::default()),
@@ -225,6 +225,20 @@ fn source_revision(dir: &Path, compiled: &CompiledRepo) -> SourceRevision {
 
 /// `harmony plan`.
 pub fn plan(g: &Global, a: PlanArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    let p = make_plan(g, &a, rt)?;
+    if let Some(out) = &a.out {
+        crate::cli::write_atomic(out, p.to_json().as_bytes()).with_context(|| format!("writing plan {}", out.display()))?;
+        if !g.quiet {
+            eprintln!("Saved the plan to {}; `harmony show {}` prints it again.", out.display(), out.display());
+        }
+    }
+    print(&p, a.format, a.flags.compact, g)?;
+    Ok(exit(&p, a.flags.detailed_exitcode))
+}
+
+/// The plan `harmony plan` makes (and `harmony apply` executes): compile, observe, render,
+/// plan, and complete it with what apply writes, sealed.
+pub(crate) fn make_plan(g: &Global, a: &PlanArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<PlanFile> {
     let mut compiled = compile_dir(&g.repo, "the repository", g, &ParseCache::default())?;
     let source = source_revision(&g.repo, &compiled);
     compiled.skip_targets(a.skip_clusters, a.skip_fleets);
@@ -287,14 +301,7 @@ pub fn plan(g: &Global, a: PlanArgs, rt: &tokio::runtime::Runtime) -> anyhow::Re
     let inputs = harmony_planner::contract::ContractInputs { charts: renders.charts, servers, device_plans };
     harmony_planner::contract::complete(&mut p, &compiled, &inputs, &opts.key);
     p.rollouts = rollouts;
-    if let Some(out) = &a.out {
-        crate::cli::write_atomic(out, p.to_json().as_bytes()).with_context(|| format!("writing plan {}", out.display()))?;
-        if !g.quiet {
-            eprintln!("Saved the plan to {}; `harmony show {}` prints it again.", out.display(), out.display());
-        }
-    }
-    print(&p, a.format, a.flags.compact, g)?;
-    Ok(exit(&p, a.flags.detailed_exitcode))
+    Ok(p)
 }
 
 /// `harmony show`.

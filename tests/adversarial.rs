@@ -202,9 +202,33 @@ async fn attack_release_reaching_outside_its_tenant_is_refused_at_plan() {
         assert!(!stderr.contains("ConfigMap fine"), "only what reaches out is named: {stderr}");
     }
 
-    // Apply does not plan: the API server's RBAC refuses the objects, in words.
+    // `harmony apply` plans first: it refuses the same way and writes nothing.
     let (ok, out) = t.apply().await;
     assert!(!ok, "{out}");
+    for w in want {
+        assert!(out.contains(w), "apply says {w:?}: {out}");
+    }
+    assert!(t.latest_record("acme", "reach").is_none(), "apply wrote: {out}");
+
+    // RBAC stays the second wall: the release written as its tenant anyway (the executor's
+    // repository apply, without a plan) is refused by the API server, in words.
+    let compiled = harmony_compiler::compile_repo(&harmony_compiler::DiskFs::new(&t.root)).unwrap().repo.expect("the repository compiles");
+    let opts = harmony_executor::kube::apply::ApplyOptions {
+        kubeconfig: Some(t.kubeconfig.clone()),
+        release: Default::default(),
+        fail_fast: false,
+        holder: "test@host pid 1".into(),
+        lock_ttl: 60,
+        only: ["release/prod/acme/reach".to_string()].into(),
+    };
+    let outcomes = harmony_executor::kube::apply::apply_repo(&compiled, &t.root, &opts).await;
+    let out: String = outcomes
+        .iter()
+        .map(|o| match &o.result {
+            harmony_executor::kube::apply::UnitResult::Failed(m) => format!("{}: {m}\n", o.unit),
+            other => format!("{}: {other:?}\n", o.unit),
+        })
+        .collect();
     assert!(out.contains("release/prod/acme/reach: ") && out.contains("is forbidden: User \"system:serviceaccount:acme:acme-deployer\" cannot"), "{out}");
     assert!(out.contains("(403 Forbidden)") && !out.contains("ApiError") && !out.contains("Status {"), "{out}");
     let record = t.latest_record("acme", "reach").expect("the failed revision is recorded");

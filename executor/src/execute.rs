@@ -50,6 +50,8 @@ pub struct ExecuteOptions {
     pub lock_ttl: i32,
     /// `--refuse-stale=all`: check every action first and write nothing if any is stale.
     pub refuse_stale_all: bool,
+    /// Stop at the first action that fails: the rest are skipped.
+    pub fail_fast: bool,
     /// The fingerprint key the plan must have been made (and sealed) with.
     pub key: FingerprintKey,
     /// The name of the repository the applier works in (`--repo`), when it declares one.
@@ -247,7 +249,11 @@ async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Re
             out.push(result(a, Outcome::Skipped, fleet.to_string()));
             continue;
         }
-        let r = execute_action(plan, a, opts, conns, &not_applied).await;
+        let r = if opts.fail_fast && out.iter().any(|r| r.outcome == Outcome::Failed) {
+            result(a, Outcome::Skipped, "stopped: an earlier unit failed (--fail-fast)")
+        } else {
+            execute_action(plan, a, opts, conns, &not_applied).await
+        };
         if !matches!(r.outcome, Outcome::Applied | Outcome::Noop) {
             not_applied.insert(a.unit.clone());
         }
@@ -424,7 +430,11 @@ async fn execute_action(
     not_applied: &BTreeSet<String>,
 ) -> ActionResult {
     if a.apply.action == Action::Noop && a.apply.payload.is_none() {
-        return result(a, Outcome::Noop, "no change");
+        let message = match &a.apply.observed {
+            Some(ObservedRevision::HelmRelease { revision, .. }) => format!("unchanged (revision {revision})"),
+            _ => "unchanged".to_string(),
+        };
+        return result(a, Outcome::Noop, message);
     }
     if let Some(dep) = a.apply.depends_on.iter().find(|d| not_applied.contains(*d)) {
         return result(a, Outcome::Skipped, format!("not written: it depends on {dep}, which was not applied"));
@@ -666,7 +676,10 @@ async fn write(a: &PlannedAction, payload: &Payload, conn: &Conn, opts: &Execute
             let as_tenant = conn.admin.impersonating(&user).map_err(|e| e.to_string())?;
             release::uninstall(&as_tenant, &t.namespace, &t.name, &opts.release, jiff::Timestamp::now)
                 .await
-                .map(|_| "uninstalled (left the repository)".to_string())
+                .map(|_| match &a.apply.observed {
+                    Some(ObservedRevision::HelmRelease { revision, .. }) => format!("uninstalled (left the repository; was revision {revision})"),
+                    _ => "uninstalled (left the repository)".to_string(),
+                })
                 .map_err(|e| format!("uninstalling: {}", crate::kube::apply::tenant_failure(&e, &user)))
         }
         Payload::TenantAccess(_) => {
