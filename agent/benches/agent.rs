@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use harmony_agent::config::{Config, NatsAuth, RuntimeKind};
+use harmony_agent::config::{ConfigFile, Overrides};
 use harmony_schemas::fleet::{DevicePlan, DeviceStatus, PLANS_BUCKET, PROTOCOL_VERSION, STATUS_BUCKET, SignedDevicePlan, generate_signing_key, kv_subject};
 use support::{busybox_image, deployment, spec};
 
@@ -78,23 +78,15 @@ async fn many(n: usize) {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();
     for id in &ids {
-        let config = Config {
-            device_id: id.clone(),
-            nkey_file: None,
-            nats_urls: vec![nats.url()],
-            nats_auth: NatsAuth::None,
-            state_dir: dir.path().join(id),
-            fleet_keys: vec![key.verifying_key()],
-            command_keys: vec![],
-            labels: Default::default(),
-            heartbeat_interval: Duration::from_secs(30),
-            runtime: RuntimeKind::None,
-            podman: "podman".into(),
-            command_max_age: Duration::from_secs(60),
-            install_dir: None,
-            upgrade_timeout: Duration::from_secs(120),
-            max_plan_bytes: harmony_agent::config::DEFAULT_MAX_PLAN_BYTES,
-        };
+        // Through the config file's parser, as the agent binary does: new settings take their
+        // defaults here too.
+        let toml = format!(
+            "device_id = {id:?}\nstate_dir = {:?}\nfleet_keys = [{:?}]\nruntime = \"none\"\n[nats]\nurls = [{:?}]\n",
+            dir.path().join(id).display().to_string(),
+            harmony_schemas::encoding::hex(key.verifying_key().as_bytes()),
+            nats.url(),
+        );
+        let config = ConfigFile::parse(&toml, std::path::Path::new("bench.toml")).unwrap().resolve(Overrides::default()).unwrap();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let _ = harmony_agent::run(config, async move {
