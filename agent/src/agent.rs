@@ -143,7 +143,7 @@ impl Shared {
 /// Builds the runtime named by the config.
 pub fn runtime_for(config: &Config) -> Runtime {
     match config.runtime {
-        RuntimeKind::Podman => Runtime::Podman(Podman::new(config.podman.clone())),
+        RuntimeKind::Podman => Runtime::Podman(Podman::new(config.podman.clone(), config.podman_timeout)),
         RuntimeKind::None => Runtime::Disabled,
     }
 }
@@ -228,7 +228,13 @@ pub async fn connect_with_seed(config: &Config, name: &str) -> Result<(async_nat
     Ok((client, rx, seed_cell))
 }
 
-/// Runs the agent until `shutdown` resolves.
+/// How long the last flush of NATS messages may take at shutdown (it waits for a connection,
+/// which may never come back).
+const FINAL_FLUSH: Duration = Duration::from_secs(2);
+
+/// Runs the agent until `shutdown` resolves; then it returns within [`FINAL_FLUSH`] (the
+/// binary also bounds the whole shutdown by `shutdown_timeout_s`: see `main.rs`). Dropping the
+/// loop kills the podman processes in flight (never the containers).
 pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
     // Outside the state directory: survives losing it (`docs/agent.md`).
     let floor_file = Some(config.floor_file.clone());
@@ -489,7 +495,9 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         () = shutdown => tracing::info!("shutting down; containers keep running"),
     }
     tasks.abort_all();
-    let _ = client.flush().await;
+    if tokio::time::timeout(FINAL_FLUSH.min(config.shutdown_timeout / 2), client.flush()).await.is_err() {
+        tracing::warn!("NATS unreachable: the last status may not have been sent");
+    }
     Ok(())
 }
 

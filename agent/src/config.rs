@@ -48,6 +48,11 @@ pub struct ConfigFile {
     /// The largest plans entry the agent decodes, bytes (default [`DEFAULT_MAX_PLAN_BYTES`]);
     /// larger ones are rejected as `too-large` unread.
     pub max_plan_bytes: Option<usize>,
+    /// Seconds SIGTERM/SIGINT may take to stop the agent (default 10); past it, it exits anyway.
+    pub shutdown_timeout_s: Option<u64>,
+    /// Seconds any one podman call may take (default 300: `create` may pull an image) before
+    /// it is killed and reported as failed.
+    pub podman_timeout_s: Option<u64>,
     /// NATS connection.
     #[serde(default)]
     pub nats: NatsFile,
@@ -107,6 +112,8 @@ pub struct Overrides {
     pub install_dir: Option<PathBuf>,
     /// `--upgrade-timeout`.
     pub upgrade_timeout_s: Option<u64>,
+    /// `--shutdown-timeout`.
+    pub shutdown_timeout_s: Option<u64>,
 }
 
 /// NATS authentication, resolved.
@@ -178,6 +185,10 @@ pub struct Config {
     pub upgrade_timeout: Duration,
     /// The largest plans entry decoded, bytes.
     pub max_plan_bytes: usize,
+    /// How long SIGTERM/SIGINT may take to stop the agent.
+    pub shutdown_timeout: Duration,
+    /// How long one podman call may take.
+    pub podman_timeout: Duration,
 }
 
 /// Default `max_plan_bytes`: 256 KiB, a quarter of nats-server's default `max_payload` (1 MiB)
@@ -288,6 +299,9 @@ impl ConfigFile {
         if o.upgrade_timeout_s.is_some() {
             self.upgrade_timeout_s = o.upgrade_timeout_s;
         }
+        if o.shutdown_timeout_s.is_some() {
+            self.shutdown_timeout_s = o.shutdown_timeout_s;
+        }
 
         let device_id = self.device_id.ok_or_else(|| err("device_id", "missing (set it in the config file or with --device-id)"))?;
         if !valid_device_id(&device_id) {
@@ -323,6 +337,14 @@ impl ConfigFile {
         let max_age = self.command_max_age_s.unwrap_or(60);
         if max_age == 0 {
             return Err(err("command_max_age_s", "must be at least 1"));
+        }
+        let shutdown_timeout = self.shutdown_timeout_s.unwrap_or(10);
+        if !(1..=300).contains(&shutdown_timeout) {
+            return Err(err("shutdown_timeout_s", format!("{shutdown_timeout} is out of range: give 1 to 300 seconds (default 10)")));
+        }
+        let podman_timeout = self.podman_timeout_s.unwrap_or(300);
+        if !(5..=3600).contains(&podman_timeout) {
+            return Err(err("podman_timeout_s", format!("{podman_timeout} is out of range: give 5 to 3600 seconds (default 300)")));
         }
         let max_plan_bytes = self.max_plan_bytes.unwrap_or(DEFAULT_MAX_PLAN_BYTES);
         if max_plan_bytes < 4096 {
@@ -386,6 +408,8 @@ impl ConfigFile {
             install_dir: self.install_dir,
             upgrade_timeout: Duration::from_secs(self.upgrade_timeout_s.unwrap_or(120).max(1)),
             max_plan_bytes,
+            shutdown_timeout: Duration::from_secs(shutdown_timeout),
+            podman_timeout: Duration::from_secs(podman_timeout),
         })
     }
 }
@@ -435,6 +459,9 @@ mod tests {
             field(&format!("max_plan_bytes = 100\ndevice_id = \"pi\"\nstate_dir=\"/x\"\nfleet_keys=[\"{KEY}\"]\n[nats]\nurls=[\"nats://x\"]")),
             "max_plan_bytes"
         );
+        assert_eq!(field(&format!("shutdown_timeout_s = 0\n{base}")), "shutdown_timeout_s");
+        assert_eq!(field(&format!("podman_timeout_s = 1\n{base}")), "podman_timeout_s");
+        assert_eq!(resolve(&base).unwrap().shutdown_timeout, Duration::from_secs(10));
         let e = resolve("heartbeat_interval_s = \"x\"").unwrap_err();
         assert!(e.to_string().contains("agent.toml"), "{e}");
     }

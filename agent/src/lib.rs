@@ -13,6 +13,7 @@
 pub mod agent;
 pub mod commands;
 pub mod config;
+pub mod logging;
 pub mod mounts;
 pub mod podman;
 pub mod reconcile;

@@ -51,6 +51,13 @@ struct Cli {
     /// Seconds an upgrade waits to be retired before switching back (overrides `upgrade_timeout_s`).
     #[arg(long)]
     upgrade_timeout: Option<u64>,
+    /// Seconds SIGTERM/SIGINT may take to stop the agent (overrides `shutdown_timeout_s`).
+    #[arg(long)]
+    shutdown_timeout: Option<u64>,
+    /// Log lines as `text` (colours only on a terminal, never with NO_COLOR) or `json` (one
+    /// object a line).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: harmony_agent::logging::LogFormat,
     /// Check the config, the keys, the state directory and podman, then exit (0 = healthy).
     #[arg(long)]
     self_test: bool,
@@ -62,10 +69,7 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HARMONY_AGENT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
+    harmony_agent::logging::init(cli.log_format);
     let file = match &cli.config {
         Some(p) => match ConfigFile::load(p) {
             Ok(f) => f,
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
         labels: cli.labels,
         install_dir: cli.install_dir,
         upgrade_timeout_s: cli.upgrade_timeout,
+        shutdown_timeout_s: cli.shutdown_timeout,
     };
     let mut config = match file.resolve(overrides) {
         Ok(c) => c,
@@ -98,20 +103,48 @@ fn main() -> ExitCode {
     if cli.self_test {
         return rt.block_on(self_test(config));
     }
-    let shutdown = async {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+    let limit = config.shutdown_timeout;
+    // Registered before anything can block: from here on SIGTERM/SIGINT always start a
+    // shutdown that ends within `shutdown_timeout_s` (docs/agent.md), whatever the agent awaits.
+    let signals = rt.block_on(async {
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+        let int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+        term.and_then(|t| int.map(|i| (t, i)))
+    });
+    let (mut term, mut int) = match signals {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("cannot install the signal handlers: {e}")),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // A task of its own: the watchdog starts at the signal even while `run` is still connecting.
+    rt.spawn(async move {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
+            _ = int.recv() => {},
             _ = term.recv() => {},
         }
+        watchdog(limit);
+        let _ = stop_tx.send(());
+    });
+    let shutdown = async move {
+        let _ = stop_rx.await;
     };
-    match rt.block_on(harmony_agent::run(config, shutdown)) {
+    let result = rt.block_on(harmony_agent::run(config, shutdown));
+    // Tasks still blocked (a DNS lookup, a file write) do not hold the process.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
+}
+
+/// Ends the process `limit` after a shutdown began, whatever it still waits for (containers
+/// keep running: they are podman's, not the agent's children).
+fn watchdog(limit: std::time::Duration) {
+    let _ = std::thread::Builder::new().name("shutdown-watchdog".into()).spawn(move || {
+        std::thread::sleep(limit);
+        eprintln!("harmony-agent: shutdown took longer than {} s (shutdown_timeout_s); exiting now", limit.as_secs());
+        std::process::exit(1);
+    });
 }
 
 fn fail(msg: &str) -> ExitCode {

@@ -71,6 +71,8 @@ pub struct Output {
 pub struct Podman {
     bin: PathBuf,
     writes: Arc<AtomicU64>,
+    /// The deadline of one call (`podman_timeout_s`): the process is killed past it.
+    timeout: Duration,
 }
 
 const MAX_OUTPUT: usize = 64 * 1024;
@@ -80,9 +82,10 @@ fn truncate(s: String) -> String {
 }
 
 impl Podman {
-    /// Uses `bin` (e.g. `podman`).
-    pub fn new(bin: PathBuf) -> Podman {
-        Podman { bin, writes: Arc::new(AtomicU64::new(0)) }
+    /// Uses `bin` (e.g. `podman`); every call is killed after `timeout` (`wait` and `exec`
+    /// have their own).
+    pub fn new(bin: PathBuf, timeout: Duration) -> Podman {
+        Podman { bin, writes: Arc::new(AtomicU64::new(0)), timeout }
     }
 
     /// Number of state-changing podman calls so far.
@@ -94,17 +97,25 @@ impl Podman {
         if write {
             self.writes.fetch_add(1, Ordering::Relaxed);
         }
-        let out = Command::new(&self.bin)
-            .args(args)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await
-            .map_err(|e| PodmanError(format!("cannot run {}: {e}", self.bin.display())))?;
+        let verb = args.first().map(String::as_str).unwrap_or("");
+        self.run_for(args, if verb == "wait" { None } else { Some(self.timeout) }).await
+    }
+
+    /// [`Podman::run`] with a deadline (`None`: the caller bounds it).
+    async fn run_for(&self, args: &[String], timeout: Option<Duration>) -> Result<String, PodmanError> {
+        let verb = args.first().map(String::as_str).unwrap_or("");
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
+        let out = match timeout {
+            Some(t) => tokio::time::timeout(t, cmd.output())
+                .await
+                .map_err(|_| PodmanError(format!("podman {verb}: no answer within {} s (podman_timeout_s); killed", t.as_secs())))?,
+            None => cmd.output().await,
+        }
+        .map_err(|e| PodmanError(format!("cannot run {}: {e}", self.bin.display())))?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
         } else {
-            let verb = args.first().map(String::as_str).unwrap_or("");
             Err(PodmanError(format!("podman {verb}: {}", String::from_utf8_lossy(&out.stderr).trim())))
         }
     }
@@ -192,12 +203,9 @@ impl Podman {
 
     /// The last `tail` lines of a container's logs (stdout and stderr).
     pub async fn logs(&self, id: &str, tail: u32) -> Result<Vec<String>, PodmanError> {
-        let out = Command::new(&self.bin)
-            .args(["logs", "--tail", &tail.to_string(), id])
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output()
+        let out = tokio::time::timeout(self.timeout, Command::new(&self.bin).args(["logs", "--tail", &tail.to_string(), id]).stdin(Stdio::null()).kill_on_drop(true).output())
             .await
+            .map_err(|_| PodmanError(format!("podman logs: no answer within {} s; killed", self.timeout.as_secs())))?
             .map_err(|e| PodmanError(format!("cannot run podman: {e}")))?;
         if !out.status.success() {
             return Err(PodmanError(format!("podman logs: {}", String::from_utf8_lossy(&out.stderr).trim())));

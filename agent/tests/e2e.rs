@@ -213,6 +213,37 @@ async fn survives_nats_outage_and_agent_restart() {
     assert!(foreign.running());
 }
 
+/// The shutdown guarantee (docs/agent.md): SIGTERM stops the agent within 10 s even with the
+/// nats-server gone and a reconcile in flight (an init container running); containers keep
+/// running; the log written to a file has no terminal colours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_agent_within_10s_with_nats_gone_mid_reconcile() {
+    let img = busybox_image("1");
+    let foreign = foreign("term");
+    let mut d = Device::start("term").await;
+    let app = spec("app", &img, &["sleep", "3600"], &[]);
+    d.put_plan(&d.plan(1, vec![deployment("web", vec![], vec![app.clone()])])).await;
+    d.wait_generation(1).await;
+    let (id, _) = d.containers()["web/app/service"].clone();
+    // Generation 2 adds a deployment whose init container takes a minute: the reconcile is in
+    // flight when NATS goes away and SIGTERM arrives.
+    let slow = deployment("slow", vec![(spec("wait", &img, &["sleep", "60"], &[]), 120)], vec![app.clone()]);
+    d.put_plan(&d.plan(2, vec![deployment("web", vec![], vec![app.clone()]), slow])).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !d.log().contains("running init container") {
+        assert!(std::time::Instant::now() < deadline, "the init container never started\n{}", d.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    d.nats.stop();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let took = d.terminate_agent(Duration::from_secs(10));
+    assert!(took.is_some(), "the agent still ran 10 s after SIGTERM\n{}", d.log());
+    assert_eq!(d.containers()["web/app/service"], (id, "running".to_string()), "containers keep running");
+    assert!(d.log().contains("shutting down"), "{}", d.log());
+    assert!(!d.log().contains('\u{1b}'), "no ANSI colours in a log that is not a terminal:\n{}", d.log());
+    assert!(foreign.running());
+}
+
 /// Writes a plan, retrying while the harness's own client reconnects after a server restart.
 async fn put_until_accepted(d: &Device, plan: &harmony_schemas::fleet::DevicePlan) {
     for _ in 0..100 {

@@ -146,6 +146,23 @@ impl Device {
         }
     }
 
+    /// Sends SIGTERM to the agent and waits up to `within` for it to exit: how long it took,
+    /// or `None` when it still ran (it is then killed).
+    pub fn terminate_agent(&mut self, within: Duration) -> Option<Duration> {
+        let mut child = self.agent.take()?;
+        let sent = Instant::now();
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        while sent.elapsed() < within {
+            if let Ok(Some(_)) = child.try_wait() {
+                return Some(sent.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     /// A plan for this device.
     pub fn plan(&self, generation: u64, deployments: Vec<DeploymentPlan>) -> DevicePlan {
         DevicePlan {
