@@ -4,8 +4,10 @@
 //! benchmark repository with 1,000 releases over 2 clusters, each cluster a loopback API server
 //! in this process, installed first with the executor; plus its 100-device fleet against a local
 //! nats-server. Times, median of the iterations:
-//! - no changes: read every cluster's deployed release records and tenant access, and the
-//!   fleet's device plans; compare by content hash; render nothing;
+//! - no changes: read every cluster's deployed release records, their live objects (5 per
+//!   release: ConfigMap, Service, Deployment, ServiceAccount, Secret) and tenant access, and the
+//!   fleet's device plans; compare by content hash and each release's live objects with its
+//!   deployed manifest (drift); render nothing;
 //! - every release changed (the chart's template edited): also render all 1,000 releases and
 //!   diff each against its live manifest.
 
@@ -20,7 +22,12 @@ use harmony_kube_loopback::Server;
 #[allow(dead_code)]
 mod repo_gen;
 
-const TEMPLATE: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  replicas: {{ .Values.replicaCount | quote }}\n  tag: {{ .Values.image.tag | quote }}\n";
+/// Five objects per release.
+const TEMPLATE: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  replicas: {{ .Values.replicaCount | quote }}\n  tag: {{ .Values.image.tag | quote }}\n\
+---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {{ .Release.Name }}\n\
+---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {{ .Release.Name }}\nstringData:\n  token: {{ printf \"token-%s\" .Release.Name | quote }}\n\
+---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n  selector:\n    app: {{ .Release.Name }}\n  ports:\n    - name: http\n      port: 80\n\
+---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n  replicas: {{ .Values.replicaCount }}\n  selector:\n    matchLabels:\n      app: {{ .Release.Name }}\n  template:\n    metadata:\n      labels:\n        app: {{ .Release.Name }}\n    spec:\n      containers:\n        - name: app\n          image: \"{{ .Values.image.repository }}:{{ .Values.image.tag }}\"\n          resources:\n            limits:\n              cpu: 0.5\n              memory: 256Mi\n";
 
 fn plan(root: &Path, kubeconfig: &Path, nats: &str, fp: &Path) -> (Duration, String) {
     let t = Instant::now();

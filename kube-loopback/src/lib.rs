@@ -17,6 +17,8 @@
 //!   409 `AlreadyExists`, 404 `NotFound` (also for a missing namespace), 422 `Invalid`;
 //! - server-side apply (`application/apply-patch+yaml`, `fieldManager`, `force`) with field
 //!   ownership and conflicts ([`apply`]; lists are atomic, a documented simplification);
+//! - the `scale` subresource of Deployments, StatefulSets and ReplicaSets (`kubectl scale`):
+//!   an update of `spec.replicas` owned by the request's field manager;
 //! - impersonation: a request with `Impersonate-User` (and `Impersonate-Group`) is authorized
 //!   against the stored Roles, RoleBindings, ClusterRoles and ClusterRoleBindings and refused
 //!   with 403 `Forbidden` worded like the real server ([`rbac`]). Requests without
@@ -460,6 +462,7 @@ fn handle(shared: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: B
     };
     let req = Request { t, ns, name, sub, query, content_type, body };
     let result = match verb {
+        "get" | "patch" if sub == Some("scale") => scale(shared, &req, verb == "patch"),
         "watch" => Err(ApiError::new(405, "MethodNotAllowed", "watch is not supported by the loopback server")),
         "get" => get(shared, &req),
         "list" => list(shared, &req),
@@ -971,6 +974,51 @@ fn patch(shared: &Shared, req: &Request) -> Result<Value, ApiError> {
             store_object(shared, &mut store, req, &name, v, Some(&existing), managers)
         }
     }
+}
+
+/// Workloads whose `spec.replicas` the `scale` subresource reads and writes.
+const SCALABLE: &[(&str, &str)] = &[("apps", "Deployment"), ("apps", "StatefulSet"), ("apps", "ReplicaSet")];
+
+/// The `scale` subresource (`kubectl scale`, autoscalers): reads or merge-patches an
+/// `autoscaling/v1` `Scale` whose `spec.replicas` is the workload's. As on the real server, a
+/// patch is an update of the workload by the request's field manager, which then owns
+/// `spec.replicas` (upstream `registry/apps/deployment/storage`, `ScaleREST`, and the field
+/// manager's subresource handling); the answer is the `Scale`.
+fn scale(shared: &Shared, req: &Request, write: bool) -> Result<Value, ApiError> {
+    if !SCALABLE.contains(&(req.t.group.as_str(), req.t.kind.as_str())) {
+        return Err(ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({} scale)", req.t.plural)));
+    }
+    let mut store = shared.store.lock().expect("store lock");
+    let name = req.name.unwrap_or_default().to_string();
+    let existing = store.objects.get(&key(req, &name)).cloned().ok_or_else(|| ApiError::not_found(req.t, &name))?;
+    let view = |v: &Value| {
+        let selector: Vec<String> = v["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .map(|m| m.iter().map(|(k, x)| format!("{k}={}", x.as_str().unwrap_or_default())).collect())
+            .unwrap_or_default();
+        let meta = &v["metadata"];
+        json!({"kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"], "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"]},
+            "spec": {"replicas": v["spec"]["replicas"].as_i64().unwrap_or(1)},
+            "status": {"replicas": v["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector.join(",")}})
+    };
+    if !write {
+        return Ok(view(&existing.value));
+    }
+    if !matches!(req.content_type.as_str(), "application/merge-patch+json" | "application/strategic-merge-patch+json") {
+        return Err(ApiError::new(415, "UnsupportedMediaType", format!("the scale subresource takes merge patches here (got {})", req.content_type)));
+    }
+    let mut patched = view(&existing.value);
+    json_patch::merge(&mut patched, &req.body);
+    let replicas = patched["spec"]["replicas"].as_i64().filter(|r| *r >= 0).ok_or_else(|| {
+        ApiError::new(422, "Invalid", format!("Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: must be greater than or equal to 0"))
+    })?;
+    let mut v = existing.value.clone();
+    v["spec"]["replicas"] = json!(replicas);
+    let mut managers = existing.managers.clone();
+    apply::record_update(Some(&existing.value), &v, &mut managers, &manager(req, "loopback-client"));
+    let stored = store_object(shared, &mut store, req, &name, v, Some(&existing), managers)?;
+    Ok(view(&stored))
 }
 
 fn delete(shared: &Shared, req: &Request) -> Result<Value, ApiError> {

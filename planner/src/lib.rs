@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod contract;
+pub mod drift;
 pub mod object;
 pub mod observed;
 pub mod output;

@@ -62,6 +62,11 @@ pub struct ObservedRelease {
     /// The manifest the release record holds, one object per element.
     #[serde(default)]
     pub objects: Vec<Json>,
+    /// The live objects of the deployed manifest, as the cluster holds them (`harmony plan`
+    /// reads them; see [`crate::drift`]): objects of the manifest missing here are missing live.
+    /// `None`: not observed (no drift is planned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<Vec<Json>>,
     /// The `secret-value`s the release was applied with, by values path (plaintext: observed
     /// state is input, like the cluster it describes; it never reaches an output).
     #[serde(default)]

@@ -138,6 +138,14 @@ fn secret_line(s: &SecretFingerprint) -> String {
     }
 }
 
+/// `~ drift Kind/ns/name: …` above a drifted object's diff (live → as Harmony applied it).
+fn drift_line(o: &ObjectChange) -> String {
+    match o.action {
+        Action::Create => format!("~ drift {}: deleted live, apply recreates it", o.key),
+        _ => format!("~ drift {}: changed live, apply takes back the fields Harmony manages (- live, + as applied)", o.key),
+    }
+}
+
 /// Diff lines of a unit, cut after `max` lines; returns the lines and how many were hidden.
 fn unit_diff_lines(a: &PlannedAction, max: usize) -> (Vec<String>, usize, usize) {
     let mut lines = Vec::new();
@@ -149,6 +157,9 @@ fn unit_diff_lines(a: &PlannedAction, max: usize) -> (Vec<String>, usize, usize)
             hidden += n;
             hidden_objects += 1;
             continue;
+        }
+        if o.drift {
+            lines.push(drift_line(o));
         }
         for l in o.diff.lines() {
             if lines.len() < max {
@@ -377,6 +388,7 @@ mod tests {
                 secrets: vec![SecretFingerprint { name: "n".into(), source: None, before: None, after: None, status: SecretStatus::Removed }],
                 release: None,
                 payload: None,
+                drift: vec![],
             },
             explain: Explanation {
                 reason: String::new(),
@@ -387,6 +399,7 @@ mod tests {
                     added: 0,
                     removed: 0,
                     replace_reason: None,
+                    drift: false,
                 }],
             },
         };
@@ -432,6 +445,7 @@ mod tests {
                 secrets: vec![],
                 release: None,
                 payload: None,
+                drift: vec![],
             },
             explain: Explanation { reason: "content changed".into(), objects: vec![] },
         };

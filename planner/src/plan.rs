@@ -7,9 +7,10 @@ use harmony_compiler::{CompiledRepo, Unit, UnitContent};
 use harmony_schemas::plan::*;
 use serde_json::Value as Json;
 
+use crate::drift::LiveObject;
 use crate::object::{Object, to_yaml};
 use crate::observed::ObservedState;
-use crate::redact::{FingerprintKey, Needles, redact_derived, redact_object};
+use crate::redact::{FingerprintKey, Needles, redact_derived, redact_object_as};
 use crate::render::SecretValues;
 
 /// Rendered releases by unit id. A release missing here (a remote chart, or one `diff`
@@ -149,6 +150,8 @@ struct UnitPlan {
     reason: String,
     pairs: Pairs,
     secret_values: Vec<SecretFingerprint>,
+    /// Live objects that drifted from what Harmony applied ([`crate::drift`]).
+    drift: Vec<DriftedObject>,
 }
 
 /// Makes the plan. Pure: same inputs, byte-identical output.
@@ -165,12 +168,22 @@ pub fn plan(compiled: &CompiledRepo, rendered: &Rendered, observed: &ObservedSta
             needles.add(v);
         }
     }
-    for r in observed.releases.values() {
+    for (id, r) in &observed.releases {
         for v in r.secret_values.values() {
             needles.add(v);
         }
         for o in &r.objects {
             needles.add_fields_of(o);
+        }
+        // Live objects: what someone changed a secret to is as secret as what was applied, also
+        // where someone removed the annotation that marks the chart's object sensitive.
+        if let Some(live) = &r.live {
+            let ns = release_of(id).0;
+            let sensitive: std::collections::HashSet<String> =
+                r.objects.iter().filter(|o| crate::redact::is_sensitive(o)).filter_map(|o| crate::object::key_of(o, ns)).collect();
+            for o in live {
+                needles.add_fields_of_as(o, crate::redact::is_sensitive(o) || crate::object::key_of(o, ns).is_some_and(|k| sensitive.contains(&k)));
+            }
         }
     }
     for objs in rendered.values() {
@@ -295,6 +308,7 @@ fn plan_delete(id: &str, observed: &ObservedState) -> UnitPlan {
         reason: why.to_string(),
         pairs: observed_objects(id, observed),
         secret_values: vec![],
+        drift: vec![],
     }
 }
 
@@ -353,19 +367,40 @@ fn plan_unit(u: &Unit, rendered: Option<&Vec<Object>>, observed: &ObservedState,
         let mut pairs = Pairs::new();
         desired_pairs(u, rendered, &mut pairs);
         let reason = if observed.compiled { "new in the repository" } else { "not observed: create" };
-        return UnitPlan { action: Action::Create, observed: observed_rev, reason: reason.into(), pairs, secret_values };
+        return UnitPlan { action: Action::Create, observed: observed_rev, reason: reason.into(), pairs, secret_values, drift: vec![] };
     }
     // A release with a history but nothing deployed is never as desired, whatever its record says.
     let undeployed = observed.releases.get(id).is_some_and(|r| r.undeployed);
     let same_hash = observed_hash(id, observed) == Some(u.hash.as_str()) && !undeployed;
     let secrets_changed = secret_values.iter().any(|s| matches!(s.status, SecretStatus::Changed | SecretStatus::Added));
+    // The live objects of the deployed revision, beside what Harmony applied (live plans).
+    let live = live_view(id, observed);
+    let drift: Vec<&LiveObject> = live.iter().flatten().filter(|o| o.drifted()).collect();
     if same_hash && !secrets_changed {
-        return UnitPlan { action: Action::Noop, observed: observed_rev, reason: "as desired".into(), pairs: Pairs::new(), secret_values };
+        if drift.is_empty() {
+            return UnitPlan { action: Action::Noop, observed: observed_rev, reason: "as desired".into(), pairs: Pairs::new(), secret_values, drift: vec![] };
+        }
+        // Unchanged, not rendered: the deployed manifest is what Harmony applied.
+        let pairs = drift.iter().map(|o| (o.key.clone(), (o.live.clone(), Some(o.applied.clone())))).collect();
+        let reason = format!("{}; apply re-applies them as `harmony` (server-side apply, force), no new revision", drift_text(&drift));
+        return UnitPlan { action: Action::Update, observed: observed_rev, reason, pairs, secret_values, drift: drifted_objects(&drift) };
     }
     let observed_has_objects =
         observed.releases.get(id).is_some_and(|r| !r.objects.is_empty()) || observed.tenant_access.get(id).is_some_and(|t| !t.objects.is_empty());
     let mut pairs = Pairs::new();
-    if rendered.is_some() && observed_has_objects {
+    if let (Some(objs), Some(live)) = (rendered, &live) {
+        // Three-way: the live objects (cut down to what Harmony applied, where they drifted)
+        // against the rendered objects as Harmony applies them.
+        let (ns, name) = release_of(id);
+        for o in live {
+            pairs.insert(o.key.clone(), (if o.drifted() { o.live.clone() } else { Some(o.applied.clone()) }, None));
+        }
+        for o in objs {
+            let is_hook = o.value.pointer("/metadata/annotations/helm.sh~1hook").is_some();
+            let want = if is_hook { o.value.clone() } else { crate::drift::stored_form(&crate::drift::applied(&o.value, name, ns)) };
+            pairs.entry(o.key.clone()).or_insert((None, None)).1 = Some(want);
+        }
+    } else if rendered.is_some() && observed_has_objects {
         pairs = observed_objects(id, observed);
         desired_pairs(u, rendered, &mut pairs);
     } else {
@@ -376,8 +411,8 @@ fn plan_unit(u: &Unit, rendered: Option<&Vec<Object>>, observed: &ObservedState,
     }
     pairs.retain(|_, (a, b)| a != b);
     // Rendered, compared object by object, and nothing differs: not a change of the cluster.
-    if pairs.is_empty() && !secrets_changed && rendered.is_some() && observed_has_objects && !undeployed {
-        return UnitPlan { action: Action::Noop, observed: observed_rev, reason: RECORD_ONLY_REASON.into(), pairs, secret_values };
+    if pairs.is_empty() && !secrets_changed && rendered.is_some() && observed_has_objects && !undeployed && drift.is_empty() {
+        return UnitPlan { action: Action::Noop, observed: observed_rev, reason: RECORD_ONLY_REASON.into(), pairs, secret_values, drift: vec![] };
     }
     let mut replace = Vec::new();
     for (k, (a, b)) in &pairs {
@@ -401,7 +436,41 @@ fn plan_unit(u: &Unit, rendered: Option<&Vec<Object>>, observed: &ObservedState,
         let n = pairs.len();
         format!("{n} object{} changed", if n == 1 { "" } else { "s" })
     };
-    UnitPlan { action, observed: observed_rev, reason, pairs, secret_values }
+    let reason = if drift.is_empty() { reason } else { format!("{reason}; {}", drift_text(&drift)) };
+    UnitPlan { action, observed: observed_rev, reason, pairs, secret_values, drift: drifted_objects(&drift) }
+}
+
+/// (namespace, name) of a release unit id (`release/<cluster>/<namespace>/<name>`).
+fn release_of(id: &str) -> (&str, &str) {
+    let mut parts = id.splitn(4, '/').skip(2);
+    (parts.next().unwrap_or("default"), parts.next().unwrap_or_default())
+}
+
+/// The objects of a release's deployed revision beside their live state, when the live objects
+/// were observed (not for a release without a deployed revision).
+fn live_view(id: &str, observed: &ObservedState) -> Option<Vec<LiveObject>> {
+    let r = observed.releases.get(id).filter(|r| !r.undeployed)?;
+    let (ns, name) = release_of(id);
+    Some(crate::drift::live_objects(name, ns, &r.objects, r.live.as_ref()?))
+}
+
+/// `drift: 2 objects changed live (ConfigMap/a/b, …), 1 deleted live (to be recreated)`.
+fn drift_text(drift: &[&LiveObject]) -> String {
+    let list = |missing: bool| drift.iter().filter(|o| o.live.is_none() == missing).map(|o| o.key.as_str()).collect::<Vec<_>>();
+    let (changed, deleted) = (list(false), list(true));
+    let mut parts = Vec::new();
+    let n = |v: &[&str]| format!("{} object{}", v.len(), if v.len() == 1 { "" } else { "s" });
+    if !changed.is_empty() {
+        parts.push(format!("{} changed live ({})", n(&changed), changed.join(", ")));
+    }
+    if !deleted.is_empty() {
+        parts.push(format!("{} deleted live, to be recreated ({})", n(&deleted), deleted.join(", ")));
+    }
+    format!("drift: {}", parts.join(", "))
+}
+
+fn drifted_objects(drift: &[&LiveObject]) -> Vec<DriftedObject> {
+    drift.iter().map(|o| DriftedObject { key: o.key.clone(), resource_version: o.resource_version.clone() }).collect()
 }
 
 fn desired_pairs(u: &Unit, rendered: Option<&Vec<Object>>, pairs: &mut Pairs) {
@@ -454,10 +523,12 @@ fn finish(
     for (k, (before, after)) in &up.pairs {
         // The same places of the observed object are hidden too.
         let pointers = derived.get(k.as_str()).copied().unwrap_or_default();
+        // Both sides alike: a live object whose sensitivity marker was removed stays redacted.
+        let sensitive = [before, after].into_iter().flatten().any(crate::redact::is_sensitive);
         let red = |v: &Option<Json>, side: &mut Vec<(String, String)>| -> String {
             match v {
                 Some(v) => {
-                    let (r, fps) = redact_object(&redact_derived(v, pointers, key), key, needles);
+                    let (r, fps) = redact_object_as(&redact_derived(v, pointers, key), key, needles, sensitive);
                     side.extend(fps);
                     to_yaml(&r)
                 }
@@ -485,7 +556,8 @@ fn finish(
             (Some(a), Some(b)) => immutable_change(a, b).map(|f| format!("{f} cannot be changed in place")),
             _ => None,
         };
-        objects.push(ObjectChange { key: skey, action, diff, added, removed, replace_reason });
+        let drift = up.drift.iter().any(|d| d.key == *k);
+        objects.push(ObjectChange { key: skey, action, diff, added, removed, replace_reason, drift });
     }
     // Unchanged secret fields of changed objects are already paired; for a no-op nothing is listed.
     let mut list: Vec<SecretFingerprint> = up.secret_values;
@@ -508,6 +580,7 @@ fn finish(
             secrets: list,
             release: None,
             payload: None,
+            drift: up.drift,
         },
         explain: Explanation { reason: up.reason, objects },
     }

@@ -122,7 +122,13 @@ impl Needles {
 
     /// Adds the values of every secret field of an object.
     pub fn add_fields_of(&mut self, obj: &Json) {
-        for (_, _, plain) in secret_fields(obj) {
+        self.add_fields_of_as(obj, is_sensitive(obj));
+    }
+
+    /// Adds the values of every secret field of an object, when `sensitive` (e.g. a live object
+    /// whose `harmony.dev/sensitive` annotation someone removed: its chart marks it sensitive).
+    pub fn add_fields_of_as(&mut self, obj: &Json, sensitive: bool) {
+        for (_, _, plain) in secret_fields(obj, sensitive) {
             if let Ok(s) = String::from_utf8(plain)
                 && s.chars().count() >= MIN_FIELD_NEEDLE
             {
@@ -359,9 +365,9 @@ pub fn is_sensitive(obj: &Json) -> bool {
 }
 
 /// (field, key, plaintext bytes) of every secret field of an object.
-fn secret_fields(obj: &Json) -> Vec<(&'static str, String, Vec<u8>)> {
+fn secret_fields(obj: &Json, sensitive: bool) -> Vec<(&'static str, String, Vec<u8>)> {
     let mut out = Vec::new();
-    if !is_sensitive(obj) {
+    if !sensitive {
         return out;
     }
     for field in ["data", "stringData", "binaryData"] {
@@ -388,10 +394,16 @@ fn plaintext_of(field: &str, v: &Json) -> Vec<u8> {
 
 /// A redacted object and the fingerprints of its secret fields (`field.key` → fingerprint).
 pub fn redact_object(obj: &Json, key: &FingerprintKey, needles: &Needles) -> (Json, Vec<(String, String)>) {
+    redact_object_as(obj, key, needles, is_sensitive(obj))
+}
+
+/// [`redact_object`], the secret fields fingerprinted when `sensitive` (both sides of a diff
+/// are redacted alike when either is sensitive).
+pub fn redact_object_as(obj: &Json, key: &FingerprintKey, needles: &Needles, sensitive: bool) -> (Json, Vec<(String, String)>) {
     let mut fps = Vec::new();
     let mut out = scrub_value(obj, needles);
-    if is_sensitive(obj) {
-        for (field, k, plain) in secret_fields(obj) {
+    if sensitive {
+        for (field, k, plain) in secret_fields(obj, true) {
             let fp = key.fingerprint(&plain);
             if let Some(Json::Object(m)) = out.get_mut(field) {
                 // The key itself went through scrubbing: look it up scrubbed.

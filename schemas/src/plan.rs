@@ -539,6 +539,23 @@ pub struct ApplyFields {
     /// What apply writes (`None`: nothing to write, or a plan that cannot be applied).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Payload>,
+    /// For a release: live objects of its deployed revision whose fields Harmony manages
+    /// differ from what Harmony applied, or that are missing (drift). `apply` re-applies them
+    /// (server-side apply as `harmony`, force), even when nothing else changes, without a new
+    /// revision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<DriftedObject>,
+}
+
+/// A live object that drifted from what Harmony applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DriftedObject {
+    /// `Kind/namespace/name`.
+    pub key: String,
+    /// The live object's resourceVersion when planned; `None`: it is missing live (apply
+    /// recreates it).
+    pub resource_version: Option<String>,
 }
 
 /// A target's revision at planning time.
@@ -632,6 +649,10 @@ pub struct ObjectChange {
     /// Why the object must be replaced, when it must.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replace_reason: Option<String>,
+    /// The live object drifted from what Harmony applied (the diff is live → applied; a
+    /// `create` is an object missing live, to be recreated).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drift: bool,
 }
 
 /// Why a plan file cannot be loaded.

@@ -46,7 +46,7 @@ fn sample() -> PlanFile {
         summary: Summary { create: 1, ..Summary::default() },
         actions: vec![PlannedAction {
             unit: "release/c/ns/web".into(),
-            apply: ApplyFields { action: Action::Create, observed: None, desired_hash: Some("sha256:33".into()), depends_on: vec![], secrets: vec![], release: None, payload: None },
+            apply: ApplyFields { action: Action::Create, observed: None, desired_hash: Some("sha256:33".into()), depends_on: vec![], secrets: vec![], release: None, payload: None, drift: vec![] },
             explain: Explanation { reason: "not observed".into(), objects: vec![] },
         }],
     }

@@ -14,6 +14,7 @@ use harmony_schemas::plan::Capabilities;
 use serde_json::{Map, Value};
 
 use super::lock::ClusterLock;
+use super::observe::ClusterObservation;
 use super::record::Status;
 use super::release::{self, Desired, Options, Outcome};
 use super::tenant::{self, Access};
@@ -140,7 +141,9 @@ pub fn desired_release(
 /// Installs or upgrades one release as its tenant, as `harmony plan` planned it: unchanged
 /// (nothing rendered, nothing written) when the deployed record was applied by Harmony from
 /// the same unit content with the same `secret-value`s; otherwise rendered for the revision
-/// after the latest record ([`harmony_planner::render::next_revision`]) and written.
+/// after the latest record ([`harmony_planner::render::next_revision`]) and written. A release
+/// left unchanged has its drift repaired ([`release::repair_drift`], against `observed`: what
+/// this apply observed of the cluster under its lock).
 async fn apply_release(
     as_tenant: &Cluster,
     unit: &ReleaseUnit,
@@ -148,7 +151,39 @@ async fn apply_release(
     repo_root: &Path,
     capabilities: &Capabilities,
     opts: &Options,
+    observed: Option<&ClusterObservation>,
 ) -> Result<Outcome, KubeError> {
+    let (outcome, deployed) = write_release(as_tenant, unit, hash, repo_root, capabilities, opts).await?;
+    let Outcome::Unchanged(revision) = outcome else { return Ok(outcome) };
+    let (ns, name) = (unit.namespace.as_str(), unit.name.as_str());
+    let deployed = match deployed {
+        Some(d) => d,
+        // Written again with the same objects (a new unit hash recorded): read it back.
+        None => match release::history(as_tenant, ns, name).await?.into_iter().rev().find(|s| s.release.info.status == Status::Deployed) {
+            Some(d) => d,
+            None => return Ok(outcome),
+        },
+    };
+    // The live objects observed, when they are of this very record (else they are read again).
+    let live = observed
+        .and_then(|o| o.releases.get(&(ns.to_string(), name.to_string())))
+        .filter(|l| !l.observed.undeployed && l.observed.revision == u64::from(revision) && l.observed.resource_version == deployed.resource_version)
+        .and_then(|l| l.observed.live.as_deref());
+    match release::repair_drift(as_tenant, &deployed.release, live).await? {
+        0 => Ok(outcome),
+        objects => Ok(Outcome::Repaired { revision, objects }),
+    }
+}
+
+/// [`apply_release`] without drift repair; with the deployed record when it was left as it is.
+async fn write_release(
+    as_tenant: &Cluster,
+    unit: &ReleaseUnit,
+    hash: &str,
+    repo_root: &Path,
+    capabilities: &Capabilities,
+    opts: &Options,
+) -> Result<(Outcome, Option<release::Stored>), KubeError> {
     let (ns, name) = (unit.namespace.as_str(), unit.name.as_str());
     let secrets = resolve_secrets(unit).map_err(KubeError::Manifest)?;
     let hist = release::history(as_tenant, ns, name).await?;
@@ -158,13 +193,13 @@ async fn apply_release(
         let id = format!("release/{}/{ns}/{name}", unit.cluster);
         let same_secrets = secrets.iter().all(|(k, v)| super::observe::config_value_at(&d.release.config, k) == v.as_deref());
         if release::written_by_harmony(&d.release) && recorded(release::UNIT_HASH_FIELD) == Some(hash) && recorded(release::UNIT_ID_FIELD) == Some(id.as_str()) && same_secrets {
-            return Ok(Outcome::Unchanged(d.release.version));
+            return Ok((Outcome::Unchanged(d.release.version), Some(d.clone())));
         }
     }
     let (revision, upgrade) = harmony_planner::render::next_revision(hist.last().map(|s| u64::from(s.release.version)), deployed.is_some());
     let revision = u32::try_from(revision).map_err(|_| KubeError::Release(format!("release {ns}/{name}: revision {revision} is out of range")))?;
     let desired = desired_release(unit, hash, repo_root, &secrets, capabilities, (revision, upgrade)).map_err(KubeError::Manifest)?;
-    release::install_or_upgrade(as_tenant, &desired, opts, jiff::Timestamp::now).await
+    Ok((release::install_or_upgrade(as_tenant, &desired, opts, jiff::Timestamp::now).await?, None))
 }
 
 enum Work<'a> {
@@ -248,7 +283,7 @@ async fn apply_cluster(
             return all(UnitResult::Failed(format!("cluster {name} (context {context}): {e}")));
         }
     };
-    let mut out = prune(name, &admin, work, opts, stop).await;
+    let (mut out, observed) = prune(name, &admin, work, opts, stop).await;
     let mut failed_releases: BTreeSet<String> = BTreeSet::new();
     let mut failed_tenants: BTreeSet<String> = BTreeSet::new();
     for w in work {
@@ -270,12 +305,16 @@ async fn apply_cluster(
                 } else {
                     let outcome = async {
                         let as_tenant = admin.impersonating(&r.impersonate.username())?;
-                        apply_release(&as_tenant, r, hash, repo_root, &capabilities, &opts.release).await
+                        apply_release(&as_tenant, r, hash, repo_root, &capabilities, &opts.release, observed.as_ref()).await
                     };
                     match outcome.await {
                         Ok(Outcome::Installed(v)) => UnitResult::Done(format!("installed, revision {v}")),
                         Ok(Outcome::Upgraded(v)) => UnitResult::Done(format!("upgraded, revision {v}")),
                         Ok(Outcome::Unchanged(v)) => UnitResult::Done(format!("unchanged (revision {v})")),
+                        Ok(Outcome::Repaired { revision, objects }) => UnitResult::Done(format!(
+                            "drift repaired ({objects} object{}; revision {revision} unchanged, no new revision)",
+                            if objects == 1 { "" } else { "s" }
+                        )),
                         Err(e) => UnitResult::Failed(tenant_failure(&e, &r.impersonate.username())),
                     }
                 }
@@ -312,8 +351,15 @@ pub(crate) fn tenant_failure(e: &KubeError, user: &str) -> String {
 
 /// Uninstalls the releases Harmony wrote that are no longer in the repository, then removes the
 /// access of tenants no longer on the cluster (as `harmony plan` shows them: destroys first).
-/// With `only` set, only the listed unit ids are pruned.
-async fn prune(name: &str, admin: &Cluster, work: &[Work<'_>], opts: &ApplyOptions, stop: &std::sync::atomic::AtomicBool) -> Vec<UnitOutcome> {
+/// With `only` set, only the listed unit ids are pruned. Returns the outcomes and what was
+/// observed of the cluster (for drift repair), if it could be read.
+async fn prune(
+    name: &str,
+    admin: &Cluster,
+    work: &[Work<'_>],
+    opts: &ApplyOptions,
+    stop: &std::sync::atomic::AtomicBool,
+) -> (Vec<UnitOutcome>, Option<ClusterObservation>) {
     use std::sync::atomic::Ordering;
     let mut out = Vec::new();
     let outcome = |unit: String, result: UnitResult| {
@@ -327,7 +373,7 @@ async fn prune(name: &str, admin: &Cluster, work: &[Work<'_>], opts: &ApplyOptio
         Ok(o) => o,
         Err(e) => {
             let result = UnitResult::Failed(format!("observing what to prune: {e}"));
-            return vec![UnitOutcome { unit: format!("cluster/{name}"), cluster: name.to_string(), result }];
+            return (vec![UnitOutcome { unit: format!("cluster/{name}"), cluster: name.to_string(), result }], None);
         }
     };
     for w in &obs.warnings {
@@ -391,5 +437,5 @@ async fn prune(name: &str, admin: &Cluster, work: &[Work<'_>], opts: &ApplyOptio
         };
         out.push(outcome(id, result));
     }
-    out
+    (out, Some(obs))
 }

@@ -25,6 +25,7 @@ use super::record::{Release, SECRET_TYPE};
 use super::release::{UNIT_HASH_FIELD, UNIT_ID_FIELD, parse_manifest, written_by_harmony};
 use super::tenant::{Access, MANAGED_BY, TENANT_LABEL, role_name};
 use super::{Cluster, KubeError, api_err};
+use harmony_planner::drift::project;
 
 /// A release found on a cluster: its deployed revision, or its latest record when none is
 /// deployed (`observed.undeployed`).
@@ -102,6 +103,7 @@ pub fn observed_release(r: &Release, resource_version: &str) -> Result<ObservedR
         content: None,
         latest_revision: None,
         undeployed: false,
+        live: None,
     })
 }
 
@@ -173,6 +175,7 @@ pub async fn observe_cluster(cluster: &Cluster) -> Result<ClusterObservation, Ku
         live.observed.undeployed = true;
         out.releases.insert(key, live);
     }
+    read_live(cluster, &mut out).await?;
     let selector = format!("app.kubernetes.io/managed-by={MANAGED_BY},{TENANT_LABEL}");
     let lp = ListParams::default().labels(&selector);
     let c = cluster.client().clone();
@@ -213,6 +216,129 @@ pub async fn observe_cluster(cluster: &Cluster) -> Result<ClusterObservation, Ku
         out.tenant_objects.entry(tenant).or_default().insert(object_key(&o), o);
     }
     Ok(out)
+}
+
+/// The label Helm's install puts on every object of a release (and Harmony with it): live
+/// objects are listed by it.
+const HELM_MANAGED: &str = "app.kubernetes.io/managed-by=Helm";
+
+/// How many objects missing from the lists are read one by one at a time.
+const CONCURRENT_GETS: usize = 16;
+
+/// Identity of a live object: (API group, kind, namespace or "", name).
+type LiveKey = (String, String, String, String);
+
+fn live_key(obj: &Value, ns: &str) -> LiveKey {
+    let group = obj["apiVersion"].as_str().and_then(|a| a.rsplit_once('/')).map(|(g, _)| g.to_string()).unwrap_or_default();
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    (group, obj["kind"].as_str().unwrap_or_default().to_string(), ns.to_string(), name)
+}
+
+/// A live object without what the server maintains and drift never looks at (managedFields,
+/// status, uid, timestamps), keeping its resourceVersion.
+pub(crate) fn live_form(mut o: Value, api_version: &str, kind: &str) -> Value {
+    if let Some(m) = o.as_object_mut() {
+        m.remove("status");
+        m.insert("apiVersion".into(), api_version.into());
+        m.insert("kind".into(), kind.into());
+    }
+    if let Some(m) = o["metadata"].as_object_mut() {
+        for f in ["managedFields", "uid", "creationTimestamp", "generation", "selfLink"] {
+            m.remove(f);
+        }
+    }
+    o
+}
+
+/// Reads the live objects every deployed release's manifest names, for the planner's drift
+/// check ([`harmony_planner::drift`]): one cluster-wide list call per kind the manifests hold,
+/// of the objects labelled `app.kubernetes.io/managed-by=Helm` (as Helm's install and Harmony
+/// label them), then one GET per object those lists did not return (deleted, or its label
+/// removed: both drift, rare). Read-only. A kind the server does not serve is a warning (its
+/// objects are missing live); any other failure fails the observation.
+async fn read_live(cluster: &Cluster, out: &mut ClusterObservation) -> Result<(), KubeError> {
+    use futures::StreamExt as _;
+    use kube::api::DynamicObject;
+    use kube::discovery::Scope;
+    let deployed = || out.releases.iter().filter(|(_, l)| !l.observed.undeployed);
+    let kinds: BTreeSet<(String, String)> = deployed()
+        .flat_map(|(_, l)| l.observed.objects.iter())
+        .filter_map(|o| Some((o["apiVersion"].as_str()?.to_string(), o["kind"].as_str()?.to_string())))
+        .collect();
+    let lp = ListParams::default().labels(HELM_MANAGED);
+    let listed = futures::future::join_all(kinds.iter().map(|(api_version, kind)| {
+        let lp = lp.clone();
+        async move {
+            let (ar, caps) = match cluster.resource(api_version, kind).await {
+                Ok(r) => r,
+                Err(KubeError::Api { source: kube::Error::Discovery(_), .. }) => return Ok(None),
+                Err(e) if e.status() == Some(404) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let api: Api<DynamicObject> = Api::all_with(cluster.client().clone(), &ar);
+            let list = api.list(&lp).await.map_err(api_err(format!("list {kind} ({api_version}) labelled {HELM_MANAGED}, to compare releases with their live objects")))?;
+            let items: Vec<Value> = list.items.into_iter().map(|o| live_form(serde_json::to_value(o).unwrap_or(Value::Null), api_version, kind)).collect();
+            Ok(Some((caps.scope == Scope::Namespaced, items)))
+        }
+    }))
+    .await;
+    let mut namespaced: BTreeMap<(String, String), bool> = BTreeMap::new();
+    let mut live: BTreeMap<LiveKey, Value> = BTreeMap::new();
+    for ((api_version, kind), r) in kinds.iter().zip(listed) {
+        match r? {
+            Some((is_namespaced, items)) => {
+                namespaced.insert((api_version.clone(), kind.clone()), is_namespaced);
+                for o in items {
+                    let ns = o["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+                    live.insert(live_key(&o, &ns), o);
+                }
+            }
+            None => out.warnings.push(format!("{kind} ({api_version}) is not served: the releases' objects of that kind are missing live")),
+        }
+    }
+    // Where each manifest object lives, and what the lists did not return.
+    let place = |o: &Value, release_ns: &str| -> Option<(LiveKey, bool)> {
+        let is_namespaced = *namespaced.get(&(o["apiVersion"].as_str()?.to_string(), o["kind"].as_str()?.to_string()))?;
+        let ns = if is_namespaced { o["metadata"]["namespace"].as_str().filter(|n| !n.is_empty()).unwrap_or(release_ns) } else { "" };
+        Some((live_key(o, ns), is_namespaced))
+    };
+    let mut missing: BTreeMap<LiveKey, Value> = BTreeMap::new();
+    for ((ns, _), l) in deployed() {
+        for o in &l.observed.objects {
+            if let Some((k, _)) = place(o, ns)
+                && !live.contains_key(&k)
+            {
+                missing.entry(k).or_insert_with(|| o.clone());
+            }
+        }
+    }
+    let fetched: Vec<(LiveKey, Result<Option<Value>, KubeError>)> = futures::stream::iter(missing)
+        .map(|(k, o)| async move {
+            let ns = k.2.clone();
+            let got = cluster.get(&o, &ns).await;
+            (k, got)
+        })
+        .buffer_unordered(CONCURRENT_GETS)
+        .collect()
+        .await;
+    for (k, got) in fetched {
+        if let Some(o) = got? {
+            let (api_version, kind) = (o["apiVersion"].as_str().unwrap_or_default().to_string(), k.1.clone());
+            live.insert(k, live_form(o, &api_version, &kind));
+        }
+    }
+    let found: Vec<((String, String), Vec<Value>)> = deployed()
+        .map(|((ns, name), l)| {
+            let objs = l.observed.objects.iter().filter_map(|o| live.get(&place(o, ns)?.0).cloned()).collect();
+            ((ns.clone(), name.clone()), objs)
+        })
+        .collect();
+    for (key, objs) in found {
+        if let Some(l) = out.releases.get_mut(&key) {
+            l.observed.live = Some(objs);
+        }
+    }
+    Ok(())
 }
 
 /// What Harmony applied to a cluster that the repository no longer declares there.
@@ -316,16 +442,6 @@ impl ClusterObservation {
     }
 }
 
-/// `have` cut down to the fields `want` sets, recursively (arrays element by element when both
-/// have the same length; otherwise `have`'s array as it is).
-pub fn project(want: &Value, have: &Value) -> Value {
-    match (want, have) {
-        (Value::Object(w), Value::Object(h)) => Value::Object(w.keys().filter_map(|k| h.get(k).map(|hv| (k.clone(), project(&w[k], hv)))).collect()),
-        (Value::Array(w), Value::Array(h)) if w.len() == h.len() => Value::Array(w.iter().zip(h).map(|(a, b)| project(a, b)).collect()),
-        _ => have.clone(),
-    }
-}
-
 /// An object without what the server maintains (for showing one Harmony did not ask for).
 fn strip_server_fields(o: &Value) -> Value {
     let mut o = o.clone();
@@ -344,18 +460,6 @@ fn strip_server_fields(o: &Value) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn projection_keeps_only_desired_fields() {
-        let want = json!({"kind": "Role", "metadata": {"name": "r", "labels": {"a": "1"}}, "rules": [{"verbs": ["*"]}]});
-        let have = json!({"kind": "Role", "metadata": {"name": "r", "uid": "u", "labels": {"a": "1", "b": "2"}}, "rules": [{"verbs": ["*"], "x": 1}]});
-        assert_eq!(project(&want, &have), want);
-        let drifted = json!({"kind": "Role", "metadata": {"name": "r", "labels": {"a": "2"}}, "rules": [{"verbs": ["get"]}, {"verbs": ["list"]}]});
-        let p = project(&want, &drifted);
-        assert_ne!(p, want);
-        assert_eq!(p["rules"], json!([{"verbs": ["get"]}, {"verbs": ["list"]}]));
-        assert_eq!(p["metadata"]["labels"], json!({"a": "2"}));
-    }
 
     #[test]
     fn keys_name_kind_namespace_and_name() {

@@ -173,6 +173,14 @@ pub enum Outcome {
     Upgraded(u32),
     /// The deployed revision already is what was asked for: nothing written.
     Unchanged(u32),
+    /// The deployed revision already is what was asked for, but live objects had drifted from
+    /// it: they were re-applied ([`repair_drift`]); no revision written.
+    Repaired {
+        /// The deployed revision.
+        revision: u32,
+        /// Objects re-applied.
+        objects: usize,
+    },
 }
 
 /// One stored revision with the Secret's resourceVersion (for compare-and-set updates).
@@ -399,7 +407,7 @@ async fn deploy(
     let ns = rel.namespace.clone();
     run_hooks(cluster, rel, pre, opts, now).await?;
     let objects = parse_manifest(&rel.manifest)?;
-    let owned: Vec<Value> = objects.iter().map(|o| with_ownership(o, &rel.name, &ns)).collect();
+    let owned: Vec<Value> = objects.iter().map(|o| harmony_planner::drift::applied(o, &rel.name, &ns)).collect();
     apply_objects(cluster, &owned, &ns).await?;
     delete_dropped(cluster, before, &objects, &ns).await?;
     if let Some(timeout) = opts.wait {
@@ -451,32 +459,6 @@ async fn trim_history(cluster: &Cluster, ns: &str, name: &str, max: usize) -> Re
         delete_record(cluster, &s.release).await?;
     }
     Ok(())
-}
-
-/// An object of release `name` in `ns` with the ownership metadata Helm's install, upgrade and
-/// rollback put on every object of the manifest (not on hooks): the label
-/// `app.kubernetes.io/managed-by: Helm` and the annotations `meta.helm.sh/release-name` and
-/// `meta.helm.sh/release-namespace`, merged over what the chart set (Helm v4
-/// `pkg/action/validate.go`, `setMetadataVisitor` with `force`). The record's manifest stays as
-/// rendered, as in Helm.
-fn with_ownership(obj: &Value, name: &str, ns: &str) -> Value {
-    let mut o = obj.clone();
-    if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-        let mut merge = |field: &str, pairs: &[(&str, &str)]| {
-            let m = meta.entry(field).or_insert_with(|| Value::Object(Map::new()));
-            if !m.is_object() {
-                *m = Value::Object(Map::new());
-            }
-            if let Some(m) = m.as_object_mut() {
-                for (k, v) in pairs {
-                    m.insert((*k).to_string(), Value::from(*v));
-                }
-            }
-        };
-        merge("labels", &[("app.kubernetes.io/managed-by", "Helm")]);
-        merge("annotations", &[("meta.helm.sh/release-name", name), ("meta.helm.sh/release-namespace", ns)]);
-    }
-    o
 }
 
 async fn apply_objects(cluster: &Cluster, objects: &[Value], ns: &str) -> Result<(), KubeError> {
@@ -655,6 +637,42 @@ pub async fn uninstall(cluster: &Cluster, ns: &str, name: &str, opts: &Options, 
         delete_record(cluster, &s.release).await?;
     }
     Ok(true)
+}
+
+/// Repairs drift of a release whose deployed revision is `record`: re-applies, in install
+/// order, each object of its manifest whose live state differs in a field Harmony manages, or
+/// that is missing ([`harmony_planner::drift`], the rule `harmony plan` shows drift by), by
+/// server-side apply as `harmony` with force, as the deploy applied it. No revision is written:
+/// the record already holds exactly what is re-applied (ADR 0007, amendment). `live`: the
+/// objects as observed (e.g. by [`super::observe::observe_cluster`] under the apply lock);
+/// `None` reads each object. Returns how many objects were re-applied.
+pub async fn repair_drift(cluster: &Cluster, record: &Release, live: Option<&[Value]>) -> Result<usize, KubeError> {
+    let (ns, name) = (record.namespace.as_str(), record.name.as_str());
+    let manifest = parse_manifest(&record.manifest)?;
+    let read;
+    let live = match live {
+        Some(l) => l,
+        None => {
+            let mut got = Vec::new();
+            for o in &manifest {
+                if let Some(v) = cluster.get(o, ns).await? {
+                    let (api_version, kind) = (o["apiVersion"].as_str().unwrap_or_default(), o["kind"].as_str().unwrap_or_default());
+                    got.push(super::observe::live_form(v, api_version, kind));
+                }
+            }
+            read = got;
+            &read
+        }
+    };
+    let drifted: BTreeSet<String> = harmony_planner::drift::drifted(name, ns, &manifest, live).into_iter().map(|o| o.key).collect();
+    let mut repaired = 0;
+    for o in &manifest {
+        if harmony_planner::object::key_of(o, ns).is_some_and(|k| drifted.contains(&k)) {
+            cluster.apply(&harmony_planner::drift::applied(o, name, ns), ns).await?;
+            repaired += 1;
+        }
+    }
+    Ok(repaired)
 }
 
 /// An object's identity across revisions: (group, kind, namespace, name).

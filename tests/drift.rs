@@ -1,0 +1,267 @@
+//! Live drift (issue 19, acceptance 5): `harmony plan` compares what Harmony applied with the
+//! live objects, three-way; `harmony apply` repairs what drifted. A release of five objects
+//! (ConfigMap, Service, Deployment, ServiceAccount, Secret) on a loopback API server, changed
+//! behind Harmony's back as `kubectl scale`, `kubectl edit` and `kubectl delete` would.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use base64::Engine as _;
+use harmony_executor::kube::{Cluster, release};
+use harmony_kube_loopback::Server;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::{Value, json};
+
+const KEY_HEX: &str = "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b";
+const NS: &str = "acme-prod";
+const UNIT: &str = "release/prod/acme-prod/web";
+/// A plain value the chart puts into the Secret, and what someone edits it to live.
+const APPLIED_SECRET: &str = "s3cr3t-as-applied";
+const DRIFTED_SECRET: &str = "s3cr3t-edited-live";
+
+struct Repo {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    kubeconfig: PathBuf,
+    key_file: PathBuf,
+}
+
+impl Repo {
+    /// `web`: five objects, replicas set by the chart. `scaled`: a Deployment whose chart leaves
+    /// `replicas` to an autoscaler.
+    fn new(server: &Server) -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let w = |p: &str, text: &str| {
+            let path = root.join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        w("harmony.kdl", "repository drift {\n    kube-version \"1.33.0\"\n}\ncluster prod {\n    context prod\n}\n");
+        w("tenants.kdl", "tenant acme {\n    namespaces acme-prod\n    service-account harmony-deployer namespace=acme-prod\n}\n");
+        w("charts/app/Chart.yaml", "apiVersion: v2\nname: app\nversion: 0.1.0\n");
+        w("charts/app/values.yaml", "greeting: hi\nreplicas: 2\npassword: none\n");
+        w("charts/app/templates/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  greeting: {{ .Values.greeting | quote }}\n");
+        w("charts/app/templates/sa.yaml", "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {{ .Release.Name }}\n");
+        w(
+            "charts/app/templates/secret.yaml",
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {{ .Release.Name }}\nstringData:\n  password: {{ .Values.password | quote }}\n",
+        );
+        w(
+            "charts/app/templates/svc.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n  selector:\n    app: {{ .Release.Name }}\n  ports:\n    - name: http\n      port: 80\n",
+        );
+        w(
+            "charts/app/templates/deploy.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n{{- if .Values.replicas }}\n  replicas: {{ .Values.replicas }}\n{{- end }}\n  selector:\n    matchLabels:\n      app: {{ .Release.Name }}\n  template:\n    metadata:\n      labels:\n        app: {{ .Release.Name }}\n    spec:\n      containers:\n        - name: web\n          image: nginx:1.27\n          resources:\n            limits:\n              cpu: 0.5\n              memory: 1024Mi\n",
+        );
+        let release = |name: &str, values: &str| {
+            format!("release {name} {{\n    tenant acme\n    cluster prod\n    namespace acme-prod\n    chart \"charts/app\"\n    values {{\n{values}    }}\n}}\n")
+        };
+        w(
+            "releases.kdl",
+            &(release("web", &format!("        password {APPLIED_SECRET:?}\n")) + &release("scaled", "        replicas 0\n")),
+        );
+        std::fs::write(dir.path().join("kubeconfig"), Server::kubeconfig(&[("prod", server)])).unwrap();
+        std::fs::write(dir.path().join("fp.key"), KEY_HEX).unwrap();
+        Repo { root, kubeconfig: dir.path().join("kubeconfig"), key_file: dir.path().join("fp.key"), _dir: dir }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_harmony"));
+        c.arg("--repo").arg(&self.root).args(args).stdin(std::process::Stdio::null());
+        c.env("NO_COLOR", "1").env("HARMONY_FINGERPRINT_KEY_FILE", &self.key_file);
+        c.output().unwrap()
+    }
+
+    /// `harmony plan --detailed-exitcode --format FORMAT`: (exit code, stdout).
+    fn plan(&self, format: &str) -> (Option<i32>, String) {
+        let out = self.run(&["plan", "--detailed-exitcode", "--format", format, "--kubeconfig", self.kubeconfig.to_str().unwrap()]);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(matches!(out.status.code(), Some(0 | 2)), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), stdout)
+    }
+
+    fn apply(&self) -> String {
+        let out = self.run(&["apply", "--yes", "--skip-fleets", "--kubeconfig", self.kubeconfig.to_str().unwrap()]);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+    }
+}
+
+fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> tokio::task::JoinHandle<T> {
+    tokio::task::spawn_blocking(f)
+}
+
+/// A client of the cluster as someone other than Harmony (`kubectl` as an administrator).
+async fn admin(repo: &Repo) -> kube::Client {
+    Cluster::from_kubeconfig(Some(&repo.kubeconfig), "prod").await.unwrap().client().clone()
+}
+
+fn by(manager: &str) -> PatchParams {
+    PatchParams { field_manager: Some(manager.into()), ..PatchParams::default() }
+}
+
+/// `kubectl scale deployment NAME --replicas=N`: the scale subresource, as kubectl's manager.
+async fn scale(client: &kube::Client, name: &str, replicas: i32) {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    api.patch_scale(name, &by("kubectl-scale"), &Patch::Merge(json!({"spec": {"replicas": replicas}}))).await.unwrap();
+}
+
+async fn set_up() -> (Server, std::sync::Arc<Repo>, kube::Client) {
+    let server = Server::start().await.unwrap();
+    let repo = std::sync::Arc::new(Repo::new(&server));
+    let r = repo.clone();
+    let out = blocking(move || r.apply()).await.unwrap();
+    assert!(out.contains("release/prod/acme-prod/web: installed, revision 1"), "{out}");
+    let r = repo.clone();
+    let (code, stdout) = blocking(move || r.plan("human")).await.unwrap();
+    assert_eq!(code, Some(0), "freshly applied, nothing drifted: {stdout}");
+    let client = admin(&repo).await;
+    (server, repo, client)
+}
+
+fn web_action(plan: &Value) -> Value {
+    plan["actions"].as_array().unwrap().iter().find(|a| a["unit"] == UNIT).expect("the release is planned").clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_planned_and_apply_repairs_it() {
+    let (server, repo, client) = set_up().await;
+    // Behind Harmony's back: scaled, edited, deleted.
+    scale(&client, "web", 5).await;
+    Api::<ConfigMap>::namespaced(client.clone(), NS).patch("web", &by("kubectl-edit"), &Patch::Merge(json!({"data": {"greeting": "edited"}}))).await.unwrap();
+    Api::<Service>::namespaced(client.clone(), NS).delete("web", &DeleteParams::default()).await.unwrap();
+
+    let r = repo.clone();
+    let (code, human) = blocking(move || r.plan("human")).await.unwrap();
+    assert_eq!(code, Some(2), "{human}");
+    assert!(human.contains("Plan: 0 to add, 1 to change, 0 to destroy."), "{human}");
+    assert!(human.contains("~ release/prod/acme-prod/web update"), "{human}");
+    assert!(human.contains("drift: 2 objects changed live (ConfigMap/acme-prod/web, Deployment/acme-prod/web), 1 object deleted live, to be recreated (Service/acme-prod/web)"), "{human}");
+    assert!(human.contains("~ drift Deployment/acme-prod/web: changed live"), "{human}");
+    assert!(human.contains("-  replicas: 5") && human.contains("+  replicas: 2"), "{human}");
+    assert!(human.contains("~ drift ConfigMap/acme-prod/web: changed live"), "{human}");
+    assert!(human.contains("-  greeting: edited") && human.contains("+  greeting: hi"), "{human}");
+    assert!(human.contains("~ drift Service/acme-prod/web: deleted live, apply recreates it"), "{human}");
+    assert!(!human.contains("release/prod/acme-prod/scaled"), "the other release did not drift: {human}");
+
+    let r = repo.clone();
+    let (code, json) = blocking(move || r.plan("json")).await.unwrap();
+    assert_eq!(code, Some(2));
+    let plan: Value = serde_json::from_str(&json).unwrap();
+    let action = web_action(&plan);
+    assert_eq!(action["apply"]["action"], "update", "{action:#}");
+    let drift: Vec<(String, bool)> =
+        action["apply"]["drift"].as_array().unwrap().iter().map(|d| (d["key"].as_str().unwrap().to_string(), d["resource_version"].is_string())).collect();
+    assert_eq!(
+        drift,
+        vec![("ConfigMap/acme-prod/web".into(), true), ("Deployment/acme-prod/web".into(), true), ("Service/acme-prod/web".into(), false)],
+        "{action:#}"
+    );
+    let objects: Vec<(String, String, bool)> = action["explain"]["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["key"].as_str().unwrap().to_string(), o["action"].as_str().unwrap().to_string(), o["drift"] == true))
+        .collect();
+    assert_eq!(
+        objects,
+        vec![
+            ("ConfigMap/acme-prod/web".into(), "update".into(), true),
+            ("Deployment/acme-prod/web".into(), "update".into(), true),
+            ("Service/acme-prod/web".into(), "create".into(), true)
+        ]
+    );
+
+    let records = |server: &Server| server.list("v1", "Secret").into_iter().filter(|s| s["metadata"]["labels"]["owner"] == "helm").count();
+    let before = records(&server);
+    let r = repo.clone();
+    let out = blocking(move || r.apply()).await.unwrap();
+    assert!(out.contains("release/prod/acme-prod/web: drift repaired (3 objects; revision 1 unchanged, no new revision)"), "{out}");
+    assert!(out.contains("release/prod/acme-prod/scaled: unchanged (revision 1)"), "{out}");
+    assert_eq!(records(&server), before, "a repair writes no revision");
+    let deploy = server.get("apps/v1", "Deployment", NS, "web").unwrap();
+    assert_eq!(deploy["spec"]["replicas"], 2, "{deploy:#}");
+    assert_eq!(server.get("v1", "ConfigMap", NS, "web").unwrap()["data"]["greeting"], "hi");
+    let svc = server.get("v1", "Service", NS, "web").expect("recreated");
+    assert_eq!(svc["metadata"]["labels"]["app.kubernetes.io/managed-by"], "Helm", "{svc:#}");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    // Harmony owns replicas again (server-side apply with force took them back).
+    let owners: Vec<&str> = deploy["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["fieldsV1"]["f:spec"].get("f:replicas").is_some())
+        .map(|m| m["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(owners, vec!["harmony"], "{deploy:#}");
+
+    let r = repo.clone();
+    let (code, human) = blocking(move || r.plan("human")).await.unwrap();
+    assert_eq!(code, Some(0), "repaired: {human}");
+    let r = repo.clone();
+    let out = blocking(move || r.apply()).await.unwrap();
+    assert!(out.contains("release/prod/acme-prod/web: unchanged (revision 1)"), "{out}");
+}
+
+/// What the chart does not set is not Harmony's: an autoscaler's replicas (the chart omits
+/// them), labels and annotations others add, a container another controller injects, and
+/// what the API server defaults, none of it is drift, and apply leaves it alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_the_chart_does_not_set_are_not_drift() {
+    let (server, repo, client) = set_up().await;
+    scale(&client, "scaled", 7).await;
+    let patch = json!({"metadata": {"labels": {"team": "checkout"}, "annotations": {"example.com/owner": "ops"}}});
+    Api::<ConfigMap>::namespaced(client.clone(), NS).patch("web", &by("kubectl-label"), &Patch::Merge(patch)).await.unwrap();
+    let sidecar = json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "istio-proxy", "image": "proxy:1"},
+        {"name": "web", "image": "nginx:1.27", "imagePullPolicy": "IfNotPresent", "resources": {"limits": {"cpu": "500m", "memory": "1Gi"}}}
+    ]}}}});
+    Api::<Deployment>::namespaced(client.clone(), NS).patch("web", &by("injector"), &Patch::Merge(sidecar)).await.unwrap();
+
+    let r = repo.clone();
+    let (code, human) = blocking(move || r.plan("human")).await.unwrap();
+    assert_eq!(code, Some(0), "{human}");
+    let r = repo.clone();
+    let out = blocking(move || r.apply()).await.unwrap();
+    assert!(out.contains("release/prod/acme-prod/scaled: unchanged (revision 1)"), "{out}");
+    assert_eq!(server.get("apps/v1", "Deployment", NS, "scaled").unwrap()["spec"]["replicas"], 7);
+    assert_eq!(server.get("v1", "ConfigMap", NS, "web").unwrap()["metadata"]["labels"]["team"], "checkout");
+}
+
+/// A Secret edited live shows as drift by fingerprints only: neither the value Harmony applied
+/// nor the one found live (nor their base64 forms) is in the human, Markdown or JSON plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drifted_secret_never_shows_in_any_output() {
+    let (server, repo, client) = set_up().await;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    Api::<Secret>::namespaced(client.clone(), NS)
+        .patch("web", &by("kubectl-edit"), &Patch::Merge(json!({"data": {"password": b64(DRIFTED_SECRET)}})))
+        .await
+        .unwrap();
+    let mut outputs = Vec::new();
+    for format in ["human", "markdown", "json"] {
+        let r = repo.clone();
+        let (code, text) = blocking(move || r.plan(format)).await.unwrap();
+        assert_eq!(code, Some(2), "{text}");
+        assert!(text.contains("Secret/acme-prod/web"), "{text}");
+        for needle in [APPLIED_SECRET.to_string(), DRIFTED_SECRET.to_string(), b64(APPLIED_SECRET), b64(DRIFTED_SECRET)] {
+            assert!(!text.contains(&needle), "{format} output shows {needle}:\n{text}");
+        }
+        outputs.push(text);
+    }
+    assert!(outputs[0].contains("~ drift Secret/acme-prod/web: changed live") && outputs[0].contains("(secret fp:"), "{}", outputs[0]);
+    let plan: Value = serde_json::from_str(&outputs[2]).unwrap();
+    let secrets = &web_action(&plan)["apply"]["secrets"];
+    assert_eq!(secrets[0]["name"], "Secret/acme-prod/web data.password", "{secrets:#}");
+    assert_eq!(secrets[0]["status"], "changed", "{secrets:#}");
+    let r = repo.clone();
+    blocking(move || r.apply()).await.unwrap();
+    assert_eq!(server.get("v1", "Secret", NS, "web").unwrap()["data"]["password"], b64(APPLIED_SECRET));
+    let cluster = Cluster::from_kubeconfig(Some(&repo.kubeconfig), "prod").await.unwrap();
+    assert_eq!(release::history(&cluster, NS, "web").await.unwrap().len(), 1);
+}
