@@ -265,3 +265,49 @@ async fn a_drifted_secret_never_shows_in_any_output() {
     let cluster = Cluster::from_kubeconfig(Some(&repo.kubeconfig), "prod").await.unwrap();
     assert_eq!(release::history(&cluster, NS, "web").await.unwrap().len(), 1);
 }
+
+/// `apply PLANFILE` repairs exactly the drift the plan shows (the objects it names, with their
+/// live resourceVersions as the compare-and-set), without rendering or a new revision; a live
+/// object that changed again since planning makes the action stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_file_repairs_the_planned_drift_and_refuses_it_when_stale() {
+    let (server, repo, client) = set_up().await;
+    scale(&client, "web", 5).await;
+    Api::<Service>::namespaced(client.clone(), NS).delete("web", &DeleteParams::default()).await.unwrap();
+    let file = repo.root.parent().unwrap().join("p.json");
+    let plan_out = |repo: std::sync::Arc<Repo>, file: PathBuf| {
+        blocking(move || {
+            let out = repo.run(&["plan", "--skip-fleets", "--out", file.to_str().unwrap(), "--format", "json", "--kubeconfig", repo.kubeconfig.to_str().unwrap()]);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        })
+    };
+    let apply_file = |repo: std::sync::Arc<Repo>, file: PathBuf| {
+        blocking(move || {
+            let out = repo.run(&["apply", "--yes", file.to_str().unwrap(), "--format", "json", "--kubeconfig", repo.kubeconfig.to_str().unwrap()]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let outcome: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}{}", String::from_utf8_lossy(&out.stderr)));
+            (out.status.code(), outcome)
+        })
+    };
+    plan_out(repo.clone(), file.clone()).await.unwrap();
+    // Not in the plan: edited after planning, so not repaired by it.
+    Api::<ConfigMap>::namespaced(client.clone(), NS).patch("web", &by("kubectl-edit"), &Patch::Merge(json!({"data": {"greeting": "later"}}))).await.unwrap();
+    let (code, outcome) = apply_file(repo.clone(), file.clone()).await.unwrap();
+    assert_eq!(code, Some(0), "{outcome:#}");
+    let web = outcome["actions"].as_array().unwrap().iter().find(|a| a["unit"] == UNIT).unwrap().clone();
+    assert_eq!(web["outcome"], "applied", "{outcome:#}");
+    assert_eq!(web["message"], "drift repaired (2 objects; revision 1 unchanged, no new revision)", "{outcome:#}");
+    assert_eq!(server.get("apps/v1", "Deployment", NS, "web").unwrap()["spec"]["replicas"], 2);
+    assert!(server.get("v1", "Service", NS, "web").is_some());
+    assert_eq!(server.get("v1", "ConfigMap", NS, "web").unwrap()["data"]["greeting"], "later", "only the planned drift is repaired");
+
+    // The ConfigMap's drift is planned; someone edits it again before apply: stale.
+    plan_out(repo.clone(), file.clone()).await.unwrap();
+    Api::<ConfigMap>::namespaced(client.clone(), NS).patch("web", &by("kubectl-edit"), &Patch::Merge(json!({"data": {"greeting": "again"}}))).await.unwrap();
+    let (code, outcome) = apply_file(repo.clone(), file.clone()).await.unwrap();
+    assert_eq!(code, Some(2), "{outcome:#}");
+    let web = outcome["actions"].as_array().unwrap().iter().find(|a| a["unit"] == UNIT).unwrap().clone();
+    assert_eq!(web["outcome"], "stale", "{outcome:#}");
+    assert!(web["message"].as_str().unwrap().contains("live object ConfigMap/acme-prod/web changed since planning"), "{outcome:#}");
+    assert_eq!(server.get("v1", "ConfigMap", NS, "web").unwrap()["data"]["greeting"], "again", "a stale repair writes nothing");
+}

@@ -82,7 +82,7 @@ struct Conn {
 fn cluster_of(p: &Payload) -> Option<&str> {
     match p {
         Payload::Release(r) => Some(&r.target.cluster),
-        Payload::ReleaseDelete(t) => Some(&t.cluster),
+        Payload::ReleaseDelete(t) | Payload::ReleaseRepair(t) => Some(&t.cluster),
         Payload::TenantAccess(t) => Some(&t.cluster),
         Payload::TenantAccessDelete(t) => Some(&t.cluster),
         Payload::DevicePlan(_) | Payload::DevicePlanDelete(_) => None,
@@ -501,6 +501,12 @@ async fn check(plan: &PlanFile, a: &PlannedAction, conn: &Conn, opts: &ExecuteOp
                 v
             }
         },
+        Some(Payload::ReleaseRepair(t)) => {
+            let user = t.impersonate.clone().unwrap_or_default();
+            let v = check_release(a, t, &user, conn, false).await;
+            prep.user = Some(user);
+            if matches!(v, Verdict::Go) { check_drift(a, t, conn) } else { v }
+        }
         Some(Payload::TenantAccess(t)) => match PodSecurityLevel::parse(&t.pod_security) {
             Err(e) => Verdict::Fail(format!("pod_security {:?}: {}", t.pod_security, e.reason)),
             Ok(level) => {
@@ -591,6 +597,22 @@ async fn check_release(a: &PlannedAction, t: &ReleaseTarget, user: &str, conn: &
     }
 }
 
+/// The live objects a drift repair was planned against, compared with what this apply observed
+/// under the cluster lock: an object changed (another resourceVersion), deleted or recreated
+/// since planning is stale.
+fn check_drift(a: &PlannedAction, t: &ReleaseTarget, conn: &Conn) -> Verdict {
+    let live = conn.obs.releases.get(&(t.namespace.clone(), t.name.clone())).and_then(|l| l.observed.live.as_deref()).unwrap_or_default();
+    let now = harmony_planner::drift::resource_versions(&t.namespace, live);
+    let show = |rv: Option<&String>| rv.map_or_else(|| "missing".to_string(), |v| format!("resourceVersion {v}"));
+    for d in &a.apply.drift {
+        let found = now.get(&d.key);
+        if found != d.resource_version.as_ref() {
+            return stale(format!("{}: live object {} changed since planning", a.unit, d.key), show(d.resource_version.as_ref()), show(found));
+        }
+    }
+    Verdict::Go
+}
+
 /// Resolves a release's `secret-value`s (refusing a changed one as stale, naming the key, never
 /// the value) and renders it from the plan's chart with the plan's inputs, refusing a render
 /// whose manifest does not have the planned fingerprint.
@@ -659,6 +681,13 @@ fn prepare_release(plan: &PlanFile, a: &PlannedAction, r: &ReleasePayload, key: 
     Ok(desired)
 }
 
+/// Re-applies the live objects the action's `drift` names ([`release::repair_deployed`]).
+async fn repair(a: &PlannedAction, as_tenant: &Cluster, ns: &str, name: &str, user: &str) -> Result<String, String> {
+    let only: BTreeSet<String> = a.apply.drift.iter().map(|d| d.key.clone()).collect();
+    let (revision, objects) = release::repair_deployed(as_tenant, ns, name, Some(&only)).await.map_err(|e| crate::kube::apply::tenant_failure(&e, user))?;
+    Ok(release::repaired_text(revision, objects))
+}
+
 async fn write(a: &PlannedAction, payload: &Payload, conn: &Conn, opts: &ExecuteOptions, prep: Prepared) -> Result<String, String> {
     let user = prep.user.unwrap_or_default();
     match payload {
@@ -668,9 +697,16 @@ async fn write(a: &PlannedAction, payload: &Payload, conn: &Conn, opts: &Execute
             match release::install_or_upgrade(&as_tenant, &desired, &opts.release, jiff::Timestamp::now).await {
                 Ok(release::Outcome::Installed(v)) => Ok(format!("installed, revision {v}")),
                 Ok(release::Outcome::Upgraded(v)) => Ok(format!("upgraded, revision {v}")),
+                // The planned drift of a release whose render left its objects as deployed.
+                Ok(release::Outcome::Unchanged(_)) if !a.apply.drift.is_empty() => repair(a, &as_tenant, &desired.namespace, &desired.name, &user).await,
                 Ok(release::Outcome::Unchanged(v)) => Ok(format!("unchanged (revision {v})")),
+                Ok(release::Outcome::Repaired { revision, objects }) => Ok(release::repaired_text(revision, objects)),
                 Err(e) => Err(crate::kube::apply::tenant_failure(&e, &user)),
             }
+        }
+        Payload::ReleaseRepair(t) => {
+            let as_tenant = conn.admin.impersonating(&user).map_err(|e| e.to_string())?;
+            repair(a, &as_tenant, &t.namespace, &t.name, &user).await
         }
         Payload::ReleaseDelete(t) => {
             let as_tenant = conn.admin.impersonating(&user).map_err(|e| e.to_string())?;

@@ -101,6 +101,15 @@ pub fn complete(p: &mut PlanFile, compiled: &CompiledRepo, inputs: &ContractInpu
                 ["device-plan", fleet, device] => Some(Payload::DevicePlanDelete(DeviceTarget { fleet: fleet.to_string(), device: device.to_string() })),
                 _ => None,
             },
+            // Drift of a release that was not rendered (its unit did not change): the deployed
+            // revision's objects are re-applied, nothing is rendered.
+            (_, Some((UnitContent::Release(r), _))) if !a.apply.drift.is_empty() && !inputs.charts.contains_key(a.unit.as_str()) => Some(Payload::ReleaseRepair(ReleaseTarget {
+                cluster: r.cluster.to_string(),
+                context: r.context.clone(),
+                namespace: r.namespace.to_string(),
+                name: r.name.as_str().to_string(),
+                impersonate: Some(r.impersonate.username()),
+            })),
             (_, Some((UnitContent::Release(r), hash))) => inputs.charts.get(a.unit.as_str()).map(|chart| {
                 let digest = chart.digest();
                 charts.insert(digest.clone(), chart.clone());
@@ -240,6 +249,7 @@ mod tests {
                     depends_on: vec![],
                     secrets: vec![],
                     release: None,
+                    drift: vec![],
                     payload: Some(Payload::TenantAccess(TenantAccessPayload {
                         cluster: "prod".into(),
                         context: "prod".into(),

@@ -236,6 +236,14 @@ pub fn live_objects(name: &str, ns: &str, manifest: &[Json], live: &[Json]) -> V
     out
 }
 
+/// The resourceVersions of live objects by `Kind/namespace/name` (namespaced objects without a
+/// namespace in `ns`).
+pub fn resource_versions(ns: &str, live: &[Json]) -> BTreeMap<String, String> {
+    live.iter()
+        .filter_map(|o| Some((key_of(o, ns)?, o.pointer("/metadata/resourceVersion")?.as_str()?.to_string())))
+        .collect()
+}
+
 /// The objects of [`live_objects`] that drifted.
 pub fn drifted(name: &str, ns: &str, manifest: &[Json], live: &[Json]) -> Vec<LiveObject> {
     live_objects(name, ns, manifest, live).into_iter().filter(LiveObject::drifted).collect()

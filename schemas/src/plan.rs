@@ -141,6 +141,9 @@ pub enum Payload {
     Release(ReleasePayload),
     /// Uninstall a Helm release.
     ReleaseDelete(ReleaseTarget),
+    /// Repair drift of a Helm release whose unit did not change: re-apply, without a new
+    /// revision, the objects of its deployed revision that [`ApplyFields::drift`] names.
+    ReleaseRepair(ReleaseTarget),
     /// Create or update a tenant's access on a cluster.
     TenantAccess(TenantAccessPayload),
     /// Remove a tenant's access from a cluster (what the cluster holds of the tenant's).

@@ -169,7 +169,7 @@ async fn apply_release(
         .and_then(|o| o.releases.get(&(ns.to_string(), name.to_string())))
         .filter(|l| !l.observed.undeployed && l.observed.revision == u64::from(revision) && l.observed.resource_version == deployed.resource_version)
         .and_then(|l| l.observed.live.as_deref());
-    match release::repair_drift(as_tenant, &deployed.release, live).await? {
+    match release::repair_drift(as_tenant, &deployed.release, live, None).await? {
         0 => Ok(outcome),
         objects => Ok(Outcome::Repaired { revision, objects }),
     }
@@ -311,10 +311,7 @@ async fn apply_cluster(
                         Ok(Outcome::Installed(v)) => UnitResult::Done(format!("installed, revision {v}")),
                         Ok(Outcome::Upgraded(v)) => UnitResult::Done(format!("upgraded, revision {v}")),
                         Ok(Outcome::Unchanged(v)) => UnitResult::Done(format!("unchanged (revision {v})")),
-                        Ok(Outcome::Repaired { revision, objects }) => UnitResult::Done(format!(
-                            "drift repaired ({objects} object{}; revision {revision} unchanged, no new revision)",
-                            if objects == 1 { "" } else { "s" }
-                        )),
+                        Ok(Outcome::Repaired { revision, objects }) => UnitResult::Done(release::repaired_text(revision, objects)),
                         Err(e) => UnitResult::Failed(tenant_failure(&e, &r.impersonate.username())),
                     }
                 }

@@ -645,8 +645,9 @@ pub async fn uninstall(cluster: &Cluster, ns: &str, name: &str, opts: &Options, 
 /// server-side apply as `harmony` with force, as the deploy applied it. No revision is written:
 /// the record already holds exactly what is re-applied (ADR 0007, amendment). `live`: the
 /// objects as observed (e.g. by [`super::observe::observe_cluster`] under the apply lock);
-/// `None` reads each object. Returns how many objects were re-applied.
-pub async fn repair_drift(cluster: &Cluster, record: &Release, live: Option<&[Value]>) -> Result<usize, KubeError> {
+/// `None` reads each object. `only`: repair no other objects than these keys (what a plan
+/// file's action names). Returns how many objects were re-applied.
+pub async fn repair_drift(cluster: &Cluster, record: &Release, live: Option<&[Value]>, only: Option<&BTreeSet<String>>) -> Result<usize, KubeError> {
     let (ns, name) = (record.namespace.as_str(), record.name.as_str());
     let manifest = parse_manifest(&record.manifest)?;
     let read;
@@ -664,7 +665,8 @@ pub async fn repair_drift(cluster: &Cluster, record: &Release, live: Option<&[Va
             &read
         }
     };
-    let drifted: BTreeSet<String> = harmony_planner::drift::drifted(name, ns, &manifest, live).into_iter().map(|o| o.key).collect();
+    let drifted: BTreeSet<String> =
+        harmony_planner::drift::drifted(name, ns, &manifest, live).into_iter().map(|o| o.key).filter(|k| only.is_none_or(|o| o.contains(k))).collect();
     let mut repaired = 0;
     for o in &manifest {
         if harmony_planner::object::key_of(o, ns).is_some_and(|k| drifted.contains(&k)) {
@@ -673,6 +675,24 @@ pub async fn repair_drift(cluster: &Cluster, record: &Release, live: Option<&[Va
         }
     }
     Ok(repaired)
+}
+
+/// [`repair_drift`] of the deployed revision of `ns`/`name` (read now), reading its live
+/// objects; returns the deployed revision and how many objects were re-applied.
+pub async fn repair_deployed(cluster: &Cluster, ns: &str, name: &str, only: Option<&BTreeSet<String>>) -> Result<(u32, usize), KubeError> {
+    let hist = history(cluster, ns, name).await?;
+    let deployed = hist
+        .iter()
+        .rev()
+        .find(|s| s.release.info.status == Status::Deployed)
+        .ok_or_else(|| KubeError::Release(format!("release {ns}/{name} has no deployed revision whose drift could be repaired")))?;
+    Ok((deployed.release.version, repair_drift(cluster, &deployed.release, None, only).await?))
+}
+
+/// What `apply` says of a release it repaired (`drift repaired (3 objects; revision 1
+/// unchanged, no new revision)`).
+pub fn repaired_text(revision: u32, objects: usize) -> String {
+    format!("drift repaired ({objects} object{}; revision {revision} unchanged, no new revision)", if objects == 1 { "" } else { "s" })
 }
 
 /// An object's identity across revisions: (group, kind, namespace, name).
