@@ -131,6 +131,10 @@ fn human(f: &FleetStatus) -> String {
                 d.foreign_keys.join(", ")
             ));
         }
+        for x in &d.drift {
+            let ago = age(Some(harmony_schemas::fleet::now_ms().saturating_sub(x.at_ms) / 1000));
+            s.push_str(&format!("    drift {ago} ago: {x}\n"));
+        }
         if let Some(r) = d.last_rejection.as_ref().filter(|_| d.desired_rejected) {
             let generation = r.generation.map_or("?".into(), |g| g.to_string());
             s.push_str(&format!("    rejected plan generation {generation}: {} (nothing of it runs)\n", r.message));

@@ -160,6 +160,24 @@ fn apply_then_agent_converges_and_status_is_ready() {
     let out = apply(&[]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to write"), "{out:?}");
+
+    // The container removed behind the agent's back: recreated, and `harmony status` shows the
+    // drift (docs/agent.md, "Observing podman and repairing drift").
+    assert!(d["observed_age_s"].is_u64(), "the status says when podman was observed: {d}");
+    let id = podman(&["ps", "-q", "--no-trunc", "--filter", &format!("label=io.harmony.device={device}")]);
+    podman(&["rm", "-f", "-t", "0", id.trim()]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = harmony(&repo, &["status"], &[]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if text.contains("web/app: missing → recreated") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no drift shown within 30 s: {text}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let now = podman(&["ps", "-q", "--no-trunc", "--filter", &format!("label=io.harmony.device={device}")]);
+    assert!(!now.trim().is_empty() && now.trim() != id.trim(), "recreated: {now}");
 }
 
 /// Lifecycle (init container, replace on env and image change, unchanged untouched, removal),

@@ -7,6 +7,9 @@
 //!   persists and hands the resulting status to the publisher;
 //! - the **status publisher** writes the newest status to the status bucket, retrying with
 //!   backoff while NATS is unreachable (older unsent statuses are superseded);
+//! - the **runtime watch** asks the reconciler to look at podman again on every `podman events`
+//!   line about this device's containers and every `observe_interval_s` (the safety net): the
+//!   look repairs drift and publishes the status it observed;
 //! - **heartbeats** on an interval;
 //! - the **command server** answers `device-commands.<device>.{ping,logs,exec}`.
 use std::sync::Arc;
@@ -23,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, NatsAuth, RuntimeKind};
 use crate::podman::Podman;
-use crate::reconcile::{Runtime, reconcile};
+use crate::reconcile::{Runtime, Watch, reconcile};
 use crate::state::{Floor, PersistedState, payload_digest};
 
 /// This agent's version: the crate's, or `<crate>-next` when built with the `next-version`
@@ -281,6 +284,8 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         tracing::info!(from = %u.from, "upgraded");
     }
     let (plan_tx, mut plan_rx) = mpsc::channel::<Vec<u8>>(16);
+    // Capacity 1: looks asked for while one is pending are one look.
+    let (look_tx, mut look_rx) = mpsc::channel::<()>(1);
     let (read_tx, mut read_rx) = mpsc::unbounded_channel::<()>();
 
     // Subscribe before the first read so no update is missed in between.
@@ -340,6 +345,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
             }
         });
     }
+    tasks.spawn(watch_runtime(runtime.clone(), device.clone(), config.observe_interval, look_tx));
     // Status publisher.
     tasks.spawn(publish_status(js.clone(), device.clone(), status_rx, trust_rx, published_tx));
     // Heartbeats.
@@ -355,7 +361,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                 if shared.upgrading.load(std::sync::atomic::Ordering::SeqCst) {
                     continue;
                 }
-                let applied_generation = status.borrow().as_ref().and_then(|s| s.applied_generation);
+                let (applied_generation, observed_at_ms) = status.borrow().as_ref().map_or((None, None), |s| (s.applied_generation, s.observed_at_ms));
                 let hb = Heartbeat {
                     version: PROTOCOL_VERSION,
                     device_id: shared.config.device_id.clone(),
@@ -363,6 +369,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                     uptime_s: shared.uptime_s(),
                     labels: shared.config.labels.clone(),
                     applied_generation,
+                    observed_at_ms,
                     timestamp_ms: now_ms(),
                 };
                 if let Err(e) = put(&js, HEARTBEATS_BUCKET, &shared.config.device_id, serde_json::to_vec(&hb).unwrap_or_default()).await {
@@ -379,6 +386,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     // Reconciler (this task): resume from the persisted plan first, without NATS.
     let reconciler = async {
         let mut current: Option<DevicePlan> = None;
+        let mut watch = Watch::default();
         // Where the device stands in the key chain: the configured keys, or what it settled at
         // the last key retirement it followed (persisted, so a retired key stays retired across
         // restarts). Every plan's chain is followed from it.
@@ -410,7 +418,8 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         set_fleet_keys(&shared, &followed);
         if let Some(plan) = &current {
             let _ = applied_tx.send(Some(Arc::new(plan.clone())));
-            let status = apply(&runtime, &device, plan, &mut state, &config).await;
+            // What changed while the agent was not running is drift.
+            let status = apply(&runtime, &device, plan, &mut state, &config, &mut watch, Pass::Again).await;
             let _ = status_tx.send(Some(status));
             if up.run(plan, &mut state).await {
                 return;
@@ -421,7 +430,21 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         // The entry just rejected, so a re-read (or the notification racing the first read) does
         // not report it again.
         let mut last_rejected: Option<Vec<u8>> = None;
-        while let Some(bytes) = plan_rx.recv().await {
+        loop {
+            let bytes = tokio::select! {
+                bytes = plan_rx.recv() => match bytes {
+                    Some(b) => b,
+                    None => break,
+                },
+                Some(()) = look_rx.recv() => {
+                    // A look at podman: repair drift, publish what is there.
+                    if let Some(plan) = &current {
+                        let status = apply(&runtime, &device, plan, &mut state, &config, &mut watch, Pass::Look).await;
+                        let _ = status_tx.send(Some(status));
+                    }
+                    continue;
+                }
+            };
             if last_rejected.as_deref() == Some(bytes.as_slice()) {
                 continue;
             }
@@ -430,7 +453,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                 Accepted::Same => {
                     // Re-read of the applied plan (reconnect): heal drift, normally a no-op.
                     if let Some(plan) = &current {
-                        let status = apply(&runtime, &device, plan, &mut state, &config).await;
+                        let status = apply(&runtime, &device, plan, &mut state, &config, &mut watch, Pass::Again).await;
                         let _ = status_tx.send(Some(status));
                         if up.run(plan, &mut state).await {
                             return;
@@ -463,7 +486,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                     applying.state = DeviceState::Applying;
                     applying.updated_at_ms = now_ms();
                     let _ = status_tx.send(Some(applying));
-                    let status = apply(&runtime, &device, &plan, &mut state, &config).await;
+                    let status = apply(&runtime, &device, &plan, &mut state, &config, &mut watch, Pass::New).await;
                     let _ = status_tx.send(Some(status));
                     if up.run(&plan, &mut state).await {
                         return;
@@ -578,17 +601,38 @@ fn key_chain(signed: &SignedDevicePlan) -> Result<(String, Vec<SignedKeyAnnounce
     }
 }
 
-async fn apply(runtime: &Runtime, device: &str, plan: &DevicePlan, state: &mut PersistedState, config: &Config) -> DeviceStatus {
-    let outcome = reconcile(runtime, device, plan, state, &config.mounts()).await;
-    tracing::info!(generation = plan.generation, writes = outcome.writes, "reconciled: podman writes={}", outcome.writes);
-    if let Err(e) = state.save(&config.state_dir) {
-        tracing::error!("{e}");
+/// Why a plan is reconciled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// A newly accepted plan.
+    New,
+    /// The applied plan again: at start (resume) or re-read after a reconnect.
+    Again,
+    /// A look at podman (an event or the interval).
+    Look,
+}
+
+/// Reconciles `plan` and returns the status observed after it; unless the plan is new, every
+/// change made is drift (see [`reconcile`]).
+async fn apply(runtime: &Runtime, device: &str, plan: &DevicePlan, state: &mut PersistedState, config: &Config, watch: &mut Watch, pass: Pass) -> DeviceStatus {
+    let outcome = reconcile(runtime, device, plan, state, &config.mounts(), watch, pass != Pass::New).await;
+    // A look that changed nothing is not news (one every `observe_interval_s`).
+    if pass != Pass::Look || outcome.writes > 0 {
+        tracing::info!(generation = plan.generation, writes = outcome.writes, "reconciled: podman writes={}", outcome.writes);
+        if let Err(e) = state.save(&config.state_dir) {
+            tracing::error!("{e}");
+        }
+    } else {
+        tracing::debug!(generation = plan.generation, "looked at podman: nothing to change");
     }
     let failed = outcome.deployments.iter().find_map(|d| d.failure.as_ref().map(|f| format!("deployment `{}`: {f}", d.name)));
     let last_error = outcome.error.clone().map(|e| format!("runtime: {e}")).or(failed);
     let all_ok = outcome.error.is_none() && outcome.deployments.iter().all(|d| d.failure.is_none());
     let st = if all_ok { DeviceState::Applied } else { DeviceState::Degraded };
-    make_status(device, Some(plan), st, outcome.deployments, last_error, state)
+    let mut status = make_status(device, Some(plan), st, outcome.deployments, last_error, state);
+    status.observed_at_ms = outcome.observed_at_ms;
+    status.drift = watch.drift();
+    status
 }
 
 fn make_status(
@@ -612,7 +656,53 @@ fn make_status(
         upgrade: s.upgrade.clone(),
         trusted_keys: Vec::new(),
         generation_floor: s.floor.as_ref().map(|f| f.generation),
+        observed_at_ms: None,
+        drift: Vec::new(),
         updated_at_ms: now_ms(),
+    }
+}
+
+/// Asks the reconciler for a look at podman (`look`) on each `podman events` line about this
+/// device's containers (at most one a second) and every `every`; `podman events` is restarted
+/// when it ends (at most every 30 s).
+async fn watch_runtime(runtime: Runtime, device: String, every: Duration, look: mpsc::Sender<()>) {
+    use tokio::io::AsyncBufReadExt as _;
+    let Runtime::Podman(podman) = runtime else { return };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate: the reconciler has just looked.
+    tick.tick().await;
+    let mut events = None;
+    let mut restart_at = Instant::now();
+    loop {
+        if events.is_none() && Instant::now() >= restart_at {
+            restart_at = Instant::now() + Duration::from_secs(30);
+            match podman.events(&device) {
+                Ok(mut child) => events = child.stdout.take().map(|out| (child, tokio::io::BufReader::new(out).lines())),
+                Err(e) => tracing::warn!("{e}; looking every {} s only", every.as_secs()),
+            }
+        }
+        let line = async {
+            match events.as_mut() {
+                Some((_, lines)) => lines.next_line().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tick.tick() => {}
+            line = line => {
+                if !matches!(line, Ok(Some(_))) {
+                    tracing::debug!("podman events ended; looking every {} s until it runs again", every.as_secs());
+                    events = None;
+                    continue;
+                }
+                // Let the burst (a removal is several events) end first.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        if look.try_send(()).is_ok() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 }
 

@@ -48,6 +48,9 @@ pub struct ConfigFile {
     /// The largest plans entry the agent decodes, bytes (default [`DEFAULT_MAX_PLAN_BYTES`]);
     /// larger ones are rejected as `too-large` unread.
     pub max_plan_bytes: Option<usize>,
+    /// Seconds between two full looks at podman (default 15; `podman events` triggers looks in
+    /// between): each repairs drift and publishes the status observed.
+    pub observe_interval_s: Option<u64>,
     /// Seconds SIGTERM/SIGINT may take to stop the agent (default 10); past it, it exits anyway.
     pub shutdown_timeout_s: Option<u64>,
     /// Seconds any one podman call may take (default 300: `create` may pull an image) before
@@ -114,6 +117,8 @@ pub struct Overrides {
     pub upgrade_timeout_s: Option<u64>,
     /// `--shutdown-timeout`.
     pub shutdown_timeout_s: Option<u64>,
+    /// `--observe-interval`.
+    pub observe_interval_s: Option<u64>,
 }
 
 /// NATS authentication, resolved.
@@ -185,6 +190,8 @@ pub struct Config {
     pub upgrade_timeout: Duration,
     /// The largest plans entry decoded, bytes.
     pub max_plan_bytes: usize,
+    /// Between two full looks at podman.
+    pub observe_interval: Duration,
     /// How long SIGTERM/SIGINT may take to stop the agent.
     pub shutdown_timeout: Duration,
     /// How long one podman call may take.
@@ -302,6 +309,9 @@ impl ConfigFile {
         if o.shutdown_timeout_s.is_some() {
             self.shutdown_timeout_s = o.shutdown_timeout_s;
         }
+        if o.observe_interval_s.is_some() {
+            self.observe_interval_s = o.observe_interval_s;
+        }
 
         let device_id = self.device_id.ok_or_else(|| err("device_id", "missing (set it in the config file or with --device-id)"))?;
         if !valid_device_id(&device_id) {
@@ -337,6 +347,10 @@ impl ConfigFile {
         let max_age = self.command_max_age_s.unwrap_or(60);
         if max_age == 0 {
             return Err(err("command_max_age_s", "must be at least 1"));
+        }
+        let observe = self.observe_interval_s.unwrap_or(15);
+        if !(1..=300).contains(&observe) {
+            return Err(err("observe_interval_s", format!("{observe} is out of range: give 1 to 300 seconds (default 15)")));
         }
         let shutdown_timeout = self.shutdown_timeout_s.unwrap_or(10);
         if !(1..=300).contains(&shutdown_timeout) {
@@ -409,6 +423,7 @@ impl ConfigFile {
             upgrade_timeout: Duration::from_secs(self.upgrade_timeout_s.unwrap_or(120).max(1)),
             max_plan_bytes,
             shutdown_timeout: Duration::from_secs(shutdown_timeout),
+            observe_interval: Duration::from_secs(observe),
             podman_timeout: Duration::from_secs(podman_timeout),
         })
     }

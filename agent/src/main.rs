@@ -51,6 +51,9 @@ struct Cli {
     /// Seconds an upgrade waits to be retired before switching back (overrides `upgrade_timeout_s`).
     #[arg(long)]
     upgrade_timeout: Option<u64>,
+    /// Seconds between full looks at podman (overrides `observe_interval_s`).
+    #[arg(long)]
+    observe_interval: Option<u64>,
     /// Seconds SIGTERM/SIGINT may take to stop the agent (overrides `shutdown_timeout_s`).
     #[arg(long)]
     shutdown_timeout: Option<u64>,
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         install_dir: cli.install_dir,
         upgrade_timeout_s: cli.upgrade_timeout,
         shutdown_timeout_s: cli.shutdown_timeout,
+        observe_interval_s: cli.observe_interval,
     };
     let mut config = match file.resolve(overrides) {
         Ok(c) => c,

@@ -41,6 +41,15 @@ pub struct Listed {
     /// Exit code when exited.
     #[serde(rename = "ExitCode", default)]
     pub exit_code: i64,
+    /// The image id.
+    #[serde(rename = "ImageID", default)]
+    pub image_id: Option<String>,
+    /// When it last started, Unix seconds.
+    #[serde(rename = "StartedAt", default)]
+    pub started_at: i64,
+    /// podman's restart count (from `podman inspect`: `ps` does not list it).
+    #[serde(skip)]
+    pub restarts: u64,
 }
 
 impl Listed {
@@ -134,7 +143,33 @@ impl Podman {
         }
         let all: Vec<Listed> = serde_json::from_str(&out).map_err(|e| PodmanError(format!("podman ps output: {e}")))?;
         // Defence in depth: only containers whose device label is exactly ours.
-        Ok(all.into_iter().filter(|c| c.label(LABEL_DEVICE) == Some(device)).collect())
+        let mut mine: Vec<Listed> = all.into_iter().filter(|c| c.label(LABEL_DEVICE) == Some(device)).collect();
+        if !mine.is_empty() {
+            // Restart counts: one `inspect` for all of them (a container removed in between
+            // makes it fail: the counts are then left at 0 for this look).
+            let mut a: Vec<String> = vec!["inspect".into(), "--type".into(), "container".into(), "--format".into(), "{{.Id}} {{.RestartCount}}".into()];
+            a.extend(mine.iter().map(|c| c.id.clone()));
+            if let Ok(out) = self.run(&a, false).await {
+                let counts: BTreeMap<&str, u64> = out.lines().filter_map(|l| l.split_once(' ')).filter_map(|(id, n)| Some((id, n.trim().parse().ok()?))).collect();
+                for c in &mut mine {
+                    c.restarts = counts.get(c.id.as_str()).copied().unwrap_or(0);
+                }
+            }
+        }
+        Ok(mine)
+    }
+
+    /// `podman events` for this device's containers, one JSON line each, until the process
+    /// ends (it is killed when the returned child is dropped).
+    pub fn events(&self, device: &str) -> Result<tokio::process::Child, PodmanError> {
+        Command::new(&self.bin)
+            .args(["events", "--format", "json", "--filter", "type=container", "--filter", &format!("label={LABEL_DEVICE}={device}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| PodmanError(format!("cannot run {}: {e}", self.bin.display())))
     }
 
     /// `podman create`; returns the new container's id.

@@ -8,12 +8,18 @@
 //!   then services are created when missing, replaced when their spec hash label differs, started
 //!   when created-but-not-started (or exited with `restart always`), and otherwise left alone;
 //! - a deployment that failed stays failed (and is not retried) until a newer plan arrives;
-//! - nothing is written to podman when everything already matches.
+//! - nothing is written to podman when everything already matches;
+//! - the status is what podman lists after the changes ([`observe`]), not what was asked of it;
+//! - a repair pass (the periodic or event-driven look at podman with the plan unchanged, or the
+//!   resume after a restart) reports each change it makes as [`Drift`];
+//! - a service that keeps exiting is started again with a back-off (10 s doubling to 5 min),
+//!   and reported failed (crash-looping, with its exit code and restart count) meanwhile.
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use harmony_schemas::fleet::{
-    ContainerKind, ContainerState, ContainerStatus, DeploymentFailure, DeploymentPlan, DeploymentState, DeploymentStatus, DevicePlan, RestartPolicy,
+    ContainerKind, ContainerState, ContainerStatus, DeploymentFailure, DeploymentPlan, DeploymentState, DeploymentStatus, DevicePlan, Drift, MAX_DRIFT,
+    Observed, RestartPolicy, now_ms,
 };
 
 use crate::mounts::MountPolicy;
@@ -38,6 +44,86 @@ pub struct Outcome {
     pub writes: u64,
     /// A runtime-level error (listing failed): the reconcile did not complete.
     pub error: Option<String>,
+    /// When podman was listed for the status, Unix ms (none without a runtime or on an error).
+    pub observed_at_ms: Option<u64>,
+}
+
+/// How long a drift finding stays in the status.
+const DRIFT_SHOWN_MS: u64 = 15 * 60 * 1000;
+/// First back-off of a service that keeps exiting; it doubles up to [`MAX_BACK_OFF_MS`].
+const BACK_OFF_MS: u64 = 10_000;
+const MAX_BACK_OFF_MS: u64 = 300_000;
+/// Running this long, a service's back-off is forgotten.
+const STEADY_MS: u64 = 60_000;
+
+/// What the agent remembers between looks at podman (in memory: a restarted agent starts afresh).
+#[derive(Debug, Default)]
+pub struct Watch {
+    /// The agent's own starts of a service that keeps exiting, by (deployment, container).
+    back_off: BTreeMap<(String, String), BackOff>,
+    /// Restart counts seen at the last look, by container id.
+    restarts: BTreeMap<String, u64>,
+    /// Drift found, newest last.
+    drift: Vec<Drift>,
+    /// Containers the agent created, until it has seen their image.
+    created: BTreeSet<String>,
+    /// Per service: the spec hash and image id of the container the agent created for it (or
+    /// found at its first look): a container with that spec hash and another image was
+    /// replaced behind its back.
+    images: BTreeMap<(String, String), (String, String)>,
+}
+
+#[derive(Debug)]
+struct BackOff {
+    id: String,
+    starts: u64,
+    next_ms: u64,
+}
+
+impl Watch {
+    /// The drift found in the last [`DRIFT_SHOWN_MS`], newest last (at most [`MAX_DRIFT`]).
+    pub fn drift(&self) -> Vec<Drift> {
+        let since = now_ms().saturating_sub(DRIFT_SHOWN_MS);
+        self.drift.iter().filter(|d| d.at_ms >= since).cloned().collect()
+    }
+
+    fn found(&mut self, deployment: &str, container: &str, found: String, action: impl Into<String>) {
+        let d = Drift { deployment: deployment.into(), container: container.into(), found, action: action.into(), at_ms: now_ms() };
+        tracing::warn!(deployment, container, "drift: {} → {}", d.found, d.action);
+        self.drift.push(d);
+        let excess = self.drift.len().saturating_sub(MAX_DRIFT);
+        self.drift.drain(..excess);
+    }
+
+    /// How container `c` of service `key` differs from its plan (`spec_hash`), if it does.
+    fn differs(&self, key: &(String, String), c: &Listed, spec_hash: &str) -> Option<String> {
+        let label = c.label(LABEL_SPEC_HASH);
+        if label != Some(spec_hash) {
+            return Some(format!("spec hash {}, planned {}", short(label.unwrap_or("none")), short(spec_hash)));
+        }
+        let (hash, image) = self.images.get(key)?;
+        let now = c.image_id.as_deref().filter(|i| !i.is_empty())?;
+        (hash == spec_hash && image != now).then(|| format!("image {}, planned {}", short(now), short(image)))
+    }
+
+    /// Whether service `key` (container `id`) may be started now; counts the start.
+    fn may_start(&mut self, key: &(String, String), id: &str, now: u64) -> Result<(), u64> {
+        let b = self.back_off.entry(key.clone()).or_insert_with(|| BackOff { id: id.into(), starts: 0, next_ms: 0 });
+        if b.id != id {
+            *b = BackOff { id: id.into(), starts: 0, next_ms: 0 };
+        }
+        if now < b.next_ms {
+            return Err(b.next_ms);
+        }
+        b.starts += 1;
+        b.next_ms = now.saturating_add((BACK_OFF_MS << (b.starts - 1).min(5)).min(MAX_BACK_OFF_MS));
+        Ok(())
+    }
+}
+
+fn short(hash: &str) -> &str {
+    let h = hash.strip_prefix("sha256:").unwrap_or(hash);
+    h.get(..12).unwrap_or(h)
 }
 
 /// podman's name of a container: `harmony-<device>-<deployment>-<container>[-init]`.
@@ -67,14 +153,15 @@ fn labels(device: &str, plan: &DevicePlan, d: &DeploymentPlan, container: &str, 
 }
 
 /// Reconciles `plan`, updating `state.inits_done` / `state.failed`; every container is created
-/// with its host paths resolved and checked by `mounts` first.
-pub async fn reconcile(runtime: &Runtime, device: &str, plan: &DevicePlan, state: &mut PersistedState, mounts: &MountPolicy) -> Outcome {
+/// with its host paths resolved and checked by `mounts` first. `repair`: the plan is the one
+/// already applied, so every change made is drift, recorded in `watch`.
+pub async fn reconcile(runtime: &Runtime, device: &str, plan: &DevicePlan, state: &mut PersistedState, mounts: &MountPolicy, watch: &mut Watch, repair: bool) -> Outcome {
     match runtime {
         Runtime::Disabled => disabled(plan),
         Runtime::Podman(p) => {
             let before = p.writes();
-            let mut out = match reconcile_podman(p, mounts, device, plan, state).await {
-                Ok(deployments) => Outcome { deployments, ..Default::default() },
+            let mut out = match reconcile_podman(p, mounts, device, plan, state, watch, repair).await {
+                Ok((deployments, at)) => Outcome { deployments, observed_at_ms: Some(at), ..Default::default() },
                 Err(e) => Outcome { error: Some(e.0), ..Default::default() },
             };
             out.writes = p.writes() - before;
@@ -103,15 +190,27 @@ fn disabled(plan: &DevicePlan) -> Outcome {
                     container_id: None,
                     spec_hash: s.spec_hash.clone(),
                     exit_code: None,
+                    observed: None,
                 }))
                 .collect(),
         })
         .collect();
-    Outcome { deployments, writes: 0, error: None }
+    Outcome { deployments, writes: 0, error: None, observed_at_ms: None }
 }
 
-async fn reconcile_podman(p: &Podman, mounts: &MountPolicy, device: &str, plan: &DevicePlan, state: &mut PersistedState) -> Result<Vec<DeploymentStatus>, PodmanError> {
+async fn reconcile_podman(
+    p: &Podman,
+    mounts: &MountPolicy,
+    device: &str,
+    plan: &DevicePlan,
+    state: &mut PersistedState,
+    watch: &mut Watch,
+    repair: bool,
+) -> Result<(Vec<DeploymentStatus>, u64), PodmanError> {
+    let writes = p.writes();
+    let mut at = now_ms();
     let existing = p.list(device).await?;
+    let first = existing.clone();
     let planned: BTreeSet<(&str, &str)> =
         plan.deployments.iter().flat_map(|d| d.services.iter().map(move |s| (d.name.as_str(), s.container.name.as_str()))).collect();
     // Services by (deployment, container); extras and strays are removed.
@@ -126,6 +225,9 @@ async fn reconcile_podman(p: &Podman, mounts: &MountPolicy, device: &str, plan: 
         } else {
             tracing::info!(container = %c.id, deployment = %dep, name = %name, "removing container that is not planned");
             p.remove(&c.id).await?;
+            if repair && c.label(LABEL_KIND) == Some("service") {
+                watch.found(&dep, &name, "not planned".into(), "removed");
+            }
         }
     }
     // Forget bookkeeping of deployments no longer planned.
@@ -135,9 +237,83 @@ async fn reconcile_podman(p: &Podman, mounts: &MountPolicy, device: &str, plan: 
 
     let mut statuses = Vec::new();
     for d in &plan.deployments {
-        statuses.push(deployment(p, mounts, device, plan, d, &mut services, state).await);
+        statuses.push(deployment(p, mounts, device, plan, d, &mut services, state, watch, repair).await);
     }
-    Ok(statuses)
+    // The status says what podman has now: listed again after any change.
+    let listed = if p.writes() == writes {
+        first
+    } else {
+        at = now_ms();
+        p.list(device).await?
+    };
+    observe(&mut statuses, plan, &listed, watch, at);
+    Ok((statuses, at))
+}
+
+/// Sets each service's state in `statuses` from `listed` (podman, after the changes): running,
+/// exited with its code, missing; its image, spec-hash label and restart count. A service
+/// restarted since the last look, or waiting out a back-off, fails its deployment (crash-looping).
+fn observe(statuses: &mut [DeploymentStatus], plan: &DevicePlan, listed: &[Listed], watch: &mut Watch, now: u64) {
+    let by: BTreeMap<(&str, &str), &Listed> = listed
+        .iter()
+        .filter(|c| c.label(LABEL_KIND) == Some("service"))
+        .filter_map(|c| Some(((c.label(LABEL_DEPLOYMENT)?, c.label(LABEL_CONTAINER)?), c)))
+        .collect();
+    let mut restarts = BTreeMap::new();
+    for (d, st) in plan.deployments.iter().zip(statuses.iter_mut()) {
+        for s in &d.services {
+            let Some(cs) = st.containers.iter_mut().find(|c| c.kind == ContainerKind::Service && c.name == s.container.name) else { continue };
+            let key = (d.name.clone(), s.container.name.clone());
+            let Some(c) = by.get(&(d.name.as_str(), s.container.name.as_str())) else {
+                cs.container_id = None;
+                if cs.state == ContainerState::Running {
+                    cs.state = ContainerState::Failed;
+                }
+                cs.observed = Some(Observed { runtime_state: "missing".into(), image_id: None, spec_hash: None, restart_count: 0, running_since_ms: None, back_off_until_ms: None });
+                continue;
+            };
+            if let Some(image) = c.image_id.clone().filter(|i| !i.is_empty()) {
+                let hash = c.label(LABEL_SPEC_HASH).unwrap_or_default().to_string();
+                let ours = watch.created.remove(&c.id);
+                match watch.images.get(&key) {
+                    Some((h, _)) if *h == hash && !ours => {}
+                    _ => {
+                        watch.images.insert(key.clone(), (hash, image));
+                    }
+                }
+            }
+            let running = c.state == "running";
+            let since_ms = u64::try_from(c.started_at).unwrap_or(0).saturating_mul(1000);
+            if running && now.saturating_sub(since_ms) > STEADY_MS {
+                watch.back_off.remove(&key);
+            }
+            let back_off = watch.back_off.get(&key).filter(|b| b.id == c.id);
+            let count = c.restarts.saturating_add(back_off.map_or(0, |b| b.starts.saturating_sub(1)));
+            let rising = watch.restarts.get(&c.id).is_some_and(|before| count > *before);
+            restarts.insert(c.id.clone(), count);
+            let waiting = back_off.filter(|b| b.starts > 1 && !running).map(|b| b.next_ms);
+            cs.container_id = Some(c.id.clone());
+            cs.state = if running { ContainerState::Running } else if waiting.is_some() { ContainerState::Failed } else { ContainerState::Stopped };
+            cs.exit_code = (!running || count > 0).then_some(c.exit_code);
+            cs.observed = Some(Observed {
+                runtime_state: c.state.clone(),
+                image_id: c.image_id.clone().filter(|i| !i.is_empty()),
+                spec_hash: c.label(LABEL_SPEC_HASH).map(str::to_string),
+                restart_count: count,
+                running_since_ms: running.then_some(since_ms),
+                back_off_until_ms: waiting,
+            });
+            if (rising || waiting.is_some()) && st.failure.is_none() {
+                let next = waiting.map(|t| format!("; started again in {} s", t.saturating_sub(now).div_ceil(1000))).unwrap_or_default();
+                st.failure = Some(DeploymentFailure::Runtime {
+                    container: s.container.name.clone(),
+                    message: format!("crash-looping: exited with code {}, restarted {count} times{next}", c.exit_code),
+                });
+                st.state = DeploymentState::Failed;
+            }
+        }
+    }
+    watch.restarts = restarts;
 }
 
 async fn deployment(
@@ -148,6 +324,8 @@ async fn deployment(
     d: &DeploymentPlan,
     services: &mut BTreeMap<(String, String), Listed>,
     state: &mut PersistedState,
+    watch: &mut Watch,
+    repair: bool,
 ) -> DeploymentStatus {
     let mut st =
         DeploymentStatus { name: d.name.clone(), spec_hash: d.spec_hash.clone(), state: DeploymentState::Running, failure: None, containers: Vec::new() };
@@ -158,6 +336,7 @@ async fn deployment(
         container_id: None,
         spec_hash: hash.into(),
         exit_code: None,
+        observed: None,
     };
 
     // A failure for this spec stands until a newer plan clears it.
@@ -227,23 +406,51 @@ async fn deployment(
     for s in &d.services {
         let key = (d.name.clone(), s.container.name.clone());
         let mut cur = services.remove(&key);
+        let mut replaced = false;
         if let Some(c) = &cur
-            && c.label(LABEL_SPEC_HASH) != Some(s.spec_hash.as_str())
+            && let Some(found) = watch.differs(&key, c, &s.spec_hash)
         {
-            tracing::info!(deployment = %d.name, container = %s.container.name, "spec changed: replacing {}", c.id);
+            tracing::info!(deployment = %d.name, container = %s.container.name, "{found}: replacing {}", c.id);
+            replaced = true;
             if let Err(e) = p.remove(&c.id).await {
+                if repair {
+                    watch.found(&d.name, &s.container.name, found, format!("failed: {e}"));
+                }
                 st.failure.get_or_insert(DeploymentFailure::Runtime { container: s.container.name.clone(), message: e.0 });
                 st.containers.push(ContainerStatus { state: ContainerState::Failed, ..pending(&s.container.name, ContainerKind::Service, &s.spec_hash) });
                 continue;
+            }
+            if repair {
+                watch.found(&d.name, &s.container.name, found, "replaced");
             }
             cur = None;
         }
         let result = match cur {
             Some(c) => {
-                let needs_start = c.state == "created" || c.state == "configured" || (c.state != "running" && s.restart == RestartPolicy::Always);
-                if needs_start {
+                let exited = c.state != "running" && c.state != "created" && c.state != "configured";
+                let restart = match s.restart {
+                    RestartPolicy::Always => true,
+                    RestartPolicy::OnFailure => c.exit_code != 0,
+                    RestartPolicy::No => false,
+                };
+                if !exited && c.state != "running" {
                     tracing::info!(deployment = %d.name, container = %s.container.name, "starting {} ({})", c.id, c.state);
                     p.start(&c.id).await.map(|()| (c.id.clone(), ContainerState::Running))
+                } else if exited && restart {
+                    let found = format!("{} (code {})", c.state, c.exit_code);
+                    match watch.may_start(&key, &c.id, now_ms()) {
+                        Ok(()) => {
+                            tracing::info!(deployment = %d.name, container = %s.container.name, "starting {} ({})", c.id, c.state);
+                            let r = p.start(&c.id).await;
+                            let action = match &r {
+                                Ok(()) => "started".to_string(),
+                                Err(e) => format!("failed: {e}"),
+                            };
+                            watch.found(&d.name, &s.container.name, found, action);
+                            r.map(|()| (c.id.clone(), ContainerState::Running))
+                        }
+                        Err(_) => Ok((c.id.clone(), ContainerState::Failed)),
+                    }
                 } else {
                     Ok((c.id.clone(), listed_state(&c)))
                 }
@@ -252,13 +459,24 @@ async fn deployment(
                 let name = container_name(device, &d.name, &s.container.name, ContainerKind::Service);
                 let labels = labels(device, plan, d, &s.container.name, ContainerKind::Service, &s.spec_hash);
                 tracing::info!(deployment = %d.name, container = %s.container.name, "creating {name}");
-                match mounts.resolve(d, &s.container).map_err(host_path_refused) {
+                let created = match mounts.resolve(d, &s.container).map_err(host_path_refused) {
                     Ok(spec) => match p.create(&name, &spec, &labels, Some(s.restart)).await {
-                        Ok(id) => p.start(&id).await.map(|()| (id, ContainerState::Running)),
+                        Ok(id) => {
+                            watch.created.insert(id.clone());
+                            p.start(&id).await.map(|()| (id, ContainerState::Running))
+                        }
                         Err(e) => Err(e),
                     },
                     Err(e) => Err(e),
+                };
+                if repair && !replaced {
+                    let action = match &created {
+                        Ok(_) => "recreated".to_string(),
+                        Err(e) => format!("failed: {e}"),
+                    };
+                    watch.found(&d.name, &s.container.name, "missing".into(), action);
                 }
+                created
             }
         };
         match result {

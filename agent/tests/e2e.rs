@@ -503,3 +503,83 @@ async fn attack_signed_plans_mounting_host_paths_are_refused() {
     assert!(matches!(&last.reason, RejectionReason::HostAccess { detail } if detail.contains("may only be mounted read-only")), "{st:#?}");
     assert!(foreign.running());
 }
+
+/// The `web/app` service's container id when the status observed it running.
+fn app_running(s: &harmony_schemas::fleet::DeviceStatus) -> Option<String> {
+    let c = s.deployments.iter().find(|d| d.name == "web")?.containers.iter().find(|c| c.name == "app")?;
+    let o = c.observed.as_ref()?;
+    (c.state == ContainerState::Running && o.runtime_state == "running").then(|| c.container_id.clone()).flatten()
+}
+
+/// Device drift (docs/agent.md): a managed container removed, stopped, or replaced (same name,
+/// another image) behind the agent's back is found, reported as drift and repaired within 30 s;
+/// an unlabelled container is never touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_removed_stopped_and_replaced_containers_are_reported_and_repaired() {
+    let img = busybox_image("1");
+    let img2 = busybox_image("2");
+    let foreign = foreign("drift");
+    let d = Device::start("drift").await;
+    d.put_plan(&d.plan(1, vec![deployment("web", vec![], vec![spec("app", &img, &["sleep", "3600"], &[])])])).await;
+    let s = d.wait_generation(1).await;
+    assert!(s.observed_at_ms.is_some(), "the status says when podman was observed: {s:#?}");
+    assert!(s.drift.is_empty(), "{:?}", s.drift);
+    let within = Duration::from_secs(30);
+    let drifted = |found: &'static str, action: &'static str, old: String| {
+        move |s: &harmony_schemas::fleet::DeviceStatus| {
+            s.drift.iter().any(|x| (x.deployment.as_str(), x.container.as_str()) == ("web", "app") && x.found.starts_with(found) && x.action == action)
+                && app_running(s).is_some_and(|id| found == "exited" || id != old)
+        }
+    };
+
+    // 1. Removed: recreated.
+    let (id1, _) = d.containers()["web/app/service"].clone();
+    harmony_testkit::podman(&["rm", "-f", "-t", "0", &id1]);
+    let s = d.wait_status("the removed container recreated", within, drifted("missing", "recreated", id1.clone())).await;
+    let id2 = app_running(&s).unwrap();
+    assert_eq!(d.containers()["web/app/service"], (id2.clone(), "running".to_string()));
+
+    // 2. Stopped: started again (the same container).
+    harmony_testkit::podman(&["stop", "-t", "0", &id2]);
+    d.wait_status("the stopped container started", within, drifted("exited", "started", id2.clone())).await;
+    assert_eq!(d.containers()["web/app/service"], (id2.clone(), "running".to_string()));
+
+    // 3. Replaced: same name and labels, another image.
+    let labels = harmony_testkit::podman(&["inspect", "--format", "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}}\n{{end}}", &id2]);
+    let name = harmony_testkit::podman(&["inspect", "--format", "{{.Name}}", &id2]);
+    harmony_testkit::podman(&["rm", "-f", "-t", "0", &id2]);
+    let mut run = vec!["run", "-d", "--name", name.as_str()];
+    for l in labels.lines().filter(|l| l.starts_with("io.harmony.")) {
+        run.extend(["--label", l]);
+    }
+    run.extend([img2.as_str(), "sleep", "3600"]);
+    let impostor = harmony_testkit::podman(&run);
+    let s = d.wait_status("the replaced container replaced", within, drifted("image", "replaced", impostor.clone())).await;
+    let id3 = app_running(&s).unwrap();
+    assert_eq!(harmony_testkit::podman(&["inspect", "--format", "{{.ImageName}}", &id3]), img);
+    assert!(s.drift.len() >= 3, "{:#?}", s.drift);
+    assert!(foreign.running(), "the unlabelled container is never touched");
+}
+
+/// A service whose process exits at once: degraded with its exit code and restart count within
+/// 30 s, and not re-created (the same container, started again with a back-off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_looping_service_is_degraded_with_exit_code_and_restart_count() {
+    let img = busybox_image("1");
+    let d = Device::start("crash").await;
+    d.put_plan(&d.plan(1, vec![deployment("web", vec![], vec![spec("app", &img, &["sh", "-c", "exit 3"], &[])])])).await;
+    d.wait_generation(1).await;
+    let s = d
+        .wait_status("crash-looping reported", Duration::from_secs(30), |s| {
+            s.state == DeviceState::Degraded
+                && s.deployments[0].containers[0].exit_code == Some(3)
+                && s.deployments[0].containers[0].observed.as_ref().is_some_and(|o| o.restart_count >= 1)
+        })
+        .await;
+    let f = s.deployments[0].failure.as_ref().map(ToString::to_string).unwrap_or_default();
+    assert!(f.contains("crash-looping") && f.contains("code 3"), "{f}");
+    let id = s.deployments[0].containers[0].container_id.clone().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(d.containers()["web/app/service"].0, id, "not re-created");
+    assert!(d.log().matches("starting ").count() <= 4, "no tight loop of starts:\n{}", d.log());
+}

@@ -814,8 +814,42 @@ pub struct DeviceStatus {
     /// (the floor recovered from its floor file, `docs/agent.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation_floor: Option<u64>,
+    /// When the agent last listed the runtime (podman) and built `deployments` from what it
+    /// saw, Unix milliseconds (none from agents that do not observe, and before the first look).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_at_ms: Option<u64>,
+    /// Device drift the agent found and what it did about it, newest last (at most
+    /// [`MAX_DRIFT`]): containers removed, stopped or replaced behind its back, containers with
+    /// Harmony's labels that no plan wants.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<Drift>,
     /// When this status was written, Unix milliseconds.
     pub updated_at_ms: u64,
+}
+
+/// Most [`Drift`] entries a status carries.
+pub const MAX_DRIFT: usize = 16;
+
+/// One finding of device drift: what the agent found on the device, and what it did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Drift {
+    /// The deployment (as labelled on the container).
+    pub deployment: String,
+    /// The container in it.
+    pub container: String,
+    /// What was found: `missing`, `exited (code N)`, `spec hash X, planned Y`, `not planned`.
+    pub found: String,
+    /// What the agent did: `recreated`, `started`, `replaced`, `removed`, `waiting N s (back-off)`,
+    /// `failed: …`.
+    pub action: String,
+    /// When, Unix milliseconds.
+    pub at_ms: u64,
+}
+
+impl fmt::Display for Drift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}: {} → {}", self.deployment, self.container, self.found, self.action)
+    }
 }
 
 impl DeviceStatus {
@@ -842,6 +876,13 @@ impl DeviceStatus {
         }
         if let Some(e) = self.upgrade.as_mut().and_then(|u| u.error.as_mut()) {
             bound(e);
+        }
+        let excess = self.drift.len().saturating_sub(MAX_DRIFT);
+        self.drift.drain(..excess);
+        for d in &mut self.drift {
+            for t in [&mut d.deployment, &mut d.container, &mut d.found, &mut d.action] {
+                bound(t);
+            }
         }
         self
     }
@@ -1064,8 +1105,36 @@ pub struct ContainerStatus {
     pub container_id: Option<String>,
     /// Spec hash.
     pub spec_hash: String,
-    /// Exit code (init containers).
+    /// Exit code (init containers; services: the last exit, as observed).
     pub exit_code: Option<i64>,
+    /// What the agent last saw of the container in the runtime (services; none from agents
+    /// that do not observe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<Observed>,
+}
+
+/// A service container as the agent last saw it in podman.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Observed {
+    /// `running`, `exited`, `missing`, `restarting`, `created`, … (podman's word; `missing`
+    /// when there is no such container).
+    pub runtime_state: String,
+    /// The image id it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// Its `io.harmony.spec-hash` label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_hash: Option<String>,
+    /// How often podman restarted it (its restart policy) plus how often the agent started it
+    /// again, since it was created.
+    #[serde(default)]
+    pub restart_count: u64,
+    /// Since when it runs, Unix milliseconds (while running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_since_ms: Option<u64>,
+    /// Crash-looping: the agent starts it again no earlier than this, Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub back_off_until_ms: Option<u64>,
 }
 
 impl ContainerStatus {
@@ -1078,6 +1147,7 @@ impl ContainerStatus {
             container_id: None,
             spec_hash: c.spec_hash.clone(),
             exit_code: Some(0),
+            observed: None,
         }
     }
 }
@@ -1245,6 +1315,9 @@ pub struct Heartbeat {
     pub labels: BTreeMap<String, String>,
     /// Applied generation.
     pub applied_generation: Option<u64>,
+    /// When the agent last observed the runtime, Unix milliseconds (see [`DeviceStatus`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_at_ms: Option<u64>,
     /// When, Unix milliseconds.
     pub timestamp_ms: u64,
 }
@@ -1583,6 +1656,8 @@ mod tests {
             rejections: vec![Rejection { generation: Some(3), reason: RejectionReason::BadSignature, at_ms: 1, digest: Some("sha256:00".into()) }],
             trusted_keys: vec![],
             generation_floor: None,
+            observed_at_ms: None,
+            drift: vec![],
             updated_at_ms: 2,
         };
         assert_eq!(canonical_json(&status).unwrap(), via_value(&status));
@@ -1673,10 +1748,16 @@ mod tests {
                 .collect(),
             trusted_keys: vec![],
             generation_floor: None,
+            observed_at_ms: Some(0),
+            drift: (0..3 * MAX_DRIFT as u64)
+                .map(|at_ms| Drift { deployment: "hub".into(), container: "hub".into(), found: huge.clone(), action: huge.clone(), at_ms })
+                .collect(),
             updated_at_ms: 0,
         }
         .bounded();
-        assert!(serde_json::to_vec(&status).unwrap().len() < 16 * 1024);
+        assert_eq!(status.drift.len(), MAX_DRIFT, "the newest drift entries are kept");
+        assert_eq!(status.drift[0].at_ms, 2 * MAX_DRIFT as u64);
+        assert!(serde_json::to_vec(&status).unwrap().len() < 40 * 1024);
     }
 
     #[test]

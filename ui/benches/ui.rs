@@ -82,6 +82,7 @@ fn model(n: usize) -> (RepoView, harmony_ui::model::Live) {
                     container_id: Some("0123456789ab".into()),
                     spec_hash: "sha256:00".into(),
                     exit_code: None,
+                    observed: None,
                 }],
             })
             .collect();
@@ -100,6 +101,8 @@ fn model(n: usize) -> (RepoView, harmony_ui::model::Live) {
                 rejections: vec![],
                 trusted_keys: vec![],
                 generation_floor: None,
+                observed_at_ms: None,
+                drift: vec![],
                 updated_at_ms: now,
             },
         );
@@ -116,6 +119,7 @@ fn model(n: usize) -> (RepoView, harmony_ui::model::Live) {
             uptime_s: 86_400,
             labels,
             applied_generation: Some(applied),
+            observed_at_ms: None,
             timestamp_ms: now - age_ms,
         };
         live.heartbeats.insert(id, (hb, now - age_ms));

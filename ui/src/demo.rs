@@ -120,6 +120,7 @@ fn status_of(s: &Sim, now: u64) -> DeviceStatus {
                 container_id: Some(format!("{:0>12x}", (now ^ (i as u64 * 7919 + j as u64 * 104_729)) & 0xffff_ffff_ffff)),
                 spec_hash: c.spec_hash.clone(),
                 exit_code: if failed && j == 0 { Some(137) } else { None },
+                observed: None,
             }));
             let first = d.services.first().map(|c| c.container.name.clone()).unwrap_or_default();
             DeploymentStatus {
@@ -144,6 +145,8 @@ fn status_of(s: &Sim, now: u64) -> DeviceStatus {
         rejections: vec![],
         trusted_keys: vec![],
         generation_floor: None,
+        observed_at_ms: None,
+        drift: vec![],
         updated_at_ms: now,
     }
 }
@@ -156,6 +159,7 @@ fn heartbeat_of(s: &Sim, now: u64, at: u64) -> Heartbeat {
         uptime_s: at.saturating_sub(s.started_ms) / 1000,
         labels: s.labels.clone(),
         applied_generation: Some(s.applied),
+        observed_at_ms: None,
         timestamp_ms: at.min(now),
     }
 }

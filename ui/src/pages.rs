@@ -312,6 +312,12 @@ pub fn device(repo: &RepoView, live: &Live, id: &str, now_ms: u64, t: StatusThre
                 dt { "plan entry revision" } dd { (plan.map(|p| p.revision.to_string()).unwrap_or_else(|| "-".into())) @if plan.is_some_and(|p| p.plan.is_none()) { " (not verified)" } }
                 dt { "applied source revision" } dd.mono { (status.and_then(|s| s.applied_source_revision.as_deref()).unwrap_or("-")) }
                 dt { "status updated" } dd { (status.map(|s| time(s.updated_at_ms)).unwrap_or_else(|| "-".into())) }
+                dt { "podman observed" } dd #observed-age { (age(r.observed_age_s)) @if r.observed_age_s.is_some() { " ago" } }
+            }
+            @if !r.drift.is_empty() {
+                h2 { "Drift" }
+                p.muted { "Found on the device and repaired by the agent (newest last)." }
+                ul #drift { @for x in &r.drift { li { (time(x.at_ms)) ": " (x.to_string()) } } }
             }
             h2 { "Labels" }
             p.labels { @for (k, v) in &row.labels { span.label { (k) "=" (v) } " " } @if row.labels.is_empty() { span.muted { "none" } } }

@@ -112,7 +112,7 @@ impl Device {
         self.starts += 1;
         let log = std::fs::File::create(self.log_path()).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_harmony-agent"))
-            .args(["--device-id", &self.id, "--nats-url", &self.nats.url(), "--runtime", self.runtime, "--heartbeat-interval", "1", "--label", "site=test"])
+            .args(["--device-id", &self.id, "--nats-url", &self.nats.url(), "--runtime", self.runtime, "--heartbeat-interval", "1", "--observe-interval", "2", "--label", "site=test"])
             .arg("--state-dir")
             .arg(self.state_dir.path().join("state"))
             .arg("--data-root")

@@ -298,8 +298,14 @@ pub struct Expect {
     pub digest: Option<String>,
 }
 
+/// How long every planned service must have run, as the agent observed it in podman, before a
+/// device counts healthy for a rollout step.
+pub const SETTLE: Duration = Duration::from_secs(10);
+
 /// `device`'s health against `expect`, from its status and heartbeat (with the heartbeat entry's
-/// write time) at `now_ms`; a heartbeat older than `fresh` does not count.
+/// write time) at `now_ms`; a heartbeat older than `fresh` does not count. From an agent that
+/// observes its runtime (`observed_at_ms`), only a look at podman showing every service running
+/// for [`SETTLE`] counts, not the agent's "I started it".
 pub fn device_health(expect: &Expect, status: Option<&DeviceStatus>, hb: Option<&(Heartbeat, u64)>, now_ms: u64, fresh: Duration) -> Health {
     let g = expect.generation;
     let Some(s) = status else { return Health::Pending("no status reported yet".into()) };
@@ -341,6 +347,23 @@ pub fn device_health(expect: &Expect, status: Option<&DeviceStatus>, hb: Option<
         .collect();
     if !off.is_empty() {
         return Health::Pending(format!("generation {applied}: not running: {}", off.join(", ")));
+    }
+    if let Some(seen) = s.observed_at_ms {
+        let settle_ms = u64::try_from(SETTLE.as_millis()).unwrap_or(u64::MAX);
+        let young: Vec<String> = s
+            .deployments
+            .iter()
+            .flat_map(|d| {
+                d.containers.iter().filter(|c| c.kind == ContainerKind::Service).filter_map(move |c| match c.observed.as_ref().and_then(|o| o.running_since_ms) {
+                    Some(t) if seen.saturating_sub(t) >= settle_ms => None,
+                    Some(t) => Some(format!("{}/{} running for {} s", d.name, c.name, seen.saturating_sub(t) / 1000)),
+                    None => Some(format!("{}/{} not observed running", d.name, c.name)),
+                })
+            })
+            .collect();
+        if !young.is_empty() {
+            return Health::Pending(format!("generation {applied}: settling ({} s): {}", SETTLE.as_secs(), young.join(", ")));
+        }
     }
     match hb {
         None => Health::Pending("no heartbeat yet".into()),
@@ -771,7 +794,7 @@ mod tests {
     use super::super::observe::ObservedEntry;
     use super::*;
     use harmony_schemas::fleet::{
-        ContainerStatus, DeploymentPlan, DeploymentState, DeploymentStatus, Rejection, RejectionReason, Service, generate_signing_key,
+        Observed, ContainerStatus, DeploymentPlan, DeploymentState, DeploymentStatus, Rejection, RejectionReason, Service, generate_signing_key,
     };
 
     fn plan(device: &str, deployments: Vec<DeploymentPlan>, agent: &str) -> DevicePlan {
@@ -930,6 +953,8 @@ mod tests {
             upgrade: None,
             trusted_keys: vec![],
             generation_floor: None,
+            observed_at_ms: None,
+            drift: vec![],
             updated_at_ms: now,
         };
         let hb = |agent: &str, at: u64| {
@@ -941,6 +966,7 @@ mod tests {
                     uptime_s: 1,
                     labels: Default::default(),
                     applied_generation: Some(4),
+                    observed_at_ms: None,
                     timestamp_ms: at,
                 },
                 at,
@@ -960,6 +986,7 @@ mod tests {
             container_id: None,
             spec_hash: "h".into(),
             exit_code: None,
+            observed: None,
         };
         let mut stopped = status(4, DeviceState::Applied, "0.2.0");
         stopped.deployments.push(DeploymentStatus {
@@ -976,6 +1003,17 @@ mod tests {
         assert_eq!(why, "generation 4: not running: web/app stopped");
         stopped.deployments[0].containers[1].state = ContainerState::Running;
         assert_eq!(device_health(&e, Some(&stopped), Some(&hb("0.2.0", now)), now, fresh), Health::Healthy);
+        // An observing agent: healthy only once a look at podman shows the service running for SETTLE.
+        let mut observed = stopped.clone();
+        observed.observed_at_ms = Some(now);
+        let Health::Pending(why) = device_health(&e, Some(&observed), Some(&hb("0.2.0", now)), now, fresh) else { panic!("not observed running") };
+        assert_eq!(why, "generation 4: settling (10 s): web/app not observed running");
+        let seen = |since: u64| Observed { runtime_state: "running".into(), image_id: None, spec_hash: None, restart_count: 0, running_since_ms: Some(since), back_off_until_ms: None };
+        observed.deployments[0].containers[1].observed = Some(seen(now - 3_000));
+        let Health::Pending(why) = device_health(&e, Some(&observed), Some(&hb("0.2.0", now)), now, fresh) else { panic!("not settled") };
+        assert_eq!(why, "generation 4: settling (10 s): web/app running for 3 s");
+        observed.deployments[0].containers[1].observed = Some(seen(now - 10_000));
+        assert_eq!(device_health(&e, Some(&observed), Some(&hb("0.2.0", now)), now, fresh), Health::Healthy);
         let mut rejected = status(3, DeviceState::Applied, "0.1.0");
         rejected.rejections.push(Rejection { generation: Some(4), reason: RejectionReason::BadSignature, at_ms: now, digest: Some("sha256:forged".into()) });
         let Health::Failed(why) = device_health(&e, Some(&rejected), Some(&hb("0.1.0", now)), now, fresh) else { panic!("rejection is a failure") };

@@ -119,6 +119,14 @@ pub struct DeviceReport {
     /// generation, nor another plan of it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generation_floor: Option<u64>,
+    /// Seconds since the agent last looked at its runtime (podman) for its status (none from
+    /// agents that do not observe).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_age_s: Option<u64>,
+    /// Device drift the agent found recently and what it did about it (containers removed,
+    /// stopped or replaced behind its back), newest last.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<harmony_schemas::fleet::Drift>,
     /// Condition.
     pub condition: Condition,
 }
@@ -252,6 +260,8 @@ pub fn device_report(
         upgrade: status.and_then(|s| s.upgrade.clone()),
         foreign_keys: Vec::new(),
         generation_floor: status.and_then(|s| s.generation_floor),
+        observed_age_s: status.and_then(|s| s.observed_at_ms).map(|at| now_ms.saturating_sub(at) / 1000),
+        drift: status.map(|s| s.drift.clone()).unwrap_or_default(),
         condition,
     }
 }
@@ -327,6 +337,8 @@ mod tests {
             rejections: vec![],
             trusted_keys: vec![],
             generation_floor: None,
+            observed_at_ms: None,
+            drift: vec![],
             updated_at_ms: 0,
         }
     }
@@ -343,6 +355,7 @@ mod tests {
             uptime_s: 1,
             labels: Default::default(),
             applied_generation: Some(1),
+            observed_at_ms: None,
             timestamp_ms: ts,
         }
     }

@@ -75,6 +75,8 @@ impl Env {
             rejections: vec![],
             trusted_keys: vec![],
             generation_floor: None,
+            observed_at_ms: None,
+            drift: vec![],
             updated_at_ms: now_ms(),
         };
         self.stores[1].put(device, serde_json::to_vec(&s).unwrap().into()).await.unwrap();
@@ -88,6 +90,7 @@ impl Env {
             uptime_s: 4242,
             labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             applied_generation: Some(applied),
+            observed_at_ms: None,
             timestamp_ms: now_ms(),
         };
         self.stores[2].put(device, serde_json::to_vec(&h).unwrap().into()).await.unwrap();
