@@ -291,7 +291,8 @@ fn observe(statuses: &mut [DeploymentStatus], plan: &DevicePlan, listed: &[Liste
             let count = c.restarts.saturating_add(back_off.map_or(0, |b| b.starts.saturating_sub(1)));
             let rising = watch.restarts.get(&c.id).is_some_and(|before| count > *before);
             restarts.insert(c.id.clone(), count);
-            let waiting = back_off.filter(|b| b.starts > 1 && !running).map(|b| b.next_ms);
+            // Exited again before its back-off ran out: crash-looping.
+            let waiting = back_off.filter(|b| !running && now < b.next_ms).map(|b| b.next_ms);
             cs.container_id = Some(c.id.clone());
             cs.state = if running { ContainerState::Running } else if waiting.is_some() { ContainerState::Failed } else { ContainerState::Stopped };
             cs.exit_code = (!running || count > 0).then_some(c.exit_code);
@@ -314,6 +315,12 @@ fn observe(statuses: &mut [DeploymentStatus], plan: &DevicePlan, listed: &[Liste
         }
     }
     watch.restarts = restarts;
+    // Nothing is kept for services no longer planned.
+    let planned: BTreeSet<(String, String)> = plan.deployments.iter().flat_map(|d| d.services.iter().map(|s| (d.name.clone(), s.container.name.clone()))).collect();
+    watch.back_off.retain(|k, _| planned.contains(k));
+    watch.images.retain(|k, _| planned.contains(k));
+    let listed_ids: BTreeSet<&str> = listed.iter().map(|c| c.id.as_str()).collect();
+    watch.created.retain(|id| listed_ids.contains(id.as_str()));
 }
 
 async fn deployment(
