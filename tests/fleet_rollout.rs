@@ -281,3 +281,29 @@ fn an_interrupted_rollout_resumes_where_it_stopped() {
         f.wait_ready(d, 2);
     }
 }
+
+/// A rollout step holding a device whose new version crash-loops (real podman): the agent reports
+/// it degraded with the exit code (observed, not "I started it"), so the step fails and the
+/// apply with it, within the step's health timeout.
+#[test]
+fn a_step_with_a_crash_looping_service_fails() {
+    let img = harmony_testkit::busybox_image("1");
+    let deployment = |args: &str| {
+        format!(
+            "deployment hub {{\n    tenant acme\n    fleet pico\n    selector site=e2e\n    container app {{\n        image \"{img}\"\n        args {args}\n    }}\n    rollout {{\n        step 100\n        max-failed 0\n        health-timeout \"40s\"\n        auto-revert #false\n    }}\n}}\n"
+        )
+    };
+    let mut f = Fleet::new(&["crash"]);
+    let dev = f.devices[0].clone();
+    f.set_deployments(&deployment("\"sleep\" \"3600\""));
+    let _agent = f.start_agent_with(&dev, "podman", &["--observe-interval", "2"]);
+    f.apply();
+    f.wait_ready(&dev, 1);
+    f.set_deployments(&deployment("\"sh\" \"-c\" \"exit 3\""));
+    let started = Instant::now();
+    let out = f.try_apply(&[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "the failed step fails the apply: {t}");
+    assert!(t.contains(&format!("rollout: {dev} failed in step 1")) && t.contains("crash-looping"), "{t}");
+    assert!(started.elapsed() < Duration::from_secs(60), "failed by the step's deadline: {:?}", started.elapsed());
+}

@@ -63,6 +63,8 @@ pub struct Watch {
     back_off: BTreeMap<(String, String), BackOff>,
     /// Restart counts seen at the last look, by container id.
     restarts: BTreeMap<String, u64>,
+    /// The last exit code seen, by container id (podman lists 0 for a container it restarted).
+    exits: BTreeMap<String, i64>,
     /// Drift found, newest last.
     drift: Vec<Drift>,
     /// Containers the agent created, until it has seen their image.
@@ -293,9 +295,13 @@ fn observe(statuses: &mut [DeploymentStatus], plan: &DevicePlan, listed: &[Liste
             restarts.insert(c.id.clone(), count);
             // Exited again before its back-off ran out: crash-looping.
             let waiting = back_off.filter(|b| !running && now < b.next_ms).map(|b| b.next_ms);
+            if !running {
+                watch.exits.insert(c.id.clone(), c.exit_code);
+            }
+            let exit = watch.exits.get(&c.id).copied();
             cs.container_id = Some(c.id.clone());
             cs.state = if running { ContainerState::Running } else if waiting.is_some() { ContainerState::Failed } else { ContainerState::Stopped };
-            cs.exit_code = (!running || count > 0).then_some(c.exit_code);
+            cs.exit_code = exit;
             cs.observed = Some(Observed {
                 runtime_state: c.state.clone(),
                 image_id: c.image_id.clone().filter(|i| !i.is_empty()),
@@ -308,7 +314,10 @@ fn observe(statuses: &mut [DeploymentStatus], plan: &DevicePlan, listed: &[Liste
                 let next = waiting.map(|t| format!("; started again in {} s", t.saturating_sub(now).div_ceil(1000))).unwrap_or_default();
                 st.failure = Some(DeploymentFailure::Runtime {
                     container: s.container.name.clone(),
-                    message: format!("crash-looping: exited with code {}, restarted {count} times{next}", c.exit_code),
+                    message: match exit {
+                        Some(code) => format!("crash-looping: exited with code {code}, restarted {count} times{next}"),
+                        None => format!("crash-looping: restarted {count} times{next}"),
+                    },
                 });
                 st.state = DeploymentState::Failed;
             }
@@ -321,6 +330,7 @@ fn observe(statuses: &mut [DeploymentStatus], plan: &DevicePlan, listed: &[Liste
     watch.images.retain(|k, _| planned.contains(k));
     let listed_ids: BTreeSet<&str> = listed.iter().map(|c| c.id.as_str()).collect();
     watch.created.retain(|id| listed_ids.contains(id.as_str()));
+    watch.exits.retain(|id, _| listed_ids.contains(id.as_str()));
 }
 
 async fn deployment(
@@ -444,7 +454,8 @@ async fn deployment(
                     tracing::info!(deployment = %d.name, container = %s.container.name, "starting {} ({})", c.id, c.state);
                     p.start(&c.id).await.map(|()| (c.id.clone(), ContainerState::Running))
                 } else if exited && restart {
-                    let found = format!("{} (code {})", c.state, c.exit_code);
+                    // podman says `exited` or `stopped` for the same thing.
+                    let found = format!("exited (code {})", c.exit_code);
                     match watch.may_start(&key, &c.id, now_ms()) {
                         Ok(()) => {
                             tracing::info!(deployment = %d.name, container = %s.container.name, "starting {} ({})", c.id, c.state);

@@ -547,8 +547,8 @@ async fn drift_removed_stopped_and_replaced_containers_are_reported_and_repaired
     // 3. Replaced: same name and labels, another image.
     let labels = harmony_testkit::podman(&["inspect", "--format", "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}}\n{{end}}", &id2]);
     let name = harmony_testkit::podman(&["inspect", "--format", "{{.Name}}", &id2]);
-    harmony_testkit::podman(&["rm", "-f", "-t", "0", &id2]);
-    let mut run = vec!["run", "-d", "--name", name.as_str()];
+    // `--replace`: one command (the agent would recreate its container between an `rm` and a `run`).
+    let mut run = vec!["run", "-d", "--replace", "--name", name.as_str()];
     for l in labels.lines().filter(|l| l.starts_with("io.harmony.")) {
         run.extend(["--label", l]);
     }
