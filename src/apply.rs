@@ -564,7 +564,7 @@ fn apply_planfile(g: &Global, a: &ApplyArgs, path: &std::path::Path, rt: &tokio:
             Some(harmony_schemas::plan::Payload::DevicePlan(d)) => d.target.fleet == *fleet,
             Some(harmony_schemas::plan::Payload::DevicePlanDelete(d)) => d.fleet == *fleet,
             _ => false,
-        });
+        }) || plan.rollouts.iter().any(|r| r.fleet == *fleet);
         if !writes {
             continue;
         }
@@ -573,6 +573,10 @@ fn apply_planfile(g: &Global, a: &ApplyArgs, path: &std::path::Path, rt: &tokio:
             signing_key: load_signing_key(a.signing_key_file.as_deref(), std::env::var(SIGNING_KEY_ENV).ok())?,
             lock: LockOptions { timeout: a.lock_timeout, ..LockOptions::default() },
             state_dir: Some(state_dir(a)),
+            rollout_progress: (!g.quiet).then(|| -> harmony_executor::fleet::run::RolloutProgress {
+                Arc::new(|r| eprintln!("{}", harmony_executor::fleet::rollout::progress_line(r)))
+            }),
+            rollout_poll: None,
         };
         fleets.insert(fleet.clone(), access);
     }

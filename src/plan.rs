@@ -298,9 +298,8 @@ pub(crate) fn make_plan(g: &Global, a: &PlanArgs, rt: &tokio::runtime::Runtime) 
     };
     let mut p = harmony_planner::plan(&compiled, &rendered, &observed, &opts)?;
     // What apply writes, sealed: `harmony apply PLANFILE` reads nothing else (docs/adr/0013).
-    let inputs = harmony_planner::contract::ContractInputs { charts: renders.charts, servers, device_plans };
+    let inputs = harmony_planner::contract::ContractInputs { charts: renders.charts, servers, device_plans, rollouts };
     harmony_planner::contract::complete(&mut p, &compiled, &inputs, &opts.key);
-    p.rollouts = rollouts;
     Ok(p)
 }
 

@@ -307,3 +307,100 @@ fn a_step_with_a_crash_looping_service_fails() {
     assert!(t.contains(&format!("rollout: {dev} failed in step 1")) && t.contains("crash-looping"), "{t}");
     assert!(started.elapsed() < Duration::from_secs(60), "failed by the step's deadline: {:?}", started.elapsed());
 }
+
+/// Issue 19: a plan file carries a fleet's phased rollout and a new device, and `harmony apply
+/// PLANFILE` runs exactly them — the planned steps, health-gated, with the planned plans
+/// (byte-compared with the file) and the planned KV revisions as compare-and-set expectations:
+/// a device entry created by someone else between plan and apply is refused as stale (exit 2),
+/// never overwritten, and the rollout still completes.
+#[test]
+fn apply_planfile_runs_the_planned_rollout_and_creates_the_new_device() {
+    let names = ["pf0", "pf1", "pf2", "pf3"];
+    let mut f = Fleet::new(&names);
+    f.set_deployments(&hub("1", 0, "30s", false));
+    let devices = f.devices.clone();
+    let _agents: Vec<Agent> = devices.iter().map(|d| f.start_agent_with(d, "none", &[])).collect();
+    f.apply();
+    for d in &devices {
+        f.wait_ready(d, 1);
+    }
+    // Version 2 of hub, and a new device (no agent yet).
+    f.set_deployments(&hub("2", 0, "30s", false));
+    let new = format!("pfnew-{}", std::process::id());
+    let path = f.repo.join("fleet.kdl");
+    let kdl = std::fs::read_to_string(&path).expect("read") + &format!("device {new} {{\n    fleet pico\n    labels site=e2e\n}}\n");
+    std::fs::write(&path, kdl).expect("write");
+    let key = f.dir.path().join("fingerprint.key");
+    std::fs::write(&key, "07".repeat(32)).expect("write key");
+    let env = [("HARMONY_FINGERPRINT_KEY_FILE", key.to_str().expect("utf-8"))];
+    let file = f.dir.path().join("p.json");
+    let out = common::fleet::harmony(&f.repo, &["plan", "--out", file.to_str().expect("utf-8"), "--format", "json"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan json");
+    // The rollout is in the plan: its id and steps (the new device is in a step but is a create,
+    // written first, not waited for).
+    let rollout = &plan["rollouts"][0];
+    assert!(rollout["id"].as_str().is_some_and(|id| id.starts_with("sha256:")), "{plan:#}");
+    let mut all: Vec<&str> = devices.iter().map(String::as_str).collect();
+    all.push(&new);
+    let expected = waves(&rollout_order(all), &[10, 50, 100]);
+    let steps: Vec<Vec<String>> = rollout["steps"].as_array().expect("steps").iter().map(|s| serde_json::from_value(s["devices"].clone()).expect("devices")).collect();
+    assert_eq!(steps, expected.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>(), "{plan:#}");
+    let payload = |device: &str| -> (serde_json::Value, serde_json::Value) {
+        let a = plan["actions"].as_array().expect("actions").iter().find(|a| a["unit"] == format!("device-plan/pico/{device}")).expect("action").clone();
+        (a["apply"]["payload"]["plan"].clone(), a["apply"]["observed"].clone())
+    };
+    let (created, observed) = payload(&new);
+    assert_eq!((created["generation"].as_u64(), observed.is_null()), (Some(1), true), "the new device is a create: {plan:#}");
+    for d in &devices {
+        let (p, observed) = payload(d);
+        assert_eq!((p["generation"].as_u64(), p["deployments"][0]["services"][0]["container"]["image"].as_str()), (Some(2), Some("localhost/hub:2")), "{d}: {plan:#}");
+        assert!(observed["revision"].as_u64().is_some(), "{d}: {plan:#}");
+    }
+
+    // Someone creates the new device's entry between plan and apply.
+    let moved = rt().block_on(async {
+        let client = async_nats::connect(f.server.url()).await.expect("connect");
+        let kv = async_nats::jetstream::new(client).get_key_value(PLANS_BUCKET).await.expect("bucket");
+        kv.create(new.as_str(), "someone else's".into()).await.expect("create")
+    });
+    let mut args = f.apply_args();
+    args.extend([file.to_str().expect("utf-8").to_string(), "--format".into(), "json".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = common::fleet::harmony(&f.repo, &args, &env);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).expect("outcome json");
+    let unit = |device: &str| outcome["actions"].as_array().expect("actions").iter().find(|a| a["unit"] == format!("device-plan/pico/{device}")).expect("unit").clone();
+    assert_eq!((unit(&new)["outcome"].as_str(), unit(&new)["found"].as_str()), (Some("stale"), Some(format!("KV revision {moved}").as_str())), "{outcome:#}");
+    let after = plans_raw(&f);
+    assert_eq!(after[&new].0, moved, "the moved entry was overwritten");
+    let key = f.fleet_key.verifying_key();
+    for d in &devices {
+        assert_eq!(unit(d)["outcome"], "applied", "{outcome:#}");
+        let written = SignedDevicePlan::from_slice(&after[d].1).and_then(|s| s.verify(&[key])).expect("verifies");
+        assert_eq!(serde_json::to_value(&written).expect("json"), payload(d).0, "{d}: not the planned plan");
+    }
+    // The planned steps ran, in order, health-gated.
+    let r = record(&f).expect("rollout record");
+    assert_eq!((r.state, r.id.as_str()), (RolloutState::Complete, rollout["id"].as_str().expect("id")));
+    assert!(r.waves.iter().all(|w| w.state == WaveState::Healthy), "{r:?}");
+    for d in &devices {
+        f.wait_ready(d, 2);
+    }
+}
+
+/// Every entry's (revision, raw value).
+fn plans_raw(f: &Fleet) -> BTreeMap<String, (u64, Vec<u8>)> {
+    rt().block_on(async {
+        let client = async_nats::connect(f.server.url()).await.expect("connect");
+        let kv = async_nats::jetstream::new(client).get_key_value(PLANS_BUCKET).await.expect("plans bucket");
+        let mut keys = kv.keys().await.expect("keys");
+        let mut out = BTreeMap::new();
+        while let Some(k) = keys.next().await {
+            let k = k.expect("key");
+            let e = kv.entry(&k).await.expect("entry").expect("present");
+            out.insert(k, (e.revision, e.value.to_vec()));
+        }
+        out
+    })
+}

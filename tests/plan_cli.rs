@@ -130,9 +130,9 @@ fn show_refuses_other_plan_format_versions() {
     let w = Work::new();
     w.run(&["plan", "--offline", "--out", "plan.json", "--format", "json"]).expect(0);
     let text = std::fs::read_to_string(w.path("plan.json")).unwrap();
-    std::fs::write(w.path("future.json"), text.replacen("\"format_version\": 3", "\"format_version\": 99", 1)).unwrap();
+    std::fs::write(w.path("future.json"), text.replacen("\"format_version\": 4", "\"format_version\": 99", 1)).unwrap();
     let out = w.run(&["show", "future.json"]).expect(1);
-    assert!(out.stderr.contains("plan file format version 99 is not supported: this harmony reads version 3 only"), "{}", out.stderr);
+    assert!(out.stderr.contains("plan file format version 99 is not supported: this harmony reads version 4 only"), "{}", out.stderr);
 }
 
 #[test]

@@ -435,7 +435,7 @@ async fn apply_planfile_writes_exactly_the_plan_without_the_repository() {
     let file = repo._dir.path().join("p.json");
     let (r, f) = (repo.clone(), file.clone());
     let plan = blocking(move || r.plan_out(&f, &[])).await.unwrap();
-    assert_eq!(plan["format_version"], 3);
+    assert_eq!(plan["format_version"], 4);
     assert!(plan["seal"].as_str().unwrap().starts_with("hmac-sha256:"), "{plan:#}");
     assert_eq!(plan["charts"].as_object().unwrap().len(), 2, "one entry per chart");
     let planned: std::collections::BTreeMap<String, String> = ["web", "plain"]
@@ -597,8 +597,8 @@ async fn attack_an_edited_plan_file_is_refused_before_any_write() {
         assert!(outcome["refused"].as_str().unwrap().contains(why), "{outcome:#}");
         assert_eq!(outcome["actions"], serde_json::json!([]));
     }
-    // A fleet action (sealed with the right key): fleets are not executed from a plan file yet,
-    // so the whole plan is refused rather than half applied.
+    // A fleet change without a payload (sealed with the right key: what an agent upgrade to an
+    // unpublished version plans): the whole plan is refused rather than half applied.
     let mut fleet = harmony_schemas::plan::PlanFile::from_json(&text).unwrap();
     let mut action = fleet.actions[0].clone();
     action.unit = "device-plan/pico/pi-001".into();
@@ -611,7 +611,7 @@ async fn attack_an_edited_plan_file_is_refused_before_any_write() {
     let r = repo.clone();
     let (code, outcome, text) = blocking(move || r.apply_file(&with_fleet, &[], &[])).await.unwrap();
     assert_eq!(code, 1, "{text}");
-    assert!(outcome["refused"].as_str().unwrap().contains("changes fleet units it cannot carry yet (a new device, an agent upgrade: device-plan/pico/pi-001)"), "{outcome:#}");
+    assert!(outcome["refused"].as_str().unwrap().contains("changes fleet units it holds nothing to write for (device-plan/pico/pi-001)"), "{outcome:#}");
 
     // Another cluster behind the same context name.
     let other = Server::start().await.unwrap();

@@ -35,6 +35,10 @@ pub struct FleetAccess {
     pub lock: crate::fleet::LockOptions,
     /// Where the apply journal is kept (`None`: no journal).
     pub state_dir: Option<PathBuf>,
+    /// Called with the rollout record after every step of a planned rollout.
+    pub rollout_progress: Option<crate::fleet::run::RolloutProgress>,
+    /// How often statuses are read while a rollout step is waited for (default 500 ms).
+    pub rollout_poll: Option<std::time::Duration>,
 }
 
 /// How to execute a plan.
@@ -85,7 +89,7 @@ fn cluster_of(p: &Payload) -> Option<&str> {
         Payload::ReleaseDelete(t) | Payload::ReleaseRepair(t) => Some(&t.cluster),
         Payload::TenantAccess(t) => Some(&t.cluster),
         Payload::TenantAccessDelete(t) => Some(&t.cluster),
-        Payload::DevicePlan(_) | Payload::DevicePlanDelete(_) => None,
+        Payload::DevicePlan(_) | Payload::DevicePlanDelete(_) | Payload::Agent(_) => None,
     }
 }
 
@@ -122,24 +126,20 @@ pub async fn execute(plan: &PlanFile, opts: &ExecuteOptions) -> ApplyOutcome {
     if let Err(e) = harmony_planner::contract::verify(plan, &opts.key, opts.repository.as_deref()) {
         return outcome_of(plan, Some(e.0), Vec::new());
     }
-    // Fleet work a plan file cannot carry yet (new devices, agent upgrades, rollouts): refuse
-    // rather than write half of a plan.
+    // A fleet change the plan holds nothing to write for (an agent upgrade to a version that
+    // was not published when planning): refuse rather than write half of a plan.
     let fleet_units: Vec<&str> = plan
         .actions
         .iter()
         .filter(|a| a.apply.action != Action::Noop && a.apply.payload.is_none() && matches!(a.unit.split('/').next(), Some("device-plan" | "agent")))
         .map(|a| a.unit.as_str())
         .collect();
-    if !fleet_units.is_empty() || !plan.rollouts.is_empty() {
-        let what = if fleet_units.is_empty() {
-            "starts a fleet rollout".to_string()
-        } else {
-            format!("changes fleet units it cannot carry yet (a new device, an agent upgrade: {})", fleet_units.join(", "))
-        };
+    if !fleet_units.is_empty() {
         return outcome_of(
             plan,
             Some(format!(
-                "plan refused, nothing written: it {what}: apply fleets with `harmony apply` (without a plan file), and plan clusters alone with `harmony plan --skip-fleets --out FILE`"
+                "plan refused, nothing written: it changes fleet units it holds nothing to write for ({}): an agent upgrade to a version not published when planning? publish it (`harmony fleet publish-agent`) and re-plan",
+                fleet_units.join(", ")
             )),
             Vec::new(),
         );
@@ -260,20 +260,49 @@ async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Re
         out.push(r);
     }
     for (fleet, access) in &opts.fleets {
+        let rollout = plan.rollouts.iter().find(|r| r.fleet == *fleet);
         let mine: Vec<usize> = plan.actions.iter().enumerate().filter(|(_, a)| a.apply.payload.as_ref().and_then(fleet_of) == Some(fleet.as_str())).map(|(i, _)| i).collect();
-        if mine.is_empty() {
+        if mine.is_empty() && rollout.is_none() {
             continue;
         }
         let mut batch = Vec::new();
         for &i in &mine {
             let a = &plan.actions[i];
+            if matches!(a.apply.payload, Some(Payload::Agent(_))) {
+                continue;
+            }
             match a.apply.depends_on.iter().find(|d| not_applied.contains(*d)) {
                 Some(dep) => out[i] = result(a, Outcome::Skipped, format!("not written: it depends on {dep}, which was not applied")),
                 None => batch.push(i),
             }
         }
-        for (i, r) in execute_fleet(plan, fleet, access, &batch).await {
+        // A rollout also waits for its devices that this plan leaves unchanged (written by an
+        // interrupted apply it resumes).
+        let unchanged: Vec<usize> = match rollout {
+            None => Vec::new(),
+            Some(r) => {
+                let members: BTreeSet<&str> = r.steps.iter().flat_map(|s| s.devices.iter().map(String::as_str)).collect();
+                plan.actions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| a.apply.action == Action::Noop && a.apply.payload.is_none())
+                    .filter(|(_, a)| a.unit.strip_prefix(&format!("device-plan/{fleet}/")).is_some_and(|d| members.contains(d)))
+                    .map(|(i, _)| i)
+                    .collect()
+            }
+        };
+        for (i, r) in execute_fleet(plan, fleet, access, &batch, &unchanged, rollout).await {
             out[i] = r;
+        }
+        // An agent unit's outcome is its device plan's (the plan names the version and artifact).
+        for &i in &mine {
+            let a = &plan.actions[i];
+            let Some(Payload::Agent(d)) = &a.apply.payload else { continue };
+            let unit = format!("device-plan/{}/{}", d.fleet, d.device);
+            out[i] = match plan.actions.iter().position(|x| x.unit == unit) {
+                Some(j) => ActionResult { unit: a.unit.clone(), action: a.apply.action, message: format!("written by {unit}: {}", out[j].message), ..out[j].clone() },
+                None => result(a, Outcome::Failed, format!("the plan holds no {unit} to write it")),
+            };
         }
     }
     out
@@ -283,6 +312,7 @@ fn fleet_of(p: &Payload) -> Option<&str> {
     match p {
         Payload::DevicePlan(d) => Some(&d.target.fleet),
         Payload::DevicePlanDelete(d) => Some(&d.fleet),
+        Payload::Agent(d) => Some(&d.fleet),
         _ => None,
     }
 }
@@ -309,6 +339,7 @@ fn check_fleets(plan: &PlanFile, opts: &ExecuteOptions) -> Result<(), String> {
             _ => {}
         }
     }
+    fleets.extend(plan.rollouts.iter().map(|r| r.fleet.as_str()));
     for fleet in fleets {
         let target = plan.targets.fleets.get(fleet).ok_or_else(|| format!("fleet {fleet} is not among the plan's targets"))?;
         let access = opts.fleets.get(fleet).ok_or_else(|| format!("fleet {fleet}: no signing key or NATS connection was given for it"))?;
@@ -321,17 +352,33 @@ fn check_fleets(plan: &PlanFile, opts: &ExecuteOptions) -> Result<(), String> {
 }
 
 /// Writes one fleet's device plans from the plan: under the fleet's lock, journalled, each with
-/// compare-and-set against the KV revision it was planned against (not a fresh read).
-async fn execute_fleet(plan: &PlanFile, fleet: &str, access: &FleetAccess, batch: &[usize]) -> Vec<(usize, ActionResult)> {
-    use crate::fleet::{ActionOutcome, FleetAction, FleetOp};
-    let fail = |m: String| batch.iter().map(|&i| (i, result(&plan.actions[i], Outcome::Failed, format!("fleet {fleet}: {m}")))).collect::<Vec<_>>();
+/// compare-and-set against the KV revision it was planned against (not a fresh read). With a
+/// planned rollout, through the fleet runner's waves (`crate::fleet::rollout::run_waves`): what
+/// is not rolled out first, then each planned step, health-gated, halting (and reverting) as
+/// planned, resuming the fleet's unfinished record of the same rollout; `unchanged` are the
+/// rollout's devices this plan does not write (waited for like the others).
+async fn execute_fleet(
+    plan: &PlanFile,
+    fleet: &str,
+    access: &FleetAccess,
+    batch: &[usize],
+    unchanged: &[usize],
+    rollout: Option<&PlannedRollout>,
+) -> Vec<(usize, ActionResult)> {
+    use crate::fleet::{FleetAction, FleetOp};
+    let all: Vec<usize> = batch.iter().chain(unchanged).copied().collect();
+    let fail = |m: String| all.iter().map(|&i| (i, result(&plan.actions[i], Outcome::Failed, format!("fleet {fleet}: {m}")))).collect::<Vec<_>>();
     let mut actions = Vec::new();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
-    for &i in batch {
+    for &i in &all {
         let a = &plan.actions[i];
         let (device, op, device_plan) = match &a.apply.payload {
             Some(Payload::DevicePlan(d)) => (d.target.device.clone(), if kv_revision(a).is_some() { FleetOp::Update } else { FleetOp::Create }, Some(d.plan.clone())),
             Some(Payload::DevicePlanDelete(d)) => (d.device.clone(), FleetOp::Delete, None),
+            None if a.apply.action == Action::Noop => match a.unit.rsplit('/').next() {
+                Some(d) => (d.to_string(), FleetOp::Noop, None),
+                None => continue,
+            },
             _ => continue,
         };
         index.insert(device.clone(), i);
@@ -352,8 +399,9 @@ async fn execute_fleet(plan: &PlanFile, fleet: &str, access: &FleetAccess, batch
         Ok(l) => l,
         Err(e) => return fail(e.to_string()),
     };
+    let writes = actions.iter().filter(|a| a.op != FleetOp::Noop).count();
     let journal = match &access.state_dir {
-        Some(dir) => match crate::fleet::journal::Journal::begin(dir, fleet, &apply_id, &holder.holder, actions.len()) {
+        Some(dir) => match crate::fleet::journal::Journal::begin(dir, fleet, &apply_id, &holder.holder, writes) {
             Ok((j, _)) => Some(j),
             Err(e) => {
                 let _ = lock.release().await;
@@ -362,8 +410,14 @@ async fn execute_fleet(plan: &PlanFile, fleet: &str, access: &FleetAccess, batch
         },
         None => None,
     };
-    let report = crate::fleet::apply_actions(&stores[0], actions, &access.signing_key, journal.as_ref(), &crate::fleet::ApplyOptions::default()).await;
-    if let Some(j) = &journal {
+    let opts = crate::fleet::ApplyOptions::default();
+    let written = match rollout {
+        None => Ok((crate::fleet::apply_actions(&stores[0], actions, &access.signing_key, journal.as_ref(), &opts).await, None)),
+        Some(r) => run_rollout(plan, fleet, access, &client, &stores, journal.as_ref(), &opts, r, actions).await,
+    };
+    if let Some(j) = &journal
+        && let Ok((report, _)) = &written
+    {
         let _ = j.record(crate::fleet::journal::Record::End {
             finished_ms: harmony_schemas::fleet::now_ms(),
             written: report.written(),
@@ -375,25 +429,116 @@ async fn execute_fleet(plan: &PlanFile, fleet: &str, access: &FleetAccess, batch
     if let Err(e) = lock.release().await {
         tracing::warn!("{e}");
     }
+    let (report, record) = match written {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    fleet_results(plan, &index, report, record.as_ref())
+}
+
+/// The planned rollout, run by the fleet runner's waves under the lock already held: the fleet's
+/// rollout record (resumed when it is this rollout, unfinished) and its state as the health gate
+/// and a revert read it.
+#[allow(clippy::too_many_arguments)]
+async fn run_rollout(
+    plan: &PlanFile,
+    fleet: &str,
+    access: &FleetAccess,
+    client: &async_nats::Client,
+    stores: &[async_nats::jetstream::kv::Store; 3],
+    journal: Option<&crate::fleet::journal::Journal>,
+    opts: &crate::fleet::ApplyOptions,
+    planned: &PlannedRollout,
+    actions: Vec<crate::fleet::FleetAction>,
+) -> Result<(crate::fleet::ApplyReport, Option<harmony_schemas::fleet::RolloutRecord>), String> {
+    use crate::fleet::rollout::{RolloutPlan, WaveContext, read_record, run_waves};
+    let js = async_nats::jetstream::new(client.clone());
+    // The keys plans in the bucket may be signed with: the chain the plan's device plans carry.
+    let chain = plan
+        .actions
+        .iter()
+        .find_map(|a| match &a.apply.payload {
+            Some(Payload::DevicePlan(d)) if d.target.fleet == fleet => Some(d.plan.key_chain.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let mut trusted = plan
+        .targets
+        .fleets
+        .get(fleet)
+        .and_then(|t| harmony_schemas::fleet::parse_public_key(&t.signing_key).ok())
+        .and_then(|root| crate::fleet::security::FleetSecurity::with_chain(fleet, chain).observe_keys(root).ok())
+        .unwrap_or_default();
+    if !trusted.contains(&access.signing_key.verifying_key()) {
+        trusted.push(access.signing_key.verifying_key());
+    }
+    let rollouts = crate::fleet::connect::ensure_rollouts_bucket(&js).await.map_err(|e| e.to_string())?;
+    let (record, observed) = tokio::try_join!(read_record(&rollouts, fleet), crate::fleet::observe_fleet(client, stores, fleet, &trusted)).map_err(|e| e.to_string())?;
+    let source_revision = plan.source.commit.as_deref().map_or_else(|| "unknown".to_string(), |c| c.chars().take(12).collect());
+    let ctx = WaveContext {
+        fleet,
+        client,
+        stores,
+        rollouts: &rollouts,
+        key: &access.signing_key,
+        trusted: &trusted,
+        journal,
+        opts,
+        observed: &observed,
+        record,
+        source_revision: &source_revision,
+        fresh: crate::fleet::StatusThresholds::default().stale_after,
+        poll: access.rollout_poll.unwrap_or(std::time::Duration::from_millis(500)),
+        on_progress: access.rollout_progress.as_deref().map(|f| f as &(dyn Fn(&harmony_schemas::fleet::RolloutRecord) + Send + Sync)),
+    };
+    let out = run_waves(ctx, &RolloutPlan::from_planned(planned), actions).await.map_err(|e| e.to_string())?;
+    Ok((out.report, Some(out.record)))
+}
+
+/// One result per action of a fleet from its writes' report and, with a rollout, its record:
+/// a device that failed the health gate is failed (naming the step and why), one the halted
+/// rollout did not reach is skipped.
+fn fleet_results(
+    plan: &PlanFile,
+    index: &BTreeMap<String, usize>,
+    report: crate::fleet::ApplyReport,
+    record: Option<&harmony_schemas::fleet::RolloutRecord>,
+) -> Vec<(usize, ActionResult)> {
+    use crate::fleet::ActionOutcome;
     let rev = |r: Option<u64>, none: &str| r.map_or_else(|| none.to_string(), |r| format!("KV revision {r}"));
     let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
     for r in report.results {
         let Some(&i) = index.get(&r.device) else { continue };
+        seen.insert(i);
         let a = &plan.actions[i];
-        out.push((
-            i,
-            match r.outcome {
-                ActionOutcome::Written { revision } => result(a, Outcome::Applied, format!("written, KV revision {revision}")),
-                ActionOutcome::Deleted => result(a, Outcome::Applied, "deleted"),
-                ActionOutcome::Noop => result(a, Outcome::Noop, "no change"),
-                ActionOutcome::Stale { expected, found } => ActionResult {
-                    expected: Some(rev(expected, "no entry")),
-                    found: Some(rev(found, "no entry")),
-                    ..result(a, Outcome::Stale, format!("{}: the device's plan entry moved since planning", a.unit))
-                },
-                ActionOutcome::Failed { error } => result(a, Outcome::Failed, error),
+        let mut res = match r.outcome {
+            ActionOutcome::Written { revision } => result(a, Outcome::Applied, format!("written, KV revision {revision}")),
+            ActionOutcome::Deleted => result(a, Outcome::Applied, "deleted"),
+            ActionOutcome::Noop => result(a, Outcome::Noop, "no change"),
+            ActionOutcome::Stale { expected, found } => ActionResult {
+                expected: Some(rev(expected, "no entry")),
+                found: Some(rev(found, "no entry")),
+                ..result(a, Outcome::Stale, format!("{}: the device's plan entry moved since planning", a.unit))
             },
-        ));
+            ActionOutcome::Failed { error } => result(a, Outcome::Failed, error),
+        };
+        if let Some(f) = record.and_then(|rec| rec.failed.iter().find(|f| f.device == r.device))
+            && res.outcome != Outcome::Stale
+        {
+            res.outcome = Outcome::Failed;
+            res.message = format!("{}; rollout step {}: {}", res.message, f.wave + 1, f.reason);
+        }
+        out.push((i, res));
+    }
+    if let Some(rec) = record {
+        for (device, &i) in index {
+            if !seen.contains(&i) {
+                let step = rec.waves.iter().position(|w| w.devices.contains(device)).map_or_else(String::new, |s| format!(" (step {})", s + 1));
+                let state = crate::fleet::status::kebab(&rec.state);
+                out.push((i, result(&plan.actions[i], Outcome::Skipped, format!("not written{step}: the rollout of {} is {state}", rec.what.join(", ")))));
+            }
+        }
     }
     out
 }

@@ -10,12 +10,11 @@ use harmony_compiler::{CompiledRepo, UnitContent};
 use harmony_planner::object::Object;
 use harmony_planner::observed::ObservedEntry;
 use harmony_planner::{ObservedState, Rendered};
-use harmony_schemas::fleet::{DevicePlan, PLANS_BUCKET, RolloutRecord, parse_public_key};
+use harmony_schemas::fleet::{DevicePlan, parse_public_key};
 use harmony_schemas::plan::PlannedRollout;
 use serde_json::{Value, json};
 
 use crate::fleet::convert::device_plan;
-use crate::fleet::observe::{decode_plans, read_bucket};
 use crate::fleet::plan::same_content;
 use crate::fleet::security::{FleetSecurity, revoked_declared};
 use crate::fleet::{FleetError, NatsOptions};
@@ -137,27 +136,48 @@ async fn observe_into(compiled: &CompiledRepo, a: &LiveOptions<'_>, live: &mut L
         // After a signing-key rotation plans are signed by a newer key and carry the key chain.
         let security = FleetSecurity::load(a.auth_dir.as_deref(), fleet, info).map_err(|e| e.to_string())?;
         let keys = security.observe_keys(public).map_err(|e| e.to_string())?;
-        let entries = async {
+        let own = security.current_key(public).map_err(|e| e.to_string())?;
+        let mut desired = crate::fleet::desired_fleet(compiled, fleet, "").map_err(|e| e.to_string())?;
+        let _revoked_warned_by_add_fleet = security.apply_to(&mut desired);
+        let specs = crate::fleet::rollout::rollout_specs(compiled, fleet);
+        // What the fleet runner reads before planning, read-only (a missing bucket reads as
+        // empty): the buckets, the published agents, the rollout record.
+        let read = async {
             let client = crate::fleet::connect(&opts).await?;
             let js = async_nats::jetstream::new(client.clone());
-            let Ok(store) = js.get_key_value(PLANS_BUCKET).await else { return Ok(None) };
-            let raw = read_bucket(&client, &store).await?;
-            let mut warnings = Vec::new();
-            let plans = decode_plans(PLANS_BUCKET, raw, fleet, &keys, &mut warnings);
-            // The fleet's rollout record: an unfinished rollout is resumed (or its revert
-            // finished) by apply, and the plan says so.
-            let record = crate::fleet::rollout::observe_record(&client, fleet).await?;
-            Ok::<_, FleetError>(Some((plans, warnings, record)))
+            let versions: BTreeSet<String> = desired.plans.values().map(|p| p.agent_version.clone()).collect();
+            let own = [own];
+            let (observed, published, record) = tokio::try_join!(
+                crate::fleet::observe::observe_all(&client, fleet, &keys),
+                crate::fleet::agents::lookup_agents(&js, versions.iter().map(String::as_str), &own),
+                crate::fleet::rollout::observe_record(&client, fleet),
+            )?;
+            Ok::<_, FleetError>((client, observed, published, record))
         }
         .await
         .map_err(|e| format!("fleet {fleet}: reading its device plans\n  plan without live state with `harmony plan --offline`, or pass --nats-url: {e}"))?;
-        if let Some((plans, warnings, record)) = entries {
-            live.warnings.extend(warnings.iter().map(|w| w.to_string()));
-            add_fleet(compiled, fleet, &plans, &security, live);
-            planned_device_plans(compiled, fleet, &plans, &security, live);
-            if let Some(r) = rollout(compiled, fleet, plans, &security, record.as_ref()) {
-                live.rollouts.push(r);
+        let (client, mut observed, published, record) = read;
+        live.warnings.extend(observed.warnings.iter().map(|w| w.to_string()));
+        add_fleet(compiled, fleet, &observed.plans, &security, live);
+        // Planned as the fleet runner plans it (one implementation: generations, agents, rollout).
+        let shown = crate::fleet::rollout::plan_rollout(&desired, &specs, &observed, record.as_ref());
+        match crate::fleet::run::plan_observed(&client, &mut observed, desired, &published, &specs, record.as_ref(), &keys).await {
+            Ok((actions, rollout)) => {
+                for a in actions {
+                    if let Some(p) = a.plan {
+                        live.device_plans.insert(format!("device-plan/{fleet}/{}", a.device), p);
+                    }
+                }
+                if let Some(r) = rollout {
+                    live.rollouts.push(r.planned(fleet, record.as_ref()));
+                }
             }
+            Err(e @ FleetError::AgentNotPublished { .. }) => {
+                // Shown, but nothing the plan could write: `apply PLANFILE` refuses it.
+                live.warnings.push(format!("{e}; until then this plan cannot be applied"));
+                live.rollouts.extend(shown.map(|r| r.planned(fleet, record.as_ref())));
+            }
+            Err(e) => return Err(format!("fleet {fleet}: {e}")),
         }
         live.targets.push(format!("fleet {fleet}"));
     }
@@ -201,47 +221,6 @@ fn add_cluster(compiled: &CompiledRepo, cluster: &str, obs: &ClusterObservation,
             live.observed.tenant_access.insert(format!("tenant-access/{tenant}/{cluster}"), o);
         }
     }
-}
-
-/// The device plans `harmony apply` would write for `fleet`, as the fleet runner plans them
-/// (the key chain carried, revoked devices left out, the generation after the newest signed one),
-/// unsigned: apply signs them. Only for devices whose entry verifies and whose agent version
-/// stays (the entry's agent artifact is kept); new devices and agent upgrades get none, so a plan
-/// file that would write them is refused (`harmony apply` without a plan file writes them).
-fn planned_device_plans(compiled: &CompiledRepo, fleet: &str, plans: &BTreeMap<String, crate::fleet::ObservedEntry>, security: &FleetSecurity, live: &mut Live) {
-    let Ok(mut desired) = crate::fleet::desired_fleet(compiled, fleet, "") else { return };
-    let _revoked_warnings_already_given = security.apply_to(&mut desired);
-    desired.plans.retain(|device, p| match plans.get(device).and_then(|e| e.plan.as_ref()) {
-        Some(have) if have.agent_version == p.agent_version => {
-            p.agent = have.agent.clone();
-            true
-        }
-        _ => false,
-    });
-    let observed = crate::fleet::ObservedFleet { plans: plans.clone(), ..Default::default() };
-    let Ok(actions) = crate::fleet::plan_fleet_owned(desired, &observed) else { return };
-    for a in actions {
-        if let Some(p) = a.plan {
-            live.device_plans.insert(format!("device-plan/{fleet}/{}", a.device), p);
-        }
-    }
-}
-
-/// The rollout `harmony apply` would run for `fleet` against its observed plans and its rollout
-/// record (a new one, or an unfinished one it continues).
-fn rollout(
-    compiled: &CompiledRepo,
-    fleet: &str,
-    plans: BTreeMap<String, crate::fleet::ObservedEntry>,
-    security: &FleetSecurity,
-    record: Option<&RolloutRecord>,
-) -> Option<PlannedRollout> {
-    let mut desired = crate::fleet::desired_fleet(compiled, fleet, "").ok()?;
-    // As apply: revoked devices get no plan, so no step either.
-    desired.plans.retain(|device, _| !security.is_revoked(device));
-    let specs = crate::fleet::rollout::rollout_specs(compiled, fleet);
-    let observed = crate::fleet::ObservedFleet { plans, ..Default::default() };
-    crate::fleet::rollout::plan_rollout(&desired, &specs, &observed, record).map(|r| r.planned(fleet, record))
 }
 
 fn add_fleet(compiled: &CompiledRepo, fleet: &str, plans: &BTreeMap<String, crate::fleet::ObservedEntry>, security: &FleetSecurity, live: &mut Live) {

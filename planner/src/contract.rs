@@ -18,8 +18,11 @@ pub struct ContractInputs {
     pub charts: BTreeMap<String, ChartArchive>,
     /// The API server URL each cluster's context led to when planning, by cluster name.
     pub servers: BTreeMap<String, String>,
-    /// The device plans apply would write (unsigned, generation set), by unit id.
+    /// The device plans apply would write (unsigned, generation set, agent artifact named),
+    /// by unit id.
     pub device_plans: BTreeMap<String, harmony_schemas::fleet::DevicePlan>,
+    /// The phased rollouts apply runs, per fleet.
+    pub rollouts: Vec<PlannedRollout>,
 }
 
 /// A chart's files as a plan stores them.
@@ -50,19 +53,20 @@ pub fn chart_of(archive: &ChartArchive) -> Result<harmony_helm::Chart, String> {
 
 /// `sha256:` over what drives apply: the format version, per action in plan order its unit and
 /// [`ApplyFields`] (payloads included, charts by digest), the capabilities releases were
-/// rendered against, the repository's name and the targets. Explanations, the source revision,
-/// rollouts (re-planned from the fleet's state at apply) and the seal are not part of it.
+/// rendered against, the repository's name, the targets and the rollouts (apply runs their
+/// steps as planned). Explanations, the source revision and the seal are not part of it.
 pub fn identity(p: &PlanFile) -> String {
     let drive: Vec<(&str, &ApplyFields)> = p.actions.iter().map(|a| (a.unit.as_str(), &a.apply)).collect();
     let charts: Vec<&String> = p.charts.keys().collect();
-    harmony_schemas::encoding::content_hash(&(PLAN_FORMAT_VERSION, drive, &p.capabilities, &p.repository, &p.targets, charts))
+    harmony_schemas::encoding::content_hash(&(PLAN_FORMAT_VERSION, drive, &p.capabilities, &p.repository, &p.targets, charts, &p.rollouts))
 }
 
 /// Makes a plan applicable: each action's [`Payload`] from the compiled repository, the charts
-/// stored once by digest, the repository's name and the targets, then the identity and the
-/// seal. An action without a payload (a no-op, a release whose chart was not rendered) is not
+/// stored once by digest, the repository's name, the targets and the fleets' rollouts, then the
+/// identity and the seal. An action without a payload (a no-op, a release whose chart was not rendered) is not
 /// written by `apply`; a record-only no-op ([`RECORD_ONLY_REASON`]) has one.
 pub fn complete(p: &mut PlanFile, compiled: &CompiledRepo, inputs: &ContractInputs, key: &FingerprintKey) {
+    p.rollouts = inputs.rollouts.clone();
     let by_id: BTreeMap<&str, &harmony_compiler::Unit> = compiled.units.values().map(|u| (u.id.as_str(), u)).collect();
     let context_of = |cluster: &str| compiled.clusters.iter().find(|(n, _)| n.as_str() == cluster).map_or_else(|| cluster.to_string(), |(_, c)| c.context.clone());
     // The tenant whose access covers a namespace of a cluster (for uninstalling a release that
@@ -138,7 +142,13 @@ pub fn complete(p: &mut PlanFile, compiled: &CompiledRepo, inputs: &ContractInpu
                     unit_hash: hash.to_string(),
                 })
             }),
-            // Agent units have no payload: an agent upgrade is not written from a plan file.
+            // An agent upgrade is written by the device's plan (its version and artifact).
+            (_, Some((UnitContent::Agent(ag), _))) => {
+                let plan_unit = format!("device-plan/{}/{}", ag.fleet, ag.device);
+                inputs.device_plans.get(&plan_unit).filter(|p| p.agent_version == ag.version).map(|_| {
+                    Payload::Agent(DeviceTarget { fleet: ag.fleet.to_string(), device: ag.device.to_string() })
+                })
+            }
             (_, Some((UnitContent::DevicePlan(d), _))) => inputs.device_plans.get(a.unit.as_str()).map(|plan| {
                 let mut plan = plan.clone();
                 plan.source_revision = source_revision.clone();

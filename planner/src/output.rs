@@ -451,6 +451,7 @@ mod tests {
         };
         let rollout = harmony_schemas::plan::PlannedRollout {
             fleet: "pico".into(),
+            id: "sha256:00".into(),
             what: vec!["deployment sensor-hub".into()],
             steps: vec![
                 harmony_schemas::plan::PlannedStep { percent: 10, devices: vec!["pi-003".into()] },

@@ -19,7 +19,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The plan-file format version this build writes and reads.
-pub const PLAN_FORMAT_VERSION: u32 = 3;
+pub const PLAN_FORMAT_VERSION: u32 = 4;
 
 /// The value of [`PlanFile::kind`].
 pub const PLAN_FILE_KIND: &str = "harmony-plan";
@@ -152,6 +152,9 @@ pub enum Payload {
     DevicePlan(DevicePlanPayload),
     /// Delete a device plan.
     DevicePlanDelete(DeviceTarget),
+    /// A device's agent version: written by its device plan (the plan's `agent_version` and
+    /// `agent` artifact), so this action's outcome is that device plan's.
+    Agent(DeviceTarget),
 }
 
 /// Where a release is and who writes it.
@@ -265,6 +268,9 @@ pub const RECORD_ONLY_REASON: &str = "renders the objects already deployed: appl
 pub struct PlannedRollout {
     /// Fleet.
     pub fleet: String,
+    /// The rollout's id (`sha256:` over what is rolled out and its desired content): the record
+    /// in `harmony-rollouts` it starts, or continues when the record has this id.
+    pub id: String,
     /// What is rolled out: `deployment <name>`, `agent <version>`.
     pub what: Vec<String>,
     /// Steps in order.

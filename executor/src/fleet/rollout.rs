@@ -234,12 +234,31 @@ impl RolloutPlan {
     pub fn planned(&self, fleet: &str, record: Option<&RolloutRecord>) -> harmony_schemas::plan::PlannedRollout {
         harmony_schemas::plan::PlannedRollout {
             fleet: fleet.to_string(),
+            id: self.id.clone(),
             what: self.what.clone(),
             steps: self.waves.iter().map(|(p, d)| harmony_schemas::plan::PlannedStep { percent: *p, devices: d.clone() }).collect(),
             max_failed: self.spec.max_failed,
             health_timeout_s: self.spec.health_timeout.as_secs(),
             auto_revert: self.spec.auto_revert,
             continues: continuation(self, record),
+        }
+    }
+}
+
+impl RolloutPlan {
+    /// The rollout a plan file holds ([`RolloutPlan::planned`]), as apply runs it: nothing is
+    /// re-planned (the steps' devices are the planned ones).
+    pub fn from_planned(p: &harmony_schemas::plan::PlannedRollout) -> RolloutPlan {
+        RolloutPlan {
+            id: p.id.clone(),
+            what: p.what.clone(),
+            spec: RolloutSpec {
+                steps: p.steps.iter().map(|s| s.percent).collect(),
+                max_failed: p.max_failed,
+                health_timeout: Duration::from_secs(p.health_timeout_s),
+                auto_revert: p.auto_revert,
+            },
+            waves: p.steps.iter().map(|s| (s.percent, s.devices.clone())).collect(),
         }
     }
 }

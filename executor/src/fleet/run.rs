@@ -113,7 +113,7 @@ async fn locked(
         trusted.push(req.signing_key.verifying_key());
     }
     let fleet = req.desired.fleet.clone();
-    let mut desired = req.desired;
+    let desired = req.desired;
     // Three independent reads at once: the buckets, the published agents, the rollout record.
     let versions: std::collections::BTreeSet<String> = desired.plans.values().map(|p| p.agent_version.clone()).collect();
     let (mut observed, published, (rollouts, record)) = tokio::try_join!(
@@ -125,13 +125,8 @@ async fn locked(
             Ok::<_, FleetError>((rollouts, record))
         }
     )?;
-    // Generations come from verified plans only: where the entry does not verify or the device
-    // reports more than it, the key's history says what Harmony signed.
-    read_signed_history(client, &mut observed, &fleet, &trusted, desired.plans.keys().map(String::as_str)).await?;
-    attach_agents(&mut desired, &published, &observed)?;
-    let rollout = plan_rollout(&desired, &req.rollouts, &observed, record.as_ref().map(|(r, _)| r));
     let source_revision = desired.plans.values().next().map(|p| p.source_revision.clone()).unwrap_or_default();
-    let actions = plan_fleet_owned(desired, &observed)?;
+    let (actions, rollout) = plan_observed(client, &mut observed, desired, &published, &req.rollouts, record.as_ref().map(|(r, _)| r), &trusted).await?;
     let shown = rollout.as_ref().map(|p| p.planned(&fleet, record.as_ref().map(|(r, _)| r)));
     if let Some(confirm) = req.confirm
         && actions.iter().any(|a| a.op != FleetOp::Noop)
@@ -185,6 +180,31 @@ async fn locked(
         j.close()?;
     }
     Ok(ApplyRun { actions, report, observed, interrupted, aborted: false, journal: journal.map(|j| j.path().to_path_buf()), rollout })
+}
+
+/// The fleet runner's planning from what was observed — the one used by `harmony apply` and
+/// `harmony plan` ([`crate::live`]): the key's history for devices whose entry does not verify
+/// or which report more than it ([`read_signed_history`]), each plan's agent artifact
+/// ([`attach_agents`]), the rollout ([`plan_rollout`], continuing `record`) and the actions
+/// ([`plan_fleet_owned`]: the generation rule of [`super::plan::next_generation`] over the newest
+/// signed and the judged reported applied generation).
+pub(crate) async fn plan_observed(
+    client: &async_nats::Client,
+    observed: &mut ObservedFleet,
+    mut desired: DesiredFleet,
+    published: &super::agents::Published,
+    specs: &RolloutSpecs,
+    record: Option<&RolloutRecord>,
+    trusted: &[ed25519_dalek::VerifyingKey],
+) -> Result<(Vec<FleetAction>, Option<RolloutPlan>), FleetError> {
+    // Generations come from verified plans only: where the entry does not verify or the device
+    // reports more than it, the key's history says what Harmony signed.
+    let fleet = desired.fleet.clone();
+    read_signed_history(client, observed, &fleet, trusted, desired.plans.keys().map(String::as_str)).await?;
+    attach_agents(&mut desired, published, observed)?;
+    let rollout = plan_rollout(&desired, specs, observed, record);
+    let actions = plan_fleet_owned(desired, observed)?;
+    Ok((actions, rollout))
 }
 
 /// Names each plan's agent binary when its version is `published`; an upgrade (a device whose

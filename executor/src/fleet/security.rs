@@ -111,6 +111,15 @@ impl FleetSecurity {
         plan.key_chain = self.chain.clone();
     }
 
+    /// The key plans are signed with now: the repository's (no chain) or the current key at
+    /// the end of the chain. Agent artifacts count when it signed them (as apply checks them).
+    pub fn current_key(&self, root: VerifyingKey) -> Result<VerifyingKey, FleetError> {
+        if self.chain.is_empty() {
+            return Ok(root);
+        }
+        current_signing_key(&self.fleet, &root, &self.chain).map_err(FleetError::SigningKey)
+    }
+
     /// Keys a plan in the bucket may be signed with: those the chain has not retired (the
     /// current key, and the previous ones until a retirement).
     pub fn observe_keys(&self, root: VerifyingKey) -> Result<Vec<VerifyingKey>, FleetError> {
