@@ -354,7 +354,8 @@ fn apply_planfile_runs_the_planned_rollout_and_creates_the_new_device() {
     assert_eq!((created["generation"].as_u64(), observed.is_null()), (Some(1), true), "the new device is a create: {plan:#}");
     for d in &devices {
         let (p, observed) = payload(d);
-        assert_eq!((p["generation"].as_u64(), p["deployments"][0]["services"][0]["container"]["image"].as_str()), (Some(2), Some("localhost/hub:2")), "{d}: {plan:#}");
+        let p: DevicePlan = serde_json::from_value(p).expect("a device plan");
+        assert_eq!((p.generation, image(&p)), (2, "localhost/hub:2"), "{d}: {plan:#}");
         assert!(observed["revision"].as_u64().is_some(), "{d}: {plan:#}");
     }
 
