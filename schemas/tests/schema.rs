@@ -69,7 +69,7 @@ fn other_format_versions_are_refused_with_a_clear_error() {
     v["format_version"] = 1.into();
     let err = PlanFile::from_json(&v.to_string()).unwrap_err().to_string();
     assert!(err.contains("plan file format version 1 is not supported"), "{err}");
-    assert!(err.contains("reads version 3 only"), "{err}");
+    assert!(err.contains("reads version 4 only"), "{err}");
     v["format_version"] = "1".into();
     let err = PlanFile::from_json(&v.to_string()).unwrap_err().to_string();
     assert!(err.contains("format_version"), "{err}");
