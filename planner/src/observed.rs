@@ -122,13 +122,33 @@ impl ObservedState {
     /// `sha256:` over the canonical JSON, without the plaintext `secret-value`s (the hash is
     /// printed in plans: a plain hash over a low-entropy secret could be brute-forced; the
     /// secrets are covered by their keyed fingerprints instead).
+    ///
+    /// For the same reason a Secret's `data` and `stringData` (in the record's manifest and in
+    /// the live objects) are left out: an unkeyed hash over them is an offline guessing oracle.
     pub fn hash(&self) -> String {
-        if self.releases.values().all(|r| r.secret_values.is_empty()) {
+        let has_secret = |objects: &[Json]| objects.iter().any(|o| o.get("kind").and_then(Json::as_str) == Some("Secret"));
+        let clean = self
+            .releases
+            .values()
+            .all(|r| r.secret_values.is_empty() && !has_secret(&r.objects) && !r.live.as_deref().is_some_and(has_secret));
+        if clean {
             return harmony_compiler::hash::content_hash(self);
         }
+        let scrub = |objects: &mut Vec<Json>| {
+            for o in objects.iter_mut().filter(|o| o.get("kind").and_then(Json::as_str) == Some("Secret")) {
+                if let Some(m) = o.as_object_mut() {
+                    m.remove("data");
+                    m.remove("stringData");
+                }
+            }
+        };
         let mut scrubbed = self.clone();
         for r in scrubbed.releases.values_mut() {
             r.secret_values.clear();
+            scrub(&mut r.objects);
+            if let Some(live) = r.live.as_mut() {
+                scrub(live);
+            }
         }
         harmony_compiler::hash::content_hash(&scrubbed)
     }
@@ -177,5 +197,20 @@ mod tests {
         };
         assert_eq!(state("hunter2", 3).hash(), state("correct horse", 3).hash());
         assert_ne!(state("hunter2", 3).hash(), state("hunter2", 4).hash());
+    }
+
+    #[test]
+    fn the_hash_does_not_depend_on_secret_data_in_manifests_or_live_objects() {
+        let secret = |v: &str| serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"pw": v}, "stringData": {"x": v}});
+        let state = |pw: &str, cm: &str| {
+            let r = ObservedRelease {
+                objects: vec![secret(pw), serde_json::json!({"kind": "ConfigMap", "data": {"a": cm}})],
+                live: Some(vec![secret(pw)]),
+                ..ObservedRelease::default()
+            };
+            ObservedState { releases: BTreeMap::from([("release/c/ns/db".into(), r)]), ..ObservedState::default() }
+        };
+        assert_eq!(state("aHVudGVyMg==", "1").hash(), state("b3RoZXI=", "1").hash());
+        assert_ne!(state("aHVudGVyMg==", "1").hash(), state("aHVudGVyMg==", "2").hash());
     }
 }
