@@ -48,19 +48,10 @@ fn rt() -> tokio::runtime::Runtime {
 /// Every device's plan entry: (revision, plan).
 fn plans(f: &Fleet) -> BTreeMap<String, (u64, DevicePlan)> {
     let key = f.fleet_key.verifying_key();
-    rt().block_on(async {
-        let client = async_nats::connect(f.server.url()).await.expect("connect");
-        let kv = async_nats::jetstream::new(client).get_key_value(PLANS_BUCKET).await.expect("plans bucket");
-        let mut keys = kv.keys().await.expect("keys");
-        let mut out = BTreeMap::new();
-        while let Some(k) = keys.next().await {
-            let k = k.expect("key");
-            let e = kv.entry(&k).await.expect("entry").expect("present");
-            let plan = SignedDevicePlan::from_slice(&e.value).and_then(|s| s.verify(&[key])).expect("verifies");
-            out.insert(k, (e.revision, plan));
-        }
-        out
-    })
+    plans_raw(f)
+        .into_iter()
+        .map(|(k, (revision, value))| (k, (revision, SignedDevicePlan::from_slice(&value).and_then(|s| s.verify(&[key])).expect("verifies"))))
+        .collect()
 }
 
 fn record(f: &Fleet) -> Option<RolloutRecord> {
