@@ -464,7 +464,11 @@ async fn deployment(
                                 Ok(()) => "started".to_string(),
                                 Err(e) => format!("failed: {e}"),
                             };
-                            watch.found(&d.name, &s.container.name, found, action);
+                            // Drift only when found by a repair pass: starting an exited
+                            // service while applying a new plan is the plan's own work.
+                            if repair {
+                                watch.found(&d.name, &s.container.name, found, action);
+                            }
                             r.map(|()| (c.id.clone(), ContainerState::Running))
                         }
                         Err(_) => Ok((c.id.clone(), ContainerState::Failed)),

@@ -583,3 +583,30 @@ async fn a_crash_looping_service_is_degraded_with_exit_code_and_restart_count() 
     assert_eq!(d.containers()["web/app/service"].0, id, "not re-created");
     assert!(d.log().matches("starting ").count() <= 4, "no tight loop of starts:\n{}", d.log());
 }
+
+/// Starting a service again while applying a new plan is the plan's own work, not drift: only a
+/// repair pass (a look at podman with the plan unchanged, or the resume after a restart) reports
+/// what it changes as drift. Looks are kept out of the way: `podman events` fails (a wrapper
+/// around podman) and the full look comes every 300 s, so the new plan meets the stopped service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_started_while_applying_a_new_plan_is_not_drift() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let img = busybox_image("1");
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("podman-without-events");
+    std::fs::write(&wrapper, "#!/bin/sh\n[ \"$1\" = events ] && exit 1\nexec podman \"$@\"\n").unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, format!("podman = \"{}\"\n", wrapper.display())).unwrap();
+    let d = Device::start_flags("newplan", "podman", 300, &["--config", config.to_str().unwrap()]).await;
+    let web = deployment("web", vec![], vec![spec("app", &img, &["sleep", "3600"], &[])]);
+    d.put_plan(&d.plan(1, vec![web.clone()])).await;
+    d.wait_generation(1).await;
+    let (id, _) = d.containers()["web/app/service"].clone();
+    harmony_testkit::podman(&["stop", "-t", "0", &id]);
+    let other = deployment("other", vec![], vec![spec("app", &img, &["sleep", "3600"], &[])]);
+    d.put_plan(&d.plan(2, vec![web, other])).await;
+    let s = d.wait_status("generation 2 applied, web/app running", Duration::from_secs(30), |s| s.applied_generation == Some(2) && app_running(s).is_some()).await;
+    assert_eq!(app_running(&s), Some(id.clone()), "the stopped container is started again by the new plan's reconcile\n{}", d.log());
+    assert!(s.drift.is_empty(), "a start made while applying a new plan is not drift: {:#?}", s.drift);
+}

@@ -66,6 +66,8 @@ pub struct Device {
     pub js: jetstream::Context,
     agent: Option<Child>,
     runtime: &'static str,
+    /// `--observe-interval` and any further flags of the agent.
+    flags: Vec<String>,
     starts: u32,
 }
 
@@ -77,6 +79,12 @@ impl Device {
 
     /// With a given runtime (`podman` or `none`).
     pub async fn start_with(prefix: &str, runtime: &'static str) -> Device {
+        Device::start_flags(prefix, runtime, 2, &[]).await
+    }
+
+    /// With a given runtime, seconds between full looks at podman, and further agent flags
+    /// (e.g. `--config FILE`).
+    pub async fn start_flags(prefix: &str, runtime: &'static str, observe_interval_s: u64, flags: &[&str]) -> Device {
         let nats = NatsServer::start();
         let client = async_nats::connect(nats.url()).await.expect("connect");
         let js = jetstream::new(client.clone());
@@ -91,6 +99,7 @@ impl Device {
             js,
             agent: None,
             runtime,
+            flags: ["--observe-interval".to_string(), observe_interval_s.to_string()].into_iter().chain(flags.iter().map(|f| f.to_string())).collect(),
             starts: 0,
         };
         d.start_agent();
@@ -112,7 +121,8 @@ impl Device {
         self.starts += 1;
         let log = std::fs::File::create(self.log_path()).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_harmony-agent"))
-            .args(["--device-id", &self.id, "--nats-url", &self.nats.url(), "--runtime", self.runtime, "--heartbeat-interval", "1", "--observe-interval", "2", "--label", "site=test"])
+            .args(["--device-id", &self.id, "--nats-url", &self.nats.url(), "--runtime", self.runtime, "--heartbeat-interval", "1", "--label", "site=test"])
+            .args(&self.flags)
             .arg("--state-dir")
             .arg(self.state_dir.path().join("state"))
             .arg("--data-root")
