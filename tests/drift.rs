@@ -3,10 +3,12 @@
 //! (ConfigMap, Service, Deployment, ServiceAccount, Secret) on a loopback API server, changed
 //! behind Harmony's back as `kubectl scale`, `kubectl edit` and `kubectl delete` would.
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::Output;
 
 use base64::Engine as _;
+use common::repo::{Repo, action_of, blocking, outcome_of};
 use harmony_executor::kube::{Cluster, release};
 use harmony_kube_loopback::Server;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -21,84 +23,45 @@ const UNIT: &str = "release/prod/acme-prod/web";
 const APPLIED_SECRET: &str = "s3cr3t-as-applied";
 const DRIFTED_SECRET: &str = "s3cr3t-edited-live";
 
-struct Repo {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    kubeconfig: PathBuf,
-    key_file: PathBuf,
+const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n{{- if .Values.replicas }}\n  replicas: {{ .Values.replicas }}\n{{- end }}\n  selector:\n    matchLabels:\n      app: {{ .Release.Name }}\n  template:\n    metadata:\n      labels:\n        app: {{ .Release.Name }}\n    spec:\n      containers:\n        - name: web\n          image: nginx:1.27\n          resources:\n            limits:\n              cpu: 0.5\n              memory: 1024Mi\n";
+
+/// `web`: five objects (ConfigMap, Service, Deployment, ServiceAccount, Secret), replicas set by
+/// the chart. `scaled`: a Deployment whose chart leaves `replicas` to an autoscaler.
+fn repo(server: &Server) -> Repo {
+    let release = |name: &str, values: &str| {
+        format!("release {name} {{\n    tenant acme\n    cluster prod\n    namespace acme-prod\n    chart \"charts/app\"\n    values {{\n{values}    }}\n}}\n")
+    };
+    let releases = release("web", &format!("        password {APPLIED_SECRET:?}\n")) + &release("scaled", "        replicas 0\n");
+    Repo::new(
+        server,
+        KEY_HEX,
+        &[
+            ("harmony.kdl", "repository drift {\n    kube-version \"1.33.0\"\n}\ncluster prod {\n    context prod\n}\n"),
+            ("tenants.kdl", "tenant acme {\n    namespaces acme-prod\n    service-account harmony-deployer namespace=acme-prod\n}\n"),
+            ("charts/app/Chart.yaml", "apiVersion: v2\nname: app\nversion: 0.1.0\n"),
+            ("charts/app/values.yaml", "greeting: hi\nreplicas: 2\npassword: none\n"),
+            ("charts/app/templates/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  greeting: {{ .Values.greeting | quote }}\n"),
+            ("charts/app/templates/sa.yaml", "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {{ .Release.Name }}\n"),
+            ("charts/app/templates/secret.yaml", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {{ .Release.Name }}\nstringData:\n  password: {{ .Values.password | quote }}\n"),
+            (
+                "charts/app/templates/svc.yaml",
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n  selector:\n    app: {{ .Release.Name }}\n  ports:\n    - name: http\n      port: 80\n",
+            ),
+            ("charts/app/templates/deploy.yaml", DEPLOYMENT),
+            ("releases.kdl", &releases),
+        ],
+    )
 }
 
-impl Repo {
-    /// `web`: five objects, replicas set by the chart. `scaled`: a Deployment whose chart leaves
-    /// `replicas` to an autoscaler.
-    fn new(server: &Server) -> Repo {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("repo");
-        let w = |p: &str, text: &str| {
-            let path = root.join(p);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        };
-        w("harmony.kdl", "repository drift {\n    kube-version \"1.33.0\"\n}\ncluster prod {\n    context prod\n}\n");
-        w("tenants.kdl", "tenant acme {\n    namespaces acme-prod\n    service-account harmony-deployer namespace=acme-prod\n}\n");
-        w("charts/app/Chart.yaml", "apiVersion: v2\nname: app\nversion: 0.1.0\n");
-        w("charts/app/values.yaml", "greeting: hi\nreplicas: 2\npassword: none\n");
-        w("charts/app/templates/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  greeting: {{ .Values.greeting | quote }}\n");
-        w("charts/app/templates/sa.yaml", "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {{ .Release.Name }}\n");
-        w(
-            "charts/app/templates/secret.yaml",
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {{ .Release.Name }}\nstringData:\n  password: {{ .Values.password | quote }}\n",
-        );
-        w(
-            "charts/app/templates/svc.yaml",
-            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n  selector:\n    app: {{ .Release.Name }}\n  ports:\n    - name: http\n      port: 80\n",
-        );
-        w(
-            "charts/app/templates/deploy.yaml",
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n{{- if .Values.replicas }}\n  replicas: {{ .Values.replicas }}\n{{- end }}\n  selector:\n    matchLabels:\n      app: {{ .Release.Name }}\n  template:\n    metadata:\n      labels:\n        app: {{ .Release.Name }}\n    spec:\n      containers:\n        - name: web\n          image: nginx:1.27\n          resources:\n            limits:\n              cpu: 0.5\n              memory: 1024Mi\n",
-        );
-        let release = |name: &str, values: &str| {
-            format!("release {name} {{\n    tenant acme\n    cluster prod\n    namespace acme-prod\n    chart \"charts/app\"\n    values {{\n{values}    }}\n}}\n")
-        };
-        w(
-            "releases.kdl",
-            &(release("web", &format!("        password {APPLIED_SECRET:?}\n")) + &release("scaled", "        replicas 0\n")),
-        );
-        std::fs::write(dir.path().join("kubeconfig"), Server::kubeconfig(&[("prod", server)])).unwrap();
-        std::fs::write(dir.path().join("fp.key"), KEY_HEX).unwrap();
-        Repo { root, kubeconfig: dir.path().join("kubeconfig"), key_file: dir.path().join("fp.key"), _dir: dir }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_harmony"));
-        c.arg("--repo").arg(&self.root).args(args).stdin(std::process::Stdio::null());
-        c.env("NO_COLOR", "1").env("HARMONY_FINGERPRINT_KEY_FILE", &self.key_file);
-        c.output().unwrap()
-    }
-
-    /// `harmony plan --detailed-exitcode --format FORMAT`: (exit code, stdout).
-    fn plan(&self, format: &str) -> (Option<i32>, String) {
-        let out = self.run(&["plan", "--detailed-exitcode", "--format", format, "--kubeconfig", self.kubeconfig.to_str().unwrap()]);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(matches!(out.status.code(), Some(0 | 2)), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-        (out.status.code(), stdout)
-    }
-
-    fn apply(&self) -> String {
-        let out = self.run(&["apply", "--yes", "--skip-fleets", "--kubeconfig", self.kubeconfig.to_str().unwrap()]);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-        stdout
-    }
-}
-
-fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> tokio::task::JoinHandle<T> {
-    tokio::task::spawn_blocking(f)
+/// `harmony plan --detailed-exitcode --format FORMAT`: (exit code, stdout).
+fn detailed(repo: &Repo, format: &str) -> (Option<i32>, String) {
+    let (code, stdout, _) = repo.plan_detailed(format);
+    (code, stdout)
 }
 
 /// A client of the cluster as someone other than Harmony (`kubectl` as an administrator).
 async fn admin(repo: &Repo) -> kube::Client {
-    Cluster::from_kubeconfig(Some(&repo.kubeconfig), "prod").await.unwrap().client().clone()
+    repo.cluster().await.client().clone()
 }
 
 fn by(manager: &str) -> PatchParams {
@@ -113,19 +76,19 @@ async fn scale(client: &kube::Client, name: &str, replicas: i32) {
 
 async fn set_up() -> (Server, std::sync::Arc<Repo>, kube::Client) {
     let server = Server::start().await.unwrap();
-    let repo = std::sync::Arc::new(Repo::new(&server));
+    let repo = std::sync::Arc::new(repo(&server));
     let r = repo.clone();
     let out = blocking(move || r.apply()).await.unwrap();
     assert!(out.contains("release/prod/acme-prod/web: installed, revision 1"), "{out}");
     let r = repo.clone();
-    let (code, stdout) = blocking(move || r.plan("human")).await.unwrap();
+    let (code, stdout) = blocking(move || detailed(&r, "human")).await.unwrap();
     assert_eq!(code, Some(0), "freshly applied, nothing drifted: {stdout}");
     let client = admin(&repo).await;
     (server, repo, client)
 }
 
 fn web_action(plan: &Value) -> Value {
-    plan["actions"].as_array().unwrap().iter().find(|a| a["unit"] == UNIT).expect("the release is planned").clone()
+    action_of(plan, UNIT).clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,7 +100,7 @@ async fn drift_is_planned_and_apply_repairs_it() {
     Api::<Service>::namespaced(client.clone(), NS).delete("web", &DeleteParams::default()).await.unwrap();
 
     let r = repo.clone();
-    let (code, human) = blocking(move || r.plan("human")).await.unwrap();
+    let (code, human) = blocking(move || detailed(&r, "human")).await.unwrap();
     assert_eq!(code, Some(2), "{human}");
     assert!(human.contains("Plan: 0 to add, 1 to change, 0 to destroy."), "{human}");
     assert!(human.contains("~ release/prod/acme-prod/web update"), "{human}");
@@ -150,7 +113,7 @@ async fn drift_is_planned_and_apply_repairs_it() {
     assert!(!human.contains("release/prod/acme-prod/scaled"), "the other release did not drift: {human}");
 
     let r = repo.clone();
-    let (code, json) = blocking(move || r.plan("json")).await.unwrap();
+    let (code, json) = blocking(move || detailed(&r, "json")).await.unwrap();
     assert_eq!(code, Some(2));
     let plan: Value = serde_json::from_str(&json).unwrap();
     let action = web_action(&plan);
@@ -201,7 +164,7 @@ async fn drift_is_planned_and_apply_repairs_it() {
     assert_eq!(owners, vec!["harmony"], "{deploy:#}");
 
     let r = repo.clone();
-    let (code, human) = blocking(move || r.plan("human")).await.unwrap();
+    let (code, human) = blocking(move || detailed(&r, "human")).await.unwrap();
     assert_eq!(code, Some(0), "repaired: {human}");
     let r = repo.clone();
     let out = blocking(move || r.apply()).await.unwrap();
@@ -224,7 +187,7 @@ async fn fields_the_chart_does_not_set_are_not_drift() {
     Api::<Deployment>::namespaced(client.clone(), NS).patch("web", &by("injector"), &Patch::Merge(sidecar)).await.unwrap();
 
     let r = repo.clone();
-    let (code, human) = blocking(move || r.plan("human")).await.unwrap();
+    let (code, human) = blocking(move || detailed(&r, "human")).await.unwrap();
     assert_eq!(code, Some(0), "{human}");
     let r = repo.clone();
     let out = blocking(move || r.apply()).await.unwrap();
@@ -246,7 +209,7 @@ async fn a_drifted_secret_never_shows_in_any_output() {
     let mut outputs = Vec::new();
     for format in ["human", "markdown", "json"] {
         let r = repo.clone();
-        let (code, text) = blocking(move || r.plan(format)).await.unwrap();
+        let (code, text) = blocking(move || detailed(&r, format)).await.unwrap();
         assert_eq!(code, Some(2), "{text}");
         assert!(text.contains("Secret/acme-prod/web"), "{text}");
         for needle in [APPLIED_SECRET.to_string(), DRIFTED_SECRET.to_string(), b64(APPLIED_SECRET), b64(DRIFTED_SECRET)] {
@@ -275,26 +238,14 @@ async fn a_plan_file_repairs_the_planned_drift_and_refuses_it_when_stale() {
     scale(&client, "web", 5).await;
     Api::<Service>::namespaced(client.clone(), NS).delete("web", &DeleteParams::default()).await.unwrap();
     let file = repo.root.parent().unwrap().join("p.json");
-    let plan_out = |repo: std::sync::Arc<Repo>, file: PathBuf| {
-        blocking(move || {
-            let out = repo.run(&["plan", "--skip-fleets", "--out", file.to_str().unwrap(), "--format", "json", "--kubeconfig", repo.kubeconfig.to_str().unwrap()]);
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        })
-    };
-    let apply_file = |repo: std::sync::Arc<Repo>, file: PathBuf| {
-        blocking(move || {
-            let out = repo.run(&["apply", "--yes", file.to_str().unwrap(), "--format", "json", "--kubeconfig", repo.kubeconfig.to_str().unwrap()]);
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            let outcome: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}{}", String::from_utf8_lossy(&out.stderr)));
-            (out.status.code(), outcome)
-        })
-    };
+    let plan_out = |repo: std::sync::Arc<Repo>, file: PathBuf| blocking(move || _ = repo.plan_out(&file, &[]));
+    let apply_file = |repo: std::sync::Arc<Repo>, file: PathBuf| blocking(move || repo.apply_file(&file, &[], &[]));
     plan_out(repo.clone(), file.clone()).await.unwrap();
     // Not in the plan: edited after planning, so not repaired by it.
     Api::<ConfigMap>::namespaced(client.clone(), NS).patch("web", &by("kubectl-edit"), &Patch::Merge(json!({"data": {"greeting": "later"}}))).await.unwrap();
-    let (code, outcome) = apply_file(repo.clone(), file.clone()).await.unwrap();
-    assert_eq!(code, Some(0), "{outcome:#}");
-    let web = outcome["actions"].as_array().unwrap().iter().find(|a| a["unit"] == UNIT).unwrap().clone();
+    let (code, outcome, _) = apply_file(repo.clone(), file.clone()).await.unwrap();
+    assert_eq!(code, 0, "{outcome:#}");
+    let web = outcome_of(&outcome, UNIT).clone();
     assert_eq!(web["outcome"], "applied", "{outcome:#}");
     assert_eq!(web["message"], "drift repaired (2 objects; revision 1 unchanged, no new revision)", "{outcome:#}");
     assert_eq!(server.get("apps/v1", "Deployment", NS, "web").unwrap()["spec"]["replicas"], 2);
@@ -304,10 +255,86 @@ async fn a_plan_file_repairs_the_planned_drift_and_refuses_it_when_stale() {
     // The ConfigMap's drift is planned; someone edits it again before apply: stale.
     plan_out(repo.clone(), file.clone()).await.unwrap();
     Api::<ConfigMap>::namespaced(client.clone(), NS).patch("web", &by("kubectl-edit"), &Patch::Merge(json!({"data": {"greeting": "again"}}))).await.unwrap();
-    let (code, outcome) = apply_file(repo.clone(), file.clone()).await.unwrap();
-    assert_eq!(code, Some(2), "{outcome:#}");
-    let web = outcome["actions"].as_array().unwrap().iter().find(|a| a["unit"] == UNIT).unwrap().clone();
+    let (code, outcome, _) = apply_file(repo.clone(), file.clone()).await.unwrap();
+    assert_eq!(code, 2, "{outcome:#}");
+    let web = outcome_of(&outcome, UNIT).clone();
     assert_eq!(web["outcome"], "stale", "{outcome:#}");
     assert!(web["message"].as_str().unwrap().contains("live object ConfigMap/acme-prod/web changed since planning"), "{outcome:#}");
     assert_eq!(server.get("v1", "ConfigMap", NS, "web").unwrap()["data"]["greeting"], "again", "a stale repair writes nothing");
+}
+
+/// The repair's write is its compare-and-set: it overwrites only the objects it compared, as it
+/// compared them. A live object that changed after it was observed — scaled again, or deleted
+/// and recreated by someone else — is refused as stale and left as it is, even though its
+/// fields differ from Harmony's as they did when observed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_object_changed_after_it_was_compared_is_not_overwritten() {
+    let (server, repo, client) = set_up().await;
+    scale(&client, "web", 5).await;
+    Api::<Service>::namespaced(client.clone(), NS).delete("web", &DeleteParams::default()).await.unwrap();
+    let cluster = repo.cluster().await;
+    let observed = harmony_executor::kube::observe::observe_cluster(&cluster).await.unwrap();
+    let live = observed.releases[&(NS.to_string(), "web".to_string())].observed.live.clone().expect("live objects were read");
+    let record = release::history(&cluster, NS, "web").await.unwrap().pop().unwrap().release;
+
+    // Between the comparison and the write: scaled again; the Service recreated by someone else.
+    scale(&client, "web", 7).await;
+    let svc: Service = serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "other"}, "ports": [{"name": "http", "port": 8080}]}})).unwrap();
+    Api::<Service>::namespaced(client.clone(), NS).create(&kube::api::PostParams { field_manager: Some("kubectl-create".into()), ..Default::default() }, &svc).await.unwrap();
+
+    for key in ["Deployment/acme-prod/web", "Service/acme-prod/web"] {
+        let only = std::collections::BTreeSet::from([key.to_string()]);
+        let err = release::repair_drift(&cluster, &record, Some(&live), Some(&only)).await.expect_err(key);
+        assert!(matches!(err, harmony_executor::kube::KubeError::Stale(_)), "{key}: {err}");
+        assert!(err.to_string().contains(key), "{err}");
+    }
+    assert_eq!(server.get("apps/v1", "Deployment", NS, "web").unwrap()["spec"]["replicas"], 7, "the later scale was overwritten");
+    let svc = server.get("v1", "Service", NS, "web").unwrap();
+    assert_eq!(svc["spec"]["ports"][0]["port"], 8080, "the recreated Service was overwritten: {svc:#}");
+
+    // Compared again, the same repair goes through.
+    let observed = harmony_executor::kube::observe::observe_cluster(&cluster).await.unwrap();
+    let live = observed.releases[&(NS.to_string(), "web".to_string())].observed.live.clone().unwrap();
+    let only = std::collections::BTreeSet::from(["Deployment/acme-prod/web".to_string()]);
+    assert_eq!(release::repair_drift(&cluster, &record, Some(&live), Some(&only)).await.unwrap(), 1);
+    assert_eq!(server.get("apps/v1", "Deployment", NS, "web").unwrap()["spec"]["replicas"], 2);
+}
+
+/// A release whose unit changed but renders the objects already deployed (a template comment)
+/// is planned with a release payload and its drift: `apply PLANFILE` leaves the release as it is
+/// and repairs the drift with the same compare-and-set as a repair-only action — a drifted
+/// object changed again since planning makes the action stale, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rendered_release_left_as_deployed_repairs_drift_only_as_planned() {
+    let (server, repo, client) = set_up().await;
+    repo.write("charts/app/templates/deploy.yaml", &format!("{{{{/* a comment: renders nothing */}}}}\n{DEPLOYMENT}"));
+    scale(&client, "web", 5).await;
+    let file = repo.dir.path().join("p.json");
+    let (r, f) = (repo.clone(), file.clone());
+    let plan = blocking(move || r.plan_out(&f, &[])).await.unwrap();
+    let action = web_action(&plan);
+    assert_eq!(action["apply"]["payload"]["kind"], "release", "{action:#}");
+    let drift: Vec<&str> = action["apply"]["drift"].as_array().unwrap().iter().map(|d| d["key"].as_str().unwrap()).collect();
+    assert_eq!(drift, vec!["Deployment/acme-prod/web"], "{action:#}");
+
+    scale(&client, "web", 6).await;
+    let (r, f) = (repo.clone(), file.clone());
+    let (code, outcome, text) = blocking(move || r.apply_file(&f, &[], &[])).await.unwrap();
+    assert_eq!(code, 2, "{text}");
+    let web = outcome_of(&outcome, UNIT);
+    assert_eq!(web["outcome"], "stale", "{outcome:#}");
+    assert!(web["message"].as_str().unwrap().contains("live object Deployment/acme-prod/web changed since planning"), "{outcome:#}");
+    assert_eq!(server.get("apps/v1", "Deployment", NS, "web").unwrap()["spec"]["replicas"], 6, "a stale repair wrote");
+
+    // Planned again: repaired, and the next plan is empty.
+    let (r, f) = (repo.clone(), file.clone());
+    blocking(move || r.plan_out(&f, &[])).await.unwrap();
+    let (r, f) = (repo.clone(), file.clone());
+    let (code, outcome, text) = blocking(move || r.apply_file(&f, &[], &[])).await.unwrap();
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(outcome_of(&outcome, UNIT)["outcome"], "applied", "{outcome:#}");
+    assert_eq!(server.get("apps/v1", "Deployment", NS, "web").unwrap()["spec"]["replicas"], 2);
+    let r = repo.clone();
+    let (code, human) = blocking(move || detailed(&r, "human")).await.unwrap();
+    assert_eq!(code, Some(0), "{human}");
 }

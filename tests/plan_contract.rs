@@ -4,9 +4,11 @@
 //! loopback API server; the manifest in Helm's release record must be the planned one, byte
 //! for byte (compared through the plan's keyed fingerprint of it).
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
+mod common;
 
+use std::path::Path;
+
+use common::repo::{Repo, blocking, outcome_of};
 use harmony_executor::kube::Cluster;
 use harmony_executor::kube::release;
 use harmony_kube_loopback::Server;
@@ -16,100 +18,48 @@ use serde_json::Value;
 
 const KEY_HEX: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
 
-struct Repo {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    kubeconfig: PathBuf,
-    key_file: PathBuf,
+/// Releases `web` (a chart printing `.Release.Revision`, `.Release.IsUpgrade`, `.Capabilities`,
+/// with a ServiceMonitor gated on the CRD) and `plain` (one ConfigMap) of tenant `acme`.
+fn repo(server: &Server) -> Repo {
+    let repo = Repo::new(
+        server,
+        KEY_HEX,
+        &[
+            ("harmony.kdl", "repository contract {\n    kube-version \"1.30.0\"\n}\ncluster prod {\n    context prod\n}\n"),
+            ("tenants.kdl", "tenant acme {\n    namespaces acme-prod\n    service-account harmony-deployer namespace=acme-prod\n}\n"),
+            ("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n"),
+            ("charts/web/values.yaml", "greeting: hi\n"),
+            ("charts/plain/Chart.yaml", "apiVersion: v2\nname: plain\nversion: 0.1.0\n"),
+            ("charts/plain/templates/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  greeting: {{ .Values.greeting | quote }}\n"),
+            (
+                "charts/web/templates/info.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-info\ndata:\n  revision: {{ .Release.Revision | quote }}\n  upgrade: {{ .Release.IsUpgrade | quote }}\n  install: {{ .Release.IsInstall | quote }}\n  kube: {{ .Capabilities.KubeVersion.Version | quote }}\n  greeting: {{ .Values.greeting | quote }}\n",
+            ),
+            (
+                "charts/web/templates/monitor.yaml",
+                "{{- if .Capabilities.APIVersions.Has \"monitoring.coreos.com/v1/ServiceMonitor\" }}\napiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n  endpoints: []\n{{- end }}\n",
+            ),
+        ],
+    );
+    set_greeting(&repo, "hello");
+    repo
 }
 
-impl Repo {
-    fn new(server: &Server) -> Repo {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("repo");
-        let w = |p: &str, text: &str| {
-            let path = root.join(p);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        };
-        w("harmony.kdl", "repository contract {\n    kube-version \"1.30.0\"\n}\ncluster prod {\n    context prod\n}\n");
-        w("tenants.kdl", "tenant acme {\n    namespaces acme-prod\n    service-account harmony-deployer namespace=acme-prod\n}\n");
-        w("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
-        w("charts/web/values.yaml", "greeting: hi\n");
-        w("charts/plain/Chart.yaml", "apiVersion: v2\nname: plain\nversion: 0.1.0\n");
-        w("charts/plain/templates/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  greeting: {{ .Values.greeting | quote }}\n");
-        w(
-            "charts/web/templates/info.yaml",
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-info\ndata:\n  revision: {{ .Release.Revision | quote }}\n  upgrade: {{ .Release.IsUpgrade | quote }}\n  install: {{ .Release.IsInstall | quote }}\n  kube: {{ .Capabilities.KubeVersion.Version | quote }}\n  greeting: {{ .Values.greeting | quote }}\n",
-        );
-        w(
-            "charts/web/templates/monitor.yaml",
-            "{{- if .Capabilities.APIVersions.Has \"monitoring.coreos.com/v1/ServiceMonitor\" }}\napiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n  endpoints: []\n{{- end }}\n",
-        );
-        let repo = Repo { root, kubeconfig: dir.path().join("kubeconfig"), key_file: dir.path().join("fp.key"), _dir: dir };
-        repo.set_greeting("hello");
-        std::fs::write(&repo.kubeconfig, Server::kubeconfig(&[("prod", server)])).unwrap();
-        std::fs::write(&repo.key_file, KEY_HEX).unwrap();
-        repo
-    }
-
-    fn set_greeting(&self, greeting: &str) {
-        let text = format!(
+fn set_greeting(repo: &Repo, greeting: &str) {
+    repo.write(
+        "releases.kdl",
+        &format!(
             "release web {{\n    tenant acme\n    cluster prod\n    namespace acme-prod\n    chart \"charts/web\"\n    values {{\n        greeting {greeting:?}\n    }}\n}}\n\nrelease plain {{\n    tenant acme\n    cluster prod\n    namespace acme-prod\n    chart \"charts/plain\"\n    values {{\n        greeting hi\n    }}\n}}\n"
-        );
-        std::fs::write(self.root.join("releases.kdl"), text).unwrap();
-    }
+        ),
+    );
+}
 
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_env(args, &[])
-    }
+async fn history_of(server: &Server, name: &str) -> Vec<release::Stored> {
+    common::repo::history_of(server, "acme-prod", name).await
+}
 
-    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_harmony"));
-        c.arg("--repo").arg(&self.root).args(args).stdin(std::process::Stdio::null());
-        c.env("NO_COLOR", "1").env("HARMONY_FINGERPRINT_KEY_FILE", &self.key_file);
-        c.envs(env.iter().copied());
-        c.output().unwrap()
-    }
-
-    /// `harmony plan --out FILE` (live), returning the plan.
-    fn plan_out(&self, file: &Path, env: &[(&str, &str)]) -> Value {
-        let out = self.run_env(&["plan", "--skip-fleets", "--out", file.to_str().unwrap(), "--format", "json", "--kubeconfig", self.kubeconfig()], env);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    /// `harmony apply --yes PLANFILE --format json [extra]`: (exit code, outcome, stdout + stderr).
-    fn apply_file(&self, file: &Path, extra: &[&str], env: &[(&str, &str)]) -> (i32, Value, String) {
-        let mut args = vec!["apply", "--yes", file.to_str().unwrap(), "--format", "json", "--kubeconfig", self.kubeconfig()];
-        args.extend_from_slice(extra);
-        let out = self.run_env(&args, env);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-        let outcome: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}"));
-        let schema: Value = serde_json::from_str(&harmony_schemas::plan::apply_outcome_schema_json()).unwrap();
-        assert!(jsonschema::is_valid(&schema, &outcome), "the outcome does not follow its schema: {outcome:#}");
-        (out.status.code().unwrap_or(-1), outcome, text)
-    }
-
-    fn kubeconfig(&self) -> &str {
-        self.kubeconfig.to_str().unwrap()
-    }
-
-    /// `harmony plan --format json` (live unless `extra` says otherwise).
-    fn plan(&self, extra: &[&str]) -> Value {
-        let mut args = vec!["plan", "--format", "json", "--kubeconfig", self.kubeconfig()];
-        args.extend_from_slice(extra);
-        let out = self.run(&args);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn apply(&self) -> String {
-        let out = self.run(&["apply", "--yes", "--skip-fleets", "--kubeconfig", self.kubeconfig()]);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-        stdout
-    }
+async fn records(server: &Server) -> Vec<release::Stored> {
+    history_of(server, "web").await
 }
 
 fn release_action(plan: &Value) -> &Value {
@@ -120,16 +70,7 @@ fn object_keys(action: &Value) -> Vec<String> {
     action["explain"]["objects"].as_array().unwrap().iter().map(|o| o["key"].as_str().unwrap().to_string()).collect()
 }
 
-async fn records(server: &Server) -> Vec<release::Stored> {
-    let kubeconfig = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(kubeconfig.path(), Server::kubeconfig(&[("prod", server)])).unwrap();
-    let cluster = Cluster::from_kubeconfig(Some(kubeconfig.path()), "prod").await.unwrap();
-    release::history(&cluster, "acme-prod", "web").await.unwrap()
-}
 
-fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> tokio::task::JoinHandle<T> {
-    tokio::task::spawn_blocking(f)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_release_record_holds_exactly_the_planned_manifest() {
@@ -141,7 +82,7 @@ async fn the_release_record_holds_exactly_the_planned_manifest() {
         plural: "servicemonitors".into(),
         namespaced: true,
     });
-    let repo = std::sync::Arc::new(Repo::new(&server));
+    let repo = std::sync::Arc::new(repo(&server));
     let key = FingerprintKey::from_hex(KEY_HEX).unwrap();
 
     // Offline, the repository's declarations are all there is: Helm's default API versions
@@ -200,7 +141,7 @@ async fn the_release_record_holds_exactly_the_planned_manifest() {
     assert_eq!(records(&server).await.len(), 1);
 
     // An upgrade: planned as revision 2, IsUpgrade, and written so.
-    repo.set_greeting("bonjour");
+    set_greeting(&repo, "bonjour");
     let r = repo.clone();
     let second = blocking(move || r.plan(&[])).await.unwrap();
     let action = release_action(&second);
@@ -245,7 +186,7 @@ async fn the_release_record_holds_exactly_the_planned_manifest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skipped_targets_and_unresolvable_secrets() {
     let server = Server::start().await.unwrap();
-    let repo = Repo::new(&server);
+    let repo = repo(&server);
     let out = repo.run(&["plan", "--skip-clusters", "--format", "json", "--kubeconfig", "/nonexistent/kubeconfig"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -275,10 +216,10 @@ async fn skipped_targets_and_unresolvable_secrets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_latest_record_is_planned_as_the_revision_after_it() {
     let server = Server::start().await.unwrap();
-    let repo = std::sync::Arc::new(Repo::new(&server));
+    let repo = std::sync::Arc::new(repo(&server));
     let r = repo.clone();
     blocking(move || r.apply()).await.unwrap();
-    repo.set_greeting("two");
+    set_greeting(&repo, "two");
     let r = repo.clone();
     blocking(move || r.apply()).await.unwrap();
     // Revision 3 fails: an object of a kind the server does not serve.
@@ -303,7 +244,7 @@ async fn a_failed_latest_record_is_planned_as_the_revision_after_it() {
     let statuses: Vec<(u32, String)> = records(&server).await.iter().map(|s| (s.release.version, s.release.info.status.as_str().to_string())).collect();
     assert_eq!(statuses, vec![(1, "superseded".into()), (2, "deployed".into()), (3, "failed".into())]);
 
-    repo.set_greeting("four");
+    set_greeting(&repo, "four");
     let r = repo.clone();
     let plan = blocking(move || r.plan(&[])).await.unwrap();
     let action = release_action(&plan);
@@ -324,7 +265,7 @@ async fn a_failed_latest_record_is_planned_as_the_revision_after_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_rendered_for_another_revision_is_refused_as_stale() {
     let server = Server::start().await.unwrap();
-    let repo = std::sync::Arc::new(Repo::new(&server));
+    let repo = std::sync::Arc::new(repo(&server));
     let r = repo.clone();
     blocking(move || r.apply()).await.unwrap();
     let cluster = Cluster::from_kubeconfig(Some(&repo.kubeconfig), "prod").await.unwrap();
@@ -355,7 +296,7 @@ async fn a_release_rendered_for_another_revision_is_refused_as_stale() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_with_no_deployed_revision_is_planned_truthfully_and_pruned() {
     let server = Server::start().await.unwrap();
-    let repo = std::sync::Arc::new(Repo::new(&server));
+    let repo = std::sync::Arc::new(repo(&server));
     // Harmony's install of `plain` fails: one of its objects is of a kind the server does not serve.
     std::fs::write(repo.root.join("charts/plain/templates/bad.yaml"), "apiVersion: example.com/v1\nkind: Nothing\nmetadata:\n  name: plain\n").unwrap();
     let r = repo.clone();
@@ -413,16 +354,7 @@ async fn a_release_with_no_deployed_revision_is_planned_truthfully_and_pruned() 
     assert!(hist(&server).is_empty());
 }
 
-fn outcome_of<'a>(outcome: &'a Value, unit: &str) -> &'a Value {
-    outcome["actions"].as_array().unwrap().iter().find(|a| a["unit"] == unit).unwrap_or_else(|| panic!("no outcome for {unit}: {outcome:#}"))
-}
 
-async fn history_of(server: &Server, name: &str) -> Vec<release::Stored> {
-    let kubeconfig = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(kubeconfig.path(), Server::kubeconfig(&[("prod", server)])).unwrap();
-    let cluster = Cluster::from_kubeconfig(Some(kubeconfig.path()), "prod").await.unwrap();
-    release::history(&cluster, "acme-prod", name).await.unwrap()
-}
 
 /// Acceptance (1): `plan --out` then `apply PLANFILE` writes exactly the plan — each release
 /// record's manifest has the planned fingerprint — and reads nothing from the repository:
@@ -430,9 +362,9 @@ async fn history_of(server: &Server, name: &str) -> Vec<release::Stored> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_planfile_writes_exactly_the_plan_without_the_repository() {
     let server = Server::start().await.unwrap();
-    let repo = std::sync::Arc::new(Repo::new(&server));
+    let repo = std::sync::Arc::new(repo(&server));
     let key = FingerprintKey::from_hex(KEY_HEX).unwrap();
-    let file = repo._dir.path().join("p.json");
+    let file = repo.dir.path().join("p.json");
     let (r, f) = (repo.clone(), file.clone());
     let plan = blocking(move || r.plan_out(&f, &[])).await.unwrap();
     assert_eq!(plan["format_version"], 4);
@@ -446,8 +378,8 @@ async fn apply_planfile_writes_exactly_the_plan_without_the_repository() {
         })
         .collect();
 
-    repo.set_greeting("changed after planning");
-    std::fs::rename(repo.root.join("charts"), repo._dir.path().join("charts.moved")).unwrap();
+    set_greeting(&repo, "changed after planning");
+    std::fs::rename(repo.root.join("charts"), repo.dir.path().join("charts.moved")).unwrap();
     let (r, f) = (repo.clone(), file.clone());
     let (code, outcome, text) = blocking(move || r.apply_file(&f, &[], &[])).await.unwrap();
     assert_eq!(code, 0, "{text}");
@@ -476,8 +408,8 @@ async fn apply_planfile_writes_exactly_the_plan_without_the_repository() {
 
     // A value no template of `plain` reads: a record-only no-op, which the plan file still writes
     // (a new revision holding the new values), touching no object.
-    std::fs::rename(repo._dir.path().join("charts.moved"), repo.root.join("charts")).unwrap();
-    repo.set_greeting("hello");
+    std::fs::rename(repo.dir.path().join("charts.moved"), repo.root.join("charts")).unwrap();
+    set_greeting(&repo, "hello");
     let text = std::fs::read_to_string(repo.root.join("releases.kdl")).unwrap();
     std::fs::write(repo.root.join("releases.kdl"), text.replace("greeting hi", "greeting hi\n        unused 1")).unwrap();
     let (r, f) = (repo.clone(), file.clone());
@@ -515,13 +447,13 @@ async fn apply_planfile_writes_exactly_the_plan_without_the_repository() {
 async fn a_release_moved_since_planning_is_refused_as_stale() {
     let Some(python) = harmony_testkit::helm_python() else { return };
     let server = Server::start().await.unwrap();
-    let repo = std::sync::Arc::new(Repo::new(&server));
+    let repo = std::sync::Arc::new(repo(&server));
     let r = repo.clone();
     blocking(move || r.apply()).await.unwrap();
     // Both releases change.
     let text = std::fs::read_to_string(repo.root.join("releases.kdl")).unwrap();
     std::fs::write(repo.root.join("releases.kdl"), text.replace("greeting hi", "greeting ciao").replace("\"hello\"", "\"bonjour\"")).unwrap();
-    let file = repo._dir.path().join("p.json");
+    let file = repo.dir.path().join("p.json");
     let (r, f) = (repo.clone(), file.clone());
     blocking(move || r.plan_out(&f, &[])).await.unwrap();
 
@@ -574,8 +506,8 @@ async fn a_release_moved_since_planning_is_refused_as_stale() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attack_an_edited_plan_file_is_refused_before_any_write() {
     let server = Server::start().await.unwrap();
-    let repo = std::sync::Arc::new(Repo::new(&server));
-    let file = repo._dir.path().join("p.json");
+    let repo = std::sync::Arc::new(repo(&server));
+    let file = repo.dir.path().join("p.json");
     let (r, f) = (repo.clone(), file.clone());
     blocking(move || r.plan_out(&f, &[])).await.unwrap();
     let text = std::fs::read_to_string(&file).unwrap();
@@ -585,8 +517,8 @@ async fn attack_an_edited_plan_file_is_refused_before_any_write() {
             r.values["greeting"] = "injected".into();
         }
     }
-    let edited = repo._dir.path().join("edited.json");
-    let rehashed = repo._dir.path().join("rehashed.json");
+    let edited = repo.dir.path().join("edited.json");
+    let rehashed = repo.dir.path().join("rehashed.json");
     std::fs::write(&edited, plan.to_json()).unwrap();
     plan.identity = harmony_planner::contract::identity(&plan);
     std::fs::write(&rehashed, plan.to_json()).unwrap();
@@ -606,7 +538,7 @@ async fn attack_an_edited_plan_file_is_refused_before_any_write() {
     fleet.actions.push(action);
     fleet.identity = harmony_planner::contract::identity(&fleet);
     fleet.seal = Some(FingerprintKey::from_hex(KEY_HEX).unwrap().seal(&fleet.identity));
-    let with_fleet = repo._dir.path().join("fleet.json");
+    let with_fleet = repo.dir.path().join("fleet.json");
     std::fs::write(&with_fleet, fleet.to_json()).unwrap();
     let r = repo.clone();
     let (code, outcome, text) = blocking(move || r.apply_file(&with_fleet, &[], &[])).await.unwrap();
@@ -629,11 +561,11 @@ async fn attack_an_edited_plan_file_is_refused_before_any_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attack_a_secret_changed_since_planning_is_refused_without_showing_it() {
     let server = Server::start().await.unwrap();
-    let repo = std::sync::Arc::new(Repo::new(&server));
+    let repo = std::sync::Arc::new(repo(&server));
     let text = std::fs::read_to_string(repo.root.join("releases.kdl")).unwrap();
     let cut = text.find("release plain").unwrap();
     std::fs::write(repo.root.join("releases.kdl"), text[..cut].replace("    values {", "    secret-value \"token\" from=\"env:PLAN_APPLY_TOKEN\"\n    values {")).unwrap();
-    let file = repo._dir.path().join("p.json");
+    let file = repo.dir.path().join("p.json");
     let (r, f) = (repo.clone(), file.clone());
     blocking(move || r.plan_out(&f, &[("PLAN_APPLY_TOKEN", "first-secret-token")])).await.unwrap();
     let (r, f) = (repo.clone(), file.clone());

@@ -71,6 +71,19 @@ enum Verdict {
     Fail(String),
 }
 
+/// A write's failure (`?` on a `String` error in [`write`]).
+impl From<String> for Verdict {
+    fn from(m: String) -> Verdict {
+        Verdict::Fail(m)
+    }
+}
+
+impl From<&str> for Verdict {
+    fn from(m: &str) -> Verdict {
+        Verdict::Fail(m.to_string())
+    }
+}
+
 fn stale(message: impl Into<String>, expected: impl Into<String>, found: impl Into<String>) -> Verdict {
     Verdict::Stale { message: message.into(), expected: Some(expected.into()), found: Some(found.into()) }
 }
@@ -603,7 +616,9 @@ async fn execute_action(
     }
     match write(a, payload, conn, opts, prepared).await {
         Ok(m) => result(a, Outcome::Applied, m),
-        Err(m) => result(a, Outcome::Failed, m),
+        Err(Verdict::Stale { message, expected, found }) => ActionResult { expected, found, ..result(a, Outcome::Stale, message) },
+        Err(Verdict::Fail(m)) => result(a, Outcome::Failed, m),
+        Err(Verdict::Go) => result(a, Outcome::Failed, "internal error: a write failed without a reason"),
     }
 }
 
@@ -622,7 +637,12 @@ async fn check(plan: &PlanFile, a: &PlannedAction, conn: &Conn, opts: &ExecuteOp
     let verdict = match a.apply.payload.as_ref() {
         Some(Payload::Release(r)) => {
             let user = r.target.impersonate.clone().unwrap_or_default();
-            let v = check_release(a, &r.target, &user, conn, false).await;
+            let mut v = check_release(a, &r.target, &user, conn, false).await;
+            // The planned drift of a release whose render may leave it as deployed: repaired
+            // only as planned, as a release-repair payload is.
+            if matches!(v, Verdict::Go) && !a.apply.drift.is_empty() {
+                v = check_drift(a, &r.target, conn);
+            }
             if !matches!(v, Verdict::Go) {
                 return (v, prep);
             }
@@ -826,14 +846,21 @@ fn prepare_release(plan: &PlanFile, a: &PlannedAction, r: &ReleasePayload, key: 
     Ok(desired)
 }
 
-/// Re-applies the live objects the action's `drift` names ([`release::repair_deployed`]).
-async fn repair(a: &PlannedAction, as_tenant: &Cluster, ns: &str, name: &str, user: &str) -> Result<String, String> {
+/// Re-applies the live objects the action's `drift` names, each only over the object as this
+/// apply observed it under the cluster lock ([`check_drift`] compared those with the plan):
+/// [`release::repair_drift`] with the observed live objects, whose resourceVersions are the
+/// writes' preconditions. An object changed since is refused as stale.
+async fn repair(a: &PlannedAction, conn: &Conn, as_tenant: &Cluster, ns: &str, name: &str, user: &str) -> Result<String, Verdict> {
     let only: BTreeSet<String> = a.apply.drift.iter().map(|d| d.key.clone()).collect();
-    let (revision, objects) = release::repair_deployed(as_tenant, ns, name, Some(&only)).await.map_err(|e| crate::kube::apply::tenant_failure(&e, user))?;
-    Ok(release::repaired_text(revision, objects))
+    let live = conn.obs.releases.get(&(ns.to_string(), name.to_string())).and_then(|l| l.observed.live.as_deref()).unwrap_or_default();
+    match release::repair_deployed(as_tenant, ns, name, Some(live), Some(&only)).await {
+        Ok((revision, objects)) => Ok(release::repaired_text(revision, objects)),
+        Err(crate::kube::KubeError::Stale(m)) => Err(Verdict::Stale { message: format!("{}: {m}", a.unit), expected: None, found: None }),
+        Err(e) => Err(crate::kube::apply::tenant_failure(&e, user).into()),
+    }
 }
 
-async fn write(a: &PlannedAction, payload: &Payload, conn: &Conn, opts: &ExecuteOptions, prep: Prepared) -> Result<String, String> {
+async fn write(a: &PlannedAction, payload: &Payload, conn: &Conn, opts: &ExecuteOptions, prep: Prepared) -> Result<String, Verdict> {
     let user = prep.user.unwrap_or_default();
     match payload {
         Payload::Release(_) => {
@@ -843,15 +870,15 @@ async fn write(a: &PlannedAction, payload: &Payload, conn: &Conn, opts: &Execute
                 Ok(release::Outcome::Installed(v)) => Ok(format!("installed, revision {v}")),
                 Ok(release::Outcome::Upgraded(v)) => Ok(format!("upgraded, revision {v}")),
                 // The planned drift of a release whose render left its objects as deployed.
-                Ok(release::Outcome::Unchanged(_)) if !a.apply.drift.is_empty() => repair(a, &as_tenant, &desired.namespace, &desired.name, &user).await,
+                Ok(release::Outcome::Unchanged(_)) if !a.apply.drift.is_empty() => repair(a, conn, &as_tenant, &desired.namespace, &desired.name, &user).await,
                 Ok(release::Outcome::Unchanged(v)) => Ok(format!("unchanged (revision {v})")),
                 Ok(release::Outcome::Repaired { revision, objects }) => Ok(release::repaired_text(revision, objects)),
-                Err(e) => Err(crate::kube::apply::tenant_failure(&e, &user)),
+                Err(e) => Err(crate::kube::apply::tenant_failure(&e, &user).into()),
             }
         }
         Payload::ReleaseRepair(t) => {
             let as_tenant = conn.admin.impersonating(&user).map_err(|e| e.to_string())?;
-            repair(a, &as_tenant, &t.namespace, &t.name, &user).await
+            repair(a, conn, &as_tenant, &t.namespace, &t.name, &user).await
         }
         Payload::ReleaseDelete(t) => {
             let as_tenant = conn.admin.impersonating(&user).map_err(|e| e.to_string())?;
@@ -861,7 +888,7 @@ async fn write(a: &PlannedAction, payload: &Payload, conn: &Conn, opts: &Execute
                     Some(ObservedRevision::HelmRelease { revision, .. }) => format!("uninstalled (left the repository; was revision {revision})"),
                     _ => "uninstalled (left the repository)".to_string(),
                 })
-                .map_err(|e| format!("uninstalling: {}", crate::kube::apply::tenant_failure(&e, &user)))
+                .map_err(|e| format!("uninstalling: {}", crate::kube::apply::tenant_failure(&e, &user)).into())
         }
         Payload::TenantAccess(_) => {
             let access = prep.access.ok_or("no access")?;
@@ -878,6 +905,6 @@ async fn write(a: &PlannedAction, payload: &Payload, conn: &Conn, opts: &Execute
                 ))
             }
         },
-        _ => Err(format!("{}: not a cluster action", a.unit)),
+        _ => Err(format!("{}: not a cluster action", a.unit).into()),
     }
 }

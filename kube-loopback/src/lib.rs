@@ -13,7 +13,8 @@
 //! - get, list (with `labelSelector` and `fieldSelector=metadata.name=…`), create, replace,
 //!   patch (JSON merge patch, JSON patch, strategic merge patch treated as a merge patch) and
 //!   delete, for namespaced and cluster-scoped objects, with `dryRun=All`;
-//! - `resourceVersion` on every write and 409 `Conflict` when a replace names a stale one;
+//! - `resourceVersion` on every write and 409 `Conflict` when a replace, patch or server-side
+//!   apply names a stale one (a precondition, as on the real server);
 //!   409 `AlreadyExists`, 404 `NotFound` (also for a missing namespace), 422 `Invalid`;
 //! - server-side apply (`application/apply-patch+yaml`, `fieldManager`, `force`) with field
 //!   ownership and conflicts ([`apply`]; lists are atomic, a documented simplification);
@@ -926,6 +927,17 @@ fn patch(shared: &Shared, req: &Request) -> Result<Value, ApiError> {
             validate_body(req, &req.body, Some(&name))?;
             if existing.is_none() {
                 check_namespace(&store, req)?;
+            }
+            // `metadata.resourceVersion` in an apply configuration is a precondition on the
+            // object it updates, as on the real server: the patch yields an object carrying it,
+            // and the registry's update refuses one whose resourceVersion is not the stored one
+            // (k8s.io/apiserver `registry/generic/registry/store.go`, `Store.Update`: 409
+            // `OptimisticLockErrorMsg`). On a missing object the registry takes its
+            // create-on-update branch, which does not compare it: the object is created.
+            if let (Some(rv), Some(e)) = (req.body["metadata"]["resourceVersion"].as_str().filter(|rv| !rv.is_empty()), &existing)
+                && Some(rv) != e.value["metadata"]["resourceVersion"].as_str()
+            {
+                return Err(conflict(req, &name));
             }
             let force = req.query.get("force").is_some_and(|f| f == "true");
             let mut managers = existing.as_ref().map(|e| e.managers.clone()).unwrap_or_default();

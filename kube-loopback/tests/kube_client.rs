@@ -121,6 +121,17 @@ async fn server_side_apply_owns_fields() {
     let dry = deployments.patch("web", &PatchParams::apply("harmony").dry_run(), &Patch::Apply(manifest(4, "nginx:3"))).await.unwrap();
     assert_eq!(dry.spec.unwrap().replicas, Some(4));
     assert_eq!(deployments.get("web").await.unwrap().spec.unwrap().replicas, Some(3));
+    // `metadata.resourceVersion` in the configuration is a precondition, even forced: a stale
+    // one is refused (409, the optimistic-lock message), the current one applies.
+    let current = forced.metadata.resource_version.clone().unwrap();
+    let mut stale = manifest(4, "nginx:2");
+    stale["metadata"]["resourceVersion"] = json!(rv.unwrap());
+    let (code, reason, message) = api_error(deployments.patch("web", &pp.clone().force(), &Patch::Apply(&stale)).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+    assert!(message.contains("the object has been modified"), "{message}");
+    assert_eq!(deployments.get("web").await.unwrap().spec.unwrap().replicas, Some(3));
+    stale["metadata"]["resourceVersion"] = json!(current);
+    assert_eq!(deployments.patch("web", &pp.clone().force(), &Patch::Apply(&stale)).await.unwrap().spec.unwrap().replicas, Some(4));
 }
 
 #[tokio::test]

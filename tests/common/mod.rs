@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fleet;
+pub mod repo;
 pub mod tenants;
 
 use std::path::Path;

@@ -218,6 +218,33 @@ impl Cluster {
         Ok(serde_json::to_value(applied).expect("objects serialise"))
     }
 
+    /// Server-side apply of one object as [`FIELD_MANAGER`] only over the object as it was
+    /// compared (the compare-and-set of a drift repair). `Some(rv)`: the object existed at
+    /// resourceVersion `rv`; applied with force and `metadata.resourceVersion: rv`, a
+    /// precondition the API server checks on the update (k8s.io/apiserver
+    /// `registry/generic/registry/store.go`, `Store.Update`: 409 Conflict when it is not the
+    /// stored one). `None`: the object was missing; applied without force, so one someone else
+    /// created since conflicts (409) on every field Harmony sets to another value instead of
+    /// being taken over. A 409 is [`KubeError::Stale`] with the server's sentence.
+    pub async fn apply_at(&self, obj: &Value, default_ns: &str, resource_version: Option<&str>) -> Result<Value, KubeError> {
+        let (api, name, label) = self.api_for(obj, default_ns).await?;
+        let mut obj = obj.clone();
+        let pp = match resource_version {
+            Some(rv) => {
+                if let Some(m) = obj["metadata"].as_object_mut() {
+                    m.insert("resourceVersion".into(), rv.into());
+                }
+                PatchParams::apply(FIELD_MANAGER).force()
+            }
+            None => PatchParams::apply(FIELD_MANAGER),
+        };
+        match api.patch(&name, &pp, &Patch::Apply(&obj)).await {
+            Ok(applied) => Ok(serde_json::to_value(applied).expect("objects serialise")),
+            Err(kube::Error::Api(s)) if s.code == 409 => Err(KubeError::Stale(s.message)),
+            Err(e) => Err(api_err(format!("apply {label}"))(e)),
+        }
+    }
+
     /// Reads one object; `None` when it does not exist.
     pub async fn get(&self, obj: &Value, default_ns: &str) -> Result<Option<Value>, KubeError> {
         let (api, name, label) = self.api_for(obj, default_ns).await?;

@@ -642,11 +642,17 @@ pub async fn uninstall(cluster: &Cluster, ns: &str, name: &str, opts: &Options, 
 /// Repairs drift of a release whose deployed revision is `record`: re-applies, in install
 /// order, each object of its manifest whose live state differs in a field Harmony manages, or
 /// that is missing ([`harmony_planner::drift`], the rule `harmony plan` shows drift by), by
-/// server-side apply as `harmony` with force, as the deploy applied it. No revision is written:
-/// the record already holds exactly what is re-applied (ADR 0007, amendment). `live`: the
-/// objects as observed (e.g. by [`super::observe::observe_cluster`] under the apply lock);
-/// `None` reads each object. `only`: repair no other objects than these keys (what a plan
-/// file's action names). Returns how many objects were re-applied.
+/// server-side apply as `harmony`, as the deploy applied it. No revision is written: the record
+/// already holds exactly what is re-applied (ADR 0007, amendment). `live`: the objects as
+/// observed (e.g. by [`super::observe::observe_cluster`] under the apply lock); `None` reads
+/// each object now. `only`: repair no other objects than these keys (what a plan file's action
+/// names). Returns how many objects were re-applied.
+///
+/// Each write is conditional on the object being as it was compared ([`Cluster::apply_at`]):
+/// a drifted object is applied with force and its observed resourceVersion as a precondition,
+/// a missing one without force. An object changed (or created) since it was observed is not
+/// overwritten: [`KubeError::Stale`] naming it; objects before it in install order may have
+/// been repaired.
 pub async fn repair_drift(cluster: &Cluster, record: &Release, live: Option<&[Value]>, only: Option<&BTreeSet<String>>) -> Result<usize, KubeError> {
     let (ns, name) = (record.namespace.as_str(), record.name.as_str());
     let manifest = parse_manifest(&record.manifest)?;
@@ -665,28 +671,40 @@ pub async fn repair_drift(cluster: &Cluster, record: &Release, live: Option<&[Va
             &read
         }
     };
-    let drifted: BTreeSet<String> =
-        harmony_planner::drift::drifted(name, ns, &manifest, live).into_iter().map(|o| o.key).filter(|k| only.is_none_or(|o| o.contains(k))).collect();
+    let drifted: BTreeMap<String, Option<String>> = harmony_planner::drift::drifted(name, ns, &manifest, live)
+        .into_iter()
+        .filter(|o| only.is_none_or(|k| k.contains(&o.key)))
+        .map(|o| (o.key, o.resource_version))
+        .collect();
     let mut repaired = 0;
     for o in &manifest {
-        if harmony_planner::object::key_of(o, ns).is_some_and(|k| drifted.contains(&k)) {
-            cluster.apply(&harmony_planner::drift::applied(o, name, ns), ns).await?;
-            repaired += 1;
+        let Some(key) = harmony_planner::object::key_of(o, ns) else { continue };
+        let Some(rv) = drifted.get(&key) else { continue };
+        match cluster.apply_at(&harmony_planner::drift::applied(o, name, ns), ns, rv.as_deref()).await {
+            Ok(_) => repaired += 1,
+            Err(KubeError::Stale(why)) => {
+                let was = rv.as_ref().map_or_else(|| "missing".to_string(), |v| format!("at resourceVersion {v}"));
+                return Err(KubeError::Stale(format!(
+                    "release {ns}/{name}: live object {key} changed since it was compared ({was}), so it was not overwritten ({repaired} object{} repaired before it): {why}; plan again",
+                    if repaired == 1 { "" } else { "s" }
+                )));
+            }
+            Err(e) => return Err(e),
         }
     }
     Ok(repaired)
 }
 
-/// [`repair_drift`] of the deployed revision of `ns`/`name` (read now), reading its live
-/// objects; returns the deployed revision and how many objects were re-applied.
-pub async fn repair_deployed(cluster: &Cluster, ns: &str, name: &str, only: Option<&BTreeSet<String>>) -> Result<(u32, usize), KubeError> {
+/// [`repair_drift`] of the deployed revision of `ns`/`name` (read now) against `live` (`None`:
+/// read now); returns the deployed revision and how many objects were re-applied.
+pub async fn repair_deployed(cluster: &Cluster, ns: &str, name: &str, live: Option<&[Value]>, only: Option<&BTreeSet<String>>) -> Result<(u32, usize), KubeError> {
     let hist = history(cluster, ns, name).await?;
     let deployed = hist
         .iter()
         .rev()
         .find(|s| s.release.info.status == Status::Deployed)
         .ok_or_else(|| KubeError::Release(format!("release {ns}/{name} has no deployed revision whose drift could be repaired")))?;
-    Ok((deployed.release.version, repair_drift(cluster, &deployed.release, None, only).await?))
+    Ok((deployed.release.version, repair_drift(cluster, &deployed.release, live, only).await?))
 }
 
 /// What `apply` says of a release it repaired (`drift repaired (3 objects; revision 1
