@@ -1,5 +1,7 @@
-//! `harmony apply`: writes the fleets' signed device plans (Kubernetes comes later).
+//! `harmony apply`: with a plan file, executes exactly its actions; without one, makes the plan
+//! `harmony plan` would save, shows it, confirms, and executes that plan object the same way.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,11 +10,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use harmony_compiler::CompiledRepo;
-use harmony_executor::fleet::apply::ActionOutcome;
+use harmony_executor::execute::FleetAccess;
 use harmony_executor::fleet::convert::{SIGNING_KEY_ENV, fleet_info};
-use harmony_executor::fleet::plan::summary;
 use harmony_executor::fleet::security::FleetSecurity;
-use harmony_executor::fleet::{ApplyRequest, FleetAction, FleetOp, LockOptions, NatsOptions, connect, desired_fleet, load_signing_key, run_apply};
+use harmony_executor::fleet::{ApplyOptions, LockOptions, NatsOptions, load_signing_key};
 
 use crate::cli::Global;
 
@@ -106,8 +107,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     harmony_compiler::validate::Duration::parse(s).map(|d| d.to_std()).map_err(|_| format!("`{s}` is not a duration (e.g. 30s, 2m, 1h30m)"))
 }
 
-/// Exit codes of `harmony apply PLANFILE` (also in docs/plan.md).
-const PLANFILE_EXIT_CODES: &str = "Exit codes with a plan file: 0 every action applied (or nothing to do); 1 the plan was refused before anything was written (edited, another key, repository or cluster, another format version) or an action failed; 2 some actions were refused as stale (their target moved since planning, or a secret-value changed) and none failed.";
+/// Exit codes of `harmony apply` (also in docs/plan.md).
+const PLANFILE_EXIT_CODES: &str = "Exit codes: 0 every action applied (or nothing to do); 1 the plan was refused before anything was written (edited, another key, repository or cluster, another format version), not confirmed, an action failed or a planned rollout halted; 2 some actions were refused as stale (their target moved since planning, or a secret-value changed) and none failed. Without a plan file, apply makes the plan `harmony plan` would save, shows it, confirms and executes it the same way.";
 
 /// What `--refuse-stale` refuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -162,9 +163,6 @@ pub struct ApplyArgs {
     /// Where the apply journal is kept (default $XDG_STATE_HOME/harmony or ~/.local/state/harmony).
     #[arg(long, value_name = "DIR", env = "HARMONY_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Source revision recorded in the plans (default: `git rev-parse HEAD` of the repository).
-    #[arg(long, value_name = "REV")]
-    pub source_revision: Option<String>,
     #[command(flatten)]
     pub nats: NatsArgs,
     /// kubeconfig for the repository's clusters (default: `KUBECONFIG`, then `~/.kube/config`).
@@ -190,44 +188,106 @@ pub(crate) fn lock_holder() -> String {
     format!("{} pid {}", harmony_executor::fleet::lock::user_at_host(), std::process::id())
 }
 
-/// Applies the repository's Kubernetes units: makes the plan with `harmony plan`'s code (live,
-/// clusters only), shows it, confirms (or `--yes`), then executes that plan object
-/// ([`harmony_executor::execute::execute`]): no second computation. False when anything was not
-/// applied.
-fn apply_clusters(g: &Global, a: &ApplyArgs, repo: &CompiledRepo, rt: &tokio::runtime::Runtime) -> anyhow::Result<bool> {
-    if repo.clusters.is_empty() {
-        return Ok(true);
-    }
+/// `harmony apply` without a plan file: makes the plan with `harmony plan`'s code (live, what
+/// `harmony plan --out` would save), shows it, confirms (or `--yes`), then executes that plan
+/// object exactly as `harmony apply PLANFILE` executes a file ([`harmony_executor::execute::execute`]):
+/// no second computation, for clusters and fleets alike.
+fn apply_repository(g: &Global, a: &ApplyArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let args = crate::plan::PlanArgs {
         observed: None,
         offline: false,
         live: crate::plan::LiveArgs { kubeconfig: a.kubeconfig.clone(), nats: a.nats.clone() },
-        skip_clusters: false,
-        skip_fleets: true,
+        skip_clusters: a.skip_clusters || a.fleet.is_some(),
+        skip_fleets: a.skip_fleets,
+        fleet: a.fleet.clone(),
         out: None,
         format: crate::plan::PlanFormat::Human,
         flags: crate::plan::PlanFlags { compact: false, targets: Vec::new(), excludes: Vec::new(), detailed_exitcode: false, fingerprint_key: a.fingerprint_key.clone() },
     };
-    let plan = crate::plan::make_plan(g, &args, rt)?;
-    if !a.yes && !std::io::stdin().is_terminal() {
+    let (plan, planned) = crate::plan::make_plan(g, &args, rt)?;
+    if plan.targets.clusters.is_empty() && plan.targets.fleets.is_empty() {
+        println!("the repository declares no cluster or fleet to apply to: nothing to apply");
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Shown as `harmony plan` shows it (each change with its reason and diff).
+    if !g.quiet || !a.yes {
+        crate::plan::print(&plan, crate::plan::PlanFormat::Human, false, g)?;
+    }
+    // Nothing is asked when nothing would be written.
+    if !a.yes && (plan.summary.has_changes() || !plan.rollouts.is_empty()) && !confirm(&format!("Apply this plan ({})?", plan.identity))? {
+        println!("not applied");
+        return Ok(ExitCode::from(1));
+    }
+    let fleets = fleet_access(g, a, &plan, Some(&planned))?;
+    let outcome = execute(g, a, &plan, fleets, rt)?;
+    report(g, &plan, &outcome);
+    Ok(ExitCode::from(outcome.exit_code()))
+}
+
+/// Asks `question` on the terminal; without one, fails (`--yes` applies without asking).
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
         anyhow::bail!("not applying without --yes (stdin is not a terminal)");
     }
-    if !g.quiet || !a.yes {
-        crate::plan::print(&plan, crate::plan::PlanFormat::Human, true, g)?;
-    }
-    if !a.yes {
-        print!("Apply this plan to clusters {}? [y/N] ", plan.targets.clusters.keys().cloned().collect::<Vec<_>>().join(", "));
-        let _ = std::io::stdout().flush();
-        let mut line = String::new();
-        let _ = std::io::stdin().read_line(&mut line);
-        if !matches!(line.trim(), "y" | "Y" | "yes") {
-            println!("clusters: not applied");
-            return Ok(false);
+    print!("{question} [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}
+
+/// How to write to each fleet the plan writes device plans to: its NATS servers (the flags, else
+/// the plan's), the signing key, the lock, journal, rollout progress and write parallelism.
+/// With the `repository` just planned: to every fleet planned, the signing key checked first
+/// against the fleet's key chain in the auth directory (a retired key is refused even when
+/// nothing is to be written).
+fn fleet_access(g: &Global, a: &ApplyArgs, plan: &harmony_schemas::plan::PlanFile, repository: Option<&CompiledRepo>) -> anyhow::Result<BTreeMap<String, FleetAccess>> {
+    use harmony_schemas::plan::Payload;
+    let mut fleets = BTreeMap::new();
+    for (fleet, target) in &plan.targets.fleets {
+        let writes = plan.actions.iter().any(|x| match &x.apply.payload {
+            Some(Payload::DevicePlan(d)) => d.target.fleet == *fleet,
+            Some(Payload::DevicePlanDelete(d)) => d.fleet == *fleet,
+            _ => false,
+        }) || plan.rollouts.iter().any(|r| r.fleet == *fleet);
+        if !writes && repository.is_none() {
+            continue;
         }
+        let signing_key = load_signing_key(a.signing_key_file.as_deref(), std::env::var(SIGNING_KEY_ENV).ok())?;
+        if let Some(repo) = repository {
+            let info = fleet_info(repo, fleet)?;
+            FleetSecurity::load(a.nats.auth_dir.as_deref(), fleet, info)?.check_signing_key(&signing_key, fleet, &info.signing_key)?;
+        }
+        let access = FleetAccess {
+            nats: a.nats.options_for_fleet(fleet, &target.nats)?,
+            signing_key,
+            lock: LockOptions { timeout: a.lock_timeout, ..LockOptions::default() },
+            state_dir: Some(state_dir(a)),
+            rollout_progress: (!g.quiet).then(|| -> harmony_executor::fleet::run::RolloutProgress {
+                Arc::new(|r| eprintln!("{}", harmony_executor::fleet::rollout::progress_line(r)))
+            }),
+            rollout_poll: None,
+            writes: ApplyOptions { parallelism: usize::from(a.parallelism), progress: progress_bar(g) },
+        };
+        fleets.insert(fleet.clone(), access);
     }
-    let outcome = execute(g, a, &plan, Default::default(), rt)?;
-    report(g, &outcome);
-    Ok(outcome.exit_code() == 0)
+    Ok(fleets)
+}
+
+/// A progress bar of a fleet's writes, on a terminal.
+fn progress_bar(g: &Global) -> Option<Arc<dyn Fn(usize, usize) + Send + Sync>> {
+    if !std::io::stderr().is_terminal() || g.quiet {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} writes {per_sec}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+    Some(Arc::new(move |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        if done == total {
+            bar.finish_and_clear();
+        }
+    }))
 }
 
 /// Executes a plan with the flags of `harmony apply`.
@@ -252,9 +312,10 @@ fn execute(
     Ok(rt.block_on(harmony_executor::execute::execute(plan, &opts)))
 }
 
-/// Prints an apply's outcome: one line per action (applied and unchanged ones on stdout unless
-/// `--quiet`; stale, failed and skipped ones on stderr) and the counts.
-fn report(g: &Global, outcome: &harmony_schemas::plan::ApplyOutcome) {
+/// Prints an apply's outcome: one line per action applied or unchanged (on stdout unless
+/// `--quiet`; a fleet's unchanged devices only counted; stale, failed and skipped ones on stderr), per fleet what its apply found and left (an unfinished
+/// earlier apply, the rollout's end) and its counts, then the counts.
+fn report(g: &Global, plan: &harmony_schemas::plan::PlanFile, outcome: &harmony_schemas::plan::ApplyOutcome) {
     use harmony_schemas::plan::Outcome;
     if let Some(why) = &outcome.refused {
         eprintln!("error: {why}");
@@ -263,6 +324,8 @@ fn report(g: &Global, outcome: &harmony_schemas::plan::ApplyOutcome) {
     let count = |o: Outcome| outcome.actions.iter().filter(|r| r.outcome == o).count();
     for r in &outcome.actions {
         match r.outcome {
+            // A fleet's unchanged devices are counted in its line below, not listed.
+            Outcome::Noop if r.unit.starts_with("device-plan/") || r.unit.starts_with("agent/") => {}
             Outcome::Applied | Outcome::Noop if !g.quiet => println!("{}: {}", r.unit, r.message),
             Outcome::Applied | Outcome::Noop => {}
             Outcome::Stale => eprintln!(
@@ -276,6 +339,9 @@ fn report(g: &Global, outcome: &harmony_schemas::plan::ApplyOutcome) {
             Outcome::Skipped => eprintln!("skipped: {}: {}", r.unit, r.message),
         }
     }
+    for fleet in plan.targets.fleets.keys() {
+        report_fleet(g, fleet, outcome);
+    }
     if !g.quiet {
         println!(
             "{} applied, {} refused as stale, {} failed, {} skipped, {} unchanged",
@@ -285,6 +351,63 @@ fn report(g: &Global, outcome: &harmony_schemas::plan::ApplyOutcome) {
             count(Outcome::Skipped),
             count(Outcome::Noop)
         );
+    }
+}
+
+/// One fleet's part of an outcome: an unfinished earlier apply, the rollout's failures, reverts
+/// and end, and its device plans' counts.
+fn report_fleet(g: &Global, fleet: &str, outcome: &harmony_schemas::plan::ApplyOutcome) {
+    use harmony_schemas::fleet::RolloutState;
+    use harmony_schemas::plan::Outcome;
+    if let Some(f) = outcome.fleets.iter().find(|f| f.fleet == fleet) {
+        if let Some(i) = &f.interrupted {
+            eprintln!(
+                "note: the previous apply of fleet {fleet} ({}, by {}) did not complete ({} of {} writes done); planned from the bucket as it left it (journal kept at {})",
+                harmony_executor::fleet::lock::format_ms(i.started_ms),
+                i.holder,
+                i.done,
+                i.writes,
+                i.journal
+            );
+        }
+        if let Some(record) = &f.rollout {
+            for x in &record.failed {
+                eprintln!("rollout: {} failed in step {}: {}", x.device, x.wave + 1, x.reason);
+            }
+            for w in &f.reverted {
+                match (w.revision, &w.error) {
+                    (Some(rev), _) => eprintln!("rollout: {}: previous plan written back (revision {rev})", w.device),
+                    (None, e) => eprintln!("rollout: {}: could not write the previous plan back: {}", w.device, e.as_deref().unwrap_or("?")),
+                }
+            }
+            let what = record.what.join(", ");
+            match record.state {
+                RolloutState::Complete => println!("fleet {fleet}: rollout of {what} complete ({} steps)", record.waves.len()),
+                RolloutState::Halted => println!(
+                    "fleet {fleet}: rollout of {what} halted: {} devices failed (max-failed {}); later steps not written",
+                    record.failed.len(),
+                    record.max_failed
+                ),
+                RolloutState::Reverted => println!(
+                    "fleet {fleet}: rollout of {what} halted and reverted: {} devices failed (max-failed {}); previous plans written back",
+                    record.failed.len(),
+                    record.max_failed
+                ),
+                // Only when writing the previous plans back failed to save its end.
+                RolloutState::Reverting => println!("fleet {fleet}: rollout of {what} halted, revert not finished: run harmony apply again to finish it"),
+                RolloutState::InProgress => {}
+            }
+        }
+    }
+    let prefix = format!("device-plan/{fleet}/");
+    let mine: Vec<Outcome> = outcome.actions.iter().filter(|r| r.unit.starts_with(&prefix)).map(|r| r.outcome).collect();
+    let n = |o: Outcome| mine.iter().filter(|x| **x == o).count();
+    if mine.iter().all(|o| *o == Outcome::Noop) {
+        if !g.quiet {
+            println!("fleet {fleet}: {} devices up to date, nothing to write", mine.len());
+        }
+    } else {
+        println!("fleet {fleet}: {} written, {} refused as stale, {} failed, {} skipped", n(Outcome::Applied), n(Outcome::Stale), n(Outcome::Failed), n(Outcome::Skipped));
     }
 }
 
@@ -317,211 +440,11 @@ fn state_dir(a: &ApplyArgs) -> PathBuf {
     }
 }
 
-fn source_revision(g: &Global) -> String {
-    std::process::Command::new("git")
-        .arg("-C")
-        .arg(&g.repo)
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn describe(fleet: &str, actions: &[FleetAction]) -> String {
-    let (c, u, d, n) = summary(actions);
-    let mut s = format!("fleet {fleet}: {c} to create, {u} to update, {d} to delete, {n} unchanged\n");
-    for a in actions.iter().filter(|a| a.op != FleetOp::Noop) {
-        let sign = match a.op {
-            FleetOp::Create => '+',
-            FleetOp::Update => '~',
-            FleetOp::Delete => '-',
-            FleetOp::Noop => ' ',
-        };
-        let generation = a.plan.as_ref().map(|p| format!("generation {}", p.generation)).unwrap_or_default();
-        s.push_str(&format!("  {sign} {:<24} {:<14} {}\n", a.device, generation, a.reason));
-    }
-    s
-}
-
 pub fn run(g: &Global, a: ApplyArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
-    if let Some(path) = &a.planfile {
-        return apply_planfile(g, &a, path, rt);
+    match &a.planfile {
+        Some(path) => apply_planfile(g, &a, path, rt),
+        None => apply_repository(g, &a, rt),
     }
-    let repo = compiled(g)?;
-    let clusters_ok = if a.skip_clusters || a.fleet.is_some() { true } else { apply_clusters(g, &a, &repo, rt)? };
-    if a.skip_fleets {
-        return Ok(if clusters_ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
-    }
-    let code = apply_fleets(g, a, &repo, rt)?;
-    Ok(if clusters_ok { code } else { ExitCode::from(1) })
-}
-
-fn apply_fleets(g: &Global, a: ApplyArgs, repo: &CompiledRepo, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
-    let fleets = fleets(repo, &a.fleet)?;
-    if fleets.is_empty() {
-        println!("the repository declares no fleet: nothing to apply");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let key = load_signing_key(a.signing_key_file.as_deref(), std::env::var(SIGNING_KEY_ENV).ok())?;
-    let revision = a.source_revision.clone().unwrap_or_else(|| source_revision(g));
-    let mut exit = ExitCode::SUCCESS;
-    for fleet in fleets {
-        let info = fleet_info(repo, &fleet)?;
-        // The key chain (after a rotation) and revocations, from the auth directory.
-        let security = FleetSecurity::load(a.nats.auth_dir.as_deref(), &fleet, info)?;
-        security.check_signing_key(&key, &fleet, &info.signing_key)?;
-        // The keys plans in the bucket may be signed with (the chain's, none retired): what
-        // counts as Harmony's plan for generations and unchanged content.
-        let public = harmony_schemas::fleet::parse_public_key(&info.signing_key).map_err(|e| anyhow::anyhow!("fleet `{fleet}` declares an invalid public key: {e}"))?;
-        let trusted = security.observe_keys(public)?;
-        let mut desired = desired_fleet(repo, &fleet, &revision)?;
-        for w in security.apply_to(&mut desired) {
-            eprintln!("warning: {w}");
-        }
-        let opts = a.nats.options_for_fleet(&fleet, &info.nats)?;
-        let yes = a.yes;
-        let quiet = g.quiet;
-        let fleet_name = fleet.clone();
-        let confirm: harmony_executor::fleet::run::Confirm = Box::new(move |actions, observed, rollout| {
-            for w in &observed.warnings {
-                eprintln!("warning: {w}");
-            }
-            if !quiet || !yes {
-                print!("{}", describe(&fleet_name, actions));
-                if let Some(r) = rollout {
-                    print!("{}", r.describe());
-                }
-            }
-            if yes {
-                return true;
-            }
-            if !std::io::stdin().is_terminal() {
-                eprintln!("error: not applying without --yes (stdin is not a terminal)");
-                return false;
-            }
-            print!("Apply these changes to fleet {fleet_name}? [y/N] ");
-            let _ = std::io::stdout().flush();
-            let mut line = String::new();
-            let _ = std::io::stdin().read_line(&mut line);
-            matches!(line.trim(), "y" | "Y" | "yes")
-        });
-        let progress: Option<Arc<dyn Fn(usize, usize) + Send + Sync>> = if std::io::stderr().is_terminal() && !g.quiet {
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} writes {per_sec}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            Some(Arc::new(move |done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-                if done == total {
-                    bar.finish_and_clear();
-                }
-            }))
-        } else {
-            None
-        };
-        let req = ApplyRequest {
-            rollouts: harmony_executor::fleet::rollout::rollout_specs(repo, &fleet),
-            rollout_progress: (!g.quiet).then(|| -> harmony_executor::fleet::run::RolloutProgress {
-                Arc::new(|r| eprintln!("{}", harmony_executor::fleet::rollout::progress_line(r)))
-            }),
-            rollout_poll: None,
-            desired,
-            signing_key: key.clone(),
-            trusted,
-            parallelism: usize::from(a.parallelism),
-            lock: LockOptions { timeout: a.lock_timeout, ..LockOptions::default() },
-            state_dir: Some(state_dir(&a)),
-            confirm: Some(confirm),
-            progress,
-            request_timeout: None,
-        };
-        let run = rt.block_on(async {
-            let client = connect(&opts).await?;
-            run_apply(&client, req).await
-        })?;
-        if let Some(i) = &run.interrupted {
-            eprintln!(
-                "note: the previous apply of fleet {fleet} ({}, by {}) did not complete ({} of {} writes done); re-planned from the bucket (journal kept at {})",
-                harmony_executor::fleet::lock::format_ms(i.started_ms),
-                i.holder,
-                i.done,
-                i.writes,
-                i.kept_at.display()
-            );
-        }
-        if run.aborted {
-            println!("fleet {fleet}: not applied");
-            exit = ExitCode::from(1);
-            continue;
-        }
-        let mut rollout_failed = false;
-        if let Some((_, record, reverted)) = &run.rollout {
-            use harmony_schemas::fleet::RolloutState;
-            for f in &record.failed {
-                eprintln!("rollout: {} failed in step {}: {}", f.device, f.wave + 1, f.reason);
-            }
-            for (device, r) in reverted {
-                match r {
-                    Ok(rev) => eprintln!("rollout: {device}: previous plan written back (revision {rev})"),
-                    Err(e) => eprintln!("rollout: {device}: could not write the previous plan back: {e}"),
-                }
-            }
-            match record.state {
-                RolloutState::Complete => println!("fleet {fleet}: rollout of {} complete ({} steps)", record.what.join(", "), record.waves.len()),
-                RolloutState::Halted => println!(
-                    "fleet {fleet}: rollout of {} halted: {} devices failed (max-failed {}); later steps not written",
-                    record.what.join(", "),
-                    record.failed.len(),
-                    record.max_failed
-                ),
-                RolloutState::Reverted => println!(
-                    "fleet {fleet}: rollout of {} halted and reverted: {} devices failed (max-failed {}); previous plans written back",
-                    record.what.join(", "),
-                    record.failed.len(),
-                    record.max_failed
-                ),
-                // Only when writing the previous plans back failed to save its end.
-                RolloutState::Reverting => {
-                    println!("fleet {fleet}: rollout of {} halted, revert not finished: run harmony apply again to finish it", record.what.join(", "))
-                }
-                RolloutState::InProgress => {}
-            }
-            rollout_failed = matches!(record.state, RolloutState::Halted | RolloutState::Reverting | RolloutState::Reverted);
-        }
-        if rollout_failed {
-            exit = ExitCode::from(1);
-        }
-        if run.actions.iter().all(|x| x.op == FleetOp::Noop) {
-            if !g.quiet {
-                println!("fleet {fleet}: {} devices up to date, nothing to write", run.actions.len());
-            }
-            continue;
-        }
-        for r in &run.report.results {
-            match &r.outcome {
-                ActionOutcome::Stale { expected, found } => eprintln!(
-                    "stale: {} expected revision {}, found {}: refused (re-run harmony apply to re-plan)",
-                    r.device,
-                    expected.map_or("none (new key)".into(), |x| x.to_string()),
-                    found.map_or("none (deleted)".into(), |x| x.to_string())
-                ),
-                ActionOutcome::Failed { error } => eprintln!("failed: {}: {error}", r.device),
-                _ => {}
-            }
-        }
-        let (stale, failed) = (run.report.stale().len(), run.report.failed().len());
-        println!("fleet {fleet}: {} written, {stale} refused as stale, {failed} failed", run.report.written());
-        if failed > 0 {
-            exit = ExitCode::from(1);
-        } else if stale > 0 && exit == ExitCode::SUCCESS {
-            exit = ExitCode::from(2);
-        }
-    }
-    Ok(exit)
 }
 
 /// The repository's name, when `--repo` holds a repository that compiles and declares one
@@ -553,47 +476,18 @@ fn apply_planfile(g: &Global, a: &ApplyArgs, path: &std::path::Path, rt: &tokio:
     // (`execute` refuses it and reports why; the explanation is not sealed, docs/plan.md).
     let verifies = || crate::plan::fingerprint_key(&a.fingerprint_key).is_ok_and(|key| harmony_planner::contract::verify(&plan, &key, repository_name(g).as_deref()).is_ok());
     if !a.yes && verifies() {
-        if !std::io::stdin().is_terminal() {
-            anyhow::bail!("not applying without --yes (stdin is not a terminal)");
-        }
         print!("{}", harmony_planner::output::human(&plan, &harmony_planner::output::HumanOptions { compact: true, ..Default::default() }));
-        print!("Apply this plan ({})? [y/N] ", plan.identity);
-        let _ = std::io::stdout().flush();
-        let mut line = String::new();
-        let _ = std::io::stdin().read_line(&mut line);
-        if !matches!(line.trim(), "y" | "Y" | "yes") {
+        if !confirm(&format!("Apply this plan ({})?", plan.identity))? {
             println!("not applied");
             return Ok(ExitCode::from(1));
         }
     }
-    // The fleets it writes device plans to: their NATS servers and the signing key.
-    let mut fleets = std::collections::BTreeMap::new();
-    for (fleet, target) in &plan.targets.fleets {
-        let writes = plan.actions.iter().any(|x| match &x.apply.payload {
-            Some(harmony_schemas::plan::Payload::DevicePlan(d)) => d.target.fleet == *fleet,
-            Some(harmony_schemas::plan::Payload::DevicePlanDelete(d)) => d.fleet == *fleet,
-            _ => false,
-        }) || plan.rollouts.iter().any(|r| r.fleet == *fleet);
-        if !writes {
-            continue;
-        }
-        let access = harmony_executor::execute::FleetAccess {
-            nats: a.nats.options_for_fleet(fleet, &target.nats)?,
-            signing_key: load_signing_key(a.signing_key_file.as_deref(), std::env::var(SIGNING_KEY_ENV).ok())?,
-            lock: LockOptions { timeout: a.lock_timeout, ..LockOptions::default() },
-            state_dir: Some(state_dir(a)),
-            rollout_progress: (!g.quiet).then(|| -> harmony_executor::fleet::run::RolloutProgress {
-                Arc::new(|r| eprintln!("{}", harmony_executor::fleet::rollout::progress_line(r)))
-            }),
-            rollout_poll: None,
-        };
-        fleets.insert(fleet.clone(), access);
-    }
+    let fleets = fleet_access(g, a, &plan, None)?;
     let outcome = execute(g, a, &plan, fleets, rt)?;
     if a.format == ApplyFormat::Json {
         std::io::stdout().lock().write_all(outcome.to_json().as_bytes())?;
     } else {
-        report(g, &outcome);
+        report(g, &plan, &outcome);
     }
     Ok(ExitCode::from(outcome.exit_code()))
 }

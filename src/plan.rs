@@ -80,6 +80,9 @@ pub struct PlanArgs {
     /// Plan Kubernetes clusters only: no fleet is read or planned (no NATS needed).
     #[arg(long)]
     pub skip_fleets: bool,
+    /// Only this fleet, no cluster (`harmony apply --fleet`).
+    #[arg(skip)]
+    pub fleet: Option<String>,
     /// Save the plan (JSON) for `harmony show`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -225,7 +228,7 @@ fn source_revision(dir: &Path, compiled: &CompiledRepo) -> SourceRevision {
 
 /// `harmony plan`.
 pub fn plan(g: &Global, a: PlanArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
-    let p = make_plan(g, &a, rt)?;
+    let (p, _) = make_plan(g, &a, rt)?;
     if let Some(out) = &a.out {
         crate::cli::write_atomic(out, p.to_json().as_bytes()).with_context(|| format!("writing plan {}", out.display()))?;
         if !g.quiet {
@@ -237,11 +240,16 @@ pub fn plan(g: &Global, a: PlanArgs, rt: &tokio::runtime::Runtime) -> anyhow::Re
 }
 
 /// The plan `harmony plan` makes (and `harmony apply` executes): compile, observe, render,
-/// plan, and complete it with what apply writes, sealed.
-pub(crate) fn make_plan(g: &Global, a: &PlanArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<PlanFile> {
+/// plan, and complete it with what apply writes, sealed. Also returns the compiled repository
+/// as planned (only the targets planned).
+pub(crate) fn make_plan(g: &Global, a: &PlanArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<(PlanFile, CompiledRepo)> {
     let mut compiled = compile_dir(&g.repo, "the repository", g, &ParseCache::default())?;
     let source = source_revision(&g.repo, &compiled);
     compiled.skip_targets(a.skip_clusters, a.skip_fleets);
+    if let Some(fleet) = &a.fleet {
+        harmony_executor::fleet::convert::fleet_info(&compiled, fleet)?;
+        compiled.only_fleet(fleet);
+    }
     let mut live_desired = Rendered::new();
     let mut rollouts = Vec::new();
     let mut servers = BTreeMap::new();
@@ -300,7 +308,7 @@ pub(crate) fn make_plan(g: &Global, a: &PlanArgs, rt: &tokio::runtime::Runtime) 
     // What apply writes, sealed: `harmony apply PLANFILE` reads nothing else (docs/adr/0013).
     let inputs = harmony_planner::contract::ContractInputs { charts: renders.charts, servers, device_plans, rollouts };
     harmony_planner::contract::complete(&mut p, &compiled, &inputs, &opts.key);
-    Ok(p)
+    Ok((p, compiled))
 }
 
 /// `harmony show`.

@@ -106,7 +106,7 @@ fn apply_then_agent_converges_and_status_is_ready() {
     let out = apply(&[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
-    assert!(stdout.contains("1 to create") && stdout.contains("1 written"), "{stdout}");
+    assert!(stdout.contains(&format!("+ device-plan/pico/{device} create")) && stdout.contains("fleet pico: 1 written"), "{stdout}");
     assert!(!stdout.contains(&encode_key(key.as_bytes())) && !String::from_utf8_lossy(&out.stderr).contains(&encode_key(key.as_bytes())));
 
     // Before the agent runs: unknown, exit 2 with --detailed-exitcode.
@@ -194,7 +194,8 @@ fn lifecycle_commands_outage_and_restart_through_the_binaries() {
 
     // 1. An init container, then the service: running; the init container is gone.
     f.set_deployments(&web(&img1, "a"));
-    assert!(f.apply().contains("1 to create"));
+    let out = f.apply();
+    assert!(out.contains(&format!("+ device-plan/pico/{dev} create")), "{out}");
     let mut agent = f.start_agent(&dev);
     let d = f.wait_ready(&dev, 1);
     assert_eq!(d["deployments"][0]["name"], "web");
@@ -409,7 +410,7 @@ fn tampered_replayed_and_wrong_device_plans_are_rejected_and_shown_in_status() {
     };
     let heal = |f: &Fleet, generation: u64| {
         let out = f.apply();
-        assert!(out.contains("1 to update"), "{out}");
+        assert!(out.contains(&format!("~ device-plan/pico/{a} update")) && out.contains("fleet pico: 1 written"), "{out}");
         f.wait_ready(&a, generation);
     };
 

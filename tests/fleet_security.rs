@@ -462,7 +462,7 @@ fn revoked_device_loses_access_and_gets_nothing() {
     // A later apply writes it nothing (the device is still in the repository) but B converges.
     std::fs::write(f.repo.join("deploy.kdl"), deployment("localhost/app:2")).unwrap();
     let out = f.apply("k1.key");
-    assert!(out.contains("1 to update") && !out.contains("1 to create"), "{out}");
+    assert!(out.contains(&format!("~ device-plan/pico/{b} update")) && out.contains("fleet pico: 1 written") && !out.contains(&format!("/{a}")), "{out}");
     f.wait_ready(&b, 2);
     rt.block_on(async {
         let js = async_nats::jetstream::new(f.harmony_client().await);
@@ -605,7 +605,7 @@ fn signing_key_rotation_keeps_agents_converging_and_retires_the_old_key() {
     assert!(!out.status.success() && text(&out).contains("do not report trusting"), "{}", text(&out));
     // Apply with K2: every plan carries the announcement; the agents (configured with K1 only) accept.
     let out = f.apply("k2.key");
-    assert!(out.contains("2 to update"), "{out}");
+    assert!(out.contains("fleet pico: 2 written, 0 refused as stale") && out.matches("~ device-plan/pico/").count() == 2, "{out}");
     no_rejection(&f, &a, 2);
     no_rejection(&f, &b, 2);
     // Keep changing the plans mid-rotation: they keep converging.
@@ -1258,7 +1258,7 @@ fn attack_unsigned_generation_neither_freezes_a_device_nor_breaks_apply() {
     // The operator changes the deployment: a gets generation 2, not 2^64 − 1.
     std::fs::write(f.repo.join("deploy.kdl"), deployment("localhost/app:2")).unwrap();
     let out = f.apply("k1.key");
-    assert!(out.contains("2 to update"), "{out}");
+    assert!(out.contains("fleet pico: 2 written, 0 refused as stale") && out.matches("~ device-plan/pico/").count() == 2, "both device plans are updates: {out}");
     assert_eq!(f.current_plan(&rt, &a, &k1).generation, 2, "a's next generation comes from what verifies, not from the forged claim");
     f.wait_ready(&a, 2);
 

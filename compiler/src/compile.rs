@@ -333,6 +333,17 @@ impl CompiledRepo {
         });
     }
 
+    /// Keeps only fleet `name`: no cluster, no other fleet (`apply --fleet`).
+    pub fn only_fleet(&mut self, name: &str) {
+        self.skip_targets(true, false);
+        self.fleets.retain(|n, _| n.as_str() == name);
+        self.units.retain(|_, u| match &u.content {
+            UnitContent::DevicePlan(p) => p.fleet.as_str() == name,
+            UnitContent::Agent(a) => a.fleet.as_str() == name,
+            UnitContent::Release(_) | UnitContent::TenantAccess(_) => false,
+        });
+    }
+
     /// `sha256:` over every unit's id and hash, in id order.
     pub fn hash(&self) -> String {
         let pairs: Vec<(&UnitId, &str)> = self.units.values().map(|u| (&u.id, u.hash.as_str())).collect();

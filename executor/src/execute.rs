@@ -39,6 +39,8 @@ pub struct FleetAccess {
     pub rollout_progress: Option<crate::fleet::run::RolloutProgress>,
     /// How often statuses are read while a rollout step is waited for (default 500 ms).
     pub rollout_poll: Option<std::time::Duration>,
+    /// Writes in flight at once, and a progress callback.
+    pub writes: crate::fleet::ApplyOptions,
 }
 
 /// How to execute a plan.
@@ -117,6 +119,7 @@ fn outcome_of(plan: &PlanFile, refused: Option<String>, actions: Vec<ActionResul
         plan_identity: plan.identity.clone(),
         refused,
         actions,
+        fleets: Vec::new(),
     }
 }
 
@@ -209,7 +212,7 @@ pub async fn execute(plan: &PlanFile, opts: &ExecuteOptions) -> ApplyOutcome {
             *conn = Err(format!("cluster {name}: {e}"));
         }
     }
-    let results = run(plan, opts, &conns).await;
+    let (results, fleets) = run(plan, opts, &conns).await;
     for (name, conn) in conns {
         if let Ok(c) = conn
             && let Some(l) = c.lock
@@ -218,10 +221,10 @@ pub async fn execute(plan: &PlanFile, opts: &ExecuteOptions) -> ApplyOutcome {
             tracing::warn!("cluster {name}: releasing the apply lock: {e}");
         }
     }
-    outcome_of(plan, None, results)
+    ApplyOutcome { fleets, ..outcome_of(plan, None, results) }
 }
 
-async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Result<Conn, String>>) -> Vec<ActionResult> {
+async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Result<Conn, String>>) -> (Vec<ActionResult>, Vec<FleetOutcome>) {
     if opts.refuse_stale_all {
         let mut stale_units = Vec::new();
         let mut results = Vec::new();
@@ -251,11 +254,12 @@ async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Re
             for r in results.iter_mut().filter(|r| r.outcome == Outcome::Skipped) {
                 r.message = format!("not written: --refuse-stale=all and {n} action(s) are stale ({})", stale_units.join(", "));
             }
-            return results;
+            return (results, Vec::new());
         }
     }
     let mut out: Vec<ActionResult> = Vec::new();
     let mut not_applied: BTreeSet<String> = BTreeSet::new();
+    let mut fleets = Vec::new();
     for a in &plan.actions {
         if let Some(fleet) = a.apply.payload.as_ref().and_then(fleet_of) {
             // Written per fleet below, in one batch under the fleet's lock.
@@ -304,9 +308,11 @@ async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Re
                     .collect()
             }
         };
-        for (i, r) in execute_fleet(plan, fleet, access, &batch, &unchanged, rollout).await {
+        let (results, fleet_outcome) = execute_fleet(plan, fleet, access, &batch, &unchanged, rollout).await;
+        for (i, r) in results {
             out[i] = r;
         }
+        fleets.push(fleet_outcome);
         // An agent unit's outcome is its device plan's (the plan names the version and artifact).
         for &i in &mine {
             let a = &plan.actions[i];
@@ -318,7 +324,7 @@ async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Re
             };
         }
     }
-    out
+    (out, fleets)
 }
 
 fn fleet_of(p: &Payload) -> Option<&str> {
@@ -369,7 +375,8 @@ fn check_fleets(plan: &PlanFile, opts: &ExecuteOptions) -> Result<(), String> {
 /// planned rollout, through the fleet runner's waves (`crate::fleet::rollout::run_waves`): what
 /// is not rolled out first, then each planned step, health-gated, halting (and reverting) as
 /// planned, resuming the fleet's unfinished record of the same rollout; `unchanged` are the
-/// rollout's devices this plan does not write (waited for like the others).
+/// rollout's devices this plan does not write (waited for like the others). Also returns what
+/// the fleet's apply found and left beyond the actions (an unfinished earlier apply, the rollout's end).
 async fn execute_fleet(
     plan: &PlanFile,
     fleet: &str,
@@ -377,10 +384,11 @@ async fn execute_fleet(
     batch: &[usize],
     unchanged: &[usize],
     rollout: Option<&PlannedRollout>,
-) -> Vec<(usize, ActionResult)> {
+) -> (Vec<(usize, ActionResult)>, FleetOutcome) {
     use crate::fleet::{FleetAction, FleetOp};
     let all: Vec<usize> = batch.iter().chain(unchanged).copied().collect();
-    let fail = |m: String| all.iter().map(|&i| (i, result(&plan.actions[i], Outcome::Failed, format!("fleet {fleet}: {m}")))).collect::<Vec<_>>();
+    let mut fleet_outcome = FleetOutcome { fleet: fleet.to_string(), interrupted: None, rollout: None, reverted: Vec::new() };
+    let fail = |m: String, o: FleetOutcome| (all.iter().map(|&i| (i, result(&plan.actions[i], Outcome::Failed, format!("fleet {fleet}: {m}")))).collect::<Vec<_>>(), o);
     let mut actions = Vec::new();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
     for &i in &all {
@@ -399,31 +407,40 @@ async fn execute_fleet(
     }
     let client = match crate::fleet::connect(&access.nats).await {
         Ok(c) => c,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return fail(e.to_string(), fleet_outcome),
     };
     let js = async_nats::jetstream::new(client.clone());
     let stores = match crate::fleet::ensure_buckets(&js).await {
         Ok(s) => s,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return fail(e.to_string(), fleet_outcome),
     };
     let apply_id = format!("{}-{}", harmony_schemas::fleet::now_ms(), std::process::id());
     let holder = crate::fleet::LockHolder::this_process(&apply_id);
     let lock = match crate::fleet::FleetLock::acquire(&js, fleet, &holder, access.lock.clone()).await {
         Ok(l) => l,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return fail(e.to_string(), fleet_outcome),
     };
     let writes = actions.iter().filter(|a| a.op != FleetOp::Noop).count();
     let journal = match &access.state_dir {
         Some(dir) => match crate::fleet::journal::Journal::begin(dir, fleet, &apply_id, &holder.holder, writes) {
-            Ok((j, _)) => Some(j),
+            Ok((j, interrupted)) => {
+                fleet_outcome.interrupted = interrupted.map(|i| InterruptedApply {
+                    holder: i.holder,
+                    started_ms: i.started_ms,
+                    writes: i.writes,
+                    done: i.done,
+                    journal: i.kept_at.display().to_string(),
+                });
+                Some(j)
+            }
             Err(e) => {
                 let _ = lock.release().await;
-                return fail(e.to_string());
+                return fail(e.to_string(), fleet_outcome);
             }
         },
         None => None,
     };
-    let opts = crate::fleet::ApplyOptions::default();
+    let opts = access.writes.clone();
     let written = match rollout {
         None => Ok((crate::fleet::apply_actions(&stores[0], actions, &access.signing_key, journal.as_ref(), &opts).await, None)),
         Some(r) => run_rollout(plan, fleet, access, &client, &stores, journal.as_ref(), &opts, r, actions).await,
@@ -442,11 +459,22 @@ async fn execute_fleet(
     if let Err(e) = lock.release().await {
         tracing::warn!("{e}");
     }
-    let (report, record) = match written {
+    let (report, rollout) = match written {
         Ok(w) => w,
-        Err(e) => return fail(e),
+        Err(e) => return fail(e, fleet_outcome),
     };
-    fleet_results(plan, &index, report, record.as_ref())
+    let results = fleet_results(plan, &index, report, rollout.as_ref().map(|(r, _)| r));
+    if let Some((record, reverted)) = rollout {
+        fleet_outcome.rollout = Some(record);
+        fleet_outcome.reverted = reverted
+            .into_iter()
+            .map(|(device, r)| match r {
+                Ok(rev) => RevertWrite { device, revision: Some(rev), error: None },
+                Err(e) => RevertWrite { device, revision: None, error: Some(e) },
+            })
+            .collect();
+    }
+    (results, fleet_outcome)
 }
 
 /// The planned rollout, run by the fleet runner's waves under the lock already held: the fleet's
@@ -463,7 +491,7 @@ async fn run_rollout(
     opts: &crate::fleet::ApplyOptions,
     planned: &PlannedRollout,
     actions: Vec<crate::fleet::FleetAction>,
-) -> Result<(crate::fleet::ApplyReport, Option<harmony_schemas::fleet::RolloutRecord>), String> {
+) -> Result<(crate::fleet::ApplyReport, Option<(harmony_schemas::fleet::RolloutRecord, Vec<(String, Result<u64, String>)>)>), String> {
     use crate::fleet::rollout::{RolloutPlan, WaveContext, read_record, run_waves};
     let js = async_nats::jetstream::new(client.clone());
     // The keys plans in the bucket may be signed with: the chain the plan's device plans carry.
@@ -505,7 +533,7 @@ async fn run_rollout(
         on_progress: access.rollout_progress.as_deref().map(|f| f as &(dyn Fn(&harmony_schemas::fleet::RolloutRecord) + Send + Sync)),
     };
     let out = run_waves(ctx, &RolloutPlan::from_planned(planned), actions).await.map_err(|e| e.to_string())?;
-    Ok((out.report, Some(out.record)))
+    Ok((out.report, Some((out.record, out.reverted))))
 }
 
 /// One result per action of a fleet from its writes' report and, with a rollout, its record:

@@ -157,13 +157,21 @@ async fn observe_into(compiled: &CompiledRepo, a: &LiveOptions<'_>, live: &mut L
         .await
         .map_err(|e| format!("fleet {fleet}: reading its device plans\n  plan without live state with `harmony plan --offline`, or pass --nats-url: {e}"))?;
         let (client, mut observed, published, record) = read;
-        live.warnings.extend(observed.warnings.iter().map(|w| w.to_string()));
         add_fleet(compiled, fleet, &observed.plans, &security, live);
         // Planned as the fleet runner plans it (one implementation: generations, agents, rollout).
         let shown = crate::fleet::rollout::plan_rollout(&desired, &specs, &observed, record.as_ref());
         match crate::fleet::run::plan_observed(&client, &mut observed, desired, &published, &specs, record.as_ref(), &keys).await {
             Ok((actions, rollout)) => {
                 for a in actions {
+                    // A suspect applied generation the device reports (docs/security.md): said
+                    // with the write it affects, as the fleet runner's reason says it.
+                    let judged = crate::fleet::plan::judge_applied(
+                        crate::fleet::plan::newest_signed(&observed, &a.device),
+                        crate::fleet::plan::reported_applied(&observed, &a.device),
+                    );
+                    if let (Some(flag), Some(_)) = (judged.flag, &a.plan) {
+                        live.warnings.push(format!("fleet {fleet}: device {}: {flag}", a.device));
+                    }
                     if let Some(p) = a.plan {
                         live.device_plans.insert(format!("device-plan/{fleet}/{}", a.device), p);
                     }
@@ -179,6 +187,9 @@ async fn observe_into(compiled: &CompiledRepo, a: &LiveOptions<'_>, live: &mut L
             }
             Err(e) => return Err(format!("fleet {fleet}: {e}")),
         }
+        // After planning: reading the key's history adds warnings (a report of a generation
+        // Harmony never signed, ignored).
+        live.warnings.extend(observed.warnings.iter().map(|w| w.to_string()));
         live.targets.push(format!("fleet {fleet}"));
     }
     Ok(())

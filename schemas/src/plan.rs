@@ -732,6 +732,68 @@ pub struct ApplyOutcome {
     pub refused: Option<String>,
     /// One entry per action of the plan, in plan order (empty when refused).
     pub actions: Vec<ActionResult>,
+    /// Per fleet the plan wrote to: what its apply found and left beyond the actions (an
+    /// earlier apply that did not complete, the planned rollout's end). Absent when no fleet
+    /// was written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fleets: Vec<FleetOutcome>,
+}
+
+/// One fleet's apply, beyond its actions' outcomes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FleetOutcome {
+    /// Fleet.
+    pub fleet: String,
+    /// The previous apply of this fleet did not complete (its journal was left unfinished):
+    /// this plan was made from the bucket as that apply left it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<InterruptedApply>,
+    /// The planned rollout's record as this apply left it (its state says whether it completed,
+    /// halted or was reverted; its `failed` which devices failed in which step and why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::fleet::RolloutRecord>,
+    /// The previous plans an auto-revert wrote back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reverted: Vec<RevertWrite>,
+}
+
+/// An earlier apply of a fleet that did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InterruptedApply {
+    /// Who ran it (`user@host pid N`).
+    pub holder: String,
+    /// When it started (Unix milliseconds).
+    pub started_ms: u64,
+    /// Writes it planned.
+    pub writes: usize,
+    /// Writes its journal recorded as done.
+    pub done: usize,
+    /// Where its journal was kept.
+    pub journal: String,
+}
+
+/// One device's previous plan written back by a rollout's auto-revert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevertWrite {
+    /// Device.
+    pub device: String,
+    /// The plan entry's new KV revision (`None`: not written, see `error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    /// Why writing it back failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl FleetOutcome {
+    /// The planned rollout halted (reverted or not): the apply failed.
+    pub fn rollout_failed(&self) -> bool {
+        use crate::fleet::RolloutState;
+        self.rollout.as_ref().is_some_and(|r| matches!(r.state, RolloutState::Halted | RolloutState::Reverting | RolloutState::Reverted))
+    }
 }
 
 /// One action's outcome.
@@ -784,11 +846,11 @@ impl Outcome {
 }
 
 impl ApplyOutcome {
-    /// The exit code of `harmony apply PLANFILE`: 0 every action applied (or nothing to do),
-    /// 1 the plan was refused or an action failed (or was skipped), 2 some actions were refused
-    /// as stale and none failed.
+    /// The exit code of `harmony apply`: 0 every action applied (or nothing to do), 1 the plan
+    /// was refused, an action failed (or was skipped) or a planned rollout halted, 2 some actions
+    /// were refused as stale and none failed.
     pub fn exit_code(&self) -> u8 {
-        if self.refused.is_some() || self.actions.iter().any(|a| matches!(a.outcome, Outcome::Failed)) {
+        if self.refused.is_some() || self.actions.iter().any(|a| matches!(a.outcome, Outcome::Failed)) || self.fleets.iter().any(FleetOutcome::rollout_failed) {
             1
         } else if self.actions.iter().any(|a| a.outcome == Outcome::Stale) {
             2
