@@ -4,8 +4,8 @@
 //! - [`plan_rollout`] (pure): which deployments and agent version this apply rolls out, the
 //!   rollout's devices in a deterministic order (SHA-256 of the device id, so re-planning gives
 //!   the same waves) and the waves (`step` percentages are cumulative, rounded up).
-//! - [`device_health`] (pure): healthy, failed (with why) or still pending, from a device's
-//!   status and heartbeat.
+//! - [`device_health`] (pure): healthy, failed (with why), degraded (waited for: a crash loop
+//!   may recover) or still pending, from a device's status and heartbeat.
 //! - [`run_waves`]: writes each wave, waits for it, halts after more than `max-failed` failures
 //!   and, with `auto-revert`, writes the previous plans back as new signed generations. Progress
 //!   is kept in [`ROLLOUTS_BUCKET`] so an interrupted rollout resumes where it stopped.
@@ -17,7 +17,7 @@ use async_nats::jetstream::kv;
 use ed25519_dalek::SigningKey;
 use harmony_compiler::CompiledRepo;
 use harmony_schemas::fleet::{
-    Command, CommandReply, CommandRequest, ContainerKind, ContainerState, DevicePlan, DeviceState, DeviceStatus, Heartbeat, PROTOCOL_VERSION, PayloadSigner,
+    Command, CommandReply, CommandRequest, ContainerKind, ContainerState, DeploymentFailure, DevicePlan, DeviceState, DeviceStatus, Heartbeat, PROTOCOL_VERSION, PayloadSigner,
     RolloutFailure, RolloutRecord, RolloutState, RolloutWave, SignedCommand, SignedDevicePlan, UpgradeState, Verb, WaveState, command_subject, now_ms,
     sha256_digest,
 };
@@ -300,6 +300,9 @@ pub enum Health {
     Healthy,
     /// Not yet; why (shown when the wait times out).
     Pending(String),
+    /// Applied but degraded (a service crash-looping, a failed deployment); why. A crash loop
+    /// may recover, so the step keeps waiting; at its deadline the device fails with this reason.
+    Degraded(String),
     /// Failed; why.
     Failed(String),
 }
@@ -345,7 +348,11 @@ pub fn device_health(expect: &Expect, status: Option<&DeviceStatus>, hb: Option<
     if s.state == DeviceState::Degraded {
         let why: Vec<String> = s.deployments.iter().filter_map(|d| d.failure.as_ref().map(|f| format!("{}: {f}", d.name))).collect();
         let why = if why.is_empty() { s.last_error.clone().unwrap_or_else(|| "degraded".into()) } else { why.join("; ") };
-        return Health::Failed(format!("generation {applied} degraded: {why}"));
+        // A failed init container stands until a newer plan (the agent does not run it again):
+        // failed at once. Anything else (a crash loop, a runtime error) is retried by the agent.
+        let permanent = s.deployments.iter().any(|d| matches!(d.failure, Some(DeploymentFailure::InitExited { .. } | DeploymentFailure::InitTimedOut { .. })));
+        let why = format!("generation {applied} degraded: {why}");
+        return if permanent { Health::Failed(why) } else { Health::Degraded(why) };
     }
     if s.state != DeviceState::Applied {
         return Health::Pending(format!("generation {applied} is {}", super::status::kebab(&s.state)));
@@ -657,7 +664,10 @@ const PER_KEY_READS: usize = 256;
 /// new one's heartbeat arrives; it counts as healthy only after that.
 async fn wait_healthy(ctx: &WaveContext<'_>, expect: &[Expect], timeout: Duration) -> Result<Vec<(String, String)>, FleetError> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut pending: BTreeMap<&str, (&Expect, String)> = expect.iter().map(|e| (e.device.as_str(), (e, "not checked yet".to_string()))).collect();
+    // Per device: why it is not healthy yet, and the last degraded report seen (kept for the
+    // failure at the deadline even if the device was only settling at that moment).
+    let mut pending: BTreeMap<&str, (&Expect, String, Option<String>)> =
+        expect.iter().map(|e| (e.device.as_str(), (e, "not checked yet".to_string(), None))).collect();
     let mut retired: BTreeSet<String> = BTreeSet::new();
     let mut failures = Vec::new();
     let signer = PayloadSigner::new(ctx.key);
@@ -675,7 +685,7 @@ async fn wait_healthy(ctx: &WaveContext<'_>, expect: &[Expect], timeout: Duratio
         let heartbeats = decode_json::<Heartbeat>(&ctx.stores[2].name, h, &mut warnings);
         let now = now_ms();
         let mut done = Vec::new();
-        for (device, (e, why)) in pending.iter_mut() {
+        for (device, (e, why, degraded)) in pending.iter_mut() {
             let status = statuses.get(*device).map(|(s, _)| s);
             // The version an upgrade of this device came from, as its agents report it: that
             // agent is told to exit once the new one is healthy.
@@ -694,6 +704,10 @@ async fn wait_healthy(ctx: &WaveContext<'_>, expect: &[Expect], timeout: Duratio
                 Health::Healthy => done.push((device.to_string(), None)),
                 Health::Failed(r) => done.push((device.to_string(), Some(r))),
                 Health::Pending(r) => *why = r,
+                Health::Degraded(r) => {
+                    *why = r.clone();
+                    *degraded = Some(r);
+                }
             }
         }
         for (device, failed) in done {
@@ -706,7 +720,11 @@ async fn wait_healthy(ctx: &WaveContext<'_>, expect: &[Expect], timeout: Duratio
             return Ok(failures);
         }
         if tokio::time::Instant::now() >= deadline {
-            for (device, (_, why)) in pending {
+            for (device, (_, why, degraded)) in pending {
+                let why = match degraded {
+                    Some(d) if d != why => format!("{why} (earlier: {d})"),
+                    _ => why,
+                };
                 failures.push((device.to_string(), format!("not healthy within {} s: {why}", timeout.as_secs())));
             }
             return Ok(failures);
@@ -996,7 +1014,8 @@ mod tests {
         assert_eq!(device_health(&e, Some(&status(4, DeviceState::Applied, "0.2.0")), Some(&hb("0.2.0", now)), now, fresh), Health::Healthy);
         assert!(matches!(device_health(&e, Some(&status(4, DeviceState::Applied, "0.2.0")), Some(&hb("0.2.0", now - 20_000)), now, fresh), Health::Pending(_)));
         assert!(matches!(device_health(&e, Some(&status(4, DeviceState::Applied, "0.1.0")), Some(&hb("0.1.0", now)), now, fresh), Health::Pending(_)));
-        assert!(matches!(device_health(&e, Some(&status(4, DeviceState::Degraded, "0.2.0")), Some(&hb("0.2.0", now)), now, fresh), Health::Failed(_)));
+        // Degraded: the step keeps waiting (a crash loop may recover), failing only at its deadline.
+        assert!(matches!(device_health(&e, Some(&status(4, DeviceState::Degraded, "0.2.0")), Some(&hb("0.2.0", now)), now, fresh), Health::Degraded(_)));
         // Applied, but a service is not running (it stopped after its start): not healthy yet.
         let container = |name: &str, kind: ContainerKind, state: ContainerState| ContainerStatus {
             name: name.into(),
@@ -1033,6 +1052,17 @@ mod tests {
         assert_eq!(why, "generation 4: settling (10 s): web/app running for 3 s");
         observed.deployments[0].containers[1].observed = Some(seen(now - 10_000));
         assert_eq!(device_health(&e, Some(&observed), Some(&hb("0.2.0", now)), now, fresh), Health::Healthy);
+        // A failed init container is not run again for this plan: failed at once.
+        let mut init_failed = status(4, DeviceState::Degraded, "0.2.0");
+        init_failed.deployments.push(DeploymentStatus {
+            name: "web".into(),
+            spec_hash: "h".into(),
+            state: DeploymentState::Failed,
+            failure: Some(DeploymentFailure::InitExited { container: "migrate".into(), exit_code: 3 }),
+            containers: vec![container("migrate", ContainerKind::Init, ContainerState::Failed)],
+        });
+        let Health::Failed(why) = device_health(&e, Some(&init_failed), Some(&hb("0.2.0", now)), now, fresh) else { panic!("a failed init container fails") };
+        assert!(why.contains("generation 4 degraded") && why.contains("exited with code 3"), "{why}");
         let mut rejected = status(3, DeviceState::Applied, "0.1.0");
         rejected.rejections.push(Rejection { generation: Some(4), reason: RejectionReason::BadSignature, at_ms: now, digest: Some("sha256:forged".into()) });
         let Health::Failed(why) = device_health(&e, Some(&rejected), Some(&hb("0.1.0", now)), now, fresh) else { panic!("rejection is a failure") };
