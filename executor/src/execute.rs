@@ -409,62 +409,43 @@ async fn execute_fleet(
         Ok(c) => c,
         Err(e) => return fail(e.to_string(), fleet_outcome),
     };
-    let js = async_nats::jetstream::new(client.clone());
-    let stores = match crate::fleet::ensure_buckets(&js).await {
-        Ok(s) => s,
-        Err(e) => return fail(e.to_string(), fleet_outcome),
+    // The keys plans in the bucket may be signed with: the chain the plan's device plans carry.
+    let chain = plan
+        .actions
+        .iter()
+        .find_map(|a| match &a.apply.payload {
+            Some(Payload::DevicePlan(d)) if d.target.fleet == fleet => Some(d.plan.key_chain.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let trusted = plan
+        .targets
+        .fleets
+        .get(fleet)
+        .and_then(|t| harmony_schemas::fleet::parse_public_key(&t.signing_key).ok())
+        .and_then(|root| crate::fleet::security::FleetSecurity::with_chain(fleet, chain).observe_keys(root).ok())
+        .unwrap_or_default();
+    let source_revision = plan.source.commit.as_deref().map_or_else(|| "unknown".to_string(), |c| c.chars().take(12).collect());
+    let writer = crate::fleet::run::Writer {
+        fleet,
+        signing_key: &access.signing_key,
+        trusted,
+        lock: access.lock.clone(),
+        state_dir: access.state_dir.as_deref(),
+        opts: access.writes.clone(),
+        rollout_progress: access.rollout_progress.clone(),
+        rollout_poll: access.rollout_poll,
+        source_revision: &source_revision,
+        request_timeout: None,
     };
-    let apply_id = format!("{}-{}", harmony_schemas::fleet::now_ms(), std::process::id());
-    let holder = crate::fleet::LockHolder::this_process(&apply_id);
-    let lock = match crate::fleet::FleetLock::acquire(&js, fleet, &holder, access.lock.clone()).await {
-        Ok(l) => l,
-        Err(e) => return fail(e.to_string(), fleet_outcome),
-    };
-    let writes = actions.iter().filter(|a| a.op != FleetOp::Noop).count();
-    let journal = match &access.state_dir {
-        Some(dir) => match crate::fleet::journal::Journal::begin(dir, fleet, &apply_id, &holder.holder, writes) {
-            Ok((j, interrupted)) => {
-                fleet_outcome.interrupted = interrupted.map(|i| InterruptedApply {
-                    holder: i.holder,
-                    started_ms: i.started_ms,
-                    writes: i.writes,
-                    done: i.done,
-                    journal: i.kept_at.display().to_string(),
-                });
-                Some(j)
-            }
-            Err(e) => {
-                let _ = lock.release().await;
-                return fail(e.to_string(), fleet_outcome);
-            }
-        },
-        None => None,
-    };
-    let opts = access.writes.clone();
-    let written = match rollout {
-        None => Ok((crate::fleet::apply_actions(&stores[0], actions, &access.signing_key, journal.as_ref(), &opts).await, None)),
-        Some(r) => run_rollout(plan, fleet, access, &client, &stores, journal.as_ref(), &opts, r, actions).await,
-    };
-    if let Some(j) = &journal
-        && let Ok((report, _)) = &written
-    {
-        let _ = j.record(crate::fleet::journal::Record::End {
-            finished_ms: harmony_schemas::fleet::now_ms(),
-            written: report.written(),
-            stale: report.stale().len(),
-            failed: report.failed().len(),
-        });
-        let _ = j.close();
-    }
-    if let Err(e) = lock.release().await {
-        tracing::warn!("{e}");
-    }
-    let (report, rollout) = match written {
+    let planned = rollout.map(crate::fleet::rollout::RolloutPlan::from_planned);
+    let w = match crate::fleet::run::write_planned(&client, writer, actions, planned.as_ref()).await {
         Ok(w) => w,
-        Err(e) => return fail(e, fleet_outcome),
+        Err(e) => return fail(e.to_string(), fleet_outcome),
     };
-    let results = fleet_results(plan, &index, report, rollout.as_ref().map(|(r, _)| r));
-    if let Some((record, reverted)) = rollout {
+    fleet_outcome.interrupted = w.interrupted.map(|i| InterruptedApply { holder: i.holder, started_ms: i.started_ms, writes: i.writes, done: i.done, journal: i.kept_at.display().to_string() });
+    let results = fleet_results(plan, &index, w.report, w.rollout.as_ref().map(|(r, _)| r));
+    if let Some((record, reverted)) = w.rollout {
         fleet_outcome.rollout = Some(record);
         fleet_outcome.reverted = reverted
             .into_iter()
@@ -475,65 +456,6 @@ async fn execute_fleet(
             .collect();
     }
     (results, fleet_outcome)
-}
-
-/// The planned rollout, run by the fleet runner's waves under the lock already held: the fleet's
-/// rollout record (resumed when it is this rollout, unfinished) and its state as the health gate
-/// and a revert read it.
-#[allow(clippy::too_many_arguments)]
-async fn run_rollout(
-    plan: &PlanFile,
-    fleet: &str,
-    access: &FleetAccess,
-    client: &async_nats::Client,
-    stores: &[async_nats::jetstream::kv::Store; 3],
-    journal: Option<&crate::fleet::journal::Journal>,
-    opts: &crate::fleet::ApplyOptions,
-    planned: &PlannedRollout,
-    actions: Vec<crate::fleet::FleetAction>,
-) -> Result<(crate::fleet::ApplyReport, Option<(harmony_schemas::fleet::RolloutRecord, Vec<(String, Result<u64, String>)>)>), String> {
-    use crate::fleet::rollout::{RolloutPlan, WaveContext, read_record, run_waves};
-    let js = async_nats::jetstream::new(client.clone());
-    // The keys plans in the bucket may be signed with: the chain the plan's device plans carry.
-    let chain = plan
-        .actions
-        .iter()
-        .find_map(|a| match &a.apply.payload {
-            Some(Payload::DevicePlan(d)) if d.target.fleet == fleet => Some(d.plan.key_chain.clone()),
-            _ => None,
-        })
-        .unwrap_or_default();
-    let mut trusted = plan
-        .targets
-        .fleets
-        .get(fleet)
-        .and_then(|t| harmony_schemas::fleet::parse_public_key(&t.signing_key).ok())
-        .and_then(|root| crate::fleet::security::FleetSecurity::with_chain(fleet, chain).observe_keys(root).ok())
-        .unwrap_or_default();
-    if !trusted.contains(&access.signing_key.verifying_key()) {
-        trusted.push(access.signing_key.verifying_key());
-    }
-    let rollouts = crate::fleet::connect::ensure_rollouts_bucket(&js).await.map_err(|e| e.to_string())?;
-    let (record, observed) = tokio::try_join!(read_record(&rollouts, fleet), crate::fleet::observe_fleet(client, stores, fleet, &trusted)).map_err(|e| e.to_string())?;
-    let source_revision = plan.source.commit.as_deref().map_or_else(|| "unknown".to_string(), |c| c.chars().take(12).collect());
-    let ctx = WaveContext {
-        fleet,
-        client,
-        stores,
-        rollouts: &rollouts,
-        key: &access.signing_key,
-        trusted: &trusted,
-        journal,
-        opts,
-        observed: &observed,
-        record,
-        source_revision: &source_revision,
-        fresh: crate::fleet::StatusThresholds::default().stale_after,
-        poll: access.rollout_poll.unwrap_or(std::time::Duration::from_millis(500)),
-        on_progress: access.rollout_progress.as_deref().map(|f| f as &(dyn Fn(&harmony_schemas::fleet::RolloutRecord) + Send + Sync)),
-    };
-    let out = run_waves(ctx, &RolloutPlan::from_planned(planned), actions).await.map_err(|e| e.to_string())?;
-    Ok((out.report, Some((out.record, out.reverted))))
 }
 
 /// One result per action of a fleet from its writes' report and, with a rollout, its record:

@@ -1,4 +1,6 @@
-//! One whole fleet apply: buckets, lock, observe, plan, confirm, journalled compare-and-set writes, release.
+//! A fleet apply: planning from what was observed ([`plan_observed`], shared with `harmony plan`)
+//! and writing planned actions under the lock, journalled ([`write_planned`], shared with a plan
+//! file's executor); [`run_apply`] is the two for a [`DesiredFleet`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -72,14 +74,114 @@ pub struct ApplyRun {
     pub rollout: Option<RolloutResult>,
 }
 
-/// Runs one apply of a fleet.
+/// Runs one apply of a fleet: plans it from read-only reads of its buckets with
+/// [`plan_observed`] (what `harmony plan` does, [`crate::live`]), asks `confirm`, then writes
+/// exactly those actions with [`write_planned`] (what `harmony apply` does with a plan,
+/// [`crate::execute`]): under the lock, journalled, each compare-and-set against the revision it
+/// was planned against. The CLI goes through a plan file's executor; this is the same two steps
+/// for a [`DesiredFleet`] without a repository (tests, benchmarks).
 pub async fn run_apply(client: &async_nats::Client, req: ApplyRequest) -> Result<ApplyRun, FleetError> {
     let mut js = jetstream::new(client.clone());
     js.set_timeout(req.request_timeout.unwrap_or(std::time::Duration::from_secs(5)));
+    let own = [req.signing_key.verifying_key()];
+    let mut trusted = req.trusted.clone();
+    if !trusted.contains(&own[0]) {
+        trusted.push(own[0]);
+    }
+    let fleet = req.desired.fleet.clone();
+    let desired = req.desired;
+    // Three independent reads at once: the buckets, the published agents, the rollout record.
+    let versions: std::collections::BTreeSet<String> = desired.plans.values().map(|p| p.agent_version.clone()).collect();
+    let source_revision = desired.plans.values().next().map(|p| p.source_revision.clone()).unwrap_or_default();
+    let (mut observed, published, record) = tokio::try_join!(
+        async {
+            let stores = ensure_buckets(&js).await?;
+            observe_fleet(client, &stores, &fleet, &trusted).await
+        },
+        super::agents::lookup_agents(&js, versions.iter().map(String::as_str), &own),
+        async { read_record(&super::connect::ensure_rollouts_bucket(&js).await?, &fleet).await }
+    )?;
+    let record = record.map(|(r, _)| r);
+    let (actions, rollout) = plan_observed(client, &mut observed, desired, &published, &req.rollouts, record.as_ref(), &trusted).await?;
+    let shown = rollout.as_ref().map(|p| p.planned(&fleet, record.as_ref()));
+    if let Some(confirm) = req.confirm
+        && actions.iter().any(|a| a.op != FleetOp::Noop)
+        && !confirm(&actions, &observed, shown.as_ref())
+    {
+        return Ok(ApplyRun { actions, report: ApplyReport::default(), observed, interrupted: None, aborted: true, journal: None, rollout: None });
+    }
+    let writer = Writer {
+        fleet: &fleet,
+        signing_key: &req.signing_key,
+        trusted,
+        lock: req.lock,
+        state_dir: req.state_dir.as_deref(),
+        opts: ApplyOptions { parallelism: req.parallelism, progress: req.progress },
+        rollout_progress: req.rollout_progress,
+        rollout_poll: req.rollout_poll,
+        source_revision: &source_revision,
+        request_timeout: req.request_timeout,
+    };
+    let w = write_planned(client, writer, actions, rollout.as_ref()).await?;
+    let rollout = match (rollout, w.rollout) {
+        (Some(plan), Some((record, reverted))) => Some((plan, record, reverted)),
+        _ => None,
+    };
+    Ok(ApplyRun { actions: w.actions, report: w.report, observed, interrupted: w.interrupted, aborted: false, journal: w.journal, rollout })
+}
+
+/// How a fleet's planned actions are written ([`write_planned`]).
+pub(crate) struct Writer<'a> {
+    /// The fleet.
+    pub fleet: &'a str,
+    /// The fleet's signing key.
+    pub signing_key: &'a SigningKey,
+    /// Keys plans in the bucket may be signed with (the signing key is added).
+    pub trusted: Vec<ed25519_dalek::VerifyingKey>,
+    /// Lock TTL and wait.
+    pub lock: LockOptions,
+    /// Where the journal is kept (`None`: no journal).
+    pub state_dir: Option<&'a std::path::Path>,
+    /// Writes in flight, progress.
+    pub opts: ApplyOptions,
+    /// Rollout progress callback.
+    pub rollout_progress: Option<RolloutProgress>,
+    /// How often statuses are read while a wave is waited for (default 500 ms).
+    pub rollout_poll: Option<std::time::Duration>,
+    /// Source revision a rollout record names.
+    pub source_revision: &'a str,
+    /// Timeout of one JetStream request (default 5 s).
+    pub request_timeout: Option<std::time::Duration>,
+}
+
+/// What [`write_planned`] did.
+pub(crate) struct Written {
+    /// One result per write.
+    pub report: ApplyReport,
+    /// The actions, handed back.
+    pub actions: Vec<FleetAction>,
+    /// The previous apply of this fleet, if its journal was left unfinished.
+    pub interrupted: Option<Interrupted>,
+    /// The journal file.
+    pub journal: Option<PathBuf>,
+    /// With a rollout: its final record and each revert write (device, new revision or why not).
+    pub rollout: Option<(RolloutRecord, Vec<(String, Result<u64, String>)>)>,
+}
+
+/// Writes planned actions — the one implementation of a fleet's writes, for [`run_apply`] and a
+/// plan's executor ([`crate::execute`]): opens the buckets and takes the fleet's lock, begins
+/// the journal, writes each action compare-and-set against its planned revision
+/// ([`apply_actions_returning`]) or, with a planned rollout, runs it through the waves
+/// ([`run_waves`]: the fleet's rollout record, resumed when it is this rollout unfinished, and
+/// the fleet's state as the gate and a revert read it, both read under the lock), ends the
+/// journal and releases the lock.
+pub(crate) async fn write_planned(client: &async_nats::Client, w: Writer<'_>, actions: Vec<FleetAction>, rollout: Option<&RolloutPlan>) -> Result<Written, FleetError> {
+    let mut js = jetstream::new(client.clone());
+    js.set_timeout(w.request_timeout.unwrap_or(std::time::Duration::from_secs(5)));
     let apply_id = format!("{}-{}", harmony_schemas::fleet::now_ms(), std::process::id());
     let holder = LockHolder::this_process(&apply_id);
     // Opening the buckets and taking the lock are independent round trips: both at once.
-    let (stores, lock) = tokio::join!(ensure_buckets(&js), FleetLock::acquire(&js, &req.desired.fleet, &holder, req.lock));
+    let (stores, lock) = tokio::join!(ensure_buckets(&js), FleetLock::acquire(&js, w.fleet, &holder, w.lock.clone()));
     let lock = lock?;
     let stores = match stores {
         Ok(s) => s,
@@ -91,7 +193,7 @@ pub async fn run_apply(client: &async_nats::Client, req: ApplyRequest) -> Result
             return Err(e);
         }
     };
-    let result = locked(client, &js, &stores, req, &holder, &apply_id).await;
+    let result = locked(client, &js, &stores, &w, &holder, &apply_id, actions, rollout).await;
     if let Err(e) = lock.release().await {
         // It expires by itself within one TTL.
         tracing::warn!("{e}");
@@ -99,87 +201,66 @@ pub async fn run_apply(client: &async_nats::Client, req: ApplyRequest) -> Result
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn locked(
     client: &async_nats::Client,
     js: &jetstream::Context,
     stores: &[async_nats::jetstream::kv::Store; 3],
-    req: ApplyRequest,
+    w: &Writer<'_>,
     holder: &LockHolder,
     apply_id: &str,
-) -> Result<ApplyRun, FleetError> {
-    let own = [req.signing_key.verifying_key()];
-    let mut trusted = req.trusted.clone();
-    if !trusted.contains(&req.signing_key.verifying_key()) {
-        trusted.push(req.signing_key.verifying_key());
-    }
-    let fleet = req.desired.fleet.clone();
-    let desired = req.desired;
-    // Three independent reads at once: the buckets, the published agents, the rollout record.
-    let versions: std::collections::BTreeSet<String> = desired.plans.values().map(|p| p.agent_version.clone()).collect();
-    let (mut observed, published, (rollouts, record)) = tokio::try_join!(
-        observe_fleet(client, stores, &fleet, &trusted),
-        super::agents::lookup_agents(js, versions.iter().map(String::as_str), &own),
-        async {
-            let rollouts = super::connect::ensure_rollouts_bucket(js).await?;
-            let record = read_record(&rollouts, &fleet).await?;
-            Ok::<_, FleetError>((rollouts, record))
-        }
-    )?;
-    let source_revision = desired.plans.values().next().map(|p| p.source_revision.clone()).unwrap_or_default();
-    let (actions, rollout) = plan_observed(client, &mut observed, desired, &published, &req.rollouts, record.as_ref().map(|(r, _)| r), &trusted).await?;
-    let shown = rollout.as_ref().map(|p| p.planned(&fleet, record.as_ref().map(|(r, _)| r)));
-    if let Some(confirm) = req.confirm
-        && actions.iter().any(|a| a.op != FleetOp::Noop)
-        && !confirm(&actions, &observed, shown.as_ref())
-    {
-        return Ok(ApplyRun { actions, report: ApplyReport::default(), observed, interrupted: None, aborted: true, journal: None, rollout: None });
-    }
+    actions: Vec<FleetAction>,
+    rollout: Option<&RolloutPlan>,
+) -> Result<Written, FleetError> {
     let writes = actions.iter().filter(|a| a.op != FleetOp::Noop).count();
-    let (journal, interrupted) = match &req.state_dir {
+    let (journal, interrupted) = match w.state_dir {
         Some(dir) => {
-            let (j, i) = Journal::begin(dir, &fleet, apply_id, &holder.holder, writes)?;
+            let (j, i) = Journal::begin(dir, w.fleet, apply_id, &holder.holder, writes)?;
             (Some(j), i)
         }
         None => (None, None),
     };
-    let opts = ApplyOptions { parallelism: req.parallelism, progress: req.progress };
     let (report, actions, rollout) = match rollout {
         None => {
-            let (report, actions) = apply_actions_returning(&stores[0], actions, &req.signing_key, journal.as_ref(), &opts).await;
+            let (report, actions) = apply_actions_returning(&stores[0], actions, w.signing_key, journal.as_ref(), &w.opts).await;
             (report, actions, None)
         }
         Some(plan) => {
-            let progress = req.rollout_progress.clone();
+            let mut trusted = w.trusted.clone();
+            if !trusted.contains(&w.signing_key.verifying_key()) {
+                trusted.push(w.signing_key.verifying_key());
+            }
+            let rollouts = super::connect::ensure_rollouts_bucket(js).await?;
+            let (record, observed) = tokio::try_join!(read_record(&rollouts, w.fleet), observe_fleet(client, stores, w.fleet, &trusted))?;
             let ctx = WaveContext {
-                fleet: &fleet,
+                fleet: w.fleet,
                 client,
                 stores,
                 rollouts: &rollouts,
-                key: &req.signing_key,
+                key: w.signing_key,
                 trusted: &trusted,
                 journal: journal.as_ref(),
-                opts: &opts,
+                opts: &w.opts,
                 observed: &observed,
                 record,
-                source_revision: &source_revision,
+                source_revision: w.source_revision,
                 fresh: super::StatusThresholds::default().stale_after,
-                poll: req.rollout_poll.unwrap_or(std::time::Duration::from_millis(500)),
-                on_progress: progress.as_deref().map(|f| f as &(dyn Fn(&RolloutRecord) + Send + Sync)),
+                poll: w.rollout_poll.unwrap_or(std::time::Duration::from_millis(500)),
+                on_progress: w.rollout_progress.as_deref().map(|f| f as &(dyn Fn(&RolloutRecord) + Send + Sync)),
             };
-            let out = run_waves(ctx, &plan, actions).await?;
-            (out.report, out.actions, Some((plan, out.record, out.reverted)))
+            let out = run_waves(ctx, plan, actions).await?;
+            (out.report, out.actions, Some((out.record, out.reverted)))
         }
     };
+    // The journal is a record, not the truth (every write was compare-and-set): failing to end
+    // it does not undo what was written.
     if let Some(j) = &journal {
-        j.record(Record::End {
-            finished_ms: harmony_schemas::fleet::now_ms(),
-            written: report.written(),
-            stale: report.stale().len(),
-            failed: report.failed().len(),
-        })?;
-        j.close()?;
+        let end = Record::End { finished_ms: harmony_schemas::fleet::now_ms(), written: report.written(), stale: report.stale().len(), failed: report.failed().len() };
+        if let Err(e) = j.record(end).and_then(|()| j.close()) {
+            tracing::warn!("fleet {}: ending the journal {}: {e}", w.fleet, j.path().display());
+        }
     }
-    Ok(ApplyRun { actions, report, observed, interrupted, aborted: false, journal: journal.map(|j| j.path().to_path_buf()), rollout })
+    Ok(Written { report, actions, interrupted, journal: journal.map(|j| j.path().to_path_buf()), rollout })
 }
 
 /// The fleet runner's planning from what was observed — the one used by `harmony apply` and
