@@ -338,3 +338,83 @@ async fn a_rendered_release_left_as_deployed_repairs_drift_only_as_planned() {
     let (code, human) = blocking(move || detailed(&r, "human")).await.unwrap();
     assert_eq!(code, Some(0), "{human}");
 }
+
+/// A kind the API server stopped serving (its CustomResourceDefinition was removed, and its
+/// objects with it) is not drift that apply could never repair: the plan warns, naming the
+/// release, the kind and the objects, and plans no change; apply leaves the release as it is; an
+/// upgrade (rendered without the kind, which the chart gates on `.Capabilities`) goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kind_the_server_stopped_serving_is_a_warning_not_drift() {
+    let server = Server::start().await.unwrap();
+    server.register(harmony_kube_loopback::resources::ResourceType {
+        group: "monitoring.coreos.com".into(),
+        version: "v1".into(),
+        kind: "ServiceMonitor".into(),
+        plural: "servicemonitors".into(),
+        namespaced: true,
+    });
+    let repo = std::sync::Arc::new(repo(&server));
+    repo.write("charts/mon/Chart.yaml", "apiVersion: v2\nname: mon\nversion: 0.1.0\n");
+    repo.write("charts/mon/templates/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  greeting: {{ .Values.greeting | quote }}\n");
+    repo.write(
+        "charts/mon/templates/monitor.yaml",
+        "{{- if .Capabilities.APIVersions.Has \"monitoring.coreos.com/v1/ServiceMonitor\" }}\napiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n  endpoints: []\n{{- end }}\n",
+    );
+    let mon = |greeting: &str| format!("release mon {{\n    tenant acme\n    cluster prod\n    namespace acme-prod\n    chart \"charts/mon\"\n    values {{\n        greeting {greeting:?}\n    }}\n}}\n");
+    repo.write("mon.kdl", &mon("hi"));
+    let r = repo.clone();
+    let out = blocking(move || r.apply()).await.unwrap();
+    assert!(out.contains("release/prod/acme-prod/mon: installed, revision 1"), "{out}");
+    assert!(server.get("monitoring.coreos.com/v1", "ServiceMonitor", NS, "mon").is_some());
+
+    server.unregister("monitoring.coreos.com", "ServiceMonitor");
+    let r = repo.clone();
+    let (code, stdout, stderr) = blocking(move || r.plan_detailed("human")).await.unwrap();
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(!stdout.contains("drift"), "{stdout}");
+    assert!(
+        stderr.contains("release acme-prod/mon (revision 1): the API server does not serve ServiceMonitor (monitoring.coreos.com/v1)")
+            && stderr.contains("its object ServiceMonitor/acme-prod/mon cannot be compared with the cluster or recreated by apply"),
+        "{stderr}"
+    );
+    let r = repo.clone();
+    let out = blocking(move || r.apply()).await.unwrap();
+    assert!(out.contains("release/prod/acme-prod/mon: unchanged (revision 1)"), "{out}");
+
+    // Upgraded: rendered without the ServiceMonitor (the cluster no longer offers it); the
+    // object of the old revision is gone with its kind, which is not an error.
+    repo.write("mon.kdl", &mon("hello"));
+    let r = repo.clone();
+    let out = blocking(move || r.apply()).await.unwrap();
+    assert!(out.contains("release/prod/acme-prod/mon: upgraded, revision 2"), "{out}");
+    let r = repo.clone();
+    let (code, stdout, stderr) = blocking(move || r.plan_detailed("human")).await.unwrap();
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(!stderr.contains("does not serve"), "{stderr}");
+}
+
+/// The cluster-wide lists a plan reads are paged (`limit` and `continue`), so a cluster with
+/// more objects of a kind than one page is read whole, page by page, never in one response:
+/// 1,200 other Helm-labelled ConfigMaps (in a namespace that sorts first) and the release's
+/// ConfigMap is still found through the lists — no drift, no GET for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_objects_are_listed_in_pages() {
+    let (server, repo, _client) = set_up().await;
+    server.create(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "aaa-other"}}));
+    for i in 0..1200 {
+        server.create(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("other-{i:04}"), "namespace": "aaa-other", "labels": {"app.kubernetes.io/managed-by": "Helm"}}}));
+    }
+    let before = server.requests().len();
+    let r = repo.clone();
+    let (code, stdout, stderr) = blocking(move || r.plan_detailed("human")).await.unwrap();
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let requests = server.requests()[before..].to_vec();
+    let lists: Vec<&String> = requests.iter().filter(|r| r.starts_with("GET /api/v1/configmaps?")).collect();
+    assert_eq!(lists.len(), 3, "1,202 ConfigMaps in pages of 500: {lists:#?}");
+    assert!(lists.iter().all(|r| r.contains("limit=500")), "{lists:#?}");
+    assert!(lists[1].contains("continue=") && lists[2].contains("continue="), "{lists:#?}");
+    assert!(!requests.iter().any(|r| r.starts_with("GET /api/v1/namespaces/acme-prod/configmaps/web")), "the release's ConfigMap was read one by one: {requests:#?}");
+    // Every list the plan reads is paged: release records, tenant objects, live objects.
+    let unpaged: Vec<&String> = requests.iter().filter(|r| r.starts_with("GET ") && r.contains("labelSelector=") && !r.contains("limit=")).collect();
+    assert!(unpaged.is_empty(), "{unpaged:#?}");
+}

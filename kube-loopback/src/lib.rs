@@ -10,7 +10,8 @@
 //!   skip client-side schema validation;
 //! - request bodies in JSON, YAML and, for the core types client-go's typed clients write
 //!   (Secrets, ConfigMaps, Namespaces), Kubernetes protobuf ([`protobuf`]);
-//! - get, list (with `labelSelector` and `fieldSelector=metadata.name=…`), create, replace,
+//! - get, list (with `labelSelector`, `fieldSelector=metadata.name=…`, and paging by `limit` and
+//!   `continue`), create, replace,
 //!   patch (JSON merge patch, JSON patch, strategic merge patch treated as a merge patch) and
 //!   delete, for namespaced and cluster-scoped objects, with `dryRun=All`;
 //! - `resourceVersion` on every write and 409 `Conflict` when a replace, patch or server-side
@@ -97,7 +98,12 @@ struct Shared {
     store: Mutex<Store>,
     types: Mutex<Vec<ResourceType>>,
     options: Options,
+    /// The latest requests (`GET /api/v1/configmaps?limit=500`), at most [`REQUEST_LOG`].
+    requests: Mutex<std::collections::VecDeque<String>>,
 }
+
+/// How many requests [`Server::requests`] keeps.
+const REQUEST_LOG: usize = 10_000;
 
 /// A running server; stops when dropped.
 pub struct Server {
@@ -127,7 +133,7 @@ impl Server {
     pub async fn bind(addr: SocketAddr, options: Options) -> std::io::Result<Server> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared { store: Mutex::new(Store::default()), types: Mutex::new(resources::builtin()), options });
+        let shared = Arc::new(Shared { store: Mutex::new(Store::default()), types: Mutex::new(resources::builtin()), options, requests: Mutex::default() });
         let s = shared.clone();
         let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
             let s = s.clone();
@@ -157,6 +163,22 @@ impl Server {
     /// Registers another resource type (e.g. a custom resource).
     pub fn register(&self, t: ResourceType) {
         self.shared.types.lock().expect("types lock").push(t);
+    }
+
+    /// Stops serving a registered type and deletes its objects, as deleting a
+    /// CustomResourceDefinition does: discovery no longer lists it and its URLs answer 404.
+    pub fn unregister(&self, group: &str, kind: &str) {
+        let mut types = self.shared.types.lock().expect("types lock");
+        let plurals: Vec<String> = types.iter().filter(|t| t.group == group && t.kind == kind).map(|t| t.plural.clone()).collect();
+        types.retain(|t| !(t.group == group && t.kind == kind));
+        let mut store = self.shared.store.lock().expect("store lock");
+        store.objects.retain(|k, _| !(k.0 == group && plurals.contains(&k.1)));
+    }
+
+    /// The latest requests, oldest first, as `METHOD path?query` (at most 10,000): what a client
+    /// asked, for tests of how it reads.
+    pub fn requests(&self) -> Vec<String> {
+        self.shared.requests.lock().expect("request log lock").iter().cloned().collect()
     }
 
     /// Creates an object directly, as an administrator (test set-up). Panics on errors.
@@ -355,6 +377,13 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn handle(shared: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    {
+        let mut log = shared.requests.lock().expect("request log lock");
+        if log.len() >= REQUEST_LOG {
+            log.pop_front();
+        }
+        log.push_back(format!("{method} {uri}"));
+    }
     let segs: Vec<&str> = uri.path().trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let query = query_map(&uri);
     let user = headers.get("impersonate-user").and_then(|v| v.to_str().ok()).map(|name| {
@@ -595,24 +624,67 @@ fn list(shared: &Shared, req: &Request) -> Result<Value, ApiError> {
         "" => None,
         f => Some(f.strip_prefix("metadata.name=").ok_or_else(|| ApiError::new(400, "BadRequest", format!("field label not supported: {f}")))?.to_string()),
     };
+    let limit = match req.query.get("limit").map(String::as_str) {
+        None | Some("") | Some("0") => None,
+        Some(l) => Some(l.parse::<usize>().map_err(|_| ApiError::new(400, "BadRequest", format!("invalid limit {l:?}: a non-negative integer")))?),
+    };
+    let after = match req.query.get("continue").map(String::as_str).filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => Some(Continue::decode(c).ok_or_else(|| ApiError::new(400, "BadRequest", "continue key is not valid: the token was not issued by this server"))?),
+    };
     let store = shared.store.lock().expect("store lock");
-    let items: Vec<Value> = store
+    let mut matching = store
         .objects
         .iter()
         .filter(|(k, _)| k.0 == req.t.group && k.1 == req.t.plural && (req.ns.is_empty() || k.2 == req.ns))
-        .filter(|(k, s)| sel.matches(&labels_of(&s.value)) && field_name.as_ref().is_none_or(|n| *n == k.3))
-        .map(|(_, s)| {
-            let mut v = render(&s.value, &s.managers, req.t);
-            if let Some(m) = v.as_object_mut() {
-                m.remove("apiVersion");
-                m.remove("kind");
-            }
-            v
-        })
-        .collect();
-    Ok(
-        json!({"kind": format!("{}List", req.t.kind), "apiVersion": req.t.api_version(), "metadata": {"resourceVersion": store.resource_version.to_string()}, "items": items}),
-    )
+        .filter(|(k, _)| after.as_ref().is_none_or(|a| (k.2.as_str(), k.3.as_str()) > (a.namespace.as_str(), a.name.as_str())))
+        .filter(|(k, s)| sel.matches(&labels_of(&s.value)) && field_name.as_ref().is_none_or(|n| *n == k.3));
+    let mut items = Vec::new();
+    let mut last = None;
+    for (k, s) in matching.by_ref().take(limit.unwrap_or(usize::MAX)) {
+        let mut v = render(&s.value, &s.managers, req.t);
+        if let Some(m) = v.as_object_mut() {
+            m.remove("apiVersion");
+            m.remove("kind");
+        }
+        items.push(v);
+        last = Some(k);
+    }
+    let remaining = matching.count();
+    let mut metadata = json!({"resourceVersion": store.resource_version.to_string()});
+    if remaining > 0
+        && let Some(k) = last
+    {
+        metadata["continue"] = json!(Continue { namespace: k.2.clone(), name: k.3.clone() }.encode());
+        metadata["remainingItemCount"] = json!(remaining);
+    }
+    Ok(json!({"kind": format!("{}List", req.t.kind), "apiVersion": req.t.api_version(), "metadata": metadata, "items": items}))
+}
+
+/// Where a paged list goes on (`limit` and `continue`, as the real server pages: the
+/// `continue` token of a list's metadata asks for the items after the last one returned, with
+/// `remainingItemCount`). The real server serves every page from the snapshot of the first;
+/// this one pages over the objects as they are when each page is asked for (objects are in
+/// (namespace, name) order). The token is opaque to clients: hex of `namespace\0name`.
+struct Continue {
+    namespace: String,
+    name: String,
+}
+
+impl Continue {
+    fn encode(&self) -> String {
+        format!("{}\0{}", self.namespace, self.name).bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn decode(token: &str) -> Option<Continue> {
+        if token.len() % 2 != 0 || token.len() > 4096 {
+            return None;
+        }
+        let bytes: Vec<u8> = (0..token.len()).step_by(2).map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok()).collect::<Option<_>>()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (namespace, name) = text.split_once('\0')?;
+        Some(Continue { namespace: namespace.to_string(), name: name.to_string() })
+    }
 }
 
 fn dry_run(req: &Request) -> bool {

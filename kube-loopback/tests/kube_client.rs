@@ -185,3 +185,41 @@ async fn discovery_sees_builtin_groups() {
     let v = client(&server, None).apiserver_version().await.unwrap();
     assert_eq!(v.git_version, "v1.33.0");
 }
+
+/// Lists page by `limit` and `continue` as on the real server: each page at most `limit`
+/// items matching the selector, `metadata.continue` and `remainingItemCount` while more are
+/// left; a token the server did not issue is a 400.
+#[tokio::test]
+async fn lists_page_by_limit_and_continue() {
+    let server = Server::start().await.unwrap();
+    for ns in ["a", "b"] {
+        server.create(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+        for i in 0..5 {
+            server.create(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i}"), "namespace": ns, "labels": {"keep": if i == 2 { "no" } else { "yes" }}}}));
+        }
+    }
+    let c = client(&server, None);
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::all(c.clone());
+    let mut names = Vec::new();
+    let mut pages = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut lp = ListParams::default().labels("keep=yes").limit(3);
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let page = cms.list(&lp).await.unwrap();
+        pages.push((page.items.len(), page.metadata.remaining_item_count));
+        names.extend(page.items.iter().map(|o| format!("{}/{}", o.metadata.namespace.as_deref().unwrap(), o.metadata.name.as_deref().unwrap())));
+        token = page.metadata.continue_.filter(|t| !t.is_empty());
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(pages, vec![(3, Some(5)), (3, Some(2)), (2, None)]);
+    assert_eq!(names, ["a/cm-0", "a/cm-1", "a/cm-3", "a/cm-4", "b/cm-0", "b/cm-1", "b/cm-3", "b/cm-4"]);
+    // Without a limit: everything at once.
+    assert_eq!(cms.list(&ListParams::default().labels("keep=yes")).await.unwrap().items.len(), 8);
+    let (code, _, message) = api_error(cms.list(&ListParams::default().limit(3).continue_token("not-a-token")).await.unwrap_err());
+    assert_eq!(code, 400, "{message}");
+}

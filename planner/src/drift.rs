@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde_json::{Map, Value as Json};
 
-use crate::object::{group_of, key_of};
+use crate::object::{group_of, identity, key_of};
 
 /// The label Helm's install sets on every object of a release, and Harmony with it.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -216,12 +216,13 @@ impl LiveObject {
 /// live object of the same API group, kind, namespace and name in `live` (objects missing there
 /// are missing live), in key order.
 pub fn live_objects(name: &str, ns: &str, manifest: &[Json], live: &[Json]) -> Vec<LiveObject> {
-    let by_key: BTreeMap<(&str, String), &Json> = live.iter().filter_map(|o| Some(((group_of(o), key_of(o, ns)?), o))).collect();
+    let by_key: BTreeMap<(String, String), &Json> = live.iter().filter_map(|o| Some((identity(o, ns)?, o))).collect();
     let mut out: Vec<LiveObject> = manifest
         .iter()
         .filter_map(|m| {
-            let key = key_of(m, ns)?;
-            let have = by_key.get(&(group_of(m), key.clone()));
+            let id = identity(m, ns)?;
+            let have = by_key.get(&id);
+            let key = id.1;
             let applied = stored_form(&applied(m, name, ns));
             Some(LiveObject {
                 live: have.map(|h| project(&applied, h)),

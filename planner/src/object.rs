@@ -92,6 +92,13 @@ pub fn key_of(v: &Json, default_namespace: &str) -> Option<String> {
     Some(format!("{kind}/{ns}/{name}"))
 }
 
+/// An object's identity: its API group and [`key_of`]. Two objects are the same object exactly
+/// when their identities are equal (as Helm compares group, kind, namespace and name): across a
+/// release's revisions, and between a manifest and the live objects.
+pub fn identity(v: &Json, default_namespace: &str) -> Option<(String, String)> {
+    Some((group_of(v).to_string(), key_of(v, default_namespace)?))
+}
+
 /// Keys a list of objects, making duplicate keys unique (`#2`, `#3`, … in order).
 pub fn key_all(values: impl IntoIterator<Item = (Json, String)>, default_namespace: &str) -> Vec<Object> {
     let mut seen: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();

@@ -67,6 +67,11 @@ pub struct ObservedRelease {
     /// `None`: not observed (no drift is planned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live: Option<Vec<Json>>,
+    /// Keys of the deployed manifest's objects whose kind the API server does not serve (a
+    /// removed CustomResourceDefinition): not compared with live objects, so not drift — apply
+    /// could not recreate them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unserved: Vec<String>,
     /// The `secret-value`s the release was applied with, by values path (plaintext: observed
     /// state is input, like the cluster it describes; it never reaches an output).
     #[serde(default)]

@@ -451,7 +451,9 @@ fn release_of(id: &str) -> (&str, &str) {
 fn live_view(id: &str, observed: &ObservedState) -> Option<Vec<LiveObject>> {
     let r = observed.releases.get(id).filter(|r| !r.undeployed)?;
     let (ns, name) = release_of(id);
-    Some(crate::drift::live_objects(name, ns, &r.objects, r.live.as_ref()?))
+    let live = r.live.as_ref()?;
+    let served: Vec<Json> = r.objects.iter().filter(|o| crate::object::key_of(o, ns).is_none_or(|k| !r.unserved.contains(&k))).cloned().collect();
+    Some(crate::drift::live_objects(name, ns, &served, live))
 }
 
 /// `drift: 2 objects changed live (ConfigMap/a/b, …), 1 deleted live (to be recreated)`.

@@ -79,7 +79,7 @@ fn applied(compiled: &CompiledRepo, rendered: &Rendered, secrets: &BTreeMap<Stri
                 let secret_values = secrets.get(&id).map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.clone()?))).collect()).unwrap_or_default();
                 o.releases.insert(
                     id,
-                    ObservedRelease { revision: 3, resource_version: format!("{}", 1000 + i), hash: Some(u.hash.clone()), objects, secret_values, content, latest_revision: None, undeployed: false, live: None },
+                    ObservedRelease { revision: 3, resource_version: format!("{}", 1000 + i), hash: Some(u.hash.clone()), objects, secret_values, content, latest_revision: None, undeployed: false, live: None, unserved: Vec::new() },
                 );
             }
             UnitContent::DevicePlan(_) => {

@@ -85,6 +85,12 @@ impl KubeError {
     }
 }
 
+/// Whether `e` says the API server does not serve the kind asked for (discovery found no such
+/// group, version or kind: a removed CustomResourceDefinition).
+pub(crate) fn unserved(e: &KubeError) -> bool {
+    matches!(e, KubeError::Api { source: kube::Error::Discovery(_), .. }) || e.status() == Some(404)
+}
+
 pub(crate) fn api_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeError {
     let action = action.into();
     move |source| KubeError::Api { action, source }
@@ -252,9 +258,14 @@ impl Cluster {
         Ok(got.map(|o| serde_json::to_value(o).expect("objects serialise")))
     }
 
-    /// Deletes one object (background propagation); a missing object is not an error.
+    /// Deletes one object (background propagation); a missing object is not an error, nor one
+    /// of a kind the server does not serve (a removed CustomResourceDefinition took its objects
+    /// with it).
     pub async fn delete(&self, obj: &Value, default_ns: &str) -> Result<(), KubeError> {
-        let (api, name, label) = self.api_for(obj, default_ns).await?;
+        let (api, name, label) = match self.api_for(obj, default_ns).await {
+            Err(e) if unserved(&e) => return Ok(()),
+            r => r?,
+        };
         match api.delete(&name, &DeleteParams::background()).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),

@@ -1,6 +1,6 @@
 //! What a cluster holds, as the planner sees it, and what Harmony may prune from it.
 //!
-//! Two cluster-wide list calls per kind, whatever the number of releases: the release records
+//! Cluster-wide lists (read in pages, [`list_all`]), whatever the number of releases: the release records
 //! (`owner=helm`, as Helm labels them; only deployed ones are decoded, the others' labels give
 //! each release's latest revision) and the objects of tenant access
 //! (`app.kubernetes.io/managed-by=harmony`). Releases are pruned only when their deployed record
@@ -104,6 +104,7 @@ pub fn observed_release(r: &Release, resource_version: &str) -> Result<ObservedR
         latest_revision: None,
         undeployed: false,
         live: None,
+        unserved: Vec::new(),
     })
 }
 
@@ -115,9 +116,8 @@ pub async fn observe_cluster(cluster: &Cluster) -> Result<ClusterObservation, Ku
         Some(k) => Some(k.clone()),
         None => super::seal::load(cluster).await?,
     };
-    let records: Api<Secret> = Api::all(cluster.client().clone());
-    let list = records.list(&ListParams::default().labels("owner=helm")).await.map_err(api_err("list release records".to_string()))?;
-    let records: Vec<&Secret> = list.items.iter().filter(|s| s.type_.as_deref() == Some(SECRET_TYPE)).collect();
+    let list = list_all(&Api::<Secret>::all(cluster.client().clone()), "owner=helm", "list release records").await?;
+    let records: Vec<&Secret> = list.iter().filter(|s| s.type_.as_deref() == Some(SECRET_TYPE)).collect();
     // The latest revision of every release, from the labels alone (only deployed records are
     // decoded): a failed upgrade after the deployed revision numbers the next one after it.
     let label = |s: &Secret, k: &str| s.metadata.labels.as_ref().and_then(|l| l.get(k)).cloned();
@@ -177,7 +177,6 @@ pub async fn observe_cluster(cluster: &Cluster) -> Result<ClusterObservation, Ku
     }
     read_live(cluster, &mut out).await?;
     let selector = format!("app.kubernetes.io/managed-by={MANAGED_BY},{TENANT_LABEL}");
-    let lp = ListParams::default().labels(&selector);
     let c = cluster.client().clone();
     let mut live: Vec<Value> = Vec::new();
     let typed = |v: Value, api_version: &str, kind: &str| {
@@ -186,17 +185,17 @@ pub async fn observe_cluster(cluster: &Cluster) -> Result<ClusterObservation, Ku
         v["kind"] = kind.into();
         v
     };
-    let what = "list tenant access objects".to_string();
-    for o in Api::<Namespace>::all(c.clone()).list(&lp).await.map_err(api_err(what.clone()))?.items {
+    let what = "list tenant access objects";
+    for o in list_all(&Api::<Namespace>::all(c.clone()), &selector, what).await? {
         live.push(typed(serde_json::to_value(o).expect("serialises"), "v1", "Namespace"));
     }
-    for o in Api::<ServiceAccount>::all(c.clone()).list(&lp).await.map_err(api_err(what.clone()))?.items {
+    for o in list_all(&Api::<ServiceAccount>::all(c.clone()), &selector, what).await? {
         live.push(typed(serde_json::to_value(o).expect("serialises"), "v1", "ServiceAccount"));
     }
-    for o in Api::<Role>::all(c.clone()).list(&lp).await.map_err(api_err(what.clone()))?.items {
+    for o in list_all(&Api::<Role>::all(c.clone()), &selector, what).await? {
         live.push(typed(serde_json::to_value(o).expect("serialises"), "rbac.authorization.k8s.io/v1", "Role"));
     }
-    for o in Api::<RoleBinding>::all(c).list(&lp).await.map_err(api_err(what))?.items {
+    for o in list_all(&Api::<RoleBinding>::all(c), &selector, what).await? {
         live.push(typed(serde_json::to_value(o).expect("serialises"), "rbac.authorization.k8s.io/v1", "RoleBinding"));
     }
     // Namespaces are cluster-scoped: only Harmony's credentials label them. A namespaced object
@@ -225,13 +224,39 @@ const HELM_MANAGED: &str = "app.kubernetes.io/managed-by=Helm";
 /// How many objects missing from the lists are read one by one at a time.
 const CONCURRENT_GETS: usize = 16;
 
-/// Identity of a live object: (API group, kind, namespace or "", name).
-type LiveKey = (String, String, String, String);
+/// Items per page of a cluster-wide list (`limit`; kubectl's chunk size).
+const PAGE: u32 = 500;
 
-fn live_key(obj: &Value, ns: &str) -> LiveKey {
-    let group = obj["apiVersion"].as_str().and_then(|a| a.rsplit_once('/')).map(|(g, _)| g.to_string()).unwrap_or_default();
-    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
-    (group, obj["kind"].as_str().unwrap_or_default().to_string(), ns.to_string(), name)
+/// At most this many pages of one list (100,000 objects of one kind): a bound on what one plan
+/// reads into memory.
+const MAX_PAGES: usize = 200;
+
+/// Every object of `api` matching label `selector`, read page by page (`limit` [`PAGE`] and the
+/// `continue` token the server returns, as kubectl and client-go's pager read large lists).
+/// More than [`MAX_PAGES`] pages is an error naming what was listed. `what`: what the list is
+/// for, for errors.
+pub(crate) async fn list_all<K>(api: &Api<K>, selector: &str, what: &str) -> Result<Vec<K>, KubeError>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut items = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let mut lp = ListParams::default().labels(selector).limit(PAGE);
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let page = api.list(&lp).await.map_err(api_err(what.to_string()))?;
+        items.extend(page.items);
+        token = page.metadata.continue_.filter(|t| !t.is_empty());
+        if token.is_none() {
+            return Ok(items);
+        }
+    }
+    Err(KubeError::Release(format!(
+        "{what}: more than {} objects (the bound of one plan's read, {MAX_PAGES} pages of {PAGE}); narrow what the label `{selector}` selects",
+        MAX_PAGES * PAGE as usize
+    )))
 }
 
 /// A live object without what the server maintains and drift never looks at (managedFields,
@@ -251,92 +276,115 @@ pub(crate) fn live_form(mut o: Value, api_version: &str, kind: &str) -> Value {
 }
 
 /// Reads the live objects every deployed release's manifest names, for the planner's drift
-/// check ([`harmony_planner::drift`]): one cluster-wide list call per kind the manifests hold,
-/// of the objects labelled `app.kubernetes.io/managed-by=Helm` (as Helm's install and Harmony
-/// label them), then one GET per object those lists did not return (deleted, or its label
-/// removed: both drift, rare). Read-only. A kind the server does not serve is a warning (its
-/// objects are missing live); any other failure fails the observation.
+/// check ([`harmony_planner::drift`]): one cluster-wide list per kind the manifests hold, read in
+/// pages ([`list_all`]), of the objects labelled `app.kubernetes.io/managed-by=Helm` (as Helm's
+/// install and Harmony label them), then one GET per object those lists did not return
+/// (deleted, or its label removed: both drift, rare). Objects are matched by
+/// [`harmony_planner::object::identity`]. Read-only. A kind the server does not serve (a
+/// removed CustomResourceDefinition) is not drift — nothing could recreate its objects — but a
+/// warning per release naming the kind and its objects (`observed.unserved`); any other failure
+/// fails the observation.
 async fn read_live(cluster: &Cluster, out: &mut ClusterObservation) -> Result<(), KubeError> {
     use futures::StreamExt as _;
+    use harmony_planner::object::identity;
     use kube::api::DynamicObject;
     use kube::discovery::Scope;
     let deployed = || out.releases.iter().filter(|(_, l)| !l.observed.undeployed);
-    let kinds: BTreeSet<(String, String)> = deployed()
-        .flat_map(|(_, l)| l.observed.objects.iter())
-        .filter_map(|o| Some((o["apiVersion"].as_str()?.to_string(), o["kind"].as_str()?.to_string())))
-        .collect();
-    let lp = ListParams::default().labels(HELM_MANAGED);
-    let listed = futures::future::join_all(kinds.iter().map(|(api_version, kind)| {
-        let lp = lp.clone();
-        async move {
-            let (ar, caps) = match cluster.resource(api_version, kind).await {
-                Ok(r) => r,
-                Err(KubeError::Api { source: kube::Error::Discovery(_), .. }) => return Ok(None),
-                Err(e) if e.status() == Some(404) => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            let api: Api<DynamicObject> = Api::all_with(cluster.client().clone(), &ar);
-            let list = api.list(&lp).await.map_err(api_err(format!("list {kind} ({api_version}) labelled {HELM_MANAGED}, to compare releases with their live objects")))?;
-            let items: Vec<Value> = list.items.into_iter().map(|o| live_form(serde_json::to_value(o).unwrap_or(Value::Null), api_version, kind)).collect();
-            Ok(Some((caps.scope == Scope::Namespaced, items)))
-        }
+    let kind_of = |o: &Value| Some((o["apiVersion"].as_str()?.to_string(), o["kind"].as_str()?.to_string()));
+    let kinds: BTreeSet<(String, String)> = deployed().flat_map(|(_, l)| l.observed.objects.iter()).filter_map(kind_of).collect();
+    let listed = futures::future::join_all(kinds.iter().map(|(api_version, kind)| async move {
+        let (ar, caps) = match cluster.resource(api_version, kind).await {
+            Ok(r) => r,
+            Err(e) if super::unserved(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let api: Api<DynamicObject> = Api::all_with(cluster.client().clone(), &ar);
+        let what = format!("list {kind} ({api_version}) labelled {HELM_MANAGED}, to compare releases with their live objects");
+        let items: Vec<Value> =
+            list_all(&api, HELM_MANAGED, &what).await?.into_iter().map(|o| live_form(serde_json::to_value(o).unwrap_or(Value::Null), api_version, kind)).collect();
+        Ok(Some((caps.scope == Scope::Namespaced, items)))
     }))
     .await;
     let mut namespaced: BTreeMap<(String, String), bool> = BTreeMap::new();
-    let mut live: BTreeMap<LiveKey, Value> = BTreeMap::new();
+    let mut unserved: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut live: BTreeMap<(String, String), Value> = BTreeMap::new();
     for ((api_version, kind), r) in kinds.iter().zip(listed) {
         match r? {
             Some((is_namespaced, items)) => {
                 namespaced.insert((api_version.clone(), kind.clone()), is_namespaced);
                 for o in items {
-                    let ns = o["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
-                    live.insert(live_key(&o, &ns), o);
+                    if let Some(id) = identity(&o, "") {
+                        live.insert(id, o);
+                    }
                 }
             }
-            None => out.warnings.push(format!("{kind} ({api_version}) is not served: the releases' objects of that kind are missing live")),
+            None => _ = unserved.insert((api_version.clone(), kind.clone())),
         }
     }
-    // Where each manifest object lives, and what the lists did not return.
-    let place = |o: &Value, release_ns: &str| -> Option<(LiveKey, bool)> {
-        let is_namespaced = *namespaced.get(&(o["apiVersion"].as_str()?.to_string(), o["kind"].as_str()?.to_string()))?;
-        let ns = if is_namespaced { o["metadata"]["namespace"].as_str().filter(|n| !n.is_empty()).unwrap_or(release_ns) } else { "" };
-        Some((live_key(o, ns), is_namespaced))
+    // Where each manifest object lives (its identity as the lists key it: a cluster-scoped
+    // kind has no namespace), and what the lists did not return.
+    let place = |o: &Value, release_ns: &str| -> Option<((String, String), String)> {
+        let is_namespaced = *namespaced.get(&kind_of(o)?)?;
+        if is_namespaced {
+            let ns = o["metadata"]["namespace"].as_str().filter(|n| !n.is_empty()).unwrap_or(release_ns);
+            return Some((identity(o, ns)?, ns.to_string()));
+        }
+        if o["metadata"]["namespace"].as_str().is_none_or(str::is_empty) {
+            return Some((identity(o, "")?, String::new()));
+        }
+        // A namespace on a cluster-scoped object means nothing (Helm ignores it).
+        let mut placed = o.clone();
+        placed["metadata"]["namespace"] = "".into();
+        Some((identity(&placed, "")?, String::new()))
     };
-    let mut missing: BTreeMap<LiveKey, Value> = BTreeMap::new();
+    let mut missing: BTreeMap<(String, String), (Value, String)> = BTreeMap::new();
     for ((ns, _), l) in deployed() {
         for o in &l.observed.objects {
-            if let Some((k, _)) = place(o, ns)
-                && !live.contains_key(&k)
+            if let Some((id, at)) = place(o, ns)
+                && !live.contains_key(&id)
             {
-                missing.entry(k).or_insert_with(|| o.clone());
+                missing.entry(id).or_insert_with(|| (o.clone(), at));
             }
         }
     }
-    let fetched: Vec<(LiveKey, Result<Option<Value>, KubeError>)> = futures::stream::iter(missing)
-        .map(|(k, o)| async move {
-            let ns = k.2.clone();
+    let fetched: Vec<((String, String), Value, Result<Option<Value>, KubeError>)> = futures::stream::iter(missing)
+        .map(|(id, (o, ns))| async move {
             let got = cluster.get(&o, &ns).await;
-            (k, got)
+            (id, o, got)
         })
         .buffer_unordered(CONCURRENT_GETS)
         .collect()
         .await;
-    for (k, got) in fetched {
-        if let Some(o) = got? {
-            let (api_version, kind) = (o["apiVersion"].as_str().unwrap_or_default().to_string(), k.1.clone());
-            live.insert(k, live_form(o, &api_version, &kind));
+    for (id, o, got) in fetched {
+        if let Some(v) = got? {
+            let (api_version, kind) = kind_of(&o).unwrap_or_default();
+            live.insert(id, live_form(v, &api_version, &kind));
         }
     }
-    let found: Vec<((String, String), Vec<Value>)> = deployed()
+    let found: Vec<((String, String), Vec<Value>, Vec<String>)> = deployed()
         .map(|((ns, name), l)| {
             let objs = l.observed.objects.iter().filter_map(|o| live.get(&place(o, ns)?.0).cloned()).collect();
-            ((ns.clone(), name.clone()), objs)
+            let gone = l.observed.objects.iter().filter(|o| kind_of(o).is_some_and(|k| unserved.contains(&k))).filter_map(|o| harmony_planner::object::key_of(o, ns)).collect();
+            ((ns.clone(), name.clone()), objs, gone)
         })
         .collect();
-    for (key, objs) in found {
-        if let Some(l) = out.releases.get_mut(&key) {
-            l.observed.live = Some(objs);
+    for (key, objs, gone) in found {
+        let Some(l) = out.releases.get_mut(&key) else { continue };
+        if !gone.is_empty() {
+            let kinds: BTreeSet<String> =
+                l.observed.objects.iter().filter_map(kind_of).filter(|k| unserved.contains(k)).map(|(a, k)| format!("{k} ({a})")).collect();
+            out.warnings.push(format!(
+                "release {}/{} (revision {}): the API server does not serve {} (a removed CustomResourceDefinition?), so its object{} {} cannot be compared with the cluster or recreated by apply; they are not planned as drift. Serve the kind again, or upgrade the release to a chart without them",
+                key.0,
+                key.1,
+                l.observed.revision,
+                kinds.into_iter().collect::<Vec<_>>().join(", "),
+                if gone.len() == 1 { "" } else { "s" },
+                gone.join(", ")
+            ));
         }
+        l.observed.live = Some(objs);
+        l.observed.unserved = gone;
     }
     Ok(())
 }

@@ -280,13 +280,6 @@ fn parse_doc(doc: &str) -> Result<Option<Value>, KubeError> {
     Ok(if v.is_null() { None } else { Some(v) })
 }
 
-/// Identity of an object across revisions (Helm compares group, kind, namespace and name).
-fn key(obj: &Value, default_ns: &str) -> ObjectKey {
-    let group = obj["apiVersion"].as_str().and_then(|a| a.rsplit_once('/')).map(|(g, _)| g.to_string()).unwrap_or_default();
-    let ns = obj["metadata"]["namespace"].as_str().unwrap_or(default_ns).to_string();
-    (group, obj["kind"].as_str().unwrap_or_default().to_string(), ns, obj["metadata"]["name"].as_str().unwrap_or_default().to_string())
-}
-
 fn kept(obj: &Value) -> bool {
     obj["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 }
@@ -470,8 +463,9 @@ async fn apply_objects(cluster: &Cluster, objects: &[Value], ns: &str) -> Result
 
 /// Deletes, in reverse install order, what `before` had and `after` does not.
 async fn delete_dropped(cluster: &Cluster, before: &[Value], after: &[Value], ns: &str) -> Result<(), KubeError> {
-    let keep: BTreeSet<_> = after.iter().map(|o| key(o, ns)).collect();
-    for obj in before.iter().rev().filter(|o| !keep.contains(&key(o, ns)) && !kept(o)) {
+    use harmony_planner::object::identity;
+    let keep: BTreeSet<_> = after.iter().map(|o| identity(o, ns)).collect();
+    for obj in before.iter().rev().filter(|o| !keep.contains(&identity(o, ns)) && !kept(o)) {
         cluster.delete(obj, ns).await?;
     }
     Ok(())
@@ -711,14 +705,6 @@ pub async fn repair_deployed(cluster: &Cluster, ns: &str, name: &str, live: Opti
 /// unchanged, no new revision)`).
 pub fn repaired_text(revision: u32, objects: usize) -> String {
     format!("drift repaired ({objects} object{}; revision {revision} unchanged, no new revision)", if objects == 1 { "" } else { "s" })
-}
-
-/// An object's identity across revisions: (group, kind, namespace, name).
-pub type ObjectKey = (String, String, String, String);
-
-/// Objects of the deployed revision, by identity: what the planner diffs against.
-pub fn objects_by_key(manifest: &str, ns: &str) -> Result<BTreeMap<ObjectKey, Value>, KubeError> {
-    Ok(parse_manifest(manifest)?.into_iter().map(|o| (key(&o, ns), o)).collect())
 }
 
 /// The deployed revision of a release as the planner sees it (`None`: not installed).
