@@ -586,3 +586,68 @@ async fn attack_a_secret_changed_since_planning_is_refused_without_showing_it() 
     assert!(!text.contains("first-secret-token"), "a secret leaked: {text}");
     assert_eq!(history_of(&server, "web").await.len(), 1);
 }
+
+/// Acceptance (6): a failed `helm rollback`. Helm itself (helm-python-sdk, Helm v4) rolls `web`
+/// back from revision 2 to 1 without `--force-conflicts`: its server-side apply conflicts with
+/// the fields Harmony owns, and Helm records the rollback as Helm v4's `pkg/action/rollback.go`
+/// (`performRollback`) does when the update fails — the deployed revision 2 superseded, the
+/// rollback's revision 3 failed — so no revision is deployed. The plan shows that truthfully
+/// (revision 4 over the history, never a fresh create or "unchanged"), apply recovers the release
+/// (revision 4 deployed, as planned), and the next plan is empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_helm_rollback_is_planned_truthfully_and_recovered() {
+    let Some(python) = harmony_testkit::helm_python() else { return };
+    let server = Server::start().await.unwrap();
+    let repo = std::sync::Arc::new(repo(&server));
+    let r = repo.clone();
+    blocking(move || r.apply()).await.unwrap();
+    set_greeting(&repo, "bonjour");
+    let r = repo.clone();
+    let out = blocking(move || r.apply()).await.unwrap();
+    assert!(out.contains("release/prod/acme-prod/web: upgraded, revision 2"), "{out}");
+
+    let kubeconfig = repo.kubeconfig.clone();
+    let out = blocking(move || {
+        std::process::Command::new(&python)
+            .args(["-c", "import sys\nfrom helm_python import Config\nwith Config(kubeconfig_path=sys.argv[1], namespace='acme-prod') as cfg:\n    cfg.rollback('web', version=1)\n"])
+            .arg(&kubeconfig)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "helm rollback was expected to fail (conflicts with Harmony's fields): {stderr}");
+    let statuses = |hist: Vec<release::Stored>| -> Vec<(u32, String)> { hist.iter().map(|s| (s.release.version, s.release.info.status.as_str().to_string())).collect() };
+    let hist = records(&server).await;
+    let failed = hist.last().unwrap().release.info.description.clone();
+    assert_eq!(statuses(hist), vec![(1, "superseded".into()), (2, "superseded".into()), (3, "failed".into())], "{stderr}");
+    assert!(failed.starts_with("Rollback \"web\" failed"), "{failed}");
+
+    let r = repo.clone();
+    let plan = blocking(move || r.plan(&[])).await.unwrap();
+    let action = release_action(&plan);
+    assert_eq!(action["apply"]["action"], "update", "{action:#}");
+    assert_eq!(action["apply"]["release"]["revision"], 4, "{action:#}");
+    assert_eq!(action["apply"]["release"]["is_upgrade"], false, "{action:#}");
+    assert_eq!(action["apply"]["observed"]["revision"], 3, "{action:#}");
+    assert!(action["explain"]["reason"].as_str().unwrap().starts_with("no revision is deployed (the latest, 3, did not deploy): apply installs revision 4 over the history"), "{action:#}");
+    let planned = action["apply"]["release"]["manifest"].as_str().unwrap().to_string();
+    let plain = plan["actions"].as_array().unwrap().iter().find(|a| a["unit"] == "release/prod/acme-prod/plain").unwrap();
+    assert_eq!(plain["apply"]["action"], "noop", "{plan:#}");
+
+    let r = repo.clone();
+    let out = blocking(move || r.apply()).await.unwrap();
+    assert!(out.contains("release/prod/acme-prod/web: installed, revision 4"), "{out}");
+    let hist = records(&server).await;
+    let latest = hist.last().unwrap().release.clone();
+    assert_eq!(statuses(hist)[3], (4, "deployed".to_string()));
+    assert_eq!(FingerprintKey::from_hex(KEY_HEX).unwrap().fingerprint(latest.manifest.as_bytes()), planned, "{}", latest.manifest);
+    let info = server.get("v1", "ConfigMap", "acme-prod", "web-info").unwrap();
+    assert_eq!((info["data"]["revision"].as_str(), info["data"]["greeting"].as_str()), (Some("4"), Some("bonjour")), "{info:#}");
+
+    let r = repo.clone();
+    let out = blocking(move || r.run(&["plan", "--detailed-exitcode", "--kubeconfig", r.kubeconfig()])).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+}
