@@ -346,20 +346,11 @@ async fn a_rendered_release_left_as_deployed_repairs_drift_only_as_planned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kind_the_server_stopped_serving_is_a_warning_not_drift() {
     let server = Server::start().await.unwrap();
-    server.register(harmony_kube_loopback::resources::ResourceType {
-        group: "monitoring.coreos.com".into(),
-        version: "v1".into(),
-        kind: "ServiceMonitor".into(),
-        plural: "servicemonitors".into(),
-        namespaced: true,
-    });
+    common::repo::serve_service_monitors(&server);
     let repo = std::sync::Arc::new(repo(&server));
     repo.write("charts/mon/Chart.yaml", "apiVersion: v2\nname: mon\nversion: 0.1.0\n");
     repo.write("charts/mon/templates/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  greeting: {{ .Values.greeting | quote }}\n");
-    repo.write(
-        "charts/mon/templates/monitor.yaml",
-        "{{- if .Capabilities.APIVersions.Has \"monitoring.coreos.com/v1/ServiceMonitor\" }}\napiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n  endpoints: []\n{{- end }}\n",
-    );
+    repo.write("charts/mon/templates/monitor.yaml", common::repo::GATED_SERVICE_MONITOR);
     let mon = |greeting: &str| format!("release mon {{\n    tenant acme\n    cluster prod\n    namespace acme-prod\n    chart \"charts/mon\"\n    values {{\n        greeting {greeting:?}\n    }}\n}}\n");
     repo.write("mon.kdl", &mon("hi"));
     let r = repo.clone();

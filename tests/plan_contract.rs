@@ -12,7 +12,6 @@ use common::repo::{Repo, blocking, outcome_of};
 use harmony_executor::kube::Cluster;
 use harmony_executor::kube::release;
 use harmony_kube_loopback::Server;
-use harmony_kube_loopback::resources::ResourceType;
 use harmony_planner::FingerprintKey;
 use serde_json::Value;
 
@@ -35,10 +34,7 @@ fn repo(server: &Server) -> Repo {
                 "charts/web/templates/info.yaml",
                 "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-info\ndata:\n  revision: {{ .Release.Revision | quote }}\n  upgrade: {{ .Release.IsUpgrade | quote }}\n  install: {{ .Release.IsInstall | quote }}\n  kube: {{ .Capabilities.KubeVersion.Version | quote }}\n  greeting: {{ .Values.greeting | quote }}\n",
             ),
-            (
-                "charts/web/templates/monitor.yaml",
-                "{{- if .Capabilities.APIVersions.Has \"monitoring.coreos.com/v1/ServiceMonitor\" }}\napiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n  endpoints: []\n{{- end }}\n",
-            ),
+            ("charts/web/templates/monitor.yaml", common::repo::GATED_SERVICE_MONITOR),
         ],
     );
     set_greeting(&repo, "hello");
@@ -75,13 +71,7 @@ fn object_keys(action: &Value) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_release_record_holds_exactly_the_planned_manifest() {
     let server = Server::start().await.unwrap();
-    server.register(ResourceType {
-        group: "monitoring.coreos.com".into(),
-        version: "v1".into(),
-        kind: "ServiceMonitor".into(),
-        plural: "servicemonitors".into(),
-        namespaced: true,
-    });
+    common::repo::serve_service_monitors(&server);
     let repo = std::sync::Arc::new(repo(&server));
     let key = FingerprintKey::from_hex(KEY_HEX).unwrap();
 

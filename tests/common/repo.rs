@@ -105,6 +105,21 @@ impl Repo {
     }
 }
 
+/// A template that renders a ServiceMonitor only where the cluster serves the kind (as charts
+/// gate on `.Capabilities`).
+pub const GATED_SERVICE_MONITOR: &str = "{{- if .Capabilities.APIVersions.Has \"monitoring.coreos.com/v1/ServiceMonitor\" }}\napiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n  endpoints: []\n{{- end }}\n";
+
+/// Makes `server` serve ServiceMonitors (`monitoring.coreos.com/v1`), as if its CRD were installed.
+pub fn serve_service_monitors(server: &Server) {
+    server.register(harmony_kube_loopback::resources::ResourceType {
+        group: "monitoring.coreos.com".into(),
+        version: "v1".into(),
+        kind: "ServiceMonitor".into(),
+        plural: "servicemonitors".into(),
+        namespaced: true,
+    });
+}
+
 /// The outcome of `unit` in an `apply --format json` outcome.
 pub fn outcome_of<'a>(outcome: &'a Value, unit: &str) -> &'a Value {
     outcome["actions"].as_array().unwrap().iter().find(|a| a["unit"] == unit).unwrap_or_else(|| panic!("no outcome for {unit}: {outcome:#}"))
