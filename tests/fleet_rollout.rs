@@ -401,3 +401,32 @@ fn plans_raw(f: &Fleet) -> BTreeMap<String, (u64, Vec<u8>)> {
         out
     })
 }
+
+/// The `rollout` block's `settle`: a step's device counts healthy only once the agent has seen
+/// every service running for that long (real podman), so the apply takes at least `settle`;
+/// `plan` shows it with the rollout.
+#[test]
+fn a_step_waits_for_the_rollouts_settle_time() {
+    let img = harmony_testkit::busybox_image("1");
+    let settle = 20;
+    let deployment = |args: &str| {
+        format!(
+            "deployment hub {{\n    tenant acme\n    fleet pico\n    selector site=e2e\n    container app {{\n        image \"{img}\"\n        args {args}\n    }}\n    rollout {{\n        step 100\n        health-timeout \"90s\"\n        settle \"{settle}s\"\n    }}\n}}\n"
+        )
+    };
+    let mut f = Fleet::new(&["settle"]);
+    let dev = f.devices[0].clone();
+    f.set_deployments(&deployment("\"sleep\" \"3600\""));
+    let _agent = f.start_agent_with(&dev, "podman", &["--observe-interval", "2"]);
+    f.apply();
+    f.wait_ready(&dev, 1);
+    f.set_deployments(&deployment("\"sleep\" \"3601\""));
+    let started = Instant::now();
+    let out = f.try_apply(&[]);
+    let took = started.elapsed();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains(&format!("health-timeout 90s, settle {settle}s")), "the plan shows the settle time: {t}");
+    assert!(t.contains("complete"), "{t}");
+    assert!(took >= Duration::from_secs(settle), "healthy only after {settle} s seen running: {took:?}\n{t}");
+}

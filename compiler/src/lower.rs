@@ -24,7 +24,7 @@ const DEPLOYMENT: &[&str] = &["tenant", "fleet", "selector", "init-container", "
 const CONTAINER: &[&str] = &["image", "command", "args", "env", "port", "volume", "restart", "description"];
 const INIT_CONTAINER: &[&str] = &["image", "command", "args", "env", "port", "volume", "timeout", "description"];
 const SELECTOR: &[&str] = &["in", "not-in", "exists", "does-not-exist"];
-const ROLLOUT: &[&str] = &["step", "max-failed", "health-timeout", "auto-revert"];
+const ROLLOUT: &[&str] = &["step", "max-failed", "health-timeout", "settle", "auto-revert"];
 const REPOSITORY: &[&str] = &["kube-version", "exclude", "description"];
 /// Container options that would give a device container host access; refused with their own
 /// diagnostic rather than as unknown nodes (docs/language.md, "Host access").
@@ -1178,7 +1178,8 @@ impl<'a> Cx<'a> {
         self.check_entries(node, 0, &[]);
         let span = self.span(node.name().span());
         let mut steps: Vec<Spanned<i128>> = Vec::new();
-        let mut r = Rollout { steps: Vec::new(), max_failed: 0, health_timeout: Duration::from_secs(300), auto_revert: false };
+        let mut r = Rollout { steps: Vec::new(), max_failed: 0, health_timeout: Duration::from_secs(300), settle: DEFAULT_SETTLE, auto_revert: false };
+        let mut settle: Option<(Duration, Span)> = None;
         let mut once = Once::default();
         let mut ok = true;
         for child in self.children(node) {
@@ -1203,15 +1204,40 @@ impl<'a> Cx<'a> {
                     Some(d) => r.health_timeout = d,
                     None => ok = false,
                 },
+                "settle" if self.once(&mut once, "settle", child) => match self.duration(child) {
+                    Some(d) if d.to_std().subsec_nanos() != 0 => {
+                        self.push(
+                            Diagnostic::error(Code::InvalidValue, self.span(child.name().span()), "`settle` is not a whole number of seconds")
+                                .label("a fraction of a second")
+                                .help("write whole seconds, e.g. `settle \"30s\"` or `settle \"2m\"`"),
+                        );
+                        ok = false;
+                    }
+                    Some(d) => settle = Some((d, self.span(child.name().span()))),
+                    None => ok = false,
+                },
                 "auto-revert" if self.once(&mut once, "auto-revert", child) => match self.one_bool(child) {
                     Some(b) => r.auto_revert = b,
                     None => ok = false,
                 },
-                "max-failed" | "health-timeout" | "auto-revert" => ok = false,
+                "max-failed" | "health-timeout" | "settle" | "auto-revert" => ok = false,
                 _ => {
                     self.unknown_node(child, "in a rollout", ROLLOUT);
                     ok = false;
                 }
+            }
+        }
+        if let Some((d, at)) = settle {
+            if d >= r.health_timeout {
+                let (s, t) = (d.to_std().as_secs_f64(), r.health_timeout.to_std().as_secs_f64());
+                self.push(
+                    Diagnostic::error(Code::InvalidValue, at, format!("`settle` ({s} s) is not shorter than `health-timeout` ({t} s)"))
+                        .label("no step could become healthy")
+                        .help("a device is healthy once every service has run for `settle` within the step's `health-timeout`: make `settle` shorter or `health-timeout` longer"),
+                );
+                ok = false;
+            } else {
+                r.settle = d;
             }
         }
         if steps.is_empty() {

@@ -335,6 +335,10 @@ pub enum RestartPolicy {
     No,
 }
 
+/// The settle time of a `rollout` without `settle`
+/// ([`harmony_schemas::plan::DEFAULT_SETTLE_S`]).
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(harmony_schemas::plan::DEFAULT_SETTLE_S);
+
 /// A rollout strategy.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Rollout {
@@ -344,6 +348,9 @@ pub struct Rollout {
     pub max_failed: u32,
     /// Per-step health timeout.
     pub health_timeout: Duration,
+    /// How long every planned service must have been observed running before a device counts
+    /// healthy (whole seconds, shorter than `health_timeout` when given).
+    pub settle: Duration,
     /// Restore previous plans on halt.
     pub auto_revert: bool,
 }

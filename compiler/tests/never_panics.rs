@@ -252,6 +252,7 @@ const WORDS: &[&str] = &[
     "step",
     "max-failed",
     "health-timeout",
+    "settle",
     "auto-revert",
     "description",
     "exclude",
@@ -741,6 +742,9 @@ impl Gen<'_> {
                     }
                     if self.rng.chance(50) {
                         steps.push(self.leaf("health-timeout", Arg::Duration, 1, 1));
+                    }
+                    if self.rng.chance(30) {
+                        steps.push(self.leaf("settle", Arg::Duration, 1, 1));
                     }
                     if self.rng.chance(50) {
                         steps.push(self.leaf("auto-revert", Arg::Bool, 1, 1));

@@ -460,6 +460,7 @@ mod tests {
             ],
             max_failed: 1,
             health_timeout_s: 120,
+            settle_s: 30,
             auto_revert: true,
             continues: Some(harmony_schemas::plan::RolloutContinuation::Resume { healthy_steps: 1 }),
         };

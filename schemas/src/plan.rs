@@ -279,6 +279,11 @@ pub struct PlannedRollout {
     pub max_failed: u32,
     /// Seconds each step may take to become healthy.
     pub health_timeout_s: u64,
+    /// Seconds every planned service must have been observed running before a device counts
+    /// healthy (left out when [`DEFAULT_SETTLE_S`], so plans of rollouts without `settle` read
+    /// and hash as before the field existed).
+    #[serde(default = "default_settle_s", skip_serializing_if = "is_default_settle_s")]
+    pub settle_s: u64,
     /// Whether a halt writes the previous plans back.
     pub auto_revert: bool,
     /// What apply finds of this rollout in `harmony-rollouts` (none: a new rollout).
@@ -301,6 +306,17 @@ pub enum RolloutContinuation {
     FinishRevert,
 }
 
+/// The settle time of a rollout whose `rollout` block has no `settle`, seconds.
+pub const DEFAULT_SETTLE_S: u64 = 10;
+
+fn default_settle_s() -> u64 {
+    DEFAULT_SETTLE_S
+}
+
+fn is_default_settle_s(s: &u64) -> bool {
+    *s == DEFAULT_SETTLE_S
+}
+
 /// One step of a [`PlannedRollout`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -316,12 +332,13 @@ impl PlannedRollout {
     pub fn describe(&self) -> String {
         let total: usize = self.steps.iter().map(|s| s.devices.len()).sum();
         let mut out = format!(
-            "fleet {}: rollout of {} over {total} devices: {} steps, max-failed {}, health-timeout {}s{}\n",
+            "fleet {}: rollout of {} over {total} devices: {} steps, max-failed {}, health-timeout {}s, settle {}s{}\n",
             self.fleet,
             self.what.join(", "),
             self.steps.len(),
             self.max_failed,
             self.health_timeout_s,
+            self.settle_s,
             if self.auto_revert { ", auto-revert" } else { "" }
         );
         for (i, s) in self.steps.iter().enumerate() {

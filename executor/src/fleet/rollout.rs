@@ -39,6 +39,9 @@ pub struct RolloutSpec {
     pub max_failed: u32,
     /// How long one wave may take to become healthy.
     pub health_timeout: Duration,
+    /// How long every planned service must have been observed running before a device of a
+    /// wave counts healthy ([`device_health`]).
+    pub settle: Duration,
     /// Write the previous plans back when halting.
     pub auto_revert: bool,
 }
@@ -47,13 +50,25 @@ impl RolloutSpec {
     /// Agent upgrades of a fleet without a `rollout` block: every device at once, still
     /// health-gated (the old agent is retired only once the new one reports).
     pub fn agent_default() -> RolloutSpec {
-        RolloutSpec { steps: vec![100], max_failed: 0, health_timeout: Duration::from_secs(120), auto_revert: false }
+        RolloutSpec {
+            steps: vec![100],
+            max_failed: 0,
+            health_timeout: Duration::from_secs(120),
+            settle: harmony_compiler::model::DEFAULT_SETTLE.to_std(),
+            auto_revert: false,
+        }
     }
 }
 
 impl From<&harmony_compiler::model::Rollout> for RolloutSpec {
     fn from(r: &harmony_compiler::model::Rollout) -> RolloutSpec {
-        RolloutSpec { steps: r.steps.clone(), max_failed: r.max_failed, health_timeout: r.health_timeout.to_std(), auto_revert: r.auto_revert }
+        RolloutSpec {
+            steps: r.steps.clone(),
+            max_failed: r.max_failed,
+            health_timeout: r.health_timeout.to_std(),
+            settle: r.settle.to_std(),
+            auto_revert: r.auto_revert,
+        }
     }
 }
 
@@ -210,12 +225,13 @@ fn rollout_for(desired: &DesiredFleet, specs: &RolloutSpecs, items: &BTreeSet<It
         }
     }
     // The most cautious: the most steps (then the smallest first step), the fewest failures
-    // tolerated, the longest wait, and a revert if any asks for one.
+    // tolerated, the longest wait and settle time, and a revert if any asks for one.
     let steps = chosen.iter().map(|s| &s.steps).max_by(|a, b| a.len().cmp(&b.len()).then(b.first().cmp(&a.first()))).cloned().unwrap_or_else(|| vec![100]);
     let spec = RolloutSpec {
         steps,
         max_failed: chosen.iter().map(|s| s.max_failed).min().unwrap_or(0),
         health_timeout: chosen.iter().map(|s| s.health_timeout).max().unwrap_or(Duration::from_secs(120)),
+        settle: chosen.iter().map(|s| s.settle).max().unwrap_or(harmony_compiler::model::DEFAULT_SETTLE.to_std()),
         auto_revert: chosen.iter().any(|s| s.auto_revert),
     };
     let ordered = rollout_order(members);
@@ -239,6 +255,7 @@ impl RolloutPlan {
             steps: self.waves.iter().map(|(p, d)| harmony_schemas::plan::PlannedStep { percent: *p, devices: d.clone() }).collect(),
             max_failed: self.spec.max_failed,
             health_timeout_s: self.spec.health_timeout.as_secs(),
+            settle_s: self.spec.settle.as_secs(),
             auto_revert: self.spec.auto_revert,
             continues: continuation(self, record),
         }
@@ -256,6 +273,7 @@ impl RolloutPlan {
                 steps: p.steps.iter().map(|s| s.percent).collect(),
                 max_failed: p.max_failed,
                 health_timeout: Duration::from_secs(p.health_timeout_s),
+                settle: Duration::from_secs(p.settle_s),
                 auto_revert: p.auto_revert,
             },
             waves: p.steps.iter().map(|s| (s.percent, s.devices.clone())).collect(),
@@ -320,15 +338,11 @@ pub struct Expect {
     pub digest: Option<String>,
 }
 
-/// How long every planned service must have run, as the agent observed it in podman, before a
-/// device counts healthy for a rollout step.
-pub const SETTLE: Duration = Duration::from_secs(10);
-
 /// `device`'s health against `expect`, from its status and heartbeat (with the heartbeat entry's
 /// write time) at `now_ms`; a heartbeat older than `fresh` does not count. From an agent that
 /// observes its runtime (`observed_at_ms`), only a look at podman showing every service running
-/// for [`SETTLE`] counts, not the agent's "I started it".
-pub fn device_health(expect: &Expect, status: Option<&DeviceStatus>, hb: Option<&(Heartbeat, u64)>, now_ms: u64, fresh: Duration) -> Health {
+/// for `settle` (the rollout's [`RolloutSpec::settle`]) counts, not the agent's "I started it".
+pub fn device_health(expect: &Expect, status: Option<&DeviceStatus>, hb: Option<&(Heartbeat, u64)>, now_ms: u64, fresh: Duration, settle: Duration) -> Health {
     let g = expect.generation;
     let Some(s) = status else { return Health::Pending("no status reported yet".into()) };
     if let Some(r) = s.rejections.iter().rev().find(|r| super::status::rejects(r, expect.digest.as_deref(), Some(g))) {
@@ -375,7 +389,7 @@ pub fn device_health(expect: &Expect, status: Option<&DeviceStatus>, hb: Option<
         return Health::Pending(format!("generation {applied}: not running: {}", off.join(", ")));
     }
     if let Some(seen) = s.observed_at_ms {
-        let settle_ms = u64::try_from(SETTLE.as_millis()).unwrap_or(u64::MAX);
+        let settle_ms = u64::try_from(settle.as_millis()).unwrap_or(u64::MAX);
         let young: Vec<String> = s
             .deployments
             .iter()
@@ -388,7 +402,7 @@ pub fn device_health(expect: &Expect, status: Option<&DeviceStatus>, hb: Option<
             })
             .collect();
         if !young.is_empty() {
-            return Health::Pending(format!("generation {applied}: settling ({} s): {}", SETTLE.as_secs(), young.join(", ")));
+            return Health::Pending(format!("generation {applied}: settling ({} s): {}", settle.as_secs(), young.join(", ")));
         }
     }
     match hb {
@@ -504,7 +518,7 @@ pub async fn run_waves(ctx: WaveContext<'_>, plan: &RolloutPlan, actions: Vec<Fl
         };
         let (report, mut handed_back) = apply_actions_returning(&ctx.stores[0], first, ctx.key, ctx.journal, ctx.opts).await;
         handed_back.extend(rest);
-        let reverted = revert_and_wait(&ctx, &mut record, &mut record_rev, plan.spec.health_timeout).await?;
+        let reverted = revert_and_wait(&ctx, &mut record, &mut record_rev, &plan.spec).await?;
         return Ok(RolloutOutcome::sorted(record, report, handed_back, reverted));
     }
     let wave_of = plan.wave_of();
@@ -569,7 +583,7 @@ pub async fn run_waves(ctx: WaveContext<'_>, plan: &RolloutPlan, actions: Vec<Fl
         // Devices of the wave without an action (not in the repository's plans any more) are not waited for.
         report.results.extend(r.results);
         handed_back.extend(group);
-        let failures = wait_healthy(&ctx, &expect, plan.spec.health_timeout).await?;
+        let failures = wait_healthy(&ctx, &expect, &plan.spec).await?;
         for (device, reason) in failures {
             note_failure(&mut record, device, i, reason);
         }
@@ -578,7 +592,7 @@ pub async fn run_waves(ctx: WaveContext<'_>, plan: &RolloutPlan, actions: Vec<Fl
             halted = true;
             if plan.spec.auto_revert {
                 // Saves the record as it goes: reverting, then reverted.
-                reverted = revert_and_wait(&ctx, &mut record, &mut record_rev, plan.spec.health_timeout).await?;
+                reverted = revert_and_wait(&ctx, &mut record, &mut record_rev, &plan.spec).await?;
             } else {
                 record.state = RolloutState::Halted;
                 save(&ctx, &mut record, &mut record_rev).await?;
@@ -659,10 +673,12 @@ pub async fn read_record(rollouts: &kv::Store, fleet: &str) -> Result<Option<(Ro
 /// by one; beyond, it reads both buckets whole.
 const PER_KEY_READS: usize = 256;
 
-/// Waits until every expected device is healthy or failed, or `timeout` passes (the rest fail).
+/// Waits until every expected device is healthy (with `spec`'s settle time) or failed, or
+/// `spec`'s health timeout passes (the rest fail).
 /// A device whose agent version changes has its old agent retired (signed `retire`) once the
 /// new one's heartbeat arrives; it counts as healthy only after that.
-async fn wait_healthy(ctx: &WaveContext<'_>, expect: &[Expect], timeout: Duration) -> Result<Vec<(String, String)>, FleetError> {
+async fn wait_healthy(ctx: &WaveContext<'_>, expect: &[Expect], spec: &RolloutSpec) -> Result<Vec<(String, String)>, FleetError> {
+    let timeout = spec.health_timeout;
     let deadline = tokio::time::Instant::now() + timeout;
     // Per device: why it is not healthy yet, and the last degraded report seen (kept for the
     // failure at the deadline even if the device was only settling at that moment).
@@ -690,7 +706,7 @@ async fn wait_healthy(ctx: &WaveContext<'_>, expect: &[Expect], timeout: Duratio
             // The version an upgrade of this device came from, as its agents report it: that
             // agent is told to exit once the new one is healthy.
             let old = status.and_then(|s| s.upgrade.as_ref()).filter(|u| u.to == e.agent_version && u.from != e.agent_version).map(|u| &u.from);
-            let health = device_health(e, status, heartbeats.get(*device), now, ctx.fresh);
+            let health = device_health(e, status, heartbeats.get(*device), now, ctx.fresh, spec.settle);
             match health {
                 Health::Healthy if old.is_some() && !retired.contains(*device) => {
                     // The new agent runs: tell the old one to exit.
@@ -759,14 +775,14 @@ async fn revert_and_wait(
     ctx: &WaveContext<'_>,
     record: &mut RolloutRecord,
     record_rev: &mut Option<u64>,
-    timeout: Duration,
+    spec: &RolloutSpec,
 ) -> Result<Vec<(String, Result<u64, String>)>, FleetError> {
     record.state = RolloutState::Reverting;
     save(ctx, record, record_rev).await?;
     let (mut reverted, expect) = revert(ctx, record).await;
     record.state = RolloutState::Reverted;
     save(ctx, record, record_rev).await?;
-    for (device, why) in wait_healthy(ctx, &expect, timeout).await? {
+    for (device, why) in wait_healthy(ctx, &expect, spec).await? {
         tracing::warn!("after the revert, {device} is not healthy: {why}");
         if let Some((_, r)) = reverted.iter_mut().find(|(d, _)| *d == device) {
             *r = Err(format!("written back, but {why}"));
@@ -861,8 +877,10 @@ mod tests {
         DeploymentPlan::new(name, "acme", vec![], vec![Service::new(c, harmony_schemas::fleet::RestartPolicy::Always)])
     }
 
+    const SETTLE: Duration = Duration::from_secs(10);
+
     fn spec(steps: &[u8]) -> RolloutSpec {
-        RolloutSpec { steps: steps.to_vec(), max_failed: 1, health_timeout: Duration::from_secs(60), auto_revert: true }
+        RolloutSpec { steps: steps.to_vec(), max_failed: 1, health_timeout: Duration::from_secs(60), settle: SETTLE, auto_revert: true }
     }
 
     fn fleet(n: usize, image: &str, agent: &str) -> DesiredFleet {
@@ -1009,13 +1027,13 @@ mod tests {
                 at,
             )
         };
-        assert!(matches!(device_health(&e, None, None, now, fresh), Health::Pending(_)));
-        assert!(matches!(device_health(&e, Some(&status(3, DeviceState::Applied, "0.2.0")), Some(&hb("0.2.0", now)), now, fresh), Health::Pending(_)));
-        assert_eq!(device_health(&e, Some(&status(4, DeviceState::Applied, "0.2.0")), Some(&hb("0.2.0", now)), now, fresh), Health::Healthy);
-        assert!(matches!(device_health(&e, Some(&status(4, DeviceState::Applied, "0.2.0")), Some(&hb("0.2.0", now - 20_000)), now, fresh), Health::Pending(_)));
-        assert!(matches!(device_health(&e, Some(&status(4, DeviceState::Applied, "0.1.0")), Some(&hb("0.1.0", now)), now, fresh), Health::Pending(_)));
+        assert!(matches!(device_health(&e, None, None, now, fresh, SETTLE), Health::Pending(_)));
+        assert!(matches!(device_health(&e, Some(&status(3, DeviceState::Applied, "0.2.0")), Some(&hb("0.2.0", now)), now, fresh, SETTLE), Health::Pending(_)));
+        assert_eq!(device_health(&e, Some(&status(4, DeviceState::Applied, "0.2.0")), Some(&hb("0.2.0", now)), now, fresh, SETTLE), Health::Healthy);
+        assert!(matches!(device_health(&e, Some(&status(4, DeviceState::Applied, "0.2.0")), Some(&hb("0.2.0", now - 20_000)), now, fresh, SETTLE), Health::Pending(_)));
+        assert!(matches!(device_health(&e, Some(&status(4, DeviceState::Applied, "0.1.0")), Some(&hb("0.1.0", now)), now, fresh, SETTLE), Health::Pending(_)));
         // Degraded: the step keeps waiting (a crash loop may recover), failing only at its deadline.
-        assert!(matches!(device_health(&e, Some(&status(4, DeviceState::Degraded, "0.2.0")), Some(&hb("0.2.0", now)), now, fresh), Health::Degraded(_)));
+        assert!(matches!(device_health(&e, Some(&status(4, DeviceState::Degraded, "0.2.0")), Some(&hb("0.2.0", now)), now, fresh, SETTLE), Health::Degraded(_)));
         // Applied, but a service is not running (it stopped after its start): not healthy yet.
         let container = |name: &str, kind: ContainerKind, state: ContainerState| ContainerStatus {
             name: name.into(),
@@ -1037,21 +1055,24 @@ mod tests {
                 container("app", ContainerKind::Service, ContainerState::Stopped),
             ],
         });
-        let Health::Pending(why) = device_health(&e, Some(&stopped), Some(&hb("0.2.0", now)), now, fresh) else { panic!("a stopped service is not healthy") };
+        let Health::Pending(why) = device_health(&e, Some(&stopped), Some(&hb("0.2.0", now)), now, fresh, SETTLE) else { panic!("a stopped service is not healthy") };
         assert_eq!(why, "generation 4: not running: web/app stopped");
         stopped.deployments[0].containers[1].state = ContainerState::Running;
-        assert_eq!(device_health(&e, Some(&stopped), Some(&hb("0.2.0", now)), now, fresh), Health::Healthy);
+        assert_eq!(device_health(&e, Some(&stopped), Some(&hb("0.2.0", now)), now, fresh, SETTLE), Health::Healthy);
         // An observing agent: healthy only once a look at podman shows the service running for SETTLE.
         let mut observed = stopped.clone();
         observed.observed_at_ms = Some(now);
-        let Health::Pending(why) = device_health(&e, Some(&observed), Some(&hb("0.2.0", now)), now, fresh) else { panic!("not observed running") };
+        let Health::Pending(why) = device_health(&e, Some(&observed), Some(&hb("0.2.0", now)), now, fresh, SETTLE) else { panic!("not observed running") };
         assert_eq!(why, "generation 4: settling (10 s): web/app not observed running");
         let seen = |since: u64| Observed { runtime_state: "running".into(), image_id: None, spec_hash: None, restart_count: 0, running_since_ms: Some(since), back_off_until_ms: None };
         observed.deployments[0].containers[1].observed = Some(seen(now - 3_000));
-        let Health::Pending(why) = device_health(&e, Some(&observed), Some(&hb("0.2.0", now)), now, fresh) else { panic!("not settled") };
+        let Health::Pending(why) = device_health(&e, Some(&observed), Some(&hb("0.2.0", now)), now, fresh, SETTLE) else { panic!("not settled") };
         assert_eq!(why, "generation 4: settling (10 s): web/app running for 3 s");
         observed.deployments[0].containers[1].observed = Some(seen(now - 10_000));
-        assert_eq!(device_health(&e, Some(&observed), Some(&hb("0.2.0", now)), now, fresh), Health::Healthy);
+        assert_eq!(device_health(&e, Some(&observed), Some(&hb("0.2.0", now)), now, fresh, SETTLE), Health::Healthy);
+        // The rollout's `settle`: 30 s asked for, 10 s run.
+        let Health::Pending(why) = device_health(&e, Some(&observed), Some(&hb("0.2.0", now)), now, fresh, Duration::from_secs(30)) else { panic!("not settled") };
+        assert_eq!(why, "generation 4: settling (30 s): web/app running for 10 s");
         // A failed init container is not run again for this plan: failed at once.
         let mut init_failed = status(4, DeviceState::Degraded, "0.2.0");
         init_failed.deployments.push(DeploymentStatus {
@@ -1061,16 +1082,16 @@ mod tests {
             failure: Some(DeploymentFailure::InitExited { container: "migrate".into(), exit_code: 3 }),
             containers: vec![container("migrate", ContainerKind::Init, ContainerState::Failed)],
         });
-        let Health::Failed(why) = device_health(&e, Some(&init_failed), Some(&hb("0.2.0", now)), now, fresh) else { panic!("a failed init container fails") };
+        let Health::Failed(why) = device_health(&e, Some(&init_failed), Some(&hb("0.2.0", now)), now, fresh, SETTLE) else { panic!("a failed init container fails") };
         assert!(why.contains("generation 4 degraded") && why.contains("exited with code 3"), "{why}");
         let mut rejected = status(3, DeviceState::Applied, "0.1.0");
         rejected.rejections.push(Rejection { generation: Some(4), reason: RejectionReason::BadSignature, at_ms: now, digest: Some("sha256:forged".into()) });
-        let Health::Failed(why) = device_health(&e, Some(&rejected), Some(&hb("0.1.0", now)), now, fresh) else { panic!("rejection is a failure") };
+        let Health::Failed(why) = device_health(&e, Some(&rejected), Some(&hb("0.1.0", now)), now, fresh, SETTLE) else { panic!("rejection is a failure") };
         assert!(why.contains("rejected generation 4"), "{why}");
         // The entry written is another one than the forgery of the same generation the agent rejected.
         e.digest = Some("sha256:written".into());
-        assert!(matches!(device_health(&e, Some(&rejected), Some(&hb("0.1.0", now)), now, fresh), Health::Pending(_)));
+        assert!(matches!(device_health(&e, Some(&rejected), Some(&hb("0.1.0", now)), now, fresh, SETTLE), Health::Pending(_)));
         e.digest = Some("sha256:forged".into());
-        assert!(matches!(device_health(&e, Some(&rejected), Some(&hb("0.1.0", now)), now, fresh), Health::Failed(_)));
+        assert!(matches!(device_health(&e, Some(&rejected), Some(&hb("0.1.0", now)), now, fresh, SETTLE), Health::Failed(_)));
     }
 }
