@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use harmony_executor::kube::apply::{ApplyOptions, UnitResult, apply_repo};
+use harmony_executor::pipeline::{ClusterApply, apply_clusters};
 use harmony_kube_loopback::Server;
 
 #[path = "../compiler/benches/support/repo_gen.rs"]
@@ -67,17 +67,10 @@ async fn main() {
     let pairs: Vec<(&str, &Server)> = names.iter().map(String::as_str).zip(servers.iter()).collect();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, Server::kubeconfig(&pairs)).unwrap();
-    let opts = ApplyOptions {
-        kubeconfig: Some(kubeconfig.clone()),
-        release: Default::default(),
-        fail_fast: false,
-        holder: "bench".into(),
-        lock_ttl: 600,
-        only: Default::default(),
-    };
+    let opts = ClusterApply { kubeconfig: Some(kubeconfig.clone()), release: Default::default(), holder: "bench".into(), targets: Vec::new() };
     let t = Instant::now();
-    let out = apply_repo(&compiled, &root, &opts).await;
-    assert!(out.iter().all(|o| matches!(o.result, UnitResult::Done(_))), "install failed");
+    let out = apply_clusters(&root, &compiled, &opts).await.expect("plan");
+    assert_eq!(out.exit_code(), 0, "install failed: {out:?}");
     println!("installed {releases} releases on {clusters} clusters in {:.1} s (setup, not timed below)", t.elapsed().as_secs_f64());
     let nats = harmony_testkit::NatsServer::start();
 

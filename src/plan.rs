@@ -10,12 +10,11 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, bail};
 use harmony_compiler::{CompiledRepo, DiskFs, ParseCache, compile_repo_cached};
 use harmony_planner::output::{self, HumanOptions, MarkdownOptions};
-use harmony_planner::render::SecretValues;
-use harmony_planner::{FingerprintKey, ObservedState, PlanOptions, Rendered};
+use harmony_planner::{FingerprintKey, ObservedState, PlanOptions};
 use harmony_schemas::plan::{ObservedSource, PlanFile, SourceRevision};
 
 use harmony_executor::live::LiveOptions;
-use harmony_executor::pipeline::render_releases;
+use harmony_executor::pipeline::{Observe, PlanRequest, plan_repository, render_releases};
 
 use crate::apply::NatsArgs;
 use crate::cli::{ColorChoice, Global};
@@ -204,14 +203,6 @@ fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Resolves every `secret-value` of the releases
-/// ([`harmony_executor::kube::apply::resolve_repo_secrets`], the resolver apply uses).
-fn resolve_secrets(compiled: &CompiledRepo, unresolved_ok: bool) -> anyhow::Result<BTreeMap<String, SecretValues>> {
-    harmony_executor::kube::apply::resolve_repo_secrets(compiled, unresolved_ok).map_err(|errors| {
-        anyhow::anyhow!("{}\n  set them as apply would see them, or plan with --offline to show them as unresolved until apply", errors.join("\n"))
-    })
-}
-
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new("git").arg("-C").arg(dir).args(args).output().context("running git")?;
     if !out.status.success() {
@@ -250,65 +241,36 @@ pub(crate) fn make_plan(g: &Global, a: &PlanArgs, rt: &tokio::runtime::Runtime) 
         harmony_executor::fleet::convert::fleet_info(&compiled, fleet)?;
         compiled.only_fleet(fleet);
     }
-    let mut live_desired = Rendered::new();
-    let mut rollouts = Vec::new();
-    let mut servers = BTreeMap::new();
-    let mut device_plans = BTreeMap::new();
-    let (observed, observed_source) = match &a.observed {
-        None if a.offline => (ObservedState::default(), ObservedSource::None),
-        None => {
-            let nats = &a.live.nats;
-            let read_options = |fleet: &str, urls: &[String]| nats.read_options_for_fleet(fleet, urls).map_err(|e| format!("{e:#}"));
-            let opts = LiveOptions { kubeconfig: a.live.kubeconfig.clone(), auth_dir: nats.auth_dir.clone(), read_options: &read_options };
-            let live = match rt.block_on(harmony_executor::live::observe(&compiled, &opts)) {
-                Ok(live) => live,
-                Err(e) => {
-                    warn(&e.warnings);
-                    bail!("{}", e.message)
-                }
-            };
-            warn(&live.warnings);
-            live_desired = live.desired;
-            rollouts = live.rollouts;
-            servers = live.servers;
-            device_plans = live.device_plans;
-            for id in &live.revoked_units {
-                compiled.units.remove(id);
-            }
-            let hash = live.observed.hash();
-            (live.observed, ObservedSource::Live { targets: live.targets, hash })
-        }
+    let nats = &a.live.nats;
+    let read_options = |fleet: &str, urls: &[String]| nats.read_options_for_fleet(fleet, urls).map_err(|e| format!("{e:#}"));
+    let observe = match &a.observed {
+        None if a.offline => Observe::Nothing,
+        None => Observe::Live(LiveOptions { kubeconfig: a.live.kubeconfig.clone(), auth_dir: nats.auth_dir.clone(), read_options: &read_options }),
         Some(f) => {
             let text = std::fs::read_to_string(f).with_context(|| format!("reading observed state {}", f.display()))?;
-            let o: ObservedState = serde_json::from_str(&text).with_context(|| {
+            Observe::State(serde_json::from_str(&text).with_context(|| {
                 format!("observed state {}: not valid (expected {{\"releases\": {{…}}, \"device_plans\": {{…}}, \"agents\": {{…}}, \"tenant_access\": {{…}}}}; see docs/plan.md)", f.display())
-            })?;
-            let hash = o.hash();
-            (o, ObservedSource::File { hash })
+            })?)
         }
     };
-    let key = fingerprint_key(&a.flags.fingerprint_key)?;
-    let selected = harmony_planner::select_units(&compiled, &observed, &a.flags.targets, &a.flags.excludes)?;
-    let secrets = resolve_secrets(&compiled, a.offline)?;
-    let renders = render_releases(&g.repo, &compiled, harmony_planner::releases_to_render(&compiled, &observed, &selected), &secrets, &observed, &key).map_err(anyhow::Error::msg)?;
-    let mut rendered = renders.objects;
-    rendered.extend(live_desired);
-    let opts = PlanOptions {
+    let req = PlanRequest {
+        observe,
+        key: fingerprint_key(&a.flags.fingerprint_key)?,
         targets: a.flags.targets.clone(),
         excludes: a.flags.excludes.clone(),
         skipped: [(a.skip_clusters, "clusters"), (a.skip_fleets, "fleets")].into_iter().filter(|(on, _)| *on).map(|(_, w)| w.to_string()).collect(),
-        key,
-        secret_values: secrets,
         source,
-        observed_source,
-        capabilities: renders.capabilities,
-        release_renders: renders.releases,
     };
-    let mut p = harmony_planner::plan(&compiled, &rendered, &observed, &opts)?;
-    // What apply writes, sealed: `harmony apply PLANFILE` reads nothing else (docs/adr/0013).
-    let inputs = harmony_planner::contract::ContractInputs { charts: renders.charts, servers, device_plans, rollouts };
-    harmony_planner::contract::complete(&mut p, &compiled, &inputs, &opts.key);
-    Ok((p, compiled))
+    match rt.block_on(plan_repository(&g.repo, &mut compiled, req)) {
+        Ok(planned) => {
+            warn(&planned.warnings);
+            Ok((planned.plan, compiled))
+        }
+        Err(e) => {
+            warn(&e.warnings);
+            bail!("{}", e.message)
+        }
+    }
 }
 
 /// `harmony show`.

@@ -210,25 +210,51 @@ async fn attack_release_reaching_outside_its_tenant_is_refused_at_plan() {
     }
     assert!(t.latest_record("acme", "reach").is_none(), "apply wrote: {out}");
 
-    // RBAC stays the second wall: the release written as its tenant anyway (the executor's
-    // repository apply, without a plan) is refused by the API server, in words.
-    let compiled = harmony_compiler::compile_repo(&harmony_compiler::DiskFs::new(&t.root)).unwrap().repo.expect("the repository compiles");
-    let opts = harmony_executor::kube::apply::ApplyOptions {
+    // RBAC stays the second wall: a plan holding the release anyway — as a planner without the
+    // scope check would make it (the release rendered in full; its objects hidden from the
+    // planner's check, not from the plan's manifest), sealed and executed by `execute` — is
+    // refused by the API server when the release is written as its tenant, in words.
+    let mut compiled = harmony_compiler::compile_repo(&harmony_compiler::DiskFs::new(&t.root)).unwrap().repo.expect("the repository compiles");
+    compiled.skip_targets(false, true);
+    let key = harmony_planner::FingerprintKey::from_hex(&"07".repeat(32)).unwrap();
+    let no_fleets = |f: &str, _: &[String]| Err(format!("fleet {f}: not planned"));
+    let live_opts = harmony_executor::live::LiveOptions { kubeconfig: Some(t.kubeconfig.clone()), auth_dir: None, read_options: &no_fleets };
+    let live = harmony_executor::live::observe(&compiled, &live_opts).await.expect("observe");
+    let unit = "release/prod/acme/reach".to_string();
+    let secrets = harmony_executor::kube::apply::resolve_repo_secrets(&compiled, false).expect("secrets");
+    let renders = harmony_executor::pipeline::render_releases(&t.root, &compiled, vec![unit.clone()], &secrets, &live.observed, &key).expect("renders");
+    let mut rendered = renders.objects.clone();
+    rendered.extend(live.desired);
+    rendered.insert(unit.clone(), Vec::new());
+    let opts = harmony_planner::PlanOptions {
+        targets: vec![unit.clone()],
+        excludes: Vec::new(),
+        skipped: vec!["fleets".into()],
+        key: key.clone(),
+        secret_values: secrets,
+        source: harmony_schemas::plan::SourceRevision { commit: None, dirty: false, repository_hash: compiled.hash() },
+        observed_source: harmony_schemas::plan::ObservedSource::None,
+        capabilities: renders.capabilities,
+        release_renders: renders.releases,
+    };
+    let mut plan = harmony_planner::plan(&compiled, &rendered, &live.observed, &opts).expect("planned without the scope check");
+    let inputs = harmony_planner::contract::ContractInputs { charts: renders.charts, servers: live.servers, ..Default::default() };
+    harmony_planner::contract::complete(&mut plan, &compiled, &inputs, &key);
+    let exec = harmony_executor::execute::ExecuteOptions {
         kubeconfig: Some(t.kubeconfig.clone()),
         release: Default::default(),
-        fail_fast: false,
         holder: "test@host pid 1".into(),
         lock_ttl: 60,
-        only: ["release/prod/acme/reach".to_string()].into(),
+        refuse_stale_all: false,
+        fail_fast: false,
+        key,
+        repository: compiled.settings.name.clone(),
+        fleets: Default::default(),
     };
-    let outcomes = harmony_executor::kube::apply::apply_repo(&compiled, &t.root, &opts).await;
-    let out: String = outcomes
-        .iter()
-        .map(|o| match &o.result {
-            harmony_executor::kube::apply::UnitResult::Failed(m) => format!("{}: {m}\n", o.unit),
-            other => format!("{}: {other:?}\n", o.unit),
-        })
-        .collect();
+    let outcome = harmony_executor::execute::execute(&plan, &exec).await;
+    assert!(outcome.refused.is_none(), "{outcome:#?}");
+    let out: String = outcome.actions.iter().map(|o| format!("{}: {:?}: {}\n", o.unit, o.outcome, o.message)).collect();
+    assert!(out.contains(&format!("{unit}: Failed: ")), "{out}");
     assert!(out.contains("release/prod/acme/reach: ") && out.contains("is forbidden: User \"system:serviceaccount:acme:acme-deployer\" cannot"), "{out}");
     assert!(out.contains("(403 Forbidden)") && !out.contains("ApiError") && !out.contains("Status {"), "{out}");
     let record = t.latest_record("acme", "reach").expect("the failed revision is recorded");

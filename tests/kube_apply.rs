@@ -1,14 +1,16 @@
-//! Applying the example repository's Kubernetes units (`tenants/`): cluster `okd-prod` is the
-//! loopback API server, cluster `okd-staging` is unreachable. The reachable cluster converges,
-//! the unreachable one fails its own units with a clear error, a second apply changes nothing,
-//! and a missing secret fails only the releases that need it.
+//! Applying the example repository's Kubernetes units (`tenants/`) the way `harmony apply`
+//! does — the plan made against the live clusters, then that plan executed
+//! (`harmony_executor::pipeline::plan_clusters`, `execute`): a missing secret refuses the plan,
+//! a cluster that goes away after planning fails its own units with a clear error while the
+//! other converges, a second apply changes nothing.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
-use harmony_executor::kube::apply::{ApplyOptions, UnitResult, apply_repo};
+use harmony_executor::execute::execute;
 use harmony_executor::kube::release::Options;
+use harmony_executor::pipeline::{ClusterApply, apply_clusters, plan_clusters};
 use harmony_kube_loopback::Server;
+use harmony_schemas::plan::{ApplyOutcome, Outcome};
 
 mod common;
 use common::copy_dir;
@@ -21,73 +23,79 @@ fn compiled() -> harmony_compiler::CompiledRepo {
     harmony_compiler::compile_repo(&harmony_compiler::DiskFs::new(&root)).unwrap().repo.expect("tenants/ compiles")
 }
 
+/// Only the units of cluster `okd-prod`: the repository without cluster `okd-staging`.
+fn okd_prod_only(mut repo: harmony_compiler::CompiledRepo) -> harmony_compiler::CompiledRepo {
+    repo.clusters.retain(|n, _| n.as_str() == "okd-prod");
+    repo.units.retain(|id, _| !(id.as_str().contains("/okd-staging/") || id.as_str().ends_with("/okd-staging")));
+    repo
+}
+
+fn cluster_apply(kubeconfig: &Path, holder: &str, poll_ms: u64, targets: &[&str]) -> ClusterApply {
+    ClusterApply {
+        kubeconfig: Some(kubeconfig.to_path_buf()),
+        release: Options { poll: std::time::Duration::from_millis(poll_ms), ..Options::default() },
+        holder: holder.into(),
+        targets: targets.iter().map(|t| t.to_string()).collect(),
+    }
+}
+
+fn outcome_of<'a>(out: &'a ApplyOutcome, unit: &str) -> &'a harmony_schemas::plan::ActionResult {
+    out.actions.iter().find(|o| o.unit == unit).unwrap_or_else(|| panic!("{unit} in {out:#?}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clusters_one_unreachable() {
     let _env = ENV.lock().await;
-    let server = Server::start().await.unwrap();
+    let (server, staging) = (Server::start().await.unwrap(), Server::start().await.unwrap());
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
-    let text = Server::kubeconfig(&[("okd-prod", &server)]);
-    // okd-staging-admin points at a port nothing listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut kc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
-    let clusters = kc["clusters"].as_sequence_mut().unwrap();
-    let mut staging = clusters[0].clone();
-    staging["name"] = "staging".into();
-    staging["cluster"]["server"] = format!("http://127.0.0.1:{closed}").into();
-    clusters.push(staging);
-    let mut ctx = kc["contexts"][0].clone();
-    ctx["name"] = "okd-staging-admin".into();
-    ctx["context"]["cluster"] = "staging".into();
-    kc["contexts"].as_sequence_mut().unwrap().push(ctx);
-    std::fs::write(&kubeconfig, serde_yaml_ng::to_string(&kc).unwrap()).unwrap();
+    std::fs::write(&kubeconfig, Server::kubeconfig(&[("okd-prod", &server), ("okd-staging-admin", &staging)])).unwrap();
+    let staging_url = staging.url();
 
     let repo = compiled();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tenants");
-    let opts = ApplyOptions {
-        kubeconfig: Some(kubeconfig.clone()),
-        release: Options { poll: std::time::Duration::from_millis(20), ..Options::default() },
-        fail_fast: false,
-        holder: "test@host pid 1".into(),
-        lock_ttl: 60,
-        only: BTreeSet::new(),
-    };
-    // Without the database password the two releases that need it fail; shop-web needs shop-api.
+    let opts = cluster_apply(&kubeconfig, "test@host pid 1", 20, &[]);
+    // Without the database password the plan is refused, naming the release, the key and the
+    // source: nothing is written anywhere (apply executes only a plan).
     // SAFETY: ENV serialises the tests that touch the environment; the apply runs after.
     unsafe { std::env::remove_var("ACME_SHOP_DB_PASSWORD") };
-    let out = apply_repo(&repo, &root, &opts).await;
-    let by_unit = |unit: &str| out.iter().find(|o| o.unit == unit).unwrap_or_else(|| panic!("{unit} in {out:#?}")).result.clone();
-    assert!(
-        matches!(by_unit("release/okd-prod/acme-prod/shop-db"), UnitResult::Failed(m) if m.contains("secret-value auth.password: environment variable ACME_SHOP_DB_PASSWORD is not set"))
-    );
-    assert_eq!(by_unit("release/okd-prod/acme-prod/shop-web"), UnitResult::Skipped("needs release shop-api, which failed".into()));
-    assert!(matches!(by_unit("release/okd-prod/globex-portal/portal-api"), UnitResult::Done(m) if m == "installed, revision 1"), "{out:#?}");
+    let writes = (server.writes(), staging.writes());
+    let Err(e) = plan_clusters(&root, &repo, &opts).await else { panic!("planned without the password") };
+    assert!(e.message.contains("release/okd-prod/acme-prod/shop-db: secret-value auth.password: environment variable ACME_SHOP_DB_PASSWORD is not set"), "{}", e.message);
+    assert_eq!((server.writes(), staging.writes()), writes, "nothing written");
 
-    // With it, everything on okd-prod converges; okd-staging fails, naming the cluster.
+    // With it, the plan covers both clusters; okd-staging goes away after planning: its units
+    // fail, naming the cluster, and what needs them is skipped, while okd-prod converges.
     unsafe { std::env::set_var("ACME_SHOP_DB_PASSWORD", "s3cret-pw") };
-    let out = apply_repo(&repo, &root, &opts).await;
-    for o in &out {
-        match (o.cluster.as_str(), &o.result) {
-            ("okd-prod", UnitResult::Done(_)) => {}
-            ("okd-staging", UnitResult::Failed(m)) => {
-                let want = format!("cluster okd-staging (context okd-staging-admin): cannot reach the API server at http://127.0.0.1:{closed}/: ");
-                assert!(m.starts_with(&want) && m.contains("Connection refused"), "{m}");
+    let (plan, exec) = plan_clusters(&root, &repo, &opts).await.expect("plan");
+    drop(staging);
+    let out = execute(&plan, &exec).await;
+    assert!(out.refused.is_none(), "{out:#?}");
+    assert!(out.actions.iter().any(|o| o.unit.contains("okd-staging")));
+    for o in &out.actions {
+        match (o.unit.contains("okd-staging"), o.outcome) {
+            (false, Outcome::Applied) => {}
+            (true, Outcome::Failed) => {
+                let want = format!("cluster okd-staging: cannot reach the API server at {staging_url}");
+                assert!(o.message.starts_with(want.trim_end_matches('/')) && o.message.contains("Connection refused"), "{}", o.message);
             }
-            other => panic!("{}: {other:?}", o.unit),
+            (true, Outcome::Skipped) => assert!(o.message.starts_with("not written: it depends on "), "{}", o.message),
+            other => panic!("{}: {other:?} {}", o.unit, o.message),
         }
     }
-    assert!(out.iter().any(|o| o.cluster == "okd-staging"));
+    assert_eq!(outcome_of(&out, "release/okd-prod/globex-portal/portal-api").message, "installed, revision 1");
     assert!(server.get("v1", "Secret", "acme-prod", "sh.helm.release.v1.shop-db.v1").is_some());
     assert!(server.get("apps/v1", "Deployment", "acme-prod", "shop-web").is_some());
     assert!(server.get("rbac.authorization.k8s.io/v1", "RoleBinding", "globex", "harmony-tenant-globex").is_some());
     assert!(server.get("coordination.k8s.io/v1", "Lease", "kube-system", "harmony-apply").is_none(), "lock released");
 
-    // Again: nothing is written on okd-prod.
+    // Again (okd-prod only now): nothing is written.
+    let repo = okd_prod_only(repo);
     let writes = server.writes();
-    let out = apply_repo(&repo, &root, &opts).await;
-    assert_eq!(server.writes(), writes + 2, "only the lock is taken and released");
-    for o in out.iter().filter(|o| o.unit.starts_with("release/okd-prod/")) {
-        assert!(matches!(&o.result, UnitResult::Done(m) if m.starts_with("unchanged")), "{}: {:?}", o.unit, o.result);
+    let out = apply_clusters(&root, &repo, &opts).await.expect("plan");
+    assert_eq!(server.writes(), writes, "nothing is written: a plan of no-ops does not even take the lock");
+    for o in out.actions.iter().filter(|o| o.unit.starts_with("release/okd-prod/")) {
+        assert!(o.outcome == Outcome::Noop && o.message.starts_with("unchanged"), "{}: {:?} {}", o.unit, o.outcome, o.message);
     }
 }
 
@@ -139,22 +147,10 @@ async fn interrupted_applies_converge_when_re_run() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, Server::kubeconfig(&[("okd-prod", &server)])).unwrap();
-    let repo = compiled();
+    let repo = okd_prod_only(compiled());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tenants");
-    let opts = ApplyOptions {
-        kubeconfig: Some(kubeconfig.clone()),
-        release: Options { poll: std::time::Duration::from_millis(10), ..Options::default() },
-        fail_fast: false,
-        // The re-run is by the same operator; a different one would wait for the lease's TTL.
-        holder: "ops@host".into(),
-        lock_ttl: 60,
-        only: repo
-            .units
-            .keys()
-            .filter(|id| id.as_str().contains("/okd-prod/") || id.as_str().ends_with("/okd-prod"))
-            .map(|id| id.as_str().to_string())
-            .collect(),
-    };
+    // The re-run is by the same operator; a different one would wait for the lease's TTL.
+    let opts = cluster_apply(&kubeconfig, "ops@host", 10, &[]);
     let admin = Cluster::from_kubeconfig(Some(&kubeconfig), "okd-prod").await.unwrap();
     let mut seed: u64 = 0x5eed;
     let mut interrupted = 0;
@@ -164,14 +160,16 @@ async fn interrupted_applies_converge_when_re_run() {
         unsafe { std::env::set_var("ACME_SHOP_DB_PASSWORD", format!("pw-{round}")) };
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         server.fail_writes_after(Some((seed >> 33) % 12));
-        let first = apply_repo(&repo, &root, &opts).await;
-        if first.iter().any(|o| !matches!(o.result, UnitResult::Done(_))) {
+        // The plan reads; the faults hit the writes of its execution.
+        let first = apply_clusters(&root, &repo, &opts).await.expect("plan");
+        if first.refused.is_some() || first.actions.iter().any(|o| !matches!(o.outcome, Outcome::Applied | Outcome::Noop)) {
             interrupted += 1;
         }
         server.fail_writes_after(None);
-        let again = apply_repo(&repo, &root, &opts).await;
-        for o in &again {
-            assert!(matches!(o.result, UnitResult::Done(_)), "round {round}: {}: {:?}", o.unit, o.result);
+        let again = apply_clusters(&root, &repo, &opts).await.expect("plan");
+        assert!(again.refused.is_none(), "round {round}: {again:#?}");
+        for o in &again.actions {
+            assert!(matches!(o.outcome, Outcome::Applied | Outcome::Noop), "round {round}: {}: {:?} {}", o.unit, o.outcome, o.message);
         }
         for (ns, name) in [("acme-prod", "shop-db"), ("acme-prod", "shop-api"), ("acme-prod", "shop-web"), ("globex", "portal")] {
             let hist = harmony_executor::kube::release::history(&admin, ns, name).await.unwrap();
@@ -202,33 +200,34 @@ async fn attack_an_error_about_an_unnamed_secret_prints_its_data() {
     let secret = root.join("charts/postgres/templates/secret.yaml");
     let text = std::fs::read_to_string(&secret).unwrap();
     std::fs::write(&secret, text.replacen("  name: {{ include \"postgres.fullname\" . }}\n", "", 1)).unwrap();
-    let repo = harmony_compiler::compile_repo(&harmony_compiler::DiskFs::new(&root)).unwrap().repo.expect("compiles");
-    let opts = ApplyOptions {
-        kubeconfig: Some(kubeconfig),
-        release: Options { poll: std::time::Duration::from_millis(20), ..Options::default() },
-        fail_fast: false,
-        holder: "test@host pid 1".into(),
-        lock_ttl: 60,
-        only: ["tenant-access/acme/okd-prod".to_string(), "release/okd-prod/acme-prod/shop-db".to_string()].into(),
-    };
+    let repo = okd_prod_only(harmony_compiler::compile_repo(&harmony_compiler::DiskFs::new(&root)).unwrap().repo.expect("compiles"));
+    let opts = cluster_apply(&kubeconfig, "test@host pid 1", 20, &["release/okd-prod/acme-prod/shop-db"]);
     let password = "Attack-visible-pw-42";
     // SAFETY: ENV serialises the tests that touch the environment; the apply runs after.
     unsafe { std::env::set_var("ACME_SHOP_DB_PASSWORD", password) };
-    let out = apply_repo(&repo, &root, &opts).await;
-    let UnitResult::Failed(m) = &out.iter().find(|o| o.unit == "release/okd-prod/acme-prod/shop-db").expect("shop-db applied").result else {
-        panic!("shop-db should fail: {out:#?}");
+    // Refused when planning (the render is the plan's) or when executing: either way in words.
+    let m = match apply_clusters(&root, &repo, &opts).await {
+        Err(e) => e.message,
+        Ok(out) => {
+            let o = outcome_of(&out, "release/okd-prod/acme-prod/shop-db");
+            assert_eq!(o.outcome, Outcome::Failed, "shop-db should fail: {out:#?}");
+            o.message.clone()
+        }
     };
+    let m = &m;
     let b64 = base64::engine::general_purpose::STANDARD.encode(password);
     assert!(!m.contains(password) && !m.contains(&b64), "the error shows the secret: {m}");
     // It still says what is wrong with which object.
     assert!(m.contains("manifest without `metadata.name`: a Secret (v1) with fields"), "{m}");
 }
 
-/// Issue 20, item 15: `harmony apply` renders the chart with the resolved secrets; a template
-/// that fails with a message computed from one (`upper`) printed it, only the verbatim value
-/// being scrubbed.
+/// Issue 20, item 15: `harmony apply` renders the chart with the resolved secrets (the plan's
+/// render: `plan_repository`, the one `harmony plan` and `harmony apply` make); a template that
+/// fails with a message computed from one (`upper`) printed it, only the verbatim value being
+/// scrubbed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attack_an_apply_render_error_prints_a_transformed_secret() {
+    use harmony_executor::pipeline::{Observe, PlanRequest, plan_repository};
     let _env = ENV.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("tenants");
@@ -238,17 +237,20 @@ async fn attack_an_apply_render_error_prints_a_transformed_secret() {
         "{{ fail (printf \"bad password %s for user %s\" (upper .Values.auth.password) .Values.auth.username) }}\n",
     )
     .unwrap();
-    let repo = harmony_compiler::compile_repo(&harmony_compiler::DiskFs::new(&root)).unwrap().repo.expect("compiles");
-    let harmony_compiler::compile::UnitContent::Release(unit) = &repo.units.values().find(|u| u.id.as_str() == "release/okd-prod/acme-prod/shop-db").unwrap().content
-    else {
-        panic!("shop-db is a release")
-    };
+    let mut repo = harmony_compiler::compile_repo(&harmony_compiler::DiskFs::new(&root)).unwrap().repo.expect("compiles");
     let password = "Attack-visible-pw-42";
     // SAFETY: ENV serialises the tests that touch the environment.
     unsafe { std::env::set_var("ACME_SHOP_DB_PASSWORD", password) };
-    let secrets = harmony_executor::kube::apply::resolve_secrets(unit).unwrap();
-    let caps = harmony_planner::render::declared_capabilities(unit);
-    let Err(m) = harmony_executor::kube::apply::desired_release(unit, "sha256:0", &root, &secrets, &caps, (1, false)) else { panic!("the template fails") };
+    let req = PlanRequest {
+        observe: Observe::Nothing,
+        key: harmony_planner::FingerprintKey::from_hex(&"07".repeat(32)).unwrap(),
+        targets: vec!["release/okd-prod/acme-prod/shop-db".into()],
+        excludes: Vec::new(),
+        skipped: Vec::new(),
+        source: harmony_schemas::plan::SourceRevision { commit: None, dirty: false, repository_hash: repo.hash() },
+    };
+    let Err(e) = plan_repository(&root, &mut repo, req).await else { panic!("the template fails") };
+    let m = &e.message;
     assert!(!m.contains(password) && !m.contains(&password.to_uppercase()), "the error shows the secret: {m}");
     assert!(m.contains("postgres/templates/attack.yaml") && m.contains("bad password (redacted) for user shop"), "{m}");
 }

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use harmony_executor::kube::apply::{ApplyOptions, UnitResult, apply_repo};
+use harmony_executor::pipeline::{ClusterApply, apply_clusters};
 use harmony_kube_loopback::Server;
 
 #[path = "../../compiler/benches/support/repo_gen.rs"]
@@ -32,24 +32,17 @@ async fn main() {
     let servers = [Server::start().await.unwrap(), Server::start().await.unwrap(), Server::start().await.unwrap(), Server::start().await.unwrap()];
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, Server::kubeconfig(&[("ctx-0", &servers[0]), ("ctx-1", &servers[1]), ("ctx-2", &servers[2]), ("ctx-3", &servers[3])])).unwrap();
-    let opts = ApplyOptions {
-        kubeconfig: Some(kubeconfig),
-        release: Default::default(),
-        fail_fast: false,
-        holder: "bench".into(),
-        lock_ttl: 600,
-        only: Default::default(),
-    };
+    let opts = ClusterApply { kubeconfig: Some(kubeconfig), release: Default::default(), holder: "bench".into(), targets: Vec::new() };
     let run = |label: &'static str| {
         let (compiled, root, opts) = (&compiled, &root, &opts);
         async move {
             let t = Instant::now();
-            let out = apply_repo(compiled, root, opts).await;
+            // Plan (live), then execute that plan: what `harmony apply --yes --skip-fleets` does.
+            let out = apply_clusters(root, compiled, opts).await.expect("plan");
             let elapsed = t.elapsed();
-            let failed: Vec<_> = out.iter().filter(|o| !matches!(o.result, UnitResult::Done(_))).collect();
-            assert!(failed.is_empty(), "{label}: {failed:?}");
-            let releases = out.iter().filter(|o| o.unit.starts_with("release/")).count();
-            println!("{label:<28} {releases} releases, {} units: {:8.1} ms", out.len(), elapsed.as_secs_f64() * 1000.0);
+            assert_eq!(out.exit_code(), 0, "{label}: {out:?}");
+            let releases = out.actions.iter().filter(|o| o.unit.starts_with("release/")).count();
+            println!("{label:<28} {releases} releases, {} units: {:8.1} ms", out.actions.len(), elapsed.as_secs_f64() * 1000.0);
         }
     };
     run("first apply (install all)").await;

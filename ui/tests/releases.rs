@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use harmony_executor::fleet::{NatsOptions, StatusThresholds};
-use harmony_executor::kube::apply::{ApplyOptions, UnitResult, apply_repo};
+use harmony_executor::pipeline::{ClusterApply, apply_clusters};
 use harmony_kube_loopback::Server;
 use harmony_ui::{RepoView, UiOptions};
 
@@ -21,16 +20,18 @@ async fn releases_come_from_the_cluster() {
     let root = harmony_testkit::repo_root().join("tenants");
     // SAFETY: the only test of this binary; nothing else reads the environment concurrently.
     unsafe { std::env::set_var("ACME_SHOP_DB_PASSWORD", "test-only") };
-    let opts = ApplyOptions {
+    let opts = ClusterApply {
         kubeconfig: Some(kubeconfig.clone()),
         release: harmony_executor::kube::release::Options { poll: Duration::from_millis(20), ..Default::default() },
-        fail_fast: false,
         holder: "test@host".into(),
-        lock_ttl: 60,
-        only: repo.units.keys().filter(|id| id.as_str().contains("/okd-prod")).map(|id| id.as_str().to_string()).collect::<BTreeSet<_>>(),
+        targets: Vec::new(),
     };
-    let out = apply_repo(&repo, &root, &opts).await;
-    assert!(out.iter().all(|o| matches!(o.result, UnitResult::Done(_))), "{out:#?}");
+    // Installed as `harmony apply` installs them (plan, then execute), on okd-prod only.
+    let mut prod = repo.clone();
+    prod.clusters.retain(|n, _| n.as_str() == "okd-prod");
+    prod.units.retain(|id, _| !id.as_str().contains("okd-staging"));
+    let out = apply_clusters(&root, &prod, &opts).await.expect("plan");
+    assert_eq!(out.exit_code(), 0, "{out:#?}");
 
     let nats = harmony_testkit::NatsServer::start();
     let ui = harmony_ui::start(
