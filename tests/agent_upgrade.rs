@@ -296,3 +296,48 @@ fn a_binary_swapped_in_the_object_store_is_refused_by_its_digest() {
         },
     );
 }
+
+/// Issue 19: `harmony apply PLANFILE` performs the agent upgrade the plan holds: the plan file
+/// carries the device's `agent` unit with its payload (the version, written by the device's
+/// plan, which names the published artifact), and applying the file alone — the repository
+/// changed back after planning — upgrades the agent through the planned rollout.
+#[test]
+fn apply_planfile_performs_the_planned_agent_upgrade() {
+    let next = next_binary();
+    let mut s = setup("upg-file", "60");
+    let new_version = format!("{OLD}-next");
+    publish(&s, &new_version, &next);
+    s.f.set_agent_version(&new_version, "    rollout {\n        step 100\n        health-timeout \"20s\"\n    }\n");
+    let key = s.f.dir.path().join("fingerprint.key");
+    std::fs::write(&key, "07".repeat(32)).expect("write key");
+    let env = [("HARMONY_FINGERPRINT_KEY_FILE", key.to_str().expect("utf-8"))];
+    let file = s.f.dir.path().join("upgrade.json");
+    let out = common::fleet::harmony(&s.f.repo, &["plan", "--out", file.to_str().expect("utf-8"), "--format", "json"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan json");
+    let agent_unit = format!("agent/pico/{}", s.device);
+    let action = plan["actions"].as_array().expect("actions").iter().find(|a| a["unit"] == agent_unit.as_str()).expect("the agent unit").clone();
+    assert_eq!((action["apply"]["action"].as_str(), action["apply"]["payload"]["kind"].as_str()), (Some("update"), Some("agent")), "{action:#}");
+    let device_plan = plan["actions"].as_array().expect("actions").iter().find(|a| a["unit"] == format!("device-plan/pico/{}", s.device)).expect("the device plan").clone();
+    assert_eq!(device_plan["apply"]["payload"]["plan"]["agent_version"], new_version.as_str(), "{device_plan:#}");
+    assert!(device_plan["apply"]["payload"]["plan"]["agent"].is_object(), "the plan names the published artifact: {device_plan:#}");
+    // The repository goes back to the old version: the file alone drives the apply.
+    s.f.set_agent_version(OLD, "    rollout {\n        step 100\n        health-timeout \"20s\"\n    }\n");
+    let mut args = s.f.apply_args();
+    args.extend([file.to_str().expect("utf-8").to_string(), "--format".into(), "json".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = common::fleet::harmony(&s.f.repo, &args, &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).expect("outcome json");
+    let result = outcome["actions"].as_array().expect("actions").iter().find(|a| a["unit"] == agent_unit.as_str()).expect("agent result").clone();
+    assert_eq!(result["outcome"], "applied", "{outcome:#}");
+    assert!(result["message"].as_str().is_some_and(|m| m.starts_with(&format!("written by device-plan/pico/{}", s.device))), "{outcome:#}");
+    let rollout = &outcome["fleets"][0]["rollout"];
+    assert_eq!((rollout["state"].as_str(), rollout["what"][0].as_str()), (Some("complete"), Some(format!("agent {new_version}").as_str())), "{outcome:#}");
+    // The device runs the new agent, the old one retired itself.
+    let d = s.f.wait_ready(&s.device, 2);
+    assert_eq!(d["agent_version"], new_version.as_str());
+    assert_eq!(std::fs::read_link(s.install.join("current")).expect("current"), Path::new(&format!("harmony-agent-{new_version}")));
+    exactly_one(&s.device);
+    drop(s.agent.take());
+}
