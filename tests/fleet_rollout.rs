@@ -273,6 +273,77 @@ fn an_interrupted_rollout_resumes_where_it_stopped() {
     }
 }
 
+/// Issue 19: an interrupted `harmony apply PLANFILE` of a rollout resumes from a plan file. The
+/// apply of the first file is killed once step 1 is healthy; the next plan (saved to a second
+/// file) says it resumes the unfinished rollout, and applying that file finishes the same
+/// rollout (same id and start) without writing step 1 again, reporting the interrupted apply it
+/// found in the journal (`fleets[].interrupted`).
+#[test]
+fn an_interrupted_planfile_apply_resumes_from_the_next_plan_file() {
+    let (f, _agents) = converged(0, "30s", false);
+    let waves = expected_waves(&f);
+    f.set_deployments(&hub("2", 0, "30s", false));
+    let key = f.dir.path().join("fingerprint.key");
+    std::fs::write(&key, "07".repeat(32)).expect("write key");
+    let env = [("HARMONY_FINGERPRINT_KEY_FILE", key.to_str().expect("utf-8"))];
+    let plan_to = |name: &str| {
+        let file = f.dir.path().join(name);
+        let out = common::fleet::harmony(&f.repo, &["plan", "--out", file.to_str().expect("utf-8")], &env);
+        assert!(out.status.success(), "{}", text(&out));
+        (file, text(&out))
+    };
+    let (first_file, _) = plan_to("first.json");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_harmony"))
+        .arg("--repo")
+        .arg(&f.repo)
+        .args(f.apply_args())
+        .arg(&first_file)
+        .envs(env)
+        .env_remove("HARMONY_SIGNING_KEY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start harmony apply PLANFILE");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        if let Some(r) = record(&f)
+            && r.waves[0].state == WaveState::Healthy
+        {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "step 1 never became healthy");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    child.kill().expect("kill apply");
+    let _ = child.wait();
+    let mid = plans(&f);
+    assert!(mid.values().filter(|(_, p)| image(p) == "localhost/hub:2").count() < DEVICES, "interrupted before the end");
+    for d in &waves[0] {
+        assert_eq!(mid[d].1.generation, 2, "{d}: step 1 written");
+    }
+    // The next plan resumes the rollout; its file is applied (after the dead apply's lock expires).
+    let (second_file, planned) = plan_to("second.json");
+    assert!(planned.contains("resumes the unfinished rollout of this desired state: ") && planned.contains(" of 3 steps already healthy"), "{planned}");
+    let mut args = f.apply_args();
+    args.extend([second_file.to_str().expect("utf-8").to_string(), "--format".into(), "json".into(), "--lock-timeout".into(), "60s".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = common::fleet::harmony(&f.repo, &args, &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).expect("outcome json");
+    let fleet = &outcome["fleets"][0];
+    assert_eq!(fleet["rollout"]["state"], "complete", "{outcome:#}");
+    assert!(fleet["interrupted"]["writes"].as_u64().is_some_and(|w| w > 0), "the dead apply is reported from its journal: {outcome:#}");
+    let r = record(&f).expect("record");
+    assert_eq!((r.state, r.started_ms, r.id.as_str()), (RolloutState::Complete, first.started_ms, first.id.as_str()), "the same rollout, resumed");
+    let end = plans(&f);
+    for d in &waves[0] {
+        assert_eq!(end[d], mid[d], "{d}: step 1 is not written again");
+    }
+    for d in &f.devices {
+        assert_eq!((image(&end[d].1), end[d].1.generation), ("localhost/hub:2", 2), "{d}");
+    }
+}
+
 /// A rollout step holding a device whose new version crash-loops (real podman): the agent reports
 /// it degraded with the exit code (observed, not "I started it"). A crash loop may recover, so
 /// the step waits for it until its health timeout, then fails (and the apply with it) with the
