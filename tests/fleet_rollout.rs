@@ -219,25 +219,24 @@ fn failures_beyond_max_failed_halt_the_rollout_and_auto_revert_restores_every_de
     f.wait_ready(&d0, 5);
 }
 
-#[test]
-fn an_interrupted_rollout_resumes_where_it_stopped() {
-    let (f, _agents) = converged(0, "30s", false);
-    let waves = expected_waves(&f);
-    f.set_deployments(&hub("2", 0, "30s", false));
-    let args = f.apply_args();
+/// Starts `harmony apply --yes EXTRA…` (with `env`) and kills it (SIGKILL) once step 1 of the
+/// rollout is healthy; checks it stopped before the end with step 1 written. Returns the rollout
+/// record then and every plan entry.
+fn interrupt_after_step_1(f: &Fleet, waves: &[Vec<String>], extra: &[&str], env: &[(&str, &str)]) -> (RolloutRecord, BTreeMap<String, (u64, DevicePlan)>) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_harmony"))
         .arg("--repo")
         .arg(&f.repo)
-        .args(&args)
+        .args(f.apply_args())
+        .args(extra)
+        .envs(env.iter().copied())
         .env_remove("HARMONY_SIGNING_KEY")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start harmony apply");
-    // Interrupt (SIGKILL) once step 1 is healthy.
     let deadline = Instant::now() + Duration::from_secs(60);
     let first = loop {
-        if let Some(r) = record(&f)
+        if let Some(r) = record(f)
             && r.waves[0].state == WaveState::Healthy
         {
             break r;
@@ -247,12 +246,21 @@ fn an_interrupted_rollout_resumes_where_it_stopped() {
     };
     child.kill().expect("kill apply");
     let _ = child.wait();
-    let mid = plans(&f);
-    let written: Vec<&String> = mid.iter().filter(|(_, (_, p))| image(p) == "localhost/hub:2").map(|(d, _)| d).collect();
-    assert!(written.len() < DEVICES, "interrupted before the end: {} written", written.len());
+    let mid = plans(f);
+    let written = mid.values().filter(|(_, p)| image(p) == "localhost/hub:2").count();
+    assert!(written < DEVICES, "interrupted before the end: {written} written");
     for d in &waves[0] {
         assert_eq!(mid[d].1.generation, 2, "{d}: step 1 written");
     }
+    (first, mid)
+}
+
+#[test]
+fn an_interrupted_rollout_resumes_where_it_stopped() {
+    let (f, _agents) = converged(0, "30s", false);
+    let waves = expected_waves(&f);
+    f.set_deployments(&hub("2", 0, "30s", false));
+    let (first, mid) = interrupt_after_step_1(&f, &waves, &[], &[]);
     // The plan says the apply will resume it.
     let planned = text(&f.harmony(&["plan"]));
     assert!(planned.contains("resumes the unfinished rollout of this desired state: ") && planned.contains(" of 3 steps already healthy"), "{planned}");
@@ -293,34 +301,7 @@ fn an_interrupted_planfile_apply_resumes_from_the_next_plan_file() {
         (file, text(&out))
     };
     let (first_file, _) = plan_to("first.json");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_harmony"))
-        .arg("--repo")
-        .arg(&f.repo)
-        .args(f.apply_args())
-        .arg(&first_file)
-        .envs(env)
-        .env_remove("HARMONY_SIGNING_KEY")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start harmony apply PLANFILE");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let first = loop {
-        if let Some(r) = record(&f)
-            && r.waves[0].state == WaveState::Healthy
-        {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "step 1 never became healthy");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    child.kill().expect("kill apply");
-    let _ = child.wait();
-    let mid = plans(&f);
-    assert!(mid.values().filter(|(_, p)| image(p) == "localhost/hub:2").count() < DEVICES, "interrupted before the end");
-    for d in &waves[0] {
-        assert_eq!(mid[d].1.generation, 2, "{d}: step 1 written");
-    }
+    let (first, mid) = interrupt_after_step_1(&f, &waves, &[first_file.to_str().expect("utf-8")], &env);
     // The next plan resumes the rollout; its file is applied (after the dead apply's lock expires).
     let (second_file, planned) = plan_to("second.json");
     assert!(planned.contains("resumes the unfinished rollout of this desired state: ") && planned.contains(" of 3 steps already healthy"), "{planned}");
