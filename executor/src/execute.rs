@@ -551,7 +551,7 @@ async fn execute_action(
         return result(a, Outcome::Failed, "the plan holds nothing to write for it (a release whose chart was not rendered: remote charts are not fetched yet)");
     };
     let Some(cluster) = cluster_of(payload) else {
-        return result(a, Outcome::Failed, "fleet units are not applied from a plan file yet: apply them with `harmony apply` (without a plan file)");
+        return result(a, Outcome::Failed, "a fleet unit: written with its fleet's device plans, and its fleet was given no access");
     };
     let conn = match conns.get(cluster) {
         Some(Ok(c)) => c,

@@ -219,12 +219,6 @@ pub fn plan_fleet_compiled(compiled: &CompiledRepo, fleet: &str, source_revision
     plan_fleet(&desired_fleet(compiled, fleet, source_revision)?, observed)
 }
 
-/// Counts per op: (create, update, delete, noop).
-pub fn summary(actions: &[FleetAction]) -> (usize, usize, usize, usize) {
-    let n = |op| actions.iter().filter(|a| a.op == op).count();
-    (n(FleetOp::Create), n(FleetOp::Update), n(FleetOp::Delete), n(FleetOp::Noop))
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::observe::ObservedEntry;
@@ -289,7 +283,8 @@ mod tests {
             ]
         );
         assert_eq!(actions[2].reason, "deployments +api -web");
-        assert_eq!(summary(&actions), (1, 1, 1, 1));
+        let n = |op| actions.iter().filter(|a| a.op == op).count();
+        assert_eq!((n(FleetOp::Create), n(FleetOp::Update), n(FleetOp::Delete), n(FleetOp::Noop)), (1, 1, 1, 1));
     }
 
     #[test]
