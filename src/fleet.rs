@@ -7,13 +7,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use harmony_compiler::{CompiledRepo, UnitContent};
-use harmony_executor::fleet::auth::{self, AUTH_DIR_ENV, FleetAuth, chain_head, current_signing_key, write_private};
+use harmony_executor::fleet::auth::{self, AUTH_DIR_ENV, FleetAuth};
 use harmony_executor::fleet::convert::{SIGNING_KEY_ENV, fleet_info};
-use harmony_executor::fleet::observe::{observe_all, purge_plan};
-use harmony_executor::fleet::security::{FleetSecurity, existing_auth};
+use harmony_executor::fleet::keys::{self, Enrolment, outside_repo};
+use harmony_executor::fleet::observe::purge_plan;
 use harmony_executor::fleet::{connect, load_signing_key};
-use harmony_schemas::fleet::{VerifyingKey, encode_key, generate_signing_key, key_id, parse_public_key};
-use harmony_schemas::trust::{KeyAction, announce};
+use harmony_schemas::fleet::key_id;
 
 use crate::apply::{NatsArgs, compiled};
 use crate::cli::Global;
@@ -132,35 +131,6 @@ fn auth_dir(nats: &NatsArgs) -> anyhow::Result<&Path> {
     })
 }
 
-/// Refuses to write secrets (`what`, given by `flag`) to `path` inside the repository at
-/// `repo`: private keys never enter the repository, not even as untracked files a `git add .`
-/// would pick up. Paths that do not exist yet are judged by their nearest existing ancestor.
-fn outside_repo(repo: &Path, path: &Path, flag: &str, what: &str) -> anyhow::Result<()> {
-    let resolve = |p: &Path| -> Option<PathBuf> {
-        let p = std::path::absolute(p).ok()?;
-        let mut rest = Vec::new();
-        let mut cur = p.as_path();
-        loop {
-            if let Ok(c) = cur.canonicalize() {
-                return Some(rest.iter().rev().fold(c, |acc: PathBuf, part| acc.join(part)));
-            }
-            rest.push(cur.file_name()?.to_owned());
-            cur = cur.parent()?;
-        }
-    };
-    if let (Some(root), Some(target)) = (resolve(repo), resolve(path))
-        && target.starts_with(&root)
-    {
-        bail!(
-            "{flag} {} is inside the repository {}: {what} would be written there, and private keys never enter the repository; \
-             choose a directory outside it",
-            path.display(),
-            repo.display()
-        );
-    }
-    Ok(())
-}
-
 /// The fleet's part of the auth directory, which must be outside the repository (it holds
 /// harmony's NATS seeds).
 fn open_auth(g: &Global, nats: &NatsArgs, fleet: &str) -> anyhow::Result<FleetAuth> {
@@ -188,7 +158,7 @@ fn one_fleet(repo: &CompiledRepo, fleet: &Option<String>) -> anyhow::Result<Stri
     }
 }
 
-fn reload(r: &ReloadArgs, auth: &FleetAuth, quiet: bool) -> anyhow::Result<()> {
+fn reload(r: &ReloadArgs, auth: &FleetAuth, quiet: bool) -> Result<(), auth::AuthError> {
     let conf = auth.config_path();
     match &r.reload_command {
         Some(cmd) => {
@@ -202,10 +172,6 @@ fn reload(r: &ReloadArgs, auth: &FleetAuth, quiet: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn toml_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_default()
-}
-
 pub fn run(g: &Global, a: FleetArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let repo = compiled(g)?;
     match a.command {
@@ -213,38 +179,17 @@ pub fn run(g: &Global, a: FleetArgs, rt: &tokio::runtime::Runtime) -> anyhow::Re
         FleetCommand::Enroll { device, out, device_dir, state_dir, command_keys, nats, reload: r } => {
             let fleet = fleet_of(&repo, &device)?;
             let info = fleet_info(&repo, &fleet)?;
-            for (i, k) in command_keys.iter().enumerate() {
-                parse_public_key(k).map_err(|e| anyhow::anyhow!("--command-key #{}: {e}", i + 1))?;
-            }
             let auth = open_auth(g, &nats, &fleet)?;
-            if auth.registry()?.is_revoked(&device) {
-                bail!("device `{device}` of fleet `{fleet}` was revoked; a revoked device id is never enrolled again");
-            }
-            // The key the device trusts: the chain's current key (after any rotation), so a
-            // newly enrolled device trusts neither a retired key nor one about to be retired.
-            let root = parse_public_key(&info.signing_key).map_err(|e| anyhow::anyhow!("fleet `{fleet}` declares an invalid public key: {e}"))?;
-            let fleet_keys = [current_signing_key(&fleet, &root, &auth.key_chain()?).map_err(anyhow::Error::msg)?];
-            outside_repo(&g.repo, &out, "--out", "the device's nkey seed")?;
-            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            let seed_name = format!("{device}.nk");
-            let (seed, public) = auth::new_user_nkey();
-            // The seed goes to the enrolment output only (mode 0600); the auth dir keeps the public key.
-            write_private(&out.join(&seed_name), format!("{seed}\n").as_bytes(), false)?;
-            let keys: Vec<String> = fleet_keys.iter().map(|k| encode_key(k.as_bytes())).collect();
-            std::fs::write(out.join("fleet.pub"), keys.iter().map(|k| format!("{k}\n")).collect::<String>())?;
-            let list = |v: &[String]| v.iter().map(|k| toml_str(k)).collect::<Vec<_>>().join(", ");
-            let config = format!(
-                "# harmony-agent configuration for device `{device}` of fleet `{fleet}` (harmony fleet enroll).\n\
-                 device_id = {}\nstate_dir = {}\nfleet_keys = [{}]\ncommand_keys = [{}]\n\n[nats]\nurls = [{}]\nnkey_file = {}\n",
-                toml_str(&device),
-                toml_str(&state_dir.to_string_lossy()),
-                list(&keys),
-                list(&command_keys),
-                list(if nats.urls.is_empty() { &info.nats } else { &nats.urls }),
-                toml_str(&device_dir.join(&seed_name).to_string_lossy()),
-            );
-            std::fs::write(out.join("agent.toml"), config)?;
-            auth.enroll(&device, &public)?;
+            let request = Enrolment {
+                repo_root: &g.repo,
+                device: &device,
+                out: &out,
+                device_dir: &device_dir,
+                state_dir: &state_dir,
+                command_keys: &command_keys,
+                nats_urls: &nats.urls,
+            };
+            let keys::Enrolled { nkey: public, seed_file: seed_name } = keys::enroll(&auth, &fleet, info, &request)?;
             if !g.quiet {
                 println!("enrolled device {device} of fleet {fleet}: NATS user {public}");
                 println!(
@@ -279,24 +224,13 @@ pub fn run(g: &Global, a: FleetArgs, rt: &tokio::runtime::Runtime) -> anyhow::Re
             let info = fleet_info(&repo, &fleet)?;
             let key = load_signing_key(signing_key_file.as_deref(), std::env::var(SIGNING_KEY_ENV).ok())?;
             let auth = open_auth(g, &nats, &fleet)?;
-            let mut chain = auth.key_chain()?;
-            // Only the chain's current key may extend it.
-            let security = FleetSecurity::with_chain(&fleet, chain.clone());
-            security.check_signing_key(&key, &fleet, &info.signing_key)?;
-            let root = parse_public_key(&info.signing_key).map_err(|e| anyhow::anyhow!("fleet `{fleet}` declares an invalid public key: {e}"))?;
-            let trusted = chain_head(&fleet, &root, &chain).map_err(anyhow::Error::msg)?.keys();
             if let Some(path) = new_key_file {
-                outside_repo(&g.repo, &path, "--new-key-file", "the new signing key")?;
-                let new = generate_signing_key()?;
-                chain.push(announce(&fleet, KeyAction::Trust, &new.verifying_key(), &key)?);
-                chain_head(&fleet, &root, &chain).map_err(anyhow::Error::msg)?;
-                write_private(&path, format!("{}\n", encode_key(new.as_bytes())).as_bytes(), false)?;
-                auth.save_key_chain(&chain)?;
+                let new = keys::announce_new_key(&auth, &fleet, info, &key, &path, &g.repo)?;
                 println!(
                     "fleet {fleet}: new signing key {} written to {} (secret, mode 0600), announced with key {}.\n\
                      next: `harmony apply --signing-key-file {}` (every plan carries the announcement), then once every device trusts it, \
                      `harmony fleet rotate-signing-key --retire --signing-key-file {}` and `harmony apply` again",
-                    key_id(&new.verifying_key()),
+                    key_id(&new),
                     path.display(),
                     key_id(&key.verifying_key()),
                     path.display(),
@@ -305,82 +239,29 @@ pub fn run(g: &Global, a: FleetArgs, rt: &tokio::runtime::Runtime) -> anyhow::Re
                 return Ok(ExitCode::SUCCESS);
             }
             debug_assert!(retire);
-            let old: Vec<VerifyingKey> = trusted.into_iter().filter(|k| *k != key.verifying_key()).collect();
-            if old.is_empty() {
-                println!("fleet {fleet}: key {} is the only trusted key; nothing to retire", key_id(&key.verifying_key()));
-                return Ok(ExitCode::SUCCESS);
-            }
-            // Every device must trust the new key before the old one goes.
-            let new_id = key_id(&key.verifying_key());
-            let devices: Vec<String> = harmony_executor::fleet::desired_fleet(&repo, &fleet, "")?.plans.into_keys().collect();
-            let registry_revoked = existing_auth(nats.auth_dir.as_deref(), &fleet)?.map(|a| a.registry().map(|r| r.revoked())).transpose()?.unwrap_or_default();
             let opts = nats.options_for_fleet(&fleet, &info.nats)?;
-            let keys = security.observe_keys(root)?;
-            let observed = rt.block_on(async {
-                let client = connect(&opts).await?;
-                observe_all(&client, &fleet, &keys).await
-            })?;
-            let missing: Vec<&String> = devices
-                .iter()
-                .filter(|d| !registry_revoked.contains(d))
-                .filter(|d| !observed.statuses.get(*d).is_some_and(|s| s.trusted_keys.contains(&new_id)))
-                .collect();
-            if !missing.is_empty() && !force {
-                bail!(
-                    "not retiring: {} device(s) do not report trusting key {new_id} yet: {} (run `harmony apply` with the new key and wait, or pass --force)",
-                    missing.len(),
-                    missing.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")
-                );
+            let retired = rt.block_on(keys::retire_old_keys(&repo, &auth, &fleet, &key, force, &opts))?;
+            let new_id = key_id(&key.verifying_key());
+            if retired.is_empty() {
+                println!("fleet {fleet}: key {new_id} is the only trusted key; nothing to retire");
+            } else {
+                println!("fleet {fleet}: key(s) {} retired by key {new_id}; run `harmony apply` to deliver the retirement", retired.join(", "));
             }
-            // The first retirement settles the devices on the current key (every other key is
-            // retired with it); one link per old key keeps the record explicit.
-            for k in &old {
-                chain.push(announce(&fleet, KeyAction::Retire, k, &key)?);
-            }
-            chain_head(&fleet, &root, &chain).map_err(anyhow::Error::msg)?;
-            auth.save_key_chain(&chain)?;
-            let ids: Vec<String> = old.iter().map(key_id).collect();
-            println!("fleet {fleet}: key(s) {} retired by key {new_id}; run `harmony apply` to deliver the retirement", ids.join(", "));
             Ok(ExitCode::SUCCESS)
         }
         FleetCommand::RotateDeviceKey { device, command_key_file, nats, reload: r } => {
-            use harmony_executor::fleet::command::{COMMAND_KEY_ENV, load_command_key, ping, send};
-            use harmony_schemas::fleet::{Command, CommandReply};
+            use harmony_executor::fleet::command::{COMMAND_KEY_ENV, load_command_key};
             let fleet = fleet_of(&repo, &device)?;
             let info = fleet_info(&repo, &fleet)?;
             let key = load_command_key(command_key_file.as_deref(), std::env::var(COMMAND_KEY_ENV).ok())?;
             let auth = open_auth(g, &nats, &fleet)?;
-            let registry = auth.registry()?;
-            if !registry.devices.get(&device).is_some_and(|d| d.revoked_at_ms.is_none()) {
-                bail!("device `{device}` is not enrolled in fleet `{fleet}` (or was revoked)");
-            }
             let opts = nats.options_for_fleet(&fleet, &info.nats)?;
-            let client = rt.block_on(connect(&opts))?;
-            let timeout = std::time::Duration::from_secs(10);
-            let new = match rt.block_on(send(&client, &device, Command::RotateCredentials, &key, timeout))? {
-                CommandReply::Credentials { nkey } => nkey,
-                CommandReply::Refused { reason } => bail!("device `{device}` refused: {reason}"),
-                CommandReply::Error { message } => bail!("device `{device}`: {message}"),
-                other => bail!("device `{device}` answered with something else than a public nkey: {other:?}"),
-            };
-            // Admit the new key next to the old one first (the device may reconnect at any time
-            // from now on), then remove the old one: the server closes the old connection. A key
-            // of another identity (device, Harmony, the reader) is refused.
-            auth.admit_rotated_key(&device, &new)?;
-            reload(&r, &auth, true)?;
-            auth.set_device_keys(&device, vec![new.clone()])?;
-            reload(&r, &auth, true)?;
-            // With the servers reloaded, the agent is back with the new key once it answers a ping.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-            while r.reload_command.is_some() {
-                if rt.block_on(ping(&client, &device, std::time::Duration::from_secs(2))).is_ok() {
-                    break;
-                }
-                if std::time::Instant::now() > deadline {
-                    bail!("device `{device}` did not answer after its old key was removed; it uses {new} from its next connection");
-                }
-                std::thread::sleep(std::time::Duration::from_millis(300));
-            }
+            let new = rt.block_on(async {
+                let client = connect(&opts).await?;
+                // With a reload command the servers pick the new key up now; wait for the agent.
+                let wait = r.reload_command.is_some();
+                anyhow::Ok(keys::rotate_device_key(&client, &auth, &fleet, &device, &key, || reload(&r, &auth, true), wait).await?)
+            })?;
             println!("rotated NATS credentials of device {device}: now {new} (old key(s) removed)");
             Ok(ExitCode::SUCCESS)
         }

@@ -1061,8 +1061,11 @@ impl Secure {
 
     /// Waits until the agent of `device` applied or rejected `generation`; returns its status.
     fn decided(&self, device: &str, generation: u64) -> serde_json::Value {
+        // Only a status entry says what the agent decided: with none (deleted by the attack), the
+        // report's applied generation is the last heartbeat's, which may predate the agent's
+        // last apply (a race seen under load: the killed agent's heartbeat still said 3).
         self.wait_status(device, &format!("the agent to apply or reject generation {generation}"), |d| {
-            d["applied_generation"] == generation || d["last_rejection"]["generation"] == generation
+            !d["state"].is_null() && (d["applied_generation"] == generation || d["last_rejection"]["generation"] == generation)
         })
     }
 }

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use harmony_agent::config::{ConfigFile, Overrides};
+use harmony_agent::config::{Overrides, parse, resolve};
 use harmony_schemas::fleet::{DevicePlan, DeviceStatus, PLANS_BUCKET, PROTOCOL_VERSION, STATUS_BUCKET, SignedDevicePlan, generate_signing_key, kv_subject};
 use support::{busybox_image, deployment, spec};
 
@@ -86,7 +86,7 @@ async fn many(n: usize) {
             harmony_schemas::encoding::hex(key.verifying_key().as_bytes()),
             nats.url(),
         );
-        let config = ConfigFile::parse(&toml, std::path::Path::new("bench.toml")).unwrap().resolve(Overrides::default()).unwrap();
+        let config = resolve(parse(&toml, std::path::Path::new("bench.toml")).unwrap(), Overrides::default()).unwrap();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let _ = harmony_agent::run(config, async move {

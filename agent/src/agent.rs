@@ -930,7 +930,7 @@ mod tests {
             "device_id = \"pi\"\nstate_dir = \"/tmp/x\"\nmax_plan_bytes = 4096\nfleet_keys = [\"{}\"]\n[nats]\nurls = [\"nats://127.0.0.1:1\"]\n",
             encode_key(key.verifying_key().as_bytes())
         );
-        let config = crate::ConfigFile::parse(&text, std::path::Path::new("t")).unwrap().resolve(Default::default()).unwrap();
+        let config = crate::config::resolve(crate::config::parse(&text, std::path::Path::new("t")).unwrap(), Default::default()).unwrap();
         let trust = TrustState::new(&config.fleet_keys);
         let big = format!("{{\"payload\":{{\"generation\":5}},\"signature\":{{\"key_id\":\"{}\"}}}}", "k".repeat(4096));
         assert!(matches!(

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use harmony_agent::config::{ConfigFile, Overrides, RuntimeKind};
+use harmony_agent::config::{ConfigFile, Overrides, RuntimeKind, load, resolve};
 use harmony_agent::reconcile::Runtime;
 
 /// The Harmony edge agent: runs this device's signed plan with podman.
@@ -36,7 +36,7 @@ struct Cli {
     #[arg(long = "command-key")]
     command_keys: Vec<String>,
     /// Container runtime (overrides `runtime`); `none` runs nothing and reports plans as applied.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = parse_runtime)]
     runtime: Option<RuntimeKind>,
     /// Seconds between heartbeats (overrides `heartbeat_interval_s`).
     #[arg(long)]
@@ -66,6 +66,14 @@ struct Cli {
     self_test: bool,
 }
 
+fn parse_runtime(s: &str) -> Result<RuntimeKind, String> {
+    match s {
+        "podman" => Ok(RuntimeKind::Podman),
+        "none" => Ok(RuntimeKind::None),
+        _ => Err(format!("`{s}` is not a runtime: use podman or none")),
+    }
+}
+
 fn parse_label(s: &str) -> Result<(String, String), String> {
     s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("`{s}` is not key=value"))
 }
@@ -74,7 +82,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     harmony_agent::logging::init(cli.log_format);
     let file = match &cli.config {
-        Some(p) => match ConfigFile::load(p) {
+        Some(p) => match load(p) {
             Ok(f) => f,
             Err(e) => return fail(&e.to_string()),
         },
@@ -95,7 +103,7 @@ fn main() -> ExitCode {
         shutdown_timeout_s: cli.shutdown_timeout,
         observe_interval_s: cli.observe_interval,
     };
-    let mut config = match file.resolve(overrides) {
+    let mut config = match resolve(file, overrides) {
         Ok(c) => c,
         Err(e) => return fail(&e.to_string()),
     };

@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 mod canon;
+pub mod agent_config;
 pub mod encoding;
 pub mod fleet;
 pub mod host_path;

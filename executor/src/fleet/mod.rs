@@ -16,6 +16,7 @@
 //! - [`command`]: ping, signed logs/exec requests to one device's agent.
 //! - [`auth`]: per-device NATS nkey users and permissions, the auth directory, the key chain.
 //! - [`security`]: what the auth directory means for a fleet: which keys sign and verify, revoked devices.
+//! - [`keys`]: operator actions on credentials: enrol a device, rotate the signing key, rotate a device key.
 
 pub mod agents;
 pub mod apply;
@@ -24,6 +25,7 @@ pub mod command;
 pub mod connect;
 pub mod convert;
 pub mod journal;
+pub mod keys;
 pub mod lock;
 pub mod observe;
 pub mod plan;
