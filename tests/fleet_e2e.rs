@@ -178,6 +178,21 @@ fn apply_then_agent_converges_and_status_is_ready() {
     }
     let now = podman(&["ps", "-q", "--no-trunc", "--filter", &format!("label=io.harmony.device={device}")]);
     assert!(!now.trim().is_empty() && now.trim() != id.trim(), "recreated: {now}");
+    // `harmony plan` shows the drifting device (what was found, what was done), as no action.
+    let out = harmony(&repo, &["plan"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("Device drift: 1 device reports") && text.contains(&format!("fleet pico, device {device}: web/app: missing → recreated")), "{text}");
+    assert!(text.contains("No changes"), "drift is not an action: {text}");
+    let plan_file = dir.path().join("drift.plan");
+    let out = harmony(&repo, &["plan", "--format", "json", "--out", &plan_file.to_string_lossy()], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&plan_file).expect("plan file")).expect("json");
+    let drift = &saved["device_drift"][0];
+    assert_eq!((drift["fleet"].as_str(), drift["device"].as_str()), (Some("pico"), Some(device.as_str())), "{saved:#}");
+    assert!(drift["drift"].as_array().is_some_and(|d| d.iter().any(|x| x["found"] == "missing" && x["action"] == "recreated")), "{saved:#}");
+    let shown = String::from_utf8_lossy(&harmony(&repo, &["show", &plan_file.to_string_lossy()], &[]).stdout).to_string();
+    assert!(shown.contains("web/app: missing → recreated"), "`harmony show` prints it again: {shown}");
 }
 
 /// Lifecycle (init container, replace on env and image change, unchanged untouched, removal),

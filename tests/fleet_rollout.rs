@@ -325,29 +325,37 @@ fn an_interrupted_planfile_apply_resumes_from_the_next_plan_file() {
     }
 }
 
+/// One device with a real podman agent: deployment `hub` (`sleep 3600`, the rollout block's
+/// children `rollout`) applied and ready, then `hub` with `args`: that apply's output and how
+/// long it took.
+fn podman_rollout(name: &str, rollout: &str, args: &str) -> (String, std::process::Output, Duration) {
+    let img = harmony_testkit::busybox_image("1");
+    let deployment = |args: &str| {
+        format!(
+            "deployment hub {{\n    tenant acme\n    fleet pico\n    selector site=e2e\n    container app {{\n        image \"{img}\"\n        args {args}\n    }}\n    rollout {{\n        {rollout}\n    }}\n}}\n"
+        )
+    };
+    let mut f = Fleet::new(&[name]);
+    let dev = f.devices[0].clone();
+    f.set_deployments(&deployment("\"sleep\" \"3600\""));
+    let _agent = f.start_agent_with(&dev, "podman", &["--observe-interval", "2"]);
+    f.apply();
+    f.wait_ready(&dev, 1);
+    f.set_deployments(&deployment(args));
+    let started = Instant::now();
+    let out = f.try_apply(&[]);
+    (dev, out, started.elapsed())
+}
+
 /// A rollout step holding a device whose new version crash-loops (real podman): the agent reports
 /// it degraded with the exit code (observed, not "I started it"). A crash loop may recover, so
 /// the step waits for it until its health timeout, then fails (and the apply with it) with the
 /// degraded reason: at the deadline, not before.
 #[test]
 fn a_step_with_a_crash_looping_service_fails() {
-    let img = harmony_testkit::busybox_image("1");
     let timeout = 25;
-    let deployment = |args: &str| {
-        format!(
-            "deployment hub {{\n    tenant acme\n    fleet pico\n    selector site=e2e\n    container app {{\n        image \"{img}\"\n        args {args}\n    }}\n    rollout {{\n        step 100\n        max-failed 0\n        health-timeout \"{timeout}s\"\n        auto-revert #false\n    }}\n}}\n"
-        )
-    };
-    let mut f = Fleet::new(&["crash"]);
-    let dev = f.devices[0].clone();
-    f.set_deployments(&deployment("\"sleep\" \"3600\""));
-    let _agent = f.start_agent_with(&dev, "podman", &["--observe-interval", "2"]);
-    f.apply();
-    f.wait_ready(&dev, 1);
-    f.set_deployments(&deployment("\"sh\" \"-c\" \"exit 3\""));
-    let started = Instant::now();
-    let out = f.try_apply(&[]);
-    let took = started.elapsed();
+    let rollout = format!("step 100\n        max-failed 0\n        health-timeout \"{timeout}s\"\n        auto-revert #false");
+    let (dev, out, took) = podman_rollout("crash", &rollout, "\"sh\" \"-c\" \"exit 3\"");
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "the failed step fails the apply: {t}");
     assert!(t.contains(&format!("rollout: {dev} failed in step 1")) && t.contains(&format!("not healthy within {timeout} s")), "{t}");
@@ -459,23 +467,8 @@ fn plans_raw(f: &Fleet) -> BTreeMap<String, (u64, Vec<u8>)> {
 /// `plan` shows it with the rollout.
 #[test]
 fn a_step_waits_for_the_rollouts_settle_time() {
-    let img = harmony_testkit::busybox_image("1");
     let settle = 20;
-    let deployment = |args: &str| {
-        format!(
-            "deployment hub {{\n    tenant acme\n    fleet pico\n    selector site=e2e\n    container app {{\n        image \"{img}\"\n        args {args}\n    }}\n    rollout {{\n        step 100\n        health-timeout \"90s\"\n        settle \"{settle}s\"\n    }}\n}}\n"
-        )
-    };
-    let mut f = Fleet::new(&["settle"]);
-    let dev = f.devices[0].clone();
-    f.set_deployments(&deployment("\"sleep\" \"3600\""));
-    let _agent = f.start_agent_with(&dev, "podman", &["--observe-interval", "2"]);
-    f.apply();
-    f.wait_ready(&dev, 1);
-    f.set_deployments(&deployment("\"sleep\" \"3601\""));
-    let started = Instant::now();
-    let out = f.try_apply(&[]);
-    let took = started.elapsed();
+    let (_, out, took) = podman_rollout("settle", &format!("step 100\n        health-timeout \"90s\"\n        settle \"{settle}s\""), "\"sleep\" \"3601\"");
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains(&format!("health-timeout 90s, settle {settle}s")), "the plan shows the settle time: {t}");

@@ -11,7 +11,7 @@ use harmony_planner::object::Object;
 use harmony_planner::observed::ObservedEntry;
 use harmony_planner::{ObservedState, Rendered};
 use harmony_schemas::fleet::{DevicePlan, parse_public_key};
-use harmony_schemas::plan::PlannedRollout;
+use harmony_schemas::plan::{DeviceDrift, PlannedRollout};
 use serde_json::{Value, json};
 
 use crate::fleet::convert::device_plan;
@@ -50,6 +50,8 @@ pub struct Live {
     pub device_plans: std::collections::BTreeMap<String, DevicePlan>,
     /// The phased rollouts `harmony apply` would run, per fleet.
     pub rollouts: Vec<PlannedRollout>,
+    /// The repository's devices whose latest status reports drift (shown by the plan, no action).
+    pub device_drift: Vec<DeviceDrift>,
     /// Units of devices the repository declares but that were revoked: apply writes them no
     /// plan, so the plan leaves them out.
     pub revoked_units: Vec<UnitId>,
@@ -95,6 +97,7 @@ pub async fn observe(compiled: &CompiledRepo, a: &LiveOptions<'_>) -> Result<Liv
         servers: Default::default(),
         device_plans: Default::default(),
         rollouts: Vec::new(),
+        device_drift: Vec::new(),
         revoked_units: Vec::new(),
         warnings: Vec::new(),
     };
@@ -158,6 +161,7 @@ async fn observe_into(compiled: &CompiledRepo, a: &LiveOptions<'_>, live: &mut L
         .map_err(|e| format!("fleet {fleet}: reading its device plans\n  plan without live state with `harmony plan --offline`, or pass --nats-url: {e}"))?;
         let (client, mut observed, published, record) = read;
         add_fleet(compiled, fleet, &observed.plans, &security, live);
+        live.device_drift.extend(device_drift(fleet, &desired, &observed));
         // Planned as the fleet runner plans it (one implementation: generations, agents, rollout).
         let shown = crate::fleet::rollout::plan_rollout(&desired, &specs, &observed, record.as_ref());
         match crate::fleet::run::plan_observed(&client, &mut observed, desired, &published, &specs, record.as_ref(), &keys).await {
@@ -193,6 +197,20 @@ async fn observe_into(compiled: &CompiledRepo, a: &LiveOptions<'_>, live: &mut L
         live.targets.push(format!("fleet {fleet}"));
     }
     Ok(())
+}
+
+/// The drift the latest status of each of `desired`'s devices reports (bounded as a status is:
+/// at most [`harmony_schemas::fleet::MAX_DRIFT`] findings, each text cut to 512 bytes).
+fn device_drift(fleet: &str, desired: &crate::fleet::DesiredFleet, observed: &crate::fleet::observe::ObservedFleet) -> Vec<DeviceDrift> {
+    desired
+        .plans
+        .keys()
+        .filter_map(|device| {
+            let s = observed.statuses.get(device).filter(|s| !s.drift.is_empty())?;
+            let drift = harmony_schemas::fleet::bounded_drift(s.drift.clone());
+            Some(DeviceDrift { fleet: fleet.to_string(), device: device.clone(), drift })
+        })
+        .collect()
 }
 
 fn add_cluster(compiled: &CompiledRepo, cluster: &str, obs: &ClusterObservation, live: &mut Live) {

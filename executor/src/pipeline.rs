@@ -122,6 +122,7 @@ pub async fn plan_repository(root: &Path, compiled: &mut CompiledRepo, req: Plan
     let offline = matches!(req.observe, Observe::Nothing);
     let mut live_desired = Rendered::new();
     let mut inputs = harmony_planner::contract::ContractInputs::default();
+    let mut device_drift = Vec::new();
     let (observed, observed_source) = match req.observe {
         Observe::Nothing => (ObservedState::default(), ObservedSource::None),
         Observe::State(o) => {
@@ -135,6 +136,7 @@ pub async fn plan_repository(root: &Path, compiled: &mut CompiledRepo, req: Plan
             inputs.rollouts = live.rollouts;
             inputs.servers = live.servers;
             inputs.device_plans = live.device_plans;
+            device_drift = live.device_drift;
             for id in &live.revoked_units {
                 compiled.units.remove(id);
             }
@@ -166,6 +168,8 @@ pub async fn plan_repository(root: &Path, compiled: &mut CompiledRepo, req: Plan
     // What apply writes, sealed: `harmony apply PLANFILE` reads nothing else.
     inputs.charts = renders.charts;
     harmony_planner::contract::complete(&mut plan, compiled, &inputs, &opts.key);
+    // What the agents report repairing: shown, not part of the identity.
+    plan.device_drift = device_drift;
     Ok(Planned { plan, warnings })
 }
 

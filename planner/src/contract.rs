@@ -273,6 +273,7 @@ mod tests {
                 explain: Explanation::default(),
             }],
             rollouts: vec![],
+            device_drift: vec![],
             repository: Some("contract".into()),
             targets: PlanTargets::default(),
             charts: BTreeMap::from([(String::new(), ChartArchive { files: vec![ChartFile { name: "Chart.yaml".into(), data: "bmFtZTogeAo=".into() }] })]),

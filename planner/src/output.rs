@@ -107,6 +107,30 @@ fn record_only_note(p: &PlanFile) -> Option<String> {
     })
 }
 
+/// A Unix-milliseconds time as UTC text (a device's clock: shown as it reports it).
+fn utc(ms: u64) -> String {
+    i64::try_from(ms).ok().and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()).map_or_else(|| format!("{ms} ms"), |t| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
+}
+
+/// The devices' drift a plan records ([`PlanFile::device_drift`]): a headline and one line per
+/// finding (`fleet pico, device nuc-001: sensor-hub/hub: missing → recreated (… UTC)`).
+fn device_drift_lines(p: &PlanFile) -> Vec<String> {
+    if p.device_drift.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec![format!(
+        "Device drift: {} {} what its agent found changed behind its back and what it did (the agent repairs drift itself; not an action, apply writes nothing for it):",
+        plural(p.device_drift.len(), "device"),
+        if p.device_drift.len() == 1 { "reports" } else { "report" }
+    )];
+    for d in &p.device_drift {
+        for x in &d.drift {
+            lines.push(format!("fleet {}, device {}: {x} ({})", d.fleet, d.device, utc(x.at_ms)));
+        }
+    }
+    lines
+}
+
 fn changes(p: &PlanFile) -> impl Iterator<Item = &PlannedAction> {
     p.actions.iter().filter(|a| a.apply.action != Action::Noop)
 }
@@ -193,6 +217,10 @@ pub fn human(p: &PlanFile, o: &HumanOptions) -> String {
     if let Some(note) = record_only_note(p) {
         let _ = writeln!(out, "{note}");
     }
+    let drift = device_drift_lines(p);
+    for (i, l) in drift.iter().enumerate() {
+        let _ = writeln!(out, "{}{l}", if i == 0 { "" } else { "  ~ " });
+    }
     if !p.summary.has_changes() {
         let _ = writeln!(out, "No changes: {} as desired.", plural(p.summary.noop, "unit"));
         return out;
@@ -273,6 +301,20 @@ pub fn markdown(p: &PlanFile, o: &MarkdownOptions) -> String {
     let _ = writeln!(out, "{}\n", md_escape(&header(p)));
     if let Some(note) = record_only_note(p) {
         let _ = writeln!(out, "{}\n", md_escape(&note));
+    }
+    let drift = device_drift_lines(p);
+    if let Some((head, rest)) = drift.split_first() {
+        let mut block = format!("{}\n\n", md_escape(head));
+        for l in rest {
+            block.push_str(&format!("- {}\n", md_escape(l)));
+        }
+        block.push('\n');
+        // Bounded like the rest of the comment (at most 16 findings a device, each text bounded).
+        if out.len() + block.len() <= o.max_bytes / 4 {
+            out.push_str(&block);
+        } else {
+            let _ = writeln!(out, "{}\n", md_escape(&format!("{head} {} findings, not shown (`harmony show PLANFILE` lists them)", rest.len())));
+        }
     }
     if !p.summary.has_changes() {
         let _ = writeln!(out, "No changes: {} as desired.", plural(p.summary.noop, "unit"));
@@ -404,21 +446,12 @@ mod tests {
             },
         };
         let p = PlanFile {
-            capabilities: Default::default(),
-            rollouts: Vec::new(),
-            repository: None,
-            targets: Default::default(),
-            charts: Default::default(),
-            seal: None,
-            kind: PLAN_FILE_KIND.into(),
-            format_version: PLAN_FORMAT_VERSION,
             source: SourceRevision { commit: Some("ééééééééééééééé".into()), dirty: true, repository_hash: "€".into() },
             observed: ObservedSource::Revision { base: "main".into(), commit: Some("ü".into()) },
             identity: String::new(),
             fingerprint_key_id: String::new(),
             filters: Filters { targets: vec!["t".into()], excludes: vec!["x".into()], skipped: vec!["clusters".into()] },
-            summary: Summary { replace: 1, ..Summary::default() },
-            actions: vec![action; 20],
+            ..fleet_plan(Summary { replace: 1, ..Summary::default() }, vec![action; 20])
         };
         for compact in [false, true] {
             let h = human(&p, &HumanOptions { color: true, compact, max_lines_per_unit: 3 });
@@ -430,6 +463,28 @@ mod tests {
         assert!(md.contains("**Truncated:**"), "{md}");
         assert!(md.len() <= 1500, "{}", md.len());
         assert!(json(&p).ends_with("}\n"));
+    }
+
+    /// A plan of fleet `pico` against live state, with `actions`.
+    fn fleet_plan(summary: Summary, actions: Vec<PlannedAction>) -> PlanFile {
+        PlanFile {
+            capabilities: Default::default(),
+            rollouts: Vec::new(),
+            device_drift: Vec::new(),
+            repository: None,
+            targets: Default::default(),
+            charts: Default::default(),
+            seal: None,
+            kind: PLAN_FILE_KIND.into(),
+            format_version: PLAN_FORMAT_VERSION,
+            source: SourceRevision { commit: Some("abc".into()), dirty: false, repository_hash: "sha256:11".into() },
+            observed: ObservedSource::Live { targets: vec!["fleet pico".into()], hash: "sha256:22".into() },
+            identity: "sha256:33".into(),
+            fingerprint_key_id: "kid:44".into(),
+            filters: Filters::default(),
+            summary,
+            actions,
+        }
     }
 
     /// A fleet rollout is shown after the actions, in every format.
@@ -464,26 +519,34 @@ mod tests {
             auto_revert: true,
             continues: Some(harmony_schemas::plan::RolloutContinuation::Resume { healthy_steps: 1 }),
         };
-        let p = PlanFile {
-            capabilities: Default::default(),
-            rollouts: vec![rollout],
-            repository: None,
-            targets: Default::default(),
-            charts: Default::default(),
-            seal: None,
-            kind: PLAN_FILE_KIND.into(),
-            format_version: PLAN_FORMAT_VERSION,
-            source: SourceRevision { commit: Some("abc".into()), dirty: false, repository_hash: "sha256:11".into() },
-            observed: ObservedSource::Live { targets: vec!["fleet pico".into()], hash: "sha256:22".into() },
-            identity: "sha256:33".into(),
-            fingerprint_key_id: "kid:44".into(),
-            filters: Filters::default(),
-            summary: Summary { update: 1, ..Summary::default() },
-            actions: vec![action],
-        };
+        let p = PlanFile { rollouts: vec![rollout], ..fleet_plan(Summary { update: 1, ..Summary::default() }, vec![action]) };
         insta::assert_snapshot!("rollout_human", human(&p, &HumanOptions { color: false, compact: false, max_lines_per_unit: 10 }));
         insta::assert_snapshot!("rollout_markdown", markdown(&p, &MarkdownOptions { max_bytes: 60_000, max_lines_per_unit: 10 }));
         let back = PlanFile::from_json(&json(&p)).expect("round trip");
         assert_eq!(back.rollouts, p.rollouts);
+    }
+
+    /// Device drift is shown before the actions (also when nothing changes), in every format.
+    #[test]
+    fn device_drift_is_shown() {
+        let finding = |found: &str, action: &str, at_ms: u64| harmony_schemas::fleet::Drift {
+            deployment: "sensor-hub".into(),
+            container: "hub".into(),
+            found: found.into(),
+            action: action.into(),
+            at_ms,
+        };
+        let p = PlanFile {
+            device_drift: vec![DeviceDrift {
+                fleet: "pico".into(),
+                device: "nuc-001".into(),
+                drift: vec![finding("missing", "recreated", 1_796_677_670_090), finding("exited (code 137)", "started", 1_796_677_700_000)],
+            }],
+            ..fleet_plan(Summary { noop: 2, ..Summary::default() }, vec![])
+        };
+        insta::assert_snapshot!("device_drift_human", human(&p, &HumanOptions::default()));
+        insta::assert_snapshot!("device_drift_markdown", markdown(&p, &MarkdownOptions::default()));
+        let back = PlanFile::from_json(&json(&p)).expect("round trip");
+        assert_eq!(back.device_drift, p.device_drift);
     }
 }

@@ -237,6 +237,7 @@ pub fn plan(compiled: &CompiledRepo, rendered: &Rendered, observed: &ObservedSta
         capabilities: opts.capabilities.clone(),
         actions,
         rollouts: Vec::new(),
+        device_drift: Vec::new(),
         repository: None,
         targets: PlanTargets::default(),
         charts: BTreeMap::new(),

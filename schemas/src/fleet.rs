@@ -839,8 +839,7 @@ pub struct Drift {
     pub container: String,
     /// What was found: `missing`, `exited (code N)`, `spec hash X, planned Y`, `not planned`.
     pub found: String,
-    /// What the agent did: `recreated`, `started`, `replaced`, `removed`, `waiting N s (back-off)`,
-    /// `failed: …`.
+    /// What the agent did: `recreated`, `started`, `replaced`, `removed`, `failed: …`.
     pub action: String,
     /// When, Unix milliseconds.
     pub at_ms: u64,
@@ -877,15 +876,22 @@ impl DeviceStatus {
         if let Some(e) = self.upgrade.as_mut().and_then(|u| u.error.as_mut()) {
             bound(e);
         }
-        let excess = self.drift.len().saturating_sub(MAX_DRIFT);
-        self.drift.drain(..excess);
-        for d in &mut self.drift {
-            for t in [&mut d.deployment, &mut d.container, &mut d.found, &mut d.action] {
-                bound(t);
-            }
-        }
+        self.drift = bounded_drift(self.drift);
         self
     }
+}
+
+/// The newest [`MAX_DRIFT`] findings of `drift`, each text bounded with [`bounded_text`]
+/// (a status's drift as [`DeviceStatus::bounded`] keeps it).
+pub fn bounded_drift(mut drift: Vec<Drift>) -> Vec<Drift> {
+    let excess = drift.len().saturating_sub(MAX_DRIFT);
+    drift.drain(..excess);
+    for d in &mut drift {
+        for t in [&mut d.deployment, &mut d.container, &mut d.found, &mut d.action] {
+            bound(t);
+        }
+    }
+    drift
 }
 
 /// An agent upgrade as the agent reports it.

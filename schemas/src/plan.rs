@@ -52,9 +52,15 @@ pub struct PlanFile {
     pub capabilities: BTreeMap<String, Capabilities>,
     /// One action per unit: destroys first (reverse dependency order), then the rest in apply order.
     pub actions: Vec<PlannedAction>,
-    /// Fleets' phased rollouts this plan starts (explanation only: not part of the identity).
+    /// Fleets' phased rollouts this plan starts. Part of the identity (apply runs their steps
+    /// as planned).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rollouts: Vec<PlannedRollout>,
+    /// Devices whose latest status reports drift: what their agent found changed behind its
+    /// back and what it did (it repairs drift itself). Explanation only: no action, not part of
+    /// the identity; `apply` ignores it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_drift: Vec<DeviceDrift>,
     /// The repository's name (its `repository NAME` node), when it declares one: `apply`
     /// refuses the plan for a repository of another name. Part of the identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -315,6 +321,19 @@ fn default_settle_s() -> u64 {
 
 fn is_default_settle_s(s: &u64) -> bool {
     *s == DEFAULT_SETTLE_S
+}
+
+/// A device's drift as its latest status reports it (at most
+/// [`crate::fleet::MAX_DRIFT`] findings, each text bounded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceDrift {
+    /// Fleet.
+    pub fleet: String,
+    /// Device.
+    pub device: String,
+    /// What the agent found and did, oldest first.
+    pub drift: Vec<crate::fleet::Drift>,
 }
 
 /// One step of a [`PlannedRollout`].

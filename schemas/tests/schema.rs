@@ -32,6 +32,7 @@ fn sample() -> PlanFile {
     PlanFile {
         capabilities: Default::default(),
         rollouts: Vec::new(),
+        device_drift: Vec::new(),
         repository: None,
         targets: PlanTargets::default(),
         charts: Default::default(),

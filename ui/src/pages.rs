@@ -259,11 +259,11 @@ pub fn devices(repo: &RepoView, rows: &[DeviceRow], q: &DeviceQuery, total: usiz
                         @let next = if sort == *col && !desc { Some("desc") } else { None };
                         th { a href={ "/devices" (query_string(q, Some(col), next)) } { (col) @if sort == *col { @if desc { " ▼" } @else { " ▲" } } } }
                     }
-                    th { "state" } th { "labels" } th { "last error" }
+                    th { "state" } th { "drift" } th { "labels" } th { "last error" }
                 } }
                 tbody {
                     @for r in rows {
-                        tr data-device=(r.report.device) data-condition=(r.report.condition.as_str()) {
+                        tr data-device=(r.report.device) data-condition=(r.report.condition.as_str()) data-drift=[(!r.report.drift.is_empty()).then_some(r.report.drift.len())] {
                             td { a href={ "/devices/" (urlencode(&r.report.device)) } { (r.report.device) } }
                             td { (r.fleet) }
                             td { (badge(r.report.condition)) }
@@ -272,6 +272,11 @@ pub fn devices(repo: &RepoView, rows: &[DeviceRow], q: &DeviceQuery, total: usiz
                             td.num.applied { (opt(r.report.applied_generation)) }
                             td { (r.report.agent_version.as_deref().unwrap_or("-")) }
                             td { (r.report.state.as_deref().unwrap_or("-")) }
+                            // The latest finding of what the agent repaired (the device's page lists them all).
+                            td.drift { @if let Some(x) = r.report.drift.last() {
+                                span title={ "newest of " (r.report.drift.len()) " drift findings, " (time(x.at_ms)) } { (x.to_string()) }
+                                @if r.report.drift.len() > 1 { " " span.muted { "(+" (r.report.drift.len() - 1) " more)" } }
+                            } }
                             td.labels { @for (k, v) in &r.labels { span.label { (k) "=" (v) } " " } }
                             td.error { (r.report.last_error.as_deref().unwrap_or("")) }
                         }

@@ -228,3 +228,22 @@ async fn the_overview_shows_a_staged_rollout_from_its_record() {
     );
     assert!(page.contains("nuc-001 (step 2): not healthy within 120 s: no heartbeat yet"), "{page}");
 }
+
+/// The device list shows each device's drift (what its agent found changed behind its back and
+/// what it did): the latest finding and how many more, not only on the device's page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_list_shows_drift() {
+    use harmony_schemas::fleet::{Drift, now_ms};
+    let env = start(None).await;
+    let finding = |found: &str, action: &str| Drift { deployment: "sensor-hub".into(), container: "hub".into(), found: found.into(), action: action.into(), at_ms: now_ms() };
+    let mut s = common::status_of("pi-001", 1, DeviceState::Applied, None);
+    s.drift = vec![finding("missing", "recreated"), finding("exited (code 137)", "started <now>")];
+    env.plan("pi-001", 1).await;
+    env.put_status(&s).await;
+    env.heartbeat("pi-001", 1, &[]).await;
+    let html = env.get_until("/devices", |b| b.contains("data-drift=\"2\"")).await;
+    let row = html.split("<tr").find(|r| r.contains("data-device=\"pi-001\"")).expect("pi-001's row");
+    assert!(row.contains("sensor-hub/hub: exited (code 137) → started &lt;now&gt;") && row.contains("+1 more"), "the latest finding, escaped: {row}");
+    let other = html.split("<tr").find(|r| r.contains("data-device=\"pi-002\"")).expect("pi-002's row");
+    assert!(!other.contains("data-drift"), "no drift, nothing shown: {other}");
+}

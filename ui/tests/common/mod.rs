@@ -62,24 +62,12 @@ impl Env {
     }
 
     pub async fn status(&self, device: &str, applied: u64, state: DeviceState, error: Option<&str>) {
-        let s = DeviceStatus {
-            upgrade: None,
-            version: 1,
-            device_id: device.into(),
-            agent_version: "0.1.0".into(),
-            applied_generation: Some(applied),
-            applied_source_revision: Some("test".into()),
-            state,
-            deployments: vec![],
-            last_error: error.map(str::to_string),
-            rejections: vec![],
-            trusted_keys: vec![],
-            generation_floor: None,
-            observed_at_ms: None,
-            drift: vec![],
-            updated_at_ms: now_ms(),
-        };
-        self.stores[1].put(device, serde_json::to_vec(&s).unwrap().into()).await.unwrap();
+        self.put_status(&status_of(device, applied, state, error)).await;
+    }
+
+    /// Writes `s` as its device's status entry.
+    pub async fn put_status(&self, s: &DeviceStatus) {
+        self.stores[1].put(&s.device_id, serde_json::to_vec(s).unwrap().into()).await.unwrap();
     }
 
     pub async fn heartbeat(&self, device: &str, applied: u64, labels: &[(&str, &str)]) {
@@ -185,4 +173,25 @@ fn dechunk(mut s: &[u8]) -> Vec<u8> {
         s = rest[n..].strip_prefix(b"\r\n").unwrap_or(&rest[n..]);
     }
     out
+}
+
+/// A device status as an agent writes it.
+pub fn status_of(device: &str, applied: u64, state: DeviceState, error: Option<&str>) -> DeviceStatus {
+    DeviceStatus {
+        upgrade: None,
+        version: 1,
+        device_id: device.into(),
+        agent_version: "0.1.0".into(),
+        applied_generation: Some(applied),
+        applied_source_revision: Some("test".into()),
+        state,
+        deployments: vec![],
+        last_error: error.map(str::to_string),
+        rejections: vec![],
+        trusted_keys: vec![],
+        generation_floor: None,
+        observed_at_ms: None,
+        drift: vec![],
+        updated_at_ms: now_ms(),
+    }
 }
