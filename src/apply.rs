@@ -458,20 +458,7 @@ fn repository_name(g: &Global) -> Option<String> {
 /// ([`harmony_executor::execute::execute`]).
 fn apply_planfile(g: &Global, a: &ApplyArgs, path: &std::path::Path, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     use harmony_schemas::plan::PlanFile;
-    // A plan file is input: bounded before it is read whole.
-    const MAX_PLAN_BYTES: u64 = 1 << 30;
-    let size = std::fs::metadata(path).with_context(|| format!("reading plan {}", path.display()))?.len();
-    if size > MAX_PLAN_BYTES {
-        anyhow::bail!("plan refused, nothing written: {} is {size} bytes, more than a plan file may hold ({MAX_PLAN_BYTES})", path.display());
-    }
-    // The size is checked again while reading: a FIFO or a growing file reports another length.
-    let mut text = String::new();
-    let file = std::fs::File::open(path).with_context(|| format!("reading plan {}", path.display()))?;
-    std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_PLAN_BYTES + 1), &mut text).with_context(|| format!("reading plan {}", path.display()))?;
-    if text.len() as u64 > MAX_PLAN_BYTES {
-        anyhow::bail!("plan refused, nothing written: {} holds more than a plan file may hold ({MAX_PLAN_BYTES} bytes)", path.display());
-    }
-    let plan = PlanFile::from_json(&text).map_err(|e| anyhow::anyhow!("plan refused, nothing written: {}: {e}", path.display()))?;
+    let plan = PlanFile::read(path).map_err(|e| anyhow::anyhow!("plan refused, nothing written: {}: {e}", path.display()))?;
     // Verified before it is shown for confirmation: a plan that does not verify is not offered
     // (`execute` refuses it and reports why; the explanation is not sealed, docs/plan.md).
     let verifies = || crate::plan::fingerprint_key(&a.fingerprint_key).is_ok_and(|key| harmony_planner::contract::verify(&plan, &key, repository_name(g).as_deref()).is_ok());

@@ -275,8 +275,7 @@ pub(crate) fn make_plan(g: &Global, a: &PlanArgs, rt: &tokio::runtime::Runtime) 
 
 /// `harmony show`.
 pub fn show(g: &Global, a: ShowArgs) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&a.planfile).with_context(|| format!("reading plan {}", a.planfile.display()))?;
-    let p = PlanFile::from_json(&text).with_context(|| format!("loading plan {}", a.planfile.display()))?;
+    let p = PlanFile::read(&a.planfile).with_context(|| format!("loading plan {}", a.planfile.display()))?;
     print(&p, a.format, a.compact, g)?;
     Ok(ExitCode::SUCCESS)
 }

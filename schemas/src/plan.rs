@@ -719,12 +719,42 @@ pub enum PlanFileError {
     /// The right version but malformed.
     #[error("invalid plan file (format version {PLAN_FORMAT_VERSION}): {0}")]
     Invalid(String),
+    /// The file cannot be read, or holds more than [`MAX_PLAN_FILE_BYTES`].
+    #[error("{0}")]
+    Read(String),
 }
+
+/// The most bytes a plan file may hold (1 GiB): a plan file is input, bounded before it is
+/// read whole.
+pub const MAX_PLAN_FILE_BYTES: u64 = 1 << 30;
 
 impl PlanFile {
     /// Serialises the plan: pretty JSON with a final newline. Deterministic.
     pub fn to_json(&self) -> String {
         pretty(self)
+    }
+
+    /// Reads and loads the plan file at `path`, refusing one larger than
+    /// [`MAX_PLAN_FILE_BYTES`] before reading it whole (the size is checked again while reading:
+    /// a FIFO or a growing file reports another length).
+    pub fn read(path: &std::path::Path) -> Result<PlanFile, PlanFileError> {
+        PlanFile::read_at_most(path, MAX_PLAN_FILE_BYTES)
+    }
+
+    fn read_at_most(path: &std::path::Path, max: u64) -> Result<PlanFile, PlanFileError> {
+        use std::io::Read as _;
+        let failed = |e: std::io::Error| PlanFileError::Read(format!("reading {}: {e}", path.display()));
+        let size = std::fs::metadata(path).map_err(failed)?.len();
+        let too_big = || PlanFileError::Read(format!("{} holds more than a plan file may hold ({max} bytes)", path.display()));
+        if size > max {
+            return Err(too_big());
+        }
+        let mut text = String::new();
+        std::fs::File::open(path).map_err(failed)?.take(max + 1).read_to_string(&mut text).map_err(failed)?;
+        if text.len() as u64 > max {
+            return Err(too_big());
+        }
+        PlanFile::from_json(&text)
     }
 
     /// Loads a plan, refusing any format version but [`PLAN_FORMAT_VERSION`].
@@ -919,4 +949,35 @@ pub fn apply_outcome_schema_json() -> String {
 /// The JSON Schema of the plan file, as written to `docs/schemas/plan.schema.json`.
 pub fn plan_schema_json() -> String {
     pretty(&schemars::schema_for!(PlanFile))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plan file larger than the bound is refused unread; so is a FIFO (whose size says 0)
+    /// that streams more than the bound: reading stops one byte past it.
+    #[test]
+    fn a_plan_file_is_read_within_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.json");
+        std::fs::write(&big, vec![b' '; 2048]).unwrap();
+        let err = PlanFile::read_at_most(&big, 1024).unwrap_err().to_string();
+        assert!(err.contains("holds more than a plan file may hold (1024 bytes)"), "{err}");
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                use std::io::Write as _;
+                let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+                // Endless input: the reader must stop on its own. The write fails once it closes.
+                while f.write_all(&[b' '; 4096]).is_ok() {}
+            })
+        };
+        let err = PlanFile::read_at_most(&fifo, 1024).unwrap_err().to_string();
+        assert!(err.contains("holds more than a plan file may hold"), "{err}");
+        writer.join().unwrap();
+        assert!(matches!(PlanFile::read(&dir.path().join("none.json")), Err(PlanFileError::Read(_))));
+    }
 }
