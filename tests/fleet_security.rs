@@ -1521,3 +1521,41 @@ fn attack_rotate_device_key_admits_another_identitys_public_key() {
     let out = f.harmony(&["device", "ping", &b]);
     assert!(out.status.success(), "b does not answer: {}", text(&out));
 }
+
+/// A device may write its own status. A hostile one reports texts that steer the operator's
+/// terminal: escapes that clear the screen and retitle the window, and a line break followed by
+/// a forged line claiming another device is ready. `harmony status` and `harmony plan` print
+/// them escaped (before: the escape bytes and the forged line reached stdout as written).
+#[test]
+fn attack_a_device_status_steers_the_operators_terminal() {
+    let mut f = Secure::new("esc", &["a", "b"]);
+    let a = f.devices[0].clone();
+    f.apply("k1.key");
+    f.start_all_ready(1);
+    // a's agent stops (it would overwrite the status); a's own credentials write its status.
+    drop_child(f.agents.remove(0));
+    let seed_a = f.seed(&a);
+    let forged = "\u{1b}[2J\u{1b}]0;owned\u{7}\nFORGED-LINE b ready\u{9b}31m\u{202e}";
+    let rt = rt();
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(f.harmony_client().await);
+        let current = js.get_key_value(STATUS_BUCKET).await.expect("status bucket").get(&a).await.expect("get").expect("a's status");
+        let mut status: serde_json::Value = serde_json::from_slice(&current).expect("a status");
+        status["last_error"] = forged.into();
+        status["drift"] = serde_json::json!([{ "deployment": forged, "container": forged, "found": forged, "action": forged, "at_ms": 1 }]);
+        let dev = DeviceClient::connect(&f.server.url(), &a, &seed_a).await.expect("a connects");
+        let ack = dev.client.request(format!("$KV.{STATUS_BUCKET}.{a}"), serde_json::to_vec(&status).expect("json").into()).await.expect("ack");
+        let ack = String::from_utf8_lossy(&ack.payload).into_owned();
+        assert!(!ack.contains("error"), "a may write its own status: {ack}");
+    });
+    let outputs = [f.harmony(&["status"]), f.harmony(&["plan", "--skip-clusters"])];
+    for out in &outputs {
+        let all = [out.stdout.as_slice(), out.stderr.as_slice()].concat();
+        let shown = String::from_utf8_lossy(&all);
+        assert!(shown.contains("\\u{1b}[2J"), "the device's text is shown, escaped: {shown}");
+        for bad in ['\u{1b}', '\u{7}', '\u{9b}', '\u{202e}'] {
+            assert!(!shown.contains(bad), "{bad:?} reached the operator's terminal: {shown:?}");
+        }
+        assert!(!shown.lines().any(|l| l.starts_with("FORGED-LINE")), "a forged line: {shown}");
+    }
+}

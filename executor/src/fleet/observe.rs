@@ -267,6 +267,41 @@ pub fn decode_plans(
     out
 }
 
+/// Decodes what a device reports (a status, a heartbeat): every string in it, keys included,
+/// comes out [`printable`](harmony_schemas::printable), so no output format prints a device's
+/// terminal escapes or forged line breaks. JSON carries such characters only as `\` escapes
+/// or as multi-byte UTF-8 (C1 controls start with 0xC2, bidi overrides with 0xE2): entries
+/// with neither are decoded directly.
+fn decode_reported<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    if !bytes.iter().any(|b| matches!(b, b'\\' | 0xC2 | 0xE2)) {
+        return serde_json::from_slice(bytes);
+    }
+    fn clean(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => {
+                if let std::borrow::Cow::Owned(p) = harmony_schemas::printable(s) {
+                    *s = p;
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(clean),
+            serde_json::Value::Object(o) => {
+                let taken = std::mem::take(o);
+                *o = taken
+                    .into_iter()
+                    .map(|(k, mut v)| {
+                        clean(&mut v);
+                        (harmony_schemas::printable(&k).into_owned(), v)
+                    })
+                    .collect();
+            }
+            _ => {}
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
+    clean(&mut value);
+    serde_json::from_value(value)
+}
+
 /// Decodes JSON entries of a status-like bucket keyed by device id.
 pub fn decode_json<T: serde::de::DeserializeOwned>(bucket: &str, raw: Vec<RawEntry>, warnings: &mut Vec<Warning>) -> BTreeMap<String, (T, u64)> {
     let mut out = BTreeMap::new();
@@ -276,7 +311,7 @@ pub fn decode_json<T: serde::de::DeserializeOwned>(bucket: &str, raw: Vec<RawEnt
             warnings.push(warn("not a device id; skipped".into()));
             continue;
         }
-        match serde_json::from_slice::<T>(&e.value) {
+        match decode_reported::<T>(&e.value) {
             Ok(v) => {
                 out.insert(e.key.clone(), (v, e.created_ms));
             }
