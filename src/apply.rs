@@ -154,7 +154,9 @@ pub struct ApplyArgs {
     /// Writes in flight at once.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     pub parallelism: u16,
-    /// How long to wait for another apply of the same fleet to finish (0: fail at once).
+    /// How long to wait for another apply's lock of a cluster or fleet (a 30 s lease, renewed
+    /// while that apply runs) to be released or to expire (0: fail at once). A lock whose holder
+    /// ran on this host and is gone is taken over at once.
     #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
     pub lock_timeout: Duration,
     /// Apply without asking.
@@ -183,10 +185,6 @@ pub struct ApplyArgs {
     pub wait: Option<u64>,
 }
 
-/// Who holds a cluster's apply lock: `user@host pid N`.
-pub(crate) fn lock_holder() -> String {
-    format!("{} pid {}", harmony_executor::fleet::lock::user_at_host(), std::process::id())
-}
 
 /// `harmony apply` without a plan file: makes the plan with `harmony plan`'s code (live, what
 /// `harmony plan --out` would save), shows it, confirms (or `--yes`), then executes that plan
@@ -214,7 +212,7 @@ fn apply_repository(g: &Global, a: &ApplyArgs, rt: &tokio::runtime::Runtime) -> 
         crate::plan::print(&plan, crate::plan::PlanFormat::Human, false, g)?;
     }
     // Nothing is asked when nothing would be written.
-    if !a.yes && (plan.summary.has_changes() || !plan.rollouts.is_empty()) && !confirm(&format!("Apply this plan ({})?", plan.identity))? {
+    if !a.yes && (plan.summary.has_changes() || !plan.rollouts.is_empty()) && !confirm(&format!("Apply this plan ({})?", plan.identity), "not applying")? {
         println!("not applied");
         return Ok(ExitCode::from(1));
     }
@@ -224,10 +222,10 @@ fn apply_repository(g: &Global, a: &ApplyArgs, rt: &tokio::runtime::Runtime) -> 
     Ok(ExitCode::from(outcome.exit_code()))
 }
 
-/// Asks `question` on the terminal; without one, fails (`--yes` applies without asking).
-fn confirm(question: &str) -> anyhow::Result<bool> {
+/// Asks `question` on the terminal; without one, fails with `refusal` (`--yes` answers yes).
+pub(crate) fn confirm(question: &str, refusal: &str) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
-        anyhow::bail!("not applying without --yes (stdin is not a terminal)");
+        anyhow::bail!("{refusal} without --yes (stdin is not a terminal)");
     }
     print!("{question} [y/N] ");
     let _ = std::io::stdout().flush();
@@ -302,8 +300,8 @@ fn execute(
         fleets,
         kubeconfig: a.kubeconfig.clone(),
         release: harmony_executor::kube::release::Options { wait: a.wait.map(Duration::from_secs), ..Default::default() },
-        holder: lock_holder(),
-        lock_ttl: 600,
+        holder: harmony_executor::lock::LockHolder::this_process(),
+        lock: LockOptions { timeout: a.lock_timeout, ..LockOptions::default() },
         refuse_stale_all: a.refuse_stale == RefuseStale::All,
         fail_fast: a.fail_fast,
         key: crate::plan::fingerprint_key(&a.fingerprint_key)?,
@@ -464,7 +462,7 @@ fn apply_planfile(g: &Global, a: &ApplyArgs, path: &std::path::Path, rt: &tokio:
     let verifies = || crate::plan::fingerprint_key(&a.fingerprint_key).is_ok_and(|key| harmony_planner::contract::verify(&plan, &key, repository_name(g).as_deref()).is_ok());
     if !a.yes && verifies() {
         print!("{}", harmony_planner::output::human(&plan, &harmony_planner::output::HumanOptions { compact: true, ..Default::default() }));
-        if !confirm(&format!("Apply this plan ({})?", plan.identity))? {
+        if !confirm(&format!("Apply this plan ({})?", plan.identity), "not applying")? {
             println!("not applied");
             return Ok(ExitCode::from(1));
         }

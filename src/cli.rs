@@ -83,8 +83,19 @@ pub enum Command {
     /// Roll a release back to an earlier revision, as `helm rollback` does (a new revision
     /// with the old manifest), impersonating its tenant.
     Rollback(crate::rollback::RollbackArgs),
-    /// Apply the repository: writes every fleet's signed device plans (compare-and-set, locked, journalled).
+    /// Apply the repository to its clusters and fleets: plan (or read a plan file), confirm, write
+    /// (compare-and-set, locked, journalled).
+    ///
+    /// Each cluster and fleet written to is locked for the apply (a 30 s lease renewed while it
+    /// runs; a cluster's is the Lease kube-system/harmony-apply, a fleet's the entry
+    /// harmony-locks/FLEET), naming the holder: user@host, pid, command and start time. A lock
+    /// held by another apply is waited for up to --lock-timeout; one whose holder ran on this host
+    /// and is gone is taken over at once. `harmony unlock CLUSTER|FLEET` removes a lock left by an
+    /// apply known to be dead.
     Apply(crate::apply::ApplyArgs),
+    /// Remove the apply lock of a cluster or fleet left by an apply known to be dead (Terraform's
+    /// force-unlock): shows the holder, asks (or --yes), removes exactly the lock it showed.
+    Unlock(crate::unlock::UnlockArgs),
     /// Show each fleet's devices: desired vs applied generation, heartbeat, deployments, condition.
     Status(crate::status::StatusArgs),
     /// Serve a read-only live dashboard of fleets, devices, deployments and releases
@@ -146,6 +157,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Rollback(a) => crate::rollback::run(a, &g.repo, &runtime()?),
         Command::Apply(a) => crate::apply::run(g, a, &runtime()?),
         Command::Status(a) => crate::status::run(g, a, &runtime()?),
+        Command::Unlock(a) => crate::unlock::run(g, a, &runtime()?),
         Command::Ui(a) => crate::ui::run(g, a, &runtime()?),
         Command::Device(a) => crate::device::run(g, a, &runtime()?),
         Command::Fleet(a) => crate::fleet::run(g, a, &runtime()?),

@@ -10,6 +10,7 @@ mod publish;
 mod rollback;
 mod status;
 mod template;
+mod unlock;
 mod ui;
 
 use std::process::ExitCode;

@@ -243,8 +243,8 @@ async fn attack_release_reaching_outside_its_tenant_is_refused_at_plan() {
     let exec = harmony_executor::execute::ExecuteOptions {
         kubeconfig: Some(t.kubeconfig.clone()),
         release: Default::default(),
-        holder: "test@host pid 1".into(),
-        lock_ttl: 60,
+        holder: harmony_executor::lock::LockHolder::this_process(),
+        lock: Default::default(),
         refuse_stale_all: false,
         fail_fast: false,
         key,

@@ -50,10 +50,10 @@ pub struct ExecuteOptions {
     pub kubeconfig: Option<PathBuf>,
     /// Release options (wait, history limit…).
     pub release: release::Options,
-    /// Lock holder identity (`user@host pid N`).
-    pub holder: String,
-    /// Lock TTL in seconds.
-    pub lock_ttl: i32,
+    /// Who takes the clusters' locks (this process).
+    pub holder: crate::lock::LockHolder,
+    /// The clusters' lock TTL and how long to wait for a held one (`--lock-timeout`).
+    pub lock: crate::lock::LockOptions,
     /// `--refuse-stale=all`: check every action first and write nothing if any is stale.
     pub refuse_stale_all: bool,
     /// Stop at the first action that fails: the rest are skipped.
@@ -200,7 +200,7 @@ pub async fn execute(plan: &PlanFile, opts: &ExecuteOptions) -> ApplyOutcome {
             if let Err(e) = c.admin.client().apiserver_version().await {
                 return Err(KubeError::Unreachable(format!("cannot reach the API server at {}: {}", c.admin.url(), crate::kube::error_chain(&e))));
             }
-            c.lock = Some(ClusterLock::acquire(&c.admin, &opts.holder, opts.lock_ttl, jiff::Timestamp::now()).await?);
+            c.lock = Some(ClusterLock::acquire(&c.admin, &opts.holder, opts.lock).await?);
             c.admin.set_seal_key(crate::kube::seal::load_or_create(&c.admin).await?);
             c.obs = crate::kube::observe::observe_cluster(&c.admin).await?;
             Ok::<_, KubeError>(())
@@ -266,8 +266,11 @@ async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Re
             out.push(result(a, Outcome::Skipped, fleet.to_string()));
             continue;
         }
+        let lost = a.apply.payload.as_ref().and_then(cluster_of).filter(|c| matches!(conns.get(*c), Some(Ok(Conn { lock: Some(l), .. })) if l.lost()));
         let r = if opts.fail_fast && out.iter().any(|r| r.outcome == Outcome::Failed) {
             result(a, Outcome::Skipped, "stopped: an earlier unit failed (--fail-fast)")
+        } else if let Some(c) = lost {
+            result(a, Outcome::Failed, format!("not started: the apply lock of cluster {c} was lost (its Lease changed, was removed or could not be renewed); apply again"))
         } else {
             execute_action(plan, a, opts, conns, &not_applied).await
         };

@@ -11,4 +11,5 @@ pub mod execute;
 pub mod fleet;
 pub mod kube;
 pub mod live;
+pub mod lock;
 pub mod pipeline;

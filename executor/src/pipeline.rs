@@ -179,7 +179,7 @@ pub struct ClusterApply {
     pub kubeconfig: Option<std::path::PathBuf>,
     /// Release options (wait, poll…).
     pub release: crate::kube::release::Options,
-    /// Lock holder identity (`user@host pid N`).
+    /// The user name the clusters' locks are held as (with this process's host and pid).
     pub holder: String,
     /// Only these units (ids or prefixes) and what they need (empty: all).
     pub targets: Vec<String>,
@@ -208,8 +208,8 @@ pub async fn plan_clusters(root: &Path, compiled: &CompiledRepo, opts: &ClusterA
     let exec = crate::execute::ExecuteOptions {
         kubeconfig: opts.kubeconfig.clone(),
         release: opts.release.clone(),
-        holder: opts.holder.clone(),
-        lock_ttl: 60,
+        holder: crate::lock::LockHolder { user: opts.holder.clone(), ..crate::lock::LockHolder::this_process() },
+        lock: crate::lock::LockOptions::default(),
         refuse_stale_all: false,
         fail_fast: false,
         key,

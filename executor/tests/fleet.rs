@@ -223,7 +223,7 @@ async fn concurrent_applies_wait_or_fail_naming_the_holder_and_crashed_locks_exp
     let c = client(&server).await;
     let key = generate_signing_key().expect("key");
     let js = jetstream::new(c.clone());
-    let holder = LockHolder { holder: "alice@ops-1".into(), pid: 4242, since_ms: harmony_schemas::fleet::now_ms(), apply_id: "x".into() };
+    let holder = LockHolder { user: "alice".into(), host: "ops-1".into(), pid: 4242, since_ms: harmony_schemas::fleet::now_ms(), apply_id: "x".into(), ..LockHolder::default() };
     let ttl = Duration::from_secs(2);
     let lock = FleetLock::acquire(&js, "pico", &holder, LockOptions { ttl, timeout: Duration::ZERO }).await.expect("lock");
 
@@ -256,6 +256,47 @@ async fn concurrent_applies_wait_or_fail_naming_the_holder_and_crashed_locks_exp
     req.lock = LockOptions { ttl, timeout: Duration::from_secs(10) };
     run_apply(&c, req).await.expect("apply after expiry");
     assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_lock_left_by_a_killed_apply_of_this_host_is_taken_over_and_unlock_removes_only_what_it_showed() {
+    use harmony_executor::lock::{LockTarget, show, unlock};
+    let server = NatsServer::start();
+    let c = client(&server).await;
+    let key = generate_signing_key().expect("key");
+    let js = jetstream::new(c.clone());
+    let now = LockOptions { ttl: Duration::from_secs(30), timeout: Duration::ZERO };
+    // An apply of this host killed while holding the lock: its entry stays (30 s), its pid is gone.
+    let killed = LockHolder { user: "alice".into(), pid: 4_000_000_000, ..LockHolder::this_process() };
+    drop(FleetLock::acquire(&js, "pico", &killed, now).await.expect("lock"));
+    let started = Instant::now();
+    let mut req = request(&desired(3, "a", "a"), &key);
+    req.lock = now;
+    let run = run_apply(&c, req).await.expect("taken over at once, no --lock-timeout");
+    assert_eq!(run.report.written(), 3);
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+
+    // Another host's lock is not known to be dead: refused, named; `harmony unlock` shows it and
+    // removes it only as shown.
+    let elsewhere = LockHolder { user: "dave".into(), host: "build-7".into(), pid: 4242, command: "harmony apply".into(), ..LockHolder::this_process() };
+    let held = FleetLock::acquire(&js, "pico", &elsewhere, now).await.expect("lock");
+    let mut req = request(&desired(3, "b", "b"), &key);
+    req.lock = now;
+    let err = run_apply(&c, req).await.expect_err("locked").to_string();
+    assert!(err.contains("dave@build-7 pid 4242 (harmony apply, started ") && err.contains("harmony unlock pico"), "{err}");
+    let target = LockTarget::Fleet { nats: NatsOptions { urls: vec![server.url()], ..Default::default() }, fleet: "pico".into() };
+    let shown = show(&target).await.expect("show").expect("locked");
+    assert!(shown.description.starts_with("dave@build-7 pid 4242"), "{}", shown.description);
+    // Released and taken again (a new entry revision) after it was shown: not removed.
+    held.release().await.expect("release");
+    let held = FleetLock::acquire(&js, "pico", &elsewhere, now).await.expect("lock");
+    let err = unlock(&target, &shown).await.expect_err("changed");
+    assert!(err.contains("the lock changed since it was shown"), "{err}");
+    assert!(show(&target).await.expect("show").is_some());
+    let shown = show(&target).await.expect("show").expect("locked");
+    unlock(&target, &shown).await.expect("unlocked");
+    assert!(show(&target).await.expect("show").is_none());
+    drop(held);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,10 @@
 //! Tenant access and the per-cluster apply lock, on the loopback API server.
 
 use harmony_executor::kube::Cluster;
-use harmony_executor::kube::lock::ClusterLock;
+use std::time::{Duration, Instant};
+
+use harmony_executor::kube::lock::{self, ClusterLock, HOLDER_ANNOTATION};
+use harmony_executor::lock::{LockHolder, LockOptions};
 use harmony_executor::kube::tenant::{self, Access};
 use harmony_kube_loopback::Server;
 use serde_json::json;
@@ -57,26 +60,140 @@ async fn tenant_access_confines_the_tenant_to_its_namespaces() {
     assert_eq!(as_tenant.apply(&cm("acme-staging"), "acme-prod").await.unwrap_err().status(), Some(403));
 }
 
-#[tokio::test]
-async fn one_apply_per_cluster() {
+#[test]
+fn the_holder_is_this_process_as_the_os_names_it() {
+    let h = LockHolder::this_process();
+    assert!(!h.user.is_empty() && !h.user.contains("unknown"), "{h:?}");
+    assert!(!h.host.is_empty() && !h.host.contains("unknown"), "{h:?}");
+    assert_eq!(h.pid, std::process::id());
+    assert!(h.command.starts_with("kube_access"), "{h:?}");
+    let now = harmony_schemas::fleet::now_ms();
+    assert!(h.started_ms <= now + 1000 && h.started_ms + 3_600_000 > now, "started {} now {now}", h.started_ms);
+    assert!(!h.is_dead_here(), "this process runs");
+    let dead = LockHolder { pid: 4_000_000_000, ..h.clone() };
+    assert!(dead.is_dead_here());
+    let elsewhere = LockHolder { host: format!("{}-other", h.host), ..dead };
+    assert!(!elsewhere.is_dead_here(), "a pid of another host is not known to be dead");
+}
+
+fn as_user(user: &str) -> LockHolder {
+    LockHolder { user: user.into(), ..LockHolder::this_process() }
+}
+
+/// A Lease as an apply left it when it was killed: held by `holder`, renewed `renewed_ago`
+/// seconds ago, for `ttl` seconds.
+fn left_lease(server: &Server, holder: &LockHolder, renewed_ago: i64, ttl: i32) {
+    let t = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(renewed_ago)).strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    server.create(&json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "harmony-apply", "namespace": "kube-system", "annotations": {HOLDER_ANNOTATION: serde_json::to_string(holder).unwrap()}},
+        "spec": {"holderIdentity": holder.identity(), "leaseDurationSeconds": ttl, "acquireTime": t, "renewTime": t},
+    }));
+}
+
+fn held_by(server: &Server) -> Option<String> {
+    server.get("coordination.k8s.io/v1", "Lease", "kube-system", "harmony-apply").map(|l| l["spec"]["holderIdentity"].as_str().unwrap_or_default().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_apply_per_cluster_renewed_while_held_waited_for_with_lock_timeout() {
     let server = Server::start().await.unwrap();
     let c = cluster(&server).await;
-    let t0: jiff::Timestamp = "2026-11-28T12:00:00Z".parse().unwrap();
-    let first = ClusterLock::acquire(&c, "alice@ci pid 1", 60, t0).await.unwrap();
-    let err = ClusterLock::acquire(&c, "bob@laptop pid 2", 60, t0 + jiff::SignedDuration::from_secs(10)).await.unwrap_err().to_string();
-    assert!(
-        err.starts_with("another apply holds the lock of this cluster: alice@ci pid 1 since 2026-11-28T12:00:00Z; it expires at 2026-11-28T12:01:00Z"),
-        "{err}"
-    );
-    // Released: the next one gets it.
-    first.release(&c).await.unwrap();
-    let bob = ClusterLock::acquire(&c, "bob@laptop pid 2", 60, t0 + jiff::SignedDuration::from_secs(20)).await.unwrap();
-    // Bob crashes (never releases); after the TTL carol takes it over.
-    drop(bob);
-    assert!(ClusterLock::acquire(&c, "carol@ci pid 3", 60, t0 + jiff::SignedDuration::from_secs(30)).await.is_err());
-    let carol = ClusterLock::acquire(&c, "carol@ci pid 3", 60, t0 + jiff::SignedDuration::from_secs(81)).await.unwrap();
+    let ttl = LockOptions { ttl: Duration::from_secs(2), timeout: Duration::ZERO };
+    let alice = ClusterLock::acquire(&c, &as_user("alice"), ttl).await.unwrap();
     let lease = server.get("coordination.k8s.io/v1", "Lease", "kube-system", "harmony-apply").unwrap();
-    assert_eq!(lease["spec"]["holderIdentity"], "carol@ci pid 3");
-    carol.release(&c).await.unwrap();
-    assert!(server.get("coordination.k8s.io/v1", "Lease", "kube-system", "harmony-apply").is_none());
+    let holder: LockHolder = serde_json::from_str(lease["metadata"]["annotations"][HOLDER_ANNOTATION].as_str().unwrap()).unwrap();
+    assert_eq!((holder.user.as_str(), holder.pid), ("alice", std::process::id()));
+    assert!(!holder.host.is_empty() && holder.command.starts_with("kube_access") && holder.started_ms > 0, "{holder:?}");
+    // Longer than the lease duration: renewal keeps it.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(!alice.lost());
+    let renewed = server.get("coordination.k8s.io/v1", "Lease", "kube-system", "harmony-apply").unwrap();
+    assert_ne!(renewed["spec"]["renewTime"], lease["spec"]["renewTime"], "renewed");
+    let err = ClusterLock::acquire(&c, &as_user("bob"), ttl).await.unwrap_err().to_string();
+    assert!(err.contains("another apply holds the lock of this cluster") && err.contains("alice@") && err.contains("use --lock-timeout"), "{err}");
+    // Waiting: bob gets it once alice releases it.
+    let waiter = {
+        let c = cluster(&server).await;
+        tokio::spawn(async move { ClusterLock::acquire(&c, &as_user("bob"), LockOptions { timeout: Duration::from_secs(20), ..ttl }).await.map(|l| (l, c)) })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!waiter.is_finished());
+    alice.release(&c).await.unwrap();
+    let (bob, c) = waiter.await.unwrap().unwrap();
+    assert!(held_by(&server).unwrap().starts_with("bob@"));
+    bob.release(&c).await.unwrap();
+    assert!(held_by(&server).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_left_by_a_killed_apply_is_taken_over() {
+    let server = Server::start().await.unwrap();
+    let c = cluster(&server).await;
+    let me = as_user("carol");
+    let now = LockOptions { ttl: Duration::from_secs(30), timeout: Duration::ZERO };
+    // Killed on this host: its pid no longer runs, so its fresh 30 s lease is taken at once.
+    let killed = LockHolder { user: "alice".into(), pid: 4_000_000_000, ..LockHolder::this_process() };
+    left_lease(&server, &killed, 0, 30);
+    let started = Instant::now();
+    let lock = ClusterLock::acquire(&c, &me, now).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(held_by(&server).unwrap().starts_with("carol@"));
+    lock.release(&c).await.unwrap();
+
+    // Killed on another host, renewed just now: not known to be dead, waited for until its
+    // lease expires (with --lock-timeout), then taken.
+    let elsewhere = LockHolder { user: "dave".into(), host: "build-7".into(), pid: 4242, command: "harmony apply".into(), ..LockHolder::this_process() };
+    left_lease(&server, &elsewhere, 0, 3);
+    let err = ClusterLock::acquire(&c, &me, now).await.unwrap_err().to_string();
+    assert!(err.contains("dave@build-7 pid 4242 (harmony apply, started "), "{err}");
+    let started = Instant::now();
+    let lock = ClusterLock::acquire(&c, &me, LockOptions { timeout: Duration::from_secs(20), ..now }).await.unwrap();
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(2000) && waited < Duration::from_secs(8), "{waited:?}");
+    lock.release(&c).await.unwrap();
+
+    // Its renew time long past: expired, taken at once.
+    left_lease(&server, &elsewhere, 600, 30);
+    let started = Instant::now();
+    ClusterLock::acquire(&c, &me, now).await.unwrap().release(&c).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_that_finds_the_lease_changed_loses_the_lock() {
+    let server = Server::start().await.unwrap();
+    let c = cluster(&server).await;
+    let lock = ClusterLock::acquire(&c, &as_user("alice"), LockOptions { ttl: Duration::from_secs(1), timeout: Duration::ZERO }).await.unwrap();
+    // Unlocked by hand and taken by another apply in between.
+    let shown = lock::shown(&c).await.unwrap().unwrap();
+    lock::force_unlock(&c, &shown).await.unwrap();
+    let bob = ClusterLock::acquire(&c, &as_user("bob"), LockOptions::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(lock.lost(), "the renewal's compare-and-set failed");
+    lock.release(&c).await.unwrap();
+    assert!(held_by(&server).unwrap().starts_with("bob@"), "releasing a lost lock leaves the new holder's");
+    bob.release(&c).await.unwrap();
+}
+
+#[tokio::test]
+async fn force_unlock_removes_only_the_lock_it_showed() {
+    let server = Server::start().await.unwrap();
+    let c = cluster(&server).await;
+    assert!(lock::shown(&c).await.unwrap().is_none());
+    let elsewhere = LockHolder { user: "dave".into(), host: "build-7".into(), pid: 4242, command: "harmony apply".into(), ..LockHolder::this_process() };
+    left_lease(&server, &elsewhere, 0, 30);
+    let shown = lock::shown(&c).await.unwrap().unwrap();
+    assert!(shown.describe().starts_with("dave@build-7 pid 4242 (harmony apply, started "), "{}", shown.describe());
+    // Renewed (or taken) after it was shown: not removed.
+    let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> = kube::Api::namespaced(c.client().clone(), "kube-system");
+    let mut l = api.get("harmony-apply").await.unwrap();
+    l.spec.as_mut().unwrap().renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(jiff::Timestamp::now()));
+    api.replace("harmony-apply", &Default::default(), &l).await.unwrap();
+    let err = lock::force_unlock(&c, &shown).await.unwrap_err().to_string();
+    assert!(err.contains("the lock changed since it was shown"), "{err}");
+    assert!(held_by(&server).is_some());
+    let shown = lock::shown(&c).await.unwrap().unwrap();
+    lock::force_unlock(&c, &shown).await.unwrap();
+    assert!(held_by(&server).is_none());
 }

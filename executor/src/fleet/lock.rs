@@ -2,69 +2,19 @@
 //!
 //! The bucket's `max_age` is the lock's TTL: the holder renews the entry (compare-and-set
 //! update) every third of it, so a crashed holder's lock disappears by itself within one TTL.
+//! A holder on this host whose pid is gone is taken over at once (compare-and-set on the entry
+//! it was read from). The rules are the cluster lock's (`crate::lock`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
-use serde::{Deserialize, Serialize};
 
 use super::connect::ensure_locks_bucket;
 use super::{FleetError, nats_err};
 
-/// Who holds a fleet's lock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockHolder {
-    /// `user@host`.
-    pub holder: String,
-    /// Process id.
-    pub pid: u32,
-    /// Since, Unix ms.
-    pub since_ms: u64,
-    /// The apply's id.
-    #[serde(default)]
-    pub apply_id: String,
-}
-
-impl LockHolder {
-    /// This process, now.
-    pub fn this_process(apply_id: &str) -> LockHolder {
-        LockHolder { holder: user_at_host(), pid: std::process::id(), since_ms: harmony_schemas::fleet::now_ms(), apply_id: apply_id.to_string() }
-    }
-}
-
-/// `user@host` from the environment (`USER`, `HOSTNAME` or `/etc/hostname`).
-pub fn user_at_host() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown".into());
-    format!("{user}@{host}")
-}
-
-/// Formats Unix ms as RFC 3339 UTC.
-pub fn format_ms(ms: u64) -> String {
-    jiff::Timestamp::from_millisecond(ms as i64).map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_else(|_| ms.to_string())
-}
-
-/// Lock settings.
-#[derive(Debug, Clone, Copy)]
-pub struct LockOptions {
-    /// TTL (the locks bucket's `max_age` when this creates it).
-    pub ttl: Duration,
-    /// How long to wait for a held lock (zero: fail at once).
-    pub timeout: Duration,
-}
-
-impl Default for LockOptions {
-    fn default() -> Self {
-        LockOptions { ttl: Duration::from_secs(30), timeout: Duration::ZERO }
-    }
-}
+pub use crate::lock::{LockHolder, LockOptions, format_ms};
 
 /// A held lock; renewed in the background until [`FleetLock::release`] (or drop).
 #[derive(Debug)]
@@ -90,27 +40,26 @@ impl FleetLock {
         let deadline = Instant::now() + opts.timeout;
         loop {
             match store.create(fleet, value.clone().into()).await {
-                Ok(revision) => {
-                    let revision = Arc::new(AtomicU64::new(revision));
-                    let lost = Arc::new(AtomicBool::new(false));
-                    let renew = tokio::spawn(renew(store.clone(), fleet.to_string(), value, revision.clone(), lost.clone(), ttl / 3));
-                    return Ok(FleetLock { store, fleet: fleet.to_string(), revision, lost, renew });
-                }
+                Ok(revision) => return Ok(FleetLock::held(store, fleet, value, revision, ttl)),
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                    if Instant::now() >= deadline {
-                        let entry = store.entry(fleet).await.map_err(|e| nats_err("reading lock", e))?;
-                        if let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) {
-                            let holder: LockHolder = serde_json::from_slice(&entry.value).unwrap_or(LockHolder {
-                                holder: "unknown (undecodable lock)".into(),
-                                pid: 0,
-                                since_ms: 0,
-                                apply_id: String::new(),
-                            });
-                            let age = Duration::from_nanos(u64::try_from((time_now_ns() - entry.created.unix_timestamp_nanos()).max(0)).unwrap_or(0));
-                            let expires_in_s = ttl.saturating_sub(age).as_secs();
-                            return Err(FleetError::Locked { fleet: fleet.to_string(), holder, expires_in_s });
-                        }
+                    let entry = store.entry(fleet).await.map_err(|e| nats_err("reading lock", e))?;
+                    let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
                         continue; // released meanwhile: try again
+                    };
+                    let holder: LockHolder = serde_json::from_slice(&entry.value)
+                        .unwrap_or(LockHolder { user: "unknown (undecodable lock)".into(), ..LockHolder::default() });
+                    if holder.is_dead_here() {
+                        // Its process is gone: taken over now, only if nobody else did in between.
+                        if let Ok(revision) = store.update(fleet, value.clone().into(), entry.revision).await {
+                            tracing::warn!("fleet {fleet}: took over the apply lock of {}: pid {} no longer runs on this host", holder.describe(), holder.pid);
+                            return Ok(FleetLock::held(store, fleet, value, revision, ttl));
+                        }
+                        continue;
+                    }
+                    if Instant::now() >= deadline {
+                        let age = Duration::from_nanos(u64::try_from((time_now_ns() - entry.created.unix_timestamp_nanos()).max(0)).unwrap_or(0));
+                        let expires_in_s = ttl.saturating_sub(age).as_secs();
+                        return Err(FleetError::Locked { fleet: fleet.to_string(), holder, expires_in_s });
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
@@ -127,6 +76,14 @@ impl FleetLock {
         }
     }
 
+    /// The lock just written at `revision`, renewed from now on.
+    fn held(store: kv::Store, fleet: &str, value: Vec<u8>, revision: u64, ttl: Duration) -> FleetLock {
+        let revision = Arc::new(AtomicU64::new(revision));
+        let lost = Arc::new(AtomicBool::new(false));
+        let renew = tokio::spawn(renew(store.clone(), fleet.to_string(), value, revision.clone(), lost.clone(), ttl / 3));
+        FleetLock { store, fleet: fleet.to_string(), revision, lost, renew }
+    }
+
     /// Whether a renewal found the lock taken by someone else (it had expired).
     pub fn lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)
@@ -137,6 +94,32 @@ impl FleetLock {
         self.renew.abort();
         let rev = self.revision.load(Ordering::SeqCst);
         self.store.delete_expect_revision(&self.fleet, Some(rev)).await.map_err(|e| nats_err("releasing the apply lock", e))
+    }
+}
+
+/// A fleet's lock as `harmony unlock` shows it: who holds it and the entry's revision, the
+/// compare-and-set token [`force_unlock`] needs. `None`: not locked.
+pub async fn shown(js: &jetstream::Context, fleet: &str) -> Result<Option<(LockHolder, u64)>, FleetError> {
+    let store = js.get_key_value(harmony_schemas::fleet::LOCKS_BUCKET).await;
+    let Ok(store) = store else { return Ok(None) }; // no locks bucket: nothing ever locked
+    let entry = store.entry(fleet).await.map_err(|e| nats_err("reading lock", e))?;
+    Ok(entry.filter(|e| e.operation == kv::Operation::Put).map(|e| {
+        let holder = serde_json::from_slice(&e.value).unwrap_or(LockHolder { user: "unknown (undecodable lock)".into(), ..LockHolder::default() });
+        (holder, e.revision)
+    }))
+}
+
+/// Removes a fleet's lock as [`shown`] showed it: only if the entry is still at `revision`, so a
+/// lock taken (or renewed) in between is never removed.
+pub async fn force_unlock(js: &jetstream::Context, fleet: &str, revision: u64) -> Result<(), FleetError> {
+    let store = js.get_key_value(harmony_schemas::fleet::LOCKS_BUCKET).await.map_err(|e| nats_err("opening the locks bucket", e))?;
+    match store.delete_expect_revision(fleet, Some(revision)).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => Err(FleetError::Nats {
+            what: format!("unlocking fleet `{fleet}`"),
+            detail: "the lock changed since it was shown (renewed, released or taken by another apply): not removed; look again".into(),
+        }),
+        Err(e) => Err(nats_err("removing the lock", e)),
     }
 }
 

@@ -71,8 +71,8 @@ pub enum FleetError {
     },
     /// The fleet's apply lock is held by someone else.
     #[error(
-        "fleet `{fleet}` is locked by {} (pid {}) since {}; the lock expires in {}s unless renewed (use --lock-timeout to wait)",
-        holder.holder, holder.pid, lock::format_ms(holder.since_ms), expires_in_s
+        "fleet `{fleet}` is locked by {} since {}; the lock expires in {}s unless renewed (use --lock-timeout to wait, or `harmony unlock {fleet}` if that apply is known to be dead)",
+        holder.describe(), lock::format_ms(holder.since_ms), expires_in_s
     )]
     Locked {
         /// Fleet.

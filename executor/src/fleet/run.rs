@@ -179,7 +179,7 @@ pub(crate) async fn write_planned(client: &async_nats::Client, w: Writer<'_>, ac
     let mut js = jetstream::new(client.clone());
     js.set_timeout(w.request_timeout.unwrap_or(std::time::Duration::from_secs(5)));
     let apply_id = format!("{}-{}", harmony_schemas::fleet::now_ms(), std::process::id());
-    let holder = LockHolder::this_process(&apply_id);
+    let holder = LockHolder { apply_id: apply_id.clone(), ..LockHolder::this_process() };
     // Opening the buckets and taking the lock are independent round trips: both at once.
     let (stores, lock) = tokio::join!(ensure_buckets(&js), FleetLock::acquire(&js, w.fleet, &holder, w.lock.clone()));
     let lock = lock?;
@@ -215,7 +215,7 @@ async fn locked(
     let writes = actions.iter().filter(|a| a.op != FleetOp::Noop).count();
     let (journal, interrupted) = match w.state_dir {
         Some(dir) => {
-            let (j, i) = Journal::begin(dir, w.fleet, apply_id, &holder.holder, writes)?;
+            let (j, i) = Journal::begin(dir, w.fleet, apply_id, &holder.describe(), writes)?;
             (Some(j), i)
         }
         None => (None, None),

@@ -588,11 +588,11 @@ pub async fn rollback_unit(
     unit: &harmony_compiler::compile::ReleaseUnit,
     to: Option<u32>,
     opts: &Options,
-    holder: &str,
+    holder: &crate::lock::LockHolder,
 ) -> Result<u32, KubeError> {
     let (ns, name) = (unit.namespace.to_string(), unit.name.as_str().to_string());
     let mut admin = Cluster::from_kubeconfig(kubeconfig, &unit.context).await?;
-    let lock = super::lock::ClusterLock::acquire(&admin, holder, 600, jiff::Timestamp::now()).await?;
+    let lock = super::lock::ClusterLock::acquire(&admin, holder, crate::lock::LockOptions::default()).await?;
     let result = async {
         admin.set_seal_key(super::seal::load_or_create(&admin).await?);
         let tenant = admin.impersonating(&unit.impersonate.username())?;

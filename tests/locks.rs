@@ -1,0 +1,129 @@
+//! Apply locks through the real `harmony` binary (issue 27): a cluster's Lease left by a killed
+//! apply is taken over at once when its holder ran on this host and is gone, waited for with
+//! `--lock-timeout` when it is another host's, and removed by `harmony unlock` only as shown.
+//! The fleet lock's same rules are tested on a real nats-server in `executor/tests/fleet.rs`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::repo::{Repo, blocking};
+use harmony_executor::kube::lock::HOLDER_ANNOTATION;
+use harmony_executor::lock::LockHolder;
+use harmony_kube_loopback::Server;
+use serde_json::json;
+
+const KEY_HEX: &str = "6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c";
+
+fn repo(server: &Server, greeting: &str) -> Repo {
+    let repo = Repo::new(
+        server,
+        KEY_HEX,
+        &[
+            ("harmony.kdl", "repository locks {\n    kube-version \"1.33.0\"\n}\ncluster prod {\n    context prod\n}\n"),
+            ("tenants.kdl", "tenant acme {\n    namespaces acme-prod\n    service-account harmony-deployer namespace=acme-prod\n}\n"),
+            ("charts/app/Chart.yaml", "apiVersion: v2\nname: app\nversion: 0.1.0\n"),
+            ("charts/app/templates/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  greeting: {{ .Values.greeting | quote }}\n"),
+        ],
+    );
+    set_greeting(&repo, greeting);
+    repo
+}
+
+/// A change to apply.
+fn set_greeting(repo: &Repo, greeting: &str) {
+    repo.write("releases.kdl", &format!("release web {{\n    tenant acme\n    cluster prod\n    namespace acme-prod\n    chart \"charts/app\"\n    values {{\n        greeting {greeting:?}\n    }}\n}}\n"));
+}
+
+/// The Lease a killed apply left: held by `holder`, renewed just now, for `ttl` seconds.
+fn left_lease(server: &Server, holder: &LockHolder, ttl: i32) {
+    let t = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    server.create(&json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "harmony-apply", "namespace": "kube-system", "annotations": {HOLDER_ANNOTATION: serde_json::to_string(holder).unwrap()}},
+        "spec": {"holderIdentity": holder.identity(), "leaseDurationSeconds": ttl, "acquireTime": t, "renewTime": t},
+    }));
+}
+
+fn lease(server: &Server) -> Option<serde_json::Value> {
+    server.get("coordination.k8s.io/v1", "Lease", "kube-system", "harmony-apply")
+}
+
+fn apply(repo: &Repo, extra: &[&str]) -> (bool, String) {
+    let mut args = vec!["apply", "--yes", "--skip-fleets", "--kubeconfig", repo.kubeconfig()];
+    args.extend_from_slice(extra);
+    let out = repo.run(&args);
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+fn other_host() -> LockHolder {
+    LockHolder { user: "dave".into(), host: "build-7".into(), pid: 4242, command: "harmony apply".into(), ..LockHolder::this_process() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_takes_a_dead_local_holders_lock_at_once_and_waits_for_another_hosts_with_lock_timeout() {
+    let server = Server::start().await.unwrap();
+    let repo = std::sync::Arc::new(repo(&server, "one"));
+
+    // Killed on this host (its pid is gone), its 30 s lease renewed just now: taken at once, said.
+    let killed = LockHolder { user: "alice".into(), pid: 4_000_000_000, command: "harmony apply".into(), ..LockHolder::this_process() };
+    left_lease(&server, &killed, 30);
+    let started = Instant::now();
+    let r = repo.clone();
+    let (ok, out) = blocking(move || apply(&r, &[])).await.unwrap();
+    assert!(ok, "{out}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(out.contains("took over the apply lock of alice@") && out.contains("pid 4000000000 no longer runs on this host"), "{out}");
+    assert!(lease(&server).is_none(), "released");
+
+    // Another host's apply, renewed just now: refused at once without --lock-timeout, naming it...
+    left_lease(&server, &other_host(), 4);
+    set_greeting(&repo, "two");
+    let r = repo.clone();
+    let (ok, out) = blocking(move || apply(&r, &[])).await.unwrap();
+    assert!(!ok, "{out}");
+    assert!(out.contains("another apply holds the lock of this cluster") && out.contains("dave@build-7 pid 4242 (harmony apply, started "), "{out}");
+    assert!(out.contains("use --lock-timeout"), "{out}");
+    // ...and waited for with it, until its lease expires (renewed once more now, then never).
+    let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> = kube::Api::namespaced(repo.cluster().await.client().clone(), "kube-system");
+    let mut l = api.get("harmony-apply").await.unwrap();
+    l.spec.as_mut().unwrap().renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(jiff::Timestamp::now()));
+    api.replace("harmony-apply", &Default::default(), &l).await.unwrap();
+    let started = Instant::now();
+    let r = repo.clone();
+    let (ok, out) = blocking(move || apply(&r, &["--lock-timeout", "700s"])).await.unwrap();
+    assert!(ok, "{out}");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(2) && waited < Duration::from_secs(60), "{waited:?}");
+    assert!(lease(&server).is_none(), "released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlock_shows_the_holder_asks_and_removes_the_lock() {
+    let server = Server::start().await.unwrap();
+    let repo = std::sync::Arc::new(repo(&server, "one"));
+    let unlock = |extra: &[&str]| {
+        let mut args = vec!["unlock", "prod", "--kubeconfig", repo.kubeconfig()];
+        args.extend_from_slice(extra);
+        let out = repo.run(&args);
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (code, out) = unlock(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("cluster prod is not locked"), "{out}");
+
+    left_lease(&server, &other_host(), 30);
+    // Without a terminal nothing is removed unless --yes.
+    let (code, out) = unlock(&[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("cluster prod is locked by dave@build-7 pid 4242 (harmony apply, started ") && out.contains("not unlocking without --yes"), "{out}");
+    assert!(lease(&server).is_some());
+    let (code, out) = unlock(&["--yes"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("cluster prod unlocked"), "{out}");
+    assert!(lease(&server).is_none());
+
+    let out = repo.run(&["unlock", "nowhere", "--yes", "--kubeconfig", repo.kubeconfig()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("the repository declares no cluster or fleet `nowhere` (it declares: prod)"), "{err}");
+}
