@@ -306,8 +306,32 @@ fn execute(
         fail_fast: a.fail_fast,
         key: crate::plan::fingerprint_key(&a.fingerprint_key)?,
         repository: repository_name(g),
+        stop: Default::default(),
     };
-    Ok(rt.block_on(harmony_executor::execute::execute(plan, &opts)))
+    // Ctrl-C or SIGTERM from here on stops the apply (no unit starts, a running one gets a grace
+    // period, then locks are released and the outcome reported) instead of killing it.
+    let stop = opts.stop.clone();
+    let signals = rt.spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => _ = t.recv().await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminated => {}
+        }
+        eprintln!(
+            "interrupted: no further unit starts; a running one gets {} s to finish; then the locks are released",
+            harmony_executor::execute::STOP_GRACE.as_secs()
+        );
+        stop.stop();
+    });
+    let outcome = rt.block_on(harmony_executor::execute::execute(plan, &opts));
+    signals.abort();
+    Ok(outcome)
 }
 
 /// Prints an apply's outcome: one line per action applied or unchanged (on stdout unless

@@ -92,6 +92,9 @@ pub enum Command {
     /// held by another apply is waited for up to --lock-timeout; one whose holder ran on this host
     /// and is gone is taken over at once. `harmony unlock CLUSTER|FLEET` removes a lock left by an
     /// apply known to be dead.
+    ///
+    /// Ctrl-C or SIGTERM while it writes stops it: no further unit starts, a running one gets 5 s
+    /// to finish, the locks are released, exit code 1.
     Apply(crate::apply::ApplyArgs),
     /// Remove the apply lock of a cluster or fleet left by an apply known to be dead (Terraform's
     /// force-unlock): shows the holder, asks (or --yes), removes exactly the lock it showed.

@@ -245,6 +245,7 @@ async fn attack_release_reaching_outside_its_tenant_is_refused_at_plan() {
         release: Default::default(),
         holder: harmony_executor::lock::LockHolder::this_process(),
         lock: Default::default(),
+        stop: Default::default(),
         refuse_stale_all: false,
         fail_fast: false,
         key,

@@ -127,3 +127,54 @@ async fn unlock_shows_the_holder_asks_and_removes_the_lock() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("the repository declares no cluster or fleet `nowhere` (it declares: prod)"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_apply_releases_the_lock_and_exits_non_zero_within_10_s() {
+    let server = Server::start().await.unwrap();
+    let repo = repo(&server, "one");
+    // Two releases whose LoadBalancer Service never gets an address (the loopback server runs
+    // no load balancer): with --wait 300 the first one waits until it is stopped, the second
+    // never starts.
+    repo.write(
+        "charts/app/templates/svc.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n  type: LoadBalancer\n  selector:\n    app: {{ .Release.Name }}\n  ports:\n    - name: http\n      port: 80\n",
+    );
+    let release = |name: &str| format!("release {name} {{\n    tenant acme\n    cluster prod\n    namespace acme-prod\n    chart \"charts/app\"\n    values {{\n        greeting \"x\"\n    }}\n}}\n");
+    repo.write("releases.kdl", &(release("web") + &release("api")));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_harmony"))
+        .arg("--repo")
+        .arg(&repo.root)
+        .args(["apply", "--yes", "--skip-fleets", "--wait", "300", "--kubeconfig", repo.kubeconfig()])
+        .env("NO_COLOR", "1")
+        .env("HARMONY_FINGERPRINT_KEY_FILE", &repo.key_file)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once a release is being waited for (its Deployment written), under the lock.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.list("v1", "Service").is_empty() {
+        assert!(Instant::now() < deadline && child.try_wait().unwrap().is_none(), "the apply never reached a release");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(lease(&server).is_some(), "the apply holds the lock ({:?})", child.try_wait());
+    let signalled = Instant::now();
+    let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(signalled.elapsed() < Duration::from_secs(10), "still running 10 s after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!status.success(), "{text}");
+    assert_eq!(status.code(), Some(1), "exits with an error code, not killed by the signal: {text}");
+    assert!(text.contains("interrupted: no further unit starts"), "{text}");
+    assert!(text.contains("not started: the apply was interrupted"), "the second release: {text}");
+    assert!(lease(&server).is_none(), "the lock is released: {text}");
+    assert_eq!(server.list("v1", "Service").len(), 1, "the second release was never started");
+}

@@ -64,7 +64,49 @@ pub struct ExecuteOptions {
     pub repository: Option<String>,
     /// Per fleet the plan writes to: how (`None` for a fleet: the plan is refused).
     pub fleets: BTreeMap<String, FleetAccess>,
+    /// Asks the apply to stop (Ctrl-C, SIGTERM).
+    pub stop: Stop,
 }
+
+/// How long a unit (a release, a fleet's writes) still running when the apply is asked to stop
+/// may take to finish before it is abandoned and reported interrupted.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Asks a running apply to stop ([`Stop::stop`]): no unit starts after it; one running gets
+/// [`STOP_GRACE`] to finish, then is abandoned (reported failed: interrupted); locks are then
+/// released as after any apply.
+#[derive(Clone)]
+pub struct Stop(std::sync::Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Stop {
+    fn default() -> Self {
+        Stop(std::sync::Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+}
+
+impl Stop {
+    /// Stops the apply.
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Whether it was asked to stop.
+    pub fn is_stopped(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// `unit`, unless the apply is asked to stop and it does not finish within [`STOP_GRACE`] (`None`).
+    async fn bounded<T>(&self, unit: impl std::future::Future<Output = T>) -> Option<T> {
+        let mut rx = self.0.subscribe();
+        tokio::select! {
+            r = unit => Some(r),
+            _ = async { let _ = rx.wait_for(|s| *s).await; tokio::time::sleep(STOP_GRACE).await } => None,
+        }
+    }
+}
+
+const NOT_STARTED: &str = "not started: the apply was interrupted (Ctrl-C or SIGTERM)";
+const INTERRUPTED: &str = "interrupted while running (Ctrl-C or SIGTERM) and abandoned after the grace period; the next apply finds it and goes on from where it stopped";
 
 /// A check's verdict on one action.
 enum Verdict {
@@ -205,7 +247,8 @@ pub async fn execute(plan: &PlanFile, opts: &ExecuteOptions) -> ApplyOutcome {
             c.obs = crate::kube::observe::observe_cluster(&c.admin).await?;
             Ok::<_, KubeError>(())
         };
-        if let Err(e) = prepared.await {
+        let prepared = opts.stop.bounded(prepared).await.unwrap_or_else(|| Err(KubeError::Release(NOT_STARTED.into())));
+        if let Err(e) = prepared {
             if let Some(l) = c.lock.take() {
                 let _ = l.release(&c.admin).await;
             }
@@ -269,10 +312,12 @@ async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Re
         let lost = a.apply.payload.as_ref().and_then(cluster_of).filter(|c| matches!(conns.get(*c), Some(Ok(Conn { lock: Some(l), .. })) if l.lost()));
         let r = if opts.fail_fast && out.iter().any(|r| r.outcome == Outcome::Failed) {
             result(a, Outcome::Skipped, "stopped: an earlier unit failed (--fail-fast)")
+        } else if opts.stop.is_stopped() {
+            result(a, Outcome::Skipped, NOT_STARTED)
         } else if let Some(c) = lost {
             result(a, Outcome::Failed, format!("not started: the apply lock of cluster {c} was lost (its Lease changed, was removed or could not be renewed); apply again"))
         } else {
-            execute_action(plan, a, opts, conns, &not_applied).await
+            opts.stop.bounded(execute_action(plan, a, opts, conns, &not_applied)).await.unwrap_or_else(|| result(a, Outcome::Failed, INTERRUPTED))
         };
         if !matches!(r.outcome, Outcome::Applied | Outcome::Noop) {
             not_applied.insert(a.unit.clone());
@@ -311,7 +356,13 @@ async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Re
                     .collect()
             }
         };
-        let (results, fleet_outcome) = execute_fleet(plan, fleet, access, &batch, &unchanged, rollout).await;
+        let (results, fleet_outcome) = if opts.stop.is_stopped() {
+            (batch.iter().map(|&i| (i, result(&plan.actions[i], Outcome::Skipped, NOT_STARTED))).collect(), FleetOutcome { fleet: fleet.clone(), interrupted: None, rollout: None, reverted: Vec::new() })
+        } else {
+            opts.stop.bounded(execute_fleet(plan, fleet, access, &batch, &unchanged, rollout)).await.unwrap_or_else(|| {
+                (batch.iter().map(|&i| (i, result(&plan.actions[i], Outcome::Failed, INTERRUPTED))).collect(), FleetOutcome { fleet: fleet.clone(), interrupted: None, rollout: None, reverted: Vec::new() })
+            })
+        };
         for (i, r) in results {
             out[i] = r;
         }
