@@ -266,6 +266,7 @@ fn fleet_access(g: &Global, a: &ApplyArgs, plan: &harmony_schemas::plan::PlanFil
             }),
             rollout_poll: None,
             writes: ApplyOptions { parallelism: usize::from(a.parallelism), progress: progress_bar(g) },
+            security: FleetSecurity::from_auth_dir(a.nats.auth_dir.as_deref(), fleet)?,
         };
         fleets.insert(fleet.clone(), access);
     }
@@ -482,7 +483,7 @@ fn apply_planfile(g: &Global, a: &ApplyArgs, path: &std::path::Path, rt: &tokio:
     use harmony_schemas::plan::PlanFile;
     let plan = PlanFile::read(path).map_err(|e| anyhow::anyhow!("plan refused, nothing written: {}: {e}", path.display()))?;
     // Verified before it is shown for confirmation: a plan that does not verify is not offered
-    // (`execute` refuses it and reports why; the explanation is not sealed, docs/plan.md).
+    // (`execute` refuses it and reports why): what is shown, explanation included, is sealed.
     let verifies = || crate::plan::fingerprint_key(&a.fingerprint_key).is_ok_and(|key| harmony_planner::contract::verify(&plan, &key, repository_name(g).as_deref()).is_ok());
     if !a.yes && verifies() {
         print!("{}", harmony_planner::output::human(&plan, &harmony_planner::output::HumanOptions { compact: true, ..Default::default() }));

@@ -1559,3 +1559,52 @@ fn attack_a_device_status_steers_the_operators_terminal() {
         assert!(!shown.lines().any(|l| l.starts_with("FORGED-LINE")), "a forged line: {shown}");
     }
 }
+
+/// A device revoked between `harmony plan --out` and `harmony apply PLANFILE` gets no plan: the
+/// revocation is read at apply from the auth directory and the device's action is refused as
+/// stale (exit 2), while the other devices' plans are written. The same for a signing-key
+/// chain that changed since planning.
+#[test]
+fn attack_a_device_revoked_after_planning_gets_no_plan_from_the_plan_file() {
+    let f = Secure::new("rvp", &["a", "b"]);
+    let (a, b) = (f.devices[0].clone(), f.devices[1].clone());
+    let file = f.dir.path().join("p.json");
+    let out = f.harmony(&["plan", "--out", &file.to_string_lossy(), "--format", "json"]);
+    assert!(out.status.success(), "plan: {}", text(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan json");
+    for d in [&a, &b] {
+        let unit = format!("device-plan/pico/{d}");
+        assert!(plan["actions"].as_array().unwrap().iter().any(|x| x["unit"] == unit && x["apply"]["action"] == "create"), "{unit} not planned: {plan:#}");
+    }
+    let out = f.harmony(&["fleet", "revoke", &a]);
+    assert!(out.status.success(), "revoke: {}", text(&out));
+
+    let out = f.harmony(&["apply", "--yes", &file.to_string_lossy(), "--format", "json", "--signing-key-file", &f.key_file("k1.key")]);
+    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let result = |d: &str| outcome["actions"].as_array().unwrap().iter().find(|x| x["unit"] == format!("device-plan/pico/{d}")).cloned().unwrap();
+    let refused = result(&a);
+    assert_eq!(refused["outcome"], "stale", "{outcome:#}");
+    assert!(refused["message"].as_str().unwrap().contains("was revoked since planning"), "{outcome:#}");
+    assert_eq!(result(&b)["outcome"], "applied", "{outcome:#}");
+    let rt = rt();
+    rt.block_on(async {
+        let plans = async_nats::jetstream::new(f.harmony_client().await).get_key_value(PLANS_BUCKET).await.unwrap();
+        assert!(plans.get(&a).await.unwrap().is_none(), "apply PLANFILE wrote a plan for a device revoked since planning");
+        assert!(plans.get(&b).await.unwrap().is_some(), "b's plan was not written");
+    });
+
+    // A signing-key chain that changed since planning (a rotation announced): the plan's device
+    // plans carry the old chain; applied with the old key, they are refused as stale.
+    std::fs::write(f.repo.join("deploy.kdl"), deployment("localhost/app:2")).unwrap();
+    let out = f.harmony(&["plan", "--out", &file.to_string_lossy()]);
+    assert!(out.status.success(), "plan: {}", text(&out));
+    let out = f.harmony(&["fleet", "rotate-signing-key", "--signing-key-file", &f.key_file("k1.key"), "--new-key-file", &f.key_file("k2.key")]);
+    assert!(out.status.success(), "rotate: {}", text(&out));
+    let out = f.harmony(&["apply", "--yes", &file.to_string_lossy(), "--format", "json", "--signing-key-file", &f.key_file("k1.key")]);
+    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stale = outcome["actions"].as_array().unwrap().iter().find(|x| x["unit"] == format!("device-plan/pico/{b}")).cloned().unwrap();
+    assert_eq!(stale["outcome"], "stale", "{outcome:#}");
+    assert!(stale["message"].as_str().unwrap().contains("signing-key chain changed since planning"), "{outcome:#}");
+}

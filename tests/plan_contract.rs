@@ -527,7 +527,7 @@ async fn attack_an_edited_plan_file_is_refused_before_any_write() {
     action.apply.payload = None;
     fleet.actions.push(action);
     fleet.identity = harmony_planner::contract::identity(&fleet);
-    fleet.seal = Some(FingerprintKey::from_hex(KEY_HEX).unwrap().seal(&fleet.identity));
+    harmony_planner::contract::seal(&mut fleet, &FingerprintKey::from_hex(KEY_HEX).unwrap());
     let with_fleet = repo.dir.path().join("fleet.json");
     std::fs::write(&with_fleet, fleet.to_json()).unwrap();
     let r = repo.clone();
@@ -640,4 +640,85 @@ async fn a_failed_helm_rollback_is_planned_truthfully_and_recovered() {
     let out = blocking(move || r.run(&["plan", "--detailed-exitcode", "--kubeconfig", r.kubeconfig()])).await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// What a reviewer reads of a plan (the explanation: reasons and object diffs; the summary, the
+/// filters, the source revision) is sealed with what apply writes: a plan file whose diff text,
+/// reason, summary, filters or commit was edited after planning is refused before any write, so
+/// `apply PLANFILE` never offers an edited explanation for confirmation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_an_edited_explanation_is_refused_before_any_write() {
+    let server = Server::start().await.unwrap();
+    let repo = std::sync::Arc::new(repo(&server));
+    let file = repo.dir.path().join("p.json");
+    let (r, f) = (repo.clone(), file.clone());
+    blocking(move || r.plan_out(&f, &[])).await.unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let original = harmony_schemas::plan::PlanFile::from_json(&text).unwrap();
+    let edits: [(&str, fn(&mut harmony_schemas::plan::PlanFile)); 5] = [
+        ("diff text", |p| {
+            let web = p.actions.iter_mut().find(|a| a.unit == "release/prod/acme-prod/web").unwrap();
+            let o = web.explain.objects.iter_mut().find(|o| o.key == "ConfigMap/acme-prod/web-info").unwrap();
+            o.diff = o.diff.replace("hello", "harmless");
+        }),
+        ("reason", |p| p.actions[0].explain.reason = "nothing to see".into()),
+        ("summary", |p| p.summary = Default::default()),
+        ("filters", |p| p.filters.targets = vec!["release/prod/acme-prod/plain".into()]),
+        ("source commit", |p| p.source.commit = Some("0123456789abcdef0123456789abcdef01234567".into())),
+    ];
+    for (what, edit) in edits {
+        let mut plan = original.clone();
+        edit(&mut plan);
+        assert_ne!(plan, original, "{what}: nothing edited");
+        let edited = repo.dir.path().join("edited.json");
+        std::fs::write(&edited, plan.to_json()).unwrap();
+        let r = repo.clone();
+        let (code, outcome, text) = blocking(move || r.apply_file(&edited, &[], &[])).await.unwrap();
+        assert_eq!(code, 1, "{what}: {text}");
+        assert!(outcome["refused"].as_str().is_some_and(|r| r.contains("seal does not verify")), "{what}: {outcome:#}");
+        assert_eq!(outcome["actions"], serde_json::json!([]), "{what}");
+        assert!(history_of(&server, "web").await.is_empty() && server.get("v1", "Namespace", "", "acme-prod").is_none(), "{what}: something was written");
+    }
+}
+
+/// A write the API server refuses with a message quoting a `secret-value` (a label holding it:
+/// Kubernetes' label validation quotes the value, as kube-loopback's does) fails the release,
+/// and the secret — verbatim or base64 — is in neither stdout, stderr nor the JSON outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_an_api_error_quoting_a_secret_is_scrubbed() {
+    use base64::Engine as _;
+    const SECRET: &str = "s3cret value!";
+    let server = Server::start().await.unwrap();
+    let repo = std::sync::Arc::new(repo(&server));
+    repo.write(
+        "charts/web/templates/labelled.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-labelled\n  labels:\n    token: {{ .Values.token | quote }}\ndata: {}\n",
+    );
+    let text = std::fs::read_to_string(repo.root.join("releases.kdl")).unwrap();
+    let cut = text.find("release plain").unwrap();
+    std::fs::write(repo.root.join("releases.kdl"), text[..cut].replace("    values {", "    secret-value \"token\" from=\"env:PLAN_LABEL_TOKEN\"\n    values {")).unwrap();
+    let env = [("PLAN_LABEL_TOKEN", SECRET)];
+    let file = repo.dir.path().join("p.json");
+    let (r, f) = (repo.clone(), file.clone());
+    blocking(move || r.plan_out(&f, &env)).await.unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(SECRET);
+    let leaked = |s: &str| s.contains(SECRET) || s.contains(&b64);
+    // JSON outcome (and stderr).
+    let (r, f) = (repo.clone(), file.clone());
+    let (code, outcome, text) = blocking(move || r.apply_file(&f, &[], &env)).await.unwrap();
+    assert_eq!(code, 1, "{text}");
+    let web = outcome_of(&outcome, "release/prod/acme-prod/web");
+    assert_eq!(web["outcome"], "failed", "{outcome:#}");
+    let message = web["message"].as_str().unwrap();
+    assert!(message.contains("metadata.labels: Invalid value"), "the API server's refusal is reported: {message}");
+    assert!(!leaked(&text), "a secret leaked: {text}");
+    // Human output: re-planned (the tenant's access exists now), applied again.
+    let (r, f) = (repo.clone(), file.clone());
+    blocking(move || r.plan_out(&f, &env)).await.unwrap();
+    let (r, f) = (repo.clone(), file.clone());
+    let out = blocking(move || r.run_env(&["apply", "--yes", f.to_str().unwrap(), "--kubeconfig", r.kubeconfig()], &env)).await.unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("error: release/prod/acme-prod/web:") && stderr.contains("metadata.labels: Invalid value"), "{stderr}");
+    assert!(!leaked(&stdout) && !leaked(&stderr), "a secret leaked: {stdout}{stderr}");
 }

@@ -643,10 +643,9 @@ impl<'a> Cx<'a> {
             return None;
         };
         let from_s = self.entry_string(from, "`from`")?;
-        let source = match from_s.value.split_once(':') {
-            Some(("env", var)) if validate::env_name(var).is_ok() => SecretSource::Env(var.to_string()),
-            Some(("file", path)) if !path.is_empty() => SecretSource::File(path.to_string()),
-            _ => {
+        let source = match SecretSource::parse(&from_s.value) {
+            Some(source) => source,
+            None => {
                 self.push(
                     Diagnostic::error(Code::InvalidValue, from_s.span, format!("`{}` is not a secret source", from_s.value))
                         .label("unknown source")

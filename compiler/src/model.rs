@@ -144,6 +144,27 @@ pub enum SecretSource {
     File(String),
 }
 
+impl SecretSource {
+    /// `env:VAR` (a valid environment variable name) or `file:PATH` (not empty), as `from=`
+    /// and plan files write it ([`SecretSource`]'s `Display`); `None` for anything else.
+    pub fn parse(s: &str) -> Option<SecretSource> {
+        match s.split_once(':') {
+            Some(("env", var)) if crate::validate::env_name(var).is_ok() => Some(SecretSource::Env(var.to_string())),
+            Some(("file", path)) if !path.is_empty() => Some(SecretSource::File(path.to_string())),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Env(v) => write!(f, "env:{v}"),
+            SecretSource::File(p) => write!(f, "file:{p}"),
+        }
+    }
+}
+
 /// A Helm release.
 #[derive(Debug, Clone)]
 pub struct Release {

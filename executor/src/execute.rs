@@ -14,6 +14,7 @@ use harmony_compiler::compile::SecretRef;
 use harmony_compiler::model::SecretSource;
 use harmony_compiler::validate::PodSecurityLevel;
 use harmony_planner::FingerprintKey;
+use harmony_planner::redact::Needles;
 use harmony_planner::render::{ReleaseInput, RenderContext, SecretValues};
 use harmony_schemas::plan::*;
 
@@ -41,6 +42,10 @@ pub struct FleetAccess {
     pub rollout_poll: Option<std::time::Duration>,
     /// Writes in flight at once, and a progress callback.
     pub writes: crate::fleet::ApplyOptions,
+    /// The fleet's revocations and signing-key chain as the auth directory holds them now
+    /// (`None`: no auth directory for the fleet): a device revoked, or a chain changed, since
+    /// planning is not written to.
+    pub security: Option<crate::fleet::security::FleetSecurity>,
 }
 
 /// How to execute a plan.
@@ -168,13 +173,8 @@ fn outcome_of(plan: &PlanFile, refused: Option<String>, actions: Vec<ActionResul
 /// Resolves a plan's `secret-value` reference with the one resolver
 /// ([`crate::kube::apply::resolve_secret`]).
 fn resolve(r: &SecretValueRef) -> Result<String, String> {
-    let from = if let Some(v) = r.from.strip_prefix("env:") {
-        SecretSource::Env(v.to_string())
-    } else if let Some(f) = r.from.strip_prefix("file:") {
-        SecretSource::File(f.to_string())
-    } else {
-        return Err(format!("secret-value {}: unknown source {:?} (expected env:VAR or file:PATH)", r.key, r.from));
-    };
+    let from = SecretSource::parse(&r.from)
+        .ok_or_else(|| format!("secret-value {}: unknown source {:?} (expected env:VAR or file:PATH)", r.key, r.from))?;
     crate::kube::apply::resolve_secret(&SecretRef { key: r.key.clone(), from })
 }
 
@@ -273,7 +273,10 @@ async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Re
         let mut results = Vec::new();
         let kv_now = kv_revisions(plan, opts).await;
         for a in &plan.actions {
-            if let Some(Some(found)) = kv_now.get(a.unit.as_str())
+            if let Some(r) = revoked_since_planning(a, opts) {
+                stale_units.push(a.unit.clone());
+                results.push(r);
+            } else if let Some(Some(found)) = kv_now.get(a.unit.as_str())
                 && *found != kv_revision(a)
             {
                 let rev = |r: Option<u64>| r.map_or_else(|| "no entry".to_string(), |r| format!("KV revision {r}"));
@@ -336,6 +339,10 @@ async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Re
             if matches!(a.apply.payload, Some(Payload::Agent(_))) {
                 continue;
             }
+            if let Some(r) = revoked_since_planning(a, opts) {
+                out[i] = r;
+                continue;
+            }
             match a.apply.depends_on.iter().find(|d| not_applied.contains(*d)) {
                 Some(dep) => out[i] = result(a, Outcome::Skipped, format!("not written: it depends on {dep}, which was not applied")),
                 None => batch.push(i),
@@ -379,6 +386,35 @@ async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Re
         }
     }
     (out, fleets)
+}
+
+/// A device plan for a device revoked since planning (`harmony fleet revoke`), or signed under a
+/// key chain the auth directory no longer holds (`harmony fleet rotate-signing-key`): refused as
+/// stale (the revocation and trust state are read at apply, from the fleet's auth directory).
+fn revoked_since_planning(a: &PlannedAction, opts: &ExecuteOptions) -> Option<ActionResult> {
+    let Some(Payload::DevicePlan(d)) = &a.apply.payload else { return None };
+    let security = opts.fleets.get(&d.target.fleet)?.security.as_ref()?;
+    let stale = |message: String, expected: &str, found: &str| ActionResult {
+        expected: Some(expected.to_string()),
+        found: Some(found.to_string()),
+        ..result(a, Outcome::Stale, message)
+    };
+    if security.is_revoked(&d.target.device) {
+        return Some(stale(
+            format!("{}: device {} was revoked since planning (`harmony fleet revoke`): its plan is not written", a.unit, d.target.device),
+            "device enrolled",
+            "device revoked",
+        ));
+    }
+    if security.chain() != d.plan.key_chain.as_slice() {
+        let links = |n: usize| format!("signing-key chain of {n} link(s)");
+        return Some(stale(
+            format!("{}: fleet {}'s signing-key chain changed since planning (`harmony fleet rotate-signing-key`)", a.unit, d.target.fleet),
+            &links(d.plan.key_chain.len()),
+            &links(security.chain().len()),
+        ));
+    }
+    None
 }
 
 fn fleet_of(p: &Payload) -> Option<&str> {
@@ -479,7 +515,7 @@ async fn execute_fleet(
         .and_then(|t| harmony_schemas::fleet::parse_public_key(&t.signing_key).ok())
         .and_then(|root| crate::fleet::security::FleetSecurity::with_chain(fleet, chain).observe_keys(root).ok())
         .unwrap_or_default();
-    let source_revision = plan.source.commit.as_deref().map_or_else(|| "unknown".to_string(), |c| c.chars().take(12).collect());
+    let source_revision = harmony_planner::contract::source_revision(plan);
     let writer = crate::fleet::run::Writer {
         fleet,
         signing_key: &access.signing_key,
@@ -613,25 +649,35 @@ async fn execute_action(
         None => return result(a, Outcome::Failed, format!("cluster {cluster} was not connected")),
     };
     let (verdict, prepared) = check(plan, a, conn, opts).await;
-    match verdict {
-        Verdict::Go => {}
-        Verdict::Stale { message, expected, found } => return ActionResult { expected, found, ..result(a, Outcome::Stale, message) },
-        Verdict::Fail(m) => return result(a, Outcome::Failed, m),
-    }
-    match write(a, payload, conn, opts, prepared).await {
-        Ok(m) => result(a, Outcome::Applied, m),
-        Err(Verdict::Stale { message, expected, found }) => ActionResult { expected, found, ..result(a, Outcome::Stale, message) },
-        Err(Verdict::Fail(m)) => result(a, Outcome::Failed, m),
-        Err(Verdict::Go) => result(a, Outcome::Failed, "internal error: a write failed without a reason"),
+    // The API server's messages may quote what was written (a 422 quotes an invalid label
+    // value): no resolved `secret-value` leaves the executor in a result.
+    let needles = prepared.secrets.clone();
+    let r = match verdict {
+        Verdict::Go => match write(a, payload, conn, opts, prepared).await {
+            Ok(m) => result(a, Outcome::Applied, m),
+            Err(Verdict::Stale { message, expected, found }) => ActionResult { expected, found, ..result(a, Outcome::Stale, message) },
+            Err(Verdict::Fail(m)) => result(a, Outcome::Failed, m),
+            Err(Verdict::Go) => result(a, Outcome::Failed, "internal error: a write failed without a reason"),
+        },
+        Verdict::Stale { message, expected, found } => ActionResult { expected, found, ..result(a, Outcome::Stale, message) },
+        Verdict::Fail(m) => result(a, Outcome::Failed, m),
+    };
+    ActionResult {
+        message: needles.scrub(&r.message),
+        expected: r.expected.map(|s| needles.scrub(&s)),
+        found: r.found.map(|s| needles.scrub(&s)),
+        ..r
     }
 }
 
-/// What a check prepared for the write: a release's desired record, the user to act as.
+/// What a check prepared for the write: a release's desired record, the user to act as, the
+/// `secret-value`s it resolved (verbatim and base64: scrubbed from the action's result).
 #[derive(Default)]
 struct Prepared {
     desired: Option<Desired>,
     user: Option<String>,
     access: Option<Access>,
+    secrets: Needles,
 }
 
 /// Compares an action's target with what it was planned against and, for a release, resolves
@@ -650,7 +696,7 @@ async fn check(plan: &PlanFile, a: &PlannedAction, conn: &Conn, opts: &ExecuteOp
             if !matches!(v, Verdict::Go) {
                 return (v, prep);
             }
-            match prepare_release(plan, a, r, &opts.key) {
+            match prepare_release(plan, a, r, &opts.key, &mut prep.secrets) {
                 Ok(d) => {
                     prep.desired = Some(d);
                     prep.user = Some(user);
@@ -785,10 +831,11 @@ fn check_drift(a: &PlannedAction, t: &ReleaseTarget, conn: &Conn) -> Verdict {
 /// Resolves a release's `secret-value`s (refusing a changed one as stale, naming the key, never
 /// the value) and renders it from the plan's chart with the plan's inputs, refusing a render
 /// whose manifest does not have the planned fingerprint.
-fn prepare_release(plan: &PlanFile, a: &PlannedAction, r: &ReleasePayload, key: &FingerprintKey) -> Result<Desired, Verdict> {
+fn prepare_release(plan: &PlanFile, a: &PlannedAction, r: &ReleasePayload, key: &FingerprintKey, resolved: &mut Needles) -> Result<Desired, Verdict> {
     let mut secrets = SecretValues::new();
     for s in &r.secret_values {
         let value = resolve(s).map_err(|e| Verdict::Fail(format!("{}: {e}", a.unit)))?;
+        resolved.add(&value);
         let planned = a.apply.secrets.iter().find(|f| f.name == format!("secret-value {}", s.key)).and_then(|f| f.after.clone());
         let now = key.fingerprint(value.as_bytes());
         match planned {

@@ -16,7 +16,8 @@
 //!   delete, for namespaced and cluster-scoped objects, with `dryRun=All`;
 //! - `resourceVersion` on every write and 409 `Conflict` when a replace, patch or server-side
 //!   apply names a stale one (a precondition, as on the real server);
-//!   409 `AlreadyExists`, 404 `NotFound` (also for a missing namespace), 422 `Invalid`;
+//!   409 `AlreadyExists`, 404 `NotFound` (also for a missing namespace), 422 `Invalid` (for a
+//!   bad name and, as the real server's `ValidateLabels`, a label value, quoted in the message);
 //! - server-side apply (`application/apply-patch+yaml`, `fieldManager`, `force`) with field
 //!   ownership and conflicts ([`apply`]; lists are atomic, a documented simplification);
 //! - the `scale` subresource of Deployments, StatefulSets and ReplicaSets (`kubectl scale`):
@@ -731,6 +732,17 @@ fn validate_body(req: &Request, body: &Value, url_name: Option<&str>) -> Result<
     {
         return Err(ApiError::new(400, "BadRequest", format!("the name of the object ({name}) does not match the name on the URL ({u})")));
     }
+    // As Kubernetes' `ValidateLabels` (k8s.io/apimachinery/pkg/apis/meta/v1/validation):
+    // `field.Invalid(fldPath, v, msg)` for each of `IsValidLabelValue(v)`'s messages, so the
+    // 422 quotes the offending value.
+    if let Some(labels) = body["metadata"]["labels"].as_object() {
+        for v in labels.values() {
+            let v = v.as_str().unwrap_or_default();
+            if let Some(msg) = invalid_label_value(v) {
+                return Err(ApiError::new(422, "Invalid", format!("{} \"{name}\" is invalid: metadata.labels: Invalid value: \"{v}\": {msg}", req.t.kind)));
+            }
+        }
+    }
     if let Some(ns) = body["metadata"]["namespace"].as_str()
         && req.t.namespaced
         && ns != req.ns
@@ -738,6 +750,20 @@ fn validate_body(req: &Request, body: &Value, url_name: Option<&str>) -> Result<
         return Err(ApiError::new(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request"));
     }
     Ok(name.to_string())
+}
+
+/// Kubernetes' `IsValidLabelValue` message for `v`, if it is not a valid label value.
+fn invalid_label_value(v: &str) -> Option<&'static str> {
+    if v.len() > 63 {
+        return Some("must be no more than 63 characters");
+    }
+    let ok = v.is_empty()
+        || (v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && v.ends_with(|c: char| c.is_ascii_alphanumeric()));
+    (!ok).then_some(
+        "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+    )
 }
 
 fn valid_name(n: &str) -> bool {

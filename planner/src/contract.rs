@@ -54,11 +54,18 @@ pub fn chart_of(archive: &ChartArchive) -> Result<harmony_helm::Chart, String> {
 /// `sha256:` over what drives apply: the format version, per action in plan order its unit and
 /// [`ApplyFields`] (payloads included, charts by digest), the capabilities releases were
 /// rendered against, the repository's name, the targets and the rollouts (apply runs their
-/// steps as planned). Explanations, the source revision and the seal are not part of it.
+/// steps as planned). Explanations, the summary, the filters and the source revision are not
+/// part of it (the seal covers them: [`seal`]).
 pub fn identity(p: &PlanFile) -> String {
     let drive: Vec<(&str, &ApplyFields)> = p.actions.iter().map(|a| (a.unit.as_str(), &a.apply)).collect();
     let charts: Vec<&String> = p.charts.keys().collect();
     harmony_schemas::encoding::content_hash(&(PLAN_FORMAT_VERSION, drive, &p.capabilities, &p.repository, &p.targets, charts, &p.rollouts))
+}
+
+/// The source revision device plans record (`source_revision`): the plan's commit, abbreviated
+/// to 12 characters, or `unknown`.
+pub fn source_revision(p: &PlanFile) -> String {
+    p.source.commit.as_deref().map_or_else(|| "unknown".to_string(), |c| c.chars().take(12).collect())
 }
 
 /// Makes a plan applicable: each action's [`Payload`] from the compiled repository, the charts
@@ -79,8 +86,7 @@ pub fn complete(p: &mut PlanFile, compiled: &CompiledRepo, inputs: &ContractInpu
             _ => None,
         })
     };
-    // As `harmony apply` records it in device plans: the commit, abbreviated.
-    let source_revision = p.source.commit.as_deref().map_or_else(|| "unknown".to_string(), |c| c.chars().take(12).collect());
+    let source_revision = source_revision(p);
     let mut charts = BTreeMap::new();
     for a in &mut p.actions {
         a.apply.payload = None;
@@ -131,13 +137,7 @@ pub fn complete(p: &mut PlanFile, compiled: &CompiledRepo, inputs: &ContractInpu
                     secret_values: r
                         .secrets
                         .iter()
-                        .map(|s| SecretValueRef {
-                            key: s.key.clone(),
-                            from: match &s.from {
-                                harmony_compiler::model::SecretSource::Env(v) => format!("env:{v}"),
-                                harmony_compiler::model::SecretSource::File(f) => format!("file:{f}"),
-                            },
-                        })
+                        .map(|s| SecretValueRef { key: s.key.clone(), from: s.from.to_string() })
                         .collect(),
                     unit_hash: hash.to_string(),
                 })
@@ -178,7 +178,23 @@ pub fn complete(p: &mut PlanFile, compiled: &CompiledRepo, inputs: &ContractInpu
         fleets: compiled.fleets.iter().map(|(n, f)| (n.to_string(), FleetTarget { nats: f.nats.clone(), signing_key: f.signing_key.clone() })).collect(),
     };
     p.identity = identity(p);
-    p.seal = Some(key.seal(&p.identity));
+    seal(p, key);
+}
+
+/// `sha256:` over the whole plan file but its seal, the identity included: what the seal covers,
+/// so that what a reviewer reads (explanations and their object diffs, the summary, the filters,
+/// the source revision, the observed state) cannot be edited without the key either. `None` if
+/// the plan cannot be serialised (no plan Harmony makes).
+fn sealed_digest(p: &PlanFile) -> Option<String> {
+    let mut v = serde_json::to_value(p).ok()?;
+    v.as_object_mut()?.remove("seal");
+    Some(harmony_schemas::encoding::content_hash(&v))
+}
+
+/// Seals a plan whose identity is set: the HMAC under the fingerprint key of the whole file but
+/// the seal (`hmac-sha256:<hex>`).
+pub fn seal(p: &mut PlanFile, key: &FingerprintKey) {
+    p.seal = sealed_digest(p).map(|d| key.seal(&d));
 }
 
 /// Why a plan file is refused before anything is written.
@@ -187,7 +203,8 @@ pub fn complete(p: &mut PlanFile, compiled: &CompiledRepo, inputs: &ContractInpu
 pub struct Refused(pub String);
 
 /// Checks a loaded plan before anything is written: made with this fingerprint key, its
-/// identity recomputed from its content, its seal, its charts' digests, and the repository's
+/// identity recomputed from its content, its seal over the whole file (explanations included),
+/// its charts' digests, and the repository's
 /// name when the applier names one. The message names what differs.
 pub fn verify(p: &PlanFile, key: &FingerprintKey, repository: Option<&str>) -> Result<(), Refused> {
     if let ObservedSource::Revision { base, .. } = &p.observed {
@@ -207,18 +224,21 @@ pub fn verify(p: &PlanFile, key: &FingerprintKey, repository: Option<&str>) -> R
             p.identity
         )));
     }
-    match &p.seal {
-        None => return Err(Refused("the plan has no seal: it was not made by `harmony plan --out` and cannot be applied".into())),
-        Some(s) if !key.verify_seal(&p.identity, s) => {
-            return Err(Refused("the plan's seal does not verify under the fingerprint key: the file was edited (and its identity recomputed) after planning".into()));
-        }
-        Some(_) => {}
-    }
+    // Named before the seal (which covers the charts' files too): the message says which.
     for (digest, chart) in &p.charts {
         let found = chart.digest();
         if &found != digest {
             return Err(Refused(format!("chart {digest}: its files hash to {found}: the file was edited after planning")));
         }
+    }
+    match &p.seal {
+        None => return Err(Refused("the plan has no seal: it was not made by `harmony plan --out` and cannot be applied".into())),
+        Some(s) if !sealed_digest(p).is_some_and(|d| key.verify_seal(&d, s)) => {
+            return Err(Refused(
+                "the plan's seal does not verify under the fingerprint key: the file was edited after planning (its explanation, summary, filters or source, or its content with the identity recomputed)".into(),
+            ));
+        }
+        Some(_) => {}
     }
     for a in &p.actions {
         if let Some(Payload::Release(r)) = &a.apply.payload
@@ -282,7 +302,7 @@ mod tests {
         let chart = p.charts.remove("").unwrap();
         p.charts.insert(chart.digest(), chart);
         p.identity = identity(&p);
-        p.seal = Some(key.seal(&p.identity));
+        seal(&mut p, &key);
         p
     }
 
@@ -304,6 +324,14 @@ mod tests {
         let mut edited = p.clone();
         edited.charts.values_mut().next().unwrap().files[0].data = "bmFtZTogeQo=".into();
         assert!(verify(&edited, &key, None).unwrap_err().0.contains("hash to"));
+        // What only explains it: the identity holds, the seal does not.
+        let mut edited = p.clone();
+        edited.actions[0].explain.reason = "nothing to see".into();
+        assert_eq!(identity(&edited), edited.identity);
+        assert!(verify(&edited, &key, None).unwrap_err().0.contains("seal does not verify"));
+        let mut edited = p.clone();
+        edited.source.commit = Some("0123456789ab".into());
+        assert!(verify(&edited, &key, None).unwrap_err().0.contains("seal does not verify"));
         // Another key, another repository.
         let other = FingerprintKey::from_bytes([8; 32]);
         assert!(verify(&p, &other, None).unwrap_err().0.contains("made with fingerprint key"));

@@ -348,10 +348,7 @@ fn plan_unit(u: &Unit, rendered: Option<&Vec<Object>>, observed: &ObservedState,
     if let UnitContent::Release(r) = &u.content {
         let before = observed.releases.get(id).map(|o| &o.secret_values);
         for s in &r.secrets {
-            let source = match &s.from {
-                harmony_compiler::model::SecretSource::Env(v) => format!("env:{v}"),
-                harmony_compiler::model::SecretSource::File(f) => format!("file:{f}"),
-            };
+            let source = s.from.to_string();
             let after = secrets.get(&s.key).cloned().flatten().map(|v| key.fingerprint(v.as_bytes()));
             let before = before.and_then(|b| b.get(&s.key)).map(|v| key.fingerprint(v.as_bytes()));
             let status = match (&before, &after) {

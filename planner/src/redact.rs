@@ -74,22 +74,23 @@ impl FingerprintKey {
         format!("fp:{}", self.mac(b"harmony-secret-v1\0", value))
     }
 
-    /// `hmac-sha256:<64 hex>` of a plan's identity: the seal `apply` checks, so that a plan file
-    /// edited and re-hashed by someone without the key is refused (docs/adr/0013).
-    pub fn seal(&self, identity: &str) -> String {
+    /// `hmac-sha256:<64 hex>` of a plan's digest (`contract::seal`: the whole file but the seal):
+    /// the seal `apply` checks, so that a plan file edited and re-hashed by someone without the
+    /// key is refused (docs/adr/0013). Domain `v2`: a `v1` seal covered the identity only.
+    pub fn seal(&self, digest: &str) -> String {
         let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-        m.update(b"harmony-plan-seal-v1\0");
-        m.update(identity.as_bytes());
+        m.update(b"harmony-plan-seal-v2\0");
+        m.update(digest.as_bytes());
         format!("hmac-sha256:{}", harmony_schemas::encoding::hex(&m.finalize().into_bytes()))
     }
 
-    /// Whether `seal` is [`FingerprintKey::seal`] of `identity` (in constant time).
-    pub fn verify_seal(&self, identity: &str, seal: &str) -> bool {
+    /// Whether `seal` is [`FingerprintKey::seal`] of `digest` (in constant time).
+    pub fn verify_seal(&self, digest: &str, seal: &str) -> bool {
         let Some(hex_mac) = seal.strip_prefix("hmac-sha256:") else { return false };
         let Ok(bytes) = hex::decode(hex_mac) else { return false };
         let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-        m.update(b"harmony-plan-seal-v1\0");
-        m.update(identity.as_bytes());
+        m.update(b"harmony-plan-seal-v2\0");
+        m.update(digest.as_bytes());
         m.verify_slice(&bytes).is_ok()
     }
 

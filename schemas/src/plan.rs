@@ -58,7 +58,7 @@ pub struct PlanFile {
     pub rollouts: Vec<PlannedRollout>,
     /// Devices whose latest status reports drift: what their agent found changed behind its
     /// back and what it did (it repairs drift itself). Explanation only: no action, not part of
-    /// the identity; `apply` ignores it.
+    /// the identity (sealed with the rest of the file); `apply` ignores it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub device_drift: Vec<DeviceDrift>,
     /// The repository's name (its `repository NAME` node), when it declares one: `apply`
@@ -74,9 +74,10 @@ pub struct PlanFile {
     /// ([`ChartArchive::digest`]): `apply` renders from these, never from the repository.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub charts: BTreeMap<String, ChartArchive>,
-    /// `hmac-sha256:<hex>` of the identity under the fingerprint key (which is never in the
-    /// file): a plan edited and re-hashed without the key does not verify. `None`: the plan
-    /// cannot be applied (e.g. `harmony diff`).
+    /// `hmac-sha256:<hex>` under the fingerprint key (which is never in the file) of the
+    /// `sha256:` of the whole file but the seal (identity, explanations, summary, filters and
+    /// source included): a plan edited without the key does not verify. `None`: the plan cannot
+    /// be applied (e.g. `harmony diff`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal: Option<String>,
 }

@@ -39,7 +39,7 @@ pub fn complete_options(mut o: NatsOptions, auth_dir: Option<&Path>, fleet: &str
 }
 
 /// What the auth directory says about a fleet, for apply, plan and status.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct FleetSecurity {
     fleet: String,
     chain: Vec<SignedKeyAnnouncement>,
@@ -50,7 +50,7 @@ impl FleetSecurity {
     /// Loads the chain and revocations of `fleet` from `auth_dir` (none without an auth
     /// directory). A fleet with `auth nkey` needs the auth directory.
     pub fn load(auth_dir: Option<&Path>, fleet: &str, info: &FleetInfo) -> Result<FleetSecurity, AuthError> {
-        let Some(auth) = existing_auth(auth_dir, fleet)? else {
+        let Some(security) = FleetSecurity::from_auth_dir(auth_dir, fleet)? else {
             if info.auth == harmony_compiler::model::FleetAuthMode::Nkey {
                 return Err(AuthError::Refused(format!(
                     "fleet `{fleet}` declares `auth nkey` but has no auth directory: pass --auth-dir DIR or set {AUTH_DIR_ENV} (created by `harmony fleet enroll`)"
@@ -58,8 +58,19 @@ impl FleetSecurity {
             }
             return Ok(FleetSecurity { fleet: fleet.to_string(), ..Default::default() });
         };
-        let revoked = auth.registry()?.revoked();
-        Ok(FleetSecurity { fleet: fleet.to_string(), chain: auth.key_chain()?, revoked })
+        Ok(security)
+    }
+
+    /// The fleet's part of `auth_dir` as it is now: `None` when there is none (no revocation or
+    /// chain to check against).
+    pub fn from_auth_dir(auth_dir: Option<&Path>, fleet: &str) -> Result<Option<FleetSecurity>, AuthError> {
+        let Some(auth) = existing_auth(auth_dir, fleet)? else { return Ok(None) };
+        Ok(Some(FleetSecurity { fleet: fleet.to_string(), chain: auth.key_chain()?, revoked: auth.registry()?.revoked() }))
+    }
+
+    /// The signing-key chain (trust and retire announcements, oldest first).
+    pub fn chain(&self) -> &[SignedKeyAnnouncement] {
+        &self.chain
     }
 
     /// A fleet's chain without revocations (to check the key that extends it).
