@@ -490,17 +490,23 @@ async fn a_release_moved_since_planning_is_refused_as_stale() {
     assert!(stderr.contains("stale: release/prod/acme-prod/plain:") && stderr.contains("(expected revision 1, found revision 2)"), "{stderr}");
 }
 
+/// The repository on `server`, planned with `plan --out`: (repository, plan file, its text).
+async fn saved_plan(server: &Server) -> (std::sync::Arc<Repo>, std::path::PathBuf, String) {
+    let repo = std::sync::Arc::new(repo(server));
+    let file = repo.dir.path().join("p.json");
+    let (r, f) = (repo.clone(), file.clone());
+    blocking(move || r.plan_out(&f, &[])).await.unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    (repo, file, text)
+}
+
 /// Acceptance (3): a plan file edited after planning — a value changed, with or without its
 /// identity recomputed — or applied to a context that now leads to another API server is
 /// refused before anything is written, exit 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attack_an_edited_plan_file_is_refused_before_any_write() {
     let server = Server::start().await.unwrap();
-    let repo = std::sync::Arc::new(repo(&server));
-    let file = repo.dir.path().join("p.json");
-    let (r, f) = (repo.clone(), file.clone());
-    blocking(move || r.plan_out(&f, &[])).await.unwrap();
-    let text = std::fs::read_to_string(&file).unwrap();
+    let (repo, file, text) = saved_plan(&server).await;
     let mut plan = harmony_schemas::plan::PlanFile::from_json(&text).unwrap();
     for a in &mut plan.actions {
         if let Some(harmony_schemas::plan::Payload::Release(r)) = &mut a.apply.payload {
@@ -649,11 +655,7 @@ async fn a_failed_helm_rollback_is_planned_truthfully_and_recovered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attack_an_edited_explanation_is_refused_before_any_write() {
     let server = Server::start().await.unwrap();
-    let repo = std::sync::Arc::new(repo(&server));
-    let file = repo.dir.path().join("p.json");
-    let (r, f) = (repo.clone(), file.clone());
-    blocking(move || r.plan_out(&f, &[])).await.unwrap();
-    let text = std::fs::read_to_string(&file).unwrap();
+    let (repo, _, text) = saved_plan(&server).await;
     let original = harmony_schemas::plan::PlanFile::from_json(&text).unwrap();
     let edits: [(&str, fn(&mut harmony_schemas::plan::PlanFile)); 5] = [
         ("diff text", |p| {
