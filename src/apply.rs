@@ -265,7 +265,7 @@ fn fleet_access(g: &Global, a: &ApplyArgs, plan: &harmony_schemas::plan::PlanFil
                 Arc::new(|r| eprintln!("{}", harmony_executor::fleet::rollout::progress_line(r)))
             }),
             rollout_poll: None,
-            writes: ApplyOptions { parallelism: usize::from(a.parallelism), progress: progress_bar(g) },
+            writes: ApplyOptions { parallelism: usize::from(a.parallelism), progress: progress_bar(g), halt: None },
             security: FleetSecurity::from_auth_dir(a.nats.auth_dir.as_deref(), fleet)?,
         };
         fleets.insert(fleet.clone(), access);

@@ -366,7 +366,7 @@ async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Re
         let (results, fleet_outcome) = if opts.stop.is_stopped() {
             (batch.iter().map(|&i| (i, result(&plan.actions[i], Outcome::Skipped, NOT_STARTED))).collect(), FleetOutcome { fleet: fleet.clone(), interrupted: None, rollout: None, reverted: Vec::new() })
         } else {
-            opts.stop.bounded(execute_fleet(plan, fleet, access, &batch, &unchanged, rollout)).await.unwrap_or_else(|| {
+            opts.stop.bounded(execute_fleet(plan, fleet, access, &batch, &unchanged, rollout, &opts.stop)).await.unwrap_or_else(|| {
                 (batch.iter().map(|&i| (i, result(&plan.actions[i], Outcome::Failed, INTERRUPTED))).collect(), FleetOutcome { fleet: fleet.clone(), interrupted: None, rollout: None, reverted: Vec::new() })
             })
         };
@@ -474,6 +474,7 @@ async fn execute_fleet(
     batch: &[usize],
     unchanged: &[usize],
     rollout: Option<&PlannedRollout>,
+    stop: &Stop,
 ) -> (Vec<(usize, ActionResult)>, FleetOutcome) {
     use crate::fleet::{FleetAction, FleetOp};
     let all: Vec<usize> = batch.iter().chain(unchanged).copied().collect();
@@ -516,13 +517,14 @@ async fn execute_fleet(
         .and_then(|root| crate::fleet::security::FleetSecurity::with_chain(fleet, chain).observe_keys(root).ok())
         .unwrap_or_default();
     let source_revision = harmony_planner::contract::source_revision(plan);
+    let stop = stop.clone();
     let writer = crate::fleet::run::Writer {
         fleet,
         signing_key: &access.signing_key,
         trusted,
         lock: access.lock.clone(),
         state_dir: access.state_dir.as_deref(),
-        opts: access.writes.clone(),
+        opts: crate::fleet::ApplyOptions { halt: Some(std::sync::Arc::new(move || stop.is_stopped())), ..access.writes.clone() },
         rollout_progress: access.rollout_progress.clone(),
         rollout_poll: access.rollout_poll,
         source_revision: &source_revision,

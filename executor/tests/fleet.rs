@@ -259,6 +259,29 @@ async fn concurrent_applies_wait_or_fail_naming_the_holder_and_crashed_locks_exp
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn halted_writes_stop_starting_and_are_reported_not_written() {
+    // What an interrupted apply (Ctrl-C, SIGTERM) or a lost lock does to a fleet's writes: the
+    // ones in flight finish, no further one starts.
+    let server = NatsServer::start();
+    let c = client(&server).await;
+    let key = generate_signing_key().expect("key");
+    let js = jetstream::new(c.clone());
+    let stores = ensure_buckets(&js).await.expect("buckets");
+    let observed = observe_fleet(&c, &stores, "pico", &[key.verifying_key()]).await.expect("observe");
+    let actions = plan_fleet(&desired(10, "a", "a"), &observed).expect("plan");
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let s = started.clone();
+    let halt: std::sync::Arc<dyn Fn() -> bool + Send + Sync> = std::sync::Arc::new(move || s.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 4);
+    let opts = harmony_executor::fleet::ApplyOptions { parallelism: 1, halt: Some(halt), ..Default::default() };
+    let report = apply_actions(&stores[0], actions, &key, None, &opts).await;
+    assert_eq!(report.written(), 4);
+    let failed = report.failed();
+    assert_eq!(failed.len(), 6);
+    assert!(failed.iter().all(|r| matches!(&r.outcome, ActionOutcome::Failed { error } if error.contains("not written: the apply was interrupted"))), "{failed:?}");
+    assert_eq!(entries(&c, &key).await.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_lock_left_by_a_killed_apply_of_this_host_is_taken_over_and_unlock_removes_only_what_it_showed() {
     use harmony_executor::lock::{LockTarget, show, unlock};
     let server = NatsServer::start();

@@ -77,11 +77,14 @@ pub struct ApplyOptions {
     pub parallelism: usize,
     /// Called after each write with (done, total writes).
     pub progress: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
+    /// Asked before each write: true stops the writes (the apply was interrupted, or the
+    /// fleet's lock was lost); those not started are reported failed, not written.
+    pub halt: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
 }
 
 impl Default for ApplyOptions {
     fn default() -> Self {
-        ApplyOptions { parallelism: 64, progress: None }
+        ApplyOptions { parallelism: 64, progress: None, halt: None }
     }
 }
 
@@ -149,12 +152,15 @@ pub async fn apply_actions_returning(
             async move {
                 let outcome = if a.op != FleetOp::Noop && broken.load(std::sync::atomic::Ordering::Relaxed) {
                     ActionOutcome::Failed { error: "not attempted after an earlier connection failure".into() }
+                } else if a.op != FleetOp::Noop && opts.halt.as_ref().is_some_and(|h| h()) {
+                    ActionOutcome::Failed { error: "not written: the apply was interrupted or lost the fleet's lock".into() }
                 } else {
-                    apply_one(store, &a, value).await
+                    let outcome = apply_one(store, &a, value).await;
+                    if let ActionOutcome::Failed { .. } = outcome {
+                        broken.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    outcome
                 };
-                if let ActionOutcome::Failed { .. } = outcome {
-                    broken.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
                 if a.op != FleetOp::Noop {
                     let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     if let Some(p) = &opts.progress {

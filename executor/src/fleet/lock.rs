@@ -89,6 +89,11 @@ impl FleetLock {
         self.lost.load(Ordering::SeqCst)
     }
 
+    /// The flag [`FleetLock::lost`] reads, for a writer to check as it goes.
+    pub(crate) fn lost_flag(&self) -> Arc<AtomicBool> {
+        self.lost.clone()
+    }
+
     /// Releases the lock (deletes the entry if it is still ours).
     pub async fn release(self) -> Result<(), FleetError> {
         self.renew.abort();

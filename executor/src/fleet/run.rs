@@ -116,7 +116,7 @@ pub async fn run_apply(client: &async_nats::Client, req: ApplyRequest) -> Result
         trusted,
         lock: req.lock,
         state_dir: req.state_dir.as_deref(),
-        opts: ApplyOptions { parallelism: req.parallelism, progress: req.progress },
+        opts: ApplyOptions { parallelism: req.parallelism, progress: req.progress, halt: None },
         rollout_progress: req.rollout_progress,
         rollout_poll: req.rollout_poll,
         source_revision: &source_revision,
@@ -193,6 +193,18 @@ pub(crate) async fn write_planned(client: &async_nats::Client, w: Writer<'_>, ac
             return Err(e);
         }
     };
+    // Writes stop when the lock is lost (a renewal found it taken) as when the caller halts them.
+    let lost = lock.lost_flag();
+    let outer = w.opts.halt.clone();
+    let warned = std::sync::atomic::AtomicBool::new(false);
+    let halt: std::sync::Arc<dyn Fn() -> bool + Send + Sync> = std::sync::Arc::new(move || {
+        let lost = lost.load(std::sync::atomic::Ordering::SeqCst);
+        if lost && !warned.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            tracing::warn!("the fleet's apply lock was lost (taken by another apply after it expired): no further write starts");
+        }
+        lost || outer.as_ref().is_some_and(|h| h())
+    });
+    let w = Writer { opts: ApplyOptions { halt: Some(halt), ..w.opts.clone() }, ..w };
     let result = locked(client, &js, &stores, &w, &holder, &apply_id, actions, rollout).await;
     if let Err(e) = lock.release().await {
         // It expires by itself within one TTL.
