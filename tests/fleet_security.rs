@@ -136,17 +136,16 @@ impl Secure {
 
     fn start_agent_exe(&mut self, exe: &Path, device: &str, extra: &[&str]) {
         let log = self.dir.path().join(format!("agent-{device}.log"));
-        let child = Command::new(exe)
-            .args(extra)
+        let mut cmd = Command::new(exe);
+        cmd.args(extra)
             .arg("--config")
             .arg(self.dev_dir(device).join("agent.toml"))
             .args(["--runtime", "none", "--heartbeat-interval", "1", "--label", "site=sec"])
             .env("HARMONY_AGENT_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("start harmony-agent");
+            .stderr(std::fs::File::create(&log).expect("log"));
+        let child = common::fleet::spawn_written_executable(&mut cmd).expect("start harmony-agent");
         self.agents.push(child);
     }
 

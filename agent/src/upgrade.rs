@@ -331,7 +331,21 @@ async fn download(client: &async_nats::Client, a: &AgentArtifact, tmp: &Path) ->
 async fn self_test(target: &Path, args: &[OsString]) -> Result<(), String> {
     let mut cmd = tokio::process::Command::new(target);
     cmd.arg("--self-test").args(args.iter().filter(|a| *a != "run")).stdin(Stdio::null()).kill_on_drop(true);
-    match tokio::time::timeout(Duration::from_secs(30), cmd.output()).await {
+    // The file was just written: while another task forks (a podman call), the child holds its
+    // descriptor until its own exec, and exec fails with ETXTBSY. That passes within
+    // milliseconds: retried for up to 2 s.
+    let output = async {
+        let busy_until = tokio::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            match cmd.output().await {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tokio::time::Instant::now() < busy_until => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => return other,
+            }
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(30), output).await {
         Err(_) => Err(format!("{} --self-test did not finish within 30 s", target.display())),
         Ok(Err(e)) => Err(format!("cannot run {} --self-test: {e}", target.display())),
         Ok(Ok(o)) if o.status.success() => Ok(()),

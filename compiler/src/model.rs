@@ -360,6 +360,10 @@ pub enum RestartPolicy {
 /// ([`harmony_schemas::plan::DEFAULT_SETTLE_S`]).
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(harmony_schemas::plan::DEFAULT_SETTLE_S);
 
+fn is_default_settle(d: &Duration) -> bool {
+    *d == DEFAULT_SETTLE
+}
+
 /// A rollout strategy.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Rollout {
@@ -370,7 +374,10 @@ pub struct Rollout {
     /// Per-step health timeout.
     pub health_timeout: Duration,
     /// How long every planned service must have been observed running before a device counts
-    /// healthy (whole seconds, shorter than `health_timeout` when given).
+    /// healthy (whole seconds, shorter than `health_timeout` when given). Left out of the unit's
+    /// content at [`DEFAULT_SETTLE`], so device plans of rollouts without `settle` hash as before
+    /// the field existed (no update of every device when Harmony is upgraded).
+    #[serde(skip_serializing_if = "is_default_settle")]
     pub settle: Duration,
     /// Restore previous plans on halt.
     pub auto_revert: bool,

@@ -70,7 +70,7 @@ pub fn next_binary() -> PathBuf {
         build_agent(&[]);
         *built = true;
     }
-    let v = Command::new(&next).arg("--version").output().expect("run next");
+    let v = spawn_written_executable(Command::new(&next).arg("--version").stdout(Stdio::piped())).and_then(|c| c.wait_with_output()).expect("run next");
     assert_eq!(
         String::from_utf8_lossy(&v.stdout).trim(),
         format!("harmony-agent {}-next", env!("CARGO_PKG_VERSION")),
@@ -275,8 +275,8 @@ impl Fleet {
     pub fn start_agent_exe(&mut self, exe: &Path, device: &str, runtime: &str, extra: &[&str], env: &[(&str, &str)]) -> Agent {
         self.starts += 1;
         let log = self.dir.path().join(format!("agent-{device}-{}.log", self.starts));
-        let child = Command::new(exe)
-            .args(["--device-id", device, "--nats-url", &self.server.url(), "--runtime", runtime, "--heartbeat-interval", "1", "--label", "site=e2e"])
+        let mut cmd = Command::new(exe);
+        cmd.args(["--device-id", device, "--nats-url", &self.server.url(), "--runtime", runtime, "--heartbeat-interval", "1", "--label", "site=e2e"])
             .args(extra)
             .arg("--state-dir")
             .arg(self.dir.path().join(format!("agent-{device}")))
@@ -286,9 +286,8 @@ impl Fleet {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("agent log"))
-            .spawn()
-            .expect("start harmony-agent");
+            .stderr(std::fs::File::create(&log).expect("agent log"));
+        let child = spawn_written_executable(&mut cmd).expect("start harmony-agent");
         Agent { child, log }
     }
 
@@ -305,6 +304,22 @@ impl Drop for Fleet {
             for id in ids.split_whitespace() {
                 let _ = Command::new("podman").args(["rm", "-f", "-t", "0", id]).output();
             }
+        }
+    }
+}
+
+/// Spawns `cmd`, whose program a test has just written (a copied agent binary). While another
+/// test thread forks, the child briefly holds the written file's descriptor until its own
+/// exec, and exec of the file fails with ETXTBSY ("Text file busy"); that passes within
+/// milliseconds, so the spawn is retried for up to 2 s.
+pub fn spawn_written_executable(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
         }
     }
 }
