@@ -301,7 +301,7 @@ fn execute(
         fleets,
         kubeconfig: a.kubeconfig.clone(),
         release: harmony_executor::kube::release::Options { wait: a.wait.map(Duration::from_secs), ..Default::default() },
-        holder: harmony_executor::lock::LockHolder::this_process(),
+        holder: harmony_executor::lock::LockHolder::this_command("apply"),
         lock: LockOptions { timeout: a.lock_timeout, ..LockOptions::default() },
         refuse_stale_all: a.refuse_stale == RefuseStale::All,
         fail_fast: a.fail_fast,

@@ -33,7 +33,7 @@ pub fn run(args: RollbackArgs, repo: &Path, runtime: &tokio::runtime::Runtime) -
     let (_, r) = crate::template::find_release(&compiled, &args.release, "release")?;
     let (ns, name) = (r.namespace.to_string(), r.name.as_str().to_string());
     let opts = Options { wait: args.wait.map(Duration::from_secs), ..Options::default() };
-    let revision = runtime.block_on(release::rollback_unit(args.kubeconfig.as_deref(), r, args.revision, &opts, &harmony_executor::lock::LockHolder::this_process()));
+    let revision = runtime.block_on(release::rollback_unit(args.kubeconfig.as_deref(), r, args.revision, &opts, &harmony_executor::lock::LockHolder::this_command("rollback")));
     let revision = revision.with_context(|| format!("rolling back release {ns}/{name} on cluster {} (context {})", r.cluster, r.context))?;
     println!("Rolled back {ns}/{name}: revision {revision} is deployed.");
     Ok(ExitCode::SUCCESS)

@@ -158,7 +158,12 @@ async fn sigterm_stops_the_apply_releases_the_lock_and_exits_non_zero_within_10_
         assert!(Instant::now() < deadline && child.try_wait().unwrap().is_none(), "the apply never reached a release");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(lease(&server).is_some(), "the apply holds the lock ({:?})", child.try_wait());
+    let held = lease(&server).unwrap_or_else(|| panic!("the apply holds the lock ({:?})", child.try_wait()));
+    let holder: LockHolder = serde_json::from_str(held["metadata"]["annotations"][HOLDER_ANNOTATION].as_str().unwrap()).unwrap();
+    let me = LockHolder::this_process();
+    assert_eq!((holder.command.as_str(), holder.pid, &holder.user, &holder.host), ("harmony apply", child.id(), &me.user, &me.host), "{holder:?}");
+    assert_eq!(held["spec"]["holderIdentity"], holder.identity());
+    assert_eq!(held["spec"]["leaseDurationSeconds"], 30);
     let signalled = Instant::now();
     let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());

@@ -366,7 +366,7 @@ async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Re
         let (results, fleet_outcome) = if opts.stop.is_stopped() {
             (batch.iter().map(|&i| (i, result(&plan.actions[i], Outcome::Skipped, NOT_STARTED))).collect(), FleetOutcome { fleet: fleet.clone(), interrupted: None, rollout: None, reverted: Vec::new() })
         } else {
-            opts.stop.bounded(execute_fleet(plan, fleet, access, &batch, &unchanged, rollout, &opts.stop)).await.unwrap_or_else(|| {
+            opts.stop.bounded(execute_fleet(plan, fleet, access, &batch, &unchanged, rollout, &opts.stop, &opts.holder)).await.unwrap_or_else(|| {
                 (batch.iter().map(|&i| (i, result(&plan.actions[i], Outcome::Failed, INTERRUPTED))).collect(), FleetOutcome { fleet: fleet.clone(), interrupted: None, rollout: None, reverted: Vec::new() })
             })
         };
@@ -475,6 +475,7 @@ async fn execute_fleet(
     unchanged: &[usize],
     rollout: Option<&PlannedRollout>,
     stop: &Stop,
+    holder: &crate::lock::LockHolder,
 ) -> (Vec<(usize, ActionResult)>, FleetOutcome) {
     use crate::fleet::{FleetAction, FleetOp};
     let all: Vec<usize> = batch.iter().chain(unchanged).copied().collect();
@@ -519,6 +520,7 @@ async fn execute_fleet(
     let source_revision = harmony_planner::contract::source_revision(plan);
     let stop = stop.clone();
     let writer = crate::fleet::run::Writer {
+        holder: holder.clone(),
         fleet,
         signing_key: &access.signing_key,
         trusted,

@@ -26,7 +26,8 @@ pub struct LockHolder {
     /// Process id.
     #[serde(default)]
     pub pid: u32,
-    /// The command (`harmony apply`: the program and its subcommand, never its other arguments).
+    /// The command (`harmony apply`: the program and its subcommand as the caller names it,
+    /// never its arguments).
     #[serde(default)]
     pub command: String,
     /// When the process started, Unix ms.
@@ -41,7 +42,13 @@ pub struct LockHolder {
 }
 
 impl LockHolder {
-    /// This process, taking a lock now.
+    /// This process running `subcommand` of its program (`apply`), taking a lock now.
+    pub fn this_command(subcommand: &str) -> LockHolder {
+        let h = LockHolder::this_process();
+        LockHolder { command: format!("{} {subcommand}", h.command), ..h }
+    }
+
+    /// This process, taking a lock now (its command: the program's file name).
     pub fn this_process() -> LockHolder {
         let (user, host, command, started_ms) = this_process_facts().clone();
         LockHolder { user, host, pid: std::process::id(), command, started_ms, since_ms: harmony_schemas::fleet::now_ms(), apply_id: String::new() }
@@ -205,15 +212,13 @@ fn host_name() -> String {
         .unwrap_or_else(|| "unknown-host".into())
 }
 
-/// The program's file name and its first argument when that is a subcommand (`harmony apply`):
-/// other arguments may name files or values an operator would not want shown to others.
+/// The program's file name (its arguments may name files or values an operator would not want
+/// shown to others).
 fn command() -> String {
-    let mut args = std::env::args();
-    let program = args.next().map(|p| std::path::Path::new(&p).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or(p)).unwrap_or_default();
-    match args.next().filter(|a| !a.starts_with('-') && a.len() <= 32 && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')) {
-        Some(sub) => format!("{program} {sub}"),
-        None => program,
-    }
+    std::env::args()
+        .next()
+        .map(|p| std::path::Path::new(&p).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or(p))
+        .unwrap_or_default()
 }
 
 /// The process's start time from `/proc/self/stat` (clock ticks after boot, assumed 100 per

@@ -49,12 +49,16 @@ impl FleetLock {
                     let holder: LockHolder = serde_json::from_slice(&entry.value)
                         .unwrap_or(LockHolder { user: "unknown (undecodable lock)".into(), ..LockHolder::default() });
                     if holder.is_dead_here() {
-                        // Its process is gone: taken over now, only if nobody else did in between.
-                        if let Ok(revision) = store.update(fleet, value.clone().into(), entry.revision).await {
-                            tracing::warn!("fleet {fleet}: took over the apply lock of {}: pid {} no longer runs on this host", holder.describe(), holder.pid);
-                            return Ok(FleetLock::held(store, fleet, value, revision, ttl));
+                        // Its process is gone: taken over now, only if nobody else did in between
+                        // (if someone did, or the update fails, this waits as for a live holder).
+                        match store.update(fleet, value.clone().into(), entry.revision).await {
+                            Ok(revision) => {
+                                tracing::warn!("fleet {fleet}: took over the apply lock of {}: pid {} no longer runs on this host", holder.describe(), holder.pid);
+                                return Ok(FleetLock::held(store, fleet, value, revision, ttl));
+                            }
+                            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue, // moved: look again
+                            Err(_) => {}
                         }
-                        continue;
                     }
                     if Instant::now() >= deadline {
                         let age = Duration::from_nanos(u64::try_from((time_now_ns() - entry.created.unix_timestamp_nanos()).max(0)).unwrap_or(0));

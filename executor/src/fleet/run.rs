@@ -111,6 +111,7 @@ pub async fn run_apply(client: &async_nats::Client, req: ApplyRequest) -> Result
         return Ok(ApplyRun { actions, report: ApplyReport::default(), observed, interrupted: None, aborted: true, journal: None, rollout: None });
     }
     let writer = Writer {
+        holder: LockHolder::this_process(),
         fleet: &fleet,
         signing_key: &req.signing_key,
         trusted,
@@ -140,6 +141,8 @@ pub(crate) struct Writer<'a> {
     pub trusted: Vec<ed25519_dalek::VerifyingKey>,
     /// Lock TTL and wait.
     pub lock: LockOptions,
+    /// Who takes the lock (this process; the apply id is added).
+    pub holder: LockHolder,
     /// Where the journal is kept (`None`: no journal).
     pub state_dir: Option<&'a std::path::Path>,
     /// Writes in flight, progress.
@@ -179,7 +182,7 @@ pub(crate) async fn write_planned(client: &async_nats::Client, w: Writer<'_>, ac
     let mut js = jetstream::new(client.clone());
     js.set_timeout(w.request_timeout.unwrap_or(std::time::Duration::from_secs(5)));
     let apply_id = format!("{}-{}", harmony_schemas::fleet::now_ms(), std::process::id());
-    let holder = LockHolder { apply_id: apply_id.clone(), ..LockHolder::this_process() };
+    let holder = LockHolder { apply_id: apply_id.clone(), ..w.holder.clone() };
     // Opening the buckets and taking the lock are independent round trips: both at once.
     let (stores, lock) = tokio::join!(ensure_buckets(&js), FleetLock::acquire(&js, w.fleet, &holder, w.lock.clone()));
     let lock = lock?;
