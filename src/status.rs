@@ -175,7 +175,7 @@ pub fn run(g: &Global, a: StatusArgs, rt: &tokio::runtime::Runtime) -> anyhow::R
         let mut status = fleet_status(&fleet, &devices, &observed, harmony_schemas::fleet::now_ms(), thresholds);
         status.flag_foreign_keys(&observed, &chain);
         security.mark_revoked(&mut status);
-        status.rollout = rollout;
+        status.rollout = rollout.map(|(r, _)| r);
         out.push(status);
     }
     let all_ready = out.iter().all(FleetStatus::all_ready);

@@ -475,3 +475,48 @@ fn a_step_waits_for_the_rollouts_settle_time() {
     assert!(t.contains("complete"), "{t}");
     assert!(took >= Duration::from_secs(settle), "healthy only after {settle} s seen running: {took:?}\n{t}");
 }
+
+/// Issue 19: a rollout runs only from the rollout record it was planned against. Between
+/// `plan --out` and `apply PLANFILE` the fleet's record moves (written again, as any other
+/// apply's rollout progress writes it): the file's writes are refused as stale (exit 2), with
+/// `--refuse-stale=all` and without, naming the record's revisions; nothing is written, and a
+/// fresh plan applies.
+#[test]
+fn a_rollout_record_moved_since_planning_makes_the_rollout_stale() {
+    let (f, _agents) = converged(0, "30s", false);
+    // A first rollout leaves the fleet's record (complete); the plan is made against it.
+    f.set_deployments(&hub("2", 0, "30s", false));
+    let out = f.try_apply(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    f.set_deployments(&hub("3", 0, "30s", false));
+    let key = f.dir.path().join("fingerprint.key");
+    std::fs::write(&key, "07".repeat(32)).expect("write key");
+    let env = [("HARMONY_FINGERPRINT_KEY_FILE", key.to_str().expect("utf-8"))];
+    let file = f.dir.path().join("plan.json");
+    let out = common::fleet::harmony(&f.repo, &["plan", "--out", file.to_str().expect("utf-8")], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let before = plans(&f);
+    let moved = rt().block_on(async {
+        let client = async_nats::connect(f.server.url()).await.expect("connect");
+        let kv = async_nats::jetstream::new(client).get_key_value(ROLLOUTS_BUCKET).await.expect("the rollouts bucket");
+        let e = kv.entry("pico").await.expect("entry").expect("the first rollout's record");
+        assert_eq!(serde_json::from_slice::<RolloutRecord>(&e.value).expect("a record").state, RolloutState::Complete);
+        kv.put("pico", e.value).await.expect("put")
+    });
+    for extra in [&["--refuse-stale=all"][..], &[]] {
+        let mut args = f.apply_args();
+        args.extend([file.to_str().expect("utf-8"), "--format", "json"].iter().chain(extra).map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = common::fleet::harmony(&f.repo, &args, &env);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).expect("outcome json");
+        let stale: Vec<&serde_json::Value> = outcome["actions"].as_array().expect("actions").iter().filter(|a| a["outcome"] == "stale").collect();
+        assert_eq!(stale.len(), DEVICES, "every device's write is stale: {outcome:#}");
+        assert!(stale[0]["message"].as_str().is_some_and(|m| m.contains("the rollout record moved since planning")), "{outcome:#}");
+        assert_eq!(stale[0]["found"], format!("rollout record revision {moved}"), "{outcome:#}");
+        assert_eq!(plans(&f), before, "nothing was written");
+    }
+    let out = f.try_apply(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(plans(&f).values().all(|(_, p)| image(p) == "localhost/hub:3"));
+}

@@ -272,10 +272,22 @@ async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Re
         let mut stale_units = Vec::new();
         let mut results = Vec::new();
         let kv_now = kv_revisions(plan, opts).await;
+        let moved = rollouts_moved(plan, opts).await;
         for a in &plan.actions {
+            let moved = a.apply.payload.as_ref().and_then(fleet_of).and_then(|f| moved.get(f));
             if let Some(r) = revoked_since_planning(a, opts) {
                 stale_units.push(a.unit.clone());
                 results.push(r);
+            } else if let Some((fleet, expected, found)) = moved
+                && a.apply.action != Action::Noop
+            {
+                let e = crate::fleet::FleetError::RolloutMoved { fleet: fleet.clone(), expected: *expected, found: *found };
+                stale_units.push(a.unit.clone());
+                results.push(ActionResult {
+                    expected: Some(format!("rollout record {}", crate::fleet::revision(*expected))),
+                    found: Some(format!("rollout record {}", crate::fleet::revision(*found))),
+                    ..result(a, Outcome::Stale, e.to_string())
+                });
             } else if let Some(Some(found)) = kv_now.get(a.unit.as_str())
                 && *found != kv_revision(a)
             {
@@ -535,6 +547,14 @@ async fn execute_fleet(
     let planned = rollout.map(crate::fleet::rollout::RolloutPlan::from_planned);
     let w = match crate::fleet::run::write_planned(&client, writer, actions, planned.as_ref()).await {
         Ok(w) => w,
+        Err(e @ crate::fleet::FleetError::RolloutMoved { expected, found, .. }) => {
+            let (expected, found) = (crate::fleet::revision(expected), crate::fleet::revision(found));
+            let stale = |i: usize| match plan.actions[i].apply.action {
+                Action::Noop => result(&plan.actions[i], Outcome::Skipped, format!("not waited for: {e}")),
+                _ => ActionResult { expected: Some(format!("rollout record {expected}")), found: Some(format!("rollout record {found}")), ..result(&plan.actions[i], Outcome::Stale, e.to_string()) },
+            };
+            return (all.iter().map(|&i| (i, stale(i))).collect(), fleet_outcome);
+        }
         Err(e) => return fail(e.to_string(), fleet_outcome),
     };
     fleet_outcome.interrupted = w.interrupted.map(|i| InterruptedApply { holder: i.holder, started_ms: i.started_ms, writes: i.writes, done: i.done, journal: i.kept_at.display().to_string() });
@@ -601,6 +621,23 @@ fn fleet_results(
 }
 
 /// The KV revision each fleet action's entry has now (`Some(None)`: no entry; absent: not read).
+/// The fleets whose rollout record moved since planning: (fleet, the planned rollout's
+/// `record_revision`, the record's revision now). A fleet that cannot be read now is left to
+/// its own apply, which fails it.
+async fn rollouts_moved(plan: &PlanFile, opts: &ExecuteOptions) -> BTreeMap<String, (String, Option<u64>, Option<u64>)> {
+    let mut out = BTreeMap::new();
+    for r in &plan.rollouts {
+        let Some(access) = opts.fleets.get(&r.fleet) else { continue };
+        let Ok(client) = crate::fleet::connect(&access.nats).await else { continue };
+        let Ok(record) = crate::fleet::rollout::observe_record(&client, &r.fleet).await else { continue };
+        let found = record.map(|(_, rev)| rev);
+        if found != r.record_revision {
+            out.insert(r.fleet.clone(), (r.fleet.clone(), r.record_revision, found));
+        }
+    }
+    out
+}
+
 async fn kv_revisions<'a>(plan: &'a PlanFile, opts: &ExecuteOptions) -> BTreeMap<&'a str, Option<Option<u64>>> {
     let mut out = BTreeMap::new();
     for (fleet, access) in &opts.fleets {

@@ -163,8 +163,8 @@ async fn observe_into(compiled: &CompiledRepo, a: &LiveOptions<'_>, live: &mut L
         add_fleet(compiled, fleet, &observed.plans, &security, live);
         live.device_drift.extend(device_drift(fleet, &desired, &observed));
         // Planned as the fleet runner plans it (one implementation: generations, agents, rollout).
-        let shown = crate::fleet::rollout::plan_rollout(&desired, &specs, &observed, record.as_ref());
-        match crate::fleet::run::plan_observed(&client, &mut observed, desired, &published, &specs, record.as_ref(), &keys).await {
+        let shown = crate::fleet::rollout::plan_rollout(&desired, &specs, &observed, record.as_ref().map(|(r, _)| r));
+        match crate::fleet::run::plan_observed(&client, &mut observed, desired, &published, &specs, record.as_ref().map(|(r, _)| r), &keys).await {
             Ok((actions, rollout)) => {
                 for a in actions {
                     // A suspect applied generation the device reports (docs/security.md): said

@@ -518,6 +518,7 @@ mod tests {
             settle_s: 30,
             auto_revert: true,
             continues: Some(harmony_schemas::plan::RolloutContinuation::Resume { healthy_steps: 1 }),
+            record_revision: None,
         };
         let p = PlanFile { rollouts: vec![rollout], ..fleet_plan(Summary { update: 1, ..Summary::default() }, vec![action]) };
         insta::assert_snapshot!("rollout_human", human(&p, &HumanOptions { color: false, compact: false, max_lines_per_unit: 10 }));

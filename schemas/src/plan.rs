@@ -296,6 +296,12 @@ pub struct PlannedRollout {
     /// What apply finds of this rollout in `harmony-rollouts` (none: a new rollout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continues: Option<RolloutContinuation>,
+    /// The KV revision of the fleet's record in `harmony-rollouts` when planned (none: there was
+    /// none). Apply compares it before the rollout writes anything: a record that moved since
+    /// (another apply started, resumed, finished or reverted a rollout) makes the rollout's
+    /// actions stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_revision: Option<u64>,
 }
 
 /// How an apply continues a rollout of the same desired state that an earlier apply left

@@ -100,6 +100,19 @@ pub enum FleetError {
         /// The error.
         detail: String,
     },
+    /// The fleet's rollout record moved since the plan was made: the planned rollout is not run.
+    #[error(
+        "fleet `{fleet}`: the rollout record moved since planning ({}, {} now): another apply started, resumed, finished or reverted a rollout; make the plan again",
+        revision(*expected), revision(*found)
+    )]
+    RolloutMoved {
+        /// Fleet.
+        fleet: String,
+        /// The record's KV revision when planned (`None`: no record).
+        expected: Option<u64>,
+        /// Its revision now.
+        found: Option<u64>,
+    },
     /// A device's plan generations are exhausted.
     #[error("device `{device}`: {detail}")]
     Generation {
@@ -108,6 +121,11 @@ pub enum FleetError {
         /// Why, and what to do.
         detail: String,
     },
+}
+
+/// A rollout record's KV revision in words.
+pub(crate) fn revision(r: Option<u64>) -> String {
+    r.map_or_else(|| "no record".to_string(), |r| format!("revision {r}"))
 }
 
 pub(crate) fn nats_err(what: impl Into<String>, e: impl std::fmt::Display) -> FleetError {

@@ -110,6 +110,8 @@ pub struct RolloutPlan {
     pub spec: RolloutSpec,
     /// Waves: (cumulative percent, devices first reached).
     pub waves: Vec<(u8, Vec<String>)>,
+    /// The KV revision of the fleet's rollout record it was planned against (none: no record).
+    pub record_revision: Option<u64>,
 }
 
 impl RolloutPlan {
@@ -241,13 +243,14 @@ fn rollout_for(desired: &DesiredFleet, specs: &RolloutSpecs, items: &BTreeSet<It
         what: id_parts.into_iter().map(|(l, _)| l).collect(),
         waves: waves(&ordered, &spec.steps),
         spec,
+        record_revision: None,
     }
 }
 
 impl RolloutPlan {
     /// As a plan file shows it, with how apply continues `record` (the fleet's rollout record)
     /// when it is of the same desired state.
-    pub fn planned(&self, fleet: &str, record: Option<&RolloutRecord>) -> harmony_schemas::plan::PlannedRollout {
+    pub fn planned(&self, fleet: &str, record: Option<&(RolloutRecord, u64)>) -> harmony_schemas::plan::PlannedRollout {
         harmony_schemas::plan::PlannedRollout {
             fleet: fleet.to_string(),
             id: self.id.clone(),
@@ -257,7 +260,8 @@ impl RolloutPlan {
             health_timeout_s: self.spec.health_timeout.as_secs(),
             settle_s: self.spec.settle.as_secs(),
             auto_revert: self.spec.auto_revert,
-            continues: continuation(self, record),
+            continues: continuation(self, record.map(|(r, _)| r)),
+            record_revision: record.map(|(_, rev)| *rev),
         }
     }
 }
@@ -277,6 +281,7 @@ impl RolloutPlan {
                 auto_revert: p.auto_revert,
             },
             waves: p.steps.iter().map(|s| (s.percent, s.devices.clone())).collect(),
+            record_revision: p.record_revision,
         }
     }
 }
@@ -646,10 +651,10 @@ async fn save(ctx: &WaveContext<'_>, record: &mut RolloutRecord, rev: &mut Optio
 
 /// The fleet's rollout record, if its rollouts bucket exists (read-only: a missing bucket is
 /// not created): what `harmony status` shows and `harmony plan` continues.
-pub async fn observe_record(client: &async_nats::Client, fleet: &str) -> Result<Option<RolloutRecord>, FleetError> {
+pub async fn observe_record(client: &async_nats::Client, fleet: &str) -> Result<Option<(RolloutRecord, u64)>, FleetError> {
     let js = async_nats::jetstream::new(client.clone());
     match js.get_key_value(harmony_schemas::fleet::ROLLOUTS_BUCKET).await {
-        Ok(store) => Ok(read_record(&store, fleet).await?.map(|(r, _)| r)),
+        Ok(store) => read_record(&store, fleet).await,
         Err(_) => Ok(None),
     }
 }

@@ -101,8 +101,10 @@ pub async fn run_apply(client: &async_nats::Client, req: ApplyRequest) -> Result
         super::agents::lookup_agents(&js, versions.iter().map(String::as_str), &own),
         async { read_record(&super::connect::ensure_rollouts_bucket(&js).await?, &fleet).await }
     )?;
-    let record = record.map(|(r, _)| r);
-    let (actions, rollout) = plan_observed(client, &mut observed, desired, &published, &req.rollouts, record.as_ref(), &trusted).await?;
+    let (actions, mut rollout) = plan_observed(client, &mut observed, desired, &published, &req.rollouts, record.as_ref().map(|(r, _)| r), &trusted).await?;
+    if let Some(p) = &mut rollout {
+        p.record_revision = record.as_ref().map(|(_, rev)| *rev);
+    }
     let shown = rollout.as_ref().map(|p| p.planned(&fleet, record.as_ref()));
     if let Some(confirm) = req.confirm
         && actions.iter().any(|a| a.op != FleetOp::Noop)
@@ -228,6 +230,20 @@ async fn locked(
     rollout: Option<&RolloutPlan>,
 ) -> Result<Written, FleetError> {
     let writes = actions.iter().filter(|a| a.op != FleetOp::Noop).count();
+    // A rollout runs only from the record it was planned against (compare-and-set, under the
+    // lock, before anything is written or journalled).
+    let record = match rollout {
+        Some(plan) => {
+            let rollouts = super::connect::ensure_rollouts_bucket(js).await?;
+            let record = read_record(&rollouts, w.fleet).await?;
+            let found = record.as_ref().map(|(_, rev)| *rev);
+            if found != plan.record_revision {
+                return Err(FleetError::RolloutMoved { fleet: w.fleet.to_string(), expected: plan.record_revision, found });
+            }
+            Some((rollouts, record))
+        }
+        None => None,
+    };
     let (journal, interrupted) = match w.state_dir {
         Some(dir) => {
             let (j, i) = Journal::begin(dir, w.fleet, apply_id, &holder.describe(), writes)?;
@@ -235,18 +251,17 @@ async fn locked(
         }
         None => (None, None),
     };
-    let (report, actions, rollout) = match rollout {
+    let (report, actions, rollout) = match rollout.zip(record) {
         None => {
             let (report, actions) = apply_actions_returning(&stores[0], actions, w.signing_key, journal.as_ref(), &w.opts).await;
             (report, actions, None)
         }
-        Some(plan) => {
+        Some((plan, (rollouts, record))) => {
             let mut trusted = w.trusted.clone();
             if !trusted.contains(&w.signing_key.verifying_key()) {
                 trusted.push(w.signing_key.verifying_key());
             }
-            let rollouts = super::connect::ensure_rollouts_bucket(js).await?;
-            let (record, observed) = tokio::try_join!(read_record(&rollouts, w.fleet), observe_fleet(client, stores, w.fleet, &trusted))?;
+            let observed = observe_fleet(client, stores, w.fleet, &trusted).await?;
             let ctx = WaveContext {
                 fleet: w.fleet,
                 client,
