@@ -5,7 +5,8 @@
 //!
 //! The lease duration follows Kubernetes leader election (client-go's `leaderelection`, as
 //! kube-controller-manager configures it: `--leader-elect-lease-duration=15s`,
-//! `--leader-elect-renew-deadline=10s`, `--leader-elect-retry-period=2s`): short, renewed while
+//! `--leader-elect-renew-deadline=10s`, `--leader-elect-retry-period=2s`, the defaults bound in
+//! Kubernetes' `staging/src/k8s.io/component-base/config/options/leaderelectionconfig.go`): short, renewed while
 //! the holder works, so a crashed holder's lock expires within seconds. Harmony's is 30 s,
 //! renewed every third of it.
 
