@@ -193,6 +193,13 @@ fn apply_then_agent_converges_and_status_is_ready() {
     assert!(drift["drift"].as_array().is_some_and(|d| d.iter().any(|x| x["found"] == "missing" && x["action"] == "recreated")), "{saved:#}");
     let shown = String::from_utf8_lossy(&harmony(&repo, &["show", &plan_file.to_string_lossy()], &[]).stdout).to_string();
     assert!(shown.contains("web/app: missing → recreated"), "`harmony show` prints it again: {shown}");
+    // The drift is sealed with the file: the saved plan applies (nothing to write), and so
+    // does `harmony apply` without a file, while the device still reports it (before: both
+    // refused the plan as edited after planning, the seal having been made without it).
+    let out = apply(&[&plan_file.to_string_lossy()]);
+    assert!(out.status.success(), "the drift plan applies: {out:?}");
+    let out = apply(&[]);
+    assert!(out.status.success(), "apply while a device reports drift: {out:?}");
 }
 
 /// Lifecycle (init container, replace on env and image change, unchanged untouched, removal),

@@ -167,9 +167,10 @@ pub async fn plan_repository(root: &Path, compiled: &mut CompiledRepo, req: Plan
     let mut plan = harmony_planner::plan(compiled, &rendered, &observed, &opts).map_err(|e| failed(e.to_string(), &mut warnings))?;
     // What apply writes, sealed: `harmony apply PLANFILE` reads nothing else.
     inputs.charts = renders.charts;
-    harmony_planner::contract::complete(&mut plan, compiled, &inputs, &opts.key);
-    // What the agents report repairing: shown, not part of the identity.
+    // What the agents report repairing: shown, not part of the identity, but sealed with the
+    // rest of the file, so it is set before the seal is made.
     plan.device_drift = device_drift;
+    harmony_planner::contract::complete(&mut plan, compiled, &inputs, &opts.key);
     Ok(Planned { plan, warnings })
 }
 
