@@ -620,7 +620,6 @@ fn fleet_results(
     out
 }
 
-/// The KV revision each fleet action's entry has now (`Some(None)`: no entry; absent: not read).
 /// The fleets whose rollout record moved since planning: (fleet, the planned rollout's
 /// `record_revision`, the record's revision now). A fleet that cannot be read now is left to
 /// its own apply, which fails it.
@@ -638,6 +637,7 @@ async fn rollouts_moved(plan: &PlanFile, opts: &ExecuteOptions) -> BTreeMap<Stri
     out
 }
 
+/// The KV revision each fleet action's entry has now (`Some(None)`: no entry; absent: not read).
 async fn kv_revisions<'a>(plan: &'a PlanFile, opts: &ExecuteOptions) -> BTreeMap<&'a str, Option<Option<u64>>> {
     let mut out = BTreeMap::new();
     for (fleet, access) in &opts.fleets {

@@ -111,7 +111,8 @@ pub struct Needles(BTreeSet<(std::cmp::Reverse<usize>, String)>);
 pub const MIN_FIELD_NEEDLE: usize = 4;
 
 impl Needles {
-    /// Adds a plaintext (and its base64 form).
+    /// Adds a plaintext, its base64 form and its quoted form (JSON's escaping, which Go's `%q`
+    /// shares for `"`, `\`, line breaks and tabs: an API server's error quoting such a value).
     pub fn add(&mut self, plaintext: &str) {
         if plaintext.is_empty() {
             return;
@@ -119,6 +120,12 @@ impl Needles {
         self.0.insert((std::cmp::Reverse(plaintext.len()), plaintext.to_string()));
         let b64 = base64::engine::general_purpose::STANDARD.encode(plaintext.as_bytes());
         self.0.insert((std::cmp::Reverse(b64.len()), b64));
+        if let Ok(quoted) = serde_json::to_string(plaintext)
+            && let Some(inner) = quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"'))
+            && inner != plaintext
+        {
+            self.0.insert((std::cmp::Reverse(inner.len()), inner.to_string()));
+        }
     }
 
     /// Adds the values of every secret field of an object.
@@ -432,6 +439,19 @@ pub fn scrub_value(v: &Json, needles: &Needles) -> Json {
 
 #[cfg(test)]
 mod tests {
+
+    /// An API server quotes a value with `"`, `\` and line breaks escaped (Go's `%q`): the
+    /// quoted form of a secret is scrubbed too.
+    #[test]
+    fn a_quoted_secret_is_scrubbed() {
+        let mut n = Needles::default();
+        n.add("pa\"ss\nword\\x");
+        let message = r#"metadata.labels: Invalid value: "pa\"ss\nword\\x": a valid label must be …"#;
+        let scrubbed = n.scrub(message);
+        assert!(!scrubbed.contains("ss\\nword"), "{scrubbed}");
+        assert!(scrubbed.contains("Invalid value: \""), "{scrubbed}");
+    }
+
     use super::*;
 
     #[test]

@@ -23,9 +23,10 @@ pub use plan::{PLAN_FORMAT_VERSION, PlanFile, PlanFileError};
 
 /// Whether `c` can change how text shows on a terminal rather than showing itself: a control
 /// character (C0, DEL, C1: cursor moves, colours, titles, line breaks) or a bidirectional
-/// override or isolate (text shown in another order than it reads).
+/// mark, override or isolate (text shown in another order than it reads), or a line or
+/// paragraph separator.
 fn is_unprintable(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    c.is_control() || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `s` with every character that could steer a terminal written as its escape (`\n`,
@@ -52,6 +53,7 @@ mod tests {
     #[test]
     fn printable_escapes_what_steers_a_terminal() {
         assert!(matches!(super::printable("plain text: ü ✓"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(super::printable("a\u{7f}b\u{2028}c\u{200f}d\u{61c}"), "a\\u{7f}b\\u{2028}c\\u{200f}d\\u{61c}");
         assert_eq!(super::printable("a\u{1b}[2Jb\nc\u{9b}d\u{202e}e\t"), "a\\u{1b}[2Jb\\nc\\u{9b}d\\u{202e}e\\t");
     }
 }

@@ -23,6 +23,9 @@ pub struct FleetLock {
     fleet: String,
     revision: Arc<AtomicU64>,
     lost: Arc<AtomicBool>,
+    /// Held by a renewal across its update: [`FleetLock::release`] takes it before stopping the
+    /// renewal, so no update is in flight and `revision` is the last one written.
+    renewing: Arc<tokio::sync::Mutex<()>>,
     renew: tokio::task::JoinHandle<()>,
 }
 
@@ -84,8 +87,9 @@ impl FleetLock {
     fn held(store: kv::Store, fleet: &str, value: Vec<u8>, revision: u64, ttl: Duration) -> FleetLock {
         let revision = Arc::new(AtomicU64::new(revision));
         let lost = Arc::new(AtomicBool::new(false));
-        let renew = tokio::spawn(renew(store.clone(), fleet.to_string(), value, revision.clone(), lost.clone(), ttl / 3));
-        FleetLock { store, fleet: fleet.to_string(), revision, lost, renew }
+        let renewing = Arc::new(tokio::sync::Mutex::new(()));
+        let renew = tokio::spawn(renew(store.clone(), fleet.to_string(), value, revision.clone(), lost.clone(), renewing.clone(), ttl));
+        FleetLock { store, fleet: fleet.to_string(), revision, lost, renewing, renew }
     }
 
     /// Whether a renewal found the lock taken by someone else (it had expired).
@@ -100,6 +104,7 @@ impl FleetLock {
 
     /// Releases the lock (deletes the entry if it is still ours).
     pub async fn release(self) -> Result<(), FleetError> {
+        let _quiet = self.renewing.lock().await;
         self.renew.abort();
         let rev = self.revision.load(Ordering::SeqCst);
         self.store.delete_expect_revision(&self.fleet, Some(rev)).await.map_err(|e| nats_err("releasing the apply lock", e))
@@ -142,18 +147,32 @@ fn time_now_ns() -> i128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0)
 }
 
-async fn renew(store: kv::Store, fleet: String, value: Vec<u8>, revision: Arc<AtomicU64>, lost: Arc<AtomicBool>, every: Duration) {
-    let every = every.max(Duration::from_millis(100));
+/// Renews every third of `ttl` (an update expecting the last written revision). Someone else's
+/// write in between, or no renewal for a whole `ttl` (the entry may have expired and been taken
+/// since), loses the lock, as for the cluster lock.
+async fn renew(store: kv::Store, fleet: String, value: Vec<u8>, revision: Arc<AtomicU64>, lost: Arc<AtomicBool>, renewing: Arc<tokio::sync::Mutex<()>>, ttl: Duration) {
+    let every = (ttl / 3).max(Duration::from_millis(100));
+    let mut renewed = Instant::now();
     loop {
         tokio::time::sleep(every).await;
+        let _renewing = renewing.lock().await;
         let rev = revision.load(Ordering::SeqCst);
-        match store.update(&fleet, value.clone().into(), rev).await {
-            Ok(r) => revision.store(r, Ordering::SeqCst),
-            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+        match tokio::time::timeout(every, store.update(&fleet, value.clone().into(), rev)).await {
+            Ok(Ok(r)) => {
+                revision.store(r, Ordering::SeqCst);
+                renewed = Instant::now();
+            }
+            Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                tracing::warn!("fleet {fleet}: the apply lock was lost (its entry was written by someone else): no further write starts");
                 lost.store(true, Ordering::SeqCst);
                 return;
             }
-            Err(_) => {} // transient (server restarting): try again next round
+            _ if renewed.elapsed() >= ttl => {
+                tracing::warn!("fleet {fleet}: the apply lock could not be renewed for {}s: no further write starts", ttl.as_secs());
+                lost.store(true, Ordering::SeqCst);
+                return;
+            }
+            _ => {} // transient (server restarting): try again next round
         }
     }
 }

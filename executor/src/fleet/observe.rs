@@ -269,11 +269,12 @@ pub fn decode_plans(
 
 /// Decodes what a device reports (a status, a heartbeat): every string in it, keys included,
 /// comes out [`printable`](harmony_schemas::printable), so no output format prints a device's
-/// terminal escapes or forged line breaks. JSON carries such characters only as `\` escapes
-/// or as multi-byte UTF-8 (C1 controls start with 0xC2, bidi overrides with 0xE2): entries
-/// with neither are decoded directly.
+/// terminal escapes or forged line breaks. JSON carries such characters only as `\` escapes,
+/// as a raw DEL (0x7F) or as multi-byte UTF-8 (C1 controls start with 0xC2, U+061C with 0xD8,
+/// direction marks, bidi overrides and line separators with 0xE2): entries with none of
+/// these are decoded directly.
 fn decode_reported<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
-    if !bytes.iter().any(|b| matches!(b, b'\\' | 0xC2 | 0xE2)) {
+    if !bytes.iter().any(|b| matches!(b, b'\\' | 0x7F | 0xC2 | 0xD8 | 0xE2)) {
         return serde_json::from_slice(bytes);
     }
     fn clean(v: &mut serde_json::Value) {

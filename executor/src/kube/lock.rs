@@ -67,7 +67,9 @@ fn holder_of(lease: &Lease) -> Option<Holder> {
     let spec = lease.spec.as_ref()?;
     let identity = spec.holder_identity.clone().filter(|i| !i.is_empty())?;
     let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref())?.0;
-    let expires = renewed + jiff::SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(0).max(0)));
+    // A hostile or broken Lease (renewTime near the end of time) must not overflow: it counts as
+    // expired then.
+    let expires = renewed.checked_add(jiff::SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(0).max(0)))).unwrap_or(renewed);
     let holder = lease
         .metadata
         .annotations
@@ -178,11 +180,14 @@ impl ClusterLock {
 
     /// Releases the lock if this holder still has it (delete with its resourceVersion as precondition).
     pub async fn release(mut self, cluster: &Cluster) -> Result<(), KubeError> {
+        // The renewal holds the mutex across its request: taken first, no renewal is in flight
+        // when the task is stopped, so the resourceVersion below is the last one written.
+        let held = self.lease.lock().await;
         if let Some(r) = self.renew.take() {
             r.abort();
-            let _ = r.await; // a renewal in flight has finished: the resourceVersion below is the last one
         }
-        let rv = self.lease.lock().await.metadata.resource_version.clone();
+        let rv = held.metadata.resource_version.clone();
+        drop(held);
         let dp = DeleteParams { preconditions: Some(kube::api::Preconditions { resource_version: rv, uid: None }), ..Default::default() };
         match leases(cluster).delete(LEASE_NAME, &dp).await {
             Ok(_) => Ok(()),
