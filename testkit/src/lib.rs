@@ -2,6 +2,9 @@
 //!
 //! - [`NatsServer`]: a real `nats-server` with JetStream on a free loopback port and a temporary
 //!   store directory; it can be stopped and restarted on the same port and store (outage tests).
+//! - [`NatsCluster`]: a 3-node (or any size) JetStream cluster of real nats-servers on loopback,
+//!   every node reading the same generated configuration; nodes killed, shut down, restarted;
+//!   leaf nodes whose remote is the cluster.
 //! - [`busybox_image`]: a local busybox image built with `podman import` (no registry needed).
 //!
 //! Both fail with a message naming `scripts/install-test-deps.sh` when a tool is missing.
@@ -52,19 +55,26 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind 127.0.0.1:0")
 }
 
-/// A running nats-server with JetStream, killed on drop.
+/// A running nats-server (with JetStream unless it is a leaf node), killed on drop.
 pub struct NatsServer {
     port: u16,
     store: tempfile::TempDir,
     child: Mutex<Option<Child>>,
     config: Option<PathBuf>,
+    jetstream: bool,
+    /// The monitoring port (`-m`) of a cluster node: ready means `/healthz` answers 200.
+    monitor: Option<u16>,
 }
 
 impl NatsServer {
+    fn new(config: Option<&Path>, jetstream: bool, monitor: Option<u16>) -> NatsServer {
+        let store = tempfile::tempdir().expect("temp dir for the JetStream store");
+        NatsServer { port: free_port(), store, child: Mutex::new(None), config: config.map(Path::to_path_buf), jetstream, monitor }
+    }
+
     /// Starts a server on a free port with a fresh store directory and waits until it accepts clients.
     pub fn start() -> NatsServer {
-        let store = tempfile::tempdir().expect("temp dir for the JetStream store");
-        let server = NatsServer { port: free_port(), store, child: Mutex::new(None), config: None };
+        let server = NatsServer::new(None, true, None);
         server.restart();
         server
     }
@@ -73,8 +83,7 @@ impl NatsServer {
     /// `config` (`-c`; e.g. one that `include`s a generated authorisation). [`NatsServer::reload`]
     /// makes it re-read the file.
     pub fn start_with_config(config: &Path) -> NatsServer {
-        let store = tempfile::tempdir().expect("temp dir for the JetStream store");
-        let server = NatsServer { port: free_port(), store, child: Mutex::new(None), config: Some(config.to_path_buf()) };
+        let server = NatsServer::new(Some(config), true, None);
         server.restart();
         server
     }
@@ -84,19 +93,32 @@ impl NatsServer {
         self.child.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(Child::id)
     }
 
+    /// Whether the process runs.
+    pub fn running(&self) -> bool {
+        self.child.lock().unwrap_or_else(|e| e.into_inner()).as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// `nats-server --signal reload=<pid>`: the server re-reads its configuration file.
     ///
     /// # Panics
     /// When the server is not running or the signal cannot be sent.
     pub fn reload(&self) {
+        self.signal("reload");
+    }
+
+    fn signal(&self, what: &str) {
         let pid = self.pid().expect("nats-server is not running");
-        let status = Command::new(nats_server_binary()).arg("--signal").arg(format!("reload={pid}")).status().expect("run nats-server --signal");
-        assert!(status.success(), "nats-server --signal reload={pid} failed");
+        let status = Command::new(nats_server_binary()).arg("--signal").arg(format!("{what}={pid}")).status().expect("run nats-server --signal");
+        assert!(status.success(), "nats-server --signal {what}={pid} failed");
     }
 
     /// The server log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.store.path().join("server.log")).unwrap_or_default()
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.store.path().join("server.log")
     }
 
     /// `nats://127.0.0.1:<port>`.
@@ -123,43 +145,81 @@ impl NatsServer {
         }
     }
 
+    /// Shuts the server down cleanly (`nats-server --signal term`: it closes its clients and
+    /// routes and flushes its store) and waits for it to exit. Idempotent.
+    pub fn terminate(&self) {
+        if !self.running() {
+            return self.stop();
+        }
+        self.signal("term");
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut c) = child.take() {
+            let _ = c.wait();
+        }
+    }
+
     /// (Re)starts the server on the same port and store; waits until it is ready.
     pub fn restart(&self) {
         self.stop();
-        let log = self.store.path().join("server.log");
-        let deadline = Instant::now() + Duration::from_secs(15);
+        self.spawn();
+        self.wait_ready(Instant::now() + Duration::from_secs(30));
+    }
+
+    fn spawn(&self) {
+        let log = self.log_path();
+        // The previous run's log is kept beside (a failed start's reason), read on failure.
+        let _ = std::fs::rename(&log, self.store.path().join("server.previous.log"));
+        let mut cmd = Command::new(nats_server_binary());
+        if let Some(c) = &self.config {
+            cmd.arg("-c").arg(c);
+        }
+        cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        if self.jetstream {
+            cmd.arg("-js").arg("-sd").arg(self.store.path().join("js"));
+        }
+        if let Some(m) = self.monitor {
+            cmd.args(["-m", &m.to_string()]);
+        }
+        let child = cmd
+            .arg("-l")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.store.path().join("stderr.log")).map(Stdio::from).unwrap_or_else(|_| Stdio::null()))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start nats-server: {e}; {INSTALL_HINT}"));
+        *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+    }
+
+    /// Waits until the log says ready, the port accepts connections and (a cluster node) its
+    /// `/healthz` answers 200 — JetStream has a meta leader and this node's streams are current.
+    /// A process that exited (its port briefly in use after a kill) is started again.
+    fn wait_ready(&self, deadline: Instant) {
         loop {
-            let _ = std::fs::remove_file(&log);
-            let mut cmd = Command::new(nats_server_binary());
-            if let Some(c) = &self.config {
-                cmd.arg("-c").arg(c);
+            let ready = self.log().contains("Server is ready")
+                && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && self.monitor.is_none_or(|m| http_status(m, "/healthz") == Some(200));
+            if ready {
+                return;
             }
-            let child = cmd
-                .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-                .arg(self.store.path().join("js"))
-                .arg("-l")
-                .arg(&log)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start nats-server: {e}; {INSTALL_HINT}"));
-            *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
-            // Ready once the log says so and the port accepts connections.
-            while Instant::now() < deadline {
-                let ready = std::fs::read_to_string(&log).map(|s| s.contains("Server is ready")).unwrap_or(false);
-                if ready && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                    return;
-                }
-                if let Some(c) = self.child.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
-                    && let Ok(Some(_)) = c.try_wait()
-                {
-                    break; // exited (port briefly in use after a kill): retry
-                }
+            let exited = self.child.lock().unwrap_or_else(|e| e.into_inner()).as_mut().is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if Instant::now() >= deadline {
+                let read = |name: &str| std::fs::read_to_string(self.store.path().join(name)).unwrap_or_default();
+                panic!(
+                    "nats-server did not become ready on port {} (monitor {:?}): log:\n{}\nprevious log:\n{}\nstderr:\n{}",
+                    self.port,
+                    self.monitor.map(|m| (m, http_status(m, "/healthz"))),
+                    self.log(),
+                    read("server.previous.log"),
+                    read("stderr.log")
+                );
+            }
+            if exited {
+                std::thread::sleep(Duration::from_millis(100));
+                self.spawn();
+            } else {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            assert!(Instant::now() < deadline, "nats-server did not become ready on port {}: {}", self.port, std::fs::read_to_string(&log).unwrap_or_default());
-            std::thread::sleep(Duration::from_millis(100));
         }
     }
 }
@@ -167,6 +227,137 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The HTTP status of `GET path` on the monitoring port, if it answers.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::Read as _;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// A JetStream cluster of real nats-servers on loopback (routes, `server_name` `n0`, `n1`, …,
+/// one store directory each, free ports), every node reading the same extra configuration
+/// (e.g. `include "auth/pico/nats-auth.conf"`); nodes can be killed, shut down and restarted.
+/// [`NatsCluster::start_leaf`] adds a leaf node whose remote is the cluster.
+pub struct NatsCluster {
+    nodes: Vec<NatsServer>,
+    leaf_ports: Vec<u16>,
+    dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// The cluster's name (`cluster { name }`), a placement's `cluster=` in tests.
+pub const CLUSTER_NAME: &str = "harmony-test";
+
+impl NatsCluster {
+    /// Starts `nodes` servers with no extra configuration and waits until every one is healthy.
+    pub fn start(nodes: usize) -> NatsCluster {
+        let tmp = tempfile::tempdir().expect("temp dir for the cluster configuration");
+        let dir = tmp.path().to_path_buf();
+        let mut c = NatsCluster::start_in(&dir, nodes, "");
+        c._tmp = Some(tmp);
+        c
+    }
+
+    /// Starts `nodes` servers whose configuration files `node-<i>.conf` are written to `dir` and
+    /// end with `extra` (so a relative `include` is relative to `dir`), and waits until every one
+    /// is healthy (`/healthz`: a JetStream meta leader is elected and the node is current).
+    pub fn start_in(dir: &Path, nodes: usize, extra: &str) -> NatsCluster {
+        assert!(nodes >= 1, "a cluster needs a node");
+        let routes: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
+        let leaf_ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
+        let mut servers = Vec::new();
+        for i in 0..nodes {
+            let others: Vec<String> = routes.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| format!("\"nats-route://127.0.0.1:{p}\"")).collect();
+            let conf = format!(
+                "server_name: n{i}\ncluster {{\n  name: {CLUSTER_NAME}\n  listen: \"127.0.0.1:{}\"\n  routes: [{}]\n}}\nleafnodes {{\n  listen: \"127.0.0.1:{}\"\n}}\n{extra}\n",
+                routes[i],
+                others.join(", "),
+                leaf_ports[i]
+            );
+            let path = write_file(dir, &format!("node-{i}.conf"), &conf);
+            servers.push(NatsServer::new(Some(&path), true, Some(free_port())));
+        }
+        for s in &servers {
+            s.spawn();
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for s in &servers {
+            s.wait_ready(deadline);
+        }
+        NatsCluster { nodes: servers, leaf_ports, dir: dir.to_path_buf(), _tmp: None }
+    }
+
+    /// Node `i`.
+    pub fn node(&self, i: usize) -> &NatsServer {
+        &self.nodes[i]
+    }
+
+    /// The number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether it has no node (never: [`NatsCluster::start_in`] refuses that).
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Every node's client URL.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(NatsServer::url).collect()
+    }
+
+    /// The node named `server_name` (`n<i>`), as JetStream names a stream's leader.
+    pub fn index_of(&self, server_name: &str) -> Option<usize> {
+        server_name.strip_prefix('n')?.parse().ok().filter(|i| *i < self.nodes.len())
+    }
+
+    /// Kills node `i` (SIGKILL).
+    pub fn kill(&self, i: usize) {
+        self.nodes[i].stop();
+    }
+
+    /// Restarts node `i` on its port and store and waits until it is healthy again (caught up).
+    pub fn restart(&self, i: usize) {
+        self.nodes[i].restart();
+    }
+
+    /// Starts a leaf node (no JetStream of its own: its clients use the cluster's) whose remote
+    /// is every node's leafnode port; its configuration `<name>.conf` is written to the cluster's
+    /// directory and holds `remote` inside the remote block (e.g. `credentials` or `nkey`) and
+    /// `extra` at the top level (e.g. the authorisation its own clients meet). Waits until the
+    /// leaf connection is up.
+    pub fn start_leaf(&self, name: &str, remote: &str, extra: &str) -> NatsServer {
+        let urls: Vec<String> = self.leaf_ports.iter().map(|p| format!("\"nats-leaf://127.0.0.1:{p}\"")).collect();
+        let conf = format!("server_name: {name}\nleafnodes {{\n  remotes: [\n    {{\n      urls: [{}]\n      {remote}\n    }}\n  ]\n}}\n{extra}\n", urls.join(", "));
+        let path = write_file(&self.dir, &format!("{name}.conf"), &conf);
+        let leaf = NatsServer::new(Some(&path), false, None);
+        leaf.restart();
+        leaf.wait_leaf_connected(Instant::now() + Duration::from_secs(30));
+        leaf
+    }
+}
+
+impl NatsServer {
+    /// Waits until the log of a leaf node says its remote connection is up.
+    fn wait_leaf_connected(&self, deadline: Instant) {
+        while !self.log().contains("Leafnode connection created") {
+            assert!(Instant::now() < deadline, "leaf node on port {} did not connect to its hub: {}", self.port, self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Restarts a leaf node and waits until its remote connection is up again.
+    pub fn restart_leaf(&self) {
+        self.restart();
+        self.wait_leaf_connected(Instant::now() + Duration::from_secs(30));
     }
 }
 
