@@ -483,3 +483,38 @@ fn attack_files_get_follows_a_symlink_out_of_the_chart() {
     let out = w.run(&["plan", "--offline"]).expect(1);
     assert!(out.stderr.contains("chart file files/etc is a symbolic link to /etc, outside the chart directory"), "{}", out.stderr);
 }
+
+/// Issue 23's corpus: a chart passing a `secret-value` through 50 functions and pipelines
+/// (case changes, `printf` verbs, base64 to depth 3, hex, the JSON/YAML/TOML encoders, `tpl`,
+/// `include`, a data key, a label-like annotation and an object name computed from it). No
+/// output of `plan` (every format, stdout and stderr, the plan file, `show`), `diff` (which
+/// resolves no secret) or `template --release` (placeholders) holds the secret or any
+/// reversible transform of it, nor 8 characters of one.
+#[test]
+fn attack_secret_corpus_leaks_in_no_output() {
+    use common::secrets::{CORPUS_SECRET, assert_no_leak, corpus_template, leak_needles};
+    let needles = leak_needles(CORPUS_SECRET);
+    let w = Work::new();
+    w.git(&["init", "-q", "-b", "main"]);
+    std::fs::write(w.path(".gitignore"), "key.hex\n*.plan\n").unwrap();
+    w.git(&["add", "-A"]);
+    w.git(&["commit", "-q", "-m", "example repository"]);
+    w.write("tenants/charts/postgres/templates/corpus.yaml", &corpus_template(".Values.auth.password"));
+    w.git(&["add", "-A"]);
+    w.git(&["commit", "-q", "-m", "corpus"]);
+    let env = [("ACME_SHOP_DB_PASSWORD", CORPUS_SECRET)];
+    let texts = w.every_plan_output(&env);
+    // The corpus rendered: it is in the plan, its values as fingerprints.
+    assert!(texts[0].contains("ConfigMap/acme-prod/corpus") && texts[0].contains("upper: (secret-derived fp:"), "{}", texts[0]);
+    for (i, t) in texts.iter().enumerate() {
+        assert_no_leak(&format!("plan output #{i}"), t, &needles);
+    }
+    for format in ["human", "markdown", "json"] {
+        let d = w.run_env(&["diff", "--base", "HEAD~1", "--head", "HEAD", "--format", format], &env).expect(0);
+        assert!(d.stdout.contains("corpus"), "{}", d.stdout);
+        assert_no_leak(&format!("diff --format {format}"), &(d.stdout + &d.stderr), &needles);
+    }
+    let t = w.run_env(&["template", "--release", "shop-db"], &env).expect(0);
+    assert!(t.stdout.contains("name: corpus"), "{}", t.stdout);
+    assert_no_leak("template --release", &(t.stdout + &t.stderr), &needles);
+}

@@ -50,6 +50,13 @@ fn set_greeting(repo: &Repo, greeting: &str) {
     );
 }
 
+/// Keeps only release `web`, with `secret-value "token"` from environment variable `var`.
+fn only_web_with_secret_token(repo: &Repo, var: &str) {
+    let text = std::fs::read_to_string(repo.root.join("releases.kdl")).unwrap();
+    let cut = text.find("release plain").unwrap();
+    std::fs::write(repo.root.join("releases.kdl"), text[..cut].replace("    values {", &format!("    secret-value \"token\" from=\"env:{var}\"\n    values {{"))).unwrap();
+}
+
 async fn history_of(server: &Server, name: &str) -> Vec<release::Stored> {
     common::repo::history_of(server, "acme-prod", name).await
 }
@@ -558,9 +565,7 @@ async fn attack_an_edited_plan_file_is_refused_before_any_write() {
 async fn attack_a_secret_changed_since_planning_is_refused_without_showing_it() {
     let server = Server::start().await.unwrap();
     let repo = std::sync::Arc::new(repo(&server));
-    let text = std::fs::read_to_string(repo.root.join("releases.kdl")).unwrap();
-    let cut = text.find("release plain").unwrap();
-    std::fs::write(repo.root.join("releases.kdl"), text[..cut].replace("    values {", "    secret-value \"token\" from=\"env:PLAN_APPLY_TOKEN\"\n    values {")).unwrap();
+    only_web_with_secret_token(&repo, "PLAN_APPLY_TOKEN");
     let file = repo.dir.path().join("p.json");
     let (r, f) = (repo.clone(), file.clone());
     blocking(move || r.plan_out(&f, &[("PLAN_APPLY_TOKEN", "first-secret-token")])).await.unwrap();
@@ -696,9 +701,7 @@ async fn attack_an_api_error_quoting_a_secret_is_scrubbed() {
         "charts/web/templates/labelled.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-labelled\n  labels:\n    token: {{ .Values.token | quote }}\ndata: {}\n",
     );
-    let text = std::fs::read_to_string(repo.root.join("releases.kdl")).unwrap();
-    let cut = text.find("release plain").unwrap();
-    std::fs::write(repo.root.join("releases.kdl"), text[..cut].replace("    values {", "    secret-value \"token\" from=\"env:PLAN_LABEL_TOKEN\"\n    values {")).unwrap();
+    only_web_with_secret_token(&repo, "PLAN_LABEL_TOKEN");
     let env = [("PLAN_LABEL_TOKEN", SECRET)];
     let file = repo.dir.path().join("p.json");
     let (r, f) = (repo.clone(), file.clone());
@@ -723,4 +726,74 @@ async fn attack_an_api_error_quoting_a_secret_is_scrubbed() {
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stderr.contains("error: release/prod/acme-prod/web:") && stderr.contains("metadata.labels: Invalid value"), "{stderr}");
     assert!(!leaked(&stdout) && !leaked(&stderr), "a secret leaked: {stdout}{stderr}");
+}
+
+/// As [`attack_an_api_error_quoting_a_secret_is_scrubbed`], with the label holding what the
+/// chart computed from the `secret-value` (`upper`, reversed): apply scrubbed only the value
+/// itself and its base64 form, so the 422 printed the transformed secret. Apply now renders
+/// with stand-ins too and scrubs every value that depends on a secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_an_api_error_quoting_a_transformed_secret_is_scrubbed() {
+    use common::secrets::{CORPUS_SECRET, assert_no_leak, leak_needles};
+    let server = Server::start().await.unwrap();
+    let repo = std::sync::Arc::new(repo(&server));
+    only_web_with_secret_token(&repo, "PLAN_LABEL_TOKEN");
+    let env = [("PLAN_LABEL_TOKEN", CORPUS_SECRET)];
+    let needles = leak_needles(CORPUS_SECRET);
+    for transform in ["upper", "splitList \"\" | reverse | join \"\"", "printf \"%s-%s\" \"x\" | lower"] {
+        repo.write(
+            "charts/web/templates/labelled.yaml",
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{{{ .Release.Name }}}}-labelled\n  labels:\n    token: {{{{ .Values.token | {transform} | quote }}}}\ndata: {{}}\n"),
+        );
+        let file = repo.dir.path().join("p.json");
+        let (r, f) = (repo.clone(), file.clone());
+        blocking(move || r.plan_out(&f, &env)).await.unwrap();
+        let (r, f) = (repo.clone(), file.clone());
+        let (code, outcome, text) = blocking(move || r.apply_file(&f, &[], &env)).await.unwrap();
+        assert_eq!(code, 1, "{text}");
+        let message = outcome_of(&outcome, "release/prod/acme-prod/web")["message"].as_str().unwrap().to_string();
+        assert!(message.contains("metadata.labels: Invalid value: \"(redacted)\""), "{transform}: the refusal is reported, its value redacted: {message}");
+        assert_no_leak(&format!("apply output ({transform})"), &text, &needles);
+    }
+}
+
+/// Issue 23's corpus applied: the chart passing a `secret-value` through 50 functions
+/// (`tests/common/secrets.rs`) is planned and applied on the loopback API server; no output of
+/// `plan`, `apply` (human and JSON) or the next `plan` (the corpus observed on the cluster
+/// now) holds the secret, a reversible transform of it or 8 characters of one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_secret_corpus_leaks_in_no_apply_output() {
+    use common::secrets::{CORPUS_SECRET, assert_no_leak, corpus_template, leak_needles};
+    let server = Server::start().await.unwrap();
+    let repo = std::sync::Arc::new(repo(&server));
+    only_web_with_secret_token(&repo, "CORPUS_TOKEN");
+    repo.write("charts/web/templates/corpus.yaml", &corpus_template(".Values.token"));
+    let env = [("CORPUS_TOKEN", CORPUS_SECRET)];
+    let needles = leak_needles(CORPUS_SECRET);
+    let file = repo.dir.path().join("p.json");
+    let (r, f) = (repo.clone(), file.clone());
+    let plan = blocking(move || r.plan_out(&f, &env)).await.unwrap();
+    assert_no_leak("plan --format json", &plan.to_string(), &needles);
+    assert_no_leak("plan file", &std::fs::read_to_string(&file).unwrap(), &needles);
+    let (r, f) = (repo.clone(), file.clone());
+    let (code, outcome, text) = blocking(move || r.apply_file(&f, &[], &env)).await.unwrap();
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(outcome_of(&outcome, "release/prod/acme-prod/web")["outcome"], "applied", "{outcome:#}");
+    assert_no_leak("apply --format json", &text, &needles);
+    // Written as rendered: the secret is on the cluster, in the objects the chart made.
+    let cm = server.get("v1", "ConfigMap", "acme-prod", "corpus").expect("the corpus ConfigMap is written");
+    assert_eq!(cm["data"]["upper"], CORPUS_SECRET.to_uppercase());
+    // The next plans see the corpus on the cluster, and an apply that changes nothing.
+    for format in ["human", "markdown", "json"] {
+        let r = repo.clone();
+        let out = blocking(move || r.run_env(&["plan", "--skip-fleets", "--format", format, "--kubeconfig", r.kubeconfig()], &[("CORPUS_TOKEN", CORPUS_SECRET)])).await.unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        assert_no_leak(&format!("plan --format {format} (observed)"), &text, &needles);
+    }
+    let r = repo.clone();
+    let out = blocking(move || r.run_env(&["apply", "--yes", "--skip-fleets", "--kubeconfig", r.kubeconfig()], &[("CORPUS_TOKEN", CORPUS_SECRET)])).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert_no_leak("apply (human)", &text, &needles);
 }

@@ -712,7 +712,8 @@ async fn execute_action(
 }
 
 /// What a check prepared for the write: a release's desired record, the user to act as, the
-/// `secret-value`s it resolved (verbatim and base64: scrubbed from the action's result).
+/// `secret-value`s it resolved and what its chart computed from them (verbatim, base64 and
+/// quoted: scrubbed from the action's result).
 #[derive(Default)]
 struct Prepared {
     desired: Option<Desired>,
@@ -903,7 +904,7 @@ fn prepare_release(plan: &PlanFile, a: &PlannedAction, r: &ReleasePayload, key: 
     let archive = plan.charts.get(&r.chart).cloned().ok_or_else(|| Verdict::Fail(format!("{}: chart {} is not in the plan", a.unit, r.chart)))?;
     let (id, payload) = (a.unit.clone(), r.clone());
     // Templates may recurse deeply: render on a thread with a large stack, as `plan` does.
-    let job = move || -> Result<Desired, String> {
+    let job = move || -> Result<(Desired, Needles), String> {
         let chart = harmony_planner::contract::chart_of(&archive).map_err(|e| format!("chart {}: {e}", payload.chart))?;
         let input = ReleaseInput {
             name: &payload.target.name,
@@ -913,21 +914,24 @@ fn prepare_release(plan: &PlanFile, a: &PlannedAction, r: &ReleasePayload, key: 
         };
         let ctx = RenderContext { revision: render.revision, is_upgrade: render.is_upgrade, capabilities: &caps };
         let rendered = harmony_planner::render::render_input(&id, &input, chart.clone(), &secrets, ctx).map_err(|e| e.message)?;
+        // What the chart computed from the secrets, which the API server may quote as well.
+        let needles = harmony_planner::render::secret_needles(&id, &input, chart.clone(), &secrets, &rendered, ctx);
         let config = input.values(&secrets).as_object().cloned().unwrap_or_default();
         let mut d = Desired::from_rendered(&payload.target.name, &payload.target.namespace, &chart, config, &rendered);
         d.unit_hash = Some(payload.unit_hash.clone());
         d.unit_id = Some(id.clone());
         let revision = u32::try_from(render.revision).map_err(|_| format!("revision {} is out of range", render.revision))?;
         d.planned = Some((revision, render.is_upgrade));
-        Ok(d)
+        Ok((d, needles))
     };
-    let desired = std::thread::Builder::new()
+    let (desired, needles) = std::thread::Builder::new()
         .stack_size(64 << 20)
         .spawn(job)
         .map_err(|e| Verdict::Fail(format!("{}: starting the renderer: {e}", a.unit)))?
         .join()
         .map_err(|_| Verdict::Fail(format!("{}: internal error while rendering", a.unit)))?
         .map_err(|e| Verdict::Fail(format!("{}: {e}", a.unit)))?;
+    *resolved = needles;
     let got = key.fingerprint(desired.manifest().as_bytes());
     if got != planned_fp {
         return Err(Verdict::Fail(format!(

@@ -160,13 +160,35 @@ impl Needles {
 impl Needles {
     /// Adds the strings an object computed from a `secret-value` ([`Object::derived`]), so
     /// that they are scrubbed wherever else they occur (4+ characters, like secret fields).
+    /// A marked map or list (its keys depend on a secret, or its shape) gives every string in
+    /// it (4+ characters). A whole object (marked when its stand-in render differs in shape or
+    /// fails) gives nothing here, where its every string would be scrubbed from the whole plan
+    /// (its names and labels: the plan shows it as one fingerprint); [`Needles::add_strings_of`]
+    /// takes them all where that is wanted (apply's messages).
     pub fn add_derived_of(&mut self, obj: &Object) {
-        for p in &obj.derived {
-            if let Some(Json::String(s)) = obj.value.pointer(p)
-                && s.chars().count() >= MIN_FIELD_NEEDLE
-            {
-                self.add(s);
+        for p in obj.derived.iter().filter(|p| !p.is_empty()) {
+            if let Some(v) = obj.value.pointer(p) {
+                self.add_strings_of(v);
             }
+        }
+    }
+
+    /// Adds every string (values and keys, 4+ characters) in `v`.
+    pub fn add_strings_of(&mut self, v: &Json) {
+        match v {
+            Json::String(s) => self.add_min(s),
+            Json::Array(a) => a.iter().for_each(|x| self.add_strings_of(x)),
+            Json::Object(m) => m.iter().for_each(|(k, x)| {
+                self.add_min(k);
+                self.add_strings_of(x);
+            }),
+            _ => {}
+        }
+    }
+
+    fn add_min(&mut self, s: &str) {
+        if s.chars().count() >= MIN_FIELD_NEEDLE {
+            self.add(s);
         }
     }
 }
@@ -186,14 +208,20 @@ impl Needles {
 /// value that changes with the secret without revealing it, like a checksum, is fingerprinted
 /// too). It costs one more render of releases that have resolved `secret-value`s.
 pub fn follow_secrets(secrets: &SecretValues, render: impl Fn(&SecretValues) -> Result<ReleaseObjects, RenderError>) -> Result<ReleaseObjects, RenderError> {
-    let mut real = render(secrets)?;
-    let Some(StandIns { needles, alt_needles, values }) = stand_ins(secrets) else { return Ok(real) };
+    let real = render(secrets)?;
+    Ok(follow_rendered(real, secrets, render))
+}
+
+/// [`follow_secrets`] for a release already rendered with `secrets` (`real`): `render`
+/// renders it with the stand-ins it is given.
+pub fn follow_rendered(mut real: ReleaseObjects, secrets: &SecretValues, render: impl Fn(&SecretValues) -> Result<ReleaseObjects, RenderError>) -> ReleaseObjects {
+    let Some(StandIns { needles, alt_needles, values }) = stand_ins(secrets) else { return real };
     match render(&values) {
         Ok(alt) => mark_derived(&mut real.objects, &alt.objects, &needles, &alt_needles),
         // Cannot tell what depends on the secrets: everything might.
         Err(_) => real.objects.iter_mut().for_each(|o| o.derived = vec![String::new()]),
     }
-    Ok(real)
+    real
 }
 
 /// Whether any `secret-value` is resolved to something (there is a secret to follow).

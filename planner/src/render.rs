@@ -190,7 +190,30 @@ pub fn render_release(id: &str, unit: &ReleaseUnit, chart: Chart, secrets: &Secr
 }
 
 fn render_objects(id: &str, unit: &ReleaseUnit, chart: Chart, secrets: &SecretValues, ctx: RenderContext<'_>) -> Result<ReleaseObjects, RenderError> {
-    let r = render_helm(id, unit, chart, secrets, ctx)?;
+    objects_of(id, unit.namespace.as_str(), &render_helm(id, unit, chart, secrets, ctx)?, secrets)
+}
+
+/// The `secret-value`s of a release rendered from a plan (`apply PLANFILE`: `rendered` is
+/// [`render_input`]'s result with `secrets`) and every string the chart computed from them
+/// ([`crate::redact::follow_secrets`]: one more render, with stand-ins), to scrub from what the
+/// API server says about the objects written (a 422 quotes an invalid value).
+pub fn secret_needles(id: &str, input: &ReleaseInput<'_>, chart: Chart, secrets: &SecretValues, rendered: &RenderedRelease, ctx: RenderContext<'_>) -> crate::redact::Needles {
+    let mut needles = crate::redact::Needles::default();
+    secrets.values().flatten().for_each(|v| needles.add(v));
+    let Ok(real) = objects_of(id, input.namespace, rendered, secrets) else { return needles };
+    let followed = crate::redact::follow_rendered(real, secrets, |alt| objects_of(id, input.namespace, &render_input(id, input, chart.clone(), alt, ctx)?, alt));
+    for o in &followed.objects {
+        match o.derived.iter().any(String::is_empty) {
+            // A whole object: all but its kind.
+            true => o.value.as_object().into_iter().flatten().filter(|(k, _)| !matches!(k.as_str(), "apiVersion" | "kind")).for_each(|(_, v)| needles.add_strings_of(v)),
+            false => needles.add_derived_of(o),
+        }
+    }
+    needles
+}
+
+/// A render split into keyed objects (CRDs, manifests, hooks) and the record's `manifest`.
+fn objects_of(id: &str, namespace: &str, r: &RenderedRelease, secrets: &SecretValues) -> Result<ReleaseObjects, RenderError> {
     let mut needles = crate::redact::Needles::default();
     for v in secrets.values().flatten() {
         needles.add(v);
@@ -211,5 +234,5 @@ fn render_objects(id: &str, unit: &ReleaseUnit, chart: Chart, secrets: &SecretVa
         }
     }
     let manifest = helm_manifest(r.manifests.iter().map(|m| (m.name.as_str(), m.content.as_str())));
-    Ok(ReleaseObjects { objects: key_all(values, unit.namespace.as_str()), manifest })
+    Ok(ReleaseObjects { objects: key_all(values, namespace), manifest })
 }

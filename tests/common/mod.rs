@@ -3,6 +3,7 @@
 
 pub mod fleet;
 pub mod repo;
+pub mod secrets;
 pub mod tenants;
 
 use std::path::Path;
