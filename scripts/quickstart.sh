@@ -58,10 +58,8 @@ export HARMONY_NATS_URL="nats://127.0.0.1:$PORT"
 # copy of the example (tenants/ keeps its public key).
 say "a throwaway Ed25519 key pair for the example fleet (the private key never enters the repository)"
 cp -r tenants "$WORK/tenants"
-openssl genpkey -algorithm ed25519 -out "$WORK/pico.pem" 2>/dev/null
-openssl pkey -in "$WORK/pico.pem" -outform DER 2>/dev/null | tail -c 32 | xxd -p -c 64 >"$WORK/pico.key"
-openssl pkey -in "$WORK/pico.pem" -pubout -outform DER 2>/dev/null | tail -c 32 | xxd -p -c 64 >"$WORK/tenants/fleets/keys/pico.pub"
-chmod 600 "$WORK/pico.key"
+harmony fleet keygen --repo "$WORK/tenants" --out "$WORK" --name pico
+cp "$WORK/pico.pub" "$WORK/tenants/fleets/keys/pico.pub"
 
 # No Kubernetes cluster can run here: the test suite's in-process API server (kube-loopback, with
 # RBAC, impersonation and server-side apply) stands in for both example clusters, one server each.

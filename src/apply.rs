@@ -146,7 +146,7 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "FILE", env = "HARMONY_FINGERPRINT_KEY_FILE")]
     pub fingerprint_key: Option<PathBuf>,
     /// Only this fleet (default: every fleet of the repository).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = crate::completion::fleets())]
     pub fleet: Option<String>,
     /// File holding the fleet's Ed25519 private key (hex or base64); or set $HARMONY_SIGNING_KEY.
     #[arg(long, value_name = "FILE", env = "HARMONY_SIGNING_KEY_FILE")]

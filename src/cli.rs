@@ -1,6 +1,7 @@
 //! Flags, sub-commands and output formats.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -109,6 +110,18 @@ pub enum Command {
     /// Fleet operations: `enroll` / `revoke` devices (per-device NATS credentials),
     /// `rotate-signing-key` (docs/security.md), `publish-agent` for upgrades (docs/operations.md).
     Fleet(crate::fleet::FleetArgs),
+    /// Plugins: `harmony NAME ARGS…` runs `harmony-NAME` from PATH when NAME is not a built-in
+    /// command, with HARMONY_REPO, HARMONY_BIN and the global flags in its environment
+    /// (docs/operations.md).
+    Plugin(crate::plugin::PluginArgs),
+    /// Print the shell's completion script (dynamic: sub-commands, flags, and units, releases,
+    /// devices, fleets and clusters of the repository), e.g. `source <(harmony completion bash)`.
+    Completion(crate::completion::CompletionArgs),
+    /// Write man pages for every command to a directory.
+    Man(crate::completion::ManArgs),
+    /// A plugin: `harmony-NAME` on PATH.
+    #[command(external_subcommand)]
+    External(Vec<OsString>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -146,7 +159,7 @@ pub fn init_logging(g: &Global) {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let g = &args.global;
     let demo_default = matches!(&args.command, Command::Ui(u) if u.demo);
-    if !matches!(args.command, Command::Template(_) | Command::Show(_)) && !demo_default && !g.repo.is_dir() {
+    if !matches!(args.command, Command::Template(_) | Command::Show(_) | Command::Plugin(_) | Command::External(_) | Command::Completion(_) | Command::Man(_)) && !demo_default && !g.repo.is_dir() {
         anyhow::bail!("repository directory {} does not exist", g.repo.display());
     }
     match args.command {
@@ -164,6 +177,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Ui(a) => crate::ui::run(g, a, &runtime()?),
         Command::Device(a) => crate::device::run(g, a, &runtime()?),
         Command::Fleet(a) => crate::fleet::run(g, a, &runtime()?),
+        Command::Plugin(a) => crate::plugin::run(a),
+        Command::Completion(a) => crate::completion::registration(a),
+        Command::Man(a) => crate::completion::man(a),
+        Command::External(a) => crate::plugin::exec(g, a),
     }
 }
 

@@ -28,10 +28,10 @@ pub struct DeviceArgs {
 #[derive(Debug, clap::Args)]
 pub struct Target {
     /// The device id.
-    #[arg(value_name = "DEVICE")]
+    #[arg(value_name = "DEVICE", add = crate::completion::devices())]
     pub device: String,
     /// The device's fleet (default: the fleet of the repository that has the device).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = crate::completion::fleets())]
     pub fleet: Option<String>,
     #[command(flatten)]
     pub nats: NatsArgs,

@@ -43,6 +43,7 @@ pub enum FleetCommand {
     /// nkey in the generated NATS authorisation and reloads the servers.
     Enroll {
         /// Device id (declared in the repository).
+        #[arg(add = crate::completion::devices())]
         device: String,
         /// Directory to write the device's files to (created; must not already hold them).
         #[arg(long, value_name = "DIR", default_value = ".")]
@@ -65,9 +66,10 @@ pub enum FleetCommand {
     /// delete its plan, and never write it a plan again.
     Revoke {
         /// Device id.
+        #[arg(add = crate::completion::devices())]
         device: String,
         /// Its fleet (default: the repository's fleet declaring it).
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", add = crate::completion::fleets())]
         fleet: Option<String>,
         #[command(flatten)]
         nats: NatsArgs,
@@ -79,7 +81,7 @@ pub enum FleetCommand {
     /// trusting it, `--retire` the old key (announced by the new one).
     RotateSigningKey {
         /// Fleet (default: the repository's only fleet).
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", add = crate::completion::fleets())]
         fleet: Option<String>,
         /// The current private key (or $HARMONY_SIGNING_KEY): signs the announcement.
         #[arg(long, value_name = "FILE", env = "HARMONY_SIGNING_KEY_FILE")]
@@ -103,6 +105,7 @@ pub enum FleetCommand {
     /// the old connection and the agent reconnects with the new key.
     RotateDeviceKey {
         /// Device id.
+        #[arg(add = crate::completion::devices())]
         device: String,
         /// File holding a command key the device trusts (or $HARMONY_COMMAND_KEY).
         #[arg(long, value_name = "FILE", env = "HARMONY_COMMAND_KEY_FILE")]
@@ -112,11 +115,25 @@ pub enum FleetCommand {
         #[command(flatten)]
         reload: ReloadArgs,
     },
+    /// Make an Ed25519 key pair from the system's random source: the fleet's signing key, or a
+    /// command key for `device logs`/`exec` (`--command`). Writes DIR/NAME.key (private, mode
+    /// 0600; DIR must be outside the repository) and DIR/NAME.pub (hex); never overwrites.
+    Keygen {
+        /// Directory for the key pair (created; outside the repository).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// File name of the pair (default: `signing`, or `command` with --command).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// A command key (trusted by agents through `command_keys` / `fleet enroll --command-key`).
+        #[arg(long)]
+        command: bool,
+    },
     /// Regenerate the fleet's NATS authorisation (`<auth-dir>/<fleet>/nats-auth.conf`), print its
     /// path, and reload the servers if a reload command is given.
     AuthConfig {
         /// Fleet (default: every fleet of the repository).
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", add = crate::completion::fleets())]
         fleet: Option<String>,
         #[command(flatten)]
         nats: NatsArgs,
@@ -173,10 +190,26 @@ fn reload(r: &ReloadArgs, auth: &FleetAuth, quiet: bool) -> Result<(), auth::Aut
 }
 
 pub fn run(g: &Global, a: FleetArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
-    let repo = compiled(g)?;
+    // Compiled per command: a key pair is made before the repository can name it.
+    let repo = || compiled(g);
     match a.command {
         FleetCommand::PublishAgent(p) => crate::publish::publish_agent(g, p, rt),
+        FleetCommand::Keygen { out, name, command } => {
+            let name = name.as_deref().unwrap_or(if command { "command" } else { "signing" });
+            let k = keys::keygen(&g.repo, &out, name)?;
+            if !g.quiet {
+                println!("private key: {} (mode 0600; keep it out of the repository)", k.private.display());
+                println!("public key:  {} (key id {})", k.public.display(), k.key_id);
+                if command {
+                    println!("trust it on devices with `harmony fleet enroll DEVICE --command-key {}` (or command_keys in agent.toml); sign with --command-key-file {}", k.public_text, k.private.display());
+                } else {
+                    println!("copy the public key into the repository and name it in the fleet's `signing-key`; apply with --signing-key-file {}", k.private.display());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         FleetCommand::Enroll { device, out, device_dir, state_dir, command_keys, nats, reload: r } => {
+            let repo = repo()?;
             let fleet = fleet_of(&repo, &device)?;
             let info = fleet_info(&repo, &fleet)?;
             let auth = open_auth(g, &nats, &fleet)?;
@@ -202,6 +235,7 @@ pub fn run(g: &Global, a: FleetArgs, rt: &tokio::runtime::Runtime) -> anyhow::Re
             Ok(ExitCode::SUCCESS)
         }
         FleetCommand::Revoke { device, fleet, nats, reload: r } => {
+            let repo = repo()?;
             let fleet = match fleet {
                 Some(f) => f,
                 None => fleet_of(&repo, &device)?,
@@ -220,6 +254,7 @@ pub fn run(g: &Global, a: FleetArgs, rt: &tokio::runtime::Runtime) -> anyhow::Re
             Ok(ExitCode::SUCCESS)
         }
         FleetCommand::RotateSigningKey { fleet, signing_key_file, new_key_file, retire, force, nats } => {
+            let repo = repo()?;
             let fleet = one_fleet(&repo, &fleet)?;
             let info = fleet_info(&repo, &fleet)?;
             let key = load_signing_key(signing_key_file.as_deref(), std::env::var(SIGNING_KEY_ENV).ok())?;
@@ -250,6 +285,7 @@ pub fn run(g: &Global, a: FleetArgs, rt: &tokio::runtime::Runtime) -> anyhow::Re
             Ok(ExitCode::SUCCESS)
         }
         FleetCommand::RotateDeviceKey { device, command_key_file, nats, reload: r } => {
+            let repo = repo()?;
             use harmony_executor::fleet::command::{COMMAND_KEY_ENV, load_command_key};
             let fleet = fleet_of(&repo, &device)?;
             let info = fleet_info(&repo, &fleet)?;
@@ -266,6 +302,7 @@ pub fn run(g: &Global, a: FleetArgs, rt: &tokio::runtime::Runtime) -> anyhow::Re
             Ok(ExitCode::SUCCESS)
         }
         FleetCommand::AuthConfig { fleet, nats, reload: r } => {
+            let repo = repo()?;
             let fleets = crate::apply::fleets(&repo, &fleet)?;
             for fleet in fleets {
                 let auth = open_auth(g, &nats, &fleet)?;

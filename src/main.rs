@@ -3,9 +3,11 @@
 
 mod apply;
 mod cli;
+mod completion;
 mod device;
 mod fleet;
 mod plan;
+mod plugin;
 mod publish;
 mod rollback;
 mod status;
@@ -18,6 +20,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    completion::answer_if_asked();
     let args = cli::Args::parse();
     cli::init_logging(&args.global);
     match cli::run(args) {

@@ -37,10 +37,10 @@ pub struct PlanFlags {
     #[arg(long)]
     pub compact: bool,
     /// Plan only this unit (an id, or a prefix such as `release/okd-prod`) and what it depends on. Repeatable.
-    #[arg(long = "target", value_name = "UNIT")]
+    #[arg(long = "target", value_name = "UNIT", add = crate::completion::units())]
     pub targets: Vec<String>,
     /// Leave out this unit (id or prefix) and what depends on it. Repeatable.
-    #[arg(long = "exclude", value_name = "UNIT")]
+    #[arg(long = "exclude", value_name = "UNIT", add = crate::completion::units())]
     pub excludes: Vec<String>,
     /// Exit 0 when nothing would change, 2 when something would, 1 on errors.
     #[arg(long)]

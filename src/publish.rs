@@ -16,7 +16,7 @@ use crate::cli::Global;
 #[derive(Debug, clap::Args)]
 pub struct PublishAgentArgs {
     /// The fleet whose object store and key are used.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = crate::completion::fleets())]
     pub fleet: String,
     /// The version the binary reports (`harmony-agent --version`); versions are immutable.
     #[arg(long, value_name = "VERSION")]

@@ -14,6 +14,7 @@ use harmony_executor::kube::release::{self, Options};
 #[derive(Debug, clap::Args)]
 pub struct RollbackArgs {
     /// The release (its name, or its unit id when the name is not unique).
+    #[arg(add = crate::completion::releases())]
     pub release: String,
     /// The revision to roll back to (default: the one before the deployed revision).
     pub revision: Option<u32>,

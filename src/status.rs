@@ -25,7 +25,7 @@ pub enum StatusFormat {
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     /// Only this fleet (default: every fleet of the repository).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = crate::completion::fleets())]
     pub fleet: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = StatusFormat::Human)]

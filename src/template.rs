@@ -15,7 +15,7 @@ use harmony_helm::release::{TemplateRequest, run_template};
 pub struct TemplateArgs {
     /// Render this release of the repository (its name, or its unit id when the name is not
     /// unique) instead of a chart given on the command line.
-    #[arg(long, value_name = "NAME", conflicts_with_all = ["name", "chart", "namespace", "set", "set_string", "values", "kube_version", "name_template"])]
+    #[arg(long, value_name = "NAME", add = crate::completion::releases(), conflicts_with_all = ["name", "chart", "namespace", "set", "set_string", "values", "kube_version", "name_template"])]
     pub release: Option<String>,
     /// Release name (or the chart when only one argument is given).
     pub name: Option<String>,

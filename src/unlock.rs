@@ -14,6 +14,7 @@ use crate::cli::Global;
 #[derive(Debug, clap::Args)]
 pub struct UnlockArgs {
     /// The cluster or fleet (as the repository names it) whose apply lock to remove.
+    #[arg(add = crate::completion::targets())]
     pub target: String,
     /// Remove it without asking.
     #[arg(long, short = 'y')]

@@ -10,9 +10,13 @@ use harmony_agent::reconcile::Runtime;
 #[derive(Debug, Parser)]
 #[command(name = "harmony-agent", version = harmony_agent::AGENT_VERSION, about)]
 struct Cli {
-    /// Optional `run` (the default action).
-    #[arg(value_parser = ["run"], hide = true)]
+    /// `run` (the default), or `completion SHELL`: print a completion script for bash, zsh,
+    /// fish, powershell or elvish (e.g. `harmony-agent completion bash > /etc/bash_completion.d/harmony-agent`).
+    #[arg(value_parser = ["run", "completion"], value_name = "ACTION")]
     action: Option<String>,
+    /// The shell, for `completion`.
+    #[arg(value_enum, value_name = "SHELL", required_if_eq("action", "completion"))]
+    shell: Option<clap_complete::Shell>,
     /// Config file (TOML); see docs/agent.md.
     #[arg(long, short, env = "HARMONY_AGENT_CONFIG")]
     config: Option<PathBuf>,
@@ -80,6 +84,11 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let (Some("completion"), Some(shell)) = (cli.action.as_deref(), cli.shell) {
+        use clap::CommandFactory;
+        clap_complete::generate(shell, &mut Cli::command(), "harmony-agent", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     harmony_agent::logging::init(cli.log_format);
     let file = match &cli.config {
         Some(p) => match load(p) {

@@ -256,3 +256,48 @@ pub async fn rotate_device_key(
     }
     Ok(new)
 }
+
+/// A key pair written by [`keygen`].
+#[derive(Debug)]
+pub struct GeneratedKey {
+    /// The private key (the 32-byte Ed25519 seed, hex; mode 0600).
+    pub private: PathBuf,
+    /// The public key (32 bytes, hex: the format `signing-key` files and `command_keys` take).
+    pub public: PathBuf,
+    /// The public key's text.
+    pub public_text: String,
+    /// Its key id.
+    pub key_id: String,
+}
+
+/// Makes an Ed25519 key pair (a fleet's signing key or a command key) from the operating
+/// system's random source: `DIR/NAME.key` (mode 0600) and `DIR/NAME.pub`. `dir` must be outside
+/// the repository at `repo` (the public key is copied into the repository by whoever reviews
+/// it); neither file may exist already, so a key is never overwritten.
+pub fn keygen(repo: &Path, dir: &Path, name: &str) -> Result<GeneratedKey, KeyError> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') || name.starts_with('.') {
+        return Err(refused(format!("--name `{}`: use letters, digits, `-`, `_` and `.` (not first)", harmony_schemas::printable(name))));
+    }
+    outside_repo(repo, dir, "--out", "a private key")?;
+    std::fs::create_dir_all(dir).map_err(|e| refused(format!("cannot create {}: {e}", dir.display())))?;
+    let private = dir.join(format!("{name}.key"));
+    let public = dir.join(format!("{name}.pub"));
+    for p in [&private, &public] {
+        if p.exists() {
+            return Err(refused(format!("{} already exists: keys are never overwritten; choose another --name or --out", p.display())));
+        }
+    }
+    let key = generate_signing_key().map_err(|e| refused(format!("cannot generate a key: {e}")))?;
+    let verifying = key.verifying_key();
+    let public_text = encode_key(verifying.as_bytes());
+    write_private(&private, format!("{}\n", encode_key(&key.to_bytes())).as_bytes(), false)?;
+    if let Err(e) = std::fs::OpenOptions::new().write(true).create_new(true).open(&public).and_then(|mut f| {
+        use std::io::Write as _;
+        f.write_all(format!("{public_text}\n").as_bytes()).and_then(|()| f.sync_all())
+    }) {
+        // No half pair: the private key alone would be an orphan.
+        let _ = std::fs::remove_file(&private);
+        return Err(refused(format!("cannot write {}: {e}", public.display())));
+    }
+    Ok(GeneratedKey { private, public, key_id: key_id(&verifying), public_text })
+}
