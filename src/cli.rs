@@ -132,6 +132,8 @@ pub enum CheckFormat {
     Json,
     /// GitHub Actions workflow commands (`::error file=…,line=…::…`).
     Github,
+    /// A SARIF 2.1.0 log on stdout, for code-scanning UIs (paths relative to where harmony runs).
+    Sarif,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -258,6 +260,12 @@ fn check(g: &Global, format: CheckFormat, deny_warnings: bool) -> anyhow::Result
             for d in &out.diagnostics {
                 writeln!(stdout, "{}", github_line(d, &out, &prefix))?;
             }
+            if !g.quiet {
+                eprintln!("{}", summary(&out));
+            }
+        }
+        CheckFormat::Sarif => {
+            println!("{}", serde_json::to_string_pretty(&crate::sarif::log(&out, &display_prefix(&g.repo)))?);
             if !g.quiet {
                 eprintln!("{}", summary(&out));
             }

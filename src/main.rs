@@ -10,6 +10,7 @@ mod plan;
 mod plugin;
 mod publish;
 mod rollback;
+mod sarif;
 mod status;
 mod template;
 mod unlock;

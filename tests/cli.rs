@@ -245,7 +245,66 @@ fn check_broken_repositories() {
         let first = github.stdout.lines().find(|l| l.contains(&title)).unwrap_or_else(|| panic!("{}: no {title} in\n{}", case.name, github.stdout));
         assert_eq!(first, case.github, "{}", case.name);
         assert_eq!(github.stdout.lines().count(), diags.len(), "{}: one annotation per diagnostic", case.name);
+
+        let sarif = repo.run(&["check", "--format", "sarif"]).expect(1);
+        let log = valid_sarif(&sarif.stdout);
+        let results = log["runs"][0]["results"].as_array().unwrap();
+        assert_eq!(results.len(), diags.len(), "{}: one result per diagnostic", case.name);
+        let (r, d) = results.iter().zip(diags).find(|(r, _)| r["ruleId"] == case.code).unwrap_or_else(|| panic!("{}: no {} result", case.name, case.code));
+        assert_eq!(r["level"], "error");
+        assert_eq!(log["runs"][0]["tool"]["driver"]["rules"][r["ruleIndex"].as_u64().unwrap() as usize]["id"], case.code);
+        let place = &r["locations"][0]["physicalLocation"];
+        assert_eq!(place["artifactLocation"]["uri"], format!("tenants/{}", d["path"].as_str().unwrap()), "{}", case.name);
+        let region = &place["region"];
+        assert_eq!(
+            [&region["startLine"], &region["startColumn"], &region["endLine"], &region["endColumn"]],
+            [&d["line"], &d["column"], &d["end_line"], &d["end_column"]],
+            "{}: the SARIF region is the diagnostic's",
+            case.name
+        );
+        assert!(r["message"]["text"].as_str().unwrap().starts_with(d["message"].as_str().unwrap()), "{}", case.name);
     }
+}
+
+/// Parses a SARIF log and validates it against the SARIF 2.1.0 JSON Schema (OASIS,
+/// `sarif-2.1/schema/sarif-schema-2.1.0.json` of github.com/oasis-tcs/sarif-spec at e0583813).
+fn valid_sarif(text: &str) -> serde_json::Value {
+    let log: serde_json::Value = serde_json::from_str(text).expect("stdout is one JSON document");
+    let schema: serde_json::Value = serde_json::from_str(include_str!("data/sarif-schema-2.1.0.json")).unwrap();
+    let validator = jsonschema::draft4::new(&schema).expect("the SARIF schema compiles");
+    let errors: Vec<String> = validator.iter_errors(&log).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "the log does not follow SARIF 2.1.0: {errors:#?}\n{log:#}");
+    assert_eq!(log["version"], "2.1.0");
+    log
+}
+
+#[test]
+fn check_sarif_of_a_clean_repository_is_valid_and_empty() {
+    let out = Repo::new().run(&["check", "--format", "sarif"]).expect(0);
+    let log = valid_sarif(&out.stdout);
+    assert_eq!(log["runs"][0]["results"], serde_json::json!([]));
+    assert_eq!(log["runs"][0]["tool"]["driver"]["name"], "harmony");
+    assert_eq!(log["runs"][0]["columnKind"], "unicodeCodePoints");
+    // The schema check bites: a level SARIF does not know is refused.
+    let mut bad = log.clone();
+    bad["runs"][0]["results"] = serde_json::json!([{ "message": { "text": "x" }, "level": "fatal" }]);
+    let schema: serde_json::Value = serde_json::from_str(include_str!("data/sarif-schema-2.1.0.json")).unwrap();
+    assert!(!jsonschema::draft4::new(&schema).unwrap().is_valid(&bad));
+}
+
+#[test]
+fn check_sarif_related_locations_and_paths_with_spaces() {
+    let repo = Repo::new();
+    // A release declared twice: the duplicate points back at the first declaration.
+    let acme = repo.read("releases/acme.kdl");
+    std::fs::create_dir_all(repo.path("more releases")).unwrap();
+    repo.write("more releases/again.kdl", &acme);
+    let out = repo.run(&["check", "--format", "sarif"]).expect(1);
+    let log = valid_sarif(&out.stdout);
+    let results = log["runs"][0]["results"].as_array().unwrap();
+    let dup = results.iter().find(|r| r["ruleId"] == "harmony::duplicate-name").unwrap_or_else(|| panic!("no duplicate-name in {results:#?}"));
+    let uris: Vec<&str> = std::iter::once(&dup["locations"][0]).chain(dup["relatedLocations"].as_array().unwrap()).map(|l| l["physicalLocation"]["artifactLocation"]["uri"].as_str().unwrap()).collect();
+    assert!(uris.contains(&"tenants/more%20releases/again.kdl") && uris.contains(&"tenants/releases/acme.kdl"), "{uris:?}");
 }
 
 #[test]
