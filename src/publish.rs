@@ -41,7 +41,7 @@ pub fn publish_agent(g: &Global, a: PublishAgentArgs, rt: &tokio::runtime::Runti
     let opts = a.nats.options_for_fleet(&a.fleet, &info.nats)?;
     let (artifact, new) = rt.block_on(async {
         let client = connect(&opts).await?;
-        harmony_executor::fleet::agents::publish(&client, &key, &a.agent_version, &binary).await
+        harmony_executor::fleet::agents::publish(&client, &key, &a.agent_version, &binary, &info.storage).await
     })?;
     use harmony_executor::fleet::agents::Publication;
     match new {

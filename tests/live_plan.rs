@@ -299,3 +299,56 @@ async fn apply_planfile_writes_the_planned_device_plans_and_refuses_a_moved_entr
     }
     assert_eq!(store.entry(moved.as_str()).await.unwrap().unwrap().revision, found, "the moved entry was overwritten");
 }
+
+/// Issue 22: a fleet declaring `replicas 3` whose buckets exist with one replica (made by an
+/// apply before the declaration) gets one warning per bucket from `harmony plan`, naming both
+/// configurations and the migration; the plan itself is unaffected and nothing is changed.
+#[test]
+fn plan_warns_about_buckets_whose_replicas_differ_from_the_fleets() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let key = generate_signing_key().unwrap();
+    std::fs::write(repo.join("pico.pub"), encode_key(key.verifying_key().as_bytes())).unwrap();
+    std::fs::write(dir.path().join("pico.key"), encode_key(key.as_bytes())).unwrap();
+    let fleet = |extra: &str| {
+        format!(
+            "fleet pico {{\n    nats \"nats://127.0.0.1:1\"\n    agent-version \"0.1.0\"\n    signing-key \"pico.pub\"\n    tenants acme\n{extra}}}\ntenant acme {{\n    namespaces acme\n}}\ndevice d1 {{\n    fleet pico\n    labels site=a\n}}\ndeployment web {{\n    tenant acme\n    fleet pico\n    selector site=a\n    container app {{\n        image \"localhost/app:1\"\n    }}\n}}\n"
+        )
+    };
+    std::fs::write(repo.join("fleet.kdl"), fleet("")).unwrap();
+    std::fs::write(dir.path().join("fp.key"), "ab".repeat(32)).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_harmony"))
+            .arg("--repo")
+            .arg(&repo)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("HARMONY_NATS_URL", nats.url())
+            .env("HARMONY_STATE_DIR", dir.path().join("state"))
+            .env("HARMONY_FINGERPRINT_KEY_FILE", dir.path().join("fp.key"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let key_file = dir.path().join("pico.key").to_string_lossy().into_owned();
+    let (code, out, err) = run(&["apply", "--yes", "--signing-key-file", &key_file]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, err) = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(!err.contains("declares replicas"), "no drift while the fleet declares none: {err}");
+
+    std::fs::write(repo.join("fleet.kdl"), fleet("    replicas 3\n")).unwrap();
+    let (code, out, err) = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(code, Some(0), "the declaration changes no device plan: {out}{err}");
+    // (The apply made no rollout, so no rollouts bucket, and published no agent.)
+    for stream in ["KV_harmony-plans", "KV_harmony-status", "KV_harmony-heartbeats", "KV_harmony-locks"] {
+        let line = format!(
+            "warning: fleet pico: stream {stream} has replicas 1, no placement, the fleet declares replicas 3, no placement: Harmony does not move a live bucket; migrate it with `nats stream edit {stream} --replicas 3` (docs/fleet.md, \"Bucket replicas and placement\")"
+        );
+        assert!(err.lines().any(|l| l == line), "expected\n{line}\nin\n{err}");
+    }
+    assert_eq!(err.matches("declares replicas 3").count(), 4, "one warning per bucket: {err}");
+}

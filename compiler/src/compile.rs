@@ -293,6 +293,9 @@ pub struct FleetInfo {
     pub agent_rollout: Option<Rollout>,
     /// How devices authenticate to NATS.
     pub auth: crate::model::FleetAuthMode,
+    /// Where the fleet's JetStream buckets are kept (`replicas`, `placement`).
+    #[serde(skip_serializing_if = "harmony_schemas::plan::FleetStorage::is_default")]
+    pub storage: harmony_schemas::plan::FleetStorage,
 }
 
 /// Per-cluster facts that are not units: every declared cluster, with or without units, so
@@ -494,6 +497,7 @@ pub fn compile(decls: &Declarations, index: &Index, facts: &Facts) -> Option<Com
             tenants: f.tenants.iter().filter_map(|t| Name::parse(&t.value).ok()).collect(),
             agent_rollout: f.rollout.clone(),
             auth: f.auth,
+            storage: f.storage.clone(),
         };
         fleets.insert(f.name.valid.clone()?, info);
     }

@@ -18,7 +18,7 @@ pub const TOP_LEVEL: &[&str] = &["tenant", "cluster", "release", "fleet", "devic
 const TENANT: &[&str] = &["namespaces", "service-account", "pod-security", "description"];
 const CLUSTER: &[&str] = &["context", "labels", "kube-version", "api-versions", "description"];
 const RELEASE: &[&str] = &["tenant", "cluster", "namespace", "chart", "version", "values-file", "values", "secret-value", "needs", "description"];
-const FLEET: &[&str] = &["nats", "agent-version", "signing-key", "tenants", "rollout", "auth", "allow-host-path", "description"];
+const FLEET: &[&str] = &["nats", "agent-version", "signing-key", "tenants", "rollout", "auth", "allow-host-path", "replicas", "placement", "description"];
 const DEVICE: &[&str] = &["fleet", "labels", "description"];
 const DEPLOYMENT: &[&str] = &["tenant", "fleet", "selector", "init-container", "container", "rollout", "description"];
 const CONTAINER: &[&str] = &["image", "command", "args", "env", "port", "volume", "restart", "description"];
@@ -772,6 +772,7 @@ impl<'a> Cx<'a> {
             rollout: None,
             auth: FleetAuthMode::default(),
             host_paths: Vec::new(),
+            storage: Default::default(),
         };
         let mut once = Once::default();
         for child in self.children(node) {
@@ -804,10 +805,28 @@ impl<'a> Cx<'a> {
                     }
                 }
                 "allow-host-path" => f.host_paths.extend(self.allow_host_path(child)),
+                "replicas" if self.once(&mut once, "replicas", child) => {
+                    if let Some(n) = self.one_int(child) {
+                        match n.value {
+                            1 | 3 | 5 => f.storage.replicas = n.value as u8,
+                            other => self.push(
+                                Diagnostic::error(Code::InvalidValue, n.span, format!("`replicas` must be 1, 3 or 5, not {other}"))
+                                    .label("not a JetStream replica count")
+                                    .help("write `replicas 1` for one server, `replicas 3` or `replicas 5` on a JetStream cluster of at least that many servers"),
+                            ),
+                        }
+                    }
+                }
+                "placement" if self.once(&mut once, "placement", child) => {
+                    if let Some((cluster, tags)) = self.placement(child) {
+                        f.storage.cluster = cluster;
+                        f.storage.tags = tags;
+                    }
+                }
                 "description" if self.once(&mut once, "description", child) => {
                     self.one_string(child);
                 }
-                "nats" | "agent-version" | "signing-key" | "rollout" | "auth" | "description" => {}
+                "nats" | "agent-version" | "signing-key" | "rollout" | "auth" | "replicas" | "placement" | "description" => {}
                 _ => self.unknown_node(child, "in a fleet", FLEET),
             }
         }
@@ -821,6 +840,44 @@ impl<'a> Cx<'a> {
             }
         }
         Some(f)
+    }
+
+    /// `placement cluster=east tags="ssd,eu"` in a fleet: the JetStream cluster and server tags
+    /// of its buckets; at least one of the two. Names are what nats-server accepts in a
+    /// `server_tags`/cluster name and a placement: 1–64 of `A-Z a-z 0-9 - _ : .`.
+    fn placement(&mut self, node: &KdlNode) -> Option<(Option<String>, Vec<String>)> {
+        self.check_entries(node, 0, &["cluster", "tags"]);
+        self.no_children(node);
+        const HELP: &str = "write `placement cluster=NAME` and/or `placement tags=\"TAG,TAG\"` (names of 1 to 64 letters, digits, `-`, `_`, `:` or `.`)";
+        let valid = |s: &str| (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_:.".contains(&b));
+        let cluster = match prop_of(node, "cluster") {
+            Some(e) => {
+                let c = self.entry_string(e, "`cluster`")?;
+                if !valid(&c.value) {
+                    self.push(Diagnostic::error(Code::InvalidValue, c.span, format!("`{}` is not a JetStream cluster name", c.value)).label("invalid cluster name").help(HELP));
+                    return None;
+                }
+                Some(c.value)
+            }
+            None => None,
+        };
+        let tags = match prop_of(node, "tags") {
+            Some(e) => {
+                let t = self.entry_string(e, "`tags`")?;
+                let tags: Vec<String> = t.value.split(',').map(|s| s.trim().to_string()).collect();
+                if let Some(bad) = tags.iter().find(|t| !valid(t)) {
+                    self.push(Diagnostic::error(Code::InvalidValue, t.span, format!("`{bad}` is not a server tag")).label("invalid tag").help(HELP));
+                    return None;
+                }
+                tags
+            }
+            None => Vec::new(),
+        };
+        if cluster.is_none() && tags.is_empty() {
+            self.missing(self.span(node.name().span()), "`placement`", "cluster or tags", HELP);
+            return None;
+        }
+        Some((cluster, tags))
     }
 
     /// `allow-host-path "/srv/shared" tenant=acme [read-only=#true]`.

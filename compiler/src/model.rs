@@ -211,6 +211,8 @@ pub struct Fleet {
     pub auth: FleetAuthMode,
     /// Host paths granted to tenants beyond their data root (`allow-host-path`).
     pub host_paths: Vec<AllowHostPath>,
+    /// Where the fleet's JetStream buckets are kept (`replicas`, `placement`).
+    pub storage: harmony_schemas::plan::FleetStorage,
 }
 
 impl Fleet {

@@ -530,6 +530,7 @@ async fn execute_fleet(
         .and_then(|root| crate::fleet::security::FleetSecurity::with_chain(fleet, chain).observe_keys(root).ok())
         .unwrap_or_default();
     let source_revision = harmony_planner::contract::source_revision(plan);
+    let storage = plan.targets.fleets.get(fleet).map(|t| t.storage.clone()).unwrap_or_default();
     let stop = stop.clone();
     let writer = crate::fleet::run::Writer {
         holder: holder.clone(),
@@ -543,6 +544,7 @@ async fn execute_fleet(
         rollout_poll: access.rollout_poll,
         source_revision: &source_revision,
         request_timeout: None,
+        storage: &storage,
     };
     let planned = rollout.map(crate::fleet::rollout::RolloutPlan::from_planned);
     let w = match crate::fleet::run::write_planned(&client, writer, actions, planned.as_ref()).await {

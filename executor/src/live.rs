@@ -150,16 +150,19 @@ async fn observe_into(compiled: &CompiledRepo, a: &LiveOptions<'_>, live: &mut L
             let js = async_nats::jetstream::new(client.clone());
             let versions: BTreeSet<String> = desired.plans.values().map(|p| p.agent_version.clone()).collect();
             let own = [own];
-            let (observed, published, record) = tokio::try_join!(
+            let (observed, published, record, drift) = tokio::try_join!(
                 crate::fleet::observe::observe_all(&client, fleet, &keys),
                 crate::fleet::agents::lookup_agents(&js, versions.iter().map(String::as_str), &own),
                 crate::fleet::rollout::observe_record(&client, fleet),
+                crate::fleet::connect::storage_drift(&js, &info.storage),
             )?;
-            Ok::<_, FleetError>((client, observed, published, record))
+            Ok::<_, FleetError>((client, observed, published, record, drift))
         }
         .await
         .map_err(|e| format!("fleet {fleet}: reading its device plans\n  plan without live state with `harmony plan --offline`, or pass --nats-url: {e}"))?;
-        let (client, mut observed, published, record) = read;
+        let (client, mut observed, published, record, drift) = read;
+        // A bucket whose replicas or placement differ from the fleet's: said, never changed.
+        live.warnings.extend(drift.into_iter().map(|d| format!("fleet {fleet}: {d}")));
         add_fleet(compiled, fleet, &observed.plans, &security, live);
         live.device_drift.extend(device_drift(fleet, &desired, &observed));
         // Planned as the fleet runner plans it (one implementation: generations, agents, rollout).

@@ -58,6 +58,7 @@ fn request(d: &DesiredFleet, key: &SigningKey) -> ApplyRequest {
         rollouts: Default::default(),
         rollout_progress: None,
         rollout_poll: None,
+        storage: Default::default(),
         desired: d.clone(),
         signing_key: key.clone(),
         trusted: vec![],
@@ -191,7 +192,7 @@ async fn stale_revision_refuses_that_action_and_applies_the_rest() {
     let key = generate_signing_key().expect("key");
     run_apply(&c, request(&desired(4, "a", "a"), &key)).await.expect("apply");
     let js = jetstream::new(c.clone());
-    let stores = ensure_buckets(&js).await.expect("buckets");
+    let stores = ensure_buckets(&js, &Default::default()).await.expect("buckets");
     let observed = observe_fleet(&c, &stores, "pico", &[key.verifying_key()]).await.expect("observe");
     let mut d = desired(5, "b", "b");
     d.plans.remove("d-003");
@@ -225,7 +226,7 @@ async fn concurrent_applies_wait_or_fail_naming_the_holder_and_crashed_locks_exp
     let js = jetstream::new(c.clone());
     let holder = LockHolder { user: "alice".into(), host: "ops-1".into(), pid: 4242, since_ms: harmony_schemas::fleet::now_ms(), apply_id: "x".into(), ..LockHolder::default() };
     let ttl = Duration::from_secs(2);
-    let lock = FleetLock::acquire(&js, "pico", &holder, LockOptions { ttl, timeout: Duration::ZERO }).await.expect("lock");
+    let lock = FleetLock::acquire(&js, "pico", &holder, LockOptions { ttl, timeout: Duration::ZERO }, &Default::default()).await.expect("lock");
 
     // A second applier fails at once, naming the holder and the expiry.
     let mut req = request(&desired(3, "a", "a"), &key);
@@ -249,7 +250,7 @@ async fn concurrent_applies_wait_or_fail_naming_the_holder_and_crashed_locks_exp
     assert_eq!(run.report.written(), 3);
 
     // A crashed holder (never releases, never renews) expires by itself.
-    let crashed = FleetLock::acquire(&js, "pico", &holder, LockOptions { ttl, timeout: Duration::ZERO }).await.expect("lock");
+    let crashed = FleetLock::acquire(&js, "pico", &holder, LockOptions { ttl, timeout: Duration::ZERO }, &Default::default()).await.expect("lock");
     drop(crashed); // stops renewing, leaves the entry
     let started = Instant::now();
     let mut req = request(&desired(3, "a", "a"), &key);
@@ -266,7 +267,7 @@ async fn halted_writes_stop_starting_and_are_reported_not_written() {
     let c = client(&server).await;
     let key = generate_signing_key().expect("key");
     let js = jetstream::new(c.clone());
-    let stores = ensure_buckets(&js).await.expect("buckets");
+    let stores = ensure_buckets(&js, &Default::default()).await.expect("buckets");
     let observed = observe_fleet(&c, &stores, "pico", &[key.verifying_key()]).await.expect("observe");
     let actions = plan_fleet(&desired(10, "a", "a"), &observed).expect("plan");
     let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -291,7 +292,7 @@ async fn a_fleet_lock_left_by_a_killed_apply_of_this_host_is_taken_over_and_unlo
     let now = LockOptions { ttl: Duration::from_secs(30), timeout: Duration::ZERO };
     // An apply of this host killed while holding the lock: its entry stays (30 s), its pid is gone.
     let killed = LockHolder { user: "alice".into(), pid: 4_000_000_000, ..LockHolder::this_process() };
-    drop(FleetLock::acquire(&js, "pico", &killed, now).await.expect("lock"));
+    drop(FleetLock::acquire(&js, "pico", &killed, now, &Default::default()).await.expect("lock"));
     let started = Instant::now();
     let mut req = request(&desired(3, "a", "a"), &key);
     req.lock = now;
@@ -302,7 +303,7 @@ async fn a_fleet_lock_left_by_a_killed_apply_of_this_host_is_taken_over_and_unlo
     // Another host's lock is not known to be dead: refused, named; `harmony unlock` shows it and
     // removes it only as shown.
     let elsewhere = LockHolder { user: "dave".into(), host: "build-7".into(), pid: 4242, command: "harmony apply".into(), ..LockHolder::this_process() };
-    let held = FleetLock::acquire(&js, "pico", &elsewhere, now).await.expect("lock");
+    let held = FleetLock::acquire(&js, "pico", &elsewhere, now, &Default::default()).await.expect("lock");
     let mut req = request(&desired(3, "b", "b"), &key);
     req.lock = now;
     let err = run_apply(&c, req).await.expect_err("locked").to_string();
@@ -312,7 +313,7 @@ async fn a_fleet_lock_left_by_a_killed_apply_of_this_host_is_taken_over_and_unlo
     assert!(shown.description.starts_with("dave@build-7 pid 4242"), "{}", shown.description);
     // Released and taken again (a new entry revision) after it was shown: not removed.
     held.release().await.expect("release");
-    let held = FleetLock::acquire(&js, "pico", &elsewhere, now).await.expect("lock");
+    let held = FleetLock::acquire(&js, "pico", &elsewhere, now, &Default::default()).await.expect("lock");
     let err = unlock(&target, &shown).await.expect_err("changed");
     assert!(err.contains("the lock changed since it was shown"), "{err}");
     assert!(show(&target).await.expect("show").is_some());
@@ -328,7 +329,7 @@ async fn malformed_entries_are_warnings_for_plan_and_status() {
     let c = client(&server).await;
     let key = generate_signing_key().expect("key");
     let js = jetstream::new(c.clone());
-    let stores = ensure_buckets(&js).await.expect("buckets");
+    let stores = ensure_buckets(&js, &Default::default()).await.expect("buckets");
     stores[0].put("Not_A_Device", "garbage".into()).await.expect("put");
     stores[0].put("d-000", "{not json".into()).await.expect("put");
     let forged = SignedDevicePlan::sign(&desired(2, "x", "x").plans["d-001"], &generate_signing_key().expect("k")).expect("sign");

@@ -117,6 +117,7 @@ async fn apply_10k_signed_plans_vs_raw_puts() {
         rollouts: Default::default(),
         rollout_progress: None,
         rollout_poll: None,
+        storage: Default::default(),
         desired: d.clone(),
         signing_key: key.clone(),
         trusted: vec![],
@@ -153,7 +154,7 @@ async fn apply_10k_signed_plans_vs_raw_puts() {
         // of the desired plans (as `harmony apply` owns the compiled fleet); making it is not
         // apply's work either.
         let _ = js.delete_key_value(harmony_schemas::fleet::PLANS_BUCKET).await;
-        ensure_buckets(&js).await.expect("buckets");
+        ensure_buckets(&js, &Default::default()).await.expect("buckets");
         let first = req(&d);
         let cpu0 = (cpu_ms(&spid), cpu_ms("self"));
         let t = Instant::now();

@@ -6,13 +6,70 @@
 //!   nodes elect a meta leader; an R3 bucket keeps accepting compare-and-set writes when its
 //!   stream leader's node is killed; the restarted node catches up (a direct get on it alone
 //!   returns the newest entry); a leaf node's client uses the cluster's JetStream.
+//! - `declared_replicas_and_placement_make_the_buckets_and_drift_is_reported`: an apply of a
+//!   fleet declaring `replicas 3` and `placement cluster=…` creates every bucket (plans, status,
+//!   heartbeats, locks, rollouts, the agents object store) with them; buckets an R1 fleet made
+//!   are left R1 and reported one line per stream with the migration, which — run as documented
+//!   — clears the report with every plan intact.
+
+mod support;
 
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
-use harmony_executor::fleet::auth::{Registry, new_user_nkey, server_config};
-use harmony_executor::fleet::{NatsOptions, connect};
-use harmony_testkit::{NatsCluster, write_file};
+use ed25519_dalek::SigningKey;
+use harmony_executor::fleet::auth::{Registry, harmony_streams, new_user_nkey, server_config};
+use harmony_executor::fleet::connect::{FleetStorage, storage_drift};
+use harmony_executor::fleet::observe::read_bucket;
+use harmony_executor::fleet::{ApplyRequest, DesiredFleet, LockOptions, NatsOptions, connect, run_apply};
+use harmony_schemas::fleet::{PLANS_BUCKET, SignedDevicePlan, generate_signing_key};
+use support::desired;
+use harmony_testkit::{CLUSTER_NAME, NatsCluster, write_file};
+
+fn request(desired: DesiredFleet, key: &SigningKey, storage: &FleetStorage, state: &std::path::Path) -> ApplyRequest {
+    ApplyRequest {
+        rollouts: Default::default(),
+        rollout_progress: None,
+        rollout_poll: None,
+        storage: storage.clone(),
+        desired,
+        signing_key: key.clone(),
+        trusted: vec![],
+        parallelism: 32,
+        lock: LockOptions { ttl: Duration::from_secs(5), timeout: Duration::from_secs(20) },
+        state_dir: Some(state.to_path_buf()),
+        confirm: None,
+        progress: None,
+        request_timeout: Some(Duration::from_secs(2)),
+    }
+}
+
+/// Every device's plan, read back and verified: device → (generation, VERSION).
+async fn read_plans(client: &async_nats::Client, key: &SigningKey) -> std::collections::BTreeMap<String, (u64, String)> {
+    let store = jetstream::new(client.clone()).get_key_value(PLANS_BUCKET).await.expect("plans bucket");
+    read_bucket(client, &store)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|e| {
+            let plan = SignedDevicePlan::from_slice(&e.value).expect("decodes").verify(&[key.verifying_key()]).expect("signature verifies");
+            assert_eq!(plan.device_id, e.key, "the plan names its key's device");
+            (e.key, (plan.generation, plan.deployments[0].services[0].container.env["VERSION"].clone()))
+        })
+        .collect()
+}
+
+/// Each of Harmony's streams that exists: name → (replicas, placement cluster, tags).
+async fn stream_storage(js: &jetstream::Context) -> Vec<(String, usize, Option<String>, Vec<String>)> {
+    let mut out = Vec::new();
+    for name in harmony_streams() {
+        if let Ok(s) = js.get_stream(&name).await {
+            let c = &s.cached_info().config;
+            out.push((name, c.num_replicas, c.placement.as_ref().and_then(|p| p.cluster.clone()), c.placement.as_ref().map(|p| p.tags.clone()).unwrap_or_default()));
+        }
+    }
+    out
+}
 
 /// A three-node cluster whose nodes include the generated authorisation of a fleet with no
 /// device; returns it with harmony's seed.
@@ -109,4 +166,67 @@ async fn cluster_harness_survives_a_killed_leader_and_serves_a_leaf() {
     assert_eq!(&hub.get("k").await.expect("get").expect("entry")[..], b"from-leaf");
     plain.node(0).terminate();
     assert!(!plain.node(0).running(), "a clean shutdown ends the process");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_replicas_and_placement_make_the_buckets_and_drift_is_reported() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cluster, seed) = secured_cluster(dir.path());
+    let client = connect(&NatsOptions { urls: cluster.urls(), nkey_seed: Some(seed.clone()), ..Default::default() }).await.expect("connect");
+    let js = jetstream::new(client.clone());
+    let key = generate_signing_key().expect("key");
+    let r1 = FleetStorage::default();
+    let r3 = FleetStorage { replicas: 3, cluster: Some(CLUSTER_NAME.into()), tags: vec![] };
+
+    // An R1 fleet's apply (the default) and agent publication make R1 buckets.
+    let run = run_apply(&client, request(desired(20, 1), &key, &r1, dir.path())).await.expect("apply");
+    assert_eq!(run.report.written(), 20);
+    harmony_executor::fleet::agents::publish(&client, &key, "0.1.0", b"agent", &r1).await.expect("publish");
+    let live = stream_storage(&js).await;
+    assert_eq!(live.len(), harmony_streams().len(), "every bucket exists: {live:?}");
+    assert!(live.iter().all(|(_, r, c, _)| *r == 1 && c.is_none()), "{live:?}");
+    assert!(storage_drift(&js, &r1).await.expect("drift").is_empty());
+
+    // Declared R3 now: every bucket is reported, once, with the migration; nothing is moved.
+    let drift = storage_drift(&js, &r3).await.expect("drift");
+    assert_eq!(drift.len(), harmony_streams().len(), "{drift:#?}");
+    for (line, stream) in drift.iter().zip(harmony_streams()) {
+        assert!(line.starts_with(&format!("stream {stream} has replicas 1, no placement, the fleet declares replicas 3, placement cluster={CLUSTER_NAME}")), "{line}");
+        assert!(line.contains(&format!("`nats stream edit {stream} --replicas 3` then `nats stream edit {stream} --cluster {CLUSTER_NAME}`")), "{line}");
+    }
+    let run = run_apply(&client, request(desired(20, 2), &key, &r3, dir.path())).await.expect("apply to R1 buckets");
+    assert_eq!(run.report.written(), 20);
+    assert!(stream_storage(&js).await.iter().all(|(_, r, _, _)| *r == 1), "a live bucket is never moved by an apply");
+
+    // The documented migration: two stream updates, as `nats stream edit` makes them (one
+    // update may not both scale and move a stream: nats-server error 10123).
+    for name in harmony_streams() {
+        let mut config = js.get_stream(&name).await.expect("stream").cached_info().config.clone();
+        config.num_replicas = 3;
+        js.update_stream(&config).await.unwrap_or_else(|e| panic!("scaling {name}: {e}"));
+        config.placement = Some(jetstream::stream::Placement { cluster: Some(CLUSTER_NAME.into()), tags: vec![] });
+        // Refused ("stream reconfiguration already in progress", 10226) until the new replicas are current.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Err(e) = js.update_stream(&config).await {
+            assert!(Instant::now() < deadline, "placing {name}: {e}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert!(storage_drift(&js, &r3).await.expect("drift").is_empty(), "migrated: no drift");
+    let plans = read_plans(&client, &key).await;
+    assert_eq!(plans.len(), 20);
+    assert!(plans.values().all(|(g, v)| *g == 2 && v == "2"), "every plan survived the migration: {plans:?}");
+
+    // A fresh system: an R3 fleet's first apply creates every bucket R3 in the declared cluster.
+    let dir2 = tempfile::tempdir().expect("tmp");
+    let (cluster2, seed2) = secured_cluster(dir2.path());
+    let client2 = connect(&NatsOptions { urls: cluster2.urls(), nkey_seed: Some(seed2), ..Default::default() }).await.expect("connect");
+    let js2 = jetstream::new(client2.clone());
+    run_apply(&client2, request(desired(20, 1), &key, &r3, dir2.path())).await.expect("apply");
+    harmony_executor::fleet::agents::publish(&client2, &key, "0.1.0", b"agent", &r3).await.expect("publish");
+    let live = stream_storage(&js2).await;
+    assert_eq!(live.len(), harmony_streams().len(), "{live:?}");
+    assert!(live.iter().all(|(_, r, c, _)| *r == 3 && c.as_deref() == Some(CLUSTER_NAME)), "{live:?}");
+    assert!(storage_drift(&js2, &r3).await.expect("drift").is_empty());
+    drop(cluster);
 }

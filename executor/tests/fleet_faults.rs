@@ -3,14 +3,14 @@
 //! lost (every device has the latest content) or duplicated (each content change bumps the
 //! generation exactly once).
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use harmony_executor::fleet::observe::read_bucket;
 use harmony_executor::fleet::{ApplyRequest, DesiredFleet, LockOptions, NatsOptions, connect, run_apply};
-use harmony_schemas::fleet::{
-    ContainerSpec, DeploymentPlan, DevicePlan, PLANS_BUCKET, PROTOCOL_VERSION, RestartPolicy, Service, SignedDevicePlan, generate_signing_key,
-};
+use harmony_schemas::fleet::{PLANS_BUCKET, SignedDevicePlan, generate_signing_key};
 use harmony_testkit::NatsServer;
 
 const DEVICES: usize = 500;
@@ -20,34 +20,7 @@ fn rounds() -> u64 {
 }
 
 fn desired(version: u64) -> DesiredFleet {
-    let c = ContainerSpec {
-        name: "hub".into(),
-        image: "registry.example/acme/hub:2".into(),
-        command: vec![],
-        args: vec![],
-        env: [("VERSION".to_string(), version.to_string())].into_iter().collect(),
-        ports: vec![],
-        volumes: vec![],
-    };
-    let dep = DeploymentPlan::new("hub", "acme", vec![], vec![Service::new(c, RestartPolicy::Always)]);
-    let plans = (0..DEVICES)
-        .map(|i| {
-            let id = format!("d-{i:04}");
-            let p = DevicePlan {
-                agent: None,
-                version: PROTOCOL_VERSION,
-                device_id: id.clone(),
-                fleet: "pico".into(),
-                generation: 0,
-                source_revision: format!("r{version}"),
-                agent_version: "0.1.0".into(),
-                deployments: vec![dep.clone()],
-                key_chain: vec![],
-            };
-            (id, p)
-        })
-        .collect();
-    DesiredFleet { fleet: "pico".into(), plans }
+    support::desired(DEVICES, version)
 }
 
 struct Rng(u64);
@@ -76,6 +49,7 @@ async fn server_killed_mid_apply_converges_on_rerun() {
         rollouts: Default::default(),
         rollout_progress: None,
         rollout_poll: None,
+        storage: Default::default(),
         desired: desired(version),
         signing_key: key.clone(),
         trusted: vec![],

@@ -175,7 +175,7 @@ pub fn complete(p: &mut PlanFile, compiled: &CompiledRepo, inputs: &ContractInpu
             .iter()
             .map(|(n, c)| (n.to_string(), ClusterTarget { context: c.context.clone(), server: inputs.servers.get(n.as_str()).cloned() }))
             .collect(),
-        fleets: compiled.fleets.iter().map(|(n, f)| (n.to_string(), FleetTarget { nats: f.nats.clone(), signing_key: f.signing_key.clone() })).collect(),
+        fleets: compiled.fleets.iter().map(|(n, f)| (n.to_string(), FleetTarget { nats: f.nats.clone(), signing_key: f.signing_key.clone(), storage: f.storage.clone() })).collect(),
     };
     p.identity = identity(p);
     seal(p, key);

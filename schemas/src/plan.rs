@@ -113,6 +113,57 @@ pub struct FleetTarget {
     pub nats: Vec<String>,
     /// The fleet's Ed25519 public signing key (hex).
     pub signing_key: String,
+    /// Where the fleet's JetStream buckets are kept (absent: one replica, no placement).
+    #[serde(default, skip_serializing_if = "FleetStorage::is_default")]
+    pub storage: FleetStorage,
+}
+
+/// Where a fleet's JetStream buckets are kept: the fleet's `replicas` and `placement`
+/// (docs/language.md). Every bucket Harmony creates for the fleet — plans, status, heartbeats,
+/// locks, rollouts, the agents object store — gets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FleetStorage {
+    /// Replicas of each bucket's stream: 1, 3 or 5.
+    pub replicas: u8,
+    /// The JetStream cluster the buckets are placed in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// Server tags every server holding a replica must have.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+impl Default for FleetStorage {
+    fn default() -> Self {
+        FleetStorage { replicas: 1, cluster: None, tags: Vec::new() }
+    }
+}
+
+impl FleetStorage {
+    /// One replica, no placement (what a fleet without `replicas` and `placement` gets).
+    pub fn is_default(&self) -> bool {
+        *self == FleetStorage::default()
+    }
+}
+
+impl std::fmt::Display for FleetStorage {
+    /// `replicas 3, placement cluster=east tags=ssd,eu` (the language's words).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "replicas {}", self.replicas)?;
+        if self.cluster.is_some() || !self.tags.is_empty() {
+            write!(f, ", placement")?;
+            if let Some(c) = &self.cluster {
+                write!(f, " cluster={c}")?;
+            }
+            if !self.tags.is_empty() {
+                write!(f, " tags={}", self.tags.join(","))?;
+            }
+        } else {
+            write!(f, ", no placement")?;
+        }
+        Ok(())
+    }
 }
 
 /// A chart's files, in the order the chart loader read them (`.helmignore` applied).

@@ -176,7 +176,7 @@ fn sign(plan: &DevicePlan, key: &SigningKey) -> Result<Vec<u8>, UiError> {
 /// reports `applying`, then `applied`.
 pub async fn simulate(compiled: &CompiledRepo, client: async_nats::Client, key: SigningKey) -> Result<JoinHandle<()>, UiError> {
     let nats = |e: harmony_executor::fleet::FleetError| UiError::Demo(e.to_string());
-    let [plans, status, heartbeats] = ensure_buckets(&jetstream::new(client)).await.map_err(nats)?;
+    let [plans, status, heartbeats] = ensure_buckets(&jetstream::new(client), &Default::default()).await.map_err(nats)?;
     let now = now_ms();
     let mut sims = Vec::new();
     for fleet in compiled.fleets.keys() {

@@ -219,7 +219,7 @@ async fn the_overview_shows_a_staged_rollout_from_its_record() {
         updated_ms: 2,
     };
     let client = async_nats::connect(env.nats.url()).await.expect("connect");
-    let store = harmony_executor::fleet::connect::ensure_rollouts_bucket(&async_nats::jetstream::new(client)).await.expect("bucket");
+    let store = harmony_executor::fleet::connect::ensure_rollouts_bucket(&async_nats::jetstream::new(client), &Default::default()).await.expect("bucket");
     store.put("pico", serde_json::to_vec(&record).expect("json").into()).await.expect("put");
     let page = env.get_until("/", |b| b.contains("Staged rollouts")).await;
     assert!(

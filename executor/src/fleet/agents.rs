@@ -8,19 +8,28 @@ use base64::Engine as _;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use harmony_schemas::fleet::{AGENTS_OBJECT_STORE, AgentArtifact, SignedAgentArtifact, agent_meta_subject, agent_object_name, sha256_digest};
 
+use super::connect::FleetStorage;
 use super::{FleetError, nats_err};
 
 /// Object metadata key holding the [`SignedAgentArtifact`] (JSON).
 pub const SIGNATURE_METADATA: &str = "harmony-signature";
 
-async fn store(js: &jetstream::Context, create: bool) -> Result<Option<object_store::ObjectStore>, FleetError> {
+/// Opens the object store; with `create: Some(storage)`, creates it (with the fleet's replicas
+/// and placement) if missing.
+async fn store(js: &jetstream::Context, create: Option<&FleetStorage>) -> Result<Option<object_store::ObjectStore>, FleetError> {
     if let Ok(s) = js.get_object_store(AGENTS_OBJECT_STORE).await {
         return Ok(Some(s));
     }
-    if !create {
+    let Some(storage) = create else {
         return Ok(None);
-    }
-    let config = object_store::Config { bucket: AGENTS_OBJECT_STORE.to_string(), description: Some("harmony-agent binaries".into()), ..Default::default() };
+    };
+    let config = object_store::Config {
+        bucket: AGENTS_OBJECT_STORE.to_string(),
+        description: Some("harmony-agent binaries".into()),
+        num_replicas: usize::from(storage.replicas),
+        placement: super::connect::placement(storage),
+        ..Default::default()
+    };
     match js.create_object_store(config).await {
         Ok(s) => Ok(Some(s)),
         Err(e) => js.get_object_store(AGENTS_OBJECT_STORE).await.map(Some).map_err(|_| nats_err("creating the agent object store", e)),
@@ -40,16 +49,16 @@ pub enum Publication {
 }
 
 /// [`publish_agent`] over a connection (`harmony fleet publish-agent`).
-pub async fn publish(client: &async_nats::Client, key: &SigningKey, version: &str, binary: &[u8]) -> Result<(AgentArtifact, Publication), FleetError> {
-    publish_agent(&jetstream::new(client.clone()), key, version, binary).await
+pub async fn publish(client: &async_nats::Client, key: &SigningKey, version: &str, binary: &[u8], storage: &FleetStorage) -> Result<(AgentArtifact, Publication), FleetError> {
+    publish_agent(&jetstream::new(client.clone()), key, version, binary, storage).await
 }
 
 /// Publishes `binary` as agent `version`. Versions are immutable: publishing the same bytes
 /// again is a no-op (or renews a signature made by a rotated-away key), other bytes under a
-/// published version are refused.
-pub async fn publish_agent(js: &jetstream::Context, key: &SigningKey, version: &str, binary: &[u8]) -> Result<(AgentArtifact, Publication), FleetError> {
+/// published version are refused. The object store is created with `storage` if missing.
+pub async fn publish_agent(js: &jetstream::Context, key: &SigningKey, version: &str, binary: &[u8], storage: &FleetStorage) -> Result<(AgentArtifact, Publication), FleetError> {
     let artifact = AgentArtifact { version: version.to_string(), object: agent_object_name(version), sha256: sha256_digest(binary), size: binary.len() as u64 };
-    let store = store(js, true).await?.ok_or_else(|| nats_err("opening the agent object store", "missing"))?;
+    let store = store(js, Some(storage)).await?.ok_or_else(|| nats_err("opening the agent object store", "missing"))?;
     let immutable = |existing: &str| FleetError::Nats {
         what: format!("publishing agent {version}"),
         detail: format!(
@@ -134,7 +143,7 @@ pub async fn lookup_agents<'a>(
     versions: impl IntoIterator<Item = &'a str>,
     trusted: &[VerifyingKey],
 ) -> Result<Published, FleetError> {
-    let Some(store) = store(js, false).await? else { return Ok(BTreeMap::new()) };
+    let Some(store) = store(js, None).await? else { return Ok(BTreeMap::new()) };
     let mut out = BTreeMap::new();
     for v in versions {
         if out.contains_key(v) {

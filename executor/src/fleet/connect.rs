@@ -6,8 +6,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::{self, kv, stream};
 use harmony_schemas::fleet::{HEARTBEATS_BUCKET, LOCKS_BUCKET, PLANS_BUCKET, STATUS_BUCKET};
+pub use harmony_schemas::plan::FleetStorage;
 
 use super::{FleetError, nats_err};
 
@@ -117,33 +118,46 @@ enum Rollups {
 
 /// Creates (or opens) the plans, status and heartbeat buckets. Only the executor creates buckets.
 /// The status and heartbeat buckets (which devices write) deny roll-ups and purges; buckets made
-/// before they did are changed to deny them.
-pub async fn ensure_buckets(js: &jetstream::Context) -> Result<[kv::Store; 3], FleetError> {
-    let plans = ensure(js, PLANS_BUCKET, PLANS_HISTORY, Duration::ZERO, Rollups::Allowed).await?;
-    let status = ensure(js, STATUS_BUCKET, 1, Duration::ZERO, Rollups::Denied).await?;
-    let heartbeats = ensure(js, HEARTBEATS_BUCKET, 1, Duration::ZERO, Rollups::Denied).await?;
+/// before they did are changed to deny them. A bucket is created with the fleet's `storage`
+/// (replicas, placement); an existing one is left as it is ([`storage_drift`] reports it).
+pub async fn ensure_buckets(js: &jetstream::Context, storage: &FleetStorage) -> Result<[kv::Store; 3], FleetError> {
+    let plans = ensure(js, PLANS_BUCKET, PLANS_HISTORY, Duration::ZERO, Rollups::Allowed, storage).await?;
+    let status = ensure(js, STATUS_BUCKET, 1, Duration::ZERO, Rollups::Denied, storage).await?;
+    let heartbeats = ensure(js, HEARTBEATS_BUCKET, 1, Duration::ZERO, Rollups::Denied, storage).await?;
     Ok([plans, status, heartbeats])
 }
 
 /// Creates (or opens) the rollouts bucket (one record per fleet).
-pub async fn ensure_rollouts_bucket(js: &jetstream::Context) -> Result<kv::Store, FleetError> {
-    ensure(js, harmony_schemas::fleet::ROLLOUTS_BUCKET, 1, Duration::ZERO, Rollups::Denied).await
+pub async fn ensure_rollouts_bucket(js: &jetstream::Context, storage: &FleetStorage) -> Result<kv::Store, FleetError> {
+    ensure(js, harmony_schemas::fleet::ROLLOUTS_BUCKET, 1, Duration::ZERO, Rollups::Denied, storage).await
 }
 
 /// Creates (or opens) the locks bucket; `ttl` is its `max_age` (a lock not renewed expires).
-pub async fn ensure_locks_bucket(js: &jetstream::Context, ttl: Duration) -> Result<kv::Store, FleetError> {
-    ensure(js, LOCKS_BUCKET, 1, ttl, Rollups::Denied).await
+pub async fn ensure_locks_bucket(js: &jetstream::Context, ttl: Duration, storage: &FleetStorage) -> Result<kv::Store, FleetError> {
+    ensure(js, LOCKS_BUCKET, 1, ttl, Rollups::Denied, storage).await
 }
 
-async fn ensure(js: &jetstream::Context, bucket: &str, history: i64, max_age: Duration, rollups: Rollups) -> Result<kv::Store, FleetError> {
+/// The JetStream placement of `storage` (`None`: the server chooses).
+pub(crate) fn placement(storage: &FleetStorage) -> Option<stream::Placement> {
+    (storage.cluster.is_some() || !storage.tags.is_empty()).then(|| stream::Placement { cluster: storage.cluster.clone(), tags: storage.tags.clone() })
+}
+
+async fn ensure(js: &jetstream::Context, bucket: &str, history: i64, max_age: Duration, rollups: Rollups, storage: &FleetStorage) -> Result<kv::Store, FleetError> {
     let store = match js.get_key_value(bucket).await {
         Ok(store) => store,
         Err(_) => {
-            let config = kv::Config { bucket: bucket.to_string(), history, max_age, ..Default::default() };
+            let config = kv::Config {
+                bucket: bucket.to_string(),
+                history,
+                max_age,
+                num_replicas: usize::from(storage.replicas),
+                placement: placement(storage),
+                ..Default::default()
+            };
             match js.create_key_value(config).await {
                 Ok(s) => s,
                 // Created concurrently by another applier.
-                Err(e) => js.get_key_value(bucket).await.map_err(|_| nats_err(format!("creating bucket {bucket}"), e))?,
+                Err(e) => js.get_key_value(bucket).await.map_err(|_| nats_err(format!("creating bucket {bucket} ({storage})"), e))?,
             }
         }
     };
@@ -151,6 +165,64 @@ async fn ensure(js: &jetstream::Context, bucket: &str, history: i64, max_age: Du
         deny_rollups(js, &store).await?;
     }
     Ok(store)
+}
+
+/// Every bucket of the fleet ([`super::auth::harmony_streams`]: plans, status, heartbeats, locks,
+/// rollouts, the agents object store) that exists with replicas or a placement other than
+/// `storage` declares, one line each naming the bucket, both configurations and the migration
+/// (docs/fleet.md, "Bucket replicas and placement"). Harmony never changes a live bucket's
+/// replicas or placement itself: moving a bucket is the operator's decision (it takes the
+/// stream's data across servers). Read-only (stream info), so `harmony plan` reports it too;
+/// a missing bucket is no drift (it is created with `storage`).
+pub async fn storage_drift(js: &jetstream::Context, storage: &FleetStorage) -> Result<Vec<String>, FleetError> {
+    let streams = super::auth::harmony_streams();
+    use async_nats::jetstream::context::GetStreamErrorKind;
+    let infos = futures::future::join_all(streams.iter().map(|name| async move {
+        match js.get_stream(name).await {
+            Ok(s) => Ok(Some(s.cached_info().config.clone())),
+            Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) => Ok(None),
+            Err(e) => Err(nats_err(format!("reading the configuration of stream {name}"), e)),
+        }
+    }))
+    .await;
+    let mut out = Vec::new();
+    for (name, info) in streams.iter().zip(infos) {
+        let Some(config) = info? else { continue };
+        let live = FleetStorage {
+            replicas: u8::try_from(config.num_replicas.max(1)).unwrap_or(u8::MAX),
+            cluster: config.placement.as_ref().and_then(|p| p.cluster.clone()).filter(|c| !c.is_empty()),
+            tags: config.placement.as_ref().map(|p| p.tags.clone()).unwrap_or_default(),
+        };
+        if live != *storage {
+            out.push(drift_line(name, &live, storage));
+        }
+    }
+    Ok(out)
+}
+
+/// One bucket's drift in words, with the migration: `nats stream edit` of the stream, the
+/// replicas first and the placement in a second edit when both change (nats-server refuses to
+/// "move and scale a stream in a single update", error 10123).
+fn drift_line(stream: &str, live: &FleetStorage, declared: &FleetStorage) -> String {
+    let mut edits = Vec::new();
+    if live.replicas != declared.replicas {
+        edits.push(format!("nats stream edit {stream} --replicas {}", declared.replicas));
+    }
+    if live.cluster != declared.cluster || live.tags != declared.tags {
+        let mut edit = format!("nats stream edit {stream}");
+        if let Some(c) = &declared.cluster {
+            edit.push_str(&format!(" --cluster {c}"));
+        }
+        for t in &declared.tags {
+            edit.push_str(&format!(" --tag {t}"));
+        }
+        edits.push(edit);
+    }
+    let edits: Vec<String> = edits.iter().map(|e| format!("`{e}`")).collect();
+    format!(
+        "stream {stream} has {live}, the fleet declares {declared}: Harmony does not move a live bucket; migrate it with {} (docs/fleet.md, \"Bucket replicas and placement\")",
+        edits.join(" then ")
+    )
 }
 
 /// Makes `store`'s stream refuse roll-up headers and purges, if it does not yet (a bucket just

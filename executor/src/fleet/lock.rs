@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
 
-use super::connect::ensure_locks_bucket;
+use super::connect::{FleetStorage, ensure_locks_bucket};
 use super::{FleetError, nats_err};
 
 pub use crate::lock::{LockHolder, LockOptions, format_ms};
@@ -31,8 +31,9 @@ pub struct FleetLock {
 
 impl FleetLock {
     /// Takes the fleet's lock, waiting up to `opts.timeout` for a holder to release it or for it to expire.
-    pub async fn acquire(js: &jetstream::Context, fleet: &str, holder: &LockHolder, opts: LockOptions) -> Result<FleetLock, FleetError> {
-        let mut store = ensure_locks_bucket(js, opts.ttl).await?;
+    /// The locks bucket is created with `storage` (the fleet's replicas and placement) if missing.
+    pub async fn acquire(js: &jetstream::Context, fleet: &str, holder: &LockHolder, opts: LockOptions, storage: &FleetStorage) -> Result<FleetLock, FleetError> {
+        let mut store = ensure_locks_bucket(js, opts.ttl, storage).await?;
         // The bucket's own max age (an existing bucket keeps the TTL it was made with), from the
         // stream info opening it returned: no extra round trip.
         let ttl = match store.stream.cached_info().config.max_age {
@@ -75,7 +76,7 @@ impl FleetLock {
                         return Err(nats_err("taking the apply lock", e));
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
-                    if let Ok(s) = ensure_locks_bucket(js, opts.ttl).await {
+                    if let Ok(s) = ensure_locks_bucket(js, opts.ttl, storage).await {
                         store = s;
                     }
                 }

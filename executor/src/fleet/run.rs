@@ -50,6 +50,8 @@ pub struct ApplyRequest {
     pub rollout_progress: Option<RolloutProgress>,
     /// How often statuses are read while a wave is waited for (default 500 ms).
     pub rollout_poll: Option<std::time::Duration>,
+    /// Replicas and placement of the buckets this apply creates.
+    pub storage: super::connect::FleetStorage,
 }
 
 /// A rollout's plan, final record, and each revert write (device, new revision or why not).
@@ -95,11 +97,11 @@ pub async fn run_apply(client: &async_nats::Client, req: ApplyRequest) -> Result
     let source_revision = desired.plans.values().next().map(|p| p.source_revision.clone()).unwrap_or_default();
     let (mut observed, published, record) = tokio::try_join!(
         async {
-            let stores = ensure_buckets(&js).await?;
+            let stores = ensure_buckets(&js, &req.storage).await?;
             observe_fleet(client, &stores, &fleet, &trusted).await
         },
         super::agents::lookup_agents(&js, versions.iter().map(String::as_str), &own),
-        async { read_record(&super::connect::ensure_rollouts_bucket(&js).await?, &fleet).await }
+        async { read_record(&super::connect::ensure_rollouts_bucket(&js, &req.storage).await?, &fleet).await }
     )?;
     let (actions, mut rollout) = plan_observed(client, &mut observed, desired, &published, &req.rollouts, record.as_ref().map(|(r, _)| r), &trusted).await?;
     if let Some(p) = &mut rollout {
@@ -124,6 +126,7 @@ pub async fn run_apply(client: &async_nats::Client, req: ApplyRequest) -> Result
         rollout_poll: req.rollout_poll,
         source_revision: &source_revision,
         request_timeout: req.request_timeout,
+        storage: &req.storage,
     };
     let w = write_planned(client, writer, actions, rollout.as_ref()).await?;
     let rollout = match (rollout, w.rollout) {
@@ -157,6 +160,8 @@ pub(crate) struct Writer<'a> {
     pub source_revision: &'a str,
     /// Timeout of one JetStream request (default 5 s).
     pub request_timeout: Option<std::time::Duration>,
+    /// Replicas and placement of the buckets the writes create.
+    pub storage: &'a super::connect::FleetStorage,
 }
 
 /// What [`write_planned`] did.
@@ -186,7 +191,7 @@ pub(crate) async fn write_planned(client: &async_nats::Client, w: Writer<'_>, ac
     let apply_id = format!("{}-{}", harmony_schemas::fleet::now_ms(), std::process::id());
     let holder = LockHolder { apply_id: apply_id.clone(), ..w.holder.clone() };
     // Opening the buckets and taking the lock are independent round trips: both at once.
-    let (stores, lock) = tokio::join!(ensure_buckets(&js), FleetLock::acquire(&js, w.fleet, &holder, w.lock.clone()));
+    let (stores, lock) = tokio::join!(ensure_buckets(&js, w.storage), FleetLock::acquire(&js, w.fleet, &holder, w.lock.clone(), w.storage));
     let lock = lock?;
     let stores = match stores {
         Ok(s) => s,
@@ -234,7 +239,7 @@ async fn locked(
     // lock, before anything is written or journalled).
     let record = match rollout {
         Some(plan) => {
-            let rollouts = super::connect::ensure_rollouts_bucket(js).await?;
+            let rollouts = super::connect::ensure_rollouts_bucket(js, w.storage).await?;
             let record = read_record(&rollouts, w.fleet).await?;
             let found = record.as_ref().map(|(_, rev)| *rev);
             if found != plan.record_revision {

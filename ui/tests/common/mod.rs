@@ -35,7 +35,7 @@ pub async fn start(token: Option<&str>) -> Env {
     let mut view = RepoView::from_compiled(&repo);
     demo::trust(&mut view, key.verifying_key());
     let client = async_nats::connect(nats.url()).await.expect("connect");
-    let stores = ensure_buckets(&jetstream::new(client)).await.expect("buckets");
+    let stores = ensure_buckets(&jetstream::new(client), &Default::default()).await.expect("buckets");
     let opts = UiOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
         token: token.map(str::to_string),
