@@ -50,8 +50,36 @@ pub fn nats_server_binary() -> PathBuf {
     panic!("nats-server not found (looked at $HARMONY_NATS_SERVER, {}, PATH); {INSTALL_HINT}", venv.display());
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released).
+/// A free TCP port on 127.0.0.1, outside the kernel's ephemeral range when it can: a port from
+/// that range can be taken, between a killed server and its restart on the same port, as the
+/// local end of some outgoing connection (another test's client, a route) and stay taken.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let (low, high) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|n| n.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    // Candidates below the range (from 10000 up), else above it.
+    let (from, to) = if low > 11_000 { (10_000u16, low) } else { (high.saturating_add(1), u16::MAX) };
+    if from < to {
+        let span = u64::from(to - from);
+        let mut x = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+            ^ (u64::from(std::process::id()) << 32)
+            ^ SEQ.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+        for _ in 0..64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let port = from + (x % span) as u16;
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind 127.0.0.1:0")
 }
 
