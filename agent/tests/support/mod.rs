@@ -20,8 +20,13 @@ pub use harmony_testkit::{ForeignContainer, busybox_image};
 
 /// Creates the buckets `harmony apply` would.
 pub async fn create_buckets(js: &jetstream::Context) {
+    create_buckets_replicated(js, 1).await;
+}
+
+/// Creates the buckets `harmony apply` would for a fleet declaring `replicas`.
+pub async fn create_buckets_replicated(js: &jetstream::Context, replicas: usize) {
     for bucket in [PLANS_BUCKET, STATUS_BUCKET, HEARTBEATS_BUCKET] {
-        js.create_key_value(kv::Config { bucket: bucket.into(), history: 1, ..Default::default() }).await.expect("create bucket");
+        js.create_key_value(kv::Config { bucket: bucket.into(), history: 1, num_replicas: replicas, ..Default::default() }).await.expect("create bucket");
     }
 }
 
