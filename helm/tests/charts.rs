@@ -2,6 +2,8 @@
 //! public charts (`real-charts/`) document by document, as `../shared/tools/helm-fidelity`
 //! compares them. `HELM_VERBOSE=1` lists the differing cases.
 
+mod corpus;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -11,9 +13,6 @@ use harmony_helm::release::{TemplateRequest, run_template};
 const HELM_TEMPLATE_FLOOR: usize = 24;
 const REAL_CHARTS_FLOOR: usize = 35;
 
-fn conformance_dir() -> PathBuf {
-    std::env::var_os("HARMONY_CONFORMANCE_DIR").map(Into::into).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance"))
-}
 
 fn big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::Builder::new().stack_size(256 << 20).spawn(f).unwrap().join().unwrap()
@@ -25,8 +24,8 @@ fn strs(v: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn helm_template_goldens() {
-    let base = conformance_dir().join("helm-template");
-    let Ok(text) = std::fs::read_to_string(base.join("cases.json")) else { return };
+    let Some(base) = corpus::path("helm-template") else { return };
+    let text = std::fs::read_to_string(base.join("cases.json")).unwrap();
     let cases: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
     let verbose = std::env::var("HELM_VERBOSE").is_ok();
     let (mut ok, mut total) = (0, 0);
@@ -74,8 +73,8 @@ fn split_old(text: &str) -> Vec<String> {
 
 #[test]
 fn real_charts() {
-    let base = conformance_dir().join("real-charts");
-    let Ok(text) = std::fs::read_to_string(base.join("cases.json")) else { return };
+    let Some(base) = corpus::path("real-charts") else { return };
+    let text = std::fs::read_to_string(base.join("cases.json")).unwrap();
     let cases: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
     let verbose = std::env::var("HELM_VERBOSE").is_ok();
     let (mut ok, mut total) = (0, 0);
@@ -137,10 +136,7 @@ fn real_charts() {
 /// Expected texts recorded from Helm v4.2.3's engine (helm-python-sdk) for the same inputs.
 #[test]
 fn schema_errors_match_helm() {
-    let chart = conformance_dir().join("real-charts/charts/external-dns");
-    if !chart.exists() {
-        return;
-    }
+    let Some(chart) = corpus::path("real-charts/charts/external-dns") else { return };
     let cases: [(&[&str], &str); 3] = [
         (&[], "- at '': missing property 'policy'"),
         (&["policy=bogus"], "- at '/policy': value must be one of 'create-only', 'sync', 'upsert-only'"),

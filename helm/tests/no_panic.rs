@@ -1,21 +1,19 @@
 //! Templates are user input: mutated corpus templates must give output or an error, never a
 //! panic.
 
+mod corpus;
+
 use std::collections::BTreeMap;
 
 use harmony_helm::funcs::FixedEnvironment;
 use harmony_helm::value::Value;
 use harmony_helm::{RenderTemplate, render};
 
-fn conformance_dir() -> std::path::PathBuf {
-    std::env::var_os("HARMONY_CONFORMANCE_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance"))
-}
 
 #[test]
 fn mutated_templates_never_panic() {
-    let Ok(text) = std::fs::read_to_string(conformance_dir().join("template-functions/cases.json")) else { return };
+    let Some(path) = corpus::path("template-functions/cases.json") else { return };
+    let text = std::fs::read_to_string(path).unwrap();
     let cases: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
     let mut seed: u64 = 0x1234_5678;
     let mut next = move || {

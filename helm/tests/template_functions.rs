@@ -3,6 +3,8 @@
 //!
 //! `HELM_CASES=<substring>` filters by id or category; `HELM_VERBOSE=1` prints failures.
 
+mod corpus;
+
 use std::collections::BTreeMap;
 
 mod common;
@@ -13,19 +15,11 @@ use harmony_helm::{RenderTemplate, render};
 /// Regressions fail the test: raise this as the pass count grows.
 const FLOOR: usize = 3190;
 
-fn conformance_dir() -> std::path::PathBuf {
-    std::env::var_os("HARMONY_CONFORMANCE_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance"))
-}
 
 #[test]
 fn template_functions_conformance() {
-    let path = conformance_dir().join("template-functions/cases.json");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("skipping: {} not found", path.display());
-        return;
-    };
+    let Some(path) = corpus::path("template-functions/cases.json") else { return };
+    let text = std::fs::read_to_string(&path).unwrap();
     let cases: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
     let filter = std::env::var("HELM_CASES").ok();
     let verbose = std::env::var("HELM_VERBOSE").is_ok();
