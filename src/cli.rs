@@ -107,6 +107,9 @@ pub enum Command {
     Ui(crate::ui::UiArgs),
     /// Talk to one device's agent: `ping`, and signed `logs` / `exec` (kubectl-like).
     Device(crate::device::DeviceArgs),
+    /// Remote charts: `lock` resolves them into harmony.lock, `pull` fetches what it names into
+    /// the chart cache or a vendor directory (docs/charts.md).
+    Charts(crate::charts::ChartsArgs),
     /// Fleet operations: `enroll` / `revoke` devices (per-device NATS credentials),
     /// `rotate-signing-key` (docs/security.md), `publish-agent` for upgrades (docs/operations.md).
     Fleet(crate::fleet::FleetArgs),
@@ -183,6 +186,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Completion(a) => crate::completion::registration(a),
         Command::Man(a) => crate::completion::man(a),
         Command::External(a) => crate::plugin::exec(g, a),
+        Command::Charts(a) => crate::charts::run(g, a, &runtime()?),
     }
 }
 

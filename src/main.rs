@@ -2,6 +2,7 @@
 //! library crates and prints. Everything that decides anything lives in the crates.
 
 mod apply;
+mod charts;
 mod cli;
 mod completion;
 mod device;

@@ -96,17 +96,14 @@ pub fn run(args: TemplateArgs, repo: &Path) -> anyhow::Result<ExitCode> {
 
 /// `harmony template --release NAME`.
 fn run_release(which: &str, repo: &Path, args: TemplateArgs) -> anyhow::Result<ExitCode> {
-    use harmony_compiler::compile::ChartRef;
     let out =
         harmony_compiler::compile_repo(&harmony_compiler::DiskFs::new(repo)).map_err(|e| anyhow::anyhow!("reading repository {}: {e}", repo.display()))?;
     let Some(compiled) = out.repo else {
         anyhow::bail!("the repository does not compile ({} error(s)); `harmony check` lists them", out.errors());
     };
     let (id, r) = find_release(&compiled, which, "--release")?;
-    let ChartRef::Local { path, .. } = &r.chart else {
-        anyhow::bail!("--release {which}: release {id} uses a remote chart, fetched only at apply; only charts in the repository render offline");
-    };
-    let chart_path = repo.join(path);
+    // A remote chart comes from the cache or vendor directory, verified against harmony.lock.
+    let files = harmony_executor::pipeline::chart_files(repo, compiled.settings.chart_vendor.as_deref(), &r.chart).map_err(|e| anyhow::anyhow!("--release {which}: {e}"))?;
     let values = harmony_planner::render::release_values(r, &Default::default());
     let opts = harmony_helm::ReleaseOptions {
         name: r.name.as_str().to_string(),
@@ -122,7 +119,7 @@ fn run_release(which: &str, repo: &Path, args: TemplateArgs) -> anyhow::Result<E
     let out = std::thread::Builder::new()
         .stack_size(64 << 20)
         .spawn(move || -> Result<harmony_helm::TemplateOutput, String> {
-            let chart = harmony_helm::Chart::load(&chart_path).map_err(|e| format!("loading chart {}: {e}", chart_path.display()))?;
+            let chart = harmony_helm::Chart::from_files(files).map_err(|e| format!("loading chart: {e}"))?;
             Ok(harmony_helm::template(chart, harmony_helm::json::from_serde(&values), &opts, &FixedEnvironment::default()))
         })?
         .join()

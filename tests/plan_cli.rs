@@ -5,20 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    #[track_caller]
-    fn expect(self, code: i32) -> Self {
-        assert_eq!(self.code, code, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr);
-        self
-    }
-}
-
 const KEY: &str = "4242424242424242424242424242424242424242424242424242424242424242\n";
 const DB_PASSWORD: &str = "Xy9-shop-db-secret!";
 
@@ -27,6 +13,7 @@ struct Work {
 }
 
 mod common;
+use common::Out;
 use common::copy_dir as copy;
 
 impl Work {

@@ -34,6 +34,10 @@ pub struct Facts {
     pub charts: HashMap<String, Option<LoadedChart>>,
     /// User-supplied values per release index (files, then inline), without chart defaults.
     pub release_values: HashMap<usize, Json>,
+    /// `harmony.lock`'s vendor directory, when a release read the lock.
+    pub chart_vendor: Option<String>,
+    /// The lock entry of each release with a remote chart, per release index.
+    pub locked: HashMap<usize, harmony_schemas::lock::LockedChart>,
     /// Decoded signing keys per fleet index.
     pub signing_keys: HashMap<usize, [u8; 32]>,
     /// Device labels without spans, per device index.
@@ -66,8 +70,12 @@ pub fn check<'a>(decls: &'a Declarations, fs: &dyn RepoFs, diags: &mut Vec<Diagn
     unique("deployment", decls.deployments.iter().map(|d| (&d.name.raw, ())), diags);
     let mut facts = Facts::default();
     tenants(decls, diags);
+    let lock = std::cell::OnceCell::new();
     for (i, r) in decls.releases.iter().enumerate() {
-        release(i, r, &index, fs, &mut facts, diags);
+        release(i, r, &index, fs, &lock, &mut facts, diags);
+    }
+    if let Some(Ok(Some(l))) = lock.get() {
+        facts.chart_vendor = l.vendor.clone();
     }
     needs_cycles(decls, &index, diags);
     for (i, f) in decls.fleets.iter().enumerate() {
@@ -217,7 +225,19 @@ fn overlap_example(a: &NamespaceMatcher, b: &NamespaceMatcher) -> String {
     }
 }
 
-fn release(i: usize, r: &Release, index: &Index, fs: &dyn RepoFs, facts: &mut Facts, diags: &mut Vec<Diagnostic>) {
+/// `harmony.lock`, read once when a release needs it: `Ok(None)` when the repository has none.
+type LockCell = std::cell::OnceCell<Result<Option<harmony_schemas::lock::ChartLock>, String>>;
+
+fn read_lock(fs: &dyn RepoFs) -> Result<Option<harmony_schemas::lock::ChartLock>, String> {
+    use harmony_schemas::lock::{ChartLock, LOCK_FILE};
+    if !fs.is_file(LOCK_FILE) {
+        return Ok(None);
+    }
+    let bytes = fs.read(LOCK_FILE).map_err(|e| format!("{LOCK_FILE}: {e}"))?;
+    ChartLock::parse(&bytes).map(Some)
+}
+
+fn release(i: usize, r: &Release, index: &Index, fs: &dyn RepoFs, lock: &LockCell, facts: &mut Facts, diags: &mut Vec<Diagnostic>) {
     let tenant = r.tenant.as_ref().and_then(|t| resolve(&index.tenants, t, "tenant", diags));
     if let Some(c) = &r.cluster {
         resolve(&index.clusters, c, "cluster", diags);
@@ -243,25 +263,59 @@ fn release(i: usize, r: &Release, index: &Index, fs: &dyn RepoFs, facts: &mut Fa
     let chart = match r.chart.as_ref().map(|c| (&c.value, c.span)) {
         Some((ChartSource::Local(path), span)) => {
             let loaded = facts.charts.entry(path.clone()).or_insert_with(|| load_chart(path, span, fs, diags)).clone();
-            if let (Some(c), Some(v)) = (&loaded, &r.version)
+            let wanted = r.version.as_ref().and_then(|v| match crate::validate::semver(&v.value) {
+                Ok(sv) => Some((sv, v.span)),
+                Err(e) => {
+                    diags.push(
+                        Diagnostic::error(Code::InvalidVersion, v.span, format!("`{}` is not a semantic version", v.value))
+                            .label(e.reason)
+                            .help("a local chart's `version` is its exact Chart.yaml version; ranges are for remote charts"),
+                    );
+                    None
+                }
+            });
+            if let (Some(c), Some((v, vspan))) = (&loaded, wanted)
                 && let Some(cv) = &c.version
-                && *cv != v.value
+                && *cv != v
             {
                 diags.push(
-                    Diagnostic::error(Code::InvalidVersion, v.span, format!("chart `{}` is version {cv}, not {}", c.name, v.value))
+                    Diagnostic::error(Code::InvalidVersion, vspan, format!("chart `{}` is version {cv}, not {v}", c.name))
                         .label("differs from Chart.yaml")
                         .help(format!("write `version \"{cv}\"`, or remove `version` to use the chart as it is")),
                 );
             }
             loaded
         }
-        Some((ChartSource::Remote(url), span)) => {
-            if r.version.is_none() {
-                diags.push(
-                    Diagnostic::error(Code::MissingField, span, format!("remote chart `{url}` needs a `version`"))
+        Some((ChartSource::Remote { chart, repo }, span)) => {
+            match &r.version {
+                None => diags.push(
+                    Diagnostic::error(Code::MissingField, span, format!("remote chart `{chart}` needs a `version`"))
                         .label("no version")
-                        .help("pin the chart: write `version \"1.2.3\"`"),
-                );
+                        .help("pin the chart: write `version \"1.2.3\"` (or a range such as `version \"^1.2\"`, locked by `harmony charts lock`)"),
+                ),
+                Some(v) => match lock.get_or_init(|| read_lock(fs)) {
+                    Err(e) => diags.push(
+                        Diagnostic::error(Code::LockOutdated, span, format!("{e}"))
+                            .label("cannot be resolved without a valid lock")
+                            .help("run `harmony charts lock` to write harmony.lock again"),
+                    ),
+                    Ok(None) => diags.push(
+                        Diagnostic::error(Code::LockOutdated, span, format!("remote chart `{chart}` is not locked: the repository has no {}", harmony_schemas::lock::LOCK_FILE))
+                            .label("not in harmony.lock")
+                            .help("run `harmony charts lock` (it resolves every remote chart and writes harmony.lock), then `harmony charts pull`"),
+                    ),
+                    Ok(Some(l)) => match l.find(chart, repo.as_deref(), &v.value) {
+                        Some(e) => {
+                            facts.locked.insert(i, e.clone());
+                        }
+                        None => diags.push(
+                            Diagnostic::error(Code::LockOutdated, v.span, format!("harmony.lock has no entry for chart `{chart}`{} version `{}`", repo.as_ref().map(|r| format!(" in {r}")).unwrap_or_default(), v.value))
+                                .label("changed since the last lock")
+                                .with(span, "this chart")
+                                .help("run `harmony charts lock` to resolve it and update harmony.lock, then `harmony charts pull`"),
+                        ),
+                    },
+                },
             }
             None
         }

@@ -126,12 +126,20 @@ pub enum ChartRef {
         /// SHA-256 over the chart's files.
         digest: String,
     },
-    /// Fetched at apply time.
+    /// A remote chart as `harmony.lock` pins it: loaded by digest from the chart cache or the
+    /// vendor directory (`harmony charts pull`), never fetched by the compiler.
     Remote {
-        /// `oci://` or repository URL.
-        url: String,
-        /// Pinned version.
+        /// The `chart` as declared (`oci://…`, an archive URL, or a name in `repo`).
+        chart: String,
+        /// The Helm repository (`repo=`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        repo: Option<String>,
+        /// Chart name.
+        name: String,
+        /// The exact version locked.
         version: String,
+        /// `sha256:…` of the chart archive, as locked.
+        digest: String,
     },
 }
 
@@ -275,6 +283,10 @@ pub struct RepoSettings {
     pub name: Option<String>,
     /// Kubernetes version for rendering.
     pub kube_version: String,
+    /// The repository-relative directory remote charts are vendored in (`harmony.lock`'s
+    /// `vendor`); `None`: the user's chart cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chart_vendor: Option<String>,
 }
 
 /// Per-fleet facts that are not units.
@@ -405,6 +417,7 @@ pub fn compile(decls: &Declarations, index: &Index, facts: &Facts) -> Option<Com
     let settings = RepoSettings {
         name: decls.settings.as_ref().map(|s| s.name.value.clone()),
         kube_version: decls.settings.as_ref().and_then(|s| s.kube_version.as_ref()).map_or(DEFAULT_KUBE_VERSION, |v| v.value.clone()).to_string(),
+        chart_vendor: facts.chart_vendor.clone(),
     };
     let mut units = BTreeMap::new();
     // Tenants: the impersonated ServiceAccount.
@@ -433,7 +446,10 @@ pub fn compile(decls: &Declarations, index: &Index, facts: &Facts) -> Option<Com
                 let c = facts.charts.get(path)?.as_ref()?;
                 ChartRef::Local { path: path.clone(), name: c.name.clone(), version: c.version.as_ref().map(|v| v.to_string()), digest: c.digest.clone() }
             }
-            ChartSource::Remote(url) => ChartRef::Remote { url: url.clone(), version: r.version.as_ref()?.value.to_string() },
+            ChartSource::Remote { chart, repo } => {
+                let l = facts.locked.get(&i)?;
+                ChartRef::Remote { chart: chart.clone(), repo: repo.clone(), name: l.name.clone(), version: l.version.clone(), digest: l.digest.clone() }
+            }
         };
         let mut needs: Vec<ReleaseName> = r.needs.iter().filter_map(|n| ReleaseName::parse(&n.value).ok()).collect();
         needs.sort();

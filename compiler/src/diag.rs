@@ -82,6 +82,7 @@ codes! {
     ReservedNamespace => "reserved-namespace",
     TenantNotAdmitted => "tenant-not-admitted",
     ValuesSchema => "values-schema",
+    LockOutdated => "lock-outdated",
     SelectorMatchesNothing => "selector-matches-nothing",
     MisplacedSetting => "misplaced-setting",
     TooDeep => "too-deep",

@@ -58,6 +58,21 @@ pub struct Output {
     pub diagnostics: Vec<Diagnostic>,
     /// The compiled repository, when there are no errors.
     pub repo: Option<CompiledRepo>,
+    /// Every remote chart releases declare, sorted (what `harmony charts lock` resolves).
+    pub remote_charts: Vec<RemoteChart>,
+}
+
+/// A remote chart as a release declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteChart {
+    /// `chart` as written.
+    pub chart: String,
+    /// `repo=`, if any.
+    pub repo: Option<String>,
+    /// `version` as written (exact or a range).
+    pub constraint: String,
+    /// `path:line` of the `chart`.
+    pub declared_at: String,
 }
 
 impl Output {
@@ -198,7 +213,27 @@ pub fn compile_repo_cached(fs: &dyn RepoFs, cache: &ParseCache) -> std::io::Resu
     let repo = if has_errors { None } else { compile::compile(&decls, &index, &facts) };
     drop(span);
     diag::sort(&mut diagnostics, &sources);
-    Ok(Output { sources, diagnostics, repo })
+    let remote_charts = remote_charts(&decls, &sources);
+    Ok(Output { sources, diagnostics, repo, remote_charts })
+}
+
+/// Every remote chart a release declares (with a `version`), for `harmony charts lock`,
+/// whether or not the repository compiles (an outdated lock is an error of its own).
+fn remote_charts(decls: &model::Declarations, sources: &Sources) -> Vec<RemoteChart> {
+    let mut out: Vec<RemoteChart> = decls
+        .releases
+        .iter()
+        .filter_map(|r| {
+            let c = r.chart.as_ref()?;
+            let model::ChartSource::Remote { chart, repo } = &c.value else { return None };
+            let v = r.version.as_ref()?;
+            let file = sources.file(c.span.file);
+            let (line, _) = file.line_col(c.span.start);
+            Some(RemoteChart { chart: chart.clone(), repo: repo.clone(), constraint: v.value.clone(), declared_at: format!("{}:{line}", file.path) })
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.chart, &a.repo, &a.constraint, &a.declared_at).cmp(&(&b.chart, &b.repo, &b.constraint, &b.declared_at)));
+    out
 }
 
 fn parse_diags(file: FileId, e: &parse::ParseError) -> Vec<Diagnostic> {

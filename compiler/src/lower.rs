@@ -566,22 +566,9 @@ impl<'a> Cx<'a> {
                 }
                 "chart" if self.once(&mut once, "chart", child) => {
                     has_chart = true;
-                    if let Some(s) = self.one_string(child) {
-                        let v = &s.value;
-                        if v.starts_with("oci://") || v.starts_with("https://") || v.starts_with("http://") {
-                            r.chart = Some(Spanned::new(ChartSource::Remote(v.clone()), s.span));
-                        } else if v.contains("://") {
-                            self.push(
-                                Diagnostic::error(Code::InvalidValue, s.span, format!("unsupported chart reference `{v}`"))
-                                    .label("unknown scheme")
-                                    .help("use a path in the repository, or an oci://, https:// or http:// reference"),
-                            );
-                        } else if let Some(p) = self.path(s) {
-                            r.chart = Some(Spanned::new(ChartSource::Local(p.value), p.span));
-                        }
-                    }
+                    r.chart = self.chart(child);
                 }
-                "version" if self.once(&mut once, "version", child) => r.version = self.semver(child),
+                "version" if self.once(&mut once, "version", child) => r.version = self.one_string(child),
                 "values-file" => {
                     if let Some(p) = self.one_string(child).and_then(|s| self.path(s)) {
                         r.values_files.push(p);
@@ -617,6 +604,54 @@ impl<'a> Cx<'a> {
             }
         }
         Some(r)
+    }
+
+    /// `chart "PATH"`, `chart "oci://host/path/name"`, `chart "https://…/x-1.2.3.tgz"` or
+    /// `chart "NAME" repo="https://charts.example.com"`.
+    fn chart(&mut self, node: &KdlNode) -> Option<Spanned<ChartSource>> {
+        self.check_entries(node, 1, &["repo"]);
+        self.no_children(node);
+        let s = match args_of(node).next() {
+            Some(e) => self.entry_string(e, "`chart`")?,
+            None => {
+                self.missing(self.span(node.name().span()), "`chart`", "value", "write `chart \"charts/NAME\"` or `chart \"oci://registry/path/NAME\"`");
+                return None;
+            }
+        };
+        let remote = |v: &str| v.starts_with("oci://") || v.starts_with("https://") || v.starts_with("http://");
+        if let Some(repo) = prop_of(node, "repo") {
+            let repo = self.entry_string(repo, "`repo`")?;
+            if !(repo.value.starts_with("https://") || repo.value.starts_with("http://")) {
+                self.push(
+                    Diagnostic::error(Code::InvalidValue, repo.span, format!("`{}` is not a Helm repository URL", repo.value))
+                        .label("not http(s)://")
+                        .help("write the repository's URL (the directory holding index.yaml), e.g. repo=\"https://charts.example.com\"; OCI charts need no repo: chart \"oci://host/path/NAME\""),
+                );
+                return None;
+            }
+            if s.value.is_empty() || s.value.contains('/') || s.value.contains(':') {
+                self.push(
+                    Diagnostic::error(Code::InvalidValue, s.span, format!("`{}` is not a chart name", s.value))
+                        .label("with repo=, the chart's name in the repository")
+                        .help("write `chart \"NAME\" repo=\"URL\"` with the name as index.yaml lists it"),
+                );
+                return None;
+            }
+            return Some(Spanned::new(ChartSource::Remote { chart: s.value, repo: Some(repo.value) }, s.span));
+        }
+        let v = &s.value;
+        if remote(v) {
+            return Some(Spanned::new(ChartSource::Remote { chart: v.clone(), repo: None }, s.span));
+        }
+        if v.contains("://") {
+            self.push(
+                Diagnostic::error(Code::InvalidValue, s.span, format!("unsupported chart reference `{v}`"))
+                    .label("unknown scheme")
+                    .help("use a path in the repository, an oci://, https:// or http:// reference, or `chart NAME repo=URL`"),
+            );
+            return None;
+        }
+        self.path(s).map(|p| Spanned::new(ChartSource::Local(p.value), p.span))
     }
 
     fn secret_value(&mut self, node: &KdlNode) -> Option<SecretValue> {

@@ -121,8 +121,14 @@ pub struct Cluster {
 pub enum ChartSource {
     /// A directory or `.tgz` in the repository (repository-relative path).
     Local(String),
-    /// An `oci://`, `https://` or `http://` reference.
-    Remote(String),
+    /// A chart fetched by `harmony charts lock`/`pull` (docs/charts.md): `oci://host/path/name`,
+    /// an archive's `https://`/`http://` URL, or a chart name in a Helm repository (`repo`).
+    Remote {
+        /// The `chart` argument as written.
+        chart: String,
+        /// The Helm repository's URL (`repo=`).
+        repo: Option<String>,
+    },
 }
 
 /// A secret value resolved at apply time.
@@ -178,8 +184,9 @@ pub struct Release {
     pub namespace: Option<Spanned<Name>>,
     /// Chart.
     pub chart: Option<Spanned<ChartSource>>,
-    /// Chart version.
-    pub version: Option<Spanned<semver::Version>>,
+    /// Chart version: for a local chart an exact version (checked against Chart.yaml), for a
+    /// remote one an exact version or a range, resolved as Helm does by `harmony charts lock`.
+    pub version: Option<Spanned<String>>,
     /// Values files (repository-relative paths).
     pub values_files: Vec<Spanned<String>>,
     /// Inline values.

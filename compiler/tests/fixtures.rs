@@ -1,7 +1,8 @@
 //! Data-driven diagnostic tests: every `tests/fixtures/*.kdl` is compiled as a one-file
 //! repository (with `fixtures/_support/` mounted beside it) and its rendered diagnostics are
-//! snapshotted (`cargo insta review` to update). Each fixture must also raise the code its
-//! name starts with, and `harmony fmt` must round-trip it.
+//! snapshotted (`cargo insta review` to update); a `NAME.lock` beside a fixture is its
+//! `harmony.lock`. Each fixture must also raise the code its name starts with, and
+//! `harmony fmt` must round-trip it.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -40,9 +41,13 @@ fn support_fs() -> MemFs {
     fs
 }
 
+/// A fixture with a `NAME.lock` beside it gets that as its repository's `harmony.lock`.
 fn compile_fixture(name: &str, text: &str) -> Output {
     let mut fs = support_fs();
     fs.insert(name, text.as_bytes().to_vec());
+    if let Ok(lock) = std::fs::read(fixtures_dir().join(name.replace(".kdl", ".lock"))) {
+        fs.insert(harmony_schemas::lock::LOCK_FILE, lock);
+    }
     compile_repo(&fs).unwrap()
 }
 

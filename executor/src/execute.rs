@@ -681,7 +681,7 @@ async fn execute_action(
         return result(a, Outcome::Skipped, format!("not written: it depends on {dep}, which was not applied"));
     }
     let Some(payload) = &a.apply.payload else {
-        return result(a, Outcome::Failed, "the plan holds nothing to write for it (a release whose chart was not rendered: remote charts are not fetched yet)");
+        return result(a, Outcome::Failed, "the plan holds nothing to write for it (a release whose chart was not rendered)");
     };
     let Some(cluster) = cluster_of(payload) else {
         return result(a, Outcome::Failed, "a fleet unit: written with its fleet's device plans, and its fleet was given no access");

@@ -41,18 +41,19 @@ pub fn render_releases(
     for id in ids {
         let Some(u) = compiled.units.values().find(|u| u.id.as_str() == id) else { continue };
         let UnitContent::Release(r) = &u.content else { continue };
-        let ChartRef::Local { path, .. } = &r.chart else { continue };
         let (render, caps) = release_context(&id, r, observed);
-        jobs.push((id.clone(), r.clone(), root.join(path), secrets.get(&id).cloned().unwrap_or_default(), render, caps));
+        jobs.push((id.clone(), r.clone(), secrets.get(&id).cloned().unwrap_or_default(), render, caps));
     }
+    let root = root.to_path_buf();
+    let vendor = compiled.settings.chart_vendor.clone();
     let key = key.clone();
     let handle = std::thread::Builder::new()
         .stack_size(64 << 20)
         .spawn(move || -> Result<Renders, RenderError> {
             let mut out = Renders::default();
-            for (id, r, chart_path, secrets, mut render, caps) in jobs {
-                let loading = |e: harmony_helm::ChartError| RenderError { release: id.clone(), message: format!("loading chart {}: {e}", chart_path.display()) };
-                let files = harmony_helm::chart::read_files(&chart_path).map_err(loading)?;
+            for (id, r, secrets, mut render, caps) in jobs {
+                let files = chart_files(&root, vendor.as_deref(), &r.chart).map_err(|message| RenderError { release: id.clone(), message })?;
+                let loading = |e: harmony_helm::ChartError| RenderError { release: id.clone(), message: format!("loading chart: {e}") };
                 out.charts.insert(id.clone(), harmony_planner::contract::chart_archive(&files));
                 let chart = harmony_helm::Chart::from_files(files).map_err(loading)?;
                 let ctx = RenderContext { revision: render.revision, is_upgrade: render.is_upgrade, capabilities: &caps };
@@ -66,6 +67,20 @@ pub fn render_releases(
         })
         .map_err(|e| e.to_string())?;
     handle.join().map_err(|_| "internal error while rendering".to_string())?.map_err(|e| e.to_string())
+}
+
+/// A release's chart files: a local chart from the repository at `root`, a remote one from
+/// the vendor directory or the chart cache, verified against its locked digest
+/// (`harmony_charts::cache::load_files`). Errors name the chart and what to run.
+pub fn chart_files(root: &Path, vendor: Option<&str>, chart: &ChartRef) -> Result<Vec<harmony_helm::chart::File>, String> {
+    match chart {
+        ChartRef::Local { path, .. } => {
+            let p = root.join(path);
+            harmony_helm::chart::read_files(&p).map_err(|e| format!("loading chart {}: {e}", p.display()))
+        }
+        ChartRef::Remote { chart, name, version, digest, .. } => harmony_charts::cache::load_files(root, vendor, name, version, digest)
+            .map_err(|e| format!("chart {chart} {version}: {e}")),
+    }
 }
 
 /// Where a plan's observed state comes from.

@@ -305,7 +305,7 @@ pub fn load_archive(data: &[u8]) -> Result<Chart, ChartError> {
 }
 
 /// The files of a gzipped tar chart archive ([`read_files`]).
-fn archive_files(data: &[u8]) -> Result<Vec<File>, ChartError> {
+pub fn archive_files(data: &[u8]) -> Result<Vec<File>, ChartError> {
     let gz = flate2::read::GzDecoder::new(data);
     let mut ar = tar::Archive::new(gz);
     let mut files = Vec::new();

@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use harmony_compiler::compile::ChartRef;
 use harmony_compiler::{CompiledRepo, Unit, UnitContent};
 use harmony_schemas::plan::*;
 use serde_json::Value as Json;
@@ -118,16 +117,16 @@ pub fn select_units(compiled: &CompiledRepo, observed: &ObservedState, targets: 
     Ok(selected)
 }
 
-/// Release unit ids whose charts must be rendered for a plan: selected releases with a
-/// local chart whose observed content hash differs from the desired one (or that carry
-/// `secret-value`s, whose change the hash cannot see).
+/// Release unit ids whose charts must be rendered for a plan: selected releases whose
+/// observed content hash differs from the desired one (or that carry `secret-value`s, whose
+/// change the hash cannot see).
 pub fn releases_to_render(compiled: &CompiledRepo, observed: &ObservedState, selected: &BTreeSet<String>) -> Vec<String> {
     compiled
         .units
         .values()
         .filter(|u| selected.contains(u.id.as_str()))
         .filter_map(|u| match &u.content {
-            UnitContent::Release(r) if matches!(r.chart, ChartRef::Local { .. }) => {
+            UnitContent::Release(r) => {
                 let same = observed.releases.get(u.id.as_str()).is_some_and(|o| o.hash.as_deref() == Some(u.hash.as_str()) && !o.undeployed);
                 (!same || !r.secrets.is_empty()).then(|| u.id.as_str().to_string())
             }

@@ -16,6 +16,7 @@ pub mod agent_config;
 pub mod encoding;
 pub mod fleet;
 pub mod host_path;
+pub mod lock;
 pub mod plan;
 pub mod trust;
 

@@ -24,6 +24,11 @@ fn plan_schema_is_committed_and_current() {
 }
 
 #[test]
+fn lock_schema_is_committed_and_current() {
+    committed_and_current("harmony-lock.schema.json", harmony_schemas::lock::lock_schema_json());
+}
+
+#[test]
 fn apply_outcome_schema_is_committed_and_current() {
     committed_and_current("apply-outcome.schema.json", apply_outcome_schema_json());
 }

@@ -8,6 +8,22 @@ pub mod tenants;
 
 use std::path::Path;
 
+/// A finished run of the `harmony` binary.
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// Asserts the exit code, showing the output when it differs.
+    #[track_caller]
+    pub fn expect(self, code: i32) -> Self {
+        assert_eq!(self.code, code, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr);
+        self
+    }
+}
+
 /// Copies a directory tree (the example repository, into a temporary directory).
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
