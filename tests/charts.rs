@@ -80,6 +80,21 @@ fn packaged(python: &Path, dest: &Path, versions: &[&str]) -> Vec<(String, PathB
     versions.iter().map(|v| (v.to_string(), helm_package(python, &web_chart(), dest, Some(v)))).collect()
 }
 
+/// A plain-HTTP registry holding the `web` chart 1.4.2 as Helm packaged (into the returned
+/// directory) and pushed it.
+fn registry_with_web(python: &Path) -> Option<(Registry, tempfile::TempDir)> {
+    let registry = Registry::start(RegistryConfig::default())?;
+    let pkg = tempfile::tempdir().unwrap();
+    let charts = packaged(python, pkg.path(), &["1.4.2"]);
+    helm_push(python, &charts[0].1, &format!("oci://{}/charts", registry.host()));
+    Some((registry, pkg))
+}
+
+/// `releases.kdl` with release `web` from `oci://HOST/charts/web` at `version`.
+fn oci_release(host: &str, version: &str) -> String {
+    format!("release web {{\n    tenant acme\n    cluster prod\n    namespace acme-prod\n    chart \"oci://{host}/charts/web\"\n    version \"{version}\"\n}}\n")
+}
+
 fn sha256_of(p: &Path) -> String {
     use sha2::Digest as _;
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(std::fs::read(p).unwrap())))
@@ -206,12 +221,9 @@ fn oci_chart_is_locked_like_helm_and_renders_like_the_local_chart_and_helm() {
 #[test]
 fn offline_after_pull_and_tampered_cache_refused() {
     let Some(python) = harmony_testkit::helm_python() else { return };
-    let Some(registry) = Registry::start(RegistryConfig::default()) else { return };
+    let Some((registry, _pkg)) = registry_with_web(&python) else { return };
     let host = registry.host();
-    let pkg = tempfile::tempdir().unwrap();
-    let charts = packaged(&python, pkg.path(), &["1.4.2"]);
-    helm_push(&python, &charts[0].1, &format!("oci://{host}/charts"));
-    let w = Work::new(&format!("release web {{\n    tenant acme\n    cluster prod\n    namespace acme-prod\n    chart \"oci://{host}/charts/web\"\n    version \"1.4.2\"\n}}\n"));
+    let w = Work::new(&oci_release(&host, "1.4.2"));
     w.run(&["charts", "lock", "--plain-http"]).expect(0);
     let digest = w.lock()["charts"][0]["digest"].as_str().unwrap().to_string();
     let hex = digest.trim_start_matches("sha256:").to_string();
@@ -303,4 +315,131 @@ fn helm_repository_chart_resolves_like_helm() {
     w.write("repo/releases.kdl", &releases);
     let out = w.run(&["charts", "lock"]).expect(1);
     assert!(out.stderr.contains("refusing it") && out.stderr.contains("web-1.5.0.tgz"), "{}", out.stderr);
+}
+
+/// A registry with basic authentication (htpasswd): credentials come from `$REGISTRY_AUTH_FILE`
+/// (the Docker format Helm and podman write), `$DOCKER_CONFIG/config.json` or the environment;
+/// without them, or with a wrong password, lock fails; no output ever holds a password.
+#[test]
+fn registry_with_basic_auth_takes_credentials_from_files_and_environment_never_printed() {
+    use base64::Engine as _;
+    let Some(python) = harmony_testkit::helm_python() else { return };
+    let secrets = tempfile::tempdir().unwrap();
+    let (user, password, wrong) = ("ci-bot", "S3cret-registry-pw", "Wr0ng-registry-pw");
+    let htpasswd = secrets.path().join("htpasswd");
+    std::fs::write(&htpasswd, format!("{user}:{}\n", bcrypt::hash(password, 5).unwrap())).unwrap();
+    let Some(registry) = Registry::start(RegistryConfig { htpasswd: Some(htpasswd), ..RegistryConfig::default() }) else { return };
+    let host = registry.host();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let auth_file = secrets.path().join("auth.json");
+    std::fs::write(&auth_file, format!(r#"{{"auths": {{"{host}": {{"auth": "{auth}"}}}}}}"#)).unwrap();
+    let pkg = tempfile::tempdir().unwrap();
+    let charts = packaged(&python, pkg.path(), &["1.4.2"]);
+    helm_sdk(
+        &python,
+        &format!(
+            "registry.push({:?}, 'oci://{host}/charts', client=registry.RegistryClient(plain_http=True, credentials_file={:?}), plain_http=True)",
+            charts[0].1.display().to_string(),
+            auth_file.display().to_string()
+        ),
+    );
+    let w = Work::new(&oci_release(&host, "1.4.2"));
+    let home = w.path("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let home = home.to_str().unwrap();
+    let no_password = |o: &Out| assert!(!o.stdout.contains(password) && !o.stderr.contains(password) && !o.stderr.contains(wrong) && !o.stderr.contains(&auth), "{}", o.stderr);
+
+    // Anonymous: refused by the registry.
+    let out = w.run_env(&["charts", "lock", "--plain-http"], &[("HOME", home)]).expect(1);
+    assert!(out.stderr.contains("releases.kdl:5"), "{}", out.stderr);
+    no_password(&out);
+
+    // $REGISTRY_AUTH_FILE.
+    let out = w.run_env(&["charts", "lock", "--plain-http"], &[("HOME", home), ("REGISTRY_AUTH_FILE", auth_file.to_str().unwrap())]).expect(0);
+    no_password(&out);
+    let digest = w.lock()["charts"][0]["digest"].as_str().unwrap().to_string();
+    assert_eq!(digest, sha256_of(&charts[0].1));
+
+    // $DOCKER_CONFIG/config.json, for pull into a fresh cache.
+    let docker = w.path("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::copy(&auth_file, docker.join("config.json")).unwrap();
+    std::fs::remove_dir_all(w.path("cache")).unwrap();
+    let out = w.run_env(&["charts", "pull", "--plain-http"], &[("HOME", home), ("DOCKER_CONFIG", docker.to_str().unwrap())]).expect(0);
+    assert!(out.stderr.contains("1 chart(s) fetched"), "{}", out.stderr);
+    no_password(&out);
+
+    // The environment; a wrong password is refused and not shown.
+    let env_ok = [("HOME", home), ("HARMONY_REGISTRY_USERNAME", user), ("HARMONY_REGISTRY_PASSWORD", password)];
+    let out = w.run_env(&["charts", "lock", "--plain-http", "--update"], &env_ok).expect(0);
+    no_password(&out);
+    let env_bad = [("HOME", home), ("HARMONY_REGISTRY_USERNAME", user), ("HARMONY_REGISTRY_PASSWORD", wrong)];
+    let out = w.run_env(&["charts", "lock", "--plain-http", "--update"], &env_bad).expect(1);
+    no_password(&out);
+}
+
+/// TLS is the default: a registry whose certificate is signed by a private CA is refused until
+/// `--ca-file` names the CA.
+#[test]
+fn registry_over_tls_with_a_custom_ca() {
+    let Some(python) = harmony_testkit::helm_python() else { return };
+    let pki = tempfile::tempdir().unwrap();
+    let Some((ca, cert, key)) = harmony_testkit::charts::loopback_tls(pki.path()) else { return };
+    let Some(registry) = Registry::start(RegistryConfig { tls: Some((cert, key)), ..RegistryConfig::default() }) else { return };
+    let host = registry.host();
+    let pkg = tempfile::tempdir().unwrap();
+    let charts = packaged(&python, pkg.path(), &["1.4.2"]);
+    harmony_testkit::charts::helm_sdk_env(
+        &python,
+        &format!("registry.push({:?}, 'oci://{host}/charts')", charts[0].1.display().to_string()),
+        &[("SSL_CERT_FILE", ca.to_str().unwrap())],
+    );
+    let w = Work::new(&oci_release(&host, "~1.4"));
+    let out = w.run(&["charts", "lock"]).expect(1);
+    assert!(out.stderr.contains("certificate") || out.stderr.contains("UnknownIssuer"), "{}", out.stderr);
+    let out = w.run(&["charts", "lock", "--ca-file", ca.to_str().unwrap()]).expect(0);
+    assert!(out.stderr.contains("→ web 1.4.2"), "{}", out.stderr);
+    std::fs::remove_dir_all(w.path("cache")).unwrap();
+    w.run(&["charts", "pull", "--ca-file", ca.to_str().unwrap()]).expect(0);
+    w.run(&["template", "--release", "web"]).expect(0);
+}
+
+/// Attack: someone with write access to the chart cache (or a vendor directory in a pull
+/// request) replaces a locked archive with another valid chart of the same name and version
+/// that adds a ClusterRoleBinding. Harmony must refuse it by digest instead of rendering it.
+#[test]
+fn attack_a_cached_or_vendored_chart_replaced_by_another_is_refused() {
+    let Some(python) = harmony_testkit::helm_python() else { return };
+    let Some((registry, _pkg)) = registry_with_web(&python) else { return };
+    let host = registry.host();
+    // The substitute: the same chart, name and version, plus a template granting cluster-admin.
+    let evil_dir = tempfile::tempdir().unwrap();
+    common::copy_dir(&web_chart(), &evil_dir.path().join("web"));
+    std::fs::write(
+        evil_dir.path().join("web/templates/evil.yaml"),
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: evil\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: cluster-admin\nsubjects:\n  - kind: Group\n    name: system:authenticated\n    apiGroup: rbac.authorization.k8s.io\n",
+    )
+    .unwrap();
+    let evil_pkg = tempfile::tempdir().unwrap();
+    let evil = std::fs::read(helm_package(&python, &evil_dir.path().join("web"), evil_pkg.path(), Some("1.4.2"))).unwrap();
+
+    let w = Work::new(&oci_release(&host, "1.4.2"));
+    w.run(&["charts", "lock", "--plain-http"]).expect(0);
+    let digest = w.lock()["charts"][0]["digest"].as_str().unwrap().to_string();
+    let cached = w.path(&format!("cache/harmony/charts/sha256/{}.tgz", digest.trim_start_matches("sha256:")));
+    std::fs::write(&cached, &evil).unwrap();
+    for args in [&["template", "--release", "web"][..], &["plan", "--offline", "--format", "json"][..]] {
+        let out = w.run(args);
+        assert!(!out.stdout.contains("ClusterRoleBinding"), "{args:?} rendered the substituted chart:\n{}", out.stdout);
+        let out = out.expect(1);
+        assert!(out.stderr.contains(&digest) && out.stderr.contains("was altered"), "{args:?}: {}", out.stderr);
+    }
+    // The same through a vendor directory.
+    std::fs::remove_file(&cached).unwrap();
+    w.run(&["charts", "pull", "--plain-http", "--vendor", "vendor"]).expect(0);
+    std::fs::write(w.path("repo/vendor/web-1.4.2.tgz"), &evil).unwrap();
+    let out = w.run(&["template", "--release", "web"]);
+    assert!(!out.stdout.contains("ClusterRoleBinding"), "rendered the substituted vendored chart:\n{}", out.stdout);
+    let out = out.expect(1);
+    assert!(out.stderr.contains(&digest) && out.stderr.contains("vendor/web-1.4.2.tgz"), "{}", out.stderr);
 }

@@ -24,7 +24,15 @@ pub(crate) async fn get_bounded(url: &str, max: u64, opts: &Options) -> Result<V
         return Err(format!("`{url}`: only http:// and https:// are fetched"));
     }
     let client = client(opts)?;
-    let mut resp = client.get(parsed).send().await.map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
+    let host = match parsed.port() {
+        Some(p) => format!("{}:{p}", parsed.host_str().unwrap_or_default()),
+        None => parsed.host_str().unwrap_or_default().to_string(),
+    };
+    let mut req = client.get(parsed);
+    if let Some(c) = crate::auth::lookup(&host)? {
+        req = req.basic_auth(c.username, Some(c.password));
+    }
+    let mut resp = req.send().await.map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
     if !resp.status().is_success() {
         return Err(format!("GET {url}: {}", resp.status()));
     }

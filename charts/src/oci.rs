@@ -36,8 +36,14 @@ fn reference(chart: &str, tag: Option<&str>) -> Result<Reference, String> {
     Reference::try_from(s.as_str()).map_err(|e| format!("`{chart}` is not an OCI reference: {e}"))
 }
 
-fn auth() -> RegistryAuth {
-    RegistryAuth::Anonymous
+/// Basic credentials for the reference's registry when configured ([`crate::auth`]); oci-client
+/// sends them as basic authentication or trades them for a bearer token, as the registry's
+/// challenge asks.
+fn auth(r: &Reference) -> Result<RegistryAuth, String> {
+    Ok(match crate::auth::lookup(r.resolve_registry())? {
+        Some(c) => RegistryAuth::Basic(c.username, c.password),
+        None => RegistryAuth::Anonymous,
+    })
 }
 
 /// The chart layer of a chart manifest.
@@ -80,8 +86,8 @@ async fn pull_layer(client: &Client, r: &Reference, layer: &oci_client::manifest
 /// `chart "oci://…" version=C`: the tag Helm picks, its URL and archive.
 pub(crate) async fn resolve(chart: &str, constraint: &str, opts: &Options) -> Result<(String, Option<String>, Vec<u8>), String> {
     let client = client(opts)?;
-    let auth = auth();
     let repo = reference(chart, None)?;
+    let auth = auth(&repo)?;
     // OCI tags cannot hold `+`: Helm writes `_` for it (helm/helm v4 pkg/registry/client.go).
     let tags = client.list_tags(&repo, &auth, None, None).await.map_err(|e| format!("{chart}: listing tags: {}", crate::http::error_chain(&e)))?;
     let versions: Vec<String> = tags.tags.iter().map(|t| t.replace('_', "+")).collect();
@@ -98,9 +104,9 @@ pub(crate) async fn resolve(chart: &str, constraint: &str, opts: &Options) -> Re
 /// The archive of `oci://…:TAG` whose chart layer must have `digest`.
 pub(crate) async fn fetch(url: &str, digest: &str, opts: &Options) -> Result<Vec<u8>, String> {
     let client = client(opts)?;
-    let auth = auth();
     let (chart, tag) = url.rsplit_once(':').filter(|(c, t)| !t.contains('/') && c.contains('/')).ok_or_else(|| format!("`{url}` names no tag"))?;
     let r = reference(chart, Some(tag))?;
+    let auth = auth(&r)?;
     let layer = chart_layer(&client, &r, &auth).await?;
     if layer.digest != digest {
         return Err(format!("{url} now has digest {}, harmony.lock says {digest}: the chart was republished; `harmony charts lock --update` resolves it again", layer.digest));

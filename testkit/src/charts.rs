@@ -159,7 +159,17 @@ impl Drop for StaticServer {
 /// Runs a Python snippet with Helm's SDK imported as `helm_python`; panics with its stderr
 /// when it fails. Returns stdout.
 pub fn helm_sdk(python: &Path, script: &str) -> String {
-    let out = Command::new(python).arg("-c").arg(format!("import helm_python\nfrom helm_python import chart, registry\n{script}")).output().expect("run python");
+    helm_sdk_env(python, script, &[])
+}
+
+/// [`helm_sdk`] with more environment (e.g. `SSL_CERT_FILE`: the CA Helm's Go code trusts).
+pub fn helm_sdk_env(python: &Path, script: &str, env: &[(&str, &str)]) -> String {
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(format!("import helm_python\nfrom helm_python import chart, registry\n{script}"))
+        .envs(env.iter().copied())
+        .output()
+        .expect("run python");
     assert!(out.status.success(), "helm-python-sdk script failed:\n{script}\n{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -179,4 +189,24 @@ pub fn helm_push(python: &Path, tgz: &Path, remote: &str) {
 /// `helm repo index DIR --url URL`.
 pub fn helm_repo_index(python: &Path, dir: &Path, url: &str) {
     helm_sdk(python, &format!("registry.repo_index_generate({:?}, base_url={url:?})", dir.display().to_string()));
+}
+
+/// A CA and a server certificate for `127.0.0.1` signed by it, made with `openssl` in `dir`:
+/// (CA certificate, server certificate, server key), PEM. `None` with a note when openssl is
+/// missing, a panic under `CI=true`.
+pub fn loopback_tls(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    if Command::new("openssl").arg("version").output().is_err() {
+        assert!(std::env::var("CI").is_err(), "openssl not found (Debian package openssl)");
+        eprintln!("skipping: openssl not found");
+        return None;
+    }
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=harmony test CA"]);
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").expect("write ext.cnf");
+    run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"]);
+    Some((dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key")))
 }
