@@ -45,14 +45,14 @@ enum ChartsCommand {
 pub struct RegistryFlags {
     /// Use HTTP, not HTTPS, for OCI registries (also HARMONY_REGISTRY_PLAIN_HTTP=1).
     #[arg(long)]
-    plain_http: bool,
+    pub plain_http: bool,
     /// Trust the CA certificates (PEM) in this file besides the system's.
     #[arg(long, value_name = "FILE")]
-    ca_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
 }
 
 impl RegistryFlags {
-    fn options(&self) -> harmony_charts::Options {
+    pub(crate) fn options(&self) -> harmony_charts::Options {
         harmony_charts::Options { plain_http: self.plain_http, ca_file: self.ca_file.clone() }.with_env()
     }
 }

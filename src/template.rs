@@ -54,6 +54,16 @@ pub struct TemplateArgs {
     /// Print rendered output even when it is invalid YAML.
     #[arg(long)]
     pub debug: bool,
+    /// The chart version or range, for a chart from a registry or repository (default: the
+    /// latest stable version, as Helm picks it).
+    #[arg(long, conflicts_with = "release")]
+    pub version: Option<String>,
+    /// The Helm repository holding CHART (a chart name): `helm template --repo` (named
+    /// `--chart-repo` here: `--repo` is the repository directory of every command).
+    #[arg(long = "chart-repo", value_name = "URL", conflicts_with = "release")]
+    pub chart_repo: Option<String>,
+    #[command(flatten)]
+    pub registry: crate::charts::RegistryFlags,
 }
 
 /// Runs the command (on a thread with a large stack: templates may recurse deeply).
@@ -69,9 +79,36 @@ pub fn run(args: TemplateArgs, repo: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    // A chart from a registry, repository or URL is fetched (as `helm template` does), verified
+    // as `harmony charts lock` verifies it, and rendered from a temporary archive.
+    let remote = args.chart_repo.is_some() || ["oci://", "https://", "http://"].iter().any(|p| chart.starts_with(p));
+    let mut _fetched = None;
+    let chart_path: PathBuf = if remote {
+        let req = harmony_charts::Request {
+            chart: chart.clone(),
+            repo: args.chart_repo.clone(),
+            constraint: args.version.clone().unwrap_or_else(|| "*".into()),
+            declared_at: "the command line".into(),
+        };
+        let got = match crate::cli::runtime()?.block_on(harmony_charts::resolve(&req, &args.registry.options())) {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        };
+        let dir = tempfile::tempdir()?;
+        let file = harmony_charts::cache::vendor_file_name(&got.locked.name, &got.locked.version).map_err(anyhow::Error::msg)?;
+        let path = dir.path().join(file);
+        std::fs::write(&path, &got.archive)?;
+        _fetched = Some(dir);
+        path
+    } else {
+        chart.into()
+    };
     let req = TemplateRequest {
         name,
-        chart: chart.into(),
+        chart: chart_path,
         namespace: args.namespace,
         set: args.set,
         set_string: args.set_string,

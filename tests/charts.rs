@@ -443,3 +443,36 @@ fn attack_a_cached_or_vendored_chart_replaced_by_another_is_refused() {
     let out = out.expect(1);
     assert!(out.stderr.contains(&digest) && out.stderr.contains("vendor/web-1.4.2.tgz"), "{}", out.stderr);
 }
+
+/// `harmony template NAME oci://… --version RANGE` and `harmony template NAME CHART --chart-repo URL`
+/// fetch the chart Helm would pick and render it as Helm renders that archive.
+#[test]
+fn template_renders_a_chart_from_a_registry_or_repository_like_helm() {
+    let Some(python) = harmony_testkit::helm_python() else { return };
+    let Some(registry) = Registry::start(RegistryConfig::default()) else { return };
+    let host = registry.host();
+    let site = tempfile::tempdir().unwrap();
+    let charts = packaged(&python, site.path(), &["1.4.2", "1.5.0", "2.0.0-rc.1"]);
+    for (_, tgz) in &charts {
+        helm_push(&python, tgz, &format!("oci://{host}/charts"));
+    }
+    let server = StaticServer::start(&python, site.path());
+    helm_repo_index(&python, site.path(), &server.url());
+    let w = Work::new("");
+    let oci = format!("oci://{host}/charts/web");
+    let args = ["template", "web", &oci, "--version", "^1.4", "-n", "acme-prod", "--set", "replicaCount=2"];
+    let out = w.run(&args).expect(1);
+    assert!(out.stderr.contains(&oci), "TLS is the default: {}", out.stderr);
+    let out = w.run(&[&args[..], &["--plain-http"]].concat()).expect(0);
+    w.write("oci.yaml", &out.stdout);
+    let differs = helm_render_differs(&python, &charts[1].1, &w.path("oci.yaml"), r#"{"replicaCount": 2}"#);
+    assert!(differs.is_empty(), "{differs}");
+
+    let out = w.run(&["template", "web", "web", "--chart-repo", &server.url(), "--version", "~1.4", "-n", "acme-prod"]).expect(0);
+    w.write("repo.yaml", &out.stdout);
+    let differs = helm_render_differs(&python, &charts[0].1, &w.path("repo.yaml"), "{}");
+    assert!(differs.is_empty(), "{differs}");
+    // No version: the latest stable one, as Helm picks it.
+    let out = w.run(&["template", "web", "web", "--chart-repo", &server.url(), "-n", "acme-prod"]).expect(0);
+    assert!(out.stdout.contains("helm.sh/chart: web-1.5.0"), "{}", out.stdout);
+}
