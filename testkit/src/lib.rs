@@ -6,6 +6,8 @@
 //!   every node reading the same generated configuration; nodes killed, shut down, restarted;
 //!   leaf nodes whose remote is the cluster.
 //! - [`busybox_image`]: a local busybox image built with `podman import` (no registry needed).
+//! - [`charts`]: an OCI registry (`docker-registry`) and a static Helm repository on loopback,
+//!   and Helm's SDK to package, push and index charts (the remote-chart tests).
 //!
 //! Both fail with a message naming `scripts/install-test-deps.sh` when a tool is missing.
 #![forbid(unsafe_code)]
