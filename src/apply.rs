@@ -16,6 +16,7 @@ use harmony_executor::fleet::security::FleetSecurity;
 use harmony_executor::fleet::{ApplyOptions, LockOptions, NatsOptions, load_signing_key};
 
 use crate::cli::Global;
+use crate::progress::{Printer, Style};
 
 /// NATS connection flags. Secrets come from files or the environment, never from the repository.
 #[derive(Debug, Clone, clap::Args)]
@@ -119,12 +120,15 @@ pub enum RefuseStale {
     All,
 }
 
-/// Output of `harmony apply PLANFILE`.
+/// Output of `harmony apply`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ApplyFormat {
-    /// One line per action.
+    /// One line per unit as it finishes, then per fleet and overall counts.
     Human,
-    /// The outcome document (kind harmony-apply-outcome, schema docs/schemas/apply-outcome.schema.json).
+    /// JSON Lines: one object per unit as it finishes (kind harmony-apply-unit,
+    /// docs/schemas/apply-unit.schema.json), then the outcome (kind harmony-apply-outcome,
+    /// docs/schemas/apply-outcome.schema.json) as the last line. Needs --yes; nothing else is
+    /// printed on stdout.
     Json,
 }
 
@@ -138,20 +142,20 @@ pub struct ApplyArgs {
     /// With a plan file: refuse only the stale actions (`action`) or the whole plan (`all`).
     #[arg(long, value_enum, default_value_t = RefuseStale::Action, requires = "planfile")]
     pub refuse_stale: RefuseStale,
-    /// With a plan file: the output format.
-    #[arg(long, value_enum, default_value_t = ApplyFormat::Human, requires = "planfile")]
+    /// The output format (json: never asks, so it needs --yes).
+    #[arg(long, value_enum, default_value_t = ApplyFormat::Human)]
     pub format: ApplyFormat,
     /// With a plan file: the fingerprint key the plan was made (and sealed) with; default as
     /// for `harmony plan`.
     #[arg(long, value_name = "FILE", env = "HARMONY_FINGERPRINT_KEY_FILE")]
     pub fingerprint_key: Option<PathBuf>,
-    /// Only this fleet (default: every fleet of the repository).
+    /// Only this fleet, and no cluster (default: every cluster and fleet of the repository).
     #[arg(long, value_name = "NAME", add = crate::completion::fleets())]
     pub fleet: Option<String>,
-    /// File holding the fleet's Ed25519 private key (hex or base64); or set $HARMONY_SIGNING_KEY.
+    /// Fleets: file holding the fleet's Ed25519 private key (hex or base64); or set $HARMONY_SIGNING_KEY.
     #[arg(long, value_name = "FILE", env = "HARMONY_SIGNING_KEY_FILE")]
     pub signing_key_file: Option<PathBuf>,
-    /// Writes in flight at once.
+    /// Fleets: device plan writes in flight at once.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     pub parallelism: u16,
     /// How long to wait for another apply's lock of a cluster or fleet (a 30 s lease, renewed
@@ -162,12 +166,12 @@ pub struct ApplyArgs {
     /// Apply without asking.
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Where the apply journal is kept (default $XDG_STATE_HOME/harmony or ~/.local/state/harmony).
+    /// Fleets: where the apply journal is kept (default $XDG_STATE_HOME/harmony or ~/.local/state/harmony).
     #[arg(long, value_name = "DIR", env = "HARMONY_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
     #[command(flatten)]
     pub nats: NatsArgs,
-    /// kubeconfig for the repository's clusters (default: `KUBECONFIG`, then `~/.kube/config`).
+    /// Clusters: kubeconfig for the repository's clusters (default: `KUBECONFIG`, then `~/.kube/config`).
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
     /// Apply to fleets only, not to Kubernetes clusters.
@@ -180,7 +184,7 @@ pub struct ApplyArgs {
     /// release fails only itself and what needs it).
     #[arg(long)]
     pub fail_fast: bool,
-    /// Wait up to this many seconds for each release's objects to become ready.
+    /// Clusters: wait up to this many seconds for each release's objects to become ready.
     #[arg(long, value_name = "SECONDS")]
     pub wait: Option<u64>,
 }
@@ -203,12 +207,14 @@ fn apply_repository(g: &Global, a: &ApplyArgs, rt: &tokio::runtime::Runtime) -> 
         flags: crate::plan::PlanFlags { compact: false, targets: Vec::new(), excludes: Vec::new(), detailed_exitcode: false, fingerprint_key: a.fingerprint_key.clone() },
     };
     let (plan, planned) = crate::plan::make_plan(g, &args, rt)?;
-    if plan.targets.clusters.is_empty() && plan.targets.fleets.is_empty() {
+    let json = a.format == ApplyFormat::Json;
+    if plan.targets.clusters.is_empty() && plan.targets.fleets.is_empty() && !json {
         println!("the repository declares no cluster or fleet to apply to: nothing to apply");
         return Ok(ExitCode::SUCCESS);
     }
-    // Shown as `harmony plan` shows it (each change with its reason and diff).
-    if !g.quiet || !a.yes {
+    // Shown as `harmony plan` shows it (each change with its reason and diff); not with JSON
+    // output, which holds only the results (and needs --yes).
+    if !json && (!g.quiet || !a.yes) {
         crate::plan::print(&plan, crate::plan::PlanFormat::Human, false, g)?;
     }
     // Nothing is asked when nothing would be written.
@@ -216,10 +222,19 @@ fn apply_repository(g: &Global, a: &ApplyArgs, rt: &tokio::runtime::Runtime) -> 
         println!("not applied");
         return Ok(ExitCode::from(1));
     }
-    let fleets = fleet_access(g, a, &plan, Some(&planned))?;
-    let outcome = execute(g, a, &plan, fleets, rt)?;
-    report(g, &plan, &outcome);
-    Ok(ExitCode::from(outcome.exit_code()))
+    let printer = printer(g, a);
+    let fleets = fleet_access(g, a, &plan, Some(&planned), &printer)?;
+    execute(g, a, &plan, fleets, &printer, rt)
+}
+
+/// The printer of an apply's results as they finish (`--format`, `--quiet`, a live display on
+/// a terminal).
+fn printer(g: &Global, a: &ApplyArgs) -> Arc<Printer> {
+    let style = match a.format {
+        ApplyFormat::Human => Style::Human { quiet: g.quiet },
+        ApplyFormat::Json => Style::Json,
+    };
+    Printer::new(style, !g.quiet)
 }
 
 /// Asks `question` on the terminal; without one, fails with `refusal` (`--yes` answers yes).
@@ -239,7 +254,13 @@ pub(crate) fn confirm(question: &str, refusal: &str) -> anyhow::Result<bool> {
 /// With the `repository` just planned: to every fleet planned, the signing key checked first
 /// against the fleet's key chain in the auth directory (a retired key is refused even when
 /// nothing is to be written).
-fn fleet_access(g: &Global, a: &ApplyArgs, plan: &harmony_schemas::plan::PlanFile, repository: Option<&CompiledRepo>) -> anyhow::Result<BTreeMap<String, FleetAccess>> {
+fn fleet_access(
+    g: &Global,
+    a: &ApplyArgs,
+    plan: &harmony_schemas::plan::PlanFile,
+    repository: Option<&CompiledRepo>,
+    printer: &Arc<Printer>,
+) -> anyhow::Result<BTreeMap<String, FleetAccess>> {
     use harmony_schemas::plan::Payload;
     let mut fleets = BTreeMap::new();
     for (fleet, target) in &plan.targets.fleets {
@@ -262,10 +283,11 @@ fn fleet_access(g: &Global, a: &ApplyArgs, plan: &harmony_schemas::plan::PlanFil
             lock: LockOptions { timeout: a.lock_timeout, ..LockOptions::default() },
             state_dir: Some(state_dir(a)),
             rollout_progress: (!g.quiet).then(|| -> harmony_executor::fleet::run::RolloutProgress {
-                Arc::new(|r| eprintln!("{}", harmony_executor::fleet::rollout::progress_line(r)))
+                let printer = printer.clone();
+                Arc::new(move |r| printer.note(&harmony_executor::fleet::rollout::progress_line(r)))
             }),
             rollout_poll: None,
-            writes: ApplyOptions { parallelism: usize::from(a.parallelism), progress: progress_bar(g), halt: None },
+            writes: ApplyOptions { parallelism: usize::from(a.parallelism), progress: printer.writes(), halt: None, on_result: None },
             security: FleetSecurity::from_auth_dir(a.nats.auth_dir.as_deref(), fleet)?,
         };
         fleets.insert(fleet.clone(), access);
@@ -273,30 +295,16 @@ fn fleet_access(g: &Global, a: &ApplyArgs, plan: &harmony_schemas::plan::PlanFil
     Ok(fleets)
 }
 
-/// A progress bar of a fleet's writes, on a terminal.
-fn progress_bar(g: &Global) -> Option<Arc<dyn Fn(usize, usize) + Send + Sync>> {
-    if !std::io::stderr().is_terminal() || g.quiet {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} writes {per_sec}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
-    Some(Arc::new(move |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        if done == total {
-            bar.finish_and_clear();
-        }
-    }))
-}
-
-/// Executes a plan with the flags of `harmony apply`.
+/// Executes a plan with the flags of `harmony apply`, printing each unit's result as it
+/// finishes, then the summary (human) or the outcome (JSON): the exit code.
 fn execute(
     g: &Global,
     a: &ApplyArgs,
     plan: &harmony_schemas::plan::PlanFile,
     fleets: std::collections::BTreeMap<String, harmony_executor::execute::FleetAccess>,
+    printer: &Arc<Printer>,
     rt: &tokio::runtime::Runtime,
-) -> anyhow::Result<harmony_schemas::plan::ApplyOutcome> {
+) -> anyhow::Result<ExitCode> {
     let opts = harmony_executor::execute::ExecuteOptions {
         fleets,
         kubeconfig: a.kubeconfig.clone(),
@@ -308,36 +316,66 @@ fn execute(
         key: crate::plan::fingerprint_key(&a.fingerprint_key)?,
         repository: repository_name(g),
         stop: Default::default(),
+        observer: Some(printer.observer()),
     };
     // Ctrl-C or SIGTERM from here on stops the apply (no unit starts, a running one gets a grace
-    // period, then locks are released and the outcome reported) instead of killing it.
+    // period, then locks are released and the outcome reported) instead of killing it; a second
+    // one exits at once.
     let stop = opts.stop.clone();
+    let notes = printer.clone();
     let signals = rt.spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let terminated = async {
-            match term.as_mut() {
-                Some(t) => _ = t.recv().await,
-                None => std::future::pending::<()>().await,
+        for n in 0.. {
+            let terminated = async {
+                match term.as_mut() {
+                    Some(t) => _ = t.recv().await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminated => {}
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminated => {}
+            if n > 0 {
+                notes.note(&format!(
+                    "interrupted again: exiting at once (exit code {FORCED_EXIT}); the locks are left to expire (30 s; the next apply on this host takes them over at once), a fleet's journal is left without its end"
+                ));
+                notes.finish();
+                std::process::exit(i32::from(FORCED_EXIT));
+            }
+            notes.note(&format!(
+                "interrupted: no further unit starts; a running one gets {} s to finish; then the locks are released (interrupt again to exit at once)",
+                harmony_executor::execute::STOP_GRACE.as_secs()
+            ));
+            stop.stop();
         }
-        eprintln!(
-            "interrupted: no further unit starts; a running one gets {} s to finish; then the locks are released",
-            harmony_executor::execute::STOP_GRACE.as_secs()
-        );
-        stop.stop();
     });
     let outcome = rt.block_on(harmony_executor::execute::execute(plan, &opts));
     signals.abort();
-    Ok(outcome)
+    printer.finish();
+    match a.format {
+        ApplyFormat::Json => {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", outcome.to_line())?;
+            out.flush()?;
+        }
+        ApplyFormat::Human => report(g, plan, &outcome),
+    }
+    // An interrupted apply fails even when what ran before the signal all succeeded.
+    let code = match outcome.exit_code() {
+        0 if opts.stop.is_stopped() => 1,
+        c => c,
+    };
+    Ok(ExitCode::from(code))
 }
 
-/// Prints an apply's outcome: one line per action applied or unchanged (on stdout unless
-/// `--quiet`; a fleet's unchanged devices only counted; stale, failed and skipped ones on stderr), per fleet what its apply found and left (an unfinished
-/// earlier apply, the rollout's end) and its counts, then the counts.
+/// The exit code when a second Ctrl-C or SIGTERM ends an apply at once (128 + SIGINT, as a
+/// shell reports a process killed by Ctrl-C).
+const FORCED_EXIT: u8 = 130;
+
+/// Prints an apply's summary after its units' lines ([`Printer`]): why the plan was refused, per
+/// fleet what its apply found and left (an unfinished earlier apply, the rollout's end) and its
+/// counts, then the counts.
 fn report(g: &Global, plan: &harmony_schemas::plan::PlanFile, outcome: &harmony_schemas::plan::ApplyOutcome) {
     use harmony_schemas::plan::Outcome;
     if let Some(why) = &outcome.refused {
@@ -345,23 +383,6 @@ fn report(g: &Global, plan: &harmony_schemas::plan::PlanFile, outcome: &harmony_
         return;
     }
     let count = |o: Outcome| outcome.actions.iter().filter(|r| r.outcome == o).count();
-    for r in &outcome.actions {
-        match r.outcome {
-            // A fleet's unchanged devices are counted in its line below, not listed.
-            Outcome::Noop if r.unit.starts_with("device-plan/") || r.unit.starts_with("agent/") => {}
-            Outcome::Applied | Outcome::Noop if !g.quiet => println!("{}: {}", r.unit, r.message),
-            Outcome::Applied | Outcome::Noop => {}
-            Outcome::Stale => eprintln!(
-                "stale: {}: {} (expected {}, found {}): refused; re-plan",
-                r.unit,
-                r.message,
-                r.expected.as_deref().unwrap_or("?"),
-                r.found.as_deref().unwrap_or("?")
-            ),
-            Outcome::Failed => eprintln!("error: {}: {}", r.unit, r.message),
-            Outcome::Skipped => eprintln!("skipped: {}: {}", r.unit, r.message),
-        }
-    }
     for fleet in plan.targets.fleets.keys() {
         report_fleet(g, fleet, outcome);
     }
@@ -464,6 +485,11 @@ fn state_dir(a: &ApplyArgs) -> PathBuf {
 }
 
 pub fn run(g: &Global, a: ApplyArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    // JSON output is for programs: nothing may be asked (like `terraform apply -json`, which
+    // needs -auto-approve).
+    if a.format == ApplyFormat::Json && !a.yes {
+        anyhow::bail!("--format json needs --yes: apply asks for confirmation on the terminal, and JSON output is for programs (review the plan with `harmony plan --out FILE` and apply that file)");
+    }
     match &a.planfile {
         Some(path) => apply_planfile(g, &a, path, rt),
         None => apply_repository(g, &a, rt),
@@ -485,19 +511,14 @@ fn apply_planfile(g: &Global, a: &ApplyArgs, path: &std::path::Path, rt: &tokio:
     // Verified before it is shown for confirmation: a plan that does not verify is not offered
     // (`execute` refuses it and reports why): what is shown, explanation included, is sealed.
     let verifies = || crate::plan::fingerprint_key(&a.fingerprint_key).is_ok_and(|key| harmony_planner::contract::verify(&plan, &key, repository_name(g).as_deref()).is_ok());
-    if !a.yes && verifies() {
+    if !a.yes && a.format == ApplyFormat::Human && verifies() {
         print!("{}", harmony_planner::output::human(&plan, &harmony_planner::output::HumanOptions { compact: true, ..Default::default() }));
         if !confirm(&format!("Apply this plan ({})?", plan.identity), "not applying")? {
             println!("not applied");
             return Ok(ExitCode::from(1));
         }
     }
-    let fleets = fleet_access(g, a, &plan, None)?;
-    let outcome = execute(g, a, &plan, fleets, rt)?;
-    if a.format == ApplyFormat::Json {
-        std::io::stdout().lock().write_all(outcome.to_json().as_bytes())?;
-    } else {
-        report(g, &plan, &outcome);
-    }
-    Ok(ExitCode::from(outcome.exit_code()))
+    let printer = printer(g, a);
+    let fleets = fleet_access(g, a, &plan, None, &printer)?;
+    execute(g, a, &plan, fleets, &printer, rt)
 }

@@ -9,6 +9,7 @@ mod device;
 mod fleet;
 mod plan;
 mod plugin;
+mod progress;
 mod publish;
 mod rollback;
 mod sarif;

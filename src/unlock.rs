@@ -40,7 +40,7 @@ pub fn run(g: &Global, a: UnlockArgs, rt: &tokio::runtime::Runtime) -> anyhow::R
         println!("{what} is not locked");
         return Ok(ExitCode::SUCCESS);
     };
-    println!("{what} is locked by {}", shown.description);
+    println!("{}", locked_by(&what, &shown.description));
     if !a.yes && !confirm("Remove this lock? Only if that apply is known to be dead", "not unlocking")? {
         println!("not unlocked");
         return Ok(ExitCode::from(1));
@@ -48,4 +48,19 @@ pub fn run(g: &Global, a: UnlockArgs, rt: &tokio::runtime::Runtime) -> anyhow::R
     rt.block_on(lock::unlock(&target, &shown)).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
     println!("{what} unlocked");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `CLUSTER is locked by HOLDER`, the holder escaped: it is what the lock entry says, and anyone
+/// who could write the Lease or the locks bucket chose it.
+fn locked_by(what: &str, holder: &str) -> String {
+    format!("{what} is locked by {}", harmony_schemas::printable(holder))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_forged_holder_cannot_steer_the_terminal() {
+        let line = super::locked_by("fleet pico", "eve@h pid 1\nfleet pico unlocked\u{1b}[1A\u{202e}");
+        assert_eq!(line, "fleet pico is locked by eve@h pid 1\\nfleet pico unlocked\\u{1b}[1A\\u{202e}");
+    }
 }

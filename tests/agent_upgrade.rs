@@ -328,7 +328,7 @@ fn apply_planfile_performs_the_planned_agent_upgrade() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = common::fleet::harmony(&s.f.repo, &args, &env);
     assert!(out.status.success(), "{}", text(&out));
-    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).expect("outcome json");
+    let outcome = common::apply_outcome(&out.stdout);
     let result = outcome["actions"].as_array().expect("actions").iter().find(|a| a["unit"] == agent_unit.as_str()).expect("agent result").clone();
     assert_eq!(result["outcome"], "applied", "{outcome:#}");
     assert!(result["message"].as_str().is_some_and(|m| m.starts_with(&format!("written by device-plan/pico/{}", s.device))), "{outcome:#}");

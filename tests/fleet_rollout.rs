@@ -304,7 +304,7 @@ fn an_interrupted_planfile_apply_resumes_from_the_next_plan_file() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = common::fleet::harmony(&f.repo, &args, &env);
     assert!(out.status.success(), "{}", text(&out));
-    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).expect("outcome json");
+    let outcome = common::apply_outcome(&out.stdout);
     let fleet = &outcome["fleets"][0];
     assert_eq!(fleet["rollout"]["state"], "complete", "{outcome:#}");
     assert!(fleet["interrupted"]["writes"].as_u64().is_some_and(|w| w > 0), "the dead apply is reported from its journal: {outcome:#}");
@@ -426,7 +426,7 @@ fn apply_planfile_runs_the_planned_rollout_and_creates_the_new_device() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = common::fleet::harmony(&f.repo, &args, &env);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).expect("outcome json");
+    let outcome = common::apply_outcome(&out.stdout);
     let unit = |device: &str| outcome["actions"].as_array().expect("actions").iter().find(|a| a["unit"] == format!("device-plan/pico/{device}")).expect("unit").clone();
     assert_eq!((unit(&new)["outcome"].as_str(), unit(&new)["found"].as_str()), (Some("stale"), Some(format!("KV revision {moved}").as_str())), "{outcome:#}");
     let after = plans_raw(&f);
@@ -509,7 +509,7 @@ fn a_rollout_record_moved_since_planning_makes_the_rollout_stale() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = common::fleet::harmony(&f.repo, &args, &env);
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-        let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).expect("outcome json");
+        let outcome = common::apply_outcome(&out.stdout);
         let stale: Vec<&serde_json::Value> = outcome["actions"].as_array().expect("actions").iter().filter(|a| a["outcome"] == "stale").collect();
         assert_eq!(stale.len(), DEVICES, "every device's write is stale: {outcome:#}");
         assert!(stale[0]["message"].as_str().is_some_and(|m| m.contains("the rollout record moved since planning")), "{outcome:#}");

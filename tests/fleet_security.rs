@@ -1579,7 +1579,7 @@ fn attack_a_device_revoked_after_planning_gets_no_plan_from_the_plan_file() {
     assert!(out.status.success(), "revoke: {}", text(&out));
 
     let out = f.harmony(&["apply", "--yes", &file.to_string_lossy(), "--format", "json", "--signing-key-file", &f.key_file("k1.key")]);
-    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let outcome = common::apply_outcome(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let result = |d: &str| outcome["actions"].as_array().unwrap().iter().find(|x| x["unit"] == format!("device-plan/pico/{d}")).cloned().unwrap();
     let refused = result(&a);
@@ -1601,7 +1601,7 @@ fn attack_a_device_revoked_after_planning_gets_no_plan_from_the_plan_file() {
     let out = f.harmony(&["fleet", "rotate-signing-key", "--signing-key-file", &f.key_file("k1.key"), "--new-key-file", &f.key_file("k2.key")]);
     assert!(out.status.success(), "rotate: {}", text(&out));
     let out = f.harmony(&["apply", "--yes", &file.to_string_lossy(), "--format", "json", "--signing-key-file", &f.key_file("k1.key")]);
-    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let outcome = common::apply_outcome(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let stale = outcome["actions"].as_array().unwrap().iter().find(|x| x["unit"] == format!("device-plan/pico/{b}")).cloned().unwrap();
     assert_eq!(stale["outcome"], "stale", "{outcome:#}");

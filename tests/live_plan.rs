@@ -274,7 +274,7 @@ async fn apply_planfile_writes_the_planned_device_plans_and_refuses_a_moved_entr
             args.extend_from_slice(extra);
             let out = e.run(&args);
             let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-            (out.status.code(), serde_json::from_slice::<Value>(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}")), text)
+            (out.status.code(), common::apply_outcome(&out.stdout), text)
         })
     };
     let unit = |outcome: &Value, device: &str| outcome["actions"].as_array().unwrap().iter().find(|a| a["unit"] == format!("device-plan/pico/{device}")).unwrap().clone();

@@ -71,6 +71,63 @@ pub struct ExecuteOptions {
     pub fleets: BTreeMap<String, FleetAccess>,
     /// Asks the apply to stop (Ctrl-C, SIGTERM).
     pub stop: Stop,
+    /// Told what happens as it happens ([`Event`]): each unit's result once it is final.
+    pub observer: Option<Observer>,
+}
+
+/// What an apply tells its [`ExecuteOptions::observer`] as it runs. Every action's result is
+/// reported exactly once, as [`Event::Finished`], and is the one the [`ApplyOutcome`] lists.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// The plan verified and the clusters were locked: `units` results follow.
+    Started {
+        /// Actions of the plan.
+        units: usize,
+    },
+    /// Work began: a cluster action (its unit id) or a fleet's writes (`fleet NAME`).
+    Running(&'a str),
+    /// That work ended (its results are reported as they are final, before or at this).
+    Ended(&'a str),
+    /// A unit's result, final: a cluster action once written (or refused), a device plan once
+    /// written or, in a rollout step, once the step's health gate decided.
+    Finished(&'a ActionResult),
+}
+
+/// [`ExecuteOptions::observer`].
+pub type Observer = std::sync::Arc<dyn Fn(Event<'_>) + Send + Sync>;
+
+/// Reports each action's result once ([`Event::Finished`]) and remembers it: the outcome lists
+/// what was reported.
+struct Reporter {
+    observer: Option<Observer>,
+    sent: std::sync::Mutex<Vec<Option<ActionResult>>>,
+}
+
+impl Reporter {
+    fn new(observer: Option<Observer>, units: usize) -> Reporter {
+        Reporter { observer, sent: std::sync::Mutex::new(vec![None; units]) }
+    }
+
+    fn tell(&self, e: Event<'_>) {
+        if let Some(o) = &self.observer {
+            o(e);
+        }
+    }
+
+    /// Reports action `i`'s result unless it was reported already.
+    fn finished(&self, i: usize, r: &ActionResult) {
+        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot @ None) = sent.get_mut(i) {
+            *slot = Some(r.clone());
+            drop(sent);
+            self.tell(Event::Finished(r));
+        }
+    }
+
+    /// The result reported for action `i`, if any.
+    fn reported(&self, i: usize) -> Option<ActionResult> {
+        self.sent.lock().unwrap_or_else(|e| e.into_inner()).get(i).cloned().flatten()
+    }
 }
 
 /// How long a unit (a release, a fleet's writes) still running when the apply is asked to stop
@@ -189,7 +246,7 @@ pub async fn execute(plan: &PlanFile, opts: &ExecuteOptions) -> ApplyOutcome {
     let fleet_units: Vec<&str> = plan
         .actions
         .iter()
-        .filter(|a| a.apply.action != Action::Noop && a.apply.payload.is_none() && matches!(a.unit.split('/').next(), Some("device-plan" | "agent")))
+        .filter(|a| a.apply.action != Action::Noop && a.apply.payload.is_none() && is_fleet_unit(a))
         .map(|a| a.unit.as_str())
         .collect();
     if !fleet_units.is_empty() {
@@ -255,7 +312,14 @@ pub async fn execute(plan: &PlanFile, opts: &ExecuteOptions) -> ApplyOutcome {
             *conn = Err(format!("cluster {name}: {e}"));
         }
     }
-    let (results, fleets) = run(plan, opts, &conns).await;
+    let reporter = std::sync::Arc::new(Reporter::new(opts.observer.clone(), plan.actions.len()));
+    reporter.tell(Event::Started { units: plan.actions.len() });
+    let (results, fleets) = run(plan, opts, &conns, &reporter).await;
+    // What was not reported as it finished (`--refuse-stale=all`'s verdicts, a fleet's skipped
+    // devices), in plan order.
+    for (i, r) in results.iter().enumerate() {
+        reporter.finished(i, r);
+    }
     for (name, conn) in conns {
         if let Ok(c) = conn
             && let Some(l) = c.lock
@@ -267,7 +331,7 @@ pub async fn execute(plan: &PlanFile, opts: &ExecuteOptions) -> ApplyOutcome {
     ApplyOutcome { fleets, ..outcome_of(plan, None, results) }
 }
 
-async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Result<Conn, String>>) -> (Vec<ActionResult>, Vec<FleetOutcome>) {
+async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Result<Conn, String>>, reporter: &std::sync::Arc<Reporter>) -> (Vec<ActionResult>, Vec<FleetOutcome>) {
     if opts.refuse_stale_all {
         let mut stale_units = Vec::new();
         let mut results = Vec::new();
@@ -318,7 +382,7 @@ async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Re
     let mut out: Vec<ActionResult> = Vec::new();
     let mut not_applied: BTreeSet<String> = BTreeSet::new();
     let mut fleets = Vec::new();
-    for a in &plan.actions {
+    for (i, a) in plan.actions.iter().enumerate() {
         if let Some(fleet) = a.apply.payload.as_ref().and_then(fleet_of) {
             // Written per fleet below, in one batch under the fleet's lock.
             out.push(result(a, Outcome::Skipped, fleet.to_string()));
@@ -331,11 +395,21 @@ async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Re
             result(a, Outcome::Skipped, NOT_STARTED)
         } else if let Some(c) = lost {
             result(a, Outcome::Failed, format!("not started: the apply lock of cluster {c} was lost (its Lease changed, was removed or could not be renewed); apply again"))
+        } else if a.apply.action == Action::Noop && a.apply.payload.is_none() {
+            execute_action(plan, a, opts, conns, &not_applied).await
         } else {
-            opts.stop.bounded(execute_action(plan, a, opts, conns, &not_applied)).await.unwrap_or_else(|| result(a, Outcome::Failed, INTERRUPTED))
+            reporter.tell(Event::Running(&a.unit));
+            let r = opts.stop.bounded(execute_action(plan, a, opts, conns, &not_applied)).await.unwrap_or_else(|| result(a, Outcome::Failed, INTERRUPTED));
+            reporter.tell(Event::Ended(&a.unit));
+            r
         };
         if !matches!(r.outcome, Outcome::Applied | Outcome::Noop) {
             not_applied.insert(a.unit.clone());
+        }
+        // A fleet's unchanged device (no payload) is reported with its fleet: a rollout waits
+        // for it too.
+        if !is_fleet_unit(a) {
+            reporter.finished(i, &r);
         }
         out.push(r);
     }
@@ -352,11 +426,15 @@ async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Re
                 continue;
             }
             if let Some(r) = revoked_since_planning(a, opts) {
+                reporter.finished(i, &r);
                 out[i] = r;
                 continue;
             }
             match a.apply.depends_on.iter().find(|d| not_applied.contains(*d)) {
-                Some(dep) => out[i] = result(a, Outcome::Skipped, format!("not written: it depends on {dep}, which was not applied")),
+                Some(dep) => {
+                    out[i] = result(a, Outcome::Skipped, format!("not written: it depends on {dep}, which was not applied"));
+                    reporter.finished(i, &out[i]);
+                }
                 None => batch.push(i),
             }
         }
@@ -378,12 +456,18 @@ async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Re
         let (results, fleet_outcome) = if opts.stop.is_stopped() {
             (batch.iter().map(|&i| (i, result(&plan.actions[i], Outcome::Skipped, NOT_STARTED))).collect(), FleetOutcome { fleet: fleet.clone(), interrupted: None, rollout: None, reverted: Vec::new() })
         } else {
-            opts.stop.bounded(execute_fleet(plan, fleet, access, &batch, &unchanged, rollout, &opts.stop, &opts.holder)).await.unwrap_or_else(|| {
+            let what = format!("fleet {fleet}");
+            reporter.tell(Event::Running(&what));
+            let r = opts.stop.bounded(execute_fleet(plan, fleet, access, &batch, &unchanged, rollout, &opts.stop, &opts.holder, reporter)).await.unwrap_or_else(|| {
                 (batch.iter().map(|&i| (i, result(&plan.actions[i], Outcome::Failed, INTERRUPTED))).collect(), FleetOutcome { fleet: fleet.clone(), interrupted: None, rollout: None, reverted: Vec::new() })
-            })
+            });
+            reporter.tell(Event::Ended(&what));
+            r
         };
+        // What was reported as it finished stands (a write done before the fleet's apply was
+        // abandoned was done).
         for (i, r) in results {
-            out[i] = r;
+            out[i] = reporter.reported(i).unwrap_or(r);
         }
         fleets.push(fleet_outcome);
         // An agent unit's outcome is its device plan's (the plan names the version and artifact).
@@ -395,6 +479,9 @@ async fn run(plan: &PlanFile, opts: &ExecuteOptions, conns: &BTreeMap<String, Re
                 Some(j) => ActionResult { unit: a.unit.clone(), action: a.apply.action, message: format!("written by {unit}: {}", out[j].message), ..out[j].clone() },
                 None => result(a, Outcome::Failed, format!("the plan holds no {unit} to write it")),
             };
+        }
+        for &i in mine.iter().chain(&unchanged) {
+            reporter.finished(i, &out[i]);
         }
     }
     (out, fleets)
@@ -427,6 +514,11 @@ fn revoked_since_planning(a: &PlannedAction, opts: &ExecuteOptions) -> Option<Ac
         ));
     }
     None
+}
+
+/// A fleet's unit (a device plan or an agent), whether or not the plan holds a payload for it.
+fn is_fleet_unit(a: &PlannedAction) -> bool {
+    matches!(a.unit.split('/').next(), Some("device-plan" | "agent"))
 }
 
 fn fleet_of(p: &Payload) -> Option<&str> {
@@ -488,6 +580,7 @@ async fn execute_fleet(
     rollout: Option<&PlannedRollout>,
     stop: &Stop,
     holder: &crate::lock::LockHolder,
+    reporter: &std::sync::Arc<Reporter>,
 ) -> (Vec<(usize, ActionResult)>, FleetOutcome) {
     use crate::fleet::{FleetAction, FleetOp};
     let all: Vec<usize> = batch.iter().chain(unchanged).copied().collect();
@@ -532,6 +625,14 @@ async fn execute_fleet(
     let source_revision = harmony_planner::contract::source_revision(plan);
     let storage = plan.targets.fleets.get(fleet).map(|t| t.storage.clone()).unwrap_or_default();
     let stop = stop.clone();
+    // Each device's result reported as its write (or its rollout step) ends.
+    let units: BTreeMap<String, (usize, String, Action)> = index.iter().map(|(d, &i)| (d.clone(), (i, plan.actions[i].unit.clone(), plan.actions[i].apply.action))).collect();
+    let tell = reporter.clone();
+    let on_result: crate::fleet::apply::OnResult = std::sync::Arc::new(move |r, record| {
+        if let Some((i, unit, action)) = units.get(&r.device) {
+            tell.finished(*i, &device_result(unit, *action, r, record));
+        }
+    });
     let writer = crate::fleet::run::Writer {
         holder: holder.clone(),
         fleet,
@@ -539,7 +640,7 @@ async fn execute_fleet(
         trusted,
         lock: access.lock.clone(),
         state_dir: access.state_dir.as_deref(),
-        opts: crate::fleet::ApplyOptions { halt: Some(std::sync::Arc::new(move || stop.is_stopped())), ..access.writes.clone() },
+        opts: crate::fleet::ApplyOptions { halt: Some(std::sync::Arc::new(move || stop.is_stopped())), on_result: Some(on_result), ..access.writes.clone() },
         rollout_progress: access.rollout_progress.clone(),
         rollout_poll: access.rollout_poll,
         source_revision: &source_revision,
@@ -574,41 +675,21 @@ async fn execute_fleet(
     (results, fleet_outcome)
 }
 
-/// One result per action of a fleet from its writes' report and, with a rollout, its record:
-/// a device that failed the health gate is failed (naming the step and why), one the halted
-/// rollout did not reach is skipped.
+/// One result per action of a fleet from its writes' report and, with a rollout, its record
+/// ([`device_result`]); a device the halted (or interrupted) rollout did not reach is skipped.
 fn fleet_results(
     plan: &PlanFile,
     index: &BTreeMap<String, usize>,
     report: crate::fleet::ApplyReport,
     record: Option<&harmony_schemas::fleet::RolloutRecord>,
 ) -> Vec<(usize, ActionResult)> {
-    use crate::fleet::ActionOutcome;
-    let rev = |r: Option<u64>, none: &str| r.map_or_else(|| none.to_string(), |r| format!("KV revision {r}"));
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     for r in report.results {
         let Some(&i) = index.get(&r.device) else { continue };
         seen.insert(i);
         let a = &plan.actions[i];
-        let mut res = match r.outcome {
-            ActionOutcome::Written { revision } => result(a, Outcome::Applied, format!("written, KV revision {revision}")),
-            ActionOutcome::Deleted => result(a, Outcome::Applied, "deleted"),
-            ActionOutcome::Noop => result(a, Outcome::Noop, "no change"),
-            ActionOutcome::Stale { expected, found } => ActionResult {
-                expected: Some(rev(expected, "no entry")),
-                found: Some(rev(found, "no entry")),
-                ..result(a, Outcome::Stale, format!("{}: the device's plan entry moved since planning", a.unit))
-            },
-            ActionOutcome::Failed { error } => result(a, Outcome::Failed, error),
-        };
-        if let Some(f) = record.and_then(|rec| rec.failed.iter().find(|f| f.device == r.device))
-            && res.outcome != Outcome::Stale
-        {
-            res.outcome = Outcome::Failed;
-            res.message = format!("{}; rollout step {}: {}", res.message, f.wave + 1, f.reason);
-        }
-        out.push((i, res));
+        out.push((i, device_result(&a.unit, a.apply.action, &r, record)));
     }
     if let Some(rec) = record {
         for (device, &i) in index {
@@ -618,6 +699,39 @@ fn fleet_results(
                 out.push((i, result(&plan.actions[i], Outcome::Skipped, format!("not written{step}: the rollout of {} is {state}", rec.what.join(", ")))));
             }
         }
+    }
+    out
+}
+
+/// One device plan's result from its write and, with a rollout, the record as it stood when the
+/// device's step ended: a device that failed the health gate is failed (naming the step and
+/// why), one whose step was still waited for when the apply was interrupted says so.
+fn device_result(unit: &str, action: Action, r: &crate::fleet::apply::ActionResult, record: Option<&harmony_schemas::fleet::RolloutRecord>) -> ActionResult {
+    use crate::fleet::ActionOutcome;
+    let rev = |r: Option<u64>, none: &str| r.map_or_else(|| none.to_string(), |r| format!("KV revision {r}"));
+    let res = |outcome, message: String| ActionResult { unit: unit.to_string(), action, outcome, message, expected: None, found: None };
+    let mut out = match &r.outcome {
+        ActionOutcome::Written { revision } => res(Outcome::Applied, format!("written, KV revision {revision}")),
+        ActionOutcome::Deleted => res(Outcome::Applied, "deleted".into()),
+        ActionOutcome::Noop => res(Outcome::Noop, "no change".into()),
+        ActionOutcome::Stale { expected, found } => ActionResult {
+            expected: Some(rev(*expected, "no entry")),
+            found: Some(rev(*found, "no entry")),
+            ..res(Outcome::Stale, format!("{unit}: the device's plan entry moved since planning"))
+        },
+        ActionOutcome::Failed { error } => res(Outcome::Failed, error.clone()),
+    };
+    let Some(rec) = record else { return out };
+    if let Some(f) = rec.failed.iter().find(|f| f.device == r.device)
+        && out.outcome != Outcome::Stale
+    {
+        out.outcome = Outcome::Failed;
+        out.message = format!("{}; rollout step {}: {}", out.message, f.wave + 1, f.reason);
+    } else if rec.state == harmony_schemas::fleet::RolloutState::InProgress
+        && let Some(step) = rec.waves.iter().position(|w| w.state == harmony_schemas::fleet::WaveState::Waiting && w.devices.contains(&r.device))
+        && matches!(out.outcome, Outcome::Applied | Outcome::Noop)
+    {
+        out.message = format!("{}; rollout step {}: not waited for (the apply was interrupted; the next apply resumes the rollout)", out.message, step + 1);
     }
     out
 }

@@ -227,6 +227,7 @@ pub async fn plan_clusters(root: &Path, compiled: &CompiledRepo, opts: &ClusterA
         holder: crate::lock::LockHolder { user: opts.holder.clone(), ..crate::lock::LockHolder::this_process() },
         lock: crate::lock::LockOptions::default(),
         stop: Default::default(),
+        observer: None,
         refuse_stale_all: false,
         fail_fast: false,
         key,

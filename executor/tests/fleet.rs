@@ -55,6 +55,7 @@ fn desired(n: usize, env_even: &str, env_odd: &str) -> DesiredFleet {
 
 fn request(d: &DesiredFleet, key: &SigningKey) -> ApplyRequest {
     ApplyRequest {
+        holder: harmony_executor::fleet::LockHolder::this_command("test"),
         rollouts: Default::default(),
         rollout_progress: None,
         rollout_poll: None,

@@ -114,6 +114,7 @@ async fn apply_10k_signed_plans_vs_raw_puts() {
     let avg = values.iter().map(|(_, v)| v.len()).sum::<usize>() / values.len();
 
     let req = |d: &DesiredFleet| ApplyRequest {
+        holder: harmony_executor::fleet::LockHolder::this_command("test"),
         rollouts: Default::default(),
         rollout_progress: None,
         rollout_poll: None,

@@ -46,6 +46,7 @@ async fn server_killed_mid_apply_converges_on_rerun() {
     let state = tempfile::tempdir().expect("tmp");
     let opts = NatsOptions { urls: vec![server.url()], request_timeout: Some(Duration::from_secs(1)), ..Default::default() };
     let req = |version: u64, wait: Duration| ApplyRequest {
+        holder: harmony_executor::fleet::LockHolder::this_command("test"),
         rollouts: Default::default(),
         rollout_progress: None,
         rollout_poll: None,

@@ -989,6 +989,46 @@ impl ApplyOutcome {
     pub fn to_json(&self) -> String {
         pretty(self)
     }
+
+    /// Serialises the outcome on one line, without a newline: the last line of `harmony apply
+    /// --format json` (JSON Lines).
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The format version of [`ApplyUnit`].
+pub const APPLY_UNIT_FORMAT_VERSION: u32 = 1;
+
+/// The value of [`ApplyUnit::kind`].
+pub const APPLY_UNIT_KIND: &str = "harmony-apply-unit";
+
+/// A line of `harmony apply --format json` (JSON Lines): one unit's result, printed as the unit
+/// finished. Each unit has exactly one such line; the last line is the [`ApplyOutcome`], which
+/// lists the same results in plan order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ApplyUnit {
+    /// Always `harmony-apply-unit`.
+    pub kind: String,
+    /// [`APPLY_UNIT_FORMAT_VERSION`].
+    pub format_version: u32,
+    /// Milliseconds since the apply started executing the plan.
+    pub elapsed_ms: u64,
+    /// The unit's result, as the outcome lists it.
+    #[serde(flatten)]
+    pub result: ActionResult,
+}
+
+impl ApplyUnit {
+    /// `result`'s line, `elapsed_ms` into the apply.
+    pub fn new(result: ActionResult, elapsed_ms: u64) -> ApplyUnit {
+        ApplyUnit { kind: APPLY_UNIT_KIND.to_string(), format_version: APPLY_UNIT_FORMAT_VERSION, elapsed_ms, result }
+    }
+
+    /// The line, without a newline.
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
 }
 
 /// Pretty JSON with a final newline (plan files, outcomes and their schemas hold only strings,
@@ -1002,6 +1042,11 @@ fn pretty<T: Serialize>(value: &T) -> String {
 /// The JSON Schema of [`ApplyOutcome`], as written to `docs/schemas/apply-outcome.schema.json`.
 pub fn apply_outcome_schema_json() -> String {
     pretty(&schemars::schema_for!(ApplyOutcome))
+}
+
+/// The JSON Schema of [`ApplyUnit`], as written to `docs/schemas/apply-unit.schema.json`.
+pub fn apply_unit_schema_json() -> String {
+    pretty(&schemars::schema_for!(ApplyUnit))
 }
 
 /// The JSON Schema of the plan file, as written to `docs/schemas/plan.schema.json`.

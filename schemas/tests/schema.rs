@@ -33,6 +33,22 @@ fn apply_outcome_schema_is_committed_and_current() {
     committed_and_current("apply-outcome.schema.json", apply_outcome_schema_json());
 }
 
+#[test]
+fn apply_unit_schema_is_committed_and_current() {
+    committed_and_current("apply-unit.schema.json", apply_unit_schema_json());
+}
+
+/// A unit line reads back as what was written, and its result's fields are at the top level.
+#[test]
+fn an_apply_unit_line_is_flat_and_round_trips() {
+    let r = ActionResult { unit: "release/c/ns/web".into(), action: Action::Create, outcome: Outcome::Applied, message: "installed, revision 1".into(), expected: None, found: None };
+    let line = ApplyUnit::new(r, 12).to_line();
+    assert!(!line.contains('\n'));
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!((v["kind"].as_str(), v["unit"].as_str(), v["outcome"].as_str()), (Some(APPLY_UNIT_KIND), Some("release/c/ns/web"), Some("applied")));
+    assert_eq!(serde_json::from_str::<ApplyUnit>(&line).unwrap(), ApplyUnit::new(serde_json::from_value(serde_json::json!({"unit": "release/c/ns/web", "action": "create", "outcome": "applied", "message": "installed, revision 1"})).unwrap(), 12));
+}
+
 fn sample() -> PlanFile {
     PlanFile {
         capabilities: Default::default(),

@@ -80,11 +80,18 @@ pub struct ApplyOptions {
     /// Asked before each write: true stops the writes (the apply was interrupted, or the
     /// fleet's lock was lost); those not started are reported failed, not written.
     pub halt: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+    /// Called with each action's result once it is final, as it happens (noops included): after
+    /// its write, or for a rollout step's devices once the step's health gate decided, with the
+    /// rollout record as it then stands.
+    pub on_result: Option<OnResult>,
 }
+
+/// [`ApplyOptions::on_result`].
+pub type OnResult = Arc<dyn Fn(&ActionResult, Option<&harmony_schemas::fleet::RolloutRecord>) + Send + Sync>;
 
 impl Default for ApplyOptions {
     fn default() -> Self {
-        ApplyOptions { parallelism: 64, progress: None, halt: None }
+        ApplyOptions { parallelism: 64, progress: None, halt: None, on_result: None }
     }
 }
 
@@ -186,7 +193,11 @@ pub async fn apply_actions_returning(
                         tracing::warn!("{e}");
                     }
                 }
-                (ActionResult { device: a.device.clone(), op: a.op, outcome }, a)
+                let result = ActionResult { device: a.device.clone(), op: a.op, outcome };
+                if let Some(f) = &opts.on_result {
+                    f(&result, None);
+                }
+                (result, a)
             }
         })
         .buffer_unordered(opts.parallelism.max(1))

@@ -69,8 +69,11 @@ pub enum Record {
         written: usize,
         /// Refused as stale.
         stale: usize,
-        /// Failed.
+        /// Failed (an apply that ended with an error counts it as one more).
         failed: usize,
+        /// The error the apply ended with, if any (its writes' records come before).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
 }
 
@@ -116,6 +119,8 @@ struct Shared {
     closing: std::sync::atomic::AtomicBool,
     /// Set by the writer when a write failed.
     failed: std::sync::atomic::AtomicBool,
+    /// `done`, `stale` and `failed` records accepted so far (what `end` counts).
+    counts: [std::sync::atomic::AtomicUsize; 3],
 }
 
 fn journal_err(path: &Path, e: impl std::fmt::Display) -> FleetError {
@@ -223,7 +228,26 @@ impl Journal {
             return Err(journal_err(&self.path, "the journal is closed"));
         }
         pending.extend_from_slice(&line);
+        let slot = match r {
+            Record::Done { .. } => Some(0),
+            Record::Stale { .. } => Some(1),
+            Record::Failed { .. } => Some(2),
+            Record::Begin { .. } | Record::End { .. } => None,
+        };
+        if let Some(i) = slot {
+            self.shared.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
+    }
+
+    /// Ends the apply's journal: an `end` record counting the writes recorded (plus one failure
+    /// and its message when the apply ended with `error`), then [`Journal::close`]. An apply
+    /// that ended with an error or failed writes is reported by the next one as not completed.
+    pub fn end(&self, error: Option<String>) -> Result<(), FleetError> {
+        let [written, stale, failed] = [0, 1, 2].map(|i| self.shared.counts[i].load(std::sync::atomic::Ordering::Relaxed));
+        let failed = failed + usize::from(error.is_some());
+        self.record(Record::End { finished_ms: harmony_schemas::fleet::now_ms(), written, stale, failed, error })?;
+        self.close()
     }
 
     /// Waits until every record is in the file, `fsync`s it, and reports a write error if any.
@@ -270,13 +294,13 @@ mod tests {
         let prev = prev.expect("interrupted");
         assert_eq!((prev.apply_id.as_str(), prev.writes, prev.done), ("a1", 2, 1));
         assert_eq!(read_records(&prev.kept_at).len(), 2);
-        j.record(Record::End { finished_ms: 0, written: 1, stale: 0, failed: 0 }).expect("end");
+        j.record(Record::End { finished_ms: 0, written: 1, stale: 0, failed: 0, error: None }).expect("end");
         j.close().expect("close"); // every queued record is in the file
         let (j, prev) = Journal::begin(dir.path(), "pico", "a3", "me@host", 0).expect("begin");
         assert!(prev.is_none(), "a finished apply is not reported");
-        j.record(Record::End { finished_ms: 0, written: 0, stale: 0, failed: 2 }).expect("end");
+        j.record(Record::End { finished_ms: 0, written: 0, stale: 0, failed: 2, error: None }).expect("end");
         j.close().expect("close");
-        assert!(j.record(Record::End { finished_ms: 0, written: 0, stale: 0, failed: 0 }).is_err(), "a closed journal takes no records");
+        assert!(j.record(Record::End { finished_ms: 0, written: 0, stale: 0, failed: 0, error: None }).is_err(), "a closed journal takes no records");
         let (_j, prev) = Journal::begin(dir.path(), "pico", "a4", "me@host", 0).expect("begin");
         assert_eq!(prev.map(|p| p.apply_id), Some("a3".to_string()), "an apply with failed writes is reported");
     }

@@ -69,10 +69,11 @@ pub enum FleetError {
         /// The error.
         detail: String,
     },
-    /// The fleet's apply lock is held by someone else.
+    /// The fleet's apply lock is held by someone else (the holder as its entry says, which any
+    /// writer of the locks bucket chose: printed escaped).
     #[error(
         "fleet `{fleet}` is locked by {} since {}; the lock expires in {}s unless renewed (use --lock-timeout to wait, or `harmony unlock {fleet}` if that apply is known to be dead)",
-        holder.describe(), lock::format_ms(holder.since_ms), expires_in_s
+        harmony_schemas::printable(&holder.describe()), lock::format_ms(holder.since_ms), expires_in_s
     )]
     Locked {
         /// Fleet.
@@ -130,4 +131,19 @@ pub(crate) fn revision(r: Option<u64>) -> String {
 
 pub(crate) fn nats_err(what: impl Into<String>, e: impl std::fmt::Display) -> FleetError {
     FleetError::Nats { what: what.into(), detail: e.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A lock entry's holder is written by whoever can write the locks bucket: a forged one
+    /// cannot steer the operator's terminal (escape sequences, line breaks, direction marks).
+    #[test]
+    fn a_forged_lock_holder_is_printed_escaped() {
+        let holder = super::LockHolder { user: "eve\u{1b}[2J".into(), host: "h\nerror: forged line".into(), command: "x\u{202e}y".into(), ..Default::default() };
+        let e = super::FleetError::Locked { fleet: "pico".into(), holder, expires_in_s: 3 };
+        let text = e.to_string();
+        assert!(!text.chars().any(|c| c.is_control() || c == '\u{202e}'), "{text:?}");
+        assert!(text.contains("eve\\u{1b}[2J@h\\nerror: forged line"), "{text}");
+        assert!(text.contains("x\\u{202e}y"), "{text}");
+    }
 }

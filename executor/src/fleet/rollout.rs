@@ -544,8 +544,13 @@ pub async fn run_waves(ctx: WaveContext<'_>, plan: &RolloutPlan, actions: Vec<Fl
     report.results.extend(r.results);
     handed_back.extend(a);
     let mut halted = false;
+    // Asked to stop (interrupted, or the fleet's lock lost) while a step was waited for: the
+    // record is left in progress at that step, which the next apply resumes.
+    let mut stopped = false;
+    // A step's devices are final once its gate decided: reported then, not at their write.
+    let gated = ApplyOptions { on_result: None, ..ctx.opts.clone() };
     for (i, group) in groups.into_iter().skip(1).enumerate() {
-        if halted {
+        if halted || stopped {
             handed_back.extend(group);
             continue;
         }
@@ -556,7 +561,7 @@ pub async fn run_waves(ctx: WaveContext<'_>, plan: &RolloutPlan, actions: Vec<Fl
         }
         record.waves[i].state = WaveState::Waiting;
         save(&ctx, &mut record, &mut record_rev).await?;
-        let (r, group) = apply_actions_returning(&ctx.stores[0], group, ctx.key, ctx.journal, ctx.opts).await;
+        let (r, group) = apply_actions_returning(&ctx.stores[0], group, ctx.key, ctx.journal, &gated).await;
         // What the gate expects: the written generation, or the one already in the entry.
         let mut expect = Vec::new();
         for (res, a) in r.results.iter().zip(&group) {
@@ -586,13 +591,15 @@ pub async fn run_waves(ctx: WaveContext<'_>, plan: &RolloutPlan, actions: Vec<Fl
             e.digest = digests.get(&e.device).cloned();
         }
         // Devices of the wave without an action (not in the repository's plans any more) are not waited for.
-        report.results.extend(r.results);
+        let step = r.results;
         handed_back.extend(group);
         let failures = wait_healthy(&ctx, &expect, &plan.spec).await?;
         for (device, reason) in failures {
             note_failure(&mut record, device, i, reason);
         }
-        if record.failed.len() > plan.spec.max_failed as usize {
+        if ctx.opts.halt.as_ref().is_some_and(|h| h()) {
+            stopped = true;
+        } else if record.failed.len() > plan.spec.max_failed as usize {
             record.waves[i].state = WaveState::Failed;
             halted = true;
             if plan.spec.auto_revert {
@@ -606,8 +613,14 @@ pub async fn run_waves(ctx: WaveContext<'_>, plan: &RolloutPlan, actions: Vec<Fl
             record.waves[i].state = WaveState::Healthy;
             save(&ctx, &mut record, &mut record_rev).await?;
         }
+        if let Some(f) = &ctx.opts.on_result {
+            for res in &step {
+                f(res, Some(&record));
+            }
+        }
+        report.results.extend(step);
     }
-    if !halted {
+    if !halted && !stopped {
         record.state = RolloutState::Complete;
         save(&ctx, &mut record, &mut record_rev).await?;
     }
@@ -748,6 +761,10 @@ async fn wait_healthy(ctx: &WaveContext<'_>, expect: &[Expect], spec: &RolloutSp
                 };
                 failures.push((device.to_string(), format!("not healthy within {} s: {why}", timeout.as_secs())));
             }
+            return Ok(failures);
+        }
+        if ctx.opts.halt.as_ref().is_some_and(|h| h()) {
+            // Interrupted: not waited for any further (the caller leaves the step as it is).
             return Ok(failures);
         }
         tokio::time::sleep(ctx.poll).await;

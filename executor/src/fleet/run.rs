@@ -1,6 +1,7 @@
 //! A fleet apply: planning from what was observed ([`plan_observed`], shared with `harmony plan`)
 //! and writing planned actions under the lock, journalled ([`write_planned`], shared with a plan
-//! file's executor); [`run_apply`] is the two for a [`DesiredFleet`].
+//! file's executor); [`run_apply`] is the two for a [`DesiredFleet`] without a repository (the
+//! executor's tests and benchmarks; `harmony apply` goes through [`crate::execute`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use async_nats::jetstream;
 use ed25519_dalek::SigningKey;
 
 use super::apply::{ApplyOptions, ApplyReport, apply_actions_returning};
-use super::journal::{Interrupted, Journal, Record};
+use super::journal::{Interrupted, Journal};
 use super::lock::{FleetLock, LockHolder, LockOptions};
 use super::observe::{ObservedFleet, observe_fleet, read_signed_history};
 use super::plan::{FleetAction, FleetOp, plan_fleet_owned};
@@ -25,6 +26,8 @@ pub type RolloutProgress = Arc<dyn Fn(&RolloutRecord) + Send + Sync>;
 
 /// What to apply and how.
 pub struct ApplyRequest {
+    /// Who takes the fleet's lock: the caller, naming itself (`LockHolder::this_command`).
+    pub holder: LockHolder,
     /// The fleet's desired plans.
     pub desired: DesiredFleet,
     /// The fleet's private key.
@@ -115,13 +118,13 @@ pub async fn run_apply(client: &async_nats::Client, req: ApplyRequest) -> Result
         return Ok(ApplyRun { actions, report: ApplyReport::default(), observed, interrupted: None, aborted: true, journal: None, rollout: None });
     }
     let writer = Writer {
-        holder: LockHolder::this_process(),
+        holder: req.holder,
         fleet: &fleet,
         signing_key: &req.signing_key,
         trusted,
         lock: req.lock,
         state_dir: req.state_dir.as_deref(),
-        opts: ApplyOptions { parallelism: req.parallelism, progress: req.progress, halt: None },
+        opts: ApplyOptions { parallelism: req.parallelism, progress: req.progress, halt: None, on_result: None },
         rollout_progress: req.rollout_progress,
         rollout_poll: req.rollout_poll,
         source_revision: &source_revision,
@@ -256,45 +259,50 @@ async fn locked(
         }
         None => (None, None),
     };
-    let (report, actions, rollout) = match rollout.zip(record) {
-        None => {
-            let (report, actions) = apply_actions_returning(&stores[0], actions, w.signing_key, journal.as_ref(), &w.opts).await;
-            (report, actions, None)
-        }
-        Some((plan, (rollouts, record))) => {
-            let mut trusted = w.trusted.clone();
-            if !trusted.contains(&w.signing_key.verifying_key()) {
-                trusted.push(w.signing_key.verifying_key());
+    let journal_ref = journal.as_ref();
+    let written = async {
+        Ok::<_, FleetError>(match rollout.zip(record) {
+            None => {
+                let (report, actions) = apply_actions_returning(&stores[0], actions, w.signing_key, journal_ref, &w.opts).await;
+                (report, actions, None)
             }
-            let observed = observe_fleet(client, stores, w.fleet, &trusted).await?;
-            let ctx = WaveContext {
-                fleet: w.fleet,
-                client,
-                stores,
-                rollouts: &rollouts,
-                key: w.signing_key,
-                trusted: &trusted,
-                journal: journal.as_ref(),
-                opts: &w.opts,
-                observed: &observed,
-                record,
-                source_revision: w.source_revision,
-                fresh: super::StatusThresholds::default().stale_after,
-                poll: w.rollout_poll.unwrap_or(std::time::Duration::from_millis(500)),
-                on_progress: w.rollout_progress.as_deref().map(|f| f as &(dyn Fn(&RolloutRecord) + Send + Sync)),
-            };
-            let out = run_waves(ctx, plan, actions).await?;
-            (out.report, out.actions, Some((out.record, out.reverted)))
-        }
-    };
-    // The journal is a record, not the truth (every write was compare-and-set): failing to end
-    // it does not undo what was written.
-    if let Some(j) = &journal {
-        let end = Record::End { finished_ms: harmony_schemas::fleet::now_ms(), written: report.written(), stale: report.stale().len(), failed: report.failed().len() };
-        if let Err(e) = j.record(end).and_then(|()| j.close()) {
-            tracing::warn!("fleet {}: ending the journal {}: {e}", w.fleet, j.path().display());
-        }
+            Some((plan, (rollouts, record))) => {
+                let mut trusted = w.trusted.clone();
+                if !trusted.contains(&w.signing_key.verifying_key()) {
+                    trusted.push(w.signing_key.verifying_key());
+                }
+                let observed = observe_fleet(client, stores, w.fleet, &trusted).await?;
+                let ctx = WaveContext {
+                    fleet: w.fleet,
+                    client,
+                    stores,
+                    rollouts: &rollouts,
+                    key: w.signing_key,
+                    trusted: &trusted,
+                    journal: journal_ref,
+                    opts: &w.opts,
+                    observed: &observed,
+                    record,
+                    source_revision: w.source_revision,
+                    fresh: super::StatusThresholds::default().stale_after,
+                    poll: w.rollout_poll.unwrap_or(std::time::Duration::from_millis(500)),
+                    on_progress: w.rollout_progress.as_deref().map(|f| f as &(dyn Fn(&RolloutRecord) + Send + Sync)),
+                };
+                let out = run_waves(ctx, plan, actions).await?;
+                (out.report, out.actions, Some((out.record, out.reverted)))
+            }
+        })
     }
+    .await;
+    // Ended whatever happened, an error included (counted as a failure, so the next apply
+    // reports this one as not completed). The journal is a record, not the truth (every write
+    // was compare-and-set): failing to end it does not undo what was written.
+    if let Some(j) = &journal
+        && let Err(e) = j.end(written.as_ref().err().map(ToString::to_string))
+    {
+        tracing::warn!("fleet {}: ending the journal {}: {e}", w.fleet, j.path().display());
+    }
+    let (report, actions, rollout) = written?;
     Ok(Written { report, actions, interrupted, journal: journal.map(|j| j.path().to_path_buf()), rollout })
 }
 
