@@ -109,7 +109,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Exit codes of `harmony apply` (also in docs/plan.md).
-const PLANFILE_EXIT_CODES: &str = "Exit codes: 0 every action applied (or nothing to do); 1 the plan was refused before anything was written (edited, another key, repository or cluster, another format version), not confirmed, an action failed or a planned rollout halted; 2 some actions were refused as stale (their target moved since planning, or a secret-value changed) and none failed. Without a plan file, apply makes the plan `harmony plan` would save, shows it, confirms and executes it the same way.";
+const PLANFILE_EXIT_CODES: &str = "Exit codes: 0 every action applied (or nothing to do); 1 the plan was refused before anything was written (edited, another key, repository or cluster, another format version), not confirmed, an action failed, a planned rollout halted or the apply was stopped (Ctrl-C, SIGTERM); 2 some actions were refused as stale (their target moved since planning, or a secret-value changed) and none failed; 130 a second Ctrl-C or SIGTERM ended it at once. Without a plan file, apply makes the plan `harmony plan` would save, shows it, confirms and executes it the same way.";
 
 /// What `--refuse-stale` refuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -87,6 +87,15 @@ pub enum Command {
     /// Apply the repository to its clusters and fleets: plan (or read a plan file), confirm, write
     /// (compare-and-set, locked, journalled).
     ///
+    /// Clusters: tenants' namespaces, ServiceAccounts and RBAC, then Helm releases (installed,
+    /// upgraded or uninstalled as their tenant, Helm-compatible records; --wait for readiness).
+    /// Fleets: each device's signed plan written to the fleet's NATS KV bucket, phased rollouts
+    /// step by step behind a health gate. --skip-clusters, --skip-fleets and --fleet choose.
+    ///
+    /// Each unit's result is printed as it finishes (text, or JSON Lines with --format json),
+    /// then the summary; on a terminal a live line shows units done/total, what runs and the
+    /// elapsed time.
+    ///
     /// Each cluster and fleet written to is locked for the apply (a 30 s lease renewed while it
     /// runs; a cluster's is the Lease kube-system/harmony-apply, a fleet's the entry
     /// harmony-locks/FLEET), naming the holder: user@host, pid, command and start time. A lock
@@ -95,7 +104,7 @@ pub enum Command {
     /// apply known to be dead.
     ///
     /// Ctrl-C or SIGTERM while it writes stops it: no further unit starts, a running one gets 5 s
-    /// to finish, the locks are released, exit code 1.
+    /// to finish, the locks are released, exit code 1. A second one exits at once (exit code 130).
     Apply(crate::apply::ApplyArgs),
     /// Remove the apply lock of a cluster or fleet left by an apply known to be dead (Terraform's
     /// force-unlock): shows the holder, asks (or --yes), removes exactly the lock it showed.

@@ -520,3 +520,71 @@ fn a_rollout_record_moved_since_planning_makes_the_rollout_stale() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(plans(&f).values().all(|(_, p)| image(p) == "localhost/hub:3"));
 }
+
+/// Issue 27: SIGTERM while a rollout waits for its first step's health (no agent runs, so it
+/// would wait for the whole 300 s health timeout): the apply stops waiting, ends its journal,
+/// releases the fleet's lock and exits 1 within 10 s; step 1's devices are reported written but
+/// not waited for, the later steps' not written, each once, then the outcome (JSON Lines); the
+/// rollout record stays in progress at step 1, for the next apply to resume.
+#[test]
+fn sigterm_during_a_rollout_ends_the_journal_releases_the_lock_and_exits_within_10_s() {
+    let names: Vec<String> = (0..DEVICES).map(|i| format!("st{i:02}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let f = Fleet::new(&names);
+    f.set_deployments(&hub("1", 0, "300s", false));
+    f.apply();
+    let waves = expected_waves(&f);
+    f.set_deployments(&hub("2", 0, "300s", false));
+    let (out, err) = (f.dir.path().join("apply.out"), f.dir.path().join("apply.err"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_harmony"))
+        .arg("--repo")
+        .arg(&f.repo)
+        .args(f.apply_args())
+        .args(["--format", "json"])
+        .env_remove("HARMONY_SIGNING_KEY")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("start harmony apply");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if record(&f).is_some_and(|r| r.waves[0].state == WaveState::Waiting) && waves[0].iter().all(|d| plans(&f)[d].1.generation == 2) {
+            break;
+        }
+        assert!(Instant::now() < deadline && child.try_wait().expect("try_wait").is_none(), "step 1 was never waited for: {}", std::fs::read_to_string(&err).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let signalled = Instant::now();
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill").success());
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        assert!(signalled.elapsed() < Duration::from_secs(10), "still running 10 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&err).expect("stderr");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted: no further unit starts"), "{stderr}");
+    let outcome = common::apply_outcome(&std::fs::read(&out).expect("stdout"));
+    let unit = |d: &str| outcome["actions"].as_array().expect("actions").iter().find(|a| a["unit"] == format!("device-plan/pico/{d}")).expect("unit").clone();
+    for d in &waves[0] {
+        let u = unit(d);
+        assert_eq!(u["outcome"], "applied", "{u:#}");
+        assert!(u["message"].as_str().is_some_and(|m| m.contains("rollout step 1: not waited for (the apply was interrupted")), "{u:#}");
+    }
+    for d in waves[1].iter().chain(&waves[2]) {
+        let u = unit(d);
+        assert_eq!(u["outcome"], "skipped", "{u:#}");
+        assert!(u["message"].as_str().is_some_and(|m| m.starts_with("not written (step ")), "{u:#}");
+    }
+    // The journal has its end, the lock is gone (the next apply takes it at once), the
+    // rollout stays resumable.
+    let journal = harmony_executor::fleet::journal::read_records(&harmony_executor::fleet::journal::journal_path(&f.dir.path().join("harmony-state"), "pico"));
+    assert!(matches!(journal.last(), Some(harmony_executor::fleet::journal::Record::End { .. })), "{journal:?}");
+    let unlock = f.harmony(&["unlock", "pico", "--yes"]);
+    assert!(text(&unlock).contains("fleet pico is not locked"), "{}", text(&unlock));
+    let r = record(&f).expect("record");
+    assert_eq!((r.state, r.waves[0].state), (RolloutState::InProgress, WaveState::Waiting));
+}
