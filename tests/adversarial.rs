@@ -246,6 +246,7 @@ async fn attack_release_reaching_outside_its_tenant_is_refused_at_plan() {
         holder: harmony_executor::lock::LockHolder::this_process(),
         lock: Default::default(),
         stop: Default::default(),
+        observer: None,
         refuse_stale_all: false,
         fail_fast: false,
         key,
