@@ -36,6 +36,7 @@ use harmony_testkit::{CLUSTER_NAME, NatsCluster, write_file};
 
 fn request(desired: DesiredFleet, key: &SigningKey, storage: &FleetStorage, state: &std::path::Path) -> ApplyRequest {
     ApplyRequest {
+        holder: harmony_executor::fleet::LockHolder::this_command("test"),
         rollouts: Default::default(),
         rollout_progress: None,
         rollout_poll: None,
