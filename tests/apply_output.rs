@@ -72,10 +72,10 @@ fn read(path: &std::path::Path) -> String {
 }
 
 /// Waits until `slow`'s Service exists (its release is being waited for, under the lock).
-async fn wait_for_slow(server: &Server, child: &mut Child, generation: usize) {
+async fn wait_for_slow(server: &Server, child: &mut Child, generation: usize, stderr: &std::path::Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while server.list("v1", "Service").len() < generation || lease(server).is_none() {
-        assert!(Instant::now() < deadline && child.try_wait().unwrap().is_none(), "the apply never reached the slow release");
+        assert!(Instant::now() < deadline && child.try_wait().unwrap().is_none(), "the apply never reached the slow release: {}", read(stderr));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -103,7 +103,7 @@ async fn apply_streams_each_unit_as_it_finishes_and_stops_cleanly_on_sigterm() {
 
     // Text: each finished unit's line is in the file while the apply still runs.
     let (mut child, out, err) = spawn_apply(&repo, &[]);
-    wait_for_slow(&server, &mut child, 1).await;
+    wait_for_slow(&server, &mut child, 1, &err).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !read(&out).contains("release/prod/acme-prod/app: installed, revision 1\n") {
         assert!(Instant::now() < deadline, "the finished release's line is not in stdout while the apply runs:\n{}", read(&out));
@@ -127,7 +127,7 @@ async fn apply_streams_each_unit_as_it_finishes_and_stops_cleanly_on_sigterm() {
     // SIGTERM exits at once (130), saying so, before the 5 s grace is over.
     set_greeting(&repo, "two");
     let (mut child, out, err) = spawn_apply(&repo, &["--format", "json"]);
-    wait_for_slow(&server, &mut child, 1).await;
+    wait_for_slow(&server, &mut child, 1, &err).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !read(&out).lines().any(|l| l.contains(r#""kind":"harmony-apply-unit""#) && l.contains(r#""unit":"release/prod/acme-prod/app""#)) {
         assert!(Instant::now() < deadline, "the finished release's JSON line is not in stdout while the apply runs:\n{}", read(&out));
