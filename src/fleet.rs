@@ -54,6 +54,10 @@ pub enum FleetCommand {
         /// The agent's state directory on the device.
         #[arg(long, value_name = "DIR", default_value = "/var/lib/harmony-agent")]
         state_dir: PathBuf,
+        /// Where agent versions (`harmony-agent-<version>`) and the `current` symlink the service
+        /// runs live on the device (agent.toml's `install_dir`; upgrades need it).
+        #[arg(long, value_name = "DIR", default_value = "/opt/harmony")]
+        install_dir: PathBuf,
         /// Public key(s) trusted to sign logs/exec commands (hex or base64; repeatable).
         #[arg(long = "command-key", value_name = "KEY")]
         command_keys: Vec<String>,
@@ -156,15 +160,24 @@ fn open_auth(g: &Global, nats: &NatsArgs, fleet: &str) -> anyhow::Result<FleetAu
     Ok(FleetAuth::open(dir, fleet)?)
 }
 
+/// The device plan unit of `device`.
+fn device_unit<'a>(repo: &'a CompiledRepo, device: &str) -> Option<&'a harmony_compiler::compile::DevicePlanUnit> {
+    repo.units.values().find_map(|u| match &u.content {
+        UnitContent::DevicePlan(p) if p.device.as_str() == device => Some(p),
+        _ => None,
+    })
+}
+
 /// The fleet declaring `device`.
 fn fleet_of(repo: &CompiledRepo, device: &str) -> anyhow::Result<String> {
-    repo.units
-        .values()
-        .find_map(|u| match &u.content {
-            UnitContent::DevicePlan(p) if p.device.as_str() == device => Some(p.fleet.as_str().to_string()),
-            _ => None,
-        })
+    device_unit(repo, device)
+        .map(|p| p.fleet.as_str().to_string())
         .with_context(|| format!("the repository declares no device `{device}` (declare it with `device {device} {{ fleet NAME }}` first)"))
+}
+
+/// The labels the repository declares for `device`.
+fn device_labels(repo: &CompiledRepo, device: &str) -> std::collections::BTreeMap<String, String> {
+    device_unit(repo, device).map(|p| p.labels.clone()).unwrap_or_default()
 }
 
 fn one_fleet(repo: &CompiledRepo, fleet: &Option<String>) -> anyhow::Result<String> {
@@ -208,7 +221,7 @@ pub fn run(g: &Global, a: FleetArgs, rt: &tokio::runtime::Runtime) -> anyhow::Re
             }
             Ok(ExitCode::SUCCESS)
         }
-        FleetCommand::Enroll { device, out, device_dir, state_dir, command_keys, nats, reload: r } => {
+        FleetCommand::Enroll { device, out, device_dir, state_dir, install_dir, command_keys, nats, reload: r } => {
             let repo = repo()?;
             let fleet = fleet_of(&repo, &device)?;
             let info = fleet_info(&repo, &fleet)?;
@@ -221,14 +234,18 @@ pub fn run(g: &Global, a: FleetArgs, rt: &tokio::runtime::Runtime) -> anyhow::Re
                 state_dir: &state_dir,
                 command_keys: &command_keys,
                 nats_urls: &nats.urls,
+                install_dir: &install_dir,
+                labels: &device_labels(&repo, &device),
             };
             let keys::Enrolled { nkey: public, seed_file: seed_name } = keys::enroll(&auth, &fleet, info, &request)?;
             if !g.quiet {
                 println!("enrolled device {device} of fleet {fleet}: NATS user {public}");
                 println!(
-                    "wrote {} (agent.toml, {seed_name} (secret, mode 0600), fleet.pub): copy them to {} on the device",
+                    "wrote {} (agent.toml, {seed_name} (secret, mode 0600), fleet.pub, harmony-agent.service): copy the first three to {} on the device, the unit to /etc/systemd/system, and the agent binary to {}/harmony-agent-VERSION with {}/current linking to it (docs/operations.md)",
                     out.display(),
-                    device_dir.display()
+                    device_dir.display(),
+                    install_dir.display(),
+                    install_dir.display()
                 );
             }
             reload(&r, &auth, g.quiet)?;

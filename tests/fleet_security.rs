@@ -87,6 +87,8 @@ impl Secure {
                 &s.dev_dir(&d).to_string_lossy(),
                 "--state-dir",
                 &s.dir.path().join(format!("state-{d}")).to_string_lossy(),
+                "--install-dir",
+                &s.dir.path().join(format!("install-{d}")).to_string_lossy(),
                 "--command-key",
                 &command_public,
             ]);
@@ -766,7 +768,8 @@ fn device_credentials_rotate_without_touching_the_device() {
 
 /// An agent with generated least-privilege credentials upgrades itself: it may read the agents
 /// object store (binaries are integrity-checked against the signed plan, not secret) and
-/// nothing more than before.
+/// nothing more than before. Its configuration is the one `fleet enroll` wrote, unedited: the
+/// install directory is in it, and the unit it wrote beside passes `systemd-analyze verify`.
 #[test]
 fn an_agent_with_generated_credentials_upgrades_itself() {
     let next = next_binary();
@@ -774,12 +777,29 @@ fn an_agent_with_generated_credentials_upgrades_itself() {
     let d = s.devices[0].clone();
     let old = env!("CARGO_PKG_VERSION");
     let new = format!("{old}-next");
-    let install = s.dir.path().join("install");
+    let install = s.dir.path().join(format!("install-{d}"));
     std::fs::create_dir_all(&install).expect("mkdir");
     std::fs::copy(agent_binary(), install.join(format!("harmony-agent-{old}"))).expect("install");
     std::os::unix::fs::symlink(format!("harmony-agent-{old}"), install.join("current")).expect("symlink");
     let install_arg = install.to_string_lossy().into_owned();
-    s.start_agent_exe(&install.join("current"), &d, &["--install-dir", &install_arg, "--upgrade-timeout", "60"]);
+    let config: toml::Table = std::fs::read_to_string(s.dev_dir(&d).join("agent.toml")).expect("agent.toml").parse().expect("TOML");
+    assert_eq!(config["install_dir"].as_str(), Some(&*install_arg), "{config:#?}");
+    assert_eq!(config["labels"]["site"].as_str(), Some("sec"), "the repository's labels: {config:#?}");
+    let unit = s.dev_dir(&d).join("harmony-agent.service");
+    let verify = Command::new("systemd-analyze").arg("verify").arg(&unit).output();
+    match verify {
+        Ok(v) => assert!(
+            v.status.success() && v.stderr.is_empty(),
+            "systemd-analyze verify {}: {}\n{}",
+            unit.display(),
+            String::from_utf8_lossy(&v.stderr),
+            std::fs::read_to_string(&unit).unwrap_or_default()
+        ),
+        Err(e) => assert!(std::env::var("CI").is_err(), "systemd-analyze: {e} (install systemd)"),
+    }
+    let unit_text = std::fs::read_to_string(&unit).expect("unit");
+    assert!(unit_text.contains(&format!("ExecStart=\"{install_arg}/current\" --config \"{}\"", s.dev_dir(&d).join("agent.toml").display())), "{unit_text}");
+    s.start_agent_exe(&install.join("current"), &d, &["--upgrade-timeout", "60"]);
     s.apply("k1.key");
     s.wait_ready(&d, 1);
     let out = s.harmony(&[

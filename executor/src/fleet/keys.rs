@@ -90,6 +90,10 @@ pub struct Enrolment<'a> {
     pub command_keys: &'a [String],
     /// NATS URLs for the agent (empty: the fleet's declared ones).
     pub nats_urls: &'a [String],
+    /// Where agent versions and the `current` symlink live on the device (`install_dir`).
+    pub install_dir: &'a Path,
+    /// The device's labels as the repository declares them (reported in heartbeats).
+    pub labels: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// A device enrolled.
@@ -102,7 +106,8 @@ pub struct Enrolled {
 }
 
 /// Enrols a device: writes its nkey seed (0600), `fleet.pub` (the chain's current key, so a new
-/// device trusts neither a retired key nor one about to be retired) and `agent.toml` to the
+/// device trusts neither a retired key nor one about to be retired), a complete `agent.toml`
+/// (labels, `install_dir`: upgrades work from the start) and `harmony-agent.service` to the
 /// output directory, then admits its public nkey. A revoked device id is never enrolled again.
 pub fn enroll(auth: &FleetAuth, fleet: &str, info: &FleetInfo, e: &Enrolment<'_>) -> Result<Enrolled, KeyError> {
     let device = e.device;
@@ -114,6 +119,8 @@ pub fn enroll(auth: &FleetAuth, fleet: &str, info: &FleetInfo, e: &Enrolment<'_>
     }
     let current = current_signing_key(fleet, &root_key(fleet, info)?, &auth.key_chain()?).map_err(refused)?;
     outside_repo(e.repo_root, e.out, "--out", "the device's nkey seed")?;
+    // Checked before anything is written.
+    let unit = super::unit_file::AgentUnit { install_dir: e.install_dir, config: &e.device_dir.join("agent.toml"), device }.render().map_err(|err| refused(err.to_string()))?;
     let io = |what: &Path, err: std::io::Error| KeyError::Auth(AuthError::File { path: what.display().to_string(), detail: err.to_string() });
     std::fs::create_dir_all(e.out).map_err(|err| io(e.out, err))?;
     let seed_file = format!("{device}.nk");
@@ -128,6 +135,8 @@ pub fn enroll(auth: &FleetAuth, fleet: &str, info: &FleetInfo, e: &Enrolment<'_>
         state_dir: Some(e.state_dir.to_path_buf()),
         fleet_keys: vec![key],
         command_keys: e.command_keys.to_vec(),
+        labels: e.labels.clone(),
+        install_dir: Some(e.install_dir.to_path_buf()),
         nats: NatsFile {
             urls: if e.nats_urls.is_empty() { info.nats.clone() } else { e.nats_urls.to_vec() },
             nkey_file: Some(e.device_dir.join(&seed_file)),
@@ -139,6 +148,8 @@ pub fn enroll(auth: &FleetAuth, fleet: &str, info: &FleetInfo, e: &Enrolment<'_>
     let toml = e.out.join("agent.toml");
     let header = format!("# harmony-agent configuration for device `{device}` of fleet `{fleet}` (harmony fleet enroll).\n");
     std::fs::write(&toml, header + &text).map_err(|err| io(&toml, err))?;
+    let unit_path = e.out.join("harmony-agent.service");
+    std::fs::write(&unit_path, unit).map_err(|err| io(&unit_path, err))?;
     auth.enroll(device, &public)?;
     Ok(Enrolled { nkey: public, seed_file })
 }

@@ -34,6 +34,7 @@ pub mod run;
 pub mod security;
 pub mod sign;
 pub mod status;
+mod unit_file;
 
 pub use apply::{ActionOutcome, ApplyOptions, ApplyReport, apply_actions, apply_actions_returning};
 pub use connect::{NatsOptions, connect, ensure_buckets};
