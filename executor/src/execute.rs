@@ -571,6 +571,7 @@ fn check_fleets(plan: &PlanFile, opts: &ExecuteOptions) -> Result<(), String> {
 /// planned, resuming the fleet's unfinished record of the same rollout; `unchanged` are the
 /// rollout's devices this plan does not write (waited for like the others). Also returns what
 /// the fleet's apply found and left beyond the actions (an unfinished earlier apply, the rollout's end).
+#[allow(clippy::too_many_arguments)]
 async fn execute_fleet(
     plan: &PlanFile,
     fleet: &str,
