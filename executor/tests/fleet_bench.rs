@@ -1,6 +1,7 @@
 //! Benchmark (ignored by default): apply 10,000 signed device plans to a local nats-server, vs raw
 //! async-nats KV puts of the same bytes at the same concurrency, in the same run: rounds alternate
-//! the two sides, each on an empty bucket, and medians are compared.
+//! the two sides, each on an empty bucket, and medians are compared. The `_r3_cluster` variant
+//! does the same on a 3-node JetStream cluster with R3 buckets on both sides.
 //!
 //! `cargo test -p harmony-executor --test fleet_bench -- --ignored --nocapture`
 //! (figures in docs/performance.md).
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
+use harmony_executor::fleet::connect::FleetStorage;
 use harmony_executor::fleet::{ApplyRequest, DesiredFleet, LockOptions, NatsOptions, connect, ensure_buckets, run_apply};
 use harmony_schemas::fleet::{ContainerSpec, DeploymentPlan, DevicePlan, PROTOCOL_VERSION, RestartPolicy, Service, SignedDevicePlan, generate_signing_key};
 use harmony_testkit::NatsServer;
@@ -76,8 +78,27 @@ fn desired() -> DesiredFleet {
 #[ignore = "benchmark"]
 async fn apply_10k_signed_plans_vs_raw_puts() {
     let server = NatsServer::start();
+    bench(&[&server], &FleetStorage::default()).await;
+}
+
+/// The same on a 3-node JetStream cluster, both sides writing R3 buckets (issue 22).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn apply_10k_signed_plans_vs_raw_puts_r3_cluster() {
+    let cluster = harmony_testkit::NatsCluster::start(3);
+    let nodes: Vec<&NatsServer> = (0..cluster.len()).map(|i| cluster.node(i)).collect();
+    bench(&nodes, &FleetStorage { replicas: 3, ..Default::default() }).await;
+}
+
+/// CPU ms of every server so far.
+fn servers_cpu_ms(pids: &[String]) -> u64 {
+    pids.iter().map(|p| cpu_ms(p)).sum()
+}
+
+async fn bench(servers: &[&NatsServer], storage: &FleetStorage) {
     let key = generate_signing_key().expect("key");
-    let c = connect(&NatsOptions { urls: vec![server.url()], ..Default::default() }).await.expect("connect");
+    let urls: Vec<String> = servers.iter().map(|s| s.url()).collect();
+    let c = connect(&NatsOptions { urls, ..Default::default() }).await.expect("connect");
     let js = jetstream::new(c.clone());
     let d = desired();
     // The same bytes apply writes (generation 1), signed up front for the raw run.
@@ -118,7 +139,7 @@ async fn apply_10k_signed_plans_vs_raw_puts() {
         rollouts: Default::default(),
         rollout_progress: None,
         rollout_poll: None,
-        storage: Default::default(),
+        storage: storage.clone(),
         desired: d.clone(),
         signing_key: key.clone(),
         trusted: vec![],
@@ -131,12 +152,15 @@ async fn apply_10k_signed_plans_vs_raw_puts() {
     };
     // Rounds alternate raw and apply, each on an empty bucket, so that both sides see the same
     // machine (this 2-core VM's speed drifts by ±20 % between seconds); medians are compared.
-    let spid = server.pid().expect("server pid").to_string();
+    let spids: Vec<String> = servers.iter().map(|s| s.pid().expect("server pid").to_string()).collect();
     let (mut raw_ts, mut apply_ts, mut raw_cpu, mut apply_cpu) = (vec![], vec![], vec![], vec![]);
     for round in 0..ROUNDS {
         let bucket = format!("bench-raw-{round}");
-        let raw = js.create_key_value(kv::Config { bucket: bucket.clone(), history: 5, ..Default::default() }).await.expect("bucket");
-        let cpu0 = (cpu_ms(&spid), cpu_ms("self"));
+        let raw = js
+            .create_key_value(kv::Config { bucket: bucket.clone(), history: 5, num_replicas: usize::from(storage.replicas), ..Default::default() })
+            .await
+            .expect("bucket");
+        let cpu0 = (servers_cpu_ms(&spids), cpu_ms("self"));
         let t = Instant::now();
         futures::stream::iter(values.iter().cloned())
             .map(|(k, v)| {
@@ -147,7 +171,7 @@ async fn apply_10k_signed_plans_vs_raw_puts() {
             .collect::<Vec<_>>()
             .await;
         raw_ts.push(t.elapsed());
-        raw_cpu.push((cpu_ms(&spid) - cpu0.0, cpu_ms("self") - cpu0.1));
+        raw_cpu.push((servers_cpu_ms(&spids) - cpu0.0, cpu_ms("self") - cpu0.1));
         js.delete_key_value(&bucket).await.expect("delete raw bucket");
 
         // A first apply into an empty plans bucket, made beforehand like the raw side's (both
@@ -155,13 +179,13 @@ async fn apply_10k_signed_plans_vs_raw_puts() {
         // of the desired plans (as `harmony apply` owns the compiled fleet); making it is not
         // apply's work either.
         let _ = js.delete_key_value(harmony_schemas::fleet::PLANS_BUCKET).await;
-        ensure_buckets(&js, &Default::default()).await.expect("buckets");
+        ensure_buckets(&js, storage).await.expect("buckets");
         let first = req(&d);
-        let cpu0 = (cpu_ms(&spid), cpu_ms("self"));
+        let cpu0 = (servers_cpu_ms(&spids), cpu_ms("self"));
         let t = Instant::now();
         let run = run_apply(&c, first).await.expect("apply");
         apply_ts.push(t.elapsed());
-        apply_cpu.push((cpu_ms(&spid) - cpu0.0, cpu_ms("self") - cpu0.1));
+        apply_cpu.push((servers_cpu_ms(&spids) - cpu0.0, cpu_ms("self") - cpu0.1));
         assert_eq!(run.report.written(), DEVICES);
     }
     // Both sides wrote the same bytes.
@@ -179,7 +203,7 @@ async fn apply_10k_signed_plans_vs_raw_puts() {
     let (raw_t, apply_t) = (median(&raw_ts), median(&apply_ts));
     let ms = |ts: &[Duration]| ts.iter().map(|t| format!("{:.0}", t.as_secs_f64() * 1000.0)).collect::<Vec<_>>().join(", ");
     let cpu = |c: &[(u64, u64)]| c.iter().map(|(s, c)| format!("{s}/{c}")).collect::<Vec<_>>().join(", ");
-    println!("plans: {DEVICES}, average signed value {avg} bytes, parallelism {PARALLELISM}, {ROUNDS} rounds");
+    println!("plans: {DEVICES}, average signed value {avg} bytes, parallelism {PARALLELISM}, {ROUNDS} rounds, {} server(s), buckets {storage}", servers.len());
     println!("signing {DEVICES} plans on one core: {sign_t:?} (canonical JSON alone {canon_t:?}, Ed25519 alone {ed_t:?})");
     println!(
         "PayloadSigner::sign_to_vec (one canonical encoding, signed and written) on one core: {signer_t:?} with the bulk signer apply uses (AWS-LC), {dalek_signer_t:?} with ed25519-dalek"
