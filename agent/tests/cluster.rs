@@ -72,6 +72,12 @@ async fn converged(kv: &jetstream::kv::Store, ids: &[String], generation: u64, t
     t.elapsed()
 }
 
+/// A process's resident memory (`VmRSS`, KiB).
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_converge_when_the_plans_leader_node_dies() {
     let n = agents();
@@ -105,6 +111,7 @@ async fn agents_converge_when_the_plans_leader_node_dies() {
     let t = Instant::now();
     write_all(&plans, &ids, 1, &key).await;
     let t1 = converged(&status, &ids, 1, t, Duration::from_secs(60)).await;
+    let rss: Vec<String> = (0..cluster.len()).map(|i| rss_kib(cluster.node(i).pid().expect("running")).map_or("?".into(), |k| format!("{} MiB", k / 1024))).collect();
 
     // Kill the node leading the plans stream, then write the next generation.
     let leader = js.get_stream(format!("KV_{PLANS_BUCKET}")).await.expect("stream").cached_info().cluster.as_ref().and_then(|c| c.leader.clone()).expect("leader");
@@ -119,7 +126,10 @@ async fn agents_converge_when_the_plans_leader_node_dies() {
     let t = Instant::now();
     write_all(&plans, &ids, 3, &key).await;
     let t3 = converged(&status, &ids, 3, t, Duration::from_secs(60)).await;
-    eprintln!("{n} agents on 3 nodes, written one by one and applied: generation 1 in {t1:?}; {leader} killed, generation 2 in {t2:?}; node back, generation 3 in {t3:?}");
+    eprintln!(
+        "{n} agents on 3 nodes (server RSS after generation 1: {}), written one by one and applied: generation 1 in {t1:?}; {leader} killed, generation 2 in {t2:?}; node back, generation 3 in {t3:?}",
+        rss.join(", ")
+    );
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
 }
