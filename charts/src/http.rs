@@ -2,8 +2,18 @@
 
 use crate::Options;
 
+/// reqwest and oci-client use rustls without a crypto provider of their own; the process's is
+/// `ring` (kube's): installed here when nothing installed one yet. (Enabling a second provider
+/// as a feature leaves rustls unable to choose one, and every kube client panics.)
+pub(crate) fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 /// The client: rustls with the platform's roots, plus `--ca-file`.
 pub(crate) fn client(opts: &Options) -> Result<reqwest::Client, String> {
+    install_crypto_provider();
     let mut b = reqwest::Client::builder().user_agent(concat!("harmony/", env!("CARGO_PKG_VERSION"))).connect_timeout(std::time::Duration::from_secs(30));
     if let Some(pem) = opts.ca_pem()? {
         for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("--ca-file: not PEM certificates: {e}"))? {

@@ -15,6 +15,7 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const MAX_MANIFEST_BYTES: usize = 4 << 20;
 
 fn client(opts: &Options) -> Result<Client, String> {
+    crate::http::install_crypto_provider();
     let mut config = ClientConfig { protocol: if opts.plain_http { ClientProtocol::Http } else { ClientProtocol::Https }, ..ClientConfig::default() };
     config.connect_timeout = Some(std::time::Duration::from_secs(30));
     if let Some(pem) = opts.ca_pem()? {
