@@ -7,11 +7,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::lease::left_lease;
 use common::repo::{Repo, blocking};
 use harmony_executor::kube::lock::HOLDER_ANNOTATION;
 use harmony_executor::lock::LockHolder;
 use harmony_kube_loopback::Server;
-use serde_json::json;
 
 const KEY_HEX: &str = "6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c";
 
@@ -33,16 +33,6 @@ fn repo(server: &Server, greeting: &str) -> Repo {
 /// A change to apply.
 fn set_greeting(repo: &Repo, greeting: &str) {
     repo.write("releases.kdl", &format!("release web {{\n    tenant acme\n    cluster prod\n    namespace acme-prod\n    chart \"charts/app\"\n    values {{\n        greeting {greeting:?}\n    }}\n}}\n"));
-}
-
-/// The Lease a killed apply left: held by `holder`, renewed just now, for `ttl` seconds.
-fn left_lease(server: &Server, holder: &LockHolder, ttl: i32) {
-    let t = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-    server.create(&json!({
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {"name": "harmony-apply", "namespace": "kube-system", "annotations": {HOLDER_ANNOTATION: serde_json::to_string(holder).unwrap()}},
-        "spec": {"holderIdentity": holder.identity(), "leaseDurationSeconds": ttl, "acquireTime": t, "renewTime": t},
-    }));
 }
 
 fn lease(server: &Server) -> Option<serde_json::Value> {
@@ -67,7 +57,7 @@ async fn apply_takes_a_dead_local_holders_lock_at_once_and_waits_for_another_hos
 
     // Killed on this host (its pid is gone), its 30 s lease renewed just now: taken at once, said.
     let killed = LockHolder { user: "alice".into(), pid: 4_000_000_000, command: "harmony apply".into(), ..LockHolder::this_process() };
-    left_lease(&server, &killed, 30);
+    left_lease(&server, &killed, 0, 30);
     let started = Instant::now();
     let r = repo.clone();
     let (ok, out) = blocking(move || apply(&r, &[])).await.unwrap();
@@ -77,7 +67,7 @@ async fn apply_takes_a_dead_local_holders_lock_at_once_and_waits_for_another_hos
     assert!(lease(&server).is_none(), "released");
 
     // Another host's apply, renewed just now: refused at once without --lock-timeout, naming it...
-    left_lease(&server, &other_host(), 4);
+    left_lease(&server, &other_host(), 0, 4);
     set_greeting(&repo, "two");
     let r = repo.clone();
     let (ok, out) = blocking(move || apply(&r, &[])).await.unwrap();
@@ -98,6 +88,40 @@ async fn apply_takes_a_dead_local_holders_lock_at_once_and_waits_for_another_hos
     assert!(lease(&server).is_none(), "released");
 }
 
+/// Issue 27's known limits: a dead holder was judged by host name and `/proc/<pid>` alone. A
+/// pid reused by another process kept a killed apply's lock alive (refused here before, as if
+/// the holder ran), and a holder in another pid namespace of this host (another container) was
+/// taken over at once while it may run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_whose_pid_is_now_another_process_is_taken_over_and_one_of_another_pid_namespace_is_not() {
+    let server = Server::start().await.unwrap();
+    let repo = std::sync::Arc::new(repo(&server, "one"));
+    let me = LockHolder::this_process();
+    // Killed; its pid now runs another process (started at another time).
+    let mut reused = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let killed = LockHolder { user: "alice".into(), pid: reused.id(), command: "harmony apply".into(), start_ticks: me.start_ticks.saturating_sub(1).max(1), ..me.clone() };
+    left_lease(&server, &killed, 0, 30);
+    let started = Instant::now();
+    let r = repo.clone();
+    let (ok, out) = blocking(move || apply(&r, &[])).await.unwrap();
+    let _ = reused.kill();
+    let _ = reused.wait();
+    assert!(ok, "{out}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(out.contains("took over the apply lock of alice@") && out.contains(&format!("pid {} on this host is now another process", killed.pid)), "{out}");
+    assert!(lease(&server).is_none(), "released");
+
+    // Left by an apply in another pid namespace of this host (a container sharing its host
+    // name): its pid is not this namespace's, so it is waited for (refused without a timeout).
+    let container = LockHolder { user: "erin".into(), pid: 4_000_000_000, command: "harmony apply".into(), pid_namespace: me.pid_namespace.wrapping_add(1), ..me };
+    left_lease(&server, &container, 0, 30);
+    set_greeting(&repo, "two");
+    let r = repo.clone();
+    let (ok, out) = blocking(move || apply(&r, &[])).await.unwrap();
+    assert!(!ok, "{out}");
+    assert!(out.contains("another apply holds the lock of this cluster") && out.contains(&container.identity()), "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unlock_shows_the_holder_asks_and_removes_the_lock() {
     let server = Server::start().await.unwrap();
@@ -112,7 +136,7 @@ async fn unlock_shows_the_holder_asks_and_removes_the_lock() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("cluster prod is not locked"), "{out}");
 
-    left_lease(&server, &other_host(), 30);
+    left_lease(&server, &other_host(), 0, 30);
     // Without a terminal nothing is removed unless --yes.
     let (code, out) = unlock(&[]);
     assert_eq!(code, Some(1), "{out}");

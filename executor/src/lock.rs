@@ -40,6 +40,22 @@ pub struct LockHolder {
     /// The apply's id (fleets: the journal's).
     #[serde(default)]
     pub apply_id: String,
+    /// The kernel's boot id (`/proc/sys/kernel/random/boot_id`): a pid means this process only
+    /// within this boot. Empty where unknown (and in holders written before it was recorded).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub boot_id: String,
+    /// The pid namespace the pid is in (the inode of `/proc/self/ns/pid`): a pid means this
+    /// process only in this namespace. 0 where unknown.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pid_namespace: u64,
+    /// The process's start time in clock ticks after boot (`/proc/<pid>/stat`, field 22): tells
+    /// this process from a later one given the same pid. 0 where unknown.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_ticks: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl LockHolder {
@@ -51,13 +67,31 @@ impl LockHolder {
 
     /// This process, taking a lock now (its command: the program's file name).
     pub fn this_process() -> LockHolder {
-        let (user, host, command, started_ms) = this_process_facts().clone();
-        LockHolder { user, host, pid: std::process::id(), command, started_ms, since_ms: harmony_schemas::fleet::now_ms(), apply_id: String::new() }
+        let f = this_process_facts();
+        LockHolder {
+            user: f.user.clone(),
+            host: f.host.clone(),
+            pid: std::process::id(),
+            command: f.command.clone(),
+            started_ms: f.started_ms,
+            since_ms: harmony_schemas::fleet::now_ms(),
+            apply_id: String::new(),
+            boot_id: f.boot_id.clone(),
+            pid_namespace: f.pid_namespace,
+            start_ticks: f.start_ticks,
+        }
     }
 
     /// `user@host pid N`: the short identity (a Lease's `holderIdentity`).
     pub fn identity(&self) -> String {
         format!("{}@{} pid {}", self.user, self.host, self.pid)
+    }
+
+    /// Whether `other` is this very process: the same identity (`user@host pid N`) in the same
+    /// boot and pid namespace with the same start time. Two containers sharing a host name each
+    /// have a pid 1; the identity alone does not tell them apart.
+    pub fn is_same_process(&self, other: &LockHolder) -> bool {
+        self.identity() == other.identity() && self.boot_id == other.boot_id && self.pid_namespace == other.pid_namespace && self.start_ticks == other.start_ticks
     }
 
     /// `user@host pid N (command, started T)`: for messages.
@@ -69,16 +103,35 @@ impl LockHolder {
         s
     }
 
-    /// Whether the holder is a process of this host that no longer runs: its lock is taken over
-    /// at once instead of waiting for it to expire. Only where the process table can be read
-    /// (`/proc`); elsewhere no holder is known to be dead.
-    pub fn is_dead_here(&self) -> bool {
-        self.pid != 0
-            && !self.host.is_empty()
-            && self.host == this_process_facts().1
+    /// Why the holder is known to be dead, if it is: its lock is taken over at once instead of
+    /// waiting for it to expire. Only a holder of this host (same host name), this boot (same
+    /// boot id) and this pid namespace, whose pid is gone (`pid N no longer runs on this host`)
+    /// or is now another process (another start time: the pid was reused). Anything else — a
+    /// holder in another container or pid namespace, from before a reboot, or one that did not
+    /// record these (written by an older Harmony), or a system without `/proc` — is not known to
+    /// be dead: its lease is waited for.
+    pub fn dead_here(&self) -> Option<String> {
+        let me = this_process_facts();
+        let comparable = self.pid != 0
             && self.pid != std::process::id()
-            && std::path::Path::new("/proc/self").exists()
-            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+            && !self.host.is_empty()
+            && self.host == me.host
+            && !self.boot_id.is_empty()
+            && self.boot_id == me.boot_id
+            && self.pid_namespace != 0
+            && self.pid_namespace == me.pid_namespace
+            && self.start_ticks != 0;
+        if !comparable {
+            return None;
+        }
+        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(format!("pid {} no longer runs on this host", self.pid)),
+            Err(_) => None,
+            Ok(stat) => match start_ticks(&stat) {
+                Some(t) if t != self.start_ticks => Some(format!("pid {} on this host is now another process (started {} ticks after boot, the holder at {})", self.pid, t, self.start_ticks)),
+                _ => None,
+            },
+        }
     }
 }
 
@@ -176,10 +229,38 @@ pub async fn unlock(target: &LockTarget, shown: &ShownLock) -> Result<(), String
     }
 }
 
-/// User, host, command and start time of this process, read once.
-fn this_process_facts() -> &'static (String, String, String, u64) {
-    static FACTS: OnceLock<(String, String, String, u64)> = OnceLock::new();
-    FACTS.get_or_init(|| (user_name(), host_name(), command(), started_ms().unwrap_or_else(harmony_schemas::fleet::now_ms)))
+/// What the operating system says about this process, read once.
+struct Facts {
+    user: String,
+    host: String,
+    command: String,
+    started_ms: u64,
+    boot_id: String,
+    pid_namespace: u64,
+    start_ticks: u64,
+}
+
+fn this_process_facts() -> &'static Facts {
+    static FACTS: OnceLock<Facts> = OnceLock::new();
+    FACTS.get_or_init(|| {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok();
+        let start_ticks = stat.as_deref().and_then(start_ticks);
+        Facts {
+            user: user_name(),
+            host: host_name(),
+            command: command(),
+            started_ms: start_ticks.and_then(started_ms).unwrap_or_else(harmony_schemas::fleet::now_ms),
+            boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().and_then(non_empty).unwrap_or_default(),
+            pid_namespace: pid_namespace().unwrap_or(0),
+            start_ticks: start_ticks.unwrap_or(0),
+        }
+    })
+}
+
+/// The inode of this process's pid namespace: `/proc/self/ns/pid` links to `pid:[N]`.
+fn pid_namespace() -> Option<u64> {
+    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    link.to_str()?.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
 }
 
 fn non_empty(s: String) -> Option<String> {
@@ -222,13 +303,54 @@ fn command() -> String {
         .unwrap_or_default()
 }
 
-/// The process's start time from `/proc/self/stat` (clock ticks after boot, assumed 100 per
-/// second as on every Linux architecture Harmony runs on) and the boot time in `/proc/stat`.
-fn started_ms() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command (which may hold spaces), `)`-terminated: state is field 3, start time field 22.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+/// A process's start time in clock ticks after boot: field 22 of its `/proc/<pid>/stat`.
+fn start_ticks(stat: &str) -> Option<u64> {
+    // Fields after the command (which may hold spaces and parentheses), `)`-terminated: state is
+    // field 3, start time field 22.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// A start time in clock ticks after boot (assumed 100 per second, as on every Linux
+/// architecture Harmony runs on) as Unix ms, with the boot time in `/proc/stat`.
+fn started_ms(ticks: u64) -> Option<u64> {
     let boot: u64 = std::fs::read_to_string("/proc/stat").ok()?.lines().find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())?;
     boot.checked_mul(1000)?.checked_add(ticks.checked_mul(10)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_ticks_reads_field_22_whatever_the_command_name() {
+        let stat = "4242 (harmony apply) S 1 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 0 0 18446744073709551615";
+        assert_eq!(start_ticks(stat), Some(987654));
+        let odd = "77 (a) b (c) R 1 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 12345 0";
+        assert_eq!(start_ticks(odd), Some(12345));
+        assert_eq!(start_ticks("1 (x"), None);
+        assert_eq!(start_ticks(""), None);
+    }
+
+    #[test]
+    fn this_process_records_boot_namespace_and_start() {
+        let h = LockHolder::this_process();
+        if std::path::Path::new("/proc/self/stat").exists() {
+            assert!(!h.boot_id.is_empty() && h.pid_namespace != 0 && h.start_ticks != 0, "{h:?}");
+        }
+        assert_eq!(h.dead_here(), None, "this process runs");
+    }
+
+    #[test]
+    fn a_holder_written_before_these_facts_were_recorded_still_reads_and_is_waited_for() {
+        let old = r#"{"user":"alice","host":"ops-1","pid":4242,"command":"harmony apply","started_ms":1,"since_ms":2,"apply_id":"x"}"#;
+        let h: LockHolder = serde_json::from_str(old).unwrap();
+        assert_eq!((h.user.as_str(), h.pid, h.boot_id.as_str(), h.pid_namespace, h.start_ticks), ("alice", 4242, "", 0, 0));
+        // Even on this host with its pid gone: not known to be dead without boot and namespace.
+        let here = LockHolder { pid: 4_000_000_000, host: this_process_facts().host.clone(), ..h };
+        assert_eq!(here.dead_here(), None);
+        // And a new holder reads back whole.
+        let me = LockHolder::this_process();
+        assert_eq!(serde_json::from_str::<LockHolder>(&serde_json::to_string(&me).unwrap()).unwrap(), me);
+    }
 }

@@ -300,6 +300,13 @@ async fn a_fleet_lock_left_by_a_killed_apply_of_this_host_is_taken_over_and_unlo
     let run = run_apply(&c, req).await.expect("taken over at once, no --lock-timeout");
     assert_eq!(run.report.written(), 3);
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    // The same, but killed in another pid namespace of this host (a container sharing its host
+    // name): its pid means nothing here, the lock is waited for (refused without a timeout).
+    let container = LockHolder { pid_namespace: killed.pid_namespace.wrapping_add(1), ..killed.clone() };
+    let held = FleetLock::acquire(&js, "pico", &container, now, &Default::default()).await.expect("lock");
+    let err = FleetLock::acquire(&js, "pico", &LockHolder::this_process(), now, &Default::default()).await.expect_err("waited for").to_string();
+    assert!(err.contains(&container.identity()), "{err}");
+    held.release().await.expect("release");
 
     // Another host's lock is not known to be dead: refused, named; `harmony unlock` shows it and
     // removes it only as shown.

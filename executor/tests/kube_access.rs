@@ -9,6 +9,10 @@ use harmony_executor::kube::tenant::{self, Access};
 use harmony_kube_loopback::Server;
 use serde_json::json;
 
+#[path = "../../tests/common/lease.rs"]
+mod lease;
+use lease::left_lease;
+
 async fn cluster(server: &Server) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kubeconfig");
@@ -69,26 +73,28 @@ fn the_holder_is_this_process_as_the_os_names_it() {
     assert!(h.command.starts_with("kube_access"), "{h:?}");
     let now = harmony_schemas::fleet::now_ms();
     assert!(h.started_ms <= now + 1000 && h.started_ms + 3_600_000 > now, "started {} now {now}", h.started_ms);
-    assert!(!h.is_dead_here(), "this process runs");
+    assert_eq!(h.dead_here(), None, "this process runs");
     let dead = LockHolder { pid: 4_000_000_000, ..h.clone() };
-    assert!(dead.is_dead_here());
-    let elsewhere = LockHolder { host: format!("{}-other", h.host), ..dead };
-    assert!(!elsewhere.is_dead_here(), "a pid of another host is not known to be dead");
+    assert_eq!(dead.dead_here().as_deref(), Some("pid 4000000000 no longer runs on this host"));
+    let elsewhere = LockHolder { host: format!("{}-other", h.host), ..dead.clone() };
+    assert_eq!(elsewhere.dead_here(), None, "a pid of another host is not known to be dead");
+    let other_namespace = LockHolder { pid_namespace: h.pid_namespace.wrapping_add(1), ..dead.clone() };
+    assert_eq!(other_namespace.dead_here(), None, "a pid of another pid namespace (another container) means nothing here");
+    let other_boot = LockHolder { boot_id: "00000000-0000-0000-0000-000000000000".into(), ..dead.clone() };
+    assert_eq!(other_boot.dead_here(), None, "a holder of another boot is not judged by this boot's pids");
+    let old_format = LockHolder { boot_id: String::new(), pid_namespace: 0, start_ticks: 0, ..dead };
+    assert_eq!(old_format.dead_here(), None, "a holder that recorded neither boot nor namespace is waited for");
+    // The pid runs, but it is another process than the holder (the pid was reused).
+    let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let reused = LockHolder { pid: child.id(), ..h.clone() };
+    let why = reused.dead_here().unwrap_or_default();
+    assert!(why.starts_with(&format!("pid {} on this host is now another process", child.id())), "{why}");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 fn as_user(user: &str) -> LockHolder {
     LockHolder { user: user.into(), ..LockHolder::this_process() }
-}
-
-/// A Lease as an apply left it when it was killed: held by `holder`, renewed `renewed_ago`
-/// seconds ago, for `ttl` seconds.
-fn left_lease(server: &Server, holder: &LockHolder, renewed_ago: i64, ttl: i32) {
-    let t = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(renewed_ago)).strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-    server.create(&json!({
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {"name": "harmony-apply", "namespace": "kube-system", "annotations": {HOLDER_ANNOTATION: serde_json::to_string(holder).unwrap()}},
-        "spec": {"holderIdentity": holder.identity(), "leaseDurationSeconds": ttl, "acquireTime": t, "renewTime": t},
-    }));
 }
 
 fn held_by(server: &Server) -> Option<String> {
@@ -140,6 +146,19 @@ async fn a_lock_left_by_a_killed_apply_is_taken_over() {
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     assert!(held_by(&server).unwrap().starts_with("carol@"));
     lock.release(&c).await.unwrap();
+
+    // The same pid gone, but in another pid namespace (a container sharing this host name): not
+    // known to be dead, refused at once without a timeout. Nor is a holder with this very
+    // identity (`carol@host pid N`) in another namespace this process: containers each have a
+    // pid 1. Both were taken over at once before pid namespaces were recorded.
+    let ns = me.pid_namespace.wrapping_add(1);
+    for container in [LockHolder { pid_namespace: ns, ..killed.clone() }, LockHolder { pid_namespace: ns, ..me.clone() }] {
+        left_lease(&server, &container, 0, 30);
+        let err = ClusterLock::acquire(&c, &me, now).await.unwrap_err().to_string();
+        assert!(err.contains("another apply holds the lock of this cluster") && err.contains(&container.identity()), "{err}");
+        let shown = lock::shown(&c).await.unwrap().unwrap();
+        lock::force_unlock(&c, &shown).await.unwrap();
+    }
 
     // Killed on another host, renewed just now: not known to be dead, waited for until its
     // lease expires (with --lock-timeout), then taken.

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fleet;
+pub mod lease;
 pub mod repo;
 pub mod secrets;
 pub mod tenants;

@@ -2,8 +2,9 @@
 //!
 //! The bucket's `max_age` is the lock's TTL: the holder renews the entry (compare-and-set
 //! update) every third of it, so a crashed holder's lock disappears by itself within one TTL.
-//! A holder on this host whose pid is gone is taken over at once (compare-and-set on the entry
-//! it was read from). The rules are the cluster lock's (`crate::lock`).
+//! A holder known to be dead (`LockHolder::dead_here`: this host, boot and pid namespace, its pid
+//! gone or now another process) is taken over at once (compare-and-set on the entry it was read
+//! from). The rules are the cluster lock's (`crate::lock`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -52,12 +53,12 @@ impl FleetLock {
                     };
                     let holder: LockHolder = serde_json::from_slice(&entry.value)
                         .unwrap_or(LockHolder { user: "unknown (undecodable lock)".into(), ..LockHolder::default() });
-                    if holder.is_dead_here() {
+                    if let Some(why) = holder.dead_here() {
                         // Its process is gone: taken over now, only if nobody else did in between
                         // (if someone did, or the update fails, this waits as for a live holder).
                         match store.update(fleet, value.clone().into(), entry.revision).await {
                             Ok(revision) => {
-                                tracing::warn!("fleet {fleet}: took over the apply lock of {}: pid {} no longer runs on this host", holder.describe(), holder.pid);
+                                tracing::warn!("fleet {fleet}: took over the apply lock of {}: {why}", holder.describe());
                                 return Ok(FleetLock::held(store, fleet, value, revision, ttl));
                             }
                             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue, // moved: look again
@@ -65,7 +66,8 @@ impl FleetLock {
                         }
                     }
                     if Instant::now() >= deadline {
-                        let age = Duration::from_nanos(u64::try_from((time_now_ns() - entry.created.unix_timestamp_nanos()).max(0)).unwrap_or(0));
+                        let created_ms = u64::try_from(entry.created.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+                        let age = Duration::from_millis(harmony_schemas::fleet::now_ms().saturating_sub(created_ms));
                         let expires_in_s = ttl.saturating_sub(age).as_secs();
                         return Err(FleetError::Locked { fleet: fleet.to_string(), holder, expires_in_s });
                     }
@@ -142,10 +144,6 @@ impl Drop for FleetLock {
     fn drop(&mut self) {
         self.renew.abort();
     }
-}
-
-fn time_now_ns() -> i128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0)
 }
 
 /// Renews every third of `ttl` (an update expecting the last written revision). Someone else's

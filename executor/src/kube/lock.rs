@@ -6,7 +6,8 @@
 //!
 //! A held Lease is taken over when it expired (its renew time plus duration is past, or it did
 //! not change during a whole duration while this applier watched it: a holder's clock cannot
-//! keep it alive), or at once when its holder is a process of this host that no longer runs.
+//! keep it alive), or at once when its holder is known to be dead (`LockHolder::dead_here`: a
+//! process of this host, boot and pid namespace whose pid is gone or now another process).
 //! Otherwise the applier waits up to `--lock-timeout`, then is refused with the holder's name.
 //! Every takeover is a replace with the resourceVersion it was read at, so two appliers racing
 //! for it cannot both win. The holder (user, host, pid, command, start) is the Lease's
@@ -135,10 +136,9 @@ impl ClusterLock {
             let unchanged_for = seen.as_ref().map(|(_, t)| t.elapsed()).unwrap_or_default();
             let takeover = match &h {
                 None => Some(String::new()),
-                Some(h) if h.holder.identity() == holder.identity() => Some(String::new()),
+                Some(h) if h.holder.is_same_process(holder) => Some(String::new()),
                 Some(h) if h.expires <= jiff::Timestamp::now() || unchanged_for >= duration => Some(format!("its lease expired at {}", h.expires)),
-                Some(h) if h.holder.is_dead_here() => Some(format!("pid {} no longer runs on this host", h.holder.pid)),
-                Some(_) => None,
+                Some(h) => h.holder.dead_here(),
             };
             if let Some(why) = takeover {
                 let transitions = current.spec.as_ref().and_then(|s| s.lease_transitions).unwrap_or(0).saturating_add(1);
