@@ -5,7 +5,6 @@
 mod corpus;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use harmony_helm::funcs::FixedEnvironment;
 use harmony_helm::release::{TemplateRequest, run_template};
