@@ -217,7 +217,7 @@ const BROKEN: &[Broken] = &[
         name: "unknown_node",
         breaks: |r| r.edit("fleets/pico.kdl", "agent-version", "agent-verison"),
         code: "harmony::unknown-node",
-        github: "::error file=tenants/fleets/pico.kdl,line=5,col=5,endLine=5,endColumn=18,title=harmony%3A%3Aunknown-node::unknown node `agent-verison` in a fleet: not recognised here%0Ahelp: did you mean `agent-version`? valid here: nats, agent-version, signing-key, tenants, rollout, auth, allow-host-path, description",
+        github: "::error file=tenants/fleets/pico.kdl,line=5,col=5,endLine=5,endColumn=18,title=harmony%3A%3Aunknown-node::unknown node `agent-verison` in a fleet: not recognised here%0Ahelp: did you mean `agent-version`? valid here: nats, agent-version, signing-key, tenants, rollout, auth, allow-host-path, replicas, placement, description",
     },
 ];
 
