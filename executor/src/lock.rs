@@ -94,13 +94,15 @@ impl LockHolder {
         self.identity() == other.identity() && self.boot_id == other.boot_id && self.pid_namespace == other.pid_namespace && self.start_ticks == other.start_ticks
     }
 
-    /// `user@host pid N (command, started T)`: for messages.
+    /// `user@host pid N (command, started T)`: for messages. A holder is read from a Lease or a
+    /// KV entry anyone with write access may have written: its control characters are escaped,
+    /// so printing it cannot steer the operator's terminal.
     pub fn describe(&self) -> String {
         let mut s = self.identity();
         if !self.command.is_empty() || self.started_ms > 0 {
             s.push_str(&format!(" ({}, started {})", if self.command.is_empty() { "?" } else { &self.command }, format_ms(self.started_ms)));
         }
-        s
+        harmony_schemas::printable(&s).into_owned()
     }
 
     /// Why the holder is known to be dead, if it is: its lock is taken over at once instead of
@@ -321,6 +323,14 @@ fn started_ms(ticks: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forged_holder_is_described_escaped() {
+        let h = LockHolder { user: "eve\u{1b}]0;pwned\u{7}".into(), host: "h\nost".into(), pid: 7, command: "harmony apply\u{1b}[2J".into(), ..Default::default() };
+        let d = h.describe();
+        assert!(!d.chars().any(char::is_control), "{d:?}");
+        assert!(d.contains("eve\\u{1b}]0;pwned") && d.contains("h\\nost") && d.contains("\\u{1b}[2J"), "{d}");
+    }
 
     #[test]
     fn start_ticks_reads_field_22_whatever_the_command_name() {
