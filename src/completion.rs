@@ -1,7 +1,7 @@
 //! Shell completion and man pages.
 //!
 //! `harmony completion SHELL` prints the shell's registration script: the shell then asks the
-//! binary itself for candidates (`COMPLETE=SHELL harmony -- ARGS…`, clap_complete's dynamic
+//! binary itself for candidates (`HARMONY_COMPLETE=SHELL harmony -- ARGS…`, clap_complete's dynamic
 //! engine), so sub-commands and flags always match the binary, and arguments that name parts of
 //! the repository (units, releases, devices, fleets, clusters) complete from the repository found
 //! by `--repo` on the command line, `HARMONY_REPO` or the current directory.
@@ -19,7 +19,7 @@ use harmony_compiler::{CompiledRepo, DiskFs, compile_repo};
 use crate::cli::Args;
 
 /// The environment variable that switches the binary into completion mode.
-const COMPLETE_VAR: &str = "COMPLETE";
+const COMPLETE_VAR: &str = "HARMONY_COMPLETE";
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Shell {
@@ -45,7 +45,7 @@ pub struct ManArgs {
     pub out: PathBuf,
 }
 
-/// Answers a completion request from the shell (`COMPLETE` set) and exits; otherwise returns.
+/// Answers a completion request from the shell (`HARMONY_COMPLETE` set) and exits; otherwise returns.
 pub fn answer_if_asked() {
     clap_complete::CompleteEnv::with_factory(Args::command).var(COMPLETE_VAR).complete();
 }

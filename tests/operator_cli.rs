@@ -38,7 +38,7 @@ impl Setup {
     /// Runs harmony in the temp dir with PATH = bin1:bin2:the system's.
     fn run(&self, args: &[&str]) -> Output {
         let path = std::env::join_paths([self.path("bin1"), self.path("bin2")].into_iter().chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()))).unwrap();
-        Command::new(HARMONY).args(args).current_dir(self.dir.path()).env("PATH", path).env_remove("HARMONY_REPO").env_remove("COMPLETE").output().unwrap()
+        Command::new(HARMONY).args(args).current_dir(self.dir.path()).env("PATH", path).env_remove("HARMONY_REPO").env_remove("HARMONY_COMPLETE").env("COMPLETE", "bash").output().unwrap()
     }
 }
 
@@ -177,7 +177,7 @@ fn every_shell_gets_a_registration_script() {
         let out = s.run(&["completion", shell]);
         assert_eq!(out.status.code(), Some(0), "{shell}: {}", text(&out.stderr));
         let script = text(&out.stdout);
-        assert!(script.contains("COMPLETE") && script.contains("harmony"), "{shell}: {script}");
+        assert!(script.contains("HARMONY_COMPLETE") && script.contains("harmony"), "{shell}: {script}");
     }
 }
 
