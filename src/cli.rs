@@ -333,7 +333,7 @@ fn json_report(out: &Output) -> JsonReport<'_> {
             related: d
                 .secondary
                 .iter()
-                .map(|l| JsonRelated { location: diag::Diagnostic { primary: l.clone(), ..d.clone() }.location(&out.sources), label: &l.text })
+                .map(|l| JsonRelated { location: label_location(d, l, out), label: &l.text })
                 .collect(),
         })
         .collect();
@@ -363,12 +363,16 @@ fn github_escape_prop(s: &str) -> String {
     github_escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
-fn github_line(d: &diag::Diagnostic, out: &Output, prefix: &str) -> String {
-    let loc = d.location(&out.sources);
-    let level = match d.severity {
+/// `error` or `warning`, as GitHub annotations and SARIF name them.
+pub(crate) fn level(s: Severity) -> &'static str {
+    match s {
         Severity::Error => "error",
         Severity::Warning => "warning",
-    };
+    }
+}
+
+/// A diagnostic as one message for CI annotations: the message, its label, then its help.
+pub(crate) fn annotation_text(d: &diag::Diagnostic) -> String {
     let mut msg = d.message.clone();
     if !d.primary.text.is_empty() {
         msg.push_str(": ");
@@ -378,6 +382,18 @@ fn github_line(d: &diag::Diagnostic, out: &Output, prefix: &str) -> String {
         msg.push_str("\nhelp: ");
         msg.push_str(h);
     }
+    msg
+}
+
+/// Where one of a diagnostic's secondary labels is.
+pub(crate) fn label_location(d: &diag::Diagnostic, l: &diag::Label, out: &Output) -> diag::Location {
+    diag::Diagnostic { primary: l.clone(), ..d.clone() }.location(&out.sources)
+}
+
+fn github_line(d: &diag::Diagnostic, out: &Output, prefix: &str) -> String {
+    let loc = d.location(&out.sources);
+    let level = level(d.severity);
+    let msg = annotation_text(d);
     format!(
         "::{level} file={},line={},col={},endLine={},endColumn={},title={}::{}",
         github_escape_prop(&format!("{prefix}{}", loc.path)),

@@ -3,7 +3,9 @@
 //! format Harmony fills are typed here; the log is validated against the official schema in
 //! `tests/operator_cli.rs`.
 
-use harmony_compiler::{Output, Severity, diag};
+use harmony_compiler::{Output, diag};
+
+use crate::cli::{annotation_text, label_location, level};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -114,33 +116,21 @@ pub(crate) fn log<'a>(out: &'a Output, prefix: &str) -> Log<'a> {
         .diagnostics
         .iter()
         .map(|d| {
-            let mut text = d.message.clone();
-            if !d.primary.text.is_empty() {
-                text.push_str(": ");
-                text.push_str(&d.primary.text);
-            }
-            if let Some(h) = &d.help {
-                text.push_str("\nhelp: ");
-                text.push_str(h);
-            }
             let related = d
                 .secondary
                 .iter()
                 .enumerate()
                 .map(|(i, l)| Location {
                     id: Some(i),
-                    physical_location: physical(&diag::Diagnostic { primary: l.clone(), ..d.clone() }.location(&out.sources), prefix),
+                    physical_location: physical(&label_location(d, l, out), prefix),
                     message: (!l.text.is_empty()).then_some(TextRef { text: &l.text }),
                 })
                 .collect();
             Result {
                 rule_id: d.code.as_str(),
                 rule_index: diag::Code::ALL.iter().position(|c| *c == d.code).unwrap_or(0),
-                level: match d.severity {
-                    Severity::Error => "error",
-                    Severity::Warning => "warning",
-                },
-                message: Text { text },
+                level: level(d.severity),
+                message: Text { text: annotation_text(d) },
                 locations: [Location { id: None, physical_location: physical(&d.location(&out.sources), prefix), message: None }],
                 related_locations: related,
             }
